@@ -1,0 +1,746 @@
+//! A durable, embedded [`Queue`] for chinwag on [redb](https://docs.rs/redb): one file, no
+//! server, the chinwag server's default offline queue.
+//!
+//! # Durability
+//!
+//! Every write is a redb transaction committed with [`redb::Durability::Immediate`]: the commit
+//! returns only after the data is fsynced. [`Queue::push`] returns an id only after its commit,
+//! so **every id a push returned survives a process crash (kill -9) or a power loss**, provided
+//! the disk honours fsync. The test suite checks this for real: a child process is SIGKILLed
+//! while it pushes as fast as it can, and every id it printed is found after reopening.
+//!
+//! # Group commit
+//!
+//! One writer thread owns all write transactions. Concurrent pushes (and acks, removes, sweeps)
+//! that arrive while a commit is in progress are applied together in the next transaction and
+//! share its single fsync (up to [`MAX_BATCH`] operations). A lone push still costs one fsync;
+//! many concurrent producers cost one fsync per batch, which is where the throughput comes
+//! from. Reads use read transactions on tokio's blocking pool and never wait for the
+//! writer, except to free expired entries they find (lazy expiry).
+//!
+//! Semantics are those of [`chinwag_queue`]; the crate's tests run its conformance suite.
+//!
+//! # Example
+//!
+//! ```
+//! use chinwag_queue::{Queue, QueueConfig};
+//! use chinwag_queue_redb::RedbQueue;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), chinwag_queue::QueueError> {
+//! # let dir = std::env::temp_dir().join(format!("chinwag-redb-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir).unwrap();
+//! let queue = RedbQueue::open(dir.join("offline.redb"), QueueConfig::default())?;
+//! let id = queue.push("alice", "hello".into(), None).await?;
+//! assert_eq!(queue.read("alice", 0, 10).await?[0].id, id);
+//! # drop(queue);
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! # Ok(())
+//! # }
+//! ```
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chinwag_queue::{
+    BoxFuture, Clock, Entry, EntryId, Queue, QueueConfig, QueueError, SystemClock, Usage,
+    check_recipient, expiry,
+};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::oneshot;
+
+/// Most operations applied in one write transaction (one fsync).
+pub const MAX_BATCH: usize = 256;
+
+/// (recipient, id) -> (expires_at, payload).
+/// An entry row's value: (expires_at, payload).
+type EntryValue = (Option<u64>, &'static [u8]);
+
+const ENTRIES: TableDefinition<'_, (&str, u64), EntryValue> = TableDefinition::new("entries");
+/// (expires_at, recipient, id): the sweep's index.
+const EXPIRY: TableDefinition<'_, (u64, &str, u64), ()> = TableDefinition::new("expiry");
+/// (recipient, expires_at, id): one recipient's expiring entries, soonest first.
+const RECIPIENT_EXPIRY: TableDefinition<'_, (&str, u64, u64), ()> =
+    TableDefinition::new("recipient_expiry");
+/// recipient -> (entries, bytes), present while the recipient has entries.
+const RECIPIENTS: TableDefinition<'_, &str, (u64, u64)> = TableDefinition::new("recipients");
+/// "last_id" and "total_bytes".
+const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+
+const LAST_ID: &str = "last_id";
+const TOTAL_BYTES: &str = "total_bytes";
+
+/// The durable queue. Cheap to share behind an `Arc`; dropping it stops the writer thread
+/// (after the batch in progress) and closes the file.
+pub struct RedbQueue {
+    db: Arc<Database>,
+    clock: Arc<dyn Clock>,
+    config: QueueConfig,
+    tx: Option<mpsc::Sender<Op>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RedbQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbQueue")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, QueueError>>;
+
+enum Op {
+    Push {
+        recipient: String,
+        payload: Bytes,
+        now: u64,
+        expires_at: Option<u64>,
+        reply: Reply<EntryId>,
+    },
+    Ack {
+        recipient: String,
+        up_to: EntryId,
+        reply: Reply<u64>,
+    },
+    Remove {
+        recipient: String,
+        reply: Reply<u64>,
+    },
+    Purge {
+        recipient: String,
+        now: u64,
+        reply: Reply<u64>,
+    },
+    Sweep {
+        now: u64,
+        reply: Reply<u64>,
+    },
+}
+
+fn batch_failed() -> QueueError {
+    QueueError::backend("the write transaction of this operation's batch failed")
+}
+
+fn backend(e: impl Into<redb::Error>) -> QueueError {
+    QueueError::backend(e.into())
+}
+
+impl RedbQueue {
+    /// Opens (creating if needed) the store at `path`, on the system clock. Blocks on file I/O
+    /// (and on redb's repair after a crash): call it at startup or from a blocking thread.
+    pub fn open(path: impl AsRef<Path>, config: QueueConfig) -> Result<Self, QueueError> {
+        Self::open_with_clock(path, config, Arc::new(SystemClock))
+    }
+
+    /// Like [`open`](Self::open), on `clock`.
+    pub fn open_with_clock(
+        path: impl AsRef<Path>,
+        config: QueueConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, QueueError> {
+        let db = Database::create(path).map_err(backend)?;
+        // Create the tables so read transactions always find them.
+        let mut txn = db.begin_write().map_err(backend)?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(QueueError::backend)?;
+        {
+            txn.open_table(ENTRIES).map_err(backend)?;
+            txn.open_table(EXPIRY).map_err(backend)?;
+            txn.open_table(RECIPIENT_EXPIRY).map_err(backend)?;
+            txn.open_table(RECIPIENTS).map_err(backend)?;
+            txn.open_table(META).map_err(backend)?;
+        }
+        txn.commit().map_err(backend)?;
+        let db = Arc::new(db);
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            db: Arc::clone(&db),
+            config: config.clone(),
+        };
+        let writer = std::thread::Builder::new()
+            .name("chinwag-queue-redb-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(QueueError::backend)?;
+        Ok(Self {
+            db,
+            clock,
+            config,
+            tx: Some(tx),
+            writer: Some(writer),
+        })
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Op) -> Result<T, QueueError> {
+        let (reply, rx) = oneshot::channel();
+        let stopped = || QueueError::backend("redb writer thread stopped");
+        self.tx
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send(make(reply))
+            .map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, QueueError> + Send + 'static,
+    ) -> Result<T, QueueError> {
+        let db = Arc::clone(&self.db);
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => rt
+                .spawn_blocking(move || f(&db))
+                .await
+                .map_err(QueueError::backend)?,
+            // Not in a tokio runtime (another executor): read in place rather than panic.
+            Err(_) => f(&db),
+        }
+    }
+
+    /// Frees `recipient`'s expired entries first if it has any, so reads see a purged queue.
+    async fn purge_if_expired(&self, recipient: &str, now: u64) -> Result<(), QueueError> {
+        let r = recipient.to_owned();
+        let expired = self
+            .blocking(move |db| {
+                let txn = db.begin_read().map_err(backend)?;
+                let t = txn.open_table(RECIPIENT_EXPIRY).map_err(backend)?;
+                let first = t
+                    .range((r.as_str(), 0u64, 0u64)..=(r.as_str(), u64::MAX, u64::MAX))
+                    .map_err(backend)?
+                    .next()
+                    .transpose()
+                    .map_err(backend)?
+                    .map(|(k, _)| k.value().1);
+                Ok(first.is_some_and(|at| at <= now))
+            })
+            .await?;
+        if expired {
+            let recipient = recipient.to_owned();
+            self.call(|reply| Op::Purge {
+                recipient,
+                now,
+                reply,
+            })
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RedbQueue {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer after the batch in progress; joining makes the
+        // file free to reopen as soon as drop returns.
+        self.tx.take();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Queue for RedbQueue {
+    fn push<'a>(
+        &'a self,
+        recipient: &'a str,
+        payload: Bytes,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<EntryId, QueueError>> {
+        Box::pin(async move {
+            self.config.check_push(recipient, payload.len())?;
+            let now = self.clock.now_ms();
+            let recipient = recipient.to_owned();
+            self.call(|reply| Op::Push {
+                recipient,
+                payload,
+                now,
+                expires_at: expiry(now, ttl),
+                reply,
+            })
+            .await
+        })
+    }
+
+    fn read<'a>(
+        &'a self,
+        recipient: &'a str,
+        after: EntryId,
+        max: usize,
+    ) -> BoxFuture<'a, Result<Vec<Entry>, QueueError>> {
+        Box::pin(async move {
+            check_recipient(recipient)?;
+            let now = self.clock.now_ms();
+            self.purge_if_expired(recipient, now).await?;
+            let r = recipient.to_owned();
+            self.blocking(move |db| {
+                let txn = db.begin_read().map_err(backend)?;
+                let t = txn.open_table(ENTRIES).map_err(backend)?;
+                let mut out = Vec::new();
+                if max == 0 || after == u64::MAX {
+                    return Ok(out);
+                }
+                for item in t
+                    .range((r.as_str(), after + 1)..=(r.as_str(), u64::MAX))
+                    .map_err(backend)?
+                {
+                    let (k, v) = item.map_err(backend)?;
+                    let (exp, payload) = v.value();
+                    // Entries that expired since the purge are skipped, never returned.
+                    if exp.is_some_and(|at| at <= now) {
+                        continue;
+                    }
+                    out.push(Entry::new(
+                        k.value().1,
+                        Bytes::copy_from_slice(payload),
+                        exp,
+                    ));
+                    if out.len() >= max {
+                        break;
+                    }
+                }
+                Ok(out)
+            })
+            .await
+        })
+    }
+
+    fn ack<'a>(
+        &'a self,
+        recipient: &'a str,
+        up_to: EntryId,
+    ) -> BoxFuture<'a, Result<u64, QueueError>> {
+        Box::pin(async move {
+            check_recipient(recipient)?;
+            let recipient = recipient.to_owned();
+            self.call(|reply| Op::Ack {
+                recipient,
+                up_to,
+                reply,
+            })
+            .await
+        })
+    }
+
+    fn len<'a>(&'a self, recipient: &'a str) -> BoxFuture<'a, Result<u64, QueueError>> {
+        Box::pin(async move {
+            check_recipient(recipient)?;
+            let now = self.clock.now_ms();
+            self.purge_if_expired(recipient, now).await?;
+            let r = recipient.to_owned();
+            self.blocking(move |db| {
+                let txn = db.begin_read().map_err(backend)?;
+                let t = txn.open_table(RECIPIENTS).map_err(backend)?;
+                Ok(t.get(r.as_str())
+                    .map_err(backend)?
+                    .map_or(0, |v| v.value().0))
+            })
+            .await
+        })
+    }
+
+    fn remove<'a>(&'a self, recipient: &'a str) -> BoxFuture<'a, Result<u64, QueueError>> {
+        Box::pin(async move {
+            check_recipient(recipient)?;
+            let recipient = recipient.to_owned();
+            self.call(|reply| Op::Remove { recipient, reply }).await
+        })
+    }
+
+    fn sweep(&self) -> BoxFuture<'_, Result<u64, QueueError>> {
+        Box::pin(async move {
+            let now = self.clock.now_ms();
+            self.call(|reply| Op::Sweep { now, reply }).await
+        })
+    }
+}
+
+/// The writer thread: applies batches of operations, one transaction and one fsync per batch.
+struct Writer {
+    db: Arc<Database>,
+    config: QueueConfig,
+}
+
+/// A reply to send once the batch's transaction committed.
+enum Done {
+    Id(Reply<EntryId>, Result<EntryId, QueueError>),
+    Count(Reply<u64>, Result<u64, QueueError>),
+}
+
+impl Done {
+    fn send(self, commit: &Result<(), String>) {
+        fn fail<T>(r: Result<T, QueueError>, commit: &Result<(), String>) -> Result<T, QueueError> {
+            match commit {
+                Ok(()) => r,
+                Err(e) => Err(QueueError::backend(e.clone())),
+            }
+        }
+        // A caller that went away (dropped future) does not care about its reply.
+        match self {
+            Done::Id(tx, r) => {
+                let _ = tx.send(fail(r, commit));
+            }
+            Done::Count(tx, r) => {
+                let _ = tx.send(fail(r, commit));
+            }
+        }
+    }
+}
+
+impl Writer {
+    fn run(self, rx: mpsc::Receiver<Op>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.apply(batch);
+        }
+    }
+
+    fn apply(&self, batch: Vec<Op>) {
+        let mut done = Vec::with_capacity(batch.len());
+        let commit = self.transact(batch, &mut done);
+        for d in done {
+            d.send(&commit);
+        }
+    }
+
+    /// Runs the batch in one transaction. Per-operation refusals (a full queue) are results;
+    /// a storage error fails the whole batch (nothing of it is committed).
+    fn transact(&self, batch: Vec<Op>, done: &mut Vec<Done>) -> Result<(), String> {
+        let mut txn = match self.db.begin_write() {
+            Ok(t) => t,
+            Err(e) => {
+                for op in batch {
+                    done.push(op.into_failed());
+                }
+                return Err(e.to_string());
+            }
+        };
+        let r = (|| -> Result<(), QueueError> {
+            txn.set_durability(Durability::Immediate)
+                .map_err(QueueError::backend)?;
+            let mut s = Store::open(&txn)?;
+            let mut ops = batch.into_iter();
+            while let Some(op) = ops.next() {
+                let (d, failed) = s.apply(op, &self.config);
+                done.push(d);
+                if let Some(e) = failed {
+                    done.extend(ops.by_ref().map(Op::into_failed));
+                    return Err(e);
+                }
+            }
+            s.flush_meta()
+        })();
+        match r {
+            Ok(()) => txn.commit().map_err(|e| e.to_string()),
+            Err(e) => {
+                let _ = txn.abort();
+                Err(e.to_string())
+            }
+        }
+    }
+}
+
+impl Op {
+    fn into_failed(self) -> Done {
+        let e = || Err(batch_failed());
+        match self {
+            Op::Push { reply, .. } => Done::Id(reply, e()),
+            Op::Ack { reply, .. }
+            | Op::Remove { reply, .. }
+            | Op::Purge { reply, .. }
+            | Op::Sweep { reply, .. } => Done::Count(reply, e()),
+        }
+    }
+}
+
+/// The tables of one write transaction.
+struct Store<'t> {
+    entries: redb::Table<'t, (&'static str, u64), EntryValue>,
+    expiry: redb::Table<'t, (u64, &'static str, u64), ()>,
+    recipient_expiry: redb::Table<'t, (&'static str, u64, u64), ()>,
+    recipients: redb::Table<'t, &'static str, (u64, u64)>,
+    meta: redb::Table<'t, &'static str, u64>,
+    last_id: u64,
+    total_bytes: u64,
+}
+
+impl<'t> Store<'t> {
+    fn open(txn: &'t redb::WriteTransaction) -> Result<Self, QueueError> {
+        let meta = txn.open_table(META).map_err(backend)?;
+        let get = |k: &str| -> Result<u64, QueueError> {
+            Ok(meta.get(k).map_err(backend)?.map_or(0, |v| v.value()))
+        };
+        let last_id = get(LAST_ID)?;
+        let total_bytes = get(TOTAL_BYTES)?;
+        Ok(Self {
+            entries: txn.open_table(ENTRIES).map_err(backend)?,
+            expiry: txn.open_table(EXPIRY).map_err(backend)?,
+            recipient_expiry: txn.open_table(RECIPIENT_EXPIRY).map_err(backend)?,
+            recipients: txn.open_table(RECIPIENTS).map_err(backend)?,
+            meta,
+            last_id,
+            total_bytes,
+        })
+    }
+
+    fn flush_meta(&mut self) -> Result<(), QueueError> {
+        self.meta.insert(LAST_ID, self.last_id).map_err(backend)?;
+        self.meta
+            .insert(TOTAL_BYTES, self.total_bytes)
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    /// Applies one operation. The error, if any, is a storage failure that fails the batch;
+    /// the returned [`Done`] then carries a failure too.
+    fn apply(&mut self, op: Op, config: &QueueConfig) -> (Done, Option<QueueError>) {
+        fn count(reply: Reply<u64>, r: Result<u64, QueueError>) -> (Done, Option<QueueError>) {
+            match r {
+                Ok(n) => (Done::Count(reply, Ok(n)), None),
+                Err(e) => (Done::Count(reply, Err(batch_failed())), Some(e)),
+            }
+        }
+        match op {
+            Op::Push {
+                recipient,
+                payload,
+                now,
+                expires_at,
+                reply,
+            } => match self.push(&recipient, &payload, now, expires_at, config) {
+                Ok(r) => (Done::Id(reply, r), None),
+                Err(e) => (Done::Id(reply, Err(batch_failed())), Some(e)),
+            },
+            Op::Ack {
+                recipient,
+                up_to,
+                reply,
+            } => count(reply, self.remove_up_to(&recipient, up_to)),
+            Op::Remove { recipient, reply } => {
+                count(reply, self.remove_up_to(&recipient, u64::MAX))
+            }
+            Op::Purge {
+                recipient,
+                now,
+                reply,
+            } => count(reply, self.purge(&recipient, now)),
+            Op::Sweep { now, reply } => count(reply, self.sweep(now)),
+        }
+    }
+
+    /// `Ok(Err(Full))` is a refusal; `Err` is a storage failure.
+    fn push(
+        &mut self,
+        recipient: &str,
+        payload: &[u8],
+        now: u64,
+        expires_at: Option<u64>,
+        config: &QueueConfig,
+    ) -> Result<Result<EntryId, QueueError>, QueueError> {
+        let size = payload.len() as u64;
+        self.purge(recipient, now)?;
+        if self.total_bytes.saturating_add(size) > config.max_total_bytes {
+            self.sweep(now)?;
+        }
+        let (entries, bytes) = self.usage(recipient)?;
+        let usage = Usage {
+            entries,
+            bytes,
+            total_bytes: self.total_bytes,
+        };
+        let mut failed = None;
+        let plan = {
+            let sizes = self
+                .entries
+                .range((recipient, 0)..=(recipient, u64::MAX))
+                .map_err(backend)?
+                .map_while(|item| match item {
+                    Ok((_, v)) => Some(v.value().1.len() as u64),
+                    Err(e) => {
+                        failed = Some(e);
+                        None
+                    }
+                });
+            config.plan_push(recipient, size, usage, sizes)
+        };
+        if let Some(e) = failed {
+            return Err(backend(e));
+        }
+        let n_drop = match plan {
+            Ok(n) => n,
+            Err(full) => return Ok(Err(full)),
+        };
+        if n_drop > 0 {
+            let oldest: Vec<u64> = self
+                .entries
+                .range((recipient, 0)..=(recipient, u64::MAX))
+                .map_err(backend)?
+                .take(usize::try_from(n_drop).unwrap_or(usize::MAX))
+                .map(|item| item.map(|(k, _)| k.value().1))
+                .collect::<Result<_, _>>()
+                .map_err(backend)?;
+            for id in oldest {
+                self.remove_entry(recipient, id)?;
+            }
+        }
+        self.last_id += 1;
+        let id = self.last_id;
+        self.entries
+            .insert((recipient, id), (expires_at, payload))
+            .map_err(backend)?;
+        if let Some(at) = expires_at {
+            self.expiry
+                .insert((at, recipient, id), ())
+                .map_err(backend)?;
+            self.recipient_expiry
+                .insert((recipient, at, id), ())
+                .map_err(backend)?;
+        }
+        let (n, b) = self.usage(recipient)?;
+        self.recipients
+            .insert(recipient, (n + 1, b + size))
+            .map_err(backend)?;
+        self.total_bytes += size;
+        Ok(Ok(id))
+    }
+
+    fn usage(&self, recipient: &str) -> Result<(u64, u64), QueueError> {
+        Ok(self
+            .recipients
+            .get(recipient)
+            .map_err(backend)?
+            .map_or((0, 0), |v| v.value()))
+    }
+
+    /// Removes one entry and its index rows, and updates the counters. Returns whether it
+    /// existed.
+    fn remove_entry(&mut self, recipient: &str, id: EntryId) -> Result<bool, QueueError> {
+        let Some(old) = self.entries.remove((recipient, id)).map_err(backend)? else {
+            return Ok(false);
+        };
+        let (exp, payload) = old.value();
+        let size = payload.len() as u64;
+        drop(old);
+        if let Some(at) = exp {
+            self.expiry.remove((at, recipient, id)).map_err(backend)?;
+            self.recipient_expiry
+                .remove((recipient, at, id))
+                .map_err(backend)?;
+        }
+        let (n, b) = self.usage(recipient)?;
+        if n <= 1 {
+            self.recipients.remove(recipient).map_err(backend)?;
+        } else {
+            self.recipients
+                .insert(recipient, (n - 1, b.saturating_sub(size)))
+                .map_err(backend)?;
+        }
+        self.total_bytes = self.total_bytes.saturating_sub(size);
+        Ok(true)
+    }
+
+    fn remove_up_to(&mut self, recipient: &str, up_to: EntryId) -> Result<u64, QueueError> {
+        let ids: Vec<u64> = self
+            .entries
+            .range((recipient, 0)..=(recipient, up_to))
+            .map_err(backend)?
+            .map(|item| item.map(|(k, _)| k.value().1))
+            .collect::<Result<_, _>>()
+            .map_err(backend)?;
+        let mut n = 0;
+        for id in ids {
+            if self.remove_entry(recipient, id)? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn purge(&mut self, recipient: &str, now: u64) -> Result<u64, QueueError> {
+        let ids: Vec<u64> = self
+            .recipient_expiry
+            .range((recipient, 0, 0)..=(recipient, now, u64::MAX))
+            .map_err(backend)?
+            .map(|item| item.map(|(k, _)| k.value().2))
+            .collect::<Result<_, _>>()
+            .map_err(backend)?;
+        let mut n = 0;
+        for id in ids {
+            if self.remove_entry(recipient, id)? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn sweep(&mut self, now: u64) -> Result<u64, QueueError> {
+        // Everything with expires_at <= now, i.e. keys below (now + 1, "", 0).
+        let range = match now.checked_add(1) {
+            Some(next) => self.expiry.range(..(next, "", 0)),
+            None => self.expiry.range::<(u64, &str, u64)>(..),
+        };
+        let due: Vec<(String, u64)> = range
+            .map_err(backend)?
+            .map(|item| {
+                item.map(|(k, _)| {
+                    let (_, r, id) = k.value();
+                    (r.to_owned(), id)
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map_err(backend)?;
+        let mut n = 0;
+        for (r, id) in due {
+            if self.remove_entry(&r, id)? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+    use std::time::Instant;
+
+    /// A minimal executor that is not tokio: polls until ready (with a hang guard).
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        let mut f = pin!(f);
+        let mut cx = Context::from_waker(Waker::noop());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "future not ready within 60 s");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn works_outside_a_tokio_runtime() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let q = RedbQueue::open(dir.path().join("q.redb"), QueueConfig::default()).expect("open");
+        block_on(async {
+            let id = q.push("a", "x".into(), None).await.expect("push");
+            let got = q.read("a", 0, 10).await.expect("read without tokio");
+            assert_eq!(
+                got.iter().map(|e| e.id).collect::<Vec<_>>(),
+                vec![id],
+                "read"
+            );
+            assert_eq!(q.len("a").await.expect("len"), 1, "len without tokio");
+        });
+    }
+}

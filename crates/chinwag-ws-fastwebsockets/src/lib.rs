@@ -1,0 +1,452 @@
+//! WebSocket transport for chinwag on **fastwebsockets** (hyper upgrades), behind the
+//! [`chinwag_transport`] seam.
+//!
+//! Same API and behaviour as `chinwag-ws-tungstenite` (whose engine-independent
+//! [`chinwag_ws_tungstenite::common`] module this crate reuses: [`WsConfig`],
+//! [`OriginPolicy`], the hyper upgrade, [`WsAcceptor`], dialing, keepalive and the close
+//! handshake); only the RFC 6455 framing is fastwebsockets'. This crate adds what
+//! fastwebsockets leaves to its users: reassembly of fragmented messages with a
+//! message-size limit and incremental UTF-8 checks, outbound fragmentation, and a coalescing
+//! write buffer so a batch of fed frames leaves in one syscall.
+//!
+//! ```
+//! use chinwag_transport::{Acceptor, CloseReason, Frame, FrameRead, FrameWrite, Transport};
+//! use chinwag_ws_fastwebsockets::{WsAcceptor, WsConfig, connect};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut acceptor = WsAcceptor::bind("127.0.0.1:0".parse()?, WsConfig::default()).await?;
+//! let url = format!("ws://{}/", acceptor.local_addr());
+//! let server = tokio::spawn(async move {
+//!     let (mut r, mut w) = acceptor.accept().await?.split();
+//!     while let Some(frame) = r.read_frame().await? {
+//!         w.feed(frame).await?;
+//!         w.flush().await?;
+//!     }
+//!     Ok::<_, chinwag_transport::TransportError>(())
+//! });
+//! let (mut r, mut w) = connect(&url, &WsConfig::default()).await?.split();
+//! w.send(Frame::Binary(vec![1, 2, 3].into())).await?;
+//! assert_eq!(r.read_frame().await?, Some(Frame::Binary(vec![1, 2, 3].into())));
+//! w.close(CloseReason::normal()).await?;
+//! server.await??;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::{Bytes, BytesMut};
+use chinwag_transport::{CloseCode, CloseReason, Frame, TransportError};
+use chinwag_ws_tungstenite::common::{
+    self, CoalescingWriter, Engine, Incoming, Outgoing, RawRead, RawWrite, ReadError, Role,
+    WsStream,
+};
+pub use chinwag_ws_tungstenite::common::{
+    ConnectOptions, OriginPolicy, UpgradeError, WsConfig, is_upgrade_request, tls_config_with_roots,
+};
+use fastwebsockets::{OpCode, Payload, WebSocketError, WebSocketRead, WebSocketWrite};
+use http_body_util::Empty;
+use hyper_util::rt::TokioIo;
+use tokio::io::{ReadHalf, WriteHalf};
+
+/// The fastwebsockets engine (a marker type for the generic `common` types).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FastWebSockets;
+
+/// A WebSocket connection on fastwebsockets.
+pub type WsConnection = common::WsConnection<FastWebSockets>;
+/// The reading half of a [`WsConnection`].
+pub type WsReader = common::WsReader<FastWebSockets>;
+/// The writing half of a [`WsConnection`].
+pub type WsWriter = common::WsWriter<FastWebSockets>;
+/// Accepts WebSocket connections on fastwebsockets (see
+/// [`chinwag_ws_tungstenite::common::WsAcceptor`]).
+pub type WsAcceptor = common::WsAcceptor<FastWebSockets>;
+
+/// Upgrades a hyper request to a fastwebsockets WebSocket; see
+/// [`chinwag_ws_tungstenite::common::upgrade`].
+#[allow(clippy::type_complexity)]
+pub fn upgrade<B>(
+    req: &mut http::Request<B>,
+    cfg: &WsConfig,
+) -> Result<
+    (
+        http::Response<Empty<Bytes>>,
+        impl Future<Output = Result<WsConnection, TransportError>> + Send + 'static,
+    ),
+    UpgradeError,
+> {
+    common::upgrade::<FastWebSockets, B>(req, cfg)
+}
+
+/// Dials a `ws://` or `wss://` URL; see [`chinwag_ws_tungstenite::common::connect`].
+pub async fn connect(url: &str, cfg: &WsConfig) -> Result<WsConnection, TransportError> {
+    common::connect::<FastWebSockets>(url, cfg).await
+}
+
+/// Dials a `ws://` or `wss://` URL with options; see
+/// [`chinwag_ws_tungstenite::common::connect_with`].
+pub async fn connect_with(
+    url: &str,
+    cfg: &WsConfig,
+    opts: &ConnectOptions,
+) -> Result<WsConnection, TransportError> {
+    common::connect_with::<FastWebSockets>(url, cfg, opts).await
+}
+
+type Writer = CoalescingWriter<WriteHalf<WsStream>>;
+
+/// fastwebsockets' reading side with message reassembly (used through [`WsReader`]).
+pub struct FastRead {
+    ws: WebSocketRead<ReadHalf<WsStream>>,
+    partial: Option<Partial>,
+    max_message: usize,
+    max_frame: usize,
+}
+
+impl std::fmt::Debug for FastRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FastRead").finish_non_exhaustive()
+    }
+}
+
+/// fastwebsockets' writing side (used through [`WsWriter`]).
+pub struct FastWrite {
+    ws: WebSocketWrite<Writer>,
+    fragment: usize,
+    shutdown: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for FastWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FastWrite").finish_non_exhaustive()
+    }
+}
+
+/// A fragmented message being reassembled.
+struct Partial {
+    text: bool,
+    buf: BytesMut,
+    /// Bytes of `buf` known to be valid UTF-8 (text only).
+    checked: usize,
+}
+
+impl Partial {
+    /// Validates the UTF-8 received so far, failing fast on an invalid sequence; an incomplete
+    /// character at the end is allowed until the final fragment.
+    fn check_utf8(&mut self, fin: bool) -> Result<(), ReadError> {
+        match std::str::from_utf8(&self.buf[self.checked..]) {
+            Ok(_) => {
+                self.checked = self.buf.len();
+                Ok(())
+            }
+            Err(e) if e.error_len().is_none() && !fin => {
+                self.checked += e.valid_up_to();
+                Ok(())
+            }
+            Err(_) => Err(ReadError::invalid_utf8()),
+        }
+    }
+
+    fn finish(self) -> Frame {
+        let data = self.buf.freeze();
+        if self.text {
+            Frame::Text(data)
+        } else {
+            Frame::Binary(data)
+        }
+    }
+}
+
+fn payload_bytes(p: Payload<'_>) -> BytesMut {
+    match p {
+        Payload::Bytes(b) => b,
+        Payload::Owned(v) => BytesMut::from(&v[..]),
+        Payload::Borrowed(s) => BytesMut::from(s),
+        Payload::BorrowedMut(s) => BytesMut::from(&s[..]),
+    }
+}
+
+fn fw_role(role: Role) -> fastwebsockets::Role {
+    match role {
+        Role::Server => fastwebsockets::Role::Server,
+        Role::Client => fastwebsockets::Role::Client,
+    }
+}
+
+fn halves(stream: WsStream, role: Role, cfg: &WsConfig) -> (FastRead, FastWrite) {
+    let (r, w) = tokio::io::split(stream);
+    let w = CoalescingWriter::new(w, cfg.write_buffer_size);
+    let shutdown = w.shutdown_switch();
+    let (mut rd, mut wr) = fastwebsockets::after_handshake_split(r, w, fw_role(role));
+    // Pongs and close replies are sent by the connection (through the writer lock), so the
+    // engine only reports pings; it still validates close frames and answers them via us.
+    rd.set_auto_pong(false);
+    rd.set_auto_close(true);
+    // fastwebsockets refuses `len >= max`; +1 makes a frame of exactly the limit pass.
+    rd.set_max_message_size(cfg.max_frame_size.saturating_add(1));
+    wr.set_writev(true);
+    (
+        FastRead {
+            ws: rd,
+            partial: None,
+            max_message: cfg.max_message_size,
+            max_frame: cfg.max_frame_size,
+        },
+        FastWrite {
+            ws: wr,
+            fragment: cfg.fragment_size.max(1),
+            shutdown,
+        },
+    )
+}
+
+struct SpawnExecutor;
+
+impl<F> hyper::rt::Executor<F> for SpawnExecutor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::spawn(fut);
+    }
+}
+
+impl Engine for FastWebSockets {
+    type Read = FastRead;
+    type Write = FastWrite;
+    const NAME: &'static str = "fastwebsockets";
+
+    async fn wrap(stream: WsStream, role: Role, cfg: &WsConfig) -> (FastRead, FastWrite) {
+        halves(stream, role, cfg)
+    }
+
+    async fn client_handshake(
+        stream: WsStream,
+        request: http::Request<()>,
+        cfg: &WsConfig,
+    ) -> Result<(FastRead, FastWrite), TransportError> {
+        let path = request
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "/".to_owned());
+        let mut builder = http::Request::builder()
+            .method("GET")
+            .uri(path)
+            .header(http::header::UPGRADE, "websocket")
+            .header(http::header::CONNECTION, "upgrade")
+            .header(
+                http::header::SEC_WEBSOCKET_KEY,
+                fastwebsockets::handshake::generate_key(),
+            )
+            .header(http::header::SEC_WEBSOCKET_VERSION, "13");
+        for (name, value) in request.headers() {
+            builder = builder.header(name, value.clone());
+        }
+        let req = builder
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| TransportError::Handshake(e.to_string()))?;
+        let (ws, _resp) = fastwebsockets::handshake::client(&SpawnExecutor, req, stream)
+            .await
+            .map_err(|e| match e {
+                WebSocketError::IoError(e) => TransportError::Io(e),
+                other => TransportError::Handshake(other.to_string()),
+            })?;
+        let upgraded: TokioIo<hyper::upgrade::Upgraded> = ws.into_inner();
+        Ok(halves(WsStream::Upgraded(upgraded), Role::Client, cfg))
+    }
+}
+
+impl FastRead {
+    fn map_err(&self, e: WebSocketError) -> ReadError {
+        match e {
+            WebSocketError::FrameTooLarge => ReadError::too_large(
+                "frame",
+                // fastwebsockets does not report the declared length; it is at least this.
+                self.max_frame as u64 + 1,
+                self.max_frame as u64,
+            ),
+            WebSocketError::InvalidUTF8 => ReadError::invalid_utf8(),
+            WebSocketError::UnexpectedEOF => {
+                ReadError::dead(TransportError::Io(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the peer closed the connection without a close frame",
+                )))
+            }
+            WebSocketError::IoError(e) => ReadError::dead(TransportError::Io(e)),
+            WebSocketError::ConnectionClosed => ReadError::dead(TransportError::Closed),
+            other => ReadError::protocol(other.to_string()),
+        }
+    }
+}
+
+impl RawRead for FastRead {
+    async fn read(&mut self) -> Result<Incoming, ReadError> {
+        loop {
+            // With auto-pong off, the only obligated send is the close reply, which the
+            // connection sends itself when it sees the close frame.
+            let frame = self
+                .ws
+                .read_frame(&mut |_| std::future::ready(Ok::<(), std::io::Error>(())))
+                .await;
+            let frame = match frame {
+                Ok(f) => f,
+                Err(e) => return Err(self.map_err(e)),
+            };
+            match frame.opcode {
+                OpCode::Text | OpCode::Binary => {
+                    if self.partial.is_some() {
+                        return Err(ReadError::protocol(
+                            "a new message started before the fragmented one finished",
+                        ));
+                    }
+                    let text = frame.opcode == OpCode::Text;
+                    let len = frame.payload.len();
+                    if len > self.max_message {
+                        return Err(ReadError::too_large(
+                            "message",
+                            len as u64,
+                            self.max_message as u64,
+                        ));
+                    }
+                    let mut p = Partial {
+                        text,
+                        buf: payload_bytes(frame.payload),
+                        checked: 0,
+                    };
+                    if frame.fin {
+                        // fastwebsockets validated the UTF-8 of unfragmented text.
+                        return Ok(Incoming::Message(p.finish()));
+                    }
+                    if text {
+                        p.check_utf8(false)?;
+                    }
+                    self.partial = Some(p);
+                }
+                OpCode::Continuation => {
+                    let Some(p) = self.partial.as_mut() else {
+                        return Err(ReadError::protocol(
+                            "a continuation frame without a message to continue",
+                        ));
+                    };
+                    let total = p.buf.len() + frame.payload.len();
+                    if total > self.max_message {
+                        return Err(ReadError::too_large(
+                            "message",
+                            total as u64,
+                            self.max_message as u64,
+                        ));
+                    }
+                    p.buf.extend_from_slice(&frame.payload);
+                    if p.text {
+                        p.check_utf8(frame.fin)?;
+                    }
+                    if frame.fin {
+                        let p = self.partial.take().expect("checked above");
+                        return Ok(Incoming::Message(p.finish()));
+                    }
+                }
+                OpCode::Ping => {
+                    return Ok(Incoming::Ping(payload_bytes(frame.payload).freeze()));
+                }
+                // RFC 6455 §5.5: control frames carry at most 125 bytes. fastwebsockets checks
+                // this for pings only.
+                OpCode::Pong | OpCode::Close if frame.payload.len() > 125 => {
+                    return Err(ReadError::protocol(
+                        "a control frame with more than 125 payload bytes",
+                    ));
+                }
+                OpCode::Pong => return Ok(Incoming::Pong),
+                OpCode::Close => {
+                    // fastwebsockets checked the length, the code and the UTF-8 of the reason.
+                    let p = &frame.payload[..];
+                    let reason = (p.len() >= 2).then(|| {
+                        CloseReason::new(
+                            CloseCode(u16::from_be_bytes([p[0], p[1]])),
+                            String::from_utf8_lossy(&p[2..]),
+                        )
+                    });
+                    return Ok(Incoming::Close {
+                        reason,
+                        reply: true,
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn map_write_err(e: WebSocketError) -> TransportError {
+    match e {
+        WebSocketError::ConnectionClosed => TransportError::Closed,
+        WebSocketError::IoError(e) => TransportError::Io(e),
+        other => TransportError::Protocol(other.to_string()),
+    }
+}
+
+impl FastWrite {
+    async fn write(
+        &mut self,
+        fin: bool,
+        opcode: OpCode,
+        payload: &[u8],
+    ) -> Result<(), TransportError> {
+        let frame = fastwebsockets::Frame::new(fin, opcode, None, Payload::Borrowed(payload));
+        self.ws.write_frame(frame).await.map_err(map_write_err)
+    }
+}
+
+impl RawWrite for FastWrite {
+    async fn feed(&mut self, out: Outgoing) -> Result<(), TransportError> {
+        match out {
+            Outgoing::Message(frame) => {
+                let (opcode, data) = match frame {
+                    Frame::Text(b) => (OpCode::Text, b),
+                    Frame::Binary(b) => (OpCode::Binary, b),
+                };
+                if data.len() <= self.fragment {
+                    return self.write(true, opcode, &data).await;
+                }
+                let mut offset = 0;
+                while offset < data.len() {
+                    let end = (offset + self.fragment).min(data.len());
+                    let op = if offset == 0 {
+                        opcode
+                    } else {
+                        OpCode::Continuation
+                    };
+                    self.write(end == data.len(), op, &data[offset..end])
+                        .await?;
+                    offset = end;
+                }
+                Ok(())
+            }
+            Outgoing::Ping(p) => self.write(true, OpCode::Ping, &p).await,
+            Outgoing::Pong(p) => self.write(true, OpCode::Pong, &p).await,
+            Outgoing::Close(reason) => {
+                let frame = match &reason {
+                    Some(r) => fastwebsockets::Frame::close(
+                        r.code.0,
+                        common::truncate_reason(&r.reason).as_bytes(),
+                    ),
+                    None => fastwebsockets::Frame::close_raw(Payload::Borrowed(&[])),
+                };
+                self.ws.write_frame(frame).await.map_err(map_write_err)
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), TransportError> {
+        self.ws.flush().await.map_err(map_write_err)
+    }
+
+    async fn shutdown(&mut self) -> Result<(), TransportError> {
+        self.shutdown.store(true, Ordering::Relaxed);
+        self.ws.flush().await.map_err(map_write_err)
+    }
+}

@@ -1,0 +1,312 @@
+//! [`WsConfig`] and [`OriginPolicy`]: the limits and policies both engines obey.
+
+use std::time::Duration;
+
+use http::HeaderValue;
+
+/// Limits, timers and policies of a WebSocket connection, shared by both engines.
+///
+/// Every field has a documented default (see `docs/websocket.md` for the table). Build one with
+/// [`WsConfig::default`] and the `with_*` methods; the struct is `#[non_exhaustive]` so new
+/// fields can be added without breaking callers.
+///
+/// ```
+/// use std::time::Duration;
+/// use chinwag_ws_tungstenite::WsConfig;
+///
+/// let cfg = WsConfig::default()
+///     .with_max_message_size(1 << 20)
+///     .with_ping_interval(Some(Duration::from_secs(20)));
+/// assert_eq!(cfg.max_message_size, 1 << 20);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WsConfig {
+    /// Largest inbound message (after reassembling fragments), in bytes. A peer that sends more
+    /// is closed with 1009 and the reader gets [`TransportError::TooLarge`].
+    /// Default: 16 MiB.
+    ///
+    /// [`TransportError::TooLarge`]: chinwag_transport::TransportError::TooLarge
+    pub max_message_size: usize,
+    /// Largest inbound frame payload, in bytes. Checked against the length in the frame header,
+    /// before any memory is reserved for the payload. Default: 16 MiB.
+    pub max_frame_size: usize,
+    /// Outbound messages larger than this are sent as several frames of at most this many
+    /// payload bytes (fragmentation is done by the engine). It also bounds what tungstenite
+    /// copies into its write buffer at once (that buffer keeps its largest size for the life of
+    /// the connection). Default: 64 KiB.
+    pub fragment_size: usize,
+    /// Largest HTTP head (request line and headers) accepted during the server handshake.
+    /// hyper cannot go below 8 KiB, so smaller values act as 8 KiB. An over-limit request gets
+    /// `431 Request Header Fields Too Large` and the connection is closed. Default: 16 KiB.
+    pub max_header_size: usize,
+    /// Time allowed for the opening handshake: reading the request head on the server, and
+    /// connect + TLS + upgrade on the client. Default: 10 s.
+    pub handshake_timeout: Duration,
+    /// Time allowed for the closing handshake: after sending a close frame we wait at most this
+    /// long for the peer's answer before dropping the TCP connection. Default: 3 s.
+    pub close_timeout: Duration,
+    /// Send a ping when no frame arrived from the peer for this long (checked once per
+    /// interval, so a silent peer is pinged after one to two intervals); `None` disables
+    /// keepalive. Pings are sent by the reader half while a [`read_frame`] is pending.
+    /// Default: 30 s.
+    ///
+    /// [`read_frame`]: chinwag_transport::FrameRead::read_frame
+    pub ping_interval: Option<Duration>,
+    /// How long to wait for the pong (or any other frame) after a keepalive ping before the
+    /// connection is closed (1001) and the reader gets `TransportError::Timeout`. Default: 10 s.
+    pub pong_wait: Duration,
+    /// Read buffer per connection (tungstenite only: fastwebsockets always allocates 8 KiB).
+    /// tungstenite allocates it eagerly and keeps it, so it dominates an idle connection's
+    /// memory; it grows for large frames. Reads go through a 32 KiB stack read-ahead, so a
+    /// small buffer does not mean one syscall per kilobyte. Default: 1 KiB.
+    pub read_buffer_size: usize,
+    /// Fed frames are buffered until this many bytes are pending, then written; [`flush`]
+    /// writes whatever is pending. This is what lets a batch of small frames go out in one
+    /// syscall. The buffer is allocated lazily. Default: 64 KiB.
+    ///
+    /// [`flush`]: chinwag_transport::FrameWrite::flush
+    pub write_buffer_size: usize,
+    /// Which browser origins may open a connection (server side).
+    pub origin: OriginPolicy,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            max_message_size: 16 << 20,
+            max_frame_size: 16 << 20,
+            fragment_size: 64 << 10,
+            max_header_size: 16 << 10,
+            handshake_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(3),
+            ping_interval: Some(Duration::from_secs(30)),
+            pong_wait: Duration::from_secs(10),
+            read_buffer_size: 1 << 10,
+            write_buffer_size: 64 << 10,
+            origin: OriginPolicy::default(),
+        }
+    }
+}
+
+impl WsConfig {
+    /// Sets [`WsConfig::max_message_size`].
+    pub fn with_max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+    /// Sets [`WsConfig::max_frame_size`].
+    pub fn with_max_frame_size(mut self, bytes: usize) -> Self {
+        self.max_frame_size = bytes;
+        self
+    }
+    /// Sets [`WsConfig::fragment_size`] (values below 1 act as 1).
+    pub fn with_fragment_size(mut self, bytes: usize) -> Self {
+        self.fragment_size = bytes.max(1);
+        self
+    }
+    /// Sets [`WsConfig::max_header_size`].
+    pub fn with_max_header_size(mut self, bytes: usize) -> Self {
+        self.max_header_size = bytes;
+        self
+    }
+    /// Sets [`WsConfig::handshake_timeout`].
+    pub fn with_handshake_timeout(mut self, d: Duration) -> Self {
+        self.handshake_timeout = d;
+        self
+    }
+    /// Sets [`WsConfig::close_timeout`].
+    pub fn with_close_timeout(mut self, d: Duration) -> Self {
+        self.close_timeout = d;
+        self
+    }
+    /// Sets [`WsConfig::ping_interval`].
+    pub fn with_ping_interval(mut self, d: Option<Duration>) -> Self {
+        self.ping_interval = d;
+        self
+    }
+    /// Sets [`WsConfig::pong_wait`].
+    pub fn with_pong_wait(mut self, d: Duration) -> Self {
+        self.pong_wait = d;
+        self
+    }
+    /// Sets [`WsConfig::read_buffer_size`].
+    pub fn with_read_buffer_size(mut self, bytes: usize) -> Self {
+        self.read_buffer_size = bytes;
+        self
+    }
+    /// Sets [`WsConfig::write_buffer_size`].
+    pub fn with_write_buffer_size(mut self, bytes: usize) -> Self {
+        self.write_buffer_size = bytes;
+        self
+    }
+    /// Sets [`WsConfig::origin`].
+    pub fn with_origin(mut self, origin: OriginPolicy) -> Self {
+        self.origin = origin;
+        self
+    }
+
+    /// hyper's minimum read buffer is 8 KiB; it panics below that.
+    pub(crate) fn hyper_max_buf(&self) -> usize {
+        self.max_header_size.max(8192)
+    }
+}
+
+/// Which `Origin`s may open a WebSocket on the server (a defence against cross-site WebSocket
+/// hijacking: browsers always send `Origin`, other clients usually do not).
+///
+/// A request is allowed when:
+/// * it has no `Origin` header and [`OriginPolicy::allow_missing`] is true (the default:
+///   non-browser clients such as other servers, CLI tools and the conformance suite send none);
+/// * its `Origin` equals (ASCII case-insensitively) an entry of [`OriginPolicy::allowed`], or
+///   the list contains `"*"`;
+/// * [`OriginPolicy::allow_same_host`] is true (the default) and the `Origin`'s host and port
+///   equal the request's `Host` header (the page was served by this server).
+///
+/// Everything else is refused with `403 Forbidden` before the upgrade. The default therefore
+/// lets non-browser clients and same-site pages in, and refuses other sites' pages.
+///
+/// ```
+/// use chinwag_ws_tungstenite::OriginPolicy;
+/// let p = OriginPolicy::allow(["https://chat.example"]).with_allow_missing(false);
+/// assert!(p.check(Some("https://chat.example"), None).is_ok());
+/// assert!(p.check(Some("https://evil.example"), None).is_err());
+/// assert!(p.check(None, None).is_err());
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct OriginPolicy {
+    /// Allowed origins, e.g. `"https://chat.example"`; `"*"` allows every origin.
+    pub allowed: Vec<String>,
+    /// Allow origins whose `host[:port]` equals the request's `Host` header. Default: true.
+    pub allow_same_host: bool,
+    /// Allow requests without an `Origin` header (non-browser clients). Default: true.
+    pub allow_missing: bool,
+}
+
+impl Default for OriginPolicy {
+    fn default() -> Self {
+        OriginPolicy {
+            allowed: Vec::new(),
+            allow_same_host: true,
+            allow_missing: true,
+        }
+    }
+}
+
+impl OriginPolicy {
+    /// Allows every origin and requests without one.
+    pub fn any() -> Self {
+        OriginPolicy {
+            allowed: vec!["*".to_owned()],
+            ..OriginPolicy::default()
+        }
+    }
+
+    /// Allows exactly these origins (plus same-host and missing origins, as in the default).
+    pub fn allow<I, S>(origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        OriginPolicy {
+            allowed: origins.into_iter().map(Into::into).collect(),
+            ..OriginPolicy::default()
+        }
+    }
+
+    /// Sets [`OriginPolicy::allow_missing`].
+    pub fn with_allow_missing(mut self, allow: bool) -> Self {
+        self.allow_missing = allow;
+        self
+    }
+
+    /// Sets [`OriginPolicy::allow_same_host`].
+    pub fn with_allow_same_host(mut self, allow: bool) -> Self {
+        self.allow_same_host = allow;
+        self
+    }
+
+    /// Checks an `Origin` value against the policy; `host` is the request's `Host` header.
+    /// `Err` says why the origin was refused.
+    pub fn check(&self, origin: Option<&str>, host: Option<&str>) -> Result<(), String> {
+        let Some(origin) = origin else {
+            return if self.allow_missing {
+                Ok(())
+            } else {
+                Err("a request without Origin is not allowed".to_owned())
+            };
+        };
+        let origin = origin.trim();
+        if self
+            .allowed
+            .iter()
+            .any(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+        {
+            return Ok(());
+        }
+        if let (true, Some(host), Some(authority)) =
+            (self.allow_same_host, host, origin_authority(origin))
+            && authority.eq_ignore_ascii_case(host.trim())
+        {
+            return Ok(());
+        }
+        Err(format!("origin {origin:?} is not allowed"))
+    }
+
+    pub(crate) fn check_headers(
+        &self,
+        origin: Option<&HeaderValue>,
+        host: Option<&HeaderValue>,
+    ) -> Result<(), String> {
+        let origin = match origin {
+            None => None,
+            Some(v) => Some(
+                v.to_str()
+                    .map_err(|_| "the Origin header is not ASCII".to_owned())?,
+            ),
+        };
+        let host = host.and_then(|h| h.to_str().ok());
+        self.check(origin, host)
+    }
+}
+
+/// `"https://a.example:8443"` → `"a.example:8443"`; `None` for `"null"` and other odd values.
+fn origin_authority(origin: &str) -> Option<&str> {
+    let (_, rest) = origin.split_once("://")?;
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() || rest.contains('/') {
+        return None;
+    }
+    Some(rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_policy() {
+        let p = OriginPolicy::default();
+        assert!(p.check(None, Some("h:1")).is_ok());
+        assert!(p.check(Some("http://h:1"), Some("h:1")).is_ok());
+        assert!(p.check(Some("http://H:1"), Some("h:1")).is_ok());
+        assert!(p.check(Some("http://evil:1"), Some("h:1")).is_err());
+        assert!(p.check(Some("null"), Some("h:1")).is_err());
+        assert!(p.check(Some("http://h:1"), None).is_err());
+    }
+
+    #[test]
+    fn lists_and_wildcards() {
+        let p = OriginPolicy::allow(["https://a.example/"]).with_allow_same_host(false);
+        assert!(p.check(Some("https://A.example"), None).is_ok());
+        assert!(p.check(Some("https://b.example"), None).is_err());
+        assert!(OriginPolicy::any().check(Some("x"), None).is_ok());
+        assert!(
+            OriginPolicy::any()
+                .with_allow_missing(false)
+                .check(None, None)
+                .is_err()
+        );
+    }
+}

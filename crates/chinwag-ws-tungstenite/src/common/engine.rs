@@ -1,0 +1,149 @@
+//! The small interface an engine implements; everything else (keepalive, the close handshake,
+//! error-to-close-code mapping, the split into halves) is written once in `conn`.
+
+use std::future::Future;
+
+use bytes::Bytes;
+use chinwag_transport::{CloseCode, CloseReason, Frame, TransportError};
+
+use super::{WsConfig, WsStream};
+
+/// Which end of the connection we are (clients mask their frames).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// We accepted the connection.
+    Server,
+    /// We dialed the connection.
+    Client,
+}
+
+/// What an engine read from the wire.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A whole data message (fragments already reassembled and, for text, UTF-8 checked).
+    Message(Frame),
+    /// A ping the engine did not answer itself; the connection sends the pong.
+    Ping(Bytes),
+    /// A pong arrived.
+    Pong,
+    /// The peer sent a close frame. `reply` says whether the connection must still send the
+    /// answering close frame (engines that queue it themselves say `false`).
+    Close {
+        /// The peer's code and reason, if its close frame had any.
+        reason: Option<CloseReason>,
+        /// Whether the answering close frame still has to be sent.
+        reply: bool,
+    },
+}
+
+/// What the connection asks an engine to write.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A data message; the engine fragments it by [`WsConfig::fragment_size`].
+    Message(Frame),
+    /// A ping with this payload.
+    Ping(Bytes),
+    /// A pong with this payload.
+    Pong(Bytes),
+    /// A close frame (with no payload when `None`).
+    Close(Option<CloseReason>),
+}
+
+/// An engine's read error: the error for the caller, and the close code to send to the peer
+/// (`None` when the connection is already unusable, e.g. reset).
+#[derive(Debug)]
+pub struct ReadError {
+    /// What the reader half reports.
+    pub error: TransportError,
+    /// The close code to send before dropping the connection.
+    pub close: Option<CloseCode>,
+}
+
+impl ReadError {
+    /// The connection is dead (I/O error, EOF); nothing can be sent.
+    pub fn dead(error: TransportError) -> Self {
+        ReadError { error, close: None }
+    }
+
+    /// A too-large message or frame: close with 1009.
+    pub fn too_large(what: &'static str, size: u64, limit: u64) -> Self {
+        ReadError {
+            error: TransportError::TooLarge { what, size, limit },
+            close: Some(CloseCode::TOO_BIG),
+        }
+    }
+
+    /// A protocol violation: close with 1002.
+    pub fn protocol(msg: impl Into<String>) -> Self {
+        ReadError {
+            error: TransportError::Protocol(msg.into()),
+            close: Some(CloseCode::PROTOCOL),
+        }
+    }
+
+    /// Invalid UTF-8 in a text message or close reason: close with 1007.
+    pub fn invalid_utf8() -> Self {
+        ReadError {
+            error: TransportError::Protocol("invalid UTF-8 in a text message".into()),
+            close: Some(CloseCode::INVALID_PAYLOAD),
+        }
+    }
+}
+
+/// The reading side of an engine. Its future need not be cancel-safe: the connection keeps
+/// an unfinished read alive across cancellations of [`FrameRead::read_frame`].
+///
+/// [`FrameRead::read_frame`]: chinwag_transport::FrameRead::read_frame
+pub trait RawRead: Send + 'static {
+    /// Reads until something worth reporting arrives.
+    fn read(&mut self) -> impl Future<Output = Result<Incoming, ReadError>> + Send;
+}
+
+/// The writing side of an engine.
+pub trait RawWrite: Send + 'static {
+    /// Queues `out` without necessarily writing it to the socket.
+    fn feed(&mut self, out: Outgoing) -> impl Future<Output = Result<(), TransportError>> + Send;
+    /// Writes everything queued to the socket.
+    fn flush(&mut self) -> impl Future<Output = Result<(), TransportError>> + Send;
+    /// Flushes and shuts the socket's write side down (TCP FIN).
+    fn shutdown(&mut self) -> impl Future<Output = Result<(), TransportError>> + Send;
+}
+
+/// A WebSocket engine: turns an upgraded byte stream into [`RawRead`] and [`RawWrite`] halves.
+/// Implemented by the engine crates; applications use their type aliases instead.
+pub trait Engine: Send + Sync + 'static {
+    /// The reading side.
+    type Read: RawRead;
+    /// The writing side.
+    type Write: RawWrite;
+
+    /// A short name for logs ("tungstenite", "fastwebsockets").
+    const NAME: &'static str;
+
+    /// Wraps a stream whose opening handshake is done.
+    fn wrap(
+        stream: WsStream,
+        role: Role,
+        cfg: &WsConfig,
+    ) -> impl Future<Output = (Self::Read, Self::Write)> + Send;
+
+    /// Performs the client's opening handshake on `stream` for `request` (method GET, with
+    /// `Host`, and `Origin` when set; the engine adds the WebSocket headers).
+    fn client_handshake(
+        stream: WsStream,
+        request: http::Request<()>,
+        cfg: &WsConfig,
+    ) -> impl Future<Output = Result<(Self::Read, Self::Write), TransportError>> + Send;
+}
+
+/// Truncates a close reason to the 123 bytes a close frame can carry, at a character boundary.
+pub fn truncate_reason(reason: &str) -> &str {
+    if reason.len() <= 123 {
+        return reason;
+    }
+    let mut end = 123;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}

@@ -1,0 +1,377 @@
+//! Server side: upgrading a hyper request, and [`WsAcceptor`], a small hyper server that
+//! turns WebSocket upgrades on one path into accepted connections.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chinwag_transport::{Acceptor, PeerAddr, TransportError};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{Empty, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::engine::{Engine, Role};
+use super::{WsConfig, WsConnection, WsStream};
+
+/// Why a request was not upgraded. Each variant maps to the HTTP status the client gets
+/// ([`UpgradeError::status`]); the response is sent *instead of* the upgrade.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpgradeError {
+    /// Not a valid WebSocket opening handshake (wrong method, missing or bad headers):
+    /// `400 Bad Request`.
+    #[error("not a WebSocket upgrade: {0}")]
+    BadRequest(&'static str),
+    /// `Sec-WebSocket-Version` is not 13: `426 Upgrade Required` with
+    /// `Sec-WebSocket-Version: 13`.
+    #[error("unsupported WebSocket version (only 13 is supported)")]
+    Version,
+    /// The Origin policy refused the request: `403 Forbidden`.
+    #[error("origin refused: {0}")]
+    Origin(String),
+}
+
+impl UpgradeError {
+    /// The HTTP status for this refusal.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            UpgradeError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            UpgradeError::Version => StatusCode::UPGRADE_REQUIRED,
+            UpgradeError::Origin(_) => StatusCode::FORBIDDEN,
+        }
+    }
+
+    /// The response to send for this refusal (status, and the reason as a text body).
+    pub fn to_response(&self) -> Response<Full<Bytes>> {
+        let mut resp = Response::new(Full::new(Bytes::from(format!("{self}\n"))));
+        *resp.status_mut() = self.status();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if let UpgradeError::Version = self {
+            resp.headers_mut()
+                .insert("sec-websocket-version", HeaderValue::from_static("13"));
+        }
+        resp
+    }
+}
+
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.to_str()
+            .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+            .unwrap_or(false)
+    })
+}
+
+/// Whether `req` asks for a WebSocket upgrade (`Connection: upgrade` and `Upgrade: websocket`),
+/// for routers that serve pages and WebSockets on the same path.
+pub fn is_upgrade_request<B>(req: &Request<B>) -> bool {
+    has_token(req.headers(), header::CONNECTION, "upgrade")
+        && has_token(req.headers(), header::UPGRADE, "websocket")
+}
+
+/// Checks the opening handshake (RFC 6455 §4.2.1) and the Origin policy; returns the
+/// `Sec-WebSocket-Accept` value.
+fn check_request<B>(req: &Request<B>, cfg: &WsConfig) -> Result<String, UpgradeError> {
+    if req.method() != Method::GET {
+        return Err(UpgradeError::BadRequest("the method must be GET"));
+    }
+    if req.version() < http::Version::HTTP_11 {
+        return Err(UpgradeError::BadRequest("HTTP/1.1 or later is required"));
+    }
+    let h = req.headers();
+    if !has_token(h, header::UPGRADE, "websocket") {
+        return Err(UpgradeError::BadRequest("missing `Upgrade: websocket`"));
+    }
+    if !has_token(h, header::CONNECTION, "upgrade") {
+        return Err(UpgradeError::BadRequest("missing `Connection: upgrade`"));
+    }
+    if h.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+        return Err(UpgradeError::Version);
+    }
+    let key = h
+        .get(header::SEC_WEBSOCKET_KEY)
+        .ok_or(UpgradeError::BadRequest("missing Sec-WebSocket-Key"))?;
+    // The key is 16 random bytes in base64: 24 characters (RFC 6455 §4.1).
+    if key.len() != 24 {
+        return Err(UpgradeError::BadRequest("malformed Sec-WebSocket-Key"));
+    }
+    cfg.origin
+        .check_headers(h.get(header::ORIGIN), h.get(header::HOST))
+        .map_err(UpgradeError::Origin)?;
+    Ok(tungstenite::handshake::derive_accept_key(key.as_bytes()))
+}
+
+/// Upgrades a hyper request to a WebSocket with engine `E`.
+///
+/// On success, returns the `101 Switching Protocols` response to send and a future that
+/// resolves to the connection once hyper has handed the socket over (the future must be
+/// polled after the response is returned to hyper, typically in a spawned task). On refusal,
+/// answer with [`UpgradeError::to_response`] (400, 403 or 426).
+///
+/// The peer address reported by the connection comes from a [`PeerAddr`] or [`SocketAddr`]
+/// in the request's extensions (insert one in your service); without it, [`PeerAddr::Local`].
+#[allow(clippy::type_complexity)]
+pub fn upgrade<E: Engine, B>(
+    req: &mut Request<B>,
+    cfg: &WsConfig,
+) -> Result<
+    (
+        Response<Empty<Bytes>>,
+        impl Future<Output = Result<WsConnection<E>, TransportError>> + Send + 'static,
+    ),
+    UpgradeError,
+> {
+    let accept = check_request(req, cfg)?;
+    let peer = req
+        .extensions()
+        .get::<PeerAddr>()
+        .cloned()
+        .or_else(|| {
+            req.extensions()
+                .get::<SocketAddr>()
+                .map(|a| PeerAddr::Ip(*a))
+        })
+        .unwrap_or(PeerAddr::Local);
+    let on_upgrade = hyper::upgrade::on(req);
+    let mut resp = Response::new(Empty::new());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(
+        header::SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&accept).expect("base64 is a valid header value"),
+    );
+    let cfg = cfg.clone();
+    let fut = async move {
+        let upgraded = tokio::time::timeout(cfg.handshake_timeout, on_upgrade)
+            .await
+            .map_err(|_| TransportError::Timeout("WebSocket upgrade"))?
+            .map_err(|e| TransportError::Handshake(format!("upgrade failed: {e}")))?;
+        let stream = WsStream::Upgraded(TokioIo::new(upgraded));
+        let (r, w) = E::wrap(stream, Role::Server, &cfg).await;
+        Ok(WsConnection::<E>::from_raw(r, w, peer, &cfg))
+    };
+    Ok((resp, fut))
+}
+
+/// Accepts WebSocket connections like any other transport: binds a TCP listener, serves HTTP/1.1
+/// with hyper on each connection (with [`WsConfig::handshake_timeout`] to read the request head
+/// and [`WsConfig::max_header_size`] for its size), upgrades requests on its path, answers
+/// other paths with 404 and refused upgrades with 400/403/426.
+///
+/// For a server that also serves pages and `/metrics` on the same port, use [`upgrade`] in
+/// your own hyper service instead.
+pub struct WsAcceptor<E: Engine> {
+    rx: mpsc::Receiver<WsConnection<E>>,
+    local: SocketAddr,
+    task: JoinHandle<()>,
+    _engine: PhantomData<fn() -> E>,
+}
+
+impl<E: Engine> std::fmt::Debug for WsAcceptor<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsAcceptor")
+            .field("engine", &E::NAME)
+            .field("local", &self.local)
+            .finish()
+    }
+}
+
+impl<E: Engine> Drop for WsAcceptor<E> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Connections whose upgrade finished but that `accept` has not taken yet.
+const ACCEPT_QUEUE: usize = 128;
+/// The listen backlog (tokio's default of 128 overflows under connection bursts).
+const BACKLOG: u32 = 1024;
+
+impl<E: Engine> WsAcceptor<E> {
+    /// Binds `addr` and upgrades requests on every path.
+    pub async fn bind(addr: SocketAddr, cfg: WsConfig) -> io::Result<Self> {
+        Self::bind_inner(addr, None, cfg, None).await
+    }
+
+    /// Binds `addr` and upgrades requests on `path` only (others get 404).
+    pub async fn bind_path(
+        addr: SocketAddr,
+        path: impl Into<String>,
+        cfg: WsConfig,
+    ) -> io::Result<Self> {
+        Self::bind_inner(addr, Some(path.into()), cfg, None).await
+    }
+
+    /// Binds `addr` and serves `wss://`: each connection first completes a TLS handshake with
+    /// `tls` (bounded by [`WsConfig::handshake_timeout`]), then HTTP as in [`WsAcceptor::bind`].
+    /// Upgrades happen on `path` only, or on every path when `None`. Set
+    /// `tls.alpn_protocols = vec![b"http/1.1".to_vec()]` if clients negotiate ALPN.
+    pub async fn bind_tls(
+        addr: SocketAddr,
+        path: Option<&str>,
+        cfg: WsConfig,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> io::Result<Self> {
+        Self::bind_inner(addr, path.map(str::to_owned), cfg, Some(tls)).await
+    }
+
+    async fn bind_inner(
+        addr: SocketAddr,
+        path: Option<String>,
+        cfg: WsConfig,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> io::Result<Self> {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        let listener = socket.listen(BACKLOG)?;
+        let local = listener.local_addr()?;
+        let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
+        let task = tokio::spawn(accept_loop::<E>(
+            listener,
+            Arc::new(cfg),
+            path.map(Arc::from),
+            tls.map(tokio_rustls::TlsAcceptor::from),
+            tx,
+        ));
+        Ok(WsAcceptor {
+            rx,
+            local,
+            task,
+            _engine: PhantomData,
+        })
+    }
+
+    /// The bound address (useful after binding port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+}
+
+impl<E: Engine> Acceptor for WsAcceptor<E> {
+    type Conn = WsConnection<E>;
+
+    async fn accept(&mut self) -> Result<WsConnection<E>, TransportError> {
+        self.rx.recv().await.ok_or(TransportError::Closed)
+    }
+
+    fn local_addr(&self) -> Option<PeerAddr> {
+        Some(PeerAddr::Ip(self.local))
+    }
+}
+
+async fn accept_loop<E: Engine>(
+    listener: TcpListener,
+    cfg: Arc<WsConfig>,
+    path: Option<Arc<str>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    tx: mpsc::Sender<WsConnection<E>>,
+) {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed; backing off");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if tx.is_closed() {
+            return;
+        }
+        let _ = tcp.set_nodelay(true);
+        let (cfg, path, tx) = (cfg.clone(), path.clone(), tx.clone());
+        match &tls {
+            None => {
+                tokio::spawn(serve_http::<E, _>(tcp, peer, cfg, path, tx));
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(cfg.handshake_timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => serve_http::<E, _>(stream, peer, cfg, path, tx).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        }
+    }
+}
+
+async fn serve_http<E, I>(
+    io: I,
+    peer: SocketAddr,
+    cfg: Arc<WsConfig>,
+    path: Option<Arc<str>>,
+    tx: mpsc::Sender<WsConnection<E>>,
+) where
+    E: Engine,
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let header_timeout = cfg.handshake_timeout;
+    let max_buf = cfg.hyper_max_buf();
+    let service = service_fn(move |mut req: Request<hyper::body::Incoming>| {
+        let cfg = cfg.clone();
+        let path = path.clone();
+        let tx = tx.clone();
+        async move {
+            if let Some(p) = &path
+                && req.uri().path() != &**p
+            {
+                let mut r = Response::new(Full::new(Bytes::from_static(b"not found\n")));
+                *r.status_mut() = StatusCode::NOT_FOUND;
+                return Ok::<_, Infallible>(r);
+            }
+            req.extensions_mut().insert(PeerAddr::Ip(peer));
+            match upgrade::<E, _>(&mut req, &cfg) {
+                Ok((resp, fut)) => {
+                    tokio::spawn(async move {
+                        match fut.await {
+                            Ok(conn) => {
+                                let _ = tx.send(conn).await;
+                            }
+                            Err(e) => tracing::debug!(error = %e, %peer, "upgrade failed"),
+                        }
+                    });
+                    Ok(resp.map(|_| Full::new(Bytes::new())))
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, %peer, "upgrade refused");
+                    Ok(e.to_response())
+                }
+            }
+        }
+    });
+    let io = TokioIo::new(io);
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(max_buf)
+        .keep_alive(true)
+        .serve_connection(io, service)
+        .with_upgrades();
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, %peer, "http connection ended with an error");
+    }
+}

@@ -1,0 +1,790 @@
+//! The loopback test suite shared by both engines: every test is generic over the engine and
+//! instantiated by `engine_tests!` in each crate's `tests/loopback.rs`.
+//!
+//! Hostile inputs are crafted with raw `TcpStream`s. No test asserts on timing: waits for
+//! events are bounded by generous deadlines (`within`) so a bug fails instead of hanging.
+
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chinwag_transport::{
+    Acceptor, CloseCode, CloseReason, Frame, FrameRead, FrameWrite, Framing, Transport,
+    TransportError,
+};
+use chinwag_ws_tungstenite::common::{
+    ConnectOptions, Engine, OriginPolicy, WsAcceptor, WsConfig, WsConnection, connect,
+    connect_with, tls_config_with_roots, upgrade,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Fails the test instead of hanging when `fut` does not finish in 20 s.
+pub async fn within<F: Future>(what: &str, fut: F) -> F::Output {
+    match tokio::time::timeout(Duration::from_secs(20), fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: did not finish within 20 s"),
+    }
+}
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+async fn bind<E: Engine>(cfg: WsConfig) -> (WsAcceptor<E>, String) {
+    let acc = WsAcceptor::<E>::bind(loopback(), cfg).await.unwrap();
+    let url = format!("ws://{}/", acc.local_addr());
+    (acc, url)
+}
+
+/// A server that echoes every message and then finishes the close handshake.
+async fn echo_server<E: Engine>(
+    cfg: WsConfig,
+) -> (String, tokio::task::JoinHandle<Result<(), TransportError>>) {
+    let (mut acc, url) = bind::<E>(cfg).await;
+    let task = tokio::spawn(async move {
+        let conn = acc.accept().await?;
+        assert_eq!(conn.framing(), Framing::Message);
+        let (mut r, mut w) = conn.split();
+        while let Some(f) = r.read_frame().await? {
+            w.feed(f).await?;
+            w.flush().await?;
+        }
+        Ok(())
+    });
+    (url, task)
+}
+
+pub async fn round_trip<E: Engine>() {
+    let (url, server) = echo_server::<E>(WsConfig::default()).await;
+    // Small fragments on the client so the 1 MiB messages are really fragmented.
+    let ccfg = WsConfig::default().with_fragment_size(64 << 10);
+    let (mut r, mut w) = within("connect", connect::<E>(&url, &ccfg))
+        .await
+        .unwrap()
+        .split();
+    let big: Bytes = (0..(1u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let big_text: Bytes = "héllo wörld ".repeat(90_000).into_bytes().into();
+    let frames = vec![
+        Frame::Text("hi".into()),
+        Frame::Binary(Bytes::from_static(&[0, 1, 2, 255])),
+        Frame::Text(Bytes::new()),
+        Frame::Binary(big.clone()),
+        Frame::Text(big_text.clone()),
+    ];
+    for f in &frames {
+        w.send(f.clone()).await.unwrap();
+        let got = within("echo", r.read_frame()).await.unwrap().unwrap();
+        assert_eq!(&got, f);
+    }
+    // Coalescing: many frames fed, one flush; all arrive in order.
+    for i in 0..100u32 {
+        w.feed(Frame::Binary(Bytes::from(i.to_be_bytes().to_vec())))
+            .await
+            .unwrap();
+    }
+    w.flush().await.unwrap();
+    for i in 0..100u32 {
+        let got = within("batch", r.read_frame()).await.unwrap().unwrap();
+        assert_eq!(got.payload().as_ref(), i.to_be_bytes());
+    }
+    within("close", w.close(CloseReason::normal()))
+        .await
+        .unwrap();
+    assert_eq!(within("end", r.read_frame()).await.unwrap(), None);
+    within("server", server).await.unwrap().unwrap();
+}
+
+/// Message limit exactly at and one over the boundary, with fragmented input.
+pub async fn message_limit<E: Engine>() {
+    let limit = 1000;
+    let scfg = WsConfig::default().with_max_message_size(limit);
+    let (mut acc, url) = bind::<E>(scfg).await;
+    let ccfg = WsConfig::default().with_fragment_size(300);
+
+    // Exactly at the limit: accepted.
+    let client = connect::<E>(&url, &ccfg).await.unwrap();
+    let (mut sr, _sw) = acc.accept().await.unwrap().split();
+    let (mut cr, mut cw) = client.split();
+    cw.send(Frame::Binary(vec![7u8; limit].into()))
+        .await
+        .unwrap();
+    let got = within("at limit", sr.read_frame()).await.unwrap().unwrap();
+    assert_eq!(got.len(), limit);
+
+    // One over: the server's reader gets TooLarge and the client sees 1009.
+    cw.send(Frame::Text("x".repeat(limit + 1).into()))
+        .await
+        .unwrap();
+    match within("over limit", sr.read_frame()).await {
+        Err(TransportError::TooLarge { size, limit: l, .. }) => {
+            assert_eq!(l, limit as u64);
+            assert!(size > limit as u64);
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert_eq!(within("client end", cr.read_frame()).await.unwrap(), None);
+    assert_eq!(cr.close_reason().unwrap().code, CloseCode::TOO_BIG);
+}
+
+/// Frame limit exactly at and one over, unfragmented.
+pub async fn frame_limit<E: Engine>() {
+    let limit = 4096;
+    let scfg = WsConfig::default().with_max_frame_size(limit);
+    let (mut acc, url) = bind::<E>(scfg).await;
+    let client = connect::<E>(&url, &WsConfig::default()).await.unwrap();
+    let (mut sr, _sw) = acc.accept().await.unwrap().split();
+    let (mut cr, mut cw) = client.split();
+    cw.send(Frame::Binary(vec![1u8; limit].into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        within("at", sr.read_frame()).await.unwrap().unwrap().len(),
+        limit
+    );
+    cw.send(Frame::Binary(vec![1u8; limit + 1].into()))
+        .await
+        .unwrap();
+    assert!(matches!(
+        within("over", sr.read_frame()).await,
+        Err(TransportError::TooLarge { .. })
+    ));
+    assert_eq!(within("client end", cr.read_frame()).await.unwrap(), None);
+    assert_eq!(cr.close_reason().unwrap().code, CloseCode::TOO_BIG);
+}
+
+/// Sends a raw opening handshake with `extra` header lines; returns the status code.
+async fn raw_handshake(addr: SocketAddr, extra: &str) -> (u16, TcpStream) {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if tcp.read(&mut byte).await.unwrap() == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    let status = String::from_utf8_lossy(&head)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, tcp)
+}
+
+pub async fn origin_policy<E: Engine>() {
+    // An allow-list, no Origin refused.
+    let policy = OriginPolicy::allow(["https://good.example"]).with_allow_missing(false);
+    let (acc, url) = bind::<E>(WsConfig::default().with_origin(policy)).await;
+    let addr = acc.local_addr();
+    let (status, _) = within(
+        "evil",
+        raw_handshake(addr, "Origin: https://evil.example\r\n"),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = within("missing", raw_handshake(addr, "")).await;
+    assert_eq!(status, 403);
+    let (status, _) = within(
+        "good",
+        raw_handshake(addr, "Origin: https://good.example\r\n"),
+    )
+    .await;
+    assert_eq!(status, 101);
+    // Through the client API: refused is a handshake error, allowed connects.
+    let opts = ConnectOptions::default().with_origin("https://evil.example");
+    assert!(matches!(
+        connect_with::<E>(&url, &WsConfig::default(), &opts).await,
+        Err(TransportError::Handshake(_))
+    ));
+    let opts = ConnectOptions::default().with_origin("https://good.example");
+    connect_with::<E>(&url, &WsConfig::default(), &opts)
+        .await
+        .unwrap();
+    drop(acc);
+
+    // The default: no Origin allowed, same-host allowed, other sites refused.
+    let (acc, url) = bind::<E>(WsConfig::default()).await;
+    let addr = acc.local_addr();
+    connect::<E>(&url, &WsConfig::default()).await.unwrap();
+    let (status, _) = raw_handshake(addr, &format!("Origin: http://{addr}\r\n")).await;
+    assert_eq!(status, 101);
+    let (status, _) = raw_handshake(addr, "Origin: http://other.example\r\n").await;
+    assert_eq!(status, 403);
+}
+
+pub async fn not_websocket<E: Engine>() {
+    let acc = WsAcceptor::<E>::bind_path(loopback(), "/ws", WsConfig::default())
+        .await
+        .unwrap();
+    let addr = acc.local_addr();
+    // Wrong path: 404.
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 12];
+    tcp.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 404");
+    // Right path, plain GET: 400.
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    tcp.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 400");
+    // Right path, wrong version: 426.
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    tcp.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 426");
+}
+
+pub async fn close_codes<E: Engine>() {
+    let (mut acc, url) = bind::<E>(WsConfig::default()).await;
+
+    // Client closes with a code and reason; the server reads them.
+    let client = connect::<E>(&url, &WsConfig::default()).await.unwrap();
+    let (mut sr, _sw) = acc.accept().await.unwrap().split();
+    let (mut cr, mut cw) = client.split();
+    let (closed, read) = tokio::join!(
+        cw.close(CloseReason::new(CloseCode(4000), "bye now")),
+        sr.read_frame()
+    );
+    closed.unwrap();
+    assert_eq!(read.unwrap(), None);
+    assert_eq!(
+        sr.close_reason(),
+        Some(&CloseReason::new(CloseCode(4000), "bye now"))
+    );
+    assert_eq!(within("client end", cr.read_frame()).await.unwrap(), None);
+    assert!(matches!(
+        cw.send(Frame::Text("late".into())).await,
+        Err(TransportError::Closed)
+    ));
+
+    // Server closes; the client reads the code and reason, and the server's close completes
+    // because the client's reader answers.
+    let client = connect::<E>(&url, &WsConfig::default()).await.unwrap();
+    let (mut sr, mut sw) = acc.accept().await.unwrap().split();
+    let (mut cr, _cw) = client.split();
+    let (closed, read) = within("server close", async {
+        tokio::join!(
+            sw.close(CloseReason::new(CloseCode::GOING_AWAY, "shutting down")),
+            cr.read_frame()
+        )
+    })
+    .await;
+    closed.unwrap();
+    assert_eq!(read.unwrap(), None);
+    assert_eq!(
+        cr.close_reason(),
+        Some(&CloseReason::new(CloseCode::GOING_AWAY, "shutting down"))
+    );
+    assert_eq!(within("server end", sr.read_frame()).await.unwrap(), None);
+
+    // Close without anyone reading on our side: `close` reads the answer itself.
+    let client = connect::<E>(&url, &WsConfig::default()).await.unwrap();
+    let (sr, sw) = acc.accept().await.unwrap().split();
+    let server = tokio::spawn(echo_halves(sr, sw));
+    let (_cr, mut cw) = client.split();
+    within("close alone", cw.close(CloseReason::normal()))
+        .await
+        .unwrap();
+    within("server", server).await.unwrap().unwrap();
+
+    // A peer that never answers our close: bounded by the close timeout.
+    let cfg = WsConfig::default().with_close_timeout(Duration::from_millis(300));
+    let client = connect::<E>(&url, &cfg).await.unwrap();
+    let (_sr, _sw) = acc.accept().await.unwrap().split(); // never reads
+    let (_cr, mut cw) = client.split();
+    let res = within("unanswered close", cw.close(CloseReason::normal())).await;
+    assert!(matches!(res, Err(TransportError::Timeout(_))), "{res:?}");
+}
+
+async fn echo_halves<R: FrameRead, W: FrameWrite>(
+    mut r: R,
+    mut w: W,
+) -> Result<(), TransportError> {
+    while let Some(f) = r.read_frame().await? {
+        w.send(f).await?;
+    }
+    Ok(())
+}
+
+/// Keepalive: a client that answers pings stays connected; one that does not is dropped with
+/// a timeout error.
+pub async fn keepalive<E: Engine>() {
+    let scfg = WsConfig::default()
+        .with_ping_interval(Some(Duration::from_millis(20)))
+        .with_pong_wait(Duration::from_secs(5));
+    let (mut acc, url) = bind::<E>(scfg).await;
+    let client = connect::<E>(&url, &WsConfig::default().with_ping_interval(None))
+        .await
+        .unwrap();
+    let (mut sr, mut sw) = acc.accept().await.unwrap().split();
+    let (mut cr, mut cw) = client.split();
+    // The client reads (and so answers pings) while the server pings every 20 ms; the server
+    // gets ten echoes spread over the pings and never a timeout.
+    let client_task = tokio::spawn(async move {
+        while let Some(f) = cr.read_frame().await? {
+            cw.send(f).await?;
+        }
+        Ok::<_, TransportError>(cr.close_reason().cloned())
+    });
+    for i in 0..10u8 {
+        sw.send(Frame::Binary(vec![i].into())).await.unwrap();
+        let f = within("echo under keepalive", sr.read_frame())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.payload().as_ref(), [i]);
+        // Let a few pings go by (an observation window, not an assertion on timing).
+        let _ = tokio::time::timeout(Duration::from_millis(30), sr.read_frame()).await;
+    }
+    within("close", sw.close(CloseReason::normal()))
+        .await
+        .unwrap();
+    within("client", client_task).await.unwrap().unwrap();
+
+    // A client that never reads never answers: the server's reader times out.
+    let scfg = WsConfig::default()
+        .with_ping_interval(Some(Duration::from_millis(20)))
+        .with_pong_wait(Duration::from_millis(100))
+        .with_close_timeout(Duration::from_millis(200));
+    let (mut acc, url) = bind::<E>(scfg).await;
+    let _client = connect::<E>(&url, &WsConfig::default().with_ping_interval(None))
+        .await
+        .unwrap();
+    let (mut sr, _sw) = acc.accept().await.unwrap().split();
+    let res = within("pong timeout", sr.read_frame()).await;
+    assert!(matches!(res, Err(TransportError::Timeout(_))), "{res:?}");
+}
+
+/// Keepalive under paused time: with no client reading, the server's reader gives up after
+/// ping interval + pong wait of virtual time.
+pub async fn keepalive_paused<E: Engine>() {
+    let scfg = WsConfig::default()
+        .with_ping_interval(Some(Duration::from_secs(30)))
+        .with_pong_wait(Duration::from_secs(10))
+        .with_close_timeout(Duration::from_secs(1));
+    let (mut acc, url) = bind::<E>(scfg).await;
+    let _client = connect::<E>(&url, &WsConfig::default().with_ping_interval(None))
+        .await
+        .unwrap();
+    let (mut sr, _sw) = acc.accept().await.unwrap().split();
+    tokio::time::pause();
+    let res = sr.read_frame().await;
+    assert!(matches!(res, Err(TransportError::Timeout(_))), "{res:?}");
+}
+
+/// Completes a raw WebSocket handshake as a client and returns the socket.
+async fn raw_client(addr: SocketAddr) -> TcpStream {
+    let (status, tcp) = raw_handshake(addr, "").await;
+    assert_eq!(status, 101);
+    tcp
+}
+
+/// Reads one unmasked server frame with a payload < 126 bytes: (opcode, payload).
+async fn read_small_frame(tcp: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+    let mut head = [0u8; 2];
+    tcp.read_exact(&mut head).await.ok()?;
+    let len = (head[1] & 0x7f) as usize;
+    assert!(len < 126);
+    let mut payload = vec![0u8; len];
+    tcp.read_exact(&mut payload).await.ok()?;
+    Some((head[0] & 0x0f, payload))
+}
+
+/// Keepalive seen on the wire: the server pings a silent peer, a pong re-arms it (another
+/// ping follows), and when pongs stop the server closes with 1001 and its reader times out.
+/// Pings from the peer are answered with the same payload.
+pub async fn keepalive_on_the_wire<E: Engine>() {
+    let scfg = WsConfig::default()
+        .with_ping_interval(Some(Duration::from_millis(30)))
+        // Generous, so a loaded machine cannot make our prompt pongs look late.
+        .with_pong_wait(Duration::from_secs(2));
+    let (mut acc, _) = bind::<E>(scfg).await;
+    let mut tcp = raw_client(acc.local_addr()).await;
+    let (mut sr, _sw) = acc.accept().await.unwrap().split();
+    let reader = tokio::spawn(async move { sr.read_frame().await });
+
+    // Our ping is answered with the same payload.
+    tcp.write_all(&[0x89, 0x82, 0, 0, 0, 0, b'h', b'i'])
+        .await
+        .unwrap();
+    let mut pings = 0;
+    loop {
+        let (op, payload) = within("a frame", read_small_frame(&mut tcp))
+            .await
+            .expect("a frame");
+        match op {
+            0xA => assert_eq!(payload, b"hi"),
+            0x9 => {
+                pings += 1;
+                if pings == 3 {
+                    break;
+                }
+                // An empty masked pong.
+                tcp.write_all(&[0x8A, 0x80, 0, 0, 0, 0]).await.unwrap();
+            }
+            other => panic!("unexpected opcode {other:#x}"),
+        }
+    }
+    // We stop answering: the next frame is a close with 1001.
+    let (op, payload) = within("close", read_small_frame(&mut tcp))
+        .await
+        .expect("a close frame");
+    assert_eq!(op, 0x8);
+    assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1001);
+    let res = within("reader", reader).await.unwrap();
+    assert!(matches!(res, Err(TransportError::Timeout(_))), "{res:?}");
+}
+
+pub async fn huge_declared_frame<E: Engine>() {
+    let (mut acc, _) = bind::<E>(WsConfig::default()).await;
+    let mut tcp = raw_client(acc.local_addr()).await;
+    let (mut sr, _sw) = acc.accept().await.unwrap().split();
+    // FIN + binary, masked, 64-bit length = 2 GiB, a mask key, and no payload.
+    let mut hdr = vec![0x82, 0x80 | 127];
+    hdr.extend_from_slice(&(2u64 << 30).to_be_bytes());
+    hdr.extend_from_slice(&[1, 2, 3, 4]);
+    tcp.write_all(&hdr).await.unwrap();
+    match within("2 GiB frame", sr.read_frame()).await {
+        Err(TransportError::TooLarge { limit, .. }) => assert_eq!(limit, 16 << 20),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    // The peer gets a close frame with 1009, then the connection ends.
+    let (op, payload) = within("close frame", read_small_frame(&mut tcp))
+        .await
+        .expect("a close frame");
+    assert_eq!(op, 0x8);
+    assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1009);
+    let mut rest = Vec::new();
+    let _ = within("eof", tcp.read_to_end(&mut rest)).await;
+}
+
+pub async fn vanishing_peer<E: Engine>() {
+    let (mut acc, _) = bind::<E>(WsConfig::default()).await;
+    let mut tcp = raw_client(acc.local_addr()).await;
+    let (mut sr, _sw) = acc.accept().await.unwrap().split();
+    // Announce 100 payload bytes, send 10, vanish.
+    let mut data = vec![0x82, 0x80 | 100, 9, 9, 9, 9];
+    data.extend_from_slice(&[0u8; 10]);
+    tcp.write_all(&data).await.unwrap();
+    drop(tcp);
+    let res = within("vanished peer", sr.read_frame()).await;
+    assert!(res.is_err(), "{res:?}");
+    // Reading again is an error too, not a hang or a panic.
+    assert!(within("again", sr.read_frame()).await.is_err());
+}
+
+pub async fn huge_headers<E: Engine>() {
+    let (acc, _) = bind::<E>(WsConfig::default()).await;
+    let mut tcp = TcpStream::connect(acc.local_addr()).await.unwrap();
+    let mut req = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
+    for i in 0..1024 {
+        req.extend_from_slice(format!("X-Filler-{i:04}: {}\r\n", "a".repeat(84)).as_bytes());
+    }
+    req.extend_from_slice(b"\r\n");
+    assert!(req.len() >= 100 << 10);
+    // The server may stop reading (and reset) before we finish writing.
+    let _ = tcp.write_all(&req).await;
+    let mut resp = Vec::new();
+    let _ = within("431", async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => resp.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&resp);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 431"),
+        "unexpected response {text:?}"
+    );
+}
+
+/// A client that opens a TCP connection and never finishes its request head is dropped after
+/// the handshake timeout; a server that never answers makes `connect` time out.
+pub async fn handshake_timeouts<E: Engine>() {
+    let cfg = WsConfig::default().with_handshake_timeout(Duration::from_millis(200));
+    let (acc, _) = bind::<E>(cfg.clone()).await;
+    let mut tcp = TcpStream::connect(acc.local_addr()).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    // hyper answers 408 or just closes; either way the connection ends.
+    let _ = within("slow head", tcp.read_to_end(&mut rest)).await;
+    let text = String::from_utf8_lossy(&rest);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text:?}"
+    );
+
+    let silent = tokio::net::TcpListener::bind(loopback()).await.unwrap();
+    let url = format!("ws://{}/", silent.local_addr().unwrap());
+    let res = within("silent server", connect::<E>(&url, &cfg)).await;
+    assert!(matches!(res, Err(TransportError::Timeout(_))), "{res:?}");
+    drop(silent);
+}
+
+/// A self-made CA and a server configuration for `localhost` signed by it.
+fn test_pki() -> (
+    rustls_pki_types::CertificateDer<'static>,
+    rustls::ServerConfig,
+) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.clone().self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, &ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server_tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    (ca.der().clone(), server_tls)
+}
+
+/// `wss://` through `WsAcceptor::bind_tls`.
+pub async fn wss_acceptor<E: Engine>() {
+    let (ca, mut server_tls) = test_pki();
+    server_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let mut acc = WsAcceptor::<E>::bind_tls(
+        loopback(),
+        Some("/chat"),
+        WsConfig::default(),
+        Arc::new(server_tls),
+    )
+    .await
+    .unwrap();
+    let url = format!("wss://localhost:{}/chat", acc.local_addr().port());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca).unwrap();
+    let opts = ConnectOptions::default().with_tls(tls_config_with_roots(roots));
+    let ccfg = WsConfig::default();
+    let (client, server) = within("wss connect", async {
+        tokio::join!(connect_with::<E>(&url, &ccfg, &opts), acc.accept())
+    })
+    .await;
+    let (sr, sw) = server.unwrap().split();
+    let echo = tokio::spawn(echo_halves(sr, sw));
+    let (mut cr, mut cw) = client.unwrap().split();
+    cw.send(Frame::Binary(vec![9; 70_000].into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        within("wss echo", cr.read_frame())
+            .await
+            .unwrap()
+            .unwrap()
+            .len(),
+        70_000
+    );
+    within("close", cw.close(CloseReason::normal()))
+        .await
+        .unwrap();
+    within("echo end", echo).await.unwrap().unwrap();
+    // A plain-TCP client cannot talk to it.
+    let res = connect::<E>(
+        &format!("ws://127.0.0.1:{}/chat", acc.local_addr().port()),
+        &WsConfig::default().with_handshake_timeout(Duration::from_secs(2)),
+    )
+    .await;
+    assert!(res.is_err());
+}
+
+/// `wss://` against a hyper server of our own that serves a page and upgrades `/ws` on the same
+/// port, over TLS with a certificate from a self-made CA; the default roots refuse it.
+pub async fn wss_and_shared_port<E: Engine>() {
+    use http_body_util::Full;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+
+    let (ca, server_tls) = test_pki();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_tls));
+    let listener = tokio::net::TcpListener::bind(loopback()).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<WsConnection<E>>(4);
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                    let tx = tx.clone();
+                    async move {
+                        if req.uri().path() != "/ws" {
+                            return Ok::<_, std::convert::Infallible>(http::Response::new(
+                                Full::new(Bytes::from_static(b"a page")),
+                            ));
+                        }
+                        match upgrade::<E, _>(&mut req, &WsConfig::default()) {
+                            Ok((resp, fut)) => {
+                                tokio::spawn(async move {
+                                    if let Ok(c) = fut.await {
+                                        let _ = tx.send(c).await;
+                                    }
+                                });
+                                Ok(resp.map(|_| Full::new(Bytes::new())))
+                            }
+                            Err(e) => Ok(e.to_response()),
+                        }
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+
+    let url = format!("wss://localhost:{port}/ws");
+    // Default roots: the self-made CA is not trusted.
+    let res = within("untrusted", connect::<E>(&url, &WsConfig::default())).await;
+    assert!(matches!(res, Err(TransportError::Handshake(_))), "{res:?}");
+    // With the CA as a root: works.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let opts = ConnectOptions::default().with_tls(tls_config_with_roots(roots));
+    let client = within(
+        "trusted",
+        connect_with::<E>(&url, &WsConfig::default(), &opts),
+    )
+    .await
+    .unwrap();
+    let server = within("accept", rx.recv()).await.unwrap();
+    let (sr, sw) = server.split();
+    let echo = tokio::spawn(echo_halves(sr, sw));
+    let (mut cr, mut cw) = client.split();
+    cw.send(Frame::Text("over tls".into())).await.unwrap();
+    assert_eq!(
+        within("tls echo", cr.read_frame()).await.unwrap(),
+        Some(Frame::Text("over tls".into()))
+    );
+    within("close", cw.close(CloseReason::normal()))
+        .await
+        .unwrap();
+    within("echo end", echo).await.unwrap().unwrap();
+
+    // The page on the same port.
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let connector = tokio_rustls::TlsConnector::from(tls_config_with_roots(roots));
+    let mut tls = connector
+        .connect(
+            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut page = Vec::new();
+    let _ = within("page", tls.read_to_end(&mut page)).await;
+    assert!(String::from_utf8_lossy(&page).ends_with("a page"));
+}
+
+/// Instantiates the suite for one engine.
+#[macro_export]
+macro_rules! engine_tests {
+    ($engine:ty) => {
+        #[tokio::test]
+        async fn round_trip() {
+            suite::round_trip::<$engine>().await
+        }
+        #[tokio::test]
+        async fn message_limit() {
+            suite::message_limit::<$engine>().await
+        }
+        #[tokio::test]
+        async fn frame_limit() {
+            suite::frame_limit::<$engine>().await
+        }
+        #[tokio::test]
+        async fn origin_policy() {
+            suite::origin_policy::<$engine>().await
+        }
+        #[tokio::test]
+        async fn not_websocket() {
+            suite::not_websocket::<$engine>().await
+        }
+        #[tokio::test]
+        async fn close_codes() {
+            suite::close_codes::<$engine>().await
+        }
+        #[tokio::test]
+        async fn keepalive() {
+            suite::keepalive::<$engine>().await
+        }
+        #[tokio::test]
+        async fn keepalive_paused() {
+            suite::keepalive_paused::<$engine>().await
+        }
+        #[tokio::test]
+        async fn keepalive_on_the_wire() {
+            suite::keepalive_on_the_wire::<$engine>().await
+        }
+        #[tokio::test]
+        async fn huge_declared_frame() {
+            suite::huge_declared_frame::<$engine>().await
+        }
+        #[tokio::test]
+        async fn vanishing_peer() {
+            suite::vanishing_peer::<$engine>().await
+        }
+        #[tokio::test]
+        async fn huge_headers() {
+            suite::huge_headers::<$engine>().await
+        }
+        #[tokio::test]
+        async fn handshake_timeouts() {
+            suite::handshake_timeouts::<$engine>().await
+        }
+        #[tokio::test]
+        async fn wss_acceptor() {
+            suite::wss_acceptor::<$engine>().await
+        }
+        #[tokio::test]
+        async fn wss_and_shared_port() {
+            suite::wss_and_shared_port::<$engine>().await
+        }
+    };
+}

@@ -1,0 +1,91 @@
+//! `cargo xtask`: the project's automation, one binary behind a cargo alias
+//! (see `.cargo/config.toml`), in the style of rust-analyzer's xtask.
+//!
+//! Subcommands:
+//!
+//! * `cargo xtask test` — format check, clippy with `-D warnings` on every target (including the
+//!   fuzz crate, so it cannot rot), and the whole test suite including doc tests.
+//! * `cargo xtask fuzz [--seconds N] [TARGET...]` — runs every fuzz target (or the named ones) for
+//!   N seconds each (default 60) with `cargo fuzz` on the stable toolchain
+//!   (`RUSTC_BOOTSTRAP=1`); installs `cargo-fuzz` if it is missing.
+//! * `cargo xtask autobahn [--engine tungstenite|fastwebsockets|all] [--quick] [--cases ..]` —
+//!   runs the Autobahn|Testsuite fuzzing client against `ws_echo` for each engine and fails on
+//!   any FAILED case.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+mod autobahn;
+mod fuzz;
+mod test;
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let cmd = args.next();
+    let rest: Vec<String> = args.collect();
+    let result = match cmd.as_deref() {
+        Some("test") => test::run(&rest),
+        Some("fuzz") => fuzz::run(&rest),
+        Some("autobahn") => autobahn::run(&rest),
+        Some("help" | "--help" | "-h") | None => {
+            print_help();
+            Ok(())
+        }
+        Some(other) => Err(format!(
+            "unknown subcommand `{other}`; try `cargo xtask help`"
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_help() {
+    println!(
+        "cargo xtask <command>\n\n\
+         commands:\n  \
+         test                     fmt check, clippy -D warnings, all tests (incl. doc tests)\n  \
+         fuzz [--seconds N] [T..] run fuzz targets (default: all, 60 s each)\n  \
+         autobahn [--engine E|all] [--quick] [--cases '1.*,..']  WebSocket conformance (ws_echo)\n"
+    );
+}
+
+/// The workspace root (the parent of this crate's manifest directory).
+pub(crate) fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// Runs `cmd` in the workspace root, echoing it first; fails if it exits non-zero.
+pub(crate) fn run_cmd(cmd: &mut Command) -> Result<(), String> {
+    cmd.current_dir(root());
+    eprintln!("$ {}", render(cmd));
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start {}: {e}", render(cmd)))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{}` failed: {status}", render(cmd)))
+    }
+}
+
+fn render(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+/// `cargo` as invoked by the user (respects `$CARGO`).
+pub(crate) fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
