@@ -17,8 +17,10 @@ async fn framed_codec_round_trip_and_version_check() {
         // Larger than the duplex buffer, so the decoder must resume across reads.
         payload: Bytes::from(vec![b'x'; 1000]),
     };
-    a.send(req.clone()).await.unwrap();
-    assert_eq!(b.next().await.unwrap().unwrap(), req);
+    // Send and receive concurrently: the payload does not fit the duplex buffer.
+    let (sent, got) = tokio::join!(a.send(req.clone()), b.next());
+    sent.unwrap();
+    assert_eq!(got.unwrap().unwrap(), req);
 
     b.send(Version).await.unwrap();
     b.send(Message::Heartbeat { load: 1, time: 2 })
