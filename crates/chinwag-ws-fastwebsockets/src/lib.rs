@@ -45,7 +45,8 @@ use chinwag_ws_tungstenite::common::{
     WsStream,
 };
 pub use chinwag_ws_tungstenite::common::{
-    ConnectOptions, OriginPolicy, UpgradeError, WsConfig, is_upgrade_request, tls_config_with_roots,
+    ConnectOptions, HttpFallback, OriginPolicy, UpgradeError, WsConfig, is_upgrade_request,
+    tls_config_with_roots,
 };
 use fastwebsockets::{OpCode, Payload, WebSocketError, WebSocketRead, WebSocketWrite};
 use http_body_util::Empty;

@@ -17,5 +17,5 @@ pub use client::{ConnectOptions, connect, connect_with, tls_config_with_roots};
 pub use config::{OriginPolicy, WsConfig};
 pub use conn::{WsConnection, WsReader, WsWriter};
 pub use engine::{Engine, Incoming, Outgoing, RawRead, RawWrite, ReadError, Role, truncate_reason};
-pub use server::{UpgradeError, WsAcceptor, is_upgrade_request, upgrade};
+pub use server::{HttpFallback, UpgradeError, WsAcceptor, is_upgrade_request, upgrade};
 pub use stream::{CoalescingWriter, ReadAhead, WsStream};

@@ -168,6 +168,12 @@ pub fn upgrade<E: Engine, B>(
     Ok((resp, fut))
 }
 
+/// Answers the plain HTTP requests (not WebSocket upgrades) of a [`WsAcceptor`] built with
+/// [`WsAcceptor::bind_with_fallback`]: `None` means 404. It runs on the connection's task:
+/// keep it quick (serve prepared bytes).
+pub type HttpFallback =
+    Arc<dyn Fn(&Request<hyper::body::Incoming>) -> Option<Response<Full<Bytes>>> + Send + Sync>;
+
 /// Accepts WebSocket connections like any other transport: binds a TCP listener, serves HTTP/1.1
 /// with hyper on each connection (with [`WsConfig::handshake_timeout`] to read the request head
 /// and [`WsConfig::max_header_size`] for its size), upgrades requests on its path, answers
@@ -205,7 +211,7 @@ const BACKLOG: u32 = 1024;
 impl<E: Engine> WsAcceptor<E> {
     /// Binds `addr` and upgrades requests on every path.
     pub async fn bind(addr: SocketAddr, cfg: WsConfig) -> io::Result<Self> {
-        Self::bind_inner(addr, None, cfg, None).await
+        Self::bind_inner(addr, None, cfg, None, None).await
     }
 
     /// Binds `addr` and upgrades requests on `path` only (others get 404).
@@ -214,7 +220,33 @@ impl<E: Engine> WsAcceptor<E> {
         path: impl Into<String>,
         cfg: WsConfig,
     ) -> io::Result<Self> {
-        Self::bind_inner(addr, Some(path.into()), cfg, None).await
+        Self::bind_inner(addr, Some(path.into()), cfg, None, None).await
+    }
+
+    /// Binds `addr`, upgrades WebSocket requests on `path` (every path when `None`), and
+    /// answers every other HTTP request with `fallback` — so one port can serve the page, the
+    /// JavaScript client and the WebSocket endpoint. `fallback` returning `None` means 404.
+    ///
+    /// ```no_run
+    /// # async fn f() -> std::io::Result<()> {
+    /// use std::sync::Arc;
+    /// use chinwag_ws_tungstenite::{Tungstenite, common::{HttpFallback, WsAcceptor, WsConfig}};
+    /// let pages: HttpFallback = Arc::new(|req| {
+    ///     (req.uri().path() == "/").then(|| {
+    ///         http::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"hi\n")))
+    ///     })
+    /// });
+    /// let acc = WsAcceptor::<Tungstenite>::bind_with_fallback(
+    ///     "127.0.0.1:0".parse().unwrap(), Some("/ws"), WsConfig::default(), pages).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn bind_with_fallback(
+        addr: SocketAddr,
+        path: Option<&str>,
+        cfg: WsConfig,
+        fallback: HttpFallback,
+    ) -> io::Result<Self> {
+        Self::bind_inner(addr, path.map(str::to_owned), cfg, None, Some(fallback)).await
     }
 
     /// Binds `addr` and serves `wss://`: each connection first completes a TLS handshake with
@@ -227,7 +259,7 @@ impl<E: Engine> WsAcceptor<E> {
         cfg: WsConfig,
         tls: Arc<rustls::ServerConfig>,
     ) -> io::Result<Self> {
-        Self::bind_inner(addr, path.map(str::to_owned), cfg, Some(tls)).await
+        Self::bind_inner(addr, path.map(str::to_owned), cfg, Some(tls), None).await
     }
 
     async fn bind_inner(
@@ -235,6 +267,7 @@ impl<E: Engine> WsAcceptor<E> {
         path: Option<String>,
         cfg: WsConfig,
         tls: Option<Arc<rustls::ServerConfig>>,
+        fallback: Option<HttpFallback>,
     ) -> io::Result<Self> {
         let socket = if addr.is_ipv4() {
             TcpSocket::new_v4()?
@@ -251,6 +284,7 @@ impl<E: Engine> WsAcceptor<E> {
             Arc::new(cfg),
             path.map(Arc::from),
             tls.map(tokio_rustls::TlsAcceptor::from),
+            fallback,
             tx,
         ));
         Ok(WsAcceptor {
@@ -284,6 +318,7 @@ async fn accept_loop<E: Engine>(
     cfg: Arc<WsConfig>,
     path: Option<Arc<str>>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    fallback: Option<HttpFallback>,
     tx: mpsc::Sender<WsConnection<E>>,
 ) {
     loop {
@@ -301,15 +336,18 @@ async fn accept_loop<E: Engine>(
         }
         let _ = tcp.set_nodelay(true);
         let (cfg, path, tx) = (cfg.clone(), path.clone(), tx.clone());
+        let fallback = fallback.clone();
         match &tls {
             None => {
-                tokio::spawn(serve_http::<E, _>(tcp, peer, cfg, path, tx));
+                tokio::spawn(serve_http::<E, _>(tcp, peer, cfg, path, fallback, tx));
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     match tokio::time::timeout(cfg.handshake_timeout, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => serve_http::<E, _>(stream, peer, cfg, path, tx).await,
+                        Ok(Ok(stream)) => {
+                            serve_http::<E, _>(stream, peer, cfg, path, fallback, tx).await
+                        }
                         Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -324,6 +362,7 @@ async fn serve_http<E, I>(
     peer: SocketAddr,
     cfg: Arc<WsConfig>,
     path: Option<Arc<str>>,
+    fallback: Option<HttpFallback>,
     tx: mpsc::Sender<WsConnection<E>>,
 ) where
     E: Engine,
@@ -335,7 +374,18 @@ async fn serve_http<E, I>(
         let cfg = cfg.clone();
         let path = path.clone();
         let tx = tx.clone();
+        let fallback = fallback.clone();
         async move {
+            if let Some(f) = &fallback
+                && !is_upgrade_request(&req)
+            {
+                let r = f(&req).unwrap_or_else(|| {
+                    let mut r = Response::new(Full::new(Bytes::from_static(b"not found\n")));
+                    *r.status_mut() = StatusCode::NOT_FOUND;
+                    r
+                });
+                return Ok::<_, Infallible>(r);
+            }
             if let Some(p) = &path
                 && req.uri().path() != &**p
             {

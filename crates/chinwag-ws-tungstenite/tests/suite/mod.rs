@@ -254,6 +254,47 @@ pub async fn not_websocket<E: Engine>() {
     assert_eq!(&buf, b"HTTP/1.1 426");
 }
 
+/// One port serves plain HTTP through the fallback and upgrades WebSockets on its path.
+pub async fn http_fallback<E: Engine>() {
+    let pages: chinwag_ws_tungstenite::common::HttpFallback = Arc::new(|req| {
+        (req.uri().path() == "/page").then(|| {
+            http::Response::new(http_body_util::Full::new(Bytes::from_static(b"page body")))
+        })
+    });
+    let mut acc =
+        WsAcceptor::<E>::bind_with_fallback(loopback(), Some("/ws"), WsConfig::default(), pages)
+            .await
+            .unwrap();
+    let addr = acc.local_addr();
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /page HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut resp = Vec::new();
+    within("page", tcp.read_to_end(&mut resp)).await.unwrap();
+    let text = String::from_utf8_lossy(&resp);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("page body"), "{text}");
+    // Unknown pages are 404.
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 12];
+    tcp.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 404");
+    // The WebSocket path still upgrades.
+    let url = format!("ws://{addr}/ws");
+    let client = tokio::spawn(async move {
+        connect::<E>(&url, &WsConfig::default())
+            .await
+            .map(|c| c.peer_addr().clone())
+    });
+    let server = within("accept", acc.accept()).await.unwrap();
+    assert_eq!(server.framing(), Framing::Message);
+    within("connect", client).await.unwrap().unwrap();
+}
+
 pub async fn close_codes<E: Engine>() {
     let (mut acc, url) = bind::<E>(WsConfig::default()).await;
 
@@ -745,6 +786,10 @@ macro_rules! engine_tests {
         #[tokio::test]
         async fn not_websocket() {
             suite::not_websocket::<$engine>().await
+        }
+        #[tokio::test]
+        async fn http_fallback() {
+            suite::http_fallback::<$engine>().await
         }
         #[tokio::test]
         async fn close_codes() {
