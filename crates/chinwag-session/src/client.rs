@@ -1,0 +1,323 @@
+//! [`Client`]: a pool of sessions to one server, dialled by a user-supplied connector and
+//! reconnected with exponential backoff and full jitter.
+
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use chinwag_transport::{Transport, TransportError};
+use tokio::sync::{Notify, watch};
+
+use crate::codec::Codec;
+use crate::session::{self, CloseCause, Handler, Session, SessionConfig};
+
+/// When and how a [`Client`] dials again.
+///
+/// | field | default |
+/// |---|---|
+/// | [`initial_backoff`](Self::initial_backoff) | 100 ms |
+/// | [`max_backoff`](Self::max_backoff) | 30 s |
+/// | [`max_attempts`](Self::max_attempts) | `Some(10)` |
+/// | [`reconnect_after_clean_close`](Self::reconnect_after_clean_close) | `false` |
+///
+/// The pause before attempt *n* (counting from 0 after a session ended or a dial failed) is
+/// drawn uniformly from `0 ..= min(max_backoff, initial_backoff × 2ⁿ)` ("full jitter"), so a
+/// thousand clients of a restarted server do not come back in lockstep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReconnectPolicy {
+    /// The backoff cap of the first attempt. Default 100 ms.
+    pub initial_backoff: Duration,
+    /// The largest backoff cap. Default 30 s.
+    pub max_backoff: Duration,
+    /// Consecutive failed dials after which a pool slot gives up (and logs once). `None`
+    /// retries forever — getty did that and flooded logs; think twice. Default `Some(10)`.
+    /// `Some(0)` never redials after the first dial failed or a session ended.
+    pub max_attempts: Option<u32>,
+    /// Whether to reconnect after a clean close ([`CloseCause::is_clean`]: we closed, or the
+    /// peer closed with code 1000 or ended its byte stream). Default `false`: a server that
+    /// says goodbye means it. Note that on byte streams (TCP, TLS, Unix) a server's graceful
+    /// shutdown is an end of stream and therefore clean; set this for such clients that must
+    /// survive server restarts.
+    pub reconnect_after_clean_close: bool,
+}
+
+impl Default for ReconnectPolicy {
+    fn default() -> Self {
+        ReconnectPolicy {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(30),
+            max_attempts: Some(10),
+            reconnect_after_clean_close: false,
+        }
+    }
+}
+
+impl ReconnectPolicy {
+    /// The backoff cap for attempt `n` (0-based): `min(max, initial × 2ⁿ)`.
+    pub fn cap(&self, n: u32) -> Duration {
+        let factor = 1u32.checked_shl(n.min(31)).unwrap_or(u32::MAX);
+        self.initial_backoff
+            .checked_mul(factor)
+            .unwrap_or(self.max_backoff)
+            .min(self.max_backoff)
+    }
+}
+
+/// Settings of a [`Client`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// Sessions kept open at once (each slot dials and redials on its own). Default 1. Values
+    /// below 1 act as 1.
+    pub pool_size: usize,
+    /// Reconnection.
+    pub reconnect: ReconnectPolicy,
+    /// Settings of every session.
+    pub session: SessionConfig,
+}
+
+impl ClientConfig {
+    /// The default configuration with `pool_size` sessions.
+    pub fn with_pool_size(mut self, n: usize) -> Self {
+        self.pool_size = n;
+        self
+    }
+}
+
+struct Shared<C: Codec> {
+    live: Mutex<Vec<Session<C>>>,
+    next: AtomicUsize,
+    stop: Notify,
+    stopping: AtomicBool,
+    dials: AtomicU64,
+    running: watch::Sender<usize>,
+    changed: Notify,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A pool of sessions to one server. Cheap to clone.
+///
+/// Each of [`ClientConfig::pool_size`] slots dials with the connector, runs a session until it
+/// ends, and dials again per the [`ReconnectPolicy`]. The connector is any closure returning a
+/// future of a [`Transport`], so one client type serves TCP, TLS, Unix, UDP, WebSocket
+/// through either engine, and pipes.
+pub struct Client<C: Codec> {
+    shared: Arc<Shared<C>>,
+}
+
+impl<C: Codec> Clone for Client<C> {
+    fn clone(&self) -> Self {
+        Client {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<C: Codec> fmt::Debug for Client<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("live", &lock(&self.shared.live).len())
+            .field("dials", &self.dial_count())
+            .finish()
+    }
+}
+
+impl<C: Codec> Client<C> {
+    /// Starts the pool: every slot dials at once (in its own task).
+    pub fn spawn<F, Fut, T, H>(connect: F, codec: C, handler: H, config: ClientConfig) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, TransportError>> + Send + 'static,
+        T: Transport,
+        H: Handler<C>,
+    {
+        let slots = config.pool_size.max(1);
+        let shared = Arc::new(Shared {
+            live: Mutex::new(Vec::new()),
+            next: AtomicUsize::new(0),
+            stop: Notify::new(),
+            stopping: AtomicBool::new(false),
+            dials: AtomicU64::new(0),
+            running: watch::Sender::new(slots),
+            changed: Notify::new(),
+        });
+        let connect = Arc::new(connect);
+        let codec = Arc::new(codec);
+        let handler = Arc::new(handler);
+        let policy = Arc::new(config.reconnect);
+        let session_config = Arc::new(config.session);
+        for slot in 0..slots {
+            tokio::spawn(slot_loop(
+                slot,
+                connect.clone(),
+                codec.clone(),
+                handler.clone(),
+                policy.clone(),
+                session_config.clone(),
+                shared.clone(),
+            ));
+        }
+        Client { shared }
+    }
+
+    /// Sessions open now.
+    pub fn sessions(&self) -> Vec<Session<C>> {
+        lock(&self.shared.live).clone()
+    }
+
+    /// One open session, round robin; `None` while none is open.
+    pub fn session(&self) -> Option<Session<C>> {
+        let live = lock(&self.shared.live);
+        if live.is_empty() {
+            return None;
+        }
+        let i = self.shared.next.fetch_add(1, Ordering::Relaxed) % live.len();
+        Some(live[i].clone())
+    }
+
+    /// Dials made so far (successful or not), over all slots.
+    pub fn dial_count(&self) -> u64 {
+        self.shared.dials.load(Ordering::Relaxed)
+    }
+
+    /// Waits until at least `n` sessions are open (or every slot has stopped; then returns
+    /// false).
+    pub async fn wait_open(&self, n: usize) -> bool {
+        loop {
+            let changed = self.shared.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if lock(&self.shared.live).len() >= n {
+                return true;
+            }
+            if *self.shared.running.borrow() == 0 {
+                return false;
+            }
+            changed.await;
+        }
+    }
+
+    /// Slots still running (dialling, connected or waiting to redial).
+    pub fn running_slots(&self) -> usize {
+        *self.shared.running.borrow()
+    }
+
+    /// Waits until every slot has stopped (gave up, or a clean close it does not reconnect
+    /// after, or [`shutdown`](Self::shutdown)).
+    pub async fn stopped(&self) {
+        let mut rx = self.shared.running.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+
+    /// Stops redialling and closes every session cleanly (queues drained within
+    /// `deadline`), then waits for all slots to stop.
+    pub async fn shutdown(&self, deadline: Duration) {
+        self.shared.stopping.store(true, Ordering::Release);
+        self.shared.stop.notify_waiters();
+        let until = tokio::time::Instant::now() + deadline;
+        for s in self.sessions() {
+            s.close_with(CloseCause::Local, Some(until));
+        }
+        self.stopped().await;
+    }
+}
+
+/// A small random source for jitter: std's randomly keyed hasher, stirred with a counter.
+fn random_below(bound: u64) -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    if bound == 0 {
+        return 0;
+    }
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.finish() % (bound + 1)
+}
+
+async fn slot_loop<F, Fut, T, C, H>(
+    slot: usize,
+    connect: Arc<F>,
+    codec: Arc<C>,
+    handler: Arc<H>,
+    policy: Arc<ReconnectPolicy>,
+    session_config: Arc<SessionConfig>,
+    shared: Arc<Shared<C>>,
+) where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, TransportError>> + Send + 'static,
+    T: Transport,
+    C: Codec,
+    H: Handler<C>,
+{
+    // Consecutive failures (failed dials, or sessions that ended) since the last open.
+    let mut attempt: u32 = 0;
+    let mut first = true;
+    loop {
+        if shared.stopping.load(Ordering::Acquire) {
+            break;
+        }
+        if !first {
+            if policy.max_attempts.is_some_and(|max| attempt >= max) {
+                tracing::warn!(slot, attempts = attempt, "client slot gives up reconnecting");
+                break;
+            }
+            let cap = policy.cap(attempt);
+            let pause = Duration::from_nanos(random_below(cap.as_nanos() as u64));
+            tokio::select! {
+                _ = shared.stop.notified() => break,
+                _ = tokio::time::sleep(pause) => {}
+            }
+            if shared.stopping.load(Ordering::Acquire) {
+                break;
+            }
+        }
+        first = false;
+        shared.dials.fetch_add(1, Ordering::Relaxed);
+        let transport = tokio::select! {
+            _ = shared.stop.notified() => break,
+            r = connect() => r,
+        };
+        let transport = match transport {
+            Ok(t) => t,
+            Err(e) => {
+                attempt = attempt.saturating_add(1);
+                tracing::debug!(slot, attempt, error = %e, "client dial failed");
+                continue;
+            }
+        };
+        attempt = 0;
+        let session = Session::new(
+            transport.peer_addr(),
+            transport.framing(),
+            codec.clone(),
+            session_config.clone(),
+        );
+        lock(&shared.live).push(session.clone());
+        shared.changed.notify_waiters();
+        let id = session.id();
+        let cause = session::run(session, transport, handler.clone()).await;
+        lock(&shared.live).retain(|s| s.id() != id);
+        shared.changed.notify_waiters();
+        if shared.stopping.load(Ordering::Acquire) {
+            break;
+        }
+        if matches!(cause, CloseCause::Refused(_)) {
+            // A server that refuses us at once must not be redialled in a tight loop.
+            attempt = attempt.saturating_add(1);
+        }
+        if cause.is_clean() && !policy.reconnect_after_clean_close {
+            tracing::debug!(slot, %cause, "clean close; not reconnecting");
+            break;
+        }
+        tracing::debug!(slot, %cause, "session ended; reconnecting");
+    }
+    shared.running.send_modify(|n| *n -= 1);
+    shared.changed.notify_waiters();
+}

@@ -1,0 +1,313 @@
+//! [`Server`]: accepts connections on any [`Acceptor`] and runs a session for each.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use chinwag_transport::{Acceptor, PeerAddr, Transport, TransportError};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::codec::{Codec, Encoded};
+use crate::session::{self, CloseCause, Handler, SendError, Session, SessionConfig};
+
+/// Settings of a [`Server`].
+///
+/// | field | default |
+/// |---|---|
+/// | [`max_connections`](Self::max_connections) | 10 000 |
+/// | [`accept_backoff_initial`](Self::accept_backoff_initial) | 5 ms |
+/// | [`accept_backoff_max`](Self::accept_backoff_max) | 1 s |
+/// | [`session`](Self::session) | [`SessionConfig::default()`] |
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Most sessions open at once. Default 10 000: every connection costs a file descriptor,
+    /// and a process on this project's machines may hold 20 000. At the limit the server stops
+    /// calling `accept` (new connections wait in the listen backlog, 1 024 by default in
+    /// `chinwag-transport`) until a session ends. Values below 1 act as 1.
+    pub max_connections: usize,
+    /// The first pause after an accept error such as `EMFILE` (out of file descriptors); it
+    /// doubles per consecutive error up to [`accept_backoff_max`](Self::accept_backoff_max)
+    /// and resets after a successful accept. Default 5 ms. Errors that concern only one
+    /// connection (a failed TLS handshake, a connection reset before accept) do not back off.
+    pub accept_backoff_initial: Duration,
+    /// The longest pause between accept attempts after errors. Default 1 s.
+    pub accept_backoff_max: Duration,
+    /// Settings of every session.
+    pub session: SessionConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_connections: 10_000,
+            accept_backoff_initial: Duration::from_millis(5),
+            accept_backoff_max: Duration::from_secs(1),
+            session: SessionConfig::default(),
+        }
+    }
+}
+
+/// What a [`ServerHandle::shutdown`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Sessions that were open when the shutdown began.
+    pub sessions: usize,
+    /// Of those, sessions whose queues were not fully written before the deadline.
+    pub undrained: usize,
+}
+
+/// What a [`ServerHandle::broadcast`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BroadcastReport {
+    /// Sessions that queued the message.
+    pub queued: usize,
+    /// Sessions that did not (closed, dropped by policy, timed out, overflowed).
+    pub failed: usize,
+}
+
+struct Shared<C: Codec> {
+    sessions: Mutex<HashMap<u64, Session<C>>>,
+    stop: Notify,
+    stopping: std::sync::atomic::AtomicBool,
+    limit: Arc<Semaphore>,
+    max: usize,
+    local_addr: Option<PeerAddr>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A server: accepts on one [`Acceptor`] (TCP, TLS, Unix, WebSocket through either engine,
+/// [`UdpAcceptor`](crate::udp::UdpAcceptor), pipes) and runs a session per connection.
+#[derive(Debug)]
+pub struct Server;
+
+impl Server {
+    /// Starts accepting on `acceptor` in a new task; every connection becomes a session with
+    /// `codec` and `handler`. Returns the handle that lists, broadcasts to and shuts down the
+    /// sessions.
+    pub fn spawn<A, C, H>(acceptor: A, codec: C, handler: H, config: ServerConfig) -> ServerHandle<C>
+    where
+        A: Acceptor,
+        C: Codec,
+        H: Handler<C>,
+    {
+        let max = config.max_connections.max(1);
+        let shared = Arc::new(Shared {
+            sessions: Mutex::new(HashMap::new()),
+            stop: Notify::new(),
+            stopping: Default::default(),
+            limit: Arc::new(Semaphore::new(max)),
+            max,
+            local_addr: acceptor.local_addr(),
+        });
+        let accept_task = tokio::spawn(accept_loop(
+            acceptor,
+            Arc::new(codec),
+            Arc::new(handler),
+            Arc::new(config.session.clone()),
+            config,
+            shared.clone(),
+        ));
+        ServerHandle {
+            shared,
+            accept_task: Arc::new(Mutex::new(Some(accept_task))),
+        }
+    }
+}
+
+/// Whether an accept error concerns only one connection (no backoff) rather than the process
+/// or the listener (back off: e.g. `EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`).
+fn per_connection(e: &TransportError) -> bool {
+    match e {
+        TransportError::Io(io) => matches!(
+            io.kind(),
+            io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::Interrupted
+                | io::ErrorKind::WouldBlock
+        ),
+        _ => true,
+    }
+}
+
+async fn accept_loop<A, C, H>(
+    mut acceptor: A,
+    codec: Arc<C>,
+    handler: Arc<H>,
+    session_config: Arc<SessionConfig>,
+    config: ServerConfig,
+    shared: Arc<Shared<C>>,
+) where
+    A: Acceptor,
+    C: Codec,
+    H: Handler<C>,
+{
+    let mut backoff = config.accept_backoff_initial;
+    loop {
+        // The connection limit: wait for a free slot *before* accepting, so connections over
+        // the limit stay in the kernel's backlog instead of being accepted and dropped.
+        let permit = tokio::select! {
+            _ = shared.stop.notified() => break,
+            p = shared.limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let accepted = tokio::select! {
+            _ = shared.stop.notified() => break,
+            r = acceptor.accept() => r,
+        };
+        let transport = match accepted {
+            Ok(t) => {
+                backoff = config.accept_backoff_initial;
+                t
+            }
+            Err(TransportError::Closed) => {
+                tracing::debug!("acceptor closed; server stops accepting");
+                break;
+            }
+            Err(e) if per_connection(&e) => {
+                tracing::debug!(error = %e, "accept failed for one connection");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, pause = ?backoff, "accept failed; backing off");
+                tokio::select! {
+                    _ = shared.stop.notified() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(config.accept_backoff_max);
+                continue;
+            }
+        };
+        let session = Session::new(
+            transport.peer_addr(),
+            transport.framing(),
+            codec.clone(),
+            session_config.clone(),
+        );
+        lock(&shared.sessions).insert(session.id(), session.clone());
+        let handler = handler.clone();
+        let shared2 = shared.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let id = session.id();
+            session::run(session, transport, handler).await;
+            lock(&shared2.sessions).remove(&id);
+        });
+    }
+    // Dropping the acceptor closes the listener: new connections are refused from here on.
+    drop(acceptor);
+}
+
+/// Controls a running [`Server`]. Cheap to clone.
+pub struct ServerHandle<C: Codec> {
+    shared: Arc<Shared<C>>,
+    accept_task: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl<C: Codec> Clone for ServerHandle<C> {
+    fn clone(&self) -> Self {
+        ServerHandle {
+            shared: self.shared.clone(),
+            accept_task: self.accept_task.clone(),
+        }
+    }
+}
+
+impl<C: Codec> fmt::Debug for ServerHandle<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("local_addr", &self.shared.local_addr)
+            .field("sessions", &self.session_count())
+            .finish()
+    }
+}
+
+impl<C: Codec> ServerHandle<C> {
+    /// The acceptor's local address.
+    pub fn local_addr(&self) -> Option<&PeerAddr> {
+        self.shared.local_addr.as_ref()
+    }
+
+    /// Sessions open now.
+    pub fn session_count(&self) -> usize {
+        lock(&self.shared.sessions).len()
+    }
+
+    /// Handles of the sessions open now.
+    pub fn sessions(&self) -> Vec<Session<C>> {
+        lock(&self.shared.sessions).values().cloned().collect()
+    }
+
+    /// The session with `id`, if open.
+    pub fn session(&self, id: u64) -> Option<Session<C>> {
+        lock(&self.shared.sessions).get(&id).cloned()
+    }
+
+    /// Queues one already encoded message on every open session (each under its own overflow
+    /// policy; a [`Block`](crate::OverflowPolicy::Block) session makes the broadcast wait up
+    /// to its timeout). Encode once with [`Codec::encode`] for the server's framing.
+    pub async fn broadcast(&self, msg: &Encoded) -> BroadcastReport {
+        broadcast(&self.sessions(), msg).await
+    }
+
+    /// Graceful shutdown: stops accepting (the listener is closed), asks every session to
+    /// close with [`CloseCause::Shutdown`] — each writes what it has queued, then closes
+    /// (WebSocket code 1001) — and waits until all sessions have ended. Sessions still
+    /// writing at `now + deadline` are dropped. Returns when everything has ended.
+    pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+        let until = Instant::now() + deadline;
+        self.shared
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.shared.stop.notify_waiters();
+        self.shared.stop.notify_one();
+        let task = lock(&self.accept_task).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        let sessions = self.sessions();
+        for s in &sessions {
+            s.close_with(CloseCause::Shutdown, Some(until));
+        }
+        let mut undrained = 0;
+        for s in &sessions {
+            s.closed().await;
+            if s.queue_len() > 0 {
+                undrained += 1;
+            }
+        }
+        // Every session task holds a permit until it has fully ended.
+        let _ = self.shared.limit.acquire_many(self.shared.max as u32).await;
+        ShutdownReport {
+            sessions: sessions.len(),
+            undrained,
+        }
+    }
+}
+
+/// Queues `msg` on every session in `sessions`; see [`ServerHandle::broadcast`].
+pub async fn broadcast<'a, C: Codec>(
+    sessions: impl IntoIterator<Item = &'a Session<C>>,
+    msg: &Encoded,
+) -> BroadcastReport {
+    let mut report = BroadcastReport::default();
+    for s in sessions {
+        match s.send_encoded(msg.clone()).await {
+            Ok(()) => report.queued += 1,
+            Err(SendError::Closed | SendError::Dropped | SendError::Timeout)
+            | Err(SendError::Overflow | SendError::Codec(_)) => report.failed += 1,
+        }
+    }
+    report
+}

@@ -1,0 +1,289 @@
+//! [`UdpAcceptor`]: turns one unconnected UDP socket into an [`Acceptor`] of per-peer
+//! "connections", so a [`Server`](crate::Server) runs one session per remote address.
+//!
+//! `chinwag-transport` offers a connected UDP *client* ([`chinwag_transport::udp::connect`]) and
+//! an unconnected [`UdpEndpoint`], but no acceptor; this module adds the demultiplexer. One
+//! background task receives every datagram and routes it by source address to that peer's
+//! bounded queue; a datagram from a new address opens a new connection. UDP has no close: a
+//! peer's connection ends when its session ends (idle timeout, or a local close).
+//!
+//! Bounds: at most [`UdpAcceptorConfig::max_peers`] peers are tracked (datagrams from further
+//! new addresses are dropped), each peer queues at most
+//! [`UdpAcceptorConfig::peer_queue`] datagrams (further ones are dropped, as a full socket
+//! buffer would), and at most [`UdpAcceptorConfig::pending`] new peers wait for `accept`.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chinwag_transport::udp::{UdpConfig, UdpEndpoint};
+use chinwag_transport::{
+    Acceptor, CloseReason, Frame, FrameRead, FrameWrite, Framing, PeerAddr, Transport,
+    TransportError,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Settings of a [`UdpAcceptor`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UdpAcceptorConfig {
+    /// The socket's settings (datagram size limit). Default [`UdpConfig::default()`].
+    pub udp: UdpConfig,
+    /// Most peers tracked at once. Default 10 000.
+    pub max_peers: usize,
+    /// Datagrams queued per peer before further ones are dropped. Default 64.
+    pub peer_queue: usize,
+    /// New peers waiting for `accept`. Default 128.
+    pub pending: usize,
+}
+
+impl Default for UdpAcceptorConfig {
+    fn default() -> Self {
+        UdpAcceptorConfig {
+            udp: UdpConfig::default(),
+            max_peers: 10_000,
+            peer_queue: 64,
+            pending: 128,
+        }
+    }
+}
+
+/// Accepts UDP "connections": one per remote address. See the [module docs](self).
+pub struct UdpAcceptor {
+    new_peers: mpsc::Receiver<UdpPeer>,
+    local: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl fmt::Debug for UdpAcceptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UdpAcceptor")
+            .field("local", &self.local)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for UdpAcceptor {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl UdpAcceptor {
+    /// Binds `addr` and starts routing datagrams.
+    ///
+    /// # Errors
+    ///
+    /// [`TransportError::Io`] when the address cannot be bound.
+    pub async fn bind(addr: SocketAddr, config: UdpAcceptorConfig) -> Result<Self, TransportError> {
+        let endpoint = Arc::new(UdpEndpoint::bind(addr, config.udp.clone()).await?);
+        let local = endpoint.local_addr()?;
+        let (tx, rx) = mpsc::channel(config.pending.max(1));
+        let task = tokio::spawn(route(endpoint, config, tx));
+        Ok(UdpAcceptor {
+            new_peers: rx,
+            local,
+            task,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_socket_addr(&self) -> SocketAddr {
+        self.local
+    }
+}
+
+async fn route(
+    endpoint: Arc<UdpEndpoint>,
+    config: UdpAcceptorConfig,
+    new_peers: mpsc::Sender<UdpPeer>,
+) {
+    let mut peers: HashMap<SocketAddr, mpsc::Sender<Bytes>> = HashMap::new();
+    loop {
+        let (bytes, from) = match endpoint.recv_from().await {
+            Ok(d) => d,
+            Err(TransportError::TooLarge { .. }) => continue,
+            Err(e) => {
+                // ICMP errors for earlier sends show up here on unconnected sockets; they
+                // concern one peer, and the socket goes on.
+                tracing::debug!(error = %e, "udp acceptor receive error");
+                continue;
+            }
+        };
+        if let Some(tx) = peers.get(&from) {
+            match tx.try_send(bytes) {
+                Ok(()) => continue,
+                Err(mpsc::error::TrySendError::Full(_)) => continue, // dropped, like a full buffer
+                Err(mpsc::error::TrySendError::Closed(b)) => {
+                    peers.remove(&from);
+                    // The old session ended; this datagram opens a new one.
+                    open(&endpoint, &config, &new_peers, &mut peers, from, b);
+                }
+            }
+        } else {
+            open(&endpoint, &config, &new_peers, &mut peers, from, bytes);
+        }
+        if new_peers.is_closed() {
+            return;
+        }
+    }
+}
+
+fn open(
+    endpoint: &Arc<UdpEndpoint>,
+    config: &UdpAcceptorConfig,
+    new_peers: &mpsc::Sender<UdpPeer>,
+    peers: &mut HashMap<SocketAddr, mpsc::Sender<Bytes>>,
+    from: SocketAddr,
+    first: Bytes,
+) {
+    if peers.len() >= config.max_peers {
+        peers.retain(|_, tx| !tx.is_closed());
+        if peers.len() >= config.max_peers {
+            tracing::debug!(%from, "udp acceptor at max_peers; datagram dropped");
+            return;
+        }
+    }
+    let (tx, rx) = mpsc::channel(config.peer_queue.max(1));
+    let _ = tx.try_send(first);
+    let peer = UdpPeer {
+        rx,
+        endpoint: endpoint.clone(),
+        peer: from,
+    };
+    if new_peers.try_send(peer).is_ok() {
+        peers.insert(from, tx);
+    }
+}
+
+/// One remote address of a [`UdpAcceptor`], as a [`Transport`] (message framing: one frame
+/// per datagram).
+pub struct UdpPeer {
+    rx: mpsc::Receiver<Bytes>,
+    endpoint: Arc<UdpEndpoint>,
+    peer: SocketAddr,
+}
+
+impl fmt::Debug for UdpPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UdpPeer")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Transport for UdpPeer {
+    type Reader = UdpPeerReader;
+    type Writer = UdpPeerWriter;
+
+    fn framing(&self) -> Framing {
+        Framing::Message
+    }
+
+    fn peer_addr(&self) -> PeerAddr {
+        PeerAddr::Ip(self.peer)
+    }
+
+    fn split(self) -> (UdpPeerReader, UdpPeerWriter) {
+        (
+            UdpPeerReader { rx: self.rx },
+            UdpPeerWriter {
+                endpoint: self.endpoint,
+                peer: self.peer,
+                queue: VecDeque::new(),
+                closed: false,
+            },
+        )
+    }
+}
+
+/// The reading half of a [`UdpPeer`]. Never returns `Ok(None)` while the acceptor runs (UDP
+/// has no end); after the acceptor is dropped it returns [`TransportError::Closed`].
+pub struct UdpPeerReader {
+    rx: mpsc::Receiver<Bytes>,
+}
+
+impl fmt::Debug for UdpPeerReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UdpPeerReader").finish_non_exhaustive()
+    }
+}
+
+impl FrameRead for UdpPeerReader {
+    async fn read_frame(&mut self) -> Result<Option<Frame>, TransportError> {
+        match self.rx.recv().await {
+            Some(b) => Ok(Some(Frame::Binary(b))),
+            None => Err(TransportError::Closed),
+        }
+    }
+}
+
+/// The writing half of a [`UdpPeer`]: one datagram per frame, sent on flush.
+pub struct UdpPeerWriter {
+    endpoint: Arc<UdpEndpoint>,
+    peer: SocketAddr,
+    queue: VecDeque<Bytes>,
+    closed: bool,
+}
+
+impl fmt::Debug for UdpPeerWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UdpPeerWriter")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UdpPeerWriter {
+    async fn send_queued(&mut self) -> Result<(), TransportError> {
+        while let Some(b) = self.queue.pop_front() {
+            self.endpoint.send_to(&b, self.peer).await?;
+        }
+        Ok(())
+    }
+}
+
+impl FrameWrite for UdpPeerWriter {
+    async fn feed(&mut self, frame: Frame) -> Result<(), TransportError> {
+        if self.closed {
+            return Err(TransportError::Closed);
+        }
+        self.queue.push_back(frame.into_payload());
+        if self.queue.len() >= 64 {
+            self.send_queued().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), TransportError> {
+        if self.closed {
+            return Err(TransportError::Closed);
+        }
+        self.send_queued().await
+    }
+
+    async fn close(&mut self, _reason: CloseReason) -> Result<(), TransportError> {
+        if self.closed {
+            return Ok(());
+        }
+        let r = self.send_queued().await;
+        self.closed = true;
+        r
+    }
+}
+
+impl Acceptor for UdpAcceptor {
+    type Conn = UdpPeer;
+
+    /// The next new peer. [`TransportError::Closed`] if the routing task has ended.
+    async fn accept(&mut self) -> Result<UdpPeer, TransportError> {
+        self.new_peers.recv().await.ok_or(TransportError::Closed)
+    }
+
+    fn local_addr(&self) -> Option<PeerAddr> {
+        Some(PeerAddr::Ip(self.local))
+    }
+}
