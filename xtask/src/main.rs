@@ -11,11 +11,15 @@
 //! * `cargo xtask autobahn [--engine tungstenite|fastwebsockets|all] [--quick] [--cases ..]` —
 //!   runs the Autobahn|Testsuite fuzzing client against `ws_echo` for each engine and fails on
 //!   any FAILED case.
+//! * `cargo xtask bench [--quick] [--scenario NAME].. [--peer NAME=URL].. [--micro]` — load
+//!   benchmarks of chinwag's servers against raw-engine baselines (`target/bench/<timestamp>/`),
+//!   or the criterion micro-benchmarks with `--micro`; see `xtask/src/bench.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 mod autobahn;
+mod bench;
 mod fuzz;
 mod test;
 
@@ -27,6 +31,7 @@ fn main() -> ExitCode {
         Some("test") => test::run(&rest),
         Some("fuzz") => fuzz::run(&rest),
         Some("autobahn") => autobahn::run(&rest),
+        Some("bench") => bench::run(&rest),
         Some("help" | "--help" | "-h") | None => {
             print_help();
             Ok(())
@@ -50,7 +55,8 @@ fn print_help() {
          commands:\n  \
          test                     fmt check, clippy -D warnings, all tests (incl. doc tests)\n  \
          fuzz [--seconds N] [T..] run fuzz targets (default: all, 60 s each)\n  \
-         autobahn [--engine E|all] [--quick] [--cases '1.*,..']  WebSocket conformance (ws_echo)\n"
+         autobahn [--engine E|all] [--quick] [--cases '1.*,..']  WebSocket conformance (ws_echo)\n  \
+         bench [--quick] [--scenario S].. [--peer NAME=URL].. [--reps N] [--micro] [--list]  load benchmarks (target/bench/)\n"
     );
 }
 

@@ -1,0 +1,171 @@
+//! Minimal echo servers on the raw engines: the yardsticks chinwag's servers are divided by.
+//!
+//! Each is written the way the engine's own examples do it, without chinwag's layers:
+//!
+//! * [`tcp`]: tokio TCP, u32 big-endian length-prefixed frames through a `BufReader` and a
+//!   `BufWriter`, flushed when no more input is buffered (so bursts go back in one write).
+//! * [`tungstenite`]: async-tungstenite's `accept_async` and `receiver.forward(sender)`, as in
+//!   tokio-tungstenite's `echo-server` example (forward feeds and flushes when input runs dry).
+//! * [`fastwebsockets`]: a hyper 1 HTTP/1 server that upgrades with `fastwebsockets::upgrade`
+//!   and echoes through a `FragmentCollector`, as in fastwebsockets' `echo_server` example.
+//!
+//! The binaries `baseline-tcp`, `baseline-tungstenite` and `baseline-fastwebsockets` run them
+//! (`--listen ADDR`, default `127.0.0.1:0`) and print `listening on ADDR` on stdout.
+
+use std::io;
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+
+/// Parses `--listen ADDR` from the command line (default `127.0.0.1:0`).
+pub fn listen_arg() -> Result<SocketAddr, String> {
+    let mut args = std::env::args().skip(1);
+    let mut listen: SocketAddr = ([127, 0, 0, 1], 0).into();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--listen" => {
+                let v = args.next().ok_or("--listen needs an address")?;
+                listen = v.parse().map_err(|e| format!("bad --listen {v:?}: {e}"))?;
+            }
+            "--help" | "-h" => return Err("usage: [--listen ADDR]".into()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(listen)
+}
+
+/// Binds `addr` and prints `listening on ADDR` (the actual address) on stdout.
+pub async fn bind_and_announce(addr: SocketAddr) -> io::Result<TcpListener> {
+    let l = TcpListener::bind(addr).await?;
+    println!("listening on {}", l.local_addr()?);
+    io::Write::flush(&mut io::stdout())?;
+    Ok(l)
+}
+
+/// Raw tokio TCP echo of u32 big-endian length-prefixed frames.
+pub mod tcp {
+    use std::io;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// Largest frame accepted.
+    pub const MAX_FRAME: usize = 16 << 20;
+
+    /// Serves `listener` forever.
+    pub async fn serve(listener: TcpListener) -> io::Result<()> {
+        loop {
+            let (s, _) = listener.accept().await?;
+            tokio::spawn(async move {
+                let _ = echo(s).await;
+            });
+        }
+    }
+
+    async fn echo(s: TcpStream) -> io::Result<()> {
+        s.set_nodelay(true)?;
+        let (r, w) = s.into_split();
+        let mut r = BufReader::with_capacity(8 * 1024, r);
+        let mut w = BufWriter::with_capacity(8 * 1024, w);
+        let mut buf = Vec::new();
+        loop {
+            let len = match r.read_u32().await {
+                Ok(len) => len as usize,
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return w.flush().await,
+                Err(e) => return Err(e),
+            };
+            if len > MAX_FRAME {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "frame too large",
+                ));
+            }
+            buf.resize(len, 0);
+            r.read_exact(&mut buf).await?;
+            w.write_u32(len as u32).await?;
+            w.write_all(&buf).await?;
+            if r.buffer().is_empty() {
+                w.flush().await?;
+            }
+        }
+    }
+}
+
+/// Raw async-tungstenite echo (tokio runtime).
+pub mod tungstenite {
+    use std::io;
+
+    use futures_util::{StreamExt, TryStreamExt, future};
+    use tokio::net::TcpListener;
+
+    /// Serves `listener` forever.
+    pub async fn serve(listener: TcpListener) -> io::Result<()> {
+        loop {
+            let (s, _) = listener.accept().await?;
+            let _ = s.set_nodelay(true);
+            tokio::spawn(async move {
+                let Ok(ws) = async_tungstenite::tokio::accept_async(s).await else {
+                    return;
+                };
+                let (sender, receiver) = ws.split();
+                let _ = receiver
+                    .try_filter(|m| future::ready(m.is_text() || m.is_binary()))
+                    .forward(sender)
+                    .await;
+            });
+        }
+    }
+}
+
+/// Raw fastwebsockets echo behind a hyper 1 upgrade.
+pub mod fastwebsockets {
+    use std::io;
+
+    use bytes::Bytes;
+    use fastwebsockets::{FragmentCollector, OpCode, WebSocketError, upgrade};
+    use http_body_util::Empty;
+    use hyper::body::Incoming;
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper::{Request, Response};
+    use hyper_util::rt::TokioIo;
+    use tokio::net::TcpListener;
+
+    async fn handle_client(fut: upgrade::UpgradeFut) -> Result<(), WebSocketError> {
+        let mut ws = FragmentCollector::new(fut.await?);
+        loop {
+            let frame = ws.read_frame().await?;
+            match frame.opcode {
+                OpCode::Close => break,
+                OpCode::Text | OpCode::Binary => ws.write_frame(frame).await?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn server_upgrade(
+        mut req: Request<Incoming>,
+    ) -> Result<Response<Empty<Bytes>>, WebSocketError> {
+        let (response, fut) = upgrade::upgrade(&mut req)?;
+        tokio::spawn(async move {
+            let _ = handle_client(fut).await;
+        });
+        Ok(response)
+    }
+
+    /// Serves `listener` forever.
+    pub async fn serve(listener: TcpListener) -> io::Result<()> {
+        loop {
+            let (s, _) = listener.accept().await?;
+            let _ = s.set_nodelay(true);
+            tokio::spawn(async move {
+                let io = TokioIo::new(s);
+                let _ = http1::Builder::new()
+                    .serve_connection(io, service_fn(server_upgrade))
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    }
+}

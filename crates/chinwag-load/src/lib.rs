@@ -1,0 +1,29 @@
+//! `chinwag-load`: the load generator and baseline echo servers behind `cargo xtask bench`.
+//!
+//! * [`proto`]: the protocols the generator speaks ([`Protocol`]) and the [`Target`] URL
+//!   (`ws://127.0.0.1:9001/`, `tcp://127.0.0.1:9002`). Only loopback targets are accepted.
+//! * [`load`]: one load run ([`LoadSpec`] → [`RunReport`]): N connections, payload size S,
+//!   closed loop (K messages in flight per connection) or open loop (a target rate), a warm-up
+//!   then a measured window, latency in an HDR histogram, errors, and the server's CPU time per
+//!   message and RSS from `/proc/<pid>` when its pid is known. Connections are spread over
+//!   several `127.0.0.x` source addresses and, on request, over several worker processes.
+//! * [`procfs`]: the server figures read from `/proc/<pid>/stat` and `/proc/<pid>/status`.
+//! * [`baselines`]: minimal echo servers on the raw engines (fastwebsockets with a hyper
+//!   upgrade, async-tungstenite, tokio TCP) that chinwag's servers are divided by.
+//! * [`report`]: turns a directory of run results into `report.md`, `report.json` and SVG
+//!   charts.
+//!
+//! The binary (`chinwag-load run|report`) is driven by `cargo xtask bench`; see
+//! `docs/BENCHMARKS.md`.
+
+pub mod baselines;
+pub mod load;
+pub mod procfs;
+pub mod proto;
+pub mod report;
+
+pub use load::{LoadSpec, RunReport};
+pub use proto::{ClientEngine, Protocol, Target};
+
+/// The error type of this crate: load runs report a message, not a structured error.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

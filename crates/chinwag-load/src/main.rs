@@ -1,0 +1,160 @@
+//! `chinwag-load`: load generator for chinwag's servers and their baselines.
+//!
+//! ```text
+//! chinwag-load run --target ws://127.0.0.1:9001/ --conns 100 --size 20 [--in-flight K | --rate R]
+//!                  [--warmup 2] [--duration 10] [--idle] [--stalled M] [--procs P]
+//!                  [--source-ips N] [--server-pid PID] [--meta k=v].. [--json FILE]
+//! chinwag-load report DIR      # DIR/runs/*.json -> DIR/report.md, report.json, *.svg
+//! ```
+//!
+//! `run` prints its [`chinwag_load::RunReport`] as JSON (or writes it to `--json`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use chinwag_load::load::{self, LoadSpec, RunOptions, WorkerSpec};
+use chinwag_load::{BoxError, ClientEngine, report};
+use clap::{Parser, Subcommand};
+
+/// Load generator for chinwag's servers and their baselines.
+#[derive(Debug, Parser)]
+#[command(name = "chinwag-load")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Runs load against one server and prints the result as JSON.
+    Run(RunArgs),
+    /// Writes report.md, report.json and SVG charts from DIR/runs/*.json.
+    Report {
+        /// The bench directory (target/bench/<timestamp>).
+        dir: PathBuf,
+    },
+    /// Internal: one worker process of a multi-process run.
+    #[command(hide = true)]
+    Worker {
+        /// The worker's share, as JSON.
+        #[arg(long)]
+        spec: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Server URL: ws://IP:PORT/path or tcp://IP:PORT (loopback only).
+    #[arg(long)]
+    target: String,
+    /// WebSocket client engine.
+    #[arg(long, value_enum, default_value = "fastwebsockets")]
+    client_engine: ClientEngine,
+    /// Connections.
+    #[arg(long, default_value_t = 10)]
+    conns: usize,
+    /// Payload bytes per message (at least 8: the send timestamp).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Closed loop: messages in flight per connection.
+    #[arg(long, default_value_t = 1)]
+    in_flight: usize,
+    /// Open loop: target total rate in messages/s (instead of closed loop).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Warm-up seconds.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Idle connections: send nothing, answer pings; report server RSS per connection.
+    #[arg(long)]
+    idle: bool,
+    /// Extra connections that keep sending and never read (slow consumers).
+    #[arg(long, default_value_t = 0)]
+    stalled: usize,
+    /// Payload bytes of the stalled connections (default: --size).
+    #[arg(long)]
+    stalled_size: Option<usize>,
+    /// Worker processes.
+    #[arg(long, default_value_t = 1)]
+    procs: usize,
+    /// Spread connections over 127.0.0.1 .. 127.0.0.N.
+    #[arg(long, default_value_t = 4)]
+    source_ips: usize,
+    /// Concurrent connection handshakes per worker.
+    #[arg(long, default_value_t = 64)]
+    connect_concurrency: usize,
+    /// The server's pid (CPU per message and RSS from /proc).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Labels copied into the JSON (key=value; repeatable).
+    #[arg(long = "meta", value_parser = parse_kv)]
+    meta: Vec<(String, String)>,
+    /// Write the JSON here instead of stdout.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected key=value, got {s:?}"))
+}
+
+fn main() -> Result<(), BoxError> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.cmd {
+        Cmd::Run(a) => rt.block_on(run(a)),
+        Cmd::Report { dir } => report::write_report(&dir),
+        Cmd::Worker { spec } => {
+            let ws: WorkerSpec = serde_json::from_str(&spec)?;
+            rt.block_on(load::worker_main(ws))
+        }
+    }
+}
+
+async fn run(a: RunArgs) -> Result<(), BoxError> {
+    let spec = LoadSpec {
+        target: a.target,
+        client_engine: a.client_engine,
+        conns: a.conns,
+        size: a.size,
+        in_flight: a.in_flight,
+        rate: a.rate,
+        warmup: a.warmup,
+        duration: a.duration,
+        idle: a.idle,
+        stalled: a.stalled,
+        stalled_size: a.stalled_size,
+        source_ips: a.source_ips,
+        procs: a.procs,
+        connect_concurrency: a.connect_concurrency,
+    };
+    let opts = RunOptions {
+        server_pid: a.server_pid,
+        meta: a.meta.into_iter().collect::<BTreeMap<_, _>>(),
+        progress: !a.no_progress,
+        worker_exe: None,
+    };
+    let report = load::run(&spec, &opts).await?;
+    let json = serde_json::to_string_pretty(&report)?;
+    match a.json {
+        Some(path) => std::fs::write(&path, json + "\n")?,
+        None => println!("{json}"),
+    }
+    if report.errors > 0 {
+        eprintln!(
+            "chinwag-load: {} errors, first: {:?}",
+            report.errors, report.first_errors
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,295 @@
+//! The protocols the generator speaks and one client connection of each.
+//!
+//! Adding a protocol means: a [`Protocol`] variant, its URL scheme in [`Target::from_str`],
+//! and a [`Reader`]/[`Writer`] variant that sends one request carrying the payload and yields
+//! the matching reply payload. The load loop in [`crate::load`] only sees payloads going out
+//! and coming back, so it does not change.
+//!
+//! # Extension point: gotalk RPC
+//!
+//! gotalk RPC over TCP and over WebSocket (`gotalk+tcp://`, `gotalk+ws://`) is **not
+//! implemented yet**: the `chinwag-rpc` crate does not exist. When it lands, add
+//! `Protocol::RpcTcp` and `Protocol::RpcWs`, where a "message" is one request to an echo
+//! operation (the payload as its body) and its result, encoded with `chinwag-wire`. Until
+//! then those schemes are refused with an explicit "not available yet" error instead of being
+//! faked with raw frames.
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::str::FromStr;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use chinwag_transport::{Frame, FrameRead, FrameWrite, PeerAddr, Transport};
+use chinwag_ws_fastwebsockets::FastWebSockets;
+use chinwag_ws_tungstenite::Tungstenite;
+use chinwag_ws_tungstenite::common::{self, Engine, WsConfig, WsStream};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpSocket, TcpStream};
+
+use crate::BoxError;
+
+/// Largest reply accepted on TCP (a corrupt length prefix must not allocate gigabytes).
+const MAX_TCP_FRAME: usize = 64 << 20;
+
+/// A wire protocol of the load generator. See the module docs for the gotalk RPC extension
+/// point (not available yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// WebSocket: each payload is one binary message, echoed unchanged (`ws://`).
+    Ws,
+    /// TCP: each payload is a frame with a u32 big-endian length prefix, echoed unchanged
+    /// (`tcp://`).
+    Tcp,
+}
+
+/// Which WebSocket client the generator uses (chinwag's client on either engine). The same
+/// client is used against every server of a run, so it cancels out of the ratios.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientEngine {
+    /// chinwag-ws-fastwebsockets (the default: the cheaper client leaves more CPU to servers).
+    #[default]
+    Fastwebsockets,
+    /// chinwag-ws-tungstenite.
+    Tungstenite,
+}
+
+/// A server to load: protocol, loopback address and, for WebSocket, the URL to request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    /// The protocol spoken.
+    pub protocol: Protocol,
+    /// The server's address (always loopback).
+    pub addr: SocketAddr,
+    /// The URL as given.
+    pub url: String,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+impl FromStr for Target {
+    type Err = String;
+
+    /// Parses `ws://IP:PORT[/path]` or `tcp://IP:PORT`. The host must be a loopback address
+    /// (or `localhost`): this tool only ever sends traffic to the local machine.
+    fn from_str(url: &str) -> Result<Self, String> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| format!("target {url:?} has no scheme (ws:// or tcp://)"))?;
+        let protocol = match scheme {
+            "ws" => Protocol::Ws,
+            "tcp" => Protocol::Tcp,
+            "gotalk+tcp" | "gotalk+ws" => {
+                return Err(format!(
+                    "{scheme}: gotalk RPC is not available yet (chinwag-rpc does not exist; see \
+                     the extension point in chinwag_load::proto)"
+                ));
+            }
+            "wss" => return Err("wss:// is not supported by the load generator".into()),
+            other => return Err(format!("unknown scheme {other:?} (expected ws or tcp)")),
+        };
+        let authority = rest.split('/').next().unwrap_or_default();
+        let authority = authority.replace("localhost", "127.0.0.1");
+        let addr: SocketAddr = authority
+            .parse()
+            .map_err(|e| format!("target {url:?}: host must be IP:PORT ({e})"))?;
+        if !addr.ip().is_loopback() {
+            return Err(format!(
+                "target {url:?} is not a loopback address: only 127.0.0.0/8 and ::1 may be loaded"
+            ));
+        }
+        Ok(Target {
+            protocol,
+            addr,
+            url: url.to_owned(),
+        })
+    }
+}
+
+/// The `i`-th of `n` loopback source addresses (`127.0.0.1` .. `127.0.0.n`); `None` for an IPv6
+/// target (which has only `::1`).
+pub fn source_addr(target: &Target, i: usize, n: usize) -> Option<IpAddr> {
+    match target.addr {
+        SocketAddr::V4(_) => {
+            let n = n.clamp(1, 254);
+            Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i % n) as u8)))
+        }
+        SocketAddr::V6(_) => None,
+    }
+}
+
+/// The writing half of a client connection.
+#[derive(Debug)]
+pub enum Writer {
+    /// WebSocket on fastwebsockets.
+    WsFast(common::WsWriter<FastWebSockets>),
+    /// WebSocket on tungstenite.
+    WsTung(common::WsWriter<Tungstenite>),
+    /// Length-prefixed TCP, with the frames fed since the last flush.
+    Tcp(OwnedWriteHalf, BytesMut),
+}
+
+/// The reading half of a client connection.
+#[derive(Debug)]
+pub enum Reader {
+    /// WebSocket on fastwebsockets.
+    WsFast(common::WsReader<FastWebSockets>),
+    /// WebSocket on tungstenite.
+    WsTung(common::WsReader<Tungstenite>),
+    /// Length-prefixed TCP.
+    Tcp(BufReader<OwnedReadHalf>),
+}
+
+impl Writer {
+    /// Queues one payload (not necessarily written before [`Writer::flush`]).
+    pub async fn feed(&mut self, payload: Bytes) -> Result<(), BoxError> {
+        match self {
+            Writer::WsFast(w) => w.feed(Frame::Binary(payload)).await?,
+            Writer::WsTung(w) => w.feed(Frame::Binary(payload)).await?,
+            Writer::Tcp(_, buf) => {
+                buf.put_u32(u32::try_from(payload.len())?);
+                buf.extend_from_slice(&payload);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes everything fed.
+    pub async fn flush(&mut self) -> Result<(), BoxError> {
+        match self {
+            Writer::WsFast(w) => w.flush().await?,
+            Writer::WsTung(w) => w.flush().await?,
+            Writer::Tcp(w, buf) => {
+                w.write_all(buf).await?;
+                buf.clear();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Reader {
+    /// Reads the next echoed payload; `None` when the server closed the connection cleanly.
+    pub async fn read(&mut self) -> Result<Option<Bytes>, BoxError> {
+        let frame = match self {
+            Reader::WsFast(r) => r.read_frame().await?,
+            Reader::WsTung(r) => r.read_frame().await?,
+            Reader::Tcp(r) => {
+                let len = match r.read_u32().await {
+                    Ok(len) => len as usize,
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+                    Err(e) => return Err(e.into()),
+                };
+                if len > MAX_TCP_FRAME {
+                    return Err(format!("reply length {len} over {MAX_TCP_FRAME}").into());
+                }
+                let mut buf = BytesMut::zeroed(len);
+                r.read_exact(&mut buf).await?;
+                return Ok(Some(buf.freeze()));
+            }
+        };
+        match frame {
+            None => Ok(None),
+            Some(Frame::Binary(b)) => Ok(Some(b)),
+            Some(other) => Err(format!("unexpected frame {other:?}").into()),
+        }
+    }
+}
+
+/// The client's WebSocket configuration: no keepalive pings of its own (it answers the
+/// server's), messages up to 64 MiB.
+pub fn client_ws_config() -> WsConfig {
+    WsConfig::default()
+        .with_ping_interval(None)
+        .with_max_message_size(64 << 20)
+        .with_max_frame_size(64 << 20)
+}
+
+/// Opens one connection to `target` from `source` (bound before connecting, so connections
+/// can be spread over several loopback addresses and their ephemeral port ranges).
+pub async fn connect(
+    target: &Target,
+    engine: ClientEngine,
+    source: Option<IpAddr>,
+) -> Result<(Reader, Writer), BoxError> {
+    let sock = match target.addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    if let Some(ip) = source {
+        sock.bind(SocketAddr::new(ip, 0))?;
+    }
+    let tcp = sock.connect(target.addr).await?;
+    tcp.set_nodelay(true)?;
+    match target.protocol {
+        Protocol::Tcp => {
+            let (r, w) = tcp.into_split();
+            Ok((
+                Reader::Tcp(BufReader::with_capacity(64 * 1024, r)),
+                Writer::Tcp(w, BytesMut::new()),
+            ))
+        }
+        Protocol::Ws => match engine {
+            ClientEngine::Fastwebsockets => {
+                let (r, w) = ws_handshake::<FastWebSockets>(target, tcp).await?;
+                Ok((Reader::WsFast(r), Writer::WsFast(w)))
+            }
+            ClientEngine::Tungstenite => {
+                let (r, w) = ws_handshake::<Tungstenite>(target, tcp).await?;
+                Ok((Reader::WsTung(r), Writer::WsTung(w)))
+            }
+        },
+    }
+}
+
+async fn ws_handshake<E: Engine>(
+    target: &Target,
+    tcp: TcpStream,
+) -> Result<(common::WsReader<E>, common::WsWriter<E>), BoxError> {
+    let cfg = client_ws_config();
+    let req = http::Request::builder()
+        .method("GET")
+        .uri(&target.url)
+        .header(http::header::HOST, target.addr.to_string())
+        .body(())?;
+    let (r, w) = tokio::time::timeout(
+        cfg.handshake_timeout,
+        E::client_handshake(WsStream::Tcp(tcp), req, &cfg),
+    )
+    .await
+    .map_err(|_| "WebSocket handshake timed out")??;
+    Ok(common::WsConnection::<E>::from_raw(r, w, PeerAddr::Ip(target.addr), &cfg).split())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_targets() {
+        let t: Target = "ws://127.0.0.1:9001/".parse().unwrap();
+        assert_eq!(t.protocol, Protocol::Ws);
+        assert_eq!(t.addr, "127.0.0.1:9001".parse().unwrap());
+        let t: Target = "tcp://localhost:9002".parse().unwrap();
+        assert_eq!(t.protocol, Protocol::Tcp);
+        assert!("ws://10.0.0.1:80/".parse::<Target>().is_err());
+        assert!("ws://example.com:80/".parse::<Target>().is_err());
+        let e = "gotalk+tcp://127.0.0.1:1".parse::<Target>().unwrap_err();
+        assert!(e.contains("not available yet"), "{e}");
+    }
+
+    #[test]
+    fn spreads_sources() {
+        let t: Target = "tcp://127.0.0.1:1".parse().unwrap();
+        assert_eq!(source_addr(&t, 0, 4), Some([127, 0, 0, 1].into()));
+        assert_eq!(source_addr(&t, 5, 4), Some([127, 0, 0, 2].into()));
+    }
+}

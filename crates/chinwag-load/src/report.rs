@@ -1,0 +1,750 @@
+//! Turns a bench directory into a report people can read.
+//!
+//! Input (written by `cargo xtask bench`):
+//!
+//! * `DIR/runs/*.json`: one [`RunReport`] per run, whose `meta` says `scenario`, `kind`
+//!   (`echo`, `idle`, `slow-consumer`), `server`, `role` (`chinwag`, `baseline`, `peer`),
+//!   `baseline` (the server a chinwag row is divided by), `rep` (repetition) and, for the slow
+//!   consumer, `variant` (`alone` or `stalled`);
+//! * `DIR/meta.txt`: `key=value` lines about the run (date, commit, mode, machine);
+//! * `DIR/notes.txt`: free lines (skipped scenarios and why).
+//!
+//! Output: `DIR/report.json` (medians, ratios, goals and every run), `DIR/report.md` and SVG
+//! charts. Each figure is the median over repetitions; each ratio is the median over
+//! repetitions of chinwag / baseline measured in the same repetition.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use plotters::prelude::*;
+use serde::Serialize;
+
+use crate::BoxError;
+use crate::load::RunReport;
+
+/// One row of a table: a server in a scenario (and a variant for the slow consumer).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Row {
+    /// Server name.
+    pub server: String,
+    /// `chinwag`, `baseline` or `peer`.
+    pub role: String,
+    /// The baseline this row is compared with, if any.
+    pub baseline: Option<String>,
+    /// Repetitions measured.
+    pub reps: usize,
+    /// Connections established (median).
+    pub connected: f64,
+    /// Messages per second (median).
+    pub msgs_per_sec: f64,
+    /// Latency p50 / p90 / p99 / p99.9 in microseconds (medians).
+    pub latency_us: [f64; 4],
+    /// Server CPU per message in microseconds (median).
+    pub cpu_us_per_msg: Option<f64>,
+    /// Server RSS per idle connection in KiB (median).
+    pub rss_per_conn_kib: Option<f64>,
+    /// Server CPU per connection-second in microseconds (median).
+    pub cpu_us_per_conn_sec: Option<f64>,
+    /// Errors over all repetitions.
+    pub errors: u64,
+    /// Median over repetitions of msgs/s ÷ the baseline's in the same repetition.
+    pub throughput_ratio: Option<f64>,
+    /// Median over repetitions of CPU/msg ÷ the baseline's (below 1: cheaper than baseline).
+    pub cpu_ratio: Option<f64>,
+    /// Median over repetitions of RSS/conn ÷ the baseline's (idle).
+    pub rss_ratio: Option<f64>,
+    /// Slow consumer: p99 with the stalled client (median).
+    pub p99_stalled_us: Option<f64>,
+    /// Slow consumer: median over repetitions of p99 stalled ÷ p99 alone.
+    pub p99_stalled_ratio: Option<f64>,
+}
+
+/// One scenario's table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scenario {
+    /// Scenario name.
+    pub name: String,
+    /// `echo`, `idle` or `slow-consumer`.
+    pub kind: String,
+    /// A short description of the load.
+    pub load: String,
+    /// Rows, in the order servers were run.
+    pub rows: Vec<Row>,
+}
+
+/// A goal of issue 6 and whether this run met it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Goal {
+    /// The goal.
+    pub goal: String,
+    /// What was measured.
+    pub measured: String,
+    /// Met, not met, or not measured (`None`).
+    pub met: Option<bool>,
+}
+
+/// The whole report (`report.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// `DIR/meta.txt`.
+    pub meta: BTreeMap<String, String>,
+    /// `DIR/notes.txt`.
+    pub notes: Vec<String>,
+    /// Tables.
+    pub scenarios: Vec<Scenario>,
+    /// Goals.
+    pub goals: Vec<Goal>,
+    /// Every run.
+    pub runs: Vec<RunReport>,
+}
+
+/// The median (`None` for no values).
+pub fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+fn m<'a>(r: &'a RunReport, k: &str) -> &'a str {
+    r.meta.get(k).map(String::as_str).unwrap_or("")
+}
+
+/// Per-repetition ratio of `f(row run) / f(baseline run)`, median over repetitions.
+fn paired_ratio(
+    runs: &[&RunReport],
+    base: &[&RunReport],
+    f: impl Fn(&RunReport) -> Option<f64>,
+) -> Option<f64> {
+    let ratios = runs
+        .iter()
+        .filter_map(|r| {
+            let b = base.iter().find(|b| m(b, "rep") == m(r, "rep"))?;
+            let (x, y) = (f(r)?, f(b)?);
+            (y > 0.0).then_some(x / y)
+        })
+        .collect();
+    median(ratios)
+}
+
+/// Builds the report from the runs (grouped by scenario, in first-seen order).
+pub fn build(runs: Vec<RunReport>, meta: BTreeMap<String, String>, notes: Vec<String>) -> Report {
+    let mut order: Vec<String> = Vec::new();
+    for r in &runs {
+        let s = m(r, "scenario").to_owned();
+        if !order.contains(&s) {
+            order.push(s);
+        }
+    }
+    let mut scenarios = Vec::new();
+    for name in order {
+        let in_s: Vec<&RunReport> = runs.iter().filter(|r| m(r, "scenario") == name).collect();
+        let kind = m(in_s[0], "kind").to_owned();
+        let spec = &in_s[0].spec;
+        let load = match kind.as_str() {
+            "idle" => format!("{} idle WebSocket connections", spec.conns),
+            "slow-consumer" => format!(
+                "{} conns x {} B, {} in flight, alone vs plus {} stalled reader(s)",
+                spec.conns,
+                spec.size,
+                spec.in_flight,
+                in_s.iter().map(|r| r.spec.stalled).max().unwrap_or(0)
+            ),
+            _ => match spec.rate {
+                Some(rate) => format!(
+                    "{} conns x {} B, open loop {rate} msg/s",
+                    spec.conns, spec.size
+                ),
+                None => format!(
+                    "{} conns x {} B, {} in flight per conn",
+                    spec.conns, spec.size, spec.in_flight
+                ),
+            },
+        };
+        let mut servers: Vec<String> = Vec::new();
+        for r in &in_s {
+            let s = m(r, "server").to_owned();
+            if !servers.contains(&s) {
+                servers.push(s);
+            }
+        }
+        let pick = |server: &str, variant: Option<&str>| -> Vec<&RunReport> {
+            in_s.iter()
+                .copied()
+                .filter(|r| m(r, "server") == server)
+                .filter(|r| variant.is_none_or(|v| m(r, "variant") == v))
+                .collect()
+        };
+        let mut rows = Vec::new();
+        for server in &servers {
+            let main_variant = (kind == "slow-consumer").then_some("alone");
+            let rs = pick(server, main_variant);
+            if rs.is_empty() {
+                continue;
+            }
+            let med = |f: &dyn Fn(&RunReport) -> Option<f64>| {
+                median(rs.iter().filter_map(|r| f(r)).collect())
+            };
+            let baseline = Some(m(rs[0], "baseline").to_owned()).filter(|b| !b.is_empty());
+            let base_runs = baseline
+                .as_deref()
+                .map(|b| pick(b, main_variant))
+                .unwrap_or_default();
+            let mut row = Row {
+                server: server.clone(),
+                role: m(rs[0], "role").to_owned(),
+                baseline: baseline.clone(),
+                reps: rs.len(),
+                connected: med(&|r| Some(r.connected as f64)).unwrap_or(0.0),
+                msgs_per_sec: med(&|r| Some(r.msgs_per_sec)).unwrap_or(0.0),
+                latency_us: [
+                    med(&|r| Some(r.latency_us.p50)).unwrap_or(0.0),
+                    med(&|r| Some(r.latency_us.p90)).unwrap_or(0.0),
+                    med(&|r| Some(r.latency_us.p99)).unwrap_or(0.0),
+                    med(&|r| Some(r.latency_us.p999)).unwrap_or(0.0),
+                ],
+                cpu_us_per_msg: med(&|r| r.server.and_then(|s| s.cpu_us_per_msg)),
+                rss_per_conn_kib: med(&|r| r.server.and_then(|s| s.rss_per_conn_kib)),
+                cpu_us_per_conn_sec: med(&|r| r.server.and_then(|s| s.cpu_us_per_conn_sec)),
+                errors: in_s
+                    .iter()
+                    .filter(|r| m(r, "server") == server)
+                    .map(|r| r.errors)
+                    .sum(),
+                ..Row::default()
+            };
+            if !base_runs.is_empty() {
+                row.throughput_ratio = paired_ratio(&rs, &base_runs, |r| Some(r.msgs_per_sec));
+                row.cpu_ratio =
+                    paired_ratio(&rs, &base_runs, |r| r.server.and_then(|s| s.cpu_us_per_msg));
+                row.rss_ratio = paired_ratio(&rs, &base_runs, |r| {
+                    r.server.and_then(|s| s.rss_per_conn_kib)
+                });
+            }
+            if kind == "slow-consumer" {
+                let stalled = pick(server, Some("stalled"));
+                row.p99_stalled_us = median(stalled.iter().map(|r| r.latency_us.p99).collect());
+                row.p99_stalled_ratio = paired_ratio(&stalled, &rs, |r| Some(r.latency_us.p99));
+            }
+            rows.push(row);
+        }
+        scenarios.push(Scenario {
+            name,
+            kind,
+            load,
+            rows,
+        });
+    }
+    let goals = goals(&scenarios);
+    Report {
+        meta,
+        notes,
+        scenarios,
+        goals,
+        runs,
+    }
+}
+
+fn goals(scenarios: &[Scenario]) -> Vec<Goal> {
+    let chinwag_rows = |pred: &dyn Fn(&Scenario) -> bool| -> Vec<(String, Row)> {
+        scenarios
+            .iter()
+            .filter(|s| pred(s))
+            .flat_map(|s| {
+                s.rows
+                    .iter()
+                    .filter(|r| r.role == "chinwag")
+                    .map(move |r| (s.name.clone(), r.clone()))
+            })
+            .collect()
+    };
+    let mut goals = Vec::new();
+    let mut ratio_goal = |goal: &str,
+                          rows: Vec<(String, Row)>,
+                          f: &dyn Fn(&Row) -> Option<f64>,
+                          ok: &dyn Fn(f64) -> bool,
+                          unit: &str| {
+        let vals: Vec<(String, f64)> = rows
+            .iter()
+            .filter_map(|(s, r)| f(r).map(|v| (format!("{s} {}", r.server), v)))
+            .collect();
+        let measured = if vals.is_empty() {
+            "not measured".to_owned()
+        } else {
+            vals.iter()
+                .map(|(n, v)| format!("{n}: {v:.2}{unit}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        goals.push(Goal {
+            goal: goal.to_owned(),
+            measured,
+            met: (!vals.is_empty()).then(|| vals.iter().all(|(_, v)| ok(*v))),
+        });
+    };
+    ratio_goal(
+        "chinwag WebSocket echo >= 1.0x the raw engine it uses (msgs/s)",
+        chinwag_rows(&|s| s.kind == "echo" && s.name.starts_with("ws")),
+        &|r| r.throughput_ratio,
+        &|v| v >= 1.0,
+        "x",
+    );
+    ratio_goal(
+        "chinwag TCP echo >= 0.9x raw tokio (msgs/s)",
+        chinwag_rows(&|s| s.kind == "echo" && s.name.starts_with("tcp")),
+        &|r| r.throughput_ratio,
+        &|v| v >= 0.9,
+        "x",
+    );
+    let idle = chinwag_rows(&|s| s.kind == "idle");
+    let at = idle
+        .first()
+        .map(|(_, r)| format!(" (measured at {:.0} connections)", r.connected))
+        .unwrap_or_default();
+    ratio_goal(
+        &format!("<= 4 KiB server RSS per idle connection at 10 000 connections{at}"),
+        idle,
+        &|r| r.rss_per_conn_kib,
+        &|v| v <= 4.0,
+        " KiB",
+    );
+    ratio_goal(
+        "a stalled consumer leaves the others' p99 within 10% (p99 with / without)",
+        chinwag_rows(&|s| s.kind == "slow-consumer"),
+        &|r| r.p99_stalled_ratio,
+        &|v| v <= 1.10,
+        "x",
+    );
+    goals
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map(|v| format!("{v:.digits$}"))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn ratio(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.2}x")).unwrap_or_else(|| "-".into())
+}
+
+fn thousands(v: f64) -> String {
+    let s = format!("{:.0}", v);
+    let (sign, digits) = s.split_at(usize::from(s.starts_with('-')));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    format!("{sign}{out}")
+}
+
+/// Renders the report as Markdown (the tables `docs/BENCHMARKS.md` quotes).
+pub fn markdown(rep: &Report) -> String {
+    let mut md = String::new();
+    let g = |k: &str| rep.meta.get(k).cloned().unwrap_or_else(|| "?".into());
+    let _ = writeln!(md, "# chinwag load benchmarks\n");
+    let _ = writeln!(
+        md,
+        "date {} · commit `{}` · mode {} · {} · repetitions {}\n",
+        g("date"),
+        g("commit"),
+        g("mode"),
+        g("machine"),
+        g("reps")
+    );
+    let _ = writeln!(
+        md,
+        "Figures are medians over repetitions; ratios are chinwag ÷ baseline measured in the same \
+         repetition (throughput: higher is better; CPU/msg and RSS: lower is better). Latency in \
+         µs, server CPU from /proc/<pid>/stat.\n"
+    );
+    let _ = writeln!(md, "## Goals\n\n| goal | measured | met |\n|---|---|---|");
+    for goal in &rep.goals {
+        let met = match goal.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "not measured",
+        };
+        let _ = writeln!(md, "| {} | {} | {met} |", goal.goal, goal.measured);
+    }
+    for s in &rep.scenarios {
+        let _ = writeln!(md, "\n## {} — {}\n", s.name, s.load);
+        match s.kind.as_str() {
+            "idle" => {
+                let _ = writeln!(
+                    md,
+                    "| server | conns | RSS/conn KiB | CPU µs per conn·s | errors | RSS ratio |\n|---|---:|---:|---:|---:|---:|"
+                );
+                for r in &s.rows {
+                    let _ = writeln!(
+                        md,
+                        "| {} | {:.0} | {} | {} | {} | {} |",
+                        r.server,
+                        r.connected,
+                        opt(r.rss_per_conn_kib, 2),
+                        opt(r.cpu_us_per_conn_sec, 2),
+                        r.errors,
+                        ratio(r.rss_ratio)
+                    );
+                }
+            }
+            "slow-consumer" => {
+                let _ = writeln!(
+                    md,
+                    "| server | msgs/s alone | p99 alone µs | p99 with stalled µs | ratio | errors |\n|---|---:|---:|---:|---:|---:|"
+                );
+                for r in &s.rows {
+                    let _ = writeln!(
+                        md,
+                        "| {} | {} | {:.1} | {} | {} | {} |",
+                        r.server,
+                        thousands(r.msgs_per_sec),
+                        r.latency_us[2],
+                        opt(r.p99_stalled_us, 1),
+                        ratio(r.p99_stalled_ratio),
+                        r.errors
+                    );
+                }
+            }
+            _ => {
+                let _ = writeln!(
+                    md,
+                    "| server | msgs/s | p50 | p90 | p99 | p99.9 | CPU µs/msg | errors | throughput ratio | CPU ratio |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+                );
+                for r in &s.rows {
+                    let [p50, p90, p99, p999] = r.latency_us;
+                    let vs = r
+                        .baseline
+                        .as_deref()
+                        .map(|b| format!(" (vs {b})"))
+                        .unwrap_or_default();
+                    let _ = writeln!(
+                        md,
+                        "| {} | {} | {p50:.1} | {p90:.1} | {p99:.1} | {p999:.1} | {} | {} | {}{vs} | {} |",
+                        r.server,
+                        thousands(r.msgs_per_sec),
+                        opt(r.cpu_us_per_msg, 2),
+                        r.errors,
+                        ratio(r.throughput_ratio),
+                        ratio(r.cpu_ratio)
+                    );
+                }
+            }
+        }
+        let _ = writeln!(md, "\nCharts: {}", chart_names(s).join(", "));
+    }
+    if !rep.notes.is_empty() {
+        let _ = writeln!(md, "\n## Not run\n");
+        for n in &rep.notes {
+            let _ = writeln!(md, "- {n}");
+        }
+    }
+    md
+}
+
+fn chart_names(s: &Scenario) -> Vec<String> {
+    match s.kind.as_str() {
+        "echo" => vec![
+            format!("[{0}-throughput.svg]({0}-throughput.svg)", s.name),
+            format!("[{0}-latency.svg]({0}-latency.svg)", s.name),
+        ],
+        _ => vec![format!("[{0}.svg]({0}.svg)", s.name)],
+    }
+}
+
+fn pe(e: impl std::fmt::Display) -> BoxError {
+    e.to_string().into()
+}
+
+fn bar_chart(
+    path: &Path,
+    title: &str,
+    y_desc: &str,
+    items: &[(String, f64)],
+) -> Result<(), BoxError> {
+    let root = SVGBackend::new(path, (960, 440)).into_drawing_area();
+    root.fill(&WHITE).map_err(pe)?;
+    let max = items.iter().map(|(_, v)| *v).fold(0.0, f64::max).max(1e-9) * 1.15;
+    let n = items.len().max(1);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(90)
+        .build_cartesian_2d((0..n).into_segmented(), 0f64..max)
+        .map_err(pe)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .y_desc(y_desc)
+        .x_labels(n)
+        .x_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) => items.get(*i).map(|(s, _)| s.clone()).unwrap_or_default(),
+            _ => String::new(),
+        })
+        .draw()
+        .map_err(pe)?;
+    chart
+        .draw_series(items.iter().enumerate().map(|(i, (_, v))| {
+            let mut bar = Rectangle::new(
+                [
+                    (SegmentValue::Exact(i), 0.0),
+                    (SegmentValue::Exact(i + 1), *v),
+                ],
+                Palette99::pick(i).filled(),
+            );
+            bar.set_margin(0, 0, 12, 12);
+            bar
+        }))
+        .map_err(pe)?;
+    chart
+        .draw_series(items.iter().enumerate().map(|(i, (_, v))| {
+            Text::new(
+                if *v >= 100.0 {
+                    thousands(*v)
+                } else {
+                    format!("{v:.2}")
+                },
+                (SegmentValue::CenterOf(i), *v),
+                ("sans-serif", 13),
+            )
+        }))
+        .map_err(pe)?;
+    root.present().map_err(pe)?;
+    Ok(())
+}
+
+fn latency_chart(path: &Path, title: &str, rows: &[Row]) -> Result<(), BoxError> {
+    let root = SVGBackend::new(path, (960, 440)).into_drawing_area();
+    root.fill(&WHITE).map_err(pe)?;
+    let all = rows.iter().flat_map(|r| r.latency_us).filter(|v| *v > 0.0);
+    let lo = all.clone().fold(f64::INFINITY, f64::min).clamp(0.1, 1e9) * 0.8;
+    let hi = all.fold(0.0, f64::max).max(lo * 2.0) * 1.25;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(90)
+        .build_cartesian_2d(0usize..3usize, (lo..hi).log_scale())
+        .map_err(pe)?;
+    const NAMES: [&str; 4] = ["p50", "p90", "p99", "p99.9"];
+    chart
+        .configure_mesh()
+        .x_labels(4)
+        .x_label_formatter(&|i| NAMES.get(*i).copied().unwrap_or("").to_owned())
+        .y_desc("latency (us, log scale)")
+        .draw()
+        .map_err(pe)?;
+    for (k, r) in rows.iter().enumerate() {
+        let color = Palette99::pick(k).mix(1.0);
+        chart
+            .draw_series(LineSeries::new(
+                r.latency_us
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| **v > 0.0)
+                    .map(|(i, v)| (i, *v)),
+                color.stroke_width(2),
+            ))
+            .map_err(pe)?
+            .label(r.server.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(pe)?;
+    root.present().map_err(pe)?;
+    Ok(())
+}
+
+/// Draws each scenario's charts into `dir`; returns the files written.
+pub fn charts(rep: &Report, dir: &Path) -> Result<Vec<String>, BoxError> {
+    let mut written = Vec::new();
+    for s in &rep.scenarios {
+        match s.kind.as_str() {
+            "echo" => {
+                let items: Vec<_> = s
+                    .rows
+                    .iter()
+                    .map(|r| (r.server.clone(), r.msgs_per_sec))
+                    .collect();
+                let f = format!("{}-throughput.svg", s.name);
+                bar_chart(
+                    &dir.join(&f),
+                    &format!("{}: throughput ({})", s.name, s.load),
+                    "messages/s",
+                    &items,
+                )?;
+                written.push(f);
+                let f = format!("{}-latency.svg", s.name);
+                latency_chart(&dir.join(&f), &format!("{}: latency", s.name), &s.rows)?;
+                written.push(f);
+            }
+            "idle" => {
+                let items: Vec<_> = s
+                    .rows
+                    .iter()
+                    .map(|r| (r.server.clone(), r.rss_per_conn_kib.unwrap_or(0.0)))
+                    .collect();
+                let f = format!("{}.svg", s.name);
+                bar_chart(
+                    &dir.join(&f),
+                    &format!("{}: server RSS per idle connection", s.name),
+                    "KiB per connection",
+                    &items,
+                )?;
+                written.push(f);
+            }
+            _ => {
+                let items: Vec<_> = s
+                    .rows
+                    .iter()
+                    .flat_map(|r| {
+                        [
+                            (format!("{} alone", r.server), r.latency_us[2]),
+                            (
+                                format!("{} stalled", r.server),
+                                r.p99_stalled_us.unwrap_or(0.0),
+                            ),
+                        ]
+                    })
+                    .collect();
+                let f = format!("{}.svg", s.name);
+                bar_chart(
+                    &dir.join(&f),
+                    &format!("{}: p99 of the echo clients", s.name),
+                    "p99 latency (us)",
+                    &items,
+                )?;
+                written.push(f);
+            }
+        }
+    }
+    Ok(written)
+}
+
+fn read_kv(path: &Path) -> BTreeMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+/// Reads `dir/runs/*.json` (in file-name order), writes `report.json`, `report.md` and the
+/// charts into `dir`, and prints the Markdown on stdout.
+pub fn write_report(dir: &Path) -> Result<(), BoxError> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("runs"))
+        .map_err(|e| format!("{}: {e}", dir.join("runs").display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    let mut runs = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f)?;
+        runs.push(
+            serde_json::from_str::<RunReport>(&text)
+                .map_err(|e| format!("{}: {e}", f.display()))?,
+        );
+    }
+    let meta = read_kv(&dir.join("meta.txt"));
+    let notes = std::fs::read_to_string(dir.join("notes.txt"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect();
+    let rep = build(runs, meta, notes);
+    std::fs::write(
+        dir.join("report.json"),
+        serde_json::to_string_pretty(&rep)? + "\n",
+    )?;
+    charts(&rep, dir)?;
+    let md = markdown(&rep);
+    std::fs::write(dir.join("report.md"), &md)?;
+    print!("{md}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
+    }
+
+    #[test]
+    fn groups_and_ratios() {
+        let run = |server: &str, role: &str, rep: &str, mps: f64| {
+            let mut meta = BTreeMap::new();
+            for (k, v) in [
+                ("scenario", "ws-echo-20B"),
+                ("kind", "echo"),
+                ("server", server),
+                ("role", role),
+                ("rep", rep),
+                ("baseline", if role == "chinwag" { "raw" } else { "" }),
+            ] {
+                meta.insert(k.to_owned(), v.to_owned());
+            }
+            RunReport {
+                meta,
+                spec: crate::LoadSpec::default(),
+                connected: 10,
+                msgs_per_sec: mps,
+                messages: 1,
+                latency_us: Default::default(),
+                errors: 0,
+                first_errors: vec![],
+                server: None,
+            }
+        };
+        let runs = vec![
+            run("cw", "chinwag", "0", 110.0),
+            run("raw", "baseline", "0", 100.0),
+            run("cw", "chinwag", "1", 50.0),
+            run("raw", "baseline", "1", 50.0),
+        ];
+        let rep = build(
+            runs,
+            BTreeMap::new(),
+            vec!["gotalk: not available yet".into()],
+        );
+        assert_eq!(rep.scenarios.len(), 1);
+        let row = &rep.scenarios[0].rows[0];
+        assert_eq!(row.server, "cw");
+        assert!((row.throughput_ratio.unwrap() - 1.05).abs() < 1e-9);
+        assert_eq!(rep.goals[0].met, Some(true));
+        let md = markdown(&rep);
+        assert!(md.contains("gotalk: not available yet"));
+        let dir = std::env::temp_dir().join(format!("chinwag-load-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let files = charts(&rep, &dir).unwrap();
+        assert_eq!(files.len(), 2);
+        let svg = std::fs::read_to_string(dir.join(&files[0])).unwrap();
+        assert!(svg.contains("<svg"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
