@@ -544,6 +544,7 @@ export class ResultStream {
     if (this._ended || this._error) return;
     this._buffered += chunk.length;
     if (this._buffered > this._maxBuffer) {
+      this._chunks = [];
       this._fail(new ChinwagError('too_large', `more than ${this._maxBuffer} bytes of unconsumed result chunks buffered`));
       return;
     }
@@ -561,8 +562,7 @@ export class ResultStream {
   /** @internal */
   _fail(err) {
     if (this._ended || this._error) return;
-    this._error = err;
-    this._chunks = [];
+    this._error = err; // chunks that arrived before the error are still delivered first
     this._wake();
   }
 
