@@ -1,0 +1,195 @@
+//! Limits and timeouts of one RPC connection, with documented defaults.
+
+use std::time::Duration;
+
+use chinwag_session::{OverflowPolicy, SessionConfig};
+use chinwag_wire::WireLimits;
+
+/// The range of waits a peer is told to observe when it goes over our request limits (sent in
+/// a gotalk RetryResult). Validated: `min <= max`; `min == max` is a fixed wait (gotalk's Go
+/// server panics on that; this one does not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryWait {
+    min: Duration,
+    max: Duration,
+}
+
+impl RetryWait {
+    /// A wait drawn uniformly from `min..=max`.
+    ///
+    /// # Errors
+    ///
+    /// `min > max`, or `max` does not fit the wire's 32-bit millisecond field.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use chinwag_rpc::RetryWait;
+    /// let fixed = RetryWait::new(Duration::from_millis(50), Duration::from_millis(50)).unwrap();
+    /// assert_eq!(fixed.pick(12345), Duration::from_millis(50));
+    /// assert!(RetryWait::new(Duration::from_secs(2), Duration::from_secs(1)).is_err());
+    /// ```
+    pub fn new(min: Duration, max: Duration) -> Result<Self, String> {
+        if min > max {
+            return Err(format!(
+                "retry wait: min {min:?} is greater than max {max:?}"
+            ));
+        }
+        if max.as_millis() > u128::from(u32::MAX) {
+            return Err(format!(
+                "retry wait: max {max:?} exceeds the wire's 2^32-1 ms"
+            ));
+        }
+        Ok(RetryWait { min, max })
+    }
+
+    /// The shortest wait.
+    pub fn min(&self) -> Duration {
+        self.min
+    }
+
+    /// The longest wait.
+    pub fn max(&self) -> Duration {
+        self.max
+    }
+
+    /// The wait for a random value `r` (any u64): `min + r mod (max - min + 1 ms)`.
+    pub fn pick(&self, r: u64) -> Duration {
+        let span = (self.max - self.min).as_millis() as u64 + 1;
+        self.min + Duration::from_millis(r % span)
+    }
+}
+
+impl Default for RetryWait {
+    fn default() -> Self {
+        RetryWait {
+            min: Duration::from_millis(100),
+            max: Duration::from_millis(1000),
+        }
+    }
+}
+
+/// Settings of every RPC connection of a server or client.
+///
+/// | field | default | why |
+/// |---|---|---|
+/// | [`max_requests`](Self::max_requests) | 256 | single requests served at once per connection; over it the peer gets a RetryResult |
+/// | [`max_streams`](Self::max_streams) | 32 | stream requests served at once per connection; likewise |
+/// | [`retry_wait`](Self::retry_wait) | 100 ms ..= 1 s | the wait we ask a peer over our limits to observe |
+/// | [`max_retries`](Self::max_retries) | 5 | how often our requests retry after a RetryResult |
+/// | [`max_retry_wait`](Self::max_retry_wait) | 30 s | a longer wait asked by a peer fails the request instead |
+/// | [`request_timeout`](Self::request_timeout) | 30 s | whole request, retries included; `None` = no timeout |
+/// | [`stream_buffer`](Self::stream_buffer) | 32 chunks | per stream, inbound; when full the connection stops reading |
+/// | [`notification_buffer`](Self::notification_buffer) | 256 | notifications waiting for their handler; when full the connection stops reading |
+/// | [`wire`](Self::wire) | [`WireLimits::default()`] (16 MiB payloads, 1 024-byte names) | also bounds a streamed result collected into one value |
+/// | [`session`](Self::session) | see below | |
+///
+/// The session defaults differ from [`SessionConfig::default`] so that two default peers never
+/// time each other out (gotalk's Go client and server do, after 30 s idle):
+/// send-queue overflow **blocks** the sender for up to 10 s (instead of closing), heartbeats
+/// every **20 s** (the Go client's interval) and an idle timeout of **65 s** —
+/// longer than three of our or a Go client's heartbeat intervals. A Go *server* sends no
+/// heartbeats unless configured, so clients dialing one should set
+/// `session.idle_timeout = None` (see `docs/rpc.md`); [`RpcConfig::client`] does that.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RpcConfig {
+    /// Single requests served at once per connection. Default 256. Values below 1 act as 1.
+    pub max_requests: usize,
+    /// Stream requests served at once per connection. Default 32. Values below 1 act as 1.
+    pub max_streams: usize,
+    /// The wait range sent in RetryResults. Default 100 ms ..= 1 s.
+    pub retry_wait: RetryWait,
+    /// How many times a request is retried after RetryResults before it fails. Default 5.
+    pub max_retries: u32,
+    /// The longest retry wait honoured; a peer asking for more fails the request. Default 30 s.
+    pub max_retry_wait: Duration,
+    /// Timeout of a whole request including retries. Default 30 s.
+    pub request_timeout: Option<Duration>,
+    /// Inbound chunks buffered per stream. Default 32. Values below 1 act as 1.
+    pub stream_buffer: usize,
+    /// Inbound notifications buffered for their handler. Default 256.
+    pub notification_buffer: usize,
+    /// Limits on what the peer may send (and on results collected from streams).
+    pub wire: WireLimits,
+    /// The session (queue, heartbeat, idle timeout) settings.
+    pub session: SessionConfig,
+}
+
+impl Default for RpcConfig {
+    fn default() -> Self {
+        let mut session = SessionConfig::default();
+        session.heartbeat_interval = Some(Duration::from_secs(20));
+        session.idle_timeout = Some(Duration::from_secs(65));
+        // Requests and results wait for room in the send queue rather than closing the
+        // connection: many concurrent calls are normal here, not a sign of a stuck peer (a
+        // peer that stopped reading is still cut off by the session's write timeout).
+        session.overflow = OverflowPolicy::Block {
+            timeout: Duration::from_secs(10),
+        };
+        RpcConfig {
+            max_requests: 256,
+            max_streams: 32,
+            retry_wait: RetryWait::default(),
+            max_retries: 5,
+            max_retry_wait: Duration::from_secs(30),
+            request_timeout: Some(Duration::from_secs(30)),
+            stream_buffer: 32,
+            notification_buffer: 256,
+            wire: WireLimits::default(),
+            session,
+        }
+    }
+}
+
+impl RpcConfig {
+    /// Defaults for a client: as [`Default`], but no idle timeout (servers, gotalk's Go server
+    /// among them, need not send heartbeats); a dead server is still noticed when a write or
+    /// a request times out.
+    pub fn client() -> Self {
+        let mut c = RpcConfig::default();
+        c.session.idle_timeout = None;
+        c
+    }
+
+    /// Sets [`max_requests`](Self::max_requests).
+    pub fn with_max_requests(mut self, n: usize) -> Self {
+        self.max_requests = n;
+        self
+    }
+
+    /// Sets [`max_streams`](Self::max_streams).
+    pub fn with_max_streams(mut self, n: usize) -> Self {
+        self.max_streams = n;
+        self
+    }
+
+    /// Sets [`retry_wait`](Self::retry_wait).
+    pub fn with_retry_wait(mut self, w: RetryWait) -> Self {
+        self.retry_wait = w;
+        self
+    }
+
+    /// Sets [`max_retries`](Self::max_retries).
+    pub fn with_max_retries(mut self, n: u32) -> Self {
+        self.max_retries = n;
+        self
+    }
+
+    /// Sets [`request_timeout`](Self::request_timeout).
+    pub fn with_request_timeout(mut self, t: Option<Duration>) -> Self {
+        self.request_timeout = t;
+        self
+    }
+
+    /// Sets [`wire`](Self::wire).
+    pub fn with_wire(mut self, w: WireLimits) -> Self {
+        self.wire = w;
+        self
+    }
+
+    /// Sets [`session`](Self::session).
+    pub fn with_session(mut self, s: SessionConfig) -> Self {
+        self.session = s;
+        self
+    }
+}
