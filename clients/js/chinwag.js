@@ -536,12 +536,13 @@ export class ResultStream {
     this._buffered = 0;
     this._ended = false;
     this._error = null;
+    this._discard = false;
     this._waiters = [];
   }
 
   /** @internal */
   _push(chunk) {
-    if (this._ended || this._error) return;
+    if (this._ended || this._error || this._discard) return;
     this._buffered += chunk.length;
     if (this._buffered > this._maxBuffer) {
       this._chunks = [];
@@ -592,7 +593,13 @@ export class ResultStream {
   [Symbol.asyncIterator]() {
     return {
       next: () => this._next(),
-      return: async () => ({ value: undefined, done: true }),
+      return: async () => {
+        // The consumer stopped: later chunks are dropped instead of buffered.
+        this._discard = true;
+        this._chunks = [];
+        this._buffered = 0;
+        return { value: undefined, done: true };
+      },
       [Symbol.asyncIterator]() {
         return this;
       },
@@ -813,12 +820,15 @@ export class Connection {
 
   /** Sends notification `name` with `value` as JSON. Throws ChinwagError on a full queue or when closed. */
   notify(name, value) {
-    this._enqueue(null, () => this._sendFrames({ type: 'n', name }, encodeJSON(value)));
+    const payload = encodeJSON(value);
+    this._checkSize(payload, `notification "${name}"`);
+    this._enqueue(null, () => this._sendFrames({ type: 'n', name }, payload));
   }
 
   /** Sends notification `name` with raw bytes (a string is sent as text). */
   notifyBytes(name, payload) {
     payload = normPayload(payload);
+    this._checkSize(payload, `notification "${name}"`);
     this._enqueue(null, () => this._sendFrames({ type: 'n', name }, payload));
   }
 
@@ -933,9 +943,17 @@ export class Connection {
     });
   }
 
+  _checkSize(payload, what) {
+    const n = payloadSize(payload);
+    if (n > this.options.maxPayload) {
+      throw new ChinwagError('too_large', `${what}: payload of ${n} bytes is over maxPayload (${this.options.maxPayload}); send it as a stream of chunks`);
+    }
+  }
+
   _startCall(op, payload, opts, sink) {
     const call = new Call(this, op, payload, opts, sink);
     try {
+      this._checkSize(payload, `request "${op}"`);
       this._enqueue(call, () => this._dispatchCall(call));
     } catch (err) {
       call.fail(err);
@@ -1437,6 +1455,7 @@ class StreamRequest extends ResultStream {
     if (this._error) throw this._error;
     chunk = normPayload(chunk);
     if (payloadSize(chunk) === 0) return;
+    this._conn._checkSize(chunk, `stream request "${this.op}"`);
     this._send(chunk);
   }
 

@@ -396,3 +396,30 @@ test('close(): pending rejected with "closed by close()", no reconnect, later ca
   assert.equal(conn.state, 'closed');
   await assert.rejects(conn.opened(), (e) => e.code === 'closed');
 });
+
+test('outgoing payloads over maxPayload fail at once; nothing is sent', async () => {
+  const { conn, ws } = open({ maxPayload: 8 });
+  const before = ws.sent.length;
+  await assert.rejects(conn.requestBytes('echo', new Uint8Array(9)), (e) => e.code === 'too_large' && /over maxPayload \(8\)/.test(e.message));
+  assert.throws(() => conn.notify('n', 'x'.repeat(20)), (e) => e.code === 'too_large');
+  const s = conn.streamRequest('up');
+  assert.throws(() => s.write(new Uint8Array(9)), (e) => e.code === 'too_large');
+  assert.equal(ws.sent.length, before);
+  assert.deepEqual([...(await (async () => { const p = conn.requestBytes('echo', new Uint8Array(8)); ws.recv('R000000000001'); ws.recv(Uint8Array.of(9)); return p; })())], [9]);
+  await conn.close();
+});
+
+test('breaking out of a result stream drops later chunks; the stream still completes', async () => {
+  const { conn, ws } = open({ maxStreamBuffer: 4 });
+  const rs = conn.requestStreamBytes('count', 'x');
+  ws.recv('S000000000001a');
+  for await (const c of rs) {
+    assert.equal(new TextDecoder().decode(c), 'a');
+    break;
+  }
+  for (let i = 0; i < 10; i++) ws.recv('S000000000001b'); // would overflow maxStreamBuffer if kept
+  ws.recv('S000000000000');
+  assert.equal(conn.pending, 0);
+  assert.equal(rs.done, true);
+  await conn.close();
+});
