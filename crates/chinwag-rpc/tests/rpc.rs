@@ -23,7 +23,10 @@ async fn within<F: Future>(fut: F) -> F::Output {
 async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "{what}: never happened");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: never happened"
+        );
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
@@ -38,7 +41,10 @@ fn pair(server: Handlers, sc: RpcConfig, client: Handlers, cc: RpcConfig) -> (Pe
 
 fn echo_handlers() -> Handlers {
     let mut h = Handlers::new();
-    h.handle_bytes("echo", |_p, b: Bytes| async move { Ok::<_, HandlerError>(b) });
+    h.handle_bytes(
+        "echo",
+        |_p, b: Bytes| async move { Ok::<_, HandlerError>(b) },
+    );
     h.handle("echo.json", |_p, v: serde_json::Value| async move {
         Ok::<_, HandlerError>(v)
     });
@@ -50,18 +56,25 @@ async fn calls_in_both_directions_on_one_connection() {
     let mut server = echo_handlers();
     // The server asks the client for its name while serving "hello".
     server.handle("hello", |peer: Peer, (): ()| async move {
-        let name: String = peer.request("whoami", &()).await.map_err(|e| e.to_string())?;
+        let name: String = peer
+            .request("whoami", &())
+            .await
+            .map_err(|e| e.to_string())?;
         Ok::<_, String>(format!("hello, {name}"))
     });
     let mut client = Handlers::new();
-    client.handle("whoami", |_p, (): ()| async { Ok::<_, HandlerError>("ada") });
+    client.handle("whoami", |_p, (): ()| async {
+        Ok::<_, HandlerError>("ada")
+    });
     let (s, c) = pair(server, RpcConfig::default(), client, RpcConfig::client());
     let got: String = within(c.request("hello", &())).await.unwrap();
     assert_eq!(got, "hello, ada");
     // And the server calls the client directly.
     let name: String = within(s.request("whoami", &())).await.unwrap();
     assert_eq!(name, "ada");
-    let raw = within(c.request_bytes("echo", &b"\x00\xffbytes"[..])).await.unwrap();
+    let raw = within(c.request_bytes("echo", &b"\x00\xffbytes"[..]))
+        .await
+        .unwrap();
     assert_eq!(&raw[..], b"\x00\xffbytes");
 }
 
@@ -112,9 +125,16 @@ async fn streams_interleave_with_single_requests() {
         }
         Ok::<_, String>(())
     });
-    let (_s, c) = pair(server, RpcConfig::default(), Handlers::new(), RpcConfig::client());
+    let (_s, c) = pair(
+        server,
+        RpcConfig::default(),
+        Handlers::new(),
+        RpcConfig::client(),
+    );
 
-    let (mut writer, mut results) = within(c.stream_request("stream.echo", "first")).await.unwrap();
+    let (mut writer, mut results) = within(c.stream_request("stream.echo", "first"))
+        .await
+        .unwrap();
     assert_eq!(within(results.next()).await.unwrap().unwrap(), "first");
     for i in 0..20 {
         // A single request between every part of the stream.
@@ -125,7 +145,10 @@ async fn streams_interleave_with_single_requests() {
         assert_eq!(got, format!("part {i}").as_bytes());
     }
     writer.end().await.unwrap();
-    assert!(within(results.next()).await.is_none(), "the result stream ends");
+    assert!(
+        within(results.next()).await.is_none(),
+        "the result stream ends"
+    );
 
     // A streamed result for a single request, read as a stream and collected.
     let mut counted = within(c.request_stream("count", "5")).await.unwrap();
@@ -158,7 +181,9 @@ async fn over_the_limit_requests_get_a_retry_result_and_are_retried() {
             }
         });
     }
-    server.handle("quick", |_p, (): ()| async { Ok::<_, HandlerError>("quick") });
+    server.handle("quick", |_p, (): ()| async {
+        Ok::<_, HandlerError>("quick")
+    });
     let fixed = Duration::from_millis(5);
     let sc = RpcConfig::default()
         .with_max_requests(1)
@@ -170,14 +195,22 @@ async fn over_the_limit_requests_get_a_retry_result_and_are_retried() {
     let server_peer = rx.recv().await.unwrap();
 
     // A client that does not retry sees the RetryResult as an error.
-    let c = connect(b, Arc::new(Handlers::new()), RpcConfig::client().with_max_retries(0));
+    let c = connect(
+        b,
+        Arc::new(Handlers::new()),
+        RpcConfig::client().with_max_retries(0),
+    );
     let held = tokio::spawn({
         let c = c.clone();
         async move { c.request::<_, String>("hold", &()).await }
     });
     until("hold entered", || entered.load(Ordering::SeqCst) == 1).await;
     match within(c.request::<_, String>("quick", &())).await {
-        Err(RpcError::Overloaded { attempts: 1, wait, text }) => {
+        Err(RpcError::Overloaded {
+            attempts: 1,
+            wait,
+            text,
+        }) => {
             assert_eq!(wait, fixed);
             assert!(text.contains("too many"), "{text}");
         }
@@ -202,7 +235,9 @@ async fn over_the_limit_requests_get_a_retry_result_and_are_retried() {
             }
         });
     }
-    server.handle("quick", |_p, (): ()| async { Ok::<_, HandlerError>("quick") });
+    server.handle("quick", |_p, (): ()| async {
+        Ok::<_, HandlerError>("quick")
+    });
     let sc = RpcConfig::default()
         .with_max_requests(1)
         .with_retry_wait(RetryWait::new(fixed, fixed).unwrap());
@@ -256,7 +291,12 @@ async fn handler_errors_panics_and_unknown_operations_are_error_results() {
         Ok::<_, HandlerError>(())
     });
     server.handle("typed", |_p, n: u8| async move { Ok::<_, HandlerError>(n) });
-    let (_s, c) = pair(server, RpcConfig::default(), Handlers::new(), RpcConfig::client());
+    let (_s, c) = pair(
+        server,
+        RpcConfig::default(),
+        Handlers::new(),
+        RpcConfig::client(),
+    );
     assert_eq!(
         within(c.request::<_, ()>("fail", "nope")).await,
         Err(RpcError::Remote("nope".into()))
@@ -294,7 +334,12 @@ async fn notifications_arrive_in_order_and_handlers_can_be_layered() {
         peer.set_handlers(Arc::new(extra));
         Ok::<_, HandlerError>(())
     });
-    let (_s, c) = pair(server, RpcConfig::default(), Handlers::new(), RpcConfig::client());
+    let (_s, c) = pair(
+        server,
+        RpcConfig::default(),
+        Handlers::new(),
+        RpcConfig::client(),
+    );
     for i in 0..100 {
         c.notify("note", &i).await.unwrap();
     }
@@ -322,10 +367,19 @@ async fn heartbeats_keep_idle_peers_alive_and_silence_times_out() {
         });
     }
     // Both sides on defaults (client: 20 s heartbeats; server: 65 s idle timeout).
-    let (s, c) = pair(server, RpcConfig::default(), Handlers::new(), RpcConfig::client());
+    let (s, c) = pair(
+        server,
+        RpcConfig::default(),
+        Handlers::new(),
+        RpcConfig::client(),
+    );
     // Ten idle minutes pass (in paused time).
     tokio::time::sleep(Duration::from_secs(600)).await;
-    assert!(seen.load(Ordering::SeqCst) >= 25, "heartbeats: {}", seen.load(Ordering::SeqCst));
+    assert!(
+        seen.load(Ordering::SeqCst) >= 25,
+        "heartbeats: {}",
+        seen.load(Ordering::SeqCst)
+    );
     let v: u32 = c.request("echo.json", &1).await.unwrap();
     assert_eq!(v, 1);
     assert!(s.close_reason().is_none());
@@ -334,7 +388,12 @@ async fn heartbeats_keep_idle_peers_alive_and_silence_times_out() {
     // A client that sends no heartbeats is cut off by the server's idle timeout.
     let mut silent = RpcConfig::client();
     silent.session.heartbeat_interval = None;
-    let (s, c) = pair(echo_handlers(), RpcConfig::default(), Handlers::new(), silent);
+    let (s, c) = pair(
+        echo_handlers(),
+        RpcConfig::default(),
+        Handlers::new(),
+        silent,
+    );
     assert_eq!(s.closed().await, CloseReason::Timeout);
     assert!(matches!(
         c.request::<_, u32>("echo.json", &1).await,
@@ -349,7 +408,12 @@ async fn pending_requests_fail_with_the_reason_when_the_connection_closes() {
         std::future::pending::<()>().await;
         Ok::<_, HandlerError>(())
     });
-    let (s, c) = pair(server, RpcConfig::default(), Handlers::new(), RpcConfig::client());
+    let (s, c) = pair(
+        server,
+        RpcConfig::default(),
+        Handlers::new(),
+        RpcConfig::client(),
+    );
     let waiting = tokio::spawn({
         let c = c.clone();
         async move { c.request::<_, ()>("never", &()).await }
