@@ -48,14 +48,20 @@ for (const engine of ENGINES) {
   describe(`rpc_echo --engine ${engine}`, () => {
     let server;
     let conn;
+    let idle; // a connection that stays idle, so that the server sends it a heartbeat
+    let firstHeartbeat;
+    const heartbeatsSeen = [];
 
     before(async () => {
       server = await startServer({ engine });
       conn = await client(server.wsUrl);
+      idle = await client(server.wsUrl, { heartbeatInterval: 0, onHeartbeat: (hb) => heartbeatsSeen.push(hb) });
+      firstHeartbeat = nextEvent(idle, 'heartbeat');
     });
 
     after(async () => {
       if (conn) await within(conn.close(), D, 'close');
+      if (idle) await within(idle.close(), D, 'close');
       if (server) await server.stop();
     });
 
@@ -198,6 +204,15 @@ for (const engine of ENGINES) {
       assert.equal(cached.headers.etag, etag);
       const stale = await within(get(url, { 'If-None-Match': '"not-the-etag"' }), D);
       assert.equal(stale.status, 200);
+    });
+
+    test('the server sends heartbeats to an idle connection (onHeartbeat sees load and time)', async () => {
+      // The server sends one after 20 s without writing (its default); the deadline is generous.
+      const hb = await within(firstHeartbeat, 90000, "the server's first heartbeat");
+      assert.ok(Number.isInteger(hb.load) && hb.load >= 0 && hb.load <= 0xffff);
+      assert.ok(Math.abs(hb.time.getTime() - Date.now()) < 24 * 3600 * 1000, 'a plausible UNIX time');
+      assert.ok(heartbeatsSeen.length >= 1);
+      assert.equal(idle.state, 'open');
     });
 
     test('RetryResult under --max-requests 1 is retried transparently', async () => {
