@@ -25,6 +25,21 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         "chinwag-fuzz",
         "--locked",
     ]))?;
+    // The JavaScript client's tests (node --test) run against the real `rpc_echo` server.
+    run_cmd(cargo().args([
+        "build",
+        "--locked",
+        "-p",
+        "chinwag-examples",
+        "--example",
+        "rpc_echo",
+    ]))?;
+    let rpc_echo = crate::root().join("target/debug/examples/rpc_echo");
+    run_cmd(
+        std::process::Command::new("bash")
+            .arg(crate::root().join("clients/js/run-tests.sh"))
+            .env("CHINWAG_RPC_ECHO", rpc_echo),
+    )?;
     eprintln!("xtask test: all checks passed");
     Ok(())
 }
