@@ -1265,7 +1265,7 @@ export class Connection {
     const h = this._handlers.get(op) ?? this._handlers.get('');
     if (!h) {
       if (input) this._incoming.delete(id);
-      reply('E', `no such operation "${op}"`);
+      reply('E', `unknown operation "${op}"`);
       return;
     }
     const ctx = { op, connection: this, id };

@@ -178,7 +178,7 @@ test('handle: the server calls the client; R, E with the thrown message, E namin
   assert.deepEqual([...first.subarray(1, 5)], [1, 0, 0, 0]);
   assert.equal(answers.get('R0002'), '{"greeting":"Hello Rasmus"}');
   assert.equal(answers.get('E0003'), 'no greeting today');
-  assert.equal(answers.get('E0004'), 'no such operation "nothere"');
+  assert.equal(answers.get('E0004'), 'unknown operation "nothere"');
   assert.deepEqual(answers.get('R0005'), '\x02\x03');
   await conn.close();
 });
