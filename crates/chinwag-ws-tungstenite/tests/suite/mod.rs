@@ -519,6 +519,75 @@ pub async fn huge_declared_frame<E: Engine>() {
     let _ = within("eof", tcp.read_to_end(&mut rest)).await;
 }
 
+/// The server process's resident memory in KiB (Linux).
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Hostile peers cost bounded memory: 32 connections each declaring a 2 GiB frame and 32 each
+/// sending 100 KiB of handshake headers are refused, and the process grows by far less than
+/// one of those claims. Run alone in its own test binary (`tests/memory.rs`) so other tests'
+/// allocations do not blur the figure.
+pub async fn hostile_peers_cost_bounded_memory<E: Engine>() {
+    let (mut acc, _) = bind::<E>(WsConfig::default()).await;
+    let addr = acc.local_addr();
+    // Warm up: one normal connection, so lazily built state is already counted.
+    let warm = raw_client(addr).await;
+    drop(acc.accept().await.unwrap());
+    drop(warm);
+    let before = rss_kib();
+    let mut readers = Vec::new();
+    let mut clients = Vec::new();
+    for _ in 0..32 {
+        let mut tcp = raw_client(addr).await;
+        let (sr, _sw) = acc.accept().await.unwrap().split();
+        let mut hdr = vec![0x82, 0x80 | 127];
+        hdr.extend_from_slice(&(2u64 << 30).to_be_bytes());
+        hdr.extend_from_slice(&[1, 2, 3, 4]);
+        tcp.write_all(&hdr).await.unwrap();
+        readers.push(sr);
+        clients.push(tcp);
+    }
+    for sr in &mut readers {
+        match within("2 GiB frame", sr.read_frame()).await {
+            Err(TransportError::TooLarge { .. }) => {}
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+    }
+    for _ in 0..32 {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        let mut req = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
+        for i in 0..1024 {
+            req.extend_from_slice(format!("X-Filler-{i:04}: {}\r\n", "a".repeat(84)).as_bytes());
+        }
+        let _ = tcp.write_all(&req).await;
+        clients.push(tcp);
+    }
+    // Every header flood is answered (431) or dropped by the server.
+    for tcp in clients.iter_mut().skip(32) {
+        let mut buf = [0u8; 1024];
+        let _ = within("header flood refused", async {
+            loop {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+    }
+    let grown = rss_kib().saturating_sub(before);
+    // The default limits are 16 MiB per message and 64 KiB of headers: honouring even one
+    // 2 GiB claim would show here as gigabytes.
+    eprintln!("{}: RSS grew by {grown} KiB under 64 hostile peers", E::NAME);
+    assert!(grown < 64 * 1024, "RSS grew by {grown} KiB");
+}
+
 pub async fn vanishing_peer<E: Engine>() {
     let (mut acc, _) = bind::<E>(WsConfig::default()).await;
     let mut tcp = raw_client(acc.local_addr()).await;
