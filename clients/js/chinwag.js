@@ -657,7 +657,7 @@ export class Connection {
     this._closing = false;
     this._timers = { heartbeat: null, read: null, reconnect: null };
     this._closedPromise = null;
-    this._open();
+    this._open(true);
   }
 
   // ---- events ----------------------------------------------------------------------------------
@@ -1006,13 +1006,14 @@ export class Connection {
 
   // ---- internals: connection lifecycle ---------------------------------------------------------
 
-  _open() {
+  _open(first = false) {
     const gen = ++this._gen;
     this._decoder = new FrameDecoder(this.options);
     let ws;
     try {
       ws = new this._WS(this.url, this.options.protocols);
     } catch (err) {
+      if (first) throw err; // e.g. an invalid URL: connect() throws rather than retrying forever
       this._ws = null;
       setTimeout(() => {
         if (gen === this._gen) this._lost({ reason: 'transport', message: `cannot open ${this.url}: ${err.message}` });

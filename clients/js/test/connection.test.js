@@ -423,3 +423,26 @@ test('breaking out of a result stream drops later chunks; the stream still compl
   assert.equal(rs.done, true);
   await conn.close();
 });
+
+test('readTimeout: silence from the peer sends f00000003 and closes (reason timeout), then reconnects', async () => {
+  const { WS, conn, ws } = setup({ readTimeout: 20, reconnectBase: 1, reconnectMax: 2 });
+  const closed = nextEvent(conn, 'close');
+  const next = WS.next();
+  ws.accept();
+  const info = await within(closed, D, 'the read timeout');
+  assert.deepEqual([info.reason, info.protocolCode, info.willReconnect], ['timeout', 3, true]);
+  assert.equal(ws.sentText.at(-1), 'f00000003');
+  assert.equal(ws.closeCode, 4003);
+  await within(next, D, 'the reconnect');
+  await conn.close();
+});
+
+test('connect() throws at once when the WebSocket constructor refuses the URL', () => {
+  class Refusing {
+    constructor(url) {
+      throw new SyntaxError(`invalid url ${url}`);
+    }
+  }
+  assert.throws(() => connect('nope://', { WebSocket: Refusing }), /invalid url/);
+  if (!globalThis.WebSocket) assert.throws(() => connect('ws://x/', {}), /no WebSocket available/);
+});
