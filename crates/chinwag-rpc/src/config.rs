@@ -86,7 +86,8 @@ impl Default for RetryWait {
 /// The session defaults differ from [`SessionConfig::default`] so that two default peers never
 /// time each other out (gotalk's Go client and server do, after 30 s idle):
 /// send-queue overflow **blocks** the sender for up to 10 s (instead of closing), heartbeats
-/// every **20 s** (the Go client's interval) and an idle timeout of **65 s** —
+/// every **20 s** (the Go client's interval; sent from `session.cron_interval`, so that they
+/// carry our load, with the session's codec heartbeat off) and an idle timeout of **65 s** —
 /// longer than three of our or a Go client's heartbeat intervals. A Go *server* sends no
 /// heartbeats unless configured, so clients dialing one should set
 /// `session.idle_timeout = None` (see `docs/rpc.md`); [`RpcConfig::client`] does that.
@@ -118,7 +119,9 @@ pub struct RpcConfig {
 impl Default for RpcConfig {
     fn default() -> Self {
         let mut session = SessionConfig::default();
-        session.heartbeat_interval = Some(Duration::from_secs(20));
+        // Heartbeats come from the cron tick so they carry our load (see `Peer::load`).
+        session.heartbeat_interval = None;
+        session.cron_interval = Some(Duration::from_secs(20));
         session.idle_timeout = Some(Duration::from_secs(65));
         // Requests and results wait for room in the send queue rather than closing the
         // connection: many concurrent calls are normal here, not a sign of a stuck peer (a

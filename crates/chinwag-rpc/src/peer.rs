@@ -500,6 +500,13 @@ impl Peer {
         }
     }
 
+    /// Our load for heartbeats: the share of request slots in use, 0 (idle) ..= 0xffff.
+    pub fn load(&self) -> u16 {
+        let max = self.inner.config.max_requests.max(1);
+        let used = max.saturating_sub(self.inner.requests.available_permits());
+        ((used as u64 * 0xffff) / max as u64) as u16
+    }
+
     fn random(&self) -> u64 {
         // xorshift64*: enough to spread retry waits; not for secrets.
         let mut x = self.inner.random.load(Ordering::Relaxed);
@@ -757,6 +764,13 @@ impl Peer {
     }
 }
 
+fn unix_time() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(0)
+}
+
 enum Input {
     Single(Bytes),
     Stream(Bytes, mpsc::Receiver<Bytes>),
@@ -845,6 +859,16 @@ impl Handler<WireCodec> for RpcHandler {
             peer.try_send_msg(&Message::ProtocolError { code });
             session.close();
         }
+    }
+
+    /// The heartbeat: sent from the cron tick (rather than the session's codec heartbeat) so
+    /// it carries our real load — the share of request slots in use, 0 ..= 0xffff.
+    fn on_cron(&self, session: &Session<WireCodec>) {
+        let peer = self.peer(session);
+        peer.try_send_msg(&Message::Heartbeat {
+            load: peer.load(),
+            time: unix_time(),
+        });
     }
 
     fn on_close(&self, session: &Session<WireCodec>, cause: &CloseCause) {

@@ -387,7 +387,7 @@ async fn heartbeats_keep_idle_peers_alive_and_silence_times_out() {
 
     // A client that sends no heartbeats is cut off by the server's idle timeout.
     let mut silent = RpcConfig::client();
-    silent.session.heartbeat_interval = None;
+    silent.session.cron_interval = None;
     let (s, c) = pair(
         echo_handlers(),
         RpcConfig::default(),
@@ -462,4 +462,43 @@ async fn over_limit_stream_requests_are_refused_with_a_retry() {
     w1.end().await.unwrap();
     gate.notify_one();
     assert!(within(r1.next()).await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn heartbeats_carry_the_share_of_request_slots_in_use() {
+    let gate = Arc::new(Notify::new());
+    let mut server = Handlers::new();
+    {
+        let gate = gate.clone();
+        server.handle("hold", move |_p, (): ()| {
+            let gate = gate.clone();
+            async move {
+                gate.notified().await;
+                Ok::<_, HandlerError>(())
+            }
+        });
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut client = Handlers::new();
+    client.on_heartbeat(move |_p, hb| {
+        let _ = tx.send(hb.load);
+    });
+    let sc = RpcConfig::default().with_max_requests(2);
+    let (s, c) = pair(server, sc, client, RpcConfig::client());
+    let held = tokio::spawn({
+        let c = c.clone();
+        async move { c.request::<_, ()>("hold", &()).await }
+    });
+    until("request held", || s.stats().requests_served == 1).await;
+    assert_eq!(s.load(), 0x7fff);
+    // The next heartbeat the server sends (within 20 s of paused time) says half loaded.
+    loop {
+        let load = within(rx.recv()).await.unwrap();
+        if load == 0x7fff {
+            break;
+        }
+        assert_eq!(load, 0, "before the request was held");
+    }
+    gate.notify_one();
+    within(held).await.unwrap().unwrap();
 }
