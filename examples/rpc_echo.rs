@@ -54,6 +54,9 @@ struct Args {
     /// Requests served at once per connection (over it, callers get a RetryResult).
     #[arg(long, default_value_t = 256)]
     max_requests: usize,
+    /// Milliseconds between the server's heartbeats (gotalk `h`).
+    #[arg(long, default_value_t = 20_000)]
+    heartbeat_ms: u64,
 }
 
 fn handlers() -> Handlers {
@@ -114,7 +117,8 @@ fn handlers() -> Handlers {
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
-    let config = RpcConfig::default().with_max_requests(args.max_requests);
+    let mut config = RpcConfig::default().with_max_requests(args.max_requests);
+    config.session.cron_interval = Some(Duration::from_millis(args.heartbeat_ms.max(10)));
     let handlers = Arc::new(handlers());
 
     let tcp = TcpAcceptor::bind(args.tcp, Default::default())

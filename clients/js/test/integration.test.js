@@ -53,7 +53,7 @@ for (const engine of ENGINES) {
     const heartbeatsSeen = [];
 
     before(async () => {
-      server = await startServer({ engine });
+      server = await startServer({ engine, extraArgs: ['--heartbeat-ms', '500'] });
       conn = await client(server.wsUrl);
       idle = await client(server.wsUrl, { heartbeatInterval: 0, onHeartbeat: (hb) => heartbeatsSeen.push(hb) });
       firstHeartbeat = nextEvent(idle, 'heartbeat');
