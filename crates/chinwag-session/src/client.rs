@@ -265,7 +265,11 @@ async fn slot_loop<F, Fut, T, C, H>(
         }
         if !first {
             if policy.max_attempts.is_some_and(|max| attempt >= max) {
-                tracing::warn!(slot, attempts = attempt, "client slot gives up reconnecting");
+                tracing::warn!(
+                    slot,
+                    attempts = attempt,
+                    "client slot gives up reconnecting"
+                );
                 break;
             }
             let cap = policy.cap(attempt);

@@ -528,7 +528,10 @@ mod tests {
         let mut over = BytesMut::from(&[0xff, 0xff, 0xff, 0xff][..]);
         assert!(matches!(
             d.decode(&mut over),
-            Err(CodecError::TooLarge { size: 4_294_967_295, limit: 10 })
+            Err(CodecError::TooLarge {
+                size: 4_294_967_295,
+                limit: 10
+            })
         ));
         assert!(over.capacity() < 1024);
         let mut over_by_one = BytesMut::from(&[0, 0, 0, 11][..]);
@@ -572,12 +575,14 @@ mod tests {
     #[test]
     fn length_delimited_frame_must_hold_exactly_one_message() {
         let mut d = LengthDelimited::default().decoder(Framing::Message);
-        assert!(d
-            .decode_frame(Frame::Binary(Bytes::from_static(&[0, 0, 0, 2, 1])))
-            .is_err());
-        assert!(d
-            .decode_frame(Frame::Binary(Bytes::from_static(&[0, 0, 0, 1, 1, 9])))
-            .is_err());
+        assert!(
+            d.decode_frame(Frame::Binary(Bytes::from_static(&[0, 0, 0, 2, 1])))
+                .is_err()
+        );
+        assert!(
+            d.decode_frame(Frame::Binary(Bytes::from_static(&[0, 0, 0, 1, 1, 9])))
+                .is_err()
+        );
     }
 
     #[test]
@@ -605,10 +610,11 @@ mod tests {
         let enc = c.encode(&msg, Framing::Message).unwrap();
         assert_eq!(enc.frame_count(), 2);
         let mut d = c.decoder(Framing::Message);
-        assert!(d
-            .decode_frame(Frame::Binary(Bytes::from_static(b"01")))
-            .unwrap()
-            .is_none());
+        assert!(
+            d.decode_frame(Frame::Binary(Bytes::from_static(b"01")))
+                .unwrap()
+                .is_none()
+        );
         let mut got = None;
         enc.clone().into_frames(|f| {
             if let Some(m) = d.decode_frame(f).unwrap() {

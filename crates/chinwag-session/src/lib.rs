@@ -82,11 +82,9 @@ mod session;
 pub mod udp;
 
 pub use client::{Client, ClientConfig, ReconnectPolicy};
-pub use codec::{
-    Codec, CodecError, Decoder, Encoded, FrameCodec, LengthDelimited, WireCodec,
-};
+pub use codec::{Codec, CodecError, Decoder, Encoded, FrameCodec, LengthDelimited, WireCodec};
 pub use server::{BroadcastReport, Server, ServerConfig, ServerHandle, ShutdownReport, broadcast};
 pub use session::{
-    CloseCause, Handler, OverflowPolicy, Refusal, SendError, Session, SessionConfig,
-    SessionError, Stats, spawn_session,
+    CloseCause, Handler, OverflowPolicy, Refusal, SendError, Session, SessionConfig, SessionError,
+    Stats, spawn_session,
 };

@@ -94,7 +94,12 @@ impl Server {
     /// Starts accepting on `acceptor` in a new task; every connection becomes a session with
     /// `codec` and `handler`. Returns the handle that lists, broadcasts to and shuts down the
     /// sessions.
-    pub fn spawn<A, C, H>(acceptor: A, codec: C, handler: H, config: ServerConfig) -> ServerHandle<C>
+    pub fn spawn<A, C, H>(
+        acceptor: A,
+        codec: C,
+        handler: H,
+        config: ServerConfig,
+    ) -> ServerHandle<C>
     where
         A: Acceptor,
         C: Codec,

@@ -48,7 +48,6 @@ pub enum OverflowPolicy {
     Close,
 }
 
-
 /// Settings of one session. Servers and clients share one value between all their sessions.
 ///
 /// | field | default |
@@ -340,6 +339,7 @@ struct Inner<C: Codec> {
     last_write_ms: AtomicU64,
     write_started_ms: AtomicU64,
     close_deadline_ms: AtomicU64,
+    overflow: Mutex<Option<OverflowPolicy>>,
     attrs: Mutex<Option<Box<AttrMap>>>,
     callbacks: Mutex<Vec<(Cow<'static, str>, CloseCallback)>>,
 }
@@ -405,6 +405,7 @@ impl<C: Codec> Session<C> {
                 last_write_ms: AtomicU64::new(0),
                 write_started_ms: AtomicU64::new(NONE),
                 close_deadline_ms: AtomicU64::new(NONE),
+                overflow: Mutex::new(None),
                 attrs: Mutex::new(None),
                 callbacks: Mutex::new(Vec::new()),
             }),
@@ -489,6 +490,18 @@ impl<C: Codec> Session<C> {
         lock(&self.inner.queue).bytes
     }
 
+    /// This session's overflow policy: the one set with
+    /// [`set_overflow_policy`](Self::set_overflow_policy), else [`SessionConfig::overflow`].
+    pub fn overflow_policy(&self) -> OverflowPolicy {
+        lock(&self.inner.overflow).unwrap_or(self.inner.config.overflow)
+    }
+
+    /// Chooses this session's overflow policy (e.g. in [`Handler::on_open`], by who the peer
+    /// is), overriding [`SessionConfig::overflow`].
+    pub fn set_overflow_policy(&self, policy: OverflowPolicy) {
+        *lock(&self.inner.overflow) = Some(policy);
+    }
+
     // ---- sending ----------------------------------------------------------------------------
 
     /// Encodes `item` with the session's codec (for this session's framing).
@@ -505,9 +518,14 @@ impl<C: Codec> Session<C> {
     /// # Errors
     ///
     /// As [`send_encoded`](Self::send_encoded), plus [`SendError::Codec`].
-    pub async fn send(&self, item: &C::Out) -> Result<(), SendError> {
-        let enc = self.encode(item)?;
-        self.send_encoded(enc).await
+    pub fn send<'a>(
+        &'a self,
+        item: &C::Out,
+    ) -> impl Future<Output = Result<(), SendError>> + Send + use<'a, C> {
+        // Encoded before the future is made, so the future does not borrow `item` (which
+        // need not be `Sync`).
+        let encoded = self.encode(item);
+        async move { self.send_encoded(encoded?).await }
     }
 
     /// Queues an already encoded message (for a broadcast: encode once, clone the [`Encoded`]
@@ -523,7 +541,7 @@ impl<C: Codec> Session<C> {
             Err(Pushed::Error(e)) => return Err(e),
             Err(Pushed::Full(msg)) => msg,
         };
-        let OverflowPolicy::Block { timeout } = self.inner.config.overflow else {
+        let OverflowPolicy::Block { timeout } = self.overflow_policy() else {
             return Err(SendError::Dropped);
         };
         let deadline = Instant::now() + timeout;
@@ -573,7 +591,7 @@ impl<C: Codec> Session<C> {
                 || (q.items.len() < max_msgs && q.bytes.saturating_add(size) <= cfg.queue_max_bytes)
         };
         if !fits(&q) {
-            match cfg.overflow {
+            match self.overflow_policy() {
                 OverflowPolicy::Block { .. } => return Err(Pushed::Full(msg)),
                 OverflowPolicy::DropNewest => {
                     drop(q);
@@ -796,7 +814,11 @@ impl<C: Codec> Session<C> {
     pub fn remove_attr<T: Any + Send + Sync>(&self) -> Option<T> {
         let mut attrs = lock(&self.inner.attrs);
         let map = attrs.as_mut()?;
-        let v = map.remove(&TypeId::of::<T>())?.downcast::<T>().ok().map(|b| *b);
+        let v = map
+            .remove(&TypeId::of::<T>())?
+            .downcast::<T>()
+            .ok()
+            .map(|b| *b);
         if map.is_empty() {
             *attrs = None;
         }
@@ -979,10 +1001,7 @@ fn codec_failed<C: Codec, H: Handler<C>>(s: &Session<C>, handler: &H, e: CodecEr
 /// Hands one message to the handler. False when the connection closed meanwhile (the
 /// handler's future is then dropped: nothing it could send would arrive).
 async fn deliver<C: Codec, H: Handler<C>>(s: &Session<C>, handler: &H, m: C::In) -> bool {
-    s.inner
-        .counters
-        .messages_in
-        .fetch_add(1, Ordering::Relaxed);
+    s.inner.counters.messages_in.fetch_add(1, Ordering::Relaxed);
     tokio::select! {
         biased;
         _ = handler.on_message(s, m) => true,
@@ -1023,9 +1042,7 @@ async fn write_loop<W: FrameWrite, C: Codec>(s: &Session<C>, mut wr: W) {
         inner.space.notify_waiters();
         let messages = batch.len() as u64;
         let mut bytes = 0u64;
-        inner
-            .write_started_ms
-            .store(s.now_ms(), Ordering::Release);
+        inner.write_started_ms.store(s.now_ms(), Ordering::Release);
         inner.timer_wake.notify_one();
         let written = tokio::select! {
             biased;
@@ -1037,10 +1054,7 @@ async fn write_loop<W: FrameWrite, C: Codec>(s: &Session<C>, mut wr: W) {
         };
         inner.write_started_ms.store(NONE, Ordering::Release);
         inner.last_write_ms.store(s.now_ms(), Ordering::Relaxed);
-        inner
-            .counters
-            .bytes_out
-            .fetch_add(bytes, Ordering::Relaxed);
+        inner.counters.bytes_out.fetch_add(bytes, Ordering::Relaxed);
         inner
             .counters
             .messages_out
@@ -1100,9 +1114,12 @@ async fn timer_loop<C: Codec, H: Handler<C>>(s: &Session<C>, handler: &H) {
     let inner = &*s.inner;
     let cfg = &*inner.config;
     let ms = |d: Duration| d.as_millis() as u64;
-    let heartbeat = cfg
-        .heartbeat_interval
-        .and_then(|d| inner.codec.heartbeat(inner.framing).map(|hb| (ms(d).max(1), hb)));
+    let heartbeat = cfg.heartbeat_interval.and_then(|d| {
+        inner
+            .codec
+            .heartbeat(inner.framing)
+            .map(|hb| (ms(d).max(1), hb))
+    });
     let mut next_cron = cfg.cron_interval.map(|d| ms(d).max(1));
     let sleep = tokio::time::sleep_until(inner.epoch);
     tokio::pin!(sleep);
@@ -1156,7 +1173,7 @@ async fn timer_loop<C: Codec, H: Handler<C>>(s: &Session<C>, handler: &H) {
             next = next.min(at);
         }
         let started = inner.write_started_ms.load(Ordering::Acquire);
-        if started != NONE {
+        if started != NONE && state < ABORTING {
             let at = started + ms(cfg.write_timeout);
             if now >= at {
                 if !s.begin_close(CloseCause::WriteTimeout, None) {

@@ -23,8 +23,9 @@ use chinwag_transport::{
     Acceptor, CloseReason, Frame, FrameRead, FrameWrite, Framing, PeerAddr, Transport,
     TransportError,
 };
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc};
 
 /// Settings of a [`UdpAcceptor`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +56,7 @@ impl Default for UdpAcceptorConfig {
 pub struct UdpAcceptor {
     new_peers: mpsc::Receiver<UdpPeer>,
     local: SocketAddr,
-    task: JoinHandle<()>,
+    gone: Arc<Notify>,
 }
 
 impl fmt::Debug for UdpAcceptor {
@@ -68,7 +69,10 @@ impl fmt::Debug for UdpAcceptor {
 
 impl Drop for UdpAcceptor {
     fn drop(&mut self) {
-        self.task.abort();
+        // No new peers from now on; the routing task keeps serving the peers whose sessions
+        // are still open (a server's graceful shutdown drains them after it stopped
+        // accepting), and ends once they are all gone.
+        self.gone.notify_one();
     }
 }
 
@@ -82,11 +86,12 @@ impl UdpAcceptor {
         let endpoint = Arc::new(UdpEndpoint::bind(addr, config.udp.clone()).await?);
         let local = endpoint.local_addr()?;
         let (tx, rx) = mpsc::channel(config.pending.max(1));
-        let task = tokio::spawn(route(endpoint, config, tx));
+        let gone = Arc::new(Notify::new());
+        tokio::spawn(route(endpoint, config, tx, gone.clone()));
         Ok(UdpAcceptor {
             new_peers: rx,
             local,
-            task,
+            gone,
         })
     }
 
@@ -100,10 +105,31 @@ async fn route(
     endpoint: Arc<UdpEndpoint>,
     config: UdpAcceptorConfig,
     new_peers: mpsc::Sender<UdpPeer>,
+    gone: Arc<Notify>,
 ) {
     let mut peers: HashMap<SocketAddr, mpsc::Sender<Bytes>> = HashMap::new();
+    let mut accepting = true;
     loop {
-        let (bytes, from) = match endpoint.recv_from().await {
+        let received = if accepting {
+            tokio::select! {
+                r = endpoint.recv_from() => r,
+                _ = gone.notified() => {
+                    accepting = false;
+                    continue;
+                }
+            }
+        } else {
+            peers.retain(|_, tx| !tx.is_closed());
+            if peers.is_empty() {
+                return;
+            }
+            // Re-check the peers once a second while draining.
+            match tokio::time::timeout(Duration::from_secs(1), endpoint.recv_from()).await {
+                Ok(r) => r,
+                Err(_) => continue,
+            }
+        };
+        let (bytes, from) = match received {
             Ok(d) => d,
             Err(TransportError::TooLarge { .. }) => continue,
             Err(e) => {
@@ -113,6 +139,9 @@ async fn route(
                 continue;
             }
         };
+        if !accepting && !peers.contains_key(&from) {
+            continue;
+        }
         if let Some(tx) = peers.get(&from) {
             match tx.try_send(bytes) {
                 Ok(()) => continue,
@@ -125,9 +154,6 @@ async fn route(
             }
         } else {
             open(&endpoint, &config, &new_peers, &mut peers, from, bytes);
-        }
-        if new_peers.is_closed() {
-            return;
         }
     }
 }
