@@ -152,10 +152,13 @@ pub fn build(runs: Vec<RunReport>, meta: BTreeMap<String, String>, notes: Vec<St
         let load = match kind.as_str() {
             "idle" => format!("{} idle WebSocket connections", spec.conns),
             "slow-consumer" => format!(
-                "{} conns x {} B, {} in flight, alone vs plus {} stalled reader(s)",
+                "{} conns x {} B, {}, alone vs plus {} stalled reader(s)",
                 spec.conns,
                 spec.size,
-                spec.in_flight,
+                match spec.rate {
+                    Some(rate) => format!("open loop {rate} msg/s"),
+                    None => format!("{} in flight", spec.in_flight),
+                },
                 in_s.iter().map(|r| r.spec.stalled).max().unwrap_or(0)
             ),
             _ => match spec.rate {
@@ -462,17 +465,37 @@ fn chart_names(s: &Scenario) -> Vec<String> {
     }
 }
 
+/// Axis labels: `1200000` -> `1.2M`, `12000` -> `12k`, `12.5` -> `12.5`.
+fn short_number(v: f64) -> String {
+    let a = v.abs();
+    let s = if a >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if a >= 1e3 {
+        format!("{:.1}k", v / 1e3)
+    } else if a >= 10.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    };
+    s.replace(".00M", "M").replace(".0k", "k")
+}
+
 fn pe(e: impl std::fmt::Display) -> BoxError {
     e.to_string().into()
 }
 
+/// A bar per item; with `paired`, bars go in pairs of one colour (the second one lighter).
 fn bar_chart(
     path: &Path,
     title: &str,
     y_desc: &str,
     items: &[(String, f64)],
+    paired: bool,
 ) -> Result<(), BoxError> {
-    let root = SVGBackend::new(path, (960, 440)).into_drawing_area();
+    // Room for the labels under the bars (about 5.5 px per character).
+    let longest = items.iter().map(|(s, _)| s.len()).max().unwrap_or(0) as u32;
+    let width = (items.len() as u32 * (longest * 11 / 2 + 16) + 120).max(960);
+    let root = SVGBackend::new(path, (width, 440)).into_drawing_area();
     root.fill(&WHITE).map_err(pe)?;
     let max = items.iter().map(|(_, v)| *v).fold(0.0, f64::max).max(1e-9) * 1.15;
     let n = items.len().max(1);
@@ -481,12 +504,13 @@ fn bar_chart(
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(90)
-        .build_cartesian_2d((0..n).into_segmented(), 0f64..max)
+        .build_cartesian_2d((0..(n - 1).max(1)).into_segmented(), 0f64..max)
         .map_err(pe)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
         .y_desc(y_desc)
+        .y_label_formatter(&|v| short_number(*v))
         .x_labels(n)
         .x_label_formatter(&|v| match v {
             SegmentValue::CenterOf(i) => items.get(*i).map(|(s, _)| s.clone()).unwrap_or_default(),
@@ -501,7 +525,12 @@ fn bar_chart(
                     (SegmentValue::Exact(i), 0.0),
                     (SegmentValue::Exact(i + 1), *v),
                 ],
-                Palette99::pick(i).filled(),
+                if paired {
+                    Palette99::pick(i / 2).mix(if i % 2 == 0 { 1.0 } else { 0.5 })
+                } else {
+                    Palette99::pick(i).mix(1.0)
+                }
+                .filled(),
             );
             bar.set_margin(0, 0, 12, 12);
             bar
@@ -515,7 +544,7 @@ fn bar_chart(
                 } else {
                     format!("{v:.2}")
                 },
-                (SegmentValue::CenterOf(i), *v),
+                (SegmentValue::CenterOf(i), *v + max * 0.06),
                 ("sans-serif", 13),
             )
         }))
@@ -543,6 +572,7 @@ fn latency_chart(path: &Path, title: &str, rows: &[Row]) -> Result<(), BoxError>
         .x_labels(4)
         .x_label_formatter(&|i| NAMES.get(*i).copied().unwrap_or("").to_owned())
         .y_desc("latency (us, log scale)")
+        .y_label_formatter(&|v| short_number(*v))
         .draw()
         .map_err(pe)?;
     for (k, r) in rows.iter().enumerate() {
@@ -590,6 +620,7 @@ pub fn charts(rep: &Report, dir: &Path) -> Result<Vec<String>, BoxError> {
                     &format!("{}: throughput ({})", s.name, s.load),
                     "messages/s",
                     &items,
+                    false,
                 )?;
                 written.push(f);
                 let f = format!("{}-latency.svg", s.name);
@@ -608,6 +639,7 @@ pub fn charts(rep: &Report, dir: &Path) -> Result<Vec<String>, BoxError> {
                     &format!("{}: server RSS per idle connection", s.name),
                     "KiB per connection",
                     &items,
+                    false,
                 )?;
                 written.push(f);
             }
@@ -631,6 +663,7 @@ pub fn charts(rep: &Report, dir: &Path) -> Result<Vec<String>, BoxError> {
                     &format!("{}: p99 of the echo clients", s.name),
                     "p99 latency (us)",
                     &items,
+                    true,
                 )?;
                 written.push(f);
             }
