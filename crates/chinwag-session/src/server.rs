@@ -203,12 +203,13 @@ async fn accept_loop<A, C, H>(
         lock(&shared.sessions).insert(session.id(), session.clone());
         let handler = handler.clone();
         let shared2 = shared.clone();
-        tokio::spawn(async move {
+        let fut = async move {
             let _permit = permit;
             let id = session.id();
             session::run(session, transport, handler).await;
             lock(&shared2.sessions).remove(&id);
-        });
+        };
+        tokio::spawn(fut);
     }
     // Dropping the acceptor closes the listener: new connections are refused from here on.
     drop(acceptor);

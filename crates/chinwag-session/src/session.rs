@@ -935,7 +935,7 @@ where
                 s.inner.last_read_ms.store(s.now_ms(), Ordering::Relaxed);
                 let ok = match s.inner.framing {
                     Framing::Message => match dec.decode_frame(frame) {
-                        Ok(Some(m)) => deliver(s, handler, m).await,
+                        Ok(Some(m)) => Box::pin(deliver(s, handler, m)).await,
                         Ok(None) => true,
                         Err(e) => return codec_failed(s, handler, e),
                     },
@@ -949,7 +949,7 @@ where
                         let mut ok = true;
                         while ok {
                             match dec.decode(&mut buf) {
-                                Ok(Some(m)) => ok = deliver(s, handler, m).await,
+                                Ok(Some(m)) => ok = Box::pin(deliver(s, handler, m)).await,
                                 Ok(None) => break,
                                 Err(e) => return codec_failed(s, handler, e),
                             }
@@ -970,7 +970,7 @@ where
                     loop {
                         match dec.decode_eof(&mut buf) {
                             Ok(Some(m)) => {
-                                if !deliver(s, handler, m).await {
+                                if !Box::pin(deliver(s, handler, m)).await {
                                     return;
                                 }
                             }
@@ -1004,7 +1004,9 @@ async fn deliver<C: Codec, H: Handler<C>>(s: &Session<C>, handler: &H, m: C::In)
     s.inner.counters.messages_in.fetch_add(1, Ordering::Relaxed);
     tokio::select! {
         biased;
-        _ = handler.on_message(s, m) => true,
+        // Boxed: the handler's future exists only while a message is handled, so an idle
+        // session does not carry its (application-defined) size.
+        _ = Box::pin(handler.on_message(s, m)) => true,
         _ = s.wait_state(CLOSED) => false,
     }
 }
@@ -1050,7 +1052,8 @@ async fn write_loop<W: FrameWrite, C: Codec>(s: &Session<C>, mut wr: W) {
                 s.set_state(CLOSED);
                 return;
             }
-            r = write_batch(&mut wr, &mut batch, &mut bytes) => r,
+            // Boxed: only exists while writing, so idle sessions stay small.
+            r = Box::pin(write_batch(&mut wr, &mut batch, &mut bytes)) => r,
         };
         inner.write_started_ms.store(NONE, Ordering::Release);
         inner.last_write_ms.store(s.now_ms(), Ordering::Relaxed);
@@ -1076,7 +1079,7 @@ async fn write_loop<W: FrameWrite, C: Codec>(s: &Session<C>, mut wr: W) {
     tokio::select! {
         biased;
         _ = s.wait_state(ABORTING) => {}
-        _ = wr.close(reason) => {}
+        _ = Box::pin(wr.close(reason)) => {}
     }
     s.set_state(CLOSED);
 }
