@@ -1046,15 +1046,30 @@ async fn write_loop<W: FrameWrite, C: Codec>(s: &Session<C>, mut wr: W) {
         let mut bytes = 0u64;
         inner.write_started_ms.store(s.now_ms(), Ordering::Release);
         inner.timer_wake.notify_one();
-        let written = tokio::select! {
-            biased;
-            _ = s.wait_state(ABORTING) => {
-                s.set_state(CLOSED);
-                return;
+        // Boxed: only exists while writing, so idle sessions stay small.
+        let mut write = Box::pin(write_batch(&mut wr, &mut batch, &mut bytes));
+        let mut closing_seen = state >= CLOSING;
+        let written = loop {
+            tokio::select! {
+                biased;
+                _ = s.wait_state(ABORTING) => {
+                    s.set_state(CLOSED);
+                    return;
+                }
+                _ = s.wait_state(CLOSING), if !closing_seen => {
+                    closing_seen = true;
+                    if s.close_cause().is_some_and(|c| c.mode() != CloseMode::Drain) {
+                        // Overflow, idle or protocol error while a write is stuck: a close
+                        // frame could not be sent after a half-written frame anyway, so drop
+                        // the connection now and release the batch.
+                        s.set_state(CLOSED);
+                        return;
+                    }
+                }
+                r = &mut write => break r,
             }
-            // Boxed: only exists while writing, so idle sessions stay small.
-            r = Box::pin(write_batch(&mut wr, &mut batch, &mut bytes)) => r,
         };
+        drop(write);
         inner.write_started_ms.store(NONE, Ordering::Release);
         inner.last_write_ms.store(s.now_ms(), Ordering::Relaxed);
         inner.counters.bytes_out.fetch_add(bytes, Ordering::Relaxed);

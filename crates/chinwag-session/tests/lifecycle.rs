@@ -284,3 +284,20 @@ async fn slow_handler_stops_reading_and_order_is_kept() {
     within(writer).await.unwrap();
     assert_eq!(s.stats().messages_in, 100);
 }
+
+#[tokio::test(start_paused = true)]
+async fn close_timeout_bounds_a_drain_that_cannot_finish() {
+    let mut cfg = config();
+    cfg.close_timeout = Duration::from_secs(5);
+    cfg.write_timeout = Duration::from_secs(3600);
+    let (rec, _rx) = Recorder::new();
+    // The peer never reads and the pipe holds one frame: the drain cannot finish.
+    let (s, _peer) = session_on_pipe(FrameCodec, rec, cfg, 1);
+    for i in 0..3u8 {
+        s.send(&Frame::Binary(Bytes::from(vec![i]))).await.unwrap();
+    }
+    let start = tokio::time::Instant::now();
+    s.close();
+    assert_eq!(within(s.closed()).await, CloseCause::Local);
+    assert!(start.elapsed() >= Duration::from_secs(5));
+}

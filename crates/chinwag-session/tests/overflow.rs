@@ -110,8 +110,32 @@ async fn close_policy_at_the_byte_limit() {
     assert!(matches!(s.send(&msg(3, 1)).await, Err(SendError::Closed)));
     // The queue is discarded at once: no memory held for a peer that cannot keep up.
     assert_eq!(s.queue_len(), 0);
-    // The peer gets what was already in flight, then the close (1008).
-    assert_eq!(drain(&mut rd).await, [200, 201]);
+    // The writer was stuck mid-batch: the connection is dropped at once (the peer reads
+    // what reached it, then a reset), and nothing queued is kept.
+    assert_eq!(within(s.closed()).await, CloseCause::Overflow);
+    assert_eq!(
+        within(rd.read_frame()).await.unwrap().unwrap().payload()[0],
+        200
+    );
+    assert!(within(rd.read_frame()).await.is_err());
+}
+
+#[tokio::test]
+async fn close_policy_sends_1008_when_the_writer_is_free() {
+    // A session whose writer is idle, but whose queue limit is hit by one burst from a
+    // sender that does not yield: the queue is discarded and a close with 1008 goes out.
+    let (ours, theirs) = pipe::pair(&PipeConfig::default());
+    let mut cfg = SessionConfig::default();
+    cfg.queue_max_messages = 2;
+    let (rec, _rx) = Recorder::new();
+    let s = spawn_session(ours, Arc::new(FrameCodec), Arc::new(rec), Arc::new(cfg));
+    let results: Vec<_> = (0..3)
+        .map(|i| s.try_send_encoded(Encoded::frame(msg(i, 1))))
+        .collect();
+    assert!(results[0].is_ok() && results[1].is_ok());
+    assert!(matches!(results[2], Err(SendError::Overflow)));
+    let (mut rd, _wr) = theirs.split();
+    assert_eq!(within(rd.read_frame()).await.unwrap(), None);
     assert_eq!(rd.close_reason().unwrap().code, CloseCode::POLICY);
     assert_eq!(within(s.closed()).await, CloseCause::Overflow);
 }

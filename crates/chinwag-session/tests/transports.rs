@@ -294,3 +294,49 @@ async fn ws_close_code_reaches_the_peer() {
     within(client.stopped()).await;
     assert_eq!(client.dial_count(), 1);
 }
+
+/// `max_peers` at its boundary: a second peer is ignored while the first is tracked.
+#[tokio::test]
+async fn udp_acceptor_max_peers() {
+    use chinwag_transport::FrameWrite;
+    use chinwag_transport::udp::{self, UdpConfig};
+    let mut cfg = UdpAcceptorConfig::default();
+    cfg.max_peers = 1;
+    let mut acceptor = UdpAcceptor::bind(loopback(), cfg).await.unwrap();
+    let addr = acceptor.local_socket_addr();
+    let (_r1, mut w1) = udp::connect(addr, &UdpConfig::default())
+        .await
+        .unwrap()
+        .split();
+    let (_r2, mut w2) = udp::connect(addr, &UdpConfig::default())
+        .await
+        .unwrap()
+        .split();
+    w1.send(Frame::Binary(Bytes::from_static(b"one")))
+        .await
+        .unwrap();
+    let first = within(acceptor.accept()).await.unwrap();
+    w2.send(Frame::Binary(Bytes::from_static(b"two")))
+        .await
+        .unwrap();
+    // Datagrams from the first peer still reach it; the second peer never becomes one.
+    w1.send(Frame::Binary(Bytes::from_static(b"three")))
+        .await
+        .unwrap();
+    let (mut r, _w) = first.split();
+    use chinwag_transport::FrameRead;
+    assert_eq!(
+        &within(r.read_frame()).await.unwrap().unwrap().payload()[..],
+        b"one"
+    );
+    assert_eq!(
+        &within(r.read_frame()).await.unwrap().unwrap().payload()[..],
+        b"three"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), acceptor.accept())
+            .await
+            .is_err(),
+        "no second peer while at max_peers"
+    );
+}
