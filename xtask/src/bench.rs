@@ -9,6 +9,13 @@
 //! `target/bench/<timestamp>/runs/`, then `chinwag-load report` writes `report.md`,
 //! `report.json` and SVG charts beside it.
 //!
+//! Scenarios: WebSocket echo (each chinwag engine against its raw engine), TCP echo (against
+//! raw tokio), gotalk RPC echo over TCP and WebSocket (`examples/rpc_echo`, when it exists;
+//! otherwise the report says it is not available), idle connections (server RSS per
+//! connection), and a slow consumer. `--peer NAME=URL` adds an external loopback server
+//! (`ws://`, `tcp://`, `gotalk+tcp://`, `gotalk+ws://`) to the scenarios of its protocol, e.g.
+//! the Go gotalk server.
+//!
 //! `--micro` runs the criterion micro-benchmarks instead (`cargo bench` on every package that
 //! has a `[[bench]]`, or `-p chinwag-bench` when a top-level `benches/` package exists).
 //!
@@ -36,10 +43,14 @@ struct Server {
 
 #[derive(Clone)]
 enum ServerKind {
-    /// A binary we start: program (relative to target/release) and arguments before `--listen`.
+    /// A binary we start: program (relative to target/release), its arguments, the flag that
+    /// takes the address we load (`--listen`), another address flag it needs (rpc_echo listens
+    /// on TCP and WebSocket at once) and the URL scheme of the target.
     Local {
         bin: &'static str,
         args: Vec<String>,
+        listen: &'static str,
+        other: Option<&'static str>,
         scheme: &'static str,
     },
     /// An external server given with `--peer`.
@@ -62,6 +73,8 @@ fn ws_echo(engine: &'static str, ping: Option<u64>) -> Server {
         kind: ServerKind::Local {
             bin: "examples/ws_echo",
             args,
+            listen: "--listen",
+            other: None,
             scheme: "ws",
         },
     }
@@ -75,6 +88,8 @@ fn baseline(name: &'static str, bin: &'static str, scheme: &'static str) -> Serv
         kind: ServerKind::Local {
             bin,
             args: Vec::new(),
+            listen: "--listen",
+            other: None,
             scheme,
         },
     }
@@ -109,15 +124,26 @@ struct Opts {
     list: bool,
 }
 
-const SCENARIOS: [&str; 7] = [
+/// Scenario names; `--scenario X` selects `X` and every `X-*` (`gotalk-rpc`, `ws-echo`).
+const SCENARIOS: [&str; 10] = [
     "ws-echo-20B",
     "ws-echo-16KiB",
     "ws-echo-1KiB",
     "tcp-echo-64B",
-    "gotalk-rpc",
+    "gotalk-rpc-tcp-1",
+    "gotalk-rpc-tcp-16",
+    "gotalk-rpc-ws-1",
+    "gotalk-rpc-ws-16",
     "idle",
     "slow-consumer",
 ];
+
+fn selects(selector: &str, name: &str) -> bool {
+    name == selector
+        || name
+            .strip_prefix(selector)
+            .is_some_and(|rest| rest.starts_with('-'))
+}
 
 fn parse(args: &[String]) -> Result<Opts, String> {
     let mut o = Opts {
@@ -138,7 +164,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--list" => o.list = true,
             "--scenario" => {
                 let s = value("--scenario")?;
-                if !SCENARIOS.contains(&s.as_str()) {
+                if !SCENARIOS.iter().any(|n| selects(&s, n)) {
                     return Err(format!(
                         "unknown scenario `{s}`; scenarios: {}",
                         SCENARIOS.join(", ")
@@ -197,10 +223,13 @@ fn scenarios(o: &Opts, notes: &mut Vec<String>) -> Vec<Scenario> {
             .collect()
     };
     for (name, url) in &o.peers {
-        if !url.starts_with("ws://") && !url.starts_with("tcp://") {
+        if !["ws://", "tcp://", "gotalk+tcp://", "gotalk+ws://"]
+            .iter()
+            .any(|p| url.starts_with(p))
+        {
             notes.push(format!(
-                "peer {name} ({url}): not run: only ws:// and tcp:// peers can be loaded \
-                 (gotalk RPC is not available yet in chinwag-load)"
+                "peer {name} ({url}): not run: peers must be ws://, tcp://, gotalk+tcp:// or \
+                 gotalk+ws:// URLs"
             ));
         }
     }
@@ -228,6 +257,8 @@ fn scenarios(o: &Opts, notes: &mut Vec<String>) -> Vec<Scenario> {
             kind: ServerKind::Local {
                 bin: "examples/tcp_echo",
                 args: Vec::new(),
+                listen: "--listen",
+                other: None,
                 scheme: "tcp",
             },
         },
@@ -241,12 +272,50 @@ fn scenarios(o: &Opts, notes: &mut Vec<String>) -> Vec<Scenario> {
         load: timing(&["--conns", "100", "--size", "64", "--in-flight", "16"]),
         reps,
     });
+    // gotalk RPC echo: chinwag's rpc_echo (one process serves TCP and WebSocket), loaded with
+    // chinwag-rpc's client; the Go gotalk server joins with --peer NAME=gotalk+tcp://...
     if root().join("examples/rpc_echo.rs").exists() {
-        notes.push(
-            "gotalk-rpc: not run: examples/rpc_echo.rs exists but chinwag-load has no gotalk \
-             protocol yet (see the extension point in chinwag_load::proto)"
-                .into(),
-        );
+        let rpc = |name: &str, engine: Option<&'static str>, over_ws: bool| {
+            let mut args = Vec::new();
+            if let Some(e) = engine {
+                args.extend(["--engine".to_owned(), e.to_owned()]);
+            }
+            Server {
+                name: name.to_owned(),
+                role: "chinwag",
+                baseline: None,
+                kind: ServerKind::Local {
+                    bin: "examples/rpc_echo",
+                    args,
+                    listen: if over_ws { "--ws" } else { "--tcp" },
+                    other: Some(if over_ws { "--tcp" } else { "--ws" }),
+                    scheme: if over_ws { "gotalk+ws" } else { "gotalk+tcp" },
+                },
+            }
+        };
+        for (name, over_ws, k) in [
+            ("gotalk-rpc-tcp-1", false, "1"),
+            ("gotalk-rpc-tcp-16", false, "16"),
+            ("gotalk-rpc-ws-1", true, "1"),
+            ("gotalk-rpc-ws-16", true, "16"),
+        ] {
+            let mut servers = if over_ws {
+                vec![
+                    rpc("chinwag-rpc-tungstenite", Some("tungstenite"), true),
+                    rpc("chinwag-rpc-fastwebsockets", Some("fastwebsockets"), true),
+                ]
+            } else {
+                vec![rpc("chinwag-rpc", None, false)]
+            };
+            servers.extend(peers(if over_ws { "gotalk+ws" } else { "gotalk+tcp" }));
+            out.push(Scenario {
+                name,
+                kind: "echo",
+                servers,
+                load: timing(&["--conns", "100", "--size", "64", "--in-flight", k]),
+                reps,
+            });
+        }
     } else {
         notes.push("gotalk-rpc: not available yet: rpc_echo example missing".into());
     }
@@ -287,8 +356,12 @@ fn scenarios(o: &Opts, notes: &mut Vec<String>) -> Vec<Scenario> {
         reps,
     });
     if !o.scenarios.is_empty() {
-        out.retain(|s| o.scenarios.iter().any(|n| n == s.name));
-        notes.retain(|n| o.scenarios.iter().any(|s| n.starts_with(s.as_str())));
+        out.retain(|s| o.scenarios.iter().any(|sel| selects(sel, s.name)));
+        notes.retain(|n| {
+            o.scenarios
+                .iter()
+                .any(|sel| n.starts_with(sel.as_str()) || n.starts_with("peer"))
+        });
     }
     out
 }
@@ -540,23 +613,31 @@ fn one_run(
     let mut cmd = Command::new(load);
     cmd.arg("run");
     let _running = match &server.kind {
-        ServerKind::Local { bin, args, scheme } => {
+        ServerKind::Local {
+            bin,
+            args,
+            listen,
+            other,
+            scheme,
+        } => {
             let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
             let path = rel.join(bin);
-            let mut child = Command::new(&path)
-                .args(args)
-                .arg("--listen")
-                .arg(addr.to_string())
+            let mut server = Command::new(&path);
+            server.args(args).arg(listen).arg(addr.to_string());
+            if let Some(flag) = other {
+                server.arg(flag).arg(format!("127.0.0.1:{}", free_port()?));
+            }
+            let mut child = server
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .map_err(|e| format!("cannot start {}: {e}", path.display()))?;
             wait_listening(addr, &mut child)?;
-            let url = if *scheme == "ws" {
-                format!("ws://{addr}/")
-            } else {
-                format!("tcp://{addr}")
+            let url = match *scheme {
+                "ws" => format!("ws://{addr}/"),
+                "gotalk+ws" => format!("gotalk+ws://{addr}/gotalk/"),
+                other => format!("{other}://{addr}"),
             };
             cmd.args(["--target", &url, "--server-pid", &child.id().to_string()]);
             Some(Running(child))
@@ -597,8 +678,12 @@ mod tests {
         let o = parse(&["--quick".into()]).unwrap();
         let mut notes = Vec::new();
         let plan = scenarios(&o, &mut notes);
-        assert_eq!(plan.len(), 6);
-        assert!(notes.iter().any(|n| n.starts_with("gotalk-rpc")));
+        let rpc = root().join("examples/rpc_echo.rs").exists();
+        assert_eq!(plan.len(), if rpc { 10 } else { 6 });
+        assert_eq!(rpc, plan.iter().any(|s| s.name.starts_with("gotalk-rpc")));
+        assert_eq!(!rpc, notes.iter().any(|n| n.starts_with("gotalk-rpc")));
+        let o = parse(&["--scenario".into(), "ws-echo".into()]).unwrap();
+        assert_eq!(scenarios(&o, &mut Vec::new()).len(), 3);
         let o = parse(&["--scenario".into(), "idle".into()]).unwrap();
         let mut notes = Vec::new();
         assert_eq!(scenarios(&o, &mut notes).len(), 1);

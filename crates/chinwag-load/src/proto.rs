@@ -5,21 +5,25 @@
 //! the matching reply payload. The load loop in [`crate::load`] only sees payloads going out
 //! and coming back, so it does not change.
 //!
-//! # Extension point: gotalk RPC
+//! # gotalk RPC
 //!
-//! gotalk RPC over TCP and over WebSocket (`gotalk+tcp://`, `gotalk+ws://`) is **not
-//! implemented yet**: the `chinwag-rpc` crate does not exist. When it lands, add
-//! `Protocol::RpcTcp` and `Protocol::RpcWs`, where a "message" is one request to an echo
-//! operation (the payload as its body) and its result, encoded with `chinwag-wire`. Until
-//! then those schemes are refused with an explicit "not available yet" error instead of being
-//! faked with raw frames.
+//! `gotalk+tcp://IP:PORT` and `gotalk+ws://IP:PORT/path` speak gotalk v1 through
+//! `chinwag-rpc`'s client: each "message" is one single-value request to the server's `echo`
+//! operation with the payload as its body, and the reply is its result. Requests in flight on
+//! one connection are multiplexed by the RPC layer (each feed spawns one request; its result
+//! comes back through a channel), so the same closed- and open-loop logic applies. Any gotalk
+//! server with an `echo` operation that returns its payload can be loaded (the Go library's
+//! too, with `--peer`).
 
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use chinwag_rpc::{Handlers, Peer, RpcConfig};
+use chinwag_transport::tcp::{TcpConfig, TcpTransport};
 use chinwag_transport::{Frame, FrameRead, FrameWrite, PeerAddr, Transport};
 use chinwag_ws_fastwebsockets::FastWebSockets;
 use chinwag_ws_tungstenite::Tungstenite;
@@ -28,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::mpsc;
 
 use crate::BoxError;
 
@@ -44,7 +49,14 @@ pub enum Protocol {
     /// TCP: each payload is a frame with a u32 big-endian length prefix, echoed unchanged
     /// (`tcp://`).
     Tcp,
+    /// gotalk RPC over TCP: each payload is a request to `echo` (`gotalk+tcp://`).
+    RpcTcp,
+    /// gotalk RPC over WebSocket: each payload is a request to `echo` (`gotalk+ws://`).
+    RpcWs,
 }
+
+/// The gotalk operation called by the RPC protocols.
+pub const RPC_ECHO_OP: &str = "echo";
 
 /// Which WebSocket client the generator uses (chinwag's client on either engine). The same
 /// client is used against every server of a run, so it cancels out of the ratios.
@@ -69,6 +81,16 @@ pub struct Target {
     pub url: String,
 }
 
+impl Target {
+    /// The URL of the WebSocket handshake (`gotalk+ws://` becomes `ws://`).
+    pub fn ws_url(&self) -> String {
+        match self.url.strip_prefix("gotalk+") {
+            Some(rest) => rest.to_owned(),
+            None => self.url.clone(),
+        }
+    }
+}
+
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.url)
@@ -78,7 +100,8 @@ impl fmt::Display for Target {
 impl FromStr for Target {
     type Err = String;
 
-    /// Parses `ws://IP:PORT[/path]` or `tcp://IP:PORT`. The host must be a loopback address
+    /// Parses `ws://IP:PORT[/path]`, `tcp://IP:PORT`, `gotalk+tcp://IP:PORT` or
+    /// `gotalk+ws://IP:PORT[/path]`. The host must be a loopback address
     /// (or `localhost`): this tool only ever sends traffic to the local machine.
     fn from_str(url: &str) -> Result<Self, String> {
         let (scheme, rest) = url
@@ -87,12 +110,8 @@ impl FromStr for Target {
         let protocol = match scheme {
             "ws" => Protocol::Ws,
             "tcp" => Protocol::Tcp,
-            "gotalk+tcp" | "gotalk+ws" => {
-                return Err(format!(
-                    "{scheme}: gotalk RPC is not available yet (chinwag-rpc does not exist; see \
-                     the extension point in chinwag_load::proto)"
-                ));
-            }
+            "gotalk+tcp" => Protocol::RpcTcp,
+            "gotalk+ws" => Protocol::RpcWs,
             "wss" => return Err("wss:// is not supported by the load generator".into()),
             other => return Err(format!("unknown scheme {other:?} (expected ws or tcp)")),
         };
@@ -135,6 +154,8 @@ pub enum Writer {
     WsTung(common::WsWriter<Tungstenite>),
     /// Length-prefixed TCP, with the frames fed since the last flush.
     Tcp(OwnedWriteHalf, BytesMut),
+    /// gotalk RPC: each fed payload is one request; results go to the reader's channel.
+    Rpc(Peer, mpsc::UnboundedSender<Result<Bytes, String>>),
 }
 
 /// The reading half of a client connection.
@@ -146,6 +167,9 @@ pub enum Reader {
     WsTung(common::WsReader<Tungstenite>),
     /// Length-prefixed TCP.
     Tcp(BufReader<OwnedReadHalf>),
+    /// gotalk RPC: the results of the requests, in the order they complete. Holds the peer so
+    /// the connection lives as long as the reader.
+    Rpc(mpsc::UnboundedReceiver<Result<Bytes, String>>, Peer),
 }
 
 impl Writer {
@@ -157,6 +181,13 @@ impl Writer {
             Writer::Tcp(_, buf) => {
                 buf.put_u32(u32::try_from(payload.len())?);
                 buf.extend_from_slice(&payload);
+            }
+            Writer::Rpc(peer, results) => {
+                let (peer, results) = (peer.clone(), results.clone());
+                tokio::spawn(async move {
+                    let r = peer.request_bytes(RPC_ECHO_OP, payload).await;
+                    let _ = results.send(r.map_err(|e| e.to_string()));
+                });
             }
         }
         Ok(())
@@ -171,6 +202,8 @@ impl Writer {
                 w.write_all(buf).await?;
                 buf.clear();
             }
+            // Requests are sent as they are fed.
+            Writer::Rpc(..) => {}
         }
         Ok(())
     }
@@ -194,6 +227,13 @@ impl Reader {
                 let mut buf = BytesMut::zeroed(len);
                 r.read_exact(&mut buf).await?;
                 return Ok(Some(buf.freeze()));
+            }
+            Reader::Rpc(results, _) => {
+                return match results.recv().await {
+                    Some(Ok(b)) => Ok(Some(b)),
+                    Some(Err(e)) => Err(format!("rpc: {e}").into()),
+                    None => Ok(None),
+                };
             }
         };
         match frame {
@@ -237,27 +277,45 @@ pub async fn connect(
                 Writer::Tcp(w, BytesMut::new()),
             ))
         }
+        Protocol::RpcTcp => {
+            let t = TcpTransport::from_stream(tcp, &TcpConfig::default())?;
+            Ok(rpc_halves(t))
+        }
+        Protocol::RpcWs => match engine {
+            ClientEngine::Fastwebsockets => Ok(rpc_halves(
+                ws_handshake::<FastWebSockets>(target, tcp).await?,
+            )),
+            ClientEngine::Tungstenite => {
+                Ok(rpc_halves(ws_handshake::<Tungstenite>(target, tcp).await?))
+            }
+        },
         Protocol::Ws => match engine {
             ClientEngine::Fastwebsockets => {
-                let (r, w) = ws_handshake::<FastWebSockets>(target, tcp).await?;
+                let (r, w) = ws_handshake::<FastWebSockets>(target, tcp).await?.split();
                 Ok((Reader::WsFast(r), Writer::WsFast(w)))
             }
             ClientEngine::Tungstenite => {
-                let (r, w) = ws_handshake::<Tungstenite>(target, tcp).await?;
+                let (r, w) = ws_handshake::<Tungstenite>(target, tcp).await?.split();
                 Ok((Reader::WsTung(r), Writer::WsTung(w)))
             }
         },
     }
 }
 
+fn rpc_halves<T: Transport>(t: T) -> (Reader, Writer) {
+    let peer = chinwag_rpc::connect(t, Arc::new(Handlers::new()), RpcConfig::client());
+    let (tx, rx) = mpsc::unbounded_channel();
+    (Reader::Rpc(rx, peer.clone()), Writer::Rpc(peer, tx))
+}
+
 async fn ws_handshake<E: Engine>(
     target: &Target,
     tcp: TcpStream,
-) -> Result<(common::WsReader<E>, common::WsWriter<E>), BoxError> {
+) -> Result<common::WsConnection<E>, BoxError> {
     let cfg = client_ws_config();
     let req = http::Request::builder()
         .method("GET")
-        .uri(&target.url)
+        .uri(target.ws_url())
         .header(http::header::HOST, target.addr.to_string())
         .body(())?;
     let (r, w) = tokio::time::timeout(
@@ -266,7 +324,12 @@ async fn ws_handshake<E: Engine>(
     )
     .await
     .map_err(|_| "WebSocket handshake timed out")??;
-    Ok(common::WsConnection::<E>::from_raw(r, w, PeerAddr::Ip(target.addr), &cfg).split())
+    Ok(common::WsConnection::<E>::from_raw(
+        r,
+        w,
+        PeerAddr::Ip(target.addr),
+        &cfg,
+    ))
 }
 
 #[cfg(test)]
@@ -282,8 +345,10 @@ mod tests {
         assert_eq!(t.protocol, Protocol::Tcp);
         assert!("ws://10.0.0.1:80/".parse::<Target>().is_err());
         assert!("ws://example.com:80/".parse::<Target>().is_err());
-        let e = "gotalk+tcp://127.0.0.1:1".parse::<Target>().unwrap_err();
-        assert!(e.contains("not available yet"), "{e}");
+        let t: Target = "gotalk+ws://127.0.0.1:1/gotalk/".parse().unwrap();
+        assert_eq!(t.protocol, Protocol::RpcWs);
+        assert_eq!(t.ws_url(), "ws://127.0.0.1:1/gotalk/");
+        assert!("gotalk+tcp://10.1.1.1:1".parse::<Target>().is_err());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The load generator against each baseline server (spawned in this process on 127.0.0.1:0):
+//! The load generator against each baseline server (spawned in this process on 127.0.0.1:0),
+//! and against chinwag-rpc's gotalk server:
 //! a short run must echo messages and see no errors. No timing is asserted.
 
 use chinwag_load::load::{self, LoadSpec, RunOptions};
@@ -111,4 +112,45 @@ async fn idle_connections_and_a_stalled_consumer() {
     };
     let report = check(slow).await;
     assert!(report.msgs_per_sec > 0.0, "{report:?}");
+}
+
+/// gotalk RPC over TCP and WebSocket against chinwag-rpc's server with an `echo` operation (as
+/// `examples/rpc_echo` serves it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gotalk_rpc_echo_over_tcp_and_websocket() {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use chinwag_rpc::{HandlerError, Handlers, RpcConfig, RpcServer};
+    use chinwag_transport::tcp::TcpAcceptor;
+
+    let mut h = Handlers::new();
+    h.handle_bytes(
+        "echo",
+        |_p, b: Bytes| async move { Ok::<_, HandlerError>(b) },
+    );
+    let handlers = Arc::new(h);
+    let tcp = TcpAcceptor::bind("127.0.0.1:0".parse().unwrap(), Default::default()).unwrap();
+    let tcp_addr = tcp.local_socket_addr().unwrap();
+    let _tcp = RpcServer::spawn(tcp, handlers.clone(), RpcConfig::default(), None);
+    let ws = chinwag_ws_fastwebsockets::WsAcceptor::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        chinwag_ws_fastwebsockets::WsConfig::default(),
+    )
+    .await
+    .unwrap();
+    let ws_addr = ws.local_addr();
+    let _ws = RpcServer::spawn(ws, handlers, RpcConfig::default(), None);
+
+    for target in [
+        format!("gotalk+tcp://{tcp_addr}"),
+        format!("gotalk+ws://{ws_addr}/"),
+    ] {
+        let spec = LoadSpec {
+            in_flight: 4,
+            ..short(target)
+        };
+        let report = check(spec).await;
+        assert!(report.msgs_per_sec > 0.0, "{report:?}");
+    }
 }
