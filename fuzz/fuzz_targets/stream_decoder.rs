@@ -32,7 +32,11 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         // Whatever is buffered is at most one unfinished message plus the last chunk.
-        assert!(buf.len() <= MAX_PAYLOAD as usize + 4096 + 256, "buffered {}", buf.len());
+        assert!(
+            buf.len() <= MAX_PAYLOAD as usize + 4096 + 256,
+            "buffered {}",
+            buf.len()
+        );
     }
     let _ = dec.decode_eof(&mut buf);
 });

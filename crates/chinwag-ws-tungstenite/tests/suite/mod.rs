@@ -584,7 +584,10 @@ pub async fn hostile_peers_cost_bounded_memory<E: Engine>() {
     let grown = rss_kib().saturating_sub(before);
     // The default limits are 16 MiB per message and 64 KiB of headers: honouring even one
     // 2 GiB claim would show here as gigabytes.
-    eprintln!("{}: RSS grew by {grown} KiB under 64 hostile peers", E::NAME);
+    eprintln!(
+        "{}: RSS grew by {grown} KiB under 64 hostile peers",
+        E::NAME
+    );
     assert!(grown < 64 * 1024, "RSS grew by {grown} KiB");
 }
 
