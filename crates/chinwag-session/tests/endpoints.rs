@@ -412,3 +412,74 @@ async fn one_stalled_client_of_fifty() {
         within(c.stopped()).await;
     }
 }
+
+#[tokio::test]
+async fn client_keeps_a_pool_and_round_robins() {
+    let (connector, acceptor) = pipe::listener(&PipeConfig::default());
+    let server = Server::spawn(acceptor, FrameCodec, common::Echo, ServerConfig::default());
+    let (rec, _rx) = Recorder::<Frame>::new();
+    let client = Client::spawn(
+        move || {
+            let c = connector.clone();
+            async move { c.connect().await }
+        },
+        FrameCodec,
+        rec,
+        ClientConfig::default().with_pool_size(3),
+    );
+    assert!(within(client.wait_open(3)).await);
+    assert_eq!(client.sessions().len(), 3);
+    assert_eq!(client.running_slots(), 3);
+    let ids: std::collections::HashSet<u64> =
+        (0..6).map(|_| client.session().unwrap().id()).collect();
+    assert_eq!(ids.len(), 3, "round robin over the whole pool");
+    assert_eq!(server.session_count(), 3);
+    // One pooled session breaks (not cleanly): its slot dials a replacement.
+    client.sessions()[0].close_with(CloseCause::PeerGone("test".into()), None);
+    wait_until(|| client.dial_count() == 4 && client.sessions().len() == 3).await;
+    within(client.shutdown(Duration::from_secs(1))).await;
+    within(server.shutdown(Duration::from_secs(1))).await;
+}
+
+/// Real sockets: a TCP server goes away (graceful shutdown) and comes back on the same port;
+/// a client configured to reconnect after the (clean, on TCP) end of stream finds it again.
+#[tokio::test]
+async fn tcp_server_restart_on_the_same_port() {
+    let acceptor = TcpAcceptor::bind(loopback(), TcpConfig::default()).unwrap();
+    let addr = acceptor.local_socket_addr().unwrap();
+    let server = Server::spawn(
+        acceptor,
+        LengthDelimited::default(),
+        common::Echo,
+        ServerConfig::default(),
+    );
+    let mut cfg = reconnecting(Some(50));
+    cfg.reconnect.initial_backoff = Duration::from_millis(10);
+    cfg.reconnect.max_backoff = Duration::from_millis(200);
+    cfg.reconnect.reconnect_after_clean_close = true;
+    let (rec, mut rx) = Recorder::<Bytes>::new();
+    let client = Client::spawn(
+        move || async move { tcp::connect(addr, &TcpConfig::default()).await },
+        LengthDelimited::default(),
+        rec,
+        cfg,
+    );
+    assert!(within(client.wait_open(1)).await);
+    within(server.shutdown(Duration::from_secs(1))).await;
+    assert_eq!(next_close(&mut rx).await, CloseCause::Peer(None));
+    // Refused dials while the server is down.
+    wait_until(|| client.dial_count() >= 3).await;
+    let acceptor = TcpAcceptor::bind(addr, TcpConfig::default()).unwrap();
+    let server = Server::spawn(
+        acceptor,
+        LengthDelimited::default(),
+        common::Echo,
+        ServerConfig::default(),
+    );
+    assert!(within(client.wait_open(1)).await);
+    let s = client.session().unwrap();
+    s.send(&Bytes::from_static(b"again")).await.unwrap();
+    assert_eq!(&next_message(&mut rx).await[..], b"again");
+    within(client.shutdown(Duration::from_secs(1))).await;
+    within(server.shutdown(Duration::from_secs(1))).await;
+}
