@@ -131,6 +131,8 @@ pub enum CloseCause {
     Shutdown,
     /// [`Handler::on_open`] refused the session.
     Refused(CloseReason),
+    /// [`Handler::on_message`] panicked (the panic was caught and logged; the peer gets 1011).
+    HandlerPanic(String),
 }
 
 impl CloseCause {
@@ -157,6 +159,7 @@ impl CloseCause {
             CloseCause::Overflow => CloseReason::new(CloseCode::POLICY, "send queue overflow"),
             CloseCause::Shutdown => CloseReason::new(CloseCode::GOING_AWAY, "shutting down"),
             CloseCause::Refused(r) => r.clone(),
+            CloseCause::HandlerPanic(_) => CloseReason::new(CloseCode::INTERNAL, "internal error"),
         }
     }
 
@@ -167,7 +170,8 @@ impl CloseCause {
             CloseCause::IdleTimeout
             | CloseCause::Overflow
             | CloseCause::ProtocolError(_)
-            | CloseCause::Refused(_) => CloseMode::CloseNow,
+            | CloseCause::Refused(_)
+            | CloseCause::HandlerPanic(_) => CloseMode::CloseNow,
             CloseCause::PeerGone(_) | CloseCause::WriteTimeout => CloseMode::Abort,
         }
     }
@@ -186,6 +190,7 @@ impl fmt::Display for CloseCause {
             CloseCause::Overflow => f.write_str("send queue overflow"),
             CloseCause::Shutdown => f.write_str("shutdown"),
             CloseCause::Refused(r) => write!(f, "refused: {r}"),
+            CloseCause::HandlerPanic(m) => write!(f, "handler panicked: {m}"),
         }
     }
 }
@@ -849,14 +854,45 @@ impl<C: Codec> Session<C> {
     }
 }
 
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic".into())
+}
+
 fn run_callback(id: u64, key: &str, cb: CloseCallback, cause: &CloseCause) {
     if let Err(panic) = catch_unwind(AssertUnwindSafe(|| cb(cause))) {
-        let msg = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "non-string panic".into());
+        let msg = panic_message(&*panic);
         tracing::error!(session = id, key, panic = %msg, "close callback panicked");
+    }
+}
+
+/// Runs a synchronous handler callback; a panic is caught and logged (`what` names it).
+fn guarded<R>(id: u64, what: &str, f: impl FnOnce() -> R) -> Result<R, String> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|panic| {
+        let msg = panic_message(&*panic);
+        tracing::error!(session = id, callback = what, panic = %msg, "handler panicked");
+        msg
+    })
+}
+
+/// Polls a boxed future, turning a panic into `Err(message)`: a panicking `on_message`
+/// closes its session instead of killing the session's task half-way.
+struct CatchUnwind<F>(std::pin::Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, String>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let fut = self.0.as_mut();
+        match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(p) => p.map(Ok),
+            Err(panic) => std::task::Poll::Ready(Err(panic_message(&*panic))),
+        }
     }
 }
 
@@ -897,7 +933,13 @@ where
 {
     let (reader, mut writer) = transport.split();
     let s = &session;
-    if let Err(refusal) = handler.on_open(s) {
+    let opened = guarded(s.inner.id, "on_open", || handler.on_open(s)).unwrap_or_else(|m| {
+        Err(CloseReason::new(
+            CloseCode::INTERNAL,
+            format!("on_open panicked: {m}"),
+        ))
+    });
+    if let Err(refusal) = opened {
         s.begin_close(CloseCause::Refused(refusal.clone()), None);
         let _ = tokio::time::timeout(s.inner.config.close_timeout, writer.close(refusal)).await;
         s.set_state(CLOSED);
@@ -917,7 +959,7 @@ where
     );
     let cause = s.close_cause().unwrap_or(CloseCause::Local);
     tracing::debug!(session = s.inner.id, %cause, "session closed");
-    handler.on_close(s, &cause);
+    let _ = guarded(s.inner.id, "on_close", || handler.on_close(s, &cause));
     s.run_close_callbacks(&cause);
     s.set_state(FINISHED);
     cause
@@ -1007,7 +1049,9 @@ where
             }
             Err(e) => {
                 let cause = transport_cause(&e);
-                handler.on_error(s, &SessionError::Transport(e));
+                let _ = guarded(s.inner.id, "on_error", || {
+                    handler.on_error(s, &SessionError::Transport(e))
+                });
                 s.begin_close(cause, None);
                 return;
             }
@@ -1017,7 +1061,9 @@ where
 
 fn codec_failed<C: Codec, H: Handler<C>>(s: &Session<C>, handler: &H, e: CodecError) {
     let cause = CloseCause::ProtocolError(e.to_string());
-    handler.on_error(s, &SessionError::Codec(e));
+    let _ = guarded(s.inner.id, "on_error", || {
+        handler.on_error(s, &SessionError::Codec(e))
+    });
     s.begin_close(cause, None);
 }
 
@@ -1029,7 +1075,14 @@ async fn deliver<C: Codec, H: Handler<C>>(s: &Session<C>, handler: &H, m: C::In)
         biased;
         // Boxed: the handler's future exists only while a message is handled, so an idle
         // session does not carry its (application-defined) size.
-        _ = Box::pin(handler.on_message(s, m)) => true,
+        r = CatchUnwind(Box::pin(handler.on_message(s, m))) => match r {
+            Ok(()) => true,
+            Err(msg) => {
+                tracing::error!(session = s.inner.id, panic = %msg, "on_message panicked");
+                s.begin_close(CloseCause::HandlerPanic(msg), None);
+                false
+            }
+        },
         _ = s.wait_state(CLOSED) => false,
     }
 }
@@ -1176,10 +1229,14 @@ async fn timer_loop<C: Codec, H: Handler<C>>(s: &Session<C>, handler: &H) {
             if let Some(idle) = cfg.idle_timeout {
                 let at = inner.last_read_ms.load(Ordering::Relaxed) + ms(idle);
                 if now >= at {
-                    handler.on_error(
-                        s,
-                        &SessionError::Transport(TransportError::Timeout("session idle timeout")),
-                    );
+                    let _ = guarded(inner.id, "on_error", || {
+                        handler.on_error(
+                            s,
+                            &SessionError::Transport(TransportError::Timeout(
+                                "session idle timeout",
+                            )),
+                        )
+                    });
                     s.begin_close(CloseCause::IdleTimeout, None);
                     // The reader and writer do not register for state changes (see
                     // `Session::reached`); when the timer itself changes the state, yield so
@@ -1206,7 +1263,7 @@ async fn timer_loop<C: Codec, H: Handler<C>>(s: &Session<C>, handler: &H) {
             }
             if let Some(at) = next_cron {
                 if now >= at {
-                    handler.on_cron(s);
+                    let _ = guarded(inner.id, "on_cron", || handler.on_cron(s));
                     let every = ms(cfg.cron_interval.unwrap_or_default()).max(1);
                     next_cron = Some(at + every * ((now - at) / every + 1));
                 }

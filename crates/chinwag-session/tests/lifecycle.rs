@@ -301,3 +301,46 @@ async fn close_timeout_bounds_a_drain_that_cannot_finish() {
     assert_eq!(within(s.closed()).await, CloseCause::Local);
     assert!(start.elapsed() >= Duration::from_secs(5));
 }
+
+/// Panics on a message saying "boom"; otherwise reports it.
+struct Fragile(mpsc::UnboundedSender<Frame>);
+impl Handler<FrameCodec> for Fragile {
+    async fn on_message(&self, _: &Session<FrameCodec>, msg: Frame) {
+        tokio::task::yield_now().await;
+        if msg.payload()[..] == b"boom"[..] {
+            panic!("handler bug");
+        }
+        let _ = self.0.send(msg);
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_handler_closes_only_its_session() {
+    let (tx, mut seen) = mpsc::unbounded_channel();
+    let (s, peer) = session_on_pipe(FrameCodec, Fragile(tx.clone()), config(), 64);
+    let (s2, peer2) = session_on_pipe(FrameCodec, Fragile(tx), config(), 64);
+    let (mut prd, mut pwr) = peer.split();
+    let (_prd2, mut pwr2) = peer2.split();
+    pwr.send(Frame::Binary(Bytes::from_static(b"ok")))
+        .await
+        .unwrap();
+    assert_eq!(&within(seen.recv()).await.unwrap().payload()[..], b"ok");
+    pwr.send(Frame::Binary(Bytes::from_static(b"boom")))
+        .await
+        .unwrap();
+    match within(s.closed()).await {
+        CloseCause::HandlerPanic(m) => assert_eq!(m, "handler bug"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(within(prd.read_frame()).await.unwrap(), None);
+    assert_eq!(prd.close_reason().unwrap().code, CloseCode::INTERNAL);
+    // The other session goes on.
+    pwr2.send(Frame::Binary(Bytes::from_static(b"still here")))
+        .await
+        .unwrap();
+    assert_eq!(
+        &within(seen.recv()).await.unwrap().payload()[..],
+        b"still here"
+    );
+    assert!(!s2.is_closing());
+}
