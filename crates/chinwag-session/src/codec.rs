@@ -25,7 +25,7 @@ use chinwag_wire::{FramedDecoder, Message, StreamDecoder, WireLimits};
 #[non_exhaustive]
 pub enum CodecError {
     /// The peer sent something the codec cannot decode. The session closes with
-    /// [`SessionCloseReason::ProtocolError`](crate::SessionCloseReason::ProtocolError); the peer
+    /// [`CloseCause::ProtocolError`](crate::CloseCause::ProtocolError); the peer
     /// is at fault.
     #[error("protocol error: {0}")]
     Protocol(String),
