@@ -335,10 +335,6 @@ struct Inner<C: Codec> {
     state: AtomicU8,
     state_changed: Notify,
     writer_wake: Notify,
-    timer_wake: Notify,
-    /// Senders waiting under `OverflowPolicy::Block` (they wait on `state_changed`, which
-    /// the writer then also notifies when it takes a batch).
-    blocked: AtomicU64,
     queue: Mutex<Queue>,
     cause: Mutex<Option<CloseCause>>,
     counters: Counters,
@@ -403,8 +399,6 @@ impl<C: Codec> Session<C> {
                 state: AtomicU8::new(OPEN),
                 state_changed: Notify::new(),
                 writer_wake: Notify::new(),
-                timer_wake: Notify::new(),
-                blocked: AtomicU64::new(0),
                 queue: Mutex::new(Queue::default()),
                 cause: Mutex::new(None),
                 counters: Counters::default(),
@@ -554,24 +548,21 @@ impl<C: Codec> Session<C> {
         let deadline = Instant::now() + timeout;
         let sleep = tokio::time::sleep_until(deadline);
         tokio::pin!(sleep);
-        self.inner.blocked.fetch_add(1, Ordering::AcqRel);
-        let result = loop {
+        loop {
             // Woken when the writer takes a batch (room) or the state changes (closing).
             let changed = self.inner.state_changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
             msg = match self.push(msg) {
-                Ok(()) => break Ok(()),
-                Err(Pushed::Error(e)) => break Err(e),
+                Ok(()) => return Ok(()),
+                Err(Pushed::Error(e)) => return Err(e),
                 Err(Pushed::Full(msg)) => msg,
             };
             tokio::select! {
                 _ = changed => {}
-                _ = &mut sleep => break Err(SendError::Timeout),
+                _ = &mut sleep => return Err(SendError::Timeout),
             }
-        };
-        self.inner.blocked.fetch_sub(1, Ordering::AcqRel);
-        result
+        }
     }
 
     /// Queues an encoded message without waiting: under [`OverflowPolicy::Block`] a full queue
@@ -702,7 +693,6 @@ impl<C: Codec> Session<C> {
         } else {
             CLOSING
         });
-        inner.timer_wake.notify_one();
         true
     }
 
@@ -721,7 +711,7 @@ impl<C: Codec> Session<C> {
     ///
     /// Only for the reader and writer futures, which run joined with the timer future in one
     /// task: the timer is always registered on `state_changed` while the task is idle (it
-    /// waits for `state + 1` until the session is closed), a wake-up polls every joined
+    /// waits on it until the session is closed), a wake-up polls every joined
     /// future, and so these checks see every state change. Saves a `Notified` (~100 bytes)
     /// per idle session each.
     fn reached(&self, at_least: u8) -> impl Future<Output = ()> + '_ {
@@ -1117,13 +1107,12 @@ async fn write_loop<W: FrameWrite, C: Codec>(s: &Session<C>, mut wr: W) {
             }
             continue;
         }
-        if inner.blocked.load(Ordering::Acquire) > 0 {
-            inner.state_changed.notify_waiters();
-        }
         let messages = batch.len() as u64;
         let mut bytes = 0u64;
         inner.write_started_ms.store(s.now_ms(), Ordering::Release);
-        inner.timer_wake.notify_one();
+        // One notification per batch: the timer learns of the write deadline, and senders
+        // blocked under `OverflowPolicy::Block` see the room.
+        inner.state_changed.notify_waiters();
         // Boxed: only exists while writing, so idle sessions stay small.
         let mut write = Box::pin(write_batch(&mut wr, &mut batch, &mut bytes));
         let mut closing_seen = state >= CLOSING;
@@ -1219,6 +1208,12 @@ async fn timer_loop<C: Codec, H: Handler<C>>(s: &Session<C>, handler: &H) {
     let sleep = tokio::time::sleep_until(inner.epoch);
     tokio::pin!(sleep);
     loop {
+        // Registered before anything is read, so no notification between the checks below
+        // and the wait is lost. This is the session's only registered state waiter (see
+        // `Session::reached`); it also wakes for the writer's per-batch notification.
+        let changed = inner.state_changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
         let state = s.state();
         if state >= CLOSED {
             return;
@@ -1293,16 +1288,12 @@ async fn timer_loop<C: Codec, H: Handler<C>>(s: &Session<C>, handler: &H) {
             next = next.min(at);
         }
         if next == NONE {
-            tokio::select! {
-                _ = inner.timer_wake.notified() => {}
-                _ = s.wait_state(state + 1) => {}
-            }
+            changed.await;
         } else {
             sleep.as_mut().reset(s.at(next));
             tokio::select! {
                 _ = &mut sleep => {}
-                _ = inner.timer_wake.notified() => {}
-                _ = s.wait_state(state + 1) => {}
+                _ = changed => {}
             }
         }
     }
