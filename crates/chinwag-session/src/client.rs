@@ -131,7 +131,9 @@ impl<C: Codec> fmt::Debug for Client<C> {
 }
 
 impl<C: Codec> Client<C> {
-    /// Starts the pool: every slot dials at once (in its own task).
+    /// Starts the pool: every slot dials at once (in its own task). Must be called inside a
+    /// Tokio runtime. The slots run until they stop by policy or [`shutdown`](Self::shutdown);
+    /// dropping the `Client` does not stop them.
     pub fn spawn<F, Fut, T, H>(connect: F, codec: C, handler: H, config: ClientConfig) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,

@@ -94,6 +94,10 @@ impl Server {
     /// Starts accepting on `acceptor` in a new task; every connection becomes a session with
     /// `codec` and `handler`. Returns the handle that lists, broadcasts to and shuts down the
     /// sessions.
+    ///
+    /// Must be called inside a Tokio runtime. The server runs until
+    /// [`ServerHandle::shutdown`] (or until the acceptor reports
+    /// [`TransportError::Closed`]); dropping the handle does not stop it.
     pub fn spawn<A, C, H>(
         acceptor: A,
         codec: C,
