@@ -60,6 +60,7 @@ pub enum OverflowPolicy {
 /// | [`write_timeout`](Self::write_timeout) | 10 s |
 /// | [`close_timeout`](Self::close_timeout) | 5 s |
 /// | [`cron_interval`](Self::cron_interval) | `None` |
+/// | [`max_decode_buffer`](Self::max_decode_buffer) | 32 MiB |
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SessionConfig {
@@ -86,6 +87,11 @@ pub struct SessionConfig {
     pub close_timeout: Duration,
     /// Call [`Handler::on_cron`] this often. Default `None` (idle sessions then need no timer).
     pub cron_interval: Option<Duration>,
+    /// Byte streams: the most bytes the decode buffer may hold while the codec waits for the
+    /// rest of a message. A safety net under the codec's own limits (which should refuse a
+    /// too-large message from its header): over it, the session closes as a protocol error.
+    /// Default 32 MiB (above the 16 MiB gotalk and 8 MiB length-delimited defaults).
+    pub max_decode_buffer: usize,
 }
 
 impl Default for SessionConfig {
@@ -99,6 +105,7 @@ impl Default for SessionConfig {
             write_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
             cron_interval: None,
+            max_decode_buffer: 32 * 1024 * 1024,
         }
     }
 }
@@ -999,6 +1006,15 @@ where
                         if buf.is_empty() {
                             buf = BytesMut::from(payload);
                         } else {
+                            let limit = s.inner.config.max_decode_buffer;
+                            if buf.len().saturating_add(payload.len()) > limit {
+                                let size = (buf.len() + payload.len()) as u64;
+                                let e = CodecError::TooLarge {
+                                    size,
+                                    limit: limit as u64,
+                                };
+                                return codec_failed(s, handler, e);
+                            }
                             buf.extend_from_slice(&payload);
                         }
                         let mut ok = true;

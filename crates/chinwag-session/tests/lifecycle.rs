@@ -344,3 +344,53 @@ async fn a_panicking_handler_closes_only_its_session() {
     );
     assert!(!s2.is_closing());
 }
+
+/// A codec that never finds a message: only the session's decode-buffer cap stops it.
+#[derive(Clone)]
+struct Never;
+struct NeverDecoder;
+impl Decoder for NeverDecoder {
+    type Item = Bytes;
+    fn decode(&mut self, _: &mut BytesMut) -> Result<Option<Bytes>, chinwag_session::CodecError> {
+        Ok(None)
+    }
+}
+impl Codec for Never {
+    type In = Bytes;
+    type Out = Bytes;
+    type Decoder = NeverDecoder;
+    fn decoder(&self, _: Framing) -> NeverDecoder {
+        NeverDecoder
+    }
+    fn encode(
+        &self,
+        item: &Bytes,
+        _: Framing,
+    ) -> Result<chinwag_session::Encoded, chinwag_session::CodecError> {
+        Ok(chinwag_session::Encoded::binary(item.clone()))
+    }
+}
+
+#[tokio::test]
+async fn decode_buffer_cap_at_its_boundary() {
+    use chinwag_transport::Acceptor;
+    use chinwag_transport::tcp::{TcpAcceptor, TcpConfig};
+    use tokio::io::AsyncWriteExt;
+    let mut acceptor =
+        TcpAcceptor::bind("127.0.0.1:0".parse().unwrap(), TcpConfig::default()).unwrap();
+    let addr = acceptor.local_socket_addr().unwrap();
+    let mut raw = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let conn = within(acceptor.accept()).await.unwrap();
+    let mut cfg = config();
+    cfg.max_decode_buffer = 100_000;
+    let (rec, _rx) = Recorder::new();
+    let s = spawn_session(conn, Arc::new(Never), Arc::new(rec), Arc::new(cfg));
+    raw.write_all(&vec![b'x'; 100_000]).await.unwrap();
+    wait_until(|| s.stats().bytes_in == 100_000).await;
+    assert!(!s.is_closing(), "exactly at the cap is allowed");
+    raw.write_all(b"y").await.unwrap();
+    match within(s.closed()).await {
+        CloseCause::ProtocolError(m) => assert!(m.contains("limit of 100000"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
