@@ -15,7 +15,7 @@
 //!   benchmarks of chinwag's servers against raw-engine baselines (`target/bench/<timestamp>/`),
 //!   or the criterion micro-benchmarks with `--micro`; see `xtask/src/bench.rs`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 mod autobahn;
@@ -62,7 +62,12 @@ fn print_help() {
 
 /// The workspace root (the parent of this crate's manifest directory).
 pub(crate) fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // `cargo run` (the `cargo xtask` alias) sets CARGO_MANIFEST_DIR at run time; prefer it over
+    // the compile-time value, which is wrong when two checkouts share one target directory.
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    dir.as_path()
         .parent()
         .expect("xtask lives one level below the workspace root")
         .to_path_buf()
