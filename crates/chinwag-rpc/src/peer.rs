@@ -213,72 +213,43 @@ impl Peer {
         let payload = payload.into();
         let op = Name::new(op).map_err(|e| RpcError::Send(e.to_string()))?;
         self.with_timeout(async {
-            let mut attempts = 0u32;
-            loop {
-                attempts += 1;
-                let mut pending = self.register()?;
-                self.count(SENT);
-                self.send_msg(&Message::SingleRequest {
-                    id: pending.id,
-                    op: op.clone(),
-                    payload: payload.clone(),
-                })
-                .await?;
-                match pending.rx.recv().await {
-                    Some(Reply::Retry { wait, text }) => {
-                        if attempts > self.inner.config.max_retries
-                            || wait > self.inner.config.max_retry_wait
-                        {
-                            return Err(RpcError::Overloaded {
-                                attempts,
-                                wait,
-                                text,
-                            });
-                        }
-                        drop(pending);
-                        tokio::time::sleep(wait).await;
-                    }
-                    first => return self.finish_collect(first, pending).await,
-                }
-            }
+            let (pending, first) = self.call(&op, &payload).await?;
+            ResultStream::with_first(pending, first).collect().await
         })
         .await
     }
 
-    async fn finish_collect(
-        &self,
-        first: Option<Reply>,
-        pending: Pending,
-    ) -> Result<Bytes, RpcError> {
-        match first {
-            None => Err(self.closed_error()),
-            Some(Reply::Single(b)) => Ok(b),
-            Some(Reply::End) => Ok(Bytes::new()),
-            Some(Reply::Error(t)) => Err(RpcError::Remote(t)),
-            Some(Reply::Retry { wait, text }) => Err(RpcError::Overloaded {
-                attempts: 1,
-                wait,
-                text,
-            }),
-            Some(Reply::Part(b)) => {
-                let limit = self.inner.config.wire.max_payload as usize;
-                if b.len() > limit {
-                    return Err(RpcError::TooLarge {
-                        limit: limit as u64,
-                    });
-                }
-                let mut out = bytes::BytesMut::from(&b[..]);
-                let mut rest = ResultStream::new(pending);
-                while let Some(chunk) = rest.next().await {
-                    let chunk = chunk?;
-                    if out.len() + chunk.len() > limit {
-                        return Err(RpcError::TooLarge {
-                            limit: limit as u64,
+    /// Sends a single request, waiting and retrying after RetryResults (up to
+    /// [`RpcConfig::max_retries`] times, waits up to [`RpcConfig::max_retry_wait`]); returns
+    /// the request and its first answer that is not a RetryResult.
+    async fn call(&self, op: &Name, payload: &Bytes) -> Result<(Pending, Reply), RpcError> {
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let mut pending = self.register()?;
+            self.count(SENT);
+            self.send_msg(&Message::SingleRequest {
+                id: pending.id,
+                op: op.clone(),
+                payload: payload.clone(),
+            })
+            .await?;
+            match pending.rx.recv().await {
+                None => return Err(self.closed_error()),
+                Some(Reply::Retry { wait, text }) => {
+                    if attempts > self.inner.config.max_retries
+                        || wait > self.inner.config.max_retry_wait
+                    {
+                        return Err(RpcError::Overloaded {
+                            attempts,
+                            wait,
+                            text,
                         });
                     }
-                    out.extend_from_slice(&chunk);
+                    drop(pending);
+                    tokio::time::sleep(wait).await;
                 }
-                Ok(out.freeze())
+                Some(first) => return Ok((pending, first)),
             }
         }
     }
@@ -299,37 +270,8 @@ impl Peer {
         let payload = payload.into();
         let op = Name::new(op).map_err(|e| RpcError::Send(e.to_string()))?;
         self.with_timeout(async {
-            let mut attempts = 0u32;
-            loop {
-                attempts += 1;
-                let pending = self.register()?;
-                self.count(SENT);
-                self.send_msg(&Message::SingleRequest {
-                    id: pending.id,
-                    op: op.clone(),
-                    payload: payload.clone(),
-                })
-                .await?;
-                // Look at the first answer to handle a RetryResult, then hand it over.
-                let mut pending = pending;
-                match pending.rx.recv().await {
-                    Some(Reply::Retry { wait, text }) => {
-                        if attempts > self.inner.config.max_retries
-                            || wait > self.inner.config.max_retry_wait
-                        {
-                            return Err(RpcError::Overloaded {
-                                attempts,
-                                wait,
-                                text,
-                            });
-                        }
-                        drop(pending);
-                        tokio::time::sleep(wait).await;
-                    }
-                    None => return Err(self.closed_error()),
-                    Some(first) => return Ok(ResultStream::with_first(pending, first)),
-                }
-            }
+            let (pending, first) = self.call(&op, &payload).await?;
+            Ok(ResultStream::with_first(pending, first))
         })
         .await
     }

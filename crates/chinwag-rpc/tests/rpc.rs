@@ -165,41 +165,39 @@ async fn streams_interleave_with_single_requests() {
     assert!(within(one.next()).await.is_none());
 }
 
-#[tokio::test]
-async fn over_the_limit_requests_get_a_retry_result_and_are_retried() {
-    let gate = Arc::new(Notify::new());
-    let entered = Arc::new(AtomicUsize::new(0));
+/// A server with one request slot: "hold" occupies it until `gate` is notified (counting its
+/// entries in `entered`), "quick" answers at once. RetryResults ask for `wait` exactly.
+fn one_slot_server(
+    gate: Arc<Notify>,
+    entered: Arc<AtomicUsize>,
+    wait: Duration,
+    client: RpcConfig,
+) -> (Peer, Peer) {
     let mut server = Handlers::new();
-    {
+    server.handle("hold", move |_p, (): ()| {
         let (gate, entered) = (gate.clone(), entered.clone());
-        server.handle("hold", move |_p, (): ()| {
-            let (gate, entered) = (gate.clone(), entered.clone());
-            async move {
-                entered.fetch_add(1, Ordering::SeqCst);
-                gate.notified().await;
-                Ok::<_, HandlerError>("held")
-            }
-        });
-    }
+        async move {
+            entered.fetch_add(1, Ordering::SeqCst);
+            gate.notified().await;
+            Ok::<_, HandlerError>("held")
+        }
+    });
     server.handle("quick", |_p, (): ()| async {
         Ok::<_, HandlerError>("quick")
     });
-    let fixed = Duration::from_millis(5);
     let sc = RpcConfig::default()
         .with_max_requests(1)
-        .with_retry_wait(RetryWait::new(fixed, fixed).unwrap());
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let (a, b) = pipe::pair(&pipe::PipeConfig::default());
-    let s = connect(a, Arc::new(server), sc);
-    tx.send(s.clone()).unwrap();
-    let server_peer = rx.recv().await.unwrap();
+        .with_retry_wait(RetryWait::new(wait, wait).unwrap());
+    pair(server, sc, Handlers::new(), client)
+}
 
+#[tokio::test]
+async fn over_the_limit_requests_get_a_retry_result_and_are_retried() {
+    let fixed = Duration::from_millis(5);
     // A client that does not retry sees the RetryResult as an error.
-    let c = connect(
-        b,
-        Arc::new(Handlers::new()),
-        RpcConfig::client().with_max_retries(0),
-    );
+    let (gate, entered) = (Arc::new(Notify::new()), Arc::new(AtomicUsize::new(0)));
+    let no_retries = RpcConfig::client().with_max_retries(0);
+    let (_s, c) = one_slot_server(gate.clone(), entered.clone(), fixed, no_retries);
     let held = tokio::spawn({
         let c = c.clone();
         async move { c.request::<_, String>("hold", &()).await }
@@ -219,45 +217,24 @@ async fn over_the_limit_requests_get_a_retry_result_and_are_retried() {
     gate.notify_one();
     assert_eq!(within(held).await.unwrap().unwrap(), "held");
 
-    // With retries (the client's default), the second request waits its turn and succeeds.
-    let c2 = RpcConfig::client().with_max_retries(1000);
-    let (a, b) = pipe::pair(&pipe::PipeConfig::default());
-    let mut server = Handlers::new();
-    let (gate2, entered2) = (Arc::new(Notify::new()), Arc::new(AtomicUsize::new(0)));
-    {
-        let (gate, entered) = (gate2.clone(), entered2.clone());
-        server.handle("hold", move |_p, (): ()| {
-            let (gate, entered) = (gate.clone(), entered.clone());
-            async move {
-                entered.fetch_add(1, Ordering::SeqCst);
-                gate.notified().await;
-                Ok::<_, HandlerError>("held")
-            }
-        });
-    }
-    server.handle("quick", |_p, (): ()| async {
-        Ok::<_, HandlerError>("quick")
-    });
-    let sc = RpcConfig::default()
-        .with_max_requests(1)
-        .with_retry_wait(RetryWait::new(fixed, fixed).unwrap());
-    let s = connect(a, Arc::new(server), sc);
-    let c = connect(b, Arc::new(Handlers::new()), c2);
+    // With retries, the second request waits its turn and succeeds.
+    let (gate, entered) = (Arc::new(Notify::new()), Arc::new(AtomicUsize::new(0)));
+    let retries = RpcConfig::client().with_max_retries(1000);
+    let (s, c) = one_slot_server(gate.clone(), entered.clone(), fixed, retries);
     let held = tokio::spawn({
         let c = c.clone();
         async move { c.request::<_, String>("hold", &()).await }
     });
-    until("hold entered", || entered2.load(Ordering::SeqCst) == 1).await;
+    until("hold entered", || entered.load(Ordering::SeqCst) == 1).await;
     let quick = tokio::spawn({
         let c = c.clone();
         async move { c.request::<_, String>("quick", &()).await }
     });
     until("a retry was sent", || s.stats().retries_sent >= 1).await;
-    gate2.notify_one();
+    gate.notify_one();
     assert_eq!(within(held).await.unwrap().unwrap(), "held");
     assert_eq!(within(quick).await.unwrap().unwrap(), "quick");
     assert!(c.stats().retries_received >= 1);
-    drop(server_peer);
 }
 
 #[tokio::test(start_paused = true)]
