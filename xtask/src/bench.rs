@@ -470,6 +470,9 @@ fn micro(quick: bool) -> Result<(), String> {
     if !found && !root().join("benches/Cargo.toml").exists() {
         return Err("no criterion benchmarks found".into());
     }
+    // Only the `[[bench]]` targets (`--benches` would include the libraries' test harnesses,
+    // which do not know criterion's flags).
+    cmd.args(["--bench", "*"]);
     if quick {
         cmd.args(["--", "--quick"]);
     }
