@@ -5,10 +5,10 @@
 //! installs wstest on first use), stops it, and prints the case counts per engine. Fails when
 //! any case FAILED. Reports go to `target/autobahn/<engine>/index.html`.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
 
+use crate::server::{free_port, spawn_listening};
 use crate::{cargo, root, run_cmd};
 
 const ENGINES: [&str; 2] = ["tungstenite", "fastwebsockets"];
@@ -48,32 +48,6 @@ fn parse(args: &[String]) -> Result<Opts, String> {
     })
 }
 
-/// Kills the server when dropped, so an error path cannot leave it running.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> Result<u16, String> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot bind: {e}"))?;
-    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
-}
-
-fn wait_listening(addr: SocketAddr) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Err(format!("ws_echo did not start listening on {addr}"))
-}
-
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let opts = parse(args)?;
     run_cmd(cargo().args([
@@ -96,15 +70,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         let port = free_port()?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         eprintln!("autobahn: starting ws_echo --engine {engine} on {addr}");
-        let server = Server(
-            Command::new(&bin)
-                .args(["--engine", engine, "--listen", &addr.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| format!("cannot start {}: {e}", bin.display()))?,
-        );
-        wait_listening(addr)?;
+        let server = spawn_listening(
+            Command::new(&bin).args(["--engine", engine, "--listen", &addr.to_string()]),
+            addr,
+        )?;
         let outdir = target.join("autobahn").join(engine);
         let _ = std::fs::remove_dir_all(&outdir);
         let out = Command::new("bash")

@@ -23,11 +23,12 @@
 //! `chinwag-load`.
 
 use std::fs;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, Stdio};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::server::{free_port, spawn_listening};
 use crate::{cargo, root, run_cmd};
 
 /// A server under test.
@@ -366,35 +367,6 @@ fn scenarios(o: &Opts, notes: &mut Vec<String>) -> Vec<Scenario> {
     out
 }
 
-/// Kills the server when dropped, so an error path cannot leave it running.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> Result<u16, String> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot bind: {e}"))?;
-    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
-}
-
-fn wait_listening(addr: SocketAddr, child: &mut Child) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok(());
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("server exited before listening: {status}"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Err(format!("server did not start listening on {addr}"))
-}
-
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -630,20 +602,19 @@ fn one_run(
             if let Some(flag) = other {
                 server.arg(flag).arg(format!("127.0.0.1:{}", free_port()?));
             }
-            let mut child = server
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| format!("cannot start {}: {e}", path.display()))?;
-            wait_listening(addr, &mut child)?;
+            let running = spawn_listening(&mut server, addr)?;
             let url = match *scheme {
                 "ws" => format!("ws://{addr}/"),
                 "gotalk+ws" => format!("gotalk+ws://{addr}/gotalk/"),
                 other => format!("{other}://{addr}"),
             };
-            cmd.args(["--target", &url, "--server-pid", &child.id().to_string()]);
-            Some(Running(child))
+            cmd.args([
+                "--target",
+                &url,
+                "--server-pid",
+                &running.0.id().to_string(),
+            ]);
+            Some(running)
         }
         ServerKind::Peer { url } => {
             cmd.args(["--target", url]);

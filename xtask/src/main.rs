@@ -21,6 +21,7 @@ use std::process::{Command, ExitCode};
 mod autobahn;
 mod bench;
 mod fuzz;
+mod server;
 mod test;
 
 fn main() -> ExitCode {
