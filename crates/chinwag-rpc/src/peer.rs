@@ -14,7 +14,7 @@ use chinwag_wire::{Message, Name, ProtocolErrorCode, RequestId};
 use futures_util::FutureExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::config::RpcConfig;
 use crate::error::{CloseReason, HandlerError, RpcError};
@@ -488,24 +488,27 @@ impl Peer {
         }
     }
 
-    fn serve(&self, id: RequestId, op: Name, input: Input) {
-        let (sem, what) = match input {
-            Input::Single(_) => (&self.inner.requests, "requests"),
-            Input::Stream(..) => (&self.inner.streams, "stream requests"),
+    /// Takes a slot for a request (a stream request when `stream`), or answers it with a
+    /// RetryResult when none is free.
+    fn slot(&self, id: RequestId, stream: bool) -> Option<OwnedSemaphorePermit> {
+        let (sem, what) = if stream {
+            (&self.inner.streams, "stream requests")
+        } else {
+            (&self.inner.requests, "requests")
         };
-        let Ok(permit) = sem.clone().try_acquire_owned() else {
-            self.count(RETRIES_SENT);
-            self.try_send_msg(&self.retry_result(id, what));
-            if let Input::Stream(_, rx) = input {
-                drop(rx);
+        match sem.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                self.count(RETRIES_SENT);
+                self.try_send_msg(&self.retry_result(id, what));
+                None
             }
-            return;
-        };
+        }
+    }
+
+    /// Runs the handler of `op` in its own task, holding `permit` until it has answered.
+    fn serve(&self, permit: OwnedSemaphorePermit, id: RequestId, op: Name, input: RequestStream) {
         self.count(SERVED);
-        let input = match input {
-            Input::Single(p) => RequestStream::single(p),
-            Input::Stream(first, rx) => RequestStream::streamed(first, rx),
-        };
         let peer = self.clone();
         tokio::spawn(async move {
             let _permit = permit;
@@ -626,14 +629,18 @@ impl Peer {
     async fn dispatch(&self, msg: Message) {
         match msg {
             Message::SingleRequest { id, op, payload } => {
-                self.serve(id, op, Input::Single(payload))
+                if let Some(permit) = self.slot(id, false) {
+                    self.serve(permit, id, op, RequestStream::single(payload));
+                }
             }
             Message::StreamRequest { id, op, payload } => {
-                let (tx, rx) = mpsc::channel(self.inner.config.stream_buffer.max(1));
-                if self.inner.streams.available_permits() > 0 {
+                // The slot is taken before the stream is registered, so parts of a refused
+                // stream are ignored and an accepted stream gets every part.
+                if let Some(permit) = self.slot(id, true) {
+                    let (tx, rx) = mpsc::channel(self.inner.config.stream_buffer.max(1));
                     lock(&self.inner.streams_in).insert(id, tx);
+                    self.serve(permit, id, op, RequestStream::streamed(payload, rx));
                 }
-                self.serve(id, op, Input::Stream(payload, rx));
             }
             Message::StreamReqPart { id, payload } => {
                 let tx = {
@@ -711,11 +718,6 @@ fn unix_time() -> u32 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as u32)
         .unwrap_or(0)
-}
-
-enum Input {
-    Single(Bytes),
-    Stream(Bytes, mpsc::Receiver<Bytes>),
 }
 
 async fn collect_input(input: &mut RequestStream, limit: u32) -> Result<Bytes, HandlerError> {
