@@ -762,6 +762,11 @@ impl RpcHandler {
 
     /// The peer of `session`, created on first use.
     pub(crate) fn peer(&self, session: &Session<WireCodec>) -> Peer {
+        // The common case (every message) takes only the session's own attribute lock; the
+        // handler-wide lock is for creation, where `connect` and `on_open` may race.
+        if let Some(p) = session.attr::<Peer>() {
+            return p;
+        }
         let _g = lock(&self.create);
         if let Some(p) = session.attr::<Peer>() {
             return p;
