@@ -12,17 +12,14 @@
 //! [`UdpAcceptorConfig::peer_queue`] datagrams (further ones are dropped, as a full socket
 //! buffer would), and at most [`UdpAcceptorConfig::pending`] new peers wait for `accept`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use chinwag_transport::udp::{UdpConfig, UdpEndpoint};
-use chinwag_transport::{
-    Acceptor, CloseReason, Frame, FrameRead, FrameWrite, Framing, PeerAddr, Transport,
-    TransportError,
-};
+use chinwag_transport::udp::{UdpConfig, UdpEndpoint, UdpWriter};
+use chinwag_transport::{Acceptor, Frame, FrameRead, Framing, PeerAddr, Transport, TransportError};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
@@ -203,7 +200,7 @@ impl fmt::Debug for UdpPeer {
 
 impl Transport for UdpPeer {
     type Reader = UdpPeerReader;
-    type Writer = UdpPeerWriter;
+    type Writer = UdpWriter;
 
     fn framing(&self) -> Framing {
         Framing::Message
@@ -213,15 +210,12 @@ impl Transport for UdpPeer {
         PeerAddr::Ip(self.peer)
     }
 
-    fn split(self) -> (UdpPeerReader, UdpPeerWriter) {
+    /// The writer is `chinwag-transport`'s datagram writer aimed at this peer through the
+    /// shared endpoint (batching, `max_datagram` refused at `feed`).
+    fn split(self) -> (UdpPeerReader, UdpWriter) {
         (
             UdpPeerReader { rx: self.rx },
-            UdpPeerWriter {
-                endpoint: self.endpoint,
-                peer: self.peer,
-                queue: VecDeque::new(),
-                closed: false,
-            },
+            self.endpoint.writer_to(self.peer),
         )
     }
 }
@@ -244,60 +238,6 @@ impl FrameRead for UdpPeerReader {
             Some(b) => Ok(Some(Frame::Binary(b))),
             None => Err(TransportError::Closed),
         }
-    }
-}
-
-/// The writing half of a [`UdpPeer`]: one datagram per frame, sent on flush.
-pub struct UdpPeerWriter {
-    endpoint: Arc<UdpEndpoint>,
-    peer: SocketAddr,
-    queue: VecDeque<Bytes>,
-    closed: bool,
-}
-
-impl fmt::Debug for UdpPeerWriter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UdpPeerWriter")
-            .field("peer", &self.peer)
-            .finish_non_exhaustive()
-    }
-}
-
-impl UdpPeerWriter {
-    async fn send_queued(&mut self) -> Result<(), TransportError> {
-        while let Some(b) = self.queue.pop_front() {
-            self.endpoint.send_to(&b, self.peer).await?;
-        }
-        Ok(())
-    }
-}
-
-impl FrameWrite for UdpPeerWriter {
-    async fn feed(&mut self, frame: Frame) -> Result<(), TransportError> {
-        if self.closed {
-            return Err(TransportError::Closed);
-        }
-        self.queue.push_back(frame.into_payload());
-        if self.queue.len() >= 64 {
-            self.send_queued().await?;
-        }
-        Ok(())
-    }
-
-    async fn flush(&mut self) -> Result<(), TransportError> {
-        if self.closed {
-            return Err(TransportError::Closed);
-        }
-        self.send_queued().await
-    }
-
-    async fn close(&mut self, _reason: CloseReason) -> Result<(), TransportError> {
-        if self.closed {
-            return Ok(());
-        }
-        let r = self.send_queued().await;
-        self.closed = true;
-        r
     }
 }
 

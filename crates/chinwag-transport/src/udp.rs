@@ -185,6 +185,19 @@ impl UdpEndpoint {
     pub fn get_ref(&self) -> &UdpSocket {
         &self.socket
     }
+
+    /// A [`FrameWrite`] sending every frame as one datagram to `peer` from this endpoint: the
+    /// writing half of a per-peer transport built on a shared endpoint (as
+    /// `chinwag_session::udp::UdpAcceptor` does). Same batching and limits as a connected
+    /// socket's [`UdpWriter`].
+    pub fn writer_to(self: &Arc<Self>, peer: SocketAddr) -> UdpWriter {
+        UdpWriter {
+            target: Target::Endpoint(self.clone(), peer),
+            max: self.config.max_datagram,
+            queue: VecDeque::new(),
+            closed: false,
+        }
+    }
 }
 
 /// Binds a local socket and connects it to `remote`: a [`Transport`] of datagrams to and from
@@ -257,7 +270,7 @@ impl Transport for UdpTransport {
                 max,
             },
             UdpWriter {
-                socket,
+                target: Target::Connected(socket),
                 max,
                 queue: VecDeque::new(),
                 closed: false,
@@ -318,9 +331,10 @@ impl FrameRead for UdpReader {
     }
 }
 
-/// The writing half of a connected UDP socket: one datagram per fed frame.
+/// The writing half of a connected UDP socket (or of one peer of a shared endpoint, see
+/// [`UdpEndpoint::writer_to`]): one datagram per fed frame.
 pub struct UdpWriter {
-    socket: Arc<UdpSocket>,
+    target: Target,
     max: usize,
     queue: VecDeque<Bytes>,
     closed: bool,
@@ -334,10 +348,23 @@ impl fmt::Debug for UdpWriter {
     }
 }
 
+/// Where a [`UdpWriter`] sends.
+enum Target {
+    /// A connected socket.
+    Connected(Arc<UdpSocket>),
+    /// One peer of a shared, unconnected endpoint.
+    Endpoint(Arc<UdpEndpoint>, SocketAddr),
+}
+
 impl UdpWriter {
     async fn send_queued(&mut self) -> Result<(), TransportError> {
         while let Some(front) = self.queue.front() {
-            self.socket.send(front).await?;
+            match &self.target {
+                Target::Connected(socket) => {
+                    socket.send(front).await?;
+                }
+                Target::Endpoint(endpoint, peer) => endpoint.send_to(front, *peer).await?,
+            }
             self.queue.pop_front();
         }
         Ok(())
