@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chinwag_rpc::{Handlers, Peer, RpcConfig, connect};
-use chinwag_ws_tungstenite::common::WsConfig;
+use chinwag_ws::WsConfig;
 use clap::{Parser, ValueEnum};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -70,17 +70,15 @@ async fn dial(args: &Args, config: RpcConfig) -> Result<Peer, String> {
         let err = |e| format!("cannot connect to {}: {e}", args.url);
         return Ok(match args.engine {
             EngineName::Tungstenite => {
-                let t = chinwag_ws_tungstenite::common::connect::<
-                    chinwag_ws_tungstenite::Tungstenite,
-                >(&args.url, &cfg)
-                .await
-                .map_err(err)?;
+                let t = chinwag_ws::connect::<chinwag_ws_tungstenite::Tungstenite>(&args.url, &cfg)
+                    .await
+                    .map_err(err)?;
                 connect(t, handlers, config)
             }
             EngineName::Fastwebsockets => {
-                let t = chinwag_ws_tungstenite::common::connect::<
-                    chinwag_ws_fastwebsockets::FastWebSockets,
-                >(&args.url, &cfg)
+                let t = chinwag_ws::connect::<chinwag_ws_fastwebsockets::FastWebSockets>(
+                    &args.url, &cfg,
+                )
                 .await
                 .map_err(err)?;
                 connect(t, handlers, config)

@@ -29,7 +29,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use chinwag_rpc::{HandlerError, Handlers, Peer, RpcConfig, RpcError, RpcServer, chinwag_js};
 use chinwag_transport::tcp::TcpAcceptor;
-use chinwag_ws_tungstenite::common::{Engine, HttpFallback, OriginPolicy, WsAcceptor, WsConfig};
+use chinwag_ws::{Engine, HttpFallback, OriginPolicy, WsAcceptor, WsConfig};
 use clap::{Parser, ValueEnum};
 use serde_json::Value;
 

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use chinwag_transport::{Acceptor, FrameRead, FrameWrite, Transport, TransportError};
-use chinwag_ws_tungstenite::common::{Engine, OriginPolicy, WsAcceptor, WsConfig};
+use chinwag_ws::{Engine, OriginPolicy, WsAcceptor, WsConfig};
 use clap::{Parser, ValueEnum};
 use futures_util::FutureExt;
 

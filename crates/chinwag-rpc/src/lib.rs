@@ -62,7 +62,7 @@ pub use stream::{RequestStream, ResultSink, ResultStream, StreamWriter};
 /// The browser/Node client `chinwag.js` (an ES module speaking gotalk v1 over WebSocket),
 /// embedded in the binary and prepared for serving with an ETag and gzip. Serve it at
 /// `<mount path>/chinwag.js`, e.g. with
-/// `chinwag_ws_tungstenite::common::WsAcceptor::bind_with_fallback`.
+/// `chinwag_ws::WsAcceptor::bind_with_fallback`.
 pub fn chinwag_js() -> &'static StaticAsset {
     static JS: std::sync::OnceLock<StaticAsset> = std::sync::OnceLock::new();
     JS.get_or_init(|| {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use chinwag_rpc::{HandlerError, Handlers, Peer, RpcConfig, RpcServer, chinwag_js, connect};
 use chinwag_transport::{Acceptor, Transport, tcp, tls, unix};
-use chinwag_ws_tungstenite::common::{Engine, OriginPolicy, WsAcceptor, WsConfig};
+use chinwag_ws::{Engine, OriginPolicy, WsAcceptor, WsConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -122,9 +122,7 @@ async fn over_ws<E: Engine>() {
         .unwrap();
     let url = format!("ws://{}/gotalk/", acc.local_addr());
     let server = serve(acc);
-    let t = chinwag_ws_tungstenite::common::connect::<E>(&url, &cfg)
-        .await
-        .unwrap();
+    let t = chinwag_ws::connect::<E>(&url, &cfg).await.unwrap();
     exercise(dial(t)).await;
     server.shutdown(Duration::from_secs(5)).await;
 }

@@ -1,10 +1,9 @@
 //! WebSocket transport for chinwag on **fastwebsockets** (hyper upgrades), behind the
 //! [`chinwag_transport`] seam.
 //!
-//! Same API and behaviour as `chinwag-ws-tungstenite` (whose engine-independent
-//! [`chinwag_ws_tungstenite::common`] module this crate reuses: [`WsConfig`],
-//! [`OriginPolicy`], the hyper upgrade, [`WsAcceptor`], dialing, keepalive and the close
-//! handshake); only the RFC 6455 framing is fastwebsockets'. This crate adds what
+//! Same API and behaviour as `chinwag-ws-tungstenite`: both are built on the engine-neutral
+//! [`chinwag_ws`] crate ([`WsConfig`], [`OriginPolicy`], the hyper upgrade, [`WsAcceptor`],
+//! dialing, keepalive and the close handshake); only the RFC 6455 framing is fastwebsockets'. This crate adds what
 //! fastwebsockets leaves to its users: reassembly of fragmented messages with a
 //! message-size limit and incremental UTF-8 checks, outbound fragmentation, and a coalescing
 //! write buffer so a batch of fed frames leaves in one syscall.
@@ -40,11 +39,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use chinwag_transport::{CloseCode, CloseReason, Frame, TransportError};
-use chinwag_ws_tungstenite::common::{
-    self, CoalescingWriter, Engine, Incoming, Outgoing, RawRead, RawWrite, ReadError, Role,
-    WsStream,
+use chinwag_ws::{
+    self as common, CoalescingWriter, Engine, Incoming, Outgoing, RawRead, RawWrite, ReadError,
+    Role, WsStream,
 };
-pub use chinwag_ws_tungstenite::common::{
+pub use chinwag_ws::{
     ConnectOptions, HttpFallback, OriginPolicy, UpgradeError, WsConfig, is_upgrade_request,
     tls_config_with_roots,
 };
@@ -64,11 +63,11 @@ pub type WsReader = common::WsReader<FastWebSockets>;
 /// The writing half of a [`WsConnection`].
 pub type WsWriter = common::WsWriter<FastWebSockets>;
 /// Accepts WebSocket connections on fastwebsockets (see
-/// [`chinwag_ws_tungstenite::common::WsAcceptor`]).
+/// [`chinwag_ws::WsAcceptor`]).
 pub type WsAcceptor = common::WsAcceptor<FastWebSockets>;
 
 /// Upgrades a hyper request to a fastwebsockets WebSocket; see
-/// [`chinwag_ws_tungstenite::common::upgrade`].
+/// [`chinwag_ws::upgrade`].
 #[allow(clippy::type_complexity)]
 pub fn upgrade<B>(
     req: &mut http::Request<B>,
@@ -83,13 +82,13 @@ pub fn upgrade<B>(
     common::upgrade::<FastWebSockets, B>(req, cfg)
 }
 
-/// Dials a `ws://` or `wss://` URL; see [`chinwag_ws_tungstenite::common::connect`].
+/// Dials a `ws://` or `wss://` URL; see [`chinwag_ws::connect`].
 pub async fn connect(url: &str, cfg: &WsConfig) -> Result<WsConnection, TransportError> {
     common::connect::<FastWebSockets>(url, cfg).await
 }
 
 /// Dials a `ws://` or `wss://` URL with options; see
-/// [`chinwag_ws_tungstenite::common::connect_with`].
+/// [`chinwag_ws::connect_with`].
 pub async fn connect_with(
     url: &str,
     cfg: &WsConfig,
@@ -221,6 +220,29 @@ impl Engine for FastWebSockets {
     type Read = FastRead;
     type Write = FastWrite;
     const NAME: &'static str = "fastwebsockets";
+
+    fn accept_key(key: &[u8]) -> String {
+        // fastwebsockets computes the accept value only inside its `upgrade`: run that on a
+        // request carrying just the key and read the header back (no RFC 6455 code of ours).
+        let mut req = http::Request::new(());
+        let h = req.headers_mut();
+        if let Ok(v) = http::HeaderValue::from_bytes(key) {
+            h.insert(http::header::SEC_WEBSOCKET_KEY, v);
+        }
+        h.insert(
+            http::header::SEC_WEBSOCKET_VERSION,
+            http::HeaderValue::from_static("13"),
+        );
+        fastwebsockets::upgrade::upgrade(&mut req)
+            .ok()
+            .and_then(|(resp, _)| {
+                resp.headers()
+                    .get(http::header::SEC_WEBSOCKET_ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default()
+    }
 
     async fn wrap(stream: WsStream, role: Role, cfg: &WsConfig) -> (FastRead, FastWrite) {
         halves(stream, role, cfg)

@@ -1,7 +1,3 @@
-//! The shared loopback suite (written once, in chinwag-ws-tungstenite's `tests/suite`) on the
-//! fastwebsockets engine.
+//! The shared loopback suite (`chinwag_ws::suite`, feature `test-suite`) on the fastwebsockets engine.
 
-#[path = "../../chinwag-ws-tungstenite/tests/suite/mod.rs"]
-mod suite;
-
-engine_tests!(chinwag_ws_fastwebsockets::FastWebSockets);
+chinwag_ws::engine_tests!(chinwag_ws_fastwebsockets::FastWebSockets);

@@ -9,7 +9,9 @@
 //!   [`WsReader`] and [`WsWriter`].
 //!
 //! Limits, keepalive, the close handshake and the Origin policy are set by [`WsConfig`] and are
-//! identical in `chinwag-ws-fastwebsockets`, which shares this crate's [`common`] module.
+//! identical in `chinwag-ws-fastwebsockets`: both engines are built on the engine-neutral
+//! [`chinwag_ws`] crate and implement only its [`Engine`](chinwag_ws::Engine) trait (the RFC 6455
+//! framing, done by tungstenite).
 //!
 //! ```
 //! use chinwag_transport::{Acceptor, Frame, FrameRead, FrameWrite, Transport};
@@ -52,14 +54,16 @@ use tungstenite::protocol::frame::Frame as WireFrame;
 use tungstenite::protocol::frame::coding::{CloseCode as WireCloseCode, Data, OpCode};
 use tungstenite::protocol::{CloseFrame, WebSocketConfig};
 
-pub mod common;
-
-pub use common::{
-    ConnectOptions, OriginPolicy, UpgradeError, WsConfig, is_upgrade_request, tls_config_with_roots,
+use chinwag_ws as common;
+pub use chinwag_ws::{
+    ConnectOptions, HttpFallback, OriginPolicy, UpgradeError, WsConfig, is_upgrade_request,
+    tls_config_with_roots,
 };
-use common::{Engine, Incoming, Outgoing, RawRead, RawWrite, ReadAhead, ReadError, Role, WsStream};
+use chinwag_ws::{
+    Engine, Incoming, Outgoing, RawRead, RawWrite, ReadAhead, ReadError, Role, WsStream,
+};
 
-/// The tungstenite engine (a marker type for the generic [`common`] types).
+/// The tungstenite engine (a marker type for the generic [`chinwag_ws`] types).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Tungstenite;
 
@@ -69,10 +73,10 @@ pub type WsConnection = common::WsConnection<Tungstenite>;
 pub type WsReader = common::WsReader<Tungstenite>;
 /// The writing half of a [`WsConnection`].
 pub type WsWriter = common::WsWriter<Tungstenite>;
-/// Accepts WebSocket connections on tungstenite (see [`common::WsAcceptor`]).
+/// Accepts WebSocket connections on tungstenite (see [`chinwag_ws::WsAcceptor`]).
 pub type WsAcceptor = common::WsAcceptor<Tungstenite>;
 
-/// Upgrades a hyper request to a tungstenite WebSocket; see [`common::upgrade`].
+/// Upgrades a hyper request to a tungstenite WebSocket; see [`chinwag_ws::upgrade`].
 #[allow(clippy::type_complexity)]
 pub fn upgrade<B>(
     req: &mut http::Request<B>,
@@ -87,12 +91,12 @@ pub fn upgrade<B>(
     common::upgrade::<Tungstenite, B>(req, cfg)
 }
 
-/// Dials a `ws://` or `wss://` URL; see [`common::connect`].
+/// Dials a `ws://` or `wss://` URL; see [`chinwag_ws::connect`].
 pub async fn connect(url: &str, cfg: &WsConfig) -> Result<WsConnection, TransportError> {
     common::connect::<Tungstenite>(url, cfg).await
 }
 
-/// Dials a `ws://` or `wss://` URL with options; see [`common::connect_with`].
+/// Dials a `ws://` or `wss://` URL with options; see [`chinwag_ws::connect_with`].
 pub async fn connect_with(
     url: &str,
     cfg: &WsConfig,
@@ -139,6 +143,10 @@ impl Engine for Tungstenite {
     type Read = TungsteniteRead;
     type Write = TungsteniteWrite;
     const NAME: &'static str = "tungstenite";
+
+    fn accept_key(key: &[u8]) -> String {
+        tungstenite::handshake::derive_accept_key(key)
+    }
 
     async fn wrap(
         stream: WsStream,

@@ -1,5 +1,3 @@
-//! The shared loopback suite (`tests/suite`) on the tungstenite engine.
+//! The shared loopback suite (`chinwag_ws::suite`, feature `test-suite`) on the tungstenite engine.
 
-mod suite;
-
-engine_tests!(chinwag_ws_tungstenite::Tungstenite);
+chinwag_ws::engine_tests!(chinwag_ws_tungstenite::Tungstenite);

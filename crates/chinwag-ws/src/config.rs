@@ -12,7 +12,7 @@ use http::HeaderValue;
 ///
 /// ```
 /// use std::time::Duration;
-/// use chinwag_ws_tungstenite::WsConfig;
+/// use chinwag_ws::WsConfig;
 ///
 /// let cfg = WsConfig::default()
 ///     .with_max_message_size(1 << 20)
@@ -167,7 +167,7 @@ impl WsConfig {
 /// lets non-browser clients and same-site pages in, and refuses other sites' pages.
 ///
 /// ```
-/// use chinwag_ws_tungstenite::OriginPolicy;
+/// use chinwag_ws::OriginPolicy;
 /// let p = OriginPolicy::allow(["https://chat.example"]).with_allow_missing(false);
 /// assert!(p.check(Some("https://chat.example"), None).is_ok());
 /// assert!(p.check(Some("https://evil.example"), None).is_err());

@@ -1,24 +1,25 @@
-//! The loopback test suite shared by both engines: every test is generic over the engine and
-//! instantiated by `engine_tests!` in each crate's `tests/loopback.rs`.
+//! The loopback test suite shared by both engines (feature `test-suite`): every test is generic
+//! over the engine and instantiated by [`engine_tests!`](crate::engine_tests) in each engine
+//! crate's `tests/loopback.rs`.
 //!
 //! Hostile inputs are crafted with raw `TcpStream`s. No test asserts on timing: waits for
 //! events are bounded by generous deadlines (`within`) so a bug fails instead of hanging.
 
-#![allow(dead_code, unreachable_pub, missing_docs)]
+#![allow(missing_docs, clippy::missing_panics_doc)]
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::{
+    ConnectOptions, Engine, OriginPolicy, WsAcceptor, WsConfig, WsConnection, connect,
+    connect_with, tls_config_with_roots, upgrade,
+};
 use bytes::Bytes;
 use chinwag_transport::{
     Acceptor, CloseCode, CloseReason, Frame, FrameRead, FrameWrite, Framing, Transport,
     TransportError,
-};
-use chinwag_ws_tungstenite::common::{
-    ConnectOptions, Engine, OriginPolicy, WsAcceptor, WsConfig, WsConnection, connect,
-    connect_with, tls_config_with_roots, upgrade,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -256,7 +257,7 @@ pub async fn not_websocket<E: Engine>() {
 
 /// One port serves plain HTTP through the fallback and upgrades WebSockets on its path.
 pub async fn http_fallback<E: Engine>() {
-    let pages: chinwag_ws_tungstenite::common::HttpFallback = Arc::new(|req| {
+    let pages: crate::HttpFallback = Arc::new(|req| {
         (req.uri().path() == "/page").then(|| {
             http::Response::new(http_body_util::Full::new(Bytes::from_static(b"page body")))
         })
@@ -841,67 +842,67 @@ macro_rules! engine_tests {
     ($engine:ty) => {
         #[tokio::test]
         async fn round_trip() {
-            suite::round_trip::<$engine>().await
+            $crate::suite::round_trip::<$engine>().await
         }
         #[tokio::test]
         async fn message_limit() {
-            suite::message_limit::<$engine>().await
+            $crate::suite::message_limit::<$engine>().await
         }
         #[tokio::test]
         async fn frame_limit() {
-            suite::frame_limit::<$engine>().await
+            $crate::suite::frame_limit::<$engine>().await
         }
         #[tokio::test]
         async fn origin_policy() {
-            suite::origin_policy::<$engine>().await
+            $crate::suite::origin_policy::<$engine>().await
         }
         #[tokio::test]
         async fn not_websocket() {
-            suite::not_websocket::<$engine>().await
+            $crate::suite::not_websocket::<$engine>().await
         }
         #[tokio::test]
         async fn http_fallback() {
-            suite::http_fallback::<$engine>().await
+            $crate::suite::http_fallback::<$engine>().await
         }
         #[tokio::test]
         async fn close_codes() {
-            suite::close_codes::<$engine>().await
+            $crate::suite::close_codes::<$engine>().await
         }
         #[tokio::test]
         async fn keepalive() {
-            suite::keepalive::<$engine>().await
+            $crate::suite::keepalive::<$engine>().await
         }
         #[tokio::test]
         async fn keepalive_paused() {
-            suite::keepalive_paused::<$engine>().await
+            $crate::suite::keepalive_paused::<$engine>().await
         }
         #[tokio::test]
         async fn keepalive_on_the_wire() {
-            suite::keepalive_on_the_wire::<$engine>().await
+            $crate::suite::keepalive_on_the_wire::<$engine>().await
         }
         #[tokio::test]
         async fn huge_declared_frame() {
-            suite::huge_declared_frame::<$engine>().await
+            $crate::suite::huge_declared_frame::<$engine>().await
         }
         #[tokio::test]
         async fn vanishing_peer() {
-            suite::vanishing_peer::<$engine>().await
+            $crate::suite::vanishing_peer::<$engine>().await
         }
         #[tokio::test]
         async fn huge_headers() {
-            suite::huge_headers::<$engine>().await
+            $crate::suite::huge_headers::<$engine>().await
         }
         #[tokio::test]
         async fn handshake_timeouts() {
-            suite::handshake_timeouts::<$engine>().await
+            $crate::suite::handshake_timeouts::<$engine>().await
         }
         #[tokio::test]
         async fn wss_acceptor() {
-            suite::wss_acceptor::<$engine>().await
+            $crate::suite::wss_acceptor::<$engine>().await
         }
         #[tokio::test]
         async fn wss_and_shared_port() {
-            suite::wss_and_shared_port::<$engine>().await
+            $crate::suite::wss_and_shared_port::<$engine>().await
         }
     };
 }

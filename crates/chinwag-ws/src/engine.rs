@@ -6,7 +6,7 @@ use std::future::Future;
 use bytes::Bytes;
 use chinwag_transport::{CloseCode, CloseReason, Frame, TransportError};
 
-use super::{WsConfig, WsStream};
+use crate::{WsConfig, WsStream};
 
 /// Which end of the connection we are (clients mask their frames).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +119,10 @@ pub trait Engine: Send + Sync + 'static {
 
     /// A short name for logs ("tungstenite", "fastwebsockets").
     const NAME: &'static str;
+
+    /// The `Sec-WebSocket-Accept` value for a client's `Sec-WebSocket-Key` (RFC 6455 §4.2.2),
+    /// computed by the engine's own library.
+    fn accept_key(key: &[u8]) -> String;
 
     /// Wraps a stream whose opening handshake is done.
     fn wrap(

@@ -20,8 +20,8 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::engine::{Engine, Role};
-use super::{WsConfig, WsConnection, WsStream};
+use crate::engine::{Engine, Role};
+use crate::{WsConfig, WsConnection, WsStream};
 
 /// Why a request was not upgraded. Each variant maps to the HTTP status the client gets
 /// ([`UpgradeError::status`]); the response is sent *instead of* the upgrade.
@@ -84,7 +84,7 @@ pub fn is_upgrade_request<B>(req: &Request<B>) -> bool {
 
 /// Checks the opening handshake (RFC 6455 §4.2.1) and the Origin policy; returns the
 /// `Sec-WebSocket-Accept` value.
-fn check_request<B>(req: &Request<B>, cfg: &WsConfig) -> Result<String, UpgradeError> {
+fn check_request<E: Engine, B>(req: &Request<B>, cfg: &WsConfig) -> Result<String, UpgradeError> {
     if req.method() != Method::GET {
         return Err(UpgradeError::BadRequest("the method must be GET"));
     }
@@ -111,7 +111,7 @@ fn check_request<B>(req: &Request<B>, cfg: &WsConfig) -> Result<String, UpgradeE
     cfg.origin
         .check_headers(h.get(header::ORIGIN), h.get(header::HOST))
         .map_err(UpgradeError::Origin)?;
-    Ok(tungstenite::handshake::derive_accept_key(key.as_bytes()))
+    Ok(E::accept_key(key.as_bytes()))
 }
 
 /// Upgrades a hyper request to a WebSocket with engine `E`.
@@ -134,7 +134,7 @@ pub fn upgrade<E: Engine, B>(
     ),
     UpgradeError,
 > {
-    let accept = check_request(req, cfg)?;
+    let accept = check_request::<E, _>(req, cfg)?;
     let peer = req
         .extensions()
         .get::<PeerAddr>()
@@ -228,15 +228,15 @@ impl<E: Engine> WsAcceptor<E> {
     /// JavaScript client and the WebSocket endpoint. `fallback` returning `None` means 404.
     ///
     /// ```no_run
-    /// # async fn f() -> std::io::Result<()> {
     /// use std::sync::Arc;
-    /// use chinwag_ws_tungstenite::{Tungstenite, common::{HttpFallback, WsAcceptor, WsConfig}};
+    /// use chinwag_ws::{Engine, HttpFallback, WsAcceptor, WsConfig};
+    /// # async fn f<E: Engine>() -> std::io::Result<()> {
     /// let pages: HttpFallback = Arc::new(|req| {
     ///     (req.uri().path() == "/").then(|| {
     ///         http::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"hi\n")))
     ///     })
     /// });
-    /// let acc = WsAcceptor::<Tungstenite>::bind_with_fallback(
+    /// let acc = WsAcceptor::<E>::bind_with_fallback(
     ///     "127.0.0.1:0".parse().unwrap(), Some("/ws"), WsConfig::default(), pages).await?;
     /// # Ok(()) }
     /// ```

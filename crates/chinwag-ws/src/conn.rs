@@ -25,8 +25,8 @@ use chinwag_transport::{
 use tokio::sync::{Mutex, Notify};
 use tokio::time::{Instant, Sleep};
 
-use super::WsConfig;
-use super::engine::{Engine, Incoming, Outgoing, RawRead, RawWrite, ReadError};
+use crate::WsConfig;
+use crate::engine::{Engine, Incoming, Outgoing, RawRead, RawWrite, ReadError};
 
 type ReadFuture<R> = Pin<Box<dyn Future<Output = (R, Result<Incoming, ReadError>)> + Send>>;
 
@@ -120,8 +120,8 @@ impl<E: Engine> Shared<E> {
 
 /// A WebSocket connection (either engine) behind the transport seam.
 ///
-/// Obtain one from [`WsAcceptor`](super::WsAcceptor), [`upgrade`](super::upgrade) or
-/// [`connect`](super::connect); [`Transport::split`] it into a [`WsReader`] and a [`WsWriter`].
+/// Obtain one from [`WsAcceptor`](crate::WsAcceptor), [`upgrade`](crate::upgrade) or
+/// [`connect`](crate::connect); [`Transport::split`] it into a [`WsReader`] and a [`WsWriter`].
 pub struct WsConnection<E: Engine> {
     reader: WsReader<E>,
     writer: WsWriter<E>,

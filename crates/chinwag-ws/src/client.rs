@@ -7,8 +7,8 @@ use http::{HeaderValue, Request, Uri, header};
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 
-use super::engine::Engine;
-use super::{WsConfig, WsConnection, WsStream};
+use crate::engine::Engine;
+use crate::{WsConfig, WsConnection, WsStream};
 
 /// Client-only options for [`connect_with`]: TLS roots and the `Origin` to present.
 #[derive(Debug, Clone, Default)]

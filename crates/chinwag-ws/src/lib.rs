@@ -1,0 +1,35 @@
+//! **Engine-neutral WebSocket** for chinwag: everything about a WebSocket connection except the
+//! RFC 6455 framing, written once and shared by both engine crates
+//! (`chinwag-ws-tungstenite`, `chinwag-ws-fastwebsockets`), which depend on this crate and never
+//! on each other.
+//!
+//! * [`WsConfig`] (limits, timers, keepalive, with documented defaults) and [`OriginPolicy`];
+//! * the server side: the opening-handshake checks and the hyper [`upgrade`], and
+//!   [`WsAcceptor`], a small hyper server that turns upgrades into accepted connections (with an
+//!   [`HttpFallback`] for the other requests on the same port);
+//! * the client side: [`connect`] / [`connect_with`] for `ws://` and `wss://`;
+//! * the connection behind the transport seam: [`WsConnection`] with its owned halves, keepalive
+//!   pings, the close handshake and the mapping of errors to close codes;
+//! * the [`Engine`] trait an engine crate implements (a reader, a writer, the client handshake).
+//!
+//! Behind the `test-suite` feature, `suite` holds the loopback tests every engine must pass
+//! (instantiated with [`engine_tests!`] in each engine crate's tests), as `chinwag-queue` does
+//! for queue backends.
+
+mod client;
+mod config;
+mod conn;
+mod engine;
+mod server;
+mod stream;
+
+pub use client::{ConnectOptions, connect, connect_with, tls_config_with_roots};
+pub use config::{OriginPolicy, WsConfig};
+pub use conn::{WsConnection, WsReader, WsWriter};
+pub use engine::{Engine, Incoming, Outgoing, RawRead, RawWrite, ReadError, Role, truncate_reason};
+pub use server::{HttpFallback, UpgradeError, WsAcceptor, is_upgrade_request, upgrade};
+pub use stream::{CoalescingWriter, ReadAhead, WsStream};
+
+#[cfg(feature = "test-suite")]
+#[doc(hidden)]
+pub mod suite;
