@@ -81,6 +81,7 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 
+pub mod budget;
 pub mod pipe;
 mod stream;
 pub mod tcp;
@@ -89,6 +90,7 @@ pub mod udp;
 #[cfg(unix)]
 pub mod unix;
 
+pub use budget::{ConnectionBudget, ConnectionPermit};
 pub use stream::StreamConfig;
 
 /// One unit moved by a transport.

@@ -21,6 +21,7 @@ use std::task::{Context, Poll, Waker, ready};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::budget::ConnectionPermit;
 use crate::{Frame, TransportError};
 
 /// Buffer sizes and write batching shared by the byte-stream adapters (TCP, TLS, Unix).
@@ -166,6 +167,8 @@ impl<R: AsyncRead + Unpin + Send + 'static> ReadSource for PollSource<R> {
 /// Reads chunks of a byte stream as [`Frame::Binary`].
 pub(crate) struct StreamReader<S> {
     src: S,
+    /// The connection's place in its acceptor's budget (both halves hold one).
+    _permit: Option<ConnectionPermit>,
     buf: BytesMut,
     chunk: usize,
     initial: usize,
@@ -179,12 +182,19 @@ impl<S: ReadSource> StreamReader<S> {
         let max = config.read_chunk_max.max(initial);
         StreamReader {
             src,
+            _permit: None,
             buf: BytesMut::new(),
             chunk: initial,
             initial,
             max,
             eof: false,
         }
+    }
+
+    /// Holds `permit` for as long as this half lives.
+    pub(crate) fn holding(mut self, permit: Option<ConnectionPermit>) -> Self {
+        self._permit = permit;
+        self
     }
 
     /// Bytes of read buffer currently held (for tests of idle memory).
@@ -244,6 +254,7 @@ impl<S: ReadSource> StreamReader<S> {
 /// Writes fed frames to a byte stream with vectored writes.
 pub(crate) struct StreamWriter<W> {
     io: W,
+    _permit: Option<ConnectionPermit>,
     queue: VecDeque<Bytes>,
     queued: usize,
     batch_max: usize,
@@ -254,11 +265,18 @@ impl<W: AsyncWrite + Unpin + Send + 'static> StreamWriter<W> {
     pub(crate) fn new(io: W, config: &StreamConfig) -> Self {
         StreamWriter {
             io,
+            _permit: None,
             queue: VecDeque::new(),
             queued: 0,
             batch_max: config.write_batch_max.max(1),
             closed: false,
         }
+    }
+
+    /// Holds `permit` for as long as this half lives.
+    pub(crate) fn holding(mut self, permit: Option<ConnectionPermit>) -> Self {
+        self._permit = permit;
+        self
     }
 
     /// The inner writer (for tests that count syscalls).

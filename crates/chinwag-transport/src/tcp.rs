@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream, ToSocketAddrs};
 
+use crate::budget::{ConnectionBudget, ConnectionPermit};
 use crate::stream::{StreamConfig, StreamReader, StreamWriter, stream_halves};
 use crate::{Acceptor, Framing, PeerAddr, Transport, TransportError};
 
@@ -30,6 +31,11 @@ pub struct TcpConfig {
     pub nodelay: bool,
     /// How long [`connect`] waits for the connection. Default 10 s.
     pub connect_timeout: Duration,
+    /// Connections a [`TcpAcceptor`] holds open at once (its [`ConnectionBudget`]); past it,
+    /// new connections are accepted and closed at once. Default
+    /// [`ConnectionBudget::default_cap`]: half the process-wide limit derived from
+    /// `RLIMIT_NOFILE`, at most 10 000.
+    pub max_connections: usize,
     /// Read buffer and write batching sizes.
     pub stream: StreamConfig,
 }
@@ -37,6 +43,7 @@ pub struct TcpConfig {
 impl Default for TcpConfig {
     fn default() -> Self {
         TcpConfig {
+            max_connections: ConnectionBudget::default_cap(),
             backlog: 1024,
             reuse_address: true,
             nodelay: true,
@@ -90,6 +97,7 @@ pub struct TcpTransport {
     stream: TcpStream,
     peer: SocketAddr,
     stream_config: StreamConfig,
+    permit: Option<ConnectionPermit>,
 }
 
 impl fmt::Debug for TcpTransport {
@@ -113,7 +121,14 @@ impl TcpTransport {
             stream,
             peer,
             stream_config: config.stream.clone(),
+            permit: None,
         })
+    }
+
+    /// Holds `permit` (a place in a [`ConnectionBudget`]) until both halves are dropped.
+    pub fn with_permit(mut self, permit: ConnectionPermit) -> Self {
+        self.permit = Some(permit);
+        self
     }
 
     /// The local address of the connection.
@@ -151,8 +166,8 @@ impl Transport for TcpTransport {
     fn split(self) -> (TcpReader, TcpWriter) {
         let (r, w) = self.stream.into_split();
         (
-            TcpReader(StreamReader::new(r, &self.stream_config)),
-            TcpWriter(StreamWriter::new(w, &self.stream_config)),
+            TcpReader(StreamReader::new(r, &self.stream_config).holding(self.permit.clone())),
+            TcpWriter(StreamWriter::new(w, &self.stream_config).holding(self.permit)),
         )
     }
 }
@@ -166,10 +181,14 @@ stream_halves!(
     TcpWriter(tokio::net::tcp::OwnedWriteHalf)
 );
 
-/// Accepts TCP connections from a listener with a configurable backlog.
+/// Accepts TCP connections from a listener with a configurable backlog, within a
+/// [`ConnectionBudget`] ([`TcpConfig::max_connections`]): past it, a connection is accepted and
+/// closed at once (the peer sees its connection end before any byte), so a flood holds no
+/// descriptors and waits in no queue.
 pub struct TcpAcceptor {
     listener: TcpListener,
     config: TcpConfig,
+    budget: ConnectionBudget,
 }
 
 impl fmt::Debug for TcpAcceptor {
@@ -189,12 +208,34 @@ impl TcpAcceptor {
     /// [`TransportError::Io`] when the address is in use or not local.
     pub fn bind(addr: SocketAddr, config: TcpConfig) -> Result<Self, TransportError> {
         let listener = bind_listener(addr, &config)?;
-        Ok(TcpAcceptor { listener, config })
+        Ok(Self::from_listener(listener, config))
     }
 
     /// Uses a listener bound elsewhere (its backlog is whatever it was created with).
     pub fn from_listener(listener: TcpListener, config: TcpConfig) -> Self {
-        TcpAcceptor { listener, config }
+        let budget = ConnectionBudget::new(config.max_connections);
+        tracing::debug!(
+            addr = ?listener.local_addr().ok(),
+            max_connections = budget.cap(),
+            "TCP acceptor"
+        );
+        TcpAcceptor {
+            listener,
+            config,
+            budget,
+        }
+    }
+
+    /// Counts this acceptor's connections in `budget` instead of its own (to share one budget
+    /// between several acceptors).
+    pub fn with_budget(mut self, budget: ConnectionBudget) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// The budget this acceptor's connections are counted in (open, refused).
+    pub fn budget(&self) -> &ConnectionBudget {
+        &self.budget
     }
 
     /// The bound address.
@@ -211,13 +252,20 @@ impl Acceptor for TcpAcceptor {
     type Conn = TcpTransport;
 
     async fn accept(&mut self) -> Result<TcpTransport, TransportError> {
-        let (stream, peer) = self.listener.accept().await?;
-        stream.set_nodelay(self.config.nodelay)?;
-        Ok(TcpTransport {
-            stream,
-            peer,
-            stream_config: self.config.stream.clone(),
-        })
+        loop {
+            let (stream, peer) = self.listener.accept().await?;
+            // Over the budget: close at once (dropping the socket) and take the next one.
+            let Some(permit) = self.budget.try_acquire() else {
+                continue;
+            };
+            stream.set_nodelay(self.config.nodelay)?;
+            return Ok(TcpTransport {
+                stream,
+                peer,
+                stream_config: self.config.stream.clone(),
+                permit: Some(permit),
+            });
+        }
     }
 
     fn local_addr(&self) -> Option<PeerAddr> {

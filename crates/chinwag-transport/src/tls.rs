@@ -36,6 +36,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsStream;
 
+use crate::budget::{ConnectionBudget, ConnectionPermit};
 use crate::stream::{PollSource, StreamConfig, StreamReader, StreamWriter, stream_halves};
 use crate::tcp::{self, TcpConfig};
 use crate::{Acceptor, Framing, PeerAddr, Transport, TransportError};
@@ -284,6 +285,7 @@ pub async fn connect(
         stream: TlsStream::Client(stream),
         peer,
         stream_config: config.tcp.stream.clone(),
+        permit: None,
     })
 }
 
@@ -296,6 +298,7 @@ pub struct TlsTransport {
     stream: TlsStream<TcpStream>,
     peer: SocketAddr,
     stream_config: StreamConfig,
+    permit: Option<ConnectionPermit>,
 }
 
 impl fmt::Debug for TlsTransport {
@@ -330,11 +333,11 @@ impl Transport for TlsTransport {
         // tokio's split lock (held only while a half is being polled).
         let (r, w) = tokio::io::split(self.stream);
         (
-            TlsReader(StreamReader::new(
-                PollSource::new(r, &self.stream_config),
-                &self.stream_config,
-            )),
-            TlsWriter(StreamWriter::new(w, &self.stream_config)),
+            TlsReader(
+                StreamReader::new(PollSource::new(r, &self.stream_config), &self.stream_config)
+                    .holding(self.permit.clone()),
+            ),
+            TlsWriter(StreamWriter::new(w, &self.stream_config).holding(self.permit)),
         )
     }
 }
@@ -350,12 +353,15 @@ stream_halves!(
     TlsWriter(WriteHalf<TlsStream<TcpStream>>)
 );
 
-/// Accepts TCP connections and runs their TLS handshakes concurrently.
+/// Accepts TCP connections and runs their TLS handshakes concurrently, within a
+/// [`ConnectionBudget`] (`config.tcp.max_connections`) that counts connections from `accept`
+/// through the handshake to their close; past it, a connection is closed at once.
 pub struct TlsAcceptor {
     listener: TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
     config: TlsConfig,
     handshakes: JoinSet<Result<TlsTransport, TransportError>>,
+    budget: ConnectionBudget,
 }
 
 impl fmt::Debug for TlsAcceptor {
@@ -380,12 +386,25 @@ impl TlsAcceptor {
         config: TlsConfig,
     ) -> Result<Self, TransportError> {
         let listener = tcp::bind_listener(addr, &config.tcp)?;
+        let budget = ConnectionBudget::new(config.tcp.max_connections);
         Ok(TlsAcceptor {
             listener,
             acceptor: tokio_rustls::TlsAcceptor::from(server.rustls),
             config,
             handshakes: JoinSet::new(),
+            budget,
         })
+    }
+
+    /// Counts this acceptor's connections in `budget` instead of its own.
+    pub fn with_budget(mut self, budget: ConnectionBudget) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// The budget this acceptor's connections are counted in.
+    pub fn budget(&self) -> &ConnectionBudget {
+        &self.budget
     }
 
     /// The bound address.
@@ -397,7 +416,7 @@ impl TlsAcceptor {
         self.listener.local_addr()
     }
 
-    fn start_handshake(&mut self, tcp: TcpStream, peer: SocketAddr) {
+    fn start_handshake(&mut self, tcp: TcpStream, peer: SocketAddr, permit: ConnectionPermit) {
         let acceptor = self.acceptor.clone();
         let timeout = self.config.handshake_timeout;
         let stream_config = self.config.tcp.stream.clone();
@@ -412,6 +431,7 @@ impl TlsAcceptor {
                 stream: TlsStream::Server(stream),
                 peer,
                 stream_config,
+                permit: Some(permit),
             })
         });
     }
@@ -434,7 +454,10 @@ impl Acceptor for TlsAcceptor {
                 }
                 accepted = self.listener.accept(), if room => {
                     let (tcp, peer) = accepted?;
-                    self.start_handshake(tcp, peer);
+                    // Over the budget: close at once.
+                    if let Some(permit) = self.budget.try_acquire() {
+                        self.start_handshake(tcp, peer, permit);
+                    }
                 }
             }
         }

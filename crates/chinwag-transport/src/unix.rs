@@ -11,6 +11,7 @@ use std::time::Duration;
 use socket2::{Domain, SockAddr, Socket, Type};
 use tokio::net::{UnixListener, UnixStream};
 
+use crate::budget::{ConnectionBudget, ConnectionPermit};
 use crate::stream::{StreamConfig, StreamReader, StreamWriter, stream_halves};
 use crate::{Acceptor, Framing, PeerAddr, Transport, TransportError};
 
@@ -22,6 +23,9 @@ pub struct UnixConfig {
     pub backlog: u32,
     /// How long [`connect`] waits. Default 10 s.
     pub connect_timeout: Duration,
+    /// Connections a [`UnixAcceptor`] holds open at once; past it, new connections are
+    /// accepted and closed at once. Default [`ConnectionBudget::default_cap`].
+    pub max_connections: usize,
     /// Read buffer and write batching sizes.
     pub stream: StreamConfig,
 }
@@ -29,6 +33,7 @@ pub struct UnixConfig {
 impl Default for UnixConfig {
     fn default() -> Self {
         UnixConfig {
+            max_connections: ConnectionBudget::default_cap(),
             backlog: 1024,
             connect_timeout: Duration::from_secs(10),
             stream: StreamConfig::default(),
@@ -54,6 +59,7 @@ pub async fn connect(
         stream,
         peer: Some(path.to_path_buf()),
         stream_config: config.stream.clone(),
+        permit: None,
     })
 }
 
@@ -62,6 +68,7 @@ pub struct UnixTransport {
     stream: UnixStream,
     peer: Option<PathBuf>,
     stream_config: StreamConfig,
+    permit: Option<ConnectionPermit>,
 }
 
 impl fmt::Debug for UnixTransport {
@@ -83,6 +90,7 @@ impl UnixTransport {
             stream,
             peer,
             stream_config: config.stream.clone(),
+            permit: None,
         }
     }
 
@@ -107,8 +115,8 @@ impl Transport for UnixTransport {
     fn split(self) -> (UnixReader, UnixWriter) {
         let (r, w) = self.stream.into_split();
         (
-            UnixReader(StreamReader::new(r, &self.stream_config)),
-            UnixWriter(StreamWriter::new(w, &self.stream_config)),
+            UnixReader(StreamReader::new(r, &self.stream_config).holding(self.permit.clone())),
+            UnixWriter(StreamWriter::new(w, &self.stream_config).holding(self.permit)),
         )
     }
 }
@@ -130,6 +138,7 @@ pub struct UnixAcceptor {
     listener: UnixListener,
     path: PathBuf,
     config: UnixConfig,
+    budget: ConnectionBudget,
 }
 
 impl fmt::Debug for UnixAcceptor {
@@ -153,8 +162,20 @@ impl UnixAcceptor {
         Ok(UnixAcceptor {
             listener,
             path: path.to_path_buf(),
+            budget: ConnectionBudget::new(config.max_connections),
             config,
         })
+    }
+
+    /// Counts this acceptor's connections in `budget` instead of its own.
+    pub fn with_budget(mut self, budget: ConnectionBudget) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// The budget this acceptor's connections are counted in.
+    pub fn budget(&self) -> &ConnectionBudget {
+        &self.budget
     }
 
     /// The bound path.
@@ -175,12 +196,19 @@ impl Acceptor for UnixAcceptor {
     type Conn = UnixTransport;
 
     async fn accept(&mut self) -> Result<UnixTransport, TransportError> {
-        let (stream, addr) = self.listener.accept().await?;
-        Ok(UnixTransport {
-            stream,
-            peer: addr.as_pathname().map(Path::to_path_buf),
-            stream_config: self.config.stream.clone(),
-        })
+        loop {
+            let (stream, addr) = self.listener.accept().await?;
+            // Over the budget: close at once and take the next one.
+            let Some(permit) = self.budget.try_acquire() else {
+                continue;
+            };
+            return Ok(UnixTransport {
+                stream,
+                peer: addr.as_pathname().map(Path::to_path_buf),
+                stream_config: self.config.stream.clone(),
+                permit: Some(permit),
+            });
+        }
     }
 
     fn local_addr(&self) -> Option<PeerAddr> {

@@ -180,3 +180,48 @@ async fn close_reason_is_not_sent_on_byte_streams() {
     assert!(within(sr.read_frame()).await.unwrap().is_none());
     assert_eq!(sr.close_reason(), None);
 }
+
+/// The connection budget at its boundary: `max_connections` are held; the next connection is
+/// accepted and closed at once (the client sees the end of its stream, no byte); a place freed
+/// by a close is reused.
+#[tokio::test]
+async fn connection_budget_refuses_past_the_cap_and_reuses_freed_places() {
+    let mut config = TcpConfig::default();
+    config.max_connections = 3;
+    let acceptor = TcpAcceptor::bind(loopback(), config.clone()).unwrap();
+    let addr = acceptor.local_socket_addr().unwrap();
+    let budget = acceptor.budget().clone();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut acceptor = acceptor;
+        while let Ok(t) = acceptor.accept().await {
+            if tx.send(t).is_err() {
+                break;
+            }
+        }
+    });
+    let mut held = Vec::new();
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(tcp::connect(addr, &config).await.unwrap());
+        held.push(within(rx.recv()).await.unwrap());
+    }
+    assert_eq!(budget.open(), 3);
+    // The fourth: accepted by the kernel, closed by the acceptor.
+    let refused = tcp::connect(addr, &config).await.unwrap();
+    let (mut r, _w) = refused.split();
+    let (bytes, _) = within(read_to_end(&mut r)).await;
+    assert!(bytes.is_empty());
+    assert_eq!(budget.refused(), 1);
+    assert!(rx.try_recv().is_err(), "no transport past the cap");
+    // Free one place: both halves must go before it counts as closed.
+    let (hr, hw) = held.pop().unwrap().split();
+    drop(hr);
+    assert_eq!(budget.open(), 3, "the writer half still holds the socket");
+    drop(hw);
+    assert_eq!(budget.open(), 2);
+    let _again = tcp::connect(addr, &config).await.unwrap();
+    let t = within(rx.recv()).await.unwrap();
+    assert_eq!(budget.open(), 3);
+    drop((t, held, clients));
+}

@@ -102,6 +102,7 @@ type Writer = CoalescingWriter<WriteHalf<WsStream>>;
 /// fastwebsockets' reading side with message reassembly (used through [`WsReader`]).
 pub struct FastRead {
     ws: WebSocketRead<ReadHalf<WsStream>>,
+    role: Role,
     partial: Option<Partial>,
     max_message: usize,
     max_frame: usize,
@@ -192,6 +193,7 @@ fn halves(stream: WsStream, role: Role, cfg: &WsConfig) -> (FastRead, FastWrite)
     (
         FastRead {
             ws: rd,
+            role,
             partial: None,
             max_message: cfg.max_message_size,
             max_frame: cfg.max_frame_size,
@@ -317,10 +319,25 @@ impl RawRead for FastRead {
                 .ws
                 .read_frame(&mut |_| std::future::ready(Ok::<(), std::io::Error>(())))
                 .await;
-            let frame = match frame {
+            let mut frame = match frame {
                 Ok(f) => f,
                 Err(e) => return Err(self.map_err(e)),
             };
+            // RFC 6455 §5.1: clients mask every frame, servers none. fastwebsockets does not
+            // check (it unmasks when a mask is there) and keeps the mask private; its own
+            // header formatter shows whether the frame came with one (the MASK bit).
+            let mut head = [0u8; 14];
+            frame.fmt_head(&mut head);
+            let masked = head[1] & 0x80 != 0;
+            match (self.role, masked) {
+                (Role::Server, false) => {
+                    return Err(ReadError::protocol("an unmasked frame from the client"));
+                }
+                (Role::Client, true) => {
+                    return Err(ReadError::protocol("a masked frame from the server"));
+                }
+                _ => {}
+            }
             match frame.opcode {
                 OpCode::Text | OpCode::Binary => {
                     if self.partial.is_some() {

@@ -69,6 +69,15 @@ pub struct WsConfig {
     pub write_buffer_size: usize,
     /// Which browser origins may open a connection (server side).
     pub origin: OriginPolicy,
+    /// Sockets a [`WsAcceptor`](crate::WsAcceptor) holds open at once, whatever their phase
+    /// (TLS handshake, HTTP keep-alive, upgrade, hand-off, session): its
+    /// [`ConnectionBudget`](chinwag_transport::ConnectionBudget). Past it, requests get
+    /// `503 Service Unavailable` with `Retry-After` before any upgrade (at most
+    /// [`REFUSALS_IN_FLIGHT`](crate::REFUSALS_IN_FLIGHT) such answers at once; beyond those a
+    /// connection is closed at once). Default
+    /// [`ConnectionBudget::default_cap`](chinwag_transport::ConnectionBudget::default_cap):
+    /// half the process-wide limit derived from `RLIMIT_NOFILE`, at most 10 000.
+    pub max_connections: usize,
 }
 
 impl Default for WsConfig {
@@ -85,6 +94,7 @@ impl Default for WsConfig {
             read_buffer_size: 1 << 10,
             write_buffer_size: 64 << 10,
             origin: OriginPolicy::default(),
+            max_connections: chinwag_transport::ConnectionBudget::default_cap(),
         }
     }
 }
@@ -138,6 +148,11 @@ impl WsConfig {
     /// Sets [`WsConfig::write_buffer_size`].
     pub fn with_write_buffer_size(mut self, bytes: usize) -> Self {
         self.write_buffer_size = bytes;
+        self
+    }
+    /// Sets [`WsConfig::max_connections`].
+    pub fn with_max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
         self
     }
     /// Sets [`WsConfig::origin`].

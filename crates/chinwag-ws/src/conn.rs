@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chinwag_transport::{
-    CloseCode, CloseReason, Frame, FrameRead, FrameWrite, Framing, PeerAddr, Transport,
-    TransportError,
+    CloseCode, CloseReason, ConnectionPermit, Frame, FrameRead, FrameWrite, Framing, PeerAddr,
+    Transport, TransportError,
 };
 use tokio::sync::{Mutex, Notify};
 use tokio::time::{Instant, Sleep};
@@ -128,6 +128,16 @@ pub struct WsConnection<E: Engine> {
     peer: PeerAddr,
 }
 
+impl<E: Engine> WsConnection<E> {
+    /// Holds `permit` (the socket's place in its acceptor's budget) until both halves are
+    /// dropped.
+    pub fn with_permit(mut self, permit: ConnectionPermit) -> Self {
+        self.reader.permit = Some(permit.clone());
+        self.writer.permit = Some(permit);
+        self
+    }
+}
+
 impl<E: Engine> std::fmt::Debug for WsConnection<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WsConnection")
@@ -167,8 +177,12 @@ impl<E: Engine> WsConnection<E> {
                 close_reason: None,
                 keepalive,
                 state: ReaderState::Open,
+                permit: None,
             },
-            writer: WsWriter { shared },
+            writer: WsWriter {
+                shared,
+                permit: None,
+            },
             peer,
         }
     }
@@ -221,6 +235,7 @@ pub struct WsReader<E: Engine> {
     close_reason: Option<CloseReason>,
     keepalive: Option<Box<Keepalive>>,
     state: ReaderState,
+    permit: Option<ConnectionPermit>,
 }
 
 impl<E: Engine> std::fmt::Debug for WsReader<E> {
@@ -403,6 +418,7 @@ impl<E: Engine> FrameRead for WsReader<E> {
 /// bounded by [`WsConfig::close_timeout`].
 pub struct WsWriter<E: Engine> {
     shared: Arc<Shared<E>>,
+    permit: Option<ConnectionPermit>,
 }
 
 impl<E: Engine> std::fmt::Debug for WsWriter<E> {

@@ -27,7 +27,9 @@ pub use client::{ConnectOptions, connect, connect_with, tls_config_with_roots};
 pub use config::{OriginPolicy, WsConfig};
 pub use conn::{WsConnection, WsReader, WsWriter};
 pub use engine::{Engine, Incoming, Outgoing, RawRead, RawWrite, ReadError, Role, truncate_reason};
-pub use server::{HttpFallback, UpgradeError, WsAcceptor, is_upgrade_request, upgrade};
+pub use server::{
+    HttpFallback, REFUSALS_IN_FLIGHT, UpgradeError, WsAcceptor, is_upgrade_request, upgrade,
+};
 pub use stream::{CoalescingWriter, ReadAhead, WsStream};
 
 #[cfg(feature = "test-suite")]

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chinwag_transport::{Acceptor, PeerAddr, TransportError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use chinwag_transport::{Acceptor, ConnectionBudget, ConnectionPermit, PeerAddr, TransportError};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{Empty, Full};
 use hyper::server::conn::http1;
@@ -32,6 +34,10 @@ pub enum UpgradeError {
     /// `400 Bad Request`.
     #[error("not a WebSocket upgrade: {0}")]
     BadRequest(&'static str),
+    /// A plain HTTP request (no `Upgrade: websocket`) on the WebSocket path: `426 Upgrade
+    /// Required` with `Upgrade: websocket` and a short explanation.
+    #[error("this is a WebSocket endpoint: connect with a WebSocket client (Upgrade: websocket)")]
+    NotWebSocket,
     /// `Sec-WebSocket-Version` is not 13: `426 Upgrade Required` with
     /// `Sec-WebSocket-Version: 13`.
     #[error("unsupported WebSocket version (only 13 is supported)")]
@@ -46,7 +52,7 @@ impl UpgradeError {
     pub fn status(&self) -> StatusCode {
         match self {
             UpgradeError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            UpgradeError::Version => StatusCode::UPGRADE_REQUIRED,
+            UpgradeError::Version | UpgradeError::NotWebSocket => StatusCode::UPGRADE_REQUIRED,
             UpgradeError::Origin(_) => StatusCode::FORBIDDEN,
         }
     }
@@ -59,9 +65,17 @@ impl UpgradeError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        if let UpgradeError::Version = self {
-            resp.headers_mut()
-                .insert("sec-websocket-version", HeaderValue::from_static("13"));
+        match self {
+            UpgradeError::Version => {
+                resp.headers_mut()
+                    .insert("sec-websocket-version", HeaderValue::from_static("13"));
+            }
+            UpgradeError::NotWebSocket => {
+                let h = resp.headers_mut();
+                h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+                h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            }
+            _ => {}
         }
         resp
     }
@@ -87,6 +101,10 @@ pub fn is_upgrade_request<B>(req: &Request<B>) -> bool {
 fn check_request<E: Engine, B>(req: &Request<B>, cfg: &WsConfig) -> Result<String, UpgradeError> {
     if req.method() != Method::GET {
         return Err(UpgradeError::BadRequest("the method must be GET"));
+    }
+    if !is_upgrade_request(req) && !req.headers().contains_key(header::SEC_WEBSOCKET_KEY) {
+        // A browser or curl opening the endpoint as a page.
+        return Err(UpgradeError::NotWebSocket);
     }
     if req.version() < http::Version::HTTP_11 {
         return Err(UpgradeError::BadRequest("HTTP/1.1 or later is required"));
@@ -185,6 +203,7 @@ pub struct WsAcceptor<E: Engine> {
     rx: mpsc::Receiver<WsConnection<E>>,
     local: SocketAddr,
     task: JoinHandle<()>,
+    budget: ConnectionBudget,
     _engine: PhantomData<fn() -> E>,
 }
 
@@ -205,6 +224,15 @@ impl<E: Engine> Drop for WsAcceptor<E> {
 
 /// Connections whose upgrade finished but that `accept` has not taken yet.
 const ACCEPT_QUEUE: usize = 128;
+
+/// Connections past the budget that a [`WsAcceptor`] answers with `503 Service Unavailable` at
+/// once (each bounded by the handshake timeout, at most 5 s); past these it closes new
+/// connections without an answer. They count against the process's descriptor reserve
+/// ([`process_limit`](chinwag_transport::budget::process_limit)), not the budget.
+pub const REFUSALS_IN_FLIGHT: usize = 64;
+
+/// The `Retry-After` sent with a `503` refusal, in seconds.
+const RETRY_AFTER_SECS: u32 = 5;
 /// The listen backlog (tokio's default of 128 overflows under connection bursts).
 const BACKLOG: u32 = 1024;
 
@@ -279,20 +307,29 @@ impl<E: Engine> WsAcceptor<E> {
         let listener = socket.listen(BACKLOG)?;
         let local = listener.local_addr()?;
         let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
+        let budget = ConnectionBudget::new(cfg.max_connections);
+        tracing::debug!(%local, engine = E::NAME, max_connections = budget.cap(), "WebSocket acceptor");
         let task = tokio::spawn(accept_loop::<E>(
             listener,
             Arc::new(cfg),
             path.map(Arc::from),
             tls.map(tokio_rustls::TlsAcceptor::from),
             fallback,
+            budget.clone(),
             tx,
         ));
         Ok(WsAcceptor {
             rx,
             local,
             task,
+            budget,
             _engine: PhantomData,
         })
+    }
+
+    /// The budget this acceptor's sockets are counted in (open, refused).
+    pub fn budget(&self) -> &ConnectionBudget {
+        &self.budget
     }
 
     /// The bound address (useful after binding port 0).
@@ -319,8 +356,10 @@ async fn accept_loop<E: Engine>(
     path: Option<Arc<str>>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     fallback: Option<HttpFallback>,
+    budget: ConnectionBudget,
     tx: mpsc::Sender<WsConnection<E>>,
 ) {
+    let refusing = Arc::new(AtomicUsize::new(0));
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -335,18 +374,24 @@ async fn accept_loop<E: Engine>(
             return;
         }
         let _ = tcp.set_nodelay(true);
+        let Some(permit) = budget.try_acquire() else {
+            refuse(tcp, peer, &cfg, tls.as_ref(), &refusing);
+            continue;
+        };
         let (cfg, path, tx) = (cfg.clone(), path.clone(), tx.clone());
         let fallback = fallback.clone();
         match &tls {
             None => {
-                tokio::spawn(serve_http::<E, _>(tcp, peer, cfg, path, fallback, tx));
+                tokio::spawn(serve_http::<E, _>(
+                    tcp, peer, cfg, path, fallback, tx, permit,
+                ));
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     match tokio::time::timeout(cfg.handshake_timeout, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => {
-                            serve_http::<E, _>(stream, peer, cfg, path, fallback, tx).await
+                            serve_http::<E, _>(stream, peer, cfg, path, fallback, tx, permit).await
                         }
                         Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -357,6 +402,73 @@ async fn accept_loop<E: Engine>(
     }
 }
 
+/// Answers a connection past the budget with `503` (or closes it at once when
+/// [`REFUSALS_IN_FLIGHT`] answers are already under way).
+fn refuse(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    cfg: &WsConfig,
+    tls: Option<&tokio_rustls::TlsAcceptor>,
+    refusing: &Arc<AtomicUsize>,
+) {
+    if refusing
+        .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+            (n < REFUSALS_IN_FLIGHT).then_some(n + 1)
+        })
+        .is_err()
+    {
+        return; // dropped: closed at once
+    }
+    let refusing = refusing.clone();
+    let limit = cfg.handshake_timeout.min(Duration::from_secs(5));
+    let max_buf = cfg.hyper_max_buf();
+    let tls = tls.cloned();
+    tokio::spawn(async move {
+        let answer = async move {
+            match tls {
+                None => answer_503(tcp, limit, max_buf).await,
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(tcp).await {
+                        answer_503(stream, limit, max_buf).await;
+                    }
+                }
+            }
+        };
+        if tokio::time::timeout(limit, answer).await.is_err() {
+            tracing::debug!(%peer, "503 refusal timed out");
+        }
+        refusing.fetch_sub(1, Ordering::AcqRel);
+    });
+}
+
+/// Reads one request head and answers `503` with `Retry-After`, then closes.
+async fn answer_503<I>(io: I, limit: Duration, max_buf: usize)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(|_req: Request<hyper::body::Incoming>| async {
+        let mut r = Response::new(Full::new(Bytes::from_static(
+            b"server at its connection limit; retry later\n",
+        )));
+        *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        let h = r.headers_mut();
+        h.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        Ok::<_, Infallible>(r)
+    });
+    let _ = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limit)
+        .max_buf_size(max_buf)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(io), service)
+        .await;
+}
+
 async fn serve_http<E, I>(
     io: I,
     peer: SocketAddr,
@@ -364,42 +476,52 @@ async fn serve_http<E, I>(
     path: Option<Arc<str>>,
     fallback: Option<HttpFallback>,
     tx: mpsc::Sender<WsConnection<E>>,
+    permit: ConnectionPermit,
 ) where
     E: Engine,
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let header_timeout = cfg.handshake_timeout;
     let max_buf = cfg.hyper_max_buf();
+    // The HTTP connection holds the socket's place in the budget; an upgraded connection takes
+    // a clone along, so the place is free only when both are gone.
+    let conn_permit = permit.clone();
     let service = service_fn(move |mut req: Request<hyper::body::Incoming>| {
         let cfg = cfg.clone();
         let path = path.clone();
         let tx = tx.clone();
         let fallback = fallback.clone();
+        let permit = conn_permit.clone();
         async move {
+            let on_path = path.as_deref().is_none_or(|p| req.uri().path() == p);
             if let Some(f) = &fallback
                 && !is_upgrade_request(&req)
             {
                 let r = f(&req).unwrap_or_else(|| {
-                    let mut r = Response::new(Full::new(Bytes::from_static(b"not found\n")));
-                    *r.status_mut() = StatusCode::NOT_FOUND;
-                    r
+                    if on_path {
+                        UpgradeError::NotWebSocket.to_response()
+                    } else {
+                        not_found()
+                    }
                 });
                 return Ok::<_, Infallible>(r);
             }
-            if let Some(p) = &path
-                && req.uri().path() != &**p
-            {
-                let mut r = Response::new(Full::new(Bytes::from_static(b"not found\n")));
-                *r.status_mut() = StatusCode::NOT_FOUND;
-                return Ok::<_, Infallible>(r);
+            if !on_path {
+                return Ok::<_, Infallible>(not_found());
             }
             req.extensions_mut().insert(PeerAddr::Ip(peer));
             match upgrade::<E, _>(&mut req, &cfg) {
                 Ok((resp, fut)) => {
+                    let handoff = cfg.handshake_timeout;
                     tokio::spawn(async move {
                         match fut.await {
                             Ok(conn) => {
-                                let _ = tx.send(conn).await;
+                                // Bounded: a server that stops taking connections must not
+                                // leave upgraded sockets waiting forever.
+                                let conn = conn.with_permit(permit);
+                                if tokio::time::timeout(handoff, tx.send(conn)).await.is_err() {
+                                    tracing::debug!(%peer, "upgraded connection not taken in time; closed");
+                                }
                             }
                             Err(e) => tracing::debug!(error = %e, %peer, "upgrade failed"),
                         }
@@ -424,4 +546,11 @@ async fn serve_http<E, I>(
     if let Err(e) = conn.await {
         tracing::debug!(error = %e, %peer, "http connection ended with an error");
     }
+    drop(permit);
+}
+
+fn not_found() -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(b"not found\n")));
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    r
 }

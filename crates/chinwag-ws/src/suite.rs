@@ -236,11 +236,25 @@ pub async fn not_websocket<E: Engine>() {
     let mut buf = vec![0u8; 12];
     tcp.read_exact(&mut buf).await.unwrap();
     assert_eq!(&buf, b"HTTP/1.1 404");
-    // Right path, plain GET: 400.
+    // Right path, plain GET (a browser opening the endpoint as a page): 426 with a reason.
     let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n")
+    tcp.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
+    let mut resp = Vec::new();
+    within("426", tcp.read_to_end(&mut resp)).await.unwrap();
+    let resp = String::from_utf8_lossy(&resp).to_ascii_lowercase();
+    assert!(resp.starts_with("http/1.1 426"), "{resp}");
+    assert!(resp.contains("upgrade: websocket"), "{resp}");
+    assert!(resp.contains("websocket endpoint"), "{resp}");
+    // Half a handshake (Upgrade without Connection: upgrade): 400.
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
     tcp.read_exact(&mut buf).await.unwrap();
     assert_eq!(&buf, b"HTTP/1.1 400");
     // Right path, wrong version: 426.
@@ -520,6 +534,79 @@ pub async fn huge_declared_frame<E: Engine>() {
     let _ = within("eof", tcp.read_to_end(&mut rest)).await;
 }
 
+/// RFC 6455 §5.1: a server closes the connection (1002) on an unmasked client frame, and a
+/// client (1002) on a masked server frame.
+pub async fn masking_is_enforced<E: Engine>() {
+    // Server side: a raw client sends an unmasked text frame "hi".
+    let (mut acc, _) = bind::<E>(WsConfig::default()).await;
+    let mut tcp = raw_client(acc.local_addr()).await;
+    let (mut sr, _sw) = acc.accept().await.unwrap().split();
+    tcp.write_all(&[0x81, 0x02, b'h', b'i']).await.unwrap();
+    match within("unmasked frame", sr.read_frame()).await {
+        Err(TransportError::Protocol(_)) => {}
+        other => panic!("expected a protocol error, got {other:?}"),
+    }
+    let (op, payload) = within("close frame", read_small_frame(&mut tcp))
+        .await
+        .expect("a close frame");
+    assert_eq!(op, 0x8);
+    assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1002);
+
+    // Client side: a raw server answers the handshake, then sends a masked frame.
+    let listener = tokio::net::TcpListener::bind(loopback()).await.unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(tcp.read(&mut byte).await.unwrap(), 1);
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_string();
+        let key = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("sec-websocket-key")
+                    .then(|| v.trim().to_owned())
+            })
+            .unwrap();
+        let resp = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {}\r\n\r\n",
+            E::accept_key(key.as_bytes())
+        );
+        tcp.write_all(resp.as_bytes()).await.unwrap();
+        // FIN + text, masked (key 0), payload "hi".
+        tcp.write_all(&[0x81, 0x82, 0, 0, 0, 0, b'h', b'i'])
+            .await
+            .unwrap();
+        // The client's answer: a masked close frame with 1002.
+        let mut hdr = [0u8; 2];
+        tcp.read_exact(&mut hdr).await.unwrap();
+        assert_eq!(hdr[0] & 0x0f, 0x8, "a close frame");
+        let len = (hdr[1] & 0x7f) as usize;
+        let mut mask = [0u8; 4];
+        tcp.read_exact(&mut mask).await.unwrap();
+        let mut payload = vec![0u8; len];
+        tcp.read_exact(&mut payload).await.unwrap();
+        for (i, b) in payload.iter_mut().enumerate() {
+            *b ^= mask[i % 4];
+        }
+        u16::from_be_bytes([payload[0], payload[1]])
+    });
+    let (mut cr, _cw) = within("connect", connect::<E>(&url, &WsConfig::default()))
+        .await
+        .unwrap()
+        .split();
+    match within("masked frame", cr.read_frame()).await {
+        Err(TransportError::Protocol(_)) => {}
+        other => panic!("expected a protocol error, got {other:?}"),
+    }
+    assert_eq!(within("client close", server).await.unwrap(), 1002);
+}
+
 /// The server process's resident memory in KiB (Linux).
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -659,6 +746,100 @@ pub async fn handshake_timeouts<E: Engine>() {
     let res = within("silent server", connect::<E>(&url, &cfg)).await;
     assert!(matches!(res, Err(TransportError::Timeout(_))), "{res:?}");
     drop(silent);
+}
+
+/// A client trickling its request head one byte at a time is cut at the handshake timeout,
+/// although bytes keep arriving.
+pub async fn trickled_handshake_is_cut<E: Engine>() {
+    let cfg = WsConfig::default().with_handshake_timeout(Duration::from_millis(300));
+    let (acc, _) = bind::<E>(cfg).await;
+    let mut tcp = TcpStream::connect(acc.local_addr()).await.unwrap();
+    // Far longer than the timeout allows at this pace (pacing the attacker, not waiting).
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\n{}",
+        "X-Slow: y\r\n".repeat(200)
+    );
+    let cut = within("trickled head cut", async {
+        for b in head.bytes() {
+            if tcp.write_all(&[b]).await.is_err() {
+                return true;
+            }
+            // The server closing shows as EOF (or a 408) on our side.
+            let mut one = [0u8; 64];
+            if let Ok(Ok(_)) =
+                tokio::time::timeout(Duration::from_millis(20), tcp.read(&mut one)).await
+            {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(cut, "the whole trickled head was accepted");
+}
+
+/// The connection budget at its boundary: `max_connections` sockets are held; past it every
+/// request gets `503` with `Retry-After` before any upgrade, and `connect` fails with that
+/// status; a place freed by a close is reused.
+pub async fn connection_budget<E: Engine>() {
+    let cfg = WsConfig::default().with_max_connections(3);
+    let (mut acc, url) = bind::<E>(cfg.clone()).await;
+    let addr = acc.local_addr();
+    let budget = acc.budget().clone();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(conn) = acc.accept().await {
+            if tx.send(conn).is_err() {
+                break;
+            }
+        }
+    });
+    let mut clients = Vec::new();
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        clients.push(within("connect", connect::<E>(&url, &cfg)).await.unwrap());
+        servers.push(within("accept", rx.recv()).await.unwrap());
+    }
+    assert_eq!(budget.open(), 3);
+    for _ in 0..40 {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut resp = Vec::new();
+        within("503", tcp.read_to_end(&mut resp)).await.unwrap();
+        let resp = String::from_utf8_lossy(&resp).to_ascii_lowercase();
+        assert!(resp.starts_with("http/1.1 503"), "{resp}");
+        assert!(resp.contains("retry-after: 5"), "{resp}");
+    }
+    let refused = within("refused connect", connect::<E>(&url, &cfg)).await;
+    assert!(
+        matches!(&refused, Err(TransportError::Handshake(m)) if m.contains("503")),
+        "{refused:?}"
+    );
+    assert_eq!(budget.refused(), 41);
+    assert!(rx.try_recv().is_err(), "no connection past the cap");
+    assert_eq!(budget.open(), 3);
+    // Close one connection (both ends): its place comes back and is reused.
+    let (r, mut w) = clients.pop().unwrap().split();
+    drop(servers.pop());
+    let _ = within("close", w.close(CloseReason::normal())).await;
+    drop((r, w));
+    within("place freed", async {
+        while budget.open() > 2 {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let _again = within("connect again", connect::<E>(&url, &cfg))
+        .await
+        .unwrap();
+    let _s = within("accept again", rx.recv()).await.unwrap();
+    assert_eq!(budget.open(), 3);
 }
 
 /// A self-made CA and a server configuration for `localhost` signed by it.
@@ -891,6 +1072,18 @@ macro_rules! engine_tests {
         #[tokio::test]
         async fn huge_headers() {
             $crate::suite::huge_headers::<$engine>().await
+        }
+        #[tokio::test]
+        async fn masking_is_enforced() {
+            $crate::suite::masking_is_enforced::<$engine>().await
+        }
+        #[tokio::test]
+        async fn trickled_handshake_is_cut() {
+            $crate::suite::trickled_handshake_is_cut::<$engine>().await
+        }
+        #[tokio::test]
+        async fn connection_budget() {
+            $crate::suite::connection_budget::<$engine>().await
         }
         #[tokio::test]
         async fn handshake_timeouts() {
