@@ -13,7 +13,8 @@ use chinwag_transport::{Transport, TransportError};
 use tokio::sync::{Notify, watch};
 
 use crate::codec::Codec;
-use crate::session::{self, CloseCause, Handler, Session, SessionConfig};
+use crate::driver;
+use crate::{CloseCause, Handler, Session, SessionConfig};
 
 /// When and how a [`Client`] dials again.
 ///
@@ -308,7 +309,7 @@ async fn slot_loop<F, Fut, T, C, H>(
         lock(&shared.live).push(session.clone());
         shared.changed.notify_waiters();
         let id = session.id();
-        let cause = session::run(session, transport, handler.clone()).await;
+        let cause = driver::run(session, transport, handler.clone()).await;
         lock(&shared.live).retain(|s| s.id() != id);
         shared.changed.notify_waiters();
         if shared.stopping.load(Ordering::Acquire) {

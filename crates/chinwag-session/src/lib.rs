@@ -77,14 +77,19 @@
 
 mod client;
 pub mod codec;
+mod config;
+mod driver;
+mod error;
+mod handle;
+mod handler;
 mod server;
-mod session;
 pub mod udp;
 
 pub use client::{Client, ClientConfig, ReconnectPolicy};
 pub use codec::{Codec, CodecError, Decoder, Encoded, FrameCodec, LengthDelimited, WireCodec};
+pub use config::{OverflowPolicy, SessionConfig};
+pub use driver::spawn_session;
+pub use error::{CloseCause, Refusal, SendError, SessionError};
+pub use handle::{Session, Stats};
+pub use handler::Handler;
 pub use server::{BroadcastReport, Server, ServerConfig, ServerHandle, ShutdownReport, broadcast};
-pub use session::{
-    CloseCause, Handler, OverflowPolicy, Refusal, SendError, Session, SessionConfig, SessionError,
-    Stats, spawn_session,
-};

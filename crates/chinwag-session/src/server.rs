@@ -12,7 +12,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::codec::{Codec, Encoded};
-use crate::session::{self, CloseCause, Handler, SendError, Session, SessionConfig};
+use crate::driver;
+use crate::{CloseCause, Handler, SendError, Session, SessionConfig};
 
 /// Settings of a [`Server`].
 ///
@@ -210,7 +211,7 @@ async fn accept_loop<A, C, H>(
         let fut = async move {
             let _permit = permit;
             let id = session.id();
-            session::run(session, transport, handler).await;
+            driver::run(session, transport, handler).await;
             lock(&shared2.sessions).remove(&id);
         };
         tokio::spawn(fut);

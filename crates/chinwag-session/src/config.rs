@@ -1,0 +1,88 @@
+//! The settings of a session: [`SessionConfig`] and the [`OverflowPolicy`] of its send queue.
+
+use std::time::Duration;
+
+/// What a session does when its outbound queue is full (in messages or in bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OverflowPolicy {
+    /// The sender waits up to `timeout` for room; then the message is not queued and the send
+    /// fails with [`SendError::Timeout`]. Use for peers that must not lose messages and may be
+    /// briefly slow. A broadcast to such a session waits too.
+    Block {
+        /// How long a send may wait for room.
+        timeout: Duration,
+    },
+    /// The new message is discarded ([`SendError::Dropped`]); what is queued stays.
+    DropNewest,
+    /// The oldest queued messages are discarded until the new one fits; the send succeeds.
+    /// Right for "latest state wins" feeds (prices, presence, cursors).
+    DropOldest,
+    /// The session is closed with [`CloseCause::Overflow`] and its queue discarded; the send
+    /// fails with [`SendError::Overflow`]. The default: a peer that cannot keep up is cut off
+    /// rather than allowed to hold memory or slow anyone else.
+    #[default]
+    Close,
+}
+
+/// Settings of one session. Servers and clients share one value between all their sessions.
+///
+/// | field | default |
+/// |---|---|
+/// | [`queue_max_messages`](Self::queue_max_messages) | 1 024 |
+/// | [`queue_max_bytes`](Self::queue_max_bytes) | 4 MiB |
+/// | [`overflow`](Self::overflow) | [`OverflowPolicy::Close`] |
+/// | [`idle_timeout`](Self::idle_timeout) | 300 s |
+/// | [`heartbeat_interval`](Self::heartbeat_interval) | 60 s (codecs with a heartbeat only) |
+/// | [`write_timeout`](Self::write_timeout) | 10 s |
+/// | [`close_timeout`](Self::close_timeout) | 5 s |
+/// | [`cron_interval`](Self::cron_interval) | `None` |
+/// | [`max_decode_buffer`](Self::max_decode_buffer) | 32 MiB |
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionConfig {
+    /// Most messages waiting in the outbound queue. Default 1 024. Values below 1 act as 1.
+    pub queue_max_messages: usize,
+    /// Most bytes waiting in the outbound queue. Default 4 MiB. A single message larger than
+    /// this is accepted only into an empty queue (otherwise it could never be sent).
+    pub queue_max_bytes: usize,
+    /// What happens when the queue is full. Default [`OverflowPolicy::Close`].
+    pub overflow: OverflowPolicy,
+    /// Close with [`CloseCause::IdleTimeout`] when no frame arrived from the peer for this long.
+    /// Default 300 s. Only inbound frames count (our own heartbeats must not keep a dead peer's
+    /// session alive); WebSocket pongs are consumed by the engine and do not count, so peers
+    /// that only listen must send something (codec heartbeats do).
+    pub idle_timeout: Option<Duration>,
+    /// Send the codec's heartbeat ([`Codec::heartbeat`]) when nothing was written for this long.
+    /// Default 60 s; ignored by codecs without one.
+    pub heartbeat_interval: Option<Duration>,
+    /// Close with [`CloseCause::WriteTimeout`] (dropping the connection) when one batch of
+    /// writes does not finish within this time — a peer that stopped reading. Default 10 s.
+    pub write_timeout: Duration,
+    /// After a close starts, how long the session may take to drain its queue and finish the
+    /// close handshake before the connection is dropped. Default 5 s.
+    pub close_timeout: Duration,
+    /// Call [`Handler::on_cron`] this often. Default `None` (idle sessions then need no timer).
+    pub cron_interval: Option<Duration>,
+    /// Byte streams: the most bytes the decode buffer may hold while the codec waits for the
+    /// rest of a message. A safety net under the codec's own limits (which should refuse a
+    /// too-large message from its header): over it, the session closes as a protocol error.
+    /// Default 32 MiB (above the 16 MiB gotalk and 8 MiB length-delimited defaults).
+    pub max_decode_buffer: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            queue_max_messages: 1024,
+            queue_max_bytes: 4 * 1024 * 1024,
+            overflow: OverflowPolicy::Close,
+            idle_timeout: Some(Duration::from_secs(300)),
+            heartbeat_interval: Some(Duration::from_secs(60)),
+            write_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
+            cron_interval: None,
+            max_decode_buffer: 32 * 1024 * 1024,
+        }
+    }
+}

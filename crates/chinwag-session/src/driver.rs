@@ -1,0 +1,481 @@
+//! The driver: the one task per session that reads, decodes and hands messages to the handler,
+//! writes the queue in batches, and keeps time (one timer for every deadline).
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use chinwag_transport::{
+    CloseCode, CloseReason, Frame, FrameRead, FrameWrite, Framing, Transport, TransportError,
+};
+
+use crate::codec::{Codec, CodecError, Decoder, Encoded};
+use crate::config::SessionConfig;
+use crate::error::{CloseCause, CloseMode, SessionError};
+use crate::handle::{ABORTING, CLOSED, CLOSING, FINISHED, NONE, OPEN, Session, lock};
+use crate::handler::Handler;
+
+/// Runs a session on `transport` in a new task and returns its handle at once. Servers and
+/// clients use this internally; use it directly for a connection you made yourself.
+pub fn spawn_session<T, C, H>(
+    transport: T,
+    codec: Arc<C>,
+    handler: Arc<H>,
+    config: Arc<SessionConfig>,
+) -> Session<C>
+where
+    T: Transport,
+    C: Codec,
+    H: Handler<C>,
+{
+    let session = Session::new(transport.peer_addr(), transport.framing(), codec, config);
+    let s = session.clone();
+    tokio::spawn(async move { run(s, transport, handler).await });
+    session
+}
+
+/// Runs `session` on `transport` to its end (the session's whole life, in the caller's task).
+pub(crate) async fn run<T, C, H>(session: Session<C>, transport: T, handler: Arc<H>) -> CloseCause
+where
+    T: Transport,
+    C: Codec,
+    H: Handler<C>,
+{
+    let (reader, mut writer) = transport.split();
+    let s = &session;
+    let opened = guarded(s.inner.id, "on_open", || handler.on_open(s)).unwrap_or_else(|m| {
+        Err(CloseReason::new(
+            CloseCode::INTERNAL,
+            format!("on_open panicked: {m}"),
+        ))
+    });
+    if let Err(refusal) = opened {
+        s.begin_close(CloseCause::Refused(refusal.clone()), None);
+        let _ = tokio::time::timeout(s.inner.config.close_timeout, writer.close(refusal)).await;
+        s.set_state(CLOSED);
+        let cause = s.close_cause().unwrap_or(CloseCause::Local);
+        s.run_close_callbacks(&cause);
+        s.set_state(FINISHED);
+        return cause;
+    }
+    if let Some(p) = s.inner.codec.preamble(s.inner.framing) {
+        s.push_unbounded(p, true);
+    }
+    let decoder = s.inner.codec.decoder(s.inner.framing);
+    tokio::join!(
+        read_loop(s, reader, decoder, &*handler),
+        write_loop(s, writer),
+        timer_loop(s, &*handler),
+    );
+    let cause = s.close_cause().unwrap_or(CloseCause::Local);
+    tracing::debug!(session = s.inner.id, %cause, "session closed");
+    let _ = guarded(s.inner.id, "on_close", || handler.on_close(s, &cause));
+    s.run_close_callbacks(&cause);
+    s.set_state(FINISHED);
+    cause
+}
+
+fn transport_cause(e: &TransportError) -> CloseCause {
+    match e {
+        TransportError::TooLarge { .. } | TransportError::Protocol(_) => {
+            CloseCause::ProtocolError(e.to_string())
+        }
+        _ => CloseCause::PeerGone(e.to_string()),
+    }
+}
+
+/// Reads frames, decodes, and awaits the handler per message (in order; no read while the
+/// handler runs). Ends when the peer closes or breaks, or when a close starts.
+async fn read_loop<R, C, H>(s: &Session<C>, mut rd: R, mut dec: C::Decoder, handler: &H)
+where
+    R: FrameRead,
+    C: Codec,
+    H: Handler<C>,
+{
+    // The byte-stream decode buffer: empty (no allocation) between messages; a frame that
+    // arrives into an empty buffer is taken over without copying.
+    let mut buf = BytesMut::new();
+    loop {
+        let read = tokio::select! {
+            biased;
+            _ = s.reached(CLOSING) => return,
+            r = rd.read_frame() => r,
+        };
+        match read {
+            Ok(Some(frame)) => {
+                s.inner
+                    .counters
+                    .bytes_in
+                    .fetch_add(frame.len() as u64, Ordering::Relaxed);
+                s.inner.last_read_ms.store(s.now_ms(), Ordering::Relaxed);
+                let ok = match s.inner.framing {
+                    Framing::Message => match dec.decode_frame(frame) {
+                        Ok(Some(m)) => Box::pin(deliver(s, handler, m)).await,
+                        Ok(None) => true,
+                        Err(e) => return codec_failed(s, handler, e),
+                    },
+                    Framing::Stream => {
+                        let payload = frame.into_payload();
+                        if buf.is_empty() {
+                            buf = BytesMut::from(payload);
+                        } else {
+                            let limit = s.inner.config.max_decode_buffer;
+                            if buf.len().saturating_add(payload.len()) > limit {
+                                let size = (buf.len() + payload.len()) as u64;
+                                let e = CodecError::TooLarge {
+                                    size,
+                                    limit: limit as u64,
+                                };
+                                return codec_failed(s, handler, e);
+                            }
+                            buf.extend_from_slice(&payload);
+                        }
+                        let mut ok = true;
+                        while ok {
+                            match dec.decode(&mut buf) {
+                                Ok(Some(m)) => ok = Box::pin(deliver(s, handler, m)).await,
+                                Ok(None) => break,
+                                Err(e) => return codec_failed(s, handler, e),
+                            }
+                        }
+                        if buf.is_empty() && buf.capacity() > 0 {
+                            // Release the chunk: an idle session holds no read buffer.
+                            buf = BytesMut::new();
+                        }
+                        ok
+                    }
+                };
+                if !ok {
+                    return;
+                }
+            }
+            Ok(None) => {
+                if s.inner.framing == Framing::Stream {
+                    loop {
+                        match dec.decode_eof(&mut buf) {
+                            Ok(Some(m)) => {
+                                if !Box::pin(deliver(s, handler, m)).await {
+                                    return;
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(e) => return codec_failed(s, handler, e),
+                        }
+                    }
+                }
+                s.begin_close(CloseCause::Peer(rd.close_reason().cloned()), None);
+                return;
+            }
+            Err(e) => {
+                let cause = transport_cause(&e);
+                let _ = guarded(s.inner.id, "on_error", || {
+                    handler.on_error(s, &SessionError::Transport(e))
+                });
+                s.begin_close(cause, None);
+                return;
+            }
+        }
+    }
+}
+
+fn codec_failed<C: Codec, H: Handler<C>>(s: &Session<C>, handler: &H, e: CodecError) {
+    let cause = CloseCause::ProtocolError(e.to_string());
+    let _ = guarded(s.inner.id, "on_error", || {
+        handler.on_error(s, &SessionError::Codec(e))
+    });
+    s.begin_close(cause, None);
+}
+
+/// Hands one message to the handler. False when the connection closed meanwhile (the
+/// handler's future is then dropped: nothing it could send would arrive).
+async fn deliver<C: Codec, H: Handler<C>>(s: &Session<C>, handler: &H, m: C::In) -> bool {
+    s.inner.counters.messages_in.fetch_add(1, Ordering::Relaxed);
+    tokio::select! {
+        biased;
+        // Boxed: the handler's future exists only while a message is handled, so an idle
+        // session does not carry its (application-defined) size.
+        r = CatchUnwind(Box::pin(handler.on_message(s, m))) => match r {
+            Ok(()) => true,
+            Err(msg) => {
+                tracing::error!(session = s.inner.id, panic = %msg, "on_message panicked");
+                s.begin_close(CloseCause::HandlerPanic(msg), None);
+                false
+            }
+        },
+        _ = s.wait_state(CLOSED) => false,
+    }
+}
+
+/// Takes everything queued per wake-up, feeds it, flushes once. On close: drains (or not, by
+/// the cause), closes the transport, and marks the session closed.
+async fn write_loop<W: FrameWrite, C: Codec>(s: &Session<C>, mut wr: W) {
+    let inner = &*s.inner;
+    let mut batch: VecDeque<Encoded> = VecDeque::new();
+    loop {
+        let state = s.state();
+        if state >= ABORTING {
+            s.set_state(CLOSED);
+            return;
+        }
+        {
+            let mut q = lock(&inner.queue);
+            std::mem::swap(&mut q.items, &mut batch);
+            q.bytes = 0;
+        }
+        if batch.is_empty() {
+            if state >= CLOSING {
+                break;
+            }
+            if batch.capacity() > 0 {
+                // Shrink back while idle: an idle session keeps no queue storage.
+                batch = VecDeque::new();
+            }
+            tokio::select! {
+                _ = inner.writer_wake.notified() => {}
+                _ = s.reached(CLOSING) => {}
+            }
+            continue;
+        }
+        let messages = batch.len() as u64;
+        let mut bytes = 0u64;
+        inner.write_started_ms.store(s.now_ms(), Ordering::Release);
+        // One notification per batch: the timer learns of the write deadline, and senders
+        // blocked under `OverflowPolicy::Block` see the room.
+        inner.state_changed.notify_waiters();
+        // Boxed: only exists while writing, so idle sessions stay small.
+        let mut write = Box::pin(write_batch(&mut wr, &mut batch, &mut bytes));
+        let mut closing_seen = state >= CLOSING;
+        let written = loop {
+            tokio::select! {
+                biased;
+                _ = s.reached(ABORTING) => {
+                    s.set_state(CLOSED);
+                    return;
+                }
+                _ = s.reached(CLOSING), if !closing_seen => {
+                    closing_seen = true;
+                    if s.close_cause().is_some_and(|c| c.mode() != CloseMode::Drain) {
+                        // Overflow, idle or protocol error while a write is stuck: a close
+                        // frame could not be sent after a half-written frame anyway, so drop
+                        // the connection now and release the batch.
+                        s.set_state(CLOSED);
+                        return;
+                    }
+                }
+                r = &mut write => break r,
+            }
+        };
+        drop(write);
+        inner.write_started_ms.store(NONE, Ordering::Release);
+        inner.last_write_ms.store(s.now_ms(), Ordering::Relaxed);
+        inner.counters.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+        inner
+            .counters
+            .messages_out
+            .fetch_add(messages, Ordering::Relaxed);
+        if batch.capacity() > 1024 {
+            batch = VecDeque::new();
+        }
+        if let Err(e) = written {
+            s.begin_close(CloseCause::PeerGone(e.to_string()), None);
+            s.set_state(CLOSED);
+            return;
+        }
+    }
+    // Closing, and the queue is empty (drained, or discarded by the cause).
+    let reason = s
+        .close_cause()
+        .map(|c| c.to_transport_reason())
+        .unwrap_or_else(CloseReason::normal);
+    tokio::select! {
+        biased;
+        _ = s.reached(ABORTING) => {}
+        _ = Box::pin(wr.close(reason)) => {}
+    }
+    s.set_state(CLOSED);
+}
+
+async fn write_batch<W: FrameWrite>(
+    wr: &mut W,
+    batch: &mut VecDeque<Encoded>,
+    bytes: &mut u64,
+) -> Result<(), TransportError> {
+    while let Some(msg) = batch.pop_front() {
+        let mut frames: [Option<Frame>; 2] = [None, None];
+        let mut rest: Vec<Frame> = Vec::new();
+        let mut n = 0;
+        msg.into_frames(|f| {
+            *bytes += f.len() as u64;
+            if n < 2 {
+                frames[n] = Some(f);
+            } else {
+                rest.push(f);
+            }
+            n += 1;
+        });
+        for f in frames.into_iter().flatten().chain(rest) {
+            wr.feed(f).await?;
+        }
+    }
+    wr.flush().await
+}
+
+/// The session's one timer: sleeps until the earliest of its deadlines (idle, heartbeat,
+/// cron, write deadline, close deadline), acts on what is due, and sleeps again. No task and
+/// no timer entry of its own beyond this one `Sleep`; while nothing is due (no idle timeout,
+/// no heartbeat, no cron, no write in progress) it registers no timer at all.
+async fn timer_loop<C: Codec, H: Handler<C>>(s: &Session<C>, handler: &H) {
+    let inner = &*s.inner;
+    let cfg = &*inner.config;
+    let ms = |d: Duration| d.as_millis() as u64;
+    // Only whether the codec has one; it is encoded when due (nothing stored per session).
+    let heartbeat = cfg
+        .heartbeat_interval
+        .filter(|_| inner.codec.heartbeat(inner.framing).is_some())
+        .map(|d| ms(d).max(1));
+    let mut next_cron = cfg.cron_interval.map(|d| ms(d).max(1));
+    let sleep = tokio::time::sleep_until(inner.epoch);
+    tokio::pin!(sleep);
+    loop {
+        // Registered before anything is read, so no notification between the checks below
+        // and the wait is lost. This is the session's only registered state waiter (see
+        // `Session::reached`); it also wakes for the writer's per-batch notification.
+        let changed = inner.state_changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let state = s.state();
+        if state >= CLOSED {
+            return;
+        }
+        let now = s.now_ms();
+        let mut next = NONE;
+        if state == OPEN {
+            if let Some(idle) = cfg.idle_timeout {
+                let at = inner.last_read_ms.load(Ordering::Relaxed) + ms(idle);
+                if now >= at {
+                    let _ = guarded(inner.id, "on_error", || {
+                        handler.on_error(
+                            s,
+                            &SessionError::Transport(TransportError::Timeout(
+                                "session idle timeout",
+                            )),
+                        )
+                    });
+                    s.begin_close(CloseCause::IdleTimeout, None);
+                    // The reader and writer do not register for state changes (see
+                    // `Session::reached`); when the timer itself changes the state, yield so
+                    // the task is polled again and they see it now.
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                next = next.min(at);
+            }
+            if let Some(every) = heartbeat {
+                let at = inner.last_write_ms.load(Ordering::Relaxed) + every;
+                if now >= at {
+                    if s.queue_len() == 0
+                        && let Some(hb) = inner.codec.heartbeat(inner.framing)
+                    {
+                        s.push_unbounded(hb, false);
+                    }
+                    // Counts as written for scheduling even before the writer reports.
+                    inner.last_write_ms.store(now, Ordering::Relaxed);
+                    next = next.min(now + every);
+                } else {
+                    next = next.min(at);
+                }
+            }
+            if let Some(at) = next_cron {
+                if now >= at {
+                    let _ = guarded(inner.id, "on_cron", || handler.on_cron(s));
+                    let every = ms(cfg.cron_interval.unwrap_or_default()).max(1);
+                    next_cron = Some(at + every * ((now - at) / every + 1));
+                }
+                next = next.min(next_cron.unwrap_or(NONE));
+            }
+        } else {
+            let at = inner.close_deadline_ms.load(Ordering::Acquire);
+            if now < at {
+                next = next.min(at);
+            } else if state < ABORTING {
+                tracing::debug!(session = inner.id, "close deadline passed; dropping");
+                s.set_state(ABORTING);
+                tokio::task::yield_now().await;
+                continue;
+            }
+        }
+        let started = inner.write_started_ms.load(Ordering::Acquire);
+        if started != NONE && state < ABORTING {
+            let at = started + ms(cfg.write_timeout);
+            if now >= at {
+                if !s.begin_close(CloseCause::WriteTimeout, None) {
+                    s.set_state(ABORTING);
+                }
+                tokio::task::yield_now().await;
+                continue;
+            }
+            next = next.min(at);
+        }
+        if next == NONE {
+            changed.await;
+        } else {
+            sleep.as_mut().reset(s.at(next));
+            tokio::select! {
+                _ = &mut sleep => {}
+                _ = changed => {}
+            }
+        }
+    }
+}
+
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic".into())
+}
+
+pub(crate) fn run_callback(
+    id: u64,
+    key: &str,
+    cb: Box<dyn FnOnce(&CloseCause) + Send>,
+    cause: &CloseCause,
+) {
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| cb(cause))) {
+        let msg = panic_message(&*panic);
+        tracing::error!(session = id, key, panic = %msg, "close callback panicked");
+    }
+}
+
+/// Runs a synchronous handler callback; a panic is caught and logged (`what` names it).
+pub(crate) fn guarded<R>(id: u64, what: &str, f: impl FnOnce() -> R) -> Result<R, String> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|panic| {
+        let msg = panic_message(&*panic);
+        tracing::error!(session = id, callback = what, panic = %msg, "handler panicked");
+        msg
+    })
+}
+
+/// Polls a boxed future, turning a panic into `Err(message)`: a panicking `on_message`
+/// closes its session instead of killing the session's task half-way.
+struct CatchUnwind<F>(std::pin::Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, String>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let fut = self.0.as_mut();
+        match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(p) => p.map(Ok),
+            Err(panic) => std::task::Poll::Ready(Err(panic_message(&*panic))),
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Why a session ended ([`CloseCause`]), why a send failed ([`SendError`]), and the errors a
+//! handler is told about ([`SessionError`]).
+
+use std::fmt;
+
+use chinwag_transport::{CloseCode, CloseReason, TransportError};
+
+use crate::codec::CodecError;
+
+/// Why a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseCause {
+    /// We closed it ([`Session::close`]): clean.
+    Local,
+    /// The peer closed in an orderly way: a close frame (with its code and reason) or the end
+    /// of a byte stream (`None`: byte streams carry no code). Clean when the code is 1000 or
+    /// absent.
+    Peer(Option<CloseReason>),
+    /// The connection broke (reset, I/O error, a transport deadline such as a missing pong).
+    PeerGone(String),
+    /// Nothing arrived from the peer for [`SessionConfig::idle_timeout`].
+    IdleTimeout,
+    /// A batch of writes took longer than [`SessionConfig::write_timeout`].
+    WriteTimeout,
+    /// The peer sent something the codec or the transport refused.
+    ProtocolError(String),
+    /// The outbound queue overflowed under [`OverflowPolicy::Close`].
+    Overflow,
+    /// The server or client that owns the session is shutting down.
+    Shutdown,
+    /// [`Handler::on_open`] refused the session.
+    Refused(CloseReason),
+    /// [`Handler::on_message`] panicked (the panic was caught and logged; the peer gets 1011).
+    HandlerPanic(String),
+}
+
+impl CloseCause {
+    /// Whether this is an orderly close that a client should not reconnect after (unless
+    /// configured to): our own [`Local`](Self::Local) close, or the peer's close with code 1000
+    /// or, on a byte stream, its end of stream.
+    pub fn is_clean(&self) -> bool {
+        match self {
+            CloseCause::Local => true,
+            CloseCause::Peer(None) => true,
+            CloseCause::Peer(Some(r)) => r.code == CloseCode::NORMAL,
+            _ => false,
+        }
+    }
+
+    /// The close code and reason sent to the peer for this cause.
+    pub fn to_transport_reason(&self) -> CloseReason {
+        match self {
+            CloseCause::Local | CloseCause::Peer(_) => CloseReason::normal(),
+            CloseCause::PeerGone(_) => CloseReason::new(CloseCode::INTERNAL, "connection broken"),
+            CloseCause::IdleTimeout => CloseReason::new(CloseCode::GOING_AWAY, "idle timeout"),
+            CloseCause::WriteTimeout => CloseReason::new(CloseCode::POLICY, "write timeout"),
+            CloseCause::ProtocolError(m) => CloseReason::new(CloseCode::PROTOCOL, m.clone()),
+            CloseCause::Overflow => CloseReason::new(CloseCode::POLICY, "send queue overflow"),
+            CloseCause::Shutdown => CloseReason::new(CloseCode::GOING_AWAY, "shutting down"),
+            CloseCause::Refused(r) => r.clone(),
+            CloseCause::HandlerPanic(_) => CloseReason::new(CloseCode::INTERNAL, "internal error"),
+        }
+    }
+
+    /// How the writer ends the connection.
+    pub(crate) fn mode(&self) -> CloseMode {
+        match self {
+            CloseCause::Local | CloseCause::Shutdown | CloseCause::Peer(_) => CloseMode::Drain,
+            CloseCause::IdleTimeout
+            | CloseCause::Overflow
+            | CloseCause::ProtocolError(_)
+            | CloseCause::Refused(_)
+            | CloseCause::HandlerPanic(_) => CloseMode::CloseNow,
+            CloseCause::PeerGone(_) | CloseCause::WriteTimeout => CloseMode::Abort,
+        }
+    }
+}
+
+impl fmt::Display for CloseCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseCause::Local => f.write_str("closed locally"),
+            CloseCause::Peer(None) => f.write_str("peer closed"),
+            CloseCause::Peer(Some(r)) => write!(f, "peer closed: {r}"),
+            CloseCause::PeerGone(e) => write!(f, "peer gone: {e}"),
+            CloseCause::IdleTimeout => f.write_str("idle timeout"),
+            CloseCause::WriteTimeout => f.write_str("write timeout"),
+            CloseCause::ProtocolError(e) => write!(f, "protocol error: {e}"),
+            CloseCause::Overflow => f.write_str("send queue overflow"),
+            CloseCause::Shutdown => f.write_str("shutdown"),
+            CloseCause::Refused(r) => write!(f, "refused: {r}"),
+            CloseCause::HandlerPanic(m) => write!(f, "handler panicked: {m}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloseMode {
+    /// Write what is queued, then close (bounded by the close deadline).
+    Drain,
+    /// Discard the queue, send the close frame (bounded), drop.
+    CloseNow,
+    /// Discard the queue and drop the connection without writing.
+    Abort,
+}
+
+/// Why a send did not queue the message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The session is closing or closed; the message was not queued. Stop sending to it.
+    #[error("session closed")]
+    Closed,
+    /// The queue was full and the policy is [`OverflowPolicy::DropNewest`]: this message was
+    /// discarded. The session stays open.
+    #[error("send queue full: message dropped")]
+    Dropped,
+    /// The queue stayed full for the [`OverflowPolicy::Block`] timeout; the message was not
+    /// queued. The session stays open.
+    #[error("send queue full: timed out waiting for room")]
+    Timeout,
+    /// The queue was full and the policy is [`OverflowPolicy::Close`]: the session is closing.
+    #[error("send queue overflow: session closed")]
+    Overflow,
+    /// The codec could not encode the message; nothing was queued.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+}
+
+/// An error a session reports to [`Handler::on_error`] before it closes.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The transport failed (see [`TransportError`] for what each variant means).
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The codec refused the peer's input.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+}
+
+/// [`Handler::on_open`]'s answer when it refuses a session: the connection is closed with
+/// this code and reason, [`Handler::on_close`] is not called.
+pub type Refusal = CloseReason;

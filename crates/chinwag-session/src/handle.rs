@@ -1,0 +1,585 @@
+//! The [`Session`] handle: sending through the bounded queue, closing, state, counters,
+//! attributes and close callbacks. The task that runs a session is in `driver`.
+
+use std::any::{Any, TypeId};
+use std::borrow::Cow;
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use chinwag_transport::{Framing, PeerAddr};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::codec::{Codec, CodecError, Encoded};
+use crate::config::{OverflowPolicy, SessionConfig};
+use crate::driver::run_callback;
+use crate::error::{CloseCause, CloseMode, SendError};
+
+pub(crate) const OPEN: u8 = 0;
+pub(crate) const CLOSING: u8 = 1;
+pub(crate) const ABORTING: u8 = 2;
+pub(crate) const CLOSED: u8 = 3;
+pub(crate) const FINISHED: u8 = 4;
+pub(crate) const NONE: u64 = u64::MAX;
+
+/// A snapshot of a session's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Bytes received (transport frame payloads).
+    pub bytes_in: u64,
+    /// Bytes written to the transport.
+    pub bytes_out: u64,
+    /// Messages decoded and delivered to the handler.
+    pub messages_in: u64,
+    /// Messages written to the transport (preamble and heartbeats included).
+    pub messages_out: u64,
+    /// Messages discarded by [`OverflowPolicy::DropNewest`] / [`OverflowPolicy::DropOldest`].
+    pub messages_dropped: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) messages_in: AtomicU64,
+    pub(crate) messages_out: AtomicU64,
+    pub(crate) messages_dropped: AtomicU64,
+}
+
+#[derive(Default)]
+pub(crate) struct Queue {
+    pub(crate) items: VecDeque<Encoded>,
+    pub(crate) bytes: usize,
+}
+
+type CloseCallback = Box<dyn FnOnce(&CloseCause) + Send>;
+type AttrMap = HashMap<TypeId, Box<dyn Any + Send + Sync>>;
+
+pub(crate) struct Inner<C: Codec> {
+    pub(crate) id: u64,
+    pub(crate) peer: PeerAddr,
+    pub(crate) framing: Framing,
+    pub(crate) codec: Arc<C>,
+    pub(crate) config: Arc<SessionConfig>,
+    pub(crate) epoch: Instant,
+    pub(crate) state: AtomicU8,
+    pub(crate) state_changed: Notify,
+    pub(crate) writer_wake: Notify,
+    pub(crate) queue: Mutex<Queue>,
+    pub(crate) cause: Mutex<Option<CloseCause>>,
+    pub(crate) counters: Counters,
+    pub(crate) last_read_ms: AtomicU64,
+    pub(crate) last_write_ms: AtomicU64,
+    pub(crate) write_started_ms: AtomicU64,
+    pub(crate) close_deadline_ms: AtomicU64,
+    pub(crate) overflow: Mutex<Option<OverflowPolicy>>,
+    pub(crate) attrs: Mutex<Option<Box<AttrMap>>>,
+    pub(crate) callbacks: Mutex<Vec<(Cow<'static, str>, CloseCallback)>>,
+}
+
+/// A handle to one session: cheap to clone, usable from any task.
+///
+/// It sends (through the bounded outbound queue), closes, and exposes the session's
+/// attributes, counters, activity times and close callbacks. The session itself runs in one
+/// task spawned by a [`Server`](crate::Server) or [`Client`](crate::Client) (or by
+/// [`spawn_session`]).
+pub struct Session<C: Codec> {
+    pub(crate) inner: Arc<Inner<C>>,
+}
+
+impl<C: Codec> Clone for Session<C> {
+    fn clone(&self) -> Self {
+        Session {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<C: Codec> fmt::Debug for Session<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.inner.id)
+            .field("peer", &self.inner.peer)
+            .field("state", &self.inner.state.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl<C: Codec> Session<C> {
+    pub(crate) fn new(
+        peer: PeerAddr,
+        framing: Framing,
+        codec: Arc<C>,
+        config: Arc<SessionConfig>,
+    ) -> Self {
+        Session {
+            inner: Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                peer,
+                framing,
+                codec,
+                config,
+                epoch: Instant::now(),
+                state: AtomicU8::new(OPEN),
+                state_changed: Notify::new(),
+                writer_wake: Notify::new(),
+                queue: Mutex::new(Queue::default()),
+                cause: Mutex::new(None),
+                counters: Counters::default(),
+                last_read_ms: AtomicU64::new(0),
+                last_write_ms: AtomicU64::new(0),
+                write_started_ms: AtomicU64::new(NONE),
+                close_deadline_ms: AtomicU64::new(NONE),
+                overflow: Mutex::new(None),
+                attrs: Mutex::new(None),
+                callbacks: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// A process-unique id (for logs and maps).
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> &PeerAddr {
+        &self.inner.peer
+    }
+
+    /// Whether the transport keeps message boundaries.
+    pub fn framing(&self) -> Framing {
+        self.inner.framing
+    }
+
+    /// The session's settings.
+    pub fn config(&self) -> &SessionConfig {
+        &self.inner.config
+    }
+
+    /// The codec.
+    pub fn codec(&self) -> &C {
+        &self.inner.codec
+    }
+
+    // ---- time -------------------------------------------------------------------------------
+
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.inner.epoch.elapsed().as_millis() as u64
+    }
+
+    pub(crate) fn at(&self, ms: u64) -> Instant {
+        self.inner.epoch + Duration::from_millis(ms)
+    }
+
+    /// When the session opened.
+    pub fn opened_at(&self) -> Instant {
+        self.inner.epoch
+    }
+
+    /// When the last frame arrived from the peer (the session's open time before that). The
+    /// idle timeout counts from here.
+    pub fn last_read(&self) -> Instant {
+        self.at(self.inner.last_read_ms.load(Ordering::Relaxed))
+    }
+
+    /// The last activity in either direction: a frame read or a batch written (getty's
+    /// "active time").
+    pub fn last_active(&self) -> Instant {
+        let r = self.inner.last_read_ms.load(Ordering::Relaxed);
+        let w = self.inner.last_write_ms.load(Ordering::Relaxed);
+        self.at(r.max(w))
+    }
+
+    // ---- stats and queue --------------------------------------------------------------------
+
+    /// The session's counters.
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.counters;
+        Stats {
+            bytes_in: c.bytes_in.load(Ordering::Relaxed),
+            bytes_out: c.bytes_out.load(Ordering::Relaxed),
+            messages_in: c.messages_in.load(Ordering::Relaxed),
+            messages_out: c.messages_out.load(Ordering::Relaxed),
+            messages_dropped: c.messages_dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Messages waiting in the outbound queue (not yet taken by the writer).
+    pub fn queue_len(&self) -> usize {
+        lock(&self.inner.queue).items.len()
+    }
+
+    /// Bytes waiting in the outbound queue.
+    pub fn queue_bytes(&self) -> usize {
+        lock(&self.inner.queue).bytes
+    }
+
+    /// This session's overflow policy: the one set with
+    /// [`set_overflow_policy`](Self::set_overflow_policy), else [`SessionConfig::overflow`].
+    pub fn overflow_policy(&self) -> OverflowPolicy {
+        lock(&self.inner.overflow).unwrap_or(self.inner.config.overflow)
+    }
+
+    /// Chooses this session's overflow policy (e.g. in [`Handler::on_open`], by who the peer
+    /// is), overriding [`SessionConfig::overflow`].
+    pub fn set_overflow_policy(&self, policy: OverflowPolicy) {
+        *lock(&self.inner.overflow) = Some(policy);
+    }
+
+    // ---- sending ----------------------------------------------------------------------------
+
+    /// Encodes `item` with the session's codec (for this session's framing).
+    ///
+    /// # Errors
+    ///
+    /// The codec's error.
+    pub fn encode(&self, item: &C::Out) -> Result<Encoded, CodecError> {
+        self.inner.codec.encode(item, self.inner.framing)
+    }
+
+    /// Encodes and queues `item`; see [`send_encoded`](Self::send_encoded).
+    ///
+    /// # Errors
+    ///
+    /// As [`send_encoded`](Self::send_encoded), plus [`SendError::Codec`].
+    pub fn send<'a>(
+        &'a self,
+        item: &C::Out,
+    ) -> impl Future<Output = Result<(), SendError>> + Send + use<'a, C> {
+        // Encoded before the future is made, so the future does not borrow `item` (which
+        // need not be `Sync`).
+        let encoded = self.encode(item);
+        async move { self.send_encoded(encoded?).await }
+    }
+
+    /// Queues an already encoded message (for a broadcast: encode once, clone the [`Encoded`]
+    /// for every session — frames are shared `Bytes`). Waits only under
+    /// [`OverflowPolicy::Block`]. Success means queued, not delivered.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`], or what the overflow policy says when the queue is full.
+    pub async fn send_encoded(&self, msg: Encoded) -> Result<(), SendError> {
+        let mut msg = match self.push(msg) {
+            Ok(()) => return Ok(()),
+            Err(Pushed::Error(e)) => return Err(e),
+            Err(Pushed::Full(msg)) => msg,
+        };
+        let OverflowPolicy::Block { timeout } = self.overflow_policy() else {
+            return Err(SendError::Dropped);
+        };
+        let deadline = Instant::now() + timeout;
+        let sleep = tokio::time::sleep_until(deadline);
+        tokio::pin!(sleep);
+        loop {
+            // Woken when the writer takes a batch (room) or the state changes (closing).
+            let changed = self.inner.state_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            msg = match self.push(msg) {
+                Ok(()) => return Ok(()),
+                Err(Pushed::Error(e)) => return Err(e),
+                Err(Pushed::Full(msg)) => msg,
+            };
+            tokio::select! {
+                _ = changed => {}
+                _ = &mut sleep => return Err(SendError::Timeout),
+            }
+        }
+    }
+
+    /// Queues an encoded message without waiting: under [`OverflowPolicy::Block`] a full queue
+    /// gives [`SendError::Timeout`] at once. For synchronous contexts.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_encoded`](Self::send_encoded).
+    pub fn try_send_encoded(&self, msg: Encoded) -> Result<(), SendError> {
+        match self.push(msg) {
+            Ok(()) => Ok(()),
+            Err(Pushed::Error(e)) => Err(e),
+            Err(Pushed::Full(_)) => Err(SendError::Timeout),
+        }
+    }
+
+    /// Applies the queue limits and the overflow policy (all but the waiting of `Block`).
+    pub(crate) fn push(&self, msg: Encoded) -> Result<(), Pushed> {
+        let inner = &*self.inner;
+        if inner.state.load(Ordering::Acquire) >= CLOSING {
+            return Err(Pushed::Error(SendError::Closed));
+        }
+        let cfg = &*inner.config;
+        let max_msgs = cfg.queue_max_messages.max(1);
+        let size = msg.len();
+        let mut q = lock(&inner.queue);
+        let fits = |q: &Queue| {
+            q.items.is_empty()
+                || (q.items.len() < max_msgs && q.bytes.saturating_add(size) <= cfg.queue_max_bytes)
+        };
+        if !fits(&q) {
+            match self.overflow_policy() {
+                OverflowPolicy::Block { .. } => return Err(Pushed::Full(msg)),
+                OverflowPolicy::DropNewest => {
+                    drop(q);
+                    inner
+                        .counters
+                        .messages_dropped
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Err(Pushed::Error(SendError::Dropped));
+                }
+                OverflowPolicy::DropOldest => {
+                    let mut dropped = 0;
+                    while !fits(&q) {
+                        match q.items.pop_front() {
+                            Some(old) => {
+                                q.bytes -= old.len();
+                                dropped += 1;
+                            }
+                            None => break,
+                        }
+                    }
+                    inner
+                        .counters
+                        .messages_dropped
+                        .fetch_add(dropped, Ordering::Relaxed);
+                }
+                OverflowPolicy::Close => {
+                    drop(q);
+                    self.begin_close(CloseCause::Overflow, None);
+                    return Err(Pushed::Error(SendError::Overflow));
+                }
+            }
+        }
+        q.bytes += size;
+        q.items.push_back(msg);
+        drop(q);
+        inner.writer_wake.notify_one();
+        Ok(())
+    }
+
+    /// Queues a message outside the limits (preamble, heartbeat). `front` puts it first.
+    pub(crate) fn push_unbounded(&self, msg: Encoded, front: bool) {
+        let mut q = lock(&self.inner.queue);
+        q.bytes += msg.len();
+        if front {
+            q.items.push_front(msg);
+        } else {
+            q.items.push_back(msg);
+        }
+        drop(q);
+        self.inner.writer_wake.notify_one();
+    }
+
+    // ---- closing ----------------------------------------------------------------------------
+
+    /// Closes cleanly: what is already queued is written (within
+    /// [`SessionConfig::close_timeout`]), then the transport is closed with code 1000. Later
+    /// sends fail with [`SendError::Closed`]. Returns at once; await [`closed`](Self::closed)
+    /// to wait for the end.
+    pub fn close(&self) {
+        self.begin_close(CloseCause::Local, None);
+    }
+
+    /// Closes with `cause`; queued messages are written first when the cause is
+    /// [`CloseCause::Local`], [`CloseCause::Shutdown`] or [`CloseCause::Peer`], and the whole
+    /// close is bounded by `deadline` (default: now + [`SessionConfig::close_timeout`]).
+    /// Returns false when the session was already closing.
+    pub fn close_with(&self, cause: CloseCause, deadline: Option<Instant>) -> bool {
+        self.begin_close(cause, deadline)
+    }
+
+    pub(crate) fn begin_close(&self, cause: CloseCause, deadline: Option<Instant>) -> bool {
+        let inner = &*self.inner;
+        {
+            let mut slot = lock(&inner.cause);
+            if slot.is_some() {
+                return false;
+            }
+            *slot = Some(cause.clone());
+        }
+        let deadline_ms = match deadline {
+            Some(d) => d.saturating_duration_since(inner.epoch).as_millis() as u64,
+            None => self.now_ms() + inner.config.close_timeout.as_millis() as u64,
+        };
+        inner
+            .close_deadline_ms
+            .store(deadline_ms, Ordering::Release);
+        let mode = cause.mode();
+        if mode != CloseMode::Drain {
+            let mut q = lock(&inner.queue);
+            q.items = VecDeque::new();
+            q.bytes = 0;
+        }
+        tracing::debug!(session = inner.id, peer = %inner.peer, %cause, "session closing");
+        self.set_state(if mode == CloseMode::Abort {
+            ABORTING
+        } else {
+            CLOSING
+        });
+        true
+    }
+
+    pub(crate) fn set_state(&self, s: u8) {
+        let inner = &*self.inner;
+        if inner.state.fetch_max(s, Ordering::AcqRel) < s {
+            inner.state_changed.notify_waiters();
+        }
+    }
+
+    pub(crate) fn state(&self) -> u8 {
+        self.inner.state.load(Ordering::Acquire)
+    }
+
+    /// Ready once the state is at least `at_least`, **without registering a waker**.
+    ///
+    /// Only for the reader and writer futures, which run joined with the timer future in one
+    /// task: the timer is always registered on `state_changed` while the task is idle (it
+    /// waits on it until the session is closed), a wake-up polls every joined
+    /// future, and so these checks see every state change. Saves a `Notified` (~100 bytes)
+    /// per idle session each.
+    pub(crate) fn reached(&self, at_least: u8) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |_| {
+            if self.state() >= at_least {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+    }
+
+    pub(crate) async fn wait_state(&self, at_least: u8) {
+        loop {
+            let changed = self.inner.state_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.state() >= at_least {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// Whether a close has started (sends fail from then on).
+    pub fn is_closing(&self) -> bool {
+        self.state() >= CLOSING
+    }
+
+    /// Whether the session has ended completely (handler told, callbacks run).
+    pub fn is_closed(&self) -> bool {
+        self.state() >= FINISHED
+    }
+
+    /// Why the session closed (or is closing); `None` while open.
+    pub fn close_cause(&self) -> Option<CloseCause> {
+        lock(&self.inner.cause).clone()
+    }
+
+    /// Waits until the session has ended completely (after [`Handler::on_close`] and the close
+    /// callbacks), and returns why.
+    pub async fn closed(&self) -> CloseCause {
+        self.wait_state(FINISHED).await;
+        self.close_cause().unwrap_or(CloseCause::Local)
+    }
+
+    // ---- close callbacks ---------------------------------------------------------------------
+
+    /// Registers `callback` to run once when the session ends, under `key`. A callback already
+    /// under `key` is replaced in place (keeping its position); returns true in that case.
+    /// Callbacks run in the order their keys were first added; a panicking callback is caught
+    /// and logged, and the others still run. Added after the session ended, `callback` runs at
+    /// once.
+    pub fn add_close_callback(
+        &self,
+        key: impl Into<Cow<'static, str>>,
+        callback: impl FnOnce(&CloseCause) + Send + 'static,
+    ) -> bool {
+        let key = key.into();
+        let mut cbs = lock(&self.inner.callbacks);
+        if self.is_closed() {
+            drop(cbs);
+            let cause = self.close_cause().unwrap_or(CloseCause::Local);
+            run_callback(self.inner.id, &key, Box::new(callback), &cause);
+            return false;
+        }
+        if let Some(slot) = cbs.iter_mut().find(|(k, _)| *k == key) {
+            slot.1 = Box::new(callback);
+            return true;
+        }
+        cbs.push((key, Box::new(callback)));
+        false
+    }
+
+    /// Removes the close callback under `key`; returns whether there was one.
+    pub fn remove_close_callback(&self, key: &str) -> bool {
+        let mut cbs = lock(&self.inner.callbacks);
+        let before = cbs.len();
+        cbs.retain(|(k, _)| k != key);
+        cbs.len() != before
+    }
+
+    pub(crate) fn run_close_callbacks(&self, cause: &CloseCause) {
+        let cbs = std::mem::take(&mut *lock(&self.inner.callbacks));
+        for (key, cb) in cbs {
+            run_callback(self.inner.id, &key, cb, cause);
+        }
+    }
+
+    // ---- attributes --------------------------------------------------------------------------
+
+    /// Stores a typed attribute (one value per type); returns the previous value of that type.
+    /// Use newtypes to keep several values of one underlying type.
+    pub fn set_attr<T: Any + Send + Sync>(&self, value: T) -> Option<T> {
+        let mut attrs = lock(&self.inner.attrs);
+        let map = attrs.get_or_insert_with(Default::default);
+        map.insert(TypeId::of::<T>(), Box::new(value))
+            .and_then(|old| old.downcast::<T>().ok())
+            .map(|b| *b)
+    }
+
+    /// A clone of the attribute of type `T`.
+    pub fn attr<T: Any + Send + Sync + Clone>(&self) -> Option<T> {
+        self.with_attr(|v: &T| v.clone())
+    }
+
+    /// Calls `f` with the attribute of type `T`, if set.
+    pub fn with_attr<T: Any + Send + Sync, R>(&self, f: impl FnOnce(&T) -> R) -> Option<R> {
+        let attrs = lock(&self.inner.attrs);
+        attrs
+            .as_ref()?
+            .get(&TypeId::of::<T>())?
+            .downcast_ref::<T>()
+            .map(f)
+    }
+
+    /// Removes and returns the attribute of type `T`.
+    pub fn remove_attr<T: Any + Send + Sync>(&self) -> Option<T> {
+        let mut attrs = lock(&self.inner.attrs);
+        let map = attrs.as_mut()?;
+        let v = map
+            .remove(&TypeId::of::<T>())?
+            .downcast::<T>()
+            .ok()
+            .map(|b| *b);
+        if map.is_empty() {
+            *attrs = None;
+        }
+        v
+    }
+}
+
+pub(crate) enum Pushed {
+    Full(Encoded),
+    Error(SendError),
+}
