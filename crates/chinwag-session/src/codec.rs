@@ -18,7 +18,7 @@ use std::fmt;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use chinwag_transport::{Frame, Framing};
-use chinwag_wire::{FramedDecoder, Message, StreamDecoder, WireLimits};
+use chinwag_wire::{FramedDecoder, Message, ProtocolErrorCode, StreamDecoder, WireLimits};
 
 /// Why a codec refused its input or an outgoing message.
 #[derive(Debug, thiserror::Error)]
@@ -241,6 +241,14 @@ pub trait Codec: Send + Sync + 'static {
         None
     }
 
+    /// The last message the session writes when it closes the connection for `why` (after
+    /// discarding its queue, before closing the transport): gotalk's `f` with the code the
+    /// peer expects. Default: nothing.
+    fn farewell(&self, why: Farewell<'_>, framing: Framing) -> Option<Encoded> {
+        let _ = (why, framing);
+        None
+    }
+
     /// A codec-level heartbeat the session sends when nothing was written for
     /// [`SessionConfig::heartbeat_interval`](crate::SessionConfig::heartbeat_interval).
     /// Default: none (WebSocket engines ping on their own).
@@ -248,6 +256,17 @@ pub trait Codec: Send + Sync + 'static {
         let _ = framing;
         None
     }
+}
+
+/// Why a session closes the connection itself, for [`Codec::farewell`].
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum Farewell<'a> {
+    /// The peer's input was refused by the decoder (or was over the decode buffer's limit).
+    Invalid(&'a CodecError),
+    /// The peer was silent for the idle timeout, or a message it started did not arrive in
+    /// time.
+    Timeout,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -347,6 +366,17 @@ impl Codec for WireCodec {
 
     fn preamble(&self, _framing: Framing) -> Option<Encoded> {
         Some(Encoded::binary(Bytes::from_static(chinwag_wire::VERSION)))
+    }
+
+    /// `f` with the code gotalk peers expect: 1 for an unsupported version, 2 for any other
+    /// invalid input, 3 for a timeout.
+    fn farewell(&self, why: Farewell<'_>, framing: Framing) -> Option<Encoded> {
+        let code = match why {
+            Farewell::Invalid(CodecError::Wire(d)) => d.protocol_code(),
+            Farewell::Invalid(_) => ProtocolErrorCode::INVALID_MSG,
+            Farewell::Timeout => ProtocolErrorCode::TIMEOUT,
+        };
+        self.encode(&Message::ProtocolError { code }, framing).ok()
     }
 
     fn heartbeat(&self, framing: Framing) -> Option<Encoded> {

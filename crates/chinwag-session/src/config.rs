@@ -38,6 +38,8 @@ pub enum OverflowPolicy {
 /// | [`close_timeout`](Self::close_timeout) | 5 s |
 /// | [`cron_interval`](Self::cron_interval) | `None` |
 /// | [`max_decode_buffer`](Self::max_decode_buffer) | 32 MiB |
+/// | [`message_timeout`](Self::message_timeout) | 10 s (byte streams) |
+/// | [`message_min_rate`](Self::message_min_rate) | 64 KiB/s (byte streams) |
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SessionConfig {
@@ -69,6 +71,19 @@ pub struct SessionConfig {
     /// too-large message from its header): over it, the session closes as a protocol error.
     /// Default 32 MiB (above the 16 MiB gotalk and 8 MiB length-delimited defaults).
     pub max_decode_buffer: usize,
+    /// Byte streams: a message that has started must arrive within this time, extended by one
+    /// second per [`message_min_rate`](Self::message_min_rate) bytes of it received — so a
+    /// large message sent at a steady pace arrives, and a peer trickling bytes (each byte
+    /// resets the idle timer) is cut: closed with [`CloseCause::MessageTimeout`] after the
+    /// codec's farewell (gotalk: `f00000003`). Default 10 s. `None` disables it (WebSocket and
+    /// UDP never need it: their engines deliver whole messages, and WebSocket keepalive cuts a
+    /// peer trickling one frame).
+    ///
+    /// [`CloseCause::MessageTimeout`]: crate::CloseCause::MessageTimeout
+    pub message_timeout: Option<Duration>,
+    /// The slowest pace, in bytes per second, that extends [`message_timeout`](Self::message_timeout)
+    /// for a message under way. Default 64 KiB/s (a 16 MiB message may take 4 min 26 s).
+    pub message_min_rate: u32,
 }
 
 impl Default for SessionConfig {
@@ -83,6 +98,8 @@ impl Default for SessionConfig {
             close_timeout: Duration::from_secs(5),
             cron_interval: None,
             max_decode_buffer: 32 * 1024 * 1024,
+            message_timeout: Some(Duration::from_secs(10)),
+            message_min_rate: 64 * 1024,
         }
     }
 }

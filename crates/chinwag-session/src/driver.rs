@@ -14,10 +14,11 @@ use chinwag_transport::{
     CloseCode, CloseReason, Frame, FrameRead, FrameWrite, Framing, Transport, TransportError,
 };
 
-use crate::codec::{Codec, CodecError, Decoder, Encoded};
+use crate::budget::Charge;
+use crate::codec::{Codec, CodecError, Decoder, Farewell};
 use crate::config::SessionConfig;
 use crate::error::{CloseCause, CloseMode, SessionError};
-use crate::handle::{ABORTING, CLOSED, CLOSING, FINISHED, NONE, OPEN, Session, lock};
+use crate::handle::{ABORTING, CLOSED, CLOSING, Entry, FINISHED, NONE, OPEN, Session, lock};
 use crate::handler::Handler;
 
 /// Runs a session on `transport` in a new task and returns its handle at once. Servers and
@@ -121,6 +122,7 @@ where
                     },
                     Framing::Stream => {
                         let payload = frame.into_payload();
+                        let arrived = payload.len();
                         if buf.is_empty() {
                             buf = BytesMut::from(payload);
                         } else {
@@ -136,9 +138,13 @@ where
                             buf.extend_from_slice(&payload);
                         }
                         let mut ok = true;
+                        let mut completed = false;
                         while ok {
                             match dec.decode(&mut buf) {
-                                Ok(Some(m)) => ok = Box::pin(deliver(s, handler, m)).await,
+                                Ok(Some(m)) => {
+                                    completed = true;
+                                    ok = Box::pin(deliver(s, handler, m)).await;
+                                }
                                 Ok(None) => break,
                                 Err(e) => return codec_failed(s, handler, e),
                             }
@@ -147,6 +153,7 @@ where
                             // Release the chunk: an idle session holds no read buffer.
                             buf = BytesMut::new();
                         }
+                        track_partial(s, buf.len(), arrived, completed);
                         ok
                     }
                 };
@@ -185,10 +192,44 @@ where
 
 fn codec_failed<C: Codec, H: Handler<C>>(s: &Session<C>, handler: &H, e: CodecError) {
     let cause = CloseCause::ProtocolError(e.to_string());
+    let farewell = s
+        .inner
+        .codec
+        .farewell(Farewell::Invalid(&e), s.inner.framing);
     let _ = guarded(s.inner.id, "on_error", || {
         handler.on_error(s, &SessionError::Codec(e))
     });
-    s.begin_close(cause, None);
+    s.begin_close_with(cause, None, farewell);
+}
+
+/// Byte streams: notes whether a message is under way after a decode pass (`pending` bytes
+/// left in the buffer, `arrived` in the last read, `completed` a message in this pass), for
+/// the message deadline (see [`SessionConfig::message_timeout`]).
+fn track_partial<C: Codec>(s: &Session<C>, pending: usize, arrived: usize, completed: bool) {
+    let inner = &*s.inner;
+    if inner.config.message_timeout.is_none() {
+        return;
+    }
+    if pending == 0 {
+        inner.partial_started_ms.store(NONE, Ordering::Release);
+        return;
+    }
+    let was = inner.partial_started_ms.load(Ordering::Acquire);
+    if was == NONE || completed {
+        // A new message began (what is left after the last whole one).
+        inner.partial_bytes.store(pending as u64, Ordering::Relaxed);
+        inner
+            .partial_started_ms
+            .store(s.now_ms(), Ordering::Release);
+        if was == NONE {
+            // The timer may be asleep until a later deadline: let it see this one.
+            inner.state_changed.notify_waiters();
+        }
+    } else {
+        inner
+            .partial_bytes
+            .fetch_add(arrived as u64, Ordering::Relaxed);
+    }
 }
 
 /// Hands one message to the handler. False when the connection closed meanwhile (the
@@ -215,7 +256,7 @@ async fn deliver<C: Codec, H: Handler<C>>(s: &Session<C>, handler: &H, m: C::In)
 /// the cause), closes the transport, and marks the session closed.
 async fn write_loop<W: FrameWrite, C: Codec>(s: &Session<C>, mut wr: W) {
     let inner = &*s.inner;
-    let mut batch: VecDeque<Encoded> = VecDeque::new();
+    let mut batch: VecDeque<Entry> = VecDeque::new();
     loop {
         let state = s.state();
         if state >= ABORTING {
@@ -302,10 +343,16 @@ async fn write_loop<W: FrameWrite, C: Codec>(s: &Session<C>, mut wr: W) {
 
 async fn write_batch<W: FrameWrite>(
     wr: &mut W,
-    batch: &mut VecDeque<Encoded>,
+    batch: &mut VecDeque<Entry>,
     bytes: &mut u64,
 ) -> Result<(), TransportError> {
-    while let Some(msg) = batch.pop_front() {
+    // Charges of the batch's messages, released once the flush is done (the bytes are in the
+    // transport's buffers until then). No allocation unless a message carries one.
+    let mut charges: Vec<Charge> = Vec::new();
+    while let Some(Entry { msg, charge, .. }) = batch.pop_front() {
+        if let Some(c) = charge {
+            charges.push(c);
+        }
         let mut frames: [Option<Frame>; 2] = [None, None];
         let mut rest: Vec<Frame> = Vec::new();
         let mut n = 0;
@@ -322,7 +369,9 @@ async fn write_batch<W: FrameWrite>(
             wr.feed(f).await?;
         }
     }
-    wr.flush().await
+    let flushed = wr.flush().await;
+    drop(charges);
+    flushed
 }
 
 /// The session's one timer: sleeps until the earliest of its deadlines (idle, heartbeat,
@@ -366,7 +415,8 @@ async fn timer_loop<C: Codec, H: Handler<C>>(s: &Session<C>, handler: &H) {
                             )),
                         )
                     });
-                    s.begin_close(CloseCause::IdleTimeout, None);
+                    let farewell = inner.codec.farewell(Farewell::Timeout, inner.framing);
+                    s.begin_close_with(CloseCause::IdleTimeout, None, farewell);
                     // The reader and writer do not register for state changes (see
                     // `Session::reached`); when the timer itself changes the state, yield so
                     // the task is polled again and they see it now.
@@ -374,6 +424,31 @@ async fn timer_loop<C: Codec, H: Handler<C>>(s: &Session<C>, handler: &H) {
                     continue;
                 }
                 next = next.min(at);
+            }
+            if let Some(grace) = cfg.message_timeout {
+                let started = inner.partial_started_ms.load(Ordering::Acquire);
+                if started != NONE {
+                    let rate = u64::from(cfg.message_min_rate);
+                    let received = inner.partial_bytes.load(Ordering::Relaxed);
+                    let extra = received.saturating_mul(1000).checked_div(rate).unwrap_or(0);
+                    let at = started.saturating_add(ms(grace)).saturating_add(extra);
+                    if now >= at {
+                        tracing::debug!(session = inner.id, received, "message too slow; closing");
+                        let _ = guarded(inner.id, "on_error", || {
+                            handler.on_error(
+                                s,
+                                &SessionError::Transport(TransportError::Timeout(
+                                    "a message did not arrive in time",
+                                )),
+                            )
+                        });
+                        let farewell = inner.codec.farewell(Farewell::Timeout, inner.framing);
+                        s.begin_close_with(CloseCause::MessageTimeout, None, farewell);
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    next = next.min(at);
+                }
             }
             if let Some(every) = heartbeat {
                 let at = inner.last_write_ms.load(Ordering::Relaxed) + every;

@@ -11,7 +11,7 @@ use crate::codec::CodecError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CloseCause {
-    /// We closed it ([`Session::close`]): clean.
+    /// We closed it ([`Session::close`](crate::Session::close)): clean.
     Local,
     /// The peer closed in an orderly way: a close frame (with its code and reason) or the end
     /// of a byte stream (`None`: byte streams carry no code). Clean when the code is 1000 or
@@ -19,19 +19,23 @@ pub enum CloseCause {
     Peer(Option<CloseReason>),
     /// The connection broke (reset, I/O error, a transport deadline such as a missing pong).
     PeerGone(String),
-    /// Nothing arrived from the peer for [`SessionConfig::idle_timeout`].
+    /// Nothing arrived from the peer for [`SessionConfig::idle_timeout`](crate::SessionConfig::idle_timeout).
     IdleTimeout,
-    /// A batch of writes took longer than [`SessionConfig::write_timeout`].
+    /// Byte streams: a message that had started did not arrive in time
+    /// ([`SessionConfig::message_timeout`](crate::SessionConfig::message_timeout), [`SessionConfig::message_min_rate`](crate::SessionConfig::message_min_rate)) — a peer
+    /// trickling bytes.
+    MessageTimeout,
+    /// A batch of writes took longer than [`SessionConfig::write_timeout`](crate::SessionConfig::write_timeout).
     WriteTimeout,
     /// The peer sent something the codec or the transport refused.
     ProtocolError(String),
-    /// The outbound queue overflowed under [`OverflowPolicy::Close`].
+    /// The outbound queue overflowed under [`OverflowPolicy::Close`](crate::OverflowPolicy::Close).
     Overflow,
     /// The server or client that owns the session is shutting down.
     Shutdown,
-    /// [`Handler::on_open`] refused the session.
+    /// [`Handler::on_open`](crate::Handler::on_open) refused the session.
     Refused(CloseReason),
-    /// [`Handler::on_message`] panicked (the panic was caught and logged; the peer gets 1011).
+    /// [`Handler::on_message`](crate::Handler::on_message) panicked (the panic was caught and logged; the peer gets 1011).
     HandlerPanic(String),
 }
 
@@ -54,6 +58,7 @@ impl CloseCause {
             CloseCause::Local | CloseCause::Peer(_) => CloseReason::normal(),
             CloseCause::PeerGone(_) => CloseReason::new(CloseCode::INTERNAL, "connection broken"),
             CloseCause::IdleTimeout => CloseReason::new(CloseCode::GOING_AWAY, "idle timeout"),
+            CloseCause::MessageTimeout => CloseReason::new(CloseCode::POLICY, "message too slow"),
             CloseCause::WriteTimeout => CloseReason::new(CloseCode::POLICY, "write timeout"),
             CloseCause::ProtocolError(m) => CloseReason::new(CloseCode::PROTOCOL, m.clone()),
             CloseCause::Overflow => CloseReason::new(CloseCode::POLICY, "send queue overflow"),
@@ -68,6 +73,7 @@ impl CloseCause {
         match self {
             CloseCause::Local | CloseCause::Shutdown | CloseCause::Peer(_) => CloseMode::Drain,
             CloseCause::IdleTimeout
+            | CloseCause::MessageTimeout
             | CloseCause::Overflow
             | CloseCause::ProtocolError(_)
             | CloseCause::Refused(_)
@@ -85,6 +91,7 @@ impl fmt::Display for CloseCause {
             CloseCause::Peer(Some(r)) => write!(f, "peer closed: {r}"),
             CloseCause::PeerGone(e) => write!(f, "peer gone: {e}"),
             CloseCause::IdleTimeout => f.write_str("idle timeout"),
+            CloseCause::MessageTimeout => f.write_str("a message did not arrive in time"),
             CloseCause::WriteTimeout => f.write_str("write timeout"),
             CloseCause::ProtocolError(e) => write!(f, "protocol error: {e}"),
             CloseCause::Overflow => f.write_str("send queue overflow"),
@@ -112,15 +119,15 @@ pub enum SendError {
     /// The session is closing or closed; the message was not queued. Stop sending to it.
     #[error("session closed")]
     Closed,
-    /// The queue was full and the policy is [`OverflowPolicy::DropNewest`]: this message was
+    /// The queue was full and the policy is [`OverflowPolicy::DropNewest`](crate::OverflowPolicy::DropNewest): this message was
     /// discarded. The session stays open.
     #[error("send queue full: message dropped")]
     Dropped,
-    /// The queue stayed full for the [`OverflowPolicy::Block`] timeout; the message was not
+    /// The queue stayed full for the [`OverflowPolicy::Block`](crate::OverflowPolicy::Block) timeout; the message was not
     /// queued. The session stays open.
     #[error("send queue full: timed out waiting for room")]
     Timeout,
-    /// The queue was full and the policy is [`OverflowPolicy::Close`]: the session is closing.
+    /// The queue was full and the policy is [`OverflowPolicy::Close`](crate::OverflowPolicy::Close): the session is closing.
     #[error("send queue overflow: session closed")]
     Overflow,
     /// The codec could not encode the message; nothing was queued.
@@ -128,7 +135,7 @@ pub enum SendError {
     Codec(#[from] CodecError),
 }
 
-/// An error a session reports to [`Handler::on_error`] before it closes.
+/// An error a session reports to [`Handler::on_error`](crate::Handler::on_error) before it closes.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SessionError {
@@ -140,6 +147,6 @@ pub enum SessionError {
     Codec(#[from] CodecError),
 }
 
-/// [`Handler::on_open`]'s answer when it refuses a session: the connection is closed with
-/// this code and reason, [`Handler::on_close`] is not called.
+/// [`Handler::on_open`](crate::Handler::on_open)'s answer when it refuses a session: the connection is closed with
+/// this code and reason, [`Handler::on_close`](crate::Handler::on_close) is not called.
 pub type Refusal = CloseReason;

@@ -14,6 +14,7 @@ use chinwag_transport::{Framing, PeerAddr};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::budget::Charge;
 use crate::codec::{Codec, CodecError, Encoded};
 use crate::config::{OverflowPolicy, SessionConfig};
 use crate::driver::run_callback;
@@ -53,8 +54,30 @@ pub(crate) struct Counters {
 
 #[derive(Default)]
 pub(crate) struct Queue {
-    pub(crate) items: VecDeque<Encoded>,
+    pub(crate) items: VecDeque<Entry>,
     pub(crate) bytes: usize,
+}
+
+/// One queued message, with the bytes it holds against a budget until written.
+pub(crate) struct Entry {
+    pub(crate) msg: Encoded,
+    pub(crate) charge: Option<Charge>,
+    /// Queued under `DropOldest`/`DropNewest`: `DropOldest` may discard it for room.
+    pub(crate) droppable: bool,
+    /// The codec's preamble: kept when a close discards the queue, so a farewell is never
+    /// written before it.
+    pub(crate) preamble: bool,
+}
+
+impl Entry {
+    pub(crate) fn new(msg: Encoded) -> Self {
+        Entry {
+            msg,
+            charge: None,
+            droppable: false,
+            preamble: false,
+        }
+    }
 }
 
 type CloseCallback = Box<dyn FnOnce(&CloseCause) + Send>;
@@ -76,6 +99,10 @@ pub(crate) struct Inner<C: Codec> {
     pub(crate) last_read_ms: AtomicU64,
     pub(crate) last_write_ms: AtomicU64,
     pub(crate) write_started_ms: AtomicU64,
+    /// Byte streams: when the message now being received started (`NONE`: none under way),
+    /// and how many of its bytes have arrived.
+    pub(crate) partial_started_ms: AtomicU64,
+    pub(crate) partial_bytes: AtomicU64,
     pub(crate) close_deadline_ms: AtomicU64,
     pub(crate) overflow: Mutex<Option<OverflowPolicy>>,
     pub(crate) attrs: Mutex<Option<Box<AttrMap>>>,
@@ -140,6 +167,8 @@ impl<C: Codec> Session<C> {
                 last_read_ms: AtomicU64::new(0),
                 last_write_ms: AtomicU64::new(0),
                 write_started_ms: AtomicU64::new(NONE),
+                partial_started_ms: AtomicU64::new(NONE),
+                partial_bytes: AtomicU64::new(0),
                 close_deadline_ms: AtomicU64::new(NONE),
                 overflow: Mutex::new(None),
                 attrs: Mutex::new(None),
@@ -265,19 +294,57 @@ impl<C: Codec> Session<C> {
     }
 
     /// Queues an already encoded message (for a broadcast: encode once, clone the [`Encoded`]
-    /// for every session — frames are shared `Bytes`). Waits only under
-    /// [`OverflowPolicy::Block`]. Success means queued, not delivered.
+    /// for every session — frames are shared `Bytes`) under the session's
+    /// [overflow policy](Self::overflow_policy). Waits only under [`OverflowPolicy::Block`].
+    /// Success means queued, not delivered.
     ///
     /// # Errors
     ///
     /// [`SendError::Closed`], or what the overflow policy says when the queue is full.
     pub async fn send_encoded(&self, msg: Encoded) -> Result<(), SendError> {
-        let mut msg = match self.push(msg) {
+        self.send_entry(Entry::new(msg), self.overflow_policy())
+            .await
+    }
+
+    /// Queues `msg` under `policy` instead of the session's own (for instance
+    /// `Block { timeout }` for an answer that must not be dropped, or `DropNewest` for a feed).
+    ///
+    /// # Errors
+    ///
+    /// As [`send_encoded`](Self::send_encoded), by `policy`.
+    pub async fn send_encoded_with(
+        &self,
+        msg: Encoded,
+        policy: OverflowPolicy,
+    ) -> Result<(), SendError> {
+        self.send_entry(Entry::new(msg), policy).await
+    }
+
+    /// Queues `msg` under `policy` together with `charge` (bytes held against a
+    /// [`ByteBudget`](crate::ByteBudget)), which is released once the message has been written
+    /// (or discarded by a close). On an error the charge is released at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_encoded_with`](Self::send_encoded_with).
+    pub async fn send_charged(
+        &self,
+        msg: Encoded,
+        charge: Charge,
+        policy: OverflowPolicy,
+    ) -> Result<(), SendError> {
+        let mut entry = Entry::new(msg);
+        entry.charge = Some(charge);
+        self.send_entry(entry, policy).await
+    }
+
+    async fn send_entry(&self, entry: Entry, policy: OverflowPolicy) -> Result<(), SendError> {
+        let mut entry = match self.push(entry, policy) {
             Ok(()) => return Ok(()),
             Err(Pushed::Error(e)) => return Err(e),
-            Err(Pushed::Full(msg)) => msg,
+            Err(Pushed::Full(entry)) => entry,
         };
-        let OverflowPolicy::Block { timeout } = self.overflow_policy() else {
+        let OverflowPolicy::Block { timeout } = policy else {
             return Err(SendError::Dropped);
         };
         let deadline = Instant::now() + timeout;
@@ -288,10 +355,10 @@ impl<C: Codec> Session<C> {
             let changed = self.inner.state_changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            msg = match self.push(msg) {
+            entry = match self.push(entry, policy) {
                 Ok(()) => return Ok(()),
                 Err(Pushed::Error(e)) => return Err(e),
-                Err(Pushed::Full(msg)) => msg,
+                Err(Pushed::Full(entry)) => entry,
             };
             tokio::select! {
                 _ = changed => {}
@@ -300,60 +367,78 @@ impl<C: Codec> Session<C> {
         }
     }
 
-    /// Queues an encoded message without waiting: under [`OverflowPolicy::Block`] a full queue
-    /// gives [`SendError::Timeout`] at once. For synchronous contexts.
+    /// Queues an encoded message without waiting, under the session's policy: under
+    /// [`OverflowPolicy::Block`] a full queue gives [`SendError::Timeout`] at once. For
+    /// synchronous contexts and fan-out (a stalled receiver never makes the sender wait).
     ///
     /// # Errors
     ///
     /// As [`send_encoded`](Self::send_encoded).
     pub fn try_send_encoded(&self, msg: Encoded) -> Result<(), SendError> {
-        match self.push(msg) {
+        self.try_send_encoded_with(msg, self.overflow_policy())
+    }
+
+    /// As [`try_send_encoded`](Self::try_send_encoded) under `policy`.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_encoded_with`](Self::send_encoded_with), with
+    /// [`SendError::Timeout`] at once where `Block` would wait.
+    pub fn try_send_encoded_with(
+        &self,
+        msg: Encoded,
+        policy: OverflowPolicy,
+    ) -> Result<(), SendError> {
+        match self.push(Entry::new(msg), policy) {
             Ok(()) => Ok(()),
             Err(Pushed::Error(e)) => Err(e),
             Err(Pushed::Full(_)) => Err(SendError::Timeout),
         }
     }
 
-    /// Applies the queue limits and the overflow policy (all but the waiting of `Block`).
-    pub(crate) fn push(&self, msg: Encoded) -> Result<(), Pushed> {
+    /// Applies the queue limits and `policy` (all but the waiting of `Block`).
+    pub(crate) fn push(&self, mut entry: Entry, policy: OverflowPolicy) -> Result<(), Pushed> {
         let inner = &*self.inner;
         if inner.state.load(Ordering::Acquire) >= CLOSING {
             return Err(Pushed::Error(SendError::Closed));
         }
         let cfg = &*inner.config;
         let max_msgs = cfg.queue_max_messages.max(1);
-        let size = msg.len();
+        let size = entry.msg.len();
         let mut q = lock(&inner.queue);
         let fits = |q: &Queue| {
             q.items.is_empty()
                 || (q.items.len() < max_msgs && q.bytes.saturating_add(size) <= cfg.queue_max_bytes)
         };
         if !fits(&q) {
-            match self.overflow_policy() {
-                OverflowPolicy::Block { .. } => return Err(Pushed::Full(msg)),
+            match policy {
+                OverflowPolicy::Block { .. } => return Err(Pushed::Full(entry)),
                 OverflowPolicy::DropNewest => {
                     drop(q);
-                    inner
-                        .counters
-                        .messages_dropped
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.count_dropped(1);
                     return Err(Pushed::Error(SendError::Dropped));
                 }
                 OverflowPolicy::DropOldest => {
+                    // Only messages queued under a dropping policy may go: an answer queued
+                    // with `Block` (say) was promised to the peer.
                     let mut dropped = 0;
-                    while !fits(&q) {
-                        match q.items.pop_front() {
-                            Some(old) => {
-                                q.bytes -= old.len();
-                                dropped += 1;
-                            }
-                            None => break,
+                    let mut i = 0;
+                    while !fits(&q) && i < q.items.len() {
+                        if q.items[i].droppable {
+                            let old = q.items.remove(i).expect("index checked");
+                            q.bytes -= old.msg.len();
+                            dropped += 1;
+                        } else {
+                            i += 1;
                         }
                     }
-                    inner
-                        .counters
-                        .messages_dropped
-                        .fetch_add(dropped, Ordering::Relaxed);
+                    let room = fits(&q);
+                    drop(q);
+                    self.count_dropped(dropped + u64::from(!room));
+                    if !room {
+                        return Err(Pushed::Error(SendError::Dropped));
+                    }
+                    q = lock(&inner.queue);
                 }
                 OverflowPolicy::Close => {
                     drop(q);
@@ -362,21 +447,36 @@ impl<C: Codec> Session<C> {
                 }
             }
         }
+        entry.droppable = matches!(
+            policy,
+            OverflowPolicy::DropOldest | OverflowPolicy::DropNewest
+        );
         q.bytes += size;
-        q.items.push_back(msg);
+        q.items.push_back(entry);
         drop(q);
         inner.writer_wake.notify_one();
         Ok(())
     }
 
-    /// Queues a message outside the limits (preamble, heartbeat). `front` puts it first.
-    pub(crate) fn push_unbounded(&self, msg: Encoded, front: bool) {
+    fn count_dropped(&self, n: u64) {
+        if n > 0 {
+            self.inner
+                .counters
+                .messages_dropped
+                .fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Queues a message outside the limits: the preamble (first in the queue), heartbeats.
+    pub(crate) fn push_unbounded(&self, msg: Encoded, preamble: bool) {
         let mut q = lock(&self.inner.queue);
         q.bytes += msg.len();
-        if front {
-            q.items.push_front(msg);
+        let mut entry = Entry::new(msg);
+        entry.preamble = preamble;
+        if preamble {
+            q.items.push_front(entry);
         } else {
-            q.items.push_back(msg);
+            q.items.push_back(entry);
         }
         drop(q);
         self.inner.writer_wake.notify_one();
@@ -401,6 +501,17 @@ impl<C: Codec> Session<C> {
     }
 
     pub(crate) fn begin_close(&self, cause: CloseCause, deadline: Option<Instant>) -> bool {
+        self.begin_close_with(cause, deadline, None)
+    }
+
+    /// Starts a close; `farewell` (the codec's last word for this cause, see
+    /// [`Codec::farewell`]) is written after the queue is discarded, before the transport closes.
+    pub(crate) fn begin_close_with(
+        &self,
+        cause: CloseCause,
+        deadline: Option<Instant>,
+        farewell: Option<Encoded>,
+    ) -> bool {
         let inner = &*self.inner;
         {
             let mut slot = lock(&inner.cause);
@@ -419,8 +530,18 @@ impl<C: Codec> Session<C> {
         let mode = cause.mode();
         if mode != CloseMode::Drain {
             let mut q = lock(&inner.queue);
-            q.items = VecDeque::new();
-            q.bytes = 0;
+            let keep = mode == CloseMode::CloseNow && q.items.front().is_some_and(|e| e.preamble);
+            if keep {
+                q.items.truncate(1);
+                q.bytes = q.items[0].msg.len();
+            } else {
+                q.items = VecDeque::new();
+                q.bytes = 0;
+            }
+            if let Some(f) = farewell.filter(|_| mode == CloseMode::CloseNow) {
+                q.bytes += f.len();
+                q.items.push_back(Entry::new(f));
+            }
         }
         tracing::debug!(session = inner.id, peer = %inner.peer, %cause, "session closing");
         self.set_state(if mode == CloseMode::Abort {
@@ -580,6 +701,6 @@ impl<C: Codec> Session<C> {
 }
 
 pub(crate) enum Pushed {
-    Full(Encoded),
+    Full(Entry),
     Error(SendError),
 }

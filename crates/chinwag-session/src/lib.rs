@@ -75,6 +75,7 @@
 //! # }
 //! ```
 
+mod budget;
 mod client;
 pub mod codec;
 mod config;
@@ -85,8 +86,11 @@ mod handler;
 mod server;
 pub mod udp;
 
+pub use budget::{ByteBudget, Charge};
 pub use client::{Client, ClientConfig, ReconnectPolicy};
-pub use codec::{Codec, CodecError, Decoder, Encoded, FrameCodec, LengthDelimited, WireCodec};
+pub use codec::{
+    Codec, CodecError, Decoder, Encoded, Farewell, FrameCodec, LengthDelimited, WireCodec,
+};
 pub use config::{OverflowPolicy, SessionConfig};
 pub use driver::spawn_session;
 pub use error::{CloseCause, Refusal, SendError, SessionError};

@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chinwag_transport::{Acceptor, PeerAddr, Transport, TransportError};
-use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::codec::{Codec, Encoded};
 use crate::driver;
@@ -19,18 +20,12 @@ use crate::{CloseCause, Handler, SendError, Session, SessionConfig};
 ///
 /// | field | default |
 /// |---|---|
-/// | [`max_connections`](Self::max_connections) | 10 000 |
 /// | [`accept_backoff_initial`](Self::accept_backoff_initial) | 5 ms |
 /// | [`accept_backoff_max`](Self::accept_backoff_max) | 1 s |
 /// | [`session`](Self::session) | [`SessionConfig::default()`] |
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServerConfig {
-    /// Most sessions open at once. Default 10 000: every connection costs a file descriptor,
-    /// and a process on this project's machines may hold 20 000. At the limit the server stops
-    /// calling `accept` (new connections wait in the listen backlog, 1 024 by default in
-    /// `chinwag-transport`) until a session ends. Values below 1 act as 1.
-    pub max_connections: usize,
     /// The first pause after an accept error such as `EMFILE` (out of file descriptors); it
     /// doubles per consecutive error up to [`accept_backoff_max`](Self::accept_backoff_max)
     /// and resets after a successful accept. Default 5 ms. Errors that concern only one
@@ -45,7 +40,6 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            max_connections: 10_000,
             accept_backoff_initial: Duration::from_millis(5),
             accept_backoff_max: Duration::from_secs(1),
             session: SessionConfig::default(),
@@ -75,10 +69,10 @@ pub struct BroadcastReport {
 
 struct Shared<C: Codec> {
     sessions: Mutex<HashMap<u64, Session<C>>>,
-    stop: Notify,
-    stopping: std::sync::atomic::AtomicBool,
-    limit: Arc<Semaphore>,
-    max: usize,
+    /// Cancelled by `shutdown`: the accept loop stops.
+    stop: CancellationToken,
+    /// Every session task, so `shutdown` can wait for the last one to end.
+    tasks: TaskTracker,
     local_addr: Option<PeerAddr>,
 }
 
@@ -110,13 +104,10 @@ impl Server {
         C: Codec,
         H: Handler<C>,
     {
-        let max = config.max_connections.max(1);
         let shared = Arc::new(Shared {
             sessions: Mutex::new(HashMap::new()),
-            stop: Notify::new(),
-            stopping: Default::default(),
-            limit: Arc::new(Semaphore::new(max)),
-            max,
+            stop: CancellationToken::new(),
+            tasks: TaskTracker::new(),
             local_addr: acceptor.local_addr(),
         });
         let accept_task = tokio::spawn(accept_loop(
@@ -163,17 +154,11 @@ async fn accept_loop<A, C, H>(
 {
     let mut backoff = config.accept_backoff_initial;
     loop {
-        // The connection limit: wait for a free slot *before* accepting, so connections over
-        // the limit stay in the kernel's backlog instead of being accepted and dropped.
-        let permit = tokio::select! {
-            _ = shared.stop.notified() => break,
-            p = shared.limit.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
+        // The connection limit is the acceptor's budget (see
+        // `chinwag_transport::ConnectionBudget`): it counts every socket from accept to close
+        // and refuses past it, so no second limit is kept here.
         let accepted = tokio::select! {
-            _ = shared.stop.notified() => break,
+            _ = shared.stop.cancelled() => break,
             r = acceptor.accept() => r,
         };
         let transport = match accepted {
@@ -192,7 +177,7 @@ async fn accept_loop<A, C, H>(
             Err(e) => {
                 tracing::warn!(error = %e, pause = ?backoff, "accept failed; backing off");
                 tokio::select! {
-                    _ = shared.stop.notified() => break,
+                    _ = shared.stop.cancelled() => break,
                     _ = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(config.accept_backoff_max);
@@ -209,12 +194,11 @@ async fn accept_loop<A, C, H>(
         let handler = handler.clone();
         let shared2 = shared.clone();
         let fut = async move {
-            let _permit = permit;
             let id = session.id();
             driver::run(session, transport, handler).await;
             lock(&shared2.sessions).remove(&id);
         };
-        tokio::spawn(fut);
+        shared.tasks.spawn(fut);
     }
     // Dropping the acceptor closes the listener: new connections are refused from here on.
     drop(acceptor);
@@ -278,11 +262,7 @@ impl<C: Codec> ServerHandle<C> {
     /// writing at `now + deadline` are dropped. Returns when everything has ended.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
         let until = Instant::now() + deadline;
-        self.shared
-            .stopping
-            .store(true, std::sync::atomic::Ordering::Release);
-        self.shared.stop.notify_waiters();
-        self.shared.stop.notify_one();
+        self.shared.stop.cancel();
         let task = lock(&self.accept_task).take();
         if let Some(task) = task {
             let _ = task.await;
@@ -298,8 +278,9 @@ impl<C: Codec> ServerHandle<C> {
                 undrained += 1;
             }
         }
-        // Every session task holds a permit until it has fully ended.
-        let _ = self.shared.limit.acquire_many(self.shared.max as u32).await;
+        // Every session task has fully ended (transport dropped, callbacks run).
+        self.shared.tasks.close();
+        self.shared.tasks.wait().await;
         ShutdownReport {
             sessions: sessions.len(),
             undrained,

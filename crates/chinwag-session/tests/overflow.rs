@@ -205,3 +205,70 @@ async fn per_session_policy_overrides_the_config() {
     assert!(matches!(s.send(&msg(1, 1)).await, Err(SendError::Dropped)));
     assert!(!s.is_closing());
 }
+
+/// A per-call policy overrides the session's; `DropOldest` never discards a message that was
+/// queued under `Block` (an answer promised to the peer), and drops the new one when only such
+/// messages are queued.
+#[tokio::test]
+async fn per_call_policy_and_drop_oldest_keeps_promised_messages() {
+    let (s, mut rd, _wr) = plugged(3, 1 << 20, OverflowPolicy::Close).await;
+    let block = OverflowPolicy::Block {
+        timeout: Duration::from_secs(1),
+    };
+    let enc = |i: u8| s.encode(&msg(i, 10)).unwrap();
+    // A feed message (droppable), then two promised ones.
+    s.try_send_encoded_with(enc(0), OverflowPolicy::DropOldest)
+        .unwrap();
+    s.send_encoded_with(enc(1), block).await.unwrap();
+    s.send_encoded_with(enc(2), block).await.unwrap();
+    // Full: DropOldest evicts the feed message, not the promised ones.
+    s.try_send_encoded_with(enc(3), OverflowPolicy::DropOldest)
+        .unwrap();
+    // Full of promised messages and message 3 (droppable): 3 goes for 4.
+    s.try_send_encoded_with(enc(4), OverflowPolicy::DropOldest)
+        .unwrap();
+    assert_eq!(s.stats().messages_dropped, 2);
+    // Non-blocking Block on a full queue: Timeout at once; the session's Close policy is not
+    // applied to a per-call policy.
+    assert!(matches!(
+        s.try_send_encoded_with(enc(5), block),
+        Err(SendError::Timeout)
+    ));
+    assert!(!s.is_closing());
+    s.close();
+    assert_eq!(drain(&mut rd).await, [200, 201, 1, 2, 4]);
+}
+
+/// A charge travels with its message and is released once the message is written; a close
+/// that discards the queue releases it too.
+#[tokio::test]
+async fn charges_are_released_when_written_or_discarded() {
+    let budget = chinwag_session::ByteBudget::new(1 << 20);
+    let (s, mut rd, _wr) = plugged(8, 1 << 20, OverflowPolicy::Close).await;
+    let block = OverflowPolicy::Block {
+        timeout: Duration::from_secs(1),
+    };
+    for i in 0..3u8 {
+        let c = budget.try_charge(1000).unwrap();
+        s.send_charged(s.encode(&msg(i, 10)).unwrap(), c, block)
+            .await
+            .unwrap();
+    }
+    assert_eq!(budget.used(), 3000, "queued: still charged");
+    // The peer reads: the plugs and the three messages are written, the charges released.
+    for _ in 0..5 {
+        within(rd.read_frame()).await.unwrap().unwrap();
+    }
+    wait_until(|| budget.used() == 0).await;
+    // Discarded by an overflow close: released too.
+    let (s2, _rd2, _wr2) = plugged(1, 1 << 20, OverflowPolicy::Close).await;
+    let c = budget.try_charge(500).unwrap();
+    s2.send_charged(s2.encode(&msg(9, 10)).unwrap(), c, block)
+        .await
+        .unwrap();
+    assert_eq!(budget.used(), 500);
+    assert!(s2.send(&msg(10, 10)).await.is_err());
+    assert_eq!(within(s2.closed()).await, CloseCause::Overflow);
+    assert_eq!(budget.used(), 0);
+    drop(s);
+}
