@@ -80,6 +80,9 @@ impl Default for RetryWait {
 /// | [`request_timeout`](Self::request_timeout) | 30 s | whole request, retries included; `None` = no timeout |
 /// | [`stream_buffer`](Self::stream_buffer) | 32 chunks | per stream, inbound; when full the connection stops reading |
 /// | [`notification_buffer`](Self::notification_buffer) | 256 | notifications waiting for their handler; when full the connection stops reading |
+/// | [`reply_timeout`](Self::reply_timeout) | 10 s | how long an answer (result, error, retry) waits for room in the send queue; past it the connection is closed, never the answer dropped |
+/// | [`max_in_flight_bytes`](Self::max_in_flight_bytes) | 32 MiB | per connection: request bytes being handled plus answers not yet written; past it new requests get a RetryResult and parts/notifications wait |
+/// | [`max_server_in_flight_bytes`](Self::max_server_in_flight_bytes) | 512 MiB | the same, summed over every connection of a server (or of one `connect`ed peer) |
 /// | [`wire`](Self::wire) | [`WireLimits::default()`] (16 MiB payloads, 1 024-byte names) | also bounds a streamed result collected into one value |
 /// | [`session`](Self::session) | see below | |
 ///
@@ -110,6 +113,25 @@ pub struct RpcConfig {
     pub stream_buffer: usize,
     /// Inbound notifications buffered for their handler. Default 256.
     pub notification_buffer: usize,
+    /// How long an answer we owe the peer (a result, an error, a RetryResult, a result part)
+    /// may wait for room in the send queue. Answers never go through the session's overflow
+    /// policy: they wait (the connection stops reading meanwhile, so a pipelining peer is
+    /// slowed down, not refused) and, when the queue stays full this long — the peer stopped
+    /// reading — the connection is closed with [`CloseCause::Overflow`], so the peer knows
+    /// every outstanding request failed. Default 10 s.
+    ///
+    /// [`CloseCause::Overflow`]: chinwag_session::CloseCause::Overflow
+    pub reply_timeout: Duration,
+    /// Per connection: the bytes of requests being handled (payloads and stream parts) plus
+    /// answers not yet written. A request that does not fit gets a RetryResult; a stream part
+    /// or a notification that does not fit waits (the connection stops reading) up to
+    /// [`reply_timeout`](Self::reply_timeout), then the connection is closed. A connection
+    /// with nothing in flight accepts one request of any size (up to the wire's payload
+    /// limit). Default 32 MiB.
+    pub max_in_flight_bytes: usize,
+    /// The same bound summed over all connections of one server, so however many peers stop
+    /// reading, their work in flight stays within it. Default 512 MiB.
+    pub max_server_in_flight_bytes: usize,
     /// Limits on what the peer may send (and on results collected from streams).
     pub wire: WireLimits,
     /// The session (queue, heartbeat, idle timeout) settings.
@@ -138,6 +160,9 @@ impl Default for RpcConfig {
             request_timeout: Some(Duration::from_secs(30)),
             stream_buffer: 32,
             notification_buffer: 256,
+            reply_timeout: Duration::from_secs(10),
+            max_in_flight_bytes: 32 << 20,
+            max_server_in_flight_bytes: 512 << 20,
             wire: WireLimits::default(),
             session,
         }
@@ -181,6 +206,24 @@ impl RpcConfig {
     /// Sets [`request_timeout`](Self::request_timeout).
     pub fn with_request_timeout(mut self, t: Option<Duration>) -> Self {
         self.request_timeout = t;
+        self
+    }
+
+    /// Sets [`reply_timeout`](Self::reply_timeout).
+    pub fn with_reply_timeout(mut self, t: Duration) -> Self {
+        self.reply_timeout = t;
+        self
+    }
+
+    /// Sets [`max_in_flight_bytes`](Self::max_in_flight_bytes).
+    pub fn with_max_in_flight_bytes(mut self, bytes: usize) -> Self {
+        self.max_in_flight_bytes = bytes;
+        self
+    }
+
+    /// Sets [`max_server_in_flight_bytes`](Self::max_server_in_flight_bytes).
+    pub fn with_max_server_in_flight_bytes(mut self, bytes: usize) -> Self {
+        self.max_server_in_flight_bytes = bytes;
         self
     }
 

@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chinwag_session::codec::{CodecError, WireCodec};
-use chinwag_session::{CloseCause, Handler, Refusal, Session, SessionError};
+use chinwag_session::{
+    ByteBudget, Charge, CloseCause, Handler, OverflowPolicy, Refusal, SendError, Session,
+    SessionError,
+};
 use chinwag_wire::{Message, Name, ProtocolErrorCode, RequestId};
 use futures_util::FutureExt;
 use serde::Serialize;
@@ -55,10 +58,12 @@ struct Inner {
     handlers: RwLock<Arc<Handlers>>,
     next_id: AtomicU32,
     pending: Mutex<HashMap<RequestId, mpsc::Sender<Reply>>>,
-    streams_in: Mutex<HashMap<RequestId, mpsc::Sender<Bytes>>>,
+    streams_in: Mutex<HashMap<RequestId, mpsc::Sender<(Bytes, Charge)>>>,
+    /// Bytes of requests being handled and answers not yet written (a child of the server's).
+    budget: ByteBudget,
     requests: Arc<Semaphore>,
     streams: Arc<Semaphore>,
-    notes: OnceLock<mpsc::Sender<(Name, Bytes)>>,
+    notes: OnceLock<mpsc::Sender<(Name, Bytes, Charge)>>,
     closed: AtomicBool,
     reason: Mutex<Option<CloseReason>>,
     heartbeat: Mutex<Option<Heartbeat>>,
@@ -108,10 +113,16 @@ impl std::fmt::Debug for Peer {
 }
 
 impl Peer {
-    fn new(session: Session<WireCodec>, config: Arc<RpcConfig>, handlers: Arc<Handlers>) -> Self {
+    fn new(
+        session: Session<WireCodec>,
+        config: Arc<RpcConfig>,
+        handlers: Arc<Handlers>,
+        server_budget: &ByteBudget,
+    ) -> Self {
         let seed = RandomState::new().hash_one(session.id());
         Peer {
             inner: Arc::new(Inner {
+                budget: server_budget.child(config.max_in_flight_bytes),
                 requests: Arc::new(Semaphore::new(config.max_requests.max(1))),
                 streams: Arc::new(Semaphore::new(config.max_streams.max(1))),
                 session,
@@ -436,6 +447,45 @@ impl Peer {
         })
     }
 
+    /// Queues an answer (result, error, retry, stream part): it waits for room in the send
+    /// queue up to [`RpcConfig::reply_timeout`] whatever the session's overflow policy, and is
+    /// never dropped. One that cannot be queued in time closes the connection (the peer is not
+    /// reading; it then knows every outstanding request failed). `charge` is released once the
+    /// answer is written.
+    pub(crate) async fn send_reply(
+        &self,
+        msg: &Message,
+        charge: Option<Charge>,
+    ) -> Result<(), RpcError> {
+        let session = &self.inner.session;
+        let enc = session
+            .encode(msg)
+            .map_err(|e| RpcError::Send(e.to_string()))?;
+        let policy = OverflowPolicy::Block {
+            timeout: self.inner.config.reply_timeout,
+        };
+        let sent = match charge {
+            Some(mut c) => {
+                // The answer holds at least its own size until written.
+                c.grow_to(enc.len());
+                session.send_charged(enc, c, policy).await
+            }
+            None => session.send_encoded_with(enc, policy).await,
+        };
+        match sent {
+            Ok(()) => Ok(()),
+            Err(SendError::Closed) => Err(self.closed_error()),
+            Err(e) => {
+                tracing::debug!(session = session.id(), error = %e, "an answer could not be queued; closing");
+                self.set_reason(CloseReason::Transport(
+                    "an answer could not be queued (the peer stopped reading)".into(),
+                ));
+                session.close_with(CloseCause::Overflow, None);
+                Err(self.closed_error())
+            }
+        }
+    }
+
     pub(crate) fn try_send_msg(&self, msg: &Message) {
         if let Ok(enc) = self.inner.session.encode(msg) {
             let _ = self.inner.session.try_send_encoded(enc);
@@ -459,12 +509,12 @@ impl Peer {
         x.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
-    fn retry_result(&self, id: RequestId, what: &str) -> Message {
+    fn retry_result(&self, id: RequestId, why: &str) -> Message {
         let wait = self.inner.config.retry_wait.pick(self.random());
         Message::RetryResult {
             id,
             wait_ms: wait.as_millis() as u32,
-            payload: Bytes::from(format!("too many concurrent {what}; retry later")),
+            payload: Bytes::from(format!("{why}; retry later")),
         }
     }
 
@@ -488,22 +538,34 @@ impl Peer {
         }
     }
 
-    /// Takes a slot for a request (a stream request when `stream`), or answers it with a
-    /// RetryResult when none is free.
-    fn slot(&self, id: RequestId, stream: bool) -> Option<OwnedSemaphorePermit> {
+    /// Takes a slot for a request (a stream request when `stream`) and charges its first
+    /// chunk to the in-flight budgets; `Err` says why not (for the RetryResult).
+    fn try_admit(
+        &self,
+        stream: bool,
+        len: usize,
+    ) -> Result<(OwnedSemaphorePermit, Charge), &'static str> {
         let (sem, what) = if stream {
-            (&self.inner.streams, "stream requests")
+            (&self.inner.streams, "too many concurrent stream requests")
         } else {
-            (&self.inner.requests, "requests")
+            (&self.inner.requests, "too many concurrent requests")
         };
-        match sem.clone().try_acquire_owned() {
-            Ok(permit) => Some(permit),
-            Err(_) => {
-                self.count(RETRIES_SENT);
-                self.try_send_msg(&self.retry_result(id, what));
-                None
-            }
-        }
+        let permit = sem.clone().try_acquire_owned().map_err(|_| what)?;
+        let charge = self
+            .inner
+            .budget
+            .try_charge(len)
+            .ok_or("too many request bytes in flight")?;
+        Ok((permit, charge))
+    }
+
+    /// Answers a request we did not admit with a RetryResult. The RetryResult waits for room in
+    /// the send queue (so this connection stops reading meanwhile): an over-limit request is
+    /// answered, never dropped. The caller has dropped the request's payload first, so a
+    /// waiting reader holds no refused request.
+    async fn refuse(&self, id: RequestId, why: &str) {
+        self.count(RETRIES_SENT);
+        let _ = self.send_reply(&self.retry_result(id, why), None).await;
     }
 
     /// Runs the handler of `op` in its own task, holding `permit` until it has answered.
@@ -518,9 +580,9 @@ impl Peer {
                 std::panic::AssertUnwindSafe(peer.run_handler(&handler, id, op_name, input))
                     .catch_unwind()
                     .await;
-            let msg = match outcome {
-                Ok(Some(msg)) => msg,
-                Ok(None) => return,
+            let (msg, charge) = match outcome {
+                Ok((Some(msg), charge)) => (msg, Some(charge)),
+                Ok((None, _)) => return,
                 Err(panic) => {
                     let what = panic
                         .downcast_ref::<&str>()
@@ -528,80 +590,94 @@ impl Peer {
                         .or_else(|| panic.downcast_ref::<String>().cloned())
                         .unwrap_or_else(|| "a panic".into());
                     tracing::error!(op = op.as_str(), panic = %what, "RPC handler panicked");
-                    Message::ErrorResult {
+                    let msg = Message::ErrorResult {
                         id,
                         payload: Bytes::from(format!(
                             "internal error: the handler of \"{}\" panicked",
                             op.as_str()
                         )),
-                    }
+                    };
+                    (msg, None)
                 }
             };
-            let _ = peer.send_msg(&msg).await;
+            let _ = peer.send_reply(&msg, charge).await;
         });
     }
 
     /// Runs the handler for `op`; returns the final message to send (None when a streaming
-    /// handler already ended its stream).
+    /// handler already ended its stream) and the request's charge, which the answer keeps
+    /// until it is written.
     async fn run_handler(
         &self,
         handlers: &Handlers,
         id: RequestId,
         op: String,
         mut input: RequestStream,
-    ) -> Option<Message> {
+    ) -> (Option<Message>, Charge) {
         let error = |e: HandlerError| Message::ErrorResult {
             id,
             payload: Bytes::from(e.0),
         };
+        let limit = self.inner.config.wire.max_payload;
         match handlers.op(&op) {
             Some(OpHandler::Stream(f)) => {
+                // The first chunk stays charged until the answer is written; parts the handler
+                // takes stay charged while it holds the stream.
+                let charge = input.take_charge();
                 let sink = ResultSink::new(self.clone(), id);
-                let sink_peer = self.clone();
-                match f(sink_peer, input, sink).await {
-                    Ok(()) => Some(Message::StreamResult {
+                let msg = match f(self.clone(), input, sink).await {
+                    Ok(()) => Message::StreamResult {
                         id,
                         payload: Bytes::new(),
-                    }),
-                    Err(e) => Some(error(e)),
-                }
+                    },
+                    Err(e) => error(e),
+                };
+                (Some(msg), charge)
             }
             Some(OpHandler::Bytes(f)) => {
-                let payload =
-                    match collect_input(&mut input, self.inner.config.wire.max_payload).await {
-                        Ok(p) => p,
-                        Err(e) => return Some(error(e)),
-                    };
-                Some(match f(self.clone(), payload).await {
-                    Ok(res) => Message::SingleResult { id, payload: res },
+                let collected = collect_input(&mut input, limit).await;
+                let charge = input.take_charge();
+                drop(input);
+                let msg = match collected {
+                    Ok(payload) => match f(self.clone(), payload).await {
+                        Ok(res) => Message::SingleResult { id, payload: res },
+                        Err(e) => error(e),
+                    },
                     Err(e) => error(e),
-                })
+                };
+                (Some(msg), charge)
             }
             None => match handlers.fallback_fn() {
                 Some(f) => {
-                    let payload =
-                        match collect_input(&mut input, self.inner.config.wire.max_payload).await {
-                            Ok(p) => p,
-                            Err(e) => return Some(error(e)),
-                        };
-                    Some(match f(self.clone(), op, payload).await {
-                        Ok(res) => Message::SingleResult { id, payload: res },
+                    let collected = collect_input(&mut input, limit).await;
+                    let charge = input.take_charge();
+                    drop(input);
+                    let msg = match collected {
+                        Ok(payload) => match f(self.clone(), op, payload).await {
+                            Ok(res) => Message::SingleResult { id, payload: res },
+                            Err(e) => error(e),
+                        },
                         Err(e) => error(e),
-                    })
+                    };
+                    (Some(msg), charge)
                 }
-                None => Some(error(HandlerError(format!("unknown operation \"{op}\"")))),
+                None => (
+                    Some(error(HandlerError(format!("unknown operation \"{op}\"")))),
+                    input.take_charge(),
+                ),
             },
         }
     }
 
-    fn notifications(&self) -> &mpsc::Sender<(Name, Bytes)> {
+    fn notifications(&self) -> &mpsc::Sender<(Name, Bytes, Charge)> {
         self.inner.notes.get_or_init(|| {
-            let (tx, mut rx) =
-                mpsc::channel::<(Name, Bytes)>(self.inner.config.notification_buffer.max(1));
+            let (tx, mut rx) = mpsc::channel::<(Name, Bytes, Charge)>(
+                self.inner.config.notification_buffer.max(1),
+            );
             // A weak handle: the task must not keep the connection alive.
             let weak = Arc::downgrade(&self.inner);
             tokio::spawn(async move {
-                while let Some((name, payload)) = rx.recv().await {
+                while let Some((name, payload, _charge)) = rx.recv().await {
                     let Some(inner) = weak.upgrade() else { return };
                     let peer = Peer { inner };
                     let handlers = peer.handlers();
@@ -629,17 +705,29 @@ impl Peer {
     async fn dispatch(&self, msg: Message) {
         match msg {
             Message::SingleRequest { id, op, payload } => {
-                if let Some(permit) = self.slot(id, false) {
-                    self.serve(permit, id, op, RequestStream::single(payload));
+                match self.try_admit(false, payload.len()) {
+                    Ok((permit, charge)) => {
+                        self.serve(permit, id, op, RequestStream::single(payload, charge));
+                    }
+                    Err(why) => {
+                        drop(payload);
+                        self.refuse(id, why).await;
+                    }
                 }
             }
             Message::StreamRequest { id, op, payload } => {
                 // The slot is taken before the stream is registered, so parts of a refused
                 // stream are ignored and an accepted stream gets every part.
-                if let Some(permit) = self.slot(id, true) {
-                    let (tx, rx) = mpsc::channel(self.inner.config.stream_buffer.max(1));
-                    lock(&self.inner.streams_in).insert(id, tx);
-                    self.serve(permit, id, op, RequestStream::streamed(payload, rx));
+                match self.try_admit(true, payload.len()) {
+                    Ok((permit, charge)) => {
+                        let (tx, rx) = mpsc::channel(self.inner.config.stream_buffer.max(1));
+                        lock(&self.inner.streams_in).insert(id, tx);
+                        self.serve(permit, id, op, RequestStream::streamed(payload, charge, rx));
+                    }
+                    Err(why) => {
+                        drop(payload);
+                        self.refuse(id, why).await;
+                    }
                 }
             }
             Message::StreamReqPart { id, payload } => {
@@ -652,11 +740,16 @@ impl Peer {
                         map.get(&id).cloned()
                     }
                 };
-                if let Some(tx) = tx
-                    && tx.send(payload).await.is_err()
-                {
-                    // The handler stopped reading: forget the stream.
-                    lock(&self.inner.streams_in).remove(&id);
+                if let Some(tx) = tx {
+                    // A part waits (and this connection stops reading) until it fits the
+                    // in-flight budget; one that cannot fit in time closes the connection.
+                    let Some(charge) = self.charge_or_close(payload.len()).await else {
+                        return;
+                    };
+                    if tx.send((payload, charge)).await.is_err() {
+                        // The handler stopped reading: forget the stream.
+                        lock(&self.inner.streams_in).remove(&id);
+                    }
                 }
             }
             Message::SingleResult { id, payload } => {
@@ -684,7 +777,10 @@ impl Peer {
                 self.route(id, Reply::Retry { wait, text }, true).await
             }
             Message::Notification { name, payload } => {
-                let _ = self.notifications().send((name, payload)).await;
+                let Some(charge) = self.charge_or_close(payload.len()).await else {
+                    return;
+                };
+                let _ = self.notifications().send((name, payload, charge)).await;
             }
             Message::Heartbeat { load, time } => {
                 let hb = Heartbeat { load, time };
@@ -698,6 +794,23 @@ impl Peer {
                 self.inner.session.close();
             }
         }
+    }
+
+    /// Charges `len` inbound bytes, waiting up to the reply timeout for room (the connection
+    /// does not read meanwhile); closes the connection when they never fit.
+    async fn charge_or_close(&self, len: usize) -> Option<Charge> {
+        let charge = self
+            .inner
+            .budget
+            .charge(len, self.inner.config.reply_timeout)
+            .await;
+        if charge.is_none() {
+            self.set_reason(CloseReason::Transport(
+                "in-flight byte budget stayed full (the peer is not reading)".into(),
+            ));
+            self.inner.session.close_with(CloseCause::Overflow, None);
+        }
+        charge
     }
 
     /// The connection ended: fail everything waiting.
@@ -743,6 +856,8 @@ pub(crate) struct RpcHandler {
     pub(crate) handlers: Arc<Handlers>,
     pub(crate) config: Arc<RpcConfig>,
     pub(crate) on_connect: Option<Arc<dyn Fn(Peer) + Send + Sync>>,
+    /// Bytes in flight on all connections of this server (each peer's budget is a child).
+    pub(crate) budget: ByteBudget,
     create: Mutex<()>,
 }
 
@@ -753,6 +868,7 @@ impl RpcHandler {
         on_connect: Option<Arc<dyn Fn(Peer) + Send + Sync>>,
     ) -> Self {
         RpcHandler {
+            budget: ByteBudget::new(config.max_server_in_flight_bytes),
             handlers,
             config,
             on_connect,
@@ -771,7 +887,12 @@ impl RpcHandler {
         if let Some(p) = session.attr::<Peer>() {
             return p;
         }
-        let p = Peer::new(session.clone(), self.config.clone(), self.handlers.clone());
+        let p = Peer::new(
+            session.clone(),
+            self.config.clone(),
+            self.handlers.clone(),
+            &self.budget,
+        );
         session.set_attr(p.clone());
         p
     }
@@ -792,21 +913,18 @@ impl Handler<WireCodec> for RpcHandler {
     }
 
     fn on_error(&self, session: &Session<WireCodec>, error: &SessionError) {
-        // A peer that breaks the protocol gets gotalk's `f` with the right code before we
-        // close (version mismatch: 1, anything else: 2). Closing here, before the session
-        // does, makes the close drain the queue so the `f` is written.
+        // A peer that breaks the protocol gets gotalk's `f` with the right code (version
+        // mismatch: 1, anything else: 2) from the session, through `WireCodec::farewell`,
+        // before the close (WebSocket: 1002). Here we only record why.
         if let SessionError::Codec(e) = error {
             let code = match e {
                 CodecError::Wire(d) => d.protocol_code(),
                 _ => ProtocolErrorCode::INVALID_MSG,
             };
-            let peer = self.peer(session);
-            peer.set_reason(CloseReason::ProtocolError {
+            self.peer(session).set_reason(CloseReason::ProtocolError {
                 code: code.0,
                 detail: e.to_string(),
             });
-            peer.try_send_msg(&Message::ProtocolError { code });
-            session.close();
         }
     }
 

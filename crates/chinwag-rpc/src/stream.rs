@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use chinwag_session::Charge;
 use chinwag_wire::{Message, RequestId};
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -15,24 +16,35 @@ use crate::peer::{Peer, Pending, Reply};
 /// The chunks of a request, as a streaming handler reads them. A single request (`r`) is a
 /// stream of one chunk; a stream request (`s`) yields its first chunk and then every part
 /// (`p`) until the requestor ends it.
+///
+/// Every chunk counts in the connection's in-flight byte budget (see
+/// [`RpcConfig::max_in_flight_bytes`](crate::RpcConfig::max_in_flight_bytes)) for as long as
+/// the stream lives.
 #[derive(Debug)]
 pub struct RequestStream {
     first: Option<Bytes>,
-    rx: Option<mpsc::Receiver<Bytes>>,
+    rx: Option<mpsc::Receiver<(Bytes, Charge)>>,
+    charge: Charge,
 }
 
 impl RequestStream {
-    pub(crate) fn single(payload: Bytes) -> Self {
+    pub(crate) fn single(payload: Bytes, charge: Charge) -> Self {
         RequestStream {
             first: Some(payload),
             rx: None,
+            charge,
         }
     }
 
-    pub(crate) fn streamed(first: Bytes, rx: mpsc::Receiver<Bytes>) -> Self {
+    pub(crate) fn streamed(
+        first: Bytes,
+        charge: Charge,
+        rx: mpsc::Receiver<(Bytes, Charge)>,
+    ) -> Self {
         RequestStream {
             first: Some(first),
             rx: Some(rx),
+            charge,
         }
     }
 
@@ -41,7 +53,15 @@ impl RequestStream {
         if let Some(f) = self.first.take() {
             return Some(f);
         }
-        self.rx.as_mut()?.recv().await
+        let (chunk, charge) = self.rx.as_mut()?.recv().await?;
+        self.charge.absorb(charge);
+        Some(chunk)
+    }
+
+    /// The bytes charged so far (the first chunk and the parts taken), leaving the stream with
+    /// none: the server keeps them until the answer has been written.
+    pub(crate) fn take_charge(&mut self) -> Charge {
+        std::mem::take(&mut self.charge)
     }
 }
 
@@ -70,11 +90,16 @@ impl ResultSink {
             return Ok(());
         }
         self.parts += 1;
+        // An answer: it waits for room (never dropped); one that cannot be queued in time
+        // closes the connection.
         self.peer
-            .send_msg(&Message::StreamResult {
-                id: self.id,
-                payload,
-            })
+            .send_reply(
+                &Message::StreamResult {
+                    id: self.id,
+                    payload,
+                },
+                None,
+            )
             .await
     }
 

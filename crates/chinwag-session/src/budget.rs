@@ -138,6 +138,7 @@ impl ByteBudget {
         self.take_chain(n).then(|| Charge {
             budget: Some(self.clone()),
             bytes: n,
+            extra: Vec::new(),
         })
     }
 
@@ -149,6 +150,7 @@ impl ByteBudget {
         Charge {
             budget: Some(self.clone()),
             bytes: n,
+            extra: Vec::new(),
         }
     }
 
@@ -195,6 +197,8 @@ impl ByteBudget {
 pub struct Charge {
     budget: Option<ByteBudget>,
     bytes: usize,
+    /// Absorbed charges of other budgets (rare; empty without allocating).
+    extra: Vec<Charge>,
 }
 
 impl fmt::Debug for Charge {
@@ -206,9 +210,26 @@ impl fmt::Debug for Charge {
 }
 
 impl Charge {
-    /// The bytes held.
+    /// The bytes held (absorbed charges of other budgets included).
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.bytes + self.extra.iter().map(Charge::bytes).sum::<usize>()
+    }
+
+    /// Takes over `other`, so both are released together when `self` is dropped. Charges of
+    /// the same budget merge into one count; a charge of another budget is kept alongside.
+    pub fn absorb(&mut self, mut other: Charge) {
+        match (&self.budget, &other.budget) {
+            (_, None) => {}
+            (None, Some(_)) => *self = other,
+            (Some(a), Some(b)) if Arc::ptr_eq(&a.inner, &b.inner) => {
+                self.bytes += other.bytes;
+                other.bytes = 0;
+            }
+            (Some(_), Some(_)) => {
+                // Different budgets: keep each counted in its own (released with `self`).
+                self.extra.push(other);
+            }
+        }
     }
 
     /// Holds at least `n` bytes: grows the charge (forced, see
@@ -277,6 +298,19 @@ mod tests {
         assert_eq!(c.bytes(), 150);
         drop(c);
         assert_eq!(b.used(), 0);
+    }
+
+    #[test]
+    fn absorbed_charges_go_together() {
+        let a = ByteBudget::new(100);
+        let b = ByteBudget::new(100);
+        let mut c = Charge::default();
+        c.absorb(a.try_charge(10).unwrap());
+        c.absorb(a.try_charge(20).unwrap());
+        c.absorb(b.try_charge(5).unwrap());
+        assert_eq!((c.bytes(), a.used(), b.used()), (35, 30, 5));
+        drop(c);
+        assert_eq!((a.used(), b.used()), (0, 0));
     }
 
     #[tokio::test(start_paused = true)]

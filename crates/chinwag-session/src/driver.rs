@@ -149,8 +149,10 @@ where
                                 Err(e) => return codec_failed(s, handler, e),
                             }
                         }
-                        if buf.is_empty() && buf.capacity() > 0 {
-                            // Release the chunk: an idle session holds no read buffer.
+                        if buf.is_empty() {
+                            // Release the chunk: an idle session holds no read buffer (an empty
+                            // view may still share, and so keep alive, the last message's
+                            // allocation even with no capacity of its own).
                             buf = BytesMut::new();
                         }
                         track_partial(s, buf.len(), arrived, completed);

@@ -397,6 +397,9 @@ impl<C: Codec> Session<C> {
     }
 
     /// Applies the queue limits and `policy` (all but the waiting of `Block`).
+    // The entry comes back by value when the queue is full under `Block` (the sender waits and
+    // tries again); boxing it would allocate on that path for nothing.
+    #[allow(clippy::result_large_err)]
     pub(crate) fn push(&self, mut entry: Entry, policy: OverflowPolicy) -> Result<(), Pushed> {
         let inner = &*self.inner;
         if inner.state.load(Ordering::Acquire) >= CLOSING {

@@ -292,8 +292,11 @@ impl StreamDecoder {
     /// Decodes the next message from the front of `buf`.
     ///
     /// `Ok(None)` means more bytes are needed (and, when a payload is under way, room for part
-    /// of it has been reserved — never more than 64 KiB ahead, and never before its size was
-    /// checked against the limit). `Err` means the stream is corrupt: send
+    /// of it has been reserved — never before its size was checked against the limit, and never
+    /// more than 64 KiB or the bytes already buffered ahead, whichever is more: memory follows
+    /// what the peer actually sent). Once half of a message has arrived the rest is reserved
+    /// exactly, so a large message never sits in a buffer much larger than itself (the
+    /// doubling growth of a plain append would leave up to twice its size). `Err` means the stream is corrupt: send
     /// [`DecodeError::protocol_code`] to the peer and close; do not call again.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, DecodeError> {
         if self.expect_version {
@@ -310,7 +313,18 @@ impl StreamDecoder {
         };
         let total = h.header_len + h.payload_len;
         if buf.len() < total {
-            buf.reserve((total - buf.len()).min(MAX_RESERVE_AHEAD));
+            let missing = total - buf.len();
+            if missing <= MAX_RESERVE_AHEAD {
+                buf.reserve(missing);
+            } else if buf.len() >= missing && buf.capacity() < total {
+                // Half is here: one exact allocation for the whole message (at most twice what
+                // arrived), so the payload handed out later pins no spare room.
+                let mut exact = BytesMut::with_capacity(total);
+                exact.extend_from_slice(buf);
+                *buf = exact;
+            } else {
+                buf.reserve(MAX_RESERVE_AHEAD);
+            }
             return Ok(None);
         }
         let mut msg = buf.split_to(total);

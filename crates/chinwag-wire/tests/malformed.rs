@@ -2,7 +2,9 @@
 //! and nothing a peer merely *claims* is allocated.
 
 use bytes::{Bytes, BytesMut};
-use chinwag_wire::{DecodeError, FramedDecoder, ProtocolErrorCode, StreamDecoder, WireLimits};
+use chinwag_wire::{
+    DecodeError, FramedDecoder, Message, ProtocolErrorCode, StreamDecoder, WireLimits,
+};
 
 fn stream_err(input: &[u8]) -> DecodeError {
     let mut dec = StreamDecoder::without_version(WireLimits::default());
@@ -169,6 +171,31 @@ fn an_allowed_large_payload_is_reserved_in_bounded_steps() {
         "reserved {} bytes",
         buf.capacity()
     );
+}
+
+#[test]
+fn a_large_message_fed_in_chunks_ends_in_a_buffer_of_its_own_size() {
+    // 1 MiB arriving in 64 KiB reads, appended as the session does: the buffer that holds the
+    // message (and that its payload keeps alive) is the message's size, not up to twice it.
+    let total = 13 + (1 << 20);
+    let mut wire = b"Ridid00100000".to_vec();
+    wire.resize(total, 7);
+    let mut dec = StreamDecoder::without_version(WireLimits::default());
+    let mut buf = BytesMut::new();
+    let mut msg = None;
+    for chunk in wire.chunks(64 << 10) {
+        buf.extend_from_slice(chunk);
+        if let Some(m) = dec.decode(&mut buf).unwrap() {
+            msg = Some(m);
+        }
+        assert!(buf.capacity() <= 2 * buf.len().max(64 << 10) + (64 << 10));
+    }
+    let Some(Message::SingleResult { payload, .. }) = msg else {
+        panic!("no message")
+    };
+    assert_eq!(payload.len(), 1 << 20);
+    // Nothing left over: the whole exact allocation went to the message.
+    assert_eq!(buf.capacity(), 0);
 }
 
 #[test]
