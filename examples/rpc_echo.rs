@@ -21,6 +21,9 @@
 
 //! gotalk RPC echo server (see the comment at the top of the file for how to run it).
 
+#[path = "process.rs"]
+mod process;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -116,6 +119,7 @@ fn handlers() -> Handlers {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
+    process::init_logging();
     let args = Args::parse();
     let mut config = RpcConfig::default().with_max_requests(args.max_requests);
     config.session.cron_interval = Some(Duration::from_millis(args.heartbeat_ms.max(10)));
@@ -124,9 +128,9 @@ async fn main() -> std::io::Result<()> {
     let tcp = TcpAcceptor::bind(args.tcp, Default::default())
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let tcp_addr = tcp.local_socket_addr()?;
-    let _tcp_server = RpcServer::spawn(tcp, handlers.clone(), config.clone(), None);
+    let tcp_server = RpcServer::spawn(tcp, handlers.clone(), config.clone(), log_connects());
 
-    let (ws_addr, _ws_server) = match args.engine {
+    let (ws_addr, ws_server) = match args.engine {
         EngineName::Tungstenite => {
             serve_ws::<chinwag_ws_tungstenite::Tungstenite>(args.ws, handlers, config).await?
         }
@@ -139,7 +143,12 @@ async fn main() -> std::io::Result<()> {
     writeln!(out, "ws ws://{ws_addr}/gotalk/")?;
     out.flush()?;
     drop(out);
-    std::future::pending::<()>().await;
+    process::signal().await;
+    let (a, b) = tokio::join!(
+        tcp_server.shutdown(Duration::from_secs(5)),
+        ws_server.shutdown(Duration::from_secs(5))
+    );
+    tracing::info!(sessions = a.sessions + b.sessions, "rpc_echo stopped");
     Ok(())
 }
 
@@ -156,5 +165,19 @@ async fn serve_ws<E: Engine>(
     });
     let acceptor = WsAcceptor::<E>::bind_with_fallback(addr, Some("/gotalk/"), cfg, js).await?;
     let local = acceptor.local_addr();
-    Ok((local, RpcServer::spawn(acceptor, handlers, config, None)))
+    Ok((
+        local,
+        RpcServer::spawn(acceptor, handlers, config, log_connects()),
+    ))
+}
+
+/// Logs every connection at debug level (`RUST_LOG=debug`), and its end.
+fn log_connects() -> Option<Arc<dyn Fn(Peer) + Send + Sync>> {
+    Some(Arc::new(|peer: Peer| {
+        let id = peer.session().id();
+        tracing::debug!(session = id, peer = %peer.session().peer_addr(), "connected");
+        peer.session().add_close_callback("log", move |cause| {
+            tracing::debug!(session = id, %cause, "closed");
+        });
+    }))
 }

@@ -1,22 +1,31 @@
 // Run: cargo run --release --example ws_echo -- --engine tungstenite|fastwebsockets --listen 127.0.0.1:9001
 //
-// A WebSocket echo server on either engine, through the chinwag transport seam: every text or
-// binary message comes back unchanged. Any path is accepted, browsers from any Origin and
-// clients without one are let in, and messages up to 16 MiB are allowed, because this is what
-// the Autobahn|Testsuite fuzzing client runs against (`cargo xtask autobahn`).
+// A WebSocket echo server on either engine, on chinwag sessions: every text or binary message
+// comes back unchanged. Any path is accepted, browsers from any Origin and clients without one
+// are let in, and messages up to 16 MiB are allowed, because this is what the
+// Autobahn|Testsuite fuzzing client runs against (`cargo xtask autobahn`).
 //
-// The echo loop reads one message, then feeds every message that is already available without
-// waiting, and flushes once: a burst of small messages goes back in one write.
+// It runs with the library's defaults, so it is as safe as the library: the acceptor's
+// connection budget (503 past it), the session's idle timeout (300 s), write timeout (10 s) and
+// bounded send queue. An echo waits for room in the queue (the peer's own sending is slowed
+// down while it does not read); one that cannot be queued within the write timeout closes the
+// connection. SIGINT/SIGTERM shut it down gracefully (close 1001). `RUST_LOG=debug` logs every
+// connection.
 
 //! WebSocket echo server (see the comment at the top of the file for how to run it).
+
+#[path = "process.rs"]
+mod process;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chinwag_transport::{Acceptor, FrameRead, FrameWrite, Transport, TransportError};
+use chinwag_session::{
+    CloseCause, Encoded, FrameCodec, Handler, OverflowPolicy, Server, ServerConfig, Session,
+};
+use chinwag_transport::Frame;
 use chinwag_ws::{Engine, OriginPolicy, WsAcceptor, WsConfig};
 use clap::{Parser, ValueEnum};
-use futures_util::FutureExt;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum EngineName {
@@ -41,11 +50,35 @@ struct Args {
     read_buffer_size: Option<usize>,
 }
 
-/// Most messages fed before a flush, so one flood cannot delay its own echo forever.
-const MAX_BATCH: usize = 64;
+/// Sends every message back.
+struct Echo;
+
+impl Handler<FrameCodec> for Echo {
+    fn on_open(&self, s: &Session<FrameCodec>) -> Result<(), chinwag_session::Refusal> {
+        tracing::debug!(session = s.id(), peer = %s.peer_addr(), "open");
+        Ok(())
+    }
+
+    async fn on_message(&self, s: &Session<FrameCodec>, frame: Frame) {
+        let wait = OverflowPolicy::Block {
+            timeout: s.config().write_timeout,
+        };
+        if s.send_encoded_with(Encoded::frame(frame), wait)
+            .await
+            .is_err()
+        {
+            s.close();
+        }
+    }
+
+    fn on_close(&self, s: &Session<FrameCodec>, cause: &CloseCause) {
+        tracing::debug!(session = s.id(), %cause, "closed");
+    }
+}
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
+    process::init_logging();
     let args = Args::parse();
     let mut cfg = WsConfig::default()
         .with_origin(OriginPolicy::any())
@@ -68,48 +101,16 @@ async fn main() -> std::io::Result<()> {
 }
 
 async fn serve<E: Engine>(listen: SocketAddr, cfg: WsConfig) -> std::io::Result<()> {
-    let mut acceptor = WsAcceptor::<E>::bind(listen, cfg).await?;
-    eprintln!(
-        "ws_echo ({}) listening on ws://{}/",
-        E::NAME,
+    let acceptor = WsAcceptor::<E>::bind(listen, cfg).await?;
+    tracing::info!(
+        engine = E::NAME,
+        max_connections = acceptor.budget().cap(),
+        "ws_echo listening on ws://{}/",
         acceptor.local_addr()
     );
-    loop {
-        match acceptor.accept().await {
-            Ok(conn) => {
-                tokio::spawn(async move {
-                    let peer = conn.peer_addr();
-                    if let Err(e) = echo(conn).await {
-                        eprintln!("ws_echo: {peer}: {e}");
-                    }
-                });
-            }
-            Err(e) => eprintln!("ws_echo: accept: {e}"),
-        }
-    }
-}
-
-async fn echo<T: Transport>(conn: T) -> Result<(), TransportError> {
-    let (mut r, mut w) = conn.split();
-    while let Some(frame) = r.read_frame().await? {
-        w.feed(frame).await?;
-        // Everything already received goes into the same batch (read_frame is cancel-safe, so
-        // polling it once and dropping it loses nothing).
-        for _ in 1..MAX_BATCH {
-            match r.read_frame().now_or_never() {
-                Some(Ok(Some(frame))) => w.feed(frame).await?,
-                Some(Ok(None)) => {
-                    w.flush().await?;
-                    return Ok(());
-                }
-                Some(Err(e)) => {
-                    let _ = w.flush().await;
-                    return Err(e);
-                }
-                None => break,
-            }
-        }
-        w.flush().await?;
-    }
+    let server = Server::spawn(acceptor, FrameCodec, Echo, ServerConfig::default());
+    process::signal().await;
+    let report = server.shutdown(Duration::from_secs(5)).await;
+    tracing::info!(sessions = report.sessions, "ws_echo stopped");
     Ok(())
 }

@@ -6,6 +6,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     if let Some(a) = args.first() {
         return Err(format!("`xtask test` takes no arguments (got `{a}`)"));
     }
+    preflight()?;
     run_cmd(cargo().args(["fmt", "--all", "--check"]))?;
     run_cmd(cargo().args([
         "clippy",
@@ -42,4 +43,35 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     )?;
     eprintln!("xtask test: all checks passed");
     Ok(())
+}
+
+/// The programs the tests start (real servers and runtimes, never mocks), checked first so a
+/// missing one stops the run at once with the line that installs it, not minutes in.
+fn preflight() -> Result<(), String> {
+    let needed = [
+        ("redis-server", "redis-server"),
+        ("node", "nodejs"),
+        ("npm", "npm"),
+    ];
+    let missing: Vec<&str> = needed
+        .iter()
+        .filter(|(prog, _)| {
+            std::process::Command::new(prog)
+                .arg("--version")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .map(|s| !s.success())
+                .unwrap_or(true)
+        })
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "the tests need programs that are not installed; on Debian:\n    \
+         sudo apt-get install -y {}\n(`.ci/run` installs them, then runs `cargo xtask test`)",
+        missing.join(" ")
+    ))
 }

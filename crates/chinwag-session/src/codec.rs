@@ -436,9 +436,6 @@ pub struct LengthDelimitedDecoder {
     max: usize,
 }
 
-/// Never reserve more than this ahead of the bytes that actually arrived.
-const MAX_RESERVE_AHEAD: usize = 64 * 1024;
-
 impl Decoder for LengthDelimitedDecoder {
     type Item = Bytes;
 
@@ -454,7 +451,7 @@ impl Decoder for LengthDelimitedDecoder {
             });
         }
         if src.len() < 4 + len {
-            src.reserve((4 + len - src.len()).min(MAX_RESERVE_AHEAD));
+            chinwag_wire::reserve_for_message(src, 4 + len);
             return Ok(None);
         }
         src.advance(4);

@@ -8,6 +8,27 @@ use bytes::{Bytes, BytesMut};
 
 use crate::{DecodeError, Message, Name, ProtocolErrorCode, RequestId, VERSION, WireLimits};
 
+/// Reserves room in `buf`, which holds the start of a message of `total` bytes (its size
+/// already checked against the limits), the way chinwag's stream decoders do: at most 64 KiB
+/// ahead while less than half has arrived (memory follows what the peer actually sent), and the
+/// exact rest once half is there, so the message ends in one allocation of its own size (a
+/// plain append would double the buffer and leave up to twice the message pinned by its
+/// payload).
+pub fn reserve_for_message(buf: &mut BytesMut, total: usize) {
+    let Some(missing) = total.checked_sub(buf.len()).filter(|&m| m > 0) else {
+        return;
+    };
+    if missing <= MAX_RESERVE_AHEAD {
+        buf.reserve(missing);
+    } else if buf.len() >= missing && buf.capacity() < total {
+        let mut exact = BytesMut::with_capacity(total);
+        exact.extend_from_slice(buf);
+        *buf = exact;
+    } else {
+        buf.reserve(MAX_RESERVE_AHEAD);
+    }
+}
+
 /// How far ahead the stream decoder reserves room for a payload whose header has arrived.
 /// Reserving the whole declared size (up to `max_payload`) would let a peer that only *claims*
 /// a large payload pin that much memory; growing in steps ties memory to bytes received.
@@ -313,18 +334,7 @@ impl StreamDecoder {
         };
         let total = h.header_len + h.payload_len;
         if buf.len() < total {
-            let missing = total - buf.len();
-            if missing <= MAX_RESERVE_AHEAD {
-                buf.reserve(missing);
-            } else if buf.len() >= missing && buf.capacity() < total {
-                // Half is here: one exact allocation for the whole message (at most twice what
-                // arrived), so the payload handed out later pins no spare room.
-                let mut exact = BytesMut::with_capacity(total);
-                exact.extend_from_slice(buf);
-                *buf = exact;
-            } else {
-                buf.reserve(MAX_RESERVE_AHEAD);
-            }
+            reserve_for_message(buf, total);
             return Ok(None);
         }
         let mut msg = buf.split_to(total);

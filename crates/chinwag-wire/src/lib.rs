@@ -63,7 +63,7 @@ mod message;
 
 #[cfg(feature = "codec")]
 pub use codec::{Codec, Version};
-pub use decode::{FramedDecoder, StreamDecoder, check_version};
+pub use decode::{FramedDecoder, StreamDecoder, check_version, reserve_for_message};
 pub use encode::write_version;
 pub use error::{DecodeError, EncodeError, WireError};
 pub use id::{GoIdGen, JsIdGen};
