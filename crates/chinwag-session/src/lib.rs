@@ -17,7 +17,8 @@
 //! Endpoints: [`Server`] accepts on any [`Acceptor`](chinwag_transport::Acceptor) with a
 //! connection limit, accept backoff and graceful shutdown; [`Client`] keeps a pool of sessions
 //! dialled by your connector closure and reconnects with exponential backoff and full jitter.
-//! [`udp::UdpAcceptor`] makes an unconnected UDP socket an acceptor (one session per peer).
+//! `chinwag_transport::udp::UdpAcceptor` makes an unconnected UDP socket an acceptor (one
+//! session per peer).
 //!
 //! The design, defaults and measurements are in `docs/session.md` of the repository.
 //!
@@ -84,7 +85,6 @@ mod error;
 mod handle;
 mod handler;
 mod server;
-pub mod udp;
 
 pub use budget::{ByteBudget, Charge};
 pub use client::{Client, ClientConfig, ReconnectPolicy};

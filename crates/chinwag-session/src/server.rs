@@ -81,7 +81,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// A server: accepts on one [`Acceptor`] (TCP, TLS, Unix, WebSocket through either engine,
-/// [`UdpAcceptor`](crate::udp::UdpAcceptor), pipes) and runs a session per connection.
+/// [`UdpAcceptor`](chinwag_transport::udp::UdpAcceptor), pipes) and runs a session per connection.
 #[derive(Debug)]
 pub struct Server;
 

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chinwag_session::udp::{UdpAcceptor, UdpAcceptorConfig};
+use chinwag_transport::udp::{UdpAcceptor, UdpAcceptorConfig};
 use chinwag_session::{
     Client, ClientConfig, CloseCause, Codec, FrameCodec, LengthDelimited, Server, ServerConfig,
     WireCodec,

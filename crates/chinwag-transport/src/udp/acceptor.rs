@@ -1,9 +1,8 @@
 //! [`UdpAcceptor`]: turns one unconnected UDP socket into an [`Acceptor`] of per-peer
-//! "connections", so a [`Server`](crate::Server) runs one session per remote address.
+//! "connections", so a session server runs one session per remote address.
 //!
-//! `chinwag-transport` offers a connected UDP *client* ([`chinwag_transport::udp::connect`]) and
-//! an unconnected [`UdpEndpoint`], but no acceptor; this module adds the demultiplexer. One
-//! background task receives every datagram and routes it by source address to that peer's
+//! Next to the connected UDP client ([`connect`](super::connect)) and the unconnected
+//! [`UdpEndpoint`], this is the demultiplexer. One background task receives every datagram and routes it by source address to that peer's
 //! bounded queue; a datagram from a new address opens a new connection. UDP has no close: a
 //! peer's connection ends when its session ends (idle timeout, or a local close).
 //!
@@ -17,10 +16,12 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use chinwag_transport::udp::{UdpConfig, UdpEndpoint, UdpWriter};
-use chinwag_transport::{Acceptor, Frame, FrameRead, Framing, PeerAddr, Transport, TransportError};
 use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{UdpConfig, UdpEndpoint, UdpWriter};
+use crate::{Acceptor, Frame, FrameRead, Framing, PeerAddr, Transport, TransportError};
 
 use tokio::sync::{Notify, mpsc};
 

@@ -1,5 +1,6 @@
-//! UDP: an unconnected [`UdpEndpoint`] that tells each datagram's peer, and a connected client
-//! ([`connect`]) that is a [`Transport`] with [`Framing::Message`] (one datagram per frame).
+//! UDP: an unconnected [`UdpEndpoint`] that tells each datagram's peer, a connected client
+//! ([`connect`]) that is a [`Transport`] with [`Framing::Message`] (one datagram per frame), and
+//! [`UdpAcceptor`], which demultiplexes one socket into one connection per remote address.
 //!
 //! UDP keeps no order and no delivery promise beyond what the network gives; on loopback both
 //! hold. Datagrams larger than [`UdpConfig::max_datagram`] are refused when sending
@@ -9,6 +10,10 @@
 //! Memory: sockets hold no receive buffer. A datagram is received into one scratch buffer per
 //! runtime thread and copied out at its exact size, so an idle socket costs nothing and a small
 //! datagram does not pin a 64 KiB allocation.
+
+mod acceptor;
+
+pub use acceptor::{UdpAcceptor, UdpAcceptorConfig, UdpPeer, UdpPeerReader};
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -188,7 +193,7 @@ impl UdpEndpoint {
 
     /// A [`FrameWrite`] sending every frame as one datagram to `peer` from this endpoint: the
     /// writing half of a per-peer transport built on a shared endpoint (as
-    /// `chinwag_session::udp::UdpAcceptor` does). Same batching and limits as a connected
+    /// [`UdpAcceptor`] does). Same batching and limits as a connected
     /// socket's [`UdpWriter`].
     pub fn writer_to(self: &Arc<Self>, peer: SocketAddr) -> UdpWriter {
         UdpWriter {
