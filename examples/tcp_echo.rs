@@ -51,7 +51,7 @@ struct Args {
 struct Echo;
 
 impl Handler<LengthDelimited> for Echo {
-    fn on_open(&self, s: &Session<LengthDelimited>) -> Result<(), chinwag_session::Refusal> {
+    fn on_open(&self, s: &Session<LengthDelimited>) -> Result<(), chinwag_transport::CloseReason> {
         tracing::debug!(session = s.id(), peer = %s.peer_addr(), "open");
         Ok(())
     }

@@ -54,7 +54,7 @@ struct Args {
 struct Echo;
 
 impl Handler<FrameCodec> for Echo {
-    fn on_open(&self, s: &Session<FrameCodec>) -> Result<(), chinwag_session::Refusal> {
+    fn on_open(&self, s: &Session<FrameCodec>) -> Result<(), chinwag_transport::CloseReason> {
         tracing::debug!(session = s.id(), peer = %s.peer_addr(), "open");
         Ok(())
     }

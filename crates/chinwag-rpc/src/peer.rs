@@ -10,8 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use chinwag_session::codec::{CodecError, WireCodec};
 use chinwag_session::{
-    ByteBudget, Charge, CloseCause, Handler, OverflowPolicy, Refusal, SendError, Session,
-    SessionError,
+    Admission, ByteBudget, Charge, CloseCause, ConnectInfo, OverflowPolicy, Refusal, SendError,
+    Service, Session, SessionError,
 };
 use chinwag_wire::{Message, Name, ProtocolErrorCode, RequestId};
 use futures_util::FutureExt;
@@ -898,21 +898,35 @@ impl RpcHandler {
     }
 }
 
-impl Handler<WireCodec> for RpcHandler {
-    fn on_open(&self, session: &Session<WireCodec>) -> Result<(), Refusal> {
-        let peer = self.peer(session);
+/// RPC on a session: the connection's [`Peer`] is its state, made at admission and handed to
+/// every event (no attribute lookup per message).
+impl Service<WireCodec> for RpcHandler {
+    type State = Peer;
+
+    async fn admit(
+        &self,
+        session: &Session<WireCodec>,
+        _info: &ConnectInfo,
+    ) -> Result<Admission<Peer>, Refusal> {
+        Ok(Admission::new(self.peer(session)))
+    }
+
+    fn on_open(
+        &self,
+        _session: &Session<WireCodec>,
+        peer: &Peer,
+    ) -> Result<(), chinwag_transport::CloseReason> {
         if let Some(f) = &self.on_connect {
-            f(peer);
+            f(peer.clone());
         }
         Ok(())
     }
 
-    async fn on_message(&self, session: &Session<WireCodec>, msg: Message) {
-        let peer = self.peer(session);
+    async fn on_message(&self, _session: &Session<WireCodec>, peer: &Peer, msg: Message) {
         peer.dispatch(msg).await;
     }
 
-    fn on_error(&self, session: &Session<WireCodec>, error: &SessionError) {
+    fn on_error(&self, _session: &Session<WireCodec>, peer: &Peer, error: &SessionError) {
         // A peer that breaks the protocol gets gotalk's `f` with the right code (version
         // mismatch: 1, anything else: 2) from the session, through `WireCodec::farewell`,
         // before the close (WebSocket: 1002). Here we only record why.
@@ -921,7 +935,7 @@ impl Handler<WireCodec> for RpcHandler {
                 CodecError::Wire(d) => d.protocol_code(),
                 _ => ProtocolErrorCode::INVALID_MSG,
             };
-            self.peer(session).set_reason(CloseReason::ProtocolError {
+            peer.set_reason(CloseReason::ProtocolError {
                 code: code.0,
                 detail: e.to_string(),
             });
@@ -930,17 +944,15 @@ impl Handler<WireCodec> for RpcHandler {
 
     /// The heartbeat: sent from the cron tick (rather than the session's codec heartbeat) so
     /// it carries our real load — the share of request slots in use, 0 ..= 0xffff.
-    fn on_cron(&self, session: &Session<WireCodec>) {
-        let peer = self.peer(session);
+    fn on_cron(&self, _session: &Session<WireCodec>, peer: &Peer) {
         peer.try_send_msg(&Message::Heartbeat {
             load: peer.load(),
             time: unix_time(),
         });
     }
 
-    fn on_close(&self, session: &Session<WireCodec>, cause: &CloseCause) {
-        if let Some(peer) = session.remove_attr::<Peer>() {
-            peer.on_closed(cause);
-        }
+    fn on_close(&self, session: &Session<WireCodec>, peer: &Peer, cause: &CloseCause) {
+        session.remove_attr::<Peer>();
+        peer.on_closed(cause);
     }
 }

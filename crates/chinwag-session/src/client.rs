@@ -14,7 +14,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::codec::Codec;
 use crate::driver;
-use crate::{CloseCause, Handler, Session, SessionConfig};
+use crate::{CloseCause, ConnectInfo, Service, Session, SessionConfig};
 
 /// When and how a [`Client`] dials again.
 ///
@@ -140,7 +140,7 @@ impl<C: Codec> Client<C> {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T, TransportError>> + Send + 'static,
         T: Transport,
-        H: Handler<C>,
+        H: Service<C>,
     {
         let slots = config.pool_size.max(1);
         let shared = Arc::new(Shared {
@@ -257,7 +257,7 @@ async fn slot_loop<F, Fut, T, C, H>(
     Fut: Future<Output = Result<T, TransportError>> + Send + 'static,
     T: Transport,
     C: Codec,
-    H: Handler<C>,
+    H: Service<C>,
 {
     // Consecutive failures (failed dials, or sessions that ended) since the last open.
     let mut attempt: u32 = 0;
@@ -306,10 +306,20 @@ async fn slot_loop<F, Fut, T, C, H>(
             codec.clone(),
             session_config.clone(),
         );
+        let info = ConnectInfo::new(transport.peer_addr());
+        let state = match handler.admit(&session, &info).await {
+            Ok(a) => a.state,
+            Err(refusal) => {
+                // Our own side refused the connection it dialled: back off as after a refusal.
+                driver::not_admitted(&session, refusal);
+                attempt = attempt.saturating_add(1);
+                continue;
+            }
+        };
         lock(&shared.live).push(session.clone());
         shared.changed.notify_waiters();
         let id = session.id();
-        let cause = driver::run(session, transport, handler.clone()).await;
+        let cause = driver::run(session, transport, handler.clone(), state).await;
         lock(&shared.live).retain(|s| s.id() != id);
         shared.changed.notify_waiters();
         if shared.stopping.load(Ordering::Acquire) {

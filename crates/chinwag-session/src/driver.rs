@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use chinwag_transport::{
-    CloseCode, CloseReason, Frame, FrameRead, FrameWrite, Framing, Transport, TransportError,
+    CloseCode, CloseReason, ConnectInfo, Frame, FrameRead, FrameWrite, Framing, Refusal, Transport,
+    TransportError,
 };
 
 use crate::budget::Charge;
@@ -19,10 +20,12 @@ use crate::codec::{Codec, CodecError, Decoder, Farewell};
 use crate::config::SessionConfig;
 use crate::error::{CloseCause, CloseMode, SessionError};
 use crate::handle::{ABORTING, CLOSED, CLOSING, Entry, FINISHED, NONE, OPEN, Session, lock};
-use crate::handler::Handler;
+use crate::handler::Service;
 
-/// Runs a session on `transport` in a new task and returns its handle at once. Servers and
-/// clients use this internally; use it directly for a connection you made yourself.
+/// Runs a session on `transport` in a new task and returns its handle at once: admission
+/// first ([`Service::admit`], with what the transport tells: its peer address), then the
+/// session. Servers and clients use this internally; use it directly for a connection you made
+/// yourself. A refused admission ends the session with [`CloseCause::NotAdmitted`].
 pub fn spawn_session<T, C, H>(
     transport: T,
     codec: Arc<C>,
@@ -32,24 +35,49 @@ pub fn spawn_session<T, C, H>(
 where
     T: Transport,
     C: Codec,
-    H: Handler<C>,
+    H: Service<C>,
 {
     let session = Session::new(transport.peer_addr(), transport.framing(), codec, config);
     let s = session.clone();
-    tokio::spawn(async move { run(s, transport, handler).await });
+    tokio::spawn(async move {
+        let info = ConnectInfo::new(transport.peer_addr());
+        match handler.admit(&s, &info).await {
+            Ok(admission) => {
+                run(s, transport, handler, admission.state).await;
+            }
+            Err(refusal) => not_admitted(&s, refusal),
+        }
+    });
     session
 }
 
-/// Runs `session` on `transport` to its end (the session's whole life, in the caller's task).
-pub(crate) async fn run<T, C, H>(session: Session<C>, transport: T, handler: Arc<H>) -> CloseCause
+/// Ends a session whose connection was refused at admission (it never started).
+pub(crate) fn not_admitted<C: Codec>(s: &Session<C>, refusal: Refusal) {
+    tracing::debug!(session = s.inner.id, peer = %s.inner.peer, %refusal, "not admitted");
+    s.begin_close(CloseCause::NotAdmitted(refusal), None);
+    s.set_state(CLOSED);
+    let cause = s.close_cause().unwrap_or(CloseCause::Local);
+    s.run_close_callbacks(&cause);
+    s.set_state(FINISHED);
+}
+
+/// Runs `session` on `transport` to its end (the session's whole life, in the caller's task),
+/// with the per-connection `state` admission made.
+pub(crate) async fn run<T, C, H>(
+    session: Session<C>,
+    transport: T,
+    handler: Arc<H>,
+    state: H::State,
+) -> CloseCause
 where
     T: Transport,
     C: Codec,
-    H: Handler<C>,
+    H: Service<C>,
 {
     let (reader, mut writer) = transport.split();
     let s = &session;
-    let opened = guarded(s.inner.id, "on_open", || handler.on_open(s)).unwrap_or_else(|m| {
+    let state = &state;
+    let opened = guarded(s.inner.id, "on_open", || handler.on_open(s, state)).unwrap_or_else(|m| {
         Err(CloseReason::new(
             CloseCode::INTERNAL,
             format!("on_open panicked: {m}"),
@@ -69,13 +97,15 @@ where
     }
     let decoder = s.inner.codec.decoder(s.inner.framing);
     tokio::join!(
-        read_loop(s, reader, decoder, &*handler),
+        read_loop(s, reader, decoder, &*handler, state),
         write_loop(s, writer),
-        timer_loop(s, &*handler),
+        timer_loop(s, &*handler, state),
     );
     let cause = s.close_cause().unwrap_or(CloseCause::Local);
     tracing::debug!(session = s.inner.id, %cause, "session closed");
-    let _ = guarded(s.inner.id, "on_close", || handler.on_close(s, &cause));
+    let _ = guarded(s.inner.id, "on_close", || {
+        handler.on_close(s, state, &cause)
+    });
     s.run_close_callbacks(&cause);
     s.set_state(FINISHED);
     cause
@@ -92,11 +122,16 @@ fn transport_cause(e: &TransportError) -> CloseCause {
 
 /// Reads frames, decodes, and awaits the handler per message (in order; no read while the
 /// handler runs). Ends when the peer closes or breaks, or when a close starts.
-async fn read_loop<R, C, H>(s: &Session<C>, mut rd: R, mut dec: C::Decoder, handler: &H)
-where
+async fn read_loop<R, C, H>(
+    s: &Session<C>,
+    mut rd: R,
+    mut dec: C::Decoder,
+    handler: &H,
+    state: &H::State,
+) where
     R: FrameRead,
     C: Codec,
-    H: Handler<C>,
+    H: Service<C>,
 {
     // The byte-stream decode buffer: empty (no allocation) between messages; a frame that
     // arrives into an empty buffer is taken over without copying.
@@ -116,9 +151,9 @@ where
                 s.inner.last_read_ms.store(s.now_ms(), Ordering::Relaxed);
                 let ok = match s.inner.framing {
                     Framing::Message => match dec.decode_frame(frame) {
-                        Ok(Some(m)) => Box::pin(deliver(s, handler, m)).await,
+                        Ok(Some(m)) => Box::pin(deliver(s, handler, state, m)).await,
                         Ok(None) => true,
-                        Err(e) => return codec_failed(s, handler, e),
+                        Err(e) => return codec_failed(s, handler, state, e),
                     },
                     Framing::Stream => {
                         let payload = frame.into_payload();
@@ -133,7 +168,7 @@ where
                                     size,
                                     limit: limit as u64,
                                 };
-                                return codec_failed(s, handler, e);
+                                return codec_failed(s, handler, state, e);
                             }
                             buf.extend_from_slice(&payload);
                         }
@@ -143,10 +178,10 @@ where
                             match dec.decode(&mut buf) {
                                 Ok(Some(m)) => {
                                     completed = true;
-                                    ok = Box::pin(deliver(s, handler, m)).await;
+                                    ok = Box::pin(deliver(s, handler, state, m)).await;
                                 }
                                 Ok(None) => break,
-                                Err(e) => return codec_failed(s, handler, e),
+                                Err(e) => return codec_failed(s, handler, state, e),
                             }
                         }
                         if buf.is_empty() {
@@ -168,12 +203,12 @@ where
                     loop {
                         match dec.decode_eof(&mut buf) {
                             Ok(Some(m)) => {
-                                if !Box::pin(deliver(s, handler, m)).await {
+                                if !Box::pin(deliver(s, handler, state, m)).await {
                                     return;
                                 }
                             }
                             Ok(None) => break,
-                            Err(e) => return codec_failed(s, handler, e),
+                            Err(e) => return codec_failed(s, handler, state, e),
                         }
                     }
                 }
@@ -183,7 +218,7 @@ where
             Err(e) => {
                 let cause = transport_cause(&e);
                 let _ = guarded(s.inner.id, "on_error", || {
-                    handler.on_error(s, &SessionError::Transport(e))
+                    handler.on_error(s, state, &SessionError::Transport(e))
                 });
                 s.begin_close(cause, None);
                 return;
@@ -192,14 +227,19 @@ where
     }
 }
 
-fn codec_failed<C: Codec, H: Handler<C>>(s: &Session<C>, handler: &H, e: CodecError) {
+fn codec_failed<C: Codec, H: Service<C>>(
+    s: &Session<C>,
+    handler: &H,
+    state: &H::State,
+    e: CodecError,
+) {
     let cause = CloseCause::ProtocolError(e.to_string());
     let farewell = s
         .inner
         .codec
         .farewell(Farewell::Invalid(&e), s.inner.framing);
     let _ = guarded(s.inner.id, "on_error", || {
-        handler.on_error(s, &SessionError::Codec(e))
+        handler.on_error(s, state, &SessionError::Codec(e))
     });
     s.begin_close_with(cause, None, farewell);
 }
@@ -236,13 +276,18 @@ fn track_partial<C: Codec>(s: &Session<C>, pending: usize, arrived: usize, compl
 
 /// Hands one message to the handler. False when the connection closed meanwhile (the
 /// handler's future is then dropped: nothing it could send would arrive).
-async fn deliver<C: Codec, H: Handler<C>>(s: &Session<C>, handler: &H, m: C::In) -> bool {
+async fn deliver<C: Codec, H: Service<C>>(
+    s: &Session<C>,
+    handler: &H,
+    state: &H::State,
+    m: C::In,
+) -> bool {
     s.inner.counters.messages_in.fetch_add(1, Ordering::Relaxed);
     tokio::select! {
         biased;
         // Boxed: the handler's future exists only while a message is handled, so an idle
         // session does not carry its (application-defined) size.
-        r = CatchUnwind(Box::pin(handler.on_message(s, m))) => match r {
+        r = CatchUnwind(Box::pin(handler.on_message(s, state, m))) => match r {
             Ok(()) => true,
             Err(msg) => {
                 tracing::error!(session = s.inner.id, panic = %msg, "on_message panicked");
@@ -380,7 +425,7 @@ async fn write_batch<W: FrameWrite>(
 /// cron, write deadline, close deadline), acts on what is due, and sleeps again. No task and
 /// no timer entry of its own beyond this one `Sleep`; while nothing is due (no idle timeout,
 /// no heartbeat, no cron, no write in progress) it registers no timer at all.
-async fn timer_loop<C: Codec, H: Handler<C>>(s: &Session<C>, handler: &H) {
+async fn timer_loop<C: Codec, H: Service<C>>(s: &Session<C>, handler: &H, app: &H::State) {
     let inner = &*s.inner;
     let cfg = &*inner.config;
     let ms = |d: Duration| d.as_millis() as u64;
@@ -412,6 +457,7 @@ async fn timer_loop<C: Codec, H: Handler<C>>(s: &Session<C>, handler: &H) {
                     let _ = guarded(inner.id, "on_error", || {
                         handler.on_error(
                             s,
+                            app,
                             &SessionError::Transport(TransportError::Timeout(
                                 "session idle timeout",
                             )),
@@ -439,6 +485,7 @@ async fn timer_loop<C: Codec, H: Handler<C>>(s: &Session<C>, handler: &H) {
                         let _ = guarded(inner.id, "on_error", || {
                             handler.on_error(
                                 s,
+                                app,
                                 &SessionError::Transport(TransportError::Timeout(
                                     "a message did not arrive in time",
                                 )),
@@ -469,7 +516,7 @@ async fn timer_loop<C: Codec, H: Handler<C>>(s: &Session<C>, handler: &H) {
             }
             if let Some(at) = next_cron {
                 if now >= at {
-                    let _ = guarded(inner.id, "on_cron", || handler.on_cron(s));
+                    let _ = guarded(inner.id, "on_cron", || handler.on_cron(s, app));
                     let every = ms(cfg.cron_interval.unwrap_or_default()).max(1);
                     next_cron = Some(at + every * ((now - at) / every + 1));
                 }

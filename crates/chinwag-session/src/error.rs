@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use chinwag_transport::{CloseCode, CloseReason, TransportError};
+use chinwag_transport::{CloseCode, CloseReason, Refusal, TransportError};
 
 use crate::codec::CodecError;
 
@@ -35,6 +35,9 @@ pub enum CloseCause {
     Shutdown,
     /// [`Handler::on_open`](crate::Handler::on_open) refused the session.
     Refused(CloseReason),
+    /// [`Service::admit`](crate::Service::admit) refused the connection (or did not decide in
+    /// time): the session never started. A WebSocket peer got the refusal's HTTP status.
+    NotAdmitted(Refusal),
     /// [`Handler::on_message`](crate::Handler::on_message) panicked (the panic was caught and logged; the peer gets 1011).
     HandlerPanic(String),
 }
@@ -64,6 +67,7 @@ impl CloseCause {
             CloseCause::Overflow => CloseReason::new(CloseCode::POLICY, "send queue overflow"),
             CloseCause::Shutdown => CloseReason::new(CloseCode::GOING_AWAY, "shutting down"),
             CloseCause::Refused(r) => r.clone(),
+            CloseCause::NotAdmitted(r) => CloseReason::new(CloseCode::POLICY, r.reason.clone()),
             CloseCause::HandlerPanic(_) => CloseReason::new(CloseCode::INTERNAL, "internal error"),
         }
     }
@@ -78,6 +82,7 @@ impl CloseCause {
             | CloseCause::ProtocolError(_)
             | CloseCause::Refused(_)
             | CloseCause::HandlerPanic(_) => CloseMode::CloseNow,
+            CloseCause::NotAdmitted(_) => CloseMode::Abort,
             CloseCause::PeerGone(_) | CloseCause::WriteTimeout => CloseMode::Abort,
         }
     }
@@ -97,6 +102,7 @@ impl fmt::Display for CloseCause {
             CloseCause::Overflow => f.write_str("send queue overflow"),
             CloseCause::Shutdown => f.write_str("shutdown"),
             CloseCause::Refused(r) => write!(f, "refused: {r}"),
+            CloseCause::NotAdmitted(r) => write!(f, "not admitted: {r}"),
             CloseCause::HandlerPanic(m) => write!(f, "handler panicked: {m}"),
         }
     }
@@ -146,7 +152,3 @@ pub enum SessionError {
     #[error(transparent)]
     Codec(#[from] CodecError),
 }
-
-/// [`Handler::on_open`](crate::Handler::on_open)'s answer when it refuses a session: the connection is closed with
-/// this code and reason, [`Handler::on_close`](crate::Handler::on_close) is not called.
-pub type Refusal = CloseReason;

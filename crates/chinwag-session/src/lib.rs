@@ -87,13 +87,14 @@ mod handler;
 mod server;
 
 pub use budget::{ByteBudget, Charge};
+pub use chinwag_transport::{ConnectInfo, Refusal};
 pub use client::{Client, ClientConfig, ReconnectPolicy};
 pub use codec::{
     Codec, CodecError, Decoder, Encoded, Farewell, FrameCodec, LengthDelimited, WireCodec,
 };
 pub use config::{OverflowPolicy, SessionConfig};
 pub use driver::spawn_session;
-pub use error::{CloseCause, Refusal, SendError, SessionError};
+pub use error::{CloseCause, SendError, SessionError};
 pub use handle::{Session, Stats};
-pub use handler::Handler;
+pub use handler::{Admission, Handler, Service};
 pub use server::{BroadcastReport, Server, ServerConfig, ServerHandle, ShutdownReport, broadcast};

@@ -6,7 +6,8 @@ use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use chinwag_transport::{Acceptor, PeerAddr, Transport, TransportError};
+use chinwag_transport::{Acceptor, Offer, PeerAddr, TransportError};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -14,18 +15,26 @@ use tokio_util::task::TaskTracker;
 
 use crate::codec::{Codec, Encoded};
 use crate::driver;
-use crate::{CloseCause, Handler, SendError, Session, SessionConfig};
+use crate::{CloseCause, Refusal, SendError, Service, Session, SessionConfig};
 
 /// Settings of a [`Server`].
 ///
 /// | field | default |
 /// |---|---|
+/// | [`admission_timeout`](Self::admission_timeout) | 5 s |
+/// | [`max_admissions`](Self::max_admissions) | 1 024 |
 /// | [`accept_backoff_initial`](Self::accept_backoff_initial) | 5 ms |
 /// | [`accept_backoff_max`](Self::accept_backoff_max) | 1 s |
 /// | [`session`](Self::session) | [`SessionConfig::default()`] |
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServerConfig {
+    /// How long [`Service::admit`] may take for one connection; past it the connection is
+    /// refused with `503` (WebSocket; byte streams are closed). Default 5 s.
+    pub admission_timeout: Duration,
+    /// Admissions running at once; past it a new connection is refused with `503` at once
+    /// (rather than queued), so a flood of slow admissions cannot pile up. Default 1 024.
+    pub max_admissions: usize,
     /// The first pause after an accept error such as `EMFILE` (out of file descriptors); it
     /// doubles per consecutive error up to [`accept_backoff_max`](Self::accept_backoff_max)
     /// and resets after a successful accept. Default 5 ms. Errors that concern only one
@@ -40,6 +49,8 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
+            admission_timeout: Duration::from_secs(5),
+            max_admissions: 1024,
             accept_backoff_initial: Duration::from_millis(5),
             accept_backoff_max: Duration::from_secs(1),
             session: SessionConfig::default(),
@@ -67,8 +78,13 @@ pub struct BroadcastReport {
     pub failed: usize,
 }
 
+/// `Retry-After` for refusals because the server is busy.
+const BUSY_RETRY: Duration = Duration::from_secs(1);
+
 struct Shared<C: Codec> {
     sessions: Mutex<HashMap<u64, Session<C>>>,
+    /// Admissions in progress (`ServerConfig::max_admissions`).
+    admissions: Arc<Semaphore>,
     /// Cancelled by `shutdown`: the accept loop stops.
     stop: CancellationToken,
     /// Every session task, so `shutdown` can wait for the last one to end.
@@ -102,10 +118,11 @@ impl Server {
     where
         A: Acceptor,
         C: Codec,
-        H: Handler<C>,
+        H: Service<C>,
     {
         let shared = Arc::new(Shared {
             sessions: Mutex::new(HashMap::new()),
+            admissions: Arc::new(Semaphore::new(config.max_admissions.max(1))),
             stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
             local_addr: acceptor.local_addr(),
@@ -150,7 +167,7 @@ async fn accept_loop<A, C, H>(
 ) where
     A: Acceptor,
     C: Codec,
-    H: Handler<C>,
+    H: Service<C>,
 {
     let mut backoff = config.accept_backoff_initial;
     loop {
@@ -159,9 +176,9 @@ async fn accept_loop<A, C, H>(
         // and refuses past it, so no second limit is kept here.
         let accepted = tokio::select! {
             _ = shared.stop.cancelled() => break,
-            r = acceptor.accept() => r,
+            r = acceptor.offer() => r,
         };
-        let transport = match accepted {
+        let offer = match accepted {
             Ok(t) => {
                 backoff = config.accept_backoff_initial;
                 t
@@ -184,21 +201,61 @@ async fn accept_loop<A, C, H>(
                 continue;
             }
         };
+        // Admissions run in their own tasks (one may wait on a database), at most
+        // `max_admissions` at once; past that the connection is refused as busy at once.
+        let Ok(admitting) = shared.admissions.clone().try_acquire_owned() else {
+            tracing::debug!(peer = %offer.info().peer(), "admissions at their limit; refusing");
+            shared.tasks.spawn(offer.refuse(Refusal::unavailable(
+                "server busy: too many connections being admitted; retry later",
+                BUSY_RETRY,
+            )));
+            continue;
+        };
         let session = Session::new(
-            transport.peer_addr(),
-            transport.framing(),
+            offer.info().peer().clone(),
+            offer.framing(),
             codec.clone(),
             session_config.clone(),
         );
-        lock(&shared.sessions).insert(session.id(), session.clone());
         let handler = handler.clone();
         let shared2 = shared.clone();
-        let fut = async move {
+        let timeout = config.admission_timeout;
+        shared.tasks.spawn(async move {
+            let decided =
+                tokio::time::timeout(timeout, handler.admit(&session, offer.info())).await;
+            drop(admitting);
+            let admission = match decided {
+                Ok(Ok(a)) => a,
+                Ok(Err(refusal)) => {
+                    offer.refuse(refusal.clone()).await;
+                    driver::not_admitted(&session, refusal);
+                    return;
+                }
+                Err(_) => {
+                    let refusal =
+                        Refusal::unavailable("admission timed out; retry later", BUSY_RETRY);
+                    offer.refuse(refusal.clone()).await;
+                    driver::not_admitted(&session, refusal);
+                    return;
+                }
+            };
+            let transport = match offer.admit(admission.subprotocol).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::debug!(error = %e, "admitted connection lost before it started");
+                    driver::not_admitted(&session, Refusal::new(499, e.to_string()));
+                    return;
+                }
+            };
             let id = session.id();
-            driver::run(session, transport, handler).await;
+            lock(&shared2.sessions).insert(id, session.clone());
+            if shared2.stop.is_cancelled() {
+                // Admitted while the server shuts down (after it listed its sessions).
+                session.close_with(CloseCause::Shutdown, None);
+            }
+            driver::run(session, transport, handler, admission.state).await;
             lock(&shared2.sessions).remove(&id);
-        };
-        shared.tasks.spawn(fut);
+        });
     }
     // Dropping the acceptor closes the listener: new connections are refused from here on.
     drop(acceptor);

@@ -83,12 +83,13 @@ struct Flaky {
 
 impl Acceptor for Flaky {
     type Conn = PipeTransport;
-    async fn accept(&mut self) -> Result<PipeTransport, TransportError> {
+    type Offer = chinwag_transport::Ready<PipeTransport>;
+    async fn offer(&mut self) -> Result<Self::Offer, TransportError> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
         if n < self.fail {
             return Err(TransportError::Io(io::Error::from_raw_os_error(24))); // EMFILE
         }
-        self.inner.accept().await
+        self.inner.offer().await
     }
     fn local_addr(&self) -> Option<PeerAddr> {
         Some(PeerAddr::Local)
@@ -270,7 +271,7 @@ async fn gives_up_after_max_attempts_within_the_backoff_caps() {
 /// A server handler that closes every session cleanly right away.
 struct Goodbye;
 impl Handler<FrameCodec> for Goodbye {
-    fn on_open(&self, s: &Session<FrameCodec>) -> Result<(), chinwag_session::Refusal> {
+    fn on_open(&self, s: &Session<FrameCodec>) -> Result<(), chinwag_transport::CloseReason> {
         s.close();
         Ok(())
     }

@@ -93,7 +93,7 @@ async fn typed_attributes() {
 
 struct Refuse;
 impl Handler<FrameCodec> for Refuse {
-    fn on_open(&self, _: &Session<FrameCodec>) -> Result<(), chinwag_session::Refusal> {
+    fn on_open(&self, _: &Session<FrameCodec>) -> Result<(), chinwag_transport::CloseReason> {
         Err(CloseReason::new(CloseCode::POLICY, "not today"))
     }
     async fn on_message(&self, _: &Session<FrameCodec>, _: Frame) {

@@ -8,11 +8,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chinwag_transport::udp::{UdpAcceptor, UdpAcceptorConfig};
 use chinwag_session::{
     Client, ClientConfig, CloseCause, Codec, FrameCodec, LengthDelimited, Server, ServerConfig,
     WireCodec,
 };
+use chinwag_transport::udp::{UdpAcceptor, UdpAcceptorConfig};
 use chinwag_transport::{Acceptor, Frame, PeerAddr, Transport, TransportError};
 use chinwag_wire::{Message, Name, RequestId};
 use common::{Echo, Lines, Recorder, next_message, within};

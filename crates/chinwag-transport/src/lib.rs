@@ -82,6 +82,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 
 pub mod budget;
+mod offer;
 pub mod pipe;
 mod stream;
 pub mod tcp;
@@ -91,6 +92,7 @@ pub mod udp;
 pub mod unix;
 
 pub use budget::{ConnectionBudget, ConnectionPermit};
+pub use offer::{ConnectInfo, HttpInfo, Offer, Ready, Refusal, TlsInfo};
 pub use stream::StreamConfig;
 
 /// One unit moved by a transport.
@@ -328,13 +330,29 @@ pub trait Transport: Send + 'static {
 }
 
 /// A source of accepted connections (a listener, or the WebSocket upgrades of an HTTP server).
+///
+/// It hands out [`Offer`]s, connections that have arrived but are not admitted yet, so the
+/// caller can decide from their [`ConnectInfo`] (for WebSocket: before the upgrade is answered);
+/// [`accept`](Self::accept) admits every offer as it comes.
 pub trait Acceptor: Send + 'static {
     /// The connections it yields.
     type Conn: Transport;
+    /// What it offers before admission.
+    type Offer: Offer<Conn = Self::Conn>;
 
-    /// Waits for the next connection. Errors are per-accept (e.g. `EMFILE`) and the acceptor
-    /// stays usable; callers back off and retry.
-    fn accept(&mut self) -> impl Future<Output = Result<Self::Conn, TransportError>> + Send;
+    /// Waits for the next connection that arrives. Errors are per-accept (e.g. `EMFILE`) and
+    /// the acceptor stays usable; callers back off and retry.
+    fn offer(&mut self) -> impl Future<Output = Result<Self::Offer, TransportError>> + Send;
+
+    /// Waits for the next connection and admits it (no subprotocol).
+    ///
+    /// # Errors
+    ///
+    /// As [`offer`](Self::offer), or the admission failed for this one connection (the
+    /// acceptor stays usable).
+    fn accept(&mut self) -> impl Future<Output = Result<Self::Conn, TransportError>> + Send {
+        async move { self.offer().await?.admit(None).await }
+    }
 
     /// The local address it accepts on, for logs and for tests that bind port 0.
     fn local_addr(&self) -> Option<PeerAddr>;

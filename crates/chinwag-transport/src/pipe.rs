@@ -10,7 +10,7 @@ use std::io;
 use tokio::sync::mpsc;
 
 use crate::{
-    Acceptor, CloseReason, Frame, FrameRead, FrameWrite, Framing, PeerAddr, Transport,
+    Acceptor, CloseReason, Frame, FrameRead, FrameWrite, Framing, PeerAddr, Ready, Transport,
     TransportError,
 };
 
@@ -223,11 +223,16 @@ impl fmt::Debug for PipeAcceptor {
 
 impl Acceptor for PipeAcceptor {
     type Conn = PipeTransport;
+    type Offer = Ready<PipeTransport>;
 
     /// The next connection. Once every connector is dropped, returns
     /// [`TransportError::Closed`] (no more connections can come).
-    async fn accept(&mut self) -> Result<PipeTransport, TransportError> {
-        self.rx.recv().await.ok_or(TransportError::Closed)
+    async fn offer(&mut self) -> Result<Ready<PipeTransport>, TransportError> {
+        self.rx
+            .recv()
+            .await
+            .map(Ready::new)
+            .ok_or(TransportError::Closed)
     }
 
     fn local_addr(&self) -> Option<PeerAddr> {

@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream, ToSocketAddrs};
 
 use crate::budget::{ConnectionBudget, ConnectionPermit};
 use crate::stream::{StreamConfig, StreamReader, StreamWriter, stream_halves};
-use crate::{Acceptor, Framing, PeerAddr, Transport, TransportError};
+use crate::{Acceptor, Framing, PeerAddr, Ready, Transport, TransportError};
 
 /// Settings of TCP connections and listeners.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,8 +250,19 @@ impl TcpAcceptor {
 
 impl Acceptor for TcpAcceptor {
     type Conn = TcpTransport;
+    type Offer = Ready<TcpTransport>;
 
-    async fn accept(&mut self) -> Result<TcpTransport, TransportError> {
+    async fn offer(&mut self) -> Result<Ready<TcpTransport>, TransportError> {
+        self.next().await.map(Ready::new)
+    }
+
+    fn local_addr(&self) -> Option<PeerAddr> {
+        self.listener.local_addr().ok().map(PeerAddr::Ip)
+    }
+}
+
+impl TcpAcceptor {
+    async fn next(&mut self) -> Result<TcpTransport, TransportError> {
         loop {
             let (stream, peer) = self.listener.accept().await?;
             // Over the budget: close at once (dropping the socket) and take the next one.
@@ -266,10 +277,6 @@ impl Acceptor for TcpAcceptor {
                 permit: Some(permit),
             });
         }
-    }
-
-    fn local_addr(&self) -> Option<PeerAddr> {
-        self.listener.local_addr().ok().map(PeerAddr::Ip)
     }
 }
 

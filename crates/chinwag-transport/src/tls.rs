@@ -39,7 +39,7 @@ use tokio_rustls::TlsStream;
 use crate::budget::{ConnectionBudget, ConnectionPermit};
 use crate::stream::{PollSource, StreamConfig, StreamReader, StreamWriter, stream_halves};
 use crate::tcp::{self, TcpConfig};
-use crate::{Acceptor, Framing, PeerAddr, Transport, TransportError};
+use crate::{Acceptor, ConnectInfo, Framing, PeerAddr, Ready, TlsInfo, Transport, TransportError};
 
 /// Limits of TLS connections and listeners (the certificates are in [`TlsServerConfig`] and
 /// [`TlsClientConfig`]).
@@ -166,6 +166,11 @@ impl TlsServerConfig {
     /// Uses a rustls configuration built by hand (client certificates, ALPN, resumption, ...).
     pub fn from_rustls(config: Arc<rustls::ServerConfig>) -> Self {
         TlsServerConfig { rustls: config }
+    }
+
+    /// The rustls configuration (for a `wss://` acceptor on the same certificate).
+    pub fn to_rustls(&self) -> Arc<rustls::ServerConfig> {
+        self.rustls.clone()
     }
 }
 
@@ -314,6 +319,35 @@ impl TlsTransport {
     pub fn get_ref(&self) -> &TlsStream<TcpStream> {
         &self.stream
     }
+
+    /// What the handshake told: SNI (server side), ALPN, the peer's certificates.
+    pub fn tls_info(&self) -> TlsInfo {
+        let mut info = TlsInfo::default();
+        let (sni, alpn, certs) = match &self.stream {
+            TlsStream::Server(s) => {
+                let c = s.get_ref().1;
+                (
+                    c.server_name().map(str::to_owned),
+                    c.alpn_protocol().map(<[u8]>::to_vec),
+                    c.peer_certificates(),
+                )
+            }
+            TlsStream::Client(s) => {
+                let c = s.get_ref().1;
+                (
+                    None,
+                    c.alpn_protocol().map(<[u8]>::to_vec),
+                    c.peer_certificates(),
+                )
+            }
+        };
+        info.sni = sni;
+        info.alpn = alpn;
+        info.client_certificates = certs
+            .map(|c| c.iter().map(|d| d.clone().into_owned()).collect())
+            .unwrap_or_default();
+        info
+    }
 }
 
 impl Transport for TlsTransport {
@@ -439,18 +473,22 @@ impl TlsAcceptor {
 
 impl Acceptor for TlsAcceptor {
     type Conn = TlsTransport;
+    type Offer = Ready<TlsTransport>;
 
-    /// Returns the next connection whose handshake succeeded, or the error of one that failed
-    /// (the acceptor stays usable: call again). Cancel safe: handshakes in progress go on.
-    async fn accept(&mut self) -> Result<TlsTransport, TransportError> {
+    /// Returns the next connection whose handshake succeeded (its [`ConnectInfo`] carries the
+    /// SNI name, ALPN and client certificates), or the error of one that failed (the acceptor
+    /// stays usable: call again). Cancel safe: handshakes in progress go on.
+    async fn offer(&mut self) -> Result<Ready<TlsTransport>, TransportError> {
         let max = self.config.max_pending_handshakes.max(1);
         loop {
             let room = self.handshakes.len() < max;
             tokio::select! {
                 Some(done) = self.handshakes.join_next(), if !self.handshakes.is_empty() => {
-                    return done.unwrap_or_else(|e| {
+                    let conn = done.unwrap_or_else(|e| {
                         Err(TransportError::Handshake(format!("handshake task ended: {e}")))
-                    });
+                    })?;
+                    let info = ConnectInfo::new(PeerAddr::Ip(conn.peer)).with_tls(conn.tls_info());
+                    return Ok(Ready::with_info(conn, info));
                 }
                 accepted = self.listener.accept(), if room => {
                     let (tcp, peer) = accepted?;

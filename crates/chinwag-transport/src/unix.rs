@@ -13,7 +13,7 @@ use tokio::net::{UnixListener, UnixStream};
 
 use crate::budget::{ConnectionBudget, ConnectionPermit};
 use crate::stream::{StreamConfig, StreamReader, StreamWriter, stream_halves};
-use crate::{Acceptor, Framing, PeerAddr, Transport, TransportError};
+use crate::{Acceptor, Framing, PeerAddr, Ready, Transport, TransportError};
 
 /// Settings of Unix socket connections and listeners.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,8 +194,19 @@ fn bind_listener(path: &Path, backlog: u32) -> io::Result<UnixListener> {
 
 impl Acceptor for UnixAcceptor {
     type Conn = UnixTransport;
+    type Offer = Ready<UnixTransport>;
 
-    async fn accept(&mut self) -> Result<UnixTransport, TransportError> {
+    async fn offer(&mut self) -> Result<Ready<UnixTransport>, TransportError> {
+        self.next().await.map(Ready::new)
+    }
+
+    fn local_addr(&self) -> Option<PeerAddr> {
+        Some(PeerAddr::Unix(Some(self.path.clone())))
+    }
+}
+
+impl UnixAcceptor {
+    async fn next(&mut self) -> Result<UnixTransport, TransportError> {
         loop {
             let (stream, addr) = self.listener.accept().await?;
             // Over the budget: close at once and take the next one.
@@ -209,9 +220,5 @@ impl Acceptor for UnixAcceptor {
                 permit: Some(permit),
             });
         }
-    }
-
-    fn local_addr(&self) -> Option<PeerAddr> {
-        Some(PeerAddr::Unix(Some(self.path.clone())))
     }
 }

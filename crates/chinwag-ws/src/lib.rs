@@ -28,7 +28,8 @@ pub use config::{OriginPolicy, WsConfig};
 pub use conn::{WsConnection, WsReader, WsWriter};
 pub use engine::{Engine, Incoming, Outgoing, RawRead, RawWrite, ReadError, Role, truncate_reason};
 pub use server::{
-    HttpFallback, REFUSALS_IN_FLIGHT, UpgradeError, WsAcceptor, is_upgrade_request, upgrade,
+    HttpFallback, REFUSALS_IN_FLIGHT, UpgradeError, WsAcceptor, WsOffer, is_upgrade_request,
+    refusal_response, upgrade, upgrade_with,
 };
 pub use stream::{CoalescingWriter, ReadAhead, WsStream};
 

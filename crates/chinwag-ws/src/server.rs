@@ -12,14 +12,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use chinwag_transport::{Acceptor, ConnectionBudget, ConnectionPermit, PeerAddr, TransportError};
+use chinwag_transport::{
+    Acceptor, ConnectInfo, ConnectionBudget, ConnectionPermit, Framing, HttpInfo, Offer, PeerAddr,
+    Refusal, TlsInfo, TransportError,
+};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{Empty, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::engine::{Engine, Role};
@@ -152,6 +155,28 @@ pub fn upgrade<E: Engine, B>(
     ),
     UpgradeError,
 > {
+    upgrade_with::<E, B>(req, cfg, None)
+}
+
+/// As [`upgrade`], answering with `subprotocol` in `Sec-WebSocket-Protocol` (one the client
+/// offered: browsers fail a connection whose answer names another, or names one when they
+/// offered some and the answer names none).
+///
+/// # Errors
+///
+/// As [`upgrade`].
+#[allow(clippy::type_complexity)]
+pub fn upgrade_with<E: Engine, B>(
+    req: &mut Request<B>,
+    cfg: &WsConfig,
+    subprotocol: Option<&str>,
+) -> Result<
+    (
+        Response<Empty<Bytes>>,
+        impl Future<Output = Result<WsConnection<E>, TransportError>> + Send + 'static,
+    ),
+    UpgradeError,
+> {
     let accept = check_request::<E, _>(req, cfg)?;
     let peer = req
         .extensions()
@@ -173,6 +198,11 @@ pub fn upgrade<E: Engine, B>(
         header::SEC_WEBSOCKET_ACCEPT,
         HeaderValue::from_str(&accept).expect("base64 is a valid header value"),
     );
+    if let Some(p) = subprotocol {
+        let v = HeaderValue::from_str(p)
+            .map_err(|_| UpgradeError::BadRequest("the chosen subprotocol is not a token"))?;
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
+    }
     let cfg = cfg.clone();
     let fut = async move {
         let upgraded = tokio::time::timeout(cfg.handshake_timeout, on_upgrade)
@@ -200,7 +230,7 @@ pub type HttpFallback =
 /// For a server that also serves pages and `/metrics` on the same port, use [`upgrade`] in
 /// your own hyper service instead.
 pub struct WsAcceptor<E: Engine> {
-    rx: mpsc::Receiver<WsConnection<E>>,
+    rx: mpsc::Receiver<WsOffer<E>>,
     local: SocketAddr,
     task: JoinHandle<()>,
     budget: ConnectionBudget,
@@ -222,7 +252,7 @@ impl<E: Engine> Drop for WsAcceptor<E> {
     }
 }
 
-/// Connections whose upgrade finished but that `accept` has not taken yet.
+/// Upgrade requests waiting for `offer` to take them; past this they get `503` at once.
 const ACCEPT_QUEUE: usize = 128;
 
 /// Connections past the budget that a [`WsAcceptor`] answers with `503 Service Unavailable` at
@@ -340,14 +370,102 @@ impl<E: Engine> WsAcceptor<E> {
 
 impl<E: Engine> Acceptor for WsAcceptor<E> {
     type Conn = WsConnection<E>;
+    type Offer = WsOffer<E>;
 
-    async fn accept(&mut self) -> Result<WsConnection<E>, TransportError> {
+    /// The next upgrade request that passed the handshake checks and the Origin policy; the
+    /// client waits for the answer ([`Offer::admit`] or [`Offer::refuse`]) up to the handshake
+    /// timeout, then gets `503`.
+    async fn offer(&mut self) -> Result<WsOffer<E>, TransportError> {
         self.rx.recv().await.ok_or(TransportError::Closed)
     }
 
     fn local_addr(&self) -> Option<PeerAddr> {
         Some(PeerAddr::Ip(self.local))
     }
+}
+
+/// An upgrade request waiting to be admitted or refused (see [`Offer`]): admitting answers
+/// `101 Switching Protocols` and hands over the connection; refusing answers with the
+/// refusal's status and reason. Dropped undecided, the client gets `503`.
+pub struct WsOffer<E: Engine> {
+    info: ConnectInfo,
+    decision: oneshot::Sender<Decision>,
+    conn: oneshot::Receiver<Result<WsConnection<E>, TransportError>>,
+    timeout: Duration,
+}
+
+impl<E: Engine> std::fmt::Debug for WsOffer<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsOffer")
+            .field("engine", &E::NAME)
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Decision {
+    Admit(Option<String>),
+    Refuse(Refusal),
+}
+
+impl<E: Engine> Offer for WsOffer<E> {
+    type Conn = WsConnection<E>;
+
+    fn info(&self) -> &ConnectInfo {
+        &self.info
+    }
+
+    fn framing(&self) -> Framing {
+        Framing::Message
+    }
+
+    async fn admit(self, subprotocol: Option<String>) -> Result<WsConnection<E>, TransportError> {
+        self.decision
+            .send(Decision::Admit(subprotocol))
+            .map_err(|_| TransportError::Closed)?;
+        match tokio::time::timeout(self.timeout, self.conn).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(_)) => Err(TransportError::Closed),
+            Err(_) => Err(TransportError::Timeout("WebSocket upgrade")),
+        }
+    }
+
+    async fn refuse(self, refusal: Refusal) {
+        let _ = self.decision.send(Decision::Refuse(refusal));
+    }
+}
+
+/// The HTTP answer for a refusal: its status, `Retry-After` when set, the reason as the body.
+pub fn refusal_response(refusal: &Refusal) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(format!("{}\n", refusal.reason))));
+    *r.status_mut() =
+        StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Some(after) = refusal.retry_after {
+        h.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(after.as_secs().max(1)),
+        );
+    }
+    r
+}
+
+/// The subprotocols a client offered in `Sec-WebSocket-Protocol` (comma-separated, possibly
+/// over several header lines), in order.
+fn offered_subprotocols(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 async fn accept_loop<E: Engine>(
@@ -357,7 +475,7 @@ async fn accept_loop<E: Engine>(
     tls: Option<tokio_rustls::TlsAcceptor>,
     fallback: Option<HttpFallback>,
     budget: ConnectionBudget,
-    tx: mpsc::Sender<WsConnection<E>>,
+    tx: mpsc::Sender<WsOffer<E>>,
 ) {
     let refusing = Arc::new(AtomicUsize::new(0));
     loop {
@@ -378,20 +496,27 @@ async fn accept_loop<E: Engine>(
             refuse(tcp, peer, &cfg, tls.as_ref(), &refusing);
             continue;
         };
-        let (cfg, path, tx) = (cfg.clone(), path.clone(), tx.clone());
-        let fallback = fallback.clone();
+        let mut http = Http {
+            peer,
+            tls: None,
+            cfg: cfg.clone(),
+            path: path.clone(),
+            fallback: fallback.clone(),
+            tx: tx.clone(),
+            permit,
+        };
         match &tls {
             None => {
-                tokio::spawn(serve_http::<E, _>(
-                    tcp, peer, cfg, path, fallback, tx, permit,
-                ));
+                tokio::spawn(serve_http::<E, _>(tcp, http));
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(cfg.handshake_timeout, acceptor.accept(tcp)).await {
+                    let timeout = http.cfg.handshake_timeout;
+                    match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => {
-                            serve_http::<E, _>(stream, peer, cfg, path, fallback, tx, permit).await
+                            http.tls = Some(tls_info(stream.get_ref().1));
+                            serve_http::<E, _>(stream, http).await
                         }
                         Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -400,6 +525,18 @@ async fn accept_loop<E: Engine>(
             }
         }
     }
+}
+
+/// What a TLS handshake told, for the [`ConnectInfo`] of the connections on it.
+fn tls_info(conn: &rustls::ServerConnection) -> TlsInfo {
+    let mut info = TlsInfo::default();
+    info.sni = conn.server_name().map(str::to_owned);
+    info.alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
+    info.client_certificates = conn
+        .peer_certificates()
+        .map(|c| c.iter().map(|d| d.clone().into_owned()).collect())
+        .unwrap_or_default();
+    info
 }
 
 /// Answers a connection past the budget with `503` (or closes it at once when
@@ -469,84 +606,128 @@ where
         .await;
 }
 
-async fn serve_http<E, I>(
-    io: I,
+/// What one HTTP connection of a [`WsAcceptor`] needs.
+struct Http<E: Engine> {
     peer: SocketAddr,
+    tls: Option<TlsInfo>,
     cfg: Arc<WsConfig>,
     path: Option<Arc<str>>,
     fallback: Option<HttpFallback>,
-    tx: mpsc::Sender<WsConnection<E>>,
+    tx: mpsc::Sender<WsOffer<E>>,
+    /// The socket's place in the budget; an upgraded connection takes a clone along, so the
+    /// place is free only when both are gone.
     permit: ConnectionPermit,
-) where
+}
+
+async fn serve_http<E, I>(io: I, http: Http<E>)
+where
     E: Engine,
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let header_timeout = cfg.handshake_timeout;
-    let max_buf = cfg.hyper_max_buf();
-    // The HTTP connection holds the socket's place in the budget; an upgraded connection takes
-    // a clone along, so the place is free only when both are gone.
-    let conn_permit = permit.clone();
-    let service = service_fn(move |mut req: Request<hyper::body::Incoming>| {
-        let cfg = cfg.clone();
-        let path = path.clone();
-        let tx = tx.clone();
-        let fallback = fallback.clone();
-        let permit = conn_permit.clone();
-        async move {
-            let on_path = path.as_deref().is_none_or(|p| req.uri().path() == p);
-            if let Some(f) = &fallback
-                && !is_upgrade_request(&req)
-            {
-                let r = f(&req).unwrap_or_else(|| {
-                    if on_path {
-                        UpgradeError::NotWebSocket.to_response()
-                    } else {
-                        not_found()
-                    }
-                });
-                return Ok::<_, Infallible>(r);
-            }
-            if !on_path {
-                return Ok::<_, Infallible>(not_found());
-            }
-            req.extensions_mut().insert(PeerAddr::Ip(peer));
-            match upgrade::<E, _>(&mut req, &cfg) {
-                Ok((resp, fut)) => {
-                    let handoff = cfg.handshake_timeout;
-                    tokio::spawn(async move {
-                        match fut.await {
-                            Ok(conn) => {
-                                // Bounded: a server that stops taking connections must not
-                                // leave upgraded sockets waiting forever.
-                                let conn = conn.with_permit(permit);
-                                if tokio::time::timeout(handoff, tx.send(conn)).await.is_err() {
-                                    tracing::debug!(%peer, "upgraded connection not taken in time; closed");
-                                }
-                            }
-                            Err(e) => tracing::debug!(error = %e, %peer, "upgrade failed"),
-                        }
-                    });
-                    Ok(resp.map(|_| Full::new(Bytes::new())))
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, %peer, "upgrade refused");
-                    Ok(e.to_response())
-                }
-            }
-        }
+    let header_timeout = http.cfg.handshake_timeout;
+    let max_buf = http.cfg.hyper_max_buf();
+    let peer = http.peer;
+    let http = Arc::new(http);
+    let shared = http.clone();
+    let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+        let http = shared.clone();
+        async move { Ok::<_, Infallible>(answer::<E>(req, &http).await) }
     });
-    let io = TokioIo::new(io);
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .max_buf_size(max_buf)
         .keep_alive(true)
-        .serve_connection(io, service)
+        .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     if let Err(e) = conn.await {
         tracing::debug!(error = %e, %peer, "http connection ended with an error");
     }
-    drop(permit);
+    drop(http);
+}
+
+/// Answers one request: the fallback for plain HTTP, 404 off the path, the handshake checks,
+/// then the offer and its decision (101, the refusal, or 503 when nobody decided in time).
+async fn answer<E: Engine>(
+    mut req: Request<hyper::body::Incoming>,
+    http: &Http<E>,
+) -> Response<Full<Bytes>> {
+    let peer = http.peer;
+    let on_path = http.path.as_deref().is_none_or(|p| req.uri().path() == p);
+    if let Some(f) = &http.fallback
+        && !is_upgrade_request(&req)
+    {
+        return f(&req).unwrap_or_else(|| {
+            if on_path {
+                UpgradeError::NotWebSocket.to_response()
+            } else {
+                not_found()
+            }
+        });
+    }
+    if !on_path {
+        return not_found();
+    }
+    if let Err(e) = check_request::<E, _>(&req, &http.cfg) {
+        tracing::debug!(error = %e, %peer, "upgrade refused");
+        return e.to_response();
+    }
+    let mut info = ConnectInfo::new(PeerAddr::Ip(peer)).with_http({
+        let mut h = HttpInfo::new(req.method().clone(), req.uri().clone());
+        h.headers = req.headers().clone();
+        h.subprotocols = offered_subprotocols(req.headers());
+        h
+    });
+    if let Some(t) = &http.tls {
+        info = info.with_tls(t.clone());
+    }
+    let (decision_tx, decision_rx) = oneshot::channel();
+    let (conn_tx, conn_rx) = oneshot::channel();
+    let offer = WsOffer {
+        info,
+        decision: decision_tx,
+        conn: conn_rx,
+        timeout: http.cfg.handshake_timeout,
+    };
+    if http.tx.try_send(offer).is_err() {
+        return refusal_response(&Refusal::unavailable(
+            "server busy: too many connections waiting for admission; retry later",
+            Duration::from_secs(RETRY_AFTER_SECS.into()),
+        ));
+    }
+    let decision = tokio::time::timeout(http.cfg.handshake_timeout, decision_rx).await;
+    let subprotocol = match decision {
+        Ok(Ok(Decision::Admit(p))) => p,
+        Ok(Ok(Decision::Refuse(r))) => {
+            tracing::debug!(%peer, refusal = %r, "upgrade refused at admission");
+            return refusal_response(&r);
+        }
+        Ok(Err(_)) | Err(_) => {
+            return refusal_response(&Refusal::unavailable(
+                "the server did not admit the connection in time; retry later",
+                Duration::from_secs(RETRY_AFTER_SECS.into()),
+            ));
+        }
+    };
+    req.extensions_mut().insert(PeerAddr::Ip(peer));
+    match upgrade_with::<E, _>(&mut req, &http.cfg, subprotocol.as_deref()) {
+        Ok((resp, fut)) => {
+            let permit = http.permit.clone();
+            tokio::spawn(async move {
+                let conn = fut.await.map(|c| c.with_permit(permit));
+                if let Err(e) = &conn {
+                    tracing::debug!(error = %e, %peer, "upgrade failed");
+                }
+                // The offer's `admit` waits for this (bounded by the handshake timeout).
+                let _ = conn_tx.send(conn);
+            });
+            resp.map(|_| Full::new(Bytes::new()))
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, %peer, "upgrade refused");
+            e.to_response()
+        }
+    }
 }
 
 fn not_found() -> Response<Full<Bytes>> {

@@ -108,8 +108,8 @@ pub async fn message_limit<E: Engine>() {
     let ccfg = WsConfig::default().with_fragment_size(300);
 
     // Exactly at the limit: accepted.
-    let client = connect::<E>(&url, &ccfg).await.unwrap();
-    let (mut sr, _sw) = acc.accept().await.unwrap().split();
+    let (client, server) = dial::<E>(&mut acc, &url, &ccfg).await;
+    let (mut sr, _sw) = server.split();
     let (mut cr, mut cw) = client.split();
     cw.send(Frame::Binary(vec![7u8; limit].into()))
         .await
@@ -137,8 +137,8 @@ pub async fn frame_limit<E: Engine>() {
     let limit = 4096;
     let scfg = WsConfig::default().with_max_frame_size(limit);
     let (mut acc, url) = bind::<E>(scfg).await;
-    let client = connect::<E>(&url, &WsConfig::default()).await.unwrap();
-    let (mut sr, _sw) = acc.accept().await.unwrap().split();
+    let (client, server) = dial::<E>(&mut acc, &url, &WsConfig::default()).await;
+    let (mut sr, _sw) = server.split();
     let (mut cr, mut cw) = client.split();
     cw.send(Frame::Binary(vec![1u8; limit].into()))
         .await
@@ -187,6 +187,7 @@ pub async fn origin_policy<E: Engine>() {
     let policy = OriginPolicy::allow(["https://good.example"]).with_allow_missing(false);
     let (acc, url) = bind::<E>(WsConfig::default().with_origin(policy)).await;
     let addr = acc.local_addr();
+    let acc = admit_all(acc);
     let (status, _) = within(
         "evil",
         raw_handshake(addr, "Origin: https://evil.example\r\n"),
@@ -211,11 +212,12 @@ pub async fn origin_policy<E: Engine>() {
     connect_with::<E>(&url, &WsConfig::default(), &opts)
         .await
         .unwrap();
-    drop(acc);
+    acc.abort();
 
     // The default: no Origin allowed, same-host allowed, other sites refused.
     let (acc, url) = bind::<E>(WsConfig::default()).await;
     let addr = acc.local_addr();
+    let _acc = admit_all(acc);
     connect::<E>(&url, &WsConfig::default()).await.unwrap();
     let (status, _) = raw_handshake(addr, &format!("Origin: http://{addr}\r\n")).await;
     assert_eq!(status, 101);
@@ -314,8 +316,8 @@ pub async fn close_codes<E: Engine>() {
     let (mut acc, url) = bind::<E>(WsConfig::default()).await;
 
     // Client closes with a code and reason; the server reads them.
-    let client = connect::<E>(&url, &WsConfig::default()).await.unwrap();
-    let (mut sr, _sw) = acc.accept().await.unwrap().split();
+    let (client, server) = dial::<E>(&mut acc, &url, &WsConfig::default()).await;
+    let (mut sr, _sw) = server.split();
     let (mut cr, mut cw) = client.split();
     let (closed, read) = tokio::join!(
         cw.close(CloseReason::new(CloseCode(4000), "bye now")),
@@ -335,8 +337,8 @@ pub async fn close_codes<E: Engine>() {
 
     // Server closes; the client reads the code and reason, and the server's close completes
     // because the client's reader answers.
-    let client = connect::<E>(&url, &WsConfig::default()).await.unwrap();
-    let (mut sr, mut sw) = acc.accept().await.unwrap().split();
+    let (client, server) = dial::<E>(&mut acc, &url, &WsConfig::default()).await;
+    let (mut sr, mut sw) = server.split();
     let (mut cr, _cw) = client.split();
     let (closed, read) = within("server close", async {
         tokio::join!(
@@ -354,8 +356,8 @@ pub async fn close_codes<E: Engine>() {
     assert_eq!(within("server end", sr.read_frame()).await.unwrap(), None);
 
     // Close without anyone reading on our side: `close` reads the answer itself.
-    let client = connect::<E>(&url, &WsConfig::default()).await.unwrap();
-    let (sr, sw) = acc.accept().await.unwrap().split();
+    let (client, server) = dial::<E>(&mut acc, &url, &WsConfig::default()).await;
+    let (sr, sw) = server.split();
     let server = tokio::spawn(echo_halves(sr, sw));
     let (_cr, mut cw) = client.split();
     within("close alone", cw.close(CloseReason::normal()))
@@ -365,8 +367,8 @@ pub async fn close_codes<E: Engine>() {
 
     // A peer that never answers our close: bounded by the close timeout.
     let cfg = WsConfig::default().with_close_timeout(Duration::from_millis(300));
-    let client = connect::<E>(&url, &cfg).await.unwrap();
-    let (_sr, _sw) = acc.accept().await.unwrap().split(); // never reads
+    let (client, server) = dial::<E>(&mut acc, &url, &cfg).await;
+    let (_sr, _sw) = server.split(); // never reads
     let (_cr, mut cw) = client.split();
     let res = within("unanswered close", cw.close(CloseReason::normal())).await;
     assert!(matches!(res, Err(TransportError::Timeout(_))), "{res:?}");
@@ -389,10 +391,13 @@ pub async fn keepalive<E: Engine>() {
         .with_ping_interval(Some(Duration::from_millis(20)))
         .with_pong_wait(Duration::from_secs(5));
     let (mut acc, url) = bind::<E>(scfg).await;
-    let client = connect::<E>(&url, &WsConfig::default().with_ping_interval(None))
-        .await
-        .unwrap();
-    let (mut sr, mut sw) = acc.accept().await.unwrap().split();
+    let (client, server) = dial::<E>(
+        &mut acc,
+        &url,
+        &WsConfig::default().with_ping_interval(None),
+    )
+    .await;
+    let (mut sr, mut sw) = server.split();
     let (mut cr, mut cw) = client.split();
     // The client reads (and so answers pings) while the server pings every 20 ms; the server
     // gets ten echoes spread over the pings and never a timeout.
@@ -423,10 +428,13 @@ pub async fn keepalive<E: Engine>() {
         .with_pong_wait(Duration::from_millis(100))
         .with_close_timeout(Duration::from_millis(200));
     let (mut acc, url) = bind::<E>(scfg).await;
-    let _client = connect::<E>(&url, &WsConfig::default().with_ping_interval(None))
-        .await
-        .unwrap();
-    let (mut sr, _sw) = acc.accept().await.unwrap().split();
+    let (_client, server) = dial::<E>(
+        &mut acc,
+        &url,
+        &WsConfig::default().with_ping_interval(None),
+    )
+    .await;
+    let (mut sr, _sw) = server.split();
     let res = within("pong timeout", sr.read_frame()).await;
     assert!(matches!(res, Err(TransportError::Timeout(_))), "{res:?}");
 }
@@ -439,20 +447,53 @@ pub async fn keepalive_paused<E: Engine>() {
         .with_pong_wait(Duration::from_secs(10))
         .with_close_timeout(Duration::from_secs(1));
     let (mut acc, url) = bind::<E>(scfg).await;
-    let _client = connect::<E>(&url, &WsConfig::default().with_ping_interval(None))
-        .await
-        .unwrap();
-    let (mut sr, _sw) = acc.accept().await.unwrap().split();
+    let (_client, server) = dial::<E>(
+        &mut acc,
+        &url,
+        &WsConfig::default().with_ping_interval(None),
+    )
+    .await;
+    let (mut sr, _sw) = server.split();
     tokio::time::pause();
     let res = sr.read_frame().await;
     assert!(matches!(res, Err(TransportError::Timeout(_))), "{res:?}");
 }
 
-/// Completes a raw WebSocket handshake as a client and returns the socket.
-async fn raw_client(addr: SocketAddr) -> TcpStream {
-    let (status, tcp) = raw_handshake(addr, "").await;
+/// Completes a raw WebSocket handshake as a client (the acceptor admitting it meanwhile);
+/// returns the socket and the server's connection.
+async fn raw_dial<E: Engine>(acc: &mut WsAcceptor<E>) -> (TcpStream, WsConnection<E>) {
+    let addr = acc.local_addr();
+    let ((status, tcp), server) = within("raw dial", async {
+        tokio::join!(raw_handshake(addr, ""), acc.accept())
+    })
+    .await;
     assert_eq!(status, 101);
-    tcp
+    (tcp, server.unwrap())
+}
+
+/// Admits every connection `acc` offers, holding them open, until the task is aborted (for
+/// tests about the handshake, whose server side does nothing).
+pub fn admit_all<E: Engine>(mut acc: WsAcceptor<E>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok(conn) = acc.accept().await {
+            held.push(conn);
+        }
+    })
+}
+
+/// Dials `url` while the acceptor admits the connection (the handshake finishes only once it
+/// is admitted); returns the client's and the server's connection.
+pub async fn dial<E: Engine>(
+    acc: &mut WsAcceptor<E>,
+    url: &str,
+    cfg: &WsConfig,
+) -> (WsConnection<E>, WsConnection<E>) {
+    let (client, server) = within("dial", async {
+        tokio::join!(connect::<E>(url, cfg), acc.accept())
+    })
+    .await;
+    (client.unwrap(), server.unwrap())
 }
 
 /// Reads one unmasked server frame with a payload < 126 bytes: (opcode, payload).
@@ -475,8 +516,8 @@ pub async fn keepalive_on_the_wire<E: Engine>() {
         // Generous, so a loaded machine cannot make our prompt pongs look late.
         .with_pong_wait(Duration::from_secs(2));
     let (mut acc, _) = bind::<E>(scfg).await;
-    let mut tcp = raw_client(acc.local_addr()).await;
-    let (mut sr, _sw) = acc.accept().await.unwrap().split();
+    let (mut tcp, server) = raw_dial::<E>(&mut acc).await;
+    let (mut sr, _sw) = server.split();
     let reader = tokio::spawn(async move { sr.read_frame().await });
 
     // Our ping is answered with the same payload.
@@ -513,8 +554,8 @@ pub async fn keepalive_on_the_wire<E: Engine>() {
 
 pub async fn huge_declared_frame<E: Engine>() {
     let (mut acc, _) = bind::<E>(WsConfig::default()).await;
-    let mut tcp = raw_client(acc.local_addr()).await;
-    let (mut sr, _sw) = acc.accept().await.unwrap().split();
+    let (mut tcp, server) = raw_dial::<E>(&mut acc).await;
+    let (mut sr, _sw) = server.split();
     // FIN + binary, masked, 64-bit length = 2 GiB, a mask key, and no payload.
     let mut hdr = vec![0x82, 0x80 | 127];
     hdr.extend_from_slice(&(2u64 << 30).to_be_bytes());
@@ -539,8 +580,8 @@ pub async fn huge_declared_frame<E: Engine>() {
 pub async fn masking_is_enforced<E: Engine>() {
     // Server side: a raw client sends an unmasked text frame "hi".
     let (mut acc, _) = bind::<E>(WsConfig::default()).await;
-    let mut tcp = raw_client(acc.local_addr()).await;
-    let (mut sr, _sw) = acc.accept().await.unwrap().split();
+    let (mut tcp, server) = raw_dial::<E>(&mut acc).await;
+    let (mut sr, _sw) = server.split();
     tcp.write_all(&[0x81, 0x02, b'h', b'i']).await.unwrap();
     match within("unmasked frame", sr.read_frame()).await {
         Err(TransportError::Protocol(_)) => {}
@@ -625,15 +666,14 @@ pub async fn hostile_peers_cost_bounded_memory<E: Engine>() {
     let (mut acc, _) = bind::<E>(WsConfig::default()).await;
     let addr = acc.local_addr();
     // Warm up: one normal connection, so lazily built state is already counted.
-    let warm = raw_client(addr).await;
-    drop(acc.accept().await.unwrap());
-    drop(warm);
+    let (warm, server) = raw_dial::<E>(&mut acc).await;
+    drop((warm, server));
     let before = rss_kib();
     let mut readers = Vec::new();
     let mut clients = Vec::new();
     for _ in 0..32 {
-        let mut tcp = raw_client(addr).await;
-        let (sr, _sw) = acc.accept().await.unwrap().split();
+        let (mut tcp, server) = raw_dial::<E>(&mut acc).await;
+        let (sr, _sw) = server.split();
         let mut hdr = vec![0x82, 0x80 | 127];
         hdr.extend_from_slice(&(2u64 << 30).to_be_bytes());
         hdr.extend_from_slice(&[1, 2, 3, 4]);
@@ -681,8 +721,8 @@ pub async fn hostile_peers_cost_bounded_memory<E: Engine>() {
 
 pub async fn vanishing_peer<E: Engine>() {
     let (mut acc, _) = bind::<E>(WsConfig::default()).await;
-    let mut tcp = raw_client(acc.local_addr()).await;
-    let (mut sr, _sw) = acc.accept().await.unwrap().split();
+    let (mut tcp, server) = raw_dial::<E>(&mut acc).await;
+    let (mut sr, _sw) = server.split();
     // Announce 100 payload bytes, send 10, vanish.
     let mut data = vec![0x82, 0x80 | 100, 9, 9, 9, 9];
     data.extend_from_slice(&[0u8; 10]);

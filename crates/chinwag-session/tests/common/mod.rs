@@ -51,7 +51,7 @@ impl<T> Recorder<T> {
 }
 
 impl<C: Codec> Handler<C> for Recorder<C::In> {
-    fn on_open(&self, s: &Session<C>) -> Result<(), chinwag_session::Refusal> {
+    fn on_open(&self, s: &Session<C>) -> Result<(), chinwag_transport::CloseReason> {
         let _ = self.tx.send(Event::Open(s.id()));
         Ok(())
     }

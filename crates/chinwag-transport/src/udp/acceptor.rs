@@ -21,7 +21,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{UdpConfig, UdpEndpoint, UdpWriter};
-use crate::{Acceptor, Frame, FrameRead, Framing, PeerAddr, Transport, TransportError};
+use crate::{Acceptor, Frame, FrameRead, Framing, PeerAddr, Ready, Transport, TransportError};
 
 use tokio::sync::{Notify, mpsc};
 
@@ -244,10 +244,15 @@ impl FrameRead for UdpPeerReader {
 
 impl Acceptor for UdpAcceptor {
     type Conn = UdpPeer;
+    type Offer = Ready<UdpPeer>;
 
     /// The next new peer. [`TransportError::Closed`] if the routing task has ended.
-    async fn accept(&mut self) -> Result<UdpPeer, TransportError> {
-        self.new_peers.recv().await.ok_or(TransportError::Closed)
+    async fn offer(&mut self) -> Result<Ready<UdpPeer>, TransportError> {
+        self.new_peers
+            .recv()
+            .await
+            .map(Ready::new)
+            .ok_or(TransportError::Closed)
     }
 
     fn local_addr(&self) -> Option<PeerAddr> {
