@@ -97,4 +97,6 @@ pub use driver::spawn_session;
 pub use error::{CloseCause, SendError, SessionError};
 pub use handle::{Session, Stats};
 pub use handler::{Admission, Handler, Service};
-pub use server::{BroadcastReport, Server, ServerConfig, ServerHandle, ShutdownReport, broadcast};
+pub use server::{
+    BroadcastReport, Server, ServerConfig, ServerHandle, ShutdownReport, broadcast, broadcast_with,
+};

@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::codec::{Codec, Encoded};
 use crate::driver;
-use crate::{CloseCause, Refusal, SendError, Service, Session, SessionConfig};
+use crate::{CloseCause, OverflowPolicy, Refusal, SendError, Service, Session, SessionConfig};
 
 /// Settings of a [`Server`].
 ///
@@ -68,14 +68,26 @@ pub struct ShutdownReport {
     pub undrained: usize,
 }
 
-/// What a [`ServerHandle::broadcast`] did.
+/// What a [`broadcast`] did, session by session.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BroadcastReport {
     /// Sessions that queued the message.
     pub queued: usize,
-    /// Sessions that did not (closed, dropped by policy, timed out, overflowed).
-    pub failed: usize,
+    /// Sessions whose full queue did not take it (`DropNewest`, or `Block`, which a broadcast
+    /// never waits for); they stay open.
+    pub dropped: usize,
+    /// Sessions closed by their `Close` policy because their queue was full.
+    pub overflowed: usize,
+    /// Sessions that were closing or closed already.
+    pub closed: usize,
+}
+
+impl BroadcastReport {
+    /// Sessions that did not queue the message.
+    pub fn failed(&self) -> usize {
+        self.dropped + self.overflowed + self.closed
+    }
 }
 
 /// `Retry-After` for refusals because the server is busy.
@@ -306,11 +318,10 @@ impl<C: Codec> ServerHandle<C> {
         lock(&self.shared.sessions).get(&id).cloned()
     }
 
-    /// Queues one already encoded message on every open session (each under its own overflow
-    /// policy; a [`Block`](crate::OverflowPolicy::Block) session makes the broadcast wait up
-    /// to its timeout). Encode once with [`Codec::encode`] for the server's framing.
-    pub async fn broadcast(&self, msg: &Encoded) -> BroadcastReport {
-        broadcast(&self.sessions(), msg).await
+    /// Queues one already encoded message on every open session without waiting on any; see
+    /// [`broadcast`]. Encode once with [`Codec::encode`] for the server's framing.
+    pub fn broadcast(&self, msg: &Encoded) -> BroadcastReport {
+        broadcast(&self.sessions(), msg)
     }
 
     /// Graceful shutdown: stops accepting (the listener is closed), asks every session to
@@ -345,17 +356,41 @@ impl<C: Codec> ServerHandle<C> {
     }
 }
 
-/// Queues `msg` on every session in `sessions`; see [`ServerHandle::broadcast`].
-pub async fn broadcast<'a, C: Codec>(
+/// Queues `msg` (encoded once; its frames are shared) on every session in `sessions`, never
+/// waiting on any of them: the time it takes does not depend on any receiver, however stalled.
+/// A session whose queue is full is handled by its own overflow policy (`DropOldest` makes
+/// room, `DropNewest` drops this message, `Close` closes it); under `Block` the message is
+/// dropped for that session rather than waited for. Use [`broadcast_with`] to impose one
+/// policy on this call.
+pub fn broadcast<'a, C: Codec>(
     sessions: impl IntoIterator<Item = &'a Session<C>>,
     msg: &Encoded,
 ) -> BroadcastReport {
+    fan_out(sessions, msg, None)
+}
+
+/// As [`broadcast`], under `policy` for every session instead of each session's own.
+pub fn broadcast_with<'a, C: Codec>(
+    sessions: impl IntoIterator<Item = &'a Session<C>>,
+    msg: &Encoded,
+    policy: OverflowPolicy,
+) -> BroadcastReport {
+    fan_out(sessions, msg, Some(policy))
+}
+
+fn fan_out<'a, C: Codec>(
+    sessions: impl IntoIterator<Item = &'a Session<C>>,
+    msg: &Encoded,
+    policy: Option<OverflowPolicy>,
+) -> BroadcastReport {
     let mut report = BroadcastReport::default();
     for s in sessions {
-        match s.send_encoded(msg.clone()).await {
+        let policy = policy.unwrap_or_else(|| s.overflow_policy());
+        match s.try_send_encoded_with(msg.clone(), policy) {
             Ok(()) => report.queued += 1,
-            Err(SendError::Closed | SendError::Dropped | SendError::Timeout)
-            | Err(SendError::Overflow | SendError::Codec(_)) => report.failed += 1,
+            Err(SendError::Dropped | SendError::Timeout) => report.dropped += 1,
+            Err(SendError::Overflow) => report.overflowed += 1,
+            Err(SendError::Closed | SendError::Codec(_)) => report.closed += 1,
         }
     }
     report

@@ -390,7 +390,7 @@ async fn one_stalled_client_of_fifty() {
                 chinwag_transport::Framing::Stream,
             )
             .unwrap();
-            chinwag_session::broadcast(&sessions, &enc).await;
+            chinwag_session::broadcast(&sessions, &enc);
             max_depth = max_depth.max(stalled_session.queue_len());
         }
         // Wait for the 49 to catch up with this window (the stalled one is not waited for).
@@ -491,4 +491,69 @@ async fn tcp_server_restart_on_the_same_port() {
     assert_eq!(&next_message(&mut rx).await[..], b"again");
     within(client.shutdown(Duration::from_secs(1))).await;
     within(server.shutdown(Duration::from_secs(1))).await;
+}
+
+/// Fan-out never waits on the slowest receiver: a broadcast to 1 000 sessions, one of which
+/// never reads, returns at once every time (it is not even async); the other 999 receive every
+/// message; the stalled one fills its queue and is closed by its policy (`Close`, the default)
+/// — after which broadcasts report it closed.
+#[tokio::test]
+async fn broadcast_to_a_thousand_with_one_stalled() {
+    use chinwag_transport::{FrameRead, Transport};
+    const SESSIONS: usize = 1000;
+    const ROUNDS: usize = 40;
+    let mut pc = PipeConfig::default();
+    pc.capacity = 1;
+    let (connector, acceptor) = pipe::listener(&pc);
+    let mut cfg = ServerConfig::default();
+    cfg.session.queue_max_messages = 16;
+    struct Quiet;
+    impl chinwag_session::Handler<FrameCodec> for Quiet {
+        async fn on_message(&self, _: &Session<FrameCodec>, _: Frame) {}
+    }
+    let server = Server::spawn(acceptor, FrameCodec, Quiet, cfg);
+    let (got_tx, mut got_rx) = mpsc::unbounded_channel::<()>();
+    let mut stalled = None;
+    for i in 0..SESSIONS {
+        let t = connector.connect().await.unwrap();
+        if i == 500 {
+            stalled = Some(t); // held, never read
+            continue;
+        }
+        let got = got_tx.clone();
+        tokio::spawn(async move {
+            let (mut r, _w) = t.split();
+            while let Ok(Some(_)) = r.read_frame().await {
+                let _ = got.send(());
+            }
+        });
+    }
+    wait_until(|| server.session_count() == SESSIONS).await;
+    let sessions = server.sessions();
+    let mut reports = Vec::new();
+    for round in 0..ROUNDS {
+        let enc = Encoded::frame(Frame::Binary(Bytes::from(vec![round as u8; 32])));
+        reports.push(chinwag_session::broadcast(&sessions, &enc));
+        // The 999 readers each get this round's message; the stalled one is not waited for.
+        for _ in 0..SESSIONS - 1 {
+            within(got_rx.recv()).await.unwrap();
+        }
+    }
+    // Every round reached the 999 readers.
+    assert!(reports.iter().all(|r| r.queued >= SESSIONS - 1), "{reports:?}");
+    // The stalled one: queued until its queue (16) was full, then closed by its policy, then
+    // reported closed.
+    let overflowed: usize = reports.iter().map(|r| r.overflowed).sum();
+    assert_eq!(overflowed, 1, "{reports:?}");
+    assert!(reports.last().unwrap().closed == 1, "{reports:?}");
+    let stalled_session = sessions
+        .iter()
+        .find(|s| s.close_cause().is_some())
+        .expect("the stalled session is closing")
+        .clone();
+    assert_eq!(within(stalled_session.closed()).await, CloseCause::Overflow);
+    assert_eq!(server.session_count(), SESSIONS - 1, "nobody else was closed");
+    assert!(got_rx.try_recv().is_err(), "no extra deliveries");
+    drop(stalled);
+    within(server.shutdown(Duration::from_secs(5))).await;
 }
