@@ -89,7 +89,7 @@ fn handlers() -> Handlers {
         let value = req.get("value").cloned().unwrap_or(Value::Null);
         match peer.request::<Value, Value>(&op, &value).await {
             Ok(v) => Ok(v),
-            Err(RpcError::Remote(text)) => Err(text),
+            Err(RpcError::Remote { message }) => Err(message),
             Err(e) => Err(e.to_string()),
         }
     });

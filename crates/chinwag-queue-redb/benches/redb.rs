@@ -18,9 +18,9 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let payload = Bytes::from(vec![b'x'; 256]);
     let config = QueueConfig::default()
-        .max_entries_per_recipient(u64::MAX)
-        .max_bytes_per_recipient(u64::MAX)
-        .max_total_bytes(u64::MAX);
+        .with_max_entries_per_recipient(u64::MAX)
+        .with_max_bytes_per_recipient(u64::MAX)
+        .with_max_total_bytes(u64::MAX);
     let q = Arc::new(RedbQueue::open(dir.path().join("bench.redb"), config).expect("open"));
     let mut g = c.benchmark_group("redb");
     g.sample_size(10);

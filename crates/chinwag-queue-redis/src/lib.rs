@@ -57,8 +57,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chinwag_queue::{
-    BoxFuture, Clock, Entry, EntryId, Limit, Overflow, Queue, QueueConfig, QueueError, SystemClock,
-    check_recipient, expiry,
+    BoxFuture, Clock, Entry, EntryId, Limit, OverflowPolicy, Queue, QueueConfig, QueueError,
+    SystemClock, check_recipient, expiry,
 };
 use redis::Script;
 use redis::aio::ConnectionManager;
@@ -199,7 +199,7 @@ impl RedisQueue {
             .arg(c.max_entries_per_recipient.to_string())
             .arg(c.max_bytes_per_recipient.to_string())
             .arg(c.max_total_bytes.to_string())
-            .arg(if c.overflow == Overflow::DropOldest {
+            .arg(if c.overflow == OverflowPolicy::DropOldest {
                 "1"
             } else {
                 "0"

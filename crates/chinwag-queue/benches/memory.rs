@@ -14,9 +14,9 @@ fn bench(c: &mut Criterion) {
         .expect("tokio runtime");
     let payload = Bytes::from(vec![b'x'; 256]);
     let config = QueueConfig::default()
-        .max_entries_per_recipient(u64::MAX)
-        .max_bytes_per_recipient(u64::MAX)
-        .max_total_bytes(u64::MAX);
+        .with_max_entries_per_recipient(u64::MAX)
+        .with_max_bytes_per_recipient(u64::MAX)
+        .with_max_total_bytes(u64::MAX);
     let mut g = c.benchmark_group("memory");
     g.throughput(Throughput::Elements(1));
 

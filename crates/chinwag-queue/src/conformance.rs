@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::{BoxFuture, Clock, Limit, ManualClock, Overflow, Queue, QueueConfig, QueueError};
+use crate::{BoxFuture, Clock, Limit, ManualClock, OverflowPolicy, Queue, QueueConfig, QueueError};
 
 /// How the suite opens stores of the backend under test.
 pub trait Backend: Send + Sync {
@@ -396,8 +396,8 @@ pub async fn ttl_expiry(backend: &dyn Backend, store: u32) {
 pub async fn expiry_frees_space(backend: &dyn Backend, store: u32) {
     let clock = clock();
     let config = QueueConfig::default()
-        .max_entries_per_recipient(2)
-        .max_total_bytes(100);
+        .with_max_entries_per_recipient(2)
+        .with_max_total_bytes(100);
     let q = open(backend, store, config, clock.clone()).await;
     let ttl = Some(Duration::from_secs(1));
     ok(q.push("fay", "x".into(), ttl).await, "frees: push");
@@ -507,7 +507,7 @@ async fn ids_of(q: &dyn Queue, r: &str) -> Vec<u64> {
 /// max_entries_per_recipient at the boundary, under both policies (uses `store`, `store + 1`).
 pub async fn bounds_entries(backend: &dyn Backend, store: u32) {
     const N: u64 = 5;
-    let config = QueueConfig::default().max_entries_per_recipient(N);
+    let config = QueueConfig::default().with_max_entries_per_recipient(N);
     let q = open(backend, store, config.clone(), clock()).await;
     let mut ids = Vec::new();
     for i in 0..N {
@@ -539,7 +539,7 @@ pub async fn bounds_entries(backend: &dyn Backend, store: u32) {
     let q = open(
         backend,
         store + 1,
-        config.overflow(Overflow::DropOldest),
+        config.with_overflow(OverflowPolicy::DropOldest),
         clock(),
     )
     .await;
@@ -564,7 +564,7 @@ pub async fn bounds_entries(backend: &dyn Backend, store: u32) {
 
 /// max_bytes_per_recipient at the boundary, under both policies (uses `store`, `store + 1`).
 pub async fn bounds_recipient_bytes(backend: &dyn Backend, store: u32) {
-    let config = QueueConfig::default().max_bytes_per_recipient(100);
+    let config = QueueConfig::default().with_max_bytes_per_recipient(100);
     let ten = || Bytes::from(vec![b'b'; 10]);
     let q = open(backend, store, config.clone(), clock()).await;
     for _ in 0..10 {
@@ -596,7 +596,7 @@ pub async fn bounds_recipient_bytes(backend: &dyn Backend, store: u32) {
     let q = open(
         backend,
         store + 1,
-        config.overflow(Overflow::DropOldest),
+        config.with_overflow(OverflowPolicy::DropOldest),
         clock(),
     )
     .await;
@@ -619,7 +619,7 @@ pub async fn bounds_recipient_bytes(backend: &dyn Backend, store: u32) {
 
 /// max_total_bytes at the boundary, under both policies (uses `store`, `store + 1`).
 pub async fn bounds_total_bytes(backend: &dyn Backend, store: u32) {
-    let config = QueueConfig::default().max_total_bytes(100);
+    let config = QueueConfig::default().with_max_total_bytes(100);
     let ten = || Bytes::from(vec![b't'; 10]);
     let q = open(backend, store, config.clone(), clock()).await;
     for i in 0..10 {
@@ -657,7 +657,7 @@ pub async fn bounds_total_bytes(backend: &dyn Backend, store: u32) {
     let q = open(
         backend,
         store + 1,
-        config.overflow(Overflow::DropOldest),
+        config.with_overflow(OverflowPolicy::DropOldest),
         clock(),
     )
     .await;
@@ -702,7 +702,7 @@ fn inv<T>(r: &Result<T, QueueError>) -> bool {
 
 /// Payload size bound and recipient id checks (bad input is an error, never a panic).
 pub async fn payload_size_and_recipient_checks(backend: &dyn Backend, store: u32) {
-    let config = QueueConfig::default().max_payload_bytes(64);
+    let config = QueueConfig::default().with_max_payload_bytes(64);
     let q = open(backend, store, config, clock()).await;
     ok(
         q.push("p", Bytes::from(vec![1; 64]), None).await,
@@ -1022,7 +1022,9 @@ impl Model {
             };
             match violated {
                 None => return Ok(drop),
-                Some(l) if c.overflow == Overflow::Refuse || drop == q.len() => return Err(l),
+                Some(l) if c.overflow == OverflowPolicy::Refuse || drop == q.len() => {
+                    return Err(l);
+                }
                 Some(_) => {}
             }
         }
@@ -1047,16 +1049,16 @@ impl Rng {
 pub async fn random_operations_match_a_model(backend: &dyn Backend, store: u32, seed: u64) {
     const OPS: usize = 300;
     let overflow = if seed.is_multiple_of(2) {
-        Overflow::DropOldest
+        OverflowPolicy::DropOldest
     } else {
-        Overflow::Refuse
+        OverflowPolicy::Refuse
     };
     let config = QueueConfig::default()
-        .max_entries_per_recipient(4)
-        .max_bytes_per_recipient(60)
-        .max_total_bytes(120)
-        .max_payload_bytes(40)
-        .overflow(overflow);
+        .with_max_entries_per_recipient(4)
+        .with_max_bytes_per_recipient(60)
+        .with_max_total_bytes(120)
+        .with_max_payload_bytes(40)
+        .with_overflow(overflow);
     let clock = clock();
     let q = open(backend, store, config.clone(), clock.clone()).await;
     let mut m = Model {

@@ -27,8 +27,8 @@
 //!   whole-store sweep when the overall byte bound is reached) and by [`Queue::sweep`], which a
 //!   server calls periodically.
 //! - Bounds ([`QueueConfig`]): entries and bytes per recipient, bytes overall, payload size.
-//!   Bytes are payload bytes. When a push would exceed a bound, the [`Overflow`] policy decides:
-//!   [`Overflow::Refuse`] fails the push with [`QueueError::Full`]; [`Overflow::DropOldest`]
+//!   Bytes are payload bytes. When a push would exceed a bound, the [`OverflowPolicy`] policy decides:
+//!   [`OverflowPolicy::Refuse`] fails the push with [`QueueError::Full`]; [`OverflowPolicy::DropOldest`]
 //!   drops the recipient's oldest entries until the new one fits (it never drops another
 //!   recipient's entries, so it still refuses when the overall bound is reached and this
 //!   recipient has nothing left to drop).
@@ -172,7 +172,7 @@ pub trait Queue: Send + Sync {
 /// What a push does when it would exceed a bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
-pub enum Overflow {
+pub enum OverflowPolicy {
     /// Fail the push with [`QueueError::Full`]; nothing queued is lost. The default.
     #[default]
     Refuse,
@@ -190,7 +190,7 @@ pub enum Overflow {
 /// | `max_bytes_per_recipient` | 16 MiB |
 /// | `max_total_bytes` | 1 GiB |
 /// | `max_payload_bytes` | 1 MiB |
-/// | `overflow` | [`Overflow::Refuse`] |
+/// | `overflow` | [`OverflowPolicy::Refuse`] |
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct QueueConfig {
@@ -203,8 +203,8 @@ pub struct QueueConfig {
     /// Largest payload accepted; larger ones fail with [`QueueError::TooLarge`] whatever the
     /// overflow policy. Default 1 MiB.
     pub max_payload_bytes: u64,
-    /// What a push that would exceed a bound does. Default [`Overflow::Refuse`].
-    pub overflow: Overflow,
+    /// What a push that would exceed a bound does. Default [`OverflowPolicy::Refuse`].
+    pub overflow: OverflowPolicy,
 }
 
 impl Default for QueueConfig {
@@ -214,35 +214,39 @@ impl Default for QueueConfig {
             max_bytes_per_recipient: 16 << 20,
             max_total_bytes: 1 << 30,
             max_payload_bytes: 1 << 20,
-            overflow: Overflow::Refuse,
+            overflow: OverflowPolicy::Refuse,
         }
     }
 }
 
 impl QueueConfig {
-    /// Sets `max_entries_per_recipient`.
-    pub fn max_entries_per_recipient(mut self, n: u64) -> Self {
-        self.max_entries_per_recipient = n;
+    /// Sets [`max_entries_per_recipient`](Self::max_entries_per_recipient).
+    pub fn with_max_entries_per_recipient(mut self, max_entries_per_recipient: u64) -> Self {
+        self.max_entries_per_recipient = max_entries_per_recipient;
         self
     }
-    /// Sets `max_bytes_per_recipient`.
-    pub fn max_bytes_per_recipient(mut self, n: u64) -> Self {
-        self.max_bytes_per_recipient = n;
+
+    /// Sets [`max_bytes_per_recipient`](Self::max_bytes_per_recipient).
+    pub fn with_max_bytes_per_recipient(mut self, max_bytes_per_recipient: u64) -> Self {
+        self.max_bytes_per_recipient = max_bytes_per_recipient;
         self
     }
-    /// Sets `max_total_bytes`.
-    pub fn max_total_bytes(mut self, n: u64) -> Self {
-        self.max_total_bytes = n;
+
+    /// Sets [`max_total_bytes`](Self::max_total_bytes).
+    pub fn with_max_total_bytes(mut self, max_total_bytes: u64) -> Self {
+        self.max_total_bytes = max_total_bytes;
         self
     }
-    /// Sets `max_payload_bytes`.
-    pub fn max_payload_bytes(mut self, n: u64) -> Self {
-        self.max_payload_bytes = n;
+
+    /// Sets [`max_payload_bytes`](Self::max_payload_bytes).
+    pub fn with_max_payload_bytes(mut self, max_payload_bytes: u64) -> Self {
+        self.max_payload_bytes = max_payload_bytes;
         self
     }
-    /// Sets `overflow`.
-    pub fn overflow(mut self, policy: Overflow) -> Self {
-        self.overflow = policy;
+
+    /// Sets [`overflow`](Self::overflow).
+    pub fn with_overflow(mut self, overflow: OverflowPolicy) -> Self {
+        self.overflow = overflow;
         self
     }
 
@@ -283,7 +287,7 @@ impl QueueConfig {
     /// Decides a push of `size` bytes given the current `usage`, so that backends apply the
     /// bounds identically: `Ok(n)` = drop the recipient's `n` oldest entries, then store;
     /// `Err(Full)` = store nothing and drop nothing. `oldest` yields the sizes of the
-    /// recipient's entries, oldest first (consumed only under [`Overflow::DropOldest`]).
+    /// recipient's entries, oldest first (consumed only under [`OverflowPolicy::DropOldest`]).
     pub fn plan_push(
         &self,
         recipient: &str,
@@ -311,7 +315,7 @@ impl QueueConfig {
                 recipient: recipient.to_owned(),
                 limit,
             };
-            if self.overflow != Overflow::DropOldest {
+            if self.overflow != OverflowPolicy::DropOldest {
                 return Err(full());
             }
             let Some(s) = oldest.next() else {
@@ -372,8 +376,8 @@ impl fmt::Display for Limit {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum QueueError {
-    /// The push would exceed a bound and the policy is [`Overflow::Refuse`] (or
-    /// [`Overflow::DropOldest`] had nothing of this recipient left to drop). Nothing was
+    /// The push would exceed a bound and the policy is [`OverflowPolicy::Refuse`] (or
+    /// [`OverflowPolicy::DropOldest`] had nothing of this recipient left to drop). Nothing was
     /// queued. The caller should tell the sender the message was not stored (or retry after the
     /// recipient acknowledges or entries expire).
     #[error("queue of `{recipient}` is full ({limit} bound reached)")]

@@ -320,7 +320,7 @@ mod tests {
         assert_eq!(c.max_payload_bytes, 1 << 20, "docs/queues.md limits table");
         assert_eq!(
             c.overflow,
-            crate::Overflow::Refuse,
+            crate::OverflowPolicy::Refuse,
             "docs/queues.md limits table"
         );
     }

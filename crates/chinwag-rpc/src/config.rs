@@ -203,6 +203,24 @@ impl RpcConfig {
         self
     }
 
+    /// Sets [`max_retry_wait`](Self::max_retry_wait).
+    pub fn with_max_retry_wait(mut self, wait: Duration) -> Self {
+        self.max_retry_wait = wait;
+        self
+    }
+
+    /// Sets [`stream_buffer`](Self::stream_buffer).
+    pub fn with_stream_buffer(mut self, chunks: usize) -> Self {
+        self.stream_buffer = chunks;
+        self
+    }
+
+    /// Sets [`notification_buffer`](Self::notification_buffer).
+    pub fn with_notification_buffer(mut self, n: usize) -> Self {
+        self.notification_buffer = n;
+        self
+    }
+
     /// Sets [`request_timeout`](Self::request_timeout).
     pub fn with_request_timeout(mut self, t: Option<Duration>) -> Self {
         self.request_timeout = t;

@@ -118,12 +118,12 @@ impl Handlers {
                 let name = name.clone();
                 Box::pin(async move {
                     let req: Req = serde_json::from_slice(&payload).map_err(|e| {
-                        HandlerError(format!("invalid JSON for operation \"{name}\": {e}"))
+                        HandlerError::new(format!("invalid JSON for operation \"{name}\": {e}"))
                     })?;
                     let res = f(peer, req).await.map_err(HandlerError::new)?;
                     serde_json::to_vec(&res)
                         .map(Bytes::from)
-                        .map_err(|e| HandlerError(format!("cannot encode the result: {e}")))
+                        .map_err(|e| HandlerError::new(format!("cannot encode the result: {e}")))
                 })
             })),
         );

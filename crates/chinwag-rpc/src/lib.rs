@@ -54,7 +54,7 @@ mod stream;
 pub use asset::StaticAsset;
 pub use config::{RetryWait, RpcConfig};
 pub use endpoint::{RpcServer, connect};
-pub use error::{CloseReason, HandlerError, RpcError};
+pub use error::{Disconnect, HandlerError, RpcError};
 pub use handlers::{Handlers, Heartbeat};
 pub use peer::{Peer, RpcStats};
 pub use stream::{RequestStream, ResultSink, ResultStream, StreamWriter};

@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::config::RpcConfig;
-use crate::error::{CloseReason, HandlerError, RpcError};
+use crate::error::{Disconnect, HandlerError, RpcError};
 use crate::handlers::{Handlers, Heartbeat, OpHandler};
 use crate::stream::{RequestStream, ResultSink, ResultStream, StreamWriter};
 
@@ -65,7 +65,7 @@ struct Inner {
     streams: Arc<Semaphore>,
     notes: OnceLock<mpsc::Sender<(Name, Bytes, Charge)>>,
     closed: AtomicBool,
-    reason: Mutex<Option<CloseReason>>,
+    reason: Mutex<Option<Disconnect>>,
     heartbeat: Mutex<Option<Heartbeat>>,
     random: AtomicU64,
     stats: [AtomicU64; 4],
@@ -203,9 +203,9 @@ impl Peer {
         Req: Serialize + ?Sized,
         Res: DeserializeOwned,
     {
-        let payload = serde_json::to_vec(value).map_err(|e| RpcError::Json(e.to_string()))?;
+        let payload = serde_json::to_vec(value).map_err(RpcError::json)?;
         let res = self.request_bytes(op, payload).await?;
-        serde_json::from_slice(&res).map_err(|e| RpcError::Json(e.to_string()))
+        serde_json::from_slice(&res).map_err(RpcError::json)
     }
 
     /// Requests `op` with a raw payload and returns the raw result. A streamed result is
@@ -222,7 +222,7 @@ impl Peer {
         payload: impl Into<Bytes>,
     ) -> Result<Bytes, RpcError> {
         let payload = payload.into();
-        let op = Name::new(op).map_err(|e| RpcError::Send(e.to_string()))?;
+        let op = Name::new(op)?;
         self.with_timeout(async {
             let (pending, first) = self.call(&op, &payload).await?;
             ResultStream::with_first(pending, first).collect().await
@@ -254,7 +254,7 @@ impl Peer {
                         return Err(RpcError::Overloaded {
                             attempts,
                             wait,
-                            text,
+                            message: text,
                         });
                     }
                     drop(pending);
@@ -279,7 +279,7 @@ impl Peer {
         payload: impl Into<Bytes>,
     ) -> Result<ResultStream, RpcError> {
         let payload = payload.into();
-        let op = Name::new(op).map_err(|e| RpcError::Send(e.to_string()))?;
+        let op = Name::new(op)?;
         self.with_timeout(async {
             let (pending, first) = self.call(&op, &payload).await?;
             Ok(ResultStream::with_first(pending, first))
@@ -300,7 +300,7 @@ impl Peer {
         op: &str,
         first: impl Into<Bytes>,
     ) -> Result<(StreamWriter, ResultStream), RpcError> {
-        let op = Name::new(op).map_err(|e| RpcError::Send(e.to_string()))?;
+        let op = Name::new(op)?;
         let pending = self.register()?;
         self.count(SENT);
         let id = pending.id;
@@ -326,7 +326,7 @@ impl Peer {
         name: &str,
         value: &T,
     ) -> Result<(), RpcError> {
-        let payload = serde_json::to_vec(value).map_err(|e| RpcError::Json(e.to_string()))?;
+        let payload = serde_json::to_vec(value).map_err(RpcError::json)?;
         self.notify_bytes(name, payload).await
     }
 
@@ -340,7 +340,7 @@ impl Peer {
         name: &str,
         payload: impl Into<Bytes>,
     ) -> Result<(), RpcError> {
-        let name = Name::new(name).map_err(|e| RpcError::Send(e.to_string()))?;
+        let name = Name::new(name)?;
         self.send_msg(&Message::Notification {
             name,
             payload: payload.into(),
@@ -349,20 +349,20 @@ impl Peer {
     }
 
     /// Closes the connection cleanly: what is queued is sent first; pending requests fail
-    /// with [`CloseReason::Clean`].
+    /// with [`Disconnect::Clean`].
     pub fn close(&self) {
-        self.set_reason(CloseReason::Clean);
+        self.set_reason(Disconnect::Clean);
         self.inner.session.close();
     }
 
     /// Waits until the connection has closed and returns why.
-    pub async fn closed(&self) -> CloseReason {
+    pub async fn closed(&self) -> Disconnect {
         let cause = self.inner.session.closed().await;
         self.reason_or(&cause)
     }
 
     /// Why the connection closed, once it has.
-    pub fn close_reason(&self) -> Option<CloseReason> {
+    pub fn close_reason(&self) -> Option<Disconnect> {
         if let Some(r) = lock(&self.inner.reason).clone() {
             return Some(r);
         }
@@ -371,22 +371,22 @@ impl Peer {
 
     // --- internals --------------------------------------------------------------------------
 
-    fn reason_or(&self, cause: &CloseCause) -> CloseReason {
+    fn reason_or(&self, cause: &CloseCause) -> Disconnect {
         if let Some(r) = lock(&self.inner.reason).clone() {
             return r;
         }
         match cause {
-            c if c.is_clean() => CloseReason::Clean,
-            CloseCause::IdleTimeout => CloseReason::Timeout,
-            CloseCause::ProtocolError(m) => CloseReason::ProtocolError {
+            c if c.is_clean() => Disconnect::Clean,
+            CloseCause::IdleTimeout => Disconnect::Timeout,
+            CloseCause::ProtocolError(m) => Disconnect::ProtocolError {
                 code: ProtocolErrorCode::INVALID_MSG.0,
                 detail: m.clone(),
             },
-            other => CloseReason::Transport(other.to_string()),
+            other => Disconnect::Session(other.clone()),
         }
     }
 
-    fn set_reason(&self, r: CloseReason) {
+    fn set_reason(&self, r: Disconnect) {
         let mut slot = lock(&self.inner.reason);
         if slot.is_none() {
             *slot = Some(r);
@@ -394,10 +394,7 @@ impl Peer {
     }
 
     pub(crate) fn closed_error(&self) -> RpcError {
-        RpcError::Closed(
-            self.close_reason()
-                .unwrap_or_else(|| CloseReason::Transport("the connection is closing".into())),
-        )
+        RpcError::Closed(self.close_reason().unwrap_or(Disconnect::Closing))
     }
 
     async fn with_timeout<T>(
@@ -438,12 +435,10 @@ impl Peer {
     }
 
     pub(crate) async fn send_msg(&self, msg: &Message) -> Result<(), RpcError> {
-        self.inner.session.send(msg).await.map_err(|e| {
-            if self.inner.session.is_closing() {
-                self.closed_error()
-            } else {
-                RpcError::Send(e.to_string())
-            }
+        self.inner.session.send(msg).await.map_err(|e| match e {
+            _ if self.inner.session.is_closing() => self.closed_error(),
+            SendError::Codec(c) => RpcError::Encode(Arc::new(c)),
+            other => RpcError::Queue(Arc::new(other)),
         })
     }
 
@@ -460,7 +455,7 @@ impl Peer {
         let session = &self.inner.session;
         let enc = session
             .encode(msg)
-            .map_err(|e| RpcError::Send(e.to_string()))?;
+            .map_err(|e| RpcError::Encode(Arc::new(e)))?;
         let policy = OverflowPolicy::Block {
             timeout: self.inner.config.reply_timeout,
         };
@@ -477,9 +472,7 @@ impl Peer {
             Err(SendError::Closed) => Err(self.closed_error()),
             Err(e) => {
                 tracing::debug!(session = session.id(), error = %e, "an answer could not be queued; closing");
-                self.set_reason(CloseReason::Transport(
-                    "an answer could not be queued (the peer stopped reading)".into(),
-                ));
+                self.set_reason(Disconnect::NotReading);
                 session.close_with(CloseCause::Overflow, None);
                 Err(self.closed_error())
             }
@@ -616,7 +609,7 @@ impl Peer {
     ) -> (Option<Message>, Charge) {
         let error = |e: HandlerError| Message::ErrorResult {
             id,
-            payload: Bytes::from(e.0),
+            payload: Bytes::from(e.to_string()),
         };
         let limit = self.inner.config.wire.max_payload;
         match handlers.op(&op) {
@@ -662,7 +655,9 @@ impl Peer {
                     (Some(msg), charge)
                 }
                 None => (
-                    Some(error(HandlerError(format!("unknown operation \"{op}\"")))),
+                    Some(error(HandlerError::new(format!(
+                        "unknown operation \"{op}\""
+                    )))),
                     input.take_charge(),
                 ),
             },
@@ -790,7 +785,7 @@ impl Peer {
                 }
             }
             Message::ProtocolError { code } => {
-                self.set_reason(CloseReason::PeerProtocolError { code: code.0 });
+                self.set_reason(Disconnect::PeerProtocolError { code: code.0 });
                 self.inner.session.close();
             }
         }
@@ -805,9 +800,7 @@ impl Peer {
             .charge(len, self.inner.config.reply_timeout)
             .await;
         if charge.is_none() {
-            self.set_reason(CloseReason::Transport(
-                "in-flight byte budget stayed full (the peer is not reading)".into(),
-            ));
+            self.set_reason(Disconnect::NotReading);
             self.inner.session.close_with(CloseCause::Overflow, None);
         }
         charge
@@ -842,7 +835,7 @@ async fn collect_input(input: &mut RequestStream, limit: u32) -> Result<Bytes, H
     out.extend_from_slice(&second);
     while let Some(c) = input.next().await {
         if out.len() + c.len() > limit as usize {
-            return Err(HandlerError(format!(
+            return Err(HandlerError::new(format!(
                 "streamed request larger than the limit of {limit} bytes"
             )));
         }
@@ -935,7 +928,7 @@ impl Service<WireCodec> for RpcHandler {
                 CodecError::Wire(d) => d.protocol_code(),
                 _ => ProtocolErrorCode::INVALID_MSG,
             };
-            peer.set_reason(CloseReason::ProtocolError {
+            peer.set_reason(Disconnect::ProtocolError {
                 code: code.0,
                 detail: e.to_string(),
             });

@@ -109,7 +109,7 @@ impl ResultSink {
     ///
     /// As [`send`](Self::send), or the value cannot be encoded as JSON.
     pub async fn send_json<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), RpcError> {
-        let v = serde_json::to_vec(value).map_err(|e| RpcError::Json(e.to_string()))?;
+        let v = serde_json::to_vec(value).map_err(RpcError::json)?;
         self.send(v).await
     }
 
@@ -144,7 +144,7 @@ impl StreamWriter {
     /// The stream was ended, the connection closed, or the send queue refused the chunk.
     pub async fn write(&mut self, chunk: impl Into<Bytes>) -> Result<(), RpcError> {
         if self.ended {
-            return Err(RpcError::Send("stream already ended".into()));
+            return Err(RpcError::StreamEnded);
         }
         let payload = chunk.into();
         if payload.is_empty() {
@@ -277,7 +277,7 @@ impl ResultStream {
             }
             Some(Reply::Error(t)) => {
                 self.done = true;
-                Some(Err(RpcError::Remote(t)))
+                Some(Err(RpcError::Remote { message: t }))
             }
             Some(Reply::Retry { wait, text }) => {
                 // A stream request cannot be replayed: its chunks are gone.
@@ -285,7 +285,7 @@ impl ResultStream {
                 Some(Err(RpcError::Overloaded {
                     attempts: 1,
                     wait,
-                    text,
+                    message: text,
                 }))
             }
         })

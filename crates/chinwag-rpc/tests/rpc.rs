@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chinwag_rpc::{
-    CloseReason, HandlerError, Handlers, Peer, RetryWait, RpcConfig, RpcError, connect,
+    Disconnect, HandlerError, Handlers, Peer, RetryWait, RpcConfig, RpcError, connect,
 };
 use chinwag_transport::pipe;
 use tokio::sync::{Notify, mpsc};
@@ -207,7 +207,8 @@ async fn over_the_limit_requests_get_a_retry_result_and_are_retried() {
         Err(RpcError::Overloaded {
             attempts: 1,
             wait,
-            text,
+            message: text,
+            ..
         }) => {
             assert_eq!(wait, fixed);
             assert!(text.contains("too many"), "{text}");
@@ -274,24 +275,24 @@ async fn handler_errors_panics_and_unknown_operations_are_error_results() {
         Handlers::new(),
         RpcConfig::client(),
     );
-    assert_eq!(
-        within(c.request::<_, ()>("fail", "nope")).await,
-        Err(RpcError::Remote("nope".into()))
-    );
+    match within(c.request::<_, ()>("fail", "nope")).await {
+        Err(RpcError::Remote { message }) => assert_eq!(message, "nope"),
+        other => panic!("{other:?}"),
+    }
     match within(c.request::<_, ()>("panic", &())).await {
-        Err(RpcError::Remote(t)) => assert!(t.contains("panicked"), "{t}"),
+        Err(RpcError::Remote { message: t }) => assert!(t.contains("panicked"), "{t}"),
         other => panic!("{other:?}"),
     }
     // The connection survived the panic.
     match within(c.request::<_, ()>("no.such.op", &())).await {
-        Err(RpcError::Remote(t)) => assert_eq!(t, "unknown operation \"no.such.op\""),
+        Err(RpcError::Remote { message: t }) => assert_eq!(t, "unknown operation \"no.such.op\""),
         other => panic!("{other:?}"),
     }
     match within(c.request::<_, u8>("typed", "not a number")).await {
-        Err(RpcError::Remote(t)) => assert!(t.contains("invalid JSON"), "{t}"),
+        Err(RpcError::Remote { message: t }) => assert!(t.contains("invalid JSON"), "{t}"),
         other => panic!("{other:?}"),
     }
-    assert_eq!(within(c.request::<_, u8>("typed", &7)).await, Ok(7));
+    assert_eq!(within(c.request::<_, u8>("typed", &7)).await.unwrap(), 7);
 }
 
 #[tokio::test]
@@ -326,10 +327,13 @@ async fn notifications_arrive_in_order_and_handlers_can_be_layered() {
     }
     assert!(matches!(
         within(c.request::<_, u32>("secret", &())).await,
-        Err(RpcError::Remote(_))
+        Err(RpcError::Remote { .. })
     ));
     within(c.request::<_, ()>("login", &())).await.unwrap();
-    assert_eq!(within(c.request::<_, u32>("secret", &())).await, Ok(42));
+    assert_eq!(
+        within(c.request::<_, u32>("secret", &())).await.unwrap(),
+        42
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -371,7 +375,7 @@ async fn heartbeats_keep_idle_peers_alive_and_silence_times_out() {
         Handlers::new(),
         silent,
     );
-    assert_eq!(s.closed().await, CloseReason::Timeout);
+    assert_eq!(s.closed().await, Disconnect::Timeout);
     assert!(matches!(
         c.request::<_, u32>("echo.json", &1).await,
         Err(RpcError::Closed(_))
@@ -398,10 +402,10 @@ async fn pending_requests_fail_with_the_reason_when_the_connection_closes() {
     until("request in flight", || c.stats().pending == 1).await;
     s.close();
     match within(waiting).await.unwrap() {
-        Err(RpcError::Closed(reason)) => assert_eq!(reason, CloseReason::Clean),
+        Err(RpcError::Closed(reason)) => assert_eq!(reason, Disconnect::Clean),
         other => panic!("{other:?}"),
     }
-    assert_eq!(within(c.closed()).await, CloseReason::Clean);
+    assert_eq!(within(c.closed()).await, Disconnect::Clean);
     // New requests fail at once.
     assert!(matches!(
         c.request::<_, ()>("never", &()).await,

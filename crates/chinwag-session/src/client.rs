@@ -67,6 +67,30 @@ impl ReconnectPolicy {
             .unwrap_or(self.max_backoff)
             .min(self.max_backoff)
     }
+
+    /// Sets [`initial_backoff`](Self::initial_backoff).
+    pub fn with_initial_backoff(mut self, initial_backoff: Duration) -> Self {
+        self.initial_backoff = initial_backoff;
+        self
+    }
+
+    /// Sets [`max_backoff`](Self::max_backoff).
+    pub fn with_max_backoff(mut self, max_backoff: Duration) -> Self {
+        self.max_backoff = max_backoff;
+        self
+    }
+
+    /// Sets [`max_attempts`](Self::max_attempts).
+    pub fn with_max_attempts(mut self, max_attempts: Option<u32>) -> Self {
+        self.max_attempts = max_attempts;
+        self
+    }
+
+    /// Sets [`reconnect_after_clean_close`](Self::reconnect_after_clean_close).
+    pub fn with_reconnect_after_clean_close(mut self, reconnect_after_clean_close: bool) -> Self {
+        self.reconnect_after_clean_close = reconnect_after_clean_close;
+        self
+    }
 }
 
 /// Settings of a [`Client`].
@@ -86,6 +110,18 @@ impl ClientConfig {
     /// The default configuration with `pool_size` sessions.
     pub fn with_pool_size(mut self, n: usize) -> Self {
         self.pool_size = n;
+        self
+    }
+
+    /// Sets [`reconnect`](Self::reconnect).
+    pub fn with_reconnect(mut self, reconnect: ReconnectPolicy) -> Self {
+        self.reconnect = reconnect;
+        self
+    }
+
+    /// Sets [`session`](Self::session).
+    pub fn with_session(mut self, session: SessionConfig) -> Self {
+        self.session = session;
         self
     }
 }

@@ -103,3 +103,71 @@ impl Default for SessionConfig {
         }
     }
 }
+
+impl SessionConfig {
+    /// Sets [`queue_max_messages`](Self::queue_max_messages).
+    pub fn with_queue_max_messages(mut self, queue_max_messages: usize) -> Self {
+        self.queue_max_messages = queue_max_messages;
+        self
+    }
+
+    /// Sets [`queue_max_bytes`](Self::queue_max_bytes).
+    pub fn with_queue_max_bytes(mut self, queue_max_bytes: usize) -> Self {
+        self.queue_max_bytes = queue_max_bytes;
+        self
+    }
+
+    /// Sets [`overflow`](Self::overflow).
+    pub fn with_overflow(mut self, overflow: OverflowPolicy) -> Self {
+        self.overflow = overflow;
+        self
+    }
+
+    /// Sets [`idle_timeout`](Self::idle_timeout).
+    pub fn with_idle_timeout(mut self, idle_timeout: Option<Duration>) -> Self {
+        self.idle_timeout = idle_timeout;
+        self
+    }
+
+    /// Sets [`heartbeat_interval`](Self::heartbeat_interval).
+    pub fn with_heartbeat_interval(mut self, heartbeat_interval: Option<Duration>) -> Self {
+        self.heartbeat_interval = heartbeat_interval;
+        self
+    }
+
+    /// Sets [`write_timeout`](Self::write_timeout).
+    pub fn with_write_timeout(mut self, write_timeout: Duration) -> Self {
+        self.write_timeout = write_timeout;
+        self
+    }
+
+    /// Sets [`close_timeout`](Self::close_timeout).
+    pub fn with_close_timeout(mut self, close_timeout: Duration) -> Self {
+        self.close_timeout = close_timeout;
+        self
+    }
+
+    /// Sets [`cron_interval`](Self::cron_interval).
+    pub fn with_cron_interval(mut self, cron_interval: Option<Duration>) -> Self {
+        self.cron_interval = cron_interval;
+        self
+    }
+
+    /// Sets [`max_decode_buffer`](Self::max_decode_buffer).
+    pub fn with_max_decode_buffer(mut self, max_decode_buffer: usize) -> Self {
+        self.max_decode_buffer = max_decode_buffer;
+        self
+    }
+
+    /// Sets [`message_timeout`](Self::message_timeout).
+    pub fn with_message_timeout(mut self, message_timeout: Option<Duration>) -> Self {
+        self.message_timeout = message_timeout;
+        self
+    }
+
+    /// Sets [`message_min_rate`](Self::message_min_rate).
+    pub fn with_message_min_rate(mut self, message_min_rate: u32) -> Self {
+        self.message_min_rate = message_min_rate;
+        self
+    }
+}

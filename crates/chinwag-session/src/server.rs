@@ -58,6 +58,38 @@ impl Default for ServerConfig {
     }
 }
 
+impl ServerConfig {
+    /// Sets [`admission_timeout`](Self::admission_timeout).
+    pub fn with_admission_timeout(mut self, admission_timeout: Duration) -> Self {
+        self.admission_timeout = admission_timeout;
+        self
+    }
+
+    /// Sets [`max_admissions`](Self::max_admissions).
+    pub fn with_max_admissions(mut self, max_admissions: usize) -> Self {
+        self.max_admissions = max_admissions;
+        self
+    }
+
+    /// Sets [`accept_backoff_initial`](Self::accept_backoff_initial).
+    pub fn with_accept_backoff_initial(mut self, accept_backoff_initial: Duration) -> Self {
+        self.accept_backoff_initial = accept_backoff_initial;
+        self
+    }
+
+    /// Sets [`accept_backoff_max`](Self::accept_backoff_max).
+    pub fn with_accept_backoff_max(mut self, accept_backoff_max: Duration) -> Self {
+        self.accept_backoff_max = accept_backoff_max;
+        self
+    }
+
+    /// Sets [`session`](Self::session).
+    pub fn with_session(mut self, session: SessionConfig) -> Self {
+        self.session = session;
+        self
+    }
+}
+
 /// What a [`ServerHandle::shutdown`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

@@ -540,7 +540,10 @@ async fn broadcast_to_a_thousand_with_one_stalled() {
         }
     }
     // Every round reached the 999 readers.
-    assert!(reports.iter().all(|r| r.queued >= SESSIONS - 1), "{reports:?}");
+    assert!(
+        reports.iter().all(|r| r.queued >= SESSIONS - 1),
+        "{reports:?}"
+    );
     // The stalled one: queued until its queue (16) was full, then closed by its policy, then
     // reported closed.
     let overflowed: usize = reports.iter().map(|r| r.overflowed).sum();
@@ -552,7 +555,11 @@ async fn broadcast_to_a_thousand_with_one_stalled() {
         .expect("the stalled session is closing")
         .clone();
     assert_eq!(within(stalled_session.closed()).await, CloseCause::Overflow);
-    assert_eq!(server.session_count(), SESSIONS - 1, "nobody else was closed");
+    assert_eq!(
+        server.session_count(),
+        SESSIONS - 1,
+        "nobody else was closed"
+    );
     assert!(got_rx.try_recv().is_err(), "no extra deliveries");
     drop(stalled);
     within(server.shutdown(Duration::from_secs(5))).await;

@@ -29,6 +29,14 @@ impl Default for PipeConfig {
     }
 }
 
+impl PipeConfig {
+    /// Sets [`capacity`](Self::capacity).
+    pub fn with_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+}
+
 #[derive(Debug)]
 enum Msg {
     Frame(Frame),

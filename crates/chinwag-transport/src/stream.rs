@@ -51,6 +51,26 @@ impl Default for StreamConfig {
     }
 }
 
+impl StreamConfig {
+    /// Sets [`read_chunk_initial`](Self::read_chunk_initial).
+    pub fn with_read_chunk_initial(mut self, read_chunk_initial: usize) -> Self {
+        self.read_chunk_initial = read_chunk_initial;
+        self
+    }
+
+    /// Sets [`read_chunk_max`](Self::read_chunk_max).
+    pub fn with_read_chunk_max(mut self, read_chunk_max: usize) -> Self {
+        self.read_chunk_max = read_chunk_max;
+        self
+    }
+
+    /// Sets [`write_batch_max`](Self::write_batch_max).
+    pub fn with_write_batch_max(mut self, write_batch_max: usize) -> Self {
+        self.write_batch_max = write_batch_max;
+        self
+    }
+}
+
 /// The smallest read chunk, whatever the configuration says.
 const MIN_CHUNK: usize = 64;
 

@@ -53,6 +53,44 @@ impl Default for TcpConfig {
     }
 }
 
+impl TcpConfig {
+    /// Sets [`backlog`](Self::backlog).
+    pub fn with_backlog(mut self, backlog: u32) -> Self {
+        self.backlog = backlog;
+        self
+    }
+
+    /// Sets [`reuse_address`](Self::reuse_address).
+    pub fn with_reuse_address(mut self, reuse_address: bool) -> Self {
+        self.reuse_address = reuse_address;
+        self
+    }
+
+    /// Sets [`nodelay`](Self::nodelay).
+    pub fn with_nodelay(mut self, nodelay: bool) -> Self {
+        self.nodelay = nodelay;
+        self
+    }
+
+    /// Sets [`connect_timeout`](Self::connect_timeout).
+    pub fn with_connect_timeout(mut self, connect_timeout: Duration) -> Self {
+        self.connect_timeout = connect_timeout;
+        self
+    }
+
+    /// Sets [`max_connections`](Self::max_connections).
+    pub fn with_max_connections(mut self, max_connections: usize) -> Self {
+        self.max_connections = max_connections;
+        self
+    }
+
+    /// Sets [`stream`](Self::stream).
+    pub fn with_stream(mut self, stream: StreamConfig) -> Self {
+        self.stream = stream;
+        self
+    }
+}
+
 /// Opens a TCP connection to `addr` (tried in the order the name resolves), bounded by
 /// [`TcpConfig::connect_timeout`].
 ///

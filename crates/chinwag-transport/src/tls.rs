@@ -65,6 +65,26 @@ impl Default for TlsConfig {
     }
 }
 
+impl TlsConfig {
+    /// Sets [`tcp`](Self::tcp).
+    pub fn with_tcp(mut self, tcp: TcpConfig) -> Self {
+        self.tcp = tcp;
+        self
+    }
+
+    /// Sets [`handshake_timeout`](Self::handshake_timeout).
+    pub fn with_handshake_timeout(mut self, handshake_timeout: Duration) -> Self {
+        self.handshake_timeout = handshake_timeout;
+        self
+    }
+
+    /// Sets [`max_pending_handshakes`](Self::max_pending_handshakes).
+    pub fn with_max_pending_handshakes(mut self, max_pending_handshakes: usize) -> Self {
+        self.max_pending_handshakes = max_pending_handshakes;
+        self
+    }
+}
+
 /// A TLS configuration could not be built (bad PEM, no key, a key that does not match).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -18,42 +18,42 @@ pub struct Version;
 ///
 /// ```
 /// use bytes::BytesMut;
-/// use chinwag_wire::{Codec, Message};
+/// use chinwag_wire::{StreamCodec, Message};
 /// use tokio_util::codec::Decoder;
 ///
-/// let mut codec = Codec::default();
+/// let mut codec = StreamCodec::default();
 /// let mut buf = BytesMut::from(&b"01h00025f63ee48"[..]);
 /// let msg = codec.decode(&mut buf).unwrap();
 /// assert_eq!(msg, Some(Message::Heartbeat { load: 2, time: 0x5f63ee48 }));
 /// ```
 #[derive(Debug, Clone)]
-pub struct Codec {
+pub struct StreamCodec {
     decoder: StreamDecoder,
 }
 
-impl Codec {
+impl StreamCodec {
     /// A codec with the given limits that expects the peer's version first.
     pub fn new(limits: WireLimits) -> Self {
-        Codec {
+        StreamCodec {
             decoder: StreamDecoder::new(limits),
         }
     }
 
     /// A codec for a stream whose version has already been read.
     pub fn without_version(limits: WireLimits) -> Self {
-        Codec {
+        StreamCodec {
             decoder: StreamDecoder::without_version(limits),
         }
     }
 }
 
-impl Default for Codec {
+impl Default for StreamCodec {
     fn default() -> Self {
-        Codec::new(WireLimits::default())
+        StreamCodec::new(WireLimits::default())
     }
 }
 
-impl Decoder for Codec {
+impl Decoder for StreamCodec {
     type Item = Message;
     type Error = WireError;
 
@@ -66,7 +66,7 @@ impl Decoder for Codec {
     }
 }
 
-impl Encoder<Message> for Codec {
+impl Encoder<Message> for StreamCodec {
     type Error = WireError;
 
     fn encode(&mut self, item: Message, dst: &mut BytesMut) -> Result<(), WireError> {
@@ -74,7 +74,7 @@ impl Encoder<Message> for Codec {
     }
 }
 
-impl Encoder<&Message> for Codec {
+impl Encoder<&Message> for StreamCodec {
     type Error = WireError;
 
     fn encode(&mut self, item: &Message, dst: &mut BytesMut) -> Result<(), WireError> {
@@ -82,7 +82,7 @@ impl Encoder<&Message> for Codec {
     }
 }
 
-impl Encoder<Version> for Codec {
+impl Encoder<Version> for StreamCodec {
     type Error = WireError;
 
     fn encode(&mut self, _: Version, dst: &mut BytesMut) -> Result<(), WireError> {

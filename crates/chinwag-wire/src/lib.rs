@@ -12,7 +12,7 @@
 //!   lowercase hex, byte-exact with the protocol's conformance vectors.
 //! * [`check_version`] / [`write_version`]: the `01` handshake.
 //! * [`GoIdGen`] / [`JsIdGen`]: request ids in the style of each reference implementation.
-//! * [`Codec`] (feature `codec`, default): `tokio_util::codec::{Decoder, Encoder}`.
+//! * [`StreamCodec`] (feature `codec`, default): `tokio_util::codec::{Decoder, Encoder}`.
 //!
 //! The grammar, limits and error codes are described in `docs/wire.md` of the repository.
 //!
@@ -62,7 +62,7 @@ mod limits;
 mod message;
 
 #[cfg(feature = "codec")]
-pub use codec::{Codec, Version};
+pub use codec::{StreamCodec, Version};
 pub use decode::{FramedDecoder, StreamDecoder, check_version, reserve_for_message};
 pub use encode::write_version;
 pub use error::{DecodeError, EncodeError, WireError};

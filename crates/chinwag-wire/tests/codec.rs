@@ -1,15 +1,15 @@
-//! The tokio-util codec over an in-memory duplex: Framed<_, Codec> speaks gotalk both ways.
+//! The tokio-util codec over an in-memory duplex: Framed<_, StreamCodec> speaks gotalk both ways.
 
 use bytes::Bytes;
-use chinwag_wire::{Codec, Message, Name, RequestId, Version, WireError};
+use chinwag_wire::{Message, Name, RequestId, StreamCodec, Version, WireError};
 use futures_util::{SinkExt, StreamExt};
 use tokio_util::codec::Framed;
 
 #[tokio::test]
 async fn framed_codec_round_trip_and_version_check() {
     let (a, b) = tokio::io::duplex(64);
-    let mut a = Framed::new(a, Codec::default());
-    let mut b = Framed::new(b, Codec::default());
+    let mut a = Framed::new(a, StreamCodec::default());
+    let mut b = Framed::new(b, StreamCodec::default());
     a.send(Version).await.unwrap();
     let req = Message::SingleRequest {
         id: RequestId(*b"0001"),
@@ -35,7 +35,7 @@ async fn framed_codec_round_trip_and_version_check() {
 #[tokio::test]
 async fn truncated_stream_end_is_an_error_not_a_hang() {
     let (a, b) = tokio::io::duplex(64);
-    let mut b = Framed::new(b, Codec::default());
+    let mut b = Framed::new(b, StreamCodec::default());
     let mut a = a;
     tokio::io::AsyncWriteExt::write_all(&mut a, b"01Ridid00000009abc")
         .await

@@ -50,6 +50,32 @@ impl Default for UdpAcceptorConfig {
     }
 }
 
+impl UdpAcceptorConfig {
+    /// Sets [`udp`](Self::udp).
+    pub fn with_udp(mut self, udp: UdpConfig) -> Self {
+        self.udp = udp;
+        self
+    }
+
+    /// Sets [`max_peers`](Self::max_peers).
+    pub fn with_max_peers(mut self, max_peers: usize) -> Self {
+        self.max_peers = max_peers;
+        self
+    }
+
+    /// Sets [`peer_queue`](Self::peer_queue).
+    pub fn with_peer_queue(mut self, peer_queue: usize) -> Self {
+        self.peer_queue = peer_queue;
+        self
+    }
+
+    /// Sets [`pending`](Self::pending).
+    pub fn with_pending(mut self, pending: usize) -> Self {
+        self.pending = pending;
+        self
+    }
+}
+
 /// Accepts UDP "connections": one per remote address. See the [module docs](self).
 pub struct UdpAcceptor {
     new_peers: mpsc::Receiver<UdpPeer>,

@@ -62,6 +62,20 @@ impl Default for UdpConfig {
     }
 }
 
+impl UdpConfig {
+    /// Sets [`max_datagram`](Self::max_datagram).
+    pub fn with_max_datagram(mut self, max_datagram: usize) -> Self {
+        self.max_datagram = max_datagram;
+        self
+    }
+
+    /// Sets [`local_addr`](Self::local_addr).
+    pub fn with_local_addr(mut self, local_addr: Option<SocketAddr>) -> Self {
+        self.local_addr = local_addr;
+        self
+    }
+}
+
 thread_local! {
     /// One receive buffer per thread, used only between readiness and copying the datagram out.
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
