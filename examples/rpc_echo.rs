@@ -30,9 +30,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chinwag_rpc::{HandlerError, Handlers, Peer, RpcConfig, RpcError, RpcServer, chinwag_js};
+use chinwag_rpc::{CHINWAG_JS, HandlerError, Handlers, Peer, RpcConfig, RpcError, RpcServer};
 use chinwag_transport::tcp::TcpAcceptor;
-use chinwag_ws::{Engine, HttpFallback, OriginPolicy, WsAcceptor, WsConfig};
+use chinwag_ws::{Engine, HttpFallback, OriginPolicy, StaticAsset, WsAcceptor, WsConfig};
 use clap::{Parser, ValueEnum};
 use serde_json::Value;
 
@@ -160,9 +160,12 @@ async fn serve_ws<E: Engine>(
     // Browsers from any page may connect (this is a demo); clients without an Origin header
     // (Go, Node, curl) are allowed too.
     let cfg = WsConfig::default().with_origin(OriginPolicy::any());
-    let js: HttpFallback = Arc::new(|req| {
-        (req.uri().path() == "/gotalk/chinwag.js").then(|| chinwag_js().respond(req))
-    });
+    let js = Arc::new(StaticAsset::new(
+        CHINWAG_JS,
+        "text/javascript; charset=utf-8",
+    ));
+    let js: HttpFallback =
+        Arc::new(move |req| (req.uri().path() == "/gotalk/chinwag.js").then(|| js.respond(req)));
     let acceptor = WsAcceptor::<E>::bind_with_fallback(addr, Some("/gotalk/"), cfg, js).await?;
     let local = acceptor.local_addr();
     Ok((

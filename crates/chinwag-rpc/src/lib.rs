@@ -6,7 +6,7 @@
 //! and serve their own ([`Handlers`]). Requests, notifications and streams share the one
 //! connection and never wait for each other. The bytes on the wire are gotalk's, so Go gotalk
 //! peers and `gotalk.js` interoperate; the browser client in `clients/js/chinwag.js` is
-//! served by [`chinwag_js`].
+//! embedded as [`CHINWAG_JS`].
 //!
 //! What chinwag does differently from gotalk's Go library, and why, is in `docs/rpc.md`:
 //! bounded payloads (checked before allocation), heartbeats on both sides by default with an
@@ -43,7 +43,6 @@
 //! # }
 //! ```
 
-mod asset;
 mod config;
 mod endpoint;
 mod error;
@@ -51,7 +50,6 @@ mod handlers;
 mod peer;
 mod stream;
 
-pub use asset::StaticAsset;
 pub use config::{RetryWait, RpcConfig};
 pub use endpoint::{RpcServer, connect};
 pub use error::{Disconnect, HandlerError, RpcError};
@@ -60,15 +58,7 @@ pub use peer::{Peer, RpcStats};
 pub use stream::{RequestStream, ResultSink, ResultStream, StreamWriter};
 
 /// The browser/Node client `chinwag.js` (an ES module speaking gotalk v1 over WebSocket),
-/// embedded in the binary and prepared for serving with an ETag and gzip. Serve it at
-/// `<mount path>/chinwag.js`, e.g. with
-/// `chinwag_ws::WsAcceptor::bind_with_fallback`.
-pub fn chinwag_js() -> &'static StaticAsset {
-    static JS: std::sync::OnceLock<StaticAsset> = std::sync::OnceLock::new();
-    JS.get_or_init(|| {
-        StaticAsset::new(
-            include_str!("../../../clients/js/chinwag.js"),
-            "text/javascript; charset=utf-8",
-        )
-    })
-}
+/// embedded in the binary. Serve it at `<mount path>/chinwag.js` next to the WebSocket endpoint,
+/// e.g. as a `chinwag_ws::StaticAsset` (ETag, gzip, 304) from
+/// `chinwag_ws::WsAcceptor::bind_with_fallback`; this crate itself knows no HTTP.
+pub const CHINWAG_JS: &str = include_str!("../../../clients/js/chinwag.js");

@@ -10,12 +10,14 @@
 //! * the client side: [`connect`] / [`connect_with`] for `ws://` and `wss://`;
 //! * the connection behind the transport seam: [`WsConnection`] with its owned halves, keepalive
 //!   pings, the close handshake and the mapping of errors to close codes;
-//! * the [`Engine`] trait an engine crate implements (a reader, a writer, the client handshake).
+//! * the [`Engine`] trait an engine crate implements (a reader, a writer, the client handshake);
+//! * [`StaticAsset`]: a file prepared for serving on the same port (ETag, gzip, 304).
 //!
 //! Behind the `test-suite` feature, `suite` holds the loopback tests every engine must pass
 //! (instantiated with [`engine_tests!`] in each engine crate's tests), as `chinwag-queue` does
 //! for queue backends.
 
+mod asset;
 mod client;
 mod config;
 mod conn;
@@ -23,6 +25,7 @@ mod engine;
 mod server;
 mod stream;
 
+pub use asset::StaticAsset;
 pub use client::{ConnectOptions, connect, connect_with, tls_config_with_roots};
 pub use config::{OriginPolicy, WsConfig};
 pub use conn::{WsConnection, WsReader, WsWriter};

@@ -1,4 +1,5 @@
-//! Serving a static file (the JavaScript client) over HTTP with an ETag, gzip and 304s.
+//! Serving a static file (a page, the JavaScript client) over HTTP with an ETag, gzip and 304s,
+//! next to the WebSocket endpoint (see [`HttpFallback`](crate::HttpFallback)).
 
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::io::Write;
@@ -14,7 +15,7 @@ use http_body_util::Full;
 /// with the plain body otherwise.
 ///
 /// ```
-/// use chinwag_rpc::StaticAsset;
+/// use chinwag_ws::StaticAsset;
 /// let js = StaticAsset::new("export const x = 1;\n", "text/javascript; charset=utf-8");
 /// let req = http::Request::get("/x.js").header("if-none-match", js.etag()).body(()).unwrap();
 /// assert_eq!(js.respond(&req).status(), 304);
@@ -110,5 +111,55 @@ impl StaticAsset {
             *resp.body_mut() = Full::new(body);
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_served_with_etag_gzip_and_304() {
+        let js = StaticAsset::new(
+            "export const answer = 42;\n".repeat(50).leak(),
+            "text/javascript",
+        );
+        assert!(
+            std::str::from_utf8(js.content())
+                .unwrap()
+                .contains("export")
+        );
+        let plain = js.respond(&http::Request::get("/x.js").body(()).unwrap());
+        assert_eq!(plain.status(), 200);
+        assert_eq!(plain.headers()["etag"], js.etag());
+        assert!(plain.headers().get("content-encoding").is_none());
+        let gz = js.respond(
+            &http::Request::get("/x.js")
+                .header("accept-encoding", "br, gzip;q=0.8")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(gz.headers()["content-encoding"], "gzip");
+        let refused = js.respond(
+            &http::Request::get("/x.js")
+                .header("accept-encoding", "gzip;q=0")
+                .body(())
+                .unwrap(),
+        );
+        assert!(refused.headers().get("content-encoding").is_none());
+        let cached = js.respond(
+            &http::Request::get("/x.js")
+                .header("if-none-match", js.etag())
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(cached.status(), 304);
+        let other = js.respond(
+            &http::Request::get("/x.js")
+                .header("if-none-match", "\"something-else\"")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(other.status(), 200);
     }
 }
