@@ -122,7 +122,7 @@ async fn main() -> std::io::Result<()> {
     process::init_logging();
     let args = Args::parse();
     let mut config = RpcConfig::default().with_max_requests(args.max_requests);
-    config.session.cron_interval = Some(Duration::from_millis(args.heartbeat_ms.max(10)));
+    config.session.heartbeat_interval = Some(Duration::from_millis(args.heartbeat_ms.max(10)));
     let handlers = Arc::new(handlers());
 
     let tcp = TcpAcceptor::bind(args.tcp, Default::default())

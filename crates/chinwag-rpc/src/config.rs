@@ -89,8 +89,8 @@ impl Default for RetryWait {
 /// The session defaults differ from [`SessionConfig::default`] so that two default peers never
 /// time each other out (gotalk's Go client and server do, after 30 s idle):
 /// send-queue overflow **blocks** the sender for up to 10 s (instead of closing), heartbeats
-/// every **20 s** (the Go client's interval; sent from `session.cron_interval`, so that they
-/// carry our load, with the session's codec heartbeat off) and an idle timeout of **65 s** —
+/// after **20 s** without output (the Go client's interval; they carry our load) and an idle
+/// timeout of **65 s** —
 /// longer than three of our or a Go client's heartbeat intervals. A Go *server* sends no
 /// heartbeats unless configured, so clients dialing one should set
 /// `session.idle_timeout = None` (see `docs/rpc.md`); [`RpcConfig::client`] does that.
@@ -141,9 +141,8 @@ pub struct RpcConfig {
 impl Default for RpcConfig {
     fn default() -> Self {
         let mut session = SessionConfig::default();
-        // Heartbeats come from the cron tick so they carry our load (see `Peer::load`).
-        session.heartbeat_interval = None;
-        session.cron_interval = Some(Duration::from_secs(20));
+        // Heartbeats carry our load (see `Peer::load`): the service makes them (`Service::heartbeat`).
+        session.heartbeat_interval = Some(Duration::from_secs(20));
         session.idle_timeout = Some(Duration::from_secs(65));
         // Requests and results wait for room in the send queue rather than closing the
         // connection: many concurrent calls are normal here, not a sign of a stuck peer (a

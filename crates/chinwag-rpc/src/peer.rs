@@ -1,8 +1,6 @@
 //! The peer handle and the connection driver: requests out, handlers in, on one session.
 
 use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
@@ -10,8 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use chinwag_session::codec::{CodecError, WireCodec};
 use chinwag_session::{
-    Admission, ByteBudget, Charge, CloseCause, ConnectInfo, OverflowPolicy, Refusal, SendError,
-    Service, Session, SessionError,
+    Admission, ByteBudget, Charge, CloseCause, ConnectInfo, Encoded, OverflowPolicy, Refusal,
+    SendError, Service, Session, SessionError,
 };
 use chinwag_wire::{Message, Name, ProtocolErrorCode, RequestId};
 use futures_util::FutureExt;
@@ -67,7 +65,6 @@ struct Inner {
     closed: AtomicBool,
     reason: Mutex<Option<Disconnect>>,
     heartbeat: Mutex<Option<Heartbeat>>,
-    random: AtomicU64,
     stats: [AtomicU64; 4],
 }
 
@@ -119,7 +116,6 @@ impl Peer {
         handlers: Arc<Handlers>,
         server_budget: &ByteBudget,
     ) -> Self {
-        let seed = RandomState::new().hash_one(session.id());
         Peer {
             inner: Arc::new(Inner {
                 budget: server_budget.child(config.max_in_flight_bytes),
@@ -135,7 +131,6 @@ impl Peer {
                 closed: AtomicBool::new(false),
                 reason: Mutex::new(None),
                 heartbeat: Mutex::new(None),
-                random: AtomicU64::new(seed | 1),
                 stats: Default::default(),
             }),
         }
@@ -492,18 +487,8 @@ impl Peer {
         ((used as u64 * 0xffff) / max as u64) as u16
     }
 
-    fn random(&self) -> u64 {
-        // xorshift64*: enough to spread retry waits; not for secrets.
-        let mut x = self.inner.random.load(Ordering::Relaxed);
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.inner.random.store(x, Ordering::Relaxed);
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
     fn retry_result(&self, id: RequestId, why: &str) -> Message {
-        let wait = self.inner.config.retry_wait.pick(self.random());
+        let wait = self.inner.config.retry_wait.pick(rand::random());
         Message::RetryResult {
             id,
             wait_ms: wait.as_millis() as u32,
@@ -935,13 +920,14 @@ impl Service<WireCodec> for RpcHandler {
         }
     }
 
-    /// The heartbeat: sent from the cron tick (rather than the session's codec heartbeat) so
-    /// it carries our real load — the share of request slots in use, 0 ..= 0xffff.
-    fn on_cron(&self, _session: &Session<WireCodec>, peer: &Peer) {
-        peer.try_send_msg(&Message::Heartbeat {
-            load: peer.load(),
-            time: unix_time(),
-        });
+    /// gotalk's `h`, carrying our real load: the share of request slots in use, 0 ..= 0xffff.
+    fn heartbeat(&self, session: &Session<WireCodec>, peer: &Peer) -> Option<Encoded> {
+        session
+            .encode(&Message::Heartbeat {
+                load: peer.load(),
+                time: unix_time(),
+            })
+            .ok()
     }
 
     fn on_close(&self, session: &Session<WireCodec>, peer: &Peer, cause: &CloseCause) {

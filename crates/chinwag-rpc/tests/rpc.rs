@@ -368,7 +368,7 @@ async fn heartbeats_keep_idle_peers_alive_and_silence_times_out() {
 
     // A client that sends no heartbeats is cut off by the server's idle timeout.
     let mut silent = RpcConfig::client();
-    silent.session.cron_interval = None;
+    silent.session.heartbeat_interval = None;
     let (s, c) = pair(
         echo_handlers(),
         RpcConfig::default(),

@@ -1,16 +1,16 @@
 //! [`Client`]: a pool of sessions to one server, dialled by a user-supplied connector and
 //! reconnected with exponential backoff and full jitter.
 
-use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::future::Future;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chinwag_transport::{Transport, TransportError};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::codec::Codec;
 use crate::driver;
@@ -129,10 +129,11 @@ impl ClientConfig {
 struct Shared<C: Codec> {
     live: Mutex<Vec<Session<C>>>,
     next: AtomicUsize,
-    stop: Notify,
-    stopping: AtomicBool,
+    /// Cancelled by `shutdown`: slots stop dialling.
+    stop: CancellationToken,
+    /// The slot tasks (closed once all are spawned, so `wait` ends when the last slot does).
+    slots: TaskTracker,
     dials: AtomicU64,
-    running: watch::Sender<usize>,
     changed: Notify,
 }
 
@@ -182,10 +183,9 @@ impl<C: Codec> Client<C> {
         let shared = Arc::new(Shared {
             live: Mutex::new(Vec::new()),
             next: AtomicUsize::new(0),
-            stop: Notify::new(),
-            stopping: AtomicBool::new(false),
+            stop: CancellationToken::new(),
+            slots: TaskTracker::new(),
             dials: AtomicU64::new(0),
-            running: watch::Sender::new(slots),
             changed: Notify::new(),
         });
         let connect = Arc::new(connect);
@@ -194,7 +194,7 @@ impl<C: Codec> Client<C> {
         let policy = Arc::new(config.reconnect);
         let session_config = Arc::new(config.session);
         for slot in 0..slots {
-            tokio::spawn(slot_loop(
+            shared.slots.spawn(slot_loop(
                 slot,
                 connect.clone(),
                 codec.clone(),
@@ -204,6 +204,7 @@ impl<C: Codec> Client<C> {
                 shared.clone(),
             ));
         }
+        shared.slots.close();
         Client { shared }
     }
 
@@ -237,30 +238,31 @@ impl<C: Codec> Client<C> {
             if lock(&self.shared.live).len() >= n {
                 return true;
             }
-            if *self.shared.running.borrow() == 0 {
+            if self.shared.slots.is_empty() {
                 return false;
             }
-            changed.await;
+            tokio::select! {
+                _ = changed => {}
+                _ = self.shared.slots.wait() => {}
+            }
         }
     }
 
     /// Slots still running (dialling, connected or waiting to redial).
     pub fn running_slots(&self) -> usize {
-        *self.shared.running.borrow()
+        self.shared.slots.len()
     }
 
     /// Waits until every slot has stopped (gave up, or a clean close it does not reconnect
     /// after, or [`shutdown`](Self::shutdown)).
     pub async fn stopped(&self) {
-        let mut rx = self.shared.running.subscribe();
-        let _ = rx.wait_for(|n| *n == 0).await;
+        self.shared.slots.wait().await;
     }
 
     /// Stops redialling and closes every session cleanly (queues drained within
     /// `deadline`), then waits for all slots to stop.
     pub async fn shutdown(&self, deadline: Duration) {
-        self.shared.stopping.store(true, Ordering::Release);
-        self.shared.stop.notify_waiters();
+        self.shared.stop.cancel();
         let until = tokio::time::Instant::now() + deadline;
         for s in self.sessions() {
             s.close_with(CloseCause::Local, Some(until));
@@ -269,15 +271,9 @@ impl<C: Codec> Client<C> {
     }
 }
 
-/// A small random source for jitter: std's randomly keyed hasher, stirred with a counter.
+/// A uniformly random value in `0..=bound` (full jitter).
 fn random_below(bound: u64) -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    if bound == 0 {
-        return 0;
-    }
-    let mut h = RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.finish() % (bound + 1)
+    rand::random_range(0..=bound)
 }
 
 async fn slot_loop<F, Fut, T, C, H>(
@@ -299,7 +295,7 @@ async fn slot_loop<F, Fut, T, C, H>(
     let mut attempt: u32 = 0;
     let mut first = true;
     loop {
-        if shared.stopping.load(Ordering::Acquire) {
+        if shared.stop.is_cancelled() {
             break;
         }
         if !first {
@@ -314,17 +310,17 @@ async fn slot_loop<F, Fut, T, C, H>(
             let cap = policy.cap(attempt);
             let pause = Duration::from_nanos(random_below(cap.as_nanos() as u64));
             tokio::select! {
-                _ = shared.stop.notified() => break,
+                _ = shared.stop.cancelled() => break,
                 _ = tokio::time::sleep(pause) => {}
             }
-            if shared.stopping.load(Ordering::Acquire) {
+            if shared.stop.is_cancelled() {
                 break;
             }
         }
         first = false;
         shared.dials.fetch_add(1, Ordering::Relaxed);
         let transport = tokio::select! {
-            _ = shared.stop.notified() => break,
+            _ = shared.stop.cancelled() => break,
             r = connect() => r,
         };
         let transport = match transport {
@@ -358,7 +354,7 @@ async fn slot_loop<F, Fut, T, C, H>(
         let cause = driver::run(session, transport, handler.clone(), state).await;
         lock(&shared.live).retain(|s| s.id() != id);
         shared.changed.notify_waiters();
-        if shared.stopping.load(Ordering::Acquire) {
+        if shared.stop.is_cancelled() {
             break;
         }
         if matches!(cause, CloseCause::Refused(_)) {
@@ -371,6 +367,5 @@ async fn slot_loop<F, Fut, T, C, H>(
         }
         tracing::debug!(slot, %cause, "session ended; reconnecting");
     }
-    shared.running.send_modify(|n| *n -= 1);
-    shared.changed.notify_waiters();
+    // `wait_open` also waits on the tracker, which counts this slot until the task returns.
 }

@@ -55,8 +55,9 @@ pub struct SessionConfig {
     /// session alive); WebSocket pongs are consumed by the engine and do not count, so peers
     /// that only listen must send something (codec heartbeats do).
     pub idle_timeout: Option<Duration>,
-    /// Send the codec's heartbeat ([`Codec::heartbeat`]) when nothing was written for this long.
-    /// Default 60 s; ignored by codecs without one.
+    /// Send a heartbeat ([`Service::heartbeat`](crate::Service::heartbeat); by default the
+    /// codec's, [`Codec::heartbeat`]) when nothing was written for this long. Default 60 s;
+    /// nothing is sent when there is no heartbeat (codecs without one).
     pub heartbeat_interval: Option<Duration>,
     /// Close with [`CloseCause::WriteTimeout`] (dropping the connection) when one batch of
     /// writes does not finish within this time — a peer that stopped reading. Default 10 s.

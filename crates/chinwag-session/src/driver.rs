@@ -430,10 +430,8 @@ async fn timer_loop<C: Codec, H: Service<C>>(s: &Session<C>, handler: &H, app: &
     let cfg = &*inner.config;
     let ms = |d: Duration| d.as_millis() as u64;
     // Only whether the codec has one; it is encoded when due (nothing stored per session).
-    let heartbeat = cfg
-        .heartbeat_interval
-        .filter(|_| inner.codec.heartbeat(inner.framing).is_some())
-        .map(|d| ms(d).max(1));
+    // Turned off for this session the first time the service has no heartbeat to send.
+    let mut heartbeat = cfg.heartbeat_interval.map(|d| ms(d).max(1));
     let mut next_cron = cfg.cron_interval.map(|d| ms(d).max(1));
     let sleep = tokio::time::sleep_until(inner.epoch);
     tokio::pin!(sleep);
@@ -502,14 +500,17 @@ async fn timer_loop<C: Codec, H: Service<C>>(s: &Session<C>, handler: &H, app: &
             if let Some(every) = heartbeat {
                 let at = inner.last_write_ms.load(Ordering::Relaxed) + every;
                 if now >= at {
-                    if s.queue_len() == 0
-                        && let Some(hb) = inner.codec.heartbeat(inner.framing)
-                    {
-                        s.push_unbounded(hb, false);
+                    if s.queue_len() == 0 {
+                        match guarded(inner.id, "heartbeat", || handler.heartbeat(s, app)) {
+                            Ok(Some(hb)) => s.push_unbounded(hb, false),
+                            Ok(None) | Err(_) => heartbeat = None,
+                        }
                     }
                     // Counts as written for scheduling even before the writer reports.
                     inner.last_write_ms.store(now, Ordering::Relaxed);
-                    next = next.min(now + every);
+                    if heartbeat.is_some() {
+                        next = next.min(now + every);
+                    }
                 } else {
                     next = next.min(at);
                 }

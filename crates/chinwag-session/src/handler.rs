@@ -5,7 +5,7 @@ use std::future::Future;
 
 use chinwag_transport::{CloseReason, ConnectInfo, Refusal};
 
-use crate::codec::Codec;
+use crate::codec::{Codec, Encoded};
 use crate::error::{CloseCause, SessionError};
 use crate::handle::Session;
 
@@ -98,6 +98,16 @@ pub trait Service<C: Codec>: Send + Sync + 'static {
     /// The periodic tick ([`SessionConfig::cron_interval`](crate::SessionConfig::cron_interval)).
     fn on_cron(&self, session: &Session<C>, state: &Self::State) {
         let _ = (session, state);
+    }
+
+    /// The heartbeat to send when nothing was written for
+    /// [`SessionConfig::heartbeat_interval`](crate::SessionConfig::heartbeat_interval) — the
+    /// session's one heartbeat mechanism. Default: the codec's ([`Codec::heartbeat`]); a
+    /// service whose heartbeat carries per-connection facts (RPC: its load) makes its own.
+    /// `None` turns heartbeats off for this session.
+    fn heartbeat(&self, session: &Session<C>, state: &Self::State) -> Option<Encoded> {
+        let _ = state;
+        session.codec().heartbeat(session.framing())
     }
 }
 
