@@ -83,7 +83,7 @@ impl Default for RetryWait {
 /// | [`reply_timeout`](Self::reply_timeout) | 10 s | how long an answer (result, error, retry) waits for room in the send queue; past it the connection is closed, never the answer dropped |
 /// | [`max_in_flight_bytes`](Self::max_in_flight_bytes) | 32 MiB | per connection: request bytes being handled plus answers not yet written; past it new requests get a RetryResult and parts/notifications wait |
 /// | [`max_server_in_flight_bytes`](Self::max_server_in_flight_bytes) | 512 MiB | the same, summed over every connection of a server (or of one `connect`ed peer) |
-/// | [`wire`](Self::wire) | [`WireLimits::default()`] (16 MiB payloads, 1 024-byte names) | also bounds a streamed result collected into one value |
+/// | [`wire`](Self::wire) | [`WireLimits::default()`] (16 MiB payloads, 1 024-byte names) | also bounds a streamed result collected into one value; the session's decode buffer is derived from it ([`session_config`](Self::session_config)) |
 /// | [`session`](Self::session) | see below | |
 ///
 /// The session defaults differ from [`SessionConfig::default`] so that two default peers never
@@ -248,6 +248,22 @@ impl RpcConfig {
     pub fn with_wire(mut self, w: WireLimits) -> Self {
         self.wire = w;
         self
+    }
+
+    /// The session settings RPC connections run with: [`session`](Self::session), with its
+    /// decode buffer derived from [`wire`](Self::wire) so the two limits cannot disagree (the
+    /// buffer always holds one whole message of the largest size the wire limits allow).
+    ///
+    /// ```
+    /// use chinwag_rpc::RpcConfig;
+    /// let big = RpcConfig::default()
+    ///     .with_wire(chinwag_wire::WireLimits::default().with_max_payload(64 << 20));
+    /// assert!(big.session_config().max_decode_buffer >= big.wire.max_message_len());
+    /// ```
+    pub fn session_config(&self) -> SessionConfig {
+        let mut s = self.session.clone();
+        s.max_decode_buffer = s.max_decode_buffer.max(self.wire.max_message_len());
+        s
     }
 
     /// Sets [`session`](Self::session).

@@ -28,13 +28,13 @@ impl RpcServer {
         config: RpcConfig,
         on_connect: Option<Arc<dyn Fn(Peer) + Send + Sync>>,
     ) -> Self {
-        let mut server_config = ServerConfig::default();
-        server_config.session = config.session.clone();
+        let server_config = ServerConfig::default();
         Self::spawn_with(acceptor, handlers, config, server_config, on_connect)
     }
 
     /// As [`spawn`](Self::spawn) with explicit server settings (connection limit, accept
-    /// backoff). `server.session` is replaced by `config.session`.
+    /// backoff, admission). `server.session` is replaced by
+    /// [`config.session_config()`](RpcConfig::session_config).
     pub fn spawn_with<A: Acceptor>(
         acceptor: A,
         handlers: Arc<Handlers>,
@@ -42,7 +42,7 @@ impl RpcServer {
         mut server: ServerConfig,
         on_connect: Option<Arc<dyn Fn(Peer) + Send + Sync>>,
     ) -> Self {
-        server.session = config.session.clone();
+        server.session = config.session_config();
         let codec = WireCodec::new(config.wire);
         let handler = RpcHandler::new(handlers, Arc::new(config), on_connect);
         RpcServer {
@@ -97,7 +97,7 @@ impl RpcServer {
 /// ```
 pub fn connect<T: Transport>(transport: T, handlers: Arc<Handlers>, config: RpcConfig) -> Peer {
     let codec = Arc::new(WireCodec::new(config.wire));
-    let session_config = Arc::new(config.session.clone());
+    let session_config = Arc::new(config.session_config());
     let handler = Arc::new(RpcHandler::new(handlers, Arc::new(config), None));
     let session = spawn_session(transport, codec, handler.clone(), session_config);
     handler.peer(&session)

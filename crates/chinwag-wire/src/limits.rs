@@ -37,6 +37,20 @@ impl WireLimits {
         self
     }
 
+    /// The longest whole message (header and payload) these limits let through on a byte
+    /// stream: what a decode buffer must be able to hold.
+    ///
+    /// ```
+    /// let l = chinwag_wire::WireLimits::default();
+    /// assert!(l.max_message_len() > l.max_payload as usize + l.max_name_len as usize);
+    /// ```
+    pub fn max_message_len(&self) -> usize {
+        // The longest header: a request, `r` + id(4) + name-len(3) + name + payload-size(8),
+        // or a retry result, `e` + id(4) + wait(8) + payload-size(8).
+        let header = (1 + 4 + 3 + self.max_name_len as usize + 8).max(21);
+        header + self.max_payload as usize
+    }
+
     /// Sets [`max_name_len`](Self::max_name_len), capped at the wire's 4 095.
     pub fn with_max_name_len(mut self, bytes: u16) -> Self {
         self.max_name_len = bytes.min(crate::Name::MAX_LEN as u16);
