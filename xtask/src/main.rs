@@ -5,6 +5,8 @@
 //!
 //! * `cargo xtask test` — format check, clippy with `-D warnings` on every target (including the
 //!   fuzz crate, so it cannot rot), and the whole test suite including doc tests.
+//! * `cargo xtask tidy` — the layering check (`xtask/layers.txt`: which chinwag crate may depend
+//!   on which) and the rule that only `chinwag-server` reads the environment or handles signals.
 //! * `cargo xtask fuzz [--seconds N] [TARGET...]` — runs every fuzz target (or the named ones) for
 //!   N seconds each (default 60) with `cargo fuzz` on the stable toolchain
 //!   (`RUSTC_BOOTSTRAP=1`); installs `cargo-fuzz` if it is missing.
@@ -23,6 +25,7 @@ mod bench;
 mod fuzz;
 mod server;
 mod test;
+mod tidy;
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -30,6 +33,7 @@ fn main() -> ExitCode {
     let rest: Vec<String> = args.collect();
     let result = match cmd.as_deref() {
         Some("test") => test::run(&rest),
+        Some("tidy") => tidy::run(&rest),
         Some("fuzz") => fuzz::run(&rest),
         Some("autobahn") => autobahn::run(&rest),
         Some("bench") => bench::run(&rest),
@@ -54,7 +58,8 @@ fn print_help() {
     println!(
         "cargo xtask <command>\n\n\
          commands:\n  \
-         test                     fmt check, clippy -D warnings, all tests (incl. doc tests)\n  \
+         test                     tidy, fmt check, clippy -D warnings, all tests (incl. doc tests)\n  \
+         tidy                     layering check (xtask/layers.txt), no env/signals in libraries\n  \
          fuzz [--seconds N] [T..] run fuzz targets (default: all, 60 s each)\n  \
          autobahn [--engine E|all] [--quick] [--cases '1.*,..']  WebSocket conformance (ws_echo)\n  \
          bench [--quick] [--scenario S].. [--peer NAME=URL].. [--reps N] [--micro] [--list]  load benchmarks (target/bench/)\n"

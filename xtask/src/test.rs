@@ -7,6 +7,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         return Err(format!("`xtask test` takes no arguments (got `{a}`)"));
     }
     preflight()?;
+    crate::tidy::run(&[])?;
     run_cmd(cargo().args(["fmt", "--all", "--check"]))?;
     run_cmd(cargo().args([
         "clippy",

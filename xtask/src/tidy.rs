@@ -1,0 +1,337 @@
+//! `cargo xtask tidy`: the layering check. Reads `cargo metadata` and fails when a crate depends
+//! on a chinwag crate it must not (the allowed arrows are in `xtask/layers.txt`), and when a
+//! library crate reads the environment or handles signals (only `chinwag-server`, and tooling,
+//! may: libraries take their settings as values).
+
+use std::collections::BTreeMap;
+
+use crate::{cargo, root};
+
+pub(crate) fn run(args: &[String]) -> Result<(), String> {
+    if let Some(a) = args.first() {
+        return Err(format!("`xtask tidy` takes no arguments (got `{a}`)"));
+    }
+    let rules = read_rules()?;
+    let out = cargo()
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(root())
+        .output()
+        .map_err(|e| format!("cannot run cargo metadata: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let meta = json::parse(&text).map_err(|e| format!("cargo metadata: bad JSON: {e}"))?;
+    let mut problems = Vec::new();
+    let mut libraries = Vec::new();
+    for pkg in meta
+        .get("packages")
+        .and_then(json::Value::as_array)
+        .unwrap_or(&[])
+    {
+        let name = pkg.get("name").and_then(json::Value::as_str).unwrap_or("?");
+        let Some(allowed) = rules.get(name) else {
+            problems.push(format!(
+                "{name}: not in xtask/layers.txt (add it with the chinwag crates it may use)"
+            ));
+            continue;
+        };
+        if allowed.iter().all(|a| a != "*") && name != "xtask" {
+            libraries.push(pkg);
+        }
+        for dep in pkg
+            .get("dependencies")
+            .and_then(json::Value::as_array)
+            .unwrap_or(&[])
+        {
+            let dep_name = dep.get("name").and_then(json::Value::as_str).unwrap_or("?");
+            let kind = dep.get("kind").and_then(json::Value::as_str);
+            if !dep_name.starts_with("chinwag") || kind == Some("dev") {
+                continue;
+            }
+            if !allowed.iter().any(|a| a == "*" || a == dep_name) {
+                problems.push(format!(
+                    "{name} depends on {dep_name}, which xtask/layers.txt does not allow"
+                ));
+            }
+        }
+    }
+    for pkg in libraries {
+        let name = pkg.get("name").and_then(json::Value::as_str).unwrap_or("?");
+        if name == "chinwag-server" {
+            continue;
+        }
+        let Some(manifest) = pkg.get("manifest_path").and_then(json::Value::as_str) else {
+            continue;
+        };
+        let src = std::path::Path::new(manifest).with_file_name("src");
+        scan_sources(name, &src, &mut problems);
+    }
+    if problems.is_empty() {
+        eprintln!("xtask tidy: layering and library rules hold");
+        Ok(())
+    } else {
+        Err(format!("tidy found problems:\n  {}", problems.join("\n  ")))
+    }
+}
+
+/// Library code must not read the environment or handle signals.
+fn scan_sources(krate: &str, dir: &std::path::Path, problems: &mut Vec<String>) {
+    const FORBIDDEN: [&str; 4] = ["env::var(", "env::var_os(", "env::args(", "tokio::signal"];
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            scan_sources(krate, &path, problems);
+        } else if path.extension().is_some_and(|x| x == "rs") {
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                if let Some(f) = FORBIDDEN.iter().find(|f| code.contains(*f)) {
+                    problems.push(format!(
+                        "{krate}: {}:{}: `{f}`: only chinwag-server reads the environment or \
+                         handles signals",
+                        path.display(),
+                        n + 1
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn read_rules() -> Result<BTreeMap<String, Vec<String>>, String> {
+    let path = root().join("xtask/layers.txt");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut rules = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (name, deps) = line
+            .split_once(':')
+            .ok_or_else(|| format!("xtask/layers.txt:{}: expected `crate: deps`", n + 1))?;
+        rules.insert(
+            name.trim().to_owned(),
+            deps.split_whitespace().map(str::to_owned).collect(),
+        );
+    }
+    Ok(rules)
+}
+
+/// Just enough JSON to read `cargo metadata` (xtask keeps no dependencies).
+mod json {
+    #[derive(Debug)]
+    pub(crate) enum Value {
+        Null,
+        Bool,
+        Number,
+        String(String),
+        Array(Vec<Value>),
+        Object(Vec<(String, Value)>),
+    }
+
+    impl Value {
+        pub(crate) fn get(&self, key: &str) -> Option<&Value> {
+            match self {
+                Value::Object(fields) => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+                _ => None,
+            }
+        }
+        pub(crate) fn as_str(&self) -> Option<&str> {
+            match self {
+                Value::String(s) => Some(s),
+                _ => None,
+            }
+        }
+        pub(crate) fn as_array(&self) -> Option<&[Value]> {
+            match self {
+                Value::Array(a) => Some(a),
+                _ => None,
+            }
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Result<Value, String> {
+        let mut p = Parser {
+            b: text.as_bytes(),
+            i: 0,
+        };
+        let v = p.value()?;
+        p.ws();
+        if p.i != p.b.len() {
+            return Err(format!("trailing input at byte {}", p.i));
+        }
+        Ok(v)
+    }
+
+    struct Parser<'a> {
+        b: &'a [u8],
+        i: usize,
+    }
+
+    impl Parser<'_> {
+        fn ws(&mut self) {
+            while self.i < self.b.len() && self.b[self.i].is_ascii_whitespace() {
+                self.i += 1;
+            }
+        }
+
+        fn eat(&mut self, c: u8) -> Result<(), String> {
+            self.ws();
+            if self.b.get(self.i) == Some(&c) {
+                self.i += 1;
+                Ok(())
+            } else {
+                Err(format!("expected `{}` at byte {}", c as char, self.i))
+            }
+        }
+
+        fn value(&mut self) -> Result<Value, String> {
+            self.ws();
+            match self.b.get(self.i) {
+                Some(b'{') => {
+                    self.i += 1;
+                    let mut fields = Vec::new();
+                    self.ws();
+                    if self.b.get(self.i) == Some(&b'}') {
+                        self.i += 1;
+                        return Ok(Value::Object(fields));
+                    }
+                    loop {
+                        self.ws();
+                        let k = self.string()?;
+                        self.eat(b':')?;
+                        fields.push((k, self.value()?));
+                        self.ws();
+                        match self.b.get(self.i) {
+                            Some(b',') => self.i += 1,
+                            Some(b'}') => {
+                                self.i += 1;
+                                return Ok(Value::Object(fields));
+                            }
+                            _ => return Err(format!("bad object at byte {}", self.i)),
+                        }
+                    }
+                }
+                Some(b'[') => {
+                    self.i += 1;
+                    let mut items = Vec::new();
+                    self.ws();
+                    if self.b.get(self.i) == Some(&b']') {
+                        self.i += 1;
+                        return Ok(Value::Array(items));
+                    }
+                    loop {
+                        items.push(self.value()?);
+                        self.ws();
+                        match self.b.get(self.i) {
+                            Some(b',') => self.i += 1,
+                            Some(b']') => {
+                                self.i += 1;
+                                return Ok(Value::Array(items));
+                            }
+                            _ => return Err(format!("bad array at byte {}", self.i)),
+                        }
+                    }
+                }
+                Some(b'"') => Ok(Value::String(self.string()?)),
+                Some(b't') => self.word("true", Value::Bool),
+                Some(b'f') => self.word("false", Value::Bool),
+                Some(b'n') => self.word("null", Value::Null),
+                Some(c) if c.is_ascii_digit() || *c == b'-' => {
+                    while self.i < self.b.len()
+                        && matches!(
+                            self.b[self.i],
+                            b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'
+                        )
+                    {
+                        self.i += 1;
+                    }
+                    Ok(Value::Number)
+                }
+                _ => Err(format!("unexpected input at byte {}", self.i)),
+            }
+        }
+
+        fn word(&mut self, w: &str, v: Value) -> Result<Value, String> {
+            if self.b[self.i..].starts_with(w.as_bytes()) {
+                self.i += w.len();
+                Ok(v)
+            } else {
+                Err(format!("bad literal at byte {}", self.i))
+            }
+        }
+
+        fn string(&mut self) -> Result<String, String> {
+            if self.b.get(self.i) != Some(&b'"') {
+                return Err(format!("expected a string at byte {}", self.i));
+            }
+            self.i += 1;
+            let mut out = Vec::new();
+            while let Some(&c) = self.b.get(self.i) {
+                self.i += 1;
+                match c {
+                    b'"' => return String::from_utf8(out).map_err(|e| e.to_string()),
+                    b'\\' => {
+                        let e = *self.b.get(self.i).ok_or("unterminated escape")?;
+                        self.i += 1;
+                        match e {
+                            b'n' => out.push(b'\n'),
+                            b't' => out.push(b'\t'),
+                            b'r' => out.push(b'\r'),
+                            b'b' => out.push(8),
+                            b'f' => out.push(12),
+                            b'u' => {
+                                let hex = self.b.get(self.i..self.i + 4).ok_or("short \\u")?;
+                                let code = u32::from_str_radix(
+                                    std::str::from_utf8(hex).map_err(|e| e.to_string())?,
+                                    16,
+                                )
+                                .map_err(|e| e.to_string())?;
+                                self.i += 4;
+                                let ch = char::from_u32(code).unwrap_or('\u{fffd}');
+                                let mut buf = [0u8; 4];
+                                out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                            }
+                            other => out.push(other),
+                        }
+                    }
+                    other => out.push(other),
+                }
+            }
+            Err("unterminated string".into())
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn reads_what_cargo_metadata_writes() {
+            let v = super::parse(
+                r#"{"packages":[{"name":"a\u0041","dependencies":[{"name":"b","kind":null,
+                "optional":false,"req":"^1.0","n":-1.5e3}]}],"x":[]}"#,
+            )
+            .unwrap();
+            let pkgs = v.get("packages").unwrap().as_array().unwrap();
+            assert_eq!(pkgs[0].get("name").unwrap().as_str(), Some("aA"));
+            let deps = pkgs[0].get("dependencies").unwrap().as_array().unwrap();
+            assert_eq!(deps[0].get("name").unwrap().as_str(), Some("b"));
+            assert!(super::parse("{").is_err());
+        }
+    }
+}
