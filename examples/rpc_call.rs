@@ -1,8 +1,13 @@
 // Run: cargo run --release --example rpc_call -- --url tcp://127.0.0.1:9300 echo hello
 //      cargo run --release --example rpc_call -- --url ws://127.0.0.1:9301/gotalk/ echo.json '{"a":1}'
 //
+//      cargo run --release --example rpc_call -- --url tcp://127.0.0.1:9300 --stream-request stream.echo a b c
+//
 // Makes one gotalk request and prints the result on stdout (a streamed result: each part on
-// its own line with --stream). This is the client side used against any gotalk server: a
+// its own line with --stream). With --stream-request the payload and the words after it are
+// sent as a streaming request (`s` with the first part, then `p` parts and the end): what a Go
+// gotalk stream handler answers. WebSocket clients send an Origin derived from the URL (as a
+// browser would; gotalk's Go server refuses requests without one); --no-origin omits it. This is the client side used against any gotalk server: a
 // chinwag `rpc_echo`, or a Go gotalk server. Exits with status 1 and the error on stderr when
 // the request fails (an error result, a timeout, a refused connection).
 
@@ -14,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chinwag_rpc::{Handlers, Peer, RpcConfig, connect};
-use chinwag_ws::WsConfig;
+use chinwag_ws::{ConnectOptions, WsConfig};
 use clap::{Parser, ValueEnum};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -35,6 +40,12 @@ struct Args {
     /// Print each part of a streamed result on its own line.
     #[arg(long)]
     stream: bool,
+    /// Send a streaming request: the payload and every further PART as its parts.
+    #[arg(long)]
+    stream_request: bool,
+    /// Send no `Origin` header on WebSocket connections.
+    #[arg(long)]
+    no_origin: bool,
     /// Seconds before the request gives up.
     #[arg(long, default_value_t = 30)]
     timeout: u64,
@@ -43,6 +54,8 @@ struct Args {
     /// The payload (sent as is; JSON operations expect JSON text). Empty when omitted.
     #[arg(default_value = "")]
     payload: String,
+    /// More parts of a streaming request (with --stream-request).
+    parts: Vec<String>,
 }
 
 #[tokio::main]
@@ -67,17 +80,23 @@ async fn dial(args: &Args, config: RpcConfig) -> Result<Peer, String> {
     }
     if args.url.starts_with("ws://") || args.url.starts_with("wss://") {
         let cfg = WsConfig::default();
+        let mut opts = ConnectOptions::default();
+        if args.no_origin {
+            opts = opts.without_origin();
+        }
         let err = |e| format!("cannot connect to {}: {e}", args.url);
         return Ok(match args.engine {
             EngineName::Tungstenite => {
-                let t = chinwag_ws::connect::<chinwag_ws_tungstenite::Tungstenite>(&args.url, &cfg)
-                    .await
-                    .map_err(err)?;
+                let t = chinwag_ws::connect_with::<chinwag_ws_tungstenite::Tungstenite>(
+                    &args.url, &cfg, &opts,
+                )
+                .await
+                .map_err(err)?;
                 connect(t, handlers, config)
             }
             EngineName::Fastwebsockets => {
-                let t = chinwag_ws::connect::<chinwag_ws_fastwebsockets::FastWebSockets>(
-                    &args.url, &cfg,
+                let t = chinwag_ws::connect_with::<chinwag_ws_fastwebsockets::FastWebSockets>(
+                    &args.url, &cfg, &opts,
                 )
                 .await
                 .map_err(err)?;
@@ -95,7 +114,21 @@ async fn run(args: &Args) -> Result<(), String> {
     let config = RpcConfig::client().with_request_timeout(Some(Duration::from_secs(args.timeout)));
     let peer = dial(args, config).await?;
     let mut out = std::io::stdout().lock();
-    if args.stream {
+    if args.stream_request {
+        let (mut writer, mut parts) = peer
+            .stream_request(&args.op, args.payload.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        for p in &args.parts {
+            writer.write(p.clone()).await.map_err(|e| e.to_string())?;
+        }
+        writer.end().await.map_err(|e| e.to_string())?;
+        while let Some(part) = parts.next().await {
+            let part = part.map_err(|e| e.to_string())?;
+            out.write_all(&part).map_err(|e| e.to_string())?;
+            out.write_all(b"\n").map_err(|e| e.to_string())?;
+        }
+    } else if args.stream {
         let mut parts = peer
             .request_stream(&args.op, args.payload.clone())
             .await

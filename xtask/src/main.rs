@@ -7,6 +7,9 @@
 //!   fuzz crate, so it cannot rot), and the whole test suite including doc tests.
 //! * `cargo xtask tidy` — the layering check (`xtask/layers.txt`: which chinwag crate may depend
 //!   on which) and the rule that only `chinwag-server` reads the environment or handles signals.
+//! * `cargo xtask smoke` — the shipped examples run as a user runs them (`rpc_echo` with
+//!   `rpc_call`'s single and streaming requests over TCP and WebSocket, SIGTERM exits 0); the
+//!   last step of `cargo xtask test`.
 //! * `cargo xtask fuzz [--seconds N] [TARGET...]` — runs every fuzz target (or the named ones) for
 //!   N seconds each (default 60) with `cargo fuzz` on the stable toolchain
 //!   (`RUSTC_BOOTSTRAP=1`); installs `cargo-fuzz` if it is missing.
@@ -24,6 +27,7 @@ mod autobahn;
 mod bench;
 mod fuzz;
 mod server;
+mod smoke;
 mod test;
 mod tidy;
 
@@ -34,6 +38,7 @@ fn main() -> ExitCode {
     let result = match cmd.as_deref() {
         Some("test") => test::run(&rest),
         Some("tidy") => tidy::run(&rest),
+        Some("smoke") => smoke::run(),
         Some("fuzz") => fuzz::run(&rest),
         Some("autobahn") => autobahn::run(&rest),
         Some("bench") => bench::run(&rest),
@@ -60,6 +65,7 @@ fn print_help() {
          commands:\n  \
          test                     tidy, fmt check, clippy -D warnings, all tests (incl. doc tests)\n  \
          tidy                     layering check (xtask/layers.txt), no env/signals in libraries\n  \
+         smoke                    the example servers and rpc_call run as a user runs them\n  \
          fuzz [--seconds N] [T..] run fuzz targets (default: all, 60 s each)\n  \
          autobahn [--engine E|all] [--quick] [--cases '1.*,..']  WebSocket conformance (ws_echo)\n  \
          bench [--quick] [--scenario S].. [--peer NAME=URL].. [--reps N] [--micro] [--list]  load benchmarks (target/bench/)\n"

@@ -42,6 +42,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             .arg(crate::root().join("clients/js/run-tests.sh"))
             .env("CHINWAG_RPC_ECHO", rpc_echo),
     )?;
+    crate::smoke::run()?;
     eprintln!("xtask test: all checks passed");
     Ok(())
 }

@@ -10,6 +10,21 @@ use tokio::net::TcpStream;
 use crate::engine::Engine;
 use crate::{WsConfig, WsConnection, WsStream};
 
+/// Which `Origin` header a client presents.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientOrigin {
+    /// Derived from the URL as a browser on that site would send it: `ws://h:p/x` gives
+    /// `http://h:p`, `wss://` gives `https://`. The default: servers with an Origin policy
+    /// (gotalk's Go server refuses requests without `Origin` by default) let such a client in.
+    #[default]
+    FromUrl,
+    /// This exact value.
+    Value(String),
+    /// No `Origin` header at all.
+    Omit,
+}
+
 /// Client-only options for [`connect_with`]: TLS roots and the `Origin` to present.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
@@ -18,8 +33,8 @@ pub struct ConnectOptions {
     /// against the Mozilla roots of `webpki-roots`. Supply your own to trust a private CA
     /// (tests do this with a CA made by rcgen).
     pub tls: Option<Arc<rustls::ClientConfig>>,
-    /// An `Origin` header to send (browsers always send one; other clients usually do not).
-    pub origin: Option<String>,
+    /// The `Origin` header to send. Default [`ClientOrigin::FromUrl`].
+    pub origin: ClientOrigin,
 }
 
 impl ConnectOptions {
@@ -31,7 +46,13 @@ impl ConnectOptions {
 
     /// Sends `Origin: origin`.
     pub fn with_origin(mut self, origin: impl Into<String>) -> Self {
-        self.origin = Some(origin.into());
+        self.origin = ClientOrigin::Value(origin.into());
+        self
+    }
+
+    /// Sends no `Origin` header.
+    pub fn without_origin(mut self) -> Self {
+        self.origin = ClientOrigin::Omit;
         self
     }
 }
@@ -60,7 +81,7 @@ fn default_tls() -> Arc<rustls::ClientConfig> {
 }
 
 /// Dials `url` (`ws://host[:port][/path]` or `wss://...`) with engine `E` and default options
-/// (certificates verified against the webpki roots, no `Origin`).
+/// (certificates verified against the webpki roots, an `Origin` derived from the URL).
 pub async fn connect<E: Engine>(
     url: &str,
     cfg: &WsConfig,
@@ -126,8 +147,18 @@ async fn dial<E: Engine>(
         .method("GET")
         .uri(url)
         .header(header::HOST, authority);
-    if let Some(origin) = &opts.origin {
-        let v = HeaderValue::from_str(origin)
+    let origin = match &opts.origin {
+        // What a page on that site would send: scheme and host, the port when given.
+        ClientOrigin::FromUrl => Some(format!(
+            "{}://{host}{}",
+            if tls { "https" } else { "http" },
+            uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default()
+        )),
+        ClientOrigin::Value(v) => Some(v.clone()),
+        ClientOrigin::Omit => None,
+    };
+    if let Some(origin) = origin {
+        let v = HeaderValue::from_str(&origin)
             .map_err(|_| TransportError::Handshake("bad Origin value".into()))?;
         req = req.header(header::ORIGIN, v);
     }

@@ -26,7 +26,7 @@ mod server;
 mod stream;
 
 pub use asset::StaticAsset;
-pub use client::{ConnectOptions, connect, connect_with, tls_config_with_roots};
+pub use client::{ClientOrigin, ConnectOptions, connect, connect_with, tls_config_with_roots};
 pub use config::{OriginPolicy, WsConfig};
 pub use conn::{WsConnection, WsReader, WsWriter};
 pub use engine::{Engine, Incoming, Outgoing, RawRead, RawWrite, ReadError, Role, truncate_reason};

@@ -225,6 +225,27 @@ pub async fn origin_policy<E: Engine>() {
     assert_eq!(status, 403);
 }
 
+/// chinwag's client sends an `Origin` derived from the URL by default, so a server whose policy
+/// requires one (as gotalk's Go server does) lets it in; without it the server refuses (403).
+pub async fn client_sends_an_origin_by_default<E: Engine>() {
+    let policy = OriginPolicy::default().with_allow_missing(false);
+    let (acc, url) = bind::<E>(WsConfig::default().with_origin(policy)).await;
+    let _acc = admit_all(acc);
+    within("default origin", connect::<E>(&url, &WsConfig::default()))
+        .await
+        .unwrap();
+    let opts = ConnectOptions::default().without_origin();
+    match within(
+        "no origin",
+        connect_with::<E>(&url, &WsConfig::default(), &opts),
+    )
+    .await
+    {
+        Err(TransportError::Handshake(m)) => assert!(m.contains("403"), "{m}"),
+        other => panic!("expected 403, got {other:?}"),
+    }
+}
+
 pub async fn not_websocket<E: Engine>() {
     let acc = WsAcceptor::<E>::bind_path(loopback(), "/ws", WsConfig::default())
         .await
@@ -1076,6 +1097,10 @@ macro_rules! engine_tests {
         #[tokio::test]
         async fn origin_policy() {
             $crate::suite::origin_policy::<$engine>().await
+        }
+        #[tokio::test]
+        async fn client_sends_an_origin_by_default() {
+            $crate::suite::client_sends_an_origin_by_default::<$engine>().await
         }
         #[tokio::test]
         async fn not_websocket() {
