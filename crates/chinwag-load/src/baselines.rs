@@ -9,7 +9,10 @@
 //! * [`fastwebsockets`]: a hyper 1 HTTP/1 server that upgrades with `fastwebsockets::upgrade`
 //!   and echoes through a `FragmentCollector`, as in fastwebsockets' `echo_server` example.
 //!
-//! The binaries `baseline-tcp`, `baseline-tungstenite` and `baseline-fastwebsockets` run them
+//! * [`gotalk`]: a gotalk v1 echo directly on tokio and `chinwag-wire` (no sessions, no RPC).
+//!
+//! The binaries `baseline-tcp`, `baseline-tungstenite`, `baseline-fastwebsockets` and
+//! `baseline-gotalk` run them
 //! (`--listen ADDR`, default `127.0.0.1:0`) and print `listening on ADDR` on stdout.
 
 use std::io;
@@ -166,6 +169,76 @@ pub mod fastwebsockets {
                     .with_upgrades()
                     .await;
             });
+        }
+    }
+}
+
+/// Raw gotalk v1 echo over TCP: tokio and `chinwag-wire`'s stream decoder, no sessions, no RPC
+/// layer — the smallest correct gotalk server that answers every request (`r`) with its payload
+/// (`R`). Each side sends its version first; one read's worth of requests is answered with one
+/// write. Heartbeats and notifications are read and ignored; a stream request gets an error
+/// result; input the decoder refuses gets the gotalk `f` code and a close.
+pub mod gotalk {
+    use std::io;
+
+    use bytes::{Bytes, BytesMut};
+    use chinwag_wire::{Message, StreamDecoder, WireLimits};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// Serves `listener` forever.
+    pub async fn serve(listener: TcpListener) -> io::Result<()> {
+        loop {
+            let (s, _) = listener.accept().await?;
+            tokio::spawn(async move {
+                let _ = echo(s).await;
+            });
+        }
+    }
+
+    async fn echo(s: TcpStream) -> io::Result<()> {
+        s.set_nodelay(true)?;
+        let (mut r, mut w) = s.into_split();
+        w.write_all(chinwag_wire::VERSION).await?;
+        let mut dec = StreamDecoder::new(WireLimits::default());
+        let mut input = BytesMut::with_capacity(8 * 1024);
+        let mut out = BytesMut::with_capacity(8 * 1024);
+        loop {
+            if input.capacity() - input.len() < 1024 {
+                input.reserve(8 * 1024);
+            }
+            if r.read_buf(&mut input).await? == 0 {
+                return Ok(());
+            }
+            loop {
+                let msg = match dec.decode(&mut input) {
+                    Ok(Some(m)) => m,
+                    Ok(None) => break,
+                    Err(e) => {
+                        let f = Message::ProtocolError {
+                            code: e.protocol_code(),
+                        };
+                        f.encode(&mut out).map_err(io::Error::other)?;
+                        w.write_all(&out).await?;
+                        return Ok(());
+                    }
+                };
+                let answer = match msg {
+                    Message::SingleRequest { id, payload, .. } => {
+                        Message::SingleResult { id, payload }
+                    }
+                    Message::StreamRequest { id, .. } => Message::ErrorResult {
+                        id,
+                        payload: Bytes::from_static(b"streams are not served here"),
+                    },
+                    _ => continue,
+                };
+                answer.encode(&mut out).map_err(io::Error::other)?;
+            }
+            if !out.is_empty() {
+                w.write_all(&out).await?;
+                out.clear();
+            }
         }
     }
 }

@@ -550,14 +550,12 @@ impl Peer {
     fn serve(&self, permit: OwnedSemaphorePermit, id: RequestId, op: Name, input: RequestStream) {
         self.count(SERVED);
         let peer = self.clone();
-        tokio::spawn(async move {
+        let mut request = Box::pin(async move {
             let _permit = permit;
             let handler = peer.handlers();
-            let op_name = op.as_str().to_owned();
-            let outcome =
-                std::panic::AssertUnwindSafe(peer.run_handler(&handler, id, op_name, input))
-                    .catch_unwind()
-                    .await;
+            let outcome = std::panic::AssertUnwindSafe(peer.run_handler(&handler, id, &op, input))
+                .catch_unwind()
+                .await;
             let (msg, charge) = match outcome {
                 Ok((Some(msg), charge)) => (msg, Some(charge)),
                 Ok((None, _)) => return,
@@ -580,6 +578,14 @@ impl Peer {
             };
             let _ = peer.send_reply(&msg, charge).await;
         });
+        // The first poll happens here, on the connection's task: a handler that answers at once
+        // (most do) costs no task of its own, no hand-over to another thread and no wake-up.
+        // It is polled with a no-op waker; one that is not done moves to its own task, whose
+        // first poll registers the real waker (a future re-checks its state at every poll).
+        // Panics are caught inside, around the handler.
+        if (&mut request).now_or_never().is_none() {
+            tokio::spawn(request);
+        }
     }
 
     /// Runs the handler for `op`; returns the final message to send (None when a streaming
@@ -589,7 +595,7 @@ impl Peer {
         &self,
         handlers: &Handlers,
         id: RequestId,
-        op: String,
+        op: &Name,
         mut input: RequestStream,
     ) -> (Option<Message>, Charge) {
         let error = |e: HandlerError| Message::ErrorResult {
@@ -597,7 +603,7 @@ impl Peer {
             payload: Bytes::from(e.to_string()),
         };
         let limit = self.inner.config.wire.max_payload;
-        match handlers.op(&op) {
+        match handlers.op(op.as_str()) {
             Some(OpHandler::Stream(f)) => {
                 // The first chunk stays charged until the answer is written; parts the handler
                 // takes stay charged while it holds the stream.
@@ -631,7 +637,7 @@ impl Peer {
                     let charge = input.take_charge();
                     drop(input);
                     let msg = match collected {
-                        Ok(payload) => match f(self.clone(), op, payload).await {
+                        Ok(payload) => match f(self.clone(), op.as_str().to_owned(), payload).await {
                             Ok(res) => Message::SingleResult { id, payload: res },
                             Err(e) => error(e),
                         },
