@@ -637,7 +637,8 @@ impl Peer {
                     let charge = input.take_charge();
                     drop(input);
                     let msg = match collected {
-                        Ok(payload) => match f(self.clone(), op.as_str().to_owned(), payload).await {
+                        Ok(payload) => match f(self.clone(), op.as_str().to_owned(), payload).await
+                        {
                             Ok(res) => Message::SingleResult { id, payload: res },
                             Err(e) => error(e),
                         },

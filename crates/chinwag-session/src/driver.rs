@@ -2,11 +2,13 @@
 //! writes the queue in batches, and keeps time (one timer for every deadline).
 
 use std::any::Any;
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -14,6 +16,8 @@ use chinwag_transport::{
     CloseCode, CloseReason, ConnectInfo, Frame, FrameRead, FrameWrite, Framing, Refusal, Transport,
     TransportError,
 };
+use futures_util::FutureExt;
+use futures_util::future::{Fuse, FusedFuture};
 
 use crate::budget::Charge;
 use crate::codec::{Codec, CodecError, Decoder, Farewell};
@@ -96,11 +100,13 @@ where
         s.push_unbounded(p, true);
     }
     let decoder = s.inner.codec.decoder(s.inner.framing);
-    tokio::join!(
-        read_loop(s, reader, decoder, &*handler, state),
-        write_loop(s, writer),
-        timer_loop(s, &*handler, state),
-    );
+    Drive {
+        id: s.inner.id,
+        read: read_loop(s, reader, decoder, &*handler, state).fuse(),
+        write: write_loop(s, writer).fuse(),
+        timer: timer_loop(s, &*handler, state).fuse(),
+    }
+    .await;
     let cause = s.close_cause().unwrap_or(CloseCause::Local);
     tracing::debug!(session = s.inner.id, %cause, "session closed");
     let _ = guarded(s.inner.id, "on_close", || {
@@ -109,6 +115,60 @@ where
     s.run_close_callbacks(&cause);
     s.set_state(FINISHED);
     cause
+}
+
+thread_local! {
+    /// The session whose reader or writer this thread is polling now (0: none). What they
+    /// queue for the writer, or tell the timer, needs no wake-up: [`Drive`] polls the writer
+    /// after the reader and the timer after both, in the same pass.
+    static DRIVING: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Whether this thread is inside session `id`'s reader or writer (so the writer, or the
+/// timer, is polled after it in this pass).
+pub(crate) fn in_drive_of(id: u64) -> bool {
+    DRIVING.with(|r| r.get() == id)
+}
+
+/// The three parts of a session, polled in a fixed order in one task: reader, writer, timer.
+/// The order is what lets the reader's pushes and the writer's batches skip the wake-ups
+/// (and the extra polls of the task they cause) that `tokio::join!` (which rotates its
+/// order) would need: whatever the reader queued, the writer sees in the same pass.
+#[pin_project::pin_project]
+struct Drive<R, W, T> {
+    id: u64,
+    #[pin]
+    read: Fuse<R>,
+    #[pin]
+    write: Fuse<W>,
+    #[pin]
+    timer: Fuse<T>,
+}
+
+impl<R: Future<Output = ()>, W: Future<Output = ()>, T: Future<Output = ()>> Future
+    for Drive<R, W, T>
+{
+    type Output = ();
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        let outer = DRIVING.with(|r| r.replace(*this.id));
+        if !this.read.is_terminated() {
+            let _ = this.read.as_mut().poll(cx);
+        }
+        if !this.write.is_terminated() {
+            let _ = this.write.as_mut().poll(cx);
+        }
+        DRIVING.with(|r| r.set(outer));
+        if !this.timer.is_terminated() {
+            let _ = this.timer.as_mut().poll(cx);
+        }
+        if this.read.is_terminated() && this.write.is_terminated() && this.timer.is_terminated() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
 }
 
 fn transport_cause(e: &TransportError) -> CloseCause {
@@ -177,6 +237,13 @@ async fn read_loop<R, C, H>(
                         while ok {
                             match dec.decode(&mut buf) {
                                 Ok(Some(m)) => {
+                                    if !completed {
+                                        // A whole message is here: nothing is late on the
+                                        // peer's side while we handle it (our handler may
+                                        // wait, e.g. for room to answer); the deadline of
+                                        // what is left starts again after this pass.
+                                        s.inner.partial_started_ms.store(NONE, Ordering::Release);
+                                    }
                                     completed = true;
                                     ok = Box::pin(deliver(s, handler, state, m)).await;
                                 }
@@ -265,7 +332,7 @@ fn track_partial<C: Codec>(s: &Session<C>, pending: usize, arrived: usize, compl
             .store(s.now_ms(), Ordering::Release);
         if was == NONE {
             // The timer may be asleep until a later deadline: let it see this one.
-            inner.state_changed.notify_waiters();
+            s.kick_timer();
         }
     } else {
         inner
@@ -314,6 +381,7 @@ async fn write_loop<W: FrameWrite, C: Codec>(s: &Session<C>, mut wr: W) {
             let mut q = lock(&inner.queue);
             std::mem::swap(&mut q.items, &mut batch);
             q.bytes = 0;
+            inner.queued.store(false, Ordering::Release);
         }
         if batch.is_empty() {
             if state >= CLOSING {
@@ -323,39 +391,55 @@ async fn write_loop<W: FrameWrite, C: Codec>(s: &Session<C>, mut wr: W) {
                 // Shrink back while idle: an idle session keeps no queue storage.
                 batch = VecDeque::new();
             }
-            tokio::select! {
-                _ = inner.writer_wake.notified() => {}
-                _ = s.reached(CLOSING) => {}
-            }
+            // Woken by a push from another task (`writer_wake`), or seen in the same pass when
+            // the push came from this session's own reader (`queued`, see `Drive`).
+            let wake = inner.writer_wake.notified();
+            tokio::pin!(wake);
+            std::future::poll_fn(|cx| {
+                if inner.queued.load(Ordering::Acquire) || s.state() >= CLOSING {
+                    return Poll::Ready(());
+                }
+                wake.as_mut().poll(cx)
+            })
+            .await;
             continue;
+        }
+        // Room was made: senders waiting under `OverflowPolicy::Block` may go on.
+        if inner.blocked_senders.load(Ordering::Acquire) > 0 {
+            inner.state_changed.notify_waiters();
         }
         let messages = batch.len() as u64;
         let mut bytes = 0u64;
-        inner.write_started_ms.store(s.now_ms(), Ordering::Release);
-        // One notification per batch: the timer learns of the write deadline, and senders
-        // blocked under `OverflowPolicy::Block` see the room.
-        inner.state_changed.notify_waiters();
         // Boxed: only exists while writing, so idle sessions stay small.
         let mut write = Box::pin(write_batch(&mut wr, &mut batch, &mut bytes));
+        // Most batches are written at once: only one that has to wait for the socket needs the
+        // timer to watch its deadline (told through `state_changed`).
+        let first = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
         let mut closing_seen = state >= CLOSING;
-        let written = loop {
-            tokio::select! {
-                biased;
-                _ = s.reached(ABORTING) => {
-                    s.set_state(CLOSED);
-                    return;
-                }
-                _ = s.reached(CLOSING), if !closing_seen => {
-                    closing_seen = true;
-                    if s.close_cause().is_some_and(|c| c.mode() != CloseMode::Drain) {
-                        // Overflow, idle or protocol error while a write is stuck: a close
-                        // frame could not be sent after a half-written frame anyway, so drop
-                        // the connection now and release the batch.
+        let written = if let Poll::Ready(r) = first {
+            r
+        } else {
+            inner.write_started_ms.store(s.now_ms(), Ordering::Release);
+            s.kick_timer();
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = s.reached(ABORTING) => {
                         s.set_state(CLOSED);
                         return;
                     }
+                    _ = s.reached(CLOSING), if !closing_seen => {
+                        closing_seen = true;
+                        if s.close_cause().is_some_and(|c| c.mode() != CloseMode::Drain) {
+                            // Overflow, idle or protocol error while a write is stuck: a close
+                            // frame could not be sent after a half-written frame anyway, so drop
+                            // the connection now and release the batch.
+                            s.set_state(CLOSED);
+                            return;
+                        }
+                    }
+                    r = &mut write => break r,
                 }
-                r = &mut write => break r,
             }
         };
         drop(write);
@@ -439,6 +523,7 @@ async fn timer_loop<C: Codec, H: Service<C>>(s: &Session<C>, handler: &H, app: &
         // Registered before anything is read, so no notification between the checks below
         // and the wait is lost. This is the session's only registered state waiter (see
         // `Session::reached`); it also wakes for the writer's per-batch notification.
+        inner.timer_kick.store(false, Ordering::Release);
         let changed = inner.state_changed.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
@@ -546,14 +631,29 @@ async fn timer_loop<C: Codec, H: Service<C>>(s: &Session<C>, handler: &H, app: &
             }
             next = next.min(at);
         }
+        // Kicked by this session's reader or writer (seen in the same pass, see `Drive`), a
+        // state change, or the deadline.
+        let kicked = || inner.timer_kick.load(Ordering::Acquire);
         if next == NONE {
-            changed.await;
+            std::future::poll_fn(|cx| {
+                if kicked() {
+                    return Poll::Ready(());
+                }
+                changed.as_mut().poll(cx)
+            })
+            .await;
         } else {
-            sleep.as_mut().reset(s.at(next));
-            tokio::select! {
-                _ = &mut sleep => {}
-                _ = changed => {}
+            let at = s.at(next);
+            if sleep.deadline() != at {
+                sleep.as_mut().reset(at);
             }
+            std::future::poll_fn(|cx| {
+                if kicked() || sleep.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(());
+                }
+                changed.as_mut().poll(cx)
+            })
+            .await;
         }
     }
 }

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -93,6 +93,13 @@ pub(crate) struct Inner<C: Codec> {
     pub(crate) state: AtomicU8,
     pub(crate) state_changed: Notify,
     pub(crate) writer_wake: Notify,
+    /// Something was queued since the writer last took the queue.
+    pub(crate) queued: AtomicBool,
+    /// The timer should recompute its deadlines (see `kick_timer`).
+    pub(crate) timer_kick: AtomicBool,
+    /// Senders waiting for room under `OverflowPolicy::Block` (the writer tells them only
+    /// when there are some).
+    pub(crate) blocked_senders: AtomicUsize,
     pub(crate) queue: Mutex<Queue>,
     pub(crate) cause: Mutex<Option<CloseCause>>,
     pub(crate) counters: Counters,
@@ -161,6 +168,9 @@ impl<C: Codec> Session<C> {
                 state: AtomicU8::new(OPEN),
                 state_changed: Notify::new(),
                 writer_wake: Notify::new(),
+                queued: AtomicBool::new(false),
+                timer_kick: AtomicBool::new(false),
+                blocked_senders: AtomicUsize::new(0),
                 queue: Mutex::new(Queue::default()),
                 cause: Mutex::new(None),
                 counters: Counters::default(),
@@ -350,6 +360,7 @@ impl<C: Codec> Session<C> {
         let deadline = Instant::now() + timeout;
         let sleep = tokio::time::sleep_until(deadline);
         tokio::pin!(sleep);
+        let _blocked = Blocked::new(&self.inner.blocked_senders);
         loop {
             // Woken when the writer takes a batch (room) or the state changes (closing).
             let changed = self.inner.state_changed.notified();
@@ -457,8 +468,29 @@ impl<C: Codec> Session<C> {
         q.bytes += size;
         q.items.push_back(entry);
         drop(q);
-        inner.writer_wake.notify_one();
+        self.wake_writer();
         Ok(())
+    }
+
+    /// Tells the writer something is queued. From this session's own reader no wake-up is
+    /// needed: the writer is polled right after it, in the same pass (see `driver::Drive`).
+    fn wake_writer(&self) {
+        let inner = &*self.inner;
+        inner.queued.store(true, Ordering::Release);
+        if !crate::driver::in_drive_of(inner.id) {
+            inner.writer_wake.notify_one();
+        }
+    }
+
+    /// Tells the timer to look at its deadlines again (a write that has to wait, a message
+    /// under way). From this session's own reader or writer no wake-up is needed: the timer is
+    /// polled after them, in the same pass.
+    pub(crate) fn kick_timer(&self) {
+        let inner = &*self.inner;
+        inner.timer_kick.store(true, Ordering::Release);
+        if !crate::driver::in_drive_of(inner.id) {
+            inner.state_changed.notify_waiters();
+        }
     }
 
     fn count_dropped(&self, n: u64) {
@@ -482,7 +514,7 @@ impl<C: Codec> Session<C> {
             q.items.push_back(entry);
         }
         drop(q);
-        self.inner.writer_wake.notify_one();
+        self.wake_writer();
     }
 
     // ---- closing ----------------------------------------------------------------------------
@@ -700,6 +732,22 @@ impl<C: Codec> Session<C> {
             *attrs = None;
         }
         v
+    }
+}
+
+/// Counts a sender waiting for room while it lives.
+struct Blocked<'a>(&'a AtomicUsize);
+
+impl<'a> Blocked<'a> {
+    fn new(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::AcqRel);
+        Blocked(n)
+    }
+}
+
+impl Drop for Blocked<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -86,21 +86,34 @@ pub(crate) trait ReadSource: Send + 'static {
     /// Reads what is available into the spare capacity of `buf` without waiting. `Ok(0)` means
     /// end of stream; `WouldBlock` means nothing is ready (wait with `readable` again).
     fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize>;
-
-    /// A read returned less than it had room for: the kernel's queue was empty then. Sources
-    /// that can, forget their readiness now, so the next read waits for the next event instead
-    /// of making a `recv` syscall that returns `EAGAIN` (that was every other syscall of a busy
-    /// connection). Data that arrived meanwhile raised a new event, which is not forgotten.
-    fn drained(&mut self) {}
 }
 
-/// Clears READABLE readiness through `try_io` with an operation that reports `WouldBlock`
-/// without a syscall; tokio clears only the readiness it saw, so a newer event stays.
-macro_rules! forget_readiness {
-    ($stream:expr) => {{
-        let _ = $stream.try_io(tokio::io::Interest::READABLE, || {
-            Err::<(), _>(io::ErrorKind::WouldBlock.into())
+/// A read for tokio sockets that also forgets the readiness when it got less than it had room
+/// for (the kernel's queue was empty then), so the next read waits for the next event instead
+/// of making a `recv` that returns `EAGAIN` — that was every other syscall of a busy
+/// connection. The read runs inside an outer `try_io`, which captured the readiness *before*
+/// the `recv`: tokio clears only that readiness, so an event for data that arrived after the
+/// `recv` is kept (clearing after the `recv` could lose it, and the connection would hang).
+macro_rules! read_and_forget_when_short {
+    ($half:expr, $stream_ty:ty, $buf:expr) => {{
+        let half = $half;
+        let buf: &mut BytesMut = $buf;
+        let stream: &$stream_ty = half.as_ref();
+        let mut short = None;
+        let res = stream.try_io(tokio::io::Interest::READABLE, || {
+            let spare = buf.capacity() - buf.len();
+            match half.try_read_buf(buf) {
+                Ok(n) if n > 0 && n < spare => {
+                    short = Some(n);
+                    Err(io::ErrorKind::WouldBlock.into())
+                }
+                other => other,
+            }
         });
+        match short {
+            Some(n) => Ok(n),
+            None => res,
+        }
     }};
 }
 
@@ -110,12 +123,7 @@ impl ReadSource for tokio::net::tcp::OwnedReadHalf {
     }
 
     fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        tokio::net::tcp::OwnedReadHalf::try_read_buf(self, buf)
-    }
-
-    fn drained(&mut self) {
-        let stream: &tokio::net::TcpStream = self.as_ref();
-        forget_readiness!(stream);
+        read_and_forget_when_short!(&*self, tokio::net::TcpStream, buf)
     }
 }
 
@@ -126,12 +134,7 @@ impl ReadSource for tokio::net::unix::OwnedReadHalf {
     }
 
     fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        tokio::net::unix::OwnedReadHalf::try_read_buf(self, buf)
-    }
-
-    fn drained(&mut self) {
-        let stream: &tokio::net::UnixStream = self.as_ref();
-        forget_readiness!(stream);
+        read_and_forget_when_short!(&*self, tokio::net::UnixStream, buf)
     }
 }
 
@@ -287,9 +290,6 @@ impl<S: ReadSource> StreamReader<S> {
                     self.chunk = (self.chunk * 2).min(self.max);
                 } else if n < self.chunk / 4 {
                     self.chunk = (self.chunk / 2).max(self.initial);
-                }
-                if n < spare {
-                    self.src.drained();
                 }
                 Some(Ok(Some(Frame::Binary(self.buf.split().freeze()))))
             }

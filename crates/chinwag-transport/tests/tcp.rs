@@ -225,3 +225,34 @@ async fn connection_budget_refuses_past_the_cap_and_reuses_freed_places() {
     assert_eq!(budget.open(), 3);
     drop((t, held, clients));
 }
+
+/// A reader that forgets readiness after short reads must never lose the event of data that
+/// arrives right after its `recv` (that would hang it): 20 000 tiny writes racing the reader,
+/// every byte read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_reads_never_lose_data_that_arrives_meanwhile() {
+    let (client, server) = pair(TcpConfig::default()).await;
+    let (mut r, _sw) = server.split();
+    let (_cr, mut w) = client.split();
+    const WRITES: usize = 20_000;
+    let writer = tokio::spawn(async move {
+        for i in 0..WRITES {
+            w.send(Frame::Binary(Bytes::from(vec![(i % 251) as u8; 7])))
+                .await
+                .unwrap();
+            if i % 64 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        w
+    });
+    let mut got = 0;
+    within(async {
+        while got < WRITES * 7 {
+            got += r.read_frame().await.unwrap().unwrap().len();
+        }
+    })
+    .await;
+    assert_eq!(got, WRITES * 7);
+    drop(writer.await.unwrap());
+}
