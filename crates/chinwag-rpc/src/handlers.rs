@@ -1,6 +1,6 @@
 //! Operation and notification handlers, registered per server or per connection.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::fmt::Display;
 use std::future::Future;
 use std::pin::Pin;

@@ -819,6 +819,9 @@ fn unix_time() -> u32 {
 }
 
 async fn collect_input(input: &mut RequestStream, limit: u32) -> Result<Bytes, HandlerError> {
+    if let Some(whole) = input.take_single() {
+        return Ok(whole);
+    }
     let first = input.next().await.unwrap_or_default();
     let Some(second) = input.next().await else {
         return Ok(first);

@@ -58,6 +58,15 @@ impl RequestStream {
         Some(chunk)
     }
 
+    /// The payload of a single request (`r`), taken at once; `None` for a stream request.
+    pub(crate) fn take_single(&mut self) -> Option<Bytes> {
+        if self.rx.is_none() {
+            self.first.take()
+        } else {
+            None
+        }
+    }
+
     /// The bytes charged so far (the first chunk and the parts taken), leaving the stream with
     /// none: the server keeps them until the answer has been written.
     pub(crate) fn take_charge(&mut self) -> Charge {

@@ -356,8 +356,11 @@ impl Codec for WireCodec {
     /// Header and payload as two frames on both framings: on a byte stream they leave in one
     /// vectored write, and the payload is never copied.
     fn encode(&self, item: &Message, _framing: Framing) -> Result<Encoded, CodecError> {
-        let mut scratch = BytesMut::with_capacity(item.header_len());
-        let (header, payload) = item.encode_framed(&mut scratch)?;
+        // One exact allocation for the header; the payload is shared, never copied.
+        let mut header = Vec::with_capacity(item.header_len());
+        item.encode_header(&mut header)?;
+        let header = Bytes::from(header);
+        let payload = item.payload().filter(|p| !p.is_empty()).cloned();
         Ok(match payload {
             Some(p) => Encoded::pair(Frame::Binary(header), Frame::Binary(p)),
             None => Encoded::frame(Frame::Binary(header)),

@@ -211,7 +211,7 @@ async fn read_loop<R, C, H>(
                 s.inner.last_read_ms.store(s.now_ms(), Ordering::Relaxed);
                 let ok = match s.inner.framing {
                     Framing::Message => match dec.decode_frame(frame) {
-                        Ok(Some(m)) => Box::pin(deliver(s, handler, state, m)).await,
+                        Ok(Some(m)) => deliver(s, handler, state, m).await,
                         Ok(None) => true,
                         Err(e) => return codec_failed(s, handler, state, e),
                     },
@@ -245,7 +245,7 @@ async fn read_loop<R, C, H>(
                                         s.inner.partial_started_ms.store(NONE, Ordering::Release);
                                     }
                                     completed = true;
-                                    ok = Box::pin(deliver(s, handler, state, m)).await;
+                                    ok = deliver(s, handler, state, m).await;
                                 }
                                 Ok(None) => break,
                                 Err(e) => return codec_failed(s, handler, state, e),
@@ -270,7 +270,7 @@ async fn read_loop<R, C, H>(
                     loop {
                         match dec.decode_eof(&mut buf) {
                             Ok(Some(m)) => {
-                                if !Box::pin(deliver(s, handler, state, m)).await {
+                                if !deliver(s, handler, state, m).await {
                                     return;
                                 }
                             }

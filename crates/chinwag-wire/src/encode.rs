@@ -8,7 +8,7 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Writes `v` as `digits` zero-padded lowercase hex digits.
 #[inline]
-fn put_hex(dst: &mut BytesMut, v: u32, digits: usize) {
+fn put_hex(dst: &mut impl BufMut, v: u32, digits: usize) {
     let mut tmp = [0u8; 8];
     for (i, slot) in tmp[..digits].iter_mut().enumerate() {
         let shift = 4 * (digits - 1 - i);
@@ -21,7 +21,7 @@ fn payload_len(p: &Bytes) -> Result<u32, EncodeError> {
     u32::try_from(p.len()).map_err(|_| EncodeError::PayloadTooLarge(p.len()))
 }
 
-fn put_name(dst: &mut BytesMut, name: &Name) {
+fn put_name(dst: &mut impl BufMut, name: &Name) {
     // Name guarantees len <= 0xfff.
     put_hex(dst, name.len() as u32, 3);
     dst.put_slice(name.as_bytes());
@@ -53,14 +53,14 @@ impl Message {
         self.header_len() + self.payload().map_or(0, Bytes::len)
     }
 
-    /// Appends just the header to `dst`. The payload (see [`Message::payload`]) follows it
-    /// directly on a byte stream, or as its own frame on a message transport.
-    pub fn encode_header(&self, dst: &mut BytesMut) -> Result<(), EncodeError> {
+    /// Appends just the header to `dst` (a `BytesMut`, a `Vec<u8>` sized with
+    /// [`header_len`](Self::header_len), ...). The payload (see [`Message::payload`]) follows
+    /// it directly on a byte stream, or as its own frame on a message transport.
+    pub fn encode_header(&self, dst: &mut impl BufMut) -> Result<(), EncodeError> {
         let len = match self.payload() {
             Some(p) => payload_len(p)?,
             None => 0,
         };
-        dst.reserve(self.header_len());
         dst.put_u8(self.type_byte());
         match self {
             Message::SingleRequest { id, op, .. } | Message::StreamRequest { id, op, .. } => {
@@ -135,6 +135,7 @@ impl Message {
         &self,
         scratch: &mut BytesMut,
     ) -> Result<(Bytes, Option<Bytes>), EncodeError> {
+        scratch.reserve(self.header_len());
         self.encode_header(scratch)?;
         let header = scratch.split().freeze();
         let payload = self.payload().filter(|p| !p.is_empty()).cloned();

@@ -242,6 +242,10 @@ impl TungsteniteRead {
 }
 
 impl RawRead for TungsteniteRead {
+    /// tungstenite keeps a partial frame in its own buffers and `poll_next` may be dropped
+    /// between polls; the flushes after pings and closes are retried by the next read or flush.
+    const CANCEL_SAFE: bool = true;
+
     async fn read(&mut self) -> Result<Incoming, ReadError> {
         loop {
             let item = poll_fn(|cx| Pin::new(&mut *lock(&self.ws)).poll_next(cx)).await;

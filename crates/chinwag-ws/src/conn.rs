@@ -2,10 +2,10 @@
 //! writer halves, keepalive, and the close handshake with its timeout.
 //!
 //! Layout: both halves share an `Arc<Shared>` holding
-//! * the engine's reader in an async mutex. The reader half holds it while `read_frame` runs;
-//!   the writer half takes it only while closing, when nobody else is reading, to wait for the
-//!   peer's close frame itself;
-//! * the engine's writer in an async mutex, taken per `feed`/`flush` by the writer half and, for
+//! * the engine's reader in a [`Lock`] (an async lock that is cheap when uncontended). The
+//!   reader half holds it while `read_frame` runs; the writer half takes it only while closing,
+//!   when nobody else is reading, to wait for the peer's close frame itself;
+//! * the engine's writer in a [`Lock`], taken per `feed`/`flush` by the writer half and, for
 //!   pongs, pings and close replies, by the reader half (reads never wait for the writer except
 //!   for those control frames).
 //!
@@ -22,7 +22,9 @@ use chinwag_transport::{
     CloseCode, CloseReason, ConnectionPermit, Frame, FrameRead, FrameWrite, Framing, PeerAddr,
     Transport, TransportError,
 };
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Notify;
+
+use crate::lock::Lock;
 use tokio::time::{Instant, Sleep};
 
 use crate::WsConfig;
@@ -44,6 +46,8 @@ impl<R: RawRead> ReadSlot<R> {
     async fn next(&mut self) -> Result<Incoming, ReadError> {
         loop {
             match self {
+                // An engine whose read is cancel-safe reads in place: nothing to keep.
+                ReadSlot::Idle(r) if R::CANCEL_SAFE => return r.read().await,
                 ReadSlot::Idle(_) => {
                     let ReadSlot::Idle(mut r) = std::mem::replace(self, ReadSlot::Failed) else {
                         unreachable!("matched Idle above")
@@ -92,8 +96,8 @@ impl<W: RawWrite> WriteCore<W> {
 }
 
 struct Shared<E: Engine> {
-    read: Mutex<ReadSlot<E::Read>>,
-    write: Mutex<WriteCore<E::Write>>,
+    read: Lock<ReadSlot<E::Read>>,
+    write: Lock<WriteCore<E::Write>>,
     /// Set once the connection is finished (peer's close seen, or read failure).
     done: AtomicBool,
     done_notify: Notify,
@@ -151,8 +155,8 @@ impl<E: Engine> WsConnection<E> {
     /// Builds a connection from an engine's halves.
     pub fn from_raw(read: E::Read, write: E::Write, peer: PeerAddr, cfg: &WsConfig) -> Self {
         let shared = Arc::new(Shared::<E> {
-            read: Mutex::new(ReadSlot::Idle(read)),
-            write: Mutex::new(WriteCore {
+            read: Lock::new(ReadSlot::Idle(read)),
+            write: Lock::new(WriteCore {
                 raw: write,
                 close_sent: false,
                 shut_down: false,

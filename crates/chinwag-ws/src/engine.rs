@@ -95,6 +95,11 @@ impl ReadError {
 ///
 /// [`FrameRead::read_frame`]: chinwag_transport::FrameRead::read_frame
 pub trait RawRead: Send + 'static {
+    /// Whether dropping an unfinished [`read`](Self::read) loses nothing (the engine keeps its
+    /// partial state in `self`). Then the connection reads in place; otherwise it keeps the
+    /// unfinished read in a box across cancellations (an allocation per read). Default `false`.
+    const CANCEL_SAFE: bool = false;
+
     /// Reads until something worth reporting arrives.
     fn read(&mut self) -> impl Future<Output = Result<Incoming, ReadError>> + Send;
 }

@@ -22,6 +22,7 @@ mod client;
 mod config;
 mod conn;
 mod engine;
+mod lock;
 mod server;
 mod stream;
 

@@ -88,6 +88,9 @@ impl AsyncWrite for WsStream {
     }
 }
 
+/// What the first write into an empty [`CoalescingWriter`] reserves.
+const FIRST_RESERVE: usize = 2048;
+
 /// A write buffer that lets many small writes go out in one syscall: writes are appended until
 /// `limit` bytes are pending (large writes then go straight through), and `flush` writes
 /// everything. The buffer is allocated on demand and released after each flush, so an idle
@@ -117,6 +120,14 @@ impl<W: AsyncWrite + Unpin> CoalescingWriter<W> {
     /// the writer and expose only `flush`.
     pub fn shutdown_switch(&self) -> Arc<AtomicBool> {
         self.shutdown.clone()
+    }
+
+    /// The first write into the (released) buffer reserves room for a batch of small frames at
+    /// once, instead of growing it a frame (or a frame's header) at a time.
+    fn reserve_first(&mut self, len: usize) {
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(len.max(FIRST_RESERVE).min(self.limit));
+        }
     }
 
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -155,6 +166,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for CoalescingWriter<W> {
                 return Pin::new(&mut me.inner).poll_write(cx, data);
             }
         }
+        me.reserve_first(data.len());
         me.buf.extend_from_slice(data);
         Poll::Ready(Ok(data.len()))
     }
@@ -176,6 +188,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for CoalescingWriter<W> {
                 return Pin::new(&mut me.inner).poll_write_vectored(cx, bufs);
             }
         }
+        me.reserve_first(total);
         for b in bufs {
             me.buf.extend_from_slice(b);
         }
