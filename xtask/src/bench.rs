@@ -284,7 +284,8 @@ fn scenarios(o: &Opts, notes: &mut Vec<String>) -> Vec<Scenario> {
             Server {
                 name: name.to_owned(),
                 role: "chinwag",
-                baseline: None,
+                // Over TCP, divided by a gotalk echo written directly on tokio + chinwag-wire.
+                baseline: (!over_ws).then_some("raw-gotalk"),
                 kind: ServerKind::Local {
                     bin: "examples/rpc_echo",
                     args,
@@ -306,7 +307,10 @@ fn scenarios(o: &Opts, notes: &mut Vec<String>) -> Vec<Scenario> {
                     rpc("chinwag-rpc-fastwebsockets", Some("fastwebsockets"), true),
                 ]
             } else {
-                vec![rpc("chinwag-rpc", None, false)]
+                vec![
+                    rpc("chinwag-rpc", None, false),
+                    baseline("raw-gotalk", "baseline-gotalk", "gotalk+tcp"),
+                ]
             };
             servers.extend(peers(if over_ws { "gotalk+ws" } else { "gotalk+tcp" }));
             out.push(Scenario {
