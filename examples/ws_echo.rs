@@ -48,6 +48,9 @@ struct Args {
     /// Initial read buffer per connection in bytes (tungstenite; see `WsConfig`).
     #[arg(long)]
     read_buffer_size: Option<usize>,
+    /// Most connections at once (default: the library's, derived from the descriptor limit).
+    #[arg(long)]
+    max_connections: Option<usize>,
 }
 
 /// Sends every message back.
@@ -89,6 +92,9 @@ async fn main() -> std::io::Result<()> {
         );
     if let Some(size) = args.read_buffer_size {
         cfg = cfg.with_read_buffer_size(size);
+    }
+    if let Some(n) = args.max_connections {
+        cfg = cfg.with_max_connections(n);
     }
     match args.engine {
         EngineName::Tungstenite => {

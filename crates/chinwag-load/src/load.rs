@@ -259,6 +259,9 @@ impl Prepared {
     }
 }
 
+/// How often one connection is tried again after a `503`.
+const CONNECT_RETRIES: u32 = 20;
+
 /// Opens a worker's connections (at most `connect_concurrency` handshakes at once).
 pub async fn prepare(ws: WorkerSpec) -> Result<Prepared, BoxError> {
     let target: Target = ws.spec.target.parse()?;
@@ -273,7 +276,21 @@ pub async fn prepare(ws: WorkerSpec) -> Result<Prepared, BoxError> {
         let engine = ws.spec.client_engine;
         set.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            (i, proto::connect(&target, engine, source).await)
+            // A server that is busy admitting answers 503 (with Retry-After): like a real
+            // client, try again after a growing pause instead of giving up.
+            let mut pause = Duration::from_millis(10);
+            let mut attempt = 0;
+            loop {
+                let r = proto::connect(&target, engine, source).await;
+                match &r {
+                    Err(e) if attempt < CONNECT_RETRIES && e.to_string().contains("503") => {
+                        attempt += 1;
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(1));
+                    }
+                    _ => return (i, r),
+                }
+            }
         });
     }
     let mut conns = Vec::with_capacity(ws.conns);

@@ -3,9 +3,6 @@
 //!
 //! Run: `cargo bench -p chinwag-queue-redis --bench redis -- --quick`
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -15,7 +12,7 @@ use chinwag_queue_redis::RedisQueue;
 use criterion::{Criterion, Throughput, criterion_main};
 
 fn bench(c: &mut Criterion) {
-    let server = common::RedisServer::start();
+    let server = chinwag_queue_redis::test_server::RedisServer::start();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -51,6 +51,9 @@
 //! # }
 //! ```
 
+#[cfg(feature = "test-server")]
+pub mod test_server;
+
 use std::sync::Arc;
 use std::sync::LazyLock;
 use std::time::Duration;

@@ -1,8 +1,6 @@
 //! The chinwag-queue conformance suite, unchanged, against the Redis backend, on a private
 //! redis-server started by the test.
 
-mod common;
-
 use std::sync::Arc;
 
 use chinwag_queue::conformance::{self, Backend};
@@ -12,7 +10,7 @@ use chinwag_queue_redis::{RedisOptions, RedisQueue};
 /// Store `n` is the key prefix `c<n>:`; opening it again is a new connection to the same data
 /// (a chinwag restart; Redis restarts are tested in `restart.rs`).
 struct Redis {
-    server: common::RedisServer,
+    server: chinwag_queue_redis::test_server::RedisServer,
 }
 
 impl Backend for Redis {
@@ -38,6 +36,6 @@ impl Backend for Redis {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance() {
-    let server = common::RedisServer::start();
+    let server = chinwag_queue_redis::test_server::RedisServer::start();
     conformance::run_all(&Redis { server }).await;
 }

@@ -2,8 +2,6 @@
 //! `appendfsync always`) in the middle of a run: the queue reconnects by itself and nothing it
 //! acknowledged is lost.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use chinwag_queue::{Queue, QueueConfig, QueueError};
@@ -14,7 +12,7 @@ const RECONNECT_DEADLINE: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restart_loses_nothing_acknowledged() {
-    let mut server = common::RedisServer::start();
+    let mut server = chinwag_queue_redis::test_server::RedisServer::start();
     let q = RedisQueue::connect(&server.url(), QueueConfig::default())
         .await
         .expect("connect");

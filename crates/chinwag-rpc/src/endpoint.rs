@@ -9,7 +9,7 @@ use chinwag_transport::{Acceptor, PeerAddr, Transport};
 
 use crate::config::RpcConfig;
 use crate::handlers::Handlers;
-use crate::peer::{Peer, RpcHandler};
+use crate::peer::{Admit, Peer, RpcHandler};
 
 /// A running RPC server: every accepted connection is a [`Peer`] served by the server's
 /// [`Handlers`] (replaceable per connection), and the server can call each peer back.
@@ -45,6 +45,24 @@ impl RpcServer {
         server.session = config.session_config();
         let codec = WireCodec::new(config.wire);
         let handler = RpcHandler::new(handlers, Arc::new(config), on_connect);
+        RpcServer {
+            handle: Server::spawn(acceptor, codec, handler, server),
+        }
+    }
+
+    /// As [`spawn_with`](Self::spawn_with), with `admit` deciding for every connection
+    /// whether it may start (authentication; see [`Admit`]).
+    pub fn spawn_admitting<A: Acceptor>(
+        acceptor: A,
+        handlers: Arc<Handlers>,
+        config: RpcConfig,
+        mut server: ServerConfig,
+        admit: Arc<dyn Admit>,
+    ) -> Self {
+        server.session = config.session_config();
+        let codec = WireCodec::new(config.wire);
+        let mut handler = RpcHandler::new(handlers, Arc::new(config), None);
+        handler.admit = Some(admit);
         RpcServer {
             handle: Server::spawn(acceptor, codec, handler, server),
         }

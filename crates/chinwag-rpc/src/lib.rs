@@ -54,7 +54,7 @@ pub use config::{RetryWait, RpcConfig};
 pub use endpoint::{RpcServer, connect};
 pub use error::{Disconnect, HandlerError, RpcError};
 pub use handlers::{Handlers, Heartbeat};
-pub use peer::{Peer, RpcStats};
+pub use peer::{Admit, Peer, RpcStats};
 pub use stream::{RequestStream, ResultSink, ResultStream, StreamWriter};
 
 /// The browser/Node client `chinwag.js` (an ES module speaking gotalk v1 over WebSocket),

@@ -1,6 +1,8 @@
 //! The peer handle and the connection driver: requests out, handlers in, on one session.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
@@ -839,11 +841,30 @@ async fn collect_input(input: &mut RequestStream, limit: u32) -> Result<Bytes, H
     Ok(out.freeze())
 }
 
+/// An RPC server's admission: decides, from what a connection arrived with, whether it may
+/// start — before a WebSocket upgrade is answered, so a refusal is an HTTP status with a
+/// reason — and may attach per-connection state to the peer's session
+/// ([`Session::set_attr`](chinwag_session::Session::set_attr)) for the handlers to find.
+/// Bounded by the server's admission timeout and limit
+/// ([`ServerConfig`](chinwag_session::ServerConfig)). Used with
+/// [`RpcServer::spawn_admitting`](crate::RpcServer::spawn_admitting).
+pub trait Admit: Send + Sync + 'static {
+    /// Admits `peer` (returning the WebSocket subprotocol to confirm, if any — one the client
+    /// offered) or refuses it.
+    fn admit<'a>(
+        &'a self,
+        peer: &'a Peer,
+        info: &'a ConnectInfo,
+    ) -> Pin<Box<dyn Future<Output = Result<Option<String>, Refusal>> + Send + 'a>>;
+}
+
 /// The session handler that runs RPC on every session of a server or client.
 pub(crate) struct RpcHandler {
     pub(crate) handlers: Arc<Handlers>,
     pub(crate) config: Arc<RpcConfig>,
     pub(crate) on_connect: Option<Arc<dyn Fn(Peer) + Send + Sync>>,
+    /// The application's admission (authentication), if any.
+    pub(crate) admit: Option<Arc<dyn Admit>>,
     /// Bytes in flight on all connections of this server (each peer's budget is a child).
     pub(crate) budget: ByteBudget,
     create: Mutex<()>,
@@ -857,6 +878,7 @@ impl RpcHandler {
     ) -> Self {
         RpcHandler {
             budget: ByteBudget::new(config.max_server_in_flight_bytes),
+            admit: None,
             handlers,
             config,
             on_connect,
@@ -894,9 +916,25 @@ impl Service<WireCodec> for RpcHandler {
     async fn admit(
         &self,
         session: &Session<WireCodec>,
-        _info: &ConnectInfo,
+        info: &ConnectInfo,
     ) -> Result<Admission<Peer>, Refusal> {
-        Ok(Admission::new(self.peer(session)))
+        let peer = self.peer(session);
+        let Some(admit) = &self.admit else {
+            return Ok(Admission::new(peer));
+        };
+        match admit.admit(&peer, info).await {
+            Ok(subprotocol) => {
+                let mut a = Admission::new(peer);
+                a.subprotocol = subprotocol;
+                Ok(a)
+            }
+            Err(refusal) => {
+                // The session never starts: break the session ↔ peer cycle here (on_close
+                // will not run).
+                session.remove_attr::<Peer>();
+                Err(refusal)
+            }
+        }
     }
 
     fn on_open(

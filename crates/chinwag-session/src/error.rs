@@ -13,6 +13,10 @@ use crate::codec::CodecError;
 pub enum CloseCause {
     /// We closed it ([`Session::close`](crate::Session::close)): clean.
     Local,
+    /// We closed it with this code and reason (e.g. a hub's "replaced by a newer sign-on"),
+    /// after writing what was queued, as for [`Local`](Self::Local). Clean when the code is
+    /// 1000.
+    Application(CloseReason),
     /// The peer closed in an orderly way: a close frame (with its code and reason) or the end
     /// of a byte stream (`None`: byte streams carry no code). Clean when the code is 1000 or
     /// absent.
@@ -50,7 +54,7 @@ impl CloseCause {
         match self {
             CloseCause::Local => true,
             CloseCause::Peer(None) => true,
-            CloseCause::Peer(Some(r)) => r.code == CloseCode::NORMAL,
+            CloseCause::Peer(Some(r)) | CloseCause::Application(r) => r.code == CloseCode::NORMAL,
             _ => false,
         }
     }
@@ -59,6 +63,7 @@ impl CloseCause {
     pub fn to_transport_reason(&self) -> CloseReason {
         match self {
             CloseCause::Local | CloseCause::Peer(_) => CloseReason::normal(),
+            CloseCause::Application(r) => r.clone(),
             CloseCause::PeerGone(_) => CloseReason::new(CloseCode::INTERNAL, "connection broken"),
             CloseCause::IdleTimeout => CloseReason::new(CloseCode::GOING_AWAY, "idle timeout"),
             CloseCause::MessageTimeout => CloseReason::new(CloseCode::POLICY, "message too slow"),
@@ -75,7 +80,10 @@ impl CloseCause {
     /// How the writer ends the connection.
     pub(crate) fn mode(&self) -> CloseMode {
         match self {
-            CloseCause::Local | CloseCause::Shutdown | CloseCause::Peer(_) => CloseMode::Drain,
+            CloseCause::Local
+            | CloseCause::Application(_)
+            | CloseCause::Shutdown
+            | CloseCause::Peer(_) => CloseMode::Drain,
             CloseCause::IdleTimeout
             | CloseCause::MessageTimeout
             | CloseCause::Overflow
@@ -92,6 +100,7 @@ impl fmt::Display for CloseCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CloseCause::Local => f.write_str("closed locally"),
+            CloseCause::Application(r) => write!(f, "closed locally: {r}"),
             CloseCause::Peer(None) => f.write_str("peer closed"),
             CloseCause::Peer(Some(r)) => write!(f, "peer closed: {r}"),
             CloseCause::PeerGone(e) => write!(f, "peer gone: {e}"),

@@ -528,7 +528,8 @@ impl<C: Codec> Session<C> {
     }
 
     /// Closes with `cause`; queued messages are written first when the cause is
-    /// [`CloseCause::Local`], [`CloseCause::Shutdown`] or [`CloseCause::Peer`], and the whole
+    /// [`CloseCause::Local`], [`CloseCause::Application`], [`CloseCause::Shutdown`] or
+    /// [`CloseCause::Peer`], and the whole
     /// close is bounded by `deadline` (default: now + [`SessionConfig::close_timeout`]).
     /// Returns false when the session was already closing.
     pub fn close_with(&self, cause: CloseCause, deadline: Option<Instant>) -> bool {

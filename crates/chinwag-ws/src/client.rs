@@ -25,7 +25,8 @@ pub enum ClientOrigin {
     Omit,
 }
 
-/// Client-only options for [`connect_with`]: TLS roots and the `Origin` to present.
+/// Client-only options for [`connect_with`]: TLS roots, the `Origin` to present, extra
+/// request headers (e.g. `Authorization`) and the subprotocols to offer.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct ConnectOptions {
@@ -35,6 +36,10 @@ pub struct ConnectOptions {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// The `Origin` header to send. Default [`ClientOrigin::FromUrl`].
     pub origin: ClientOrigin,
+    /// More request headers, sent as given (e.g. `Authorization: Bearer ...`).
+    pub headers: Vec<(String, String)>,
+    /// Subprotocols to offer (`Sec-WebSocket-Protocol`), in order of preference.
+    pub subprotocols: Vec<String>,
 }
 
 impl ConnectOptions {
@@ -53,6 +58,18 @@ impl ConnectOptions {
     /// Sends no `Origin` header.
     pub fn without_origin(mut self) -> Self {
         self.origin = ClientOrigin::Omit;
+        self
+    }
+
+    /// Adds the request header `name: value`.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Offers `protocol` (after those already offered).
+    pub fn with_subprotocol(mut self, protocol: impl Into<String>) -> Self {
+        self.subprotocols.push(protocol.into());
         self
     }
 }
@@ -161,6 +178,18 @@ async fn dial<E: Engine>(
         let v = HeaderValue::from_str(&origin)
             .map_err(|_| TransportError::Handshake("bad Origin value".into()))?;
         req = req.header(header::ORIGIN, v);
+    }
+    for (name, value) in &opts.headers {
+        let name = http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| TransportError::Handshake(format!("bad header name {name:?}")))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| TransportError::Handshake(format!("bad value for header {name}")))?;
+        req = req.header(name, value);
+    }
+    if !opts.subprotocols.is_empty() {
+        let v = HeaderValue::from_str(&opts.subprotocols.join(", "))
+            .map_err(|_| TransportError::Handshake("bad subprotocol".into()))?;
+        req = req.header(header::SEC_WEBSOCKET_PROTOCOL, v);
     }
     let req = req
         .body(())

@@ -2,8 +2,6 @@
 //! append-only file with `appendfsync always`, killed on drop. Never a Redis the machine
 //! happens to run.
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -13,6 +11,7 @@ use std::time::{Duration, Instant};
 /// How long a starting redis-server may take to answer PING.
 const READY_DEADLINE: Duration = Duration::from_secs(20);
 
+/// A private `redis-server` (see the module docs).
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
@@ -36,6 +35,7 @@ impl RedisServer {
         s
     }
 
+    /// Its `redis://` URL.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }

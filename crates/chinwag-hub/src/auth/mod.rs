@@ -1,0 +1,150 @@
+//! Authentication at connect: the [`Authenticator`] trait, where a token is looked for
+//! ([`TokenSources`]), and the built-in JWT authenticator ([`JwtAuthenticator`]).
+//!
+//! A connection presents one token. Where it is looked for, in this order, is configured by
+//! [`TokenSources`]: the `Authorization: Bearer` header, the WebSocket subprotocol list (what a
+//! browser can set), the query string (off by default: it leaks into logs), and — for doors
+//! that allow it — the first message, under an auth timeout. A token longer than
+//! [`TokenSources::max_token_len`] (default 8 KiB) is refused before it is parsed.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::SystemTime;
+
+use crate::identity::Device;
+
+mod jwt;
+mod source;
+
+pub use jwt::{JwtAuthenticator, JwtConfig, JwtConfigError, JwtIssuer, JwtKey};
+pub use source::{SUBPROTOCOL_TOKEN_PREFIX, TokenSource, TokenSources, find_token};
+
+/// The `jsonwebtoken` crate the JWT types are built on (its `Algorithm` and `EncodingKey`
+/// appear in [`JwtKey::algorithm`] and [`JwtIssuer::with_key`]), at the version they use.
+pub use jsonwebtoken;
+
+/// A boxed, `Send` future (what [`Authenticator::authenticate`] returns, so that
+/// `Arc<dyn Authenticator>` works).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Who a token says the connection is.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Authenticated {
+    /// The device the connection belongs to.
+    pub device: Device,
+    /// When the token stops being valid (`exp`); the hub closes the connection then, plus its
+    /// grace period, unless the client refreshed. `None`: never.
+    pub expires_at: Option<SystemTime>,
+}
+
+impl Authenticated {
+    /// A device whose credential never expires.
+    pub fn new(device: Device) -> Self {
+        Authenticated {
+            device,
+            expires_at: None,
+        }
+    }
+
+    /// Sets when the credential expires.
+    pub fn with_expires_at(mut self, at: SystemTime) -> Self {
+        self.expires_at = Some(at);
+        self
+    }
+}
+
+/// Decides who a token belongs to. Called at connect (WebSocket: before the upgrade is
+/// answered), for first-message logins and for refreshes. Runs on the async threads: an
+/// implementation that does heavy or blocking work moves it off them.
+pub trait Authenticator: Send + Sync + 'static {
+    /// Checks `token` and returns the device it names.
+    fn authenticate<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<Authenticated, AuthError>>;
+}
+
+/// Why a connection was not authenticated. [`reason`](Self::reason) is the label the hub's
+/// refusal metric counts it under.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No token was presented (and anonymous connections are not enabled).
+    #[error("no token presented")]
+    Missing,
+    /// The token is longer than the configured limit; it was not parsed.
+    #[error("token of {len} bytes is over the limit of {limit}")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The token is not a well-formed JWT (or not valid for its source).
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    /// The token's algorithm is not the one pinned to the key (including `none`).
+    #[error("token algorithm not accepted")]
+    Algorithm,
+    /// The signature does not verify.
+    #[error("bad signature")]
+    BadSignature,
+    /// `exp` is in the past (beyond the leeway) or missing.
+    #[error("token expired")]
+    Expired,
+    /// `nbf` is in the future (beyond the leeway).
+    #[error("token not valid yet")]
+    NotYetValid,
+    /// `aud` does not match the configured audience.
+    #[error("wrong audience")]
+    Audience,
+    /// `iss` does not match the configured issuer.
+    #[error("wrong issuer")]
+    Issuer,
+    /// A required claim is missing or has the wrong type (e.g. `sub`).
+    #[error("bad claims: {0}")]
+    Claims(String),
+    /// A refresh named a different user than the connection's.
+    #[error("token is for another user")]
+    OtherUser,
+    /// A custom authenticator refused (its message).
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The authenticator could not decide (e.g. its backend is down): retry later.
+    #[error("authentication unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl AuthError {
+    /// The metric label of this refusal: `missing`, `too_large`, `malformed`, `algorithm`,
+    /// `bad_signature`, `expired`, `not_yet_valid`, `audience`, `issuer`, `claims`,
+    /// `other_user`, `refused`, `unavailable`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::TooLarge { .. } => "too_large",
+            AuthError::Malformed(_) => "malformed",
+            AuthError::Algorithm => "algorithm",
+            AuthError::BadSignature => "bad_signature",
+            AuthError::Expired => "expired",
+            AuthError::NotYetValid => "not_yet_valid",
+            AuthError::Audience => "audience",
+            AuthError::Issuer => "issuer",
+            AuthError::Claims(_) => "claims",
+            AuthError::OtherUser => "other_user",
+            AuthError::Refused(_) => "refused",
+            AuthError::Unavailable(_) => "unavailable",
+        }
+    }
+
+    /// The HTTP status a WebSocket upgrade is refused with: 401 when a (new) token could fix
+    /// it, 403 when this identity is not let in, 503 when the authenticator is unavailable.
+    pub fn status(&self) -> u16 {
+        match self {
+            AuthError::Refused(_) | AuthError::OtherUser => 403,
+            AuthError::Unavailable(_) => 503,
+            _ => 401,
+        }
+    }
+}

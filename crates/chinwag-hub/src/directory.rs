@@ -1,0 +1,98 @@
+//! The seam between a hub and the rest of a cluster: where users are connected, and the
+//! sign-on decision ([`Directory`]). [`LocalDirectory`] is the one-node implementation; a
+//! cluster over Redis would implement the same trait so that presence and sign-on policies hold
+//! across nodes (see `docs/ARCHITECTURE.md`, "The hub").
+
+use std::sync::{Arc, Mutex};
+
+use crate::auth::BoxFuture;
+use crate::identity::Device;
+use crate::policy::{ConnRef, NodeId, SignOn, SignOnOutcome, SignOnTable, SignedOn};
+
+/// A directory could not answer (a cluster store is down).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("directory unavailable: {0}")]
+pub struct DirectoryError(pub String);
+
+/// Where users are connected, and who may stay signed on. The hub asks it at every sign-on and
+/// sign-off and for presence; sends and room publishes use the hub's own table of local
+/// connections (a cluster routes them to the nodes its directory names).
+pub trait Directory: Send + Sync + 'static {
+    /// Signs `conn` of `device` on under `policy`; returns its place in sign-on order and the
+    /// connections (on any node) it replaces, which the hub then closes.
+    fn sign_on<'a>(
+        &'a self,
+        device: &'a Device,
+        conn: ConnRef,
+        policy: SignOn,
+    ) -> BoxFuture<'a, Result<SignOnOutcome, DirectoryError>>;
+
+    /// `conn` of `user` closed. Returns whether the user now has no connection anywhere.
+    fn sign_off<'a>(&'a self, user: &'a str, conn: ConnRef) -> BoxFuture<'a, bool>;
+
+    /// The signed-on connections of `user`, oldest first.
+    fn connections<'a>(
+        &'a self,
+        user: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<SignedOn>, DirectoryError>>;
+
+    /// How many users are online.
+    fn online_users(&self) -> BoxFuture<'_, Result<u64, DirectoryError>>;
+}
+
+/// The directory of a hub on its own: a [`SignOnTable`] in memory.
+#[derive(Debug, Default)]
+pub struct LocalDirectory {
+    table: Mutex<SignOnTable>,
+}
+
+impl LocalDirectory {
+    /// An empty directory.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, SignOnTable> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Directory for LocalDirectory {
+    fn sign_on<'a>(
+        &'a self,
+        device: &'a Device,
+        conn: ConnRef,
+        policy: SignOn,
+    ) -> BoxFuture<'a, Result<SignOnOutcome, DirectoryError>> {
+        let out = self.table().sign_on(device, conn, policy);
+        Box::pin(std::future::ready(Ok(out)))
+    }
+
+    fn sign_off<'a>(&'a self, user: &'a str, conn: ConnRef) -> BoxFuture<'a, bool> {
+        let gone = self.table().sign_off(user, conn);
+        Box::pin(std::future::ready(gone))
+    }
+
+    fn connections<'a>(
+        &'a self,
+        user: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<SignedOn>, DirectoryError>> {
+        let v = self.table().connections(user).to_vec();
+        Box::pin(std::future::ready(Ok(v)))
+    }
+
+    fn online_users(&self) -> BoxFuture<'_, Result<u64, DirectoryError>> {
+        let n = self.table().online_users() as u64;
+        Box::pin(std::future::ready(Ok(n)))
+    }
+}
+
+/// Shorthand for the hub's default.
+pub(crate) fn local() -> Arc<dyn Directory> {
+    Arc::new(LocalDirectory::new())
+}
+
+/// This node's id in a [`ConnRef`].
+pub(crate) fn conn_ref(node: NodeId, conn: crate::policy::ConnId) -> ConnRef {
+    ConnRef { node, conn }
+}

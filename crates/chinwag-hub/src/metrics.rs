@@ -1,0 +1,83 @@
+//! The hub's metrics, through the [`metrics`] facade (install any recorder, e.g.
+//! `metrics-exporter-prometheus`; with none installed they cost a relaxed atomic load each).
+//!
+//! | name | kind | labels |
+//! |---|---|---|
+//! | `chinwag_hub_connections` | gauge | |
+//! | `chinwag_hub_users_online` | gauge | |
+//! | `chinwag_hub_rooms` | gauge | |
+//! | `chinwag_hub_connects_total` | counter | `door` |
+//! | `chinwag_hub_disconnects_total` | counter | `reason` |
+//! | `chinwag_hub_messages_in_total` | counter | `kind` (`direct`, `publish`, `app`) |
+//! | `chinwag_hub_messages_out_total` | counter | `kind` (`direct`, `room`, `presence`) |
+//! | `chinwag_hub_fanout_deliveries_total` | counter | |
+//! | `chinwag_hub_fanout_seconds` | histogram | (time to queue one publish on every member) |
+//! | `chinwag_hub_queued_total` | counter | |
+//! | `chinwag_hub_replayed_total` | counter | |
+//! | `chinwag_hub_acked_total` | counter | |
+//! | `chinwag_hub_expired_total` | counter | |
+//! | `chinwag_hub_dropped_total` | counter | `reason` (`overflow`, `closed`, `filtered`) |
+//! | `chinwag_hub_refusals_total` | counter | `reason` (`auth_<AuthError::reason>`, `connections`, `connection_rate`, `message_rate`, `room_full`, ...) |
+//! | `chinwag_hub_send_queue_depth` | histogram | (a member's send queue length, sampled at each publish) |
+
+/// Connections signed on.
+pub const CONNECTIONS: &str = "chinwag_hub_connections";
+/// Users with at least one connection.
+pub const USERS_ONLINE: &str = "chinwag_hub_users_online";
+/// Rooms.
+pub const ROOMS: &str = "chinwag_hub_rooms";
+/// Sign-ons, by door.
+pub const CONNECTS: &str = "chinwag_hub_connects_total";
+/// Connections ended, by reason.
+pub const DISCONNECTS: &str = "chinwag_hub_disconnects_total";
+/// Messages from clients, by kind.
+pub const MESSAGES_IN: &str = "chinwag_hub_messages_in_total";
+/// Messages to clients, by kind.
+pub const MESSAGES_OUT: &str = "chinwag_hub_messages_out_total";
+/// Room deliveries.
+pub const FANOUT_DELIVERIES: &str = "chinwag_hub_fanout_deliveries_total";
+/// Time to queue one publish on every member.
+pub const FANOUT_SECONDS: &str = "chinwag_hub_fanout_seconds";
+/// Direct messages put into the offline queue.
+pub const QUEUED: &str = "chinwag_hub_queued_total";
+/// Queued messages sent by a replay.
+pub const REPLAYED: &str = "chinwag_hub_replayed_total";
+/// Queue entries removed by acknowledgements.
+pub const ACKED: &str = "chinwag_hub_acked_total";
+/// Queue entries removed because their TTL passed.
+pub const EXPIRED: &str = "chinwag_hub_expired_total";
+/// Deliveries that did not happen, by reason.
+pub const DROPPED: &str = "chinwag_hub_dropped_total";
+/// Refusals, by reason.
+pub const REFUSALS: &str = "chinwag_hub_refusals_total";
+/// Send queue depth of room members, sampled at publishes.
+pub const SEND_QUEUE_DEPTH: &str = "chinwag_hub_send_queue_depth";
+
+pub(crate) fn refusal(reason: &'static str) {
+    metrics::counter!(REFUSALS, "reason" => reason).increment(1);
+}
+
+pub(crate) fn auth_refusal(reason: &'static str) {
+    let label = match reason {
+        "missing" => "auth_missing",
+        "too_large" => "auth_too_large",
+        "malformed" => "auth_malformed",
+        "algorithm" => "auth_algorithm",
+        "bad_signature" => "auth_bad_signature",
+        "expired" => "auth_expired",
+        "not_yet_valid" => "auth_not_yet_valid",
+        "audience" => "auth_audience",
+        "issuer" => "auth_issuer",
+        "claims" => "auth_claims",
+        "other_user" => "auth_other_user",
+        "refused" => "auth_refused",
+        "unavailable" => "auth_unavailable",
+        "timeout" => "auth_timeout",
+        _ => "auth_other",
+    };
+    refusal(label);
+}
+
+pub(crate) fn dropped(reason: &'static str) {
+    metrics::counter!(DROPPED, "reason" => reason).increment(1);
+}

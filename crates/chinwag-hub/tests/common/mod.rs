@@ -1,0 +1,249 @@
+//! Shared by the hub's tests: a hub with JWT sign-in on real loopback doors, a chat-protocol
+//! client on chinwag-rpc (TCP or WebSocket), a private redis-server, the metrics registry.
+
+#![allow(dead_code, unreachable_pub)]
+
+#[allow(unused_imports)]
+pub use chinwag_queue_redis::test_server::RedisServer;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use chinwag_hub::auth::{JwtAuthenticator, JwtConfig, JwtIssuer, JwtKey};
+use chinwag_hub::doors::DoorHandle;
+use chinwag_hub::doors::chat::ChatDoor;
+use chinwag_hub::{Hub, HubConfig};
+use chinwag_queue::Queue;
+use chinwag_rpc::{Disconnect, Handlers, Peer, RpcConfig, RpcError};
+use chinwag_session::CloseCause;
+use chinwag_transport::PeerAddr;
+use chinwag_transport::tcp::{self, TcpAcceptor};
+use chinwag_ws::{ConnectOptions, Engine, OriginPolicy, WsAcceptor, WsConfig};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+pub const SECRET: &[u8] = b"the hub tests' HS256 secret, long enough";
+/// How long any awaited event may take before a test fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+pub fn issuer() -> JwtIssuer {
+    JwtIssuer::hs256(SECRET)
+}
+
+pub fn token(user: &str, device: &str) -> String {
+    issuer().issue(user, Some(device), Duration::from_secs(3600))
+}
+
+pub fn authenticator() -> Arc<JwtAuthenticator> {
+    Arc::new(JwtAuthenticator::new(JwtConfig::new(JwtKey::hs256(SECRET))))
+}
+
+/// Limits that loopback load does not trip (tests of a limit set it themselves).
+pub fn config() -> HubConfig {
+    HubConfig::default().with_limits(
+        chinwag_hub::HubLimits::default()
+            .with_connection_rate(None)
+            .with_message_rate(None),
+    )
+}
+
+pub fn hub(config: HubConfig, queue: Option<Arc<dyn Queue>>) -> Hub {
+    let mut b = Hub::builder().config(config).authenticator(authenticator());
+    if let Some(q) = queue {
+        b = b.queue(q);
+    }
+    b.build()
+}
+
+pub fn addr_of(d: &DoorHandle) -> SocketAddr {
+    match d.local_addr() {
+        Some(PeerAddr::Ip(a)) => *a,
+        other => panic!("door without an IP address: {other:?}"),
+    }
+}
+
+/// The chat door on loopback TCP.
+pub fn chat_tcp(hub: &Hub) -> (DoorHandle, SocketAddr) {
+    let acc = TcpAcceptor::bind("127.0.0.1:0".parse().unwrap(), Default::default()).unwrap();
+    let door = ChatDoor::new(hub.clone()).serve(acc);
+    let addr = addr_of(&door);
+    (door, addr)
+}
+
+pub fn ws_config() -> WsConfig {
+    WsConfig::default().with_origin(OriginPolicy::any())
+}
+
+/// The chat door on loopback WebSocket (engine `E`), any path.
+pub async fn chat_ws<E: Engine>(hub: &Hub) -> (DoorHandle, String) {
+    let acc = WsAcceptor::<E>::bind("127.0.0.1:0".parse().unwrap(), ws_config())
+        .await
+        .unwrap();
+    let url = format!("ws://{}/chat", acc.local_addr());
+    (ChatDoor::new(hub.clone()).serve(acc), url)
+}
+
+/// What the server sent us, in order.
+#[derive(Debug, Clone)]
+pub struct Note {
+    pub name: String,
+    pub body: Value,
+}
+
+/// A chat-protocol client.
+pub struct Client {
+    pub peer: Peer,
+    pub notes: mpsc::UnboundedReceiver<Note>,
+}
+
+/// The error text of a chat error result, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatErr {
+    pub code: String,
+    pub message: String,
+}
+
+fn note_handlers() -> (Arc<Handlers>, mpsc::UnboundedReceiver<Note>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut h = Handlers::new();
+    for name in ["message", "room", "presence", "bye"] {
+        let tx = tx.clone();
+        h.handle_notification(name, move |_peer, payload| {
+            let tx = tx.clone();
+            async move {
+                let body: Value = serde_json::from_slice(&payload).expect("notifications are JSON");
+                let _ = tx.send(Note {
+                    name: name.to_owned(),
+                    body,
+                });
+            }
+        });
+    }
+    (Arc::new(h), rx)
+}
+
+impl Client {
+    /// Over TCP; with a token, signs in with `auth` first.
+    pub async fn tcp(addr: SocketAddr, token: Option<&str>) -> Client {
+        let t = tcp::connect(addr, &Default::default()).await.unwrap();
+        let (h, notes) = note_handlers();
+        let c = Client {
+            peer: chinwag_rpc::connect(t, h, RpcConfig::client()),
+            notes,
+        };
+        if let Some(token) = token {
+            c.req("auth", json!({ "token": token }))
+                .await
+                .expect("auth");
+        }
+        c
+    }
+
+    /// Over WebSocket with engine `E` and `opts` (e.g. an `Authorization` header).
+    pub async fn ws<E: Engine>(
+        url: &str,
+        opts: ConnectOptions,
+    ) -> Result<Client, chinwag_transport::TransportError> {
+        let t = chinwag_ws::connect_with::<E>(url, &ws_config(), &opts).await?;
+        let (h, notes) = note_handlers();
+        Ok(Client {
+            peer: chinwag_rpc::connect(t, h, RpcConfig::client()),
+            notes,
+        })
+    }
+
+    /// Over WebSocket with the token in an `Authorization: Bearer` header.
+    pub async fn ws_bearer<E: Engine>(url: &str, token: &str) -> Client {
+        let opts =
+            ConnectOptions::default().with_header("authorization", format!("Bearer {token}"));
+        Client::ws::<E>(url, opts).await.expect("WebSocket connect")
+    }
+
+    /// A request; `Err` for a chat error result.
+    pub async fn req(&self, op: &str, body: Value) -> Result<Value, ChatErr> {
+        match tokio::time::timeout(DEADLINE, self.peer.request::<_, Value>(op, &body)).await {
+            Err(_) => panic!("{op}: no answer within {DEADLINE:?}"),
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(RpcError::Remote { message, .. })) => {
+                let v: Value = serde_json::from_str(&message)
+                    .unwrap_or_else(|_| panic!("{op}: error text is not JSON: {message}"));
+                Err(ChatErr {
+                    code: v["code"].as_str().unwrap().to_owned(),
+                    message: v["message"].as_str().unwrap_or_default().to_owned(),
+                })
+            }
+            Ok(Err(e)) => Err(ChatErr {
+                code: "transport".into(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// The next notification (within the deadline).
+    pub async fn note(&mut self) -> Note {
+        tokio::time::timeout(DEADLINE, self.notes.recv())
+            .await
+            .expect("a notification within the deadline")
+            .expect("the connection is open")
+    }
+
+    /// The next notification named `name`, skipping others.
+    pub async fn note_named(&mut self, name: &str) -> Note {
+        loop {
+            let n = self.note().await;
+            if n.name == name {
+                return n;
+            }
+        }
+    }
+
+    /// Waits for the connection to end; the close code when there was one.
+    pub async fn closed(&self) -> Option<u16> {
+        let d = tokio::time::timeout(DEADLINE, self.peer.closed())
+            .await
+            .expect("closed within the deadline");
+        close_code(&d)
+    }
+}
+
+pub fn close_code(d: &Disconnect) -> Option<u16> {
+    match d {
+        Disconnect::Session(CloseCause::Peer(Some(r))) => Some(r.code.0),
+        _ => None,
+    }
+}
+
+/// Polls `f` until it holds, failing after the deadline.
+pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let until = tokio::time::Instant::now() + DEADLINE;
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "not within {DEADLINE:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The process-wide Prometheus recorder (installed once), for counting refusals.
+pub fn metrics() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static H: OnceLock<metrics_exporter_prometheus::PrometheusHandle> = OnceLock::new();
+    H.get_or_init(|| {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .expect("installing the metrics recorder")
+    })
+}
+
+/// A counter's value in the Prometheus text (`name{labels}`), 0 when absent.
+pub fn counter(series: &str) -> f64 {
+    let text = metrics().render();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            (k == series).then(|| v.parse().unwrap())
+        })
+        .unwrap_or(0.0)
+}
