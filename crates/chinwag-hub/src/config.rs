@@ -61,7 +61,7 @@ pub enum PartialDelivery {
 /// | `max_password_bytes` | 128 | join refused (`bad_password`) |
 /// | `max_held_live` | 256 | live-only messages held during a replay beyond it fail |
 /// | `max_unacked` | 10 000 | older unacknowledged ids forgotten (acks are cumulative) |
-/// | `max_page` | 1 000 | pages of members are cut there |
+/// | `max_page` | 1 000 | pages of members and rooms are cut there (0 counts as 1) |
 /// | `password_checks` | 2 | room password checks at once (each ~19 MiB, tens of ms) |
 /// | `password_wait` | 5 s | a join waiting longer for a check slot is refused (`busy`) |
 /// | `max_tracked_ips` | 100 000 | connections from new IPs refused (429) until old ones age out |
@@ -202,6 +202,7 @@ pub struct HubConfig {
     /// Where tokens are looked for, and their size limit.
     pub tokens: TokenSources,
     /// Whether connections without a token are let in, each as a new user `anon-<random>`.
+    /// On the chat door such a connection may still sign in as a user with one `auth`.
     /// Default false.
     pub anonymous: bool,
     /// How long a first-message login may take. Default 10 s.

@@ -34,13 +34,8 @@ use crate::message::{
 };
 use crate::metrics as m;
 use crate::policy::{ConnId, SignedOn};
+use crate::rates::{IpRates, RateRefusal};
 use crate::room::{self, Room, RoomInfo, RoomOptions};
-
-type IpLimiter = RateLimiter<
-    IpAddr,
-    governor::state::keyed::HashMapStateStore<IpAddr>,
-    governor::clock::DefaultClock,
->;
 
 /// The IM hub. Cheap to clone (a handle); every clone is the same hub.
 ///
@@ -63,7 +58,7 @@ struct Inner {
     registry: Mutex<Registry>,
     mailboxes: Mailboxes,
     password_checks: Arc<Semaphore>,
-    ip_limiter: Option<IpLimiter>,
+    ip_limiter: Option<IpRates>,
     expiry: Mutex<BTreeSet<(Instant, ConnId)>>,
     expiry_changed: Arc<Notify>,
     broadcast_seq: AtomicU64,
@@ -129,7 +124,7 @@ impl HubBuilder {
         let limits = &self.config.limits;
         let ip_limiter = limits
             .connection_rate
-            .map(|r| RateLimiter::hashmap(quota(r)));
+            .map(|r| IpRates::new(quota(r), limits.max_tracked_ips));
         let inner = Arc::new(Inner {
             queue: self
                 .queue
@@ -301,17 +296,14 @@ impl Hub {
         let (Some(l), Some(ip)) = (&self.inner.ip_limiter, ip) else {
             return Ok(());
         };
-        if l.len() >= self.inner.config.limits.max_tracked_ips {
-            l.retain_recent();
-            if l.len() >= self.inner.config.limits.max_tracked_ips {
-                m::refusal("connection_rate");
-                return Err(Refusal::new(429, "too many clients; retry later")
-                    .with_retry_after(Duration::from_secs(1)));
-            }
-        }
-        match l.check_key(&ip) {
+        match l.check(ip) {
             Ok(()) => Ok(()),
-            Err(_) => {
+            Err(RateRefusal::TooManyClients) => {
+                m::refusal("connection_rate");
+                Err(Refusal::new(429, "too many clients; retry later")
+                    .with_retry_after(Duration::from_secs(1)))
+            }
+            Err(RateRefusal::TooFast) => {
                 m::refusal("connection_rate");
                 Err(
                     Refusal::new(429, "too many connections from this address; retry later")
@@ -343,7 +335,7 @@ impl Hub {
                     format!("anon-{:016x}", rand::random::<u64>()),
                     DEFAULT_DEVICE,
                 )),
-                TokenSource::Bearer,
+                TokenSource::Anonymous,
             ))),
             None => Ok(None),
         }
@@ -871,6 +863,12 @@ impl Hub {
                 Err(e) => return self.replay_failed(&conn, &e.to_string()),
             };
             if entries.is_empty() {
+                // Held live-only messages go out with the waiting send, outside the mailbox
+                // (a slow reader must not hold up the user's senders); more may be held
+                // meanwhile, so the switch below only happens with none left.
+                if !self.flush_held_before(&conn, MessageId(u64::MAX)).await {
+                    return;
+                }
                 let _mailbox = inner.mailboxes.lock(&user).await;
                 let cursor = conn.state().cursor;
                 entries = match inner.queue.read(&user, cursor, page).await {
@@ -878,18 +876,16 @@ impl Hub {
                     Err(e) => return self.replay_failed(&conn, &e.to_string()),
                 };
                 if entries.is_empty() {
-                    let held = {
-                        let mut st = conn.state();
-                        if st.detached {
-                            return;
-                        }
-                        st.mode = Mode::Live;
-                        std::mem::take(&mut st.held)
-                    };
-                    for out in held {
-                        self.deliver(&conn, &out);
+                    let mut st = conn.state();
+                    if st.detached {
+                        return;
                     }
-                    return;
+                    if st.held.is_empty() {
+                        st.mode = Mode::Live;
+                        return;
+                    }
+                    // Held since the flush: another round.
+                    continue;
                 }
             }
             let mut auto_ack = None;
@@ -903,30 +899,15 @@ impl Hub {
                     continue;
                 };
                 // Live-only messages held during the replay go out in id order with it.
-                self.flush_held_before(&conn, msg.id).await;
+                if !self.flush_held_before(&conn, msg.id).await {
+                    return;
+                }
                 let id = msg.id;
                 let out = Outgoing::new(Event::Direct(Arc::new(msg)));
-                let encoded = match inner.app.before_send(&conn.device, out.event()) {
-                    BeforeSend::Keep => conn.link.encode(out.event()),
-                    BeforeSend::Drop => None,
-                    BeforeSend::Replace(body) => conn.link.encode(&out.event().with_body(body)),
-                };
-                if let Some(encoded) = encoded {
-                    match conn.link.send(encoded, inner.config.replay_timeout).await {
-                        Ok(()) => {
-                            metrics::counter!(m::REPLAYED).increment(1);
-                            metrics::counter!(m::MESSAGES_OUT, "kind" => "direct").increment(1);
-                        }
-                        Err(SessionSendError::Timeout) => {
-                            conn.close(Close::new(
-                                CloseCode::POLICY,
-                                "not reading its queued messages",
-                            ));
-                            return;
-                        }
-                        Err(_) => return,
-                    }
+                if !self.send_waiting(&conn, &out).await {
+                    return;
                 }
+                metrics::counter!(m::REPLAYED).increment(1);
                 let mut st = conn.state();
                 st.cursor = e.id;
                 if conn.link.acknowledges() {
@@ -946,7 +927,10 @@ impl Hub {
         }
     }
 
-    async fn flush_held_before(&self, conn: &Arc<Conn>, id: MessageId) {
+    /// Sends the held live-only messages older than `id`, each waiting for room in the send
+    /// queue (they were reported delivered: a full queue must not drop them). False when the
+    /// connection is gone or was closed for not reading.
+    async fn flush_held_before(&self, conn: &Arc<Conn>, id: MessageId) -> bool {
         loop {
             let next = {
                 let mut st = conn.state();
@@ -959,10 +943,47 @@ impl Hub {
             };
             match next {
                 Some(o) => {
-                    self.deliver(conn, &o);
+                    if !self.send_waiting(conn, &o).await {
+                        return false;
+                    }
                 }
-                None => return,
+                None => return true,
             }
+        }
+    }
+
+    /// One replayed (or held) message to one connection: the before-send hook, then the send
+    /// that waits for room up to the replay timeout (a connection that does not read in that
+    /// time is closed with 1008). False when the connection is gone.
+    async fn send_waiting(&self, conn: &Conn, out: &Outgoing) -> bool {
+        let inner = &*self.inner;
+        let app = &inner.app;
+        let encoded = match app.before_send(&conn.device, out.event()) {
+            BeforeSend::Keep => conn.link.encode(out.event()),
+            BeforeSend::Drop => {
+                m::dropped("filtered");
+                app.after_send(&conn.device, out.event(), Delivered::Filtered);
+                return true;
+            }
+            BeforeSend::Replace(body) => conn.link.encode(&out.event().with_body(body)),
+        };
+        let Some(encoded) = encoded else {
+            return true;
+        };
+        match conn.link.send(encoded, inner.config.replay_timeout).await {
+            Ok(()) => {
+                metrics::counter!(m::MESSAGES_OUT, "kind" => out.event().kind()).increment(1);
+                app.after_send(&conn.device, out.event(), Delivered::Sent);
+                true
+            }
+            Err(SessionSendError::Timeout) => {
+                conn.close(Close::new(
+                    CloseCode::POLICY,
+                    "not reading its queued messages",
+                ));
+                false
+            }
+            Err(_) => false,
         }
     }
 
@@ -1438,7 +1459,7 @@ impl Hub {
         let rooms: Vec<Arc<Room>> = lock(&self.inner.registry).rooms.values().cloned().collect();
         let mut v: Vec<RoomInfo> = rooms.iter().map(|r| r.info()).collect();
         v.sort_by(|a, b| a.room.cmp(&b.room));
-        v.truncate(self.inner.config.limits.max_page);
+        v.truncate(self.inner.config.limits.max_page.max(1));
         v
     }
 
@@ -1459,7 +1480,7 @@ impl Hub {
             .get(room)
             .cloned()
             .ok_or(RoomError::NoSuchRoom)?;
-        let limit = limit.clamp(1, self.inner.config.limits.max_page);
+        let limit = limit.clamp(1, self.inner.config.limits.max_page.max(1));
         let members = r.members();
         let range = match after {
             Some(a) => members.range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
@@ -1670,8 +1691,7 @@ async fn sweep_loop(inner: std::sync::Weak<Inner>) {
             Err(e) => tracing::warn!(error = %e, "offline queue sweep failed"),
         }
         if let Some(l) = &hub.ip_limiter {
-            l.retain_recent();
-            l.shrink_to_fit();
+            l.prune();
         }
     }
 }

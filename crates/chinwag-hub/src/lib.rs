@@ -51,6 +51,7 @@ mod mailbox;
 mod message;
 pub mod metrics;
 mod policy;
+mod rates;
 mod room;
 
 pub use close::{Close, CloseCode, Reconnect};

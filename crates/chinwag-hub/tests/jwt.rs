@@ -643,9 +643,19 @@ fn token_source_defaults_and_labels() {
         TokenSource::Subprotocol,
         TokenSource::Query,
         TokenSource::FirstMessage,
+        TokenSource::Anonymous,
     ]
     .map(|s| s.as_str());
-    assert_eq!(labels, ["bearer", "subprotocol", "query", "first_message"]);
+    assert_eq!(
+        labels,
+        [
+            "bearer",
+            "subprotocol",
+            "query",
+            "first_message",
+            "anonymous"
+        ]
+    );
     assert_eq!(s.check_len(&"x".repeat(8192)), Ok(()));
     assert_eq!(
         s.check_len(&"x".repeat(8193)),

@@ -27,17 +27,20 @@ pub enum TokenSource {
     Query,
     /// The first message on the connection, for doors that allow it.
     FirstMessage,
+    /// No token: an anonymous connection ([`HubConfig::anonymous`](crate::HubConfig::anonymous)).
+    Anonymous,
 }
 
 impl TokenSource {
     /// A short label for logs and metrics: `bearer`, `subprotocol`, `query`,
-    /// `first_message`.
+    /// `first_message`, `anonymous`.
     pub fn as_str(&self) -> &'static str {
         match self {
             TokenSource::Bearer => "bearer",
             TokenSource::Subprotocol => "subprotocol",
             TokenSource::Query => "query",
             TokenSource::FirstMessage => "first_message",
+            TokenSource::Anonymous => "anonymous",
         }
     }
 }

@@ -7,7 +7,7 @@
 //! server: `message` (direct), `room` (a publish), `presence`, `bye` (then the close).
 //!
 //! ```no_run
-//! # async fn f() -> std::io::Result<()> {
+//! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
 //! use chinwag_hub::{Hub, doors::chat::ChatDoor};
 //! use chinwag_transport::tcp::TcpAcceptor;
 //!
@@ -18,7 +18,8 @@
 //! ```
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -32,7 +33,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{DoorHandle, auth_refusal, ip_of, pick_subprotocol, sign_on_refusal, slot};
-use crate::auth::{AuthError, Authenticated};
+use crate::auth::{AuthError, Authenticated, TokenSource};
 use crate::close::{Close, CloseCode};
 use crate::conn::Conn;
 use crate::error::{RoomError, SendError, SignOnError};
@@ -108,21 +109,20 @@ impl ChatDoor {
         let hub = &self.hub;
         op(&mut h, hub, "auth", |hub, peer, r: AuthReq| async move {
             let state = state_of(&peer)?;
-            if state.conn.get().is_some() {
+            // One `auth` at a time per connection; an anonymous connection may sign in once.
+            let _one = state.auth_lock.lock().await;
+            if state.current().is_some() && !state.anonymous.load(Ordering::Acquire) {
                 return Err(ChatError::new("already_signed_in", "already signed in"));
             }
             match hub.authenticate_token(&r.token).await {
                 Ok(auth) => {
-                    let conn = sign_on(&hub, &peer, &state, auth)
+                    let conn = sign_on(&hub, &peer, &state, auth, false)
                         .await
                         .map_err(|e| ChatError::new(e.code(), e.to_string()))?;
                     Ok(whoami(&conn))
                 }
                 Err(e) => {
-                    let n = state
-                        .failures
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                        + 1;
+                    let n = state.failures.fetch_add(1, Ordering::Relaxed) + 1;
                     if n >= MAX_AUTH_FAILURES {
                         close_session(
                             peer.session(),
@@ -255,10 +255,20 @@ impl std::fmt::Debug for ChatDoor {
 /// Per connection: the hub connection once signed in.
 #[derive(Default)]
 struct ChatInner {
-    conn: OnceLock<Arc<Conn>>,
-    failures: std::sync::atomic::AtomicU32,
+    conn: Mutex<Option<Arc<Conn>>>,
+    /// The connection is signed in anonymously (an `auth` may still sign it in as a user).
+    anonymous: AtomicBool,
+    /// Held through an `auth`, so two of them do not both sign in.
+    auth_lock: tokio::sync::Mutex<()>,
+    failures: AtomicU32,
     auth_timer: Mutex<Option<tokio::task::AbortHandle>>,
     ip: Option<std::net::IpAddr>,
+}
+
+impl ChatInner {
+    fn current(&self) -> Option<Arc<Conn>> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 #[derive(Clone, Default)]
@@ -300,8 +310,8 @@ impl Admit for ChatAdmit {
             };
             match found {
                 Err(e) => Err(forget(auth_refusal(&e))),
-                Ok(Some((auth, _source))) => {
-                    sign_on(hub, peer, &state, auth)
+                Ok(Some((auth, source))) => {
+                    sign_on(hub, peer, &state, auth, source == TokenSource::Anonymous)
                         .await
                         .map_err(|e| forget(sign_on_refusal(&e)))?;
                     Ok(pick_subprotocol(info))
@@ -327,7 +337,7 @@ fn start_auth_timer(hub: &Hub, peer: &Peer, state: &ChatState) {
     let wait = hub.config().auth_timeout;
     let task = tokio::spawn(async move {
         tokio::time::sleep(wait).await;
-        if st.conn.get().is_none() {
+        if st.current().is_none() {
             hub2.count_auth_timeout();
             close_session(
                 &session,
@@ -358,6 +368,7 @@ async fn sign_on(
     peer: &Peer,
     state: &ChatState,
     auth: Authenticated,
+    anonymous: bool,
 ) -> Result<Arc<Conn>, SignOnError> {
     let session = peer.session().clone();
     let slot = match session.framing() {
@@ -366,10 +377,16 @@ async fn sign_on(
     };
     let link = Arc::new(SessionLink::new(session.clone(), ChatFormat, slot, true));
     let conn = hub.attach(auth, link, "chat", state.ip).await?;
-    if state.conn.set(conn.clone()).is_err() {
-        // Two concurrent `auth` requests: the first won; this one leaves again.
-        hub.detach(&conn);
-        return Err(SignOnError::Closed);
+    // An anonymous connection that signs in as a user leaves as the anonymous one (after the
+    // new one is attached: a refused sign-in keeps it anonymous).
+    let before = state
+        .conn
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .replace(conn.clone());
+    state.anonymous.store(anonymous, Ordering::Release);
+    if let Some(old) = before {
+        hub.detach(&old);
     }
     if let Some(t) = state
         .auth_timer
@@ -379,6 +396,7 @@ async fn sign_on(
     {
         t.abort();
     }
+    // Replaces the anonymous connection's callback, if there was one.
     let h = hub.clone();
     let c = conn.clone();
     let s = session.clone();
@@ -407,9 +425,7 @@ fn state_of(peer: &Peer) -> Result<ChatState, ChatError> {
 
 fn signed_in(peer: &Peer) -> Result<Arc<Conn>, ChatError> {
     state_of(peer)?
-        .conn
-        .get()
-        .cloned()
+        .current()
         .ok_or_else(|| ChatError::new("not_signed_in", "sign in first (auth)"))
 }
 

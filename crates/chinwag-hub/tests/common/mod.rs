@@ -247,3 +247,178 @@ pub fn counter(series: &str) -> f64 {
         })
         .unwrap_or(0.0)
 }
+
+// ---- added for the door, limit and lifecycle tests ------------------------------------------
+
+impl Client {
+    /// Over any connected transport (TLS, a socket bound to a chosen address, ...).
+    pub fn over<T: chinwag_transport::Transport>(t: T) -> Client {
+        let (h, notes) = note_handlers();
+        Client {
+            peer: chinwag_rpc::connect(t, h, RpcConfig::client()),
+            notes,
+        }
+    }
+
+    /// `whoami`'s answer (panics on an error).
+    pub async fn whoami(&self) -> Value {
+        self.req("whoami", json!({})).await.expect("whoami")
+    }
+
+    /// The next notification named `bye` (skipping others).
+    pub async fn bye(&mut self) -> Value {
+        self.note_named("bye").await.body
+    }
+}
+
+/// A token for `user`/`device` that expired an hour ago (far past any leeway).
+pub fn expired_token(user: &str, device: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    issuer().issue_claims(&json!({
+        "sub": user,
+        "device": device,
+        "iat": now - 7200,
+        "exp": now - 3600,
+    }))
+}
+
+/// The HTTP answer to a hand-written upgrade request.
+#[derive(Debug)]
+pub struct RawAnswer {
+    pub status: u16,
+    /// The status line and headers, as sent.
+    pub head: String,
+    /// The body (a refusal's reason); empty for a `101`.
+    pub body: String,
+    /// The socket, still open (after a `101`, the WebSocket connection).
+    pub socket: tokio::net::TcpStream,
+}
+
+impl RawAnswer {
+    /// A header's value (the first of that name, without regard to case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// Options of [`raw_request`]: the source address to bind and the receive buffer.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RawOpts {
+    /// Bind the client socket to this address first (e.g. `127.0.0.2`).
+    pub from: Option<std::net::IpAddr>,
+    /// Set the socket's receive buffer (before connecting) to this many bytes.
+    pub recv_buffer: Option<u32>,
+}
+
+/// Sends a WebSocket upgrade request for `url` by hand with `headers` and reads the answer's
+/// head and (by its `Content-Length`) body.
+pub async fn raw_request(url: &str, headers: &[(&str, String)], opts: RawOpts) -> RawAnswer {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("ws://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let target: SocketAddr = host.parse().unwrap();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    if let Some(ip) = opts.from {
+        sock.bind(SocketAddr::new(ip, 0)).unwrap();
+    }
+    if let Some(n) = opts.recv_buffer {
+        sock.set_recv_buffer_size(n).unwrap();
+    }
+    let mut s = tokio::time::timeout(DEADLINE, sock.connect(target))
+        .await
+        .expect("connect within the deadline")
+        .unwrap();
+    let mut req = format!(
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let read = async {
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b).await.unwrap();
+            head.push(b[0]);
+        }
+        let head = String::from_utf8(head).unwrap();
+        let status: u16 = head[9..12].parse().unwrap();
+        let len = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse::<usize>().unwrap())
+            })
+            .unwrap_or(0);
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).await.unwrap();
+        (status, head, String::from_utf8_lossy(&body).into_owned())
+    };
+    let (status, head, body) = tokio::time::timeout(DEADLINE, read)
+        .await
+        .expect("an HTTP answer within the deadline");
+    RawAnswer {
+        status,
+        head,
+        body,
+        socket: s,
+    }
+}
+
+/// `Authorization: Bearer <token>` as a header pair for [`raw_request`].
+pub fn bearer_header(token: &str) -> (&'static str, String) {
+    ("Authorization", format!("Bearer {token}"))
+}
+
+/// One server-to-client WebSocket frame read by hand: (opcode, payload). `None` at the end of
+/// the stream.
+pub async fn read_ws_frame(s: &mut tokio::net::TcpStream) -> Option<(u8, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let mut h = [0u8; 2];
+    if s.read_exact(&mut h).await.is_err() {
+        return None;
+    }
+    assert_eq!(h[1] & 0x80, 0, "server frames are not masked");
+    let len = match h[1] & 0x7f {
+        126 => {
+            let mut b = [0u8; 2];
+            s.read_exact(&mut b).await.ok()?;
+            u16::from_be_bytes(b) as usize
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            s.read_exact(&mut b).await.ok()?;
+            u64::from_be_bytes(b) as usize
+        }
+        n => n as usize,
+    };
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).await.ok()?;
+    Some((h[0] & 0x0f, payload))
+}
+
+/// The next text or binary WebSocket message read by hand (pings skipped; `None` at a close
+/// frame or the end of the stream), within the deadline.
+pub async fn read_ws_message(s: &mut tokio::net::TcpStream) -> Option<(u8, Vec<u8>)> {
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            match read_ws_frame(s).await {
+                Some((0x9 | 0xA, _)) => continue,
+                Some((0x8, _)) | None => return None,
+                Some(f) => return Some(f),
+            }
+        }
+    })
+    .await
+    .expect("a WebSocket message within the deadline")
+}

@@ -1,0 +1,1269 @@
+//! `docs/chat-protocol.md` against the code, so that the two cannot drift apart: the close code
+//! table (every `CloseCode::ALL` code with its name and reconnect advice), the operations the
+//! chat door serves (from its source, and asked of a running door) with their request and
+//! result fields, the notifications and their fields, every error code, the defaults the page
+//! quotes, and the byte-level examples, replayed byte for byte against a real door over TCP and
+//! WebSocket. No test sleeps: every wait is for an event, bounded by a deadline.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use chinwag_hub::auth::{
+    AuthError, JwtAuthenticator, JwtConfig, JwtKey, TokenSources, jsonwebtoken,
+};
+use chinwag_hub::doors::chat::ChatDoor;
+use chinwag_hub::{
+    Body, CloseCode, DEFAULT_DEVICE, Device, DirectoryError, Hub, HubConfig, PartialDelivery,
+    Reconnect, RoomError, SendError, SendOptions, SignOn, SignOnError,
+};
+use chinwag_rpc::{Handlers, Peer, RpcConfig, RpcError};
+use chinwag_session::OverflowPolicy;
+use chinwag_transport::{CloseReason, Frame, FrameRead, FrameWrite, Transport};
+use chinwag_wire::{Message, Name, RequestId, StreamDecoder, WireLimits};
+use chinwag_ws::{ConnectOptions, WsAcceptor};
+use chinwag_ws_tungstenite::Tungstenite;
+use common::{DEADLINE, chat_tcp, config, ws_config};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const DOC: &str = include_str!("../../../docs/chat-protocol.md");
+const CHAT_RS: &str = include_str!("../src/doors/chat.rs");
+const ERROR_RS: &str = include_str!("../src/error.rs");
+const AUTH_RS: &str = include_str!("../src/auth/mod.rs");
+const HUB_RS: &str = include_str!("../src/hub.rs");
+const ROOM_RS: &str = include_str!("../src/room.rs");
+
+/// The HS256 secret of the page's example token.
+const DOC_SECRET: &str = "chat-protocol example secret";
+
+// ---- reading the page ---------------------------------------------------------------------
+
+/// The lines under the heading `heading` (exactly as written, e.g. `## 6. Close codes`), up to
+/// the next heading of the same or a higher level (headings inside code blocks do not count).
+fn section(heading: &str) -> String {
+    let level = heading.chars().take_while(|&c| c == '#').count();
+    let mut out = String::new();
+    let mut inside = false;
+    let mut fence = false;
+    for line in DOC.lines() {
+        if line.starts_with("```") {
+            fence = !fence;
+        }
+        if !fence && line.starts_with('#') {
+            let l = line.chars().take_while(|&c| c == '#').count();
+            if inside && l <= level {
+                break;
+            }
+            if line == heading {
+                inside = true;
+                continue;
+            }
+        }
+        if inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    assert!(inside, "the page has no heading {heading:?}");
+    out
+}
+
+/// The `### `name`` subsections of `text`: (name, body).
+fn subsections(text: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut fence = false;
+    for line in text.lines() {
+        if line.starts_with("```") {
+            fence = !fence;
+        }
+        if !fence && line.starts_with("### ") {
+            let name = line
+                .strip_prefix("### `")
+                .and_then(|r| r.strip_suffix('`'))
+                .map(str::to_owned);
+            match name {
+                Some(n) => out.push((n, String::new())),
+                None => out.push((String::new(), String::new())),
+            }
+            continue;
+        }
+        if let Some((_, body)) = out.last_mut() {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    out.retain(|(n, _)| !n.is_empty());
+    out
+}
+
+fn subsection(text: &str, name: &str) -> String {
+    subsections(text)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no subsection `{name}`"))
+        .1
+}
+
+/// The table row of `text` whose first cell is `first`.
+fn row<'a>(text: &'a str, first: &str) -> Option<&'a str> {
+    let start = format!("| {first} |");
+    text.lines().find(|l| l.starts_with(&start))
+}
+
+/// The names in the first cells of the table rows of `text` that start with a backticked name:
+/// `| `a` / `b` | ...` gives `a` and `b`.
+fn first_cells(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for line in text.lines().filter(|l| l.starts_with("| `")) {
+        let cell = line[1..].split('|').next().unwrap();
+        for name in cell.split('/') {
+            out.insert(name.trim().trim_matches('`').to_owned());
+        }
+    }
+    out
+}
+
+/// The lines of the fenced block that follows `marker`.
+fn block(marker: &str) -> Vec<&'static str> {
+    let at = DOC.find(marker).unwrap_or_else(|| panic!("no {marker}"));
+    let rest = &DOC[at..];
+    let start = rest
+        .find("```text\n")
+        .expect("a text block after the marker")
+        + 8;
+    let end = rest[start..].find("```").expect("the end of the block");
+    rest[start..start + end].lines().collect()
+}
+
+/// One gotalk message written in the page (it must be exactly one, complete).
+fn parse_wire(text: &str) -> Message {
+    let mut buf = BytesMut::from(text.as_bytes());
+    let m = StreamDecoder::without_version(WireLimits::default())
+        .decode(&mut buf)
+        .unwrap_or_else(|e| panic!("the page's {text:?} is not gotalk: {e}"))
+        .unwrap_or_else(|| panic!("the page's {text:?} is incomplete"));
+    assert!(
+        buf.is_empty(),
+        "the page's {text:?} has bytes after its message"
+    );
+    m
+}
+
+fn encode(m: &Message) -> Bytes {
+    let mut out = BytesMut::new();
+    m.encode(&mut out).unwrap();
+    out.freeze()
+}
+
+fn json_of(m: &Message) -> Value {
+    serde_json::from_slice(m.payload().expect("a payload")).expect("a JSON payload")
+}
+
+// ---- reading the code ---------------------------------------------------------------------
+
+fn squeeze(s: &str) -> String {
+    s.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+/// Every string literal that directly follows `pat` in `src`.
+fn literals_after(src: &str, pat: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = src;
+    while let Some(i) = rest.find(pat) {
+        rest = &rest[i + pat.len()..];
+        let end = rest.find('"').unwrap();
+        out.push(rest[..end].to_owned());
+    }
+    out
+}
+
+/// The operations `ChatDoor::handlers` registers, with the request type of each, from the
+/// source (`op(&mut h, hub, "name", |hub, peer, r: Type| ...)`, however rustfmt wraps it).
+fn served_ops() -> Vec<(String, String)> {
+    let src = squeeze(CHAT_RS);
+    let pat = "op(&muth,hub,\"";
+    let mut out = Vec::new();
+    let mut rest = src.as_str();
+    while let Some(i) = rest.find(pat) {
+        rest = &rest[i + pat.len()..];
+        let end = rest.find('"').unwrap();
+        let name = rest[..end].to_owned();
+        let params = rest[end..]
+            .split('|')
+            .nth(1)
+            .expect("the handler's parameters");
+        let ty = params.rsplit(':').next().unwrap().to_owned();
+        out.push((name, ty));
+    }
+    assert!(out.len() >= 12, "found only {out:?} in chat.rs");
+    out
+}
+
+/// The JSON field names of `struct name` in `src` (serde defaults: no renames), with
+/// `#[serde(flatten)]` fields replaced by the fields of their type (looked up in `src`).
+fn struct_fields(src: &str, name: &str) -> BTreeSet<String> {
+    let pat = format!("struct {name}");
+    let mut from = 0;
+    let start = loop {
+        let i = src[from..]
+            .find(&pat)
+            .map(|i| i + from)
+            .unwrap_or_else(|| panic!("no struct {name}"));
+        let next = src[i + pat.len()..].chars().next().unwrap();
+        if !(next.is_alphanumeric() || next == '_') {
+            break i + pat.len();
+        }
+        from = i + pat.len();
+    };
+    let rest = &src[start..];
+    let body = &rest[rest.find('{').unwrap() + 1..];
+    let mut out = BTreeSet::new();
+    if body.trim_start().starts_with('}') {
+        return out;
+    }
+    let mut flatten = false;
+    for line in body.lines() {
+        let line = line.trim();
+        if line == "}" {
+            break;
+        }
+        if line.starts_with("#[") {
+            flatten |= line.contains("flatten");
+            continue;
+        }
+        if line.starts_with("//") || line.is_empty() {
+            continue;
+        }
+        let (field, ty) = line.split_once(':').expect("a field");
+        let field = field.trim().trim_start_matches("pub ").trim();
+        let ty = ty.trim().trim_end_matches(',');
+        if flatten {
+            out.extend(struct_fields(src, ty));
+            flatten = false;
+        } else {
+            out.insert(field.to_owned());
+        }
+    }
+    out
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// "65 536", "1 000", "64".
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    if digits.len() <= 3 {
+        return digits;
+    }
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
+}
+
+// ---- a server for the page's examples -----------------------------------------------------
+
+#[derive(serde::Serialize)]
+struct DocClaims<'a> {
+    sub: &'a str,
+    device: &'a str,
+    exp: u64,
+}
+
+/// The page's example token, made again from the secret and claims the page states.
+fn doc_token() -> String {
+    assert!(DOC.contains(&format!("the secret `{DOC_SECRET}`")));
+    assert!(DOC.contains(r#"`{"sub":"alice","device":"phone","exp":4102444800}`"#));
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &DocClaims {
+            sub: "alice",
+            device: "phone",
+            exp: 4_102_444_800,
+        },
+        &jsonwebtoken::EncodingKey::from_secret(DOC_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// A fresh hub that verifies the page's token (its first connection gets `conn` 1, `seq` 1).
+fn doc_hub() -> Hub {
+    let jwt = JwtAuthenticator::new(JwtConfig::new(JwtKey::hs256(DOC_SECRET)));
+    Hub::builder()
+        .config(config())
+        .authenticator(Arc::new(jwt))
+        .build()
+}
+
+async fn chat_ws(hub: &Hub) -> (chinwag_hub::doors::DoorHandle, String) {
+    let acc =
+        WsAcceptor::<Tungstenite>::bind_path("127.0.0.1:0".parse().unwrap(), "/chat", ws_config())
+            .await
+            .unwrap();
+    let url = format!("ws://{}/chat", acc.local_addr());
+    (ChatDoor::new(hub.clone()).serve(acc), url)
+}
+
+async fn rpc_tcp(addr: SocketAddr) -> Peer {
+    let t = chinwag_transport::tcp::connect(addr, &Default::default())
+        .await
+        .unwrap();
+    chinwag_rpc::connect(t, Arc::new(Handlers::new()), RpcConfig::client())
+}
+
+/// A raw gotalk connection over TCP: exact bytes in, exact messages out.
+struct Wire {
+    sock: TcpStream,
+    buf: BytesMut,
+    dec: StreamDecoder,
+}
+
+impl Wire {
+    async fn connect(addr: SocketAddr) -> Wire {
+        Wire {
+            sock: TcpStream::connect(addr).await.unwrap(),
+            buf: BytesMut::new(),
+            dec: StreamDecoder::without_version(WireLimits::default()),
+        }
+    }
+
+    async fn write(&mut self, b: &[u8]) {
+        self.sock.write_all(b).await.unwrap();
+    }
+
+    /// Reads more bytes; false at the end of the stream.
+    async fn fill(&mut self) -> bool {
+        let n = tokio::time::timeout(DEADLINE, self.sock.read_buf(&mut self.buf))
+            .await
+            .expect("the server answers within the deadline")
+            .expect("the connection works");
+        n > 0
+    }
+
+    async fn version(&mut self) -> Bytes {
+        while self.buf.len() < 2 {
+            assert!(self.fill().await, "the stream ended before the version");
+        }
+        self.buf.split_to(2).freeze()
+    }
+
+    /// The next message and its exact bytes (heartbeats skipped); `None` at the end of the
+    /// stream.
+    async fn next(&mut self) -> Option<(Message, Bytes)> {
+        loop {
+            let mut probe = self.buf.clone();
+            if let Some(m) = self
+                .dec
+                .decode(&mut probe)
+                .expect("the server speaks gotalk")
+            {
+                let used = self.buf.len() - probe.len();
+                let raw = self.buf.split_to(used).freeze();
+                if matches!(m, Message::Heartbeat { .. }) {
+                    continue;
+                }
+                return Some((m, raw));
+            }
+            if !self.fill().await {
+                assert!(self.buf.is_empty(), "the stream ended inside a message");
+                return None;
+            }
+        }
+    }
+}
+
+// ---- the close code table -----------------------------------------------------------------
+
+#[test]
+fn every_close_code_is_in_the_table_with_its_name_and_advice() {
+    let table = section("## 6. Close codes");
+    for c in CloseCode::ALL {
+        let r = row(&table, &c.0.to_string())
+            .unwrap_or_else(|| panic!("close code {} has no row", c.0));
+        let cells: Vec<&str> = r.split('|').map(str::trim).collect();
+        assert_eq!(cells[2], format!("`{}`", c.name()), "name of {}: {r}", c.0);
+        assert_eq!(
+            cells[3],
+            format!("`{}`", c.reconnect().as_str()),
+            "reconnect advice of {}: {r}",
+            c.0
+        );
+    }
+    // 1006 (no close frame) is a row too, with the advice the code gives it.
+    let r = row(&table, "1006").expect("a row for 1006");
+    assert!(r.contains(&format!("`{}`", CloseCode(1006).reconnect().as_str())));
+    // No other codes: the table's rows are exactly the hub's codes plus 1006.
+    let rows = table
+        .lines()
+        .filter(|l| {
+            l.strip_prefix("| ")
+                .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .count();
+    assert_eq!(rows, CloseCode::ALL.len() + 1);
+    // Every advice a `bye` can carry is named where `bye` is described.
+    let bye = subsection(&section("## 4. Notifications"), "bye");
+    for r in [
+        Reconnect::AtOnce,
+        Reconnect::Backoff,
+        Reconnect::AfterRefresh,
+        Reconnect::Never,
+    ] {
+        assert!(bye.contains(&format!("`{}`", r.as_str())), "{r:?}");
+    }
+}
+
+#[test]
+fn every_bye_in_the_page_is_consistent_with_the_table() {
+    let mut seen = 0;
+    let mut rest = DOC;
+    while let Some(i) = rest.find("{\"code\":") {
+        rest = &rest[i..];
+        let end = rest.find('}').unwrap() + 1;
+        let bye: Value = serde_json::from_str(&rest[..end]).unwrap();
+        rest = &rest[end..];
+        let Some(code) = bye["code"].as_u64() else {
+            continue; // an error object: `{"code":"...","message":"..."}`
+        };
+        let code = CloseCode(u16::try_from(code).unwrap());
+        assert!(CloseCode::ALL.contains(&code), "{bye}");
+        assert_eq!(bye["name"], code.name(), "{bye}");
+        assert_eq!(bye["reconnect"], code.reconnect().as_str(), "{bye}");
+        // The reason is the hub's own text for that close.
+        let reason = bye["reason"].as_str().unwrap();
+        assert!(HUB_RS.contains(&format!("\"{reason}\"")), "{bye}");
+        seen += 1;
+    }
+    assert!(seen >= 3, "the page shows byes");
+}
+
+// ---- operations ---------------------------------------------------------------------------
+
+#[test]
+fn the_operations_are_exactly_those_the_door_serves_with_their_fields() {
+    let ops = section("## 3. Operations");
+    let documented: Vec<String> = subsections(&ops).into_iter().map(|(n, _)| n).collect();
+    let served = served_ops();
+    let served_names: Vec<String> = served.iter().map(|(n, _)| n.clone()).collect();
+    assert_eq!(
+        documented.iter().collect::<BTreeSet<_>>(),
+        served_names.iter().collect::<BTreeSet<_>>(),
+        "the page's operations vs `op(&mut h, hub, ...)` in chat.rs"
+    );
+    // The module docs of chat.rs list the same.
+    for n in &served_names {
+        assert!(
+            CHAT_RS.contains(&format!("`{n}`")),
+            "chat.rs docs name `{n}`"
+        );
+    }
+
+    // Results: which struct each operation answers with (chat.rs, hub.rs, room.rs).
+    let results: [(&str, &str, &str); 12] = [
+        ("auth", CHAT_RS, "WhoAmI"),
+        ("whoami", CHAT_RS, "WhoAmI"),
+        ("refresh", CHAT_RS, "ExpiresJson"),
+        ("send", HUB_RS, "DeliveryReport"),
+        ("ack", CHAT_RS, "AckJson"),
+        ("join", ROOM_RS, "RoomInfo"),
+        ("leave", CHAT_RS, "LeftJson"),
+        ("publish", HUB_RS, "PublishReport"),
+        ("rooms", CHAT_RS, "RoomsJson"),
+        ("members", HUB_RS, "MembersPage"),
+        ("online", CHAT_RS, "OnlineJson"),
+        ("app", CHAT_RS, "Empty"),
+    ];
+    let whoami_fields = struct_fields(CHAT_RS, "WhoAmI");
+    for (name, req_ty) in &served {
+        let sub = subsection(&ops, name);
+        let (req, res) = doc_fields(&sub, &whoami_fields);
+        let req = req.unwrap_or_else(|| panic!("`{name}`: no request documented"));
+        assert_eq!(
+            req,
+            struct_fields(CHAT_RS, req_ty),
+            "`{name}`: request fields vs struct {req_ty}"
+        );
+        let (_, src, res_ty) = results
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .unwrap_or_else(|| panic!("`{name}` is new: add its result struct to this test"));
+        let res = res.unwrap_or_else(|| panic!("`{name}`: no result documented"));
+        assert_eq!(
+            res,
+            struct_fields(src, res_ty),
+            "`{name}`: result fields vs struct {res_ty}"
+        );
+    }
+    // The nested objects of `members` and `rooms`.
+    let members = subsection(&ops, "members");
+    for f in struct_fields(HUB_RS, "Member") {
+        assert!(members.contains(&format!("\"{f}\"")), "members: {f}");
+    }
+    let rooms = subsection(&ops, "rooms");
+    for f in struct_fields(ROOM_RS, "RoomInfo") {
+        assert!(rooms.contains(&format!("`{f}`")), "rooms: {f}");
+    }
+}
+
+/// The request and result fields an operation's subsection documents: its `| request field`
+/// and `| result field` tables, `Request: `{}`` / `Result: `{}`` for none, and
+/// `Result: as [`whoami`]`.
+fn doc_fields(
+    sub: &str,
+    whoami: &BTreeSet<String>,
+) -> (Option<BTreeSet<String>>, Option<BTreeSet<String>>) {
+    let mut req = None;
+    let mut res = None;
+    let mut table: Option<bool> = None; // Some(true): request table, Some(false): result
+    for line in sub.lines() {
+        if line.starts_with("| request field") {
+            table = Some(true);
+            req = Some(BTreeSet::new());
+        } else if line.starts_with("| result field") {
+            table = Some(false);
+            res = Some(BTreeSet::new());
+        } else if line.trim().is_empty() {
+            table = None;
+        } else if line.starts_with("| `") {
+            let names = first_cells(line);
+            match table {
+                Some(true) => req.as_mut().unwrap().extend(names),
+                Some(false) => res.as_mut().unwrap().extend(names),
+                None => {}
+            }
+        } else if line.starts_with("Request: `{}`") {
+            req = Some(BTreeSet::new());
+        } else if line.starts_with("Result: `{}`") {
+            res = Some(BTreeSet::new());
+        } else if line.starts_with("Result: as [`whoami`]") {
+            res = Some(whoami.clone());
+        }
+    }
+    (req, res)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_operation_is_served_and_others_are_unknown() {
+    let hub = doc_hub();
+    let (door, addr) = chat_tcp(&hub);
+    let peer = rpc_tcp(addr).await;
+    let ops = section("## 3. Operations");
+    let documented: Vec<String> = subsections(&ops).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(documented.len(), served_ops().len());
+    for op in &documented {
+        // Not signed in: every operation answers with a JSON error (`not_signed_in`, or
+        // `bad_request` when `{}` lacks a required field), never gotalk's "unknown operation".
+        let r = tokio::time::timeout(DEADLINE, peer.request_bytes(op, Bytes::from_static(b"{}")))
+            .await
+            .unwrap();
+        let Err(RpcError::Remote { message }) = r else {
+            panic!("`{op}` without signing in: {r:?}");
+        };
+        let v: Value = serde_json::from_str(&message)
+            .unwrap_or_else(|_| panic!("`{op}` answered a non-JSON error: {message}"));
+        let code = v["code"].as_str().unwrap();
+        assert!(
+            code == "not_signed_in" || code == "bad_request",
+            "`{op}`: {v}"
+        );
+    }
+    // An operation the page does not document is unknown, with the text the page gives.
+    for op in ["nope", "subscribe", "history"] {
+        assert!(!documented.iter().any(|d| d == op));
+        let r = peer.request_bytes(op, Bytes::from_static(b"{}")).await;
+        let Err(RpcError::Remote { message }) = r else {
+            panic!("{op}: {r:?}");
+        };
+        assert_eq!(message, format!("unknown operation \"{op}\""));
+    }
+    assert!(DOC.contains("`unknown operation \"nope\"`"));
+    peer.close();
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+}
+
+// ---- notifications ------------------------------------------------------------------------
+
+#[test]
+fn the_notifications_are_those_the_door_sends_with_their_fields() {
+    let notes = section("## 4. Notifications");
+    let documented: BTreeSet<String> = subsections(&notes).into_iter().map(|(n, _)| n).collect();
+    let sent: BTreeSet<String> = literals_after(CHAT_RS, "Name::from_static(\"")
+        .into_iter()
+        .collect();
+    assert_eq!(documented, sent, "the page's notifications vs chat.rs");
+    for (name, ty) in [
+        ("message", "MessageJson"),
+        ("room", "RoomJson"),
+        ("presence", "PresenceJson"),
+        ("bye", "ByeJson"),
+    ] {
+        let sub = subsection(&notes, name);
+        let fields = struct_fields(CHAT_RS, ty);
+        assert_eq!(first_cells(&sub), fields, "`{name}` fields vs struct {ty}");
+        // The example has those fields (one of the two body fields).
+        let start = sub.find("```json\n").expect("an example") + 8;
+        let end = sub[start..].find("```").unwrap();
+        let example: Value = serde_json::from_str(&sub[start..start + end]).unwrap();
+        let keys: BTreeSet<String> = example.as_object().unwrap().keys().cloned().collect();
+        assert!(keys.is_subset(&fields), "`{name}` example: {keys:?}");
+        let missing: BTreeSet<String> = fields.difference(&keys).cloned().collect();
+        assert!(
+            missing.is_empty() || missing == set(&["body_base64"]),
+            "`{name}` example lacks {missing:?}"
+        );
+    }
+    for f in struct_fields(CHAT_RS, "FromJson") {
+        assert!(notes.contains(&format!("\"{f}\": string")), "from.{f}");
+    }
+}
+
+// ---- error codes --------------------------------------------------------------------------
+
+#[test]
+fn every_error_code_is_in_the_error_table() {
+    let send = [
+        SendError::Offline("u".into()),
+        SendError::TooLarge { len: 2, limit: 1 },
+        SendError::BadRecipient,
+        SendError::Queue("q".into()),
+        SendError::Partial {
+            delivered: 1,
+            total: 2,
+        },
+        SendError::Undelivered,
+        SendError::Refused("r".into()),
+        SendError::RateLimited,
+        SendError::ShuttingDown,
+    ];
+    let room = [
+        RoomError::NoSuchRoom,
+        RoomError::BadName,
+        RoomError::Full,
+        RoomError::TooManyRooms,
+        RoomError::TooManyRoomsOnServer,
+        RoomError::WrongPassword,
+        RoomError::BadPassword,
+        RoomError::Exists,
+        RoomError::NotMember,
+        RoomError::Busy,
+        RoomError::TooLarge { len: 2, limit: 1 },
+        RoomError::Refused("r".into()),
+        RoomError::RateLimited,
+    ];
+    let sign_on = [
+        SignOnError::Full,
+        SignOnError::ShuttingDown,
+        SignOnError::Directory(DirectoryError("d".into())),
+        SignOnError::Closed,
+    ];
+    let auth = [
+        AuthError::Missing,
+        AuthError::TooLarge { len: 2, limit: 1 },
+        AuthError::Malformed("m".into()),
+        AuthError::Algorithm,
+        AuthError::BadSignature,
+        AuthError::Expired,
+        AuthError::NotYetValid,
+        AuthError::Audience,
+        AuthError::Issuer,
+        AuthError::Claims("c".into()),
+        AuthError::OtherUser,
+        AuthError::Refused("r".into()),
+        AuthError::Unavailable("u".into()),
+    ];
+    let mut hub_codes: BTreeSet<String> = send.iter().map(|e| e.code().to_owned()).collect();
+    hub_codes.extend(room.iter().map(|e| e.code().to_owned()));
+    hub_codes.extend(sign_on.iter().map(|e| e.code().to_owned()));
+    let reasons: BTreeSet<String> = auth.iter().map(|e| e.reason().to_owned()).collect();
+    // Every variant is constructed above: the codes in the sources are exactly these (a new
+    // variant makes this fail until it is added here and to the page).
+    assert_eq!(
+        literals_after(ERROR_RS, "=> \"")
+            .into_iter()
+            .collect::<BTreeSet<_>>(),
+        hub_codes,
+        "codes in error.rs"
+    );
+    assert_eq!(
+        literals_after(AUTH_RS, "=> \"")
+            .into_iter()
+            .collect::<BTreeSet<_>>(),
+        reasons,
+        "reasons in auth/mod.rs"
+    );
+    let chat: BTreeSet<String> = literals_after(&squeeze(CHAT_RS), "ChatError::new(\"")
+        .into_iter()
+        .collect();
+    assert!(chat.contains("bad_request") && chat.contains("not_signed_in"));
+    assert!(CHAT_RS.contains("format!(\"auth_{}\", e.reason())"));
+
+    let mut all = hub_codes.clone();
+    all.extend(chat);
+    all.extend(reasons.iter().map(|r| format!("auth_{r}")));
+    let table = section("### Errors");
+    let documented = first_cells(&table);
+    for code in &all {
+        assert!(
+            row(&table, &format!("`{code}`")).is_some(),
+            "error code `{code}` has no row in the page's error table"
+        );
+    }
+    assert_eq!(
+        &documented, &all,
+        "the error table lists codes the code does not have"
+    );
+
+    // `auth` names every sign-on failure; every refusal status at connect has a row.
+    let auth_op = subsection(&section("## 3. Operations"), "auth");
+    for e in &sign_on {
+        assert!(auth_op.contains(&format!("`{}`", e.code())), "{e:?}");
+    }
+    let refusals = section("### Refusals before the connection starts");
+    for e in &auth {
+        assert!(
+            row(&refusals, &format!("`{}`", e.status())).is_some(),
+            "{e:?}"
+        );
+    }
+    for status in [429, 503] {
+        assert!(row(&refusals, &format!("`{status}`")).is_some());
+    }
+}
+
+// ---- defaults -----------------------------------------------------------------------------
+
+#[test]
+fn the_defaults_the_page_quotes_are_the_codes() {
+    let c = HubConfig::default();
+    let l = &c.limits;
+    let limits = section("## 7. Limits");
+    let row_of = |key: &str| {
+        limits
+            .lines()
+            .find(|line| line.starts_with('|') && line.contains(key))
+            .unwrap_or_else(|| panic!("no limits row with {key}"))
+    };
+    let has = |key: &str, text: &str| {
+        let r = row_of(key);
+        assert!(r.contains(text), "row {key} should say {text:?}: {r}");
+    };
+    let mib = |n: usize| format!("{} MiB", n >> 20);
+    let secs = |d: Duration| format!("{} s", d.as_secs());
+    let days = |d: Duration| format!("{} days", d.as_secs() / 86_400);
+    let rate = |r: Option<chinwag_hub::Rate>| {
+        let r = r.expect("a rate by default");
+        format!("{}/s, bursts of {}", r.per_second, r.burst)
+    };
+
+    has(
+        "`limits.max_body_bytes`",
+        &format!("{} KiB", l.max_body_bytes >> 10),
+    );
+    has("`limits.max_body_bytes`", &grouped(l.max_body_bytes as u64));
+    let tokens = TokenSources::default();
+    assert_eq!(c.tokens, tokens);
+    has(
+        "`tokens.max_token_len`",
+        &grouped(tokens.max_token_len as u64),
+    );
+    has("`auth_timeout`", &secs(c.auth_timeout));
+    has("`token_grace`", &secs(c.token_grace));
+    has("`default_ttl`", &days(c.default_ttl));
+    has("`default_ttl`", &grouped(c.default_ttl.as_millis() as u64));
+    has("`max_ttl`", &days(c.max_ttl));
+    has("`max_ttl`", &grouped(c.max_ttl.as_millis() as u64));
+    has(
+        "`limits.max_rooms_per_connection`",
+        &grouped(l.max_rooms_per_connection as u64),
+    );
+    has(
+        "`limits.max_members_per_room`",
+        &grouped(l.max_members_per_room as u64),
+    );
+    has("`limits.max_rooms`", &grouped(l.max_rooms as u64));
+    has(
+        "`limits.max_room_name_bytes`",
+        &format!("1 to {} bytes", l.max_room_name_bytes),
+    );
+    has(
+        "`limits.max_password_bytes`",
+        &format!("{} bytes", l.max_password_bytes),
+    );
+    has("`limits.message_rate`", &rate(l.message_rate));
+    has("`limits.connection_rate`", &rate(l.connection_rate));
+    has(
+        "`limits.rate_limit_strikes`",
+        &grouped(u64::from(l.rate_limit_strikes)),
+    );
+    has("`limits.max_page`", &grouped(l.max_page as u64));
+    has("`limits.max_held_live`", &grouped(l.max_held_live as u64));
+    has(
+        "`limits.max_connections`",
+        &grouped(l.max_connections as u64),
+    );
+    has(
+        "recipient user id",
+        &format!(
+            "1 to {} bytes",
+            grouped(chinwag_queue::MAX_RECIPIENT_LEN as u64)
+        ),
+    );
+    // The door's private constants, from its source.
+    let constant = |name: &str| -> u64 {
+        let pat = format!("const {name}: ");
+        let at = CHAT_RS.find(&pat).unwrap() + pat.len();
+        let rest = &CHAT_RS[at..];
+        let rest = &rest[rest.find('=').unwrap() + 1..];
+        rest[..rest.find(';').unwrap()].trim().parse().unwrap()
+    };
+    has(
+        "users per `online` request",
+        &constant("MAX_ONLINE_QUERY").to_string(),
+    );
+    has(
+        "refused `auth` requests",
+        &constant("MAX_AUTH_FAILURES").to_string(),
+    );
+    let online = subsection(&section("## 3. Operations"), "online");
+    assert!(online.contains(&format!("at most {}", constant("MAX_ONLINE_QUERY"))));
+    // The `members` page size default is the handler's.
+    assert!(squeeze(CHAT_RS).contains("r.limit.unwrap_or(100)"));
+    let members = subsection(&section("## 3. Operations"), "members");
+    assert!(members.contains(&format!(
+        "default 100, at least 1, at most {}",
+        grouped(l.max_page as u64)
+    )));
+
+    // The offline queue, the RPC layer and the server the chat door runs on by default.
+    let q = chinwag_queue::QueueConfig::default();
+    has(
+        "offline queue per user",
+        &format!(
+            "{} messages, {} MiB",
+            grouped(q.max_entries_per_recipient),
+            q.max_bytes_per_recipient >> 20
+        ),
+    );
+    // The chat door runs with the RPC defaults.
+    assert!(squeeze(CHAT_RS).contains("rpc:RpcConfig::default(),"));
+    let rpc = RpcConfig::default();
+    has("RPC `max_requests`", &rpc.max_requests.to_string());
+    has("RPC `wire`", &mib(rpc.wire.max_payload as usize));
+    has(
+        "RPC `wire`",
+        &format!("{} bytes", grouped(u64::from(rpc.wire.max_name_len))),
+    );
+    has(
+        "RPC `session.idle_timeout`",
+        &secs(rpc.session.idle_timeout.unwrap()),
+    );
+    has(
+        "RPC `session`",
+        &format!(
+            "{} messages, {}",
+            grouped(rpc.session.queue_max_messages as u64),
+            mib(rpc.session.queue_max_bytes)
+        ),
+    );
+    let framing = section("## 1. Transport and framing");
+    assert!(framing.contains(&format!(
+        "sends `h` after {} s",
+        rpc.session.heartbeat_interval.unwrap().as_secs()
+    )));
+    assert!(framing.contains(&format!(
+        "nothing arrived for {} s",
+        rpc.session.idle_timeout.unwrap().as_secs()
+    )));
+    assert!(framing.contains(&format!(
+        "has too many requests in progress ({}",
+        rpc.max_requests
+    )));
+    // The page says a full send queue makes a chat member miss a publish (it is not closed):
+    // true while the door's session blocks (and `try_send` fails at once) instead of closing.
+    assert!(
+        matches!(rpc.session.overflow, OverflowPolicy::Block { .. }),
+        "update the Rooms part of section 5"
+    );
+    let server = chinwag_session::ServerConfig::default();
+    let refusals = section("### Refusals before the connection starts");
+    assert!(refusals.contains(&format!("longer than {}", secs(server.admission_timeout))));
+
+    // Sign-in and delivery defaults stated in prose.
+    assert_eq!(c.sign_on, SignOn::Single);
+    assert!(DOC.contains("| `Single` (default) |"));
+    assert_eq!(c.partial, PartialDelivery::AnyDelivered);
+    assert!(DOC.contains("| `AnyDelivered` (default) |"));
+    assert!(tokens.bearer && tokens.subprotocol && tokens.first_message);
+    assert!(tokens.query.is_none());
+    assert!(!c.anonymous && c.auto_create_rooms);
+    assert!(DOC.contains(&format!(
+        "within the auth timeout (default {})**",
+        secs(c.auth_timeout)
+    )));
+    assert!(DOC.contains(&format!("grace period (default {})**", secs(c.token_grace))));
+    assert!(DOC.contains(&format!(
+        "did not read its queued messages for {}",
+        secs(c.replay_timeout)
+    )));
+    assert!(DOC.contains(&format!("device `{DEFAULT_DEVICE}`")));
+    let jwt = JwtConfig::new(JwtKey::hs256("k"));
+    assert_eq!(jwt.device_claim, "device");
+    assert!(DOC.contains(&format!("the leeway, default {})", secs(jwt.leeway))));
+}
+
+// ---- the byte-level examples, replayed ----------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tcp_transcript_is_what_a_server_says() {
+    let token = doc_token();
+    let hub = doc_hub();
+    let (door, addr) = chat_tcp(&hub);
+    let mut w = Wire::connect(addr).await;
+    let mut me: Option<String> = None;
+    // (as in the page, as sent now): message ids the client echoes in `ack`.
+    let mut ids: Vec<(String, String)> = Vec::new();
+    let mut others: Vec<Peer> = Vec::new();
+    let lines = block("<!-- protocol_doc: tcp-transcript -->");
+    assert!(lines.len() >= 10);
+    for line in lines {
+        if let Some(c) = line.strip_prefix("C: ") {
+            if c == "01" {
+                w.write(b"01").await;
+                continue;
+            }
+            let mut m = parse_wire(c);
+            assert_eq!(encode(&m), c.as_bytes(), "the page writes canonical gotalk");
+            if let Message::SingleRequest { op, payload, .. } = &mut m {
+                if op.as_str() == "auth" {
+                    let v: Value = serde_json::from_slice(payload).unwrap();
+                    assert_eq!(v["token"], token.as_str(), "the page's token");
+                }
+                let mut text = String::from_utf8(payload.to_vec()).unwrap();
+                for (doc, real) in &ids {
+                    text = text.replace(doc.as_str(), real);
+                }
+                *payload = Bytes::from(text);
+            }
+            w.write(&encode(&m)).await;
+        } else if let Some(s) = line.strip_prefix("S: ") {
+            if s == "01" {
+                assert_eq!(&w.version().await[..], b"01");
+                continue;
+            }
+            let want = parse_wire(s);
+            assert_eq!(
+                encode(&want),
+                s.as_bytes(),
+                "the page writes canonical gotalk"
+            );
+            // What makes the server send a notification the page shows.
+            if let Message::Notification { name, .. } = &want {
+                let v = json_of(&want);
+                match name.as_str() {
+                    "message" => {
+                        let from = Device::new(
+                            v["from"]["user"].as_str().unwrap(),
+                            v["from"]["device"].as_str().unwrap(),
+                        );
+                        let to = me.as_deref().expect("signed in before a message");
+                        hub.send_as(
+                            Some(&from),
+                            to,
+                            Body::text(v["body"].as_str().unwrap()),
+                            SendOptions::default(),
+                        )
+                        .await
+                        .unwrap();
+                    }
+                    "bye" => {
+                        assert_eq!(
+                            v["code"],
+                            CloseCode::REPLACED.0,
+                            "the page's bye is a replacement"
+                        );
+                        let p = rpc_tcp(addr).await;
+                        p.request::<_, Value>("auth", &json!({ "token": token }))
+                            .await
+                            .unwrap();
+                        others.push(p);
+                    }
+                    other => panic!("the transcript shows a {other} notification: teach this test"),
+                }
+            }
+            let (got, raw) = w
+                .next()
+                .await
+                .unwrap_or_else(|| panic!("closed before {s}"));
+            assert_eq!(raw, encode(&got), "the server writes canonical gotalk");
+            let got = match got {
+                Message::Notification { name, payload } if name.as_str() == "message" => {
+                    // Its id and time are the moment's: put the page's in their place.
+                    let real: Value = serde_json::from_slice(&payload).unwrap();
+                    let doc = json_of(&want);
+                    let mut text = String::from_utf8(payload.to_vec()).unwrap();
+                    for key in ["id", "sent_at"] {
+                        text = text.replacen(
+                            &format!("\"{key}\":{}", real[key]),
+                            &format!("\"{key}\":{}", doc[key]),
+                            1,
+                        );
+                    }
+                    ids.push((doc["id"].to_string(), real["id"].to_string()));
+                    Message::Notification {
+                        name,
+                        payload: Bytes::from(text),
+                    }
+                }
+                other => other,
+            };
+            assert_eq!(got, want, "line {line}");
+            if let Message::SingleResult { .. } = &got
+                && let Some(user) = json_of(&got)["user"].as_str()
+            {
+                me = Some(user.to_owned());
+            }
+        } else {
+            panic!("a transcript line is `C: ` or `S: `: {line}");
+        }
+    }
+    // After `bye`, the connection ends.
+    assert!(w.next().await.is_none(), "the connection ends after bye");
+    for p in others {
+        p.close();
+    }
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_websocket_frames_are_what_a_server_says() {
+    let token = doc_token();
+    let hub = doc_hub();
+    let (door, url) = chat_ws(&hub).await;
+    let (tcp_door, addr) = chat_tcp(&hub);
+    let conn =
+        chinwag_ws::connect_with::<Tungstenite>(&url, &ws_config(), &ConnectOptions::default())
+            .await
+            .unwrap();
+    let (mut r, mut w) = conn.split();
+    let lines = block("<!-- protocol_doc: ws-frames -->");
+    assert!(lines.len() >= 6);
+    for line in lines {
+        let (who, rest) = line.split_once(' ').unwrap();
+        let (kind, content) = rest.trim_start().split_once(' ').unwrap();
+        let content = content.trim_start();
+        if content.starts_with('{') && content.contains("\"token\"") {
+            let v: Value = serde_json::from_str(content).unwrap();
+            assert_eq!(v["token"], token.as_str());
+        }
+        let bytes = Bytes::from(content.to_owned());
+        match (who, kind) {
+            ("C", "binary") => w.send(Frame::Binary(bytes)).await.unwrap(),
+            ("C", "text") => w.send(Frame::Text(bytes)).await.unwrap(),
+            ("S", "binary") => {
+                let (f, _) = next_frame(&mut r).await;
+                assert_eq!(f, Some(Frame::Binary(bytes)), "line {line}");
+            }
+            _ => panic!("a frame line is `C|S binary|text <content>`: {line}"),
+        }
+    }
+    // A newer sign-on replaces the connection: `bye` (header and payload frames), then a
+    // close frame with the same code.
+    let p = rpc_tcp(addr).await;
+    p.request::<_, Value>("auth", &json!({ "token": token }))
+        .await
+        .unwrap();
+    let (header, _) = next_frame(&mut r).await;
+    let Some(Frame::Binary(header)) = header else {
+        panic!("{header:?}")
+    };
+    assert!(header.starts_with(b"n003bye"), "{header:?}");
+    let (payload, _) = next_frame(&mut r).await;
+    let Some(Frame::Binary(payload)) = payload else {
+        panic!("{payload:?}")
+    };
+    let bye: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(bye["code"], CloseCode::REPLACED.0);
+    let (end, reason) = next_frame(&mut r).await;
+    assert_eq!(end, None, "the close follows the bye");
+    let reason = reason.expect("a close frame");
+    assert_eq!(reason.code.0, CloseCode::REPLACED.0);
+    assert_eq!(reason.reason, bye["reason"].as_str().unwrap());
+    p.close();
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+    tcp_door.shutdown(DEADLINE).await;
+}
+
+/// The next WebSocket message (heartbeats skipped), and the close reason once it is `None`.
+async fn next_frame<R: FrameRead>(r: &mut R) -> (Option<Frame>, Option<CloseReason>) {
+    loop {
+        let f = tokio::time::timeout(DEADLINE, r.read_frame())
+            .await
+            .expect("a frame within the deadline")
+            .expect("the connection works");
+        match f {
+            // A heartbeat: one 13-byte message.
+            Some(Frame::Binary(b)) if b.len() == 13 && b[0] == b'h' => continue,
+            other => return (other, r.close_reason().cloned()),
+        }
+    }
+}
+
+// ---- sign-in behaviours the page states ---------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_third_refused_auth_is_not_answered_bye_4001_then_the_end() {
+    assert!(says(
+        "**The third refused `auth` is not answered:** the server sends `bye` with code **4001** (`auth_failed`) and closes."
+    ));
+    let hub = doc_hub();
+    let (door, addr) = chat_tcp(&hub);
+    let mut w = Wire::connect(addr).await;
+    w.write(b"01").await;
+    assert_eq!(&w.version().await[..], b"01");
+    let ids = [*b"0001", *b"0002", *b"0003"];
+    for id in ids {
+        let m = Message::SingleRequest {
+            id: RequestId(id),
+            op: Name::from_static("auth"),
+            payload: Bytes::from_static(br#"{"token":"garbage"}"#),
+        };
+        w.write(&encode(&m)).await;
+    }
+    let mut got = Vec::new();
+    while let Some((m, _)) = w.next().await {
+        got.push(m);
+    }
+    assert_eq!(got.len(), 3, "two error results and a bye: {got:?}");
+    for (m, id) in got[..2].iter().zip(ids) {
+        let Message::ErrorResult { id: i, payload } = m else {
+            panic!("{m:?}")
+        };
+        assert_eq!(i.0, id);
+        let v: Value = serde_json::from_slice(payload).unwrap();
+        assert_eq!(v["code"], "auth_malformed");
+    }
+    let Message::Notification { name, payload } = &got[2] else {
+        panic!("{:?}", got[2])
+    };
+    assert_eq!(name.as_str(), "bye");
+    let v: Value = serde_json::from_slice(payload).unwrap();
+    let c = CloseCode::AUTH_FAILED;
+    assert_eq!(v["code"], c.0);
+    assert_eq!(v["name"], c.name());
+    assert_eq!(v["reconnect"], c.reconnect().as_str());
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subprotocol_rule_and_a_refusal_before_the_upgrade() {
+    let token = doc_token();
+    let hub = doc_hub();
+    let (door, url) = chat_ws(&hub).await;
+    // The token as a subprotocol, next to another one: that other one is confirmed, and the
+    // connection is signed in before the `101`.
+    assert!(says(
+        "it offers e.g. `[\"chinwag.v1\", \"bearer.<jwt>\"]`. The server confirms the **first offered subprotocol that does not start with `bearer.`**"
+    ));
+    let (status, head, s1) = upgrade(
+        &url,
+        &[(
+            "Sec-WebSocket-Protocol",
+            format!("chinwag.v1, bearer.{token}"),
+        )],
+    )
+    .await;
+    assert_eq!(status, 101, "{head}");
+    assert_eq!(
+        header(&head, "sec-websocket-protocol").as_deref(),
+        Some("chinwag.v1")
+    );
+    assert_eq!(hub.connections_of("alice").len(), 1);
+    // The token alone: signed in too, but no subprotocol confirmed (a browser fails that).
+    let (status, head, s2) = upgrade(
+        &url,
+        &[("Sec-WebSocket-Protocol", format!("bearer.{token}"))],
+    )
+    .await;
+    assert_eq!(status, 101, "{head}");
+    assert_eq!(header(&head, "sec-websocket-protocol"), None);
+    // A bad token: refused before the upgrade, the reason as the body.
+    let (status, head, mut s3) =
+        upgrade(&url, &[("Authorization", "Bearer garbage".to_owned())]).await;
+    assert_eq!(status, 401, "{head}");
+    assert_eq!(
+        header(&head, "content-type").as_deref(),
+        Some("text/plain; charset=utf-8")
+    );
+    let len: usize = header(&head, "content-length").unwrap().parse().unwrap();
+    let mut body = vec![0u8; len];
+    s3.read_exact(&mut body).await.unwrap();
+    let body = String::from_utf8(body).unwrap();
+    let reason = body.strip_suffix('\n').expect("the reason and a newline");
+    assert!(says(&format!(
+        "e.g. `401` with the body `{reason}` for `Authorization: Bearer garbage`"
+    )));
+    // Raw sockets do not answer close frames: drop them rather than wait for them.
+    drop((s1, s2, s3));
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+}
+
+/// Sends a WebSocket upgrade request by hand: the status, the response head, the socket.
+async fn upgrade(url: &str, headers: &[(&str, String)]) -> (u16, String, TcpStream) {
+    let rest = url.strip_prefix("ws://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut s = TcpStream::connect(host).await.unwrap();
+    let mut req = format!(
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        tokio::time::timeout(DEADLINE, s.read_exact(&mut b))
+            .await
+            .expect("an answer within the deadline")
+            .unwrap();
+        head.push(b[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    let status = head[9..12].parse().unwrap();
+    (status, head, s)
+}
+
+fn header(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_owned())
+    })
+}
+
+/// Whether the page says `text` (whitespace runs count as one space, so line breaks do not
+/// matter).
+fn says(text: &str) -> bool {
+    let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    norm(DOC).contains(&norm(text))
+}
