@@ -1,5 +1,6 @@
 //! Server side: upgrading a hyper request, and [`WsAcceptor`], a small hyper server that
-//! turns WebSocket upgrades on one path into accepted connections.
+//! turns WebSocket upgrades on one path (or on several, one acceptor each) into accepted
+//! connections.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -232,23 +233,34 @@ pub type HttpFallback =
 pub struct WsAcceptor<E: Engine> {
     rx: mpsc::Receiver<WsOffer<E>>,
     local: SocketAddr,
-    task: JoinHandle<()>,
+    path: Option<Arc<str>>,
+    /// The accept loop, shared by the acceptors of one listener ([`WsAcceptor::bind_routes`]):
+    /// it stops when the last of them is dropped.
+    _task: Arc<AbortOnDrop>,
     budget: ConnectionBudget,
     _engine: PhantomData<fn() -> E>,
 }
+
+/// Aborts the accept loop when the last acceptor of its listener is gone.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The upgrade paths of one listener, each with the channel of its acceptor. `None` matches
+/// every path.
+type Routes<E> = Arc<[(Option<Arc<str>>, mpsc::Sender<WsOffer<E>>)]>;
 
 impl<E: Engine> std::fmt::Debug for WsAcceptor<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WsAcceptor")
             .field("engine", &E::NAME)
             .field("local", &self.local)
+            .field("path", &self.path)
             .finish()
-    }
-}
-
-impl<E: Engine> Drop for WsAcceptor<E> {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -269,7 +281,7 @@ const BACKLOG: u32 = 1024;
 impl<E: Engine> WsAcceptor<E> {
     /// Binds `addr` and upgrades requests on every path.
     pub async fn bind(addr: SocketAddr, cfg: WsConfig) -> io::Result<Self> {
-        Self::bind_inner(addr, None, cfg, None, None).await
+        Self::bind_one(addr, None, cfg, None, None).await
     }
 
     /// Binds `addr` and upgrades requests on `path` only (others get 404).
@@ -278,7 +290,7 @@ impl<E: Engine> WsAcceptor<E> {
         path: impl Into<String>,
         cfg: WsConfig,
     ) -> io::Result<Self> {
-        Self::bind_inner(addr, Some(path.into()), cfg, None, None).await
+        Self::bind_one(addr, Some(path.into()), cfg, None, None).await
     }
 
     /// Binds `addr`, upgrades WebSocket requests on `path` (every path when `None`), and
@@ -304,7 +316,7 @@ impl<E: Engine> WsAcceptor<E> {
         cfg: WsConfig,
         fallback: HttpFallback,
     ) -> io::Result<Self> {
-        Self::bind_inner(addr, path.map(str::to_owned), cfg, None, Some(fallback)).await
+        Self::bind_one(addr, path.map(str::to_owned), cfg, None, Some(fallback)).await
     }
 
     /// Binds `addr` and serves `wss://`: each connection first completes a TLS handshake with
@@ -317,16 +329,74 @@ impl<E: Engine> WsAcceptor<E> {
         cfg: WsConfig,
         tls: Arc<rustls::ServerConfig>,
     ) -> io::Result<Self> {
-        Self::bind_inner(addr, path.map(str::to_owned), cfg, Some(tls), None).await
+        Self::bind_one(addr, path.map(str::to_owned), cfg, Some(tls), None).await
     }
 
-    async fn bind_inner(
+    /// Binds `addr` once and upgrades WebSocket requests on each of `paths` (exact matches),
+    /// returning one acceptor per path, in order — so one port can carry several services
+    /// (the chat door at `/gotalk/` and the room door at `/ws`, say), each served by its own
+    /// server loop. The acceptors share the listener, its [`WsConfig`] and its connection
+    /// budget. Plain HTTP requests (not upgrades) go to `fallback` (404 without one, or when
+    /// it returns `None`); upgrades on other paths get 404. With `tls`, the port serves
+    /// `wss://` and `https://` as in [`WsAcceptor::bind_tls`]. The listener closes when the
+    /// last acceptor is dropped.
+    ///
+    /// ```no_run
+    /// use chinwag_ws::{Engine, WsAcceptor, WsConfig};
+    /// # async fn f<E: Engine>() -> std::io::Result<()> {
+    /// let mut acceptors = WsAcceptor::<E>::bind_routes(
+    ///     "127.0.0.1:8080".parse().unwrap(),
+    ///     &["/gotalk/", "/ws"],
+    ///     WsConfig::default(),
+    ///     None,
+    ///     None,
+    /// )
+    /// .await?;
+    /// let rooms = acceptors.pop().unwrap(); // "/ws"
+    /// let chat = acceptors.pop().unwrap(); // "/gotalk/"
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The address cannot be bound; `paths` is empty or names a path twice
+    /// ([`io::ErrorKind::InvalidInput`]).
+    pub async fn bind_routes(
+        addr: SocketAddr,
+        paths: &[&str],
+        cfg: WsConfig,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        fallback: Option<HttpFallback>,
+    ) -> io::Result<Vec<Self>> {
+        let mut seen = std::collections::HashSet::new();
+        if paths.is_empty() || !paths.iter().all(|p| seen.insert(*p)) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "bind_routes needs distinct paths, at least one",
+            ));
+        }
+        let paths: Vec<Option<String>> = paths.iter().map(|p| Some((*p).to_owned())).collect();
+        Self::bind_inner(addr, &paths, cfg, tls, fallback).await
+    }
+
+    async fn bind_one(
         addr: SocketAddr,
         path: Option<String>,
         cfg: WsConfig,
         tls: Option<Arc<rustls::ServerConfig>>,
         fallback: Option<HttpFallback>,
     ) -> io::Result<Self> {
+        let mut v = Self::bind_inner(addr, &[path], cfg, tls, fallback).await?;
+        Ok(v.pop().expect("one route, one acceptor"))
+    }
+
+    async fn bind_inner(
+        addr: SocketAddr,
+        paths: &[Option<String>],
+        cfg: WsConfig,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        fallback: Option<HttpFallback>,
+    ) -> io::Result<Vec<Self>> {
         let socket = if addr.is_ipv4() {
             TcpSocket::new_v4()?
         } else {
@@ -336,25 +406,35 @@ impl<E: Engine> WsAcceptor<E> {
         socket.bind(addr)?;
         let listener = socket.listen(BACKLOG)?;
         let local = listener.local_addr()?;
-        let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
         let budget = ConnectionBudget::new(cfg.max_connections);
-        tracing::debug!(%local, engine = E::NAME, max_connections = budget.cap(), "WebSocket acceptor");
-        let task = tokio::spawn(accept_loop::<E>(
+        tracing::debug!(%local, engine = E::NAME, max_connections = budget.cap(), ?paths, "WebSocket acceptor");
+        let mut routes = Vec::with_capacity(paths.len());
+        let mut receivers = Vec::with_capacity(paths.len());
+        for p in paths {
+            let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
+            let p: Option<Arc<str>> = p.as_deref().map(Arc::from);
+            routes.push((p.clone(), tx));
+            receivers.push((p, rx));
+        }
+        let task = Arc::new(AbortOnDrop(tokio::spawn(accept_loop::<E>(
             listener,
             Arc::new(cfg),
-            path.map(Arc::from),
+            routes.into(),
             tls.map(tokio_rustls::TlsAcceptor::from),
             fallback,
             budget.clone(),
-            tx,
-        ));
-        Ok(WsAcceptor {
-            rx,
-            local,
-            task,
-            budget,
-            _engine: PhantomData,
-        })
+        ))));
+        Ok(receivers
+            .into_iter()
+            .map(|(path, rx)| WsAcceptor {
+                rx,
+                local,
+                path,
+                _task: task.clone(),
+                budget: budget.clone(),
+                _engine: PhantomData,
+            })
+            .collect())
     }
 
     /// The budget this acceptor's sockets are counted in (open, refused).
@@ -365,6 +445,11 @@ impl<E: Engine> WsAcceptor<E> {
     /// The bound address (useful after binding port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The path this acceptor upgrades on (`None`: every path).
+    pub fn path(&self) -> Option<&str> {
+        self.path.as_deref()
     }
 }
 
@@ -471,11 +556,10 @@ fn offered_subprotocols(headers: &HeaderMap) -> Vec<String> {
 async fn accept_loop<E: Engine>(
     listener: TcpListener,
     cfg: Arc<WsConfig>,
-    path: Option<Arc<str>>,
+    routes: Routes<E>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     fallback: Option<HttpFallback>,
     budget: ConnectionBudget,
-    tx: mpsc::Sender<WsOffer<E>>,
 ) {
     let refusing = Arc::new(AtomicUsize::new(0));
     loop {
@@ -488,7 +572,7 @@ async fn accept_loop<E: Engine>(
                 continue;
             }
         };
-        if tx.is_closed() {
+        if routes.iter().all(|(_, tx)| tx.is_closed()) {
             return;
         }
         let _ = tcp.set_nodelay(true);
@@ -500,9 +584,8 @@ async fn accept_loop<E: Engine>(
             peer,
             tls: None,
             cfg: cfg.clone(),
-            path: path.clone(),
+            routes: routes.clone(),
             fallback: fallback.clone(),
-            tx: tx.clone(),
             permit,
         };
         match &tls {
@@ -611,9 +694,8 @@ struct Http<E: Engine> {
     peer: SocketAddr,
     tls: Option<TlsInfo>,
     cfg: Arc<WsConfig>,
-    path: Option<Arc<str>>,
+    routes: Routes<E>,
     fallback: Option<HttpFallback>,
-    tx: mpsc::Sender<WsOffer<E>>,
     /// The socket's place in the budget; an upgraded connection takes a clone along, so the
     /// place is free only when both are gone.
     permit: ConnectionPermit,
@@ -653,7 +735,11 @@ async fn answer<E: Engine>(
     http: &Http<E>,
 ) -> Response<Full<Bytes>> {
     let peer = http.peer;
-    let on_path = http.path.as_deref().is_none_or(|p| req.uri().path() == p);
+    let route = http
+        .routes
+        .iter()
+        .find(|(p, _)| p.as_deref().is_none_or(|p| req.uri().path() == p));
+    let on_path = route.is_some();
     if let Some(f) = &http.fallback
         && !is_upgrade_request(&req)
     {
@@ -665,9 +751,9 @@ async fn answer<E: Engine>(
             }
         });
     }
-    if !on_path {
+    let Some((_, tx)) = route else {
         return not_found();
-    }
+    };
     if let Err(e) = check_request::<E, _>(&req, &http.cfg) {
         tracing::debug!(error = %e, %peer, "upgrade refused");
         return e.to_response();
@@ -689,7 +775,7 @@ async fn answer<E: Engine>(
         conn: conn_rx,
         timeout: http.cfg.handshake_timeout,
     };
-    if http.tx.try_send(offer).is_err() {
+    if tx.try_send(offer).is_err() {
         return refusal_response(&Refusal::unavailable(
             "server busy: too many connections waiting for admission; retry later",
             Duration::from_secs(RETRY_AFTER_SECS.into()),

@@ -18,7 +18,7 @@ use crate::{
 };
 use bytes::Bytes;
 use chinwag_transport::{
-    Acceptor, CloseCode, CloseReason, Frame, FrameRead, FrameWrite, Framing, Transport,
+    Acceptor, CloseCode, CloseReason, Frame, FrameRead, FrameWrite, Framing, Offer, Transport,
     TransportError,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -330,6 +330,60 @@ pub async fn http_fallback<E: Engine>() {
     });
     let server = within("accept", acc.accept()).await.unwrap();
     assert_eq!(server.framing(), Framing::Message);
+    within("connect", client).await.unwrap().unwrap();
+}
+
+/// One listener, two upgrade paths: each upgrade reaches the acceptor of its path, plain HTTP
+/// the fallback, other paths 404; dropping one acceptor leaves the other serving.
+pub async fn routes<E: Engine>() {
+    let pages: crate::HttpFallback = Arc::new(|req| {
+        (req.uri().path() == "/page").then(|| {
+            http::Response::new(http_body_util::Full::new(Bytes::from_static(b"page body")))
+        })
+    });
+    let mut accs = WsAcceptor::<E>::bind_routes(
+        loopback(),
+        &["/a", "/b"],
+        WsConfig::default(),
+        None,
+        Some(pages),
+    )
+    .await
+    .unwrap();
+    assert!(
+        WsAcceptor::<E>::bind_routes(loopback(), &["/x", "/x"], WsConfig::default(), None, None)
+            .await
+            .is_err(),
+        "a path named twice is refused"
+    );
+    let mut b = accs.pop().unwrap();
+    let mut a = accs.pop().unwrap();
+    assert_eq!((a.path(), b.path()), (Some("/a"), Some("/b")));
+    let addr = a.local_addr();
+    assert_eq!(addr, b.local_addr());
+    for (path, acc) in [("/b", &mut b), ("/a", &mut a)] {
+        let url = format!("ws://{addr}{path}");
+        let client = tokio::spawn(async move { connect::<E>(&url, &WsConfig::default()).await });
+        let offer = within("offer", acc.offer()).await.unwrap();
+        assert_eq!(offer.info().http().unwrap().uri.path(), path);
+        within("admit", offer.admit(None)).await.unwrap();
+        within("connect", client).await.unwrap().unwrap();
+    }
+    // Plain HTTP goes to the fallback; an upgrade elsewhere is 404.
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /page HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut resp = Vec::new();
+    within("page", tcp.read_to_end(&mut resp)).await.unwrap();
+    assert!(String::from_utf8_lossy(&resp).ends_with("page body"));
+    let err = connect::<E>(&format!("ws://{addr}/c"), &WsConfig::default()).await;
+    assert!(err.is_err(), "no route for /c");
+    // The other route keeps serving without the first acceptor.
+    drop(a);
+    let url = format!("ws://{addr}/b");
+    let client = tokio::spawn(async move { connect::<E>(&url, &WsConfig::default()).await });
+    within("accept", b.accept()).await.unwrap();
     within("connect", client).await.unwrap().unwrap();
 }
 
@@ -1109,6 +1163,10 @@ macro_rules! engine_tests {
         #[tokio::test]
         async fn http_fallback() {
             $crate::suite::http_fallback::<$engine>().await
+        }
+        #[tokio::test]
+        async fn routes() {
+            $crate::suite::routes::<$engine>().await
         }
         #[tokio::test]
         async fn close_codes() {
