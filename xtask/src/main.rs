@@ -6,7 +6,8 @@
 //! * `cargo xtask test` — format check, clippy with `-D warnings` on every target (including the
 //!   fuzz crate, so it cannot rot), and the whole test suite including doc tests.
 //! * `cargo xtask tidy` — the layering check (`xtask/layers.txt`: which chinwag crate may depend
-//!   on which) and the rule that only `chinwag-server` reads the environment or handles signals.
+//!   on which), the rule that only `chinwag-server` reads the environment or handles signals,
+//!   and that the facade built with only the fastwebsockets engine pulls no tungstenite crate.
 //! * `cargo xtask smoke` — the shipped examples run as a user runs them (`rpc_echo` with
 //!   `rpc_call`'s single and streaming requests over TCP and WebSocket, SIGTERM exits 0); the
 //!   last step of `cargo xtask test`.
@@ -64,7 +65,8 @@ fn print_help() {
         "cargo xtask <command>\n\n\
          commands:\n  \
          test                     tidy, fmt check, clippy -D warnings, all tests (incl. doc tests)\n  \
-         tidy                     layering check (xtask/layers.txt), no env/signals in libraries\n  \
+         tidy                     layering check (xtask/layers.txt), no env/signals in libraries,\n                           \
+         facade engines independent\n  \
          smoke                    the example servers and rpc_call run as a user runs them\n  \
          fuzz [--seconds N] [T..] run fuzz targets (default: all, 60 s each)\n  \
          autobahn [--engine E|all] [--quick] [--cases '1.*,..']  WebSocket conformance (ws_echo)\n  \

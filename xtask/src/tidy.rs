@@ -1,7 +1,8 @@
 //! `cargo xtask tidy`: the layering check. Reads `cargo metadata` and fails when a crate depends
 //! on a chinwag crate it must not (the allowed arrows are in `xtask/layers.txt`), and when a
 //! library crate reads the environment or handles signals (only `chinwag-server`, and tooling,
-//! may: libraries take their settings as values).
+//! may: libraries take their settings as values), and when the facade built with only the
+//! fastwebsockets engine pulls a tungstenite crate.
 
 use std::collections::BTreeMap;
 
@@ -76,12 +77,61 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         let src = std::path::Path::new(manifest).with_file_name("src");
         scan_sources(name, &src, &mut problems);
     }
+    facade_engines(&mut problems)?;
     if problems.is_empty() {
         eprintln!("xtask tidy: layering and library rules hold");
         Ok(())
     } else {
         Err(format!("tidy found problems:\n  {}", problems.join("\n  ")))
     }
+}
+
+/// The facade's engine features stay independent: `chinwag` built with only the fastwebsockets
+/// engine must not pull any tungstenite crate (through a layer, a default feature or a
+/// dev-dependency), as its crate docs promise.
+fn facade_engines(problems: &mut Vec<String>) -> Result<(), String> {
+    let args = [
+        "tree",
+        "-e",
+        "features",
+        "-p",
+        "chinwag",
+        "--no-default-features",
+        "--features",
+        "ws-fastwebsockets",
+        "--prefix",
+        "none",
+        "--offline",
+    ];
+    let out = cargo()
+        .args(args)
+        .current_dir(root())
+        .output()
+        .map_err(|e| format!("cannot run cargo tree: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut pulled: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| name.contains("tungstenite"))
+        .collect();
+    pulled.sort_unstable();
+    pulled.dedup();
+    if !pulled.is_empty() {
+        problems.push(format!(
+            "chinwag with only ws-fastwebsockets pulls {} (`cargo {}`): the engine features must \
+             stay independent",
+            pulled.join(", "),
+            args.join(" ")
+        ));
+    }
+    Ok(())
 }
 
 /// Library code must not read the environment or handle signals.

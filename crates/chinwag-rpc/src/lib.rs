@@ -61,4 +61,6 @@ pub use stream::{RequestStream, ResultSink, ResultStream, StreamWriter};
 /// embedded in the binary. Serve it at `<mount path>/chinwag.js` next to the WebSocket endpoint,
 /// e.g. as a `chinwag_ws::StaticAsset` (ETag, gzip, 304) from
 /// `chinwag_ws::WsAcceptor::bind_with_fallback`; this crate itself knows no HTTP.
-pub const CHINWAG_JS: &str = include_str!("../../../clients/js/chinwag.js");
+// `js/chinwag.js` is a symlink to `clients/js/chinwag.js` (the one source): `cargo package`
+// stores the file it points to, so the published crate carries the client too.
+pub const CHINWAG_JS: &str = include_str!("../js/chinwag.js");

@@ -1,29 +1,4 @@
-//! Byte budgets: bounds on the memory that work in flight may hold (requests being handled,
-//! answers not yet written), per connection and, through a parent, per server.
-//!
-//! A [`ByteBudget`] counts bytes against a limit; a child budget also counts in its parent, so a
-//! per-connection budget with a server-wide parent bounds both. A [`Charge`] is a number of
-//! bytes held against a budget until it is dropped. The session's send queue can carry a charge
-//! with a message ([`Session::send_charged`](crate::Session::send_charged)) and drops it once the
-//! message is written, so "answers not yet written" stay counted until they are.
-//!
-//! A budget with nothing charged accepts any single charge, however large (as the send queue
-//! accepts one over-size message into an empty queue): a lone request larger than the limit is
-//! served, one at a time, rather than refused forever.
-//!
-//! ```
-//! use chinwag_session::ByteBudget;
-//!
-//! let server = ByteBudget::new(1000);
-//! let conn = server.child(600);
-//! let a = conn.try_charge(500).expect("fits both");
-//! assert!(conn.try_charge(200).is_none(), "over the connection's 600");
-//! let other = server.child(600);
-//! let _b = other.try_charge(400).expect("fits: 900 of the server's 1000");
-//! assert!(other.try_charge(200).is_none(), "over the server's 1000");
-//! drop(a);
-//! assert_eq!((conn.used(), server.used()), (0, 400));
-//! ```
+//! Byte budgets: [`ByteBudget`] and its [`Charge`]s (documented on the type, which is public).
 
 use std::fmt;
 use std::sync::Arc;
@@ -41,7 +16,34 @@ struct Inner {
     released: Notify,
 }
 
-/// A limit on bytes held by work in flight; see the [module docs](self).
+/// A limit on bytes held by work in flight.
+///
+/// Byte budgets bound the memory that work in flight may hold (requests being handled,
+/// answers not yet written), per connection and, through a parent, per server.
+///
+/// A [`ByteBudget`] counts bytes against a limit; a child budget also counts in its parent, so a
+/// per-connection budget with a server-wide parent bounds both. A [`Charge`] is a number of
+/// bytes held against a budget until it is dropped. The session's send queue can carry a charge
+/// with a message ([`Session::send_charged`](crate::Session::send_charged)) and drops it once the
+/// message is written, so "answers not yet written" stay counted until they are.
+///
+/// A budget with nothing charged accepts any single charge, however large (as the send queue
+/// accepts one over-size message into an empty queue): a lone request larger than the limit is
+/// served, one at a time, rather than refused forever.
+///
+/// ```
+/// use chinwag_session::ByteBudget;
+///
+/// let server = ByteBudget::new(1000);
+/// let conn = server.child(600);
+/// let a = conn.try_charge(500).expect("fits both");
+/// assert!(conn.try_charge(200).is_none(), "over the connection's 600");
+/// let other = server.child(600);
+/// let _b = other.try_charge(400).expect("fits: 900 of the server's 1000");
+/// assert!(other.try_charge(200).is_none(), "over the server's 1000");
+/// drop(a);
+/// assert_eq!((conn.used(), server.used()), (0, 400));
+/// ```
 ///
 /// Cheap to clone; clones share the count.
 #[derive(Clone)]

@@ -7,19 +7,19 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum OverflowPolicy {
     /// The sender waits up to `timeout` for room; then the message is not queued and the send
-    /// fails with [`SendError::Timeout`]. Use for peers that must not lose messages and may be
+    /// fails with [`SendError::Timeout`](crate::SendError::Timeout). Use for peers that must not lose messages and may be
     /// briefly slow. A broadcast to such a session waits too.
     Block {
         /// How long a send may wait for room.
         timeout: Duration,
     },
-    /// The new message is discarded ([`SendError::Dropped`]); what is queued stays.
+    /// The new message is discarded ([`SendError::Dropped`](crate::SendError::Dropped)); what is queued stays.
     DropNewest,
     /// The oldest queued messages are discarded until the new one fits; the send succeeds.
     /// Right for "latest state wins" feeds (prices, presence, cursors).
     DropOldest,
-    /// The session is closed with [`CloseCause::Overflow`] and its queue discarded; the send
-    /// fails with [`SendError::Overflow`]. The default: a peer that cannot keep up is cut off
+    /// The session is closed with [`CloseCause::Overflow`](crate::CloseCause::Overflow) and its queue discarded; the send
+    /// fails with [`SendError::Overflow`](crate::SendError::Overflow). The default: a peer that cannot keep up is cut off
     /// rather than allowed to hold memory or slow anyone else.
     #[default]
     Close,
@@ -50,22 +50,22 @@ pub struct SessionConfig {
     pub queue_max_bytes: usize,
     /// What happens when the queue is full. Default [`OverflowPolicy::Close`].
     pub overflow: OverflowPolicy,
-    /// Close with [`CloseCause::IdleTimeout`] when no frame arrived from the peer for this long.
+    /// Close with [`CloseCause::IdleTimeout`](crate::CloseCause::IdleTimeout) when no frame arrived from the peer for this long.
     /// Default 300 s. Only inbound frames count (our own heartbeats must not keep a dead peer's
     /// session alive); WebSocket pongs are consumed by the engine and do not count, so peers
     /// that only listen must send something (codec heartbeats do).
     pub idle_timeout: Option<Duration>,
     /// Send a heartbeat ([`Service::heartbeat`](crate::Service::heartbeat); by default the
-    /// codec's, [`Codec::heartbeat`]) when nothing was written for this long. Default 60 s;
+    /// codec's, [`Codec::heartbeat`](crate::Codec::heartbeat)) when nothing was written for this long. Default 60 s;
     /// nothing is sent when there is no heartbeat (codecs without one).
     pub heartbeat_interval: Option<Duration>,
-    /// Close with [`CloseCause::WriteTimeout`] (dropping the connection) when one batch of
+    /// Close with [`CloseCause::WriteTimeout`](crate::CloseCause::WriteTimeout) (dropping the connection) when one batch of
     /// writes does not finish within this time — a peer that stopped reading. Default 10 s.
     pub write_timeout: Duration,
     /// After a close starts, how long the session may take to drain its queue and finish the
     /// close handshake before the connection is dropped. Default 5 s.
     pub close_timeout: Duration,
-    /// Call [`Handler::on_cron`] this often. Default `None` (idle sessions then need no timer).
+    /// Call [`Handler::on_cron`](crate::Handler::on_cron) this often. Default `None` (idle sessions then need no timer).
     pub cron_interval: Option<Duration>,
     /// Byte streams: the most bytes the decode buffer may hold while the codec waits for the
     /// rest of a message. A safety net under the codec's own limits (which should refuse a

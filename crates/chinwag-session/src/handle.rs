@@ -121,7 +121,7 @@ pub(crate) struct Inner<C: Codec> {
 /// It sends (through the bounded outbound queue), closes, and exposes the session's
 /// attributes, counters, activity times and close callbacks. The session itself runs in one
 /// task spawned by a [`Server`](crate::Server) or [`Client`](crate::Client) (or by
-/// [`spawn_session`]).
+/// [`spawn_session`](crate::spawn_session)).
 pub struct Session<C: Codec> {
     pub(crate) inner: Arc<Inner<C>>,
 }
@@ -271,7 +271,7 @@ impl<C: Codec> Session<C> {
         lock(&self.inner.overflow).unwrap_or(self.inner.config.overflow)
     }
 
-    /// Chooses this session's overflow policy (e.g. in [`Handler::on_open`], by who the peer
+    /// Chooses this session's overflow policy (e.g. in [`Handler::on_open`](crate::Handler::on_open), by who the peer
     /// is), overriding [`SessionConfig::overflow`].
     pub fn set_overflow_policy(&self, policy: OverflowPolicy) {
         *lock(&self.inner.overflow) = Some(policy);
@@ -643,7 +643,7 @@ impl<C: Codec> Session<C> {
         lock(&self.inner.cause).clone()
     }
 
-    /// Waits until the session has ended completely (after [`Handler::on_close`] and the close
+    /// Waits until the session has ended completely (after [`Handler::on_close`](crate::Handler::on_close) and the close
     /// callbacks), and returns why.
     pub async fn closed(&self) -> CloseCause {
         self.wait_state(FINISHED).await;

@@ -1,15 +1,4 @@
-//! What a connection arrives with, and the admission step before it becomes a transport.
-//!
-//! An [`Acceptor`](crate::Acceptor) hands out [`Offer`]s: a connection that has arrived (TCP
-//! accepted, TLS handshake done, WebSocket upgrade *requested*) with its [`ConnectInfo`] — the
-//! peer's address, for TLS the SNI name and client certificates, for WebSocket the request's
-//! method, path, query, headers and requested subprotocols. Whoever accepts (a session server)
-//! decides: [`Offer::admit`] turns it into the transport (for WebSocket: answers
-//! `101 Switching Protocols`, with the chosen subprotocol), [`Offer::refuse`] turns it away
-//! with a [`Refusal`] (for WebSocket an HTTP status such as 401 or 403 with the reason as the
-//! body, *before* any upgrade; byte streams are closed).
-//!
-//! Plain transports that need no answer before they start are offered as [`Ready`].
+//! Offers: what a connection arrives with, and its admission (documented on [`Offer`], which is public).
 
 use std::fmt;
 use std::future::Future;
@@ -209,8 +198,18 @@ impl fmt::Display for Refusal {
     }
 }
 
-/// A connection that has arrived and waits to be admitted or refused; see the
-/// [module docs](self).
+/// A connection that has arrived and waits to be admitted or refused.
+///
+/// An [`Acceptor`](crate::Acceptor) hands out [`Offer`]s: a connection that has arrived (TCP
+/// accepted, TLS handshake done, WebSocket upgrade *requested*) with its [`ConnectInfo`] — the
+/// peer's address, for TLS the SNI name and client certificates, for WebSocket the request's
+/// method, path, query, headers and requested subprotocols. Whoever accepts (a session server)
+/// decides: [`Offer::admit`] turns it into the transport (for WebSocket: answers
+/// `101 Switching Protocols`, with the chosen subprotocol), [`Offer::refuse`] turns it away
+/// with a [`Refusal`] (for WebSocket an HTTP status such as 401 or 403 with the reason as the
+/// body, *before* any upgrade; byte streams are closed).
+///
+/// Plain transports that need no answer before they start are offered as [`Ready`].
 pub trait Offer: Send + 'static {
     /// The transport it becomes once admitted.
     type Conn: Transport;

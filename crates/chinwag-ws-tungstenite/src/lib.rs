@@ -10,7 +10,7 @@
 //!
 //! Limits, keepalive, the close handshake and the Origin policy are set by [`WsConfig`] and are
 //! identical in `chinwag-ws-fastwebsockets`: both engines are built on the engine-neutral
-//! [`chinwag_ws`] crate and implement only its [`Engine`](chinwag_ws::Engine) trait (the RFC 6455
+//! [`chinwag_ws`] crate and implement only its [`Engine`] trait (the RFC 6455
 //! framing, done by tungstenite).
 //!
 //! ```

@@ -14,7 +14,7 @@
 //! * [`StaticAsset`]: a file prepared for serving on the same port (ETag, gzip, 304).
 //!
 //! Behind the `test-suite` feature, `suite` holds the loopback tests every engine must pass
-//! (instantiated with [`engine_tests!`] in each engine crate's tests), as `chinwag-queue` does
+//! (instantiated with `engine_tests!` in each engine crate's tests), as `chinwag-queue` does
 //! for queue backends.
 
 mod asset;

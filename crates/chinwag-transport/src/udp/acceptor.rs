@@ -1,15 +1,4 @@
-//! [`UdpAcceptor`]: turns one unconnected UDP socket into an [`Acceptor`] of per-peer
-//! "connections", so a session server runs one session per remote address.
-//!
-//! Next to the connected UDP client ([`connect`](super::connect)) and the unconnected
-//! [`UdpEndpoint`], this is the demultiplexer. One background task receives every datagram and routes it by source address to that peer's
-//! bounded queue; a datagram from a new address opens a new connection. UDP has no close: a
-//! peer's connection ends when its session ends (idle timeout, or a local close).
-//!
-//! Bounds: at most [`UdpAcceptorConfig::max_peers`] peers are tracked (datagrams from further
-//! new addresses are dropped), each peer queues at most
-//! [`UdpAcceptorConfig::peer_queue`] datagrams (further ones are dropped, as a full socket
-//! buffer would), and at most [`UdpAcceptorConfig::pending`] new peers wait for `accept`.
+//! [`UdpAcceptor`]: per-peer connections from one UDP socket (documented on the type).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -76,7 +65,18 @@ impl UdpAcceptorConfig {
     }
 }
 
-/// Accepts UDP "connections": one per remote address. See the [module docs](self).
+/// Accepts UDP "connections": turns one unconnected UDP socket into an acceptor of per-peer
+/// connections, one per remote address, so a session server runs one session per peer.
+///
+/// Next to the connected UDP client ([`connect`](super::connect)) and the unconnected
+/// [`UdpEndpoint`], this is the demultiplexer. One background task receives every datagram and routes it by source address to that peer's
+/// bounded queue; a datagram from a new address opens a new connection. UDP has no close: a
+/// peer's connection ends when its session ends (idle timeout, or a local close).
+///
+/// Bounds: at most [`UdpAcceptorConfig::max_peers`] peers are tracked (datagrams from further
+/// new addresses are dropped), each peer queues at most
+/// [`UdpAcceptorConfig::peer_queue`] datagrams (further ones are dropped, as a full socket
+/// buffer would), and at most [`UdpAcceptorConfig::pending`] new peers wait for `accept`.
 pub struct UdpAcceptor {
     new_peers: mpsc::Receiver<UdpPeer>,
     local: SocketAddr,

@@ -1,0 +1,909 @@
+//! [`ServerBuilder`]: a hub server from parts in a few lines, and [`Server`], the running one.
+
+use std::fmt;
+use std::net::SocketAddr;
+#[cfg(feature = "queue-redb")]
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::http::HttpFallback;
+use crate::hub::auth::{Authenticator, JwtAuthenticator, JwtConfig, JwtKey};
+use crate::hub::doors::DoorHandle;
+use crate::hub::doors::chat::ChatDoor;
+use crate::hub::doors::rooms::RoomsDoor;
+use crate::hub::doors::tok::{ByeFn, TokDoor};
+use crate::hub::{App, Directory, Hub, HubConfig, HubLimits, SignOn};
+use crate::queue::{MemoryQueue, Queue, QueueConfig};
+use crate::rpc::{CHINWAG_JS, RpcConfig};
+use crate::session::ServerConfig;
+use crate::transport::tcp::{TcpAcceptor, TcpConfig};
+use crate::transport::{PeerAddr, TransportError};
+use crate::ws::{Engine, StaticAsset, WsAcceptor, WsConfig};
+
+/// The default path of the chat door over WebSocket (where `chinwag.js` and gotalk.js
+/// clients connect).
+pub const DEFAULT_CHAT_PATH: &str = "/gotalk/";
+/// The default path of the raw WebSocket room door (`GET /ws?room=NAME`).
+pub const DEFAULT_ROOMS_PATH: &str = "/ws";
+/// Where the builder serves the JavaScript client by default (see
+/// [`ServerBuilder::js_client`]).
+pub const JS_CLIENT_PATH: &str = "/chinwag.js";
+
+/// A WebSocket engine compiled into this build (features `ws-tungstenite`,
+/// `ws-fastwebsockets`). Both behave the same (one shared test suite, Autobahn clean); they
+/// differ in speed and in the code they bring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WsEngine {
+    /// tungstenite (`chinwag-ws-tungstenite`), feature `ws-tungstenite` (default).
+    #[cfg(feature = "ws-tungstenite")]
+    Tungstenite,
+    /// fastwebsockets (`chinwag-ws-fastwebsockets`), feature `ws-fastwebsockets`.
+    #[cfg(feature = "ws-fastwebsockets")]
+    FastWebSockets,
+}
+
+impl WsEngine {
+    /// The engines compiled in, the preferred (the builder's default) first.
+    pub const ALL: &'static [WsEngine] = &[
+        #[cfg(feature = "ws-tungstenite")]
+        WsEngine::Tungstenite,
+        #[cfg(feature = "ws-fastwebsockets")]
+        WsEngine::FastWebSockets,
+    ];
+
+    /// The builder's default: tungstenite when compiled in, else fastwebsockets; `None` when
+    /// neither feature is on (then only the TCP doors can be served).
+    pub fn preferred() -> Option<WsEngine> {
+        Self::ALL.first().copied()
+    }
+
+    /// Its name: `tungstenite` or `fastwebsockets` (what [`FromStr`](std::str::FromStr)
+    /// reads).
+    pub fn name(self) -> &'static str {
+        match self {
+            #[cfg(feature = "ws-tungstenite")]
+            WsEngine::Tungstenite => "tungstenite",
+            #[cfg(feature = "ws-fastwebsockets")]
+            WsEngine::FastWebSockets => "fastwebsockets",
+        }
+    }
+}
+
+impl fmt::Display for WsEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for WsEngine {
+    type Err = Error;
+
+    /// `tungstenite` or `fastwebsockets` (when compiled in).
+    ///
+    /// ```
+    /// # #[cfg(feature = "ws-tungstenite")] {
+    /// let e: chinwag::WsEngine = "tungstenite".parse().unwrap();
+    /// assert_eq!(e.name(), "tungstenite");
+    /// # }
+    /// assert!("netty".parse::<chinwag::WsEngine>().is_err());
+    /// ```
+    fn from_str(s: &str) -> Result<Self> {
+        WsEngine::ALL
+            .iter()
+            .copied()
+            .find(|e| e.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = WsEngine::ALL.iter().map(|e| e.name()).collect();
+                Error::Config(format!(
+                    "unknown WebSocket engine `{s}` (compiled in: {})",
+                    if names.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                ))
+            })
+    }
+}
+
+/// Where undelivered direct messages wait for their users (the hub's offline queue).
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum QueueBackend {
+    /// In memory (the default): lost when the process ends.
+    Memory,
+    /// Durable in one file on disk (redb, fsync per commit): survives restarts and kill -9.
+    /// Feature `queue-redb`. The file is created if missing; its directory must exist.
+    #[cfg(feature = "queue-redb")]
+    Redb(PathBuf),
+    /// In Redis at this URL (`redis://host:port/db`), shared by several nodes. Feature
+    /// `queue-redis`. Redis must be reachable when the server starts.
+    #[cfg(feature = "queue-redis")]
+    Redis(String),
+    /// A queue you built (any [`Queue`] implementation).
+    Custom(Arc<dyn Queue>),
+}
+
+impl fmt::Debug for QueueBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QueueBackend::Memory => f.write_str("Memory"),
+            #[cfg(feature = "queue-redb")]
+            QueueBackend::Redb(p) => f.debug_tuple("Redb").field(p).finish(),
+            #[cfg(feature = "queue-redis")]
+            QueueBackend::Redis(_) => f.write_str("Redis(..)"),
+            QueueBackend::Custom(_) => f.write_str("Custom(..)"),
+        }
+    }
+}
+
+enum Auth {
+    None,
+    Jwt(JwtConfig),
+    Custom(Arc<dyn Authenticator>),
+}
+
+enum Fallback {
+    Fixed(HttpFallback),
+    WithHub(Box<dyn FnOnce(&Hub) -> HttpFallback + Send>),
+}
+
+/// Assembles a hub server: its listeners, WebSocket engine, sign-in, sign-on policy, offline
+/// queue, limits, TLS and extra HTTP routes. Make one with [`Server::builder`], then
+/// [`start`](ServerBuilder::start) it.
+///
+/// What is served where:
+///
+/// | listener | set with | serves |
+/// |---|---|---|
+/// | HTTP/WebSocket | [`http`](Self::http) | the chat door over WebSocket at [`DEFAULT_CHAT_PATH`] (`/gotalk/`), the room door at [`DEFAULT_ROOMS_PATH`] (`/ws?room=NAME`), the JS client at [`JS_CLIENT_PATH`], and every other plain HTTP request through [`http_fallback`](Self::http_fallback) (404 without one) |
+/// | chat over TCP | [`chat_tcp`](Self::chat_tcp) | the chat door (gotalk over TCP) |
+/// | tok over TCP | [`tok_tcp`](Self::tok_tcp) | the tok-style door (`u32` length-prefixed frames, the first is the token) |
+///
+/// With `tls` (feature `tls`) every listener serves TLS (`wss://`, `https://`).
+///
+/// Defaults: no listener (set at least one), the preferred [`WsEngine`],
+/// [`WsConfig::default`] (its Origin policy lets browsers of the same host and non-browser
+/// clients in), no sign-in (set one, or enable anonymous connections in the
+/// [`HubConfig`]), [`HubConfig::default`] (sign-on [`SignOn::Single`], the limits of
+/// [`HubLimits::default`]), the memory queue with [`QueueConfig::default`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use chinwag::{Server, hub::{HubLimits, SignOn}};
+///
+/// # #[tokio::main] async fn main() -> chinwag::Result<()> {
+/// let server = Server::builder()
+///     .http("127.0.0.1:8080".parse()?)
+///     .chat_tcp("127.0.0.1:4100".parse()?)
+///     .tok_tcp("127.0.0.1:4200".parse()?)
+///     .jwt_secret("a long random secret that signs the tokens")
+///     .sign_on(SignOn::PerDevice)
+///     .limits(HubLimits::default().with_max_connections(50_000))
+///     .start()
+///     .await?;
+/// println!("chat at {}", server.chat_url().unwrap());
+/// server.shutdown(Duration::from_secs(5)).await;
+/// # Ok(()) }
+/// ```
+#[must_use = "a builder does nothing until started"]
+pub struct ServerBuilder {
+    http: Option<SocketAddr>,
+    chat_path: String,
+    rooms_path: Option<String>,
+    rooms_password_in_query: bool,
+    chat_tcp: Option<SocketAddr>,
+    tok_tcp: Option<SocketAddr>,
+    engine: Option<WsEngine>,
+    ws: WsConfig,
+    tcp: TcpConfig,
+    auth: Auth,
+    hub: HubConfig,
+    queue: QueueBackend,
+    queue_config: QueueConfig,
+    app: Option<Arc<dyn App>>,
+    directory: Option<Arc<dyn Directory>>,
+    rpc: RpcConfig,
+    sessions: Option<ServerConfig>,
+    tok_bye: Option<ByeFn>,
+    fallback: Option<Fallback>,
+    js_client: bool,
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        ServerBuilder {
+            http: None,
+            chat_path: DEFAULT_CHAT_PATH.to_owned(),
+            rooms_path: Some(DEFAULT_ROOMS_PATH.to_owned()),
+            rooms_password_in_query: false,
+            chat_tcp: None,
+            tok_tcp: None,
+            engine: WsEngine::preferred(),
+            ws: WsConfig::default(),
+            tcp: TcpConfig::default(),
+            auth: Auth::None,
+            hub: HubConfig::default(),
+            queue: QueueBackend::Memory,
+            queue_config: QueueConfig::default(),
+            app: None,
+            directory: None,
+            rpc: RpcConfig::default(),
+            sessions: None,
+            tok_bye: None,
+            fallback: None,
+            js_client: true,
+            tls: None,
+        }
+    }
+}
+
+impl fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("http", &self.http)
+            .field("chat_path", &self.chat_path)
+            .field("rooms_path", &self.rooms_path)
+            .field("chat_tcp", &self.chat_tcp)
+            .field("tok_tcp", &self.tok_tcp)
+            .field("engine", &self.engine)
+            .field("queue", &self.queue)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerBuilder {
+    // ---- listeners --------------------------------------------------------------------------
+
+    /// The HTTP/WebSocket listener: the chat door at `/gotalk/`, the room door at `/ws`, the
+    /// JS client at `/chinwag.js`, other requests through the [`http_fallback`](Self::http_fallback).
+    /// Port 0 picks a free port ([`Server::http_addr`] tells which).
+    pub fn http(mut self, addr: SocketAddr) -> Self {
+        self.http = Some(addr);
+        self
+    }
+
+    /// The path of the chat door on the HTTP listener (exact match). Default `/gotalk/`.
+    pub fn chat_path(mut self, path: impl Into<String>) -> Self {
+        self.chat_path = path.into();
+        self
+    }
+
+    /// The path of the room door on the HTTP listener (exact match; the room is the `room`
+    /// query parameter), or `None` for no room door. Default `/ws`.
+    pub fn rooms_path(mut self, path: Option<&str>) -> Self {
+        self.rooms_path = path.map(str::to_owned);
+        self
+    }
+
+    /// Whether the room door also takes a room's password from the `password` query parameter
+    /// (besides the `X-Room-Password` header). Off by default: URLs end up in logs.
+    pub fn rooms_password_in_query(mut self, on: bool) -> Self {
+        self.rooms_password_in_query = on;
+        self
+    }
+
+    /// A TCP listener for the chat door (gotalk over TCP: Go gotalk clients, `chinwag-rpc`).
+    pub fn chat_tcp(mut self, addr: SocketAddr) -> Self {
+        self.chat_tcp = Some(addr);
+        self
+    }
+
+    /// A TCP listener for the tok-style door (length-prefixed frames; the first is the token,
+    /// later ones go to [`App::on_receive`](crate::hub::App::on_receive)).
+    pub fn tok_tcp(mut self, addr: SocketAddr) -> Self {
+        self.tok_tcp = Some(addr);
+        self
+    }
+
+    /// The goodbye frame the tok door sends before the hub closes a connection (none by
+    /// default: TCP has no close codes).
+    pub fn tok_bye(mut self, bye: ByeFn) -> Self {
+        self.tok_bye = Some(bye);
+        self
+    }
+
+    /// Settings of the TCP listeners (backlog, `TCP_NODELAY`, connection budget).
+    pub fn tcp_config(mut self, config: TcpConfig) -> Self {
+        self.tcp = config;
+        self
+    }
+
+    // ---- WebSocket --------------------------------------------------------------------------
+
+    /// The WebSocket engine of the HTTP listener. Default [`WsEngine::preferred`].
+    pub fn engine(mut self, engine: WsEngine) -> Self {
+        self.engine = Some(engine);
+        self
+    }
+
+    /// WebSocket settings of the HTTP listener: limits, keepalive, the Origin policy, the
+    /// connection budget (shared by both doors on the port). Default [`WsConfig::default`].
+    pub fn ws_config(mut self, config: WsConfig) -> Self {
+        self.ws = config;
+        self
+    }
+
+    /// Answers the plain HTTP requests of the HTTP listener (pages, `/metrics`, health
+    /// checks). It runs on the connection's task: answer quickly, from prepared bytes.
+    /// Returning `None` falls through to the JS client (if on) and then 404.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use chinwag::http::{self, HttpFallback};
+    ///
+    /// let routes: HttpFallback = Arc::new(|req| match req.uri().path() {
+    ///     "/healthz" => Some(http::text(200, "ok\n")),
+    ///     _ => None,
+    /// });
+    /// let builder = chinwag::Server::builder().http_fallback(routes);
+    /// ```
+    pub fn http_fallback(mut self, fallback: HttpFallback) -> Self {
+        self.fallback = Some(Fallback::Fixed(fallback));
+        self
+    }
+
+    /// Like [`http_fallback`](Self::http_fallback), made once the hub exists — for routes
+    /// that need it (`/readyz` asking [`Hub::is_stopping`], a page showing who is online).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use chinwag::http::{self, HttpFallback};
+    ///
+    /// let builder = chinwag::Server::builder().http_fallback_with(|hub| {
+    ///     let hub = hub.clone();
+    ///     let f: HttpFallback = Arc::new(move |req| {
+    ///         (req.uri().path() == "/readyz").then(|| match hub.is_stopping() {
+    ///             false => http::text(200, "ready\n"),
+    ///             true => http::text(503, "stopping\n"),
+    ///         })
+    ///     });
+    ///     f
+    /// });
+    /// ```
+    pub fn http_fallback_with(
+        mut self,
+        make: impl FnOnce(&Hub) -> HttpFallback + Send + 'static,
+    ) -> Self {
+        self.fallback = Some(Fallback::WithHub(Box::new(make)));
+        self
+    }
+
+    /// Whether the HTTP listener serves the JavaScript client (`chinwag.js`, with ETag and
+    /// gzip) at [`JS_CLIENT_PATH`] when the fallback does not answer that path. Default on.
+    pub fn js_client(mut self, on: bool) -> Self {
+        self.js_client = on;
+        self
+    }
+
+    /// TLS for every listener (`wss://` and `https://` on the HTTP listener, TLS on the TCP
+    /// doors). Build the config with [`tls::server_config`](crate::tls::server_config) from
+    /// PEM, or by hand with rustls. Feature `tls`.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    // ---- sign-in and the hub ----------------------------------------------------------------
+
+    /// Sign-in with HS256 JWTs signed with `secret` (`sub` is the user, `device` the device;
+    /// see `chinwag::hub::auth`). Replaces any other sign-in set before.
+    pub fn jwt_secret(self, secret: impl AsRef<[u8]>) -> Self {
+        self.jwt(JwtConfig::new(JwtKey::hs256(secret)))
+    }
+
+    /// Sign-in with JWTs under `config` (any key: HS*, RS256, ES256, Ed25519; issuer,
+    /// audience, leeway). Replaces any other sign-in set before.
+    pub fn jwt(mut self, config: JwtConfig) -> Self {
+        self.auth = Auth::Jwt(config);
+        self
+    }
+
+    /// Sign-in by your own [`Authenticator`]. Replaces any other sign-in set before.
+    pub fn authenticator(mut self, authenticator: Arc<dyn Authenticator>) -> Self {
+        self.auth = Auth::Custom(authenticator);
+        self
+    }
+
+    /// The hub's whole configuration (replaces what [`sign_on`](Self::sign_on),
+    /// [`limits`](Self::limits) and [`anonymous`](Self::anonymous) set before; call them after
+    /// it to change its fields).
+    pub fn config(mut self, config: HubConfig) -> Self {
+        self.hub = config;
+        self
+    }
+
+    /// The sign-on policy: one connection per user ([`SignOn::Single`], the default; a new
+    /// sign-on replaces the old, which gets a `bye`), per device, or up to N.
+    pub fn sign_on(mut self, policy: SignOn) -> Self {
+        self.hub.sign_on = policy;
+        self
+    }
+
+    /// The hub's limits ([`HubLimits::default`] unless set).
+    pub fn limits(mut self, limits: HubLimits) -> Self {
+        self.hub.limits = limits;
+        self
+    }
+
+    /// Lets connections without a token in, each as a new user `anon-<random>` (off by
+    /// default).
+    pub fn anonymous(mut self, on: bool) -> Self {
+        self.hub.anonymous = on;
+        self
+    }
+
+    /// The application's hooks (before-receive, before-send, after-send, close, tok frames).
+    pub fn app(mut self, app: Arc<dyn App>) -> Self {
+        self.app = Some(app);
+        self
+    }
+
+    /// Where users are connected (default: this process only; a cluster sets its own).
+    pub fn directory(mut self, directory: Arc<dyn Directory>) -> Self {
+        self.directory = Some(directory);
+        self
+    }
+
+    /// RPC settings of the chat door (request limits, heartbeats, the send queue).
+    pub fn rpc_config(mut self, config: RpcConfig) -> Self {
+        self.rpc = config;
+        self
+    }
+
+    /// Server and session settings of the room and tok doors (send queue size and overflow
+    /// policy, admission bounds), and the admission bounds of the chat door.
+    pub fn session_config(mut self, config: ServerConfig) -> Self {
+        self.sessions = Some(config);
+        self
+    }
+
+    // ---- offline queue ----------------------------------------------------------------------
+
+    /// The offline queue's backend (default [`QueueBackend::Memory`]).
+    pub fn queue_backend(mut self, backend: QueueBackend) -> Self {
+        self.queue = backend;
+        self
+    }
+
+    /// A queue you built.
+    pub fn queue(self, queue: Arc<dyn Queue>) -> Self {
+        self.queue_backend(QueueBackend::Custom(queue))
+    }
+
+    /// The durable queue in the redb file at `path` (created if missing; its directory must
+    /// exist). Feature `queue-redb`.
+    #[cfg(feature = "queue-redb")]
+    pub fn redb_queue(self, path: impl Into<PathBuf>) -> Self {
+        self.queue_backend(QueueBackend::Redb(path.into()))
+    }
+
+    /// The Redis queue at `url` (`redis://host:port/db`). Feature `queue-redis`.
+    #[cfg(feature = "queue-redis")]
+    pub fn redis_queue(self, url: impl Into<String>) -> Self {
+        self.queue_backend(QueueBackend::Redis(url.into()))
+    }
+
+    /// Bounds of the memory, redb and Redis queues (entries and bytes per user and in total,
+    /// overflow policy). Default [`QueueConfig::default`]. A [`queue`](Self::queue) you built
+    /// keeps its own.
+    pub fn queue_config(mut self, config: QueueConfig) -> Self {
+        self.queue_config = config;
+        self
+    }
+
+    // ---- start ------------------------------------------------------------------------------
+
+    /// Opens the queue, builds the hub, binds the listeners and starts the doors. Call it
+    /// inside a Tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when no listener is set, nobody could sign in (no sign-in and no
+    /// anonymous connections), or the HTTP listener is set without a WebSocket engine;
+    /// [`Error::Queue`] when the queue cannot be opened; [`Error::Bind`] when a listener
+    /// cannot be bound (what was started already is stopped again).
+    pub async fn start(self) -> Result<Server> {
+        if self.http.is_none() && self.chat_tcp.is_none() && self.tok_tcp.is_none() {
+            return Err(Error::Config(
+                "no listener: set at least one of http, chat_tcp, tok_tcp".into(),
+            ));
+        }
+        if matches!(self.auth, Auth::None) && !self.hub.anonymous {
+            return Err(Error::Config(
+                "nobody could sign in: set jwt_secret, jwt or authenticator, or allow anonymous \
+                 connections"
+                    .into(),
+            ));
+        }
+        let engine = match (self.http, self.engine) {
+            (Some(_), None) => {
+                return Err(Error::Config(
+                    "the HTTP listener needs a WebSocket engine: enable the ws-tungstenite or \
+                     ws-fastwebsockets feature"
+                        .into(),
+                ));
+            }
+            (_, e) => e,
+        };
+        if self.rooms_path.as_deref() == Some(self.chat_path.as_str()) {
+            return Err(Error::Config(format!(
+                "the chat and room doors cannot share the path {}",
+                self.chat_path
+            )));
+        }
+        let queue = open_queue(self.queue, self.queue_config).await?;
+
+        let mut hub = Hub::builder().config(self.hub).queue(queue);
+        match self.auth {
+            Auth::None => {}
+            Auth::Jwt(cfg) => hub = hub.authenticator(Arc::new(JwtAuthenticator::new(cfg))),
+            Auth::Custom(a) => hub = hub.authenticator(a),
+        }
+        if let Some(app) = self.app {
+            hub = hub.app(app);
+        }
+        if let Some(d) = self.directory {
+            hub = hub.directory(d);
+        }
+        let hub = hub.build();
+
+        let sessions = self.sessions.unwrap_or_default();
+        let chat = ChatDoor::new(hub.clone())
+            .with_rpc_config(self.rpc)
+            .with_server_config(sessions.clone());
+        let rooms = RoomsDoor::new(hub.clone())
+            .with_server_config(sessions.clone())
+            .with_password_in_query(self.rooms_password_in_query);
+        let mut tok = TokDoor::new(hub.clone()).with_server_config(sessions);
+        if let Some(bye) = self.tok_bye {
+            tok = tok.with_bye(bye);
+        }
+
+        let tls = self.tls;
+        let mut server = Server {
+            hub: hub.clone(),
+            doors: Vec::new(),
+            http: None,
+            chat_tcp: None,
+            tok: None,
+            engine: None,
+            chat_path: self.chat_path.clone(),
+            rooms_path: self.rooms_path.clone(),
+            tls: tls.is_some(),
+        };
+        let started = async {
+            if let (Some(addr), Some(engine)) = (self.http, engine) {
+                let fallback = compose_fallback(
+                    self.fallback.map(|f| match f {
+                        Fallback::Fixed(f) => f,
+                        Fallback::WithHub(make) => make(&hub),
+                    }),
+                    self.js_client,
+                );
+                let mut paths = vec![self.chat_path.as_str()];
+                paths.extend(self.rooms_path.as_deref());
+                let http = HttpParts {
+                    addr,
+                    paths: &paths,
+                    ws: self.ws,
+                    tls: tls.clone(),
+                    fallback,
+                    chat: &chat,
+                    rooms: &rooms,
+                };
+                let (local, doors) = http.serve_with(engine).await?;
+                server.http = Some(local);
+                server.engine = Some(engine);
+                server.doors.extend(doors);
+            }
+            if let Some(addr) = self.chat_tcp {
+                let door = serve_tcp(addr, "chat-tcp", &self.tcp, tls.as_ref(), &chat)?;
+                server.chat_tcp = door_addr(&door);
+                server.doors.push(door);
+            }
+            if let Some(addr) = self.tok_tcp {
+                let door = serve_tcp(addr, "tok", &self.tcp, tls.as_ref(), &tok)?;
+                server.tok = door_addr(&door);
+                server.doors.push(door);
+            }
+            Ok::<(), Error>(())
+        }
+        .await;
+        match started {
+            Ok(()) => {
+                tracing::info!(
+                    http = ?server.http,
+                    chat_tcp = ?server.chat_tcp,
+                    tok = ?server.tok,
+                    engine = ?server.engine.map(WsEngine::name),
+                    tls = server.tls,
+                    "chinwag hub server started"
+                );
+                Ok(server)
+            }
+            Err(e) => {
+                // Nothing is connected yet: stop what was started without waiting.
+                server.shutdown(Duration::ZERO).await;
+                Err(e)
+            }
+        }
+    }
+}
+
+async fn open_queue(backend: QueueBackend, config: QueueConfig) -> Result<Arc<dyn Queue>> {
+    Ok(match backend {
+        QueueBackend::Memory => Arc::new(MemoryQueue::new(config)),
+        #[cfg(feature = "queue-redb")]
+        QueueBackend::Redb(path) => {
+            // Opening reads (and after a crash repairs) the file: off the runtime's threads.
+            let q = tokio::task::spawn_blocking(move || {
+                crate::queue::redb::RedbQueue::open(path, config)
+            })
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+            Arc::new(q)
+        }
+        #[cfg(feature = "queue-redis")]
+        QueueBackend::Redis(url) => {
+            Arc::new(crate::queue::redis::RedisQueue::connect(&url, config).await?)
+        }
+        QueueBackend::Custom(q) => q,
+    })
+}
+
+/// The user's routes first, then the JS client.
+fn compose_fallback(user: Option<HttpFallback>, js_client: bool) -> Option<HttpFallback> {
+    if !js_client {
+        return user;
+    }
+    let js = Arc::new(StaticAsset::new(
+        CHINWAG_JS,
+        "text/javascript; charset=utf-8",
+    ));
+    Some(Arc::new(move |req| {
+        if let Some(resp) = user.as_ref().and_then(|f| f(req)) {
+            return Some(resp);
+        }
+        (req.uri().path() == JS_CLIENT_PATH).then(|| js.respond(req))
+    }))
+}
+
+struct HttpParts<'a> {
+    addr: SocketAddr,
+    paths: &'a [&'a str],
+    ws: WsConfig,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    fallback: Option<HttpFallback>,
+    chat: &'a ChatDoor,
+    rooms: &'a RoomsDoor,
+}
+
+impl HttpParts<'_> {
+    async fn serve_with(self, engine: WsEngine) -> Result<(SocketAddr, Vec<DoorHandle>)> {
+        match engine {
+            #[cfg(feature = "ws-tungstenite")]
+            WsEngine::Tungstenite => self.serve::<crate::ws::tungstenite::Tungstenite>().await,
+            #[cfg(feature = "ws-fastwebsockets")]
+            WsEngine::FastWebSockets => {
+                self.serve::<crate::ws::fastwebsockets::FastWebSockets>()
+                    .await
+            }
+        }
+    }
+
+    #[cfg_attr(
+        not(any(feature = "ws-tungstenite", feature = "ws-fastwebsockets")),
+        allow(dead_code)
+    )]
+    async fn serve<E: Engine>(self) -> Result<(SocketAddr, Vec<DoorHandle>)> {
+        let mut acceptors =
+            WsAcceptor::<E>::bind_routes(self.addr, self.paths, self.ws, self.tls, self.fallback)
+                .await
+                .map_err(|source| Error::Bind {
+                    what: "http",
+                    addr: self.addr,
+                    source,
+                })?
+                .into_iter();
+        let chat = acceptors
+            .next()
+            .ok_or_else(|| Error::Config("no acceptor for the chat path".into()))?;
+        let local = chat.local_addr();
+        let mut doors = vec![self.chat.serve(chat)];
+        if let Some(rooms) = acceptors.next() {
+            doors.push(self.rooms.serve(rooms));
+        }
+        Ok((local, doors))
+    }
+}
+
+/// The doors a TCP listener can serve (generic over the acceptor: TCP or TLS).
+trait ServeDoor {
+    fn serve_on<A: crate::transport::Acceptor>(&self, acceptor: A) -> DoorHandle;
+}
+
+impl ServeDoor for ChatDoor {
+    fn serve_on<A: crate::transport::Acceptor>(&self, acceptor: A) -> DoorHandle {
+        self.serve(acceptor)
+    }
+}
+
+impl ServeDoor for TokDoor {
+    fn serve_on<A: crate::transport::Acceptor>(&self, acceptor: A) -> DoorHandle {
+        self.serve(acceptor)
+    }
+}
+
+fn serve_tcp(
+    addr: SocketAddr,
+    what: &'static str,
+    tcp: &TcpConfig,
+    tls: Option<&Arc<rustls::ServerConfig>>,
+    door: &impl ServeDoor,
+) -> Result<DoorHandle> {
+    let bind_err = |e: TransportError| match e {
+        TransportError::Io(source) => Error::Bind { what, addr, source },
+        other => Error::Transport(other),
+    };
+    Ok(match tls {
+        Some(cfg) => {
+            use crate::transport::tls::{TlsAcceptor, TlsConfig, TlsServerConfig};
+            let server = TlsServerConfig::from_rustls(cfg.clone());
+            let config = TlsConfig::default().with_tcp(tcp.clone());
+            door.serve_on(TlsAcceptor::bind(addr, server, config).map_err(bind_err)?)
+        }
+        None => door.serve_on(TcpAcceptor::bind(addr, tcp.clone()).map_err(bind_err)?),
+    })
+}
+
+fn door_addr(door: &DoorHandle) -> Option<SocketAddr> {
+    match door.local_addr() {
+        Some(PeerAddr::Ip(a)) => Some(*a),
+        _ => None,
+    }
+}
+
+/// A running hub server: its [`Hub`] (send to users, publish to rooms, ask who is online), the
+/// addresses its doors listen on, and its graceful [`shutdown`](Server::shutdown).
+///
+/// Dropping it does not stop the doors: call [`shutdown`](Server::shutdown).
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use chinwag::hub::{Body, SendOptions};
+///
+/// # async fn f() -> chinwag::Result<()> {
+/// let server = chinwag::Server::builder()
+///     .chat_tcp("127.0.0.1:4100".parse()?)
+///     .jwt_secret("a long random secret that signs the tokens")
+///     .start()
+///     .await?;
+/// let hub = server.hub();
+/// hub.send("bob", Body::text("hello"), SendOptions::default().with_ttl(Duration::from_secs(3600)))
+///     .await?;
+/// println!("{} users online", hub.online_users().await?);
+/// let summary = server.shutdown(Duration::from_secs(5)).await;
+/// assert_eq!(summary.connections_left, 0);
+/// # Ok(()) }
+/// ```
+pub struct Server {
+    hub: Hub,
+    doors: Vec<DoorHandle>,
+    http: Option<SocketAddr>,
+    chat_tcp: Option<SocketAddr>,
+    tok: Option<SocketAddr>,
+    engine: Option<WsEngine>,
+    chat_path: String,
+    rooms_path: Option<String>,
+    tls: bool,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("http", &self.http)
+            .field("chat_tcp", &self.chat_tcp)
+            .field("tok", &self.tok)
+            .field("engine", &self.engine)
+            .field("tls", &self.tls)
+            .field("hub", &self.hub)
+            .finish()
+    }
+}
+
+/// What a [`Server::shutdown`] left behind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownSummary {
+    /// Signed-on connections still open when the hub's part of the deadline ran out.
+    pub connections_left: usize,
+    /// Sessions (signed on or not) the doors had open when they began to stop.
+    pub sessions: usize,
+    /// Of those, sessions whose send queues were not fully written before the deadline.
+    pub undrained: usize,
+}
+
+impl Server {
+    /// A builder with the defaults listed at [`ServerBuilder`].
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// The hub: send to users, publish to rooms, kick, ask who is online.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// The address of the HTTP/WebSocket listener (after binding port 0, the real port).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http
+    }
+
+    /// The URL of the chat door over WebSocket (`ws://ADDR/gotalk/`, `wss://` with TLS).
+    pub fn chat_url(&self) -> Option<String> {
+        let scheme = if self.tls { "wss" } else { "ws" };
+        self.http
+            .map(|a| format!("{scheme}://{a}{}", self.chat_path))
+    }
+
+    /// The URL of the room door (`ws://ADDR/ws`; add `?room=NAME`), when it is on.
+    pub fn rooms_url(&self) -> Option<String> {
+        let scheme = if self.tls { "wss" } else { "ws" };
+        let path = self.rooms_path.as_deref()?;
+        self.http.map(|a| format!("{scheme}://{a}{path}"))
+    }
+
+    /// The address of the chat door over TCP.
+    pub fn chat_tcp_addr(&self) -> Option<SocketAddr> {
+        self.chat_tcp
+    }
+
+    /// The address of the tok-style door.
+    pub fn tok_addr(&self) -> Option<SocketAddr> {
+        self.tok
+    }
+
+    /// The WebSocket engine of the HTTP listener.
+    pub fn engine(&self) -> Option<WsEngine> {
+        self.engine
+    }
+
+    /// The running doors (`chat` over WebSocket and over TCP, `rooms`, `tok`), each with its
+    /// address.
+    pub fn doors(&self) -> &[DoorHandle] {
+        &self.doors
+    }
+
+    /// Graceful shutdown within `deadline`: the hub refuses new sign-ons and closes every
+    /// connection with 1001 (each gets what was queued for it first, then its door's
+    /// goodbye; unacknowledged direct messages stay in the offline queue, so a durable queue
+    /// delivers them after a restart); then the doors stop accepting, close what is left
+    /// (1001) and wait for their sessions. Safe to call more than once.
+    pub async fn shutdown(&self, deadline: Duration) -> ShutdownSummary {
+        let until = Instant::now() + deadline;
+        let connections_left = self.hub.shutdown(deadline).await;
+        let left = until.saturating_duration_since(Instant::now());
+        let reports =
+            futures_util::future::join_all(self.doors.iter().map(|d| d.shutdown(left))).await;
+        let mut summary = ShutdownSummary {
+            connections_left,
+            ..ShutdownSummary::default()
+        };
+        for r in reports {
+            summary.sessions += r.sessions;
+            summary.undrained += r.undrained;
+        }
+        tracing::info!(?summary, "chinwag hub server stopped");
+        summary
+    }
+}

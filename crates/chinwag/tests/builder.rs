@@ -1,0 +1,460 @@
+//! The builder on loopback: every door answers, the HTTP routes are served next to the
+//! WebSocket paths, shutdown closes with 1001 and keeps what was not delivered, setup errors are
+//! clear. Real sockets, both engines; no sleeps (every wait is bounded by `DEADLINE`).
+//!
+//! The crate's dev-dependency on itself turns on the features these tests use; a copy built
+//! without them (from the packaged crate, which drops that path-only dependency) skips them.
+#![cfg(all(
+    feature = "ws-fastwebsockets",
+    feature = "queue-redb",
+    feature = "queue-redis",
+    feature = "tls"
+))]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chinwag::hub::auth::JwtIssuer;
+use chinwag::hub::{Body, HubLimits, SendOptions, SignOn};
+use chinwag::rpc::{Disconnect, Handlers, Peer, RpcConfig};
+use chinwag::session::CloseCause;
+use chinwag::transport::{Frame, FrameRead, FrameWrite, Transport};
+use chinwag::ws::{ConnectOptions, Engine, OriginPolicy, WsConfig};
+use chinwag::{Server, ServerBuilder, WsEngine, http};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+const SECRET: &[u8] = b"the facade tests' HS256 secret, long enough";
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn token(user: &str) -> String {
+    JwtIssuer::hs256(SECRET).issue(user, Some("d"), Duration::from_secs(3600))
+}
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// All three listeners on loopback, no rate limits (loopback load must not trip them).
+fn builder(engine: WsEngine) -> ServerBuilder {
+    let routes: http::HttpFallback = Arc::new(|req| match req.uri().path() {
+        "/healthz" => Some(http::text(200, "ok\n")),
+        _ => None,
+    });
+    Server::builder()
+        .http(loopback())
+        .chat_tcp(loopback())
+        .tok_tcp(loopback())
+        .engine(engine)
+        .ws_config(WsConfig::default().with_origin(OriginPolicy::any()))
+        .jwt_secret(SECRET)
+        .sign_on(SignOn::PerDevice)
+        .limits(
+            HubLimits::default()
+                .with_connection_rate(None)
+                .with_message_rate(None),
+        )
+        .http_fallback(routes)
+}
+
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(DEADLINE, f)
+        .await
+        .unwrap_or_else(|_| panic!("not within {DEADLINE:?}: {what}"))
+}
+
+/// A chat-protocol client whose notifications arrive on a channel.
+struct Chat {
+    peer: Peer,
+    notes: mpsc::UnboundedReceiver<(String, Value)>,
+}
+
+impl Chat {
+    fn over(t: impl Transport) -> Chat {
+        let (tx, notes) = mpsc::unbounded_channel();
+        let mut h = Handlers::new();
+        for name in ["message", "room", "presence", "bye"] {
+            let tx = tx.clone();
+            h.handle_notification(name, move |_peer, payload| {
+                let tx = tx.clone();
+                async move {
+                    let v: Value = serde_json::from_slice(&payload).unwrap();
+                    let _ = tx.send((name.to_owned(), v));
+                }
+            });
+        }
+        Chat {
+            peer: chinwag::rpc::connect(t, Arc::new(h), RpcConfig::client()),
+            notes,
+        }
+    }
+
+    async fn ws<E: Engine>(url: &str, token: &str) -> Chat {
+        let opts =
+            ConnectOptions::default().with_header("authorization", format!("Bearer {token}"));
+        let t = within(
+            "WebSocket connect",
+            chinwag::ws::connect_with::<E>(url, &WsConfig::default(), &opts),
+        )
+        .await
+        .expect("WebSocket connect");
+        Chat::over(t)
+    }
+
+    async fn req(&self, op: &str, body: Value) -> Value {
+        within(op, self.peer.request::<_, Value>(op, &body))
+            .await
+            .unwrap_or_else(|e| panic!("{op}: {e}"))
+    }
+
+    async fn note(&mut self, name: &str) -> Value {
+        loop {
+            let (n, v) = within(name, self.notes.recv())
+                .await
+                .expect("connection open");
+            if n == name {
+                return v;
+            }
+        }
+    }
+
+    async fn close_code(&self) -> Option<u16> {
+        match within("close", self.peer.closed()).await {
+            Disconnect::Session(CloseCause::Peer(Some(r))) => Some(r.code.0),
+            _ => None,
+        }
+    }
+}
+
+/// A plain HTTP/1.1 GET; the status and body.
+async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    within(&format!("GET {path}"), async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let status = text[9..12].parse().unwrap();
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    })
+    .await
+}
+
+/// One length-prefixed tok frame.
+async fn tok_write(s: &mut tokio::net::TcpStream, payload: &[u8]) {
+    s.write_all(&(payload.len() as u32).to_be_bytes())
+        .await
+        .unwrap();
+    s.write_all(payload).await.unwrap();
+}
+
+async fn tok_read(s: &mut tokio::net::TcpStream) -> Vec<u8> {
+    within("a tok frame", async {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).await.unwrap();
+        let mut b = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut b).await.unwrap();
+        b
+    })
+    .await
+}
+
+async fn every_door_answers<E: Engine>(engine: WsEngine) {
+    let server = builder(engine).start().await.expect("server starts");
+    assert_eq!(server.engine(), Some(engine));
+    assert_eq!(server.doors().len(), 4, "{:?}", server.doors());
+    let http_addr = server.http_addr().unwrap();
+    let hub = server.hub().clone();
+
+    // Chat over WebSocket at /gotalk/.
+    let chat_url = server.chat_url().unwrap();
+    assert_eq!(chat_url, format!("ws://{http_addr}/gotalk/"));
+    let mut ws = Chat::ws::<E>(&chat_url, &token("alice")).await;
+    assert_eq!(ws.req("whoami", json!({})).await["user"], "alice");
+
+    // Chat over TCP, signing in with `auth`.
+    let t = within(
+        "TCP connect",
+        chinwag::transport::tcp::connect(server.chat_tcp_addr().unwrap(), &Default::default()),
+    )
+    .await
+    .unwrap();
+    let mut tcp = Chat::over(t);
+    tcp.req("auth", json!({ "token": token("bob") })).await;
+    assert_eq!(tcp.req("whoami", json!({})).await["user"], "bob");
+
+    // A direct message between them.
+    tcp.req("send", json!({ "to": "alice", "body": "hi alice" }))
+        .await;
+    assert_eq!(ws.note("message").await["body"], "hi alice");
+
+    // The room door at /ws: a publish of the hub reaches the raw member.
+    let rooms_url = format!("{}?room=lobby", server.rooms_url().unwrap());
+    let opts = ConnectOptions::default()
+        .with_header("authorization", format!("Bearer {}", token("carol")));
+    let (mut raw, mut raw_w) = within(
+        "rooms connect",
+        chinwag::ws::connect_with::<E>(&rooms_url, &WsConfig::default(), &opts),
+    )
+    .await
+    .expect("room door connect")
+    .split();
+    hub.publish("lobby", Body::text("hello room")).unwrap();
+    assert_eq!(
+        within("room message", raw.read_frame()).await.unwrap(),
+        Some(Frame::Text("hello room".into()))
+    );
+    // ... and what the raw member sends is published to the room (the chat client joins it).
+    ws.req("join", json!({ "room": "lobby" })).await;
+    raw_w.send(Frame::Text("from carol".into())).await.unwrap();
+    let room_note = ws.note("room").await;
+    assert_eq!(room_note["body"], "from carol", "{room_note}");
+
+    // The tok door: the first frame is the token; a direct message arrives as its body (queued
+    // first if the sign-on is not done yet: the replay delivers it).
+    let mut tok = within(
+        "tok connect",
+        tokio::net::TcpStream::connect(server.tok_addr().unwrap()),
+    )
+    .await
+    .unwrap();
+    tok_write(&mut tok, token("dave").as_bytes()).await;
+    hub.send("dave", Body::text("hello dave"), SendOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(tok_read(&mut tok).await, b"hello dave");
+
+    // Plain HTTP on the same port: the fallback, the JS client, 404.
+    assert_eq!(get(http_addr, "/healthz").await, (200, "ok\n".to_owned()));
+    let (status, js) = get(http_addr, chinwag::JS_CLIENT_PATH).await;
+    assert_eq!(status, 200);
+    assert_eq!(js, chinwag::rpc::CHINWAG_JS);
+    assert_eq!(get(http_addr, "/nothing-here").await.0, 404);
+
+    // Shutdown: 1001 with a bye for the chat clients; the raw member gets a close frame. (It
+    // reads meanwhile, as a client does: the close handshake needs its answer.)
+    let raw_closed = tokio::spawn(async move {
+        // its own publish came back to it first
+        while let Some(f) = raw.read_frame().await.unwrap() {
+            assert_eq!(f, Frame::Text("from carol".into()));
+        }
+        raw.close_reason().map(|r| r.code.0)
+    });
+    let summary = within("shutdown", server.shutdown(DEADLINE)).await;
+    assert_eq!(summary.connections_left, 0, "{summary:?}");
+    for c in [&mut ws, &mut tcp] {
+        assert_eq!(c.note("bye").await["code"], 1001);
+    }
+    assert_eq!(ws.close_code().await, Some(1001));
+    tcp.close_code().await;
+    assert_eq!(within("room close", raw_closed).await.unwrap(), Some(1001));
+    // The tok client's socket is closed.
+    let mut rest = Vec::new();
+    within("tok close", tok.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    // Nothing listens any more.
+    assert!(
+        tokio::net::TcpStream::connect(server.chat_tcp_addr().unwrap())
+            .await
+            .is_err()
+    );
+}
+
+#[cfg(feature = "ws-tungstenite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_door_answers_on_tungstenite() {
+    every_door_answers::<chinwag::ws::tungstenite::Tungstenite>(WsEngine::Tungstenite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_door_answers_on_fastwebsockets() {
+    every_door_answers::<chinwag::ws::fastwebsockets::FastWebSockets>(WsEngine::FastWebSockets)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undelivered_messages_survive_a_restart_on_redb() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("offline.redb");
+    let start = || {
+        Server::builder()
+            .chat_tcp(loopback())
+            .jwt_secret(SECRET)
+            .redb_queue(&path)
+            .start()
+    };
+    let server = start().await.expect("first start");
+    let report = server
+        .hub()
+        .send(
+            "erin",
+            Body::text("while you were away"),
+            SendOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(report.queued);
+    server.shutdown(DEADLINE).await;
+    drop(server);
+
+    let server = start().await.expect("second start on the same file");
+    let t = chinwag::transport::tcp::connect(server.chat_tcp_addr().unwrap(), &Default::default())
+        .await
+        .unwrap();
+    let mut erin = Chat::over(t);
+    erin.req("auth", json!({ "token": token("erin") })).await;
+    assert_eq!(erin.note("message").await["body"], "while you were away");
+    server.shutdown(DEADLINE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_queue_keeps_messages_for_offline_users() {
+    let redis = chinwag_queue_redis::test_server::RedisServer::start();
+    let server = Server::builder()
+        .chat_tcp(loopback())
+        .jwt_secret(SECRET)
+        .redis_queue(redis.url())
+        .start()
+        .await
+        .expect("starts on Redis");
+    let report = server
+        .hub()
+        .send(
+            "gina",
+            Body::text("queued in redis"),
+            SendOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(report.queued);
+    assert_eq!(server.hub().queue().len("gina").await.unwrap(), 1);
+    let t = chinwag::transport::tcp::connect(server.chat_tcp_addr().unwrap(), &Default::default())
+        .await
+        .unwrap();
+    let mut gina = Chat::over(t);
+    gina.req("auth", json!({ "token": token("gina") })).await;
+    let m = gina.note("message").await;
+    assert_eq!(m["body"], "queued in redis");
+    server.shutdown(DEADLINE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_fallback_can_use_the_hub() {
+    let server = Server::builder()
+        .http(loopback())
+        .anonymous(true)
+        .js_client(false)
+        .rooms_path(None)
+        .http_fallback_with(|hub| {
+            let hub = hub.clone();
+            Arc::new(move |req| {
+                (req.uri().path() == "/readyz").then(|| match hub.is_stopping() {
+                    false => http::text(200, "ready\n"),
+                    true => http::text(503, "stopping\n"),
+                })
+            })
+        })
+        .start()
+        .await
+        .unwrap();
+    let addr = server.http_addr().unwrap();
+    assert_eq!(server.doors().len(), 1, "no room door");
+    assert_eq!(server.rooms_url(), None);
+    assert_eq!(get(addr, "/readyz").await, (200, "ready\n".to_owned()));
+    assert_eq!(
+        get(addr, chinwag::JS_CLIENT_PATH).await.0,
+        404,
+        "JS client off"
+    );
+    server.hub().shutdown(DEADLINE).await;
+    assert_eq!(get(addr, "/readyz").await.0, 503);
+    server.shutdown(DEADLINE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_serves_every_listener() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let tls = chinwag::tls::server_config(
+        cert.cert.pem().as_bytes(),
+        cert.signing_key.serialize_pem().as_bytes(),
+    )
+    .unwrap();
+    let server = Server::builder()
+        .http(loopback())
+        .chat_tcp(loopback())
+        .engine(WsEngine::FastWebSockets)
+        .jwt_secret(SECRET)
+        .tls(tls)
+        .start()
+        .await
+        .unwrap();
+    let url = server.chat_url().unwrap();
+    assert!(url.starts_with("wss://"), "{url}");
+
+    use chinwag::transport::tls::{TlsClientConfig, TlsConfig};
+    let client = TlsClientConfig::from_pem_roots(cert.cert.pem().as_bytes())
+        .unwrap()
+        .with_server_name("localhost")
+        .unwrap();
+    let addr = server.chat_tcp_addr().unwrap().to_string();
+    let t = within(
+        "TLS connect",
+        chinwag::transport::tls::connect(&addr, &client, &TlsConfig::default()),
+    )
+    .await
+    .expect("TLS handshake");
+    let c = Chat::over(t);
+    c.req("auth", json!({ "token": token("frank") })).await;
+    assert_eq!(c.req("whoami", json!({})).await["user"], "frank");
+    server.shutdown(DEADLINE).await;
+}
+
+#[tokio::test]
+async fn setup_errors_are_clear() {
+    let e = Server::builder()
+        .jwt_secret(SECRET)
+        .start()
+        .await
+        .unwrap_err();
+    assert!(e.is_config(), "{e}");
+    assert!(e.to_string().contains("no listener"), "{e}");
+
+    let e = Server::builder()
+        .chat_tcp(loopback())
+        .start()
+        .await
+        .unwrap_err();
+    assert!(e.is_config() && e.to_string().contains("sign in"), "{e}");
+
+    let e = Server::builder()
+        .http(loopback())
+        .anonymous(true)
+        .chat_path("/x")
+        .rooms_path(Some("/x"))
+        .start()
+        .await
+        .unwrap_err();
+    assert!(e.is_config(), "{e}");
+
+    let taken = std::net::TcpListener::bind(loopback()).unwrap();
+    let addr = taken.local_addr().unwrap();
+    let e = Server::builder()
+        .chat_tcp(loopback())
+        .tok_tcp(addr)
+        .anonymous(true)
+        .start()
+        .await
+        .unwrap_err();
+    assert!(e.is_bind(), "{e}");
+    assert!(e.to_string().contains(&addr.to_string()), "{e}");
+
+    assert!("nope".parse::<WsEngine>().unwrap_err().is_config());
+}
