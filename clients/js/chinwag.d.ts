@@ -90,7 +90,8 @@ export type CloseReason =
   | 'unsupported'; // protocol version mismatch (either side); never reconnects
 
 export declare class ChinwagError extends Error {
-  readonly code: ErrorCode;
+  /** An ErrorCode; on a ChatError a ChatErrorCode. */
+  readonly code: ErrorCode | ChatErrorCode;
   /** For code 'closed': why the connection closed. */
   readonly reason?: CloseReason;
   /** For protocol errors: the gotalk code (0..3). */
@@ -283,10 +284,300 @@ export declare class FrameDecoder {
   push(frame: Uint8Array | string): Message | { type: 'version'; version: number } | null;
 }
 
+/**
+ * Sets the WebSocket constructor used when the options give none and there is no global
+ * `WebSocket` (Node < 22; the package's Node entry points do this with `ws` when it is
+ * installed). Returns the previous one.
+ */
+export declare function useWebSocket(WS: WebSocketConstructor | null): WebSocketConstructor | null;
+
+// ---- chat client (docs/chat-protocol.md) ----------------------------------------------------------
+
+/** What to do after a close (the `reconnect` field of `bye`, and the close-code table). */
+export type ReconnectAdvice = 'never' | 'backoff' | 'after_refresh' | 'at_once';
+
+/** The close-code table: code → name and advice. */
+export declare const CLOSE_CODES: Readonly<Record<number, Readonly<{ name: string; reconnect: ReconnectAdvice }>>>;
+
+/** The table's advice for a code (`unknown`/`backoff` when it is not in the table). */
+export declare function closeAdvice(code: number): { code: number; name: string; reconnect: ReconnectAdvice };
+
+/** The `exp` claim of a JWT in ms since the epoch, or null. */
+export declare function tokenExpiry(token: string): number | null;
+
+/** Why a token is asked for. `refused`: the error code the previous token was refused with. */
+export interface TokenRequest {
+  reason: 'connect' | 'reconnect' | 'refresh';
+  refused?: string | null;
+}
+
+/** A token, or a function (possibly async) called for every connection attempt and refresh. */
+export type TokenSource = string | ((req: TokenRequest) => string | Promise<string>);
+
+export interface ChatOptions {
+  /** Required: the token (a JWT), or a function that fetches one. */
+  token: TokenSource;
+  /** WebSocket constructor; defaults to the global one (or `ws` via the Node entry on Node < 22). */
+  WebSocket?: WebSocketConstructor;
+  /** 'auth' (default: first-message login, precise errors) or 'subprotocol' (`bearer.<token>`; a refusal is an HTTP 401 the browser cannot see). */
+  tokenIn?: 'auth' | 'subprotocol';
+  /** Subprotocols to offer (with 'subprotocol' the default is ['chinwag.v1'] besides the token). */
+  protocols?: string | string[] | null;
+  /** Acknowledge direct messages automatically, after the 'message' listeners ran (default true). */
+  autoAck?: boolean;
+  /** Rejoin the rooms this client is in after a reconnect, before 'signed-in' (default true). */
+  rejoin?: boolean;
+  /** Reconnect when the close-code table says so (default true). */
+  reconnect?: boolean;
+  /** Backoff base, ms (default 500): attempt n waits random [0, min(reconnectMax, base * 2^n)). */
+  reconnectBase?: number;
+  /** Backoff ceiling, ms (default 30000). */
+  reconnectMax?: number;
+  /** Reconnect attempts in a row before giving up (default Infinity). */
+  reconnectAttempts?: number;
+  /** Signed in for this long (ms, default 5000) = "stayed up": the backoff starts again at attempt 0. */
+  stableAfter?: number;
+  /** With a token function: `refresh` this many ms before the JWT's exp (default 30000; 0 = never). */
+  refreshBefore?: number;
+  /** Heartbeat interval, ms (default 20000). */
+  heartbeatInterval?: number;
+  /** The connection counts as lost after this many ms without a message from the server (default 70000). */
+  readTimeout?: number;
+  /** Calls that may wait for the next sign-in (default 1000); over it: 'queue_full'. */
+  maxWaiting?: number;
+  /** Highest direct-message id already processed (e.g. stored by the app); lower ids are dropped. */
+  lastMessageId?: number;
+  /** Other options of the underlying gotalk Connection. */
+  connection?: ConnectOptions;
+}
+
+export declare const CHAT_DEFAULTS: Readonly<Required<Omit<ChatOptions, 'token' | 'WebSocket' | 'connection'>>>;
+
+/** `{user, device}` of a sender; null when the server itself sent it. */
+export interface Sender {
+  user: string;
+  device: string;
+}
+
+export interface Identity {
+  user: string;
+  device: string;
+  /** The connection's id on the server. */
+  conn: number;
+  /** Its place in sign-on order (larger = newer). */
+  seq: number;
+}
+
+/** A body is text (`body`) or binary (`body_base64`, also decoded into `bytes`). */
+interface Body {
+  body?: string;
+  body_base64?: string;
+  bytes?: Uint8Array;
+}
+
+/** The `message` notification: a direct message. */
+export interface DirectMessage extends Body {
+  /** Increasing per user. */
+  id: number;
+  from: Sender | null;
+  /** UNIX ms. */
+  sent_at: number;
+}
+
+/** The `room` notification: a publish (room `*`: a broadcast of the server). */
+export interface RoomMessage extends Body {
+  room: string;
+  epoch: number;
+  seq: number;
+  from: Sender | null;
+  sent_at: number;
+}
+
+export interface PresenceEvent {
+  room: string;
+  user: string;
+  device: string;
+  event: 'join' | 'leave';
+}
+
+/** The `bye` notification: the server is about to close the connection. */
+export interface Bye {
+  code: number;
+  name: string;
+  reason: string;
+  reconnect: ReconnectAdvice;
+}
+
+/** Why a connection ended: a `bye`, the WebSocket close code, or a refused/failed sign-in (code 0). */
+export interface CloseAdvice {
+  code: number;
+  name: string;
+  reason: string;
+  reconnect: ReconnectAdvice;
+  /** For a refused sign-in: the ChatError. */
+  error?: ChatError;
+}
+
+export interface Disconnected extends CloseAdvice {
+  willReconnect: boolean;
+  /** ms until the next attempt, when willReconnect. */
+  delay?: number;
+}
+
+export interface RoomState {
+  room: string;
+  epoch: number;
+  seq: number;
+  members: number;
+  protected: boolean;
+}
+
+export interface SendResult {
+  id: number;
+  delivered: number;
+  failed: number;
+  queued: boolean;
+}
+
+export interface PublishResult {
+  seq: number;
+  delivered: number;
+  dropped: number;
+  filtered: number;
+}
+
+export interface MembersPage {
+  members: Array<{ conn: number; user: string; device: string }>;
+  next: number | null;
+}
+
+export interface OnlineResult {
+  /** For each user asked about: device ids of its connections ([] = offline). */
+  users: Record<string, string[]>;
+  /** Users with at least one connection. */
+  online: number;
+}
+
+export type ChatState = 'connecting' | 'open' | 'signed-in' | 'reconnecting' | 'closed';
+
+export interface ChatEvents {
+  /** Every state change. */
+  state: { state: ChatState; previous: ChatState } & Partial<CloseAdvice> & { delay?: number; attempt?: number };
+  /** A connection attempt starts (a token is fetched, then the socket opens). */
+  connecting: { attempt: number };
+  /** The WebSocket is open; signing in. */
+  open: void;
+  /** Signed in (after the rooms were rejoined). */
+  'signed-in': Identity & { reconnected: boolean };
+  /** A connection ended; `willReconnect` says whether another attempt follows. */
+  disconnected: Disconnected;
+  /** Closed for good (also after close()). */
+  closed: CloseAdvice;
+  /** A newer sign-on of the same user replaced this client (4003): it does not reconnect. Then 'closed'. */
+  replaced: CloseAdvice;
+  /** The server's `bye`, before the close. */
+  bye: Bye;
+  /** A direct message (duplicates already dropped); acknowledged after the listeners return. */
+  message: DirectMessage;
+  /** An automatic ack went through: every direct message up to `id` is removed from the offline queue. */
+  acked: { id: number; removed: number };
+  room: RoomMessage;
+  presence: PresenceEvent;
+  /** A room joined again after a reconnect. */
+  rejoined: RoomState;
+  /** A failed ack or rejoin (a ChatError with `room`), a token function that threw, a listener that threw. */
+  error: Error;
+}
+
+export interface ChatCallOptions {
+  /** ms, counting the wait for a sign-in. */
+  timeout?: number;
+  signal?: AbortSignal;
+}
+
+/** The error codes of docs/chat-protocol.md (Errors), and the local ones of ChatError. */
+export type ChatErrorCode =
+  | 'bad_request' | 'not_signed_in' | 'already_signed_in' | 'closed' | 'internal' | 'too_many'
+  | 'unavailable' | 'connections' | 'shutting_down' | 'directory' | 'offline' | 'too_large'
+  | 'bad_recipient' | 'queue' | 'partial' | 'undelivered' | 'refused' | 'rate_limited'
+  | 'no_such_room' | 'bad_room' | 'room_full' | 'too_many_rooms' | 'too_many_rooms_on_server'
+  | 'wrong_password' | 'bad_password' | 'not_member' | 'busy' | 'auth_too_large' | 'auth_malformed'
+  | 'auth_algorithm' | 'auth_bad_signature' | 'auth_expired' | 'auth_not_yet_valid' | 'auth_audience'
+  | 'auth_issuer' | 'auth_claims' | 'auth_other_user' | 'auth_refused' | 'auth_unavailable'
+  | 'queue_full' | 'timeout' | 'aborted'
+  | (string & {});
+
+/**
+ * An error of a chat operation: `code` is the server's code (`room_full`, `offline`, ...),
+ * `internal` (a non-JSON error text), or local: `closed`, `queue_full`, `timeout`, `aborted`.
+ */
+export declare class ChatError extends ChinwagError {
+  readonly code: ChatErrorCode;
+  readonly op?: string;
+  /** For errors of a rejoin. */
+  room?: string;
+  /** For 'closed' of a closed client. */
+  readonly closeInfo?: CloseAdvice | null;
+}
+
+export declare class ChatClient {
+  constructor(url: string | undefined, options: ChatOptions);
+  readonly url: string;
+  readonly options: Readonly<ChatOptions>;
+  readonly state: ChatState;
+  /** The identity of the last sign-in. */
+  readonly me: Identity | null;
+  readonly user: string | null;
+  /** Why it closed for good, or null. */
+  readonly closeInfo: CloseAdvice | null;
+  /** The highest direct-message id processed (store it to drop duplicates across sessions). */
+  readonly lastMessageId: number;
+  /** Rooms this client is in and rejoins, sorted. */
+  readonly joined: string[];
+  /** The current gotalk connection, if any. */
+  readonly connection: Connection | null;
+  readonly stats: { connects: number; signIns: number; messages: number; duplicates: number; acks: number; refreshes: number };
+
+  on<K extends keyof ChatEvents>(event: K, fn: (arg: ChatEvents[K]) => void): this;
+  off<K extends keyof ChatEvents>(event: K, fn: (arg: ChatEvents[K]) => void): this;
+  once<K extends keyof ChatEvents>(event: K, fn: (arg: ChatEvents[K]) => void): this;
+  once<K extends keyof ChatEvents>(event: K): Promise<ChatEvents[K]>;
+  /** Resolves once signed in; rejects with ChatError 'closed' if it closes for good first. */
+  signedIn(): Promise<Identity>;
+
+  whoami(opts?: ChatCallOptions): Promise<Identity>;
+  /** A direct message: text, or bytes (sent as body_base64). `ttlMs` 0 = live only. */
+  send(to: string, body: string | Uint8Array | ArrayBuffer, opts?: ChatCallOptions & { ttlMs?: number }): Promise<SendResult>;
+  /** Cumulative ack (automatic unless autoAck is false). */
+  ack(id: number, opts?: ChatCallOptions): Promise<{ removed: number }>;
+  join(room: string, opts?: ChatCallOptions & { password?: string }): Promise<RoomState>;
+  leave(room: string, opts?: ChatCallOptions): Promise<{ left: boolean }>;
+  publish(room: string, body: string | Uint8Array | ArrayBuffer, opts?: ChatCallOptions): Promise<PublishResult>;
+  /** Every room on the server. */
+  rooms(opts?: ChatCallOptions): Promise<RoomState[]>;
+  members(room: string, opts?: ChatCallOptions & { after?: number; limit?: number }): Promise<MembersPage>;
+  online(users?: string | string[], opts?: ChatCallOptions): Promise<OnlineResult>;
+  app(body: string | Uint8Array | ArrayBuffer, opts?: ChatCallOptions): Promise<{}>;
+  /** `refresh` with `token`, or one from the token function. */
+  refresh(token?: string, opts?: ChatCallOptions): Promise<{ expires_at: number | null }>;
+  /** Another operation, JSON in and out. */
+  request<R = any>(op: string, value?: JSONValue, opts?: ChatCallOptions): Promise<R>;
+  /** For good: no reconnect; waiting calls fail with 'closed'. */
+  close(): Promise<void>;
+}
+
+/** Opens a chat client on a hub's gotalk door and signs in. */
+export declare function chat(url: string | undefined, options: ChatOptions): ChatClient;
+
 declare const _default: {
   connect: typeof connect;
+  chat: typeof chat;
   Connection: typeof Connection;
+  ChatClient: typeof ChatClient;
   ChinwagError: typeof ChinwagError;
+  ChatError: typeof ChatError;
   DEFAULTS: typeof DEFAULTS;
+  CHAT_DEFAULTS: typeof CHAT_DEFAULTS;
+  CLOSE_CODES: typeof CLOSE_CODES;
 };
 export default _default;

@@ -13,6 +13,8 @@
 //
 // SPDX-License-Identifier: MIT OR Apache-2.0
 
+// Where this script was loaded from (the CommonJS build, chinwag.cjs, replaces this line).
+const SCRIPT_URL = import.meta.url; // @esm-only
 const te = new TextEncoder();
 const tdStrict = new TextDecoder('utf-8', { fatal: true });
 const EMPTY = new Uint8Array(0);
@@ -618,55 +620,30 @@ export class ResultStream {
 // Connection
 
 let connectionCount = 0;
+let fallbackWebSocket = null;
 
 /**
- * One gotalk connection over WebSocket, reconnecting when keep-alive is on. Create it with
- * `connect(url, options)`. Calls made while it is not open wait in a bounded queue.
+ * Sets the WebSocket constructor used when an option gives none and there is no global
+ * `WebSocket` (Node < 22). The package's Node entry points call it with the `ws` package's
+ * constructor when it is installed. Returns the previous one.
  */
-export class Connection {
-  constructor(url, options = {}) {
-    if (url == null) url = defaultUrl();
-    this.url = String(url);
-    this.options = { ...DEFAULTS, ...options };
-    const WS = options.WebSocket ?? globalThis.WebSocket;
-    if (typeof WS !== 'function') {
-      throw new TypeError('no WebSocket available: pass { WebSocket } in the options (e.g. from the "ws" package in Node)');
-    }
-    this._WS = WS;
-    /** 'connecting' | 'open' | 'reconnecting' | 'closed' */
-    this.state = 'connecting';
-    /** Called with `{load, time}` for every heartbeat the peer sends. */
-    this.onHeartbeat = options.onHeartbeat ?? null;
-    /** Counters, for monitoring and tests. */
-    this.stats = { opens: 0, reconnects: 0, retries: 0, heartbeatsReceived: 0, heartbeatsSent: 0 };
-    /** Why the connection last closed (an object with `reason`, `message`, ...), or null. */
-    this.closeInfo = null;
-    this._id = ++connectionCount;
+export function useWebSocket(WS) {
+  if (WS != null && typeof WS !== 'function') throw new TypeError('useWebSocket: not a constructor');
+  const prev = fallbackWebSocket;
+  fallbackWebSocket = WS ?? null;
+  return prev;
+}
+
+/**
+ * A minimal event emitter: `on(event, fn)`, `off(event, fn)`, `once(event, fn)` (or
+ * `once(event)` for a Promise of it). A listener that throws is reported as an 'error' event.
+ * The base of `Connection` and `ChatClient`. @internal
+ */
+class Emitter {
+  constructor() {
     this._listeners = new Map();
-    this._handlers = new Map();
-    this._noteHandlers = new Map();
-    this._queue = [];
-    this._pending = new Map();
-    this._incoming = new Map();
-    this._waitingRetry = new Set();
-    this._nextId = 0;
-    this._nextStreamId = 0;
-    this._ws = null;
-    this._gen = 0;
-    this._attempt = 0;
-    this._closing = false;
-    this._timers = { heartbeat: null, read: null, reconnect: null };
-    this._closedPromise = null;
-    this._open(true);
   }
 
-  // ---- events ----------------------------------------------------------------------------------
-
-  /**
-   * Events: 'open' (), 'close' ({reason, message, willReconnect, protocolCode?, wsCode?}),
-   * 'heartbeat' ({load, time}), 'retry' ({op, wait, attempt, text}), 'error' (Error from a
-   * notification handler, or a send failure).
-   */
   on(event, fn) {
     let set = this._listeners.get(event);
     if (!set) this._listeners.set(event, (set = new Set()));
@@ -679,7 +656,6 @@ export class Connection {
     return this;
   }
 
-  /** `once(event, fn)` registers fn for one event; `once(event)` returns a Promise of it. */
   once(event, fn) {
     if (fn) {
       const w = (arg) => {
@@ -702,6 +678,54 @@ export class Connection {
       }
     }
   }
+}
+
+/**
+ * One gotalk connection over WebSocket, reconnecting when keep-alive is on. Create it with
+ * `connect(url, options)`. Calls made while it is not open wait in a bounded queue.
+ *
+ * Events: 'open' (), 'close' ({reason, message, willReconnect, protocolCode?, wsCode?}),
+ * 'heartbeat' ({load, time}), 'retry' ({op, wait, attempt, text}), 'error' (Error from a
+ * notification handler, or a send failure).
+ */
+export class Connection extends Emitter {
+  constructor(url, options = {}) {
+    super();
+    if (url == null) url = defaultUrl();
+    this.url = String(url);
+    this.options = { ...DEFAULTS, ...options };
+    const WS = options.WebSocket ?? globalThis.WebSocket ?? fallbackWebSocket;
+    if (typeof WS !== 'function') {
+      throw new TypeError('no WebSocket available: pass { WebSocket } in the options (e.g. from the "ws" package in Node < 22)');
+    }
+    this._WS = WS;
+    /** 'connecting' | 'open' | 'reconnecting' | 'closed' */
+    this.state = 'connecting';
+    /** Called with `{load, time}` for every heartbeat the peer sends. */
+    this.onHeartbeat = options.onHeartbeat ?? null;
+    /** Counters, for monitoring and tests. */
+    this.stats = { opens: 0, reconnects: 0, retries: 0, heartbeatsReceived: 0, heartbeatsSent: 0 };
+    /** Why the connection last closed (an object with `reason`, `message`, ...), or null. */
+    this.closeInfo = null;
+    this._id = ++connectionCount;
+    this._handlers = new Map();
+    this._noteHandlers = new Map();
+    this._queue = [];
+    this._pending = new Map();
+    this._incoming = new Map();
+    this._waitingRetry = new Set();
+    this._nextId = 0;
+    this._nextStreamId = 0;
+    this._ws = null;
+    this._gen = 0;
+    this._attempt = 0;
+    this._closing = false;
+    this._timers = { heartbeat: null, read: null, reconnect: null };
+    this._closedPromise = null;
+    this._open(true);
+  }
+
+  // ---- events ----------------------------------------------------------------------------------
 
   /** Resolves when the connection is open (at once if it is); rejects if it closes for good first. */
   opened() {
@@ -1522,7 +1546,7 @@ export { StreamRequest };
 
 function defaultUrl() {
   // The chinwag server serves this file at <mount>/chinwag.js: connect to <mount>/.
-  const here = typeof import.meta !== 'undefined' ? import.meta.url : '';
+  const here = SCRIPT_URL;
   if (/^https?:/.test(here)) return here.replace(/^http/, 'ws').replace(/[^/]*$/, '');
   throw new TypeError('connect(url): no url given and this script was not loaded over http(s)');
 }
@@ -1536,4 +1560,647 @@ export function connect(url, options) {
   return new Connection(url, options);
 }
 
-export default { connect, Connection, ChinwagError, DEFAULTS };
+
+// ------------------------------------------------------------------------------------------------
+// Chat client: the chat protocol of a chinwag hub on its gotalk door (docs/chat-protocol.md)
+
+/**
+ * The close-code table (docs/chat-protocol.md §6): code → `{name, reconnect}`. `reconnect` is
+ * `never`, `backoff`, `after_refresh` or `at_once`; a code not in the table means `backoff`.
+ */
+export const CLOSE_CODES = Object.freeze({
+  1000: Object.freeze({ name: 'normal', reconnect: 'never' }),
+  1001: Object.freeze({ name: 'going_away', reconnect: 'backoff' }),
+  1002: Object.freeze({ name: 'protocol_error', reconnect: 'backoff' }),
+  1006: Object.freeze({ name: 'abnormal', reconnect: 'backoff' }),
+  1008: Object.freeze({ name: 'policy', reconnect: 'backoff' }),
+  1009: Object.freeze({ name: 'too_big', reconnect: 'backoff' }),
+  1011: Object.freeze({ name: 'internal_error', reconnect: 'backoff' }),
+  1013: Object.freeze({ name: 'try_again_later', reconnect: 'backoff' }),
+  4001: Object.freeze({ name: 'auth_failed', reconnect: 'never' }),
+  4002: Object.freeze({ name: 'token_expired', reconnect: 'after_refresh' }),
+  4003: Object.freeze({ name: 'replaced', reconnect: 'never' }),
+  4004: Object.freeze({ name: 'kicked', reconnect: 'never' }),
+  4008: Object.freeze({ name: 'rate_limited', reconnect: 'backoff' }),
+  4009: Object.freeze({ name: 'auth_timeout', reconnect: 'backoff' }),
+});
+
+/** What the close-code table advises for `code`: `{code, name, reconnect}`. */
+export function closeAdvice(code) {
+  const row = CLOSE_CODES[code];
+  if (row) return { code, name: row.name, reconnect: row.reconnect };
+  return { code, name: 'unknown', reconnect: 'backoff' };
+}
+
+/** Defaults of every option of `chat`. */
+export const CHAT_DEFAULTS = Object.freeze({
+  /** Where the token goes: 'auth' (first message; precise errors) or 'subprotocol' (`bearer.<token>`). */
+  tokenIn: 'auth',
+  /** Subprotocols offered besides the token one (with tokenIn 'subprotocol' at least one is needed). */
+  protocols: null,
+  /** Acknowledge direct messages automatically (cumulative, after the 'message' listeners ran). */
+  autoAck: true,
+  /** Join the rooms this client was in again after a reconnect. */
+  rejoin: true,
+  /** Reconnect when the close-code table says so. */
+  reconnect: true,
+  /** Backoff: attempt n waits a random time in [0, min(reconnectMax, reconnectBase * 2^n)). */
+  reconnectBase: 500,
+  reconnectMax: 30000,
+  /** Attempts in a row before giving up (Infinity = never). */
+  reconnectAttempts: Infinity,
+  /** A connection signed in for this long (ms) counts as "stayed up": the backoff starts again at 0. */
+  stableAfter: 5000,
+  /** With a token function: refresh this many ms before the token's `exp` (JWT); 0 = never. */
+  refreshBefore: 30000,
+  /** Heartbeat interval (ms): the server closes a connection silent for 65 s. */
+  heartbeatInterval: 20000,
+  /** Treat the connection as lost after this many ms without anything from the server (it sends a heartbeat every 20 s). */
+  readTimeout: 70000,
+  /** Calls that may wait for the next sign-in; over it they fail with 'queue_full'. */
+  maxWaiting: 1000,
+  /** The highest direct-message id already processed (e.g. kept from an earlier session): older ones are dropped. */
+  lastMessageId: 0,
+});
+
+/**
+ * An error of a chat operation. `code` is the server's error code (`room_full`,
+ * `wrong_password`, `offline`, ... — docs/chat-protocol.md, Errors), `internal` for an error text
+ * that is not JSON, or a local one: `closed` (the client closed for good, or the connection closed
+ * before the result came: the operation may or may not have happened), `queue_full`, `timeout`,
+ * `aborted`.
+ */
+export class ChatError extends ChinwagError {
+  constructor(code, message, props) {
+    super(code, message, props);
+    this.name = 'ChatError';
+  }
+}
+
+const TRANSIENT_AUTH = new Set(['auth_unavailable', 'connections', 'shutting_down', 'directory', 'closed', 'internal', 'busy']);
+
+function toChatError(err, op) {
+  if (err instanceof ChatError) return err;
+  if (err instanceof ChinwagError) {
+    if (err.code === 'remote') {
+      let v = null;
+      try {
+        v = JSON.parse(err.message);
+      } catch {
+        // not JSON: gotalk's own error text (unknown operation, handler panic)
+      }
+      if (v && typeof v === 'object' && typeof v.code === 'string') {
+        return new ChatError(v.code, typeof v.message === 'string' ? v.message : v.code, { op });
+      }
+      return new ChatError('internal', err.message, { op });
+    }
+    return new ChatError(err.code, err.message, { op, reason: err.reason });
+  }
+  return err;
+}
+
+function toBase64(bytes) {
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+function fromBase64(text) {
+  const s = atob(text);
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  return out;
+}
+
+function bodyFields(body) {
+  if (typeof body === 'string') return { body };
+  if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) return { body_base64: toBase64(toBytes(body)) };
+  throw new TypeError('a message body is a string (text) or bytes (Uint8Array, ArrayBuffer)');
+}
+
+/** A binary body (body_base64) also gets `bytes`. */
+function withBytes(m) {
+  if (m && typeof m === 'object' && typeof m.body_base64 === 'string' && m.bytes === undefined) {
+    try {
+      m.bytes = fromBase64(m.body_base64);
+    } catch {
+      // leave it: the caller still has body_base64
+    }
+  }
+  return m;
+}
+
+/** The `exp` claim of a JWT, in ms, or null. */
+export function tokenExpiry(token) {
+  if (typeof token !== 'string') return null;
+  const parts = token.split('.');
+  if (parts.length !== 3) return null;
+  try {
+    let b = parts[1].replace(/-/g, '+').replace(/_/g, '/');
+    while (b.length % 4) b += '=';
+    const claims = JSON.parse(new TextDecoder().decode(fromBase64(b)));
+    return typeof claims.exp === 'number' ? claims.exp * 1000 : null;
+  } catch {
+    return null;
+  }
+}
+
+
+/**
+ * A chat client on a hub's gotalk door. Create it with `chat(url, {token})`: it connects at once,
+ * signs in, and from then on keeps itself connected as the close-code table says (backoff with
+ * full jitter; never after `auth_failed`, `replaced`, `kicked` or a normal close). Operations
+ * called while it is not signed in wait for the next sign-in. Direct messages are acknowledged
+ * automatically and duplicates (ids at or below the last one processed) are dropped. Rooms are
+ * joined again after a reconnect (with their passwords) before 'signed-in' is emitted.
+ */
+export class ChatClient extends Emitter {
+  constructor(url, options = {}) {
+    super();
+    if (url == null) url = defaultUrl();
+    this.url = String(url);
+    this.options = { ...CHAT_DEFAULTS, ...options };
+    if (this.options.token == null) throw new TypeError('chat(url, options): options.token (a string or a function returning one) is required');
+    if (this.options.tokenIn !== 'auth' && this.options.tokenIn !== 'subprotocol') {
+      throw new TypeError(`chat: tokenIn must be 'auth' or 'subprotocol', not ${JSON.stringify(this.options.tokenIn)}`);
+    }
+    /** 'connecting' | 'open' | 'signed-in' | 'reconnecting' | 'closed' */
+    this.state = 'connecting';
+    /** The identity of the last sign-in: `{user, device, conn, seq}`, or null. */
+    this.me = null;
+    /** Why the client closed for good (`{code, name, reason, reconnect, error?}`), or null. */
+    this.closeInfo = null;
+    /** The highest direct-message id processed: messages with an id at or below it are dropped. */
+    this.lastMessageId = Number(this.options.lastMessageId) || 0;
+    /** Counters. */
+    this.stats = { connects: 0, signIns: 0, messages: 0, duplicates: 0, acks: 0, refreshes: 0 };
+    this._rooms = new Map(); // joined rooms: name -> {password}
+    this._waiting = [];
+    this._conn = null;
+    this._gen = 0;
+    this._attempt = 0;
+    this._refused = null; // the auth error of the previous attempt, if it was refused
+    this._ack = null;
+    this._timers = { reconnect: null, refresh: null };
+    this._signedInAt = 0;
+    this._closing = false;
+    this._closedPromise = Promise.resolve();
+    // Start on the next microtask, so listeners attached right after chat() see every event.
+    queueMicrotask(() => {
+      if (this.state !== 'closed') this._connect();
+    });
+  }
+
+  // ---- state ------------------------------------------------------------------------------------
+
+  /** The signed-in user id (of the last sign-in), or null. */
+  get user() {
+    return this.me ? this.me.user : null;
+  }
+
+  /** The rooms this client is in (and rejoins after a reconnect), sorted. */
+  get joined() {
+    return [...this._rooms.keys()].sort();
+  }
+
+  /** The underlying gotalk Connection while there is one (for `request` of other operations). */
+  get connection() {
+    return this._conn;
+  }
+
+  /** Resolves with `me` once signed in (at once if it is); rejects if the client closes for good first. */
+  signedIn() {
+    if (this.state === 'signed-in') return Promise.resolve(this.me);
+    if (this.state === 'closed') return Promise.reject(this._closedError());
+    return new Promise((resolve, reject) => {
+      const ok = (me) => {
+        this.off('signed-in', ok).off('closed', ko);
+        resolve(me);
+      };
+      const ko = () => {
+        this.off('signed-in', ok).off('closed', ko);
+        reject(this._closedError());
+      };
+      this.on('signed-in', ok).on('closed', ko);
+    });
+  }
+
+  _setState(state, detail) {
+    const previous = this.state;
+    if (previous === state) return;
+    this.state = state;
+    this._emit('state', { state, previous, ...detail });
+  }
+
+  _closedError() {
+    const c = this.closeInfo;
+    return new ChatError('closed', `the chat client is closed${c ? ` (${c.name}: ${c.reason})` : ''}`, { closeInfo: c });
+  }
+
+  // ---- operations -------------------------------------------------------------------------------
+
+  /** `{user, device, conn, seq}` of this connection. */
+  whoami(opts) {
+    return this._call('whoami', {}, opts);
+  }
+
+  /**
+   * Sends `body` (a string, or bytes sent as body_base64) to every connection of user `to`.
+   * `ttlMs`: how long it may wait in the offline queue (default: the server's, 7 days; 0 = live
+   * only). Resolves with `{id, delivered, failed, queued}`.
+   */
+  send(to, body, opts = {}) {
+    const p = { to, ...bodyFields(body) };
+    if (opts.ttlMs != null) p.ttl_ms = opts.ttlMs;
+    return this._call('send', p, opts);
+  }
+
+  /** Acknowledges every direct message up to `id` (only needed with autoAck off). */
+  ack(id, opts) {
+    return this._call('ack', { id }, opts);
+  }
+
+  /** Joins `room` (created when missing) and remembers it for rejoining. Resolves with the room's state. */
+  async join(room, opts = {}) {
+    const p = { room };
+    if (opts.password != null) p.password = opts.password;
+    const r = await this._call('join', p, opts);
+    this._rooms.set(room, { password: opts.password ?? null });
+    return r;
+  }
+
+  /** Leaves `room` (and forgets it at once, so it is not rejoined). Resolves with `{left}`. */
+  leave(room, opts) {
+    this._rooms.delete(room);
+    return this._call('leave', { room }, opts);
+  }
+
+  /** Publishes `body` to a room this client is in. Resolves with `{seq, delivered, dropped, filtered}`. */
+  publish(room, body, opts) {
+    return this._call('publish', { room, ...bodyFields(body) }, opts);
+  }
+
+  /** Every room on the server (`[{room, epoch, seq, members, protected}]`, sorted by name). */
+  async rooms(opts) {
+    return (await this._call('rooms', {}, opts)).rooms;
+  }
+
+  /** One page of a room's members: `{members: [{conn, user, device}], next}`. */
+  members(room, opts = {}) {
+    const p = { room };
+    if (opts.after != null) p.after = opts.after;
+    if (opts.limit != null) p.limit = opts.limit;
+    return this._call('members', p, opts);
+  }
+
+  /** Which devices of `users` are online, and how many users are: `{users: {name: [device...]}, online}`. */
+  online(users = [], opts) {
+    return this._call('online', { users: typeof users === 'string' ? [users] : users }, opts);
+  }
+
+  /** A message for the server application (`app`). */
+  app(body, opts) {
+    return this._call('app', bodyFields(body), opts);
+  }
+
+  /**
+   * Presents a fresh token for this connection (`refresh`): `token`, or one from the token
+   * function. Resolves with `{expires_at}`. Done automatically before a JWT expires when the
+   * token option is a function.
+   */
+  async refresh(token, opts) {
+    if (token == null) token = await this._getToken({ reason: 'refresh' });
+    const r = await this._call('refresh', { token }, opts);
+    this._scheduleRefresh(r && r.expires_at != null ? r.expires_at * 1000 : null);
+    return r;
+  }
+
+  /** Any other chat operation, JSON in and out, with the same waiting and errors. */
+  request(op, value, opts) {
+    return this._call(op, value ?? {}, opts);
+  }
+
+  /** Closes for good: no reconnect; waiting calls fail with 'closed'. Resolves once the socket closed. */
+  close() {
+    if (this.state === 'closed') return this._closedPromise;
+    this._closing = true;
+    this._finish({ code: 1000, name: 'normal', reason: 'closed by close()', reconnect: 'never' });
+    return this._closedPromise;
+  }
+
+  _call(op, payload, opts = {}) {
+    if (this.state === 'closed') return Promise.reject(this._closedError());
+    if (this.state === 'signed-in' && this._conn) return this._dispatch(this._conn, op, payload, opts);
+    if (this._waiting.length >= this.options.maxWaiting) {
+      return Promise.reject(new ChatError('queue_full', `${this.options.maxWaiting} calls already wait for the connection (state: ${this.state})`, { op }));
+    }
+    return new Promise((resolve, reject) => {
+      const w = { op, payload, opts, resolve, reject, timer: null, onAbort: null };
+      const drop = (err) => {
+        const i = this._waiting.indexOf(w);
+        if (i >= 0) this._waiting.splice(i, 1);
+        w.cleanup();
+        reject(err);
+      };
+      w.cleanup = () => {
+        clearTimeout(w.timer);
+        if (w.onAbort) opts.signal.removeEventListener('abort', w.onAbort);
+      };
+      if (opts.timeout > 0) {
+        w.deadline = Date.now() + opts.timeout;
+        w.timer = setTimeout(() => drop(new ChatError('timeout', `"${op}" waited ${opts.timeout} ms for a sign-in`, { op })), opts.timeout);
+      }
+      if (opts.signal) {
+        if (opts.signal.aborted) return drop(new ChatError('aborted', `"${op}" aborted`, { op }));
+        w.onAbort = () => drop(new ChatError('aborted', `"${op}" aborted`, { op }));
+        opts.signal.addEventListener('abort', w.onAbort, { once: true });
+      }
+      this._waiting.push(w);
+    });
+  }
+
+  _dispatch(conn, op, payload, opts = {}) {
+    const o = {};
+    if (opts.timeout > 0) o.timeout = opts.deadline ? Math.max(1, opts.deadline - Date.now()) : opts.timeout;
+    if (opts.signal) o.signal = opts.signal;
+    return conn.request(op, payload, o).catch((err) => {
+      throw toChatError(err, op);
+    });
+  }
+
+  _flushWaiting() {
+    const ws = this._waiting;
+    this._waiting = [];
+    for (const w of ws) {
+      w.cleanup();
+      this._dispatch(this._conn, w.op, w.payload, { ...w.opts, deadline: w.deadline }).then(w.resolve, w.reject);
+    }
+  }
+
+  // ---- lifecycle --------------------------------------------------------------------------------
+
+  async _getToken(ctx) {
+    const t = this.options.token;
+    const token = typeof t === 'function' ? await t(ctx) : t;
+    if (typeof token !== 'string' || token.length === 0) throw new TypeError('the token function gave no token (a non-empty string is needed)');
+    return token;
+  }
+
+  async _connect() {
+    const gen = ++this._gen;
+    this._setState('connecting', { attempt: this._attempt });
+    this._emit('connecting', { attempt: this._attempt });
+    let token;
+    try {
+      token = await this._getToken({ reason: this.stats.connects === 0 ? 'connect' : 'reconnect', refused: this._refused });
+    } catch (err) {
+      if (gen !== this._gen) return;
+      this._emit('error', err);
+      this._disconnected({ code: 0, name: 'token', reason: `could not get a token: ${err && err.message}`, reconnect: 'backoff' });
+      return;
+    }
+    if (gen !== this._gen) return;
+    const o = this.options;
+    let protocols = o.protocols ?? undefined;
+    if (o.tokenIn === 'subprotocol') {
+      const base = protocols == null ? ['chinwag.v1'] : Array.isArray(protocols) ? protocols : [protocols];
+      protocols = [...base, 'bearer.' + token];
+    }
+    let conn;
+    try {
+      conn = new Connection(this.url, {
+        ...(o.connection || {}),
+        WebSocket: o.WebSocket,
+        protocols,
+        keepAlive: false,
+        heartbeatInterval: o.heartbeatInterval,
+        readTimeout: o.readTimeout,
+      });
+    } catch (err) {
+      this._finish({ code: 0, name: 'bad_url', reason: err.message, reconnect: 'never', error: err });
+      return;
+    }
+    this.stats.connects++;
+    this._conn = conn;
+    this._bye = null;
+    const ack = (this._ack = { conn, gen, ready: false, target: 0, acked: 0, inFlight: false });
+    conn.handleNotification('message', (m) => gen === this._gen && this._onDirect(withBytes(m), ack));
+    conn.handleNotification('room', (m) => gen === this._gen && this._emit('room', withBytes(m)));
+    conn.handleNotification('presence', (m) => gen === this._gen && this._emit('presence', m));
+    conn.handleNotification('bye', (m) => {
+      if (gen !== this._gen) return;
+      this._bye = m;
+      this._emit('bye', m);
+    });
+    conn.on('open', () => {
+      if (gen !== this._gen) return;
+      this._setState('open');
+      this._emit('open');
+    });
+    // A `bye` is handled on a microtask (as every notification): let it run before the close.
+    conn.on('close', (info) => gen === this._gen && queueMicrotask(() => gen === this._gen && this._onConnClose(info)));
+    conn.on('error', (err) => gen === this._gen && this._emit('error', err));
+
+    let me;
+    try {
+      me = o.tokenIn === 'auth' ? await conn.request('auth', { token }) : await conn.request('whoami', {});
+    } catch (err) {
+      if (gen !== this._gen) return; // the connection closed: its close decided what comes next
+      const e = toChatError(err, 'auth');
+      if (e.code === 'closed' && !(err instanceof ChinwagError && err.code === 'remote')) return;
+      if (TRANSIENT_AUTH.has(e.code)) {
+        this._dropConnection({ code: 0, name: e.code, reason: e.message, reconnect: 'backoff' });
+        return;
+      }
+      // Refused. A token function gets one more chance (it is told why: e.g. a server restarted
+      // with a new secret refuses every earlier token); a fixed token never gets better.
+      if (typeof o.token === 'function' && !this._refused) {
+        this._refused = e.code;
+        this._dropConnection({ code: 0, name: e.code, reason: e.message, reconnect: 'backoff' });
+        return;
+      }
+      this._finish({ code: 4001, name: 'auth_failed', reason: e.message, reconnect: 'never', error: e });
+      return;
+    }
+    if (gen !== this._gen || conn.state !== 'open') return;
+    this._refused = null;
+    await this._onAuthed(conn, gen, me, token);
+  }
+
+  async _onAuthed(conn, gen, me, token) {
+    if (this.me && this.me.user !== me.user) this.lastMessageId = 0; // another user: other ids
+    this.me = me;
+    this._signedInAt = Date.now();
+    this.stats.signIns++;
+    this._ack.ready = true;
+    this._pumpAck(this._ack);
+    if (this.options.rejoin && this._rooms.size > 0) {
+      const rooms = [...this._rooms.entries()];
+      const results = await Promise.allSettled(
+        rooms.map(([room, { password }]) => conn.request('join', password != null ? { room, password } : { room })),
+      );
+      if (gen !== this._gen || conn.state !== 'open') return;
+      results.forEach((r, i) => {
+        const room = rooms[i][0];
+        if (r.status === 'fulfilled') this._emit('rejoined', r.value);
+        else {
+          const e = toChatError(r.reason, 'join');
+          if (e.code !== 'closed') this._rooms.delete(room);
+          e.room = room;
+          this._emit('error', e);
+        }
+      });
+    }
+    if (typeof this.options.token === 'function') this._scheduleRefresh(tokenExpiry(token));
+    this._setState('signed-in');
+    this._emit('signed-in', { ...me, reconnected: this.stats.signIns > 1 });
+    if (this.state === 'signed-in' && this._conn === conn) this._flushWaiting();
+  }
+
+  _scheduleRefresh(expMs) {
+    clearTimeout(this._timers.refresh);
+    this._timers.refresh = null;
+    const before = this.options.refreshBefore;
+    if (!(before > 0) || expMs == null || typeof this.options.token !== 'function') return;
+    const gen = this._gen;
+    const delay = Math.max(1000, expMs - before - Date.now());
+    if (delay > 2 ** 31 - 1) return;
+    this._timers.refresh = setTimeout(async () => {
+      this._timers.refresh = null;
+      if (gen !== this._gen || this.state !== 'signed-in') return;
+      try {
+        await this.refresh();
+        this.stats.refreshes++;
+      } catch (err) {
+        if (gen !== this._gen) return;
+        this._emit('error', err);
+        // Try again in 5 s; past exp + grace the server closes with 4002 and we reconnect.
+        this._scheduleRefresh(Date.now() + before + 5000);
+      }
+    }, delay);
+  }
+
+  _onDirect(m, ack) {
+    if (!m || typeof m.id !== 'number') return;
+    if (m.id > ack.target) ack.target = m.id;
+    if (m.id <= this.lastMessageId) {
+      this.stats.duplicates++;
+    } else {
+      this.lastMessageId = m.id;
+      this.stats.messages++;
+      this._emit('message', m);
+    }
+    if (this.options.autoAck) this._pumpAck(ack);
+  }
+
+  /** One ack in flight per connection, for the highest id received on it (acks are cumulative). */
+  _pumpAck(a) {
+    if (!this.options.autoAck || !a.ready || a.inFlight || a.target <= a.acked || a.gen !== this._gen) return;
+    const id = a.target;
+    a.inFlight = true;
+    a.conn.request('ack', { id }).then(
+      (r) => {
+        a.acked = Math.max(a.acked, id);
+        this.stats.acks++;
+        if (a.gen === this._gen) this._emit('acked', { id, removed: r && typeof r.removed === 'number' ? r.removed : 0 });
+      },
+      (err) => {
+        if (a.gen === this._gen) this._emit('error', toChatError(err, 'ack'));
+      },
+    ).finally(() => {
+      a.inFlight = false;
+      this._pumpAck(a);
+    });
+  }
+
+  _onConnClose(info) {
+    this._gen++;
+    const bye = this._bye;
+    let advice;
+    if (bye && typeof bye.code === 'number') {
+      advice = { code: bye.code, name: bye.name ?? closeAdvice(bye.code).name, reason: bye.reason ?? '', reconnect: bye.reconnect ?? closeAdvice(bye.code).reconnect };
+    } else {
+      const code = typeof info.wsCode === 'number' && info.wsCode !== 1005 && info.wsCode !== 0 ? info.wsCode : 1006;
+      advice = { ...closeAdvice(code), reason: info.message };
+    }
+    this._disconnected(advice);
+  }
+
+  /** We end the current connection ourselves (refused or failed sign-in), then go on as `advice` says. */
+  _dropConnection(advice) {
+    this._gen++;
+    this._disconnected(advice);
+  }
+
+  _releaseConn() {
+    const conn = this._conn;
+    this._conn = null;
+    this._ack = null;
+    clearTimeout(this._timers.refresh);
+    this._timers.refresh = null;
+    if (conn) this._closedPromise = conn.close().catch(() => {});
+  }
+
+  _disconnected(advice) {
+    const wasSignedIn = this.state === 'signed-in';
+    this._releaseConn();
+    if (this._closing || this.state === 'closed') return;
+    const o = this.options;
+    let r = advice.reconnect;
+    if (r === 'after_refresh' && typeof o.token !== 'function') r = 'never';
+    if (!o.reconnect) r = 'never';
+    if (r !== 'never' && this._attempt >= o.reconnectAttempts) r = 'never';
+    if (r === 'never') {
+      this._finish(advice);
+      return;
+    }
+    if (wasSignedIn && Date.now() - this._signedInAt >= o.stableAfter) this._attempt = 0;
+    let delay;
+    if (r === 'at_once' || r === 'after_refresh') delay = this._attempt === 0 || r === 'after_refresh' ? 0 : this._backoff();
+    else delay = this._backoff();
+    this._attempt++;
+    this._setState('reconnecting', { ...advice, delay });
+    this._emit('disconnected', { ...advice, willReconnect: true, delay });
+    this._timers.reconnect = setTimeout(() => {
+      this._timers.reconnect = null;
+      if (this.state === 'reconnecting') this._connect();
+    }, delay);
+  }
+
+  _backoff() {
+    const o = this.options;
+    const ceiling = Math.min(o.reconnectMax, o.reconnectBase * 2 ** Math.min(this._attempt, 52));
+    return Math.floor(Math.random() * ceiling);
+  }
+
+  _finish(advice) {
+    if (this.state === 'closed') return;
+    this._gen++;
+    clearTimeout(this._timers.reconnect);
+    this._timers.reconnect = null;
+    this._releaseConn();
+    this.closeInfo = { ...advice };
+    this._setState('closed', advice);
+    const err = this._closedError();
+    const ws = this._waiting;
+    this._waiting = [];
+    for (const w of ws) {
+      w.cleanup();
+      w.reject(err);
+    }
+    if (advice.code === 4003) this._emit('replaced', advice);
+    this._emit('disconnected', { ...advice, willReconnect: false });
+    this._emit('closed', advice);
+  }
+}
+
+/**
+ * Opens a chat client on the gotalk door at `url` (e.g. `ws://127.0.0.1:8080/gotalk/`) and signs
+ * in with `options.token`: a string, or a function (possibly async) that returns one, called for
+ * every connection attempt (`{reason: 'connect' | 'reconnect' | 'refresh', refused?}`).
+ */
+export function chat(url, options) {
+  return new ChatClient(url, options);
+}
+
+export default { connect, chat, Connection, ChatClient, ChinwagError, ChatError, DEFAULTS, CHAT_DEFAULTS, CLOSE_CODES };

@@ -42,6 +42,17 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             .arg(crate::root().join("clients/js/run-tests.sh"))
             .env("CHINWAG_RPC_ECHO", rpc_echo),
     )?;
+    // The chat client's Node tests and the browser tests (playwright-core driving Debian's
+    // chromium) against the real chinwag-server binary.
+    run_cmd(cargo().args(["build", "--locked", "-p", "chinwag-server"]))?;
+    run_cmd(
+        std::process::Command::new("bash")
+            .arg(crate::root().join("clients/js/run-server-tests.sh"))
+            .env(
+                "CHINWAG_SERVER",
+                crate::root().join("target/debug/chinwag-server"),
+            ),
+    )?;
     crate::smoke::run()?;
     eprintln!("xtask test: all checks passed");
     Ok(())
@@ -54,6 +65,7 @@ fn preflight() -> Result<(), String> {
         ("redis-server", "redis-server"),
         ("node", "nodejs"),
         ("npm", "npm"),
+        ("chromium", "chromium"),
     ];
     let missing: Vec<&str> = needed
         .iter()

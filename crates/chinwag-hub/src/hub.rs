@@ -121,6 +121,7 @@ impl HubBuilder {
     ///
     /// Outside a Tokio runtime.
     pub fn build(self) -> Hub {
+        m::describe();
         let limits = &self.config.limits;
         let ip_limiter = limits
             .connection_rate

@@ -53,6 +53,42 @@ pub const REFUSALS: &str = "chinwag_hub_refusals_total";
 /// Send queue depth of room members, sampled at publishes.
 pub const SEND_QUEUE_DEPTH: &str = "chinwag_hub_send_queue_depth";
 
+/// Describes every metric to the installed recorder (help text and unit) and registers the
+/// unlabelled ones at zero, so a scrape shows them from the start. [`Hub`](crate::Hub) calls
+/// it when it is built; calling it again is harmless.
+pub fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(CONNECTIONS, "Connections signed on.");
+    describe_gauge!(USERS_ONLINE, "Users with at least one connection.");
+    describe_gauge!(ROOMS, "Rooms.");
+    describe_counter!(CONNECTS, "Sign-ons, by door.");
+    describe_counter!(DISCONNECTS, "Connections ended, by reason.");
+    describe_counter!(MESSAGES_IN, "Messages from clients, by kind.");
+    describe_counter!(MESSAGES_OUT, "Messages to clients, by kind.");
+    describe_counter!(FANOUT_DELIVERIES, "Room deliveries.");
+    describe_histogram!(
+        FANOUT_SECONDS,
+        Unit::Seconds,
+        "Time to queue one publish on every member."
+    );
+    describe_counter!(QUEUED, "Direct messages put into the offline queue.");
+    describe_counter!(REPLAYED, "Queued messages sent by a replay.");
+    describe_counter!(ACKED, "Queue entries removed by acknowledgements.");
+    describe_counter!(EXPIRED, "Queue entries removed because their TTL passed.");
+    describe_counter!(DROPPED, "Deliveries that did not happen, by reason.");
+    describe_counter!(REFUSALS, "Refusals, by reason.");
+    describe_histogram!(
+        SEND_QUEUE_DEPTH,
+        "Send queue depth of room members, sampled at publishes."
+    );
+    for g in [CONNECTIONS, USERS_ONLINE, ROOMS] {
+        metrics::gauge!(g).increment(0.0);
+    }
+    for c in [FANOUT_DELIVERIES, QUEUED, REPLAYED, ACKED, EXPIRED] {
+        metrics::counter!(c).increment(0);
+    }
+}
+
 pub(crate) fn refusal(reason: &'static str) {
     metrics::counter!(REFUSALS, "reason" => reason).increment(1);
 }

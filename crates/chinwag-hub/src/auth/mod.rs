@@ -90,7 +90,7 @@ pub enum AuthError {
     /// The signature does not verify.
     #[error("bad signature")]
     BadSignature,
-    /// `exp` is in the past (beyond the leeway) or missing.
+    /// `exp` is in the past (beyond the leeway). A token without `exp` is [`AuthError::Claims`].
     #[error("token expired")]
     Expired,
     /// `nbf` is in the future (beyond the leeway).

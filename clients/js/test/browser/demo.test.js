@@ -1,0 +1,214 @@
+// The web demo of chinwag-server in a real headless Chromium (Debian's, driven by
+// playwright-core): two people chat in a room; a person who closed the page gets the direct
+// messages sent meanwhile, in order, when they come back; a second sign-on of the same user
+// replaces the first tab, which says so. Screenshots go to target/browser-screenshots/.
+//
+// No sleeps: every wait is for a selector or a page state, with a deadline.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { startChinwagServer } from '../support/chinwag-server.js';
+import { launchChromium, screenshotDir } from '../support/browser.js';
+
+const D = 20000; // deadline of every wait
+let server;
+let browser;
+const shots = screenshotDir();
+
+before(async () => {
+  server = await startChinwagServer();
+  browser = await launchChromium();
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (server) {
+    await server.stop();
+    server.removeDataDir();
+  }
+});
+
+/** A new browser context (a person on their own device) with one page of the demo. */
+async function person({ viewport = { width: 1280, height: 800 } } = {}) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  page.setDefaultTimeout(D);
+  const errors = [];
+  page.on('pageerror', (err) => errors.push(err));
+  page.on('console', (m) => m.type() === 'error' && !/WebSocket|Failed to load resource/.test(m.text()) && errors.push(new Error(m.text())));
+  await page.goto(server.http);
+  return { context, page, errors };
+}
+
+async function signIn(page, name) {
+  await page.locator('#signin-user').fill(name);
+  await page.locator('#signin-form button[type=submit]').click();
+  await page.locator('#conn-state[data-state="signed-in"]').waitFor();
+  await page.locator('#me-name', { hasText: name }).waitFor();
+}
+
+async function joinRoom(page, room) {
+  await page.locator('#join-form input[name=room]').fill(room);
+  await page.locator('#join-form button[type=submit]').click();
+  await page.locator('#conv-title', { hasText: `# ${room}` }).waitFor();
+  await page.locator(`#room-list button[data-room="${room}"][aria-current="true"]`).waitFor();
+}
+
+async function say(page, text) {
+  await page.locator('#composer-input').fill(text);
+  await page.locator('#composer-input').press('Enter');
+}
+
+/** The bodies of the messages shown (not system lines), once the last one is `last`. */
+async function bodies(page, last) {
+  await page.locator('#messages .msg:not(.system):not(.pending) .body', { hasText: last }).last().waitFor();
+  return page.locator('#messages .msg:not(.system) .body').allTextContents();
+}
+
+test('two people chat in a room', async () => {
+  const ada = await person();
+  const bob = await person();
+  try {
+    await ada.page.locator('#signin-user').waitFor();
+    await ada.page.screenshot({ path: path.join(shots, 'signin.png'), animations: 'disabled' });
+    await signIn(ada.page, 'ada');
+    await signIn(bob.page, 'bob');
+    await joinRoom(ada.page, 'design');
+    await joinRoom(bob.page, 'design');
+    // Both see the other as a member of the room.
+    await ada.page.locator('#conv-sub', { hasText: '2 members' }).waitFor();
+
+    await say(ada.page, 'Hi Bob! Shall we review the mockups?');
+    await bodies(bob.page, 'review the mockups');
+    await say(bob.page, 'Sure, give me five minutes.');
+    await say(bob.page, 'Opening them now.');
+    const seenByAda = await bodies(ada.page, 'Opening them now.');
+    assert.deepEqual(seenByAda, ['Hi Bob! Shall we review the mockups?', 'Sure, give me five minutes.', 'Opening them now.']);
+    assert.deepEqual(await bodies(bob.page, 'Opening them now.'), seenByAda);
+    // Who is online: bob is listed as online on ada's side.
+    await ada.page.locator('#people-list button[data-person="bob"] .dot.on').waitFor();
+    await ada.page.screenshot({ path: path.join(shots, 'room-chat.png'), animations: 'disabled' });
+    // The same page on a phone-sized screen: the sidebar is behind the menu button.
+    await ada.page.setViewportSize({ width: 390, height: 760 });
+    await ada.page.locator('#menu').waitFor({ state: 'visible' });
+    await ada.page.screenshot({ path: path.join(shots, 'room-chat-narrow.png'), animations: 'disabled' });
+    await ada.page.locator('#menu').click();
+    await ada.page.locator('#room-list button[data-room="design"]').waitFor({ state: 'visible' });
+    await ada.page.screenshot({ path: path.join(shots, 'sidebar-narrow.png'), animations: 'disabled' });
+    assert.deepEqual([...ada.errors, ...bob.errors], []);
+  } finally {
+    await ada.context.close();
+    await bob.context.close();
+  }
+});
+
+test('messages sent while a person is away show up, in order, when they come back', async () => {
+  const ada = await person();
+  let cy = await person();
+  try {
+    await signIn(ada.page, 'ada2');
+    await signIn(cy.page, 'cy');
+    await cy.context.close(); // cy closes the browser
+    cy = null;
+
+    // ada writes to cy, who is away.
+    await ada.page.locator('#dm-form input[name=user]').fill('cy');
+    await ada.page.locator('#dm-form button[type=submit]').click();
+    await ada.page.locator('#conv-title', { hasText: 'cy' }).waitFor();
+    const sent = ['Are you there?', 'The build is green again.', 'Ping me when you are back!'];
+    for (const text of sent) await say(ada.page, text);
+    await ada.page.locator('#messages .msg:not(.pending) .body', { hasText: sent[2] }).waitFor();
+    assert.equal(await ada.page.locator('#messages .msg.pending').count(), 0);
+
+    // cy comes back on a new browser: the messages wait in the DM list, in order.
+    cy = await person();
+    await signIn(cy.page, 'cy');
+    const entry = cy.page.locator('#dm-list button[data-peer="ada2"]');
+    await entry.locator('.badge', { hasText: '3' }).waitFor();
+    await cy.page.locator('#toast', { hasText: 'arrived while you were away' }).waitFor();
+    await entry.click();
+    await cy.page.locator('#messages .divider', { hasText: 'While you were away' }).waitFor();
+    assert.deepEqual(await bodies(cy.page, sent[2]), sent);
+    await cy.page.screenshot({ path: path.join(shots, 'offline-messages.png'), animations: 'disabled' });
+
+    // They were acknowledged: a reload shows them once (from this browser's history), no duplicates.
+    await cy.page.reload();
+    await cy.page.locator('#conn-state[data-state="signed-in"]').waitFor();
+    await cy.page.locator('#dm-list button[data-peer="ada2"]').click();
+    assert.deepEqual(await bodies(cy.page, sent[2]), sent);
+    // And cy can answer.
+    await say(cy.page, 'Back now!');
+    const adaSees = await ada.page.locator('#messages .msg .body', { hasText: 'Back now!' });
+    await adaSees.waitFor();
+    assert.deepEqual([...ada.errors, ...cy.errors], []);
+  } finally {
+    await ada.context.close();
+    if (cy) await cy.context.close();
+  }
+});
+
+test('a second sign-on of the same user replaces the first tab, which shows a notice and stays off', async () => {
+  const first = await person();
+  const second = await person();
+  try {
+    await signIn(first.page, 'eve');
+    await signIn(second.page, 'eve');
+    const notice = first.page.locator('#replaced');
+    await notice.waitFor({ state: 'visible' });
+    await first.page.locator('#replaced-title', { hasText: 'You signed in somewhere else' }).waitFor();
+    await first.page.locator('#conn-state[data-state="closed"]', { hasText: 'Signed in elsewhere' }).waitFor();
+    await first.page.screenshot({ path: path.join(shots, 'replaced.png'), animations: 'disabled' });
+    // The newer tab stays signed in: a message to itself goes through its connection.
+    await second.page.locator('#dm-form input[name=user]').fill('eve');
+    await second.page.locator('#dm-form button[type=submit]').click();
+    await say(second.page, 'note to self');
+    await second.page.locator('#messages .msg:not(.pending) .body', { hasText: 'note to self' }).waitFor();
+    assert.equal(await second.page.locator('#conn-state').getAttribute('data-state'), 'signed-in');
+    // The replaced tab did not reconnect (it would have replaced the newer one in turn).
+    assert.equal(await first.page.evaluate(() => document.querySelector('#conn-state').dataset.state), 'closed');
+    assert.equal(await second.page.locator('#replaced').isVisible(), false);
+    // "Use chinwag here" takes over again: now the other tab is the replaced one.
+    await first.page.locator('#replaced-here').click();
+    await first.page.locator('#conn-state[data-state="signed-in"]').waitFor();
+    await second.page.locator('#replaced').waitFor({ state: 'visible' });
+    assert.deepEqual([...first.errors, ...second.errors], []);
+  } finally {
+    await first.context.close();
+    await second.context.close();
+  }
+});
+
+test('while the server restarts the page says it is offline, then reconnects by itself and shows what was queued', async () => {
+  // A server of its own, restarted on the same port and data directory.
+  const own = await startChinwagServer();
+  let current = own;
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(D);
+  try {
+    await page.goto(own.http);
+    await signIn(page, 'gus');
+    await own.stop();
+    await page.locator('#conn-state[data-state="reconnecting"]').waitFor();
+    await page.locator('#banner', { hasText: 'You are offline' }).waitFor();
+    await page.screenshot({ path: path.join(shots, 'reconnecting.png'), animations: 'disabled' });
+    current = await startChinwagServer({ dataDir: own.dataDir, port: own.port });
+    // Someone writes to gus before the page is back (it may still be waiting for its next try).
+    const { chat } = await import('../../chinwag.js');
+    const WebSocket = (await import('ws')).default;
+    const hal = chat(current.chatWs, { WebSocket, token: async () => (await current.devToken('hal')).token });
+    await hal.signedIn();
+    await hal.send('gus', 'first while you were out');
+    await hal.send('gus', 'second while you were out');
+    await hal.close();
+    await page.locator('#conn-state[data-state="signed-in"]').waitFor();
+    await page.locator('#banner').waitFor({ state: 'hidden' });
+    await page.locator('#dm-list button[data-peer="hal"] .badge', { hasText: '2' }).waitFor();
+    await page.locator('#dm-list button[data-peer="hal"]').click();
+    assert.deepEqual(await bodies(page, 'second while you were out'), ['first while you were out', 'second while you were out']);
+  } finally {
+    await context.close();
+    await current.stop();
+    own.removeDataDir();
+  }
+});

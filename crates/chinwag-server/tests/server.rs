@@ -1,0 +1,331 @@
+//! The real `chinwag-server` binary, as users run it: its command line (help, print-config,
+//! precedence, errors with exit code 2), its HTTP side (health, readiness, metrics, dev
+//! tokens), SIGTERM (exit 0) and the durable queue across a restart. Every wait is for an
+//! event (a line, an answer, an exit) under a deadline; nothing sleeps.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use chinwag::rpc::{Handlers, Peer, RpcConfig};
+use chinwag_server::config::{KEYS, default_table, env_name, flag_name, lookup};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_chinwag-server");
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn server(dir: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.current_dir(dir)
+        .env_remove("CHINWAG_CONFIG")
+        .env("CHINWAG_LOG_FILTER", "warn")
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--tcp-listen",
+            "127.0.0.1:0",
+            "--tok-listen",
+            "127.0.0.1:0",
+        ]);
+    // The test runner's own CHINWAG_* variables are not the server's configuration.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CHINWAG_") && k != "CHINWAG_LOG_FILTER" {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+/// A running server and the addresses it printed.
+struct Running {
+    child: Child,
+    http: SocketAddr,
+    chat_tcp: SocketAddr,
+}
+
+impl Running {
+    fn start(mut cmd: Command) -> Running {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start chinwag-server");
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let (mut http, mut chat_tcp) = (None, None);
+        loop {
+            let line = rx
+                .recv_timeout(DEADLINE)
+                .expect("the server prints its addresses and `ready`");
+            let (what, rest) = line.split_once(' ').unwrap_or((&line, ""));
+            match what {
+                "http" => {
+                    let hostport = rest.trim_start_matches("http://").trim_end_matches('/');
+                    http = Some(hostport.parse().unwrap());
+                }
+                "chat-tcp" => chat_tcp = Some(rest.parse().unwrap()),
+                "ready" => break,
+                _ => {}
+            }
+        }
+        Running {
+            child,
+            http: http.expect("an http line"),
+            chat_tcp: chat_tcp.expect("a chat-tcp line"),
+        }
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        get(self.http, path)
+    }
+
+    /// SIGTERM, then the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(ok.success());
+        let until = Instant::now() + DEADLINE;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < until, "the server exits after SIGTERM");
+            std::thread::yield_now();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP/1.1 GET: status and body.
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp[9..12].parse().unwrap();
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_lists_every_key_with_its_default_and_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, _) = run(server(dir.path()).arg("--help"));
+    assert_eq!(code, 0);
+    let defaults = default_table();
+    let squeezed: String = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    for (key, _) in KEYS {
+        assert!(
+            out.contains(&format!("--{}", flag_name(key))),
+            "--help names --{}",
+            flag_name(key)
+        );
+        assert!(
+            squeezed.contains(&env_name(key)),
+            "--help names {}",
+            env_name(key)
+        );
+        let shown = match lookup(&defaults, key).unwrap() {
+            toml::Value::String(s) if s.is_empty() => "(empty)".to_owned(),
+            toml::Value::String(s) => s.clone(),
+            v => v.to_string(),
+        };
+        assert!(
+            squeezed.contains(&format!("[default: {shown}]")),
+            "--help shows the default of {key} ({shown})"
+        );
+    }
+}
+
+#[test]
+fn print_config_applies_flags_over_env_over_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("chinwag.toml");
+    std::fs::write(
+        &file,
+        "[limits]\nmax_rooms = 10\nmax_page = 11\nmax_unacked = 12\n\n[auth]\nsecret = \"s3cret\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(server(dir.path())
+        .arg("--config")
+        .arg(&file)
+        .env("CHINWAG_LIMITS_MAX_PAGE", "21")
+        .env("CHINWAG_LIMITS_MAX_UNACKED", "22")
+        .args(["--limits-max-unacked", "33", "--print-config"]));
+    assert_eq!(code, 0, "{err}");
+    let t: toml::Table = toml::from_str(&out).unwrap();
+    let limits = t["limits"].as_table().unwrap();
+    assert_eq!(limits["max_rooms"].as_integer(), Some(10), "file");
+    assert_eq!(limits["max_page"].as_integer(), Some(21), "env over file");
+    assert_eq!(
+        limits["max_unacked"].as_integer(),
+        Some(33),
+        "flag over env"
+    );
+    assert_eq!(
+        t["auth"]["secret"].as_str(),
+        Some("<redacted>"),
+        "secrets are not printed"
+    );
+    assert_eq!(t["server"]["listen"].as_str(), Some("127.0.0.1:0"));
+}
+
+#[test]
+fn bad_configuration_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    for (text, key) in [
+        ("[limits]\nmax_roomz = 3\n", "limits.max_roomz"),
+        ("[limits]\nmax_rooms = \"many\"\n", "limits.max_rooms"),
+        ("[hub]\nsign_on = \"twice\"\n", "hub.sign_on"),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let (code, _, err) = run(server(dir.path()).arg("--config").arg(&file));
+        assert_eq!(code, 2, "{text:?}: {err}");
+        assert!(err.contains(key), "{text:?}: {err}");
+    }
+    let (code, _, err) = run(server(dir.path()).env("CHINWAG_LIMITS_MAX_ROOMZ", "3"));
+    assert_eq!(code, 2);
+    assert!(err.contains("CHINWAG_LIMITS_MAX_ROOMZ"), "{err}");
+    let (code, _, err) = run(server(dir.path()).args(["--hub-max-ttl", "forever"]));
+    assert_eq!(code, 2);
+    assert!(err.contains("hub.max_ttl"), "{err}");
+    // clap's own errors (an unknown flag) are exit code 2 too.
+    let (code, _, _) = run(server(dir.path()).arg("--no-such-flag"));
+    assert_eq!(code, 2);
+}
+
+/// A chat client over TCP that collects `message` notifications.
+struct Chat {
+    peer: Peer,
+    notes: tokio::sync::mpsc::UnboundedReceiver<Value>,
+}
+
+async fn chat(addr: SocketAddr, token: &str) -> Chat {
+    let (tx, notes) = tokio::sync::mpsc::unbounded_channel();
+    let mut h = Handlers::new();
+    h.handle_notification("message", move |_peer, payload| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx.send(serde_json::from_slice(&payload).unwrap());
+        }
+    });
+    let t = chinwag::transport::tcp::connect(addr, &Default::default())
+        .await
+        .unwrap();
+    let peer = chinwag::rpc::connect(t, Arc::new(h), RpcConfig::client());
+    let _: Value = peer
+        .request("auth", &json!({ "token": token }))
+        .await
+        .expect("auth");
+    Chat { peer, notes }
+}
+
+fn token(http: SocketAddr, user: &str) -> String {
+    let (status, body) = get(http, &format!("/dev/token?user={user}"));
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["user"], user);
+    assert_eq!(v["device"], "web");
+    v["token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_pages_metrics_dev_tokens_and_keeps_the_queue_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Running::start(server(dir.path()));
+    assert_eq!(s.get("/healthz"), (200, "ok\n".into()));
+    assert_eq!(s.get("/readyz"), (200, "ready\n".into()));
+    let (status, page) = s.get("/");
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("<html") || page.contains("<!doctype"),
+        "{page}"
+    );
+    let (status, js) = s.get("/chinwag.js");
+    assert_eq!(status, 200);
+    assert!(js.contains("export"), "the JS client");
+    assert_eq!(s.get("/nope").0, 404);
+    assert_eq!(s.get("/dev/token").0, 400, "a name is needed");
+
+    // alice sends to bob, who is offline: queued in the durable queue.
+    let alice = chat(s.chat_tcp, &token(s.http, "alice")).await;
+    for i in 0..3 {
+        let r: Value = alice
+            .peer
+            .request("send", &json!({ "to": "bob", "body": format!("hi {i}") }))
+            .await
+            .unwrap();
+        assert_eq!(r["queued"], true, "{r}");
+    }
+    let (_, metrics) = s.get("/metrics");
+    for name in [
+        "chinwag_hub_connections",
+        "chinwag_hub_queued_total",
+        "chinwag_hub_messages_in_total",
+    ] {
+        assert!(metrics.contains(name), "/metrics has {name}:\n{metrics}");
+    }
+    drop(alice);
+    let status = s.terminate();
+    assert_eq!(status.code(), Some(0), "SIGTERM exits 0");
+
+    // A new start on the same data directory delivers them to bob, in order.
+    let s = Running::start(server(dir.path()));
+    let mut bob = chat(s.chat_tcp, &token(s.http, "bob")).await;
+    for i in 0..3 {
+        let m = tokio::time::timeout(DEADLINE, bob.notes.recv())
+            .await
+            .expect("a queued message")
+            .unwrap();
+        assert_eq!(m["from"]["user"], "alice");
+        assert_eq!(m["body"], format!("hi {i}"));
+    }
+    drop(bob);
+    assert_eq!(s.terminate().code(), Some(0));
+}
+
+#[test]
+fn no_dev_tokens_with_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = server(dir.path());
+    cmd.args(["--auth-secret", "a-real-secret-for-this-test"]);
+    let s = Running::start(cmd);
+    assert_eq!(s.get("/dev/token?user=x").0, 404);
+    assert_eq!(s.get("/healthz").0, 200);
+}
