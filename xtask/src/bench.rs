@@ -3,7 +3,7 @@
 //!
 //! Builds the servers and the load generator in release mode, then runs each scenario: every
 //! server is started as its own process on a free loopback port, loaded by `chinwag-load run`
-//! (which reads the server's CPU time and RSS from /proc/<pid>), and killed. Repetitions are
+//! (which reads the server's CPU time and RSS from `/proc/<pid>`), and killed. Repetitions are
 //! interleaved (chinwag, baseline, chinwag, baseline, ...) so drift on this shared 2-core
 //! machine hits both sides of a ratio alike. Every run's JSON goes to
 //! `target/bench/<timestamp>/runs/`, then `chinwag-load report` writes `report.md`,
@@ -15,6 +15,16 @@
 //! connection), and a slow consumer. `--peer NAME=URL` adds an external loopback server
 //! (`ws://`, `tcp://`, `gotalk+tcp://`, `gotalk+ws://`) to the scenarios of its protocol, e.g.
 //! the Go gotalk server.
+//!
+//! The hub scenarios (`hub-*`, issue 12) load `examples/hub` (JWT sign-in, the raw room door
+//! and the chat door) with `chinwag-load run --mode fanout|send|replay|idle-auth`: fan-out to
+//! rooms of 1 000 and 10 000 members on both engines against `baseline-fanout` (tokio +
+//! fastwebsockets, no hub), send to random users, offline replay per queue backend (a private
+//! redis-server for Redis), and idle signed-in connections. `hub-fanout-10k-low` is the
+//! 10 000-member fan-out at 1 publish/s (latency when the machine is not saturated). The
+//! fan-out, send and idle scenarios also load the ready server, `chinwag-server` (issue 13),
+//! as users deploy it except for the limits that load from a few loopback addresses trips
+//! ([`READY_SERVER_ARGS`]). A `--peer NAME=ws://…?room=R` joins the fan-out scenarios.
 //!
 //! `--micro` runs the criterion micro-benchmarks instead (`cargo bench` on every package that
 //! has a `[[bench]]`, or `-p chinwag-bench` when a top-level `benches/` package exists).
@@ -28,7 +38,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::server::{free_port, spawn_listening};
+use crate::server::{KillOnDrop, free_port, spawn_listening};
 use crate::{cargo, root, run_cmd};
 
 /// A server under test.
@@ -56,6 +66,113 @@ enum ServerKind {
     },
     /// An external server given with `--peer`.
     Peer { url: String },
+    /// A server of the hub scenarios (or their raw baseline): started as `bin ARGS --listen
+    /// ADDR [TCP-FLAG ADDR2]` without the `CHINWAG_*` variables of this environment (the
+    /// ready server refuses unknown ones), and loaded at `target`, a URL template (`{listen}`,
+    /// `{tcp}`). In `args`, `{redis}` is the URL of a private redis-server started for the run
+    /// and `{tmp}` a fresh path in the run directory (removed afterwards). The servers are
+    /// made by [`hub_server`] (`examples/hub`), [`ready_server`] (`chinwag-server`) and
+    /// [`raw_fanout`].
+    Hub(HubServer),
+}
+
+#[derive(Clone)]
+struct HubServer {
+    bin: &'static str,
+    args: Vec<String>,
+    target: &'static str,
+    /// The flag that takes the address of the chat door over TCP, when the run loads it.
+    tcp: Option<&'static str>,
+}
+
+/// The secret the hub servers verify tokens with and the load generator signs them with.
+const HUB_SECRET: &str = "chinwag bench secret, not for production";
+
+/// The URL template a hub door is loaded at, and whether it is the chat door over TCP.
+fn hub_door(door: &str) -> (&'static str, bool) {
+    match door {
+        "rooms" => ("ws://{listen}/ws?room=bench", false),
+        "chat-ws" => ("gotalk+ws://{listen}/gotalk/", false),
+        _ => ("gotalk+tcp://{tcp}", true),
+    }
+}
+
+/// A chinwag server of the hub scenarios on `door` (`rooms`, `chat-ws` or `chat-tcp`); the
+/// room door is divided by the raw fan-out baseline.
+fn hub_like(
+    name: &str,
+    bin: &'static str,
+    tcp_flag: &'static str,
+    door: &str,
+    args: Vec<String>,
+) -> Server {
+    let (target, tcp) = hub_door(door);
+    Server {
+        name: name.to_owned(),
+        role: "chinwag",
+        baseline: (door == "rooms").then_some("raw-fanout"),
+        kind: ServerKind::Hub(HubServer {
+            bin,
+            args,
+            target,
+            tcp: tcp.then_some(tcp_flag),
+        }),
+    }
+}
+
+/// The hub bench server (`examples/hub.rs`): `door` is `rooms`, `chat-ws` or `chat-tcp`.
+fn hub_server(name: &str, door: &str, engine: &str, extra: &[&str]) -> Server {
+    let mut args = strs(&["--engine", engine, "--secret", HUB_SECRET]);
+    args.extend(strs(extra));
+    hub_like(name, "examples/hub", "--tcp", door, args)
+}
+
+/// What the ready server (`chinwag-server`) is given beyond its defaults in every hub run:
+/// the bench secret, no tok door, a data directory of its own, and the limits that load from
+/// four loopback addresses trips (connection rate per address, connections, members per room,
+/// sockets on the HTTP port). Everything else is as users deploy it (redb queue, message rate
+/// 100/s per connection, 30 s pings, 60 s gotalk heartbeats).
+const READY_SERVER_ARGS: [&str; 14] = [
+    "--tok-listen",
+    "",
+    "--data-dir",
+    "{tmp}",
+    "--auth-secret",
+    HUB_SECRET,
+    "--limits-connection-rate",
+    "0",
+    "--limits-max-connections",
+    "20000",
+    "--limits-max-members-per-room",
+    "20000",
+    "--websocket-max-connections",
+    "12000",
+];
+
+/// The ready server (`crates/chinwag-server`, its tungstenite engine by default) on `door`,
+/// with [`READY_SERVER_ARGS`] and `extra`.
+fn ready_server(name: &str, door: &str, extra: &[&str]) -> Server {
+    let mut args = strs(&READY_SERVER_ARGS);
+    if !hub_door(door).1 {
+        args.extend(strs(&["--tcp-listen", ""]));
+    }
+    args.extend(strs(extra));
+    hub_like(name, "chinwag-server", "--tcp-listen", door, args)
+}
+
+/// The raw fan-out baseline (`baseline-fanout`: tokio + fastwebsockets, no hub).
+fn raw_fanout() -> Server {
+    Server {
+        name: "raw-fanout".into(),
+        role: "baseline",
+        baseline: None,
+        kind: ServerKind::Hub(HubServer {
+            bin: "baseline-fanout",
+            args: Vec::new(),
+            target: "ws://{listen}/ws?room=bench",
+            tcp: None,
+        }),
+    }
 }
 
 fn ws_echo(engine: &'static str, ping: Option<u64>) -> Server {
@@ -128,8 +245,8 @@ struct Opts {
     list: bool,
 }
 
-/// Scenario names; `--scenario X` selects `X` and every `X-*` (`gotalk-rpc`, `ws-echo`).
-const SCENARIOS: [&str; 10] = [
+/// Scenario names; `--scenario X` selects `X` and every `X-*` (`gotalk-rpc`, `ws-echo`, `hub`).
+const SCENARIOS: [&str; 16] = [
     "ws-echo-20B",
     "ws-echo-16KiB",
     "ws-echo-1KiB",
@@ -140,6 +257,12 @@ const SCENARIOS: [&str; 10] = [
     "gotalk-rpc-ws-16",
     "idle",
     "slow-consumer",
+    "hub-fanout-1k",
+    "hub-fanout-10k",
+    "hub-fanout-10k-low",
+    "hub-send",
+    "hub-replay",
+    "hub-idle",
 ];
 
 fn selects(selector: &str, name: &str) -> bool {
@@ -244,7 +367,8 @@ fn scenarios(o: &Opts, notes: &mut Vec<String>) -> Vec<Scenario> {
         ("ws-echo-1KiB", "500", "1024"),
     ] {
         let mut servers = ws_servers(None);
-        servers.extend(peers("ws"));
+        // Room servers (`ws://…?room=R`) are for the hub fan-out, not for echoes.
+        servers.extend(peers("ws").into_iter().filter(|p| !is_room_peer(p)));
         out.push(Scenario {
             name,
             kind: "echo",
@@ -363,6 +487,7 @@ fn scenarios(o: &Opts, notes: &mut Vec<String>) -> Vec<Scenario> {
         load: timing(&["--conns", "100", "--size", "64", "--rate", "20000"]),
         reps,
     });
+    hub_scenarios(o, &timing, &peers, &mut out);
     if !o.scenarios.is_empty() {
         out.retain(|s| o.scenarios.iter().any(|sel| selects(sel, s.name)));
         notes.retain(|n| {
@@ -372,6 +497,225 @@ fn scenarios(o: &Opts, notes: &mut Vec<String>) -> Vec<Scenario> {
         });
     }
     out
+}
+
+fn is_room_peer(s: &Server) -> bool {
+    matches!(&s.kind, ServerKind::Peer { url } if url.contains("room="))
+}
+
+/// The hub scenarios of issue 12 (`crates/chinwag-load/src/hub.rs` describes each load).
+/// Members and users are spread over worker processes (each may hold 20 000 files here) and
+/// loopback source addresses; the hub server's connection and message rates are off.
+fn hub_scenarios(
+    o: &Opts,
+    timing: &dyn Fn(&[&str]) -> Vec<String>,
+    peers: &dyn Fn(&str) -> Vec<Server>,
+    out: &mut Vec<Scenario>,
+) {
+    let q = o.quick;
+    let reps = o.reps.unwrap_or(if q { 1 } else { 3 });
+    let secret = ["--secret", HUB_SECRET];
+    // Fan-out: a steady publish rate, the same deliveries per second asked of both sizes
+    // (100 000/s: what this 2-core machine sustains with the load generator on it), and 1
+    // publish/s to 10 000 members (10 000 deliveries/s: the best latency this machine gives a
+    // room that size), over a longer window for enough publishes (its own warm-up and window).
+    let low_window = if q { ["0.5", "3"] } else { ["2", "20"] };
+    let ten_k = if q { "1000" } else { "10000" };
+    for (name, members, rate, procs, window) in [
+        (
+            "hub-fanout-1k",
+            if q { "100" } else { "1000" },
+            "100",
+            "2",
+            None,
+        ),
+        ("hub-fanout-10k", ten_k, "10", "4", None),
+        ("hub-fanout-10k-low", ten_k, "1", "4", Some(low_window)),
+    ] {
+        let mut servers = vec![
+            hub_server("hub-rooms-tungstenite", "rooms", "tungstenite", &[]),
+            raw_fanout(),
+            hub_server("hub-rooms-fastwebsockets", "rooms", "fastwebsockets", &[]),
+            // The publisher sends 100 messages/s at 1 000 members: exactly the ready server's
+            // default message rate per connection, which it is left at.
+            ready_server("server-rooms-tungstenite", "rooms", &[]),
+        ];
+        servers.extend(peers("ws").into_iter().filter(is_room_peer));
+        let with_window = |args: &[&str]| match window {
+            None => timing(args),
+            Some([warmup, secs]) => {
+                let mut v = strs(&["--warmup", warmup, "--duration", secs]);
+                v.extend(strs(args));
+                v
+            }
+        };
+        let mut load = with_window(&[
+            "--mode",
+            "fanout",
+            "--conns",
+            members,
+            "--size",
+            "100",
+            "--rate",
+            rate,
+            "--procs",
+            procs,
+            "--source-ips",
+            "4",
+            "--connect-concurrency",
+            "128",
+        ]);
+        load.extend(strs(&secret));
+        out.push(Scenario {
+            name,
+            kind: "hub-fanout",
+            servers,
+            load,
+            reps,
+        });
+    }
+    let users = if q { "1000" } else { "10000" };
+    let mut load = timing(&[
+        "--mode",
+        "send",
+        "--conns",
+        users,
+        "--size",
+        "100",
+        "--rate",
+        "2000",
+        "--procs",
+        "4",
+        "--source-ips",
+        "4",
+        "--connect-concurrency",
+        "128",
+    ]);
+    load.extend(strs(&secret));
+    out.push(Scenario {
+        name: "hub-send",
+        kind: "hub-send",
+        servers: vec![
+            hub_server("hub-chat-ws-tungstenite", "chat-ws", "tungstenite", &[]),
+            hub_server(
+                "hub-chat-ws-fastwebsockets",
+                "chat-ws",
+                "fastwebsockets",
+                &[],
+            ),
+            hub_server("hub-chat-tcp", "chat-tcp", "tungstenite", &[]),
+            // As deployed (redb, an fsync per queued message) and with the memory queue of
+            // the hub rows above.
+            ready_server("server-chat-ws-redb", "chat-ws", &[]),
+            ready_server(
+                "server-chat-ws-memory",
+                "chat-ws",
+                &["--queue-backend", "memory"],
+            ),
+        ],
+        load,
+        reps,
+    });
+    let mut load = strs(&[
+        "--mode",
+        "replay",
+        "--messages",
+        if q { "1000" } else { "10000" },
+        "--size",
+        "100",
+        "--in-flight",
+        "64",
+    ]);
+    load.extend(strs(&secret));
+    out.push(Scenario {
+        name: "hub-replay",
+        kind: "hub-replay",
+        servers: vec![
+            hub_server("hub-replay-memory", "chat-tcp", "tungstenite", &[]),
+            hub_server(
+                "hub-replay-redb",
+                "chat-tcp",
+                "tungstenite",
+                &["--queue", "redb:{tmp}"],
+            ),
+            hub_server(
+                "hub-replay-redis",
+                "chat-tcp",
+                "tungstenite",
+                &["--queue", "redis:{redis}"],
+            ),
+        ],
+        load,
+        reps,
+    });
+    let conns = o.idle_conns.unwrap_or(if q { 1000 } else { 10_000 });
+    let procs = conns.div_ceil(2500).max(1).to_string();
+    let conns = conns.to_string();
+    let ping = if q { "1" } else { "3" };
+    let mut load = timing(&[
+        "--mode",
+        "idle-auth",
+        "--conns",
+        &conns,
+        "--procs",
+        &procs,
+        "--rooms",
+        "100",
+        "--source-ips",
+        "4",
+        "--connect-concurrency",
+        "128",
+    ]);
+    load.extend(strs(&secret));
+    let ping_args = ["--ping-interval", ping];
+    let ready_ping = ["--websocket-ping-interval", if q { "1s" } else { "3s" }];
+    out.push(Scenario {
+        name: "hub-idle",
+        kind: "hub-idle",
+        servers: vec![
+            hub_server("hub-rooms-tungstenite", "rooms", "tungstenite", &ping_args),
+            hub_server(
+                "hub-rooms-fastwebsockets",
+                "rooms",
+                "fastwebsockets",
+                &ping_args,
+            ),
+            hub_server(
+                "hub-chat-ws-tungstenite",
+                "chat-ws",
+                "tungstenite",
+                &ping_args,
+            ),
+            // The ready server's WebSocket pings every 3 s too; its gotalk heartbeats stay at
+            // their 60 s (no key sets them).
+            ready_server("server-rooms-tungstenite", "rooms", &ready_ping),
+            ready_server("server-chat-ws-tungstenite", "chat-ws", &ready_ping),
+        ],
+        load,
+        reps: o.reps.unwrap_or(1),
+    });
+}
+
+/// Starts a private redis-server (its own directory, append-only file with `appendfsync
+/// always`, as `chinwag_queue_redis::test_server` does) on a free port.
+fn start_redis(dir: &Path) -> Result<(KillOnDrop, String), String> {
+    fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let port = free_port()?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut cmd = Command::new("redis-server");
+    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args([
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ])
+        .args(["--protected-mode", "no", "--dir"])
+        .arg(dir);
+    let running = spawn_listening(&mut cmd, addr)?;
+    Ok((running, format!("redis://{addr}/")))
 }
 
 fn target_dir() -> PathBuf {
@@ -491,6 +835,16 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         "--bins",
         "--examples",
     ]))?;
+    // The ready server on its own: built with the others, its facade's features would be
+    // unified into theirs.
+    run_cmd(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "chinwag-server",
+        "--bin",
+        "chinwag-server",
+    ]))?;
     let rel = target_dir().join("release");
     let load = rel.join("chinwag-load");
 
@@ -594,6 +948,8 @@ fn one_run(
 ) -> Result<(), String> {
     let mut cmd = Command::new(load);
     cmd.arg("run");
+    // A hub run's redis-server and scratch file, cleaned up after the run.
+    let mut aux: Option<(Option<KillOnDrop>, PathBuf)> = None;
     let _running = match &server.kind {
         ServerKind::Local {
             bin,
@@ -627,6 +983,45 @@ fn one_run(
             cmd.args(["--target", url]);
             None
         }
+        ServerKind::Hub(h) => {
+            let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+            let tcp: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+            let tmp = file.with_extension("data");
+            let mut redis = None;
+            let mut args = Vec::new();
+            for a in &h.args {
+                let mut a = a.replace("{tmp}", &tmp.to_string_lossy());
+                if a.contains("{redis}") {
+                    let (running, url) = start_redis(&file.with_extension("redis"))?;
+                    a = a.replace("{redis}", &url);
+                    redis = Some(running);
+                }
+                args.push(a);
+            }
+            let mut server = Command::new(rel.join(h.bin));
+            server.args(&args).arg("--listen").arg(addr.to_string());
+            if let Some(flag) = h.tcp {
+                server.arg(flag).arg(tcp.to_string());
+            }
+            for (k, _) in std::env::vars_os() {
+                if k.to_string_lossy().starts_with("CHINWAG_") {
+                    server.env_remove(k);
+                }
+            }
+            let running = spawn_listening(&mut server, addr)?;
+            let url = h
+                .target
+                .replace("{listen}", &addr.to_string())
+                .replace("{tcp}", &tcp.to_string());
+            cmd.args([
+                "--target",
+                &url,
+                "--server-pid",
+                &running.0.id().to_string(),
+            ]);
+            aux = Some((redis, tmp));
+            Some(running)
+        }
     };
     cmd.args(&sc.load).args(extra).arg("--json").arg(file);
     for (k, v) in meta {
@@ -635,7 +1030,16 @@ fn one_run(
     let status = cmd
         .stdin(Stdio::null())
         .status()
-        .map_err(|e| format!("cannot run {}: {e}", load.display()))?;
+        .map_err(|e| format!("cannot run {}: {e}", load.display()));
+    drop(_running);
+    if let Some((redis, tmp)) = aux {
+        drop(redis);
+        // A queue file (examples/hub) or a data directory (chinwag-server).
+        let _ = fs::remove_file(&tmp);
+        let _ = fs::remove_dir_all(&tmp);
+        let _ = fs::remove_dir_all(file.with_extension("redis"));
+    }
+    let status = status?;
     if status.success() {
         Ok(())
     } else {
@@ -660,7 +1064,7 @@ mod tests {
         let mut notes = Vec::new();
         let plan = scenarios(&o, &mut notes);
         let rpc = root().join("examples/rpc_echo.rs").exists();
-        assert_eq!(plan.len(), if rpc { 10 } else { 6 });
+        assert_eq!(plan.len(), if rpc { 16 } else { 12 });
         assert_eq!(rpc, plan.iter().any(|s| s.name.starts_with("gotalk-rpc")));
         assert_eq!(!rpc, notes.iter().any(|n| n.starts_with("gotalk-rpc")));
         let o = parse(&["--scenario".into(), "ws-echo".into()]).unwrap();
@@ -670,5 +1074,9 @@ mod tests {
         assert_eq!(scenarios(&o, &mut notes).len(), 1);
         assert!(notes.is_empty());
         assert!(parse(&["--scenario".into(), "nope".into()]).is_err());
+        let o = parse(&["--scenario".into(), "hub".into()]).unwrap();
+        let hub = scenarios(&o, &mut Vec::new());
+        assert_eq!(hub.len(), 6);
+        assert!(hub.iter().all(|s| s.name.starts_with("hub-")));
     }
 }

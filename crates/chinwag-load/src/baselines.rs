@@ -10,9 +10,12 @@
 //!   and echoes through a `FragmentCollector`, as in fastwebsockets' `echo_server` example.
 //!
 //! * [`gotalk`]: a gotalk v1 echo directly on tokio and `chinwag-wire` (no sessions, no RPC).
+//! * [`fanout`]: not an echo: a raw room server (`GET /ws?room=R`) on hyper 1 and
+//!   fastwebsockets that writes every message a member sends to every member of its room, the
+//!   yardstick of the hub's fan-out.
 //!
-//! The binaries `baseline-tcp`, `baseline-tungstenite`, `baseline-fastwebsockets` and
-//! `baseline-gotalk` run them
+//! The binaries `baseline-tcp`, `baseline-tungstenite`, `baseline-fastwebsockets`,
+//! `baseline-gotalk` and `baseline-fanout` run them
 //! (`--listen ADDR`, default `127.0.0.1:0`) and print `listening on ADDR` on stdout.
 
 use std::io;
@@ -239,6 +242,147 @@ pub mod gotalk {
                 w.write_all(&out).await?;
                 out.clear();
             }
+        }
+    }
+}
+
+/// Raw WebSocket fan-out (no hub): the smallest tokio + fastwebsockets room server.
+///
+/// `GET /ws?room=NAME` (any path; the `room` query parameter names the room, default `lobby`)
+/// upgrades with hyper 1 and `fastwebsockets::upgrade`; every text or binary message a member
+/// sends goes, as the same frame, to every member of that room, the sender included (as the
+/// hub's room door does). Each room is a `tokio::sync::broadcast` channel of 1 024 messages
+/// (the hub's send queue is 1 024 too): a publish is one `send`, each member's writer task
+/// takes it from the channel and writes the frame (one write per frame, as fastwebsockets
+/// does); a member that falls more than 1 024 messages behind skips what it missed. Tokens and
+/// other headers are ignored.
+pub mod fanout {
+    use std::collections::HashMap;
+    use std::io;
+    use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
+    use fastwebsockets::{
+        FragmentCollectorRead, Frame, OpCode, Payload, WebSocketError, WebSocketWrite, upgrade,
+    };
+    use http_body_util::Empty;
+    use hyper::body::Incoming;
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper::upgrade::Upgraded;
+    use hyper::{Request, Response};
+    use hyper_util::rt::TokioIo;
+    use tokio::io::WriteHalf;
+    use tokio::net::TcpListener;
+    use tokio::sync::{broadcast, mpsc};
+
+    /// Messages a room's channel holds for its slowest member.
+    pub const ROOM_CAPACITY: usize = 1024;
+
+    /// A message as it goes out: its opcode and payload.
+    type Msg = (OpCode, Bytes);
+    type Rooms = Arc<Mutex<HashMap<String, broadcast::Sender<Msg>>>>;
+
+    fn room_of(req: &Request<Incoming>) -> String {
+        req.uri()
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("room="))
+            .filter(|r| !r.is_empty())
+            .unwrap_or("lobby")
+            .to_owned()
+    }
+
+    async fn write_all(
+        mut w: WebSocketWrite<WriteHalf<TokioIo<Upgraded>>>,
+        mut room: broadcast::Receiver<Msg>,
+        mut control: mpsc::UnboundedReceiver<Msg>,
+    ) -> Result<(), WebSocketError> {
+        loop {
+            let (op, payload) = tokio::select! {
+                m = room.recv() => match m {
+                    Ok(m) => m,
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                },
+                c = control.recv() => match c {
+                    Some(c) => c,
+                    None => return Ok(()),
+                },
+            };
+            let close = op == OpCode::Close;
+            w.write_frame(Frame::new(true, op, None, Payload::Borrowed(&payload)))
+                .await?;
+            if close {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn member(
+        fut: upgrade::UpgradeFut,
+        tx: broadcast::Sender<Msg>,
+    ) -> Result<(), WebSocketError> {
+        let ws = fut.await?;
+        let (r, w) = ws.split(tokio::io::split);
+        let mut r = FragmentCollectorRead::new(r);
+        // Pongs and the close reply the reader owes go through the writer task.
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(write_all(w, tx.subscribe(), control_rx));
+        let mut send = |f: Frame<'_>| {
+            let _ = control_tx.send((f.opcode, Bytes::copy_from_slice(&f.payload)));
+            std::future::ready(Ok::<(), io::Error>(()))
+        };
+        loop {
+            let frame = match r.read_frame(&mut send).await {
+                Ok(f) => f,
+                Err(_) => break,
+            };
+            match frame.opcode {
+                OpCode::Close => break,
+                op @ (OpCode::Text | OpCode::Binary) => {
+                    let _ = tx.send((op, Bytes::copy_from_slice(&frame.payload)));
+                }
+                _ => {}
+            }
+        }
+        drop(control_tx);
+        writer.abort();
+        Ok(())
+    }
+
+    /// Serves `listener` forever.
+    pub async fn serve(listener: TcpListener) -> io::Result<()> {
+        let rooms: Rooms = Arc::default();
+        loop {
+            let (s, _) = listener.accept().await?;
+            let _ = s.set_nodelay(true);
+            let rooms = rooms.clone();
+            tokio::spawn(async move {
+                let io = TokioIo::new(s);
+                let service = service_fn(move |mut req: Request<Incoming>| {
+                    let rooms = rooms.clone();
+                    async move {
+                        let name = room_of(&req);
+                        let (response, fut) = upgrade::upgrade(&mut req)?;
+                        let tx = rooms
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .entry(name)
+                            .or_insert_with(|| broadcast::channel(ROOM_CAPACITY).0)
+                            .clone();
+                        tokio::spawn(async move {
+                            let _ = member(fut, tx).await;
+                        });
+                        Ok::<Response<Empty<Bytes>>, WebSocketError>(response)
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(io, service)
+                    .with_upgrades()
+                    .await;
+            });
         }
     }
 }

@@ -10,6 +10,8 @@
 //! * [`procfs`]: the server figures read from `/proc/<pid>/stat` and `/proc/<pid>/status`.
 //! * [`baselines`]: minimal echo servers on the raw engines (fastwebsockets with a hyper
 //!   upgrade, async-tungstenite, tokio TCP) that chinwag's servers are divided by.
+//! * [`hub`]: the hub scenarios (fan-out to a room, send to users, offline replay, idle
+//!   signed-in connections): members and users signed in with HS256 JWTs.
 //! * [`report`]: turns a directory of run results into `report.md`, `report.json` and SVG
 //!   charts.
 //!
@@ -17,10 +19,12 @@
 //! `docs/BENCHMARKS.md`.
 
 pub mod baselines;
+pub mod hub;
 pub mod load;
 pub mod procfs;
 pub mod proto;
 pub mod report;
+mod workers;
 
 pub use load::{LoadSpec, RunReport};
 pub use proto::{ClientEngine, Protocol, Target};

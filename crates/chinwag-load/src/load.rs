@@ -12,8 +12,6 @@
 //! its queueing delay (no coordinated omission).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,8 +24,10 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::BoxError;
+use crate::hub::{HubFigures, Mode};
 use crate::procfs::{self, ProcSample};
 use crate::proto::{self, ClientEngine, Reader, Target, Writer};
+use crate::workers;
 
 /// Open loop: lateness of a send that is blamed on tokio's 1 ms timer granularity, not on
 /// the server.
@@ -70,6 +70,33 @@ pub struct LoadSpec {
     pub procs: usize,
     /// Connections being opened at once, per worker.
     pub connect_concurrency: usize,
+    /// What is measured: echo (the default), or one of the hub scenarios ([`crate::hub`]).
+    #[serde(default)]
+    pub mode: Mode,
+    /// Hub modes: the HS256 secret the connections' tokens are signed with (none: no token).
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Hub modes: the room (fan-out and idle runs; a room-door URL's `room=` wins).
+    #[serde(default = "default_room")]
+    pub room: String,
+    /// Hub idle runs: connections are spread over this many rooms (`ROOM-0` ..).
+    #[serde(default = "one")]
+    pub rooms: usize,
+    /// Replay: messages queued for the offline user.
+    #[serde(default = "ten_thousand")]
+    pub messages: usize,
+}
+
+fn default_room() -> String {
+    "bench".into()
+}
+
+fn one() -> usize {
+    1
+}
+
+fn ten_thousand() -> usize {
+    10_000
 }
 
 impl Default for LoadSpec {
@@ -89,6 +116,11 @@ impl Default for LoadSpec {
             source_ips: 4,
             procs: 1,
             connect_concurrency: 64,
+            mode: Mode::Echo,
+            secret: None,
+            room: default_room(),
+            rooms: 1,
+            messages: 10_000,
         }
     }
 }
@@ -152,6 +184,9 @@ pub struct RunReport {
     pub first_errors: Vec<String>,
     /// Server usage, when its pid was given.
     pub server: Option<ServerUsage>,
+    /// The hub scenarios' own figures ([`crate::hub`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub: Option<HubFigures>,
 }
 
 /// What one worker sends back.
@@ -547,18 +582,7 @@ async fn idle_conn(shared: Arc<Shared>, mut reader: Reader, _writer: Writer) {
     }
 }
 
-/// Something that runs a worker's share: this process, or a child process.
-enum Worker {
-    Local(Prepared),
-    Child {
-        child: Child,
-        stdin: ChildStdin,
-        stdout: std::io::BufReader<ChildStdout>,
-        connected: usize,
-    },
-}
-
-fn split_shares(spec: &LoadSpec) -> Vec<WorkerSpec> {
+pub(crate) fn split_shares(spec: &LoadSpec) -> Vec<WorkerSpec> {
     let procs = spec.procs.max(1);
     let mut shares = Vec::with_capacity(procs);
     let mut first = 0;
@@ -591,6 +615,9 @@ pub struct RunOptions {
 
 /// Runs `spec` and reports.
 pub async fn run(spec: &LoadSpec, opts: &RunOptions) -> Result<RunReport, BoxError> {
+    if spec.mode != Mode::Echo {
+        return crate::hub::run(spec, opts).await;
+    }
     let _: Target = spec.target.parse()?;
     if spec.size < MIN_PAYLOAD {
         return Err(format!("payload size must be at least {MIN_PAYLOAD} bytes").into());
@@ -598,76 +625,13 @@ pub async fn run(spec: &LoadSpec, opts: &RunOptions) -> Result<RunReport, BoxErr
     let sample = |pid: Option<u32>| pid.and_then(procfs::sample);
     let before = sample(opts.server_pid);
 
-    let shares = split_shares(spec);
-    let mut workers = Vec::with_capacity(shares.len());
-    if shares.len() == 1 {
-        let share = shares.into_iter().next().expect("one share");
-        workers.push(Worker::Local(prepare(share).await?));
-    } else {
-        let exe = match &opts.worker_exe {
-            Some(p) => p.clone(),
-            None => std::env::current_exe()?,
-        };
-        for share in &shares {
-            let mut child = Command::new(&exe)
-                .arg("worker")
-                .arg("--spec")
-                .arg(serde_json::to_string(share)?)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .map_err(|e| format!("cannot start worker {}: {e}", exe.display()))?;
-            let stdin = child.stdin.take().expect("piped stdin");
-            let stdout = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
-            workers.push(Worker::Child {
-                child,
-                stdin,
-                stdout,
-                connected: 0,
-            });
-        }
-        // Wait for every worker to be connected ("ready N").
-        for w in &mut workers {
-            if let Worker::Child {
-                stdout, connected, ..
-            } = w
-            {
-                let line = tokio::task::block_in_place(|| read_line(stdout))?;
-                *connected = line
-                    .strip_prefix("ready ")
-                    .and_then(|n| n.trim().parse().ok())
-                    .ok_or_else(|| format!("worker said {line:?} instead of ready"))?;
-            }
-        }
-    }
-    let connected: usize = workers
-        .iter()
-        .map(|w| match w {
-            Worker::Local(p) => p.connected(),
-            Worker::Child { connected, .. } => *connected,
-        })
-        .sum();
+    let workers = workers::start(split_shares(spec), opts, prepare, Prepared::connected).await?;
+    let (connected, mut children) = (workers.connected, workers.children);
 
     // Go.
     let go = Instant::now();
-    let mut local = None;
-    let mut children = Vec::new();
-    for w in workers {
-        match w {
-            Worker::Local(p) => local = Some(tokio::spawn(run_prepared(p))),
-            Worker::Child {
-                child,
-                mut stdin,
-                stdout,
-                ..
-            } => {
-                stdin.write_all(b"go\n")?;
-                stdin.flush()?;
-                children.push((child, stdin, stdout));
-            }
-        }
-    }
+    let local = workers.local.map(|p| tokio::spawn(run_prepared(p)));
+    children.go("go")?;
     let total = spec.warmup + spec.duration;
     let bar = progress_bar(opts, total);
     let ticker = bar.clone().map(|bar| {
@@ -694,26 +658,27 @@ pub async fn run(spec: &LoadSpec, opts: &RunOptions) -> Result<RunReport, BoxErr
     if let Some(h) = local {
         results.push(h.await?);
     }
-    for (mut child, stdin, mut stdout) in children {
-        let line = tokio::task::block_in_place(|| read_line(&mut stdout))?;
-        drop(stdin);
-        let _ = child.wait();
-        results.push(
-            serde_json::from_str::<WorkerResult>(&line)
-                .map_err(|e| format!("worker result {line:?}: {e}"))?,
-        );
-    }
+    results.extend(children.results::<WorkerResult>()?);
     Ok(merge(
         spec, opts, connected, results, before, at_start, at_end,
     ))
 }
 
-fn read_line(r: &mut impl BufRead) -> Result<String, BoxError> {
-    let mut line = String::new();
-    if r.read_line(&mut line)? == 0 {
-        return Err("a worker exited early".into());
+/// The percentiles of a histogram of nanoseconds, in µs.
+pub(crate) fn latency(hist: &Histogram<u64>) -> Latency {
+    if hist.is_empty() {
+        return Latency::default();
     }
-    Ok(line.trim_end().to_owned())
+    let us = |ns: u64| ns as f64 / 1000.0;
+    Latency {
+        p50: us(hist.value_at_quantile(0.50)),
+        p90: us(hist.value_at_quantile(0.90)),
+        p99: us(hist.value_at_quantile(0.99)),
+        p999: us(hist.value_at_quantile(0.999)),
+        max: us(hist.max()),
+        mean: hist.mean() / 1000.0,
+        samples: hist.len(),
+    }
 }
 
 fn progress_bar(opts: &RunOptions, total_secs: f64) -> Option<indicatif::ProgressBar> {
@@ -761,20 +726,7 @@ fn merge(
             }
         }
     }
-    let us = |ns: u64| ns as f64 / 1000.0;
-    let latency_us = if hist.is_empty() {
-        Latency::default()
-    } else {
-        Latency {
-            p50: us(hist.value_at_quantile(0.50)),
-            p90: us(hist.value_at_quantile(0.90)),
-            p99: us(hist.value_at_quantile(0.99)),
-            p999: us(hist.value_at_quantile(0.999)),
-            max: us(hist.max()),
-            mean: hist.mean() / 1000.0,
-            samples: hist.len(),
-        }
-    };
+    let latency_us = latency(&hist);
     let server = match (opts.server_pid, before, at_start, at_end) {
         (Some(pid), Some(before), Some(a), Some(b)) => {
             let cpu_us = b.cpu_us.saturating_sub(a.cpu_us) as f64;
@@ -805,30 +757,22 @@ fn merge(
         errors,
         first_errors,
         server,
+        hub: None,
     }
 }
 
 /// The `chinwag-load worker` side of the child protocol: connect, print `ready N`, wait for
 /// `go` on stdin, run, print the [`WorkerResult`] as one JSON line.
 pub async fn worker_main(ws: WorkerSpec) -> Result<(), BoxError> {
+    if ws.spec.mode != Mode::Echo {
+        return crate::hub::worker_main(ws).await;
+    }
     let prepared = prepare(ws).await?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "ready {}", prepared.connected())?;
-    out.flush()?;
-    drop(out);
-    let line = tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).map(|_| line)
-    })
-    .await??;
-    if line.trim() != "go" {
+    let line = workers::ready_then_go(prepared.connected()).await?;
+    if line != "go" {
         return Err(format!("expected go, got {line:?}").into());
     }
-    let result = run_prepared(prepared).await;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{}", serde_json::to_string(&result)?)?;
-    out.flush()?;
-    Ok(())
+    workers::print_result(&run_prepared(prepared).await)
 }
 
 #[cfg(test)]

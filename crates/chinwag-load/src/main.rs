@@ -4,6 +4,11 @@
 //! chinwag-load run --target ws://127.0.0.1:9001/ --conns 100 --size 20 [--in-flight K | --rate R]
 //!                  [--warmup 2] [--duration 10] [--idle] [--stalled M] [--procs P]
 //!                  [--source-ips N] [--server-pid PID] [--meta k=v].. [--json FILE]
+//!                  [--mode echo|fanout|send|replay|idle-auth] [--secret S] [--room R]
+//!                  [--rooms K] [--messages N]
+//! # the hub scenarios (crates/chinwag-load/src/hub.rs), e.g.:
+//! chinwag-load run --mode fanout --target 'ws://127.0.0.1:9400/ws?room=bench' --conns 1000 \
+//!                  --size 100 --rate 50 --procs 2 --secret S
 //! chinwag-load report DIR      # DIR/runs/*.json -> DIR/report.md, report.json, *.svg
 //! ```
 //!
@@ -12,6 +17,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use chinwag_load::hub::Mode;
 use chinwag_load::load::{self, LoadSpec, RunOptions, WorkerSpec};
 use chinwag_load::{BoxError, ClientEngine, report};
 use clap::{Parser, Subcommand};
@@ -27,7 +33,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Runs load against one server and prints the result as JSON.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Writes report.md, report.json and SVG charts from DIR/runs/*.json.
     Report {
         /// The bench directory (target/bench/<timestamp>).
@@ -98,6 +104,21 @@ struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// What to measure: echo, or a hub scenario (fanout, send, replay, idle-auth).
+    #[arg(long, value_enum, default_value = "echo")]
+    mode: Mode,
+    /// Hub modes: the HS256 secret to sign the connections' tokens with.
+    #[arg(long)]
+    secret: Option<String>,
+    /// Hub modes: the room (a room-door URL's `room=` wins).
+    #[arg(long, default_value = "bench")]
+    room: String,
+    /// Hub idle runs: spread the connections over this many rooms.
+    #[arg(long, default_value_t = 1)]
+    rooms: usize,
+    /// Replay: messages queued for the offline user.
+    #[arg(long, default_value_t = 10_000)]
+    messages: usize,
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -112,7 +133,7 @@ fn main() -> Result<(), BoxError> {
         .enable_all()
         .build()?;
     match cli.cmd {
-        Cmd::Run(a) => rt.block_on(run(a)),
+        Cmd::Run(a) => rt.block_on(run(*a)),
         Cmd::Report { dir } => report::write_report(&dir),
         Cmd::Worker { spec } => {
             let ws: WorkerSpec = serde_json::from_str(&spec)?;
@@ -137,6 +158,11 @@ async fn run(a: RunArgs) -> Result<(), BoxError> {
         source_ips: a.source_ips,
         procs: a.procs,
         connect_concurrency: a.connect_concurrency,
+        mode: a.mode,
+        secret: a.secret,
+        room: a.room,
+        rooms: a.rooms,
+        messages: a.messages,
     };
     let opts = RunOptions {
         server_pid: a.server_pid,

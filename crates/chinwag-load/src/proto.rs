@@ -260,15 +260,7 @@ pub async fn connect(
     engine: ClientEngine,
     source: Option<IpAddr>,
 ) -> Result<(Reader, Writer), BoxError> {
-    let sock = match target.addr {
-        SocketAddr::V4(_) => TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => TcpSocket::new_v6()?,
-    };
-    if let Some(ip) = source {
-        sock.bind(SocketAddr::new(ip, 0))?;
-    }
-    let tcp = sock.connect(target.addr).await?;
-    tcp.set_nodelay(true)?;
+    let tcp = tcp_connect(target, source).await?;
     match target.protocol {
         Protocol::Tcp => {
             let (r, w) = tcp.into_split();
@@ -302,6 +294,20 @@ pub async fn connect(
     }
 }
 
+/// A TCP connection to `target` from `source` (bound first), with `TCP_NODELAY`.
+pub async fn tcp_connect(target: &Target, source: Option<IpAddr>) -> Result<TcpStream, BoxError> {
+    let sock = match target.addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    if let Some(ip) = source {
+        sock.bind(SocketAddr::new(ip, 0))?;
+    }
+    let tcp = sock.connect(target.addr).await?;
+    tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
+
 fn rpc_halves<T: Transport>(t: T) -> (Reader, Writer) {
     let peer = chinwag_rpc::connect(t, Arc::new(Handlers::new()), RpcConfig::client());
     let (tx, rx) = mpsc::unbounded_channel();
@@ -312,12 +318,26 @@ async fn ws_handshake<E: Engine>(
     target: &Target,
     tcp: TcpStream,
 ) -> Result<common::WsConnection<E>, BoxError> {
+    ws_handshake_with(target, tcp, &target.ws_url(), &[]).await
+}
+
+/// The WebSocket handshake for `url` (a `ws://` URL on `target`'s address) on `tcp`, with
+/// extra request headers (e.g. `Authorization: Bearer ...`).
+pub async fn ws_handshake_with<E: Engine>(
+    target: &Target,
+    tcp: TcpStream,
+    url: &str,
+    headers: &[(&str, String)],
+) -> Result<common::WsConnection<E>, BoxError> {
     let cfg = client_ws_config();
-    let req = http::Request::builder()
+    let mut req = http::Request::builder()
         .method("GET")
-        .uri(target.ws_url())
-        .header(http::header::HOST, target.addr.to_string())
-        .body(())?;
+        .uri(url)
+        .header(http::header::HOST, target.addr.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, v.as_str());
+    }
+    let req = req.body(())?;
     let (r, w) = tokio::time::timeout(
         cfg.handshake_timeout,
         E::client_handshake(WsStream::Tcp(tcp), req, &cfg),

@@ -58,6 +58,33 @@ pub struct Row {
     pub p99_stalled_us: Option<f64>,
     /// Slow consumer: median over repetitions of p99 stalled ÷ p99 alone.
     pub p99_stalled_ratio: Option<f64>,
+    /// Hub scenarios: their own figures, medians over repetitions.
+    pub hub: Option<HubRow>,
+}
+
+/// The figures of a hub scenario's row (medians over repetitions; see [`crate::hub`]).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HubRow {
+    /// Fan-out: publishes in the window.
+    pub publishes: f64,
+    /// Fan-out: publishes that missed a member (summed over repetitions).
+    pub incomplete: u64,
+    /// Fan-out: deliveries per second asked for.
+    pub offered_per_sec: f64,
+    /// Fan-out and send: every delivery's p50 and p99 (µs).
+    pub delivery_p50_us: f64,
+    /// See `delivery_p50_us`.
+    pub delivery_p99_us: f64,
+    /// Replay: ms to queue the messages.
+    pub fill_ms: f64,
+    /// Replay: ms from connect to the first message.
+    pub first_ms: f64,
+    /// Replay: ms from connect to the last message.
+    pub replay_ms: f64,
+    /// Replay: ms from connect to the last ack's answer.
+    pub acked_ms: f64,
+    /// Replay: messages replayed.
+    pub replayed: f64,
 }
 
 /// One scenario's table.
@@ -151,6 +178,26 @@ pub fn build(runs: Vec<RunReport>, meta: BTreeMap<String, String>, notes: Vec<St
         let spec = &in_s[0].spec;
         let load = match kind.as_str() {
             "idle" => format!("{} idle WebSocket connections", spec.conns),
+            "hub-fanout" => format!(
+                "{} room members, one publishes {} B at {} publishes/s",
+                spec.conns,
+                spec.size,
+                spec.rate.unwrap_or(0.0)
+            ),
+            "hub-send" => format!(
+                "{} users on the chat door, {} B to random users at {} sends/s",
+                spec.conns,
+                spec.size,
+                spec.rate.unwrap_or(0.0)
+            ),
+            "hub-replay" => format!(
+                "{} messages of {} B queued for an offline user, then replayed on connect",
+                spec.messages, spec.size
+            ),
+            "hub-idle" => format!(
+                "{} idle connections signed in with JWT, each in one of {} rooms",
+                spec.conns, spec.rooms
+            ),
             "slow-consumer" => format!(
                 "{} conns x {} B, {}, alone vs plus {} stalled reader(s)",
                 spec.conns,
@@ -230,6 +277,27 @@ pub fn build(runs: Vec<RunReport>, meta: BTreeMap<String, String>, notes: Vec<St
                     paired_ratio(&rs, &base_runs, |r| r.server.and_then(|s| s.cpu_us_per_msg));
                 row.rss_ratio = paired_ratio(&rs, &base_runs, |r| {
                     r.server.and_then(|s| s.rss_per_conn_kib)
+                });
+            }
+            if kind.starts_with("hub-") {
+                let h = |f: &dyn Fn(&crate::hub::HubFigures) -> f64| {
+                    median(rs.iter().filter_map(|r| r.hub.as_ref().map(f)).collect())
+                        .unwrap_or(f64::NAN)
+                };
+                row.hub = Some(HubRow {
+                    publishes: h(&|x| x.publishes as f64),
+                    incomplete: rs
+                        .iter()
+                        .filter_map(|r| r.hub.as_ref().map(|x| x.incomplete))
+                        .sum(),
+                    offered_per_sec: h(&|x| x.offered_per_sec),
+                    delivery_p50_us: h(&|x| x.delivery_latency_us.p50),
+                    delivery_p99_us: h(&|x| x.delivery_latency_us.p99),
+                    fill_ms: h(&|x| x.fill_ms),
+                    first_ms: h(&|x| x.first_ms),
+                    replay_ms: h(&|x| x.replay_ms),
+                    acked_ms: h(&|x| x.acked_ms),
+                    replayed: h(&|x| x.replayed as f64),
                 });
             }
             if kind == "slow-consumer" {
@@ -326,6 +394,34 @@ fn goals(scenarios: &[Scenario]) -> Vec<Goal> {
         &|v| v <= 1.10,
         "x",
     );
+    // The hub's goals (issue 12), when its scenarios ran.
+    if scenarios.iter().any(|s| s.kind.starts_with("hub-")) {
+        ratio_goal(
+            "hub fan-out >= 0.8x the raw fan-out baseline (deliveries/s)",
+            chinwag_rows(&|s| s.kind == "hub-fanout"),
+            &|r| r.throughput_ratio,
+            &|v| v >= 0.8,
+            "x",
+        );
+        let big = chinwag_rows(&|s| s.kind == "hub-fanout")
+            .into_iter()
+            .filter(|(_, r)| r.connected >= 10_000.0)
+            .collect();
+        ratio_goal(
+            "hub fan-out p99 publish-to-last-delivery <= 25 ms at 10 000 members",
+            big,
+            &|r| Some(r.latency_us[2] / 1000.0),
+            &|v| v <= 25.0,
+            " ms",
+        );
+        ratio_goal(
+            "<= 6 KiB server RSS per idle signed-in connection (in a room, heartbeats on)",
+            chinwag_rows(&|s| s.kind == "hub-idle"),
+            &|r| r.rss_per_conn_kib,
+            &|v| v <= 6.0,
+            " KiB",
+        );
+    }
     goals
 }
 
@@ -398,6 +494,89 @@ pub fn markdown(rep: &Report) -> String {
                         opt(r.cpu_us_per_conn_sec, 2),
                         r.errors,
                         ratio(r.rss_ratio)
+                    );
+                }
+            }
+            "hub-fanout" => {
+                let _ = writeln!(
+                    md,
+                    "| server | members | publishes | deliveries/s (asked) | ratio | last delivery p50 µs | p99 µs | every delivery p50 µs | p99 µs | incomplete publishes | CPU µs/delivery | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+                );
+                for r in &s.rows {
+                    let h = r.hub.clone().unwrap_or_default();
+                    let _ = writeln!(
+                        md,
+                        "| {} | {:.0} | {:.0} | {} ({}) | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} |",
+                        r.server,
+                        r.connected,
+                        h.publishes,
+                        thousands(r.msgs_per_sec),
+                        thousands(h.offered_per_sec),
+                        ratio(r.throughput_ratio),
+                        r.latency_us[0],
+                        r.latency_us[2],
+                        h.delivery_p50_us,
+                        h.delivery_p99_us,
+                        h.incomplete,
+                        opt(r.cpu_us_per_msg, 2),
+                        r.errors
+                    );
+                }
+            }
+            "hub-send" => {
+                let _ = writeln!(
+                    md,
+                    "| server | users | sends/s | p50 µs | p90 µs | p99 µs | p99.9 µs | CPU µs/send | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+                );
+                for r in &s.rows {
+                    let [p50, p90, p99, p999] = r.latency_us;
+                    let _ = writeln!(
+                        md,
+                        "| {} | {:.0} | {} | {p50:.0} | {p90:.0} | {p99:.0} | {p999:.0} | {} | {} |",
+                        r.server,
+                        r.connected,
+                        thousands(r.msgs_per_sec),
+                        opt(r.cpu_us_per_msg, 2),
+                        r.errors
+                    );
+                }
+            }
+            "hub-replay" => {
+                let _ = writeln!(
+                    md,
+                    "| server | replayed | queue fill ms | first message ms | all received ms | last ack answered ms | replayed msgs/s | CPU µs/msg (fill + replay) | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+                );
+                for r in &s.rows {
+                    let h = r.hub.clone().unwrap_or_default();
+                    let _ = writeln!(
+                        md,
+                        "| {} | {:.0} | {:.0} | {:.1} | {:.0} | {:.0} | {} | {} | {} |",
+                        r.server,
+                        h.replayed,
+                        h.fill_ms,
+                        h.first_ms,
+                        h.replay_ms,
+                        h.acked_ms,
+                        thousands(r.msgs_per_sec),
+                        opt(r.cpu_us_per_msg, 2),
+                        r.errors
+                    );
+                }
+            }
+            "hub-idle" => {
+                let _ = writeln!(
+                    md,
+                    "| server | conns | RSS/conn KiB | CPU µs per conn·s | errors |\n|---|---:|---:|---:|---:|"
+                );
+                for r in &s.rows {
+                    let _ = writeln!(
+                        md,
+                        "| {} | {:.0} | {} | {} | {} |",
+                        r.server,
+                        r.connected,
+                        opt(r.rss_per_conn_kib, 2),
+                        opt(r.cpu_us_per_conn_sec, 2),
+                        r.errors
                     );
                 }
             }
@@ -627,6 +806,38 @@ pub fn charts(rep: &Report, dir: &Path) -> Result<Vec<String>, BoxError> {
                 latency_chart(&dir.join(&f), &format!("{}: latency", s.name), &s.rows)?;
                 written.push(f);
             }
+            kind if kind.starts_with("hub-") => {
+                let (what, unit): (&str, &str) = match kind {
+                    "hub-fanout" => ("deliveries per second", "deliveries/s"),
+                    "hub-send" => ("sends per second", "sends/s"),
+                    "hub-replay" => ("ms until every queued message arrived", "ms"),
+                    _ => (
+                        "server RSS per signed-in idle connection",
+                        "KiB per connection",
+                    ),
+                };
+                let items: Vec<_> = s
+                    .rows
+                    .iter()
+                    .map(|r| {
+                        let v = match kind {
+                            "hub-replay" => r.hub.as_ref().map_or(0.0, |h| h.replay_ms),
+                            "hub-idle" => r.rss_per_conn_kib.unwrap_or(0.0),
+                            _ => r.msgs_per_sec,
+                        };
+                        (r.server.clone(), if v.is_finite() { v } else { 0.0 })
+                    })
+                    .collect();
+                let f = format!("{}.svg", s.name);
+                bar_chart(
+                    &dir.join(&f),
+                    &format!("{}: {what}", s.name),
+                    unit,
+                    &items,
+                    false,
+                )?;
+                written.push(f);
+            }
             "idle" => {
                 let items: Vec<_> = s
                     .rows
@@ -752,6 +963,7 @@ mod tests {
                 errors: 0,
                 first_errors: vec![],
                 server: None,
+                hub: None,
             }
         };
         let runs = vec![

@@ -1,0 +1,1076 @@
+//! The hub scenarios: load shaped like an IM server's, not like an echo.
+//!
+//! A run of a [`Mode`] other than [`Mode::Echo`] comes here from [`crate::load::run`]. Every
+//! member or user is a connection of its own, signed in with an HS256 JWT minted here from the
+//! spec's `secret` (`sub` = `u<index>`, device `bench`, `exp` a day ahead): in an
+//! `Authorization: Bearer` header on WebSocket, with an `auth` request over TCP. Connections are
+//! spread over `procs` worker processes and `source_ips` loopback source addresses as in echo
+//! runs. Times that cross processes (a publish in one, its deliveries in others) are wall-clock
+//! nanoseconds (`CLOCK_REALTIME`, the same clock for every process of the machine); the parent
+//! hands every worker the same "go" instant, so all agree on the measured window.
+//!
+//! * [`Mode::Fanout`]: `conns` members connect to the raw room door (`ws://…/ws?room=R`, or
+//!   any plumego-style room server: every message a member sends goes to every member, the
+//!   sender included); member 0 publishes `size`-byte binary messages at `rate` per second,
+//!   each starting with its send time and a sequence number. Every delivery is timed. Figures:
+//!   deliveries received per second in the window, the publish-to-**last**-delivery latency of
+//!   each publish (p50/p99 over publishes), every delivery's latency, and the publishes that
+//!   did not reach every member.
+//! * [`Mode::Send`]: `conns` users on the chat door (`gotalk+ws://` or `gotalk+tcp://`); users
+//!   take turns sending to a random other user, `rate` sends per second in all. Latency is
+//!   from the `send` request to the recipient's `message` notification; recipients acknowledge
+//!   each message (`ack`). Figures: sends answered per second, delivery latency.
+//! * [`Mode::Replay`]: one sender queues `messages` messages (with `in_flight` sends in flight)
+//!   for a user who is offline; then that user connects and signs in, and the clock runs until
+//!   all of them have arrived (acknowledged every 100 and at the end, as the protocol allows).
+//! * [`Mode::IdleAuth`]: `conns` signed-in connections, each in one of `rooms` rooms (room
+//!   door: `?room=R-k`; chat door: a `join`), idle but answering the server's pings and
+//!   heartbeats; the server's RSS per connection.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use chinwag_rpc::{Handlers, Peer, RpcConfig};
+use chinwag_transport::Transport;
+use chinwag_transport::tcp::{TcpConfig, TcpTransport};
+use chinwag_ws_fastwebsockets::FastWebSockets;
+use chinwag_ws_tungstenite::Tungstenite;
+use hdrhistogram::Histogram;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::BoxError;
+use crate::load::{
+    Latency, LoadSpec, RunOptions, RunReport, ServerUsage, WorkerSpec, latency, split_shares,
+};
+use crate::procfs::{self, ProcSample};
+use crate::proto::{self, ClientEngine, Protocol, Reader, Target, Writer};
+use crate::workers;
+
+/// After the measured window, how long readers keep reading deliveries of publishes (and
+/// sends) made inside it.
+const LINGER: Duration = Duration::from_secs(1);
+/// Open loop: lateness forgiven as timer slack (as in echo runs).
+const TIMER_SLACK: Duration = Duration::from_millis(2);
+/// Connection attempts answered with 503 (admission bound) are retried this many times.
+const CONNECT_RETRIES: u32 = 20;
+/// The replay recipient acknowledges every this many messages, and the last one.
+const REPLAY_ACK_EVERY: u64 = 100;
+/// Smallest fan-out payload: send time and sequence number.
+pub const MIN_FANOUT_PAYLOAD: usize = 16;
+
+/// What a run measures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Echo (closed or open loop, idle, stalled): [`crate::load`].
+    #[default]
+    Echo,
+    /// One member publishes to a room of `conns` members (raw room door).
+    Fanout,
+    /// `conns` users send to random users (chat door).
+    Send,
+    /// `messages` queued for an offline user, then replayed when it connects (chat door).
+    Replay,
+    /// `conns` idle signed-in connections, each in a room: server RSS per connection.
+    IdleAuth,
+}
+
+/// The hub figures of a run (in [`RunReport::hub`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HubFigures {
+    /// Fan-out: publishes made in the measured window.
+    pub publishes: u64,
+    /// Fan-out: of those, publishes that did not reach every member by the end.
+    pub incomplete: u64,
+    /// Fan-out: deliveries per second asked for (publish rate × members).
+    pub offered_per_sec: f64,
+    /// Fan-out and send: the latency of every delivery (µs).
+    pub delivery_latency_us: Latency,
+    /// Send: sends that failed.
+    pub send_errors: u64,
+    /// Replay: milliseconds to queue the messages (the sends, answered).
+    pub fill_ms: f64,
+    /// Replay: milliseconds from the recipient's connect to its first message.
+    pub first_ms: f64,
+    /// Replay: milliseconds from the recipient's connect to its last message.
+    pub replay_ms: f64,
+    /// Replay: milliseconds from the recipient's connect to the answer to its last `ack`.
+    pub acked_ms: f64,
+    /// Replay: messages received (the distinct ones).
+    pub replayed: u64,
+}
+
+/// What one worker of a hub run sends back.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HubWorkerResult {
+    /// Connections established.
+    pub connected: usize,
+    /// Deliveries (fan-out, send) or sends answered (send) received in the window.
+    pub in_window: u64,
+    /// Sends answered in the window (send).
+    pub sends: u64,
+    /// Per-delivery latency histogram (ns) as `(value, count)`.
+    pub histogram: Vec<(u64, u64)>,
+    /// Fan-out: per publish sequence number (made in the window), the latest delivery (ns)
+    /// and how many deliveries.
+    pub per_publish: Vec<(u64, u64, u64)>,
+    /// Fan-out: the sequence numbers published in the window (the publisher's worker).
+    pub published: Vec<u64>,
+    /// Replay figures (the worker that ran it).
+    pub replay: Option<HubFigures>,
+    /// Errors.
+    pub errors: u64,
+    /// Send errors.
+    pub send_errors: u64,
+    /// The first few error messages.
+    pub first_errors: Vec<String>,
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Wall-clock nanoseconds (the clock every process of the machine shares).
+pub fn wall_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// An HS256 JWT for `user` (device `bench`, valid for a day), signed with `secret`.
+pub fn token(secret: &str, user: &str) -> Result<String, BoxError> {
+    let exp = wall_ns() / 1_000_000_000 + 86_400;
+    let claims = json!({ "sub": user, "device": "bench", "exp": exp });
+    Ok(jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )?)
+}
+
+/// The user id of connection `i`.
+fn user(i: usize) -> String {
+    format!("u{i}")
+}
+
+/// State shared by one worker's tasks.
+struct Shared {
+    /// Wall-clock ns of the start and the end of the measured window.
+    start: u64,
+    end: u64,
+    hist: Mutex<Histogram<u64>>,
+    in_window: AtomicU64,
+    sends: AtomicU64,
+    errors: AtomicU64,
+    send_errors: AtomicU64,
+    first_errors: Mutex<Vec<String>>,
+}
+
+impl Shared {
+    fn new(go: u64, spec: &LoadSpec) -> Self {
+        let start = go + (spec.warmup * 1e9) as u64;
+        Shared {
+            start,
+            end: start + (spec.duration * 1e9) as u64,
+            hist: Mutex::new(new_histogram()),
+            in_window: AtomicU64::new(0),
+            sends: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            send_errors: AtomicU64::new(0),
+            first_errors: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn error(&self, what: impl std::fmt::Display) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let mut first = self.first_errors.lock().unwrap_or_else(|p| p.into_inner());
+        if first.len() < 5 {
+            first.push(what.to_string());
+        }
+    }
+
+    fn in_window(&self, t: u64) -> bool {
+        t >= self.start && t < self.end
+    }
+
+    fn record(&self, samples: &mut Vec<u64>) {
+        if samples.is_empty() {
+            return;
+        }
+        let mut h = self.hist.lock().unwrap_or_else(|p| p.into_inner());
+        for &s in samples.iter() {
+            h.saturating_record(s.max(1));
+        }
+        samples.clear();
+    }
+
+    /// A tokio instant for wall-clock `t` (ns).
+    fn instant(&self, t: u64) -> tokio::time::Instant {
+        let now = wall_ns();
+        let now_i = tokio::time::Instant::now();
+        if t >= now {
+            now_i + Duration::from_nanos(t - now)
+        } else {
+            now_i
+                .checked_sub(Duration::from_nanos(now - t))
+                .unwrap_or(now_i)
+        }
+    }
+
+    fn result(&self, connected: usize) -> HubWorkerResult {
+        let hist = self.hist.lock().unwrap_or_else(|p| p.into_inner());
+        HubWorkerResult {
+            connected,
+            in_window: self.in_window.load(Ordering::Relaxed),
+            sends: self.sends.load(Ordering::Relaxed),
+            histogram: hist
+                .iter_recorded()
+                .map(|v| (v.value_iterated_to(), v.count_at_value()))
+                .collect(),
+            errors: self.errors.load(Ordering::Relaxed),
+            send_errors: self.send_errors.load(Ordering::Relaxed),
+            first_errors: self
+                .first_errors
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            ..HubWorkerResult::default()
+        }
+    }
+}
+
+/// The room-door URL of connection `i`: the target's room (its `room=` parameter, else
+/// `spec.room`), suffixed `-k` when the connections are spread over several rooms.
+fn room_url(target: &Target, spec: &LoadSpec, i: usize) -> (String, String) {
+    let url = target.ws_url();
+    let (base, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
+    let mut room = spec.room.clone();
+    let mut rest = Vec::new();
+    for kv in query.split('&').filter(|kv| !kv.is_empty()) {
+        match kv.strip_prefix("room=") {
+            Some(r) => room = r.to_owned(),
+            None => rest.push(kv.to_owned()),
+        }
+    }
+    if spec.rooms > 1 {
+        room = format!("{room}-{}", i % spec.rooms);
+    }
+    rest.push(format!("room={room}"));
+    (format!("{base}?{}", rest.join("&")), room)
+}
+
+/// One room-door member: a WebSocket connection with the token in `Authorization`.
+async fn room_member(
+    target: &Target,
+    spec: &LoadSpec,
+    i: usize,
+    source: Option<IpAddr>,
+) -> Result<(Reader, Writer), BoxError> {
+    let (url, _) = room_url(target, spec, i);
+    let mut headers = Vec::new();
+    if let Some(secret) = &spec.secret {
+        headers.push((
+            "authorization",
+            format!("Bearer {}", token(secret, &user(i))?),
+        ));
+    }
+    let tcp = proto::tcp_connect(target, source).await?;
+    Ok(match spec.client_engine {
+        ClientEngine::Fastwebsockets => {
+            let c = proto::ws_handshake_with::<FastWebSockets>(target, tcp, &url, &headers).await?;
+            let (r, w) = c.split();
+            (Reader::WsFast(r), Writer::WsFast(w))
+        }
+        ClientEngine::Tungstenite => {
+            let c = proto::ws_handshake_with::<Tungstenite>(target, tcp, &url, &headers).await?;
+            let (r, w) = c.split();
+            (Reader::WsTung(r), Writer::WsTung(w))
+        }
+    })
+}
+
+/// One chat-door client signed in as `user`: over WebSocket with the token in
+/// `Authorization`, over TCP with an `auth` request.
+async fn chat_client(
+    target: &Target,
+    spec: &LoadSpec,
+    user: &str,
+    source: Option<IpAddr>,
+    handlers: Arc<Handlers>,
+) -> Result<Peer, BoxError> {
+    let secret = spec
+        .secret
+        .as_deref()
+        .ok_or("the chat door needs --secret to sign tokens")?;
+    let token = token(secret, user)?;
+    let tcp = proto::tcp_connect(target, source).await?;
+    let cfg = RpcConfig::client();
+    match target.protocol {
+        Protocol::RpcTcp => {
+            let t = TcpTransport::from_stream(tcp, &TcpConfig::default())?;
+            let peer = chinwag_rpc::connect(t, handlers, cfg);
+            peer.request::<_, Value>("auth", &json!({ "token": token }))
+                .await
+                .map_err(|e| format!("auth: {e}"))?;
+            Ok(peer)
+        }
+        Protocol::RpcWs => {
+            let headers = [("authorization", format!("Bearer {token}"))];
+            let url = target.ws_url();
+            Ok(match spec.client_engine {
+                ClientEngine::Fastwebsockets => chinwag_rpc::connect(
+                    proto::ws_handshake_with::<FastWebSockets>(target, tcp, &url, &headers).await?,
+                    handlers,
+                    cfg,
+                ),
+                ClientEngine::Tungstenite => chinwag_rpc::connect(
+                    proto::ws_handshake_with::<Tungstenite>(target, tcp, &url, &headers).await?,
+                    handlers,
+                    cfg,
+                ),
+            })
+        }
+        _ => Err(format!("{target}: the chat door is gotalk+ws:// or gotalk+tcp://").into()),
+    }
+}
+
+/// Retries `f` after 503s (an admission bound), with a growing pause.
+async fn with_retries<T, F, Fut>(mut f: F) -> Result<T, BoxError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, BoxError>>,
+{
+    let mut pause = Duration::from_millis(10);
+    let mut attempt = 0;
+    loop {
+        match f().await {
+            Err(e) if attempt < CONNECT_RETRIES && e.to_string().contains("503") => {
+                attempt += 1;
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            r => return r,
+        }
+    }
+}
+
+/// A chat-door user of a send run: its peer and its global index.
+struct ChatUser {
+    index: usize,
+    peer: Peer,
+}
+
+/// A worker whose connections are open, waiting for "go".
+pub struct HubPrepared {
+    ws: WorkerSpec,
+    members: Vec<(usize, Reader, Writer)>,
+    users: Vec<ChatUser>,
+    /// Send: latency samples and counters filled by the notification handlers.
+    shared: Option<Arc<SharedCell>>,
+    errors: Vec<String>,
+}
+
+impl std::fmt::Debug for HubPrepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubPrepared")
+            .field("members", &self.members.len())
+            .field("users", &self.users.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HubPrepared {
+    /// Connections established.
+    pub fn connected(&self) -> usize {
+        self.members.len() + self.users.len()
+    }
+}
+
+/// The [`Shared`] state of a send run, set at "go" (the handlers exist before it).
+type SharedCell = std::sync::OnceLock<Arc<Shared>>;
+
+/// Handlers of a send-run user: each `message` is timed (its body starts with the send time)
+/// and acknowledged.
+fn send_handlers(cell: Arc<SharedCell>) -> Arc<Handlers> {
+    let mut h = Handlers::new();
+    h.handle_notification("message", move |peer: Peer, payload: Bytes| {
+        let cell = cell.clone();
+        async move {
+            let now = wall_ns();
+            let Ok(v) = serde_json::from_slice::<Value>(&payload) else {
+                return;
+            };
+            let ts = v["body"]
+                .as_str()
+                .and_then(|b| b.split(':').next())
+                .and_then(|t| t.parse::<u64>().ok());
+            if let (Some(shared), Some(ts)) = (cell.get(), ts)
+                && shared.in_window(ts)
+            {
+                shared.in_window.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .hist
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .saturating_record(now.saturating_sub(ts).max(1));
+            }
+            if let Some(id) = v["id"].as_u64() {
+                tokio::spawn(async move {
+                    let _ = peer.request::<_, Value>("ack", &json!({ "id": id })).await;
+                });
+            }
+        }
+    });
+    Arc::new(h)
+}
+
+/// Connects this worker's share.
+pub async fn prepare(ws: WorkerSpec) -> Result<HubPrepared, BoxError> {
+    let target: Target = ws.spec.target.parse()?;
+    let spec = Arc::new(ws.spec.clone());
+    let mut errors = Vec::new();
+    let mut members = Vec::new();
+    let mut users = Vec::new();
+    let mut shared = None;
+    match spec.mode {
+        Mode::Echo => return Err("echo runs are not hub runs".into()),
+        // The replay connects at "go".
+        Mode::Replay => {}
+        Mode::Fanout | Mode::IdleAuth | Mode::Send => {
+            let chat = matches!(target.protocol, Protocol::RpcTcp | Protocol::RpcWs);
+            if spec.mode == Mode::Fanout && target.protocol != Protocol::Ws {
+                return Err("fan-out runs load a raw room door (ws://…/ws?room=R)".into());
+            }
+            if spec.mode == Mode::Send && !chat {
+                return Err("send runs load the chat door (gotalk+ws:// or gotalk+tcp://)".into());
+            }
+            let cell: Arc<SharedCell> = Arc::default();
+            let handlers = if spec.mode == Mode::Send {
+                shared = Some(cell.clone());
+                send_handlers(cell)
+            } else {
+                Arc::new(Handlers::new())
+            };
+            let gate = Arc::new(Semaphore::new(spec.connect_concurrency.max(1)));
+            let mut set = JoinSet::new();
+            for i in ws.first..ws.first + ws.conns {
+                let (target, spec, gate, handlers) =
+                    (target.clone(), spec.clone(), gate.clone(), handlers.clone());
+                set.spawn(async move {
+                    let _permit = gate.acquire_owned().await?;
+                    let source = proto::source_addr(&target, i, spec.source_ips);
+                    if !chat {
+                        let (r, w) =
+                            with_retries(|| room_member(&target, &spec, i, source)).await?;
+                        return Ok::<_, BoxError>((i, Some((r, w)), None));
+                    }
+                    let name = user(i);
+                    let peer = with_retries(|| {
+                        chat_client(&target, &spec, &name, source, handlers.clone())
+                    })
+                    .await?;
+                    if spec.mode == Mode::IdleAuth {
+                        let (_, room) = room_url(&target, &spec, i);
+                        peer.request::<_, Value>("join", &json!({ "room": room }))
+                            .await
+                            .map_err(|e| format!("join: {e}"))?;
+                    }
+                    Ok((i, None, Some(peer)))
+                });
+            }
+            while let Some(res) = set.join_next().await {
+                match res {
+                    Ok(Ok((i, Some((r, w)), _))) => members.push((i, r, w)),
+                    Ok(Ok((index, None, Some(peer)))) => users.push(ChatUser { index, peer }),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => errors.push(format!("connect: {e}")),
+                    Err(e) => errors.push(format!("connect task: {e}")),
+                }
+            }
+            members.sort_by_key(|m| m.0);
+        }
+    }
+    Ok(HubPrepared {
+        ws,
+        members,
+        users,
+        shared,
+        errors,
+    })
+}
+
+/// Runs a prepared worker from "go" (wall-clock ns) to the end of its work.
+pub async fn run_prepared(p: HubPrepared, go: u64) -> HubWorkerResult {
+    let spec = p.ws.spec.clone();
+    let connected = p.connected();
+    let shared = Arc::new(Shared::new(go, &spec));
+    for e in &p.errors {
+        shared.error(e);
+    }
+    match spec.mode {
+        Mode::Fanout => fanout(p, shared, connected).await,
+        Mode::Send => send(p, shared, connected).await,
+        Mode::Replay => replay(&spec, shared).await,
+        Mode::IdleAuth | Mode::Echo => idle(p, shared, connected).await,
+    }
+}
+
+async fn idle(p: HubPrepared, shared: Arc<Shared>, connected: usize) -> HubWorkerResult {
+    let end = shared.instant(shared.end);
+    let mut set = JoinSet::new();
+    for (_, mut r, w) in p.members {
+        let shared = shared.clone();
+        set.spawn(async move {
+            let _w = w;
+            loop {
+                match tokio::time::timeout_at(end, r.read()).await {
+                    Err(_) => break,
+                    Ok(Ok(Some(_))) => {}
+                    Ok(Ok(None)) => {
+                        shared.error("server closed an idle connection");
+                        break;
+                    }
+                    Ok(Err(e)) => {
+                        shared.error(format!("idle read: {e}"));
+                        break;
+                    }
+                }
+            }
+        });
+    }
+    for u in p.users {
+        let shared = shared.clone();
+        set.spawn(async move {
+            if tokio::time::timeout_at(end, u.peer.closed()).await.is_ok() {
+                shared.error("server closed an idle chat connection");
+            }
+        });
+    }
+    while set.join_next().await.is_some() {}
+    shared.result(connected)
+}
+
+async fn fanout(p: HubPrepared, shared: Arc<Shared>, connected: usize) -> HubWorkerResult {
+    let spec = p.ws.spec.clone();
+    let size = spec.size.max(MIN_FANOUT_PAYLOAD);
+    let until = shared.instant(shared.end + LINGER.as_nanos() as u64);
+    let per_publish: Arc<Mutex<HashMap<u64, (u64, u64)>>> = Arc::default();
+    let mut set = JoinSet::new();
+    let mut publisher = None;
+    for (i, mut r, w) in p.members {
+        // Every member's writer stays open until its reader is done.
+        let w = if i == 0 {
+            publisher = Some(w);
+            None
+        } else {
+            Some(w)
+        };
+        let (shared, per_publish) = (shared.clone(), per_publish.clone());
+        set.spawn(async move {
+            let _w = w;
+            let mut samples = Vec::with_capacity(256);
+            let mut mine: Vec<(u64, u64)> = Vec::new();
+            loop {
+                let got = match tokio::time::timeout_at(until, r.read()).await {
+                    Err(_) => break,
+                    Ok(got) => got,
+                };
+                let now = wall_ns();
+                match got {
+                    Ok(Some(b)) if b.len() >= MIN_FANOUT_PAYLOAD => {
+                        let ts = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
+                        let seq = u64::from_le_bytes(b[8..16].try_into().expect("8 bytes"));
+                        if shared.in_window(now) {
+                            shared.in_window.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if shared.in_window(ts) {
+                            let lat = now.saturating_sub(ts);
+                            samples.push(lat);
+                            mine.push((seq, lat));
+                            if samples.len() >= 256 {
+                                shared.record(&mut samples);
+                            }
+                        }
+                    }
+                    Ok(Some(b)) => {
+                        shared.error(format!("a delivery of {} bytes", b.len()));
+                    }
+                    Ok(None) => {
+                        if now < shared.end {
+                            shared.error("server closed a member");
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        if now < shared.end {
+                            shared.error(format!("member read: {e}"));
+                        }
+                        break;
+                    }
+                }
+            }
+            shared.record(&mut samples);
+            let mut map = per_publish.lock().unwrap_or_else(|p| p.into_inner());
+            for (seq, lat) in mine {
+                let e = map.entry(seq).or_insert((0, 0));
+                e.0 = e.0.max(lat);
+                e.1 += 1;
+            }
+        });
+    }
+    let mut published = Vec::new();
+    if let (Some(mut w), Some(rate)) = (publisher, spec.rate) {
+        let interval = Duration::from_secs_f64(1.0 / rate.max(1e-3)).as_nanos() as u64;
+        let go = shared.start - (spec.warmup * 1e9) as u64;
+        let end = shared.instant(shared.end);
+        let mut template = BytesMut::from(&vec![0x5a; size][..]);
+        let mut next = go;
+        let mut seq = 0u64;
+        let res = tokio::time::timeout_at(end, async {
+            loop {
+                tokio::time::sleep_until(shared.instant(next)).await;
+                let now = wall_ns();
+                while next <= now {
+                    seq += 1;
+                    let ts = if now - next > TIMER_SLACK.as_nanos() as u64 {
+                        next
+                    } else {
+                        now
+                    };
+                    template[..8].copy_from_slice(&ts.to_le_bytes());
+                    template[8..16].copy_from_slice(&seq.to_le_bytes());
+                    if shared.in_window(ts) {
+                        published.push(seq);
+                    }
+                    w.feed(Bytes::copy_from_slice(&template)).await?;
+                    next += interval;
+                }
+                w.flush().await?;
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), BoxError>(())
+        })
+        .await;
+        if let Ok(Err(e)) = res {
+            shared.error(format!("publish: {e}"));
+        }
+        // Keep the publisher open while the deliveries drain.
+        tokio::time::sleep_until(until).await;
+        drop(w);
+    }
+    while set.join_next().await.is_some() {}
+    let mut out = shared.result(connected);
+    out.published = published;
+    let map = per_publish.lock().unwrap_or_else(|p| p.into_inner());
+    out.per_publish = map.iter().map(|(s, (l, c))| (*s, *l, *c)).collect();
+    out
+}
+
+async fn send(p: HubPrepared, shared: Arc<Shared>, connected: usize) -> HubWorkerResult {
+    let spec = p.ws.spec.clone();
+    if let Some(cell) = &p.shared {
+        let _ = cell.set(shared.clone());
+    }
+    let users = p.users;
+    let total_users = spec.conns.max(2);
+    let until = shared.instant(shared.end + LINGER.as_nanos() as u64);
+    let end = shared.instant(shared.end);
+    // This worker's share of the rate.
+    let rate = spec.rate.unwrap_or(1000.0) * users.len() as f64 / total_users as f64;
+    if !users.is_empty() && rate > 0.0 {
+        let interval = (1e9 / rate) as u64;
+        let go = shared.start - (spec.warmup * 1e9) as u64;
+        let mut next = go;
+        let mut k = 0usize;
+        let pad = "x".repeat(spec.size.saturating_sub(20));
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(wall_ns() ^ p.ws.first as u64);
+        let inflight = Arc::new(Semaphore::new(20_000));
+        let _ = tokio::time::timeout_at(end, async {
+            loop {
+                tokio::time::sleep_until(shared.instant(next)).await;
+                let now = wall_ns();
+                while next <= now {
+                    let from = &users[k % users.len()];
+                    k += 1;
+                    let mut to = rng.random_range(0..total_users - 1);
+                    if to >= from.index {
+                        to += 1;
+                    }
+                    let ts = if now - next > TIMER_SLACK.as_nanos() as u64 {
+                        next
+                    } else {
+                        now
+                    };
+                    next += interval;
+                    let Ok(permit) = inflight.clone().try_acquire_owned() else {
+                        shared.send_errors.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    };
+                    let (peer, shared) = (from.peer.clone(), shared.clone());
+                    let body = json!({ "to": user(to), "body": format!("{ts}:{pad}") });
+                    tokio::spawn(async move {
+                        let r = peer.request::<_, Value>("send", &body).await;
+                        let done = wall_ns();
+                        match r {
+                            Ok(_) if shared.in_window(done) => {
+                                shared.sends.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                shared.send_errors.fetch_add(1, Ordering::Relaxed);
+                                shared.error(format!("send: {e}"));
+                            }
+                        }
+                        drop(permit);
+                    });
+                }
+            }
+        })
+        .await;
+    }
+    tokio::time::sleep_until(until).await;
+    let out = shared.result(connected);
+    drop(users);
+    out
+}
+
+async fn replay(spec: &LoadSpec, shared: Arc<Shared>) -> HubWorkerResult {
+    let mut out = HubWorkerResult::default();
+    match replay_inner(spec, &shared).await {
+        Ok(fig) => {
+            out = shared.result(1);
+            out.replay = Some(fig);
+        }
+        Err(e) => {
+            shared.error(format!("replay: {e}"));
+            out.errors = shared.errors.load(Ordering::Relaxed);
+            out.first_errors = shared
+                .first_errors
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+        }
+    }
+    out
+}
+
+async fn replay_inner(spec: &LoadSpec, shared: &Arc<Shared>) -> Result<HubFigures, BoxError> {
+    let target: Target = spec.target.parse()?;
+    let n = spec.messages.max(1) as u64;
+    let recipient = format!("replay-{}", wall_ns());
+    let sender = chat_client(
+        &target,
+        spec,
+        "replay-sender",
+        proto::source_addr(&target, 0, spec.source_ips),
+        Arc::new(Handlers::new()),
+    )
+    .await?;
+    let started = std::time::Instant::now();
+    let gate = Arc::new(Semaphore::new(spec.in_flight.max(1)));
+    let mut set = JoinSet::new();
+    for k in 0..n {
+        let permit = gate.clone().acquire_owned().await?;
+        let (peer, to) = (sender.clone(), recipient.clone());
+        let body = format!("{k}:{}", "x".repeat(spec.size.saturating_sub(8)));
+        set.spawn(async move {
+            let r = peer
+                .request::<_, Value>("send", &json!({ "to": to, "body": body }))
+                .await;
+            drop(permit);
+            r.map(|v| v["queued"].as_bool() == Some(true))
+        });
+    }
+    let mut queued = 0u64;
+    while let Some(r) = set.join_next().await {
+        match r? {
+            Ok(true) => queued += 1,
+            Ok(false) => shared.error("a send to the offline user was not queued"),
+            Err(e) => shared.error(format!("send: {e}")),
+        }
+    }
+    let fill_ms = started.elapsed().as_secs_f64() * 1e3;
+
+    // The recipient connects: count the distinct messages, ack every REPLAY_ACK_EVERY.
+    struct Progress {
+        seen: u64,
+        first: Option<std::time::Instant>,
+        last: Option<std::time::Instant>,
+        acked: Option<std::time::Instant>,
+        max_id: u64,
+    }
+    let progress = Arc::new(Mutex::new(Progress {
+        seen: 0,
+        first: None,
+        last: None,
+        acked: None,
+        max_id: 0,
+    }));
+    let done = Arc::new(Notify::new());
+    let mut h = Handlers::new();
+    {
+        let (progress, done) = (progress.clone(), done.clone());
+        h.handle_notification("message", move |peer: Peer, payload: Bytes| {
+            let (progress, done) = (progress.clone(), done.clone());
+            async move {
+                let Ok(v) = serde_json::from_slice::<Value>(&payload) else {
+                    return;
+                };
+                let Some(id) = v["id"].as_u64() else { return };
+                let ack = {
+                    let mut p = progress.lock().unwrap_or_else(|p| p.into_inner());
+                    if id <= p.max_id {
+                        return; // a duplicate
+                    }
+                    p.max_id = id;
+                    p.seen += 1;
+                    let now = std::time::Instant::now();
+                    p.first.get_or_insert(now);
+                    if p.seen == queued {
+                        p.last = Some(now);
+                    }
+                    p.seen.is_multiple_of(REPLAY_ACK_EVERY) || p.seen == queued
+                };
+                if ack {
+                    let last = progress.lock().unwrap_or_else(|p| p.into_inner()).seen == queued;
+                    tokio::spawn(async move {
+                        let r = peer.request::<_, Value>("ack", &json!({ "id": id })).await;
+                        if last && r.is_ok() {
+                            progress.lock().unwrap_or_else(|p| p.into_inner()).acked =
+                                Some(std::time::Instant::now());
+                            done.notify_one();
+                        }
+                    });
+                }
+            }
+        });
+    }
+    let connect = std::time::Instant::now();
+    let peer = chat_client(
+        &target,
+        spec,
+        &recipient,
+        proto::source_addr(&target, 1, spec.source_ips),
+        Arc::new(h),
+    )
+    .await?;
+    let waited = tokio::time::timeout(Duration::from_secs(300), done.notified()).await;
+    let p = progress.lock().unwrap_or_else(|p| p.into_inner());
+    if waited.is_err() {
+        shared.error(format!(
+            "replay: {} of {queued} messages within 300 s",
+            p.seen
+        ));
+    }
+    let ms = |t: Option<std::time::Instant>| {
+        t.map_or(f64::NAN, |t| t.duration_since(connect).as_secs_f64() * 1e3)
+    };
+    let fig = HubFigures {
+        fill_ms,
+        first_ms: ms(p.first),
+        replay_ms: ms(p.last),
+        acked_ms: ms(p.acked),
+        replayed: p.seen,
+        ..HubFigures::default()
+    };
+    drop(p);
+    drop(peer);
+    drop(sender);
+    Ok(fig)
+}
+
+/// The `chinwag-load worker` side for hub modes: connect, print `ready N`, wait for
+/// `go <wall ns>`, run, print the [`HubWorkerResult`] as one JSON line.
+pub async fn worker_main(ws: WorkerSpec) -> Result<(), BoxError> {
+    let prepared = prepare(ws).await?;
+    let line = workers::ready_then_go(prepared.connected()).await?;
+    let go = line
+        .strip_prefix("go ")
+        .and_then(|t| t.parse::<u64>().ok())
+        .ok_or_else(|| format!("expected `go <ns>`, got {line:?}"))?;
+    workers::print_result(&run_prepared(prepared, go).await)
+}
+
+/// Runs a hub-mode `spec` and reports.
+pub async fn run(spec: &LoadSpec, opts: &RunOptions) -> Result<RunReport, BoxError> {
+    let _: Target = spec.target.parse()?;
+    let sample = |pid: Option<u32>| pid.and_then(procfs::sample);
+    let before = sample(opts.server_pid);
+    let mut shares = split_shares(spec);
+    if spec.mode == Mode::Replay {
+        shares.truncate(1);
+    }
+    let workers = workers::start(shares, opts, prepare, HubPrepared::connected).await?;
+    let (connected, mut children) = (workers.connected, workers.children);
+    // Everyone starts at the same wall-clock instant, a little ahead.
+    let go = wall_ns() + 20_000_000;
+    let go_at = tokio::time::Instant::now() + Duration::from_millis(20);
+    let local = workers.local.map(|p| tokio::spawn(run_prepared(p, go)));
+    children.go(&format!("go {go}"))?;
+    let (at_start, at_end) = if spec.mode == Mode::Replay {
+        (sample(opts.server_pid), None)
+    } else {
+        tokio::time::sleep_until(go_at + Duration::from_secs_f64(spec.warmup)).await;
+        let a = sample(opts.server_pid);
+        tokio::time::sleep_until(go_at + Duration::from_secs_f64(spec.warmup + spec.duration))
+            .await;
+        (a, sample(opts.server_pid))
+    };
+    let mut results = Vec::new();
+    if let Some(h) = local {
+        results.push(h.await?);
+    }
+    results.extend(children.results::<HubWorkerResult>()?);
+    let at_end = at_end.or_else(|| sample(opts.server_pid));
+    Ok(merge(
+        spec, opts, connected, results, before, at_start, at_end,
+    ))
+}
+
+fn merge(
+    spec: &LoadSpec,
+    opts: &RunOptions,
+    connected: usize,
+    results: Vec<HubWorkerResult>,
+    before: Option<ProcSample>,
+    at_start: Option<ProcSample>,
+    at_end: Option<ProcSample>,
+) -> RunReport {
+    let mut deliveries = new_histogram();
+    let mut per_publish: HashMap<u64, (u64, u64)> = HashMap::new();
+    let mut published = Vec::new();
+    let (mut in_window, mut sends, mut errors, mut send_errors) = (0, 0, 0, 0);
+    let mut first_errors = Vec::new();
+    let mut replay = None;
+    for r in results {
+        for (v, c) in r.histogram {
+            let _ = deliveries.record_n(v.max(1), c);
+        }
+        for (seq, lat, count) in r.per_publish {
+            let e = per_publish.entry(seq).or_insert((0, 0));
+            e.0 = e.0.max(lat);
+            e.1 += count;
+        }
+        published.extend(r.published);
+        in_window += r.in_window;
+        sends += r.sends;
+        errors += r.errors;
+        send_errors += r.send_errors;
+        for e in r.first_errors {
+            if first_errors.len() < 5 {
+                first_errors.push(e);
+            }
+        }
+        if r.replay.is_some() {
+            replay = r.replay;
+        }
+    }
+    let secs = spec.duration.max(1e-9);
+    let mut hub = replay.unwrap_or_default();
+    hub.send_errors = send_errors;
+    hub.delivery_latency_us = latency(&deliveries);
+    let (messages, latency_us) = match spec.mode {
+        Mode::Fanout => {
+            let mut last = new_histogram();
+            let mut incomplete = 0;
+            for seq in &published {
+                match per_publish.get(seq) {
+                    Some((lat, count)) => {
+                        if (*count as usize) < connected {
+                            incomplete += 1;
+                        }
+                        last.saturating_record((*lat).max(1));
+                    }
+                    None => incomplete += 1,
+                }
+            }
+            hub.publishes = published.len() as u64;
+            hub.incomplete = incomplete;
+            hub.offered_per_sec = spec.rate.unwrap_or(0.0) * connected as f64;
+            (in_window, latency(&last))
+        }
+        Mode::Send => (sends, hub.delivery_latency_us),
+        Mode::Replay => (hub.replayed, Latency::default()),
+        _ => (0, Latency::default()),
+    };
+    let msgs_per_sec = match spec.mode {
+        Mode::Replay if hub.replay_ms > 0.0 => hub.replayed as f64 / (hub.replay_ms / 1e3),
+        Mode::Replay | Mode::IdleAuth | Mode::Echo => 0.0,
+        _ => messages as f64 / secs,
+    };
+    let server = match (opts.server_pid, before, at_start, at_end) {
+        (Some(pid), Some(before), Some(a), Some(b)) => {
+            let cpu_us = b.cpu_us.saturating_sub(a.cpu_us) as f64;
+            let conns = connected.max(1) as f64;
+            let idle = spec.mode == Mode::IdleAuth;
+            Some(ServerUsage {
+                pid,
+                cpu_ms: cpu_us / 1000.0,
+                cpu_us_per_msg: (messages > 0).then(|| cpu_us / messages as f64),
+                rss_before_kib: before.rss_kib,
+                rss_end_kib: b.rss_kib,
+                rss_per_conn_kib: idle.then(|| (b.rss_kib as f64 - before.rss_kib as f64) / conns),
+                cpu_us_per_conn_sec: idle.then(|| cpu_us / (conns * secs)),
+            })
+        }
+        _ => None,
+    };
+    RunReport {
+        meta: opts.meta.clone(),
+        spec: spec.clone(),
+        connected,
+        msgs_per_sec,
+        messages,
+        latency_us,
+        errors,
+        first_errors,
+        server,
+        hub: Some(hub),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_urls() {
+        let t: Target = "ws://127.0.0.1:1/ws?room=lobby&x=1".parse().unwrap();
+        let spec = LoadSpec::default();
+        assert_eq!(
+            room_url(&t, &spec, 3),
+            (
+                "ws://127.0.0.1:1/ws?x=1&room=lobby".to_owned(),
+                "lobby".to_owned()
+            )
+        );
+        let t: Target = "ws://127.0.0.1:1/ws".parse().unwrap();
+        let spec = LoadSpec {
+            rooms: 10,
+            ..LoadSpec::default()
+        };
+        assert_eq!(room_url(&t, &spec, 13).1, "bench-3");
+    }
+
+    #[test]
+    fn tokens_are_hs256_jwts() {
+        let t = token("s3cret", "u7").unwrap();
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        v.set_required_spec_claims(&["exp", "sub"]);
+        let d = jsonwebtoken::decode::<Value>(
+            &t,
+            &jsonwebtoken::DecodingKey::from_secret(b"s3cret"),
+            &v,
+        )
+        .unwrap();
+        assert_eq!(d.claims["sub"], "u7");
+    }
+}
