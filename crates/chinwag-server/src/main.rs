@@ -308,9 +308,7 @@ fn addr(key: &str, v: &str) -> Result<std::net::SocketAddr, Failure> {
 }
 
 async fn run(s: Settings) -> Result<(), Failure> {
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .map_err(|e| Failure::Run(format!("cannot install the metrics recorder: {e}")))?;
+    let metrics = install_metrics()?;
     let engine: WsEngine = s.server.engine.parse().map_err(|e: chinwag::Error| {
         Failure::Config(format!("bad value for `server.engine`: {e}"))
     })?;
@@ -417,6 +415,44 @@ async fn run(s: Settings) -> Result<(), Failure> {
     let summary = server.shutdown(deadline).await;
     tracing::info!(?summary, "stopped");
     Ok(())
+}
+
+/// How often the metrics recorder is tidied (the exporter's own default).
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
+/// The Prometheus recorder, with fixed buckets for the hub's histograms (so they are
+/// Prometheus histograms of constant size), and its upkeep: with `install_recorder` the
+/// recorder keeps every histogram sample until upkeep drains it, which would grow without
+/// bound on a server nobody scrapes.
+fn install_metrics() -> Result<metrics_exporter_prometheus::PrometheusHandle, Failure> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let bad = |e: metrics_exporter_prometheus::BuildError| {
+        Failure::Run(format!("cannot install the metrics recorder: {e}"))
+    };
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(chinwag::hub::metrics::FANOUT_SECONDS.into()),
+            &[
+                0.000_1, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ],
+        )
+        .map_err(bad)?
+        .set_buckets_for_metric(
+            Matcher::Full(chinwag::hub::metrics::SEND_QUEUE_DEPTH.into()),
+            &[0.0, 1.0, 4.0, 16.0, 64.0, 256.0, 1024.0],
+        )
+        .map_err(bad)?
+        .install_recorder()
+        .map_err(bad)?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(METRICS_UPKEEP);
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
 }
 
 async fn wait_for_signal() {

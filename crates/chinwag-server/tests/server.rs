@@ -293,11 +293,23 @@ async fn serves_pages_metrics_dev_tokens_and_keeps_the_queue_across_a_restart() 
             .unwrap();
         assert_eq!(r["queued"], true, "{r}");
     }
+    // A publish to a room records the fan-out histogram, in fixed buckets.
+    let _: Value = alice
+        .peer
+        .request("join", &json!({ "room": "lobby" }))
+        .await
+        .unwrap();
+    let _: Value = alice
+        .peer
+        .request("publish", &json!({ "room": "lobby", "body": "hello room" }))
+        .await
+        .unwrap();
     let (_, metrics) = s.get("/metrics");
     for name in [
         "chinwag_hub_connections",
         "chinwag_hub_queued_total",
         "chinwag_hub_messages_in_total",
+        "chinwag_hub_fanout_seconds_bucket",
     ] {
         assert!(metrics.contains(name), "/metrics has {name}:\n{metrics}");
     }
