@@ -66,9 +66,11 @@ impl CloseCode {
     pub const RATE_LIMITED: CloseCode = CloseCode(4008);
     /// 4009: no token arrived within the auth timeout (first-message logins).
     pub const AUTH_TIMEOUT: CloseCode = CloseCode(4009);
+    /// 4010: too many wrong room passwords on this connection.
+    pub const TOO_MANY_GUESSES: CloseCode = CloseCode(4010);
 
     /// Every code of the table, in order.
-    pub const ALL: [CloseCode; 13] = [
+    pub const ALL: [CloseCode; 14] = [
         CloseCode::NORMAL,
         CloseCode::GOING_AWAY,
         CloseCode::PROTOCOL,
@@ -82,6 +84,7 @@ impl CloseCode {
         CloseCode::KICKED,
         CloseCode::RATE_LIMITED,
         CloseCode::AUTH_TIMEOUT,
+        CloseCode::TOO_MANY_GUESSES,
     ];
 
     /// What a client should do after this code. Codes not in the table (and 1006, a
@@ -111,6 +114,7 @@ impl CloseCode {
             4004 => "kicked",
             4008 => "rate_limited",
             4009 => "auth_timeout",
+            4010 => "too_many_guesses",
             _ => "other",
         }
     }

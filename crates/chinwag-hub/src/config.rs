@@ -4,45 +4,47 @@
 use std::time::Duration;
 
 use crate::auth::TokenSources;
-use crate::policy::{NodeId, SignOn};
+pub use crate::core::PartialDelivery;
+pub use crate::core::rate::Rate;
+use crate::core::signon::{NodeId, SignOn};
 
-/// A token bucket: `per_second` on average, bursts of up to `burst`.
+/// What senders may hold in the offline queue ("fair shares"; see `docs/limits.md`). Every
+/// direct message with a TTL is charged to its sender until it leaves the queue (acknowledged
+/// or expired), so one account cannot fill the store by writing to made-up recipients.
+///
+/// | field | default | past it |
+/// |---|---|---|
+/// | `per_sender_bytes` | 16 MiB | send refused (`quota`) |
+/// | `per_sender_messages` | 10 000 | send refused (`quota`) |
+/// | `total_bytes` | 1 GiB (the queue's default overall bound) | — (the queue's own bound refuses) |
+/// | `reserve_bytes` | 128 MiB | once the store holds `total_bytes - reserve_bytes`, only light senders may add |
+/// | `light_sender_bytes` | 1 MiB | who counts as light |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    /// Sustained rate (at least 1).
-    pub per_second: u32,
-    /// Largest burst (at least 1).
-    pub burst: u32,
-}
-
-impl Rate {
-    /// `per_second` sustained, bursts of `burst`.
-    pub const fn new(per_second: u32, burst: u32) -> Self {
-        Rate { per_second, burst }
-    }
-}
-
-/// What a send to a user with several connections reports when some were reached and others
-/// not (tok's three behaviours). It matters only for live-only messages (TTL 0): a message with
-/// a TTL is in the offline queue until acknowledged, so a connection that could not take it
-/// gets it from the queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
-pub enum PartialDelivery {
-    /// Success if at least one connection took it; the report counts the failures. The
-    /// default.
-    #[default]
-    AnyDelivered,
-    /// Any connection that could not take it makes the send fail with
-    /// [`SendError::Partial`](crate::SendError::Partial) (the others did get it).
-    AllOrError,
-    /// Any connection that could not take it puts the message (same id) into the offline
-    /// queue with this TTL, so the user gets it again on the next connect (clients drop the
-    /// duplicate by id).
-    QueueForUser {
-        /// The TTL it is queued with.
-        ttl: Duration,
-    },
+pub struct OfflineShares {
+    /// Payload bytes one sender may hold in other users' queues. Default 16 MiB.
+    pub per_sender_bytes: u64,
+    /// Messages one sender may hold in other users' queues. Default 10 000.
+    pub per_sender_messages: u64,
+    /// The offline store's overall bound (set it to the queue's `max_total_bytes`). Default
+    /// 1 GiB, `chinwag_queue::QueueConfig`'s default.
+    pub total_bytes: u64,
+    /// The last part of the store, kept for light senders. Default 128 MiB.
+    pub reserve_bytes: u64,
+    /// A sender holding at most this much is light. Default 1 MiB.
+    pub light_sender_bytes: u64,
+}
+
+impl Default for OfflineShares {
+    fn default() -> Self {
+        OfflineShares {
+            per_sender_bytes: 16 << 20,
+            per_sender_messages: 10_000,
+            total_bytes: 1 << 30,
+            reserve_bytes: 128 << 20,
+            light_sender_bytes: 1 << 20,
+        }
+    }
 }
 
 /// The hub's bounds. Each is enforced and tested at its boundary.
@@ -64,7 +66,13 @@ pub enum PartialDelivery {
 /// | `max_page` | 1 000 | pages of members and rooms are cut there (0 counts as 1) |
 /// | `password_checks` | 2 | room password checks at once (each ~19 MiB, tens of ms) |
 /// | `password_wait` | 5 s | a join waiting longer for a check slot is refused (`busy`) |
+/// | `password_guess_rate` (per connection) | 1/s, bursts of 5 | join refused (`guessing_too_fast`); one check at a time per connection (`busy`) |
+/// | `password_guess_rate_per_ip` | 5/s, bursts of 20 | join refused (`guessing_too_fast`) |
+/// | `password_strikes` | 5 | the 5th wrong password closes the connection (4010) |
 /// | `max_tracked_ips` | 100 000 | connections from new IPs refused (429) until old ones age out |
+/// | `max_pending_per_user` | 1 024 | a send refused (`busy`) while so many wait for one user's earlier sends |
+/// | `max_pending_publishes` | 1 024 | a publish refused (`busy`) while so many wait for one room's fan-out |
+/// | `offline` | [`OfflineShares::default`] | send refused (`quota`) |
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HubLimits {
@@ -98,8 +106,20 @@ pub struct HubLimits {
     pub password_checks: usize,
     /// How long a join waits for a verification slot. Default 5 s.
     pub password_wait: Duration,
-    /// Source IPs whose connection rate is tracked at once. Default 100 000.
+    /// Room password guesses per connection. Default 1/s, bursts of 5.
+    pub password_guess_rate: Rate,
+    /// Room password guesses per source IP. Default 5/s, bursts of 20.
+    pub password_guess_rate_per_ip: Rate,
+    /// Wrong room passwords after which a connection is closed (4010). Default 5.
+    pub password_strikes: u32,
+    /// Source IPs whose connection rate (and guess rate) is tracked at once. Default 100 000.
     pub max_tracked_ips: usize,
+    /// Sends waiting for one user's earlier sends to be stored. Default 1 024.
+    pub max_pending_per_user: usize,
+    /// Publishes and presence events waiting for one room's fan-out. Default 1 024.
+    pub max_pending_publishes: usize,
+    /// What senders may hold in the offline queue.
+    pub offline: OfflineShares,
 }
 
 impl Default for HubLimits {
@@ -120,7 +140,13 @@ impl Default for HubLimits {
             max_page: 1_000,
             password_checks: 2,
             password_wait: Duration::from_secs(5),
+            password_guess_rate: Rate::new(1, 5),
+            password_guess_rate_per_ip: Rate::new(5, 20),
+            password_strikes: 5,
             max_tracked_ips: 100_000,
+            max_pending_per_user: 1_024,
+            max_pending_publishes: 1_024,
+            offline: OfflineShares::default(),
         }
     }
 }
@@ -170,8 +196,33 @@ setters!(HubLimits {
     with_password_checks: password_checks: usize,
     /// Sets [`password_wait`](Self::password_wait).
     with_password_wait: password_wait: Duration,
+    /// Sets [`password_guess_rate`](Self::password_guess_rate).
+    with_password_guess_rate: password_guess_rate: Rate,
+    /// Sets [`password_guess_rate_per_ip`](Self::password_guess_rate_per_ip).
+    with_password_guess_rate_per_ip: password_guess_rate_per_ip: Rate,
+    /// Sets [`password_strikes`](Self::password_strikes).
+    with_password_strikes: password_strikes: u32,
     /// Sets [`max_tracked_ips`](Self::max_tracked_ips).
     with_max_tracked_ips: max_tracked_ips: usize,
+    /// Sets [`max_pending_per_user`](Self::max_pending_per_user).
+    with_max_pending_per_user: max_pending_per_user: usize,
+    /// Sets [`max_pending_publishes`](Self::max_pending_publishes).
+    with_max_pending_publishes: max_pending_publishes: usize,
+    /// Sets [`offline`](Self::offline).
+    with_offline: offline: OfflineShares,
+});
+
+setters!(OfflineShares {
+    /// Sets [`per_sender_bytes`](Self::per_sender_bytes).
+    with_per_sender_bytes: per_sender_bytes: u64,
+    /// Sets [`per_sender_messages`](Self::per_sender_messages).
+    with_per_sender_messages: per_sender_messages: u64,
+    /// Sets [`total_bytes`](Self::total_bytes).
+    with_total_bytes: total_bytes: u64,
+    /// Sets [`reserve_bytes`](Self::reserve_bytes).
+    with_reserve_bytes: reserve_bytes: u64,
+    /// Sets [`light_sender_bytes`](Self::light_sender_bytes).
+    with_light_sender_bytes: light_sender_bytes: u64,
 });
 
 /// Settings of a [`Hub`](crate::Hub).

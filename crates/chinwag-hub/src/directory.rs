@@ -5,14 +5,30 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::auth::BoxFuture;
-use crate::identity::Device;
-use crate::policy::{ConnRef, NodeId, SignOn, SignOnOutcome, SignOnTable, SignedOn};
+use futures_core::future::BoxFuture;
 
-/// A directory could not answer (a cluster store is down).
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("directory unavailable: {0}")]
-pub struct DirectoryError(pub String);
+use crate::core::identity::Device;
+use crate::core::signon::{ConnRef, SignOn, SignOnOutcome, SignOnTable, SignedOn};
+
+/// A directory could not answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DirectoryError {
+    /// Its store (a cluster's Redis) could not be reached or failed; retry later.
+    #[error("directory unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// This node was declared dead by the others (it paused past its lease): it must not act on
+    /// stale sign-on decisions.
+    #[error("this node is no longer part of the cluster")]
+    Fenced,
+}
+
+impl DirectoryError {
+    /// Wraps a store's error as [`DirectoryError::Unavailable`].
+    pub fn unavailable(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        DirectoryError::Unavailable(e.into())
+    }
+}
 
 /// Where users are connected, and who may stay signed on. The hub asks it at every sign-on and
 /// sign-off and for presence; sends and room publishes use the hub's own table of local
@@ -90,9 +106,4 @@ impl Directory for LocalDirectory {
 /// Shorthand for the hub's default.
 pub(crate) fn local() -> Arc<dyn Directory> {
     Arc::new(LocalDirectory::new())
-}
-
-/// This node's id in a [`ConnRef`].
-pub(crate) fn conn_ref(node: NodeId, conn: crate::policy::ConnId) -> ConnRef {
-    ConnRef { node, conn }
 }

@@ -3,8 +3,38 @@
 
 use chinwag_queue::QueueError;
 
+use crate::core::ids::IdError;
+use crate::core::shares::ShareRefusal;
+use crate::hooks::Rejection;
+
+/// Which part of a sender's share of the offline queue is used up ([`SendError::Quota`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShareLimit {
+    /// The sender holds [`OfflineShares::per_sender_bytes`](crate::OfflineShares::per_sender_bytes).
+    #[error("the sender holds its most bytes in offline queues")]
+    SenderBytes,
+    /// The sender holds [`OfflineShares::per_sender_messages`](crate::OfflineShares::per_sender_messages).
+    #[error("the sender holds its most messages in offline queues")]
+    SenderMessages,
+    /// The offline store is in the reserve kept for light senders
+    /// ([`OfflineShares::reserve_bytes`](crate::OfflineShares::reserve_bytes)).
+    #[error("the offline store is nearly full and kept for senders who hold little")]
+    Reserve,
+}
+
+impl From<ShareRefusal> for ShareLimit {
+    fn from(r: ShareRefusal) -> Self {
+        match r {
+            ShareRefusal::SenderBytes => ShareLimit::SenderBytes,
+            ShareRefusal::SenderMessages => ShareLimit::SenderMessages,
+            ShareRefusal::Reserve => ShareLimit::Reserve,
+        }
+    }
+}
+
 /// Why a send to a user did not succeed.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SendError {
     /// The user has no connection and the message had TTL 0 (live only).
@@ -18,12 +48,16 @@ pub enum SendError {
         /// The limit.
         limit: usize,
     },
-    /// Not a valid user id (empty or longer than 1 024 bytes).
-    #[error("bad recipient")]
-    BadRecipient,
+    /// Not a valid user id (see the id grammar in `docs/chat-protocol.md`).
+    #[error("bad recipient: {0}")]
+    BadRecipient(#[source] IdError),
     /// The offline queue refused it (full, or its backend failed); nothing was delivered.
     #[error("offline queue: {0}")]
-    Queue(String),
+    Queue(#[from] QueueError),
+    /// The sender's share of the offline queue is used up; nothing was delivered. Retry once
+    /// recipients have read (or messages expired).
+    #[error("over the sender's offline share: {0}")]
+    Quota(ShareLimit),
     /// Some connections took it, others not, under
     /// [`PartialDelivery::AllOrError`](crate::PartialDelivery::AllOrError).
     #[error("delivered to {delivered} of {total} connections")]
@@ -39,36 +73,36 @@ pub enum SendError {
     Undelivered,
     /// A before-receive hook refused it (its reason).
     #[error("refused: {0}")]
-    Refused(String),
+    Refused(Rejection),
     /// The sender is over its message rate.
     #[error("rate limited")]
     RateLimited,
+    /// Too many sends to this user wait already
+    /// ([`HubLimits::max_pending_per_user`](crate::HubLimits::max_pending_per_user)); retry.
+    #[error("busy; try again")]
+    Busy,
     /// The hub is shutting down.
     #[error("shutting down")]
     ShuttingDown,
 }
 
 impl SendError {
-    /// The stable error code: `offline`, `too_large`, `bad_recipient`, `queue`, `partial`,
-    /// `undelivered`, `refused`, `rate_limited`, `shutting_down`.
+    /// The stable error code: `offline`, `too_large`, `bad_recipient`, `queue`, `quota`,
+    /// `partial`, `undelivered`, `refused`, `rate_limited`, `busy`, `shutting_down`.
     pub fn code(&self) -> &'static str {
         match self {
             SendError::Offline(_) => "offline",
             SendError::TooLarge { .. } => "too_large",
-            SendError::BadRecipient => "bad_recipient",
+            SendError::BadRecipient(_) => "bad_recipient",
             SendError::Queue(_) => "queue",
+            SendError::Quota(_) => "quota",
             SendError::Partial { .. } => "partial",
             SendError::Undelivered => "undelivered",
             SendError::Refused(_) => "refused",
             SendError::RateLimited => "rate_limited",
+            SendError::Busy => "busy",
             SendError::ShuttingDown => "shutting_down",
         }
-    }
-}
-
-impl From<QueueError> for SendError {
-    fn from(e: QueueError) -> Self {
-        SendError::Queue(e.to_string())
     }
 }
 
@@ -79,9 +113,9 @@ pub enum RoomError {
     /// No room of that name (and rooms are not created on join, or it was a publish).
     #[error("no such room")]
     NoSuchRoom,
-    /// Not a valid room name (empty, too long, control characters, or the reserved `*`).
-    #[error("bad room name")]
-    BadName,
+    /// Not a valid room name (see the name grammar in `docs/chat-protocol.md`).
+    #[error("bad room name: {0}")]
+    BadName(#[source] IdError),
     /// The room has as many members as allowed.
     #[error("room is full")]
     Full,
@@ -103,9 +137,13 @@ pub enum RoomError {
     /// Publishing to a room the connection is not in.
     #[error("not a member of the room")]
     NotMember,
-    /// Too many password checks wait already; try again.
+    /// A password check of this connection is already running, no check slot came in time,
+    /// or the room's fan-out queue is full; try again.
     #[error("busy; try again")]
     Busy,
+    /// Room passwords are being guessed faster than allowed (per connection or per address).
+    #[error("guessing room passwords too fast")]
+    GuessingTooFast,
     /// The body is larger than the limit.
     #[error("message of {len} bytes is over the limit of {limit}")]
     TooLarge {
@@ -116,7 +154,7 @@ pub enum RoomError {
     },
     /// A before-receive hook refused it (its reason).
     #[error("refused: {0}")]
-    Refused(String),
+    Refused(Rejection),
     /// The sender is over its message rate.
     #[error("rate limited")]
     RateLimited,
@@ -125,11 +163,11 @@ pub enum RoomError {
 impl RoomError {
     /// The stable error code: `no_such_room`, `bad_room`, `room_full`, `too_many_rooms`,
     /// `too_many_rooms_on_server`, `wrong_password`, `bad_password`, `room_exists`,
-    /// `not_member`, `busy`, `too_large`, `refused`, `rate_limited`.
+    /// `not_member`, `busy`, `guessing_too_fast`, `too_large`, `refused`, `rate_limited`.
     pub fn code(&self) -> &'static str {
         match self {
             RoomError::NoSuchRoom => "no_such_room",
-            RoomError::BadName => "bad_room",
+            RoomError::BadName(_) => "bad_room",
             RoomError::Full => "room_full",
             RoomError::TooManyRooms => "too_many_rooms",
             RoomError::TooManyRoomsOnServer => "too_many_rooms_on_server",
@@ -138,6 +176,7 @@ impl RoomError {
             RoomError::Exists => "room_exists",
             RoomError::NotMember => "not_member",
             RoomError::Busy => "busy",
+            RoomError::GuessingTooFast => "guessing_too_fast",
             RoomError::TooLarge { .. } => "too_large",
             RoomError::Refused(_) => "refused",
             RoomError::RateLimited => "rate_limited",
@@ -146,7 +185,7 @@ impl RoomError {
 }
 
 /// Why a connection could not sign on.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SignOnError {
     /// The hub has as many connections as allowed.
@@ -155,6 +194,9 @@ pub enum SignOnError {
     /// The hub is shutting down.
     #[error("shutting down")]
     ShuttingDown,
+    /// The authenticator named a user or device that breaks the id grammar.
+    #[error("bad identity: {0}")]
+    BadIdentity(#[source] IdError),
     /// The directory could not decide.
     #[error(transparent)]
     Directory(#[from] crate::directory::DirectoryError),
@@ -164,10 +206,12 @@ pub enum SignOnError {
 }
 
 impl SignOnError {
-    /// The metric label / error code: `connections`, `shutting_down`, `directory`, `closed`.
+    /// The metric label / error code: `connections`, `shutting_down`, `bad_identity`,
+    /// `directory`, `closed`.
     pub fn code(&self) -> &'static str {
         match self {
             SignOnError::Full => "connections",
+            SignOnError::BadIdentity(_) => "bad_identity",
             SignOnError::ShuttingDown => "shutting_down",
             SignOnError::Directory(_) => "directory",
             SignOnError::Closed => "closed",

@@ -1,12 +1,62 @@
 //! The application's part: [`App`], hooks around every message and the handler of messages
 //! addressed to the application itself.
 
-use crate::auth::BoxFuture;
+use std::borrow::Cow;
+use std::fmt;
+
+use futures_core::future::BoxFuture;
+
 use crate::close::Close;
-use crate::conn::Conn;
-use crate::hub::Hub;
-use crate::identity::Device;
-use crate::message::{Body, Event};
+use crate::core::identity::Device;
+use crate::core::message::Delivered;
+use crate::core::message::{Body, Event};
+use crate::driver::{Conn, Hub};
+
+/// A hook's refusal of a message: the client gets a `refused` error carrying the reason.
+///
+/// ```
+/// use chinwag_hub::Rejection;
+/// let r = Rejection::new("no links from new accounts");
+/// assert_eq!(r.reason(), "no links from new accounts");
+/// let r: Rejection = "too long".into();
+/// assert_eq!(r.to_string(), "too long");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    reason: Cow<'static, str>,
+}
+
+impl Rejection {
+    /// A refusal with `reason` (shown to the client: keep it short, no secrets).
+    pub fn new(reason: impl Into<Cow<'static, str>>) -> Self {
+        Rejection {
+            reason: reason.into(),
+        }
+    }
+
+    /// The reason.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl From<&'static str> for Rejection {
+    fn from(s: &'static str) -> Self {
+        Rejection::new(s)
+    }
+}
+
+impl From<String> for Rejection {
+    fn from(s: String) -> Self {
+        Rejection::new(s)
+    }
+}
 
 /// What a client sent, before the hub acts on it.
 #[derive(Debug, Clone)]
@@ -46,20 +96,6 @@ pub enum BeforeSend {
     Replace(Body),
 }
 
-/// The outcome of one delivery, for [`App::after_send`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Delivered {
-    /// Queued on the connection.
-    Sent,
-    /// Dropped by the connection's overflow policy (or the connection was closed by it).
-    Dropped,
-    /// The connection was closing.
-    Closed,
-    /// The before-send hook dropped it.
-    Filtered,
-}
-
 /// The application's hooks into the hub. Every method has a default that does nothing (or lets
 /// the message through), so an application overrides only what it needs.
 ///
@@ -74,8 +110,9 @@ pub trait App: Send + Sync + 'static {
     }
 
     /// Sees every message a client sends before the hub acts on it: return it (changed or not)
-    /// to go on, or `Err(reason)` to refuse it (the client gets a `refused` error).
-    fn before_receive(&self, from: &Device, msg: Incoming) -> Result<Incoming, String> {
+    /// to go on, or a [`Rejection`] to refuse it (the client gets a `refused` error with its
+    /// reason).
+    fn before_receive(&self, from: &Device, msg: Incoming) -> Result<Incoming, Rejection> {
         let _ = from;
         Ok(msg)
     }

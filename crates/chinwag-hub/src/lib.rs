@@ -9,8 +9,11 @@
 //! through [`App`]. Connections arrive through the [`doors`]: the gotalk chat protocol, raw
 //! WebSocket rooms, tok-style TCP.
 //!
-//! The core is testable without sockets; the doors drive it. Where users are connected and the
-//! sign-on decision sit behind [`Directory`], the seam a cluster fills.
+//! Three rings, arrows inward only: the **doors** translate a transport into hub operations;
+//! the **driver** ([`Hub`]) keeps the state behind sharded locks and does every await, spawn,
+//! write and clock read; the **core** (`src/core/`) holds the rules as plain data and functions
+//! of time, proven by unit and property tests without sockets. Where users are connected and
+//! the sign-on decision sit behind [`Directory`], the seam a cluster fills.
 //!
 //! # Example: a chat server on TCP with JWT sign-in
 //!
@@ -39,34 +42,33 @@
 pub mod auth;
 mod close;
 mod config;
-mod conn;
+mod core;
 mod directory;
 pub mod doors;
+mod driver;
 mod error;
 mod hooks;
-mod hub;
-mod identity;
 mod link;
-mod mailbox;
-mod message;
 pub mod metrics;
-mod policy;
-mod rates;
-mod room;
+
+// The auth module names the identity types by this path.
+use core::identity;
 
 pub use close::{Close, CloseCode, Reconnect};
-pub use config::{HubConfig, HubLimits, PartialDelivery, Rate};
-pub use conn::Conn;
+pub use config::{HubConfig, HubLimits, OfflineShares, PartialDelivery, Rate};
+pub use core::identity::{DEFAULT_DEVICE, Device, Meta};
+/// The grammar of user ids, device ids and room names.
+pub use core::ids;
+pub use core::message::{
+    Body, Delivered, DirectMessage, Event, MessageId, PresenceEvent, RoomMessage,
+};
+pub use core::rooms::{RoomInfo, RoomOptions};
+pub use core::signon::{ConnId, ConnRef, NodeId, SignOn, SignOnOutcome, SignOnTable, SignedOn};
 pub use directory::{Directory, DirectoryError, LocalDirectory};
-pub use error::{RoomError, SendError, SignOnError};
-pub use hooks::{App, BeforeSend, Delivered, Incoming, NoApp};
-pub use hub::{
-    DeliveryReport, Hub, HubBuilder, Member, MembersPage, Presence, PublishReport, SendOptions,
+pub use driver::{
+    Attach, Conn, DeliveryReport, Hub, HubBuilder, Member, MembersPage, Presence, PublishReport,
+    SendOptions,
 };
-pub use identity::{DEFAULT_DEVICE, Device, Meta};
-pub use link::{Format, Link, SessionLink};
-pub use message::{
-    Body, DirectMessage, ENCODING_SLOTS, Event, MessageId, Outgoing, PresenceEvent, RoomMessage,
-};
-pub use policy::{ConnId, ConnRef, NodeId, SignOn, SignOnOutcome, SignOnTable, SignedOn};
-pub use room::{RoomInfo, RoomOptions};
+pub use error::{RoomError, SendError, ShareLimit, SignOnError};
+pub use hooks::{App, BeforeSend, Incoming, NoApp, Rejection};
+pub use link::{DoorFormat, Format, Link, SessionLink};

@@ -19,6 +19,7 @@
 //! | `chinwag_hub_dropped_total` | counter | `reason` (`overflow`, `closed`, `filtered`) |
 //! | `chinwag_hub_refusals_total` | counter | `reason` (`auth_<AuthError::reason>`, `connections`, `connection_rate`, `message_rate`, `room_full`, ...) |
 //! | `chinwag_hub_send_queue_depth` | histogram | (a member's send queue length, sampled at each publish) |
+//! | `chinwag_hub_offline_bytes` | gauge | (payload bytes senders hold in offline queues, as the hub counts them for fair shares) |
 
 /// Connections signed on.
 pub const CONNECTIONS: &str = "chinwag_hub_connections";
@@ -52,6 +53,8 @@ pub const DROPPED: &str = "chinwag_hub_dropped_total";
 pub const REFUSALS: &str = "chinwag_hub_refusals_total";
 /// Send queue depth of room members, sampled at publishes.
 pub const SEND_QUEUE_DEPTH: &str = "chinwag_hub_send_queue_depth";
+/// Payload bytes senders hold in offline queues (the fair shares' count).
+pub const OFFLINE_BYTES: &str = "chinwag_hub_offline_bytes";
 
 /// Describes every metric to the installed recorder (help text and unit) and registers the
 /// unlabelled ones at zero, so a scrape shows them from the start. [`Hub`](crate::Hub) calls
@@ -81,7 +84,12 @@ pub fn describe() {
         SEND_QUEUE_DEPTH,
         "Send queue depth of room members, sampled at publishes."
     );
-    for g in [CONNECTIONS, USERS_ONLINE, ROOMS] {
+    describe_gauge!(
+        OFFLINE_BYTES,
+        Unit::Bytes,
+        "Payload bytes senders hold in offline queues (the fair shares' count)."
+    );
+    for g in [CONNECTIONS, USERS_ONLINE, ROOMS, OFFLINE_BYTES] {
         metrics::gauge!(g).increment(0.0);
     }
     for c in [FANOUT_DELIVERIES, QUEUED, REPLAYED, ACKED, EXPIRED] {

@@ -471,7 +471,7 @@ async fn raw_rooms<E: Engine>() {
         }
     }
     // Room y got neither: the first thing it reads is what is published there next.
-    hub.publish("y", Body::text("only for y")).unwrap();
+    hub.publish("y", Body::text("only for y")).await.unwrap();
     match next_frame(&mut cr).await {
         Frame::Text(b) => assert_eq!(&b[..], b"only for y"),
         f => panic!("text expected, got {f:?}"),

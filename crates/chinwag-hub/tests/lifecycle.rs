@@ -12,7 +12,7 @@ use chinwag_hub::doors::DoorHandle;
 use chinwag_hub::doors::rooms::RoomsDoor;
 use chinwag_hub::{
     App, BeforeSend, Body, Close, Conn, Delivered, Device, Event, Hub, Incoming, PartialDelivery,
-    SendOptions, SignOn,
+    Rejection, SendOptions, SignOn,
 };
 use chinwag_queue::{Queue, QueueConfig};
 use chinwag_queue_redb::RedbQueue;
@@ -291,7 +291,7 @@ impl App for Hooks {
             .push((conn.device().to_string(), conn.door(), conn.id().0));
     }
 
-    fn before_receive(&self, _from: &Device, msg: Incoming) -> Result<Incoming, String> {
+    fn before_receive(&self, _from: &Device, msg: Incoming) -> Result<Incoming, Rejection> {
         match msg {
             Incoming::Direct { to, body } => match body.as_text() {
                 Some(t) if t.contains("spam") => Err("no spam, thanks".into()),
@@ -384,7 +384,7 @@ async fn hooks_see_change_and_refuse_messages() {
     assert_eq!(m.body["from"]["user"], "alice", "only the body is replaced");
     // The muted device got nothing: the next thing it sees is a room publish.
     muted.req("join", json!({ "room": "side" })).await.unwrap();
-    hub.publish("side", Body::text("marker")).unwrap();
+    hub.publish("side", Body::text("marker")).await.unwrap();
     let n = muted.note().await;
     assert_eq!(
         (n.name.as_str(), &n.body["body"]),
@@ -496,7 +496,7 @@ async fn half_stalled(
     let mut publishes = 0;
     while refusals_in_a_row < 5 {
         assert!(publishes < 5_000, "b's queue never filled");
-        let r = hub.publish("stall", big.clone()).unwrap();
+        let r = hub.publish("stall", big.clone()).await.unwrap();
         publishes += 1;
         if r.dropped == 1 {
             refusals_in_a_row += 1;

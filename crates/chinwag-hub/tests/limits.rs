@@ -297,15 +297,17 @@ async fn max_body_bytes_for_send_publish_app_and_every_door() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), "too_large");
-    assert!(hub.publish("big", Body::text(at.clone())).is_ok());
+    assert!(hub.publish("big", Body::text(at.clone())).await.is_ok());
     assert_eq!(
         hub.publish("big", Body::text(over.clone()))
+            .await
             .unwrap_err()
             .code(),
         "too_large"
     );
 
-    // The raw room door: a frame over the limit publishes nothing; one at it does.
+    // The raw room door: a frame at the limit is published; one over it is answered with a
+    // close (1009), never dropped in silence, and not published.
     let acc =
         WsAcceptor::<Tungstenite>::bind_path("127.0.0.1:0".parse().unwrap(), "/ws", ws_config())
             .await
@@ -315,18 +317,19 @@ async fn max_body_bytes_for_send_publish_app_and_every_door() {
     let opts = |u: &str| {
         ConnectOptions::default().with_header("authorization", format!("Bearer {}", token(u, "w")))
     };
-    let (_r1, mut w1) = chinwag_ws::connect_with::<Tungstenite>(&base, &ws_config(), &opts("w1"))
-        .await
-        .unwrap()
-        .split();
+    let (mut r1, mut w1) =
+        chinwag_ws::connect_with::<Tungstenite>(&base, &ws_config(), &opts("w1"))
+            .await
+            .unwrap()
+            .split();
     let (mut r2, _w2) = chinwag_ws::connect_with::<Tungstenite>(&base, &ws_config(), &opts("w2"))
         .await
         .unwrap()
         .split();
-    w1.send(Frame::Text(Bytes::from(over.clone())))
+    w1.send(Frame::Text(Bytes::from("y".repeat(1000))))
         .await
         .unwrap();
-    w1.send(Frame::Text(Bytes::from("y".repeat(1000))))
+    w1.send(Frame::Text(Bytes::from(over.clone())))
         .await
         .unwrap();
     let f = tokio::time::timeout(DEADLINE, r2.read_frame())
@@ -334,11 +337,32 @@ async fn max_body_bytes_for_send_publish_app_and_every_door() {
         .unwrap()
         .unwrap()
         .unwrap();
-    assert_eq!(
-        f,
-        Frame::Text(Bytes::from("y".repeat(1000))),
-        "only the one at the limit"
+    assert_eq!(f, Frame::Text(Bytes::from("y".repeat(1000))));
+    // The sender gets its own publish, then the close for the one over the limit.
+    let own = tokio::time::timeout(DEADLINE, r1.read_frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(own, Frame::Text(Bytes::from("y".repeat(1000))));
+    let end = tokio::time::timeout(DEADLINE, r1.read_frame())
+        .await
+        .unwrap();
+    assert!(
+        matches!(end, Ok(None)),
+        "the over-limit message is answered with a close: {end:?}"
     );
+    let reason = r1.close_reason().expect("a close frame").clone();
+    assert_eq!(reason.code.0, 1009, "{reason:?}");
+    assert!(reason.reason.contains("over the limit"), "{reason:?}");
+    // The other member got nothing more: the next frame it reads is a later publish.
+    hub.publish("raw", Body::text("later")).await.unwrap();
+    let f = tokio::time::timeout(DEADLINE, r2.read_frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(f, Frame::Text(Bytes::from("later")));
 
     // The tok door: a frame over the limit does not reach the application; one at it does.
     let tcp = TcpAcceptor::bind("127.0.0.1:0".parse().unwrap(), Default::default()).unwrap();

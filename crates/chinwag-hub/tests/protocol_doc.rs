@@ -16,10 +16,13 @@ use bytes::{Bytes, BytesMut};
 use chinwag_hub::auth::{
     AuthError, JwtAuthenticator, JwtConfig, JwtKey, TokenSources, jsonwebtoken,
 };
-use chinwag_hub::doors::chat::ChatDoor;
+use chinwag_hub::doors::chat::{
+    ChatDoor, DEFAULT_MEMBERS_PAGE, FROM_FIELDS, MAX_AUTH_FAILURES, MAX_ONLINE_QUERY,
+    NOTIFICATIONS, OPERATIONS,
+};
 use chinwag_hub::{
     Body, CloseCode, DEFAULT_DEVICE, Device, DirectoryError, Hub, HubConfig, PartialDelivery,
-    Reconnect, RoomError, SendError, SendOptions, SignOn, SignOnError,
+    Reconnect, RoomError, SendError, SendOptions, ShareLimit, SignOn, SignOnError, ids,
 };
 use chinwag_rpc::{Handlers, Peer, RpcConfig, RpcError};
 use chinwag_session::OverflowPolicy;
@@ -33,11 +36,26 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const DOC: &str = include_str!("../../../docs/chat-protocol.md");
-const CHAT_RS: &str = include_str!("../src/doors/chat.rs");
 const ERROR_RS: &str = include_str!("../src/error.rs");
 const AUTH_RS: &str = include_str!("../src/auth/mod.rs");
-const HUB_RS: &str = include_str!("../src/hub.rs");
-const ROOM_RS: &str = include_str!("../src/room.rs");
+/// The driver's sources, where the hub's own close reasons are written.
+const DRIVER_RS: [&str; 5] = [
+    include_str!("../src/driver/signon.rs"),
+    include_str!("../src/driver/replay.rs"),
+    include_str!("../src/driver/rooms.rs"),
+    include_str!("../src/driver/direct.rs"),
+    include_str!("../src/driver/timers.rs"),
+];
+/// The chat door's sources, where its own error codes are written.
+const CHAT_RS: [&str; 5] = [
+    include_str!("../src/doors/chat/mod.rs"),
+    include_str!("../src/doors/chat/ops/mod.rs"),
+    include_str!("../src/doors/chat/ops/session.rs"),
+    include_str!("../src/doors/chat/ops/direct.rs"),
+    include_str!("../src/doors/chat/ops/presence.rs"),
+];
+const PRESENCE_RS: &str = include_str!("../src/driver/presence.rs");
+const ROOMS_RS: &str = include_str!("../src/core/rooms.rs");
 
 /// The HS256 secret of the page's example token.
 const DOC_SECRET: &str = "chat-protocol example secret";
@@ -180,28 +198,6 @@ fn literals_after(src: &str, pat: &str) -> Vec<String> {
         let end = rest.find('"').unwrap();
         out.push(rest[..end].to_owned());
     }
-    out
-}
-
-/// The operations `ChatDoor::handlers` registers, with the request type of each, from the
-/// source (`op(&mut h, hub, "name", |hub, peer, r: Type| ...)`, however rustfmt wraps it).
-fn served_ops() -> Vec<(String, String)> {
-    let src = squeeze(CHAT_RS);
-    let pat = "op(&muth,hub,\"";
-    let mut out = Vec::new();
-    let mut rest = src.as_str();
-    while let Some(i) = rest.find(pat) {
-        rest = &rest[i + pat.len()..];
-        let end = rest.find('"').unwrap();
-        let name = rest[..end].to_owned();
-        let params = rest[end..]
-            .split('|')
-            .nth(1)
-            .expect("the handler's parameters");
-        let ty = params.rsplit(':').next().unwrap().to_owned();
-        out.push((name, ty));
-    }
-    assert!(out.len() >= 12, "found only {out:?} in chat.rs");
     out
 }
 
@@ -443,7 +439,12 @@ fn every_bye_in_the_page_is_consistent_with_the_table() {
         assert_eq!(bye["reconnect"], code.reconnect().as_str(), "{bye}");
         // The reason is the hub's own text for that close.
         let reason = bye["reason"].as_str().unwrap();
-        assert!(HUB_RS.contains(&format!("\"{reason}\"")), "{bye}");
+        assert!(
+            DRIVER_RS
+                .iter()
+                .any(|src| src.contains(&format!("\"{reason}\""))),
+            "{bye}"
+        );
         seen += 1;
     }
     assert!(seen >= 3, "the page shows byes");
@@ -455,64 +456,29 @@ fn every_bye_in_the_page_is_consistent_with_the_table() {
 fn the_operations_are_exactly_those_the_door_serves_with_their_fields() {
     let ops = section("## 3. Operations");
     let documented: Vec<String> = subsections(&ops).into_iter().map(|(n, _)| n).collect();
-    let served = served_ops();
-    let served_names: Vec<String> = served.iter().map(|(n, _)| n.clone()).collect();
+    let served: BTreeSet<String> = OPERATIONS.iter().map(|o| o.name.to_owned()).collect();
     assert_eq!(
-        documented.iter().collect::<BTreeSet<_>>(),
-        served_names.iter().collect::<BTreeSet<_>>(),
-        "the page's operations vs `op(&mut h, hub, ...)` in chat.rs"
+        documented.iter().cloned().collect::<BTreeSet<_>>(),
+        served,
+        "the page's operations vs the door's table"
     );
-    // The module docs of chat.rs list the same.
-    for n in &served_names {
-        assert!(
-            CHAT_RS.contains(&format!("`{n}`")),
-            "chat.rs docs name `{n}`"
-        );
-    }
-
-    // Results: which struct each operation answers with (chat.rs, hub.rs, room.rs).
-    let results: [(&str, &str, &str); 12] = [
-        ("auth", CHAT_RS, "WhoAmI"),
-        ("whoami", CHAT_RS, "WhoAmI"),
-        ("refresh", CHAT_RS, "ExpiresJson"),
-        ("send", HUB_RS, "DeliveryReport"),
-        ("ack", CHAT_RS, "AckJson"),
-        ("join", ROOM_RS, "RoomInfo"),
-        ("leave", CHAT_RS, "LeftJson"),
-        ("publish", HUB_RS, "PublishReport"),
-        ("rooms", CHAT_RS, "RoomsJson"),
-        ("members", HUB_RS, "MembersPage"),
-        ("online", CHAT_RS, "OnlineJson"),
-        ("app", CHAT_RS, "Empty"),
-    ];
-    let whoami_fields = struct_fields(CHAT_RS, "WhoAmI");
-    for (name, req_ty) in &served {
-        let sub = subsection(&ops, name);
+    let whoami = OPERATIONS.iter().find(|o| o.name == "whoami").unwrap();
+    let whoami_fields = set(whoami.result);
+    for op in &OPERATIONS {
+        let sub = subsection(&ops, op.name);
         let (req, res) = doc_fields(&sub, &whoami_fields);
-        let req = req.unwrap_or_else(|| panic!("`{name}`: no request documented"));
-        assert_eq!(
-            req,
-            struct_fields(CHAT_RS, req_ty),
-            "`{name}`: request fields vs struct {req_ty}"
-        );
-        let (_, src, res_ty) = results
-            .iter()
-            .find(|(n, _, _)| n == name)
-            .unwrap_or_else(|| panic!("`{name}` is new: add its result struct to this test"));
-        let res = res.unwrap_or_else(|| panic!("`{name}`: no result documented"));
-        assert_eq!(
-            res,
-            struct_fields(src, res_ty),
-            "`{name}`: result fields vs struct {res_ty}"
-        );
+        let req = req.unwrap_or_else(|| panic!("`{}`: no request documented", op.name));
+        assert_eq!(req, set((op.request)()), "`{}`: request fields", op.name);
+        let res = res.unwrap_or_else(|| panic!("`{}`: no result documented", op.name));
+        assert_eq!(res, set(op.result), "`{}`: result fields", op.name);
     }
     // The nested objects of `members` and `rooms`.
     let members = subsection(&ops, "members");
-    for f in struct_fields(HUB_RS, "Member") {
+    for f in struct_fields(PRESENCE_RS, "Member") {
         assert!(members.contains(&format!("\"{f}\"")), "members: {f}");
     }
     let rooms = subsection(&ops, "rooms");
-    for f in struct_fields(ROOM_RS, "RoomInfo") {
+    for f in struct_fields(ROOMS_RS, "RoomInfo") {
         assert!(rooms.contains(&format!("`{f}`")), "rooms: {f}");
     }
 }
@@ -561,7 +527,7 @@ async fn every_documented_operation_is_served_and_others_are_unknown() {
     let peer = rpc_tcp(addr).await;
     let ops = section("## 3. Operations");
     let documented: Vec<String> = subsections(&ops).into_iter().map(|(n, _)| n).collect();
-    assert_eq!(documented.len(), served_ops().len());
+    assert_eq!(documented.len(), OPERATIONS.len());
     for op in &documented {
         // Not signed in: every operation answers with a JSON error (`not_signed_in`, or
         // `bad_request` when `{}` lacks a required field), never gotalk's "unknown operation".
@@ -600,32 +566,29 @@ async fn every_documented_operation_is_served_and_others_are_unknown() {
 fn the_notifications_are_those_the_door_sends_with_their_fields() {
     let notes = section("## 4. Notifications");
     let documented: BTreeSet<String> = subsections(&notes).into_iter().map(|(n, _)| n).collect();
-    let sent: BTreeSet<String> = literals_after(CHAT_RS, "Name::from_static(\"")
-        .into_iter()
-        .collect();
-    assert_eq!(documented, sent, "the page's notifications vs chat.rs");
-    for (name, ty) in [
-        ("message", "MessageJson"),
-        ("room", "RoomJson"),
-        ("presence", "PresenceJson"),
-        ("bye", "ByeJson"),
-    ] {
-        let sub = subsection(&notes, name);
-        let fields = struct_fields(CHAT_RS, ty);
-        assert_eq!(first_cells(&sub), fields, "`{name}` fields vs struct {ty}");
+    let sent: BTreeSet<String> = NOTIFICATIONS.iter().map(|n| n.name.to_owned()).collect();
+    assert_eq!(
+        documented, sent,
+        "the page's notifications vs the door's table"
+    );
+    for n in &NOTIFICATIONS {
+        let sub = subsection(&notes, n.name);
+        let fields = set(n.fields);
+        assert_eq!(first_cells(&sub), fields, "`{}` fields", n.name);
         // The example has those fields (one of the two body fields).
         let start = sub.find("```json\n").expect("an example") + 8;
         let end = sub[start..].find("```").unwrap();
         let example: Value = serde_json::from_str(&sub[start..start + end]).unwrap();
         let keys: BTreeSet<String> = example.as_object().unwrap().keys().cloned().collect();
-        assert!(keys.is_subset(&fields), "`{name}` example: {keys:?}");
+        assert!(keys.is_subset(&fields), "`{}` example: {keys:?}", n.name);
         let missing: BTreeSet<String> = fields.difference(&keys).cloned().collect();
         assert!(
             missing.is_empty() || missing == set(&["body_base64"]),
-            "`{name}` example lacks {missing:?}"
+            "`{}` example lacks {missing:?}",
+            n.name
         );
     }
-    for f in struct_fields(CHAT_RS, "FromJson") {
+    for f in FROM_FIELDS {
         assert!(notes.contains(&format!("\"{f}\": string")), "from.{f}");
     }
 }
@@ -637,8 +600,9 @@ fn every_error_code_is_in_the_error_table() {
     let send = [
         SendError::Offline("u".into()),
         SendError::TooLarge { len: 2, limit: 1 },
-        SendError::BadRecipient,
-        SendError::Queue("q".into()),
+        SendError::BadRecipient(ids::check_user("").unwrap_err()),
+        SendError::Queue(chinwag_queue::QueueError::InvalidRecipient { reason: "q" }),
+        SendError::Quota(ShareLimit::SenderBytes),
         SendError::Partial {
             delivered: 1,
             total: 2,
@@ -646,11 +610,12 @@ fn every_error_code_is_in_the_error_table() {
         SendError::Undelivered,
         SendError::Refused("r".into()),
         SendError::RateLimited,
+        SendError::Busy,
         SendError::ShuttingDown,
     ];
     let room = [
         RoomError::NoSuchRoom,
-        RoomError::BadName,
+        RoomError::BadName(ids::check_room("", 1).unwrap_err()),
         RoomError::Full,
         RoomError::TooManyRooms,
         RoomError::TooManyRoomsOnServer,
@@ -659,6 +624,7 @@ fn every_error_code_is_in_the_error_table() {
         RoomError::Exists,
         RoomError::NotMember,
         RoomError::Busy,
+        RoomError::GuessingTooFast,
         RoomError::TooLarge { len: 2, limit: 1 },
         RoomError::Refused("r".into()),
         RoomError::RateLimited,
@@ -666,7 +632,8 @@ fn every_error_code_is_in_the_error_table() {
     let sign_on = [
         SignOnError::Full,
         SignOnError::ShuttingDown,
-        SignOnError::Directory(DirectoryError("d".into())),
+        SignOnError::BadIdentity(ids::check_user("").unwrap_err()),
+        SignOnError::Directory(DirectoryError::unavailable("d")),
         SignOnError::Closed,
     ];
     let auth = [
@@ -704,11 +671,12 @@ fn every_error_code_is_in_the_error_table() {
         reasons,
         "reasons in auth/mod.rs"
     );
-    let chat: BTreeSet<String> = literals_after(&squeeze(CHAT_RS), "ChatError::new(\"")
-        .into_iter()
+    let chat: BTreeSet<String> = CHAT_RS
+        .iter()
+        .flat_map(|src| literals_after(&squeeze(src), "ChatError::new(\""))
         .collect();
     assert!(chat.contains("bad_request") && chat.contains("not_signed_in"));
-    assert!(CHAT_RS.contains("format!(\"auth_{}\", e.reason())"));
+    assert!(CHAT_RS[1].contains("format!(\"auth_{}\", e.reason())"));
 
     let mut all = hub_codes.clone();
     all.extend(chat);
@@ -821,29 +789,14 @@ fn the_defaults_the_page_quotes_are_the_codes() {
             grouped(chinwag_queue::MAX_RECIPIENT_LEN as u64)
         ),
     );
-    // The door's private constants, from its source.
-    let constant = |name: &str| -> u64 {
-        let pat = format!("const {name}: ");
-        let at = CHAT_RS.find(&pat).unwrap() + pat.len();
-        let rest = &CHAT_RS[at..];
-        let rest = &rest[rest.find('=').unwrap() + 1..];
-        rest[..rest.find(';').unwrap()].trim().parse().unwrap()
-    };
-    has(
-        "users per `online` request",
-        &constant("MAX_ONLINE_QUERY").to_string(),
-    );
-    has(
-        "refused `auth` requests",
-        &constant("MAX_AUTH_FAILURES").to_string(),
-    );
+    // The door's own constants.
+    has("users per `online` request", &MAX_ONLINE_QUERY.to_string());
+    has("refused `auth` requests", &MAX_AUTH_FAILURES.to_string());
     let online = subsection(&section("## 3. Operations"), "online");
-    assert!(online.contains(&format!("at most {}", constant("MAX_ONLINE_QUERY"))));
-    // The `members` page size default is the handler's.
-    assert!(squeeze(CHAT_RS).contains("r.limit.unwrap_or(100)"));
+    assert!(online.contains(&format!("at most {MAX_ONLINE_QUERY}")));
     let members = subsection(&section("## 3. Operations"), "members");
     assert!(members.contains(&format!(
-        "default 100, at least 1, at most {}",
+        "default {DEFAULT_MEMBERS_PAGE}, at least 1, at most {}",
         grouped(l.max_page as u64)
     )));
 
@@ -858,8 +811,13 @@ fn the_defaults_the_page_quotes_are_the_codes() {
         ),
     );
     // The chat door runs with the RPC defaults.
-    assert!(squeeze(CHAT_RS).contains("rpc:RpcConfig::default(),"));
     let rpc = RpcConfig::default();
+    let door_rpc = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async { ChatDoor::new(doc_hub()).rpc_config().clone() });
+    assert_eq!(format!("{door_rpc:?}"), format!("{rpc:?}"));
     has("RPC `max_requests`", &rpc.max_requests.to_string());
     has("RPC `wire`", &mib(rpc.wire.max_payload as usize));
     has(

@@ -123,7 +123,10 @@ async fn a_room_of_1000_with_one_stalled_member() {
         for i in w * WINDOW..(w + 1) * WINDOW {
             let mut body = format!("{i:08}");
             body.push_str(&"x".repeat(4096));
-            let r = hub.publish("lobby", chinwag_hub::Body::text(body)).unwrap();
+            let r = hub
+                .publish("lobby", chinwag_hub::Body::text(body))
+                .await
+                .unwrap();
             assert!(r.delivered >= MEMBERS, "publish {i}: {r:?}");
         }
         // The 999 keep up with every window; nobody waits for the stalled one.

@@ -206,7 +206,9 @@ async fn every_door_answers<E: Engine>(engine: WsEngine) {
     .await
     .expect("room door connect")
     .split();
-    hub.publish("lobby", Body::text("hello room")).unwrap();
+    hub.publish("lobby", Body::text("hello room"))
+        .await
+        .unwrap();
     assert_eq!(
         within("room message", raw.read_frame()).await.unwrap(),
         Some(Frame::Text("hello room".into()))

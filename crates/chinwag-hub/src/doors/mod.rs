@@ -7,31 +7,28 @@
 //! - [`tok`]: tok-style TCP — `u32` big-endian length-delimited frames; the first frame is the
 //!   token; later frames go to the application ([`App::on_receive`](crate::App::on_receive)).
 //!
-//! Each door takes any [`Acceptor`](chinwag_transport::Acceptor) of a fitting transport and
-//! returns a [`DoorHandle`].
+//! Every door is the same skeleton ([`skeleton`]): admit (connection rate, a token at
+//! connect) → sign on with the door's registered format → the auth timeout of first-message
+//! logins → sign off when the connection ends → close with the door's goodbye. A door supplies
+//! only its codec, its [`Format`](crate::Format) and its operations. Each takes any
+//! [`Acceptor`](chinwag_transport::Acceptor) of a fitting transport and returns a
+//! [`DoorHandle`].
+//!
+//! **Liveness**, the same rule on every door: a connection that sends anything — a message, a
+//! heartbeat, a WebSocket ping or pong — is alive; only a peer that answers nothing is closed
+//! for idleness (per door: `docs/chat-protocol.md`).
 
 use std::future::Future;
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
 use chinwag_session::ShutdownReport;
-use chinwag_transport::{ConnectInfo, PeerAddr, Refusal};
-
-use crate::auth::AuthError;
-use crate::error::SignOnError;
+use chinwag_transport::PeerAddr;
 
 pub mod chat;
 pub mod rooms;
+pub(crate) mod skeleton;
 pub mod tok;
-
-/// Encoding slots of the doors' formats (see [`Link::slot`](crate::Link::slot)).
-pub(crate) mod slot {
-    pub(crate) const CHAT_STREAM: usize = 0;
-    pub(crate) const CHAT_MESSAGE: usize = 1;
-    pub(crate) const ROOMS: usize = 2;
-    pub(crate) const TOK: usize = 3;
-}
 
 type ShutdownFn =
     Box<dyn Fn(Duration) -> Pin<Box<dyn Future<Output = ShutdownReport> + Send>> + Send + Sync>;
@@ -77,37 +74,4 @@ impl std::fmt::Debug for DoorHandle {
             .field("addr", &self.addr)
             .finish()
     }
-}
-
-/// The peer's IP, when it has one.
-pub(crate) fn ip_of(info: &ConnectInfo) -> Option<IpAddr> {
-    match info.peer() {
-        PeerAddr::Ip(a) => Some(a.ip()),
-        _ => None,
-    }
-}
-
-/// The HTTP refusal for a token that was refused.
-pub(crate) fn auth_refusal(e: &AuthError) -> Refusal {
-    let r = Refusal::new(e.status(), e.to_string());
-    if e.status() == 503 {
-        r.with_retry_after(Duration::from_secs(5))
-    } else {
-        r
-    }
-}
-
-/// The HTTP refusal for a sign-on that failed.
-pub(crate) fn sign_on_refusal(e: &SignOnError) -> Refusal {
-    Refusal::unavailable(e.to_string(), Duration::from_secs(5))
-}
-
-/// The subprotocol to confirm: the first the client offered that does not carry a token
-/// (browsers fail a connection whose answer names none of those they offered, and the token
-/// one must never be echoed).
-pub(crate) fn pick_subprotocol(info: &ConnectInfo) -> Option<String> {
-    info.subprotocols()
-        .iter()
-        .find(|p| !p.starts_with(crate::auth::SUBPROTOCOL_TOKEN_PREFIX))
-        .cloned()
 }

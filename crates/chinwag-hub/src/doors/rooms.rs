@@ -3,12 +3,19 @@
 //! `bearer.<token>` subprotocol, or the query when enabled), gives the room's password (if it
 //! has one) in the `X-Room-Password` header — or, only when enabled, the `password` query
 //! parameter — and from then on every text or binary message it sends is published to the room
-//! as it is, and it receives every publish of the room as a message of the same kind.
+//! as it is (the sender gets its own messages back, as every member does), and it receives
+//! every publish of the room as a message of the same kind.
 //!
 //! Refusals happen before the upgrade: 401/403 for the token, 400 for a missing or bad room
-//! name, 403 for a wrong password, 503 for a full room or server, 429 for the connection rate.
-//! Direct messages to a user connected here arrive as their body (it cannot acknowledge them:
-//! they count as delivered once queued on the connection).
+//! name, 403 for a wrong password, 404 for an unknown room (when rooms are not made by
+//! joining), 429 for the connection rate or password guesses, 503 for a full room or server.
+//! A publish the hub refuses is never dropped in silence: the connection is closed with the
+//! code of its reason (1009 over the body limit, 4008 over the message rate, 1008 refused by
+//! the application, 1013 busy). Direct messages to a user connected here arrive as their body
+//! (it cannot acknowledge them: they count as delivered once queued on the connection).
+//!
+//! Liveness: the WebSocket layer pings a quiet member and any frame back (a pong is enough)
+//! keeps it; a member that answers nothing is closed at the session's idle timeout.
 
 use std::sync::Arc;
 
@@ -16,13 +23,13 @@ use chinwag_session::codec::{Encoded, FrameCodec};
 use chinwag_session::{Server, ServerConfig, Service, Session};
 use chinwag_transport::{Acceptor, ConnectInfo, Frame, Refusal};
 
-use super::{DoorHandle, auth_refusal, ip_of, pick_subprotocol, sign_on_refusal, slot};
-use crate::auth::AuthError;
-use crate::conn::Conn;
+use super::DoorHandle;
+use super::skeleton::{Admitted, Skeleton, ip_of, pick_subprotocol, sign_on_refusal};
+use crate::close::{Close, CloseCode};
+use crate::core::message::{Body, Event};
+use crate::driver::{Conn, Hub};
 use crate::error::RoomError;
-use crate::hub::Hub;
-use crate::link::{Format, SessionLink};
-use crate::message::{Body, Event};
+use crate::link::{DoorFormat, Format};
 
 /// The header carrying a room's password.
 pub const PASSWORD_HEADER: &str = "x-room-password";
@@ -30,16 +37,23 @@ pub const PASSWORD_HEADER: &str = "x-room-password";
 /// The raw room door.
 #[derive(Clone)]
 pub struct RoomsDoor {
-    hub: Hub,
+    door: Skeleton,
+    format: DoorFormat,
     server: ServerConfig,
     password_in_query: bool,
 }
 
 impl RoomsDoor {
-    /// The door of `hub`.
+    /// The door of `hub` (registers its format with the hub).
     pub fn new(hub: Hub) -> Self {
+        let format = hub.register_format(Arc::new(RawFormat));
         RoomsDoor {
-            hub,
+            door: Skeleton {
+                hub,
+                name: "rooms",
+                acknowledges: false,
+            },
+            format,
             server: ServerConfig::default(),
             password_in_query: false,
         }
@@ -61,7 +75,8 @@ impl RoomsDoor {
     /// Serves the door on `acceptor` (a WebSocket acceptor of either engine).
     pub fn serve<A: Acceptor>(&self, acceptor: A) -> DoorHandle {
         let service = RoomsService {
-            hub: self.hub.clone(),
+            door: self.door.clone(),
+            format: self.format.clone(),
             password_in_query: self.password_in_query,
         };
         let mut server = self.server.clone();
@@ -87,13 +102,14 @@ impl std::fmt::Debug for RoomsDoor {
 }
 
 struct RoomsService {
-    hub: Hub,
+    door: Skeleton,
+    format: DoorFormat,
     password_in_query: bool,
 }
 
 /// A member of the door: its hub connection and its room.
 struct Member {
-    conn: Arc<Conn>,
+    conn: Conn,
     room: String,
 }
 
@@ -105,9 +121,7 @@ impl Service<FrameCodec> for RoomsService {
         session: &Session<FrameCodec>,
         info: &ConnectInfo,
     ) -> Result<chinwag_session::Admission<Member>, Refusal> {
-        let hub = &self.hub;
-        let ip = ip_of(info);
-        hub.check_connection_rate(ip)?;
+        let hub = &self.door.hub;
         let Some(room) = info.query_param("room") else {
             return Err(Refusal::new(400, "missing room: connect to ?room=NAME"));
         };
@@ -116,33 +130,22 @@ impl Service<FrameCodec> for RoomsService {
                 .then(|| info.query_param("password"))
                 .flatten()
         });
-        let auth = match hub.authenticate_connect(info).await {
-            Ok(Some((auth, _))) => auth,
-            Ok(None) => {
-                crate::metrics::auth_refusal("missing");
-                return Err(auth_refusal(&AuthError::Missing));
-            }
-            Err(e) => return Err(auth_refusal(&e)),
+        let Admitted::SignedIn(auth, _) = self.door.admit(info, false).await? else {
+            unreachable!("no first-message logins on this door");
         };
-        let link = Arc::new(SessionLink::new(
-            session.clone(),
-            RawFormat,
-            slot::ROOMS,
-            false,
-        ));
-        let conn = hub
-            .attach(auth, link, "rooms", ip)
+        let conn = self
+            .door
+            .sign_on(session, &self.format, auth, ip_of(info))
             .await
             .map_err(|e| sign_on_refusal(&e))?;
-        let h = hub.clone();
-        let c = conn.clone();
-        session.add_close_callback("chinwag-hub", move |_| h.detach(&c));
         if let Err(e) = hub.join(&conn, &room, password.as_deref()).await {
             hub.detach(&conn);
             return Err(match e {
-                RoomError::BadName | RoomError::BadPassword => Refusal::new(400, e.to_string()),
+                RoomError::BadName(_) | RoomError::BadPassword => Refusal::new(400, e.to_string()),
                 RoomError::WrongPassword => Refusal::forbidden(e.to_string()),
                 RoomError::NoSuchRoom => Refusal::new(404, e.to_string()),
+                RoomError::GuessingTooFast => Refusal::new(429, e.to_string())
+                    .with_retry_after(std::time::Duration::from_secs(1)),
                 _ => Refusal::unavailable(e.to_string(), std::time::Duration::from_secs(5)),
             });
         }
@@ -159,17 +162,30 @@ impl Service<FrameCodec> for RoomsService {
             },
             Frame::Binary(b) => Body::binary(b),
         };
-        if let Err(e) = self.hub.publish_from(&m.conn, &m.room, body) {
-            tracing::debug!(conn = m.conn.id().0, error = %e, "room publish refused");
+        let hub = &self.door.hub;
+        if let Err(e) = hub.publish_from(&m.conn, &m.room, body).await {
+            tracing::debug!(conn = m.conn.id().0, error = %e, "room publish refused; closing");
+            hub.close(&m.conn, refusal_close(&e));
         }
     }
+}
+
+/// The close that answers a refused publish on this door.
+fn refusal_close(e: &RoomError) -> Close {
+    let code = match e {
+        RoomError::TooLarge { .. } => CloseCode::TOO_BIG,
+        RoomError::RateLimited => CloseCode::RATE_LIMITED,
+        RoomError::Busy => CloseCode::TRY_AGAIN_LATER,
+        _ => CloseCode::POLICY,
+    };
+    Close::new(code, e.to_string())
 }
 
 /// Raw frames: a publish or a direct message is its body, as a text or binary message.
 struct RawFormat;
 
-impl Format<FrameCodec> for RawFormat {
-    fn encode(&self, _session: &Session<FrameCodec>, event: &Event) -> Option<Encoded> {
+impl Format for RawFormat {
+    fn encode(&self, event: &Event) -> Option<Encoded> {
         let body = event.body()?;
         Some(Encoded::frame(if body.is_binary() {
             Frame::Binary(body.bytes().clone())

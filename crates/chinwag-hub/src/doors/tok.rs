@@ -5,23 +5,27 @@
 //!
 //! TCP has no close codes: a connection the hub closes (replaced, kicked, expired) gets the
 //! door's goodbye frame first when one is configured ([`TokDoor::with_bye`]), then the socket
-//! is closed. A token that is refused closes the connection at once. Clients of this door
-//! cannot acknowledge: a queued message counts as delivered once it is queued on the
+//! is closed. A token that is refused closes the connection (with the goodbye). Clients of
+//! this door cannot acknowledge: a queued message counts as delivered once it is queued on the
 //! connection (at-most-once, as in tok).
+//!
+//! Liveness: tok clients need not send anything after their token; the door never closes a
+//! connection for being quiet. A peer that is gone is found by TCP itself (a write that fails,
+//! the listener's keepalive).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use chinwag_session::codec::{Encoded, LengthDelimited};
 use chinwag_session::{Admission, CloseCause, Server, ServerConfig, Service, Session};
-use chinwag_transport::{Acceptor, ConnectInfo, Refusal};
+use chinwag_transport::{Acceptor, ConnectInfo, Framing, Refusal};
 
-use super::{DoorHandle, ip_of, slot};
+use super::DoorHandle;
+use super::skeleton::{Admitted, AuthTimer, Formats, Skeleton, ip_of};
 use crate::close::{Close, CloseCode};
-use crate::conn::Conn;
-use crate::hub::Hub;
-use crate::link::{Format, SessionLink};
-use crate::message::{Body, Event};
+use crate::core::message::{Body, Event};
+use crate::driver::{Conn, Hub};
+use crate::link::Format;
 
 /// Makes the goodbye frame for a close (e.g. a JSON object with the code), or none.
 pub type ByeFn = Arc<dyn Fn(&Close) -> Option<Bytes> + Send + Sync>;
@@ -29,15 +33,15 @@ pub type ByeFn = Arc<dyn Fn(&Close) -> Option<Bytes> + Send + Sync>;
 /// The tok-style door.
 #[derive(Clone)]
 pub struct TokDoor {
-    hub: Hub,
+    door: Skeleton,
     server: ServerConfig,
     max_frame: usize,
     bye: Option<ByeFn>,
 }
 
 impl TokDoor {
-    /// The door of `hub`; frames up to the hub's body limit (plus nothing: the token frame
-    /// has the token limit).
+    /// The door of `hub`; frames up to the hub's body limit (the token frame: the token
+    /// limit).
     pub fn new(hub: Hub) -> Self {
         let max_frame = hub
             .config()
@@ -45,7 +49,11 @@ impl TokDoor {
             .max_body_bytes
             .max(hub.config().tokens.max_token_len);
         TokDoor {
-            hub,
+            door: Skeleton {
+                hub,
+                name: "tok",
+                acknowledges: false,
+            },
             server: ServerConfig::default(),
             max_frame,
             bye: None,
@@ -64,20 +72,28 @@ impl TokDoor {
         self
     }
 
-    /// Serves the door on `acceptor` (TCP, TLS or Unix).
+    /// Serves the door on `acceptor` (TCP, TLS or Unix); registers its format with the hub.
     pub fn serve<A: Acceptor>(&self, acceptor: A) -> DoorHandle {
+        let codec = LengthDelimited::new(self.max_frame);
+        let formats = Formats::register(&self.door.hub, |framing| {
+            Arc::new(TokFormat {
+                codec: codec.clone(),
+                framing,
+                bye: self.bye.clone(),
+            })
+        });
         let service = TokService {
-            hub: self.hub.clone(),
-            bye: self.bye.clone(),
+            door: self.door.clone(),
+            formats,
         };
         let mut server = self.server.clone();
-        server.session = server.session.clone().with_heartbeat_interval(None);
-        let handle = Server::spawn(
-            acceptor,
-            LengthDelimited::new(self.max_frame),
-            service,
-            server,
-        );
+        // No heartbeat of tok's own, and a quiet client is not idle (see the module docs).
+        server.session = server
+            .session
+            .clone()
+            .with_heartbeat_interval(None)
+            .with_idle_timeout(None);
+        let handle = Server::spawn(acceptor, codec, service, server);
         let addr = handle.local_addr().cloned();
         DoorHandle::new(
             "tok",
@@ -99,15 +115,15 @@ impl std::fmt::Debug for TokDoor {
 }
 
 struct TokService {
-    hub: Hub,
-    bye: Option<ByeFn>,
+    door: Skeleton,
+    formats: Formats,
 }
 
 /// Per connection: the hub connection once the token frame was accepted.
 struct TokState {
-    conn: OnceLock<Arc<Conn>>,
+    conn: Mutex<Option<Conn>>,
     ip: Option<std::net::IpAddr>,
-    timer: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+    timer: Mutex<Option<AuthTimer>>,
 }
 
 impl Service<LengthDelimited> for TokService {
@@ -118,12 +134,14 @@ impl Service<LengthDelimited> for TokService {
         _session: &Session<LengthDelimited>,
         info: &ConnectInfo,
     ) -> Result<Admission<TokState>, Refusal> {
-        let ip = ip_of(info);
-        self.hub.check_connection_rate(ip)?;
+        // TCP presents nothing at connect: the token is the first frame.
+        let Admitted::AwaitLogin = self.door.admit(info, true).await? else {
+            unreachable!("TCP connections present no token at connect");
+        };
         Ok(Admission::new(TokState {
-            conn: OnceLock::new(),
-            ip,
-            timer: std::sync::Mutex::new(None),
+            conn: Mutex::new(None),
+            ip: ip_of(info),
+            timer: Mutex::new(None),
         }))
     }
 
@@ -132,103 +150,76 @@ impl Service<LengthDelimited> for TokService {
         session: &Session<LengthDelimited>,
         state: &TokState,
     ) -> Result<(), chinwag_transport::CloseReason> {
-        let s = session.clone();
-        let hub = self.hub.clone();
-        let wait = hub.config().auth_timeout;
-        let task = tokio::spawn(async move {
-            tokio::time::sleep(wait).await;
-            hub.count_auth_timeout();
-            s.close_with(
-                CloseCause::Application(
-                    Close::new(CloseCode::AUTH_TIMEOUT, "no token in time").to_transport(),
-                ),
-                None,
-            );
-        });
-        *state.timer.lock().unwrap_or_else(|p| p.into_inner()) = Some(task.abort_handle());
+        let timer = self.door.auth_timer(session, self.formats.of(session));
+        *state.timer.lock().unwrap_or_else(|p| p.into_inner()) = Some(timer);
         Ok(())
     }
 
     async fn on_message(&self, session: &Session<LengthDelimited>, state: &TokState, frame: Bytes) {
-        if let Some(conn) = state.conn.get() {
-            if let Err(e) = self.hub.receive_app(conn, Body::binary(frame)).await {
+        let hub = &self.door.hub;
+        let conn = state.conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(conn) = conn {
+            if let Err(e) = hub.receive_app(&conn, Body::binary(frame)).await {
                 tracing::debug!(conn = conn.id().0, error = %e, "app message refused");
             }
             return;
         }
         // The first frame: the token.
-        if let Some(t) = state.timer.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            t.abort();
-        }
+        drop(state.timer.lock().unwrap_or_else(|p| p.into_inner()).take());
         let token = match std::str::from_utf8(&frame) {
             Ok(t) => t.trim(),
             Err(_) => {
                 crate::metrics::auth_refusal("malformed");
-                session.close();
+                let close = Close::new(CloseCode::AUTH_FAILED, "the token is not UTF-8");
+                self.door.close(session, self.formats.of(session), &close);
                 return;
             }
         };
-        let auth = match self.hub.authenticate_token(token).await {
+        let auth = match hub.authenticate_token(token).await {
             Ok(a) => a,
             Err(e) => {
                 tracing::debug!(error = %e, "tok door: token refused");
                 let close = Close::new(CloseCode::AUTH_FAILED, e.to_string());
-                self.close_with_bye(session, &close);
+                self.door.close(session, self.formats.of(session), &close);
                 return;
             }
         };
-        let link = Arc::new(SessionLink::new(
-            session.clone(),
-            TokFormat {
-                bye: self.bye.clone(),
-            },
-            slot::TOK,
-            false,
-        ));
-        match self.hub.attach(auth, link, "tok", state.ip).await {
+        match self
+            .door
+            .sign_on(session, self.formats.of(session), auth, state.ip)
+            .await
+        {
             Ok(conn) => {
-                let h = self.hub.clone();
-                let c = conn.clone();
-                session.add_close_callback("chinwag-hub", move |_| h.detach(&c));
-                let _ = state.conn.set(conn);
+                *state.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn);
             }
             Err(e) => {
                 let close = Close::new(CloseCode::TRY_AGAIN_LATER, e.to_string());
-                self.close_with_bye(session, &close);
+                self.door.close(session, self.formats.of(session), &close);
             }
         }
     }
 
     fn on_close(&self, _session: &Session<LengthDelimited>, state: &TokState, _: &CloseCause) {
-        if let Some(t) = state.timer.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            t.abort();
-        }
-    }
-}
-
-impl TokService {
-    fn close_with_bye(&self, session: &Session<LengthDelimited>, close: &Close) {
-        if let Some(bye) = self.bye.as_ref().and_then(|f| f(close))
-            && let Ok(enc) = session.encode(&bye)
-        {
-            let _ = session.try_send_encoded(enc);
-        }
-        session.close_with(CloseCause::Application(close.to_transport()), None);
+        drop(state.timer.lock().unwrap_or_else(|p| p.into_inner()).take());
     }
 }
 
 /// Frames of the body; the configured goodbye.
 struct TokFormat {
+    codec: LengthDelimited,
+    framing: Framing,
     bye: Option<ByeFn>,
 }
 
-impl Format<LengthDelimited> for TokFormat {
-    fn encode(&self, session: &Session<LengthDelimited>, event: &Event) -> Option<Encoded> {
-        session.encode(event.body()?.bytes()).ok()
+impl Format for TokFormat {
+    fn encode(&self, event: &Event) -> Option<Encoded> {
+        use chinwag_session::codec::Codec;
+        self.codec.encode(event.body()?.bytes(), self.framing).ok()
     }
 
-    fn bye(&self, session: &Session<LengthDelimited>, close: &Close) -> Option<Encoded> {
+    fn bye(&self, close: &Close) -> Option<Encoded> {
+        use chinwag_session::codec::Codec;
         let b = self.bye.as_ref()?(close)?;
-        session.encode(&b).ok()
+        self.codec.encode(&b, self.framing).ok()
     }
 }

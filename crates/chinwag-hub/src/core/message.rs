@@ -1,15 +1,13 @@
 //! What travels through the hub: message [`Body`]s, [`MessageId`]s, the [`Event`]s delivered to
-//! connections, and the envelope direct messages are stored in while queued.
+//! connections, and the envelope direct messages are stored in while queued. Plain data: the
+//! clock is passed in.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use chinwag_session::codec::Encoded;
 
-use crate::identity::Device;
+use super::identity::Device;
 
 /// A message body: text (UTF-8, checked) or binary. Cheap to clone (shared bytes).
 #[derive(Clone, PartialEq, Eq)]
@@ -105,35 +103,19 @@ impl fmt::Display for MessageId {
     }
 }
 
-/// Hands out [`MessageId`]s: `max(now in µs, last + 1)`, strictly increasing in this process
-/// and, as long as the clock does not go back across a restart, across restarts.
+/// Hands out [`MessageId`]s: `max(now in µs, last + 1)`, strictly increasing for the hub's
+/// life and, as long as the wall clock does not go back across a restart, across restarts.
 #[derive(Debug, Default)]
 pub(crate) struct IdSource {
-    last: AtomicU64,
+    last: u64,
 }
 
 impl IdSource {
-    pub(crate) fn next(&self) -> MessageId {
-        let now = unix_micros();
-        let prev = self
-            .last
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
-                Some(now.max(last + 1))
-            })
-            .unwrap_or_else(|v| v);
-        MessageId(now.max(prev + 1))
+    /// The next id, `unix_us` being the wall clock now (unix microseconds).
+    pub(crate) fn next(&mut self, unix_us: u64) -> MessageId {
+        self.last = unix_us.max(self.last.saturating_add(1));
+        MessageId(self.last)
     }
-}
-
-pub(crate) fn unix_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
-
-pub(crate) fn unix_millis() -> u64 {
-    unix_micros() / 1000
 }
 
 /// A message to one user.
@@ -183,6 +165,20 @@ pub struct PresenceEvent {
     pub joined: bool,
 }
 
+/// The outcome of handing one event to one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Delivered {
+    /// Queued on the connection.
+    Sent,
+    /// Dropped by the connection's overflow policy (or the connection was closed by it).
+    Dropped,
+    /// The connection was closing.
+    Closed,
+    /// The before-send hook dropped it (or the door does not carry such events).
+    Filtered,
+}
+
 /// Something the hub delivers to a connection.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -227,52 +223,6 @@ impl Event {
             Event::Room(_) => "room",
             Event::Presence(_) => "presence",
         }
-    }
-}
-
-/// How many distinct encodings one event can have at once (door format × framing); see
-/// [`Link::slot`](crate::Link::slot).
-pub const ENCODING_SLOTS: usize = 8;
-
-/// An event on its way out, with its encodings: each door format encodes it at most once, so a
-/// publish to 10 000 members is serialized once per format, not once per member.
-pub struct Outgoing {
-    event: Event,
-    encodings: [OnceLock<Option<Encoded>>; ENCODING_SLOTS],
-}
-
-impl Outgoing {
-    /// Wraps `event`.
-    pub fn new(event: Event) -> Self {
-        Outgoing {
-            event,
-            encodings: Default::default(),
-        }
-    }
-
-    /// The event.
-    pub fn event(&self) -> &Event {
-        &self.event
-    }
-
-    /// The encoding for `slot`, made by `encode` the first time it is asked for.
-    pub fn encoded(
-        &self,
-        slot: usize,
-        encode: impl FnOnce(&Event) -> Option<Encoded>,
-    ) -> Option<Encoded> {
-        match self.encodings.get(slot) {
-            Some(cell) => cell.get_or_init(|| encode(&self.event)).clone(),
-            None => encode(&self.event),
-        }
-    }
-}
-
-impl fmt::Debug for Outgoing {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Outgoing")
-            .field("event", &self.event)
-            .finish()
     }
 }
 
@@ -358,12 +308,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_strictly_increase() {
-        let ids = IdSource::default();
-        let mut last = ids.next();
-        for _ in 0..10_000 {
-            let n = ids.next();
+    fn ids_strictly_increase_even_when_the_clock_goes_back() {
+        let mut ids = IdSource::default();
+        let mut last = ids.next(1_000);
+        for now in [1_000, 999, 5, 2_000, 2_000, 0] {
+            let n = ids.next(now);
             assert!(n > last);
+            assert!(n.0 >= now);
             last = n;
         }
     }

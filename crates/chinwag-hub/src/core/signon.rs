@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::identity::Device;
+use super::identity::Device;
 
 /// How many connections one user may have at once, and which one a new sign-on replaces. The
 /// newest sign-on always wins: concurrent logins end with exactly the policy's survivors, the

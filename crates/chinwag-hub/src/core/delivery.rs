@@ -1,0 +1,695 @@
+//! Direct messages to one user, as rules the driver carries out.
+//!
+//! **The pipeline.** Sends to a user enter its pipeline in the order they reach the shard, and
+//! take their ids in that order. The pipeline runs one *stage* at a time: a run of consecutive
+//! queued sends is stored in the offline queue ([`Step::Push`], in order: the queue's ids are
+//! the user's order), then handed to the user's live connections ([`Step::Deliver`]); a
+//! live-only send (TTL 0) is handed over directly. The next stage starts only when the driver
+//! has reported the last one ([`Users::pushed`], [`Users::delivered`]), so one user's messages
+//! can never overtake each other, and no lock is held while the queue or a socket is busy.
+//!
+//! **Replay.** A new connection (and one whose send queue overflowed) is *replaying*: it reads
+//! the queue from its cursor ([`ReplayStep::Read`]), writes what it read, waiting for room
+//! ([`ReplayStep::Write`]), and switches to live only when a read that reached the end of the
+//! queue saw everything stored so far (its horizon is the highest entry the pipeline has
+//! stored) and no live-only message is held for it. While it replays, queued messages are left
+//! to it and live-only ones are held (bounded) and written in id order with the replayed ones.
+//!
+//! **Acknowledgements** remove entries up to the last acknowledged id of the connection's
+//! window; doors whose clients cannot acknowledge count written as delivered, only when none of
+//! the user's connections acknowledges.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::EntryId;
+use super::PartialDelivery;
+use super::message::{Delivered, DirectMessage, MessageId};
+use super::signon::ConnId;
+use super::users::{Phase, Replay, Users};
+
+/// The driver's name for one send, to give it its result.
+pub(crate) type Token = u64;
+
+/// A send waiting in a user's pipeline.
+#[derive(Debug, Clone)]
+pub(crate) struct Pending {
+    pub(crate) token: Token,
+    pub(crate) msg: Arc<DirectMessage>,
+    /// How long it may wait in the offline queue; zero: live only.
+    pub(crate) ttl: Duration,
+    /// A live-only send queued after all ([`PartialDelivery::QueueForUser`]): what its live
+    /// delivery reported.
+    requeued: Option<Report>,
+}
+
+impl Pending {
+    pub(crate) fn new(token: Token, msg: Arc<DirectMessage>, ttl: Duration) -> Self {
+        Pending {
+            token,
+            msg,
+            ttl,
+            requeued: None,
+        }
+    }
+}
+
+/// What became of a send that succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Report {
+    /// Connections it was handed to, or that get it from the queue as they catch up.
+    pub(crate) delivered: usize,
+    /// Connections that could not take it (closing, or full for a live-only message).
+    pub(crate) failed: usize,
+    /// It is in the offline queue.
+    pub(crate) queued: bool,
+}
+
+/// Why a send did not succeed (besides the queue's own errors, which the driver has).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Live only, and the user has no connection.
+    Offline,
+    /// Live only, and no connection could take it.
+    Undelivered,
+    /// Live only under [`PartialDelivery::AllOrError`], and some connections could not take it.
+    Partial { delivered: usize, total: usize },
+    /// Too many sends already wait for this user.
+    Busy,
+}
+
+/// A send that is done.
+#[derive(Debug, Clone)]
+pub(crate) struct Finished {
+    pub(crate) token: Token,
+    pub(crate) user: Arc<str>,
+    pub(crate) id: MessageId,
+    pub(crate) result: Result<Report, Refusal>,
+}
+
+/// What the driver does next for a user.
+#[derive(Debug)]
+pub(crate) enum Step<H> {
+    /// Store these in the offline queue in this order (send, message, TTL), then call
+    /// [`Users::pushed`] with the entry of each (`None` for one that failed; the driver answers
+    /// its sender with the queue's error).
+    Push {
+        user: Arc<str>,
+        items: Vec<(Token, Arc<DirectMessage>, Duration)>,
+    },
+    /// Hand each connection its messages, in order and without waiting, stopping at the first
+    /// that is not sent or filtered; then call [`Users::delivered`].
+    Deliver {
+        user: Arc<str>,
+        plan: Vec<ConnPlan<H>>,
+    },
+}
+
+/// One connection's part of a [`Step::Deliver`].
+#[derive(Debug)]
+pub(crate) struct ConnPlan<H> {
+    pub(crate) conn: ConnId,
+    pub(crate) handle: H,
+    pub(crate) msgs: Vec<Arc<DirectMessage>>,
+}
+
+/// What happened to one connection's part: one result per message tried, in order.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnOutcome {
+    pub(crate) conn: ConnId,
+    pub(crate) results: Vec<Delivered>,
+}
+
+/// What a pipeline call asks of the driver.
+#[derive(Debug)]
+pub(crate) struct Progress<H> {
+    /// The user's next stage, if one is ready.
+    pub(crate) next: Option<Step<H>>,
+    /// Sends that are done.
+    pub(crate) finished: Vec<Finished>,
+    /// Connections that must start a replay (their send queue overflowed).
+    pub(crate) replays: Vec<ConnId>,
+    /// Remove the user's entries up to this one (written to clients that cannot acknowledge).
+    pub(crate) ack: Option<(Arc<str>, EntryId)>,
+}
+
+impl<H> Default for Progress<H> {
+    fn default() -> Self {
+        Progress {
+            next: None,
+            finished: Vec::new(),
+            replays: Vec::new(),
+            ack: None,
+        }
+    }
+}
+
+/// The next step of a connection's replay.
+#[derive(Debug, Clone)]
+pub(crate) enum ReplayStep {
+    /// Read up to `max` entries of `user` after `after`, then call [`Users::replay_read`].
+    Read {
+        user: Arc<str>,
+        after: EntryId,
+        max: usize,
+    },
+    /// Write these in order, each waiting for room, then call [`Users::replay_written`].
+    Write(Vec<Arc<DirectMessage>>),
+    /// Caught up: the connection is live.
+    Live,
+    /// The connection is gone or closing: stop.
+    Gone,
+}
+
+/// A user's pipeline of sends.
+#[derive(Debug, Default)]
+pub(crate) struct Pipeline {
+    stage: Option<Stage>,
+    pending: VecDeque<Pending>,
+    /// The highest entry the pipeline has stored (a replay's horizon).
+    pushed_upto: EntryId,
+}
+
+impl Pipeline {
+    /// No stage running and nothing waiting.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.stage.is_none() && self.pending.is_empty()
+    }
+}
+
+#[derive(Debug)]
+enum Stage {
+    Pushing(Vec<Pending>),
+    /// The sends being handed over, and which of them each connection of the plan was given.
+    Delivering(Vec<Staged>, Vec<(ConnId, Vec<usize>)>),
+}
+
+#[derive(Debug)]
+struct Staged {
+    pending: Pending,
+    /// Its queue entry; `None` for a live-only message.
+    entry: Option<EntryId>,
+    report: Report,
+    /// Live only, and the user had no connection left when its turn came.
+    offline: bool,
+}
+
+impl<H: Clone> Users<H> {
+    /// A send to `user` enters its pipeline (its id was taken from the shard's id source).
+    ///
+    /// # Errors
+    ///
+    /// Live only and the user has no connection here; too many sends waiting for the user.
+    pub(crate) fn send(&mut self, user: Arc<str>, p: Pending) -> Result<Progress<H>, Refusal> {
+        if p.ttl.is_zero() && self.recipients(&user).is_empty() {
+            return Err(Refusal::Offline);
+        }
+        let max = self.limits.max_pending_per_user;
+        let u = self.users.entry(user.clone()).or_default();
+        if u.pipeline.pending.len() >= max {
+            return Err(Refusal::Busy);
+        }
+        u.pipeline.pending.push_back(p);
+        Ok(self.advance(&user))
+    }
+
+    /// Starts the user's next stage if none runs.
+    fn advance(&mut self, user: &Arc<str>) -> Progress<H> {
+        let mut out = Progress::default();
+        loop {
+            let Some(u) = self.users.get_mut(user) else {
+                return out;
+            };
+            if u.pipeline.stage.is_some() {
+                return out;
+            }
+            let Some(first) = u.pipeline.pending.pop_front() else {
+                if u.conns.is_empty() {
+                    self.users.remove(user);
+                }
+                return out;
+            };
+            if !first.ttl.is_zero() {
+                let mut run = vec![first];
+                while u.pipeline.pending.front().is_some_and(|p| !p.ttl.is_zero()) {
+                    run.extend(u.pipeline.pending.pop_front());
+                }
+                let items = run
+                    .iter()
+                    .map(|p| (p.token, p.msg.clone(), p.ttl))
+                    .collect();
+                u.pipeline.stage = Some(Stage::Pushing(run));
+                out.next = Some(Step::Push {
+                    user: user.clone(),
+                    items,
+                });
+                return out;
+            }
+            // A live-only send: to live connections now, held for replaying ones.
+            let (plan, staged) = self.plan_live(user, first);
+            let Some(u) = self.users.get_mut(user) else {
+                return out;
+            };
+            if plan.is_empty() {
+                self.finish(user, vec![staged], &mut out);
+                continue;
+            }
+            let given = plan.iter().map(|p| (p.conn, vec![0])).collect();
+            u.pipeline.stage = Some(Stage::Delivering(vec![staged], given));
+            out.next = Some(Step::Deliver {
+                user: user.clone(),
+                plan,
+            });
+            return out;
+        }
+    }
+
+    fn plan_live(&mut self, user: &str, p: Pending) -> (Vec<ConnPlan<H>>, Staged) {
+        let max_held = self.limits.max_held_live;
+        let mut report = Report::default();
+        let mut plan = Vec::new();
+        let ids = self
+            .users
+            .get(user)
+            .map(|u| u.conns.clone())
+            .unwrap_or_default();
+        let mut any = false;
+        for id in ids {
+            let Some(c) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            if !c.recipient {
+                continue;
+            }
+            any = true;
+            match c.phase {
+                Phase::Live => plan.push(ConnPlan {
+                    conn: id,
+                    handle: c.handle.clone(),
+                    msgs: vec![p.msg.clone()],
+                }),
+                Phase::Replaying(_) if c.held.len() < max_held => {
+                    c.held.push_back(p.msg.clone());
+                    report.delivered += 1;
+                }
+                Phase::Replaying(_) => report.failed += 1,
+            }
+        }
+        (
+            plan,
+            Staged {
+                pending: p,
+                entry: None,
+                report,
+                // Everyone left since the send was accepted.
+                offline: !any,
+            },
+        )
+    }
+
+    /// The driver stored the last [`Step::Push`]: `entries[i]` is the entry of its `i`-th
+    /// message (`None`: the queue refused or failed it).
+    pub(crate) fn pushed(&mut self, user: &Arc<str>, entries: &[Option<EntryId>]) -> Progress<H> {
+        let mut out = Progress::default();
+        let Some(u) = self.users.get_mut(user) else {
+            return out;
+        };
+        let Some(Stage::Pushing(run)) = u.pipeline.stage.take() else {
+            debug_assert!(false, "pushed without a push stage");
+            return out;
+        };
+        let mut staged = Vec::new();
+        for (p, e) in run.into_iter().zip(entries.iter().copied()) {
+            let Some(e) = e else { continue };
+            u.pipeline.pushed_upto = u.pipeline.pushed_upto.max(e);
+            if let Some(report) = p.requeued {
+                out.finished.push(Finished {
+                    token: p.token,
+                    user: user.clone(),
+                    id: p.msg.id,
+                    result: Ok(Report {
+                        queued: true,
+                        ..report
+                    }),
+                });
+                continue;
+            }
+            staged.push(Staged {
+                pending: p,
+                entry: Some(e),
+                report: Report::default(),
+                offline: false,
+            });
+        }
+        let conns = u.conns.clone();
+        let max_unacked = self.limits.max_unacked.max(1);
+        let mut plan = Vec::new();
+        let mut given = Vec::new();
+        for id in conns {
+            let Some(c) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            if !c.recipient {
+                continue;
+            }
+            match c.phase {
+                Phase::Live => {
+                    // Entries at or before the cursor were already read by the replay that
+                    // just switched it to live.
+                    let mut mine = Vec::new();
+                    for (i, s) in staged.iter_mut().enumerate() {
+                        if s.entry.is_some_and(|e| e > c.cursor) {
+                            mine.push(i);
+                        } else {
+                            s.report.delivered += 1;
+                        }
+                    }
+                    if c.acknowledges {
+                        // In its window before it is written: its client may acknowledge it
+                        // as soon as it arrives (taken back if it is not written).
+                        for &i in &mine {
+                            if let Some(e) = staged[i].entry {
+                                let w = (staged[i].pending.msg.id, e);
+                                push_window(&mut c.window, w, max_unacked);
+                            }
+                        }
+                    }
+                    if !mine.is_empty() {
+                        plan.push(ConnPlan {
+                            conn: id,
+                            handle: c.handle.clone(),
+                            msgs: mine
+                                .iter()
+                                .map(|&i| staged[i].pending.msg.clone())
+                                .collect(),
+                        });
+                        given.push((id, mine));
+                    }
+                }
+                Phase::Replaying(_) => {
+                    for s in &mut staged {
+                        s.report.delivered += 1;
+                    }
+                }
+            }
+        }
+        if plan.is_empty() {
+            self.finish(user, staged, &mut out);
+            let more = self.advance(user);
+            out.merge(more);
+            return out;
+        }
+        if let Some(u) = self.users.get_mut(user) {
+            u.pipeline.stage = Some(Stage::Delivering(staged, given));
+        }
+        out.next = Some(Step::Deliver {
+            user: user.clone(),
+            plan,
+        });
+        out
+    }
+
+    /// The driver carried out the last [`Step::Deliver`]: one outcome per connection of the
+    /// plan.
+    pub(crate) fn delivered(&mut self, user: &Arc<str>, outcomes: &[ConnOutcome]) -> Progress<H> {
+        let mut out = Progress::default();
+        let Some(u) = self.users.get_mut(user) else {
+            return out;
+        };
+        let Some(Stage::Delivering(mut staged, given)) = u.pipeline.stage.take() else {
+            debug_assert!(false, "delivered without a delivery stage");
+            return out;
+        };
+        let mut sent_upto: Option<EntryId> = None;
+        for (conn, mine) in &given {
+            let results = outcomes
+                .iter()
+                .find(|o| o.conn == *conn)
+                .map_or(&[][..], |o| o.results.as_slice());
+            let c = self.conns.get_mut(conn);
+            let recipient = c.as_ref().is_some_and(|c| c.recipient);
+            let mut cursor = None;
+            let mut not_written = Vec::new();
+            let mut stop: Option<Delivered> = None;
+            for (k, &i) in mine.iter().enumerate() {
+                let s = &mut staged[i];
+                let r = stop.or_else(|| results.get(k).copied());
+                match r {
+                    Some(Delivered::Sent | Delivered::Filtered) => {
+                        s.report.delivered += 1;
+                        if let Some(e) = s.entry {
+                            cursor = Some(e);
+                            if r == Some(Delivered::Sent) {
+                                sent_upto = sent_upto.max(Some(e));
+                            } else {
+                                not_written.push(s.pending.msg.id);
+                            }
+                        }
+                    }
+                    Some(Delivered::Dropped) | None if s.entry.is_some() && recipient => {
+                        // Its send queue is full: it catches up from the queue, in order,
+                        // instead of losing the message.
+                        s.report.delivered += 1;
+                        stop = Some(Delivered::Dropped);
+                        not_written.push(s.pending.msg.id);
+                    }
+                    _ => {
+                        s.report.failed += 1;
+                        stop = Some(Delivered::Closed);
+                        not_written.push(s.pending.msg.id);
+                    }
+                }
+            }
+            let Some(c) = c else { continue };
+            if let Some(e) = cursor {
+                c.cursor = c.cursor.max(e);
+            }
+            if !not_written.is_empty() {
+                c.window.retain(|(id, _)| !not_written.contains(id));
+            }
+            if stop == Some(Delivered::Dropped) && c.recipient && c.phase == Phase::Live {
+                c.phase = Phase::Replaying(Replay::Idle);
+                out.replays.push(*conn);
+            }
+        }
+        if let Some(e) = sent_upto
+            && !self.anyone_acknowledges(user)
+        {
+            out.ack = Some((user.clone(), e));
+        }
+        self.finish(user, staged, &mut out);
+        let more = self.advance(user);
+        out.merge(more);
+        out
+    }
+
+    /// Whether any connection of `user` acknowledges (then an ack is for the whole queue).
+    fn anyone_acknowledges(&self, user: &str) -> bool {
+        self.users.get(user).is_some_and(|u| {
+            u.conns
+                .iter()
+                .any(|id| self.conns.get(id).is_some_and(|c| c.acknowledges))
+        })
+    }
+
+    /// Ends a stage: each send gets its result; a live-only send that must be queued after all
+    /// goes back to the front of the pipeline.
+    fn finish(&mut self, user: &Arc<str>, staged: Vec<Staged>, out: &mut Progress<H>) {
+        let partial = self.limits.partial;
+        let mut requeue = Vec::new();
+        for s in staged {
+            let id = s.pending.msg.id;
+            let token = s.pending.token;
+            let result = if s.entry.is_some() {
+                Ok(Report {
+                    queued: true,
+                    ..s.report
+                })
+            } else if s.offline {
+                Err(Refusal::Offline)
+            } else if s.report.failed == 0 {
+                Ok(s.report)
+            } else {
+                match partial {
+                    PartialDelivery::AnyDelivered if s.report.delivered > 0 => Ok(s.report),
+                    PartialDelivery::AnyDelivered => Err(Refusal::Undelivered),
+                    PartialDelivery::AllOrError => Err(Refusal::Partial {
+                        delivered: s.report.delivered,
+                        total: s.report.delivered + s.report.failed,
+                    }),
+                    PartialDelivery::QueueForUser { ttl } => {
+                        let mut p = s.pending;
+                        p.ttl = ttl.max(Duration::from_millis(1));
+                        p.requeued = Some(s.report);
+                        requeue.push(p);
+                        continue;
+                    }
+                }
+            };
+            out.finished.push(Finished {
+                token,
+                user: user.clone(),
+                id,
+                result,
+            });
+        }
+        if let Some(u) = self.users.get_mut(user) {
+            for p in requeue.into_iter().rev() {
+                u.pipeline.pending.push_front(p);
+            }
+        }
+    }
+
+    // ---- replay ---------------------------------------------------------------------------
+
+    /// The next step of `id`'s replay.
+    pub(crate) fn replay_next(&mut self, id: ConnId) -> ReplayStep {
+        let page = self.limits.replay_page.max(1);
+        let Some(c) = self.conns.get(&id) else {
+            return ReplayStep::Gone;
+        };
+        if !c.recipient {
+            return ReplayStep::Gone;
+        }
+        match c.phase {
+            Phase::Live => ReplayStep::Live,
+            Phase::Replaying(Replay::Writing { .. }) => self.replay_written(id),
+            Phase::Replaying(Replay::Idle | Replay::Reading { .. }) => {
+                let horizon = self
+                    .users
+                    .get(&c.user)
+                    .map_or(0, |u| u.pipeline.pushed_upto);
+                let (user, after) = (c.user.clone(), c.cursor);
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.phase = Phase::Replaying(Replay::Reading { horizon });
+                }
+                ReplayStep::Read {
+                    user,
+                    after,
+                    max: page,
+                }
+            }
+        }
+    }
+
+    /// The replay's read returned `entries` (in entry order; `None` for an entry this hub
+    /// cannot decode, which is skipped). Returns what to write, and an entry to acknowledge up
+    /// to when no connection of the user acknowledges.
+    pub(crate) fn replay_read(
+        &mut self,
+        id: ConnId,
+        entries: Vec<(EntryId, Option<Arc<DirectMessage>>)>,
+    ) -> (ReplayStep, Option<(Arc<str>, EntryId)>) {
+        let page = self.limits.replay_page.max(1);
+        let max_unacked = self.limits.max_unacked.max(1);
+        let end = entries.len() < page;
+        let anyone_acks = self
+            .conns
+            .get(&id)
+            .is_some_and(|c| self.anyone_acknowledges(&c.user));
+        let Some(c) = self.conns.get_mut(&id) else {
+            return (ReplayStep::Gone, None);
+        };
+        let Phase::Replaying(Replay::Reading { horizon }) = c.phase else {
+            return (ReplayStep::Gone, None);
+        };
+        if !c.recipient {
+            return (ReplayStep::Gone, None);
+        }
+        let mut writes = Vec::new();
+        let mut written_upto = None;
+        for (e, msg) in entries {
+            if e <= c.cursor {
+                continue;
+            }
+            c.cursor = e;
+            let Some(msg) = msg else { continue };
+            // Live-only messages held during the replay go out in id order with it.
+            while c.held.front().is_some_and(|h| h.id < msg.id) {
+                writes.extend(c.held.pop_front());
+            }
+            if c.acknowledges {
+                push_window(&mut c.window, (msg.id, e), max_unacked);
+            }
+            written_upto = Some(e);
+            writes.push(msg);
+        }
+        c.phase = Phase::Replaying(Replay::Writing { end, horizon });
+        let ack = written_upto
+            .filter(|_| !anyone_acks)
+            .map(|e| (c.user.clone(), e));
+        (ReplayStep::Write(writes), ack)
+    }
+
+    /// The replay wrote what it was given.
+    pub(crate) fn replay_written(&mut self, id: ConnId) -> ReplayStep {
+        let Some(c) = self.conns.get(&id) else {
+            return ReplayStep::Gone;
+        };
+        if !c.recipient {
+            return ReplayStep::Gone;
+        }
+        let Phase::Replaying(Replay::Writing { end, horizon }) = c.phase else {
+            return self.replay_next(id);
+        };
+        let stored = self
+            .users
+            .get(&c.user)
+            .map_or(0, |u| u.pipeline.pushed_upto);
+        if !end || horizon < stored {
+            // More to read, or stored since the read began: read again.
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.phase = Phase::Replaying(Replay::Idle);
+            }
+            return self.replay_next(id);
+        }
+        let Some(c) = self.conns.get_mut(&id) else {
+            return ReplayStep::Gone;
+        };
+        if !c.held.is_empty() {
+            return ReplayStep::Write(c.held.drain(..).collect());
+        }
+        c.phase = Phase::Live;
+        ReplayStep::Live
+    }
+
+    // ---- acknowledgements -----------------------------------------------------------------
+
+    /// `id`'s client acknowledges every message up to `upto`: the queue entry to remove up to
+    /// (for its user), `None` when its window has nothing up to there.
+    pub(crate) fn ack(&mut self, id: ConnId, upto: MessageId) -> Option<(Arc<str>, EntryId)> {
+        let c = self.conns.get_mut(&id)?;
+        let mut last = None;
+        while let Some(&(mid, e)) = c.window.front() {
+            if mid > upto {
+                break;
+            }
+            last = Some(e);
+            c.window.pop_front();
+        }
+        last.map(|e| (c.user.clone(), e))
+    }
+}
+
+/// Remembers a message handed to a connection until its client acknowledges it. Acks are
+/// cumulative: forgetting the oldest beyond `max` loses nothing a later ack covers.
+fn push_window(window: &mut VecDeque<(MessageId, EntryId)>, w: (MessageId, EntryId), max: usize) {
+    if window.len() >= max {
+        window.pop_front();
+    }
+    window.push_back(w);
+}
+
+impl<H> Progress<H> {
+    fn merge(&mut self, other: Progress<H>) {
+        if other.next.is_some() {
+            self.next = other.next;
+        }
+        self.finished.extend(other.finished);
+        self.replays.extend(other.replays);
+        if other.ack.is_some() {
+            self.ack = other.ack;
+        }
+    }
+}

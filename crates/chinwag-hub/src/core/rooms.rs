@@ -1,0 +1,478 @@
+//! One shard of rooms: members, the per-room epoch and sequence, passwords (as Argon2id hashes;
+//! the driver verifies them off the async threads), presence. `M` is the driver's handle of a
+//! member; the core never looks inside it.
+//!
+//! A publish takes the room's next sequence number and the members at that instant (a
+//! snapshot, shared until membership changes), so each publish reaches exactly the members it
+//! was sequenced for, in sequence order when the driver hands snapshots out in the order it
+//! got them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::identity::Device;
+use super::message::{Body, PresenceEvent, RoomMessage};
+use super::signon::ConnId;
+
+/// How a room is made.
+#[derive(Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RoomOptions {
+    /// A password members must give to join (stored as an Argon2id hash, never in clear).
+    pub password: Option<String>,
+    /// Whether members get `presence` events when others join or leave.
+    pub presence_events: bool,
+    /// A smaller member limit than the hub's (`None`: the hub's).
+    pub max_members: Option<usize>,
+}
+
+impl RoomOptions {
+    /// A room with no password, no presence events, the hub's member limit.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets a password.
+    pub fn with_password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// Turns presence events on or off.
+    pub fn with_presence_events(mut self, on: bool) -> Self {
+        self.presence_events = on;
+        self
+    }
+
+    /// Sets a member limit for this room.
+    pub fn with_max_members(mut self, max: usize) -> Self {
+        self.max_members = Some(max);
+        self
+    }
+}
+
+impl std::fmt::Debug for RoomOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoomOptions")
+            .field("password", &self.password.as_ref().map(|_| "<set>"))
+            .field("presence_events", &self.presence_events)
+            .field("max_members", &self.max_members)
+            .finish()
+    }
+}
+
+/// What a room looks like now.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct RoomInfo {
+    /// Its name.
+    pub room: String,
+    /// Its epoch (new each time a room of this name is created).
+    pub epoch: u64,
+    /// The sequence number of its last publish (0: none yet).
+    pub seq: u64,
+    /// Members now.
+    pub members: usize,
+    /// Whether it has a password.
+    pub protected: bool,
+}
+
+/// A room member as the core keeps it.
+#[derive(Debug, Clone)]
+pub(crate) struct Member<M> {
+    pub(crate) device: Device,
+    pub(crate) handle: M,
+}
+
+/// The members a publish or presence event goes to, shared between publishes.
+pub(crate) type Snapshot<M> = Arc<[(ConnId, M)]>;
+
+#[derive(Debug)]
+struct Room<M> {
+    name: Arc<str>,
+    epoch: u64,
+    seq: u64,
+    password: Option<Arc<str>>,
+    presence_events: bool,
+    max_members: usize,
+    /// Made by `create`: kept when empty. Rooms made by a join go with their last member.
+    persistent: bool,
+    members: BTreeMap<ConnId, Member<M>>,
+    snapshot: Option<Snapshot<M>>,
+}
+
+impl<M: Clone> Room<M> {
+    fn info(&self) -> RoomInfo {
+        RoomInfo {
+            room: self.name.to_string(),
+            epoch: self.epoch,
+            seq: self.seq,
+            members: self.members.len(),
+            protected: self.password.is_some(),
+        }
+    }
+
+    fn snapshot(&mut self) -> Snapshot<M> {
+        self.snapshot
+            .get_or_insert_with(|| {
+                self.members
+                    .iter()
+                    .map(|(id, m)| (*id, m.handle.clone()))
+                    .collect()
+            })
+            .clone()
+    }
+}
+
+/// What a join must do about the room's password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Door {
+    /// The room's epoch (so that a join that verified a password joins that very room).
+    pub(crate) epoch: u64,
+    /// Its password hash, if it has one.
+    pub(crate) password: Option<Arc<str>>,
+    /// A room made by a join; the driver counts it.
+    pub(crate) created: bool,
+}
+
+/// Why a room operation of the core failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RoomRefusal {
+    NoSuchRoom,
+    Exists,
+    Full,
+}
+
+/// A presence event and who gets it.
+#[derive(Debug)]
+pub(crate) struct PresenceJob<M> {
+    pub(crate) event: Arc<PresenceEvent>,
+    pub(crate) to: Snapshot<M>,
+}
+
+/// A member left.
+#[derive(Debug)]
+pub(crate) struct Left<M> {
+    pub(crate) presence: Option<PresenceJob<M>>,
+    /// The room went with its last member.
+    pub(crate) removed: bool,
+}
+
+/// A shard of rooms.
+#[derive(Debug)]
+pub(crate) struct Rooms<M> {
+    rooms: std::collections::HashMap<Arc<str>, Room<M>>,
+}
+
+impl<M: Clone> Default for Rooms<M> {
+    fn default() -> Self {
+        Rooms {
+            rooms: std::collections::HashMap::new(),
+        }
+    }
+}
+
+impl<M: Clone> Rooms<M> {
+    /// Creates a persistent room (its password already hashed).
+    pub(crate) fn create(
+        &mut self,
+        name: &str,
+        epoch: u64,
+        password: Option<Arc<str>>,
+        presence_events: bool,
+        max_members: usize,
+    ) -> Result<RoomInfo, RoomRefusal> {
+        if self.rooms.contains_key(name) {
+            return Err(RoomRefusal::Exists);
+        }
+        let r = Room {
+            name: name.into(),
+            epoch,
+            seq: 0,
+            password,
+            presence_events,
+            max_members,
+            persistent: true,
+            members: BTreeMap::new(),
+            snapshot: None,
+        };
+        let info = r.info();
+        self.rooms.insert(r.name.clone(), r);
+        Ok(info)
+    }
+
+    /// The first half of a join: the room's door. With `create` (an epoch for the new room,
+    /// when rooms are made by joining), an unknown room is made, open and removed with its last
+    /// member.
+    pub(crate) fn door(
+        &mut self,
+        name: &str,
+        create: Option<(u64, usize)>,
+    ) -> Result<Door, RoomRefusal> {
+        if let Some(r) = self.rooms.get(name) {
+            return Ok(Door {
+                epoch: r.epoch,
+                password: r.password.clone(),
+                created: false,
+            });
+        }
+        let Some((epoch, max_members)) = create else {
+            return Err(RoomRefusal::NoSuchRoom);
+        };
+        let r = Room {
+            name: name.into(),
+            epoch,
+            seq: 0,
+            password: None,
+            presence_events: false,
+            max_members,
+            persistent: false,
+            members: BTreeMap::new(),
+            snapshot: None,
+        };
+        self.rooms.insert(r.name.clone(), r);
+        Ok(Door {
+            epoch,
+            password: None,
+            created: true,
+        })
+    }
+
+    /// The second half of a join: `conn` becomes a member of the room of `epoch` (a room of the
+    /// same name made since is another room: [`RoomRefusal::NoSuchRoom`], try again).
+    pub(crate) fn add_member(
+        &mut self,
+        name: &str,
+        epoch: u64,
+        conn: ConnId,
+        member: Member<M>,
+    ) -> Result<(RoomInfo, Option<PresenceJob<M>>), RoomRefusal> {
+        let Some(r) = self.rooms.get_mut(name) else {
+            return Err(RoomRefusal::NoSuchRoom);
+        };
+        if r.epoch != epoch {
+            return Err(RoomRefusal::NoSuchRoom);
+        }
+        if r.members.contains_key(&conn) {
+            return Ok((r.info(), None));
+        }
+        if r.members.len() >= r.max_members {
+            return Err(RoomRefusal::Full);
+        }
+        let device = member.device.clone();
+        // Presence goes to the others: those there before this join.
+        let presence = r.presence_events.then(|| PresenceJob {
+            event: Arc::new(PresenceEvent {
+                room: r.name.clone(),
+                device,
+                joined: true,
+            }),
+            to: r.snapshot(),
+        });
+        r.members.insert(conn, member);
+        r.snapshot = None;
+        Ok((r.info(), presence))
+    }
+
+    /// A room made by a join that nobody could enter (the join failed after `door`): removed
+    /// again if it is still empty. Whether it went.
+    pub(crate) fn forget_if_empty(&mut self, name: &str, epoch: u64) -> bool {
+        let gone = self
+            .rooms
+            .get(name)
+            .is_some_and(|r| r.epoch == epoch && !r.persistent && r.members.is_empty());
+        if gone {
+            self.rooms.remove(name);
+        }
+        gone
+    }
+
+    /// `conn` leaves `name`. `None` when it was not a member.
+    pub(crate) fn remove_member(&mut self, name: &str, conn: ConnId) -> Option<Left<M>> {
+        let r = self.rooms.get_mut(name)?;
+        let m = r.members.remove(&conn)?;
+        r.snapshot = None;
+        let presence = r.presence_events.then(|| PresenceJob {
+            event: Arc::new(PresenceEvent {
+                room: r.name.clone(),
+                device: m.device,
+                joined: false,
+            }),
+            to: r.snapshot(),
+        });
+        let removed = !r.persistent && r.members.is_empty();
+        if removed {
+            self.rooms.remove(name);
+        }
+        Some(Left { presence, removed })
+    }
+
+    /// Sequences a publish: the message (with the room's epoch and its next sequence number)
+    /// and the members it goes to.
+    pub(crate) fn publish(
+        &mut self,
+        name: &str,
+        from: Option<Device>,
+        body: Body,
+        sent_at: u64,
+    ) -> Result<(Arc<RoomMessage>, Snapshot<M>), RoomRefusal> {
+        let r = self.rooms.get_mut(name).ok_or(RoomRefusal::NoSuchRoom)?;
+        r.seq += 1;
+        let msg = Arc::new(RoomMessage {
+            room: r.name.clone(),
+            epoch: r.epoch,
+            seq: r.seq,
+            from,
+            sent_at,
+            body,
+        });
+        Ok((msg, r.snapshot()))
+    }
+
+    /// Removes a room; its members (who get no event).
+    pub(crate) fn remove(&mut self, name: &str) -> Option<Vec<(ConnId, M)>> {
+        let r = self.rooms.remove(name)?;
+        Some(
+            r.members
+                .into_iter()
+                .map(|(id, m)| (id, m.handle))
+                .collect(),
+        )
+    }
+
+    /// A room as it is now.
+    pub(crate) fn info(&self, name: &str) -> Option<RoomInfo> {
+        self.rooms.get(name).map(Room::info)
+    }
+
+    /// Every room.
+    pub(crate) fn infos(&self) -> impl Iterator<Item = RoomInfo> + '_ {
+        self.rooms.values().map(Room::info)
+    }
+
+    /// Up to `limit` members of `name` after connection `after`, and whether there are more.
+    pub(crate) fn members(
+        &self,
+        name: &str,
+        after: Option<ConnId>,
+        limit: usize,
+    ) -> Option<(Vec<(ConnId, Device)>, bool)> {
+        let r = self.rooms.get(name)?;
+        let range = match after {
+            Some(a) => r
+                .members
+                .range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
+            None => r.members.range(..),
+        };
+        let mut out = Vec::with_capacity(limit.min(r.members.len()));
+        for (id, m) in range {
+            if out.len() == limit {
+                return Some((out, true));
+            }
+            out.push((*id, m.device.clone()));
+        }
+        Some((out, false))
+    }
+
+    /// How many rooms this shard has.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.rooms.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(n: &str) -> Member<u32> {
+        Member {
+            device: Device::new(n, "d"),
+            handle: 0,
+        }
+    }
+
+    #[test]
+    fn rooms_made_by_a_join_go_with_their_last_member() {
+        let mut rooms = Rooms::<u32>::default();
+        let d = rooms.door("lobby", Some((7, 10))).unwrap();
+        assert!(d.created && d.password.is_none());
+        rooms
+            .add_member("lobby", 7, ConnId(1), member("a"))
+            .unwrap();
+        assert!(!rooms.door("lobby", Some((8, 10))).unwrap().created);
+        let left = rooms.remove_member("lobby", ConnId(1)).unwrap();
+        assert!(left.removed && left.presence.is_none());
+        assert_eq!(rooms.len(), 0);
+        assert_eq!(
+            rooms.door("lobby", None),
+            Err(RoomRefusal::NoSuchRoom),
+            "without auto-creation"
+        );
+    }
+
+    #[test]
+    fn a_join_of_a_room_made_again_is_refused() {
+        let mut rooms = Rooms::<u32>::default();
+        rooms.door("r", Some((1, 10))).unwrap();
+        assert!(rooms.forget_if_empty("r", 1));
+        rooms.door("r", Some((2, 10))).unwrap();
+        assert_eq!(
+            rooms.add_member("r", 1, ConnId(1), member("a")).err(),
+            Some(RoomRefusal::NoSuchRoom)
+        );
+        assert!(rooms.add_member("r", 2, ConnId(1), member("a")).is_ok());
+    }
+
+    #[test]
+    fn full_rooms_and_sequence_with_snapshots() {
+        let mut rooms = Rooms::<u32>::default();
+        rooms.create("r", 5, None, true, 2).unwrap();
+        assert_eq!(
+            rooms.create("r", 6, None, false, 2).err(),
+            Some(RoomRefusal::Exists)
+        );
+        let (_, p) = rooms.add_member("r", 5, ConnId(1), member("a")).unwrap();
+        assert_eq!(p.unwrap().to.len(), 0, "presence goes to the others");
+        let (info, p) = rooms.add_member("r", 5, ConnId(2), member("b")).unwrap();
+        assert_eq!(info.members, 2);
+        assert_eq!(
+            p.unwrap().to.iter().map(|m| m.0).collect::<Vec<_>>(),
+            [ConnId(1)]
+        );
+        assert_eq!(
+            rooms.add_member("r", 5, ConnId(3), member("c")).err(),
+            Some(RoomRefusal::Full)
+        );
+        let (m1, s1) = rooms.publish("r", None, Body::text("x"), 0).unwrap();
+        let (m2, s2) = rooms.publish("r", None, Body::text("y"), 0).unwrap();
+        assert_eq!((m1.seq, m2.seq, m1.epoch), (1, 2, 5));
+        assert!(
+            Arc::ptr_eq(&s1, &s2),
+            "unchanged membership shares its snapshot"
+        );
+        let left = rooms.remove_member("r", ConnId(1)).unwrap();
+        assert!(!left.removed, "a created room stays");
+        let (_, s3) = rooms.publish("r", None, Body::text("z"), 0).unwrap();
+        assert_eq!(s3.iter().map(|m| m.0).collect::<Vec<_>>(), [ConnId(2)]);
+        assert_eq!(rooms.info("r").unwrap().seq, 3);
+    }
+
+    #[test]
+    fn member_pages() {
+        let mut rooms = Rooms::<u32>::default();
+        rooms.create("r", 1, None, false, 100).unwrap();
+        for i in 1..=5 {
+            rooms
+                .add_member("r", 1, ConnId(i), member(&format!("u{i}")))
+                .unwrap();
+        }
+        let (page, more) = rooms.members("r", None, 2).unwrap();
+        assert_eq!(page.iter().map(|m| m.0.0).collect::<Vec<_>>(), [1, 2]);
+        assert!(more);
+        let (page, more) = rooms.members("r", Some(ConnId(4)), 2).unwrap();
+        assert_eq!(page.iter().map(|m| m.0.0).collect::<Vec<_>>(), [5]);
+        assert!(!more);
+        assert!(rooms.members("nope", None, 2).is_none());
+    }
+}

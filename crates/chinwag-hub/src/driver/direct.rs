@@ -1,0 +1,443 @@
+//! Sends to users: the hub's API ([`Hub::send`], [`Hub::send_as`], [`Hub::send_from`],
+//! [`Hub::ack`], [`Hub::receive_app`]) and the runner that carries out a user's pipeline
+//! ([`core::delivery`](crate::core::delivery)): it pushes to the queue, hands messages to
+//! connections, and gives each waiting sender its result.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::conn::Conn;
+use super::fanout::Outgoing;
+use super::{Hub, Inner, lock, unix_micros};
+use crate::close::{Close, CloseCode};
+use crate::core::EntryId;
+use crate::core::delivery::{ConnOutcome, Pending, Progress, Refusal, Step, Token};
+use crate::core::identity::Device;
+use crate::core::ids;
+use crate::core::message::{Body, Delivered, DirectMessage, Event, MessageId, encode_envelope};
+use crate::core::shares::Ticket;
+use crate::core::users::Permit;
+use crate::error::SendError;
+use crate::hooks::Incoming;
+use crate::metrics as m;
+
+/// What became of a send to a user.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct DeliveryReport {
+    /// The message's id.
+    pub id: MessageId,
+    /// Connections it was queued on now, or that get it from the offline queue as they catch
+    /// up (they are replaying).
+    pub delivered: usize,
+    /// Connections of the user that could not take it now (full or closing). With a TTL they
+    /// get it from the offline queue.
+    pub failed: usize,
+    /// Whether it is in the offline queue (until acknowledged or expired).
+    pub queued: bool,
+}
+
+/// How a direct message is sent.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct SendOptions {
+    /// How long it may wait in the offline queue; `Some(ZERO)`: live only (an offline user is an
+    /// error); `None`: the hub's [`default_ttl`](crate::HubConfig::default_ttl). Cut to
+    /// [`max_ttl`](crate::HubConfig::max_ttl).
+    pub ttl: Option<Duration>,
+}
+
+impl SendOptions {
+    /// With `ttl` (see [`ttl`](Self::ttl)).
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Live only: TTL 0.
+    pub fn live_only() -> Self {
+        SendOptions {
+            ttl: Some(Duration::ZERO),
+        }
+    }
+}
+
+/// A sender waiting for its send's result.
+pub(crate) struct Waiter {
+    tx: oneshot::Sender<Result<DeliveryReport, SendError>>,
+    /// Its share of the offline queue, until its entry is stored.
+    ticket: Option<Ticket>,
+    ttl: Duration,
+}
+
+impl Hub {
+    /// Sends `body` to every connection of `user` (from the server itself). See
+    /// [`send_as`](Self::send_as).
+    ///
+    /// # Errors
+    ///
+    /// As [`send_as`](Self::send_as).
+    pub async fn send(
+        &self,
+        user: &str,
+        body: Body,
+        opts: SendOptions,
+    ) -> Result<DeliveryReport, SendError> {
+        self.send_as(None, user, body, opts).await
+    }
+
+    /// Sends `body` from `from` (`None`: the server) to every connection of `user`.
+    ///
+    /// With a TTL the message goes into the offline queue first (returning once it is stored:
+    /// for a durable queue, once it would survive a crash) and then straight to the user's
+    /// connections that are live; connections still replaying, or whose send queue is full,
+    /// get it from the queue, in order. It stays queued until a connection acknowledges it or
+    /// its TTL passes. With TTL 0 it goes only to live connections and an offline user is
+    /// [`SendError::Offline`].
+    ///
+    /// Sends to one user are ordered: ids increase in the order the sends reach the user's
+    /// shard, and every connection sees them in id order. A sender's messages held in other
+    /// users' queues are bounded by its share ([`OfflineShares`](crate::OfflineShares)).
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`]: offline (TTL 0), too large, bad recipient, over the sender's share, queue
+    /// refused or failed, partial (under [`PartialDelivery::AllOrError`](crate::PartialDelivery)),
+    /// busy, shutting down.
+    pub async fn send_as(
+        &self,
+        from: Option<&Device>,
+        user: &str,
+        body: Body,
+        opts: SendOptions,
+    ) -> Result<DeliveryReport, SendError> {
+        let inner = &self.inner;
+        if self.is_stopping() {
+            return Err(SendError::ShuttingDown);
+        }
+        ids::check_user(user).map_err(SendError::BadRecipient)?;
+        let limit = inner.config.limits.max_body_bytes;
+        if body.len() > limit {
+            return Err(SendError::TooLarge {
+                len: body.len(),
+                limit,
+            });
+        }
+        let ttl = opts
+            .ttl
+            .unwrap_or(inner.config.default_ttl)
+            .min(inner.config.max_ttl);
+        let ticket = if ttl.is_zero() {
+            None
+        } else {
+            let sender = from.map(|d| &d.user);
+            Some(
+                lock(&inner.shares)
+                    .reserve(sender, body.len() as u64, inner.now())
+                    .map_err(|r| {
+                        m::refusal("offline_share");
+                        SendError::Quota(r.into())
+                    })?,
+            )
+        };
+        let shard = inner.user_shard(user);
+        let (tx, rx) = oneshot::channel();
+        let token = inner.token();
+        let progress = {
+            let mut sh = inner.users(shard);
+            let key = sh.core.user_key(user).unwrap_or_else(|| Arc::from(user));
+            let now_us = unix_micros();
+            let msg = Arc::new(DirectMessage {
+                id: sh.ids.next(now_us),
+                to: key.clone(),
+                from: from.cloned(),
+                sent_at: now_us / 1000,
+                body,
+            });
+            match sh.core.send(key, Pending::new(token, msg, ttl)) {
+                Ok(p) => {
+                    sh.waiters.insert(token, Waiter { tx, ticket, ttl });
+                    p
+                }
+                Err(r) => {
+                    drop(sh);
+                    inner.cancel_share(ticket);
+                    return Err(refusal(r, user));
+                }
+            }
+        };
+        inner.run(shard, progress, token).await;
+        rx.await.unwrap_or(Err(SendError::ShuttingDown))
+    }
+
+    /// A send from a connection: its message rate and the before-receive hook first.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_as`](Self::send_as), plus [`SendError::RateLimited`] and
+    /// [`SendError::Refused`].
+    pub async fn send_from(
+        &self,
+        conn: &Conn,
+        to: &str,
+        body: Body,
+        opts: SendOptions,
+    ) -> Result<DeliveryReport, SendError> {
+        self.permit(conn).map_err(|()| SendError::RateLimited)?;
+        metrics::counter!(m::MESSAGES_IN, "kind" => "direct").increment(1);
+        let incoming = Incoming::Direct {
+            to: to.to_owned(),
+            body,
+        };
+        let (to, body) = match self.inner.app.before_receive(conn.device(), incoming) {
+            Ok(Incoming::Direct { to, body }) => (to, body),
+            Ok(_) => return Err(SendError::Refused("hook changed the message kind".into())),
+            Err(why) => return Err(SendError::Refused(why)),
+        };
+        self.send_as(Some(conn.device()), &to, body, opts).await
+    }
+
+    /// One more message from `conn`: its message rate; a client over it too many times in a row
+    /// is closed (4008).
+    pub(crate) fn permit(&self, conn: &Conn) -> Result<(), ()> {
+        let inner = &self.inner;
+        let now = inner.now();
+        let verdict = inner.users(conn.0.shard).core.permit(conn.id(), now);
+        match verdict {
+            Permit::Granted => Ok(()),
+            Permit::Refused => {
+                m::refusal("message_rate");
+                Err(())
+            }
+            Permit::RefusedClose => {
+                m::refusal("message_rate");
+                self.close(
+                    conn,
+                    Close::new(CloseCode::RATE_LIMITED, "message rate exceeded repeatedly"),
+                );
+                Err(())
+            }
+        }
+    }
+
+    /// The client acknowledges every direct message up to `id`: they are removed from the
+    /// offline queue and never sent to this user again. Returns how many queue entries were
+    /// removed. An ack is applied when this returns (the chat door answers the `ack` request
+    /// then).
+    ///
+    /// # Errors
+    ///
+    /// The queue failed.
+    pub async fn ack(&self, conn: &Conn, id: MessageId) -> Result<u64, SendError> {
+        let upto = self.inner.users(conn.0.shard).core.ack(conn.id(), id);
+        let Some((user, e)) = upto else {
+            return Ok(0);
+        };
+        let n = self.inner.queue.ack(&user, e).await?;
+        lock(&self.inner.shares).acked(&user, e);
+        metrics::counter!(m::ACKED).increment(n);
+        Ok(n)
+    }
+
+    /// A message from `conn` for the application: its rate, the before-receive hook, then
+    /// [`App::on_receive`](crate::App::on_receive), awaited (so a connection's app messages
+    /// are handled in order).
+    ///
+    /// # Errors
+    ///
+    /// Rate limited, too large, or refused by the hook.
+    pub async fn receive_app(&self, conn: &Conn, body: Body) -> Result<(), SendError> {
+        self.permit(conn).map_err(|()| SendError::RateLimited)?;
+        let limit = self.inner.config.limits.max_body_bytes;
+        if body.len() > limit {
+            return Err(SendError::TooLarge {
+                len: body.len(),
+                limit,
+            });
+        }
+        metrics::counter!(m::MESSAGES_IN, "kind" => "app").increment(1);
+        let body = match self
+            .inner
+            .app
+            .before_receive(conn.device(), Incoming::App { body })
+        {
+            Ok(Incoming::App { body }) => body,
+            Ok(_) => return Err(SendError::Refused("hook changed the message kind".into())),
+            Err(why) => return Err(SendError::Refused(why)),
+        };
+        self.inner.app.on_receive(self, conn.device(), body).await;
+        Ok(())
+    }
+}
+
+fn refusal(r: Refusal, user: &str) -> SendError {
+    match r {
+        Refusal::Offline => SendError::Offline(user.to_owned()),
+        Refusal::Undelivered => SendError::Undelivered,
+        Refusal::Partial { delivered, total } => SendError::Partial { delivered, total },
+        Refusal::Busy => {
+            m::refusal("pending_sends");
+            SendError::Busy
+        }
+    }
+}
+
+impl Inner {
+    /// Carries out a user's pipeline from `p` on: completes finished sends, starts replays,
+    /// acknowledges, runs the next stages. Once `mine` is done, what is left goes to a task of
+    /// its own, so a sender never waits for later senders' messages.
+    pub(crate) async fn run(self: &Arc<Self>, shard: usize, p: Progress<Conn>, mine: Token) {
+        if let Some(rest) = self.advance(shard, p, Some(mine)).await {
+            let inner = self.clone();
+            self.tasks.spawn(async move {
+                inner.advance(shard, rest, None).await;
+            });
+        }
+    }
+
+    /// Runs the pipeline's steps until there are none left, or (with `mine`) until `mine` is
+    /// done: then returns what is left.
+    async fn advance(
+        self: &Arc<Self>,
+        shard: usize,
+        mut p: Progress<Conn>,
+        mine: Option<Token>,
+    ) -> Option<Progress<Conn>> {
+        loop {
+            self.settle(shard, &mut p).await;
+            let step = p.next.take()?;
+            if mine.is_some_and(|t| !self.users(shard).waiters.contains_key(&t)) {
+                return Some(Progress {
+                    next: Some(step),
+                    ..Progress::default()
+                });
+            }
+            p = self.step(shard, step).await;
+        }
+    }
+
+    async fn step(&self, shard: usize, step: Step<Conn>) -> Progress<Conn> {
+        match step {
+            Step::Push { user, items } => {
+                let mut entries = Vec::with_capacity(items.len());
+                for (token, msg, ttl) in &items {
+                    match self
+                        .queue
+                        .push(&user, encode_envelope(msg), Some(*ttl))
+                        .await
+                    {
+                        Ok(e) => {
+                            metrics::counter!(m::QUEUED).increment(1);
+                            self.stored(shard, *token, &user, e);
+                            entries.push(Some(e));
+                        }
+                        Err(e) => {
+                            let w = self.users(shard).waiters.remove(token);
+                            if let Some(w) = w {
+                                self.cancel_share(w.ticket);
+                                self.complete(w.tx, Err(SendError::Queue(e)));
+                            }
+                            entries.push(None);
+                        }
+                    }
+                }
+                self.users(shard).core.pushed(&user, &entries)
+            }
+            Step::Deliver { user, plan } => {
+                let mut outs: HashMap<MessageId, Outgoing> = HashMap::new();
+                let outcomes: Vec<ConnOutcome> = plan
+                    .iter()
+                    .map(|cp| {
+                        let mut results = Vec::with_capacity(cp.msgs.len());
+                        for msg in &cp.msgs {
+                            let out = outs
+                                .entry(msg.id)
+                                .or_insert_with(|| Outgoing::new(Event::Direct(msg.clone())));
+                            let r = self.deliver(&cp.handle, out);
+                            results.push(r);
+                            if matches!(r, Delivered::Dropped | Delivered::Closed) {
+                                break;
+                            }
+                        }
+                        ConnOutcome {
+                            conn: cp.conn,
+                            results,
+                        }
+                    })
+                    .collect();
+                self.users(shard).core.delivered(&user, &outcomes)
+            }
+        }
+    }
+
+    /// A send's entry is stored: its share stays taken until the entry leaves the queue.
+    fn stored(&self, shard: usize, token: Token, user: &Arc<str>, e: EntryId) {
+        let (ticket, ttl) = {
+            let mut sh = self.users(shard);
+            match sh.waiters.get_mut(&token) {
+                Some(w) => (w.ticket.take(), w.ttl),
+                None => return,
+            }
+        };
+        if let Some(t) = ticket {
+            let expires = self.now() + ttl;
+            lock(&self.shares).commit(t, user, e, expires);
+        }
+    }
+
+    /// Completes finished sends, starts replays, acknowledges for doors that cannot.
+    async fn settle(self: &Arc<Self>, shard: usize, p: &mut Progress<Conn>) {
+        if !p.replays.is_empty() {
+            let conns: Vec<Conn> = {
+                let sh = self.users(shard);
+                p.replays
+                    .drain(..)
+                    .filter_map(|id| sh.core.conn(id).map(|c| c.handle.clone()))
+                    .collect()
+            };
+            for c in conns {
+                self.start_replay(c);
+            }
+        }
+        if let Some((user, e)) = p.ack.take() {
+            self.ack_entries(&user, e).await;
+        }
+        if p.finished.is_empty() {
+            return;
+        }
+        let done: Vec<_> = {
+            let mut sh = self.users(shard);
+            p.finished
+                .drain(..)
+                .filter_map(|f| sh.waiters.remove(&f.token).map(|w| (w, f)))
+                .collect()
+        };
+        for (w, f) in done {
+            self.cancel_share(w.ticket);
+            let r = match f.result {
+                Ok(r) => Ok(DeliveryReport {
+                    id: f.id,
+                    delivered: r.delivered,
+                    failed: r.failed,
+                    queued: r.queued,
+                }),
+                Err(r) => Err(refusal(r, &f.user)),
+            };
+            self.complete(w.tx, r);
+        }
+    }
+
+    /// Removes `user`'s entries up to `upto` (written to clients that cannot acknowledge).
+    pub(crate) async fn ack_entries(&self, user: &str, upto: EntryId) {
+        match self.queue.ack(user, upto).await {
+            Ok(n) => {
+                lock(&self.shares).acked(user, upto);
+                metrics::counter!(m::ACKED).increment(n);
+            }
+            Err(e) => tracing::warn!(user, error = %e, "offline queue ack failed"),
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Questions about who is where: rooms and their members, users' devices (from the directory:
+//! the whole cluster), this node's connections.
+
+use std::sync::atomic::Ordering;
+
+use super::Hub;
+use super::conn::Conn;
+use crate::core::rooms::RoomInfo;
+use crate::core::signon::ConnId;
+use crate::directory::DirectoryError;
+use crate::error::RoomError;
+
+/// A page of room members.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct MembersPage {
+    /// Members, in order of connection id.
+    pub members: Vec<Member>,
+    /// The cursor for the next page (`None`: this was the last).
+    pub next: Option<ConnId>,
+}
+
+/// One member of a room.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Member {
+    /// Its connection.
+    pub conn: ConnId,
+    /// Its user.
+    pub user: String,
+    /// Its device.
+    pub device: String,
+}
+
+/// One device of an online user.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Presence {
+    /// The device id.
+    pub device: String,
+    /// The node it is connected to.
+    pub node: u64,
+    /// Its connection there.
+    pub conn: ConnId,
+}
+
+impl Hub {
+    /// A room as it is now.
+    pub fn room(&self, name: &str) -> Option<RoomInfo> {
+        let inner = &self.inner;
+        inner.rooms(inner.room_shard(name)).core.info(name)
+    }
+
+    /// Every room, sorted by name (at most [`max_page`](crate::HubLimits::max_page)).
+    pub fn rooms(&self) -> Vec<RoomInfo> {
+        let mut v: Vec<RoomInfo> = (0..super::SHARDS)
+            .flat_map(|s| self.inner.rooms(s).core.infos().collect::<Vec<_>>())
+            .collect();
+        v.sort_by(|a, b| a.room.cmp(&b.room));
+        v.truncate(self.inner.config.limits.max_page.max(1));
+        v
+    }
+
+    /// A page of `room`'s members after connection `after`, at most `limit` (cut to
+    /// [`HubLimits::max_page`](crate::HubLimits::max_page); 0 counts as 1).
+    ///
+    /// # Errors
+    ///
+    /// No such room.
+    pub fn members(
+        &self,
+        room: &str,
+        after: Option<ConnId>,
+        limit: usize,
+    ) -> Result<MembersPage, RoomError> {
+        let inner = &self.inner;
+        let limit = limit.clamp(1, inner.config.limits.max_page.max(1));
+        let (page, more) = inner
+            .rooms(inner.room_shard(room))
+            .core
+            .members(room, after, limit)
+            .ok_or(RoomError::NoSuchRoom)?;
+        let members: Vec<Member> = page
+            .into_iter()
+            .map(|(conn, d)| Member {
+                conn,
+                user: d.user.to_string(),
+                device: d.device.to_string(),
+            })
+            .collect();
+        let next = if more {
+            members.last().map(|m| m.conn)
+        } else {
+            None
+        };
+        Ok(MembersPage { members, next })
+    }
+
+    /// The devices `user` is connected with, oldest first (from the directory: every node of a
+    /// cluster).
+    ///
+    /// # Errors
+    ///
+    /// The directory failed.
+    pub async fn devices(&self, user: &str) -> Result<Vec<Presence>, DirectoryError> {
+        Ok(self
+            .inner
+            .directory
+            .connections(user)
+            .await?
+            .into_iter()
+            .map(|s| Presence {
+                device: s.device.to_string(),
+                node: s.conn.node.0,
+                conn: s.conn.conn,
+            })
+            .collect())
+    }
+
+    /// Whether `user` has a connection anywhere.
+    ///
+    /// # Errors
+    ///
+    /// The directory failed.
+    pub async fn is_online(&self, user: &str) -> Result<bool, DirectoryError> {
+        Ok(!self.inner.directory.connections(user).await?.is_empty())
+    }
+
+    /// How many users are online.
+    ///
+    /// # Errors
+    ///
+    /// The directory failed.
+    pub async fn online_users(&self) -> Result<u64, DirectoryError> {
+        self.inner.directory.online_users().await
+    }
+
+    /// How many connections this node has signed on (those the hub is closing included, until
+    /// they are gone).
+    pub fn connection_count(&self) -> usize {
+        self.inner.attached.load(Ordering::Acquire)
+    }
+
+    /// The connections of `user` on this node that the hub is not closing, oldest first.
+    pub fn connections_of(&self, user: &str) -> Vec<Conn> {
+        let inner = &self.inner;
+        inner
+            .users(inner.user_shard(user))
+            .core
+            .recipients(user)
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect()
+    }
+
+    /// The names of the rooms `conn` is in.
+    pub fn rooms_of(&self, conn: &Conn) -> Vec<String> {
+        self.inner
+            .users(conn.0.shard)
+            .core
+            .rooms_of(conn.id())
+            .map(|r| r.iter().map(|r| r.to_string()).collect())
+            .unwrap_or_default()
+    }
+}

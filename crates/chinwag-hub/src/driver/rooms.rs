@@ -1,0 +1,546 @@
+//! Rooms: create and remove, join (with the password checks: one per connection at a time,
+//! rates per connection and per address, a strike-out, a bounded number of Argon2 runs),
+//! leave, publish (sequenced in the room's shard, fanned out off the publisher's task),
+//! broadcast.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::oneshot;
+
+use super::conn::Conn;
+use super::fanout::{Counts, Fanout, Job, Outgoing};
+use super::{Hub, Inner, lock, unix_micros};
+use crate::close::{Close, CloseCode};
+use crate::core::guesses::{GuessRefusal, Verdict};
+use crate::core::identity::Device;
+use crate::core::ids;
+use crate::core::message::{Body, Event, RoomMessage};
+use crate::core::rooms::{Member, PresenceJob, RoomInfo, RoomOptions, RoomRefusal};
+use crate::error::RoomError;
+use crate::hooks::Incoming;
+use crate::metrics as m;
+
+/// What became of a room publish.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct PublishReport {
+    /// The publish's sequence number in the room.
+    pub seq: u64,
+    /// Members it was queued on.
+    pub delivered: usize,
+    /// Members whose overflow policy dropped it (or closed them).
+    pub dropped: usize,
+    /// Members a before-send hook filtered out.
+    pub filtered: usize,
+}
+
+impl Hub {
+    /// Creates a room (kept when empty, unlike rooms made by a join). With a password, it is
+    /// hashed (Argon2id) off the async threads.
+    ///
+    /// # Errors
+    ///
+    /// Bad name, bad password, exists, too many rooms.
+    pub async fn create_room(&self, name: &str, opts: RoomOptions) -> Result<RoomInfo, RoomError> {
+        let inner = &self.inner;
+        let limits = &inner.config.limits;
+        ids::check_room(name, limits.max_room_name_bytes).map_err(RoomError::BadName)?;
+        let hash = match &opts.password {
+            Some(p) if p.len() > limits.max_password_bytes => return Err(RoomError::BadPassword),
+            Some(p) => {
+                let p = p.clone();
+                let h = tokio::task::spawn_blocking(move || hash_password(&p))
+                    .await
+                    .map_err(|_| RoomError::Busy)?
+                    .map_err(|_| RoomError::BadPassword)?;
+                Some(Arc::from(h))
+            }
+            None => None,
+        };
+        if !inner.reserve_room() {
+            m::refusal("rooms");
+            return Err(RoomError::TooManyRoomsOnServer);
+        }
+        let max_members = opts
+            .max_members
+            .unwrap_or(limits.max_members_per_room)
+            .min(limits.max_members_per_room);
+        let epoch = inner.epoch();
+        let r = inner.rooms(inner.room_shard(name)).core.create(
+            name,
+            epoch,
+            hash,
+            opts.presence_events,
+            max_members,
+        );
+        match r {
+            Ok(info) => {
+                inner.rooms_gauge();
+                Ok(info)
+            }
+            Err(_) => {
+                inner.room_count.fetch_sub(1, Ordering::AcqRel);
+                Err(RoomError::Exists)
+            }
+        }
+    }
+
+    /// Removes a room: its members leave it (they get no event); later publishes fail. Returns
+    /// whether it existed.
+    pub fn remove_room(&self, name: &str) -> bool {
+        let inner = &self.inner;
+        let members = {
+            let mut sh = inner.rooms(inner.room_shard(name));
+            sh.fanout.remove(name);
+            sh.core.remove(name)
+        };
+        let Some(members) = members else {
+            return false;
+        };
+        inner.room_count.fetch_sub(1, Ordering::AcqRel);
+        inner.rooms_gauge();
+        for (id, c) in members {
+            inner.users(c.0.shard).core.remove_room(id, name);
+        }
+        inner.changed();
+        true
+    }
+
+    /// `conn` joins `room` (created on the way when [`HubConfig::auto_create_rooms`](crate::HubConfig::auto_create_rooms)
+    /// and it does not exist), giving `password` if the room has one.
+    ///
+    /// # Errors
+    ///
+    /// [`RoomError`]: bad name, no such room, wrong password, full, too many rooms, busy (a
+    /// password check of this connection is already running, or no check slot came in time),
+    /// guessing too fast.
+    pub async fn join(
+        &self,
+        conn: &Conn,
+        room: &str,
+        password: Option<&str>,
+    ) -> Result<RoomInfo, RoomError> {
+        let inner = &self.inner;
+        let limits = &inner.config.limits;
+        ids::check_room(room, limits.max_room_name_bytes).map_err(RoomError::BadName)?;
+        if password.is_some_and(|p| p.len() > limits.max_password_bytes) {
+            return Err(RoomError::BadPassword);
+        }
+        {
+            let sh = inner.users(conn.0.shard);
+            let Some(rooms) = sh.core.rooms_of(conn.id()) else {
+                return Err(RoomError::NoSuchRoom);
+            };
+            if rooms.iter().any(|r| &**r == room) {
+                drop(sh);
+                return self.room(room).ok_or(RoomError::NoSuchRoom);
+            }
+            if rooms.len() >= limits.max_rooms_per_connection {
+                m::refusal("rooms_per_connection");
+                return Err(RoomError::TooManyRooms);
+            }
+        }
+        let shard = inner.room_shard(room);
+        loop {
+            let reserved = inner.config.auto_create_rooms && inner.reserve_room();
+            let create = reserved.then(|| (inner.epoch(), limits.max_members_per_room));
+            let door = inner.rooms(shard).core.door(room, create);
+            let door = match door {
+                Ok(d) => {
+                    if reserved && !d.created {
+                        inner.room_count.fetch_sub(1, Ordering::AcqRel);
+                    } else if d.created {
+                        inner.rooms_gauge();
+                    }
+                    d
+                }
+                Err(_) if inner.config.auto_create_rooms && !reserved => {
+                    m::refusal("rooms");
+                    return Err(RoomError::TooManyRoomsOnServer);
+                }
+                Err(_) => return Err(RoomError::NoSuchRoom),
+            };
+            if let Some(hash) = door.password {
+                let Some(given) = password else {
+                    m::refusal("room_password");
+                    return Err(RoomError::WrongPassword);
+                };
+                self.check_password(conn, hash, given).await?;
+            }
+            let member = Member {
+                device: conn.device().clone(),
+                handle: conn.clone(),
+            };
+            let added = inner
+                .rooms(shard)
+                .core
+                .add_member(room, door.epoch, conn.id(), member);
+            let (info, presence) = match added {
+                Ok(x) => x,
+                // The room was removed and made again since: look again.
+                Err(RoomRefusal::NoSuchRoom) => continue,
+                Err(_) => {
+                    if door.created && inner.rooms(shard).core.forget_if_empty(room, door.epoch) {
+                        inner.room_count.fetch_sub(1, Ordering::AcqRel);
+                        inner.rooms_gauge();
+                    }
+                    m::refusal("room_full");
+                    return Err(RoomError::Full);
+                }
+            };
+            if !inner
+                .users(conn.0.shard)
+                .core
+                .add_room(conn.id(), Arc::from(room))
+            {
+                // The connection left meanwhile: take the membership back.
+                inner.leave_room(conn, room);
+                return Err(RoomError::NoSuchRoom);
+            }
+            if let Some(p) = presence {
+                inner.presence(shard, p, Some(conn.id()));
+            }
+            inner.changed();
+            return Ok(info);
+        }
+    }
+
+    /// One password guess of `conn`: one at a time per connection, its rates, a slot of the
+    /// hub's Argon2 checks, and the strike-out.
+    async fn check_password(
+        &self,
+        conn: &Conn,
+        hash: Arc<str>,
+        given: &str,
+    ) -> Result<(), RoomError> {
+        let inner = &self.inner;
+        let limits = inner.guess_limits;
+        let now = inner.now();
+        let begun = inner
+            .users(conn.0.shard)
+            .core
+            .guesses(conn.id())
+            .map(|g| g.begin(limits, now));
+        match begun {
+            None => return Err(RoomError::NoSuchRoom),
+            Some(Err(GuessRefusal::InFlight)) => {
+                m::refusal("password_in_flight");
+                return Err(RoomError::Busy);
+            }
+            Some(Err(GuessRefusal::TooFast)) => {
+                m::refusal("password_guess_rate");
+                return Err(RoomError::GuessingTooFast);
+            }
+            Some(Ok(())) => {}
+        }
+        let give_up = |e: RoomError| {
+            if let Some(g) = inner.users(conn.0.shard).core.guesses(conn.id()) {
+                g.end(limits, None);
+            }
+            e
+        };
+        if let Some(ip) = conn.ip()
+            && lock(&inner.guess_rates).take(&ip, now).is_err()
+        {
+            m::refusal("password_guess_rate");
+            return Err(give_up(RoomError::GuessingTooFast));
+        }
+        let permit = tokio::time::timeout(
+            inner.config.limits.password_wait,
+            inner.password_checks.clone().acquire_owned(),
+        )
+        .await;
+        let Ok(Ok(permit)) = permit else {
+            m::refusal("password_busy");
+            return Err(give_up(RoomError::Busy));
+        };
+        let given = given.to_owned();
+        let right = tokio::task::spawn_blocking(move || {
+            let ok = verify_password(&hash, &given);
+            drop(permit);
+            ok
+        })
+        .await;
+        let Ok(right) = right else {
+            return Err(give_up(RoomError::Busy));
+        };
+        let verdict = inner
+            .users(conn.0.shard)
+            .core
+            .guesses(conn.id())
+            .map(|g| g.end(limits, Some(right)));
+        match verdict {
+            Some(Verdict::Right) => Ok(()),
+            Some(Verdict::Wrong) | None => {
+                m::refusal("room_password");
+                Err(RoomError::WrongPassword)
+            }
+            Some(Verdict::StrikeOut) => {
+                m::refusal("room_password");
+                m::refusal("too_many_guesses");
+                self.close(
+                    conn,
+                    Close::new(CloseCode::TOO_MANY_GUESSES, "too many wrong room passwords"),
+                );
+                Err(RoomError::WrongPassword)
+            }
+        }
+    }
+
+    /// `conn` leaves `room`; returns whether it was a member.
+    pub fn leave(&self, conn: &Conn, room: &str) -> bool {
+        let inner = &self.inner;
+        if !inner.users(conn.0.shard).core.remove_room(conn.id(), room) {
+            return false;
+        }
+        inner.leave_room(conn, room);
+        inner.changed();
+        true
+    }
+
+    /// Publishes `body` to `room` from the server. See [`publish_as`](Self::publish_as).
+    ///
+    /// # Errors
+    ///
+    /// As [`publish_as`](Self::publish_as).
+    pub async fn publish(&self, room: &str, body: Body) -> Result<PublishReport, RoomError> {
+        self.publish_as(None, room, body).await
+    }
+
+    /// Publishes `body` to every member of `room` (the publisher too, if it is a member):
+    /// sequenced now, encoded once per door format, queued on each member without waiting — a
+    /// member that does not read is handled by its overflow policy and never slows the others.
+    /// Returns once every member was handed it (large rooms are fanned out on a task of the
+    /// room's, not the caller's). Room publishes are not queued for offline users.
+    ///
+    /// # Errors
+    ///
+    /// No such room, too large, busy (the room's fan-out queue is full).
+    pub async fn publish_as(
+        &self,
+        from: Option<&Device>,
+        room: &str,
+        body: Body,
+    ) -> Result<PublishReport, RoomError> {
+        let inner = &self.inner;
+        let limit = inner.config.limits.max_body_bytes;
+        if body.len() > limit {
+            return Err(RoomError::TooLarge {
+                len: body.len(),
+                limit,
+            });
+        }
+        let shard = inner.room_shard(room);
+        let (tx, rx) = oneshot::channel();
+        let max = inner.config.limits.max_pending_publishes;
+        let (seq, f, start) = {
+            let mut sh = inner.rooms(shard);
+            let f = match sh.fanout.get(room) {
+                Some(f) => f.clone(),
+                None => Arc::new(Fanout::default()),
+            };
+            if !f.has_room(max) {
+                m::refusal("fanout_queue");
+                return Err(RoomError::Busy);
+            }
+            let (msg, to) = sh
+                .core
+                .publish(room, from.cloned(), body, unix_micros() / 1000)
+                .map_err(|_| RoomError::NoSuchRoom)?;
+            sh.fanout
+                .entry(msg.room.clone())
+                .or_insert_with(|| f.clone());
+            let seq = msg.seq;
+            let job = Job {
+                out: Outgoing::new(Event::Room(msg)),
+                to,
+                skip: None,
+                reply: Some(tx),
+            };
+            let start = f.push(job);
+            (seq, f, start)
+        };
+        if start {
+            inner.drain(f);
+        }
+        let c = rx.await.unwrap_or_default();
+        Ok(PublishReport {
+            seq,
+            delivered: c.delivered,
+            dropped: c.dropped,
+            filtered: c.filtered,
+        })
+    }
+
+    /// A publish from a member: its rate, the before-receive hook, membership, then
+    /// [`publish_as`](Self::publish_as).
+    ///
+    /// # Errors
+    ///
+    /// Rate limited, refused, not a member, too large, busy.
+    pub async fn publish_from(
+        &self,
+        conn: &Conn,
+        room: &str,
+        body: Body,
+    ) -> Result<PublishReport, RoomError> {
+        self.permit(conn).map_err(|()| RoomError::RateLimited)?;
+        metrics::counter!(m::MESSAGES_IN, "kind" => "publish").increment(1);
+        let incoming = Incoming::Publish {
+            room: room.to_owned(),
+            body,
+        };
+        let (room, body) = match self.inner.app.before_receive(conn.device(), incoming) {
+            Ok(Incoming::Publish { room, body }) => (room, body),
+            Ok(_) => return Err(RoomError::Refused("hook changed the message kind".into())),
+            Err(why) => return Err(RoomError::Refused(why)),
+        };
+        let limit = self.inner.config.limits.max_body_bytes;
+        if body.len() > limit {
+            return Err(RoomError::TooLarge {
+                len: body.len(),
+                limit,
+            });
+        }
+        if !self
+            .inner
+            .users(conn.0.shard)
+            .core
+            .in_room(conn.id(), &room)
+        {
+            return Err(RoomError::NotMember);
+        }
+        self.publish_as(Some(conn.device()), &room, body).await
+    }
+
+    /// Sends `body` to every connection of the hub, as a room message of the reserved room
+    /// `*` (epoch 0, its own sequence).
+    pub fn broadcast(&self, body: Body) -> PublishReport {
+        let inner = &self.inner;
+        let seq = inner.broadcast_seq.fetch_add(1, Ordering::AcqRel) + 1;
+        let out = Outgoing::new(Event::Room(Arc::new(RoomMessage {
+            room: "*".into(),
+            epoch: 0,
+            seq,
+            from: None,
+            sent_at: unix_micros() / 1000,
+            body,
+        })));
+        let mut all = Counts::default();
+        for shard in 0..super::SHARDS {
+            let conns = inner.users(shard).core.all_recipients();
+            let c = inner.deliver_all(&conns, None, &out);
+            all.delivered += c.delivered;
+            all.dropped += c.dropped;
+            all.filtered += c.filtered;
+        }
+        PublishReport {
+            seq,
+            delivered: all.delivered,
+            dropped: all.dropped,
+            filtered: all.filtered,
+        }
+    }
+}
+
+impl Inner {
+    /// Takes a place under `max_rooms`.
+    fn reserve_room(&self) -> bool {
+        let max = self.config.limits.max_rooms;
+        self.room_count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn rooms_gauge(&self) {
+        metrics::gauge!(m::ROOMS).set(self.room_count.load(Ordering::Acquire) as f64);
+    }
+
+    /// `conn` is no longer a member of `room` (it left, or it is gone): presence to the others,
+    /// and a room made by a join goes with its last member.
+    pub(crate) fn leave_room(self: &Arc<Self>, conn: &Conn, room: &str) {
+        let shard = self.room_shard(room);
+        let left = {
+            let mut sh = self.rooms(shard);
+            let left = sh.core.remove_member(room, conn.id());
+            if left.as_ref().is_some_and(|l| l.removed) {
+                sh.fanout.remove(room);
+            }
+            left
+        };
+        let Some(left) = left else { return };
+        if left.removed {
+            self.room_count.fetch_sub(1, Ordering::AcqRel);
+            self.rooms_gauge();
+        }
+        if let Some(p) = left.presence {
+            self.presence(shard, p, None);
+        }
+    }
+
+    /// Queues a presence event on its room's fan-out queue (in order with the publishes).
+    fn presence(self: &Arc<Self>, shard: usize, p: PresenceJob<Conn>, skip: Option<crate::ConnId>) {
+        if p.to.iter().all(|(id, _)| Some(*id) == skip) {
+            return;
+        }
+        let max = self.config.limits.max_pending_publishes;
+        let (f, start) = {
+            let mut sh = self.rooms(shard);
+            let f = sh.fanout.entry(p.event.room.clone()).or_default().clone();
+            if !f.has_room(max) {
+                m::dropped("overflow");
+                return;
+            }
+            let job = Job {
+                out: Outgoing::new(Event::Presence(p.event)),
+                to: p.to,
+                skip,
+                reply: None,
+            };
+            let start = f.push(job);
+            (f, start)
+        };
+        if start {
+            self.drain(f);
+        }
+    }
+}
+
+/// Hashes a room password with Argon2id (default parameters: 19 MiB, 2 passes). CPU and memory
+/// heavy by design: call it off the async threads.
+fn hash_password(password: &str) -> Result<String, String> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(|e| e.to_string())?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Checks `password` against a stored hash, in constant time. Off the async threads.
+fn verify_password(hash: &str, password: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    match PasswordHash::new(hash) {
+        Ok(parsed) => argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        let h = hash_password("s3cret").unwrap();
+        assert!(h.starts_with("$argon2id$"), "{h}");
+        assert!(verify_password(&h, "s3cret"));
+        assert!(!verify_password(&h, "s3cres"));
+        assert!(!verify_password("not a hash", "s3cret"));
+    }
+}
