@@ -571,6 +571,159 @@ fn bad_nbf_and_device_are_refused_as_claims() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Header extensions (RFC 7515 §4.1.11 crit, RFC 7797 b64)
+
+/// A token with exactly `header` as its JOSE header, signed with `key` and `algorithm` over
+/// the usual signing input (`header.claims`, both base64url).
+fn signed_with_header(header: &Value, claims: &Value, key: &EncodingKey, alg: Algorithm) -> String {
+    let input = format!("{}.{}", b64(header), b64(claims));
+    let signature =
+        chinwag_hub::auth::jsonwebtoken::crypto::sign(input.as_bytes(), key, alg).unwrap();
+    format!("{input}.{signature}")
+}
+
+fn hs_signed_with_header(header: Value) -> String {
+    signed_with_header(
+        &header,
+        &good_claims(),
+        &EncodingKey::from_secret(SECRET),
+        Algorithm::HS256,
+    )
+}
+
+/// Asserts a `Malformed` refusal whose message names `member`.
+#[track_caller]
+fn assert_header_refused(auth: &JwtAuthenticator, token: &str, member: &str) {
+    let err = auth.verify(token).expect_err("the token was accepted");
+    match &err {
+        AuthError::Malformed(message) => {
+            assert!(
+                message.starts_with(&format!("header {member}")),
+                "{message}"
+            );
+        }
+        other => panic!("expected Malformed(header {member}), got {other:?}"),
+    }
+    assert_eq!(err.reason(), "malformed");
+    assert_eq!(err.status(), 401);
+}
+
+#[test]
+fn header_helper_signs_tokens_that_are_accepted() {
+    // The helper is right: without extensions its tokens verify, with `typ` or without.
+    let auth = hs_auth();
+    auth.verify(&hs_signed_with_header(
+        json!({ "alg": "HS256", "typ": "JWT" }),
+    ))
+    .unwrap();
+    auth.verify(&hs_signed_with_header(json!({ "alg": "HS256" })))
+        .unwrap();
+}
+
+#[test]
+fn crit_header_is_refused_whatever_its_value() {
+    let auth = hs_auth();
+    for crit in [
+        json!(["exp"]),
+        json!([]),
+        json!(["b64"]),
+        json!(["x-unknown"]),
+        json!("exp"),
+        json!(null),
+        json!({}),
+    ] {
+        let token = hs_signed_with_header(json!({ "alg": "HS256", "typ": "JWT", "crit": crit }));
+        assert_header_refused(&auth, &token, "crit");
+    }
+    // An escaped member name is the same member.
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","cr\u0069t":["exp"]}"#);
+    let input = format!("{header}.{}", b64(&good_claims()));
+    let signature = chinwag_hub::auth::jsonwebtoken::crypto::sign(
+        input.as_bytes(),
+        &EncodingKey::from_secret(SECRET),
+        Algorithm::HS256,
+    )
+    .unwrap();
+    assert_header_refused(&auth, &format!("{input}.{signature}"), "crit");
+    // RS256 too: checked before any signature.
+    let pem = EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap();
+    let token = signed_with_header(
+        &json!({ "alg": "RS256", "crit": ["exp"] }),
+        &good_claims(),
+        &pem,
+        Algorithm::RS256,
+    );
+    assert_header_refused(&rsa_auth(), &token, "crit");
+}
+
+#[test]
+fn b64_false_is_refused() {
+    let auth = hs_auth();
+    // As RFC 7797 wants it (b64 listed in crit), and without crit.
+    for header in [
+        json!({ "alg": "HS256", "b64": false, "crit": ["b64"] }),
+        json!({ "alg": "HS256", "b64": false }),
+    ] {
+        assert_header_refused(&auth, &hs_signed_with_header(header), "b64");
+    }
+    // The confusion it prevents: the issuer signed the *text* of the payload segment,
+    // unencoded, and that text happens to be base64url of claims. jsonwebtoken alone would
+    // decode it and accept the token.
+    let header = b64(&json!({ "alg": "HS256", "b64": false, "crit": ["b64"] }));
+    let payload_text = b64(&good_claims());
+    let input = format!("{header}.{payload_text}");
+    let signature = chinwag_hub::auth::jsonwebtoken::crypto::sign(
+        input.as_bytes(),
+        &EncodingKey::from_secret(SECRET),
+        Algorithm::HS256,
+    )
+    .unwrap();
+    assert_header_refused(&auth, &format!("{input}.{signature}"), "b64");
+    // An unencoded JSON payload (dots and all bytes as they are) is refused by the same rule.
+    let raw = format!(r#"{header}.{{"sub":"alice","exp":{}}}"#, now() + 60);
+    let signature = chinwag_hub::auth::jsonwebtoken::crypto::sign(
+        raw.as_bytes(),
+        &EncodingKey::from_secret(SECRET),
+        Algorithm::HS256,
+    )
+    .unwrap();
+    assert_header_refused(&auth, &format!("{raw}.{signature}"), "b64");
+    // Any value other than true.
+    for b64_value in [json!("false"), json!(0), json!(null), json!("true")] {
+        let token = hs_signed_with_header(json!({ "alg": "HS256", "b64": b64_value }));
+        assert_header_refused(&auth, &token, "b64");
+    }
+}
+
+#[test]
+fn b64_true_without_crit_is_accepted() {
+    // `b64: true` is the usual encoded payload: nothing to understand, so it is accepted
+    // (RFC 7515 lets a recipient ignore a header parameter not listed in crit). With crit it
+    // is refused for the crit.
+    let auth = hs_auth();
+    let who = auth
+        .verify(&hs_signed_with_header(
+            json!({ "alg": "HS256", "b64": true }),
+        ))
+        .unwrap();
+    assert_eq!(who.device.to_string(), "alice/default");
+    let token = hs_signed_with_header(json!({ "alg": "HS256", "b64": true, "crit": ["b64"] }));
+    assert_header_refused(&auth, &token, "crit");
+}
+
+#[test]
+fn header_extensions_are_refused_before_the_signature_is_checked() {
+    // Signed with another secret: still refused for the header, not the signature.
+    let token = signed_with_header(
+        &json!({ "alg": "HS256", "crit": ["exp"] }),
+        &good_claims(),
+        &EncodingKey::from_secret(b"another secret"),
+        Algorithm::HS256,
+    );
+    assert_header_refused(&hs_auth(), &token, "crit");
+}
+
+// ---------------------------------------------------------------------------------------
 // Keys
 
 #[test]

@@ -171,7 +171,7 @@ impl JwtConfigError {
 /// | `max_token_len` | 8192 bytes |
 ///
 /// Always: the algorithm is the key's, `exp` and `sub` are required, `nbf` is checked when
-/// present.
+/// present, and a header with `crit` or with `b64` other than `true` is refused.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct JwtConfig {
@@ -263,8 +263,13 @@ impl JwtConfig {
 ///
 /// A token is accepted when, in this order: it is at most
 /// [`max_token_len`](JwtConfig::max_token_len) bytes ([`AuthError::TooLarge`], checked before
-/// any parsing); its header names the key's algorithm ([`AuthError::Algorithm`], also for
-/// `none`); its signature verifies ([`AuthError::BadSignature`]); it has `exp` and `sub`
+/// any parsing); its header uses no extension ([`AuthError::Malformed`], naming the header
+/// member): it has no `crit` member, whatever its value (RFC 7515 §4.1.11: a recipient must
+/// refuse critical extensions it does not understand, and chinwag understands none), and no
+/// `b64` other than `true` (RFC 7797 unencoded payloads; `b64: true` means the usual encoded
+/// payload and is accepted, as RFC 7515 lets a recipient ignore a header parameter it is not
+/// told is critical); its header names the key's algorithm ([`AuthError::Algorithm`], also
+/// for `none`); its signature verifies ([`AuthError::BadSignature`]); it has `exp` and `sub`
 /// ([`AuthError::Claims`]); `exp` has not passed ([`AuthError::Expired`]) and `nbf`, if
 /// any, has come ([`AuthError::NotYetValid`]), both give or take the leeway; `iss` and `aud`
 /// are the configured ones, when configured ([`AuthError::Issuer`], [`AuthError::Audience`]).
@@ -357,6 +362,7 @@ impl JwtAuthenticator {
                 limit: self.config.max_token_len,
             });
         }
+        check_header_extensions(token)?;
         let data = jsonwebtoken::decode::<Map<String, Value>>(
             token,
             &self.config.key.key,
@@ -464,6 +470,39 @@ impl Authenticator for JwtAuthenticator {
     }
 }
 
+/// Refuses a header that uses an extension: `crit` (any value) or `b64` other than `true`.
+/// A header that is not base64url JSON of an object passes here: jsonwebtoken says why it is
+/// malformed.
+fn check_header_extensions(token: &str) -> Result<(), AuthError> {
+    let Some(header) = header_object(token) else {
+        return Ok(());
+    };
+    match header.get("b64") {
+        None | Some(Value::Bool(true)) => {}
+        Some(_) => {
+            return Err(AuthError::Malformed(
+                "header b64 is not true: unencoded payloads (RFC 7797) are not accepted".into(),
+            ));
+        }
+    }
+    if header.contains_key("crit") {
+        return Err(AuthError::Malformed(
+            "header crit: no critical header extension is understood (RFC 7515 §4.1.11)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `token`'s JOSE header, when it is base64url JSON of an object.
+fn header_object(token: &str) -> Option<Map<String, Value>> {
+    let encoded = token.split('.').next().unwrap_or("");
+    let json = URL_SAFE_NO_PAD.decode(encoded).ok()?;
+    match serde_json::from_slice::<Value>(&json) {
+        Ok(Value::Object(header)) => Some(header),
+        _ => None,
+    }
+}
+
 /// What a token's header says about its algorithm.
 enum HeaderAlg {
     /// The header is not base64url JSON of an object.
@@ -486,16 +525,12 @@ fn numeric_date(value: &Value) -> Option<u64> {
 /// Reads the `alg` of `token`'s header (only on the error path: jsonwebtoken reads the header
 /// itself on the way in).
 fn header_alg(token: &str, pinned: &str) -> HeaderAlg {
-    let encoded = token.split('.').next().unwrap_or("");
-    let Ok(json) = URL_SAFE_NO_PAD.decode(encoded) else {
-        return HeaderAlg::NotJson;
-    };
-    match serde_json::from_slice::<Value>(&json) {
-        Ok(Value::Object(header)) => match header.get("alg") {
+    match header_object(token) {
+        Some(header) => match header.get("alg") {
             Some(Value::String(alg)) if alg == pinned => HeaderAlg::Pinned,
             _ => HeaderAlg::Other,
         },
-        _ => HeaderAlg::NotJson,
+        None => HeaderAlg::NotJson,
     }
 }
 

@@ -81,7 +81,9 @@ pub enum AuthError {
         /// The limit.
         limit: usize,
     },
-    /// The token is not a well-formed JWT (or not valid for its source).
+    /// The token is not a well-formed JWT (or not valid for its source), or its header uses
+    /// an extension chinwag does not understand (`crit`, or `b64` other than `true`; the
+    /// message names the header member).
     #[error("malformed token: {0}")]
     Malformed(String),
     /// The token's algorithm is not the one pinned to the key (including `none`).
