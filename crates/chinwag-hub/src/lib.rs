@@ -40,6 +40,7 @@ pub mod auth;
 mod close;
 mod config;
 mod conn;
+mod core;
 mod directory;
 pub mod doors;
 mod error;

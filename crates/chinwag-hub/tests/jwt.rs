@@ -522,9 +522,13 @@ fn missing_or_bad_sub_is_refused_as_claims() {
     let token = hs_issuer().issue_claims(&json!({ "sub": 42, "exp": now() + 60 }));
     assert_claims(&auth, &token, "sub");
     let token = hs_issuer().issue_claims(&json!({ "sub": "", "exp": now() + 60 }));
-    assert_claims(&auth, &token, "empty sub");
+    assert_claims(&auth, &token, "sub is empty (empty)");
     let token = hs_issuer().issue_claims(&json!({ "sub": "u".repeat(1025), "exp": now() + 60 }));
-    assert_claims(&auth, &token, "over 1024");
+    assert_claims(
+        &auth,
+        &token,
+        "sub is 1025 bytes, over the limit of 1024 (too_long)",
+    );
     let token = hs_issuer().issue_claims(&json!({ "sub": "u".repeat(1024), "exp": now() + 60 }));
     auth.verify(&token).unwrap();
 }
@@ -568,6 +572,78 @@ fn bad_nbf_and_device_are_refused_as_claims() {
         "sub": "alice", "exp": now() + 60, "device": "d".repeat(256),
     }));
     auth.verify(&token).unwrap();
+}
+
+#[test]
+fn sub_outside_the_id_grammar_is_refused_as_claims() {
+    let auth = hs_auth();
+    let sub = |sub: &str| hs_issuer().issue_claims(&json!({ "sub": sub, "exp": now() + 60 }));
+    // CR LF (header or log injection): the first one is named, with the rule.
+    assert_claims(
+        &auth,
+        &sub("alice\r\nadmin"),
+        "sub has the control character U+000D at byte 5 (control)",
+    );
+    // U+202E RIGHT-TO-LEFT OVERRIDE: "alice\u{202E}nimda" shows as "aliceadmin".
+    assert_claims(
+        &auth,
+        &sub("alice\u{202E}nimda"),
+        "sub has the invisible format character U+202E at byte 5 (format)",
+    );
+    // U+200B ZERO WIDTH SPACE: looks like "alice".
+    assert_claims(
+        &auth,
+        &sub("ali\u{200B}ce"),
+        "sub has the invisible format character U+200B at byte 3 (format)",
+    );
+    assert_claims(&auth, &sub("\0"), "U+0000 at byte 0 (control)");
+    assert_claims(&auth, &sub("a\u{1B}[31m"), "U+001B at byte 1 (control)");
+    assert_claims(&auth, &sub("a\u{2028}b"), "U+2028 at byte 1 (separator)");
+    assert_claims(&auth, &sub(" alice"), "U+0020 (at byte 0) (edge_space)");
+    assert_claims(
+        &auth,
+        &sub("alice\u{3000}"),
+        "U+3000 (at byte 5) (edge_space)",
+    );
+    // Spaces inside, other scripts and emoji are fine.
+    for good in ["Alice Smith", "名前", "🙂", "e\u{301}"] {
+        let who = auth.verify(&sub(good)).unwrap();
+        assert_eq!(&*who.device.user, good);
+    }
+}
+
+#[test]
+fn device_outside_the_id_grammar_is_refused_as_claims() {
+    let token = |device: &str| {
+        hs_issuer().issue_claims(&json!({ "sub": "alice", "exp": now() + 60, "device": device }))
+    };
+    let auth = hs_auth();
+    assert_claims(
+        &auth,
+        &token("phone\n"),
+        "device has the control character U+000A at byte 5 (control)",
+    );
+    assert_claims(
+        &auth,
+        &token("\u{FEFF}phone"),
+        "device has the invisible format character U+FEFF at byte 0 (format)",
+    );
+    assert_claims(
+        &auth,
+        &token("phone "),
+        "device begins or ends with the space",
+    );
+    // The claim is named by its configured name.
+    let auth =
+        JwtAuthenticator::new(JwtConfig::new(JwtKey::hs256(SECRET)).with_device_claim("did"));
+    let token = hs_issuer().issue_claims(&json!({
+        "sub": "alice", "exp": now() + 60, "did": "tab\u{200D}let",
+    }));
+    assert_claims(
+        &auth,
+        &token,
+        "did has the invisible format character U+200D",
+    );
 }
 
 // ---------------------------------------------------------------------------------------

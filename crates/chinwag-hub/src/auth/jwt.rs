@@ -12,12 +12,12 @@ use serde_json::{Map, Value};
 
 use super::source::DEFAULT_MAX_TOKEN_LEN;
 use super::{AuthError, Authenticated, Authenticator, BoxFuture};
+use crate::core::ids::{self, IdError};
 use crate::identity::{DEFAULT_DEVICE, Device, Meta};
 
-/// The longest `sub` accepted, in bytes.
-const MAX_USER_LEN: usize = 1024;
-/// The longest device id accepted, in bytes.
-const MAX_DEVICE_LEN: usize = 256;
+// A user id is an offline queue's recipient: the grammar's limit is the queues' one.
+const _: () = assert!(ids::MAX_USER_BYTES == chinwag_queue::MAX_RECIPIENT_LEN);
+
 /// The largest leeway applied (more is taken as this): a day.
 const MAX_LEEWAY: Duration = Duration::from_secs(24 * 3600);
 
@@ -188,8 +188,9 @@ pub struct JwtConfig {
     /// How far `exp` and `nbf` may be off, for clock skew (whole seconds; at most a day is
     /// applied). Default 30 s.
     pub leeway: Duration,
-    /// The claim that names the device (a non-empty string of at most 256 bytes); a token
-    /// without it (or with `null`) is for [`DEFAULT_DEVICE`]. Default `"device"`.
+    /// The claim that names the device (a device id: a string of 1 to 256 bytes without
+    /// control or invisible format characters, see [`JwtAuthenticator`]); a token without it
+    /// (or with `null`) is for [`DEFAULT_DEVICE`]. Default `"device"`.
     pub device_claim: String,
     /// Claims copied, when present, into the device's [`Meta`] (e.g. `name`, `platform`).
     /// Default: none.
@@ -272,12 +273,19 @@ impl JwtConfig {
 /// for `none`); its signature verifies ([`AuthError::BadSignature`]); it has `exp` and `sub`
 /// ([`AuthError::Claims`]); `exp` has not passed ([`AuthError::Expired`]) and `nbf`, if
 /// any, has come ([`AuthError::NotYetValid`]), both give or take the leeway; `iss` and `aud`
-/// are the configured ones, when configured ([`AuthError::Issuer`], [`AuthError::Audience`]).
-/// Anything that is not a JWT is [`AuthError::Malformed`].
+/// are the configured ones, when configured ([`AuthError::Issuer`], [`AuthError::Audience`]);
+/// `sub` and the device claim are valid ids ([`AuthError::Claims`], naming the claim and the
+/// rule). Anything that is not a JWT is [`AuthError::Malformed`].
 ///
-/// The device is `sub`'s user (a non-empty string of at most 1024 bytes) with the device named
-/// by [`device_claim`](JwtConfig::device_claim) (else [`DEFAULT_DEVICE`]) and the
-/// [`meta_claims`](JwtConfig::meta_claims) found; the credential expires at `exp`.
+/// The device is `sub`'s user with the device named by
+/// [`device_claim`](JwtConfig::device_claim) (else [`DEFAULT_DEVICE`]) and the
+/// [`meta_claims`](JwtConfig::meta_claims) found; the credential expires at `exp`. A user id
+/// is 1 to 1 024 bytes and a device id 1 to 256 bytes of UTF-8, neither with control
+/// characters (Unicode category Cc: NUL, CR, LF, ESC, ...), format characters (Cf: the
+/// bidirectional controls such as U+202E, zero-width characters such as U+200B, the soft
+/// hyphen, U+FEFF, ...) or the line and paragraph separators U+2028 and U+2029, and neither
+/// begins or ends with a space; the grammar in full is in `docs/chat-protocol.md`
+/// ("Identifiers").
 ///
 /// Verification is CPU work done inline on the calling task: a few µs for HS256, about
 /// 50–100 µs for RS256 and ES256 — small enough not to need a blocking thread.
@@ -403,31 +411,19 @@ impl JwtAuthenticator {
     /// Turns verified claims into who the token is for.
     fn to_authenticated(&self, claims: Map<String, Value>) -> Result<Authenticated, AuthError> {
         let user = match claims.get("sub") {
-            Some(Value::String(sub)) if sub.is_empty() => {
-                return Err(AuthError::Claims("empty sub".into()));
+            Some(Value::String(sub)) => {
+                ids::check_user(sub).map_err(|e| bad_id("sub", e))?;
+                sub.as_str()
             }
-            Some(Value::String(sub)) if sub.len() > MAX_USER_LEN => {
-                return Err(AuthError::Claims(format!(
-                    "sub of {} bytes is over {MAX_USER_LEN}",
-                    sub.len()
-                )));
-            }
-            Some(Value::String(sub)) => sub.as_str(),
             _ => return Err(AuthError::Claims("sub is not a string".into())),
         };
         let claim = &self.config.device_claim;
         let device = match claims.get(claim) {
             None | Some(Value::Null) => DEFAULT_DEVICE,
-            Some(Value::String(d)) if d.is_empty() => {
-                return Err(AuthError::Claims(format!("empty {claim}")));
+            Some(Value::String(d)) => {
+                ids::check_device(d).map_err(|e| bad_id(claim, e))?;
+                d.as_str()
             }
-            Some(Value::String(d)) if d.len() > MAX_DEVICE_LEN => {
-                return Err(AuthError::Claims(format!(
-                    "{claim} of {} bytes is over {MAX_DEVICE_LEN}",
-                    d.len()
-                )));
-            }
-            Some(Value::String(d)) => d.as_str(),
             Some(_) => return Err(AuthError::Claims(format!("{claim} is not a string"))),
         };
         // jsonwebtoken skips an `nbf` it cannot read as a timestamp: refuse it instead.
@@ -468,6 +464,12 @@ impl Authenticator for JwtAuthenticator {
     ) -> BoxFuture<'a, Result<Authenticated, AuthError>> {
         Box::pin(async move { self.verify(token) })
     }
+}
+
+/// A claim that is not a valid id: [`AuthError::Claims`] naming the claim, what is wrong and
+/// the rule's label, e.g. `sub has the control character U+000D at byte 5 (control)`.
+fn bad_id(claim: &str, error: IdError) -> AuthError {
+    AuthError::Claims(format!("{claim} {error} ({})", error.reason()))
 }
 
 /// Refuses a header that uses an extension: `crit` (any value) or `b64` other than `true`.
