@@ -522,9 +522,13 @@ fn missing_or_bad_sub_is_refused_as_claims() {
     let token = hs_issuer().issue_claims(&json!({ "sub": 42, "exp": now() + 60 }));
     assert_claims(&auth, &token, "sub");
     let token = hs_issuer().issue_claims(&json!({ "sub": "", "exp": now() + 60 }));
-    assert_claims(&auth, &token, "empty sub");
+    assert_claims(&auth, &token, "sub is empty (empty)");
     let token = hs_issuer().issue_claims(&json!({ "sub": "u".repeat(1025), "exp": now() + 60 }));
-    assert_claims(&auth, &token, "over 1024");
+    assert_claims(
+        &auth,
+        &token,
+        "sub is 1025 bytes, over the limit of 1024 (too_long)",
+    );
     let token = hs_issuer().issue_claims(&json!({ "sub": "u".repeat(1024), "exp": now() + 60 }));
     auth.verify(&token).unwrap();
 }
@@ -568,6 +572,231 @@ fn bad_nbf_and_device_are_refused_as_claims() {
         "sub": "alice", "exp": now() + 60, "device": "d".repeat(256),
     }));
     auth.verify(&token).unwrap();
+}
+
+#[test]
+fn sub_outside_the_id_grammar_is_refused_as_claims() {
+    let auth = hs_auth();
+    let sub = |sub: &str| hs_issuer().issue_claims(&json!({ "sub": sub, "exp": now() + 60 }));
+    // CR LF (header or log injection): the first one is named, with the rule.
+    assert_claims(
+        &auth,
+        &sub("alice\r\nadmin"),
+        "sub has the control character U+000D at byte 5 (control)",
+    );
+    // U+202E RIGHT-TO-LEFT OVERRIDE: "alice\u{202E}nimda" shows as "aliceadmin".
+    assert_claims(
+        &auth,
+        &sub("alice\u{202E}nimda"),
+        "sub has the invisible format character U+202E at byte 5 (format)",
+    );
+    // U+200B ZERO WIDTH SPACE: looks like "alice".
+    assert_claims(
+        &auth,
+        &sub("ali\u{200B}ce"),
+        "sub has the invisible format character U+200B at byte 3 (format)",
+    );
+    assert_claims(&auth, &sub("\0"), "U+0000 at byte 0 (control)");
+    assert_claims(&auth, &sub("a\u{1B}[31m"), "U+001B at byte 1 (control)");
+    assert_claims(&auth, &sub("a\u{2028}b"), "U+2028 at byte 1 (separator)");
+    assert_claims(&auth, &sub(" alice"), "U+0020 (at byte 0) (edge_space)");
+    assert_claims(
+        &auth,
+        &sub("alice\u{3000}"),
+        "U+3000 (at byte 5) (edge_space)",
+    );
+    // Spaces inside, other scripts and emoji are fine.
+    for good in ["Alice Smith", "名前", "🙂", "e\u{301}"] {
+        let who = auth.verify(&sub(good)).unwrap();
+        assert_eq!(&*who.device.user, good);
+    }
+}
+
+#[test]
+fn device_outside_the_id_grammar_is_refused_as_claims() {
+    let token = |device: &str| {
+        hs_issuer().issue_claims(&json!({ "sub": "alice", "exp": now() + 60, "device": device }))
+    };
+    let auth = hs_auth();
+    assert_claims(
+        &auth,
+        &token("phone\n"),
+        "device has the control character U+000A at byte 5 (control)",
+    );
+    assert_claims(
+        &auth,
+        &token("\u{FEFF}phone"),
+        "device has the invisible format character U+FEFF at byte 0 (format)",
+    );
+    assert_claims(
+        &auth,
+        &token("phone "),
+        "device begins or ends with the space",
+    );
+    // The claim is named by its configured name.
+    let auth =
+        JwtAuthenticator::new(JwtConfig::new(JwtKey::hs256(SECRET)).with_device_claim("did"));
+    let token = hs_issuer().issue_claims(&json!({
+        "sub": "alice", "exp": now() + 60, "did": "tab\u{200D}let",
+    }));
+    assert_claims(
+        &auth,
+        &token,
+        "did has the invisible format character U+200D",
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Header extensions (RFC 7515 §4.1.11 crit, RFC 7797 b64)
+
+/// A token with exactly `header` as its JOSE header, signed with `key` and `algorithm` over
+/// the usual signing input (`header.claims`, both base64url).
+fn signed_with_header(header: &Value, claims: &Value, key: &EncodingKey, alg: Algorithm) -> String {
+    let input = format!("{}.{}", b64(header), b64(claims));
+    let signature =
+        chinwag_hub::auth::jsonwebtoken::crypto::sign(input.as_bytes(), key, alg).unwrap();
+    format!("{input}.{signature}")
+}
+
+fn hs_signed_with_header(header: Value) -> String {
+    signed_with_header(
+        &header,
+        &good_claims(),
+        &EncodingKey::from_secret(SECRET),
+        Algorithm::HS256,
+    )
+}
+
+/// Asserts a `Malformed` refusal whose message names `member`.
+#[track_caller]
+fn assert_header_refused(auth: &JwtAuthenticator, token: &str, member: &str) {
+    let err = auth.verify(token).expect_err("the token was accepted");
+    match &err {
+        AuthError::Malformed(message) => {
+            assert!(
+                message.starts_with(&format!("header {member}")),
+                "{message}"
+            );
+        }
+        other => panic!("expected Malformed(header {member}), got {other:?}"),
+    }
+    assert_eq!(err.reason(), "malformed");
+    assert_eq!(err.status(), 401);
+}
+
+#[test]
+fn header_helper_signs_tokens_that_are_accepted() {
+    // The helper is right: without extensions its tokens verify, with `typ` or without.
+    let auth = hs_auth();
+    auth.verify(&hs_signed_with_header(
+        json!({ "alg": "HS256", "typ": "JWT" }),
+    ))
+    .unwrap();
+    auth.verify(&hs_signed_with_header(json!({ "alg": "HS256" })))
+        .unwrap();
+}
+
+#[test]
+fn crit_header_is_refused_whatever_its_value() {
+    let auth = hs_auth();
+    for crit in [
+        json!(["exp"]),
+        json!([]),
+        json!(["b64"]),
+        json!(["x-unknown"]),
+        json!("exp"),
+        json!(null),
+        json!({}),
+    ] {
+        let token = hs_signed_with_header(json!({ "alg": "HS256", "typ": "JWT", "crit": crit }));
+        assert_header_refused(&auth, &token, "crit");
+    }
+    // An escaped member name is the same member.
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","cr\u0069t":["exp"]}"#);
+    let input = format!("{header}.{}", b64(&good_claims()));
+    let signature = chinwag_hub::auth::jsonwebtoken::crypto::sign(
+        input.as_bytes(),
+        &EncodingKey::from_secret(SECRET),
+        Algorithm::HS256,
+    )
+    .unwrap();
+    assert_header_refused(&auth, &format!("{input}.{signature}"), "crit");
+    // RS256 too: checked before any signature.
+    let pem = EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap();
+    let token = signed_with_header(
+        &json!({ "alg": "RS256", "crit": ["exp"] }),
+        &good_claims(),
+        &pem,
+        Algorithm::RS256,
+    );
+    assert_header_refused(&rsa_auth(), &token, "crit");
+}
+
+#[test]
+fn b64_false_is_refused() {
+    let auth = hs_auth();
+    // As RFC 7797 wants it (b64 listed in crit), and without crit.
+    for header in [
+        json!({ "alg": "HS256", "b64": false, "crit": ["b64"] }),
+        json!({ "alg": "HS256", "b64": false }),
+    ] {
+        assert_header_refused(&auth, &hs_signed_with_header(header), "b64");
+    }
+    // The confusion it prevents: the issuer signed the *text* of the payload segment,
+    // unencoded, and that text happens to be base64url of claims. jsonwebtoken alone would
+    // decode it and accept the token.
+    let header = b64(&json!({ "alg": "HS256", "b64": false, "crit": ["b64"] }));
+    let payload_text = b64(&good_claims());
+    let input = format!("{header}.{payload_text}");
+    let signature = chinwag_hub::auth::jsonwebtoken::crypto::sign(
+        input.as_bytes(),
+        &EncodingKey::from_secret(SECRET),
+        Algorithm::HS256,
+    )
+    .unwrap();
+    assert_header_refused(&auth, &format!("{input}.{signature}"), "b64");
+    // An unencoded JSON payload (dots and all bytes as they are) is refused by the same rule.
+    let raw = format!(r#"{header}.{{"sub":"alice","exp":{}}}"#, now() + 60);
+    let signature = chinwag_hub::auth::jsonwebtoken::crypto::sign(
+        raw.as_bytes(),
+        &EncodingKey::from_secret(SECRET),
+        Algorithm::HS256,
+    )
+    .unwrap();
+    assert_header_refused(&auth, &format!("{raw}.{signature}"), "b64");
+    // Any value other than true.
+    for b64_value in [json!("false"), json!(0), json!(null), json!("true")] {
+        let token = hs_signed_with_header(json!({ "alg": "HS256", "b64": b64_value }));
+        assert_header_refused(&auth, &token, "b64");
+    }
+}
+
+#[test]
+fn b64_true_without_crit_is_accepted() {
+    // `b64: true` is the usual encoded payload: nothing to understand, so it is accepted
+    // (RFC 7515 lets a recipient ignore a header parameter not listed in crit). With crit it
+    // is refused for the crit.
+    let auth = hs_auth();
+    let who = auth
+        .verify(&hs_signed_with_header(
+            json!({ "alg": "HS256", "b64": true }),
+        ))
+        .unwrap();
+    assert_eq!(who.device.to_string(), "alice/default");
+    let token = hs_signed_with_header(json!({ "alg": "HS256", "b64": true, "crit": ["b64"] }));
+    assert_header_refused(&auth, &token, "crit");
+}
+
+#[test]
+fn header_extensions_are_refused_before_the_signature_is_checked() {
+    // Signed with another secret: still refused for the header, not the signature.
+    let token = signed_with_header(
+        &json!({ "alg": "HS256", "crit": ["exp"] }),
+        &good_claims(),
+        &EncodingKey::from_secret(b"another secret"),
+        Algorithm::HS256,
+    );
+    assert_header_refused(&hs_auth(), &token, "crit");
 }
 
 // ---------------------------------------------------------------------------------------

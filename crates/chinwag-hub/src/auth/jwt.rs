@@ -12,12 +12,12 @@ use serde_json::{Map, Value};
 
 use super::source::DEFAULT_MAX_TOKEN_LEN;
 use super::{AuthError, Authenticated, Authenticator, BoxFuture};
+use crate::core::ids::{self, IdError};
 use crate::identity::{DEFAULT_DEVICE, Device, Meta};
 
-/// The longest `sub` accepted, in bytes.
-const MAX_USER_LEN: usize = 1024;
-/// The longest device id accepted, in bytes.
-const MAX_DEVICE_LEN: usize = 256;
+// A user id is an offline queue's recipient: the grammar's limit is the queues' one.
+const _: () = assert!(ids::MAX_USER_BYTES == chinwag_queue::MAX_RECIPIENT_LEN);
+
 /// The largest leeway applied (more is taken as this): a day.
 const MAX_LEEWAY: Duration = Duration::from_secs(24 * 3600);
 
@@ -171,7 +171,7 @@ impl JwtConfigError {
 /// | `max_token_len` | 8192 bytes |
 ///
 /// Always: the algorithm is the key's, `exp` and `sub` are required, `nbf` is checked when
-/// present.
+/// present, and a header with `crit` or with `b64` other than `true` is refused.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct JwtConfig {
@@ -188,8 +188,9 @@ pub struct JwtConfig {
     /// How far `exp` and `nbf` may be off, for clock skew (whole seconds; at most a day is
     /// applied). Default 30 s.
     pub leeway: Duration,
-    /// The claim that names the device (a non-empty string of at most 256 bytes); a token
-    /// without it (or with `null`) is for [`DEFAULT_DEVICE`]. Default `"device"`.
+    /// The claim that names the device (a device id: a string of 1 to 256 bytes without
+    /// control or invisible format characters, see [`JwtAuthenticator`]); a token without it
+    /// (or with `null`) is for [`DEFAULT_DEVICE`]. Default `"device"`.
     pub device_claim: String,
     /// Claims copied, when present, into the device's [`Meta`] (e.g. `name`, `platform`).
     /// Default: none.
@@ -263,16 +264,28 @@ impl JwtConfig {
 ///
 /// A token is accepted when, in this order: it is at most
 /// [`max_token_len`](JwtConfig::max_token_len) bytes ([`AuthError::TooLarge`], checked before
-/// any parsing); its header names the key's algorithm ([`AuthError::Algorithm`], also for
-/// `none`); its signature verifies ([`AuthError::BadSignature`]); it has `exp` and `sub`
+/// any parsing); its header uses no extension ([`AuthError::Malformed`], naming the header
+/// member): it has no `crit` member, whatever its value (RFC 7515 §4.1.11: a recipient must
+/// refuse critical extensions it does not understand, and chinwag understands none), and no
+/// `b64` other than `true` (RFC 7797 unencoded payloads; `b64: true` means the usual encoded
+/// payload and is accepted, as RFC 7515 lets a recipient ignore a header parameter it is not
+/// told is critical); its header names the key's algorithm ([`AuthError::Algorithm`], also
+/// for `none`); its signature verifies ([`AuthError::BadSignature`]); it has `exp` and `sub`
 /// ([`AuthError::Claims`]); `exp` has not passed ([`AuthError::Expired`]) and `nbf`, if
 /// any, has come ([`AuthError::NotYetValid`]), both give or take the leeway; `iss` and `aud`
-/// are the configured ones, when configured ([`AuthError::Issuer`], [`AuthError::Audience`]).
-/// Anything that is not a JWT is [`AuthError::Malformed`].
+/// are the configured ones, when configured ([`AuthError::Issuer`], [`AuthError::Audience`]);
+/// `sub` and the device claim are valid ids ([`AuthError::Claims`], naming the claim and the
+/// rule). Anything that is not a JWT is [`AuthError::Malformed`].
 ///
-/// The device is `sub`'s user (a non-empty string of at most 1024 bytes) with the device named
-/// by [`device_claim`](JwtConfig::device_claim) (else [`DEFAULT_DEVICE`]) and the
-/// [`meta_claims`](JwtConfig::meta_claims) found; the credential expires at `exp`.
+/// The device is `sub`'s user with the device named by
+/// [`device_claim`](JwtConfig::device_claim) (else [`DEFAULT_DEVICE`]) and the
+/// [`meta_claims`](JwtConfig::meta_claims) found; the credential expires at `exp`. A user id
+/// is 1 to 1 024 bytes and a device id 1 to 256 bytes of UTF-8, neither with control
+/// characters (Unicode category Cc: NUL, CR, LF, ESC, ...), format characters (Cf: the
+/// bidirectional controls such as U+202E, zero-width characters such as U+200B, the soft
+/// hyphen, U+FEFF, ...) or the line and paragraph separators U+2028 and U+2029, and neither
+/// begins or ends with a space; the grammar in full is in `docs/chat-protocol.md`
+/// ("Identifiers").
 ///
 /// Verification is CPU work done inline on the calling task: a few µs for HS256, about
 /// 50–100 µs for RS256 and ES256 — small enough not to need a blocking thread.
@@ -357,6 +370,7 @@ impl JwtAuthenticator {
                 limit: self.config.max_token_len,
             });
         }
+        check_header_extensions(token)?;
         let data = jsonwebtoken::decode::<Map<String, Value>>(
             token,
             &self.config.key.key,
@@ -397,31 +411,19 @@ impl JwtAuthenticator {
     /// Turns verified claims into who the token is for.
     fn to_authenticated(&self, claims: Map<String, Value>) -> Result<Authenticated, AuthError> {
         let user = match claims.get("sub") {
-            Some(Value::String(sub)) if sub.is_empty() => {
-                return Err(AuthError::Claims("empty sub".into()));
+            Some(Value::String(sub)) => {
+                ids::check_user(sub).map_err(|e| bad_id("sub", e))?;
+                sub.as_str()
             }
-            Some(Value::String(sub)) if sub.len() > MAX_USER_LEN => {
-                return Err(AuthError::Claims(format!(
-                    "sub of {} bytes is over {MAX_USER_LEN}",
-                    sub.len()
-                )));
-            }
-            Some(Value::String(sub)) => sub.as_str(),
             _ => return Err(AuthError::Claims("sub is not a string".into())),
         };
         let claim = &self.config.device_claim;
         let device = match claims.get(claim) {
             None | Some(Value::Null) => DEFAULT_DEVICE,
-            Some(Value::String(d)) if d.is_empty() => {
-                return Err(AuthError::Claims(format!("empty {claim}")));
+            Some(Value::String(d)) => {
+                ids::check_device(d).map_err(|e| bad_id(claim, e))?;
+                d.as_str()
             }
-            Some(Value::String(d)) if d.len() > MAX_DEVICE_LEN => {
-                return Err(AuthError::Claims(format!(
-                    "{claim} of {} bytes is over {MAX_DEVICE_LEN}",
-                    d.len()
-                )));
-            }
-            Some(Value::String(d)) => d.as_str(),
             Some(_) => return Err(AuthError::Claims(format!("{claim} is not a string"))),
         };
         // jsonwebtoken skips an `nbf` it cannot read as a timestamp: refuse it instead.
@@ -464,6 +466,45 @@ impl Authenticator for JwtAuthenticator {
     }
 }
 
+/// A claim that is not a valid id: [`AuthError::Claims`] naming the claim, what is wrong and
+/// the rule's label, e.g. `sub has the control character U+000D at byte 5 (control)`.
+fn bad_id(claim: &str, error: IdError) -> AuthError {
+    AuthError::Claims(format!("{claim} {error} ({})", error.reason()))
+}
+
+/// Refuses a header that uses an extension: `crit` (any value) or `b64` other than `true`.
+/// A header that is not base64url JSON of an object passes here: jsonwebtoken says why it is
+/// malformed.
+fn check_header_extensions(token: &str) -> Result<(), AuthError> {
+    let Some(header) = header_object(token) else {
+        return Ok(());
+    };
+    match header.get("b64") {
+        None | Some(Value::Bool(true)) => {}
+        Some(_) => {
+            return Err(AuthError::Malformed(
+                "header b64 is not true: unencoded payloads (RFC 7797) are not accepted".into(),
+            ));
+        }
+    }
+    if header.contains_key("crit") {
+        return Err(AuthError::Malformed(
+            "header crit: no critical header extension is understood (RFC 7515 §4.1.11)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `token`'s JOSE header, when it is base64url JSON of an object.
+fn header_object(token: &str) -> Option<Map<String, Value>> {
+    let encoded = token.split('.').next().unwrap_or("");
+    let json = URL_SAFE_NO_PAD.decode(encoded).ok()?;
+    match serde_json::from_slice::<Value>(&json) {
+        Ok(Value::Object(header)) => Some(header),
+        _ => None,
+    }
+}
+
 /// What a token's header says about its algorithm.
 enum HeaderAlg {
     /// The header is not base64url JSON of an object.
@@ -486,16 +527,12 @@ fn numeric_date(value: &Value) -> Option<u64> {
 /// Reads the `alg` of `token`'s header (only on the error path: jsonwebtoken reads the header
 /// itself on the way in).
 fn header_alg(token: &str, pinned: &str) -> HeaderAlg {
-    let encoded = token.split('.').next().unwrap_or("");
-    let Ok(json) = URL_SAFE_NO_PAD.decode(encoded) else {
-        return HeaderAlg::NotJson;
-    };
-    match serde_json::from_slice::<Value>(&json) {
-        Ok(Value::Object(header)) => match header.get("alg") {
+    match header_object(token) {
+        Some(header) => match header.get("alg") {
             Some(Value::String(alg)) if alg == pinned => HeaderAlg::Pinned,
             _ => HeaderAlg::Other,
         },
-        _ => HeaderAlg::NotJson,
+        None => HeaderAlg::NotJson,
     }
 }
 

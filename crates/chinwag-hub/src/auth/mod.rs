@@ -81,7 +81,9 @@ pub enum AuthError {
         /// The limit.
         limit: usize,
     },
-    /// The token is not a well-formed JWT (or not valid for its source).
+    /// The token is not a well-formed JWT (or not valid for its source), or its header uses
+    /// an extension chinwag does not understand (`crit`, or `b64` other than `true`; the
+    /// message names the header member).
     #[error("malformed token: {0}")]
     Malformed(String),
     /// The token's algorithm is not the one pinned to the key (including `none`).
@@ -102,7 +104,9 @@ pub enum AuthError {
     /// `iss` does not match the configured issuer.
     #[error("wrong issuer")]
     Issuer,
-    /// A required claim is missing or has the wrong type (e.g. `sub`).
+    /// A required claim is missing or has the wrong type (e.g. `sub`), or `sub` or the device
+    /// claim is not a valid id (the message names the claim and the rule, e.g. `sub has the
+    /// control character U+000D at byte 5 (control)`).
     #[error("bad claims: {0}")]
     Claims(String),
     /// A refresh named a different user than the connection's.
