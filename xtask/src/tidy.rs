@@ -1,8 +1,10 @@
 //! `cargo xtask tidy`: the layering check. Reads `cargo metadata` and fails when a crate depends
 //! on a chinwag crate it must not (the allowed arrows are in `xtask/layers.txt`), and when a
 //! library crate reads the environment or handles signals (only `chinwag-server`, and tooling,
-//! may: libraries take their settings as values), and when the facade built with only the
-//! fastwebsockets engine pulls a tungstenite crate.
+//! may: libraries take their settings as values), when the facade built with only the
+//! fastwebsockets engine pulls a tungstenite crate, when the hub's sans-IO core
+//! (`crates/chinwag-hub/src/core`) names a runtime, an I/O crate, the driver or a door, a lock or
+//! a clock, and when a file of `crates/chinwag-hub/src` grows over 600 lines.
 
 use std::collections::BTreeMap;
 
@@ -78,6 +80,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         scan_sources(name, &src, &mut problems);
     }
     facade_engines(&mut problems)?;
+    hub_core(&mut problems);
+    hub_file_sizes(&mut problems);
     if problems.is_empty() {
         eprintln!("xtask tidy: layering and library rules hold");
         Ok(())
@@ -132,6 +136,82 @@ fn facade_engines(problems: &mut Vec<String>) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// What the hub's sans-IO core must not name: it decides, the driver acts (docs/ARCHITECTURE.md).
+const CORE_FORBIDDEN: [(&str, &str); 17] = [
+    ("tokio", "a runtime"),
+    ("futures", "a runtime"),
+    ("chinwag_session", "an I/O crate"),
+    ("chinwag_transport", "an I/O crate"),
+    ("chinwag_rpc", "an I/O crate"),
+    ("chinwag_ws", "an I/O crate"),
+    ("chinwag_queue", "an I/O crate"),
+    ("crate::driver", "the driver"),
+    ("crate::doors", "a door"),
+    ("crate::link", "the doors' seam"),
+    ("crate::hooks", "the application's hooks"),
+    ("Mutex", "a lock"),
+    ("RwLock", "a lock"),
+    ("Instant::now", "a clock"),
+    ("SystemTime::now", "a clock"),
+    ("thread::spawn", "a thread"),
+    ("std::net::Tcp", "a socket"),
+];
+
+/// The hub's core is sans-IO: no runtime, I/O crate, driver, door, lock or clock in its code.
+fn hub_core(problems: &mut Vec<String>) {
+    let dir = root().join("crates/chinwag-hub/src/core");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        problems.push(format!(
+            "{}: missing (the hub's sans-IO core)",
+            dir.display()
+        ));
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for (word, what) in CORE_FORBIDDEN {
+                if code.contains(word) {
+                    problems.push(format!(
+                        "{}:{}: `{word}` ({what}) in the hub's sans-IO core: the core takes time \
+                         and inputs and returns what must happen; the driver does the rest",
+                        path.display(),
+                        n + 1
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// No file of the hub over 600 lines: one job per file.
+fn hub_file_sizes(problems: &mut Vec<String>) {
+    fn walk(dir: &std::path::Path, problems: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path, problems);
+            } else if path.extension().is_some_and(|x| x == "rs") {
+                let lines = std::fs::read_to_string(&path).map_or(0, |t| t.lines().count());
+                if lines > 600 {
+                    problems.push(format!(
+                        "{}: {lines} lines; a file of the hub holds one job in at most 600",
+                        path.display()
+                    ));
+                }
+            }
+        }
+    }
+    walk(&root().join("crates/chinwag-hub/src"), problems);
 }
 
 /// Library code must not read the environment or handle signals.

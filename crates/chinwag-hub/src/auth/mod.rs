@@ -13,10 +13,12 @@ use std::time::SystemTime;
 
 use crate::identity::Device;
 
+mod issuer;
 mod jwt;
 mod source;
 
-pub use jwt::{JwtAuthenticator, JwtConfig, JwtConfigError, JwtIssuer, JwtKey};
+pub use issuer::JwtIssuer;
+pub use jwt::{JwtAuthenticator, JwtConfig, JwtConfigError, JwtKey};
 pub use source::{SUBPROTOCOL_TOKEN_PREFIX, TokenSource, TokenSources, find_token};
 
 /// The `jsonwebtoken` crate the JWT types are built on (its `Algorithm` and `EncodingKey`

@@ -172,6 +172,11 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
+    /// The highest entry the pipeline has stored (a replay's horizon).
+    pub(crate) fn stored(&self) -> EntryId {
+        self.pushed_upto
+    }
+
     /// No stage running and nothing waiting.
     pub(crate) fn is_idle(&self) -> bool {
         self.stage.is_none() && self.pending.is_empty()
@@ -485,7 +490,7 @@ impl<H: Clone> Users<H> {
     }
 
     /// Whether any connection of `user` acknowledges (then an ack is for the whole queue).
-    fn anyone_acknowledges(&self, user: &str) -> bool {
+    pub(super) fn anyone_acknowledges(&self, user: &str) -> bool {
         self.users.get(user).is_some_and(|u| {
             u.conns
                 .iter()
@@ -540,141 +545,15 @@ impl<H: Clone> Users<H> {
             }
         }
     }
-
-    // ---- replay ---------------------------------------------------------------------------
-
-    /// The next step of `id`'s replay.
-    pub(crate) fn replay_next(&mut self, id: ConnId) -> ReplayStep {
-        let page = self.limits.replay_page.max(1);
-        let Some(c) = self.conns.get(&id) else {
-            return ReplayStep::Gone;
-        };
-        if !c.recipient {
-            return ReplayStep::Gone;
-        }
-        match c.phase {
-            Phase::Live => ReplayStep::Live,
-            Phase::Replaying(Replay::Writing { .. }) => self.replay_written(id),
-            Phase::Replaying(Replay::Idle | Replay::Reading { .. }) => {
-                let horizon = self
-                    .users
-                    .get(&c.user)
-                    .map_or(0, |u| u.pipeline.pushed_upto);
-                let (user, after) = (c.user.clone(), c.cursor);
-                if let Some(c) = self.conns.get_mut(&id) {
-                    c.phase = Phase::Replaying(Replay::Reading { horizon });
-                }
-                ReplayStep::Read {
-                    user,
-                    after,
-                    max: page,
-                }
-            }
-        }
-    }
-
-    /// The replay's read returned `entries` (in entry order; `None` for an entry this hub
-    /// cannot decode, which is skipped). Returns what to write, and an entry to acknowledge up
-    /// to when no connection of the user acknowledges.
-    pub(crate) fn replay_read(
-        &mut self,
-        id: ConnId,
-        entries: Vec<(EntryId, Option<Arc<DirectMessage>>)>,
-    ) -> (ReplayStep, Option<(Arc<str>, EntryId)>) {
-        let page = self.limits.replay_page.max(1);
-        let max_unacked = self.limits.max_unacked.max(1);
-        let end = entries.len() < page;
-        let anyone_acks = self
-            .conns
-            .get(&id)
-            .is_some_and(|c| self.anyone_acknowledges(&c.user));
-        let Some(c) = self.conns.get_mut(&id) else {
-            return (ReplayStep::Gone, None);
-        };
-        let Phase::Replaying(Replay::Reading { horizon }) = c.phase else {
-            return (ReplayStep::Gone, None);
-        };
-        if !c.recipient {
-            return (ReplayStep::Gone, None);
-        }
-        let mut writes = Vec::new();
-        let mut written_upto = None;
-        for (e, msg) in entries {
-            if e <= c.cursor {
-                continue;
-            }
-            c.cursor = e;
-            let Some(msg) = msg else { continue };
-            // Live-only messages held during the replay go out in id order with it.
-            while c.held.front().is_some_and(|h| h.id < msg.id) {
-                writes.extend(c.held.pop_front());
-            }
-            if c.acknowledges {
-                push_window(&mut c.window, (msg.id, e), max_unacked);
-            }
-            written_upto = Some(e);
-            writes.push(msg);
-        }
-        c.phase = Phase::Replaying(Replay::Writing { end, horizon });
-        let ack = written_upto
-            .filter(|_| !anyone_acks)
-            .map(|e| (c.user.clone(), e));
-        (ReplayStep::Write(writes), ack)
-    }
-
-    /// The replay wrote what it was given.
-    pub(crate) fn replay_written(&mut self, id: ConnId) -> ReplayStep {
-        let Some(c) = self.conns.get(&id) else {
-            return ReplayStep::Gone;
-        };
-        if !c.recipient {
-            return ReplayStep::Gone;
-        }
-        let Phase::Replaying(Replay::Writing { end, horizon }) = c.phase else {
-            return self.replay_next(id);
-        };
-        let stored = self
-            .users
-            .get(&c.user)
-            .map_or(0, |u| u.pipeline.pushed_upto);
-        if !end || horizon < stored {
-            // More to read, or stored since the read began: read again.
-            if let Some(c) = self.conns.get_mut(&id) {
-                c.phase = Phase::Replaying(Replay::Idle);
-            }
-            return self.replay_next(id);
-        }
-        let Some(c) = self.conns.get_mut(&id) else {
-            return ReplayStep::Gone;
-        };
-        if !c.held.is_empty() {
-            return ReplayStep::Write(c.held.drain(..).collect());
-        }
-        c.phase = Phase::Live;
-        ReplayStep::Live
-    }
-
-    // ---- acknowledgements -----------------------------------------------------------------
-
-    /// `id`'s client acknowledges every message up to `upto`: the queue entry to remove up to
-    /// (for its user), `None` when its window has nothing up to there.
-    pub(crate) fn ack(&mut self, id: ConnId, upto: MessageId) -> Option<(Arc<str>, EntryId)> {
-        let c = self.conns.get_mut(&id)?;
-        let mut last = None;
-        while let Some(&(mid, e)) = c.window.front() {
-            if mid > upto {
-                break;
-            }
-            last = Some(e);
-            c.window.pop_front();
-        }
-        last.map(|e| (c.user.clone(), e))
-    }
 }
 
 /// Remembers a message handed to a connection until its client acknowledges it. Acks are
 /// cumulative: forgetting the oldest beyond `max` loses nothing a later ack covers.
-fn push_window(window: &mut VecDeque<(MessageId, EntryId)>, w: (MessageId, EntryId), max: usize) {
+pub(super) fn push_window(
+    window: &mut VecDeque<(MessageId, EntryId)>,
+    w: (MessageId, EntryId),
+    max: usize,
+) {
     if window.len() >= max {
         window.pop_front();
     }
