@@ -156,7 +156,7 @@ async fn killed_mid_replay(b: Backend) {
     bob.peer
         .session()
         .close_with(chinwag_session::CloseCause::PeerGone("killed".into()), None);
-    eventually("bob's first connection is gone", || {
+    until(&hub, "bob's first connection is gone", |hub| {
         hub.connections_of("bob").is_empty()
     })
     .await;

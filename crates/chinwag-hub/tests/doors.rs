@@ -625,7 +625,10 @@ async fn tok_door_bad_token_with_a_bye_frame() {
     // A kick says bye too.
     let mut s = TcpStream::connect(addr).await.unwrap();
     write_frame(&mut s, token("toko", "d").as_bytes()).await;
-    eventually("toko signs on", || hub.connections_of("toko").len() == 1).await;
+    until(&hub, "toko signs on", |hub| {
+        hub.connections_of("toko").len() == 1
+    })
+    .await;
     assert_eq!(hub.kick("toko", None, "out you go"), 1);
     let bye = String::from_utf8(read_frame(&mut s).await.expect("the bye frame")).unwrap();
     assert_eq!(bye, "bye 4004 out you go");
@@ -640,7 +643,10 @@ async fn tok_door_no_token_within_the_auth_timeout_closes() {
     // One that sends its token in time stays.
     let mut ok = TcpStream::connect(addr).await.unwrap();
     write_frame(&mut ok, token("early", "d").as_bytes()).await;
-    eventually("early signs on", || hub.connections_of("early").len() == 1).await;
+    until(&hub, "early signs on", |hub| {
+        hub.connections_of("early").len() == 1
+    })
+    .await;
     let mut s = TcpStream::connect(addr).await.unwrap();
     // The stream ends. (The door sends no goodbye on this path, unlike for a refused token;
     // at most one is allowed here, and it must say 4009.)
@@ -684,7 +690,7 @@ async fn ws_bearer_subprotocol_only<E: Engine>() {
     assert_eq!(a.status, 101, "{}", a.head);
     assert_eq!(a.header("sec-websocket-protocol"), None, "{}", a.head);
     assert!(!a.head.contains(&t), "the token is not echoed: {}", a.head);
-    eventually("solo is signed in", || {
+    until(&hub, "solo is signed in", |hub| {
         hub.connections_of("solo").len() == 1
     })
     .await;

@@ -48,7 +48,7 @@ async fn an_expired_token_is_bye_4002() {
     assert_eq!(bye["name"], "token_expired");
     assert_eq!(bye["reconnect"], "after_refresh");
     assert_eq!(c.closed().await, Some(4002));
-    eventually("it leaves the hub", || hub.connection_count() == 0).await;
+    until(&hub, "it leaves the hub", |hub| hub.connection_count() == 0).await;
     stop(&hub, &[&door]).await;
 }
 
@@ -124,7 +124,10 @@ async fn a_kick_is_bye_4004_with_the_reason() {
     assert_eq!(bye["reason"], "bye bye");
     assert_eq!(bye["reconnect"], "never");
     assert_eq!(c.closed().await, Some(4004));
-    eventually("u leaves the hub", || hub.connections_of("u").is_empty()).await;
+    until(&hub, "u leaves the hub", |hub| {
+        hub.connections_of("u").is_empty()
+    })
+    .await;
     assert_eq!(hub.kick("u", None, "again"), 0);
     assert_eq!(other.whoami().await["user"], "v");
     stop(&hub, &[&door]).await;
@@ -145,7 +148,7 @@ async fn a_kick_of_one_device_under_per_device() {
         (Some(4004), Some("lost phone"))
     );
     assert_eq!(phone.closed().await, Some(4004));
-    eventually("only the phone leaves", || {
+    until(&hub, "only the phone leaves", |hub| {
         hub.connections_of("u").len() == 1
     })
     .await;
@@ -240,11 +243,13 @@ async fn queued_messages_survive_a_restart_on_redb() {
     assert_eq!(hub1.queue().len("bob").await.unwrap(), 3, "still queued");
     door.shutdown(DEADLINE).await;
     drop((door, alice, hub1));
-    // Every handle of the first hub goes away; then the file can be opened again.
-    eventually("the first hub lets go of its queue", || {
-        Arc::strong_count(&queue) == 1
-    })
-    .await;
+    // Once the hub and its door are shut down and dropped, nothing holds the queue any more
+    // (shutdown waits for the hub's tasks): the file can be opened again.
+    assert_eq!(
+        Arc::strong_count(&queue),
+        1,
+        "the first hub let go of its queue"
+    );
     drop(queue);
     let queue: Arc<dyn Queue> = Arc::new(
         RedbQueue::open(&path, QueueConfig::default())
@@ -280,6 +285,8 @@ struct Hooks {
     connects: Mutex<Vec<(String, &'static str, u64)>>,
     /// (device, outcome) of every direct message's delivery attempt.
     outcomes: Mutex<HashMap<(String, String), usize>>,
+    /// Told of every outcome recorded.
+    outcome_seen: tokio::sync::Notify,
     closes: Mutex<Option<Closes>>,
 }
 
@@ -327,6 +334,7 @@ impl App for Hooks {
                 .unwrap()
                 .entry((to.device.to_string(), format!("{outcome:?}")))
                 .or_default() += 1;
+            self.outcome_seen.notify_waiters();
         }
     }
 
@@ -338,6 +346,23 @@ impl App for Hooks {
 }
 
 impl Hooks {
+    /// Waits until `f` holds, woken by each recorded outcome.
+    async fn until(&self, what: &str, f: impl Fn(&Hooks) -> bool) {
+        let r = tokio::time::timeout(DEADLINE, async {
+            loop {
+                let seen = self.outcome_seen.notified();
+                tokio::pin!(seen);
+                seen.as_mut().enable();
+                if f(self) {
+                    return;
+                }
+                seen.await;
+            }
+        })
+        .await;
+        assert!(r.is_ok(), "not within {DEADLINE:?}: {what}");
+    }
+
     fn outcome(&self, device: &str, outcome: &str) -> usize {
         self.outcomes
             .lock()
@@ -390,12 +415,13 @@ async fn hooks_see_change_and_refuse_messages() {
         (n.name.as_str(), &n.body["body"]),
         ("room", &json!("marker"))
     );
-    eventually("after_send saw all three", || {
-        hooks.outcome("plain", "Sent") == 1
-            && hooks.outcome("loud", "Sent") == 1
-            && hooks.outcome("muted", "Filtered") == 1
-    })
-    .await;
+    hooks
+        .until("after_send saw all three", |h| {
+            h.outcome("plain", "Sent") == 1
+                && h.outcome("loud", "Sent") == 1
+                && h.outcome("muted", "Filtered") == 1
+        })
+        .await;
 
     // A refused message reaches nobody; the sender gets `refused` with the hook's reason.
     let e = alice
@@ -531,7 +557,7 @@ async fn partial_any_delivered() {
     // With only the stalled one left, nothing is delivered: an error.
     a.peer.close();
     a.closed().await;
-    eventually("a leaves", || hub.connections_of("p").len() == 1).await;
+    until(&hub, "a leaves", |hub| hub.connections_of("p").len() == 1).await;
     let e = send_live(&alice, "none").await.unwrap_err();
     assert_eq!(e.code, "undelivered", "{e:?}");
     drop(b);
@@ -573,7 +599,7 @@ async fn partial_queue_for_user() {
     // The next connect of the user gets it again, same id (clients drop the duplicate).
     a.peer.close();
     a.closed().await;
-    eventually("a leaves", || hub.connections_of("p").len() == 1).await;
+    until(&hub, "a leaves", |hub| hub.connections_of("p").len() == 1).await;
     let (_, addr) = (&chat, addr_of(&chat));
     let mut again = Client::tcp(addr, Some(&token("p", "chat"))).await;
     let m = again.note_named("message").await;

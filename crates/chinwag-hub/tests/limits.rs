@@ -5,7 +5,7 @@ mod common;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -65,7 +65,10 @@ async fn max_connections_on_websocket_is_503_before_the_upgrade() {
     let gone = clients.remove(0);
     gone.peer.close();
     gone.closed().await;
-    eventually("the hub lets it go", || hub.connection_count() == 2).await;
+    until(&hub, "the hub lets it go", |hub| {
+        hub.connection_count() == 2
+    })
+    .await;
     let c = Client::ws_bearer::<Tungstenite>(&url, &token("c3", "d")).await;
     assert_eq!(c.whoami().await["user"], "c3");
     assert_eq!(hub.connection_count(), 3);
@@ -90,7 +93,10 @@ async fn max_connections_on_tcp_refuses_the_fourth_auth() {
     let gone = clients.remove(1);
     gone.peer.close();
     gone.closed().await;
-    eventually("the hub lets it go", || hub.connection_count() == 2).await;
+    until(&hub, "the hub lets it go", |hub| {
+        hub.connection_count() == 2
+    })
+    .await;
     let me = fourth.req("auth", json!({ "token": t })).await.unwrap();
     assert_eq!(me["user"], "t3");
     assert_eq!(hub.connection_count(), 3);
@@ -99,15 +105,15 @@ async fn max_connections_on_tcp_refuses_the_fourth_auth() {
 
 // ---- connection_rate ----------------------------------------------------------------------------
 
-/// One try of the connection-rate boundary; `None` when it took so long (a second) that the
-/// bucket may have refilled, so the boundary was not observable.
-async fn connection_rate_round() -> Option<()> {
+/// The hub's rates run on its clock (Tokio's): paused here, so no bucket refills while the
+/// test runs and the boundary is exact.
+#[tokio::test(start_paused = true)]
+async fn connection_rate_per_source_ip_is_429_with_retry_after() {
     let hub = hub(
         config().with_limits(limits().with_connection_rate(Some(Rate::new(1, 3)))),
         None,
     );
     let (door, url) = chat_ws::<Tungstenite>(&hub).await;
-    let started = Instant::now();
     let mut answers = Vec::new();
     for i in 0..4 {
         let t = token(&format!("ip{i}"), "d");
@@ -123,10 +129,6 @@ async fn connection_rate_round() -> Option<()> {
         },
     )
     .await;
-    if started.elapsed() >= Duration::from_millis(900) {
-        stop(&hub, &[&door]).await;
-        return None;
-    }
     let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
     assert_eq!(statuses, [101, 101, 101, 429], "{:?}", answers[3].head);
     let refused = &answers[3];
@@ -142,24 +144,23 @@ async fn connection_rate_round() -> Option<()> {
     assert_eq!(conns.len(), 1);
     assert_eq!(conns[0].ip(), Some(other_ip));
     assert_eq!(hub.connection_count(), 4);
+    // A second later (on the hub's clock) the address has a unit again.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let again = raw_request(
+        &url,
+        &[bearer_header(&token("later", "d"))],
+        RawOpts::default(),
+    )
+    .await;
+    assert_eq!(again.status, 101, "{}", again.head);
     stop(&hub, &[&door]).await;
-    Some(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connection_rate_per_source_ip_is_429_with_retry_after() {
-    for _ in 0..5 {
-        if connection_rate_round().await.is_some() {
-            return;
-        }
-    }
-    panic!("five tries each took a second or more: the boundary could not be observed");
 }
 
 // ---- message_rate and rate_limit_strikes --------------------------------------------------------
 
-/// One try; `None` when it took so long (a second) that the bucket may have refilled.
-async fn message_rate_round(n: usize) -> Option<()> {
+#[tokio::test(start_paused = true)]
+async fn message_rate_and_strikes_at_their_boundaries() {
+    let n = 0;
     let hub = hub(
         config().with_limits(
             limits()
@@ -170,7 +171,6 @@ async fn message_rate_round(n: usize) -> Option<()> {
     );
     let (door, url) = chat_ws::<Tungstenite>(&hub).await;
     let mut c = Client::ws_bearer::<Tungstenite>(&url, &token(&format!("fast{n}"), "d")).await;
-    let started = Instant::now();
     let mut results = Vec::new();
     let mut open_after_two_strikes = false;
     for i in 0..8 {
@@ -181,10 +181,6 @@ async fn message_rate_round(n: usize) -> Option<()> {
         if i == 6 {
             open_after_two_strikes = c.peer.close_reason().is_none();
         }
-    }
-    if started.elapsed() >= Duration::from_millis(900) {
-        stop(&hub, &[&door]).await;
-        return None;
     }
     for (i, r) in results.iter().enumerate().take(5) {
         assert!(r.is_ok(), "send {i} within the burst: {r:?}");
@@ -209,17 +205,6 @@ async fn message_rate_round(n: usize) -> Option<()> {
     assert_eq!(c.closed().await, Some(4008));
     assert_eq!(hub.queue().len("sink").await.unwrap(), 5);
     stop(&hub, &[&door]).await;
-    Some(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn message_rate_and_strikes_at_their_boundaries() {
-    for n in 0..5 {
-        if message_rate_round(n).await.is_some() {
-            return;
-        }
-    }
-    panic!("five tries each took a second or more: the boundary could not be observed");
 }
 
 // ---- max_body_bytes ---------------------------------------------------------------------------
@@ -568,7 +553,10 @@ async fn max_page_cuts_pages_of_members_and_rooms() {
     // Exactly max_page members: one page, no cursor.
     clients[2].peer.close();
     clients[2].closed().await;
-    eventually("p2 left", || hub.room("p").is_some_and(|r| r.members == 2)).await;
+    until(&hub, "p2 left", |hub| {
+        hub.room("p").is_some_and(|r| r.members == 2)
+    })
+    .await;
     let page = c
         .req("members", json!({ "room": "p", "limit": 5000 }))
         .await
@@ -673,9 +661,8 @@ async fn password_checks_are_bounded_and_a_long_wait_refuses_none() {
 
 // ---- max_tracked_ips ----------------------------------------------------------------------------
 
-/// One try; `None` when it took so long (a second) that the buckets may have refilled (a full
-/// bucket's address ages out of the table).
-async fn tracked_ips_round() -> Option<()> {
+#[tokio::test(start_paused = true)]
+async fn max_tracked_ips_refuses_new_addresses_only() {
     let hub = hub(
         config().with_limits(
             limits()
@@ -689,7 +676,6 @@ async fn tracked_ips_round() -> Option<()> {
         from: Some(ip.parse().unwrap()),
         ..RawOpts::default()
     };
-    let started = Instant::now();
     let mut answers = Vec::new();
     for (n, ip) in [
         "127.0.0.1",
@@ -703,10 +689,6 @@ async fn tracked_ips_round() -> Option<()> {
     {
         let t = token(&format!("ip{n}"), "d");
         answers.push(raw_request(&url, &[bearer_header(&t)], from(ip)).await);
-    }
-    if started.elapsed() >= Duration::from_millis(900) {
-        stop(&hub, &[&door]).await;
-        return None;
     }
     // Two addresses tracked: a third is refused until one ages out...
     assert_eq!(answers[0].status, 101, "{}", answers[0].head);
@@ -726,18 +708,16 @@ async fn tracked_ips_round() -> Option<()> {
         answers[3].body,
         answers[4].body
     );
+    // Once the tracked addresses' buckets have refilled (3 s), a new address gets in.
+    tokio::time::advance(Duration::from_secs(3)).await;
+    let late = raw_request(
+        &url,
+        &[bearer_header(&token("late", "d"))],
+        from("127.0.0.4"),
+    )
+    .await;
+    assert_eq!(late.status, 101, "{}", late.head);
     stop(&hub, &[&door]).await;
-    Some(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn max_tracked_ips_refuses_new_addresses_only() {
-    for _ in 0..5 {
-        if tracked_ips_round().await.is_some() {
-            return;
-        }
-    }
-    panic!("five tries each took a second or more: the boundary could not be observed");
 }
 
 // ---- max_room_name_bytes, max_password_bytes ----------------------------------------------------

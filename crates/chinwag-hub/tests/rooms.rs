@@ -112,7 +112,7 @@ async fn a_room_of_1000_with_one_stalled_member() {
         }
     }
     let stalled = stalled_member(&url, "stalled").await;
-    eventually("all 1000 joined", || {
+    until(&hub, "all 1000 joined", |hub| {
         hub.room("lobby").is_some_and(|r| r.members == MEMBERS + 1)
     })
     .await;
@@ -162,7 +162,7 @@ async fn a_room_of_1000_with_one_stalled_member() {
         sent += 1;
     }
     assert!(sent > 1);
-    eventually("and out of the room", || {
+    until(&hub, "and out of the room", |hub| {
         hub.room("lobby").is_some_and(|r| r.members == MEMBERS)
     })
     .await;

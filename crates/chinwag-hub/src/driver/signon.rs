@@ -209,14 +209,14 @@ impl Hub {
             inner.leave_room(conn, r);
         }
         inner.gauges();
-        let hub = self.clone();
+        let directory = inner.directory.clone();
         let me = ConnRef {
             node: inner.config.node,
             conn: conn.id(),
         };
         let user = d.user;
         inner.tasks.spawn(async move {
-            hub.inner.directory.sign_off(&user, me).await;
+            directory.sign_off(&user, me).await;
         });
         let closed_by = conn.closed_by();
         let reason = closed_by.as_ref().map_or("closed", |c| c.code.name());

@@ -214,16 +214,17 @@ pub fn close_code(d: &Disconnect) -> Option<u16> {
     }
 }
 
-/// Polls `f` until it holds, failing after the deadline.
-pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let until = tokio::time::Instant::now() + DEADLINE;
-    while !f() {
-        assert!(
-            tokio::time::Instant::now() < until,
-            "not within {DEADLINE:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+/// Waits until `f(hub)` holds, woken by the hub's changes (sign-ons, sign-offs, closes, joins,
+/// leaves: no polling), failing after the deadline.
+pub async fn until(hub: &Hub, what: &str, f: impl Fn(&Hub) -> bool) {
+    let mut changes = hub.changes();
+    let r = tokio::time::timeout(DEADLINE, async {
+        while !f(hub) {
+            changes.changed().await.expect("the hub is alive");
+        }
+    })
+    .await;
+    assert!(r.is_ok(), "not within {DEADLINE:?}: {what}");
 }
 
 /// The process-wide Prometheus recorder (installed once), for counting refusals.
