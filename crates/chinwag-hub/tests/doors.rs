@@ -777,3 +777,40 @@ async fn anonymous_connections_and_first_message_logins_together() {
     door.shutdown(DEADLINE).await;
     tcp.shutdown(DEADLINE).await;
 }
+
+// ---- the id grammar at the doors --------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_that_break_the_grammar_are_refused_at_every_entry() {
+    let hub = hub(config(), None);
+    let (door, addr) = chat_tcp(&hub);
+    let c = Client::tcp(addr, Some(&token("alice", "d"))).await;
+    for bad in [
+        "a\r\nb",
+        "evil\u{202e}gnp.exe",
+        "zero\u{200b}width",
+        " padded",
+    ] {
+        let e = c
+            .req("send", json!({ "to": bad, "body": "x" }))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "bad_recipient", "{bad:?}");
+        let e = c.req("join", json!({ "room": bad })).await.unwrap_err();
+        assert_eq!(e.code, "bad_room", "{bad:?}");
+    }
+    // A token naming such a user is refused as bad claims.
+    let fresh = Client::tcp(addr, None).await;
+    let e = fresh
+        .req("auth", json!({ "token": token("mallory\u{202e}", "d") }))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "auth_claims");
+    // Spaces inside, other scripts and emoji are fine.
+    for good in ["Alice Smith", "Ærøskøbing", "用户", "🦀"] {
+        c.req("send", json!({ "to": good, "body": "x" }))
+            .await
+            .unwrap_or_else(|e| panic!("{good:?}: {e:?}"));
+    }
+    stop(&hub, &door).await;
+}

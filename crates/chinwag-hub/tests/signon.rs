@@ -129,3 +129,28 @@ async fn per_device_keeps_the_newest_login_of_each_device() {
 async fn multi_keeps_the_newest_max_logins() {
     concurrent_logins::<Tungstenite>(SignOn::Multi { max: 5 }, 1, 5).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_connection_stops_counting_the_moment_it_is_replaced() {
+    let hub = Hub::builder()
+        .config(config())
+        .authenticator(authenticator())
+        .build();
+    let (door, addr) = chat_tcp(&hub);
+    let _old = Client::tcp(addr, Some(&token("ada", "phone"))).await;
+    let _new = Client::tcp(addr, Some(&token("ada", "laptop"))).await;
+    // Whatever the old connection's client does with its close, the hub no longer counts it: a
+    // send reaches exactly the new one, and nothing is reported failed.
+    assert_eq!(hub.connections_of("ada").len(), 1);
+    let r = hub
+        .send(
+            "ada",
+            chinwag_hub::Body::text("hi"),
+            chinwag_hub::SendOptions::live_only(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.delivered, r.failed), (1, 0));
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+}
