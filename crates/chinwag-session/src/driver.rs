@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use chinwag_transport::{
-    CloseCode, CloseReason, ConnectInfo, Frame, FrameRead, FrameWrite, Framing, Refusal, Transport,
-    TransportError,
+    CloseCode, CloseReason, ConnectInfo, Frame, FrameRead, FrameWrite, Framing, PeerActivity,
+    Refusal, Transport, TransportError,
 };
 use futures_util::FutureExt;
 use futures_util::future::{Fuse, FusedFuture};
@@ -100,11 +100,14 @@ where
         s.push_unbounded(p, true);
     }
     let decoder = s.inner.codec.decoder(s.inner.framing);
+    // Frames the reader consumes itself (WebSocket pings and pongs) count for the idle timeout
+    // too; the timer looks at them only when the idle deadline passes.
+    let activity = s.inner.config.idle_timeout.and_then(|_| reader.activity());
     Drive {
         id: s.inner.id,
         read: read_loop(s, reader, decoder, &*handler, state).fuse(),
         write: write_loop(s, writer).fuse(),
-        timer: timer_loop(s, &*handler, state).fuse(),
+        timer: timer_loop(s, &*handler, state, activity).fuse(),
     }
     .await;
     let cause = s.close_cause().unwrap_or(CloseCause::Local);
@@ -509,7 +512,17 @@ async fn write_batch<W: FrameWrite>(
 /// cron, write deadline, close deadline), acts on what is due, and sleeps again. No task and
 /// no timer entry of its own beyond this one `Sleep`; while nothing is due (no idle timeout,
 /// no heartbeat, no cron, no write in progress) it registers no timer at all.
-async fn timer_loop<C: Codec, H: Service<C>>(s: &Session<C>, handler: &H, app: &H::State) {
+///
+/// The idle deadline counts from the last frame the reader handed out; when it passes, the
+/// transport's `activity` (control frames it consumed: WebSocket pings and pongs) is
+/// consulted, and a later one re-arms the deadline instead of closing. So control frames cost
+/// no wake-up of the session.
+async fn timer_loop<C: Codec, H: Service<C>>(
+    s: &Session<C>,
+    handler: &H,
+    app: &H::State,
+    activity: Option<Arc<dyn PeerActivity>>,
+) {
     let inner = &*s.inner;
     let cfg = &*inner.config;
     let ms = |d: Duration| d.as_millis() as u64;
@@ -535,7 +548,14 @@ async fn timer_loop<C: Codec, H: Service<C>>(s: &Session<C>, handler: &H, app: &
         let mut next = NONE;
         if state == OPEN {
             if let Some(idle) = cfg.idle_timeout {
-                let at = inner.last_read_ms.load(Ordering::Relaxed) + ms(idle);
+                let mut at = inner.last_read_ms.load(Ordering::Relaxed) + ms(idle);
+                if now >= at
+                    && let Some(seen) = activity.as_ref().and_then(|a| a.last_control_frame())
+                {
+                    // A ping or pong from the peer since: it is alive; count from there.
+                    let seen = seen.saturating_duration_since(inner.epoch);
+                    at = at.max(ms(seen) + ms(idle));
+                }
                 if now >= at {
                     let _ = guarded(inner.id, "on_error", || {
                         handler.on_error(

@@ -227,8 +227,9 @@ impl<C: Codec> Session<C> {
         self.inner.epoch
     }
 
-    /// When the last frame arrived from the peer (the session's open time before that). The
-    /// idle timeout counts from here.
+    /// When the last data frame arrived from the peer (the session's open time before that).
+    /// The idle timeout counts from here, or from a later control frame (a WebSocket ping or
+    /// pong) the transport consumed itself.
     pub fn last_read(&self) -> Instant {
         self.at(self.inner.last_read_ms.load(Ordering::Relaxed))
     }

@@ -78,6 +78,7 @@ use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -284,6 +285,25 @@ pub trait FrameRead: Send + 'static {
     fn close_reason(&self) -> Option<&CloseReason> {
         None
     }
+
+    /// What this reader sees of its peer beyond the frames it hands out: the control frames it
+    /// consumes itself (WebSocket pings and pongs), as a shared [`PeerActivity`] that can be
+    /// consulted while a [`read_frame`](Self::read_frame) is pending (a session's idle timer
+    /// does, so a peer that only answers keepalive pings is not idle). `None` (the default)
+    /// for transports without control frames (byte streams, datagrams, pipes): every frame
+    /// they receive is handed out.
+    fn activity(&self) -> Option<Arc<dyn PeerActivity>> {
+        None
+    }
+}
+
+/// When a reader last received a frame from its peer that it did not hand out (see
+/// [`FrameRead::activity`]). Recording it costs a clock read per control frame only; data
+/// frames are timed by whoever reads them.
+pub trait PeerActivity: Send + Sync + 'static {
+    /// When the last control frame (WebSocket ping or pong) arrived from the peer, or `None`
+    /// when none has yet. Our own pings do not count.
+    fn last_control_frame(&self) -> Option<tokio::time::Instant>;
 }
 
 /// The writing half of a transport.

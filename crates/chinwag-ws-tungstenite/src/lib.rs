@@ -262,6 +262,7 @@ impl RawRead for TungsteniteRead {
                 // tungstenite queued the pong; it goes out with the next read or flush.
                 Some(Ok(Message::Ping(_))) => {
                     let _ = poll_fn(|cx| Pin::new(&mut *lock(&self.ws)).poll_flush(cx)).await;
+                    return Ok(Incoming::PingAnswered);
                 }
                 Some(Ok(Message::Pong(_))) => return Ok(Incoming::Pong),
                 Some(Ok(Message::Close(cf))) => {

@@ -593,6 +593,11 @@ pub async fn keepalive_on_the_wire<E: Engine>() {
     let (mut acc, _) = bind::<E>(scfg).await;
     let (mut tcp, server) = raw_dial::<E>(&mut acc).await;
     let (mut sr, _sw) = server.split();
+    // The reader's record of control frames (a session's idle timer reads it).
+    let activity = sr
+        .activity()
+        .expect("WebSocket readers report control frames");
+    assert!(activity.last_control_frame().is_none());
     let reader = tokio::spawn(async move { sr.read_frame().await });
 
     // Our ping is answered with the same payload.
@@ -617,6 +622,8 @@ pub async fn keepalive_on_the_wire<E: Engine>() {
             other => panic!("unexpected opcode {other:#x}"),
         }
     }
+    // Our ping and pongs were seen, although `read_frame` returned none of them.
+    assert!(activity.last_control_frame().is_some());
     // We stop answering: the next frame is a close with 1001.
     let (op, payload) = within("close", read_small_frame(&mut tcp))
         .await

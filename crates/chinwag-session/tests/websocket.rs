@@ -1,0 +1,155 @@
+//! Sessions over WebSocket on both engines: what only WebSocket has (control frames, close
+//! codes). Each test is generic over the engine and instantiated for both at the bottom.
+//!
+//! Paused-time tests pause after the connection is up (the handshake runs on real time), then
+//! let virtual time pass; loopback writes land in the peer's socket at once, so every ping and
+//! pong is seen before the clock moves on.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chinwag_session::{CloseCause, FrameCodec, Server, ServerConfig, Session, SessionConfig};
+use chinwag_transport::{FrameRead, Transport, TransportError};
+use chinwag_ws::{Engine, WsAcceptor, WsConfig, connect};
+use common::{Event, Recorder, within};
+use tokio::sync::mpsc;
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// Waits until the server has a session and returns it.
+async fn first_session(server: &chinwag_session::ServerHandle<FrameCodec>) -> Session<FrameCodec> {
+    within(async {
+        loop {
+            if let Some(s) = server.sessions().pop() {
+                return s;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+}
+
+/// No close event arrived (the session is open).
+fn no_close(rx: &mut mpsc::UnboundedReceiver<Event<chinwag_transport::Frame>>) {
+    while let Ok(ev) = rx.try_recv() {
+        if let Event::Close(_, cause) = ev {
+            panic!("the session closed: {cause:?}");
+        }
+    }
+}
+
+/// Idle timeout 10 s on the server; the client sends no data and its reader runs (so it
+/// answers pings, and pings by itself when `client_pings`). Returns the server's session, its
+/// events, and the client's reader task (abort it to make the client fall silent).
+async fn listening_client<E: Engine>(
+    server_ws: WsConfig,
+    client_ws: WsConfig,
+) -> (
+    Session<FrameCodec>,
+    mpsc::UnboundedReceiver<Event<chinwag_transport::Frame>>,
+    tokio::task::JoinHandle<Result<(), TransportError>>,
+    chinwag_ws::WsWriter<E>,
+) {
+    let acceptor = WsAcceptor::<E>::bind(loopback(), server_ws).await.unwrap();
+    let url = format!("ws://{}/", acceptor.local_addr());
+    let (rec, rx) = Recorder::new();
+    let cfg = SessionConfig::default().with_idle_timeout(Some(Duration::from_secs(10)));
+    let server = Server::spawn(
+        acceptor,
+        FrameCodec,
+        rec,
+        ServerConfig::default().with_session(cfg),
+    );
+    let (mut cr, cw) = within(connect::<E>(&url, &client_ws))
+        .await
+        .unwrap()
+        .split();
+    let s = first_session(&server).await;
+    let reader = tokio::spawn(async move {
+        while cr.read_frame().await?.is_some() {}
+        Ok(())
+    });
+    (s, rx, reader, cw)
+}
+
+/// The server pings every 3 s; the client answers (its reader runs) and sends no data: the
+/// session outlives five idle timeouts. Once the client stops answering, the idle timeout
+/// closes it (our own pings do not count; the pong wait is longer than the idle timeout).
+pub async fn pongs_keep_a_listening_peer_alive<E: Engine>() {
+    let server_ws = WsConfig::default()
+        .with_ping_interval(Some(Duration::from_secs(3)))
+        .with_pong_wait(Duration::from_secs(60))
+        .with_close_timeout(Duration::from_secs(1));
+    let client_ws = WsConfig::default().with_ping_interval(None);
+    let (s, mut rx, reader, _cw) = listening_client::<E>(server_ws, client_ws).await;
+    tokio::time::pause();
+    tokio::time::sleep(Duration::from_secs(50)).await;
+    assert!(!s.is_closing(), "closed: {:?}", s.close_cause());
+    no_close(&mut rx);
+    assert_eq!(s.stats().messages_in, 0, "the client sent no data");
+
+    reader.abort();
+    assert_eq!(within(s.closed()).await, CloseCause::IdleTimeout);
+}
+
+/// The client pings (every 2 s of silence), the server does not: the pings it answers keep
+/// the session alive too. Once the client falls silent, the idle timeout closes it.
+pub async fn pings_keep_a_listening_peer_alive<E: Engine>() {
+    let server_ws = WsConfig::default()
+        .with_ping_interval(None)
+        .with_close_timeout(Duration::from_secs(1));
+    let client_ws = WsConfig::default()
+        .with_ping_interval(Some(Duration::from_secs(2)))
+        .with_pong_wait(Duration::from_secs(600));
+    let (s, mut rx, reader, _cw) = listening_client::<E>(server_ws, client_ws).await;
+    tokio::time::pause();
+    tokio::time::sleep(Duration::from_secs(50)).await;
+    assert!(!s.is_closing(), "closed: {:?}", s.close_cause());
+    no_close(&mut rx);
+
+    reader.abort();
+    assert_eq!(within(s.closed()).await, CloseCause::IdleTimeout);
+}
+
+/// A peer that answers nothing (its reader never runs, so it neither pongs nor pings) is
+/// closed at the idle timeout although the server keeps pinging it.
+pub async fn a_silent_peer_is_still_idle<E: Engine>() {
+    let server_ws = WsConfig::default()
+        .with_ping_interval(Some(Duration::from_secs(3)))
+        .with_pong_wait(Duration::from_secs(60))
+        .with_close_timeout(Duration::from_secs(1));
+    let client_ws = WsConfig::default().with_ping_interval(None);
+    let (s, _rx, reader, _cw) = listening_client::<E>(server_ws, client_ws).await;
+    reader.abort();
+    tokio::time::pause();
+    let opened = tokio::time::Instant::now();
+    assert_eq!(within(s.closed()).await, CloseCause::IdleTimeout);
+    // Closed by the idle timeout (10 s), not by the pong wait (60 s).
+    assert!(opened.elapsed() < Duration::from_secs(60));
+}
+
+macro_rules! engine_tests {
+    ($module:ident, $engine:ty) => {
+        mod $module {
+            #[tokio::test]
+            async fn pongs_keep_a_listening_peer_alive() {
+                super::pongs_keep_a_listening_peer_alive::<$engine>().await
+            }
+            #[tokio::test]
+            async fn pings_keep_a_listening_peer_alive() {
+                super::pings_keep_a_listening_peer_alive::<$engine>().await
+            }
+            #[tokio::test]
+            async fn a_silent_peer_is_still_idle() {
+                super::a_silent_peer_is_still_idle::<$engine>().await
+            }
+        }
+    };
+}
+
+engine_tests!(tungstenite, chinwag_ws_tungstenite::Tungstenite);
+engine_tests!(fastwebsockets, chinwag_ws_fastwebsockets::FastWebSockets);
