@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use futures_util::future::{Fuse, FusedFuture};
 use crate::budget::Charge;
 use crate::codec::{Codec, CodecError, Decoder, Farewell};
 use crate::config::SessionConfig;
-use crate::error::{CloseCause, CloseMode, SessionError};
+use crate::error::{CloseCause, SessionError};
 use crate::handle::{ABORTING, CLOSED, CLOSING, Entry, FINISHED, NONE, OPEN, Session, lock};
 use crate::handler::Service;
 
@@ -380,11 +380,15 @@ async fn write_loop<W: FrameWrite, C: Codec>(s: &Session<C>, mut wr: W) {
             s.set_state(CLOSED);
             return;
         }
+        // Whether a discarding close may still cut this batch short: not once one has begun
+        // (what is queued then — a farewell — must be written).
+        let discardable;
         {
             let mut q = lock(&inner.queue);
             std::mem::swap(&mut q.items, &mut batch);
             q.bytes = 0;
             inner.queued.store(false, Ordering::Release);
+            discardable = !inner.discarding.load(Ordering::Acquire);
         }
         if batch.is_empty() {
             if state >= CLOSING {
@@ -411,10 +415,16 @@ async fn write_loop<W: FrameWrite, C: Codec>(s: &Session<C>, mut wr: W) {
         if inner.blocked_senders.load(Ordering::Acquire) > 0 {
             inner.state_changed.notify_waiters();
         }
-        let messages = batch.len() as u64;
+        let mut messages = 0u64;
         let mut bytes = 0u64;
         // Boxed: only exists while writing, so idle sessions stay small.
-        let mut write = Box::pin(write_batch(&mut wr, &mut batch, &mut bytes));
+        let mut write = Box::pin(write_batch(
+            &mut wr,
+            &mut batch,
+            &mut messages,
+            &mut bytes,
+            discardable.then_some(&inner.discarding),
+        ));
         // Most batches are written at once: only one that has to wait for the socket needs the
         // timer to watch its deadline (told through `state_changed`).
         let first = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
@@ -431,16 +441,12 @@ async fn write_loop<W: FrameWrite, C: Codec>(s: &Session<C>, mut wr: W) {
                         s.set_state(CLOSED);
                         return;
                     }
-                    _ = s.reached(CLOSING), if !closing_seen => {
-                        closing_seen = true;
-                        if s.close_cause().is_some_and(|c| c.mode() != CloseMode::Drain) {
-                            // Overflow, idle or protocol error while a write is stuck: a close
-                            // frame could not be sent after a half-written frame anyway, so drop
-                            // the connection now and release the batch.
-                            s.set_state(CLOSED);
-                            return;
-                        }
-                    }
+                    // Overflow, idle or protocol error while a write is stuck (the peer does
+                    // not read): `write_batch` feeds no further message of the batch (they are
+                    // discarded, as the queue was), the write under way finishes as soon as
+                    // the socket takes it, and the farewell and close frame follow — so a peer
+                    // that reads again gets the close code. The close deadline bounds it all.
+                    _ = s.reached(CLOSING), if !closing_seen => closing_seen = true,
                     r = &mut write => break r,
                 }
             }
@@ -475,15 +481,35 @@ async fn write_loop<W: FrameWrite, C: Codec>(s: &Session<C>, mut wr: W) {
     s.set_state(CLOSED);
 }
 
+/// Feeds the batch's messages and flushes once, counting what it fed. Once the session closes
+/// in a mode that discards (`discarding`, given for batches taken before such a close), the
+/// messages not fed yet are dropped (with their charges) and only what was fed is flushed: a
+/// message is never cut in half, and the close frame can follow as soon as the socket takes
+/// the rest.
 async fn write_batch<W: FrameWrite>(
     wr: &mut W,
     batch: &mut VecDeque<Entry>,
+    messages: &mut u64,
     bytes: &mut u64,
+    discarding: Option<&AtomicBool>,
 ) -> Result<(), TransportError> {
     // Charges of the batch's messages, released once the flush is done (the bytes are in the
     // transport's buffers until then). No allocation unless a message carries one.
     let mut charges: Vec<Charge> = Vec::new();
-    while let Some(Entry { msg, charge, .. }) = batch.pop_front() {
+    while let Some(Entry {
+        msg,
+        charge,
+        preamble,
+        ..
+    }) = batch.pop_front()
+    {
+        // The preamble always goes (a farewell must not come without it).
+        if !preamble && discarding.is_some_and(|d| d.load(Ordering::Acquire)) {
+            drop((msg, charge));
+            batch.clear();
+            break;
+        }
+        *messages += 1;
         if let Some(c) = charge {
             charges.push(c);
         }

@@ -95,6 +95,9 @@ pub(crate) struct Inner<C: Codec> {
     pub(crate) writer_wake: Notify,
     /// Something was queued since the writer last took the queue.
     pub(crate) queued: AtomicBool,
+    /// A close that discards the queue has begun: the writer feeds no further message of a
+    /// batch it took before (see `driver::write_batch`). Set under the queue's lock.
+    pub(crate) discarding: AtomicBool,
     /// The timer should recompute its deadlines (see `kick_timer`).
     pub(crate) timer_kick: AtomicBool,
     /// Senders waiting for room under `OverflowPolicy::Block` (the writer tells them only
@@ -169,6 +172,7 @@ impl<C: Codec> Session<C> {
                 state_changed: Notify::new(),
                 writer_wake: Notify::new(),
                 queued: AtomicBool::new(false),
+                discarding: AtomicBool::new(false),
                 timer_kick: AtomicBool::new(false),
                 blocked_senders: AtomicUsize::new(0),
                 queue: Mutex::new(Queue::default()),
@@ -567,6 +571,9 @@ impl<C: Codec> Session<C> {
         let mode = cause.mode();
         if mode != CloseMode::Drain {
             let mut q = lock(&inner.queue);
+            // Under the queue's lock: a batch the writer took before this discards, one it
+            // takes after (the farewell) is written.
+            inner.discarding.store(true, Ordering::Release);
             let keep = mode == CloseMode::CloseNow && q.items.front().is_some_and(|e| e.preamble);
             if keep {
                 q.items.truncate(1);

@@ -1,5 +1,5 @@
 //! Sessions over WebSocket on both engines: what only WebSocket has (control frames, close
-//! codes). Each test is generic over the engine and instantiated for both at the bottom.
+//! frames). Each test is generic over the engine and instantiated for both at the bottom.
 //!
 //! Paused-time tests pause after the connection is up (the handshake runs on real time), then
 //! let virtual time pass; loopback writes land in the peer's socket at once, so every ping and
@@ -10,8 +10,11 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chinwag_session::{CloseCause, FrameCodec, Server, ServerConfig, Session, SessionConfig};
-use chinwag_transport::{FrameRead, Transport, TransportError};
+use bytes::Bytes;
+use chinwag_session::{
+    CloseCause, FrameCodec, OverflowPolicy, SendError, Server, ServerConfig, Session, SessionConfig,
+};
+use chinwag_transport::{CloseCode, Frame, FrameRead, Transport, TransportError};
 use chinwag_ws::{Engine, WsAcceptor, WsConfig, connect};
 use common::{Event, Recorder, within};
 use tokio::sync::mpsc;
@@ -34,7 +37,7 @@ async fn first_session(server: &chinwag_session::ServerHandle<FrameCodec>) -> Se
 }
 
 /// No close event arrived (the session is open).
-fn no_close(rx: &mut mpsc::UnboundedReceiver<Event<chinwag_transport::Frame>>) {
+fn no_close(rx: &mut mpsc::UnboundedReceiver<Event<Frame>>) {
     while let Ok(ev) = rx.try_recv() {
         if let Event::Close(_, cause) = ev {
             panic!("the session closed: {cause:?}");
@@ -50,7 +53,7 @@ async fn listening_client<E: Engine>(
     client_ws: WsConfig,
 ) -> (
     Session<FrameCodec>,
-    mpsc::UnboundedReceiver<Event<chinwag_transport::Frame>>,
+    mpsc::UnboundedReceiver<Event<Frame>>,
     tokio::task::JoinHandle<Result<(), TransportError>>,
     chinwag_ws::WsWriter<E>,
 ) {
@@ -132,6 +135,71 @@ pub async fn a_silent_peer_is_still_idle<E: Engine>() {
     assert!(opened.elapsed() < Duration::from_secs(60));
 }
 
+/// A client that stops reading until the server closes it for overflow (its send queue filled
+/// while the writer waited for the socket), then reads: it gets a prefix of what was sent, in
+/// order — the queued messages were discarded, never written — and then the close frame with
+/// 1008 and the reason. The timeouts are generous: nothing here waits for them.
+pub async fn overflow_close_reaches_a_peer_that_reads_again<E: Engine>() {
+    let long = Duration::from_secs(60);
+    let server_ws = WsConfig::default()
+        .with_ping_interval(None)
+        .with_close_timeout(long);
+    let acceptor = WsAcceptor::<E>::bind(loopback(), server_ws).await.unwrap();
+    let url = format!("ws://{}/", acceptor.local_addr());
+    let (rec, _rx) = Recorder::new();
+    let cfg = SessionConfig::default()
+        .with_queue_max_bytes(64 << 10)
+        .with_overflow(OverflowPolicy::Close)
+        .with_idle_timeout(None)
+        .with_write_timeout(long)
+        .with_close_timeout(long);
+    let server = Server::spawn(
+        acceptor,
+        FrameCodec,
+        rec,
+        ServerConfig::default().with_session(cfg),
+    );
+    let client_ws = WsConfig::default().with_ping_interval(None);
+    let (mut cr, _cw) = within(connect::<E>(&url, &client_ws))
+        .await
+        .unwrap()
+        .split();
+    let s = first_session(&server).await;
+
+    // Send (letting the writer run after each message) until the queue overflows: the writer
+    // is then stuck on a full socket, and four 16 KiB messages fill the 64 KiB queue.
+    let sent = within(async {
+        let mut i = 0u32;
+        loop {
+            let mut m = vec![7u8; 16 << 10];
+            m[..4].copy_from_slice(&i.to_be_bytes());
+            match s.send(&Frame::Binary(Bytes::from(m))).await {
+                Ok(()) => i += 1,
+                Err(SendError::Overflow) => return i,
+                Err(e) => panic!("send {i}: {e}"),
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(s.is_closing());
+
+    // The client reads again.
+    let mut received = 0u32;
+    while let Some(f) = within(cr.read_frame()).await.unwrap() {
+        assert_eq!(f.payload()[..4], received.to_be_bytes(), "in order");
+        received += 1;
+    }
+    let reason = cr.close_reason().expect("a close frame");
+    assert_eq!(reason.code, CloseCode::POLICY);
+    assert_eq!(reason.reason, "send queue overflow");
+    assert!(
+        received + 4 <= sent,
+        "the queued messages were not written ({received} of {sent})"
+    );
+    assert_eq!(within(s.closed()).await, CloseCause::Overflow);
+}
+
 macro_rules! engine_tests {
     ($module:ident, $engine:ty) => {
         mod $module {
@@ -146,6 +214,10 @@ macro_rules! engine_tests {
             #[tokio::test]
             async fn a_silent_peer_is_still_idle() {
                 super::a_silent_peer_is_still_idle::<$engine>().await
+            }
+            #[tokio::test]
+            async fn overflow_close_reaches_a_peer_that_reads_again() {
+                super::overflow_close_reaches_a_peer_that_reads_again::<$engine>().await
             }
         }
     };
