@@ -56,8 +56,8 @@ use tungstenite::protocol::{CloseFrame, WebSocketConfig};
 
 use chinwag_ws as common;
 pub use chinwag_ws::{
-    ConnectOptions, HttpFallback, OriginPolicy, UpgradeError, WsConfig, is_upgrade_request,
-    tls_config_with_roots,
+    ConnectOptions, HostPolicy, HttpFallback, OriginPolicy, UpgradeError, WsConfig,
+    is_upgrade_request, tls_config_with_roots,
 };
 use chinwag_ws::{
     Engine, Incoming, Outgoing, RawRead, RawWrite, ReadAhead, ReadError, Role, WsStream,

@@ -225,6 +225,105 @@ pub async fn origin_policy<E: Engine>() {
     assert_eq!(status, 403);
 }
 
+/// Sends a request head for `path` with `host` as its `Host` (none when `None`), as a
+/// WebSocket upgrade or a plain GET; returns the status and, for answers other than 101, the
+/// body (read by its `Content-Length`).
+async fn raw_request(
+    addr: SocketAddr,
+    path: &str,
+    host: Option<&str>,
+    upgrade: bool,
+) -> (u16, String) {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\n");
+    if let Some(h) = host {
+        req.push_str(&format!("Host: {h}\r\n"));
+    }
+    if upgrade {
+        req.push_str(
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
+        );
+    }
+    req.push_str("\r\n");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if tcp.read(&mut byte).await.unwrap() == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    if status == 101 {
+        return (status, String::new());
+    }
+    let len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    tcp.read_exact(&mut body).await.unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The Host policy at its boundary: under `HostPolicy::loopback()`, loopback names (with or
+/// without a port) are upgraded and served; other names, names that merely start with
+/// `localhost`, and a missing `Host` get `403` with the reason as the body — upgrades and
+/// plain pages alike. The default policy refuses nothing.
+pub async fn host_policy<E: Engine>() {
+    let pages: crate::HttpFallback = Arc::new(|req| {
+        (req.uri().path() == "/page").then(|| {
+            http::Response::new(http_body_util::Full::new(Bytes::from_static(b"page body")))
+        })
+    });
+    let cfg = WsConfig::default().with_host(crate::HostPolicy::loopback());
+    let acc = WsAcceptor::<E>::bind_with_fallback(loopback(), Some("/ws"), cfg.clone(), pages)
+        .await
+        .unwrap();
+    let addr = acc.local_addr();
+    let _acc = admit_all(acc);
+    for host in ["localhost:8080", "127.0.0.1:1", "localhost", "[::1]:80"] {
+        let (status, _) = within(host, raw_request(addr, "/ws", Some(host), true)).await;
+        assert_eq!(status, 101, "{host}");
+        let (status, body) = within(host, raw_request(addr, "/page", Some(host), false)).await;
+        assert_eq!((status, body.as_str()), (200, "page body"), "{host}");
+    }
+    for host in [Some("evil.example"), Some("localhost.evil.example"), None] {
+        for (path, upgrade) in [("/ws", true), ("/page", false), ("/nowhere", false)] {
+            let (status, body) = within("refused", raw_request(addr, path, host, upgrade)).await;
+            assert_eq!(status, 403, "{host:?} {path}");
+            assert!(body.contains("host refused"), "{host:?} {path}: {body:?}");
+            if let Some(h) = host {
+                assert!(body.contains(h), "the body names the host: {body:?}");
+            }
+        }
+    }
+    // The client sends the URL's host: a loopback URL passes.
+    within(
+        "client",
+        connect::<E>(&format!("ws://{addr}/ws"), &WsConfig::default()),
+    )
+    .await
+    .unwrap();
+
+    // The default refuses no Host (today's behaviour).
+    let (acc, _) = bind::<E>(WsConfig::default()).await;
+    let addr = acc.local_addr();
+    let _acc = admit_all(acc);
+    for host in [Some("evil.example"), None] {
+        let (status, _) = within("default", raw_request(addr, "/", host, true)).await;
+        assert_eq!(status, 101, "{host:?}");
+    }
+}
+
 /// chinwag's client sends an `Origin` derived from the URL by default, so a server whose policy
 /// requires one (as gotalk's Go server does) lets it in; without it the server refuses (403).
 pub async fn client_sends_an_origin_by_default<E: Engine>() {
@@ -1158,6 +1257,10 @@ macro_rules! engine_tests {
         #[tokio::test]
         async fn origin_policy() {
             $crate::suite::origin_policy::<$engine>().await
+        }
+        #[tokio::test]
+        async fn host_policy() {
+            $crate::suite::host_policy::<$engine>().await
         }
         #[tokio::test]
         async fn client_sends_an_origin_by_default() {
