@@ -42,6 +42,12 @@ where
     H: Service<C>,
 {
     let session = Session::new(transport.peer_addr(), transport.framing(), codec, config);
+    if let Some(p) = transport.permit() {
+        session.attach_permit(p.clone());
+    }
+    if handler.establish_on_admit() {
+        session.establish();
+    }
     let s = session.clone();
     tokio::spawn(async move {
         let info = ConnectInfo::new(transport.peer_addr());
@@ -59,6 +65,7 @@ where
 pub(crate) fn not_admitted<C: Codec>(s: &Session<C>, refusal: Refusal) {
     tracing::debug!(session = s.inner.id, peer = %s.inner.peer, %refusal, "not admitted");
     s.begin_close(CloseCause::NotAdmitted(refusal), None);
+    s.release_permit();
     s.set_state(CLOSED);
     let cause = s.close_cause().unwrap_or(CloseCause::Local);
     s.run_close_callbacks(&cause);
@@ -90,6 +97,8 @@ where
     if let Err(refusal) = opened {
         s.begin_close(CloseCause::Refused(refusal.clone()), None);
         let _ = tokio::time::timeout(s.inner.config.close_timeout, writer.close(refusal)).await;
+        drop((reader, writer));
+        s.release_permit();
         s.set_state(CLOSED);
         let cause = s.close_cause().unwrap_or(CloseCause::Local);
         s.run_close_callbacks(&cause);
@@ -110,6 +119,8 @@ where
         timer: timer_loop(s, &*handler, state, activity).fuse(),
     }
     .await;
+    // The transport's halves are gone with the drive: so is the connection's budget place.
+    s.release_permit();
     let cause = s.close_cause().unwrap_or(CloseCause::Local);
     tracing::debug!(session = s.inner.id, %cause, "session closed");
     let _ = guarded(s.inner.id, "on_close", || {

@@ -1,5 +1,5 @@
 //! Sessions over WebSocket on both engines: what only WebSocket has (control frames, close
-//! frames). Each test is generic over the engine and instantiated for both at the bottom.
+//! frames), and the eviction of pending sessions. Each test is generic over the engine and instantiated for both at the bottom.
 //!
 //! Paused-time tests pause after the connection is up (the handshake runs on real time), then
 //! let virtual time pass; loopback writes land in the peer's socket at once, so every ping and
@@ -12,11 +12,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chinwag_session::{
-    CloseCause, FrameCodec, OverflowPolicy, SendError, Server, ServerConfig, Session, SessionConfig,
+    Admission, CloseCause, ConnectInfo, FrameCodec, OverflowPolicy, Refusal, SendError, Server,
+    ServerConfig, Service, Session, SessionConfig,
 };
-use chinwag_transport::{CloseCode, Frame, FrameRead, Transport, TransportError};
+use chinwag_transport::{CloseCode, Frame, FrameRead, FrameWrite, Transport, TransportError};
 use chinwag_ws::{Engine, WsAcceptor, WsConfig, connect};
-use common::{Event, Recorder, within};
+use common::{Event, Recorder, wait_until, within};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 fn loopback() -> SocketAddr {
@@ -200,6 +202,89 @@ pub async fn overflow_close_reaches_a_peer_that_reads_again<E: Engine>() {
     assert_eq!(within(s.closed()).await, CloseCause::Overflow);
 }
 
+/// A service whose peers would sign in later: its connections stay pending.
+struct SignsInLater;
+
+impl Service<FrameCodec> for SignsInLater {
+    type State = ();
+
+    async fn admit(
+        &self,
+        _: &Session<FrameCodec>,
+        _: &ConnectInfo,
+    ) -> Result<Admission<()>, Refusal> {
+        Ok(Admission::new(()))
+    }
+
+    fn establish_on_admit(&self) -> bool {
+        false
+    }
+
+    async fn on_message(&self, _: &Session<FrameCodec>, _: &(), _: Frame) {}
+}
+
+/// A WebSocket session that has not signed in is pending: with a pending share of 1, a new
+/// connection (a raw socket still sending its request head) evicts it — closed as an idle
+/// timeout closes, with 1013 and the reason — and takes its place.
+pub async fn a_pending_session_is_evicted_with_1013<E: Engine>() {
+    let server_ws = WsConfig::default().with_handshake_timeout(Duration::from_secs(60));
+    let acceptor = WsAcceptor::<E>::bind(loopback(), server_ws).await.unwrap();
+    let addr = acceptor.local_addr();
+    let budget = acceptor.budget().clone().with_pending_share(1);
+    let cfg = SessionConfig::default().with_idle_timeout(None);
+    let server = Server::spawn(
+        acceptor,
+        FrameCodec,
+        SignsInLater,
+        ServerConfig::default().with_session(cfg),
+    );
+    let client_ws = WsConfig::default().with_ping_interval(None);
+    let (mut cr, _cw) = within(connect::<E>(&format!("ws://{addr}/"), &client_ws))
+        .await
+        .unwrap()
+        .split();
+    let s = first_session(&server).await;
+    assert!(!s.is_established());
+    assert_eq!(budget.pending(), 1);
+
+    let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stalled.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    assert_eq!(within(cr.read_frame()).await.unwrap(), None);
+    let reason = cr.close_reason().expect("a close frame");
+    assert_eq!(reason.code, CloseCode::TRY_AGAIN_LATER);
+    assert_eq!(reason.reason, "server busy: evicted before signing in");
+    assert_eq!(within(s.closed()).await, CloseCause::Evicted);
+    assert_eq!((budget.pending(), budget.evicted()), (1, 1));
+}
+
+/// The same session, signed in (`Session::establish`), survives a flood of stalled requests.
+pub async fn an_established_session_is_not_evicted<E: Engine>() {
+    let server_ws = WsConfig::default().with_handshake_timeout(Duration::from_secs(60));
+    let acceptor = WsAcceptor::<E>::bind(loopback(), server_ws).await.unwrap();
+    let addr = acceptor.local_addr();
+    let budget = acceptor.budget().clone().with_pending_share(1);
+    let server = Server::spawn(acceptor, FrameCodec, SignsInLater, ServerConfig::default());
+    let client_ws = WsConfig::default().with_ping_interval(None);
+    let (_cr, mut cw) = within(connect::<E>(&format!("ws://{addr}/"), &client_ws))
+        .await
+        .unwrap()
+        .split();
+    let s = first_session(&server).await;
+    s.establish();
+    assert_eq!(budget.pending(), 0);
+    let mut flood = Vec::new();
+    for _ in 0..5 {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        flood.push(tcp);
+    }
+    wait_until(|| budget.evicted() == 4).await;
+    assert_eq!(budget.pending(), 1);
+    assert!(!s.is_closing());
+    cw.send(Frame::Text("still here".into())).await.unwrap();
+    wait_until(|| s.stats().messages_in == 1).await;
+}
+
 macro_rules! engine_tests {
     ($module:ident, $engine:ty) => {
         mod $module {
@@ -214,6 +299,14 @@ macro_rules! engine_tests {
             #[tokio::test]
             async fn a_silent_peer_is_still_idle() {
                 super::a_silent_peer_is_still_idle::<$engine>().await
+            }
+            #[tokio::test]
+            async fn a_pending_session_is_evicted_with_1013() {
+                super::a_pending_session_is_evicted_with_1013::<$engine>().await
+            }
+            #[tokio::test]
+            async fn an_established_session_is_not_evicted() {
+                super::an_established_session_is_not_evicted::<$engine>().await
             }
             #[tokio::test]
             async fn overflow_close_reaches_a_peer_that_reads_again() {

@@ -196,6 +196,8 @@ impl CloseCode {
     pub const TOO_BIG: CloseCode = CloseCode(1009);
     /// 1011: the server hit an unexpected condition.
     pub const INTERNAL: CloseCode = CloseCode(1011);
+    /// 1013: the server is overloaded (or made room for others); try again later.
+    pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
 }
 
 /// A close code and a human-readable reason (at most 123 bytes go on a WebSocket wire; longer
@@ -347,6 +349,14 @@ pub trait Transport: Send + 'static {
 
     /// Splits into independently owned halves, so one task can read while another writes.
     fn split(self) -> (Self::Reader, Self::Writer);
+
+    /// The connection's place in its acceptor's [`ConnectionBudget`] (accepted connections;
+    /// `None` for dialled ones and transports without a budget), so whoever runs it can
+    /// [establish](ConnectionPermit::establish) it or close it when it is
+    /// [evicted](ConnectionPermit::on_evict).
+    fn permit(&self) -> Option<&ConnectionPermit> {
+        None
+    }
 }
 
 /// A source of accepted connections (a listener, or the WebSocket upgrades of an HTTP server).
@@ -364,14 +374,24 @@ pub trait Acceptor: Send + 'static {
     /// the acceptor stays usable; callers back off and retry.
     fn offer(&mut self) -> impl Future<Output = Result<Self::Offer, TransportError>> + Send;
 
-    /// Waits for the next connection and admits it (no subprotocol).
+    /// Waits for the next connection, admits it (no subprotocol) and
+    /// [establishes](ConnectionPermit::establish) it: a caller without a sign-in step takes
+    /// connections out of the pending share at once, so they are never evicted. Use
+    /// [`offer`](Self::offer) and [`Offer::admit`] to keep a connection pending until it signs
+    /// in.
     ///
     /// # Errors
     ///
     /// As [`offer`](Self::offer), or the admission failed for this one connection (the
     /// acceptor stays usable).
     fn accept(&mut self) -> impl Future<Output = Result<Self::Conn, TransportError>> + Send {
-        async move { self.offer().await?.admit(None).await }
+        async move {
+            let conn = self.offer().await?.admit(None).await?;
+            if let Some(p) = conn.permit() {
+                p.establish();
+            }
+            Ok(conn)
+        }
     }
 
     /// The local address it accepts on, for logs and for tests that bind port 0.

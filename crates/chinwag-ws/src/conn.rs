@@ -235,6 +235,10 @@ impl<E: Engine> Transport for WsConnection<E> {
     fn split(self) -> (WsReader<E>, WsWriter<E>) {
         (self.reader, self.writer)
     }
+
+    fn permit(&self) -> Option<&ConnectionPermit> {
+        self.reader.permit.as_ref()
+    }
 }
 
 struct Keepalive {

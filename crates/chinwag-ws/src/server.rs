@@ -480,6 +480,8 @@ impl<E: Engine> Acceptor for WsAcceptor<E> {
 /// refusal's status and reason. Dropped undecided, the client gets `503`.
 pub struct WsOffer<E: Engine> {
     info: ConnectInfo,
+    /// The socket's place in the budget (the connection it becomes holds it too).
+    permit: ConnectionPermit,
     decision: oneshot::Sender<Decision>,
     conn: oneshot::Receiver<Result<WsConnection<E>, TransportError>>,
     timeout: Duration,
@@ -523,6 +525,10 @@ impl<E: Engine> Offer for WsOffer<E> {
 
     async fn refuse(self, refusal: Refusal) {
         let _ = self.decision.send(Decision::Refuse(refusal));
+    }
+
+    fn permit(&self) -> Option<&ConnectionPermit> {
+        Some(&self.permit)
     }
 }
 
@@ -586,6 +592,9 @@ async fn accept_loop<E: Engine>(
             refuse(tcp, peer, &cfg, tls.as_ref(), &refusing);
             continue;
         };
+        // Evicted while pending (TLS handshake, HTTP requests, upgrade): the connection's task
+        // is aborted, which closes the socket. After the upgrade, the session takes over.
+        let evict = permit.clone();
         let mut http = Http {
             peer,
             tls: None,
@@ -594,10 +603,8 @@ async fn accept_loop<E: Engine>(
             fallback: fallback.clone(),
             permit,
         };
-        match &tls {
-            None => {
-                tokio::spawn(serve_http::<E, _>(tcp, http));
-            }
+        let task = match &tls {
+            None => tokio::spawn(serve_http::<E, _>(tcp, http)),
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
@@ -610,9 +617,11 @@ async fn accept_loop<E: Engine>(
                         Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
-                });
+                })
             }
-        }
+        };
+        let abort = task.abort_handle();
+        evict.on_evict(move || abort.abort());
     }
 }
 
@@ -783,6 +792,7 @@ async fn answer<E: Engine>(
     let (conn_tx, conn_rx) = oneshot::channel();
     let offer = WsOffer {
         info,
+        permit: http.permit.clone(),
         decision: decision_tx,
         conn: conn_rx,
         timeout: http.cfg.handshake_timeout,

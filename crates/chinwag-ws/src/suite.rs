@@ -1063,6 +1063,67 @@ pub async fn connection_budget<E: Engine>() {
     assert_eq!(budget.open(), 3);
 }
 
+/// Polls `cond` (yielding, with short pauses) until it holds, within the suite's deadline.
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    within(what, async {
+        while !cond() {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+}
+
+/// The pending share at its boundary: sockets still sending their request head are pending;
+/// with a share of 2, a third one evicts the oldest (its socket is closed long before the
+/// handshake timeout) and the pending count stays 2. A WebSocket connection taken with
+/// `accept` (established) is never evicted.
+pub async fn pending_share_evicts_a_stalled_handshake<E: Engine>() {
+    let cfg = WsConfig::default().with_handshake_timeout(Duration::from_secs(60));
+    let (mut acc, url) = bind::<E>(cfg.clone()).await;
+    let addr = acc.local_addr();
+    let budget = acc.budget().clone().with_pending_share(2);
+    let (client, server) = dial::<E>(&mut acc, &url, &WsConfig::default()).await;
+    assert_eq!(budget.pending(), 0, "accept establishes");
+    let (sr, sw) = server.split();
+    let echo = tokio::spawn(echo_halves(sr, sw));
+
+    let mut stalled = Vec::new();
+    for i in 0..3 {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        stalled.push(tcp);
+        if i < 2 {
+            eventually("pending", || budget.pending() == i + 1).await;
+        }
+    }
+    // The oldest stalled socket is closed.
+    let mut rest = Vec::new();
+    let _ = within("evicted", stalled[0].read_to_end(&mut rest)).await;
+    assert!(rest.is_empty(), "no answer, just closed: {rest:?}");
+    assert_eq!((budget.pending(), budget.evicted()), (2, 1));
+    let mut buf = [0u8; 8];
+    for tcp in &stalled[1..] {
+        assert!(
+            matches!(tcp.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "the newer ones are still open"
+        );
+    }
+    // The established connection still works.
+    let (mut cr, mut cw) = client.split();
+    cw.send(Frame::Text("still here".into())).await.unwrap();
+    assert_eq!(
+        within("echo", cr.read_frame()).await.unwrap(),
+        Some(Frame::Text("still here".into()))
+    );
+    within("close", cw.close(CloseReason::normal()))
+        .await
+        .unwrap();
+    within("echo end", echo).await.unwrap().unwrap();
+}
+
 /// A self-made CA and a server configuration for `localhost` signed by it.
 fn test_pki() -> (
     rustls_pki_types::CertificateDer<'static>,
@@ -1317,6 +1378,10 @@ macro_rules! engine_tests {
         #[tokio::test]
         async fn connection_budget() {
             $crate::suite::connection_budget::<$engine>().await
+        }
+        #[tokio::test]
+        async fn pending_share_evicts_a_stalled_handshake() {
+            $crate::suite::pending_share_evicts_a_stalled_handshake::<$engine>().await
         }
         #[tokio::test]
         async fn handshake_timeouts() {
