@@ -83,6 +83,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 pub mod budget;
+mod close;
 mod offer;
 pub mod pipe;
 mod stream;
@@ -93,6 +94,7 @@ pub mod udp;
 pub mod unix;
 
 pub use budget::{ConnectionBudget, ConnectionPermit};
+pub use close::{CloseCode, CloseReason, Reconnect};
 pub use offer::{ConnectInfo, HttpInfo, Offer, Ready, Refusal, TlsInfo};
 pub use stream::StreamConfig;
 
@@ -170,67 +172,6 @@ impl fmt::Display for PeerAddr {
             PeerAddr::Unix(Some(p)) => write!(f, "unix:{}", p.display()),
             PeerAddr::Unix(None) => f.write_str("unix:(unnamed)"),
             PeerAddr::Local => f.write_str("local"),
-        }
-    }
-}
-
-/// WebSocket-style close codes (RFC 6455 §7.4). Byte-stream transports have no close frame and
-/// report [`CloseCode::NORMAL`] for an orderly end of stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CloseCode(pub u16);
-
-impl CloseCode {
-    /// 1000: normal closure.
-    pub const NORMAL: CloseCode = CloseCode(1000);
-    /// 1001: the endpoint is going away (server shutdown, page navigation).
-    pub const GOING_AWAY: CloseCode = CloseCode(1001);
-    /// 1002: protocol error.
-    pub const PROTOCOL: CloseCode = CloseCode(1002);
-    /// 1003: a data type the endpoint cannot accept.
-    pub const UNSUPPORTED: CloseCode = CloseCode(1003);
-    /// 1007: invalid payload data (e.g. a text message that is not UTF-8).
-    pub const INVALID_PAYLOAD: CloseCode = CloseCode(1007);
-    /// 1008: policy violation.
-    pub const POLICY: CloseCode = CloseCode(1008);
-    /// 1009: message too big.
-    pub const TOO_BIG: CloseCode = CloseCode(1009);
-    /// 1011: the server hit an unexpected condition.
-    pub const INTERNAL: CloseCode = CloseCode(1011);
-    /// 1013: the server is overloaded (or made room for others); try again later.
-    pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
-}
-
-/// A close code and a human-readable reason (at most 123 bytes go on a WebSocket wire; longer
-/// reasons are truncated at a character boundary by the engines).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CloseReason {
-    /// The close code.
-    pub code: CloseCode,
-    /// Free text for logs; may be empty.
-    pub reason: String,
-}
-
-impl CloseReason {
-    /// A close with `code` and `reason`.
-    pub fn new(code: CloseCode, reason: impl Into<String>) -> Self {
-        CloseReason {
-            code,
-            reason: reason.into(),
-        }
-    }
-
-    /// The orderly close: 1000 with no reason.
-    pub fn normal() -> Self {
-        CloseReason::new(CloseCode::NORMAL, "")
-    }
-}
-
-impl fmt::Display for CloseReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.reason.is_empty() {
-            write!(f, "{}", self.code.0)
-        } else {
-            write!(f, "{} ({})", self.code.0, self.reason)
         }
     }
 }
