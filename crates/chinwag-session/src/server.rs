@@ -281,7 +281,11 @@ async fn accept_loop<A, C, H>(
                 d = tokio::time::timeout(timeout, handler.admit(&session, offer.info())) => d,
                 // Evicted (or closed) while admission ran.
                 () = session.wait_state(CLOSING) => Ok(Err(Refusal::unavailable(
-                    "server busy: evicted before signing in; retry later",
+                    if session.close_cause() == Some(CloseCause::Evicted) {
+                        "server busy: evicted before signing in; retry later"
+                    } else {
+                        "closed during admission; retry later"
+                    },
                     BUSY_RETRY,
                 ))),
             };

@@ -210,3 +210,51 @@ async fn default_services_establish_at_admission() {
     assert!(server.sessions().iter().all(Session::is_established));
     assert!(socks.iter().all(still_open));
 }
+
+/// Evicted while its admission is still running (a slow `admit`), a connection is refused at
+/// once: its socket is closed, its session never starts.
+#[tokio::test]
+async fn a_connection_evicted_during_admission_is_refused() {
+    struct SlowAdmission {
+        closed: mpsc::UnboundedSender<CloseCause>,
+    }
+    impl Service<Lines> for SlowAdmission {
+        type State = ();
+        async fn admit(
+            &self,
+            s: &Session<Lines>,
+            _: &ConnectInfo,
+        ) -> Result<Admission<()>, Refusal> {
+            let tx = self.closed.clone();
+            s.add_close_callback("test", move |c| {
+                let _ = tx.send(c.clone());
+            });
+            // Never decides.
+            std::future::pending().await
+        }
+        fn establish_on_admit(&self) -> bool {
+            false
+        }
+        async fn on_message(&self, _: &Session<Lines>, _: &(), _: String) {}
+    }
+    let acceptor = TcpAcceptor::bind(loopback(), TcpConfig::default()).unwrap();
+    let addr = acceptor.local_socket_addr().unwrap();
+    let budget = acceptor.budget().clone().with_pending_share(1);
+    let (tx, mut closes) = mpsc::unbounded_channel();
+    let cfg = ServerConfig::default().with_admission_timeout(Duration::from_secs(600));
+    let _server = Server::spawn(
+        acceptor,
+        Lines { max: 64 },
+        SlowAdmission { closed: tx },
+        cfg,
+    );
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    wait_until(|| budget.pending() == 1).await;
+    let second = TcpStream::connect(addr).await.unwrap();
+    let mut rest = Vec::new();
+    within(first.read_to_end(&mut rest)).await.unwrap();
+    assert!(rest.is_empty());
+    assert_eq!(within(closes.recv()).await.unwrap(), CloseCause::Evicted);
+    assert_eq!((budget.pending(), budget.evicted()), (1, 1));
+    assert!(still_open(&second));
+}
