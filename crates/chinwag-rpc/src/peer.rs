@@ -856,6 +856,15 @@ pub trait Admit: Send + Sync + 'static {
         peer: &'a Peer,
         info: &'a ConnectInfo,
     ) -> Pin<Box<dyn Future<Output = Result<Option<String>, Refusal>> + Send + 'a>>;
+
+    /// Whether admitted connections are taken out of their acceptor's pending share at once
+    /// (see [`Service::establish_on_admit`](chinwag_session::Service::establish_on_admit)).
+    /// Default `true`. Return `false` when peers sign in later (with a request), and call
+    /// `peer.session().establish()` when they do; until then the oldest pending connection is
+    /// evicted when a new one needs the place.
+    fn establish_on_admit(&self) -> bool {
+        true
+    }
 }
 
 /// The session handler that runs RPC on every session of a server or client.
@@ -935,6 +944,10 @@ impl Service<WireCodec> for RpcHandler {
                 Err(refusal)
             }
         }
+    }
+
+    fn establish_on_admit(&self) -> bool {
+        self.admit.as_ref().is_none_or(|a| a.establish_on_admit())
     }
 
     fn on_open(

@@ -202,3 +202,61 @@ async fn malformed_and_oversized_messages_get_f2_and_a_close() {
 fn the_js_client_is_embedded() {
     assert!(chinwag_rpc::CHINWAG_JS.contains("export"));
 }
+
+/// An admission that signs peers in later (`Admit::establish_on_admit` false) leaves the
+/// connection pending in the acceptor's budget until a handler calls
+/// `peer.session().establish()`; the default admission establishes at once.
+#[tokio::test]
+async fn admission_may_leave_connections_pending_until_sign_in() {
+    use chinwag_rpc::Admit;
+    use chinwag_session::ServerConfig;
+    use chinwag_transport::{ConnectInfo, Refusal};
+    use std::future::Future;
+    use std::pin::Pin;
+
+    struct Later;
+    impl Admit for Later {
+        fn admit<'a>(
+            &'a self,
+            _: &'a Peer,
+            _: &'a ConnectInfo,
+        ) -> Pin<Box<dyn Future<Output = Result<Option<String>, Refusal>> + Send + 'a>> {
+            Box::pin(async { Ok(None) })
+        }
+        fn establish_on_admit(&self) -> bool {
+            false
+        }
+    }
+    let mut h = Handlers::new();
+    h.handle_bytes("login", |peer: Peer, b: Bytes| async move {
+        peer.session().establish();
+        Ok::<_, HandlerError>(b)
+    });
+    let acceptor =
+        tcp::TcpAcceptor::bind("127.0.0.1:0".parse().unwrap(), tcp::TcpConfig::default()).unwrap();
+    let addr = acceptor.local_socket_addr().unwrap();
+    let budget = acceptor.budget().clone();
+    let server = RpcServer::spawn_admitting(
+        acceptor,
+        Arc::new(h),
+        RpcConfig::default(),
+        ServerConfig::default(),
+        Arc::new(Later),
+    );
+    let t = within(tcp::connect(addr, &tcp::TcpConfig::default()))
+        .await
+        .unwrap();
+    let client = connect(t, Arc::new(Handlers::new()), RpcConfig::client());
+    within(async {
+        while server.peers().is_empty() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(budget.pending(), 1, "admitted, not signed in");
+    within(client.request_bytes("login", "me")).await.unwrap();
+    assert_eq!(budget.pending(), 0, "signed in");
+    assert!(server.peers()[0].session().is_established());
+    client.close();
+    within(client.closed()).await;
+}

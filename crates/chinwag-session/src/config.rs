@@ -51,9 +51,12 @@ pub struct SessionConfig {
     /// What happens when the queue is full. Default [`OverflowPolicy::Close`].
     pub overflow: OverflowPolicy,
     /// Close with [`CloseCause::IdleTimeout`](crate::CloseCause::IdleTimeout) when no frame arrived from the peer for this long.
-    /// Default 300 s. Only inbound frames count (our own heartbeats must not keep a dead peer's
-    /// session alive); WebSocket pongs are consumed by the engine and do not count, so peers
-    /// that only listen must send something (codec heartbeats do).
+    /// Default 300 s. Every frame from the peer counts — data, and over WebSocket the pings and
+    /// pongs the transport consumes itself ([`FrameRead::activity`]), so a peer that only
+    /// listens but answers keepalive pings stays open. Our own frames (heartbeats, pings) do
+    /// not count: they must not keep a dead peer's session alive.
+    ///
+    /// [`FrameRead::activity`]: chinwag_transport::FrameRead::activity
     pub idle_timeout: Option<Duration>,
     /// Send a heartbeat ([`Service::heartbeat`](crate::Service::heartbeat); by default the
     /// codec's, [`Codec::heartbeat`](crate::Codec::heartbeat)) when nothing was written for this long. Default 60 s;

@@ -7,14 +7,14 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use chinwag_transport::{
-    CloseCode, CloseReason, ConnectInfo, Frame, FrameRead, FrameWrite, Framing, Refusal, Transport,
-    TransportError,
+    CloseCode, CloseReason, ConnectInfo, Frame, FrameRead, FrameWrite, Framing, PeerActivity,
+    Refusal, Transport, TransportError,
 };
 use futures_util::FutureExt;
 use futures_util::future::{Fuse, FusedFuture};
@@ -22,7 +22,7 @@ use futures_util::future::{Fuse, FusedFuture};
 use crate::budget::Charge;
 use crate::codec::{Codec, CodecError, Decoder, Farewell};
 use crate::config::SessionConfig;
-use crate::error::{CloseCause, CloseMode, SessionError};
+use crate::error::{CloseCause, SessionError};
 use crate::handle::{ABORTING, CLOSED, CLOSING, Entry, FINISHED, NONE, OPEN, Session, lock};
 use crate::handler::Service;
 
@@ -42,6 +42,12 @@ where
     H: Service<C>,
 {
     let session = Session::new(transport.peer_addr(), transport.framing(), codec, config);
+    if let Some(p) = transport.permit() {
+        session.attach_permit(p.clone());
+    }
+    if handler.establish_on_admit() {
+        session.establish();
+    }
     let s = session.clone();
     tokio::spawn(async move {
         let info = ConnectInfo::new(transport.peer_addr());
@@ -59,6 +65,7 @@ where
 pub(crate) fn not_admitted<C: Codec>(s: &Session<C>, refusal: Refusal) {
     tracing::debug!(session = s.inner.id, peer = %s.inner.peer, %refusal, "not admitted");
     s.begin_close(CloseCause::NotAdmitted(refusal), None);
+    s.release_permit();
     s.set_state(CLOSED);
     let cause = s.close_cause().unwrap_or(CloseCause::Local);
     s.run_close_callbacks(&cause);
@@ -90,6 +97,8 @@ where
     if let Err(refusal) = opened {
         s.begin_close(CloseCause::Refused(refusal.clone()), None);
         let _ = tokio::time::timeout(s.inner.config.close_timeout, writer.close(refusal)).await;
+        drop((reader, writer));
+        s.release_permit();
         s.set_state(CLOSED);
         let cause = s.close_cause().unwrap_or(CloseCause::Local);
         s.run_close_callbacks(&cause);
@@ -100,13 +109,18 @@ where
         s.push_unbounded(p, true);
     }
     let decoder = s.inner.codec.decoder(s.inner.framing);
+    // Frames the reader consumes itself (WebSocket pings and pongs) count for the idle timeout
+    // too; the timer looks at them only when the idle deadline passes.
+    let activity = s.inner.config.idle_timeout.and_then(|_| reader.activity());
     Drive {
         id: s.inner.id,
         read: read_loop(s, reader, decoder, &*handler, state).fuse(),
         write: write_loop(s, writer).fuse(),
-        timer: timer_loop(s, &*handler, state).fuse(),
+        timer: timer_loop(s, &*handler, state, activity).fuse(),
     }
     .await;
+    // The transport's halves are gone with the drive: so is the connection's budget place.
+    s.release_permit();
     let cause = s.close_cause().unwrap_or(CloseCause::Local);
     tracing::debug!(session = s.inner.id, %cause, "session closed");
     let _ = guarded(s.inner.id, "on_close", || {
@@ -377,11 +391,15 @@ async fn write_loop<W: FrameWrite, C: Codec>(s: &Session<C>, mut wr: W) {
             s.set_state(CLOSED);
             return;
         }
+        // Whether a discarding close may still cut this batch short: not once one has begun
+        // (what is queued then — a farewell — must be written).
+        let discardable;
         {
             let mut q = lock(&inner.queue);
             std::mem::swap(&mut q.items, &mut batch);
             q.bytes = 0;
             inner.queued.store(false, Ordering::Release);
+            discardable = !inner.discarding.load(Ordering::Acquire);
         }
         if batch.is_empty() {
             if state >= CLOSING {
@@ -408,10 +426,16 @@ async fn write_loop<W: FrameWrite, C: Codec>(s: &Session<C>, mut wr: W) {
         if inner.blocked_senders.load(Ordering::Acquire) > 0 {
             inner.state_changed.notify_waiters();
         }
-        let messages = batch.len() as u64;
+        let mut messages = 0u64;
         let mut bytes = 0u64;
         // Boxed: only exists while writing, so idle sessions stay small.
-        let mut write = Box::pin(write_batch(&mut wr, &mut batch, &mut bytes));
+        let mut write = Box::pin(write_batch(
+            &mut wr,
+            &mut batch,
+            &mut messages,
+            &mut bytes,
+            discardable.then_some(&inner.discarding),
+        ));
         // Most batches are written at once: only one that has to wait for the socket needs the
         // timer to watch its deadline (told through `state_changed`).
         let first = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
@@ -428,16 +452,12 @@ async fn write_loop<W: FrameWrite, C: Codec>(s: &Session<C>, mut wr: W) {
                         s.set_state(CLOSED);
                         return;
                     }
-                    _ = s.reached(CLOSING), if !closing_seen => {
-                        closing_seen = true;
-                        if s.close_cause().is_some_and(|c| c.mode() != CloseMode::Drain) {
-                            // Overflow, idle or protocol error while a write is stuck: a close
-                            // frame could not be sent after a half-written frame anyway, so drop
-                            // the connection now and release the batch.
-                            s.set_state(CLOSED);
-                            return;
-                        }
-                    }
+                    // Overflow, idle or protocol error while a write is stuck (the peer does
+                    // not read): `write_batch` feeds no further message of the batch (they are
+                    // discarded, as the queue was), the write under way finishes as soon as
+                    // the socket takes it, and the farewell and close frame follow — so a peer
+                    // that reads again gets the close code. The close deadline bounds it all.
+                    _ = s.reached(CLOSING), if !closing_seen => closing_seen = true,
                     r = &mut write => break r,
                 }
             }
@@ -472,15 +492,35 @@ async fn write_loop<W: FrameWrite, C: Codec>(s: &Session<C>, mut wr: W) {
     s.set_state(CLOSED);
 }
 
+/// Feeds the batch's messages and flushes once, counting what it fed. Once the session closes
+/// in a mode that discards (`discarding`, given for batches taken before such a close), the
+/// messages not fed yet are dropped (with their charges) and only what was fed is flushed: a
+/// message is never cut in half, and the close frame can follow as soon as the socket takes
+/// the rest.
 async fn write_batch<W: FrameWrite>(
     wr: &mut W,
     batch: &mut VecDeque<Entry>,
+    messages: &mut u64,
     bytes: &mut u64,
+    discarding: Option<&AtomicBool>,
 ) -> Result<(), TransportError> {
     // Charges of the batch's messages, released once the flush is done (the bytes are in the
     // transport's buffers until then). No allocation unless a message carries one.
     let mut charges: Vec<Charge> = Vec::new();
-    while let Some(Entry { msg, charge, .. }) = batch.pop_front() {
+    while let Some(Entry {
+        msg,
+        charge,
+        preamble,
+        ..
+    }) = batch.pop_front()
+    {
+        // The preamble always goes (a farewell must not come without it).
+        if !preamble && discarding.is_some_and(|d| d.load(Ordering::Acquire)) {
+            drop((msg, charge));
+            batch.clear();
+            break;
+        }
+        *messages += 1;
         if let Some(c) = charge {
             charges.push(c);
         }
@@ -509,7 +549,17 @@ async fn write_batch<W: FrameWrite>(
 /// cron, write deadline, close deadline), acts on what is due, and sleeps again. No task and
 /// no timer entry of its own beyond this one `Sleep`; while nothing is due (no idle timeout,
 /// no heartbeat, no cron, no write in progress) it registers no timer at all.
-async fn timer_loop<C: Codec, H: Service<C>>(s: &Session<C>, handler: &H, app: &H::State) {
+///
+/// The idle deadline counts from the last frame the reader handed out; when it passes, the
+/// transport's `activity` (control frames it consumed: WebSocket pings and pongs) is
+/// consulted, and a later one re-arms the deadline instead of closing. So control frames cost
+/// no wake-up of the session.
+async fn timer_loop<C: Codec, H: Service<C>>(
+    s: &Session<C>,
+    handler: &H,
+    app: &H::State,
+    activity: Option<Arc<dyn PeerActivity>>,
+) {
     let inner = &*s.inner;
     let cfg = &*inner.config;
     let ms = |d: Duration| d.as_millis() as u64;
@@ -535,7 +585,14 @@ async fn timer_loop<C: Codec, H: Service<C>>(s: &Session<C>, handler: &H, app: &
         let mut next = NONE;
         if state == OPEN {
             if let Some(idle) = cfg.idle_timeout {
-                let at = inner.last_read_ms.load(Ordering::Relaxed) + ms(idle);
+                let mut at = inner.last_read_ms.load(Ordering::Relaxed) + ms(idle);
+                if now >= at
+                    && let Some(seen) = activity.as_ref().and_then(|a| a.last_control_frame())
+                {
+                    // A ping or pong from the peer since: it is alive; count from there.
+                    let seen = seen.saturating_duration_since(inner.epoch);
+                    at = at.max(ms(seen) + ms(idle));
+                }
                 if now >= at {
                     let _ = guarded(inner.id, "on_error", || {
                         handler.on_error(

@@ -44,6 +44,11 @@ pub enum CloseCause {
     NotAdmitted(Refusal),
     /// [`Handler::on_message`](crate::Handler::on_message) panicked (the panic was caught and logged; the peer gets 1011).
     HandlerPanic(String),
+    /// The connection had not signed in ([`Session::establish`](crate::Session::establish))
+    /// and was the oldest pending one when its acceptor's pending share was full: it was
+    /// evicted to make room. Closed as for an idle timeout (the codec's farewell, gotalk
+    /// `f00000003`), with WebSocket code 1013 (try again later).
+    Evicted,
 }
 
 impl CloseCause {
@@ -74,6 +79,10 @@ impl CloseCause {
             CloseCause::Refused(r) => r.clone(),
             CloseCause::NotAdmitted(r) => CloseReason::new(CloseCode::POLICY, r.reason.clone()),
             CloseCause::HandlerPanic(_) => CloseReason::new(CloseCode::INTERNAL, "internal error"),
+            CloseCause::Evicted => CloseReason::new(
+                CloseCode::TRY_AGAIN_LATER,
+                "server busy: evicted before signing in",
+            ),
         }
     }
 
@@ -89,7 +98,8 @@ impl CloseCause {
             | CloseCause::Overflow
             | CloseCause::ProtocolError(_)
             | CloseCause::Refused(_)
-            | CloseCause::HandlerPanic(_) => CloseMode::CloseNow,
+            | CloseCause::HandlerPanic(_)
+            | CloseCause::Evicted => CloseMode::CloseNow,
             CloseCause::NotAdmitted(_) => CloseMode::Abort,
             CloseCause::PeerGone(_) | CloseCause::WriteTimeout => CloseMode::Abort,
         }
@@ -113,6 +123,7 @@ impl fmt::Display for CloseCause {
             CloseCause::Refused(r) => write!(f, "refused: {r}"),
             CloseCause::NotAdmitted(r) => write!(f, "not admitted: {r}"),
             CloseCause::HandlerPanic(m) => write!(f, "handler panicked: {m}"),
+            CloseCause::Evicted => f.write_str("evicted before signing in"),
         }
     }
 }

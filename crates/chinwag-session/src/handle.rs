@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use chinwag_transport::{Framing, PeerAddr};
+use chinwag_transport::{ConnectionPermit, Framing, PeerAddr};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::budget::Charge;
-use crate::codec::{Codec, CodecError, Encoded};
+use crate::codec::{Codec, CodecError, Encoded, Farewell};
 use crate::config::{OverflowPolicy, SessionConfig};
 use crate::driver::run_callback;
 use crate::error::{CloseCause, CloseMode, SendError};
@@ -95,6 +95,9 @@ pub(crate) struct Inner<C: Codec> {
     pub(crate) writer_wake: Notify,
     /// Something was queued since the writer last took the queue.
     pub(crate) queued: AtomicBool,
+    /// A close that discards the queue has begun: the writer feeds no further message of a
+    /// batch it took before (see `driver::write_batch`). Set under the queue's lock.
+    pub(crate) discarding: AtomicBool,
     /// The timer should recompute its deadlines (see `kick_timer`).
     pub(crate) timer_kick: AtomicBool,
     /// Senders waiting for room under `OverflowPolicy::Block` (the writer tells them only
@@ -114,6 +117,11 @@ pub(crate) struct Inner<C: Codec> {
     pub(crate) overflow: Mutex<Option<OverflowPolicy>>,
     pub(crate) attrs: Mutex<Option<Box<AttrMap>>>,
     pub(crate) callbacks: Mutex<Vec<(Cow<'static, str>, CloseCallback)>>,
+    /// The connection's place in its acceptor's budget, while the session runs (accepted
+    /// connections only).
+    pub(crate) permit: Mutex<Option<ConnectionPermit>>,
+    /// [`Session::establish`] was called.
+    pub(crate) established: AtomicBool,
 }
 
 /// A handle to one session: cheap to clone, usable from any task.
@@ -169,6 +177,7 @@ impl<C: Codec> Session<C> {
                 state_changed: Notify::new(),
                 writer_wake: Notify::new(),
                 queued: AtomicBool::new(false),
+                discarding: AtomicBool::new(false),
                 timer_kick: AtomicBool::new(false),
                 blocked_senders: AtomicUsize::new(0),
                 queue: Mutex::new(Queue::default()),
@@ -183,6 +192,8 @@ impl<C: Codec> Session<C> {
                 overflow: Mutex::new(None),
                 attrs: Mutex::new(None),
                 callbacks: Mutex::new(Vec::new()),
+                permit: Mutex::new(None),
+                established: AtomicBool::new(false),
             }),
         }
     }
@@ -227,8 +238,9 @@ impl<C: Codec> Session<C> {
         self.inner.epoch
     }
 
-    /// When the last frame arrived from the peer (the session's open time before that). The
-    /// idle timeout counts from here.
+    /// When the last data frame arrived from the peer (the session's open time before that).
+    /// The idle timeout counts from here, or from a later control frame (a WebSocket ping or
+    /// pong) the transport consumed itself.
     pub fn last_read(&self) -> Instant {
         self.at(self.inner.last_read_ms.load(Ordering::Relaxed))
     }
@@ -517,6 +529,59 @@ impl<C: Codec> Session<C> {
         self.wake_writer();
     }
 
+    // ---- pending and established ---------------------------------------------------------------
+
+    /// Moves this connection out of its acceptor's **pending share** for good: call it when
+    /// the peer has signed in. Until then (for services whose
+    /// [`establish_on_admit`](crate::Service::establish_on_admit) is false), the connection may
+    /// be **evicted** when the share is full and a new connection needs a pending place: it is
+    /// then closed as for an idle timeout (the codec's farewell, then WebSocket 1013), with
+    /// [`CloseCause::Evicted`]. Idempotent; callable from admission on; no effect on a
+    /// connection already evicted, or without a budget (dialled ones, pipes, UDP). See
+    /// `chinwag_transport::budget`.
+    pub fn establish(&self) {
+        self.inner.established.store(true, Ordering::SeqCst);
+        if let Some(p) = lock(&self.inner.permit).as_ref() {
+            p.establish();
+        }
+    }
+
+    /// Whether [`establish`](Self::establish) was called (by the application, or by the
+    /// server at admission).
+    pub fn is_established(&self) -> bool {
+        self.inner.established.load(Ordering::SeqCst)
+    }
+
+    /// Takes the connection's budget place: an eviction closes this session, and an earlier
+    /// or later [`establish`](Self::establish) applies to it.
+    pub(crate) fn attach_permit(&self, permit: ConnectionPermit) {
+        // Weak: the permit lives in the transport, which must not keep the session alive.
+        let weak = Arc::downgrade(&self.inner);
+        permit.on_evict(move || {
+            if let Some(inner) = weak.upgrade() {
+                Session { inner }.evict();
+            }
+        });
+        *lock(&self.inner.permit) = Some(permit.clone());
+        if self.inner.established.load(Ordering::SeqCst) {
+            permit.establish();
+        }
+    }
+
+    /// Lets go of the budget place (the session ended; its transport is gone or going).
+    pub(crate) fn release_permit(&self) {
+        let permit = lock(&self.inner.permit).take();
+        drop(permit);
+    }
+
+    /// Evicted from the pending share: closes as an idle timeout does (farewell, close code).
+    fn evict(&self) {
+        let inner = &*self.inner;
+        tracing::debug!(session = inner.id, peer = %inner.peer, "evicted while pending");
+        let farewell = inner.codec.farewell(Farewell::Timeout, inner.framing);
+        self.begin_close_with(CloseCause::Evicted, None, farewell);
+    }
+
     // ---- closing ----------------------------------------------------------------------------
 
     /// Closes cleanly: what is already queued is written (within
@@ -566,6 +631,9 @@ impl<C: Codec> Session<C> {
         let mode = cause.mode();
         if mode != CloseMode::Drain {
             let mut q = lock(&inner.queue);
+            // Under the queue's lock: a batch the writer took before this discards, one it
+            // takes after (the farewell) is written.
+            inner.discarding.store(true, Ordering::Release);
             let keep = mode == CloseMode::CloseNow && q.items.front().is_some_and(|e| e.preamble);
             if keep {
                 q.items.truncate(1);

@@ -69,6 +69,18 @@ pub trait Service<C: Codec>: Send + Sync + 'static {
         info: &ConnectInfo,
     ) -> impl Future<Output = Result<Admission<Self::State>, Refusal>> + Send;
 
+    /// Whether a server [establishes](Session::establish) each connection at admission (as
+    /// [`admit`](Self::admit) starts: its TLS handshake and, for WebSocket, its HTTP request
+    /// are complete), taking it out of its acceptor's pending share for good (see
+    /// `chinwag_transport::budget`). Default `true`: a service with no sign-in step is never
+    /// penalised, even by a burst of connections waiting for admission. A service whose peers sign in later (with a first message, say) returns
+    /// `false` and calls [`Session::establish`] at sign-in; until then its connections count
+    /// in the pending share and the oldest is evicted (closed with [`CloseCause::Evicted`],
+    /// WebSocket 1013) when a new connection needs the place.
+    fn establish_on_admit(&self) -> bool {
+        true
+    }
+
     /// The session started (its transport is admitted; the codec's preamble is queued). Return
     /// `Err` to close it at once with that code and reason ([`on_close`](Self::on_close) is not
     /// called).

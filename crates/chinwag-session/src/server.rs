@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::codec::{Codec, Encoded};
 use crate::driver;
+use crate::handle::CLOSING;
 use crate::{CloseCause, OverflowPolicy, Refusal, SendError, Service, Session, SessionConfig};
 
 /// Settings of a [`Server`].
@@ -261,12 +262,33 @@ async fn accept_loop<A, C, H>(
             codec.clone(),
             session_config.clone(),
         );
+        // The connection is pending in its acceptor's budget until established: an eviction
+        // from now on closes the session (or ends its admission). Services without a sign-in
+        // step establish it here, as admission starts (its handshakes are done), so a burst of
+        // connections waiting for admission cannot evict one another.
+        if let Some(p) = offer.permit() {
+            session.attach_permit(p.clone());
+        }
+        if handler.establish_on_admit() {
+            session.establish();
+        }
         let handler = handler.clone();
         let shared2 = shared.clone();
         let timeout = config.admission_timeout;
         shared.tasks.spawn(async move {
-            let decided =
-                tokio::time::timeout(timeout, handler.admit(&session, offer.info())).await;
+            let decided = tokio::select! {
+                biased;
+                d = tokio::time::timeout(timeout, handler.admit(&session, offer.info())) => d,
+                // Evicted (or closed) while admission ran.
+                () = session.wait_state(CLOSING) => Ok(Err(Refusal::unavailable(
+                    if session.close_cause() == Some(CloseCause::Evicted) {
+                        "server busy: evicted before signing in; retry later"
+                    } else {
+                        "closed during admission; retry later"
+                    },
+                    BUSY_RETRY,
+                ))),
+            };
             drop(admitting);
             let admission = match decided {
                 Ok(Ok(a)) => a,

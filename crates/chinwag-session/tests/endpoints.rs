@@ -338,6 +338,9 @@ async fn one_stalled_client_of_fifty() {
     let mut cfg = ServerConfig::default();
     cfg.session.queue_max_messages = QUEUE;
     cfg.session.overflow = OverflowPolicy::Close;
+    // The stalled client never reads, so its close frame can never go out: its session is
+    // dropped at the close deadline.
+    cfg.session.close_timeout = Duration::from_millis(200);
     let (srec, mut srx) = Recorder::<Bytes>::new();
     let server = Server::spawn(acceptor, LengthDelimited::default(), srec, cfg);
 
@@ -507,6 +510,9 @@ async fn broadcast_to_a_thousand_with_one_stalled() {
     let (connector, acceptor) = pipe::listener(&pc);
     let mut cfg = ServerConfig::default();
     cfg.session.queue_max_messages = 16;
+    // The stalled peer never reads, so its close can never go out: its session is dropped at
+    // the close deadline.
+    cfg.session.close_timeout = Duration::from_millis(200);
     struct Quiet;
     impl chinwag_session::Handler<FrameCodec> for Quiet {
         async fn on_message(&self, _: &Session<FrameCodec>, _: Frame) {}

@@ -78,10 +78,12 @@ use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
 pub mod budget;
+mod close;
 mod offer;
 pub mod pipe;
 mod stream;
@@ -92,6 +94,7 @@ pub mod udp;
 pub mod unix;
 
 pub use budget::{ConnectionBudget, ConnectionPermit};
+pub use close::{CloseCode, CloseReason, Reconnect};
 pub use offer::{ConnectInfo, HttpInfo, Offer, Ready, Refusal, TlsInfo};
 pub use stream::StreamConfig;
 
@@ -173,65 +176,6 @@ impl fmt::Display for PeerAddr {
     }
 }
 
-/// WebSocket-style close codes (RFC 6455 §7.4). Byte-stream transports have no close frame and
-/// report [`CloseCode::NORMAL`] for an orderly end of stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CloseCode(pub u16);
-
-impl CloseCode {
-    /// 1000: normal closure.
-    pub const NORMAL: CloseCode = CloseCode(1000);
-    /// 1001: the endpoint is going away (server shutdown, page navigation).
-    pub const GOING_AWAY: CloseCode = CloseCode(1001);
-    /// 1002: protocol error.
-    pub const PROTOCOL: CloseCode = CloseCode(1002);
-    /// 1003: a data type the endpoint cannot accept.
-    pub const UNSUPPORTED: CloseCode = CloseCode(1003);
-    /// 1007: invalid payload data (e.g. a text message that is not UTF-8).
-    pub const INVALID_PAYLOAD: CloseCode = CloseCode(1007);
-    /// 1008: policy violation.
-    pub const POLICY: CloseCode = CloseCode(1008);
-    /// 1009: message too big.
-    pub const TOO_BIG: CloseCode = CloseCode(1009);
-    /// 1011: the server hit an unexpected condition.
-    pub const INTERNAL: CloseCode = CloseCode(1011);
-}
-
-/// A close code and a human-readable reason (at most 123 bytes go on a WebSocket wire; longer
-/// reasons are truncated at a character boundary by the engines).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CloseReason {
-    /// The close code.
-    pub code: CloseCode,
-    /// Free text for logs; may be empty.
-    pub reason: String,
-}
-
-impl CloseReason {
-    /// A close with `code` and `reason`.
-    pub fn new(code: CloseCode, reason: impl Into<String>) -> Self {
-        CloseReason {
-            code,
-            reason: reason.into(),
-        }
-    }
-
-    /// The orderly close: 1000 with no reason.
-    pub fn normal() -> Self {
-        CloseReason::new(CloseCode::NORMAL, "")
-    }
-}
-
-impl fmt::Display for CloseReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.reason.is_empty() {
-            write!(f, "{}", self.code.0)
-        } else {
-            write!(f, "{} ({})", self.code.0, self.reason)
-        }
-    }
-}
-
 /// Why a transport operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -284,6 +228,25 @@ pub trait FrameRead: Send + 'static {
     fn close_reason(&self) -> Option<&CloseReason> {
         None
     }
+
+    /// What this reader sees of its peer beyond the frames it hands out: the control frames it
+    /// consumes itself (WebSocket pings and pongs), as a shared [`PeerActivity`] that can be
+    /// consulted while a [`read_frame`](Self::read_frame) is pending (a session's idle timer
+    /// does, so a peer that only answers keepalive pings is not idle). `None` (the default)
+    /// for transports without control frames (byte streams, datagrams, pipes): every frame
+    /// they receive is handed out.
+    fn activity(&self) -> Option<Arc<dyn PeerActivity>> {
+        None
+    }
+}
+
+/// When a reader last received a frame from its peer that it did not hand out (see
+/// [`FrameRead::activity`]). Recording it costs a clock read per control frame only; data
+/// frames are timed by whoever reads them.
+pub trait PeerActivity: Send + Sync + 'static {
+    /// When the last control frame (WebSocket ping or pong) arrived from the peer, or `None`
+    /// when none has yet. Our own pings do not count.
+    fn last_control_frame(&self) -> Option<tokio::time::Instant>;
 }
 
 /// The writing half of a transport.
@@ -327,6 +290,14 @@ pub trait Transport: Send + 'static {
 
     /// Splits into independently owned halves, so one task can read while another writes.
     fn split(self) -> (Self::Reader, Self::Writer);
+
+    /// The connection's place in its acceptor's [`ConnectionBudget`] (accepted connections;
+    /// `None` for dialled ones and transports without a budget), so whoever runs it can
+    /// [establish](ConnectionPermit::establish) it or close it when it is
+    /// [evicted](ConnectionPermit::on_evict).
+    fn permit(&self) -> Option<&ConnectionPermit> {
+        None
+    }
 }
 
 /// A source of accepted connections (a listener, or the WebSocket upgrades of an HTTP server).
@@ -344,14 +315,24 @@ pub trait Acceptor: Send + 'static {
     /// the acceptor stays usable; callers back off and retry.
     fn offer(&mut self) -> impl Future<Output = Result<Self::Offer, TransportError>> + Send;
 
-    /// Waits for the next connection and admits it (no subprotocol).
+    /// Waits for the next connection, admits it (no subprotocol) and
+    /// [establishes](ConnectionPermit::establish) it: a caller without a sign-in step takes
+    /// connections out of the pending share at once, so they are never evicted. Use
+    /// [`offer`](Self::offer) and [`Offer::admit`] to keep a connection pending until it signs
+    /// in.
     ///
     /// # Errors
     ///
     /// As [`offer`](Self::offer), or the admission failed for this one connection (the
     /// acceptor stays usable).
     fn accept(&mut self) -> impl Future<Output = Result<Self::Conn, TransportError>> + Send {
-        async move { self.offer().await?.admit(None).await }
+        async move {
+            let conn = self.offer().await?.admit(None).await?;
+            if let Some(p) = conn.permit() {
+                p.establish();
+            }
+            Ok(conn)
+        }
     }
 
     /// The local address it accepts on, for logs and for tests that bind port 0.

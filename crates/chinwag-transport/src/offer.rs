@@ -4,7 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-use crate::{Framing, PeerAddr, Transport, TransportError};
+use crate::{ConnectionPermit, Framing, PeerAddr, Transport, TransportError};
 
 /// What a connection arrived with. Handed to admission by reference; sessions keep only what
 /// admission makes of it (so an idle connection does not hold its request headers).
@@ -234,6 +234,12 @@ pub trait Offer: Send + 'static {
 
     /// Turns the connection away with `refusal` (WebSocket: the HTTP answer; others: a close).
     fn refuse(self, refusal: Refusal) -> impl Future<Output = ()> + Send;
+
+    /// The connection's place in its acceptor's budget (see [`Transport::permit`]), pending
+    /// until someone [establishes](ConnectionPermit::establish) it. Default `None`.
+    fn permit(&self) -> Option<&ConnectionPermit> {
+        None
+    }
 }
 
 /// An [`Offer`] of a transport that is ready as it is (TCP, TLS, Unix, UDP, pipes): admitting
@@ -280,6 +286,10 @@ impl<T: Transport> Offer for Ready<T> {
     async fn refuse(self, refusal: Refusal) {
         tracing::debug!(peer = %self.info.peer, %refusal, "connection refused at admission");
         drop(self.conn);
+    }
+
+    fn permit(&self) -> Option<&ConnectionPermit> {
+        self.conn.permit()
     }
 }
 

@@ -208,6 +208,10 @@ impl Transport for TcpTransport {
             TcpWriter(StreamWriter::new(w, &self.stream_config).holding(self.permit)),
         )
     }
+
+    fn permit(&self) -> Option<&ConnectionPermit> {
+        self.permit.as_ref()
+    }
 }
 
 stream_halves!(

@@ -394,6 +394,10 @@ impl Transport for TlsTransport {
             TlsWriter(StreamWriter::new(w, &self.stream_config).holding(self.permit)),
         )
     }
+
+    fn permit(&self) -> Option<&ConnectionPermit> {
+        self.permit.as_ref()
+    }
 }
 
 stream_halves!(
@@ -409,7 +413,9 @@ stream_halves!(
 
 /// Accepts TCP connections and runs their TLS handshakes concurrently, within a
 /// [`ConnectionBudget`] (`config.tcp.max_connections`) that counts connections from `accept`
-/// through the handshake to their close; past it, a connection is closed at once.
+/// through the handshake to their close; past it, a connection is closed at once. A
+/// connection evicted from the budget's pending share during its handshake is dropped there
+/// (see [`budget`](crate::budget)).
 pub struct TlsAcceptor {
     listener: TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
@@ -475,7 +481,8 @@ impl TlsAcceptor {
         let timeout = self.config.handshake_timeout;
         let stream_config = self.config.tcp.stream.clone();
         let nodelay = self.config.tcp.nodelay;
-        self.handshakes.spawn(async move {
+        let evict = permit.clone();
+        let handshake = self.handshakes.spawn(async move {
             tcp.set_nodelay(nodelay)?;
             let stream = tokio::time::timeout(timeout, acceptor.accept(tcp))
                 .await
@@ -488,6 +495,9 @@ impl TlsAcceptor {
                 permit: Some(permit),
             })
         });
+        // Evicted while pending (still in the handshake, or until someone establishes it):
+        // a handshake under way is aborted, which closes the socket.
+        evict.on_evict(move || handshake.abort());
     }
 }
 
@@ -504,9 +514,16 @@ impl Acceptor for TlsAcceptor {
             let room = self.handshakes.len() < max;
             tokio::select! {
                 Some(done) = self.handshakes.join_next(), if !self.handshakes.is_empty() => {
-                    let conn = done.unwrap_or_else(|e| {
-                        Err(TransportError::Handshake(format!("handshake task ended: {e}")))
-                    })?;
+                    let conn = match done {
+                        Ok(r) => r?,
+                        // Evicted during its handshake (see `ConnectionPermit::on_evict`).
+                        Err(e) if e.is_cancelled() => continue,
+                        Err(e) => {
+                            return Err(TransportError::Handshake(format!(
+                                "handshake task ended: {e}"
+                            )));
+                        }
+                    };
                     let info = ConnectInfo::new(PeerAddr::Ip(conn.peer)).with_tls(conn.tls_info());
                     return Ok(Ready::with_info(conn, info));
                 }

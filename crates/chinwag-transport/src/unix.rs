@@ -145,6 +145,10 @@ impl Transport for UnixTransport {
             UnixWriter(StreamWriter::new(w, &self.stream_config).holding(self.permit)),
         )
     }
+
+    fn permit(&self) -> Option<&ConnectionPermit> {
+        self.permit.as_ref()
+    }
 }
 
 stream_halves!(

@@ -12,7 +12,7 @@ use chinwag_transport::tls::{
 use chinwag_transport::{Acceptor, Frame, FrameWrite, PeerAddr, Transport, TransportError};
 use common::{read_to_end, within};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A certificate authority that can sign server certificates.
 struct Ca {
@@ -186,6 +186,52 @@ async fn silent_client_hits_the_handshake_timeout_and_others_still_get_in() {
     let name = format!("localhost:{}", addr.port());
     let (c, s) = dial(&name, &cc, &mut acceptor).await;
     common::small_round_trip(c.unwrap(), s.unwrap()).await;
+}
+
+/// A connection stalled in its TLS handshake is pending: with a pending share of 1, the next
+/// connection evicts it (its socket is closed long before the handshake timeout), and a
+/// client that completes its handshake still gets in.
+#[tokio::test]
+async fn a_stalled_handshake_is_evicted_at_the_pending_share() {
+    let ca = Ca::new("chinwag test CA");
+    let mut config = TlsConfig::default();
+    config.handshake_timeout = Duration::from_secs(60);
+    let mut acceptor = acceptor(&ca, config);
+    let addr = acceptor.local_socket_addr().unwrap();
+    let budget = acceptor.budget().clone().with_pending_share(1);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let accepting = tokio::spawn(async move {
+        loop {
+            let _ = tx.send(acceptor.offer().await);
+        }
+    });
+    let mut first = within(tokio::net::TcpStream::connect(addr)).await.unwrap();
+    within(async {
+        while budget.pending() < 1 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let _second = within(tokio::net::TcpStream::connect(addr)).await.unwrap();
+    let mut rest = Vec::new();
+    let _ = within(first.read_to_end(&mut rest)).await;
+    assert!(rest.is_empty());
+    assert_eq!((budget.pending(), budget.evicted()), (1, 1));
+    // An evicted handshake is not reported as an accept error.
+    assert!(rx.try_recv().is_err());
+
+    let cc = ca.client_config();
+    let name = format!("localhost:{}", addr.port());
+    let client = within(tls::connect(&name, &cc, &TlsConfig::default()))
+        .await
+        .unwrap();
+    let offer = within(rx.recv()).await.unwrap().unwrap();
+    assert_eq!(budget.evicted(), 2, "the second stalled one made room");
+    let server = chinwag_transport::Offer::admit(offer, None).await.unwrap();
+    server.permit().unwrap().establish();
+    assert_eq!(budget.pending(), 0);
+    common::small_round_trip(client, server).await;
+    accepting.abort();
 }
 
 #[tokio::test]

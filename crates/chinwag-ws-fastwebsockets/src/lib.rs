@@ -44,8 +44,8 @@ use chinwag_ws::{
     Role, WsStream,
 };
 pub use chinwag_ws::{
-    ConnectOptions, HttpFallback, OriginPolicy, UpgradeError, WsConfig, is_upgrade_request,
-    tls_config_with_roots,
+    ConnectOptions, HostPolicy, HttpFallback, OriginPolicy, UpgradeError, WsConfig,
+    is_upgrade_request, tls_config_with_roots,
 };
 use fastwebsockets::{OpCode, Payload, WebSocketError, WebSocketRead, WebSocketWrite};
 use http_body_util::Empty;

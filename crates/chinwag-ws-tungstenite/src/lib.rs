@@ -56,8 +56,8 @@ use tungstenite::protocol::{CloseFrame, WebSocketConfig};
 
 use chinwag_ws as common;
 pub use chinwag_ws::{
-    ConnectOptions, HttpFallback, OriginPolicy, UpgradeError, WsConfig, is_upgrade_request,
-    tls_config_with_roots,
+    ConnectOptions, HostPolicy, HttpFallback, OriginPolicy, UpgradeError, WsConfig,
+    is_upgrade_request, tls_config_with_roots,
 };
 use chinwag_ws::{
     Engine, Incoming, Outgoing, RawRead, RawWrite, ReadAhead, ReadError, Role, WsStream,
@@ -262,6 +262,7 @@ impl RawRead for TungsteniteRead {
                 // tungstenite queued the pong; it goes out with the next read or flush.
                 Some(Ok(Message::Ping(_))) => {
                     let _ = poll_fn(|cx| Pin::new(&mut *lock(&self.ws)).poll_flush(cx)).await;
+                    return Ok(Incoming::PingAnswered);
                 }
                 Some(Ok(Message::Pong(_))) => return Ok(Incoming::Pong),
                 Some(Ok(Message::Close(cf))) => {

@@ -1,5 +1,7 @@
-//! [`WsConfig`] and [`OriginPolicy`]: the limits and policies both engines obey.
+//! [`WsConfig`], [`OriginPolicy`] and [`HostPolicy`]: the limits and policies both engines
+//! obey.
 
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use http::HeaderValue;
@@ -69,6 +71,9 @@ pub struct WsConfig {
     pub write_buffer_size: usize,
     /// Which browser origins may open a connection (server side).
     pub origin: OriginPolicy,
+    /// Which `Host` names the server answers (server side): a defence against DNS rebinding.
+    /// Default [`HostPolicy::any`].
+    pub host: HostPolicy,
     /// Sockets a [`WsAcceptor`](crate::WsAcceptor) holds open at once, whatever their phase
     /// (TLS handshake, HTTP keep-alive, upgrade, hand-off, session): its
     /// [`ConnectionBudget`](chinwag_transport::ConnectionBudget). Past it, requests get
@@ -94,6 +99,7 @@ impl Default for WsConfig {
             read_buffer_size: 1 << 10,
             write_buffer_size: 64 << 10,
             origin: OriginPolicy::default(),
+            host: HostPolicy::default(),
             max_connections: chinwag_transport::ConnectionBudget::default_cap(),
         }
     }
@@ -158,6 +164,11 @@ impl WsConfig {
     /// Sets [`WsConfig::origin`].
     pub fn with_origin(mut self, origin: OriginPolicy) -> Self {
         self.origin = origin;
+        self
+    }
+    /// Sets [`WsConfig::host`].
+    pub fn with_host(mut self, host: HostPolicy) -> Self {
+        self.host = host;
         self
     }
 
@@ -286,6 +297,226 @@ impl OriginPolicy {
     }
 }
 
+/// Which `Host` names a server answers: a defence against **DNS rebinding**, where a page on
+/// `evil.example` has its name re-pointed at `127.0.0.1` and then talks to a server on the
+/// victim's machine as if it were the page's own origin (same-origin, so no Origin check
+/// helps: the request's `Host` is still `evil.example`).
+///
+/// * [`HostPolicy::any`] (the default, as before): every `Host`, and none.
+/// * [`HostPolicy::loopback`]: only names of the loopback interface — `localhost`, any
+///   `*.localhost` name (RFC 6761 reserves them for loopback and they are never delegated in
+///   public DNS, so an attacker cannot point one elsewhere; browsers resolve them to loopback
+///   themselves), an IPv4 address in `127.0.0.0/8`, `[::1]` (and the IPv4-mapped
+///   `[::ffff:127.x.y.z]`) — each with or without a port. For development servers.
+/// * [`HostPolicy::allow`]: an explicit list of names (`chat.example` matches on any port,
+///   `chat.example:8443` on that port only), optionally with the loopback names
+///   ([`with_loopback`](Self::with_loopback)).
+///
+/// Names compare ASCII case-insensitively, and a trailing dot (`localhost.`) is ignored. A
+/// `Host` that is not a plain `host[:port]` (userinfo, a path, a bare IPv6 address, a port
+/// that is not a number up to 65535) is refused. Under any policy but `any`, a request
+/// without `Host` is refused.
+///
+/// A [`WsAcceptor`](crate::WsAcceptor) applies its policy to **every** request it answers
+/// (upgrades, its [`HttpFallback`](crate::HttpFallback) pages, 404s): a refused one gets
+/// `403 Forbidden` with the reason as a `text/plain` body, before any upgrade.
+/// [`upgrade`](crate::upgrade) applies it too; a hyper service of your own calls
+/// [`check`](Self::check) (or [`check_request`](Self::check_request)) for its plain routes.
+///
+/// ```
+/// use chinwag_ws::HostPolicy;
+/// let p = HostPolicy::loopback();
+/// assert!(p.check(Some("localhost:8080")).is_ok());
+/// assert!(p.check(Some("127.0.0.1:1")).is_ok());
+/// assert!(p.check(Some("[::1]")).is_ok());
+/// assert!(p.check(Some("localhost.evil.example")).is_err());
+/// assert!(p.check(None).is_err());
+/// let p = HostPolicy::allow(["chat.example"]);
+/// assert!(p.check(Some("Chat.Example:443")).is_ok());
+/// assert!(p.check(Some("localhost")).is_err());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostPolicy {
+    /// `None`: any host.
+    allow: Option<HostList>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HostList {
+    loopback: bool,
+    /// Lowercase names without a trailing dot, with the port when the entry named one.
+    hosts: Vec<(String, Option<u16>)>,
+}
+
+impl HostPolicy {
+    /// Every `Host` is answered, and requests without one (the default).
+    pub fn any() -> Self {
+        HostPolicy { allow: None }
+    }
+
+    /// Only loopback names: `localhost`, `*.localhost`, `127.0.0.0/8`, `[::1]` (see the
+    /// [type docs](Self)).
+    pub fn loopback() -> Self {
+        HostPolicy {
+            allow: Some(HostList {
+                loopback: true,
+                hosts: Vec::new(),
+            }),
+        }
+    }
+
+    /// Only these hosts: `name` (any port) or `name:port`; IPv6 addresses in brackets
+    /// (`[2001:db8::1]:443`). An entry that is not a valid `host[:port]` matches nothing.
+    pub fn allow<I, S>(hosts: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let hosts = hosts
+            .into_iter()
+            .filter_map(|h| {
+                let (name, port) = split_host(h.as_ref())?;
+                Some((name, port))
+            })
+            .collect();
+        HostPolicy {
+            allow: Some(HostList {
+                loopback: false,
+                hosts,
+            }),
+        }
+    }
+
+    /// Also accepts (or no longer accepts) the loopback names, next to an allow-list. No
+    /// effect on [`HostPolicy::any`].
+    pub fn with_loopback(mut self, loopback: bool) -> Self {
+        if let Some(list) = &mut self.allow {
+            list.loopback = loopback;
+        }
+        self
+    }
+
+    /// Whether this is [`HostPolicy::any`] (nothing is refused).
+    pub fn is_any(&self) -> bool {
+        self.allow.is_none()
+    }
+
+    /// Checks a `Host` header value (`None`: the request had none). `Err` says why it is
+    /// refused, for the `403` body and the logs.
+    ///
+    /// # Errors
+    ///
+    /// The host is not allowed, is not a plain `host[:port]`, or is missing (under any
+    /// policy but [`HostPolicy::any`]).
+    pub fn check(&self, host: Option<&str>) -> Result<(), String> {
+        let Some(list) = &self.allow else {
+            return Ok(());
+        };
+        let Some(raw) = host else {
+            return Err("a request without Host is not allowed here".to_owned());
+        };
+        let Some((name, port)) = split_host(raw) else {
+            return Err(format!("Host {raw:?} is not a valid host[:port]"));
+        };
+        if list.loopback && is_loopback_name(&name) {
+            return Ok(());
+        }
+        if list
+            .hosts
+            .iter()
+            .any(|(n, p)| *n == name && p.is_none_or(|p| Some(p) == port))
+        {
+            return Ok(());
+        }
+        Err(format!("Host {raw:?} is not allowed here"))
+    }
+
+    /// Checks a request's `Host` header, and the authority of its target when the request
+    /// line names one (`GET http://host/path`, which takes precedence over `Host`).
+    ///
+    /// # Errors
+    ///
+    /// As [`check`](Self::check); also a `Host` that is not visible ASCII.
+    pub fn check_request<B>(&self, req: &http::Request<B>) -> Result<(), String> {
+        if self.allow.is_none() {
+            return Ok(());
+        }
+        let host = match req.headers().get(http::header::HOST) {
+            None => None,
+            Some(v) => Some(
+                v.to_str()
+                    .map_err(|_| "the Host header is not ASCII".to_owned())?,
+            ),
+        };
+        self.check(host)?;
+        match req.uri().authority() {
+            Some(a) => self.check(Some(a.as_str())),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `host[:port]` → (lowercase name without a trailing dot, port); IPv6 literals keep their
+/// brackets. `None` when it is not a plain host and port.
+fn split_host(raw: &str) -> Option<(String, Option<u16>)> {
+    let raw = raw.trim();
+    let (name, port) = if raw.starts_with('[') {
+        let end = raw.find(']')?;
+        let (name, rest) = raw.split_at(end + 1);
+        let inner = &name[1..name.len() - 1];
+        inner.parse::<Ipv6Addr>().ok()?;
+        let port = match rest {
+            "" => None,
+            r => Some(r.strip_prefix(':')?),
+        };
+        (name, port)
+    } else {
+        match raw.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (raw, None),
+        }
+    };
+    let port = match port {
+        None => None,
+        Some(p) if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(p.parse::<u16>().ok()?)
+        }
+        Some(_) => return None,
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_';
+    if name.is_empty() || (!name.starts_with('[') && !name.bytes().all(plain)) {
+        return None;
+    }
+    Some((name.to_ascii_lowercase(), port))
+}
+
+/// Whether a name from [`split_host`] is a loopback name.
+fn is_loopback_name(name: &str) -> bool {
+    if let Some(inner) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        return inner.parse::<Ipv6Addr>().is_ok_and(|a| {
+            a.is_loopback() || a.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        });
+    }
+    if let Ok(v4) = name.parse::<Ipv4Addr>() {
+        return v4.is_loopback();
+    }
+    if name == "localhost" {
+        return true;
+    }
+    // `*.localhost`: every label non-empty, letters, digits and inner hyphens.
+    name.strip_suffix(".localhost").is_some_and(|sub| {
+        sub.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+    })
+}
+
 /// `"https://a.example:8443"` → `"a.example:8443"`; `None` for `"null"` and other odd values.
 fn origin_authority(origin: &str) -> Option<&str> {
     let (_, rest) = origin.split_once("://")?;
@@ -309,6 +540,98 @@ mod tests {
         assert!(p.check(Some("http://evil:1"), Some("h:1")).is_err());
         assert!(p.check(Some("null"), Some("h:1")).is_err());
         assert!(p.check(Some("http://h:1"), None).is_err());
+    }
+
+    #[test]
+    fn loopback_hosts_at_the_boundary() {
+        let p = HostPolicy::loopback();
+        for ok in [
+            "localhost",
+            "localhost:8080",
+            "LocalHost:1",
+            "localhost.",
+            "localhost.:80",
+            "app.localhost",
+            "a-b.c.localhost:3000",
+            "127.0.0.1",
+            "127.0.0.1:1",
+            "127.255.255.254:65535",
+            "[::1]",
+            "[::1]:80",
+            "[::ffff:127.0.0.1]:80",
+            " localhost ",
+        ] {
+            assert!(p.check(Some(ok)).is_ok(), "{ok} should pass");
+        }
+        for bad in [
+            "evil.example",
+            "localhost.evil.example",
+            "evil.example.localhost.com",
+            "127.0.0.1.evil.example",
+            "128.0.0.1",
+            "0.0.0.0",
+            "127.1",
+            "[::2]",
+            "::1",
+            "[::1",
+            "[::1]x",
+            "localhost:",
+            "localhost:65536",
+            "localhost:123456",
+            "localhost:+80",
+            "user@localhost",
+            "localhost/path",
+            "-a.localhost",
+            "a..localhost",
+            ".localhost",
+            "",
+        ] {
+            assert!(p.check(Some(bad)).is_err(), "{bad:?} should be refused");
+        }
+        assert!(p.check(None).is_err());
+    }
+
+    #[test]
+    fn host_allow_lists() {
+        let p = HostPolicy::allow(["Chat.Example", "api.example:8443", "[2001:db8::1]:443"]);
+        assert!(p.check(Some("chat.example")).is_ok());
+        assert!(p.check(Some("chat.example.:80")).is_ok());
+        assert!(p.check(Some("api.example:8443")).is_ok());
+        assert!(p.check(Some("api.example:443")).is_err());
+        assert!(p.check(Some("api.example")).is_err());
+        assert!(p.check(Some("[2001:db8::1]:443")).is_ok());
+        assert!(p.check(Some("evil.example")).is_err());
+        assert!(p.check(Some("localhost")).is_err());
+        assert!(
+            p.clone()
+                .with_loopback(true)
+                .check(Some("localhost"))
+                .is_ok()
+        );
+        assert!(HostPolicy::any().check(None).is_ok());
+        assert!(HostPolicy::any().check(Some("anything at all")).is_ok());
+        assert!(HostPolicy::default().is_any());
+        assert!(!p.is_any());
+    }
+
+    #[test]
+    fn requests_with_an_absolute_target_are_checked_too() {
+        let p = HostPolicy::loopback();
+        let req = |target: &str, host: &str| {
+            http::Request::get(target)
+                .header(http::header::HOST, host)
+                .body(())
+                .unwrap()
+        };
+        assert!(p.check_request(&req("/ws", "localhost:1")).is_ok());
+        assert!(p.check_request(&req("/ws", "evil.example")).is_err());
+        assert!(
+            p.check_request(&req("http://evil.example/ws", "localhost"))
+                .is_err()
+        );
+        let none = http::Request::get("/ws").body(()).unwrap();
+        assert!(p.check_request(&none).is_err());
+        assert!(HostPolicy::any().check_request(&none).is_ok());
     }
 
     #[test]

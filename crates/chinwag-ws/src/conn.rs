@@ -15,12 +15,12 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chinwag_transport::{
-    CloseCode, CloseReason, ConnectionPermit, Frame, FrameRead, FrameWrite, Framing, PeerAddr,
-    Transport, TransportError,
+    CloseCode, CloseReason, ConnectionPermit, Frame, FrameRead, FrameWrite, Framing, PeerActivity,
+    PeerAddr, Transport, TransportError,
 };
 use tokio::sync::Notify;
 
@@ -102,9 +102,30 @@ struct Shared<E: Engine> {
     done: AtomicBool,
     done_notify: Notify,
     close_timeout: Duration,
+    /// When the connection was made: the origin of `control_at`.
+    epoch: Instant,
+    /// Nanoseconds after `epoch` when the last ping or pong arrived from the peer
+    /// (`u64::MAX`: none yet). Written per control frame only; read by whoever watches the
+    /// peer's liveness (a session's idle timer) through [`PeerActivity`].
+    control_at: AtomicU64,
+}
+
+impl<E: Engine> PeerActivity for Shared<E> {
+    fn last_control_frame(&self) -> Option<Instant> {
+        match self.control_at.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            nanos => Some(self.epoch + Duration::from_nanos(nanos)),
+        }
+    }
 }
 
 impl<E: Engine> Shared<E> {
+    /// A ping or pong arrived from the peer.
+    fn control_frame_seen(&self) {
+        let nanos = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        self.control_at.store(nanos, Ordering::Relaxed);
+    }
+
     fn finish(&self) {
         self.done.store(true, Ordering::SeqCst);
         self.done_notify.notify_waiters();
@@ -164,6 +185,8 @@ impl<E: Engine> WsConnection<E> {
             done: AtomicBool::new(false),
             done_notify: Notify::new(),
             close_timeout: cfg.close_timeout,
+            epoch: Instant::now(),
+            control_at: AtomicU64::new(u64::MAX),
         });
         let keepalive = cfg.ping_interval.map(|interval| {
             let interval = interval.max(Duration::from_millis(1));
@@ -211,6 +234,10 @@ impl<E: Engine> Transport for WsConnection<E> {
 
     fn split(self) -> (WsReader<E>, WsWriter<E>) {
         (self.reader, self.writer)
+    }
+
+    fn permit(&self) -> Option<&ConnectionPermit> {
+        self.reader.permit.as_ref()
     }
 }
 
@@ -298,6 +325,7 @@ impl<E: Engine> WsReader<E> {
                 }
                 Step::Event(Ok(Incoming::Ping(payload))) => {
                     self.alive();
+                    shared.control_frame_seen();
                     let mut w = shared.write.lock().await;
                     if !w.close_sent {
                         let res = match w.raw.feed(Outgoing::Pong(payload)).await {
@@ -313,7 +341,12 @@ impl<E: Engine> WsReader<E> {
                         }
                     }
                 }
+                Step::Event(Ok(Incoming::PingAnswered)) => {
+                    self.alive();
+                    shared.control_frame_seen();
+                }
                 Step::Event(Ok(Incoming::Pong)) => {
+                    shared.control_frame_seen();
                     // Pongs are rare (one per ping): re-arm the interval right away rather
                     // than waiting for the pong deadline's tick.
                     if let Some(ka) = self.keepalive.as_mut()
@@ -414,6 +447,12 @@ impl<E: Engine> FrameRead for WsReader<E> {
 
     fn close_reason(&self) -> Option<&CloseReason> {
         self.close_reason.as_ref()
+    }
+
+    /// The pings and pongs this reader answers or consumes (they never reach the caller), so a
+    /// session's idle timeout can count a peer that only answers keepalive pings as alive.
+    fn activity(&self) -> Option<Arc<dyn PeerActivity>> {
+        Some(self.shared.clone())
     }
 }
 

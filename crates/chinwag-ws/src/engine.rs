@@ -24,6 +24,9 @@ pub enum Incoming {
     Message(Frame),
     /// A ping the engine did not answer itself; the connection sends the pong.
     Ping(Bytes),
+    /// A ping the engine answered itself (its pong is queued or sent): reported so the
+    /// connection counts it as a sign of life.
+    PingAnswered,
     /// A pong arrived.
     Pong,
     /// The peer sent a close frame. `reply` says whether the connection must still send the

@@ -3,7 +3,8 @@
 //! (`chinwag-ws-tungstenite`, `chinwag-ws-fastwebsockets`), which depend on this crate and never
 //! on each other.
 //!
-//! * [`WsConfig`] (limits, timers, keepalive, with documented defaults) and [`OriginPolicy`];
+//! * [`WsConfig`] (limits, timers, keepalive, with documented defaults), [`OriginPolicy`] and
+//!   [`HostPolicy`];
 //! * the server side: the opening-handshake checks and the hyper [`upgrade`], and
 //!   [`WsAcceptor`], a small hyper server that turns upgrades into accepted connections (with an
 //!   [`HttpFallback`] for the other requests on the same port);
@@ -28,7 +29,7 @@ mod stream;
 
 pub use asset::StaticAsset;
 pub use client::{ClientOrigin, ConnectOptions, connect, connect_with, tls_config_with_roots};
-pub use config::{OriginPolicy, WsConfig};
+pub use config::{HostPolicy, OriginPolicy, WsConfig};
 pub use conn::{WsConnection, WsReader, WsWriter};
 pub use engine::{Engine, Incoming, Outgoing, RawRead, RawWrite, ReadError, Role, truncate_reason};
 pub use server::{

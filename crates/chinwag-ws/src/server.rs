@@ -49,6 +49,9 @@ pub enum UpgradeError {
     /// The Origin policy refused the request: `403 Forbidden`.
     #[error("origin refused: {0}")]
     Origin(String),
+    /// The Host policy ([`WsConfig::host`]) refused the request: `403 Forbidden`.
+    #[error("host refused: {0}")]
+    Host(String),
 }
 
 impl UpgradeError {
@@ -57,7 +60,7 @@ impl UpgradeError {
         match self {
             UpgradeError::BadRequest(_) => StatusCode::BAD_REQUEST,
             UpgradeError::Version | UpgradeError::NotWebSocket => StatusCode::UPGRADE_REQUIRED,
-            UpgradeError::Origin(_) => StatusCode::FORBIDDEN,
+            UpgradeError::Origin(_) | UpgradeError::Host(_) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -100,9 +103,10 @@ pub fn is_upgrade_request<B>(req: &Request<B>) -> bool {
         && has_token(req.headers(), header::UPGRADE, "websocket")
 }
 
-/// Checks the opening handshake (RFC 6455 §4.2.1) and the Origin policy; returns the
-/// `Sec-WebSocket-Accept` value.
+/// Checks the Host policy, the opening handshake (RFC 6455 §4.2.1) and the Origin policy;
+/// returns the `Sec-WebSocket-Accept` value.
 fn check_request<E: Engine, B>(req: &Request<B>, cfg: &WsConfig) -> Result<String, UpgradeError> {
+    cfg.host.check_request(req).map_err(UpgradeError::Host)?;
     if req.method() != Method::GET {
         return Err(UpgradeError::BadRequest("the method must be GET"));
     }
@@ -141,7 +145,8 @@ fn check_request<E: Engine, B>(req: &Request<B>, cfg: &WsConfig) -> Result<Strin
 /// On success, returns the `101 Switching Protocols` response to send and a future that
 /// resolves to the connection once hyper has handed the socket over (the future must be
 /// polled after the response is returned to hyper, typically in a spawned task). On refusal,
-/// answer with [`UpgradeError::to_response`] (400, 403 or 426).
+/// answer with [`UpgradeError::to_response`] (400, 403 or 426). The Host policy
+/// ([`WsConfig::host`]) is checked first, then the handshake, then the Origin policy.
 ///
 /// The peer address reported by the connection comes from a [`PeerAddr`] or [`SocketAddr`]
 /// in the request's extensions (insert one in your service); without it, [`PeerAddr::Local`].
@@ -226,7 +231,8 @@ pub type HttpFallback =
 /// Accepts WebSocket connections like any other transport: binds a TCP listener, serves HTTP/1.1
 /// with hyper on each connection (with [`WsConfig::handshake_timeout`] to read the request head
 /// and [`WsConfig::max_header_size`] for its size), upgrades requests on its path, answers
-/// other paths with 404 and refused upgrades with 400/403/426.
+/// other paths with 404 and refused upgrades with 400/403/426. Every request, pages included,
+/// must pass the Host policy ([`WsConfig::host`]; `403` otherwise).
 ///
 /// For a server that also serves pages and `/metrics` on the same port, use [`upgrade`] in
 /// your own hyper service instead.
@@ -474,6 +480,8 @@ impl<E: Engine> Acceptor for WsAcceptor<E> {
 /// refusal's status and reason. Dropped undecided, the client gets `503`.
 pub struct WsOffer<E: Engine> {
     info: ConnectInfo,
+    /// The socket's place in the budget (the connection it becomes holds it too).
+    permit: ConnectionPermit,
     decision: oneshot::Sender<Decision>,
     conn: oneshot::Receiver<Result<WsConnection<E>, TransportError>>,
     timeout: Duration,
@@ -517,6 +525,10 @@ impl<E: Engine> Offer for WsOffer<E> {
 
     async fn refuse(self, refusal: Refusal) {
         let _ = self.decision.send(Decision::Refuse(refusal));
+    }
+
+    fn permit(&self) -> Option<&ConnectionPermit> {
+        Some(&self.permit)
     }
 }
 
@@ -580,6 +592,9 @@ async fn accept_loop<E: Engine>(
             refuse(tcp, peer, &cfg, tls.as_ref(), &refusing);
             continue;
         };
+        // Evicted while pending (TLS handshake, HTTP requests, upgrade): the connection's task
+        // is aborted, which closes the socket. After the upgrade, the session takes over.
+        let evict = permit.clone();
         let mut http = Http {
             peer,
             tls: None,
@@ -588,10 +603,8 @@ async fn accept_loop<E: Engine>(
             fallback: fallback.clone(),
             permit,
         };
-        match &tls {
-            None => {
-                tokio::spawn(serve_http::<E, _>(tcp, http));
-            }
+        let task = match &tls {
+            None => tokio::spawn(serve_http::<E, _>(tcp, http)),
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
@@ -604,9 +617,11 @@ async fn accept_loop<E: Engine>(
                         Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
-                });
+                })
             }
-        }
+        };
+        let abort = task.abort_handle();
+        evict.on_evict(move || abort.abort());
     }
 }
 
@@ -735,6 +750,12 @@ async fn answer<E: Engine>(
     http: &Http<E>,
 ) -> Response<Full<Bytes>> {
     let peer = http.peer;
+    // The Host policy covers every request of this port (pages too: DNS rebinding targets
+    // them as much as the upgrades).
+    if let Err(e) = http.cfg.host.check_request(&req) {
+        tracing::debug!(error = %e, %peer, "request refused by the Host policy");
+        return UpgradeError::Host(e).to_response();
+    }
     let route = http
         .routes
         .iter()
@@ -771,6 +792,7 @@ async fn answer<E: Engine>(
     let (conn_tx, conn_rx) = oneshot::channel();
     let offer = WsOffer {
         info,
+        permit: http.permit.clone(),
         decision: decision_tx,
         conn: conn_rx,
         timeout: http.cfg.handshake_timeout,

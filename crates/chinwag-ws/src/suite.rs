@@ -225,6 +225,105 @@ pub async fn origin_policy<E: Engine>() {
     assert_eq!(status, 403);
 }
 
+/// Sends a request head for `path` with `host` as its `Host` (none when `None`), as a
+/// WebSocket upgrade or a plain GET; returns the status and, for answers other than 101, the
+/// body (read by its `Content-Length`).
+async fn raw_request(
+    addr: SocketAddr,
+    path: &str,
+    host: Option<&str>,
+    upgrade: bool,
+) -> (u16, String) {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\n");
+    if let Some(h) = host {
+        req.push_str(&format!("Host: {h}\r\n"));
+    }
+    if upgrade {
+        req.push_str(
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
+        );
+    }
+    req.push_str("\r\n");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if tcp.read(&mut byte).await.unwrap() == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    if status == 101 {
+        return (status, String::new());
+    }
+    let len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    tcp.read_exact(&mut body).await.unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The Host policy at its boundary: under `HostPolicy::loopback()`, loopback names (with or
+/// without a port) are upgraded and served; other names, names that merely start with
+/// `localhost`, and a missing `Host` get `403` with the reason as the body — upgrades and
+/// plain pages alike. The default policy refuses nothing.
+pub async fn host_policy<E: Engine>() {
+    let pages: crate::HttpFallback = Arc::new(|req| {
+        (req.uri().path() == "/page").then(|| {
+            http::Response::new(http_body_util::Full::new(Bytes::from_static(b"page body")))
+        })
+    });
+    let cfg = WsConfig::default().with_host(crate::HostPolicy::loopback());
+    let acc = WsAcceptor::<E>::bind_with_fallback(loopback(), Some("/ws"), cfg.clone(), pages)
+        .await
+        .unwrap();
+    let addr = acc.local_addr();
+    let _acc = admit_all(acc);
+    for host in ["localhost:8080", "127.0.0.1:1", "localhost", "[::1]:80"] {
+        let (status, _) = within(host, raw_request(addr, "/ws", Some(host), true)).await;
+        assert_eq!(status, 101, "{host}");
+        let (status, body) = within(host, raw_request(addr, "/page", Some(host), false)).await;
+        assert_eq!((status, body.as_str()), (200, "page body"), "{host}");
+    }
+    for host in [Some("evil.example"), Some("localhost.evil.example"), None] {
+        for (path, upgrade) in [("/ws", true), ("/page", false), ("/nowhere", false)] {
+            let (status, body) = within("refused", raw_request(addr, path, host, upgrade)).await;
+            assert_eq!(status, 403, "{host:?} {path}");
+            assert!(body.contains("host refused"), "{host:?} {path}: {body:?}");
+            if let Some(h) = host {
+                assert!(body.contains(h), "the body names the host: {body:?}");
+            }
+        }
+    }
+    // The client sends the URL's host: a loopback URL passes.
+    within(
+        "client",
+        connect::<E>(&format!("ws://{addr}/ws"), &WsConfig::default()),
+    )
+    .await
+    .unwrap();
+
+    // The default refuses no Host (today's behaviour).
+    let (acc, _) = bind::<E>(WsConfig::default()).await;
+    let addr = acc.local_addr();
+    let _acc = admit_all(acc);
+    for host in [Some("evil.example"), None] {
+        let (status, _) = within("default", raw_request(addr, "/", host, true)).await;
+        assert_eq!(status, 101, "{host:?}");
+    }
+}
+
 /// chinwag's client sends an `Origin` derived from the URL by default, so a server whose policy
 /// requires one (as gotalk's Go server does) lets it in; without it the server refuses (403).
 pub async fn client_sends_an_origin_by_default<E: Engine>() {
@@ -593,6 +692,11 @@ pub async fn keepalive_on_the_wire<E: Engine>() {
     let (mut acc, _) = bind::<E>(scfg).await;
     let (mut tcp, server) = raw_dial::<E>(&mut acc).await;
     let (mut sr, _sw) = server.split();
+    // The reader's record of control frames (a session's idle timer reads it).
+    let activity = sr
+        .activity()
+        .expect("WebSocket readers report control frames");
+    assert!(activity.last_control_frame().is_none());
     let reader = tokio::spawn(async move { sr.read_frame().await });
 
     // Our ping is answered with the same payload.
@@ -617,6 +721,8 @@ pub async fn keepalive_on_the_wire<E: Engine>() {
             other => panic!("unexpected opcode {other:#x}"),
         }
     }
+    // Our ping and pongs were seen, although `read_frame` returned none of them.
+    assert!(activity.last_control_frame().is_some());
     // We stop answering: the next frame is a close with 1001.
     let (op, payload) = within("close", read_small_frame(&mut tcp))
         .await
@@ -957,6 +1063,67 @@ pub async fn connection_budget<E: Engine>() {
     assert_eq!(budget.open(), 3);
 }
 
+/// Polls `cond` (yielding, with short pauses) until it holds, within the suite's deadline.
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    within(what, async {
+        while !cond() {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+}
+
+/// The pending share at its boundary: sockets still sending their request head are pending;
+/// with a share of 2, a third one evicts the oldest (its socket is closed long before the
+/// handshake timeout) and the pending count stays 2. A WebSocket connection taken with
+/// `accept` (established) is never evicted.
+pub async fn pending_share_evicts_a_stalled_handshake<E: Engine>() {
+    let cfg = WsConfig::default().with_handshake_timeout(Duration::from_secs(60));
+    let (mut acc, url) = bind::<E>(cfg.clone()).await;
+    let addr = acc.local_addr();
+    let budget = acc.budget().clone().with_pending_share(2);
+    let (client, server) = dial::<E>(&mut acc, &url, &WsConfig::default()).await;
+    assert_eq!(budget.pending(), 0, "accept establishes");
+    let (sr, sw) = server.split();
+    let echo = tokio::spawn(echo_halves(sr, sw));
+
+    let mut stalled = Vec::new();
+    for i in 0..3 {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        stalled.push(tcp);
+        if i < 2 {
+            eventually("pending", || budget.pending() == i + 1).await;
+        }
+    }
+    // The oldest stalled socket is closed.
+    let mut rest = Vec::new();
+    let _ = within("evicted", stalled[0].read_to_end(&mut rest)).await;
+    assert!(rest.is_empty(), "no answer, just closed: {rest:?}");
+    assert_eq!((budget.pending(), budget.evicted()), (2, 1));
+    let mut buf = [0u8; 8];
+    for tcp in &stalled[1..] {
+        assert!(
+            matches!(tcp.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "the newer ones are still open"
+        );
+    }
+    // The established connection still works.
+    let (mut cr, mut cw) = client.split();
+    cw.send(Frame::Text("still here".into())).await.unwrap();
+    assert_eq!(
+        within("echo", cr.read_frame()).await.unwrap(),
+        Some(Frame::Text("still here".into()))
+    );
+    within("close", cw.close(CloseReason::normal()))
+        .await
+        .unwrap();
+    within("echo end", echo).await.unwrap().unwrap();
+}
+
 /// A self-made CA and a server configuration for `localhost` signed by it.
 fn test_pki() -> (
     rustls_pki_types::CertificateDer<'static>,
@@ -1153,6 +1320,10 @@ macro_rules! engine_tests {
             $crate::suite::origin_policy::<$engine>().await
         }
         #[tokio::test]
+        async fn host_policy() {
+            $crate::suite::host_policy::<$engine>().await
+        }
+        #[tokio::test]
         async fn client_sends_an_origin_by_default() {
             $crate::suite::client_sends_an_origin_by_default::<$engine>().await
         }
@@ -1207,6 +1378,10 @@ macro_rules! engine_tests {
         #[tokio::test]
         async fn connection_budget() {
             $crate::suite::connection_budget::<$engine>().await
+        }
+        #[tokio::test]
+        async fn pending_share_evicts_a_stalled_handshake() {
+            $crate::suite::pending_share_evicts_a_stalled_handshake::<$engine>().await
         }
         #[tokio::test]
         async fn handshake_timeouts() {
