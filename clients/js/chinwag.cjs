@@ -1573,7 +1573,9 @@ const CLOSE_CODES = Object.freeze({
   1000: Object.freeze({ name: 'normal', reconnect: 'never' }),
   1001: Object.freeze({ name: 'going_away', reconnect: 'backoff' }),
   1002: Object.freeze({ name: 'protocol_error', reconnect: 'backoff' }),
+  1003: Object.freeze({ name: 'unsupported_data', reconnect: 'backoff' }),
   1006: Object.freeze({ name: 'abnormal', reconnect: 'backoff' }),
+  1007: Object.freeze({ name: 'invalid_payload', reconnect: 'backoff' }),
   1008: Object.freeze({ name: 'policy', reconnect: 'backoff' }),
   1009: Object.freeze({ name: 'too_big', reconnect: 'backoff' }),
   1011: Object.freeze({ name: 'internal_error', reconnect: 'backoff' }),
@@ -1584,6 +1586,7 @@ const CLOSE_CODES = Object.freeze({
   4004: Object.freeze({ name: 'kicked', reconnect: 'never' }),
   4008: Object.freeze({ name: 'rate_limited', reconnect: 'backoff' }),
   4009: Object.freeze({ name: 'auth_timeout', reconnect: 'backoff' }),
+  4010: Object.freeze({ name: 'too_many_guesses', reconnect: 'backoff' }),
 });
 
 /** What the close-code table advises for `code`: `{code, name, reconnect}`. */

@@ -128,4 +128,8 @@ impl<C: Codec> Link for SessionLink<C> {
     fn is_closed(&self) -> bool {
         self.session.is_closing()
     }
+
+    fn establish(&self) {
+        self.session.establish();
+    }
 }

@@ -210,6 +210,7 @@ pub struct WebSocketSection {
     pub ping_interval: Dur,
     pub pong_wait: Dur,
     pub allowed_origins: String,
+    pub allowed_hosts: String,
 }
 
 /// `[log]`: the tracing filter and format.
@@ -334,6 +335,7 @@ impl Default for Settings {
                 ping_interval: Dur(ws.ping_interval.unwrap_or(Duration::ZERO)),
                 pong_wait: Dur(ws.pong_wait),
                 allowed_origins: String::new(),
+                allowed_hosts: String::new(),
             },
             log: LogSection {
                 filter: "info".into(),
@@ -544,6 +546,11 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "websocket.allowed_origins",
         "comma-separated browser origins allowed besides the server's own host; * for any",
+    ),
+    (
+        "websocket.allowed_hosts",
+        "comma-separated Host names (with or without port) the HTTP port answers; empty: any, \
+         or only loopback names (localhost, 127.0.0.1, [::1]) when dev sign-in is on",
     ),
     (
         "log.filter",

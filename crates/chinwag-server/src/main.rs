@@ -20,7 +20,7 @@ use std::time::Duration;
 use chinwag::hub::auth::{JwtConfig, JwtIssuer, JwtKey};
 use chinwag::hub::{HubConfig, HubLimits, PartialDelivery, Rate, SignOn};
 use chinwag::queue::{OverflowPolicy, QueueConfig};
-use chinwag::ws::{OriginPolicy, WsConfig};
+use chinwag::ws::{HostPolicy, OriginPolicy, WsConfig};
 use chinwag::{QueueBackend, Server, WsEngine};
 use chinwag_server::config::{self, ConfigError, KEYS, Settings};
 use chinwag_server::web;
@@ -247,7 +247,24 @@ fn ws_config(s: &Settings) -> WsConfig {
         .map(str::to_owned)
         .collect();
     let ping = secs(w.ping_interval);
+    let hosts: Vec<String> = w
+        .allowed_hosts
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+        .collect();
+    // DNS rebinding: with dev sign-in on, a page of any site whose name resolves to 127.0.0.1
+    // could ask /dev/token for any user. Only loopback names are answered then.
+    let host = if !hosts.is_empty() {
+        HostPolicy::allow(hosts)
+    } else if s.dev_sign_in() {
+        HostPolicy::loopback()
+    } else {
+        HostPolicy::any()
+    };
     WsConfig::default()
+        .with_host(host)
         .with_max_connections(usize_of(w.max_connections))
         .with_max_message_size(usize_of(w.max_message_size))
         .with_max_frame_size(usize_of(w.max_message_size))

@@ -173,6 +173,12 @@ fn dev_token(dev: &DevTokens, query: &str) -> Response<Full<Bytes>> {
     if user.starts_with("anon-") {
         return bad("names starting with anon- are for anonymous connections");
     }
+    if let Err(e) = chinwag::hub::ids::check_user(&user) {
+        return bad(&format!("user: {e}"));
+    }
+    if let Err(e) = chinwag::hub::ids::check_device(&device) {
+        return bad(&format!("device: {e}"));
+    }
     let token = dev.issuer.issue(&user, Some(&device), dev.ttl);
     let expires_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)

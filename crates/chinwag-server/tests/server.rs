@@ -116,11 +116,16 @@ impl Drop for Running {
 
 /// A plain HTTP/1.1 GET: status and body.
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    get_as(addr, &addr.to_string(), path)
+}
+
+/// A plain HTTP/1.1 GET with `Host: host`: status and body.
+fn get_as(addr: SocketAddr, host: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(DEADLINE)).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut resp = String::new();
@@ -282,6 +287,19 @@ async fn serves_pages_metrics_dev_tokens_and_keeps_the_queue_across_a_restart() 
     assert!(js.contains("export"), "the JS client");
     assert_eq!(s.get("/nope").0, 404);
     assert_eq!(s.get("/dev/token").0, 400, "a name is needed");
+    assert_eq!(s.get("/dev/token?user=a%0Db").0, 400, "the id grammar");
+    // Dev sign-in answers loopback names only: a page on a rebinding domain gets nothing.
+    let port = s.http.port();
+    assert_eq!(
+        get_as(s.http, &format!("localhost:{port}"), "/dev/token?user=x").0,
+        200
+    );
+    for host in ["evil.example", "localhost.evil.example"] {
+        let (status, _) = get_as(s.http, &format!("{host}:{port}"), "/dev/token?user=x");
+        assert_eq!(status, 403, "{host}");
+        let (status, _) = get_as(s.http, host, "/");
+        assert_eq!(status, 403, "{host}: every request on the port");
+    }
 
     // alice sends to bob, who is offline: queued in the durable queue.
     let alice = chat(s.chat_tcp, &token(s.http, "alice")).await;

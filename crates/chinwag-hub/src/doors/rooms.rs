@@ -116,6 +116,11 @@ struct Member {
 impl Service<FrameCodec> for RoomsService {
     type State = Member;
 
+    /// A connection counts as not signed in until the hub signs it on (in `admit`).
+    fn establish_on_admit(&self) -> bool {
+        false
+    }
+
     async fn admit(
         &self,
         session: &Session<FrameCodec>,

@@ -129,6 +129,11 @@ struct TokState {
 impl Service<LengthDelimited> for TokService {
     type State = TokState;
 
+    /// A connection counts as not signed in until its token frame signs it on.
+    fn establish_on_admit(&self) -> bool {
+        false
+    }
+
     async fn admit(
         &self,
         _session: &Session<LengthDelimited>,

@@ -172,6 +172,12 @@ struct ChatAdmit {
 }
 
 impl Admit for ChatAdmit {
+    /// A connection counts as not signed in until it is signed on (at admission with a token, or
+    /// by `auth`).
+    fn establish_on_admit(&self) -> bool {
+        false
+    }
+
     fn admit<'a>(
         &'a self,
         peer: &'a Peer,
