@@ -1,11 +1,59 @@
 //! The hub's errors. Each has a stable [`code`](SendError::code) string: the `code` of the
 //! gotalk chat door's error results (`docs/chat-protocol.md`).
 
+use std::borrow::Cow;
+use std::fmt;
+
 use chinwag_queue::QueueError;
 
 use crate::core::ids::IdError;
 use crate::core::shares::ShareRefusal;
-use crate::hooks::Rejection;
+
+/// A hook's refusal of a message: the client gets a `refused` error carrying the reason.
+///
+/// ```
+/// use chinwag_hub::Rejection;
+/// let r = Rejection::new("no links from new accounts");
+/// assert_eq!(r.reason(), "no links from new accounts");
+/// let r: Rejection = "too long".into();
+/// assert_eq!(r.to_string(), "too long");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    reason: Cow<'static, str>,
+}
+
+impl Rejection {
+    /// A refusal with `reason` (shown to the client: keep it short, no secrets).
+    pub fn new(reason: impl Into<Cow<'static, str>>) -> Self {
+        Rejection {
+            reason: reason.into(),
+        }
+    }
+
+    /// The reason.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl From<&'static str> for Rejection {
+    fn from(s: &'static str) -> Self {
+        Rejection::new(s)
+    }
+}
+
+impl From<String> for Rejection {
+    fn from(s: String) -> Self {
+        Rejection::new(s)
+    }
+}
 
 /// Which part of a sender's share of the offline queue is used up ([`SendError::Quota`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -1,9 +1,6 @@
 //! The application's part: [`App`], hooks around every message and the handler of messages
 //! addressed to the application itself.
 
-use std::borrow::Cow;
-use std::fmt;
-
 use futures_core::future::BoxFuture;
 
 use crate::close::Close;
@@ -11,52 +8,7 @@ use crate::core::identity::Device;
 use crate::core::message::Delivered;
 use crate::core::message::{Body, Event};
 use crate::driver::{Conn, Hub};
-
-/// A hook's refusal of a message: the client gets a `refused` error carrying the reason.
-///
-/// ```
-/// use chinwag_hub::Rejection;
-/// let r = Rejection::new("no links from new accounts");
-/// assert_eq!(r.reason(), "no links from new accounts");
-/// let r: Rejection = "too long".into();
-/// assert_eq!(r.to_string(), "too long");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    reason: Cow<'static, str>,
-}
-
-impl Rejection {
-    /// A refusal with `reason` (shown to the client: keep it short, no secrets).
-    pub fn new(reason: impl Into<Cow<'static, str>>) -> Self {
-        Rejection {
-            reason: reason.into(),
-        }
-    }
-
-    /// The reason.
-    pub fn reason(&self) -> &str {
-        &self.reason
-    }
-}
-
-impl fmt::Display for Rejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.reason)
-    }
-}
-
-impl From<&'static str> for Rejection {
-    fn from(s: &'static str) -> Self {
-        Rejection::new(s)
-    }
-}
-
-impl From<String> for Rejection {
-    fn from(s: String) -> Self {
-        Rejection::new(s)
-    }
-}
+use crate::error::Rejection;
 
 /// What a client sent, before the hub acts on it.
 #[derive(Debug, Clone)]

@@ -69,6 +69,6 @@ pub use driver::{
     Attach, Conn, DeliveryReport, Hub, HubBuilder, Member, MembersPage, Presence, PublishReport,
     SendOptions,
 };
-pub use error::{RoomError, SendError, ShareLimit, SignOnError};
-pub use hooks::{App, BeforeSend, Incoming, NoApp, Rejection};
+pub use error::{Rejection, RoomError, SendError, ShareLimit, SignOnError};
+pub use hooks::{App, BeforeSend, Incoming, NoApp};
 pub use link::{DoorFormat, Format, Link, SessionLink};

@@ -16,7 +16,8 @@
 //! | `ids` | the grammar of user ids, device ids and room names |
 //! | `signon` | sign-on policies and the table that applies them |
 //! | `users` | one shard of users and connections: sign-on marks, message rate, rooms joined, expiry |
-//! | `delivery` | direct messages: the per-user pipeline of sends |
+//! | `pipeline` | the data of direct messages: a user's pipeline, the steps asked of the driver |
+//! | `delivery` | direct messages: the rules of the per-user pipeline of sends |
 //! | `replay` | a connection's replay of its queued messages; acknowledgements |
 //! | `rooms` | one shard of rooms: members, epoch and sequence, snapshots for fan-out, presence |
 //! | `guesses` | room-password guesses per connection |
@@ -31,6 +32,7 @@ pub(crate) mod guesses;
 pub(crate) mod identity;
 pub mod ids;
 pub(crate) mod message;
+pub(crate) mod pipeline;
 pub(crate) mod rate;
 pub(crate) mod replay;
 pub(crate) mod rooms;

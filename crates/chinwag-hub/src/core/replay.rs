@@ -10,8 +10,8 @@
 use std::sync::Arc;
 
 use super::EntryId;
-use super::delivery::{ReplayStep, push_window};
 use super::message::{DirectMessage, MessageId};
+use super::pipeline::{ReplayStep, push_window};
 use super::signon::ConnId;
 use super::users::{Phase, Replay, Users};
 

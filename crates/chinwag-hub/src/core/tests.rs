@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
-use super::delivery::{ConnOutcome, Pending, Progress, ReplayStep, Step};
 use super::identity::Device;
 use super::message::{Body, Delivered, DirectMessage, MessageId};
+use super::pipeline::{ConnOutcome, Pending, Progress, ReplayStep, Step};
 use super::signon::{ConnId, ConnRef, NodeId, SignOn, SignOnTable};
 use super::time::Time;
 use super::users::{UserLimits, Users};

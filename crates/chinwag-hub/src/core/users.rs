@@ -86,7 +86,7 @@ pub(crate) struct ConnState<H> {
 #[derive(Debug, Default)]
 pub(crate) struct UserState {
     pub(crate) conns: Vec<ConnId>,
-    pub(crate) pipeline: super::delivery::Pipeline,
+    pub(crate) pipeline: super::pipeline::Pipeline,
 }
 
 /// A shard of users and their connections.

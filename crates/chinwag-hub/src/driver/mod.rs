@@ -37,10 +37,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
 use crate::config::HubConfig;
-use crate::core::delivery::Token;
 use crate::core::expiry::Deadlines;
 use crate::core::guesses::GuessLimits;
 use crate::core::message::IdSource;
+use crate::core::pipeline::Token;
 use crate::core::rate::KeyedRates;
 use crate::core::rooms::Rooms;
 use crate::core::shares::{ShareLimits, Shares, Ticket};

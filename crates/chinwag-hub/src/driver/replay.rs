@@ -10,8 +10,8 @@ use super::Inner;
 use super::conn::Conn;
 use super::fanout::Outgoing;
 use crate::close::{Close, CloseCode};
-use crate::core::delivery::ReplayStep;
 use crate::core::message::{Delivered, Event, decode_envelope};
+use crate::core::pipeline::ReplayStep;
 use crate::hooks::BeforeSend;
 use crate::metrics as m;
 
