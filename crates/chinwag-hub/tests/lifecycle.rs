@@ -35,9 +35,9 @@ fn short_token(user: &str, device: &str) -> String {
     issuer().issue(user, Some(device), Duration::from_secs(2))
 }
 
-// ---- token expiry and refresh -------------------------------------------------------------------
+// ---- token expiry and refresh (on the hub's clock, paused) -----------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn an_expired_token_is_bye_4002() {
     let hub = hub(config().with_token_grace(Duration::ZERO), None);
     let (door, url) = chat_ws::<Tungstenite>(&hub).await;
@@ -52,7 +52,7 @@ async fn an_expired_token_is_bye_4002() {
     stop(&hub, &[&door]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_refresh_keeps_the_connection_past_the_old_expiry() {
     let hub = hub(config().with_token_grace(Duration::ZERO), None);
     let (door, addr) = chat_tcp(&hub);
@@ -79,6 +79,31 @@ async fn a_refresh_keeps_the_connection_past_the_old_expiry() {
     assert!(fresh.peer.close_reason().is_none());
     assert_eq!(fresh.whoami().await["user"], "fresh");
     assert_eq!(hub.connections_of("fresh").len(), 1);
+    stop(&hub, &[&door]).await;
+}
+
+/// A token whose `exp` has passed but is inside the authenticator's leeway is accepted; the
+/// connection then ends at the later of `exp` and now, plus the grace period: now + grace.
+#[tokio::test(start_paused = true)]
+async fn a_token_already_past_exp_gets_the_whole_grace_period() {
+    let grace = Duration::from_secs(20);
+    let hub = hub(config().with_token_grace(grace), None);
+    let (door, addr) = chat_tcp(&hub);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // `exp` 10 s ago: inside the default 30 s leeway.
+    let t = issuer().issue_claims(&json!({ "sub": "late", "device": "d", "exp": now - 10 }));
+    let mut c = Client::tcp(addr, Some(&t)).await;
+    tokio::time::sleep(grace - Duration::from_secs(1)).await;
+    assert_eq!(
+        c.whoami().await["user"],
+        "late",
+        "still there inside the grace period"
+    );
+    let bye = c.bye().await;
+    assert_eq!(bye["code"], 4002, "{bye}");
     stop(&hub, &[&door]).await;
 }
 

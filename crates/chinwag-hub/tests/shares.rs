@@ -246,3 +246,45 @@ async fn guessing_from_one_address_is_rate_limited_and_does_not_keep_others_out(
     hub.shutdown(DEADLINE).await;
     door.shutdown(DEADLINE).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_that_never_sign_in_cannot_keep_a_user_out_of_any_door() {
+    use chinwag_hub::doors::chat::ChatDoor;
+    use chinwag_hub::doors::tok::TokDoor;
+    use chinwag_transport::budget::ConnectionBudget;
+    use chinwag_transport::tcp::TcpAcceptor;
+
+    // The chat door and the tok door on TCP share one budget of 20 sockets, of which 5 may be
+    // held by connections that have not signed in.
+    let budget = ConnectionBudget::new(20).with_pending_share(5);
+    let hub = hub(config(), None);
+    let bind = || {
+        TcpAcceptor::bind("127.0.0.1:0".parse().unwrap(), Default::default())
+            .unwrap()
+            .with_budget(budget.clone())
+    };
+    let chat = ChatDoor::new(hub.clone()).serve(bind());
+    let tok = TokDoor::new(hub.clone()).serve(bind());
+    let (chat_addr, tok_addr) = (addr_of(&chat), addr_of(&tok));
+    // A flood of sockets that never send a token, on both doors.
+    let mut flood = Vec::new();
+    for _ in 0..40 {
+        flood.push(tokio::net::TcpStream::connect(chat_addr).await.unwrap());
+        flood.push(tokio::net::TcpStream::connect(tok_addr).await.unwrap());
+    }
+    assert!(budget.pending() <= 5, "pending {}", budget.pending());
+    assert!(budget.evicted() >= 70, "evicted {}", budget.evicted());
+    // A user who signs in promptly gets in...
+    let c = Client::tcp(chat_addr, Some(&token("legit", "d"))).await;
+    assert_eq!(c.whoami().await["user"], "legit");
+    // ...and once signed in, no flood evicts it.
+    for _ in 0..40 {
+        flood.push(tokio::net::TcpStream::connect(tok_addr).await.unwrap());
+    }
+    assert_eq!(c.whoami().await["user"], "legit");
+    assert_eq!(hub.connections_of("legit").len(), 1);
+    drop(flood);
+    hub.shutdown(DEADLINE).await;
+    chat.shutdown(DEADLINE).await;
+    tok.shutdown(DEADLINE).await;
+}

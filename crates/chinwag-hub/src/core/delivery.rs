@@ -22,11 +22,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::message::Delivered;
 use super::pipeline::{
     ConnOutcome, ConnPlan, Finished, Pending, Progress, Refusal, Report, Stage, Staged, Step,
     push_window,
 };
-use super::message::Delivered;
 use super::users::{Phase, Replay, Users};
 use super::{EntryId, PartialDelivery};
 
