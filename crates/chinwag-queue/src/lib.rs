@@ -66,8 +66,6 @@
 //! ```
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -88,8 +86,9 @@ pub type EntryId = u64;
 /// The longest recipient id accepted, in bytes.
 pub const MAX_RECIPIENT_LEN: usize = 1024;
 
-/// A boxed, `Send` future: what [`Queue`] methods return, so that `Arc<dyn Queue>` works.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// A boxed, `Send` future: what [`Queue`] methods return, so that `Arc<dyn Queue>` works
+/// (`futures_core`'s, the one every chinwag trait uses).
+pub use futures_core::future::BoxFuture;
 
 /// One queued message.
 #[derive(Clone, PartialEq, Eq)]

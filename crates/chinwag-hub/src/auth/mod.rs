@@ -7,8 +7,6 @@
 //! that allow it — the first message, under an auth timeout. A token longer than
 //! [`TokenSources::max_token_len`] (default 8 KiB) is refused before it is parsed.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::SystemTime;
 
 use crate::identity::Device;
@@ -26,8 +24,8 @@ pub use source::{SUBPROTOCOL_TOKEN_PREFIX, TokenSource, TokenSources, find_token
 pub use jsonwebtoken;
 
 /// A boxed, `Send` future (what [`Authenticator::authenticate`] returns, so that
-/// `Arc<dyn Authenticator>` works).
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// `Arc<dyn Authenticator>` works): `futures_core`'s, the one every chinwag trait uses.
+pub use futures_core::future::BoxFuture;
 
 /// Who a token says the connection is.
 #[derive(Debug, Clone)]
