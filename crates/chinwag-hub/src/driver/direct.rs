@@ -17,7 +17,7 @@ use crate::core::EntryId;
 use crate::core::identity::Device;
 use crate::core::ids;
 use crate::core::message::{Body, Delivered, DirectMessage, Event, MessageId, encode_envelope};
-use crate::core::pipeline::{ConnOutcome, Pending, Progress, Refusal, Step, Token};
+use crate::core::pipeline::{ConnOutcome, ConnPlan, Pending, Progress, Refusal, Step, Token};
 use crate::core::shares::Ticket;
 use crate::core::users::Permit;
 use crate::error::SendError;
@@ -169,7 +169,7 @@ impl Hub {
                 }
             }
         };
-        inner.run(shard, progress, token).await;
+        inner.run(shard, progress);
         rx.await.unwrap_or(Err(SendError::ShuttingDown))
     }
 
@@ -286,35 +286,37 @@ fn refusal(r: Refusal, user: &str) -> SendError {
 }
 
 impl Inner {
-    /// Carries out a user's pipeline from `p` on: completes finished sends, starts replays,
-    /// acknowledges, runs the next stages. Once `mine` is done, what is left goes to a task of
-    /// its own, so a sender never waits for later senders' messages.
-    pub(crate) async fn run(self: &Arc<Self>, shard: usize, p: Progress<Conn>, mine: Token) {
-        if let Some(rest) = self.advance(shard, p, Some(mine)).await {
-            let inner = self.clone();
-            self.tasks.spawn(async move {
-                inner.advance(shard, rest, None).await;
-            });
+    /// Carries out a user's pipeline from `p` on: completes finished sends, starts replays, runs
+    /// the next stages. A stage that only hands messages to connections runs here, on the
+    /// caller's task: it never waits, so nothing can interrupt it half-way. A stage that waits
+    /// on the queue (a push, an acknowledgement), and all that follows it, runs on a task of
+    /// its own: a sender that goes away (its request dropped) cannot leave a user's pipeline
+    /// half-done, and no sender waits for later senders' messages.
+    pub(crate) fn run(self: &Arc<Self>, shard: usize, mut p: Progress<Conn>) {
+        loop {
+            self.settle(shard, &mut p);
+            if p.ack.is_some() || matches!(p.next, Some(Step::Push { .. })) {
+                let inner = self.clone();
+                self.tasks
+                    .spawn(async move { inner.advance(shard, p).await });
+                return;
+            }
+            match p.next.take() {
+                None => return,
+                Some(Step::Deliver { user, plan }) => p = self.hand_over(shard, &user, &plan),
+                Some(push @ Step::Push { .. }) => p.next = Some(push),
+            }
         }
     }
 
-    /// Runs the pipeline's steps until there are none left, or (with `mine`) until `mine` is
-    /// done: then returns what is left.
-    async fn advance(
-        self: &Arc<Self>,
-        shard: usize,
-        mut p: Progress<Conn>,
-        mine: Option<Token>,
-    ) -> Option<Progress<Conn>> {
+    /// Runs the pipeline's steps, waiting on the queue, until there are none left.
+    async fn advance(self: &Arc<Self>, shard: usize, mut p: Progress<Conn>) {
         loop {
-            self.settle(shard, &mut p).await;
-            let step = p.next.take()?;
-            if mine.is_some_and(|t| !self.users(shard).waiters.contains_key(&t)) {
-                return Some(Progress {
-                    next: Some(step),
-                    ..Progress::default()
-                });
+            self.settle(shard, &mut p);
+            if let Some((user, e)) = p.ack.take() {
+                self.ack_entries(&user, e).await;
             }
+            let Some(step) = p.next.take() else { return };
             p = self.step(shard, step).await;
         }
     }
@@ -346,31 +348,35 @@ impl Inner {
                 }
                 self.users(shard).core.pushed(&user, &entries)
             }
-            Step::Deliver { user, plan } => {
-                let mut outs: HashMap<MessageId, Outgoing> = HashMap::new();
-                let outcomes: Vec<ConnOutcome> = plan
-                    .iter()
-                    .map(|cp| {
-                        let mut results = Vec::with_capacity(cp.msgs.len());
-                        for msg in &cp.msgs {
-                            let out = outs
-                                .entry(msg.id)
-                                .or_insert_with(|| Outgoing::new(Event::Direct(msg.clone())));
-                            let r = self.deliver(&cp.handle, out);
-                            results.push(r);
-                            if matches!(r, Delivered::Dropped | Delivered::Closed) {
-                                break;
-                            }
-                        }
-                        ConnOutcome {
-                            conn: cp.conn,
-                            results,
-                        }
-                    })
-                    .collect();
-                self.users(shard).core.delivered(&user, &outcomes)
-            }
+            Step::Deliver { user, plan } => self.hand_over(shard, &user, &plan),
         }
+    }
+
+    /// A [`Step::Deliver`]: each connection its messages, in order, without waiting.
+    fn hand_over(&self, shard: usize, user: &Arc<str>, plan: &[ConnPlan<Conn>]) -> Progress<Conn> {
+        // Each message encoded once for all of the user's connections of a format.
+        let mut outs: HashMap<MessageId, Outgoing> = HashMap::new();
+        let outcomes: Vec<ConnOutcome> = plan
+            .iter()
+            .map(|cp| {
+                let mut results = Vec::with_capacity(cp.msgs.len());
+                for msg in &cp.msgs {
+                    let out = outs
+                        .entry(msg.id)
+                        .or_insert_with(|| Outgoing::new(Event::Direct(msg.clone())));
+                    let r = self.deliver(&cp.handle, out);
+                    results.push(r);
+                    if matches!(r, Delivered::Dropped | Delivered::Closed) {
+                        break;
+                    }
+                }
+                ConnOutcome {
+                    conn: cp.conn,
+                    results,
+                }
+            })
+            .collect();
+        self.users(shard).core.delivered(user, &outcomes)
     }
 
     /// A send's entry is stored: its share stays taken until the entry leaves the queue.
@@ -388,8 +394,9 @@ impl Inner {
         }
     }
 
-    /// Completes finished sends, starts replays, acknowledges for doors that cannot.
-    async fn settle(self: &Arc<Self>, shard: usize, p: &mut Progress<Conn>) {
+    /// Completes finished sends, starts replays (the acknowledgement for doors that cannot is
+    /// left in `p`: it waits on the queue).
+    fn settle(self: &Arc<Self>, shard: usize, p: &mut Progress<Conn>) {
         if !p.replays.is_empty() {
             let conns: Vec<Conn> = {
                 let sh = self.users(shard);
@@ -401,9 +408,6 @@ impl Inner {
             for c in conns {
                 self.start_replay(c);
             }
-        }
-        if let Some((user, e)) = p.ack.take() {
-            self.ack_entries(&user, e).await;
         }
         if p.finished.is_empty() {
             return;

@@ -234,17 +234,18 @@ impl Hub {
             }
             Some(Ok(())) => {}
         }
-        let give_up = |e: RoomError| {
-            if let Some(g) = inner.users(conn.0.shard).core.guesses(conn.id()) {
-                g.end(limits, None);
-            }
-            e
+        // From here the guess is in flight; it ends on every path, also when the join's
+        // future is dropped half-way (the connection went away): never in flight for good.
+        let mut guess = InFlight {
+            inner,
+            conn,
+            done: false,
         };
         if let Some(ip) = conn.ip()
             && lock(&inner.guess_rates).take(&ip, now).is_err()
         {
             m::refusal("password_guess_rate");
-            return Err(give_up(RoomError::GuessingTooFast));
+            return Err(RoomError::GuessingTooFast);
         }
         let permit = tokio::time::timeout(
             inner.config.limits.password_wait,
@@ -253,7 +254,7 @@ impl Hub {
         .await;
         let Ok(Ok(permit)) = permit else {
             m::refusal("password_busy");
-            return Err(give_up(RoomError::Busy));
+            return Err(RoomError::Busy);
         };
         let given = given.to_owned();
         let right = tokio::task::spawn_blocking(move || {
@@ -263,14 +264,9 @@ impl Hub {
         })
         .await;
         let Ok(right) = right else {
-            return Err(give_up(RoomError::Busy));
+            return Err(RoomError::Busy);
         };
-        let verdict = inner
-            .users(conn.0.shard)
-            .core
-            .guesses(conn.id())
-            .map(|g| g.end(limits, Some(right)));
-        match verdict {
+        match guess.end(Some(right)) {
             Some(Verdict::Right) => Ok(()),
             Some(Verdict::Wrong) | None => {
                 m::refusal("room_password");
@@ -505,6 +501,35 @@ impl Inner {
         };
         if start {
             self.drain(f);
+        }
+    }
+}
+
+/// A password guess in flight: ended when it is verified, or (as not verified, no strike) when
+/// dropped before.
+struct InFlight<'a> {
+    inner: &'a Inner,
+    conn: &'a Conn,
+    done: bool,
+}
+
+impl InFlight<'_> {
+    /// The guess was verified (`right`, `None`: it could not be): what it means.
+    fn end(&mut self, right: Option<bool>) -> Option<Verdict> {
+        self.done = true;
+        let limits = self.inner.guess_limits;
+        let mut users = self.inner.users(self.conn.0.shard);
+        users
+            .core
+            .guesses(self.conn.id())
+            .map(|g| g.end(limits, right))
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.end(None);
         }
     }
 }

@@ -143,6 +143,13 @@ impl Hub {
             inner.users_online.fetch_add(1, Ordering::AcqRel);
         }
         inner.gauges();
+        // Taken back if this future is dropped before the sign-on is decided (an admission
+        // that timed out, a connection that went away): never registered for good by mistake.
+        let mut registered = Registered {
+            inner,
+            conn: conn.clone(),
+            kept: false,
+        };
         let me = ConnRef {
             node: inner.config.node,
             conn: id,
@@ -155,11 +162,11 @@ impl Hub {
         {
             Ok(o) => o,
             Err(e) => {
-                inner.forget(&conn);
                 m::refusal("directory");
                 return Err(e.into());
             }
         };
+        registered.kept = true;
         conn.0.seq.store(outcome.seq, Ordering::Release);
         let local: Vec<ConnId> = outcome
             .replaced
@@ -303,6 +310,21 @@ impl Hub {
         inner.tasks.close();
         let _ = tokio::time::timeout_at(until, inner.tasks.wait()).await;
         inner.attached.load(Ordering::Acquire)
+    }
+}
+
+/// A connection registered by [`Hub::attach`] before its sign-on is decided.
+struct Registered<'a> {
+    inner: &'a Inner,
+    conn: Conn,
+    kept: bool,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.inner.forget(&self.conn);
+        }
     }
 }
 

@@ -1,0 +1,240 @@
+//! Futures of the hub's API dropped half-way (a request whose connection went away, an
+//! admission that timed out) leave nothing half-done: a user's pipeline of sends keeps going, a
+//! password guess is no longer in flight, a connection whose sign-on was not decided is not
+//! registered.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chinwag_hub::auth::{Authenticated, BoxFuture};
+use chinwag_hub::{
+    Attach, Body, Close, ConnRef, Device, Directory, DirectoryError, Event, Format, Hub, HubConfig,
+    Link, LocalDirectory, RoomOptions, SendOptions, SignOn, SignOnOutcome, SignedOn,
+};
+use chinwag_queue::{Entry, EntryId, MemoryQueue, Queue, QueueConfig, QueueError};
+use chinwag_session::SendError as SessionSendError;
+use chinwag_session::codec::Encoded;
+use tokio::sync::{Notify, Semaphore};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A memory queue whose pushes wait until the test opens the gate.
+struct GatedQueue {
+    inner: MemoryQueue,
+    gate: Arc<Semaphore>,
+    waiting: Arc<Notify>,
+}
+
+impl Queue for GatedQueue {
+    fn push<'a>(
+        &'a self,
+        recipient: &'a str,
+        payload: bytes::Bytes,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<EntryId, QueueError>> {
+        Box::pin(async move {
+            self.waiting.notify_one();
+            let _p = self.gate.acquire().await.expect("the gate stays");
+            self.inner.push(recipient, payload, ttl).await
+        })
+    }
+    fn read<'a>(
+        &'a self,
+        recipient: &'a str,
+        after: EntryId,
+        max: usize,
+    ) -> BoxFuture<'a, Result<Vec<Entry>, QueueError>> {
+        self.inner.read(recipient, after, max)
+    }
+    fn ack<'a>(
+        &'a self,
+        recipient: &'a str,
+        up_to: EntryId,
+    ) -> BoxFuture<'a, Result<u64, QueueError>> {
+        self.inner.ack(recipient, up_to)
+    }
+    fn len<'a>(&'a self, recipient: &'a str) -> BoxFuture<'a, Result<u64, QueueError>> {
+        self.inner.len(recipient)
+    }
+    fn remove<'a>(&'a self, recipient: &'a str) -> BoxFuture<'a, Result<u64, QueueError>> {
+        self.inner.remove(recipient)
+    }
+    fn sweep(&self) -> BoxFuture<'_, Result<u64, QueueError>> {
+        self.inner.sweep()
+    }
+}
+
+#[tokio::test]
+async fn a_sender_that_goes_away_mid_push_does_not_stall_the_users_pipeline() {
+    let gate = Arc::new(Semaphore::new(0));
+    let waiting = Arc::new(Notify::new());
+    let queue = Arc::new(GatedQueue {
+        inner: MemoryQueue::new(QueueConfig::default()),
+        gate: gate.clone(),
+        waiting: waiting.clone(),
+    });
+    let hub = Hub::builder().queue(queue.clone()).build();
+    // The first send waits in the queue's push; its sender gives up (the future is dropped).
+    let first = tokio::spawn({
+        let hub = hub.clone();
+        async move {
+            hub.send("bob", Body::text("one"), SendOptions::default())
+                .await
+        }
+    });
+    tokio::time::timeout(DEADLINE, waiting.notified())
+        .await
+        .unwrap();
+    first.abort();
+    let _ = first.await;
+    // The push goes on without it; a second send to the same user completes.
+    gate.add_permits(2);
+    let r = tokio::time::timeout(
+        DEADLINE,
+        hub.send("bob", Body::text("two"), SendOptions::default()),
+    )
+    .await
+    .expect("the pipeline is not stalled")
+    .unwrap();
+    assert!(r.queued);
+    assert_eq!(
+        queue.len("bob").await.unwrap(),
+        2,
+        "the first was stored too"
+    );
+    hub.shutdown(DEADLINE).await;
+}
+
+/// A link that takes everything and never closes.
+struct NullLink;
+
+impl Link for NullLink {
+    fn try_send(&self, _: Encoded) -> Result<(), SessionSendError> {
+        Ok(())
+    }
+    fn send(&self, _: Encoded, _: Duration) -> BoxFuture<'_, Result<(), SessionSendError>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn close(&self, _: &Close, _: Option<Encoded>) {}
+    fn queue_len(&self) -> usize {
+        0
+    }
+    fn is_closed(&self) -> bool {
+        false
+    }
+}
+
+struct NoFormat;
+
+impl Format for NoFormat {
+    fn encode(&self, _: &Event) -> Option<Encoded> {
+        None
+    }
+}
+
+fn attach_of(hub: &Hub) -> Attach {
+    Attach::new(
+        Arc::new(NullLink),
+        hub.register_format(Arc::new(NoFormat)),
+        "test",
+    )
+}
+
+// One thread: the spawned join runs, up to its wait for the check on a blocking thread, exactly
+// when the test yields; then it is dropped with its guess in flight.
+#[tokio::test]
+async fn a_join_dropped_during_its_password_check_leaves_no_guess_in_flight() {
+    let hub = Hub::builder().build();
+    hub.create_room("vault", RoomOptions::new().with_password("open sesame"))
+        .await
+        .unwrap();
+    let conn = hub
+        .attach(Authenticated::new(Device::new("ada", "d")), attach_of(&hub))
+        .await
+        .unwrap();
+    // A guess starts, and is dropped while its check runs.
+    let join = tokio::spawn({
+        let (hub, conn) = (hub.clone(), conn.clone());
+        async move { hub.join(&conn, "vault", Some("wrong")).await }
+    });
+    tokio::task::yield_now().await;
+    join.abort();
+    let _ = join.await;
+    // The next guess of the same connection is not refused as one already in flight.
+    let info = hub.join(&conn, "vault", Some("open sesame")).await.unwrap();
+    assert_eq!(info.members, 1);
+    hub.detach(&conn);
+    hub.shutdown(DEADLINE).await;
+}
+
+/// A directory whose sign-on decisions wait until the test lets them through.
+struct SlowDirectory {
+    inner: LocalDirectory,
+    waiting: Arc<Notify>,
+    seen: Mutex<u32>,
+}
+
+impl Directory for SlowDirectory {
+    fn sign_on<'a>(
+        &'a self,
+        device: &'a Device,
+        conn: ConnRef,
+        policy: SignOn,
+    ) -> BoxFuture<'a, Result<SignOnOutcome, DirectoryError>> {
+        Box::pin(async move {
+            *self.seen.lock().unwrap() += 1;
+            self.waiting.notify_one();
+            std::future::pending::<()>().await;
+            self.inner.sign_on(device, conn, policy).await
+        })
+    }
+    fn sign_off<'a>(&'a self, user: &'a str, conn: ConnRef) -> BoxFuture<'a, bool> {
+        self.inner.sign_off(user, conn)
+    }
+    fn connections<'a>(
+        &'a self,
+        user: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<SignedOn>, DirectoryError>> {
+        self.inner.connections(user)
+    }
+    fn online_users(&self) -> BoxFuture<'_, Result<u64, DirectoryError>> {
+        self.inner.online_users()
+    }
+}
+
+#[tokio::test]
+async fn an_attach_dropped_before_its_sign_on_is_decided_registers_nothing() {
+    let waiting = Arc::new(Notify::new());
+    let dir = Arc::new(SlowDirectory {
+        inner: LocalDirectory::new(),
+        waiting: waiting.clone(),
+        seen: Mutex::new(0),
+    });
+    let hub = Hub::builder()
+        .config(HubConfig::default())
+        .directory(dir.clone())
+        .build();
+    let attach = tokio::spawn({
+        let hub = hub.clone();
+        let a = attach_of(&hub);
+        async move {
+            hub.attach(Authenticated::new(Device::new("ada", "d")), a)
+                .await
+                .map(|_| ())
+        }
+    });
+    tokio::time::timeout(DEADLINE, waiting.notified())
+        .await
+        .unwrap();
+    assert_eq!(
+        hub.connection_count(),
+        1,
+        "registered while the directory decides"
+    );
+    attach.abort();
+    let _ = attach.await;
+    assert_eq!(hub.connection_count(), 0, "taken back");
+    assert!(hub.connections_of("ada").is_empty());
+    assert_eq!(*dir.seen.lock().unwrap(), 1);
+    hub.shutdown(DEADLINE).await;
+}
