@@ -65,6 +65,10 @@ async fn one_account_cannot_make_another_users_offline_send_fail() {
     assert!(codes[..32].iter().all(String::is_empty), "{codes:?}");
     assert!(codes[32..].iter().all(|c| c == "quota"), "{codes:?}");
     assert!(counter("chinwag_hub_refusals_total{reason=\"offline_share\"}") >= before + 8.0);
+    assert!(
+        counter("chinwag_hub_offline_bytes") >= (256 * KIB) as f64,
+        "the gauge shows what senders hold"
+    );
 
     // Alice still reaches her offline friend.
     let r = alice

@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 
 use super::conn::Conn;
 use super::fanout::Outgoing;
-use super::{Hub, Inner, lock, unix_micros};
+use super::{Hub, Inner, unix_micros};
 use crate::close::{Close, CloseCode};
 use crate::core::EntryId;
 use crate::core::identity::Device;
@@ -134,9 +134,10 @@ impl Hub {
             None
         } else {
             let sender = from.map(|d| &d.user);
+            let now = inner.now();
             Some(
-                lock(&inner.shares)
-                    .reserve(sender, body.len() as u64, inner.now())
+                inner
+                    .shares(|s| s.reserve(sender, body.len() as u64, now))
                     .map_err(|r| {
                         m::refusal("offline_share");
                         SendError::Quota(r.into())
@@ -237,7 +238,7 @@ impl Hub {
             return Ok(0);
         };
         let n = self.inner.queue.ack(&user, e).await?;
-        lock(&self.inner.shares).acked(&user, e);
+        self.inner.shares(|s| s.acked(&user, e));
         metrics::counter!(m::ACKED).increment(n);
         Ok(n)
     }
@@ -390,7 +391,7 @@ impl Inner {
         };
         if let Some(t) = ticket {
             let expires = self.now() + ttl;
-            lock(&self.shares).commit(t, user, e, expires);
+            self.shares(|s| s.commit(t, user, e, expires));
         }
     }
 
@@ -438,7 +439,7 @@ impl Inner {
     pub(crate) async fn ack_entries(&self, user: &str, upto: EntryId) {
         match self.queue.ack(user, upto).await {
             Ok(n) => {
-                lock(&self.shares).acked(user, upto);
+                self.shares(|s| s.acked(user, upto));
                 metrics::counter!(m::ACKED).increment(n);
             }
             Err(e) => tracing::warn!(user, error = %e, "offline queue ack failed"),

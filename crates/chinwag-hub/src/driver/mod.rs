@@ -389,10 +389,18 @@ impl Inner {
         now.max(prev + 1)
     }
 
+    /// Changes the per-sender shares; the `chinwag_hub_offline_bytes` gauge follows.
+    pub(crate) fn shares<R>(&self, f: impl FnOnce(&mut Shares) -> R) -> R {
+        let mut s = lock(&self.shares);
+        let r = f(&mut s);
+        metrics::gauge!(m::OFFLINE_BYTES).set(s.total() as f64);
+        r
+    }
+
     /// Gives a send's share back (its push failed or it never started).
     pub(crate) fn cancel_share(&self, t: Option<Ticket>) {
         if let Some(t) = t {
-            lock(&self.shares).cancel(t);
+            self.shares(|s| s.cancel(t));
         }
     }
 

@@ -71,12 +71,7 @@ pub(crate) async fn sweep_loop(inner: Weak<Inner>) {
             Err(e) => tracing::warn!(error = %e, "offline queue sweep failed"),
         }
         let now = hub.now();
-        let offline = {
-            let mut s = lock(&hub.shares);
-            s.expire(now);
-            s.total()
-        };
-        metrics::gauge!(m::OFFLINE_BYTES).set(offline as f64);
+        hub.shares(|s| s.expire(now));
         if let Some(r) = &hub.conn_rates {
             lock(r).prune(now);
         }
