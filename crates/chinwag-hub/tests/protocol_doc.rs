@@ -3,7 +3,9 @@
 //! chat door serves (from its source, and asked of a running door) with their request and
 //! result fields, the notifications and their fields, every error code, the defaults the page
 //! quotes, and the byte-level examples, replayed byte for byte against a real door over TCP and
-//! WebSocket. No test sleeps: every wait is for an event, bounded by a deadline.
+//! WebSocket. Also the request rules (a JSON object; `null` as absent) and the expiry rule
+//! against a real chat door, and the message limits against the servers' settings. No test
+//! sleeps: every wait is for an event, bounded by a deadline.
 
 mod common;
 
@@ -28,7 +30,7 @@ use chinwag_rpc::{Handlers, Peer, RpcConfig, RpcError};
 use chinwag_session::OverflowPolicy;
 use chinwag_transport::{CloseReason, Frame, FrameRead, FrameWrite, Transport};
 use chinwag_wire::{Message, Name, RequestId, StreamDecoder, WireLimits};
-use chinwag_ws::{ConnectOptions, WsAcceptor};
+use chinwag_ws::{ConnectOptions, WsAcceptor, WsConfig};
 use chinwag_ws_tungstenite::Tungstenite;
 use common::{DEADLINE, chat_tcp, config, ws_config};
 use serde_json::{Value, json};
@@ -1224,4 +1226,247 @@ fn header(head: &str, name: &str) -> Option<String> {
 fn says(text: &str) -> bool {
     let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
     norm(DOC).contains(&norm(text))
+}
+
+// ---- the request rules and the expiry rule, against a real chat door ------------------------
+
+/// The chat error code of an answer (`ok` for a result).
+fn chat_code(r: Result<Bytes, RpcError>) -> String {
+    match r {
+        Ok(_) => "ok".to_owned(),
+        Err(RpcError::Remote { message }) => {
+            let v: Value = serde_json::from_str(&message)
+                .unwrap_or_else(|_| panic!("a non-JSON error: {message}"));
+            v["code"].as_str().unwrap().to_owned()
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_must_be_a_json_object_and_null_is_absent() {
+    for text in [
+        "**Every request must be a JSON object**, for every operation: a payload that is an array, \
+         a string, a number, `true`, `false` or `null` is `bad_request` — `join [\"room\"]` and \
+         `whoami []` too.",
+        "**Unknown fields are refused** (`bad_request`), in every operation.",
+        "**An optional field given as `null` is the same as an absent one**: \
+         `online {\"users\": null}` asks about nobody, `join {\"room\": \"r\", \"password\": null}` \
+         gives no password, and a `send` with `\"body_base64\": null` next to its `body` has \
+         exactly one body. A required field given as `null` is `bad_request`.",
+    ] {
+        assert!(says(text), "the page should say: {text}");
+    }
+    let hub = doc_hub();
+    let (door, addr) = chat_tcp(&hub);
+    let peer = rpc_tcp(addr).await;
+    peer.request::<_, Value>("auth", &json!({ "token": doc_token() }))
+        .await
+        .unwrap();
+    let ask = |op: &'static str, payload: &str| {
+        let p = peer.clone();
+        let payload = Bytes::from(payload.to_owned());
+        async move {
+            let r = tokio::time::timeout(DEADLINE, p.request_bytes(op, payload))
+                .await
+                .expect("an answer within the deadline");
+            chat_code(r)
+        }
+    };
+    // A payload each operation would take (its answer may still be an error, never
+    // `bad_request`): with one unknown field more, it is `bad_request`.
+    let valid: [(&str, &str); 12] = [
+        ("auth", r#"{"token":"t"}"#),
+        ("whoami", "{}"),
+        ("refresh", r#"{"token":"t"}"#),
+        ("send", r#"{"to":"bob","body":"x"}"#),
+        ("ack", r#"{"id":1}"#),
+        ("join", r#"{"room":"r"}"#),
+        ("leave", r#"{"room":"r"}"#),
+        ("publish", r#"{"room":"r","body":"x"}"#),
+        ("rooms", "{}"),
+        ("members", r#"{"room":"r"}"#),
+        ("online", "{}"),
+        ("app", r#"{"body":"x"}"#),
+    ];
+    let names: BTreeSet<&str> = valid.iter().map(|(n, _)| *n).collect();
+    assert_eq!(
+        names,
+        OPERATIONS.iter().map(|o| o.name).collect::<BTreeSet<_>>(),
+        "a payload for every operation"
+    );
+    for (op, payload) in valid {
+        for bad in [
+            "[]",
+            "null",
+            "\"x\"",
+            "7",
+            "true",
+            "false",
+            "[\"room\"]",
+            "[{}]",
+        ] {
+            assert_eq!(ask(op, bad).await, "bad_request", "{op} {bad}");
+        }
+        assert_ne!(ask(op, payload).await, "bad_request", "{op} {payload}");
+        let unknown = format!("{},\"zz\":1}}", &payload[..payload.len() - 1]).replace("{,", "{");
+        assert_eq!(ask(op, &unknown).await, "bad_request", "{op} {unknown}");
+    }
+    assert_eq!(ask("join", "[\"room\"]").await, "bad_request");
+    assert_eq!(ask("whoami", "[]").await, "bad_request");
+    // `null` for an optional field is absent; for a required one, `bad_request`.
+    let online: Value = peer
+        .request("online", &json!({ "users": null }))
+        .await
+        .unwrap();
+    assert_eq!(online, json!({ "users": {}, "online": 1 }));
+    assert_eq!(ask("join", r#"{"room":"n","password":null}"#).await, "ok");
+    assert_eq!(
+        ask("send", r#"{"to":"bob","body":"x","body_base64":null}"#).await,
+        "ok"
+    );
+    assert_eq!(
+        ask("members", r#"{"room":"n","after":null,"limit":null}"#).await,
+        "ok"
+    );
+    assert_eq!(ask("leave", r#"{"room":null}"#).await, "bad_request");
+    peer.close();
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_lives_until_the_later_of_exp_and_now_plus_the_grace() {
+    let grace = HubConfig::default().token_grace;
+    assert!(says(&format!(
+        "A connection lives until **the later of its token's `exp` and the moment the token was \
+         accepted, plus the grace period (default {} s)**",
+        grace.as_secs()
+    )));
+    assert!(says(
+        "the connection's expiry becomes the later of the new token's `exp` and the moment of \
+         the refresh, plus the grace period"
+    ));
+    // The rule as the code writes it (`core/expiry.rs::expiry_at`): now + (exp - now, or 0) + grace.
+    assert!(
+        squeeze(include_str!("../src/core/expiry.rs"))
+            .contains("now+Duration::from_millis(exp_unix_ms.saturating_sub(now_unix_ms))+grace"),
+        "update the page's expiry rule"
+    );
+    // A real door: a token 10 minutes past its `exp`, accepted within a leeway of an hour. Were
+    // the connection closed at `exp` + grace, it would be closed at once; it is not: another
+    // connection's auth timeout (1 s) comes and goes first, and the connection still answers.
+    let jwt = JwtAuthenticator::new(
+        JwtConfig::new(JwtKey::hs256(DOC_SECRET)).with_leeway(Duration::from_secs(3600)),
+    );
+    let hub = Hub::builder()
+        .config(config().with_auth_timeout(Duration::from_secs(1)))
+        .authenticator(Arc::new(jwt))
+        .build();
+    let (door, addr) = chat_tcp(&hub);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let late = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &DocClaims {
+            sub: "late",
+            device: "d",
+            exp: now - 600,
+        },
+        &jsonwebtoken::EncodingKey::from_secret(DOC_SECRET.as_bytes()),
+    )
+    .unwrap();
+    let mut c = common::Client::tcp(addr, None).await;
+    c.req("auth", json!({ "token": late }))
+        .await
+        .expect("accepted within the leeway");
+    let mut silent = common::Client::tcp(addr, None).await;
+    assert_eq!(silent.bye().await["code"], CloseCode::AUTH_TIMEOUT.0);
+    assert!(
+        c.notes.try_recv().is_err(),
+        "no bye: the grace runs from now"
+    );
+    assert_eq!(c.whoami().await["user"], "late");
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+}
+
+// ---- the message limits and the ready server's settings -------------------------------------
+
+const READY_CONFIG_RS: &str = include_str!("../../chinwag-server/src/config.rs");
+const READY_MAIN_RS: &str = include_str!("../../chinwag-server/src/main.rs");
+const LIMITS_MD: &str = include_str!("../../../docs/limits.md");
+
+/// Whether `text` contains `part`, whitespace runs counting as one space.
+fn has_text(text: &str, part: &str) -> bool {
+    let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    norm(text).contains(&norm(part))
+}
+
+#[test]
+fn the_message_limits_are_stated_where_a_client_reads_them() {
+    let mib = |n: usize| format!("{} MiB", n >> 20);
+    let body = HubConfig::default().limits.max_body_bytes;
+    let gotalk = RpcConfig::default().wire.max_payload as usize;
+    let library = WsConfig::default().max_message_size;
+    // The ready server: chinwag-server's default, applied as the WebSocket message (and frame)
+    // limit of its HTTP port.
+    let ready = 1usize << 20;
+    assert!(READY_CONFIG_RS.contains("max_message_size: 1 << 20,"));
+    assert!(READY_MAIN_RS.contains(".with_max_message_size(usize_of(w.max_message_size))"));
+    assert!(READY_MAIN_RS.contains(".with_max_frame_size(usize_of(w.max_message_size))"));
+    assert_eq!(ready, 1 << 20);
+
+    // Section 1, where a gotalk client reads about the wire.
+    let framing = section("## 1. Transport and framing");
+    assert!(has_text(
+        &framing,
+        &format!("**the gotalk payload limit, {}**", mib(gotalk))
+    ));
+    assert!(has_text(
+        &framing,
+        &format!(
+            "It is **{} on the ready server** (`chinwag-server`'s `websocket.max_message_size`) \
+             and {} by default on a server built on the library (`chinwag-ws`'s \
+             `WsConfig::max_message_size`)",
+            mib(ready),
+            mib(library)
+        )
+    ));
+    assert!(has_text(
+        &framing,
+        &format!("a message body is at most {} KiB", body >> 10)
+    ));
+    // Section 7: the three next to each other.
+    let limits = section("## 7. Limits");
+    let rows: Vec<&str> = limits.lines().filter(|l| l.starts_with("| ")).collect();
+    let at = rows
+        .iter()
+        .position(|r| r.contains("`limits.max_body_bytes`"))
+        .unwrap();
+    assert!(rows[at].contains(&format!("{} KiB", body >> 10)));
+    assert!(rows[at + 1].starts_with(&format!(
+        "| WebSocket message | {} on the ready server; {} on a library server |",
+        mib(ready),
+        mib(library)
+    )));
+    assert!(rows[at + 2].starts_with(&format!(
+        "| gotalk payload, operation name | {},",
+        mib(gotalk)
+    )));
+    // Section 9 (the room door) and docs/limits.md.
+    assert!(
+        LIMITS_MD
+            .lines()
+            .any(|l| l.contains("`websocket.max_message_size`") && l.contains("| 1 MiB |")),
+        "docs/limits.md has a row for the ready server's WebSocket message limit"
+    );
+    assert!(
+        LIMITS_MD
+            .lines()
+            .any(|l| l.starts_with("| `WsConfig::max_message_size`")
+                && l.contains(&format!("| {} /", mib(library))))
+    );
 }
