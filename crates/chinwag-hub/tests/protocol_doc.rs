@@ -4,8 +4,10 @@
 //! result fields, the notifications and their fields, every error code, the defaults the page
 //! quotes, and the byte-level examples, replayed byte for byte against a real door over TCP and
 //! WebSocket. Also the request rules (a JSON object; `null` as absent) and the expiry rule
-//! against a real chat door, and the message limits against the servers' settings. No test
-//! sleeps: every wait is for an event, bounded by a deadline.
+//! against a real chat door, the message limits against the servers' settings, and the other
+//! two doors (sections 9 and 10): the room door's refusals, its close codes and its liveness
+//! against a real door and its source, and the tok door's frames against a real door, byte for
+//! byte. No test sleeps: every wait is for an event, bounded by a deadline.
 
 mod common;
 
@@ -18,24 +20,32 @@ use bytes::{Bytes, BytesMut};
 use chinwag_hub::auth::{
     AuthError, JwtAuthenticator, JwtConfig, JwtKey, TokenSources, jsonwebtoken,
 };
+use chinwag_hub::doors::DoorHandle;
 use chinwag_hub::doors::chat::{
     ChatDoor, DEFAULT_MEMBERS_PAGE, FROM_FIELDS, MAX_AUTH_FAILURES, MAX_ONLINE_QUERY,
     NOTIFICATIONS, OPERATIONS,
 };
+use chinwag_hub::doors::rooms::RoomsDoor;
+use chinwag_hub::doors::tok::{ByeFn, TokDoor};
 use chinwag_hub::{
-    Body, CloseCode, DEFAULT_DEVICE, Device, DirectoryError, Hub, HubConfig, PartialDelivery,
-    Reconnect, RoomError, SendError, SendOptions, ShareLimit, SignOn, SignOnError, ids,
+    App, Body, Close, CloseCode, DEFAULT_DEVICE, Device, DirectoryError, Hub, HubConfig, Incoming,
+    PartialDelivery, Rate, Reconnect, Rejection, RoomError, RoomOptions, SendError, SendOptions,
+    ShareLimit, SignOn, SignOnError, ids,
 };
 use chinwag_rpc::{Handlers, Peer, RpcConfig, RpcError};
-use chinwag_session::OverflowPolicy;
+use chinwag_session::{OverflowPolicy, ServerConfig, SessionConfig};
 use chinwag_transport::{CloseReason, Frame, FrameRead, FrameWrite, Transport};
 use chinwag_wire::{Message, Name, RequestId, StreamDecoder, WireLimits};
 use chinwag_ws::{ConnectOptions, WsAcceptor, WsConfig};
 use chinwag_ws_tungstenite::Tungstenite;
-use common::{DEADLINE, chat_tcp, config, ws_config};
+use common::{
+    DEADLINE, RawAnswer, RawOpts, addr_of, bearer_header, chat_tcp, config, raw_request,
+    read_ws_frame, ws_config,
+};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 
 const DOC: &str = include_str!("../../../docs/chat-protocol.md");
 const ERROR_RS: &str = include_str!("../src/error.rs");
@@ -1395,6 +1405,7 @@ async fn a_connection_lives_until_the_later_of_exp_and_now_plus_the_grace() {
 
 // ---- the message limits and the ready server's settings -------------------------------------
 
+const FACADE_SERVER_RS: &str = include_str!("../../chinwag/src/server.rs");
 const READY_CONFIG_RS: &str = include_str!("../../chinwag-server/src/config.rs");
 const READY_MAIN_RS: &str = include_str!("../../chinwag-server/src/main.rs");
 const LIMITS_MD: &str = include_str!("../../../docs/limits.md");
@@ -1403,6 +1414,13 @@ const LIMITS_MD: &str = include_str!("../../../docs/limits.md");
 fn has_text(text: &str, part: &str) -> bool {
     let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
     norm(text).contains(&norm(part))
+}
+
+/// The first table row of `text` that contains `key`.
+fn row_with<'a>(text: &'a str, key: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.starts_with('|') && l.contains(key))
+        .unwrap_or_else(|| panic!("no row with {key}"))
 }
 
 #[test]
@@ -1457,6 +1475,17 @@ fn the_message_limits_are_stated_where_a_client_reads_them() {
         mib(gotalk)
     )));
     // Section 9 (the room door) and docs/limits.md.
+    let room = section("### Limits of the room door");
+    let r = row_with(&room, "| WebSocket message |");
+    assert!(r.contains(&format!("{} on the ready server", mib(ready))));
+    assert!(r.contains(&format!("{} on a library server", mib(library))));
+    let r = row_with(&room, "| message body");
+    assert!(r.contains(&format!(
+        "{} KiB ({} bytes",
+        body >> 10,
+        grouped(body as u64)
+    )));
+    assert!(r.contains(&format!("over the limit of {body}")));
     assert!(
         LIMITS_MD
             .lines()
@@ -1469,4 +1498,990 @@ fn the_message_limits_are_stated_where_a_client_reads_them() {
             .any(|l| l.starts_with("| `WsConfig::max_message_size`")
                 && l.contains(&format!("| {} /", mib(library))))
     );
+
+    // Where the ready server serves the doors.
+    assert!(FACADE_SERVER_RS.contains("pub const DEFAULT_CHAT_PATH: &str = \"/gotalk/\";"));
+    assert!(FACADE_SERVER_RS.contains("pub const DEFAULT_ROOMS_PATH: &str = \"/ws\";"));
+    assert!(READY_CONFIG_RS.contains("tok_listen: \"127.0.0.1:8082\".into(),"));
+    assert!(says(
+        "serves the door at **`/ws`** on its HTTP port, next to the chat door at `/gotalk/`"
+    ));
+    assert!(says("`server.tok_listen`, default `127.0.0.1:8082`"));
+}
+
+// ---- the raw room door (section 9) ----------------------------------------------------------
+
+const ROOM_DOOR_RS: &str = include_str!("../src/doors/rooms.rs");
+
+type WsHalves = (
+    <chinwag_ws::WsConnection<Tungstenite> as Transport>::Reader,
+    <chinwag_ws::WsConnection<Tungstenite> as Transport>::Writer,
+);
+
+/// `door` on loopback at `/ws` with `ws`: its handle and URL.
+async fn room_door(door: RoomsDoor, ws: WsConfig) -> (DoorHandle, String) {
+    let acc = WsAcceptor::<Tungstenite>::bind_path("127.0.0.1:0".parse().unwrap(), "/ws", ws)
+        .await
+        .unwrap();
+    let url = format!("ws://{}/ws", acc.local_addr());
+    (door.serve(acc), url)
+}
+
+/// A member of `room` as `user` (device `web`, the test secret's token).
+async fn room_member(url: &str, room: &str, user: &str) -> WsHalves {
+    let opts = ConnectOptions::default().with_header(
+        "authorization",
+        format!("Bearer {}", common::token(user, "web")),
+    );
+    chinwag_ws::connect_with::<Tungstenite>(&format!("{url}?room={room}"), &ws_config(), &opts)
+        .await
+        .unwrap_or_else(|e| panic!("{user} in {room}: {e}"))
+        .split()
+}
+
+/// A hand-written upgrade request to `url` + `query`.
+async fn ask(url: &str, query: &str, headers: &[(&str, String)]) -> RawAnswer {
+    raw_request(&format!("{url}{query}"), headers, RawOpts::default()).await
+}
+
+/// Whether `pattern` (the page's text, where each `<...>` stands for any text) matches `text`.
+fn like(pattern: &str, text: &str) -> bool {
+    // The literal parts, in order: the first starts the text, the last ends it.
+    let mut parts = Vec::new();
+    let mut rest = pattern;
+    while let Some((lit, after)) = rest.split_once('<') {
+        parts.push(lit);
+        rest = after.split_once('>').map_or("", |(_, a)| a);
+    }
+    parts.push(rest);
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || text.len() < first.len() + last.len() {
+        return false;
+    }
+    let mut at = first.len();
+    for mid in &parts[1..parts.len() - 1] {
+        match text[at..].find(mid) {
+            Some(i) => at += i + mid.len(),
+            None => return false,
+        }
+    }
+    text.len() >= at + last.len() && text.ends_with(last)
+}
+
+/// The backticked texts of `cell`.
+fn backticked(cell: &str) -> Vec<&str> {
+    cell.split('`').skip(1).step_by(2).collect()
+}
+
+/// The body rows of the tables of `text` (not their header rows).
+fn body_rows(text: &str) -> Vec<&str> {
+    let lines: Vec<&str> = text.lines().collect();
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(i, l)| {
+            l.starts_with("| ") && !lines.get(i + 1).is_some_and(|n| n.starts_with("|---"))
+        })
+        .map(|(_, l)| *l)
+        .collect()
+}
+
+/// The index (in [`body_rows`]) and text of the row of `table` whose first cell names `first`
+/// (backticked or not) and whose second cell has a backticked text that matches `text`.
+fn row_matching<'a>(table: &'a str, first: &str, text: &str) -> Option<(usize, &'a str)> {
+    body_rows(table).into_iter().enumerate().find(|(_, l)| {
+        let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+        let firsts: Vec<&str> = cells[1]
+            .split(',')
+            .map(|c| c.trim().trim_matches('`'))
+            .collect();
+        firsts.contains(&first) && backticked(cells[2]).iter().any(|p| like(p, text))
+    })
+}
+
+/// Checks a refused upgrade against the page's refusal table; returns the row it matched.
+fn refused(table: &str, a: &RawAnswer, status: u16, retry: Option<u64>) -> usize {
+    assert_eq!(a.status, status, "{}{}", a.head, a.body);
+    assert_eq!(a.header("content-type"), Some("text/plain; charset=utf-8"));
+    let body = a.body.strip_suffix('\n').expect("the reason and a newline");
+    let (i, row) = row_matching(table, &status.to_string(), body)
+        .unwrap_or_else(|| panic!("the page's refusals have no row `{status}` `{body}`"));
+    let retry_after = a.header("retry-after").map(|v| v.parse::<u64>().unwrap());
+    assert_eq!(retry_after, retry, "{}", a.head);
+    if let Some(n) = retry {
+        assert!(row.contains(&format!("`Retry-After: {n}`")), "{row}");
+    }
+    i
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_room_door_refusals_are_what_a_door_answers() {
+    let table = section("### Refusals");
+    let rows = body_rows(&table).len();
+    let mut seen = BTreeSet::new();
+    let t = |user: &str| bearer_header(&common::token(user, "web"));
+    let pw = |p: &str| ("X-Room-Password", p.to_owned());
+
+    // A hub with a password room, a room for one, and a guess rate of 1 per address.
+    let mut cfg = config();
+    cfg.limits = cfg.limits.with_password_guess_rate_per_ip(Rate::new(1, 1));
+    let hub = common::hub(cfg, None);
+    hub.create_room("locked", RoomOptions::new().with_password("pw"))
+        .await
+        .unwrap();
+    hub.create_room("tiny", RoomOptions::new().with_max_members(1))
+        .await
+        .unwrap();
+    let (door, url) = room_door(RoomsDoor::new(hub.clone()), ws_config()).await;
+    let a = ask(&url, "", &[]).await;
+    seen.insert(refused(&table, &a, 400, None));
+    let a = ask(&url, "?room=lobby", &[]).await;
+    seen.insert(refused(&table, &a, 401, None));
+    let a = ask(
+        &url,
+        "?room=lobby",
+        &[("Authorization", "Bearer garbage".to_owned())],
+    )
+    .await;
+    seen.insert(refused(&table, &a, 401, None));
+    let a = ask(&url, "?room=*", &[t("u1")]).await;
+    seen.insert(refused(&table, &a, 400, None));
+    let long = "p".repeat(hub.config().limits.max_password_bytes + 1);
+    let a = ask(&url, "?room=lobby", &[t("u2"), pw(&long)]).await;
+    seen.insert(refused(&table, &a, 400, None));
+    let a = ask(&url, "?room=locked", &[t("u3")]).await;
+    seen.insert(refused(&table, &a, 403, None));
+    // Two wrong guesses from one address at once: one is checked (403), the other is over the
+    // address's guess rate (429).
+    let (h4, h5) = ([t("u4"), pw("nope")], [t("u5"), pw("nope")]);
+    let (a, b) = tokio::join!(
+        ask(&url, "?room=locked", &h4),
+        ask(&url, "?room=locked", &h5)
+    );
+    let (wrong, fast) = if a.status == 403 { (a, b) } else { (b, a) };
+    seen.insert(refused(&table, &wrong, 403, None));
+    seen.insert(refused(&table, &fast, 429, Some(1)));
+    // A room for one: the first member is in (the subprotocol rule is the chat door's), the
+    // second is refused.
+    let token6 = common::token("u6", "web");
+    let first = ask(
+        &url,
+        "?room=tiny",
+        &[(
+            "Sec-WebSocket-Protocol",
+            format!("chinwag.rooms, bearer.{token6}"),
+        )],
+    )
+    .await;
+    assert_eq!(first.status, 101, "{}", first.head);
+    assert_eq!(
+        first.header("sec-websocket-protocol"),
+        Some("chinwag.rooms")
+    );
+    assert!(says(
+        "so a browser offers e.g. `[\"chinwag.rooms\", \"bearer.<jwt>\"]`"
+    ));
+    let a = ask(&url, "?room=tiny", &[t("u7")]).await;
+    seen.insert(refused(&table, &a, 503, Some(5)));
+    drop(first);
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+
+    // Rooms are not made by joining: an unknown room is 404. Spaces around the header's
+    // password are dropped.
+    let hub = common::hub(config().with_auto_create_rooms(false), None);
+    hub.create_room("locked", RoomOptions::new().with_password("pw"))
+        .await
+        .unwrap();
+    let (door, url) = room_door(RoomsDoor::new(hub.clone()), ws_config()).await;
+    let a = ask(&url, "?room=nowhere", &[t("u8")]).await;
+    seen.insert(refused(&table, &a, 404, None));
+    let inside = ask(&url, "?room=locked", &[t("u9"), pw("  pw  ")]).await;
+    assert_eq!(inside.status, 101, "{}{}", inside.head, inside.body);
+    drop(inside);
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+
+    // The connection rate of an address.
+    let mut cfg = config();
+    cfg.limits = cfg.limits.with_connection_rate(Some(Rate::new(1, 1)));
+    let hub = common::hub(cfg, None);
+    let (door, url) = room_door(RoomsDoor::new(hub.clone()), ws_config()).await;
+    let first = ask(&url, "?room=lobby", &[t("v1")]).await;
+    assert_eq!(first.status, 101, "{}", first.head);
+    let a = ask(&url, "?room=lobby", &[t("v2")]).await;
+    seen.insert(refused(&table, &a, 429, Some(1)));
+    drop(first);
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+
+    // A full server; too many rooms.
+    let mut cfg = config();
+    cfg.limits = cfg.limits.with_max_connections(1).with_max_rooms(1);
+    let hub = common::hub(cfg, None);
+    let (door, url) = room_door(RoomsDoor::new(hub.clone()), ws_config()).await;
+    let first = ask(&url, "?room=a", &[t("w1")]).await;
+    assert_eq!(first.status, 101, "{}", first.head);
+    let a = ask(&url, "?room=a", &[t("w2")]).await;
+    seen.insert(refused(&table, &a, 503, Some(5)));
+    drop(first);
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+    let mut cfg = config();
+    cfg.limits = cfg.limits.with_max_rooms(1);
+    let hub = common::hub(cfg, None);
+    let (door, url) = room_door(RoomsDoor::new(hub.clone()), ws_config()).await;
+    let first = ask(&url, "?room=a", &[t("x1")]).await;
+    assert_eq!(first.status, 101, "{}", first.head);
+    let a = ask(&url, "?room=b", &[t("x2")]).await;
+    seen.insert(refused(&table, &a, 503, Some(5)));
+    drop(first);
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+
+    // A server without an authenticator refuses every token: 403.
+    let hub = Hub::builder().config(config()).build();
+    let (door, url) = room_door(RoomsDoor::new(hub.clone()), ws_config()).await;
+    let a = ask(&url, "?room=lobby", &[t("y1")]).await;
+    seen.insert(refused(&table, &a, 403, None));
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+
+    assert_eq!(
+        seen.len(),
+        rows,
+        "every row of the page's refusal table is what a door answers"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_door_connection_is_a_sign_on_like_any_other() {
+    assert!(says(
+        "**The connection is signed on as the token's user and device before the room is \
+         joined**, and the server's [sign-on policy](#who-you-are-and-replaced-connections) \
+         counts the connections of every door."
+    ));
+    let hub = common::hub(config(), None);
+    assert_eq!(hub.config().sign_on, SignOn::Single);
+    hub.create_room("locked", RoomOptions::new().with_password("pw"))
+        .await
+        .unwrap();
+    let (door, url) = room_door(RoomsDoor::new(hub.clone()), ws_config()).await;
+    let (chat, addr) = chat_tcp(&hub);
+    // A join refused after the token was accepted replaced the user's chat connection.
+    let mut c = common::Client::tcp(addr, Some(&common::token("pat", "phone"))).await;
+    let a = ask(
+        &url,
+        "?room=locked",
+        &[
+            bearer_header(&common::token("pat", "web")),
+            ("X-Room-Password", "nope".to_owned()),
+        ],
+    )
+    .await;
+    assert_eq!(a.status, 403, "{}", a.head);
+    assert_eq!(c.bye().await["code"], CloseCode::REPLACED.0);
+    // A second room of the same user replaces the first connection.
+    let (mut r1, _w1) = room_member(&url, "one", "pat").await;
+    let (_r2, _w2) = room_member(&url, "two", "pat").await;
+    let (f, why) = next_frame(&mut r1).await;
+    assert_eq!(f, None);
+    let why = why.expect("a close frame");
+    assert_eq!(why.code.0, CloseCode::REPLACED.0);
+    let closes = section("### Close codes of the room door");
+    assert!(
+        row_matching(&closes, "4003", &why.reason).is_some(),
+        "{why:?}"
+    );
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+    chat.shutdown(DEADLINE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_room_door_example_is_what_a_door_does() {
+    let hub = common::hub(config(), None);
+    let (door, url) = room_door(RoomsDoor::new(hub.clone()), ws_config()).await;
+    let (mut r, mut w) = room_member(&url, "lobby", "ann").await;
+    let lines = block("<!-- protocol_doc: rooms-messages -->");
+    assert!(lines.len() >= 6);
+    for line in lines {
+        let (who, rest) = line.split_once(' ').unwrap();
+        let (kind, content) = rest.trim_start().split_once(' ').unwrap();
+        let content = content.trim_start();
+        let bytes: Bytes = match kind {
+            "binary" => content
+                .split(' ')
+                .map(|h| u8::from_str_radix(h, 16).unwrap())
+                .collect::<Vec<_>>()
+                .into(),
+            _ => match content
+                .strip_prefix('(')
+                .and_then(|c| c.strip_suffix(" bytes)"))
+            {
+                Some(n) => vec![b'x'; n.replace(' ', "").parse().unwrap()].into(),
+                None => Bytes::from(content.to_owned()),
+            },
+        };
+        match (who, kind) {
+            ("C", "text") => w.send(Frame::Text(bytes)).await.unwrap(),
+            ("C", "binary") => w.send(Frame::Binary(bytes)).await.unwrap(),
+            ("S", "text") => assert_eq!(next_frame(&mut r).await.0, Some(Frame::Text(bytes))),
+            ("S", "binary") => {
+                assert_eq!(next_frame(&mut r).await.0, Some(Frame::Binary(bytes)));
+            }
+            ("S", "close") => {
+                let (code, reason) = content.split_once(' ').unwrap();
+                let (f, why) = next_frame(&mut r).await;
+                assert_eq!(f, None, "{line}");
+                let why = why.expect("a close frame");
+                assert_eq!(why.code.0.to_string(), code, "{line}");
+                assert_eq!(why.reason, reason, "{line}");
+            }
+            _ => panic!("a line is `C|S text|binary|close <content>`: {line}"),
+        }
+    }
+    // Queued direct messages come first, as their bodies.
+    hub.send(
+        "ben",
+        Body::text("while you were out"),
+        SendOptions::default(),
+    )
+    .await
+    .unwrap();
+    let (mut br, _bw) = room_member(&url, "lobby", "ben").await;
+    assert_eq!(
+        next_frame(&mut br).await.0,
+        Some(Frame::Text(Bytes::from_static(b"while you were out")))
+    );
+    // A direct message and a broadcast arrive as their bodies, like publishes; a direct
+    // message counts as delivered once it is on the connection's send queue.
+    let sent = hub
+        .send("ben", Body::text("psst"), SendOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(sent.delivered, 1);
+    assert_eq!(
+        next_frame(&mut br).await.0,
+        Some(Frame::Text(Bytes::from_static(b"psst")))
+    );
+    assert_eq!(hub.queue().len("ben").await.unwrap(), 0, "not queued");
+    hub.broadcast(Body::binary(vec![7u8]));
+    assert_eq!(
+        next_frame(&mut br).await.0,
+        Some(Frame::Binary(Bytes::from_static(&[7])))
+    );
+    // No presence events: in a room that has them, the first thing a member gets after another
+    // joined is that one's publish.
+    hub.create_room("desk", RoomOptions::new().with_presence_events(true))
+        .await
+        .unwrap();
+    let (mut dr, _dw) = room_member(&url, "desk", "dee").await;
+    let (_er, mut ew) = room_member(&url, "desk", "eve").await;
+    ew.send(Frame::Text(Bytes::from_static(b"eve is here")))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_frame(&mut dr).await.0,
+        Some(Frame::Text(Bytes::from_static(b"eve is here")))
+    );
+    assert!(says("Presence events are never sent."));
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+}
+
+/// The door's source: which close code answers which refused publish (`_` for the rest).
+fn refusal_arms() -> Vec<(String, CloseCode)> {
+    let src = squeeze(ROOM_DOOR_RS);
+    let body = &src[src.find("fnrefusal_close").expect("fn refusal_close")..];
+    let body = &body[..body.find("Close::new").unwrap()];
+    let mut arms = Vec::new();
+    for arm in body.split(',') {
+        let Some((pat, code)) = arm.split_once("=>CloseCode::") else {
+            continue;
+        };
+        let variant = match pat.rsplit_once("RoomError::") {
+            Some((_, v)) => v
+                .chars()
+                .take_while(char::is_ascii_alphanumeric)
+                .collect::<String>(),
+            None => {
+                assert!(pat.ends_with('_'), "{pat}");
+                "_".to_owned()
+            }
+        };
+        let code = match code.trim_end_matches('}') {
+            "TOO_BIG" => CloseCode::TOO_BIG,
+            "RATE_LIMITED" => CloseCode::RATE_LIMITED,
+            "TRY_AGAIN_LATER" => CloseCode::TRY_AGAIN_LATER,
+            "POLICY" => CloseCode::POLICY,
+            other => panic!("teach this test CloseCode::{other}"),
+        };
+        arms.push((variant, code));
+    }
+    assert!(arms.iter().any(|(v, _)| v == "_"), "{arms:?}");
+    arms
+}
+
+/// Apps that refuse a publish whose body is `darn`.
+struct Strict;
+
+impl App for Strict {
+    fn before_receive(&self, _from: &Device, msg: Incoming) -> Result<Incoming, Rejection> {
+        match &msg {
+            Incoming::Publish { body, .. } if body.as_text() == Some("darn") => {
+                Err("no swearing".into())
+            }
+            _ => Ok(msg),
+        }
+    }
+}
+
+/// Sends `frames` as `user` in `room`; returns what it read before the close, and the close.
+async fn publish_until_closed(
+    url: &str,
+    room: &str,
+    user: &str,
+    frames: &[Frame],
+) -> (Vec<Frame>, CloseReason) {
+    let (mut r, mut w) = room_member(url, room, user).await;
+    for f in frames {
+        w.send(f.clone()).await.unwrap();
+    }
+    let mut got = Vec::new();
+    loop {
+        match next_frame(&mut r).await {
+            (Some(f), _) => got.push(f),
+            (None, why) => return (got, why.expect("a close frame")),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_publish_closes_with_the_code_the_page_gives() {
+    let closes = section("### Close codes of the room door");
+    // The page against the door's source: every refusal a publish can meet, with its code.
+    let arms = refusal_arms();
+    let refusals = [
+        RoomError::TooLarge { len: 2, limit: 1 },
+        RoomError::RateLimited,
+        RoomError::Refused("r".into()),
+        RoomError::NotMember,
+        RoomError::NoSuchRoom,
+        RoomError::Busy,
+    ];
+    let variant = |e: &RoomError| {
+        format!("{e:?}")
+            .chars()
+            .take_while(char::is_ascii_alphanumeric)
+            .collect::<String>()
+    };
+    for (v, _) in &arms {
+        assert!(
+            v == "_" || refusals.iter().any(|e| &variant(e) == v),
+            "the door answers RoomError::{v}: add it here and to the page"
+        );
+    }
+    for e in &refusals {
+        let code = arms
+            .iter()
+            .find(|(v, _)| *v == variant(e))
+            .or_else(|| arms.iter().find(|(v, _)| v == "_"))
+            .unwrap()
+            .1;
+        let row = row_with(&closes, &format!("`{}`", e.code()));
+        assert!(
+            row.starts_with(&format!("| {} |", code.0)),
+            "{e:?} closes with {}: {row}",
+            code.0
+        );
+    }
+
+    // A real door: over the body limit, over the rate, refused by the application, after the
+    // room was removed; and over the WebSocket message limit (a door with a smaller one).
+    let mut cfg = config();
+    cfg.limits = cfg.limits.with_message_rate(Some(Rate::new(1, 1)));
+    let hub = Hub::builder()
+        .config(cfg)
+        .authenticator(common::authenticator())
+        .app(Arc::new(Strict))
+        .build();
+    let (door, url) = room_door(RoomsDoor::new(hub.clone()), ws_config()).await;
+    let limit = hub.config().limits.max_body_bytes;
+    let check = |why: &CloseReason, code: CloseCode| {
+        assert_eq!(why.code.0, code.0, "{why:?}");
+        assert!(
+            row_matching(&closes, &code.0.to_string(), &why.reason).is_some(),
+            "the page's room-door closes have no row {} `{}`",
+            code.0,
+            why.reason
+        );
+    };
+    let big = Frame::Text(vec![b'x'; limit + 1].into());
+    let (got, why) = publish_until_closed(&url, "r1", "m1", &[big]).await;
+    assert!(got.is_empty());
+    check(&why, CloseCode::TOO_BIG);
+    let one = Frame::Text(Bytes::from_static(b"1"));
+    let two = Frame::Text(Bytes::from_static(b"2"));
+    let (got, why) = publish_until_closed(&url, "r2", "m2", &[one.clone(), two]).await;
+    assert_eq!(got, [one], "the first is published, the second closes");
+    check(&why, CloseCode::RATE_LIMITED);
+    let darn = Frame::Text(Bytes::from_static(b"darn"));
+    let (_, why) = publish_until_closed(&url, "r3", "m3", &[darn]).await;
+    check(&why, CloseCode::POLICY);
+    assert_eq!(why.reason, "refused: no swearing");
+    let (mut r4, mut w4) = room_member(&url, "gone", "m4").await;
+    assert!(hub.remove_room("gone"));
+    w4.send(Frame::Text(Bytes::from_static(b"anyone?")))
+        .await
+        .unwrap();
+    let (f, why) = next_frame(&mut r4).await;
+    assert_eq!(f, None);
+    let why = why.expect("a close frame");
+    check(&why, CloseCode::POLICY);
+    assert_eq!(why.reason, RoomError::NotMember.to_string());
+    // A WebSocket message limit above the body limit: a message over it is the WebSocket
+    // layer's to refuse.
+    let small = limit * 2;
+    let (door2, url2) = room_door(
+        RoomsDoor::new(hub.clone()),
+        ws_config().with_max_message_size(small),
+    )
+    .await;
+    let over = Frame::Text(vec![b'x'; small + 1].into());
+    let (_, why) = publish_until_closed(&url2, "r5", "m5", &[over]).await;
+    check(&why, CloseCode::TOO_BIG);
+    let (_, row) = row_matching(&closes, "1009", &why.reason).unwrap();
+    assert!(
+        row.contains("WebSocket message limit"),
+        "the WebSocket layer's close, not the hub's: {why:?}"
+    );
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+    door2.shutdown(DEADLINE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_door_member_that_only_answers_pings_is_closed_at_the_idle_timeout() {
+    // The defaults the page quotes, and where they come from.
+    let idle = SessionConfig::default()
+        .idle_timeout
+        .expect("an idle timeout");
+    assert!(says(&format!(
+        "**the door closes a member that has sent no message for {} s**, with 1001 (`idle timeout`)",
+        idle.as_secs()
+    )));
+    let room_limits = section("### Limits of the room door");
+    assert!(
+        row_with(&room_limits, "| silence from the client |")
+            .contains(&format!("| {} s |", idle.as_secs()))
+    );
+    let src = squeeze(ROOM_DOOR_RS);
+    assert!(src.contains("server:ServerConfig::default(),"));
+    assert!(src.contains("server.session=server.session.clone().with_heartbeat_interval(None);"));
+    assert!(
+        !src.contains("with_idle_timeout"),
+        "update the page's liveness"
+    );
+    assert!(squeeze(FACADE_SERVER_RS).contains("letsessions=self.sessions.unwrap_or_default();"));
+    assert!(!READY_MAIN_RS.contains("session_config"));
+    let ws = WsConfig::default();
+    assert!(says(&format!(
+        "pings a member from which no frame arrived for {} s",
+        ws.ping_interval.unwrap().as_secs()
+    )));
+    assert!(says(&format!(
+        "when no frame comes within {} s after the ping",
+        ws.pong_wait.as_secs()
+    )));
+    assert!(
+        READY_CONFIG_RS.contains("ping_interval: Dur(ws.ping_interval.unwrap_or(Duration::ZERO)),")
+    );
+    assert!(READY_CONFIG_RS.contains("pong_wait: Dur(ws.pong_wait),"));
+    let queue = SessionConfig::default();
+    assert!(row_with(&room_limits, "| send queue |").contains(&format!(
+        "| {} messages, {} MiB |",
+        grouped(queue.queue_max_messages as u64),
+        queue.queue_max_bytes >> 20
+    )));
+    assert_eq!(
+        queue.overflow,
+        OverflowPolicy::Close,
+        "update the page: slow members"
+    );
+
+    // A member that answers every ping but sends nothing is closed at the idle timeout (2 s
+    // here; pinged every 50 ms).
+    let hub = common::hub(config(), None);
+    let server = ServerConfig::default()
+        .with_session(SessionConfig::default().with_idle_timeout(Some(Duration::from_secs(2))));
+    let ws = ws_config().with_ping_interval(Some(Duration::from_millis(50)));
+    let (door, url) = room_door(RoomsDoor::new(hub.clone()).with_server_config(server), ws).await;
+    let mut a = ask(
+        &url,
+        "?room=quiet",
+        &[bearer_header(&common::token("lis", "web"))],
+    )
+    .await;
+    assert_eq!(a.status, 101, "{}", a.head);
+    let mut pings = 0;
+    let close = tokio::time::timeout(DEADLINE, async {
+        loop {
+            match read_ws_frame(&mut a.socket).await {
+                Some((0x9, payload)) => {
+                    pings += 1;
+                    // A masked pong with the ping's payload (mask 0).
+                    let mut pong = vec![0x8a, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+                    pong.extend_from_slice(&payload);
+                    a.socket.write_all(&pong).await.unwrap();
+                }
+                Some((0x8, payload)) => return payload,
+                other => panic!("{other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("closed within the deadline");
+    let code = u16::from_be_bytes([close[0], close[1]]);
+    let reason = std::str::from_utf8(&close[2..]).unwrap();
+    assert_eq!((code, reason), (CloseCode::GOING_AWAY.0, "idle timeout"));
+    assert!(pings > 0, "it answered pings");
+    let closes = section("### Close codes of the room door");
+    assert!(row_matching(&closes, "1001", reason).is_some());
+    drop(a);
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+}
+
+// ---- the tok door (section 10) ----------------------------------------------------------------
+
+const TOK_RS: &str = include_str!("../src/doors/tok.rs");
+
+/// Forwards every application message, (from, body), into a channel.
+struct Forward(mpsc::UnboundedSender<(String, Bytes)>);
+
+impl App for Forward {
+    fn on_receive<'a>(
+        &'a self,
+        _hub: &'a Hub,
+        from: &'a Device,
+        body: Body,
+    ) -> chinwag_hub::auth::BoxFuture<'a, ()> {
+        let _ = self.0.send((from.to_string(), body.bytes().clone()));
+        Box::pin(async {})
+    }
+}
+
+/// A hub with the page's example key (and `config`), whose application messages come out of
+/// the receiver.
+fn tok_hub(config: HubConfig) -> (Hub, mpsc::UnboundedReceiver<(String, Bytes)>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let jwt = JwtAuthenticator::new(JwtConfig::new(JwtKey::hs256(DOC_SECRET)));
+    let hub = Hub::builder()
+        .config(config)
+        .authenticator(Arc::new(jwt))
+        .app(Arc::new(Forward(tx)))
+        .build();
+    (hub, rx)
+}
+
+/// A token for `user` signed with the page's example key.
+fn doc_key_token(user: &str) -> String {
+    chinwag_hub::auth::JwtIssuer::hs256(DOC_SECRET.as_bytes()).issue(
+        user,
+        Some("d"),
+        Duration::from_secs(3600),
+    )
+}
+
+/// The page's goodbye: the text `bye <code> <reason>`.
+fn page_bye() -> ByeFn {
+    Arc::new(|c: &Close| Some(Bytes::from(format!("bye {} {}", c.code.0, c.reason))))
+}
+
+fn tok_door(hub: &Hub, server: Option<ServerConfig>) -> (DoorHandle, SocketAddr) {
+    let acc = chinwag_transport::tcp::TcpAcceptor::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        Default::default(),
+    )
+    .unwrap();
+    let mut d = TokDoor::new(hub.clone()).with_bye(page_bye());
+    if let Some(s) = server {
+        d = d.with_server_config(s);
+    }
+    let door = d.serve(acc);
+    let addr = addr_of(&door);
+    (door, addr)
+}
+
+async fn tok_write(s: &mut TcpStream, body: &[u8]) {
+    let mut b = u32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
+    b.extend_from_slice(body);
+    // (A connection the server dropped may refuse the write; the read says what happened.)
+    let _ = s.write_all(&b).await;
+}
+
+/// The next frame; `None` at the end of the stream (or a reset).
+async fn tok_read(s: &mut TcpStream) -> Option<Vec<u8>> {
+    tokio::time::timeout(DEADLINE, async {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).await.ok()?;
+        let mut b = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut b).await.ok()?;
+        Some(b)
+    })
+    .await
+    .expect("a frame or the end within the deadline")
+}
+
+/// Checks a goodbye `bye <code> <reason>` against the page's table of tok closes; returns the
+/// code.
+fn tok_goodbye(frame: &[u8]) -> u16 {
+    let text = std::str::from_utf8(frame).unwrap();
+    let rest = text.strip_prefix("bye ").expect("the page's goodbye");
+    let (code, reason) = rest.split_once(' ').unwrap();
+    let table = section("### Closing a tok connection");
+    assert!(
+        row_matching(&table, code, reason).is_some(),
+        "the page's tok closes have no row {code} `{reason}`"
+    );
+    code.parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tok_transcript_is_what_a_door_says() {
+    assert!(says(
+        "on a server whose goodbye is the text `bye <code> <reason>`"
+    ));
+    let token = doc_token();
+    assert!(says(&format!(
+        "The token ({} bytes, `0x{:x}`)",
+        token.len(),
+        token.len()
+    )));
+    let (hub, mut app) = tok_hub(config());
+    let (door, addr) = tok_door(&hub, None);
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut others = Vec::new();
+    let mut signed_in = false;
+    let lines = block("<!-- protocol_doc: tok-transcript -->");
+    assert!(lines.len() >= 4);
+    for line in lines {
+        let (who, rest) = line.split_once(": ").unwrap();
+        let (len, content) = rest.split_once(' ').unwrap();
+        assert_eq!(len.len(), 8, "{line}");
+        let len = u32::from_str_radix(len, 16).unwrap();
+        assert_eq!(
+            len as usize,
+            content.len(),
+            "{line}: the prefix is the length"
+        );
+        let mut frame = len.to_be_bytes().to_vec();
+        frame.extend_from_slice(content.as_bytes());
+        match who {
+            "C" if !signed_in => {
+                assert_eq!(content, token, "the first frame is the page's token");
+                s.write_all(&frame).await.unwrap();
+                signed_in = true;
+            }
+            "C" => {
+                s.write_all(&frame).await.unwrap();
+                let (from, body) = tokio::time::timeout(DEADLINE, app.recv())
+                    .await
+                    .expect("the application gets it")
+                    .unwrap();
+                assert_eq!(from, "alice/phone");
+                assert_eq!(&body[..], content.as_bytes(), "{line}");
+            }
+            "S" => {
+                if let Some(bye) = content.strip_prefix("bye ") {
+                    assert!(
+                        bye.starts_with(&format!("{} ", CloseCode::REPLACED.0)),
+                        "the page's goodbye is a replacement: {line}"
+                    );
+                    let mut other = TcpStream::connect(addr).await.unwrap();
+                    tok_write(&mut other, token.as_bytes()).await;
+                    others.push(other);
+                } else {
+                    hub.send_as(
+                        Some(&Device::new("bob", "laptop")),
+                        "alice",
+                        Body::text(content),
+                        SendOptions::default(),
+                    )
+                    .await
+                    .unwrap();
+                }
+                let mut got = vec![0u8; frame.len()];
+                tokio::time::timeout(DEADLINE, s.read_exact(&mut got))
+                    .await
+                    .expect("a frame within the deadline")
+                    .unwrap();
+                assert_eq!(got, frame, "{line}");
+                if content.starts_with("bye ") {
+                    tok_goodbye(content.as_bytes());
+                }
+            }
+            _ => panic!("a transcript line is `C: ` or `S: `: {line}"),
+        }
+    }
+    assert_eq!(
+        tok_read(&mut s).await,
+        None,
+        "the stream ends after the goodbye"
+    );
+    drop(others);
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tok_door_closes_as_the_page_says() {
+    let (hub, _app) = tok_hub(config().with_auth_timeout(Duration::from_millis(300)));
+    let (door, addr) = tok_door(&hub, None);
+    // A refused token: the goodbye (4001), then the end.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    tok_write(&mut s, b"garbage").await;
+    let bye = tok_read(&mut s).await.expect("a goodbye");
+    assert_eq!(tok_goodbye(&bye), CloseCode::AUTH_FAILED.0);
+    assert_eq!(tok_read(&mut s).await, None);
+    // No token within the auth timeout: 4009.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let bye = tok_read(&mut s).await.expect("a goodbye");
+    assert_eq!(tok_goodbye(&bye), CloseCode::AUTH_TIMEOUT.0);
+    assert_eq!(tok_read(&mut s).await, None);
+    // Whitespace around the token is ignored; a kick says goodbye.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    tok_write(&mut s, format!(" {}\r\n", doc_key_token("kim")).as_bytes()).await;
+    hub.send("kim", Body::text("signed in"), SendOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(tok_read(&mut s).await.as_deref(), Some(&b"signed in"[..]));
+    assert_eq!(hub.kick("kim", None, "out you go"), 1);
+    let bye = tok_read(&mut s).await.expect("a goodbye");
+    assert_eq!(bye, b"bye 4004 out you go");
+    assert_eq!(tok_goodbye(&bye), CloseCode::KICKED.0);
+    assert_eq!(tok_read(&mut s).await, None);
+    // A frame over the limit ends the connection without a goodbye, from its prefix alone;
+    // a frame of the limit goes out whole.
+    let max = hub
+        .config()
+        .limits
+        .max_body_bytes
+        .max(hub.config().tokens.max_token_len);
+    assert!(format!("{:?}", TokDoor::new(hub.clone())).contains(&format!("max_frame: {max}")));
+    let tok_limits = section("### Limits of the tok door");
+    assert!(
+        row_with(&tok_limits, "| frame, either direction |").contains(&format!(
+            "| {} KiB ({} bytes)",
+            max >> 10,
+            grouped(max as u64)
+        ))
+    );
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    tok_write(&mut s, doc_key_token("max").as_bytes()).await;
+    hub.send("max", Body::binary(vec![1u8; max]), SendOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(tok_read(&mut s).await.map(|f| f.len()), Some(max));
+    let over = u32::try_from(max + 1).unwrap().to_be_bytes();
+    s.write_all(&over).await.unwrap();
+    assert_eq!(tok_read(&mut s).await, None, "no goodbye");
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+
+    // Frames over the rate are dropped without a word; the strikes close (4008).
+    let mut cfg = config();
+    cfg.limits = cfg
+        .limits
+        .with_message_rate(Some(Rate::new(1, 1)))
+        .with_rate_limit_strikes(2);
+    let (hub, mut app) = tok_hub(cfg);
+    assert!(says(&format!(
+        "the {}th refusal in a row for the rate closes the connection",
+        HubConfig::default().limits.rate_limit_strikes
+    )));
+    let (door, addr) = tok_door(&hub, None);
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    tok_write(&mut s, doc_key_token("rae").as_bytes()).await;
+    for f in ["one", "two", "three"] {
+        tok_write(&mut s, f.as_bytes()).await;
+    }
+    let bye = tok_read(&mut s).await.expect("only the goodbye");
+    assert_eq!(tok_goodbye(&bye), CloseCode::RATE_LIMITED.0);
+    assert_eq!(tok_read(&mut s).await, None);
+    let (_, first) = app.recv().await.unwrap();
+    assert_eq!(&first[..], b"one");
+    assert!(app.try_recv().is_err(), "the others were dropped");
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_tok_client_is_never_closed_for_idleness() {
+    assert!(says(
+        "The door never closes a connection for being quiet: it has no idle timeout and no \
+         heartbeat, and a client need not send anything after its token."
+    ));
+    assert!(squeeze(TOK_RS).contains(".with_heartbeat_interval(None).with_idle_timeout(None);"));
+    assert!(
+        !include_str!("../../chinwag-transport/src/tcp.rs")
+            .to_lowercase()
+            .contains("keepalive"),
+        "the page says the server sets no TCP keepalive"
+    );
+    // Sessions that would be idle after 100 ms; the door turns that off. The quiet client
+    // signed in before another client's auth timeout (500 ms) ran out: it is still there after.
+    let (hub, _app) = tok_hub(config().with_auth_timeout(Duration::from_millis(500)));
+    let server = ServerConfig::default()
+        .with_session(SessionConfig::default().with_idle_timeout(Some(Duration::from_millis(100))));
+    let (door, addr) = tok_door(&hub, Some(server));
+    let mut quiet = TcpStream::connect(addr).await.unwrap();
+    tok_write(&mut quiet, doc_key_token("quiet").as_bytes()).await;
+    hub.send("quiet", Body::text("signed in"), SendOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        tok_read(&mut quiet).await.as_deref(),
+        Some(&b"signed in"[..])
+    );
+    let mut late = TcpStream::connect(addr).await.unwrap();
+    let bye = tok_read(&mut late).await.expect("a goodbye");
+    assert_eq!(tok_goodbye(&bye), CloseCode::AUTH_TIMEOUT.0);
+    let r = hub
+        .send("quiet", Body::text("still here"), SendOptions::live_only())
+        .await
+        .unwrap();
+    assert_eq!(r.delivered, 1);
+    assert_eq!(
+        tok_read(&mut quiet).await.as_deref(),
+        Some(&b"still here"[..])
+    );
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tok_door_needs_first_message_logins() {
+    assert!(says(
+        "a server that turns them off (`TokenSources::first_message`, `chinwag-server`'s \
+         `auth.first_message`) closes every tok connection as it arrives, and so does a server \
+         that lets anonymous connections in."
+    ));
+    for cfg in [
+        config().with_tokens(TokenSources::default().with_first_message(false)),
+        config().with_anonymous(true),
+    ] {
+        let (hub, _app) = tok_hub(cfg);
+        let (door, addr) = tok_door(&hub, None);
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        tok_write(&mut s, doc_key_token("nobody").as_bytes()).await;
+        assert_eq!(tok_read(&mut s).await, None, "closed without a word");
+        assert_eq!(hub.connection_count(), 0);
+        hub.shutdown(DEADLINE).await;
+        door.shutdown(DEADLINE).await;
+    }
 }
