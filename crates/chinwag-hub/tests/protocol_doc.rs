@@ -3,7 +3,11 @@
 //! chat door serves (from its source, and asked of a running door) with their request and
 //! result fields, the notifications and their fields, every error code, the defaults the page
 //! quotes, and the byte-level examples, replayed byte for byte against a real door over TCP and
-//! WebSocket. No test sleeps: every wait is for an event, bounded by a deadline.
+//! WebSocket. Also the request rules (a JSON object; `null` as absent) and the expiry rule
+//! against a real chat door, the message limits against the servers' settings, and the other
+//! two doors (sections 9 and 10): the room door's refusals, its close codes and its liveness
+//! against a real door and its source, and the tok door's frames against a real door, byte for
+//! byte. No test sleeps: every wait is for an event, bounded by a deadline.
 
 mod common;
 
@@ -16,24 +20,32 @@ use bytes::{Bytes, BytesMut};
 use chinwag_hub::auth::{
     AuthError, JwtAuthenticator, JwtConfig, JwtKey, TokenSources, jsonwebtoken,
 };
+use chinwag_hub::doors::DoorHandle;
 use chinwag_hub::doors::chat::{
     ChatDoor, DEFAULT_MEMBERS_PAGE, FROM_FIELDS, MAX_AUTH_FAILURES, MAX_ONLINE_QUERY,
     NOTIFICATIONS, OPERATIONS,
 };
+use chinwag_hub::doors::rooms::RoomsDoor;
+use chinwag_hub::doors::tok::{ByeFn, TokDoor};
 use chinwag_hub::{
-    Body, CloseCode, DEFAULT_DEVICE, Device, DirectoryError, Hub, HubConfig, PartialDelivery,
-    Reconnect, RoomError, SendError, SendOptions, ShareLimit, SignOn, SignOnError, ids,
+    App, Body, Close, CloseCode, DEFAULT_DEVICE, Device, DirectoryError, Hub, HubConfig, Incoming,
+    PartialDelivery, Rate, Reconnect, Rejection, RoomError, RoomOptions, SendError, SendOptions,
+    ShareLimit, SignOn, SignOnError, ids,
 };
 use chinwag_rpc::{Handlers, Peer, RpcConfig, RpcError};
-use chinwag_session::OverflowPolicy;
+use chinwag_session::{OverflowPolicy, ServerConfig, SessionConfig};
 use chinwag_transport::{CloseReason, Frame, FrameRead, FrameWrite, Transport};
 use chinwag_wire::{Message, Name, RequestId, StreamDecoder, WireLimits};
-use chinwag_ws::{ConnectOptions, WsAcceptor};
+use chinwag_ws::{ConnectOptions, WsAcceptor, WsConfig};
 use chinwag_ws_tungstenite::Tungstenite;
-use common::{DEADLINE, chat_tcp, config, ws_config};
+use common::{
+    DEADLINE, RawAnswer, RawOpts, addr_of, bearer_header, chat_tcp, config, raw_request,
+    read_ws_frame, ws_config,
+};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 
 const DOC: &str = include_str!("../../../docs/chat-protocol.md");
 const ERROR_RS: &str = include_str!("../src/error.rs");
@@ -1224,4 +1236,1274 @@ fn header(head: &str, name: &str) -> Option<String> {
 fn says(text: &str) -> bool {
     let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
     norm(DOC).contains(&norm(text))
+}
+
+// ---- the request rules and the expiry rule, against a real chat door ------------------------
+
+/// The chat error code of an answer (`ok` for a result).
+fn chat_code(r: Result<Bytes, RpcError>) -> String {
+    match r {
+        Ok(_) => "ok".to_owned(),
+        Err(RpcError::Remote { message }) => {
+            let v: Value = serde_json::from_str(&message)
+                .unwrap_or_else(|_| panic!("a non-JSON error: {message}"));
+            v["code"].as_str().unwrap().to_owned()
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_must_be_a_json_object_and_null_is_absent() {
+    for text in [
+        "**Every request must be a JSON object**, for every operation: a payload that is an array, \
+         a string, a number, `true`, `false` or `null` is `bad_request` — `join [\"room\"]` and \
+         `whoami []` too.",
+        "**Unknown fields are refused** (`bad_request`), in every operation.",
+        "**An optional field given as `null` is the same as an absent one**: \
+         `online {\"users\": null}` asks about nobody, `join {\"room\": \"r\", \"password\": null}` \
+         gives no password, and a `send` with `\"body_base64\": null` next to its `body` has \
+         exactly one body. A required field given as `null` is `bad_request`.",
+    ] {
+        assert!(says(text), "the page should say: {text}");
+    }
+    let hub = doc_hub();
+    let (door, addr) = chat_tcp(&hub);
+    let peer = rpc_tcp(addr).await;
+    peer.request::<_, Value>("auth", &json!({ "token": doc_token() }))
+        .await
+        .unwrap();
+    let ask = |op: &'static str, payload: &str| {
+        let p = peer.clone();
+        let payload = Bytes::from(payload.to_owned());
+        async move {
+            let r = tokio::time::timeout(DEADLINE, p.request_bytes(op, payload))
+                .await
+                .expect("an answer within the deadline");
+            chat_code(r)
+        }
+    };
+    // A payload each operation would take (its answer may still be an error, never
+    // `bad_request`): with one unknown field more, it is `bad_request`.
+    let valid: [(&str, &str); 12] = [
+        ("auth", r#"{"token":"t"}"#),
+        ("whoami", "{}"),
+        ("refresh", r#"{"token":"t"}"#),
+        ("send", r#"{"to":"bob","body":"x"}"#),
+        ("ack", r#"{"id":1}"#),
+        ("join", r#"{"room":"r"}"#),
+        ("leave", r#"{"room":"r"}"#),
+        ("publish", r#"{"room":"r","body":"x"}"#),
+        ("rooms", "{}"),
+        ("members", r#"{"room":"r"}"#),
+        ("online", "{}"),
+        ("app", r#"{"body":"x"}"#),
+    ];
+    let names: BTreeSet<&str> = valid.iter().map(|(n, _)| *n).collect();
+    assert_eq!(
+        names,
+        OPERATIONS.iter().map(|o| o.name).collect::<BTreeSet<_>>(),
+        "a payload for every operation"
+    );
+    for (op, payload) in valid {
+        for bad in [
+            "[]",
+            "null",
+            "\"x\"",
+            "7",
+            "true",
+            "false",
+            "[\"room\"]",
+            "[{}]",
+        ] {
+            assert_eq!(ask(op, bad).await, "bad_request", "{op} {bad}");
+        }
+        assert_ne!(ask(op, payload).await, "bad_request", "{op} {payload}");
+        let unknown = format!("{},\"zz\":1}}", &payload[..payload.len() - 1]).replace("{,", "{");
+        assert_eq!(ask(op, &unknown).await, "bad_request", "{op} {unknown}");
+    }
+    assert_eq!(ask("join", "[\"room\"]").await, "bad_request");
+    assert_eq!(ask("whoami", "[]").await, "bad_request");
+    // `null` for an optional field is absent; for a required one, `bad_request`.
+    let online: Value = peer
+        .request("online", &json!({ "users": null }))
+        .await
+        .unwrap();
+    assert_eq!(online, json!({ "users": {}, "online": 1 }));
+    assert_eq!(ask("join", r#"{"room":"n","password":null}"#).await, "ok");
+    assert_eq!(
+        ask("send", r#"{"to":"bob","body":"x","body_base64":null}"#).await,
+        "ok"
+    );
+    assert_eq!(
+        ask("members", r#"{"room":"n","after":null,"limit":null}"#).await,
+        "ok"
+    );
+    assert_eq!(ask("leave", r#"{"room":null}"#).await, "bad_request");
+    peer.close();
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_lives_until_the_later_of_exp_and_now_plus_the_grace() {
+    let grace = HubConfig::default().token_grace;
+    assert!(says(&format!(
+        "A connection lives until **the later of its token's `exp` and the moment the token was \
+         accepted, plus the grace period (default {} s)**",
+        grace.as_secs()
+    )));
+    assert!(says(
+        "the connection's expiry becomes the later of the new token's `exp` and the moment of \
+         the refresh, plus the grace period"
+    ));
+    // The rule as the code writes it (`core/expiry.rs::expiry_at`): now + (exp - now, or 0) + grace.
+    assert!(
+        squeeze(include_str!("../src/core/expiry.rs"))
+            .contains("now+Duration::from_millis(exp_unix_ms.saturating_sub(now_unix_ms))+grace"),
+        "update the page's expiry rule"
+    );
+    // A real door: a token 10 minutes past its `exp`, accepted within a leeway of an hour. Were
+    // the connection closed at `exp` + grace, it would be closed at once; it is not: another
+    // connection's auth timeout (1 s) comes and goes first, and the connection still answers.
+    let jwt = JwtAuthenticator::new(
+        JwtConfig::new(JwtKey::hs256(DOC_SECRET)).with_leeway(Duration::from_secs(3600)),
+    );
+    let hub = Hub::builder()
+        .config(config().with_auth_timeout(Duration::from_secs(1)))
+        .authenticator(Arc::new(jwt))
+        .build();
+    let (door, addr) = chat_tcp(&hub);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let late = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &DocClaims {
+            sub: "late",
+            device: "d",
+            exp: now - 600,
+        },
+        &jsonwebtoken::EncodingKey::from_secret(DOC_SECRET.as_bytes()),
+    )
+    .unwrap();
+    let mut c = common::Client::tcp(addr, None).await;
+    c.req("auth", json!({ "token": late }))
+        .await
+        .expect("accepted within the leeway");
+    let mut silent = common::Client::tcp(addr, None).await;
+    assert_eq!(silent.bye().await["code"], CloseCode::AUTH_TIMEOUT.0);
+    assert!(
+        c.notes.try_recv().is_err(),
+        "no bye: the grace runs from now"
+    );
+    assert_eq!(c.whoami().await["user"], "late");
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+}
+
+// ---- the message limits and the ready server's settings -------------------------------------
+
+const FACADE_SERVER_RS: &str = include_str!("../../chinwag/src/server.rs");
+const READY_CONFIG_RS: &str = include_str!("../../chinwag-server/src/config.rs");
+const READY_MAIN_RS: &str = include_str!("../../chinwag-server/src/main.rs");
+const LIMITS_MD: &str = include_str!("../../../docs/limits.md");
+
+/// Whether `text` contains `part`, whitespace runs counting as one space.
+fn has_text(text: &str, part: &str) -> bool {
+    let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    norm(text).contains(&norm(part))
+}
+
+/// The first table row of `text` that contains `key`.
+fn row_with<'a>(text: &'a str, key: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.starts_with('|') && l.contains(key))
+        .unwrap_or_else(|| panic!("no row with {key}"))
+}
+
+#[test]
+fn the_message_limits_are_stated_where_a_client_reads_them() {
+    let mib = |n: usize| format!("{} MiB", n >> 20);
+    let body = HubConfig::default().limits.max_body_bytes;
+    let gotalk = RpcConfig::default().wire.max_payload as usize;
+    let library = WsConfig::default().max_message_size;
+    // The ready server: chinwag-server's default, applied as the WebSocket message (and frame)
+    // limit of its HTTP port.
+    let ready = 1usize << 20;
+    assert!(READY_CONFIG_RS.contains("max_message_size: 1 << 20,"));
+    assert!(READY_MAIN_RS.contains(".with_max_message_size(usize_of(w.max_message_size))"));
+    assert!(READY_MAIN_RS.contains(".with_max_frame_size(usize_of(w.max_message_size))"));
+    assert_eq!(ready, 1 << 20);
+
+    // Section 1, where a gotalk client reads about the wire.
+    let framing = section("## 1. Transport and framing");
+    assert!(has_text(
+        &framing,
+        &format!("**the gotalk payload limit, {}**", mib(gotalk))
+    ));
+    assert!(has_text(
+        &framing,
+        &format!(
+            "It is **{} on the ready server** (`chinwag-server`'s `websocket.max_message_size`) \
+             and {} by default on a server built on the library (`chinwag-ws`'s \
+             `WsConfig::max_message_size`)",
+            mib(ready),
+            mib(library)
+        )
+    ));
+    assert!(has_text(
+        &framing,
+        &format!("a message body is at most {} KiB", body >> 10)
+    ));
+    // Section 7: the three next to each other.
+    let limits = section("## 7. Limits");
+    let rows: Vec<&str> = limits.lines().filter(|l| l.starts_with("| ")).collect();
+    let at = rows
+        .iter()
+        .position(|r| r.contains("`limits.max_body_bytes`"))
+        .unwrap();
+    assert!(rows[at].contains(&format!("{} KiB", body >> 10)));
+    assert!(rows[at + 1].starts_with(&format!(
+        "| WebSocket message | {} on the ready server; {} on a library server |",
+        mib(ready),
+        mib(library)
+    )));
+    assert!(rows[at + 2].starts_with(&format!(
+        "| gotalk payload, operation name | {},",
+        mib(gotalk)
+    )));
+    // Section 9 (the room door) and docs/limits.md.
+    let room = section("### Limits of the room door");
+    let r = row_with(&room, "| WebSocket message |");
+    assert!(r.contains(&format!("{} on the ready server", mib(ready))));
+    assert!(r.contains(&format!("{} on a library server", mib(library))));
+    let r = row_with(&room, "| message body");
+    assert!(r.contains(&format!(
+        "{} KiB ({} bytes",
+        body >> 10,
+        grouped(body as u64)
+    )));
+    assert!(r.contains(&format!("over the limit of {body}")));
+    assert!(
+        LIMITS_MD
+            .lines()
+            .any(|l| l.contains("`websocket.max_message_size`") && l.contains("| 1 MiB |")),
+        "docs/limits.md has a row for the ready server's WebSocket message limit"
+    );
+    assert!(
+        LIMITS_MD
+            .lines()
+            .any(|l| l.starts_with("| `WsConfig::max_message_size`")
+                && l.contains(&format!("| {} /", mib(library))))
+    );
+
+    // Where the ready server serves the doors.
+    assert!(FACADE_SERVER_RS.contains("pub const DEFAULT_CHAT_PATH: &str = \"/gotalk/\";"));
+    assert!(FACADE_SERVER_RS.contains("pub const DEFAULT_ROOMS_PATH: &str = \"/ws\";"));
+    assert!(READY_CONFIG_RS.contains("tok_listen: \"127.0.0.1:8082\".into(),"));
+    assert!(says(
+        "serves the door at **`/ws`** on its HTTP port, next to the chat door at `/gotalk/`"
+    ));
+    assert!(says("`server.tok_listen`, default `127.0.0.1:8082`"));
+}
+
+// ---- the raw room door (section 9) ----------------------------------------------------------
+
+const ROOM_DOOR_RS: &str = include_str!("../src/doors/rooms.rs");
+
+type WsHalves = (
+    <chinwag_ws::WsConnection<Tungstenite> as Transport>::Reader,
+    <chinwag_ws::WsConnection<Tungstenite> as Transport>::Writer,
+);
+
+/// `door` on loopback at `/ws` with `ws`: its handle and URL.
+async fn room_door(door: RoomsDoor, ws: WsConfig) -> (DoorHandle, String) {
+    let acc = WsAcceptor::<Tungstenite>::bind_path("127.0.0.1:0".parse().unwrap(), "/ws", ws)
+        .await
+        .unwrap();
+    let url = format!("ws://{}/ws", acc.local_addr());
+    (door.serve(acc), url)
+}
+
+/// A member of `room` as `user` (device `web`, the test secret's token).
+async fn room_member(url: &str, room: &str, user: &str) -> WsHalves {
+    let opts = ConnectOptions::default().with_header(
+        "authorization",
+        format!("Bearer {}", common::token(user, "web")),
+    );
+    chinwag_ws::connect_with::<Tungstenite>(&format!("{url}?room={room}"), &ws_config(), &opts)
+        .await
+        .unwrap_or_else(|e| panic!("{user} in {room}: {e}"))
+        .split()
+}
+
+/// A hand-written upgrade request to `url` + `query`.
+async fn ask(url: &str, query: &str, headers: &[(&str, String)]) -> RawAnswer {
+    raw_request(&format!("{url}{query}"), headers, RawOpts::default()).await
+}
+
+/// Whether `pattern` (the page's text, where each `<...>` stands for any text) matches `text`.
+fn like(pattern: &str, text: &str) -> bool {
+    // The literal parts, in order: the first starts the text, the last ends it.
+    let mut parts = Vec::new();
+    let mut rest = pattern;
+    while let Some((lit, after)) = rest.split_once('<') {
+        parts.push(lit);
+        rest = after.split_once('>').map_or("", |(_, a)| a);
+    }
+    parts.push(rest);
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || text.len() < first.len() + last.len() {
+        return false;
+    }
+    let mut at = first.len();
+    for mid in &parts[1..parts.len() - 1] {
+        match text[at..].find(mid) {
+            Some(i) => at += i + mid.len(),
+            None => return false,
+        }
+    }
+    text.len() >= at + last.len() && text.ends_with(last)
+}
+
+/// The backticked texts of `cell`.
+fn backticked(cell: &str) -> Vec<&str> {
+    cell.split('`').skip(1).step_by(2).collect()
+}
+
+/// The body rows of the tables of `text` (not their header rows).
+fn body_rows(text: &str) -> Vec<&str> {
+    let lines: Vec<&str> = text.lines().collect();
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(i, l)| {
+            l.starts_with("| ") && !lines.get(i + 1).is_some_and(|n| n.starts_with("|---"))
+        })
+        .map(|(_, l)| *l)
+        .collect()
+}
+
+/// The index (in [`body_rows`]) and text of the row of `table` whose first cell names `first`
+/// (backticked or not) and whose second cell has a backticked text that matches `text`.
+fn row_matching<'a>(table: &'a str, first: &str, text: &str) -> Option<(usize, &'a str)> {
+    body_rows(table).into_iter().enumerate().find(|(_, l)| {
+        let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+        let firsts: Vec<&str> = cells[1]
+            .split(',')
+            .map(|c| c.trim().trim_matches('`'))
+            .collect();
+        firsts.contains(&first) && backticked(cells[2]).iter().any(|p| like(p, text))
+    })
+}
+
+/// Checks a refused upgrade against the page's refusal table; returns the row it matched.
+fn refused(table: &str, a: &RawAnswer, status: u16, retry: Option<u64>) -> usize {
+    assert_eq!(a.status, status, "{}{}", a.head, a.body);
+    assert_eq!(a.header("content-type"), Some("text/plain; charset=utf-8"));
+    let body = a.body.strip_suffix('\n').expect("the reason and a newline");
+    let (i, row) = row_matching(table, &status.to_string(), body)
+        .unwrap_or_else(|| panic!("the page's refusals have no row `{status}` `{body}`"));
+    let retry_after = a.header("retry-after").map(|v| v.parse::<u64>().unwrap());
+    assert_eq!(retry_after, retry, "{}", a.head);
+    if let Some(n) = retry {
+        assert!(row.contains(&format!("`Retry-After: {n}`")), "{row}");
+    }
+    i
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_room_door_refusals_are_what_a_door_answers() {
+    let table = section("### Refusals");
+    let rows = body_rows(&table).len();
+    let mut seen = BTreeSet::new();
+    let t = |user: &str| bearer_header(&common::token(user, "web"));
+    let pw = |p: &str| ("X-Room-Password", p.to_owned());
+
+    // A hub with a password room, a room for one, and a guess rate of 1 per address.
+    let mut cfg = config();
+    cfg.limits = cfg.limits.with_password_guess_rate_per_ip(Rate::new(1, 1));
+    let hub = common::hub(cfg, None);
+    hub.create_room("locked", RoomOptions::new().with_password("pw"))
+        .await
+        .unwrap();
+    hub.create_room("tiny", RoomOptions::new().with_max_members(1))
+        .await
+        .unwrap();
+    let (door, url) = room_door(RoomsDoor::new(hub.clone()), ws_config()).await;
+    let a = ask(&url, "", &[]).await;
+    seen.insert(refused(&table, &a, 400, None));
+    let a = ask(&url, "?room=lobby", &[]).await;
+    seen.insert(refused(&table, &a, 401, None));
+    let a = ask(
+        &url,
+        "?room=lobby",
+        &[("Authorization", "Bearer garbage".to_owned())],
+    )
+    .await;
+    seen.insert(refused(&table, &a, 401, None));
+    let a = ask(&url, "?room=*", &[t("u1")]).await;
+    seen.insert(refused(&table, &a, 400, None));
+    let long = "p".repeat(hub.config().limits.max_password_bytes + 1);
+    let a = ask(&url, "?room=lobby", &[t("u2"), pw(&long)]).await;
+    seen.insert(refused(&table, &a, 400, None));
+    let a = ask(&url, "?room=locked", &[t("u3")]).await;
+    seen.insert(refused(&table, &a, 403, None));
+    // Two wrong guesses from one address at once: one is checked (403), the other is over the
+    // address's guess rate (429).
+    let (h4, h5) = ([t("u4"), pw("nope")], [t("u5"), pw("nope")]);
+    let (a, b) = tokio::join!(
+        ask(&url, "?room=locked", &h4),
+        ask(&url, "?room=locked", &h5)
+    );
+    let (wrong, fast) = if a.status == 403 { (a, b) } else { (b, a) };
+    seen.insert(refused(&table, &wrong, 403, None));
+    seen.insert(refused(&table, &fast, 429, Some(1)));
+    // A room for one: the first member is in (the subprotocol rule is the chat door's), the
+    // second is refused.
+    let token6 = common::token("u6", "web");
+    let first = ask(
+        &url,
+        "?room=tiny",
+        &[(
+            "Sec-WebSocket-Protocol",
+            format!("chinwag.rooms, bearer.{token6}"),
+        )],
+    )
+    .await;
+    assert_eq!(first.status, 101, "{}", first.head);
+    assert_eq!(
+        first.header("sec-websocket-protocol"),
+        Some("chinwag.rooms")
+    );
+    assert!(says(
+        "so a browser offers e.g. `[\"chinwag.rooms\", \"bearer.<jwt>\"]`"
+    ));
+    let a = ask(&url, "?room=tiny", &[t("u7")]).await;
+    seen.insert(refused(&table, &a, 503, Some(5)));
+    drop(first);
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+
+    // Rooms are not made by joining: an unknown room is 404. Spaces around the header's
+    // password are dropped.
+    let hub = common::hub(config().with_auto_create_rooms(false), None);
+    hub.create_room("locked", RoomOptions::new().with_password("pw"))
+        .await
+        .unwrap();
+    let (door, url) = room_door(RoomsDoor::new(hub.clone()), ws_config()).await;
+    let a = ask(&url, "?room=nowhere", &[t("u8")]).await;
+    seen.insert(refused(&table, &a, 404, None));
+    let inside = ask(&url, "?room=locked", &[t("u9"), pw("  pw  ")]).await;
+    assert_eq!(inside.status, 101, "{}{}", inside.head, inside.body);
+    drop(inside);
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+
+    // The connection rate of an address.
+    let mut cfg = config();
+    cfg.limits = cfg.limits.with_connection_rate(Some(Rate::new(1, 1)));
+    let hub = common::hub(cfg, None);
+    let (door, url) = room_door(RoomsDoor::new(hub.clone()), ws_config()).await;
+    let first = ask(&url, "?room=lobby", &[t("v1")]).await;
+    assert_eq!(first.status, 101, "{}", first.head);
+    let a = ask(&url, "?room=lobby", &[t("v2")]).await;
+    seen.insert(refused(&table, &a, 429, Some(1)));
+    drop(first);
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+
+    // A full server; too many rooms.
+    let mut cfg = config();
+    cfg.limits = cfg.limits.with_max_connections(1).with_max_rooms(1);
+    let hub = common::hub(cfg, None);
+    let (door, url) = room_door(RoomsDoor::new(hub.clone()), ws_config()).await;
+    let first = ask(&url, "?room=a", &[t("w1")]).await;
+    assert_eq!(first.status, 101, "{}", first.head);
+    let a = ask(&url, "?room=a", &[t("w2")]).await;
+    seen.insert(refused(&table, &a, 503, Some(5)));
+    drop(first);
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+    let mut cfg = config();
+    cfg.limits = cfg.limits.with_max_rooms(1);
+    let hub = common::hub(cfg, None);
+    let (door, url) = room_door(RoomsDoor::new(hub.clone()), ws_config()).await;
+    let first = ask(&url, "?room=a", &[t("x1")]).await;
+    assert_eq!(first.status, 101, "{}", first.head);
+    let a = ask(&url, "?room=b", &[t("x2")]).await;
+    seen.insert(refused(&table, &a, 503, Some(5)));
+    drop(first);
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+
+    // A server without an authenticator refuses every token: 403.
+    let hub = Hub::builder().config(config()).build();
+    let (door, url) = room_door(RoomsDoor::new(hub.clone()), ws_config()).await;
+    let a = ask(&url, "?room=lobby", &[t("y1")]).await;
+    seen.insert(refused(&table, &a, 403, None));
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+
+    assert_eq!(
+        seen.len(),
+        rows,
+        "every row of the page's refusal table is what a door answers"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_door_connection_is_a_sign_on_like_any_other() {
+    assert!(says(
+        "**The connection is signed on as the token's user and device before the room is \
+         joined**, and the server's [sign-on policy](#who-you-are-and-replaced-connections) \
+         counts the connections of every door."
+    ));
+    let hub = common::hub(config(), None);
+    assert_eq!(hub.config().sign_on, SignOn::Single);
+    hub.create_room("locked", RoomOptions::new().with_password("pw"))
+        .await
+        .unwrap();
+    let (door, url) = room_door(RoomsDoor::new(hub.clone()), ws_config()).await;
+    let (chat, addr) = chat_tcp(&hub);
+    // A join refused after the token was accepted replaced the user's chat connection.
+    let mut c = common::Client::tcp(addr, Some(&common::token("pat", "phone"))).await;
+    let a = ask(
+        &url,
+        "?room=locked",
+        &[
+            bearer_header(&common::token("pat", "web")),
+            ("X-Room-Password", "nope".to_owned()),
+        ],
+    )
+    .await;
+    assert_eq!(a.status, 403, "{}", a.head);
+    assert_eq!(c.bye().await["code"], CloseCode::REPLACED.0);
+    // A second room of the same user replaces the first connection.
+    let (mut r1, _w1) = room_member(&url, "one", "pat").await;
+    let (_r2, _w2) = room_member(&url, "two", "pat").await;
+    let (f, why) = next_frame(&mut r1).await;
+    assert_eq!(f, None);
+    let why = why.expect("a close frame");
+    assert_eq!(why.code.0, CloseCode::REPLACED.0);
+    let closes = section("### Close codes of the room door");
+    assert!(
+        row_matching(&closes, "4003", &why.reason).is_some(),
+        "{why:?}"
+    );
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+    chat.shutdown(DEADLINE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_room_door_example_is_what_a_door_does() {
+    let hub = common::hub(config(), None);
+    let (door, url) = room_door(RoomsDoor::new(hub.clone()), ws_config()).await;
+    let (mut r, mut w) = room_member(&url, "lobby", "ann").await;
+    let lines = block("<!-- protocol_doc: rooms-messages -->");
+    assert!(lines.len() >= 6);
+    for line in lines {
+        let (who, rest) = line.split_once(' ').unwrap();
+        let (kind, content) = rest.trim_start().split_once(' ').unwrap();
+        let content = content.trim_start();
+        let bytes: Bytes = match kind {
+            "binary" => content
+                .split(' ')
+                .map(|h| u8::from_str_radix(h, 16).unwrap())
+                .collect::<Vec<_>>()
+                .into(),
+            _ => match content
+                .strip_prefix('(')
+                .and_then(|c| c.strip_suffix(" bytes)"))
+            {
+                Some(n) => vec![b'x'; n.replace(' ', "").parse().unwrap()].into(),
+                None => Bytes::from(content.to_owned()),
+            },
+        };
+        match (who, kind) {
+            ("C", "text") => w.send(Frame::Text(bytes)).await.unwrap(),
+            ("C", "binary") => w.send(Frame::Binary(bytes)).await.unwrap(),
+            ("S", "text") => assert_eq!(next_frame(&mut r).await.0, Some(Frame::Text(bytes))),
+            ("S", "binary") => {
+                assert_eq!(next_frame(&mut r).await.0, Some(Frame::Binary(bytes)));
+            }
+            ("S", "close") => {
+                let (code, reason) = content.split_once(' ').unwrap();
+                let (f, why) = next_frame(&mut r).await;
+                assert_eq!(f, None, "{line}");
+                let why = why.expect("a close frame");
+                assert_eq!(why.code.0.to_string(), code, "{line}");
+                assert_eq!(why.reason, reason, "{line}");
+            }
+            _ => panic!("a line is `C|S text|binary|close <content>`: {line}"),
+        }
+    }
+    // Queued direct messages come first, as their bodies.
+    hub.send(
+        "ben",
+        Body::text("while you were out"),
+        SendOptions::default(),
+    )
+    .await
+    .unwrap();
+    let (mut br, _bw) = room_member(&url, "lobby", "ben").await;
+    assert_eq!(
+        next_frame(&mut br).await.0,
+        Some(Frame::Text(Bytes::from_static(b"while you were out")))
+    );
+    // A direct message and a broadcast arrive as their bodies, like publishes; a direct
+    // message counts as delivered once it is on the connection's send queue.
+    let sent = hub
+        .send("ben", Body::text("psst"), SendOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(sent.delivered, 1);
+    assert_eq!(
+        next_frame(&mut br).await.0,
+        Some(Frame::Text(Bytes::from_static(b"psst")))
+    );
+    assert_eq!(hub.queue().len("ben").await.unwrap(), 0, "not queued");
+    hub.broadcast(Body::binary(vec![7u8]));
+    assert_eq!(
+        next_frame(&mut br).await.0,
+        Some(Frame::Binary(Bytes::from_static(&[7])))
+    );
+    // No presence events: in a room that has them, the first thing a member gets after another
+    // joined is that one's publish.
+    hub.create_room("desk", RoomOptions::new().with_presence_events(true))
+        .await
+        .unwrap();
+    let (mut dr, _dw) = room_member(&url, "desk", "dee").await;
+    let (_er, mut ew) = room_member(&url, "desk", "eve").await;
+    ew.send(Frame::Text(Bytes::from_static(b"eve is here")))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_frame(&mut dr).await.0,
+        Some(Frame::Text(Bytes::from_static(b"eve is here")))
+    );
+    assert!(says("Presence events are never sent."));
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+}
+
+/// The door's source: which close code answers which refused publish (`_` for the rest).
+fn refusal_arms() -> Vec<(String, CloseCode)> {
+    let src = squeeze(ROOM_DOOR_RS);
+    let body = &src[src.find("fnrefusal_close").expect("fn refusal_close")..];
+    let body = &body[..body.find("Close::new").unwrap()];
+    let mut arms = Vec::new();
+    for arm in body.split(',') {
+        let Some((pat, code)) = arm.split_once("=>CloseCode::") else {
+            continue;
+        };
+        let variant = match pat.rsplit_once("RoomError::") {
+            Some((_, v)) => v
+                .chars()
+                .take_while(char::is_ascii_alphanumeric)
+                .collect::<String>(),
+            None => {
+                assert!(pat.ends_with('_'), "{pat}");
+                "_".to_owned()
+            }
+        };
+        let code = match code.trim_end_matches('}') {
+            "TOO_BIG" => CloseCode::TOO_BIG,
+            "RATE_LIMITED" => CloseCode::RATE_LIMITED,
+            "TRY_AGAIN_LATER" => CloseCode::TRY_AGAIN_LATER,
+            "POLICY" => CloseCode::POLICY,
+            other => panic!("teach this test CloseCode::{other}"),
+        };
+        arms.push((variant, code));
+    }
+    assert!(arms.iter().any(|(v, _)| v == "_"), "{arms:?}");
+    arms
+}
+
+/// Apps that refuse a publish whose body is `darn`.
+struct Strict;
+
+impl App for Strict {
+    fn before_receive(&self, _from: &Device, msg: Incoming) -> Result<Incoming, Rejection> {
+        match &msg {
+            Incoming::Publish { body, .. } if body.as_text() == Some("darn") => {
+                Err("no swearing".into())
+            }
+            _ => Ok(msg),
+        }
+    }
+}
+
+/// Sends `frames` as `user` in `room`; returns what it read before the close, and the close.
+async fn publish_until_closed(
+    url: &str,
+    room: &str,
+    user: &str,
+    frames: &[Frame],
+) -> (Vec<Frame>, CloseReason) {
+    let (mut r, mut w) = room_member(url, room, user).await;
+    for f in frames {
+        w.send(f.clone()).await.unwrap();
+    }
+    let mut got = Vec::new();
+    loop {
+        match next_frame(&mut r).await {
+            (Some(f), _) => got.push(f),
+            (None, why) => return (got, why.expect("a close frame")),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_publish_closes_with_the_code_the_page_gives() {
+    let closes = section("### Close codes of the room door");
+    // The page against the door's source: every refusal a publish can meet, with its code.
+    let arms = refusal_arms();
+    let refusals = [
+        RoomError::TooLarge { len: 2, limit: 1 },
+        RoomError::RateLimited,
+        RoomError::Refused("r".into()),
+        RoomError::NotMember,
+        RoomError::NoSuchRoom,
+        RoomError::Busy,
+    ];
+    let variant = |e: &RoomError| {
+        format!("{e:?}")
+            .chars()
+            .take_while(char::is_ascii_alphanumeric)
+            .collect::<String>()
+    };
+    for (v, _) in &arms {
+        assert!(
+            v == "_" || refusals.iter().any(|e| &variant(e) == v),
+            "the door answers RoomError::{v}: add it here and to the page"
+        );
+    }
+    for e in &refusals {
+        let code = arms
+            .iter()
+            .find(|(v, _)| *v == variant(e))
+            .or_else(|| arms.iter().find(|(v, _)| v == "_"))
+            .unwrap()
+            .1;
+        let row = row_with(&closes, &format!("`{}`", e.code()));
+        assert!(
+            row.starts_with(&format!("| {} |", code.0)),
+            "{e:?} closes with {}: {row}",
+            code.0
+        );
+    }
+
+    // A real door: over the body limit, over the rate, refused by the application, after the
+    // room was removed; and over the WebSocket message limit (a door with a smaller one).
+    let mut cfg = config();
+    cfg.limits = cfg.limits.with_message_rate(Some(Rate::new(1, 1)));
+    let hub = Hub::builder()
+        .config(cfg)
+        .authenticator(common::authenticator())
+        .app(Arc::new(Strict))
+        .build();
+    let (door, url) = room_door(RoomsDoor::new(hub.clone()), ws_config()).await;
+    let limit = hub.config().limits.max_body_bytes;
+    let check = |why: &CloseReason, code: CloseCode| {
+        assert_eq!(why.code.0, code.0, "{why:?}");
+        assert!(
+            row_matching(&closes, &code.0.to_string(), &why.reason).is_some(),
+            "the page's room-door closes have no row {} `{}`",
+            code.0,
+            why.reason
+        );
+    };
+    let big = Frame::Text(vec![b'x'; limit + 1].into());
+    let (got, why) = publish_until_closed(&url, "r1", "m1", &[big]).await;
+    assert!(got.is_empty());
+    check(&why, CloseCode::TOO_BIG);
+    let one = Frame::Text(Bytes::from_static(b"1"));
+    let two = Frame::Text(Bytes::from_static(b"2"));
+    let (got, why) = publish_until_closed(&url, "r2", "m2", &[one.clone(), two]).await;
+    assert_eq!(got, [one], "the first is published, the second closes");
+    check(&why, CloseCode::RATE_LIMITED);
+    let darn = Frame::Text(Bytes::from_static(b"darn"));
+    let (_, why) = publish_until_closed(&url, "r3", "m3", &[darn]).await;
+    check(&why, CloseCode::POLICY);
+    assert_eq!(why.reason, "refused: no swearing");
+    let (mut r4, mut w4) = room_member(&url, "gone", "m4").await;
+    assert!(hub.remove_room("gone"));
+    w4.send(Frame::Text(Bytes::from_static(b"anyone?")))
+        .await
+        .unwrap();
+    let (f, why) = next_frame(&mut r4).await;
+    assert_eq!(f, None);
+    let why = why.expect("a close frame");
+    check(&why, CloseCode::POLICY);
+    assert_eq!(why.reason, RoomError::NotMember.to_string());
+    // A WebSocket message limit above the body limit: a message over it is the WebSocket
+    // layer's to refuse.
+    let small = limit * 2;
+    let (door2, url2) = room_door(
+        RoomsDoor::new(hub.clone()),
+        ws_config().with_max_message_size(small),
+    )
+    .await;
+    let over = Frame::Text(vec![b'x'; small + 1].into());
+    let (_, why) = publish_until_closed(&url2, "r5", "m5", &[over]).await;
+    check(&why, CloseCode::TOO_BIG);
+    let (_, row) = row_matching(&closes, "1009", &why.reason).unwrap();
+    assert!(
+        row.contains("WebSocket message limit"),
+        "the WebSocket layer's close, not the hub's: {why:?}"
+    );
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+    door2.shutdown(DEADLINE).await;
+}
+
+// On the hub's clock, paused: seconds of pings and silence pass at once.
+#[tokio::test(start_paused = true)]
+async fn a_room_door_member_that_answers_pings_stays_and_one_that_answers_nothing_is_closed() {
+    // The defaults the page quotes, and where they come from.
+    let idle = SessionConfig::default()
+        .idle_timeout
+        .expect("an idle timeout");
+    assert!(says(&format!(
+        "**The door closes a member from which nothing at all arrived for {} s**, with 1001 \
+         (`idle timeout`)",
+        idle.as_secs()
+    )));
+    let room_limits = section("### Limits of the room door");
+    assert!(
+        row_with(&room_limits, "| silence from the client |")
+            .contains(&format!("| {} s |", idle.as_secs()))
+    );
+    let src = squeeze(ROOM_DOOR_RS);
+    assert!(src.contains("server:ServerConfig::default(),"));
+    assert!(src.contains("server.session=server.session.clone().with_heartbeat_interval(None);"));
+    assert!(
+        !src.contains("with_idle_timeout"),
+        "update the page's liveness"
+    );
+    assert!(squeeze(FACADE_SERVER_RS).contains("letsessions=self.sessions.unwrap_or_default();"));
+    assert!(!READY_MAIN_RS.contains("session_config"));
+    let ws = WsConfig::default();
+    assert!(says(&format!(
+        "pings a member from which no frame arrived for {} s",
+        ws.ping_interval.unwrap().as_secs()
+    )));
+    assert!(says(&format!(
+        "when no frame comes within {} s after the ping",
+        ws.pong_wait.as_secs()
+    )));
+    assert!(
+        READY_CONFIG_RS.contains("ping_interval: Dur(ws.ping_interval.unwrap_or(Duration::ZERO)),")
+    );
+    assert!(READY_CONFIG_RS.contains("pong_wait: Dur(ws.pong_wait),"));
+    let queue = SessionConfig::default();
+    assert!(row_with(&room_limits, "| send queue |").contains(&format!(
+        "| {} messages, {} MiB |",
+        grouped(queue.queue_max_messages as u64),
+        queue.queue_max_bytes >> 20
+    )));
+    assert_eq!(
+        queue.overflow,
+        OverflowPolicy::Close,
+        "update the page: slow members"
+    );
+
+    // A member that answers every ping but sends nothing stays through many idle timeouts (2 s
+    // here; pinged every 50 ms); one that answers nothing is closed at the idle timeout.
+    let hub = common::hub(config(), None);
+    let server = ServerConfig::default()
+        .with_session(SessionConfig::default().with_idle_timeout(Some(Duration::from_secs(2))));
+    let ws = ws_config().with_ping_interval(Some(Duration::from_millis(50)));
+    let (door, url) = room_door(RoomsDoor::new(hub.clone()).with_server_config(server), ws).await;
+    let mut listener = ask(
+        &url,
+        "?room=quiet",
+        &[bearer_header(&common::token("lis", "web"))],
+    )
+    .await;
+    assert_eq!(listener.status, 101, "{}", listener.head);
+    let answering = tokio::spawn(async move {
+        let mut pings = 0;
+        while let Some((op, payload)) = read_ws_frame(&mut listener.socket).await {
+            if op == 0x9 {
+                pings += 1;
+                // A masked pong with the ping's payload (mask 0).
+                let mut pong = vec![0x8a, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+                pong.extend_from_slice(&payload);
+                if listener.socket.write_all(&pong).await.is_err() {
+                    break;
+                }
+            }
+        }
+        pings
+    });
+    let mut silent = ask(
+        &url,
+        "?room=quiet",
+        &[bearer_header(&common::token("mute", "web"))],
+    )
+    .await;
+    assert_eq!(silent.status, 101, "{}", silent.head);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        hub.connections_of("lis").len(),
+        1,
+        "it answered pings: it stays"
+    );
+    assert!(
+        hub.connections_of("mute").is_empty(),
+        "it answered nothing: closed"
+    );
+    let close = loop {
+        match read_ws_frame(&mut silent.socket).await {
+            Some((0x9, _)) => continue,
+            Some((0x8, payload)) => break payload,
+            other => panic!("{other:?}"),
+        }
+    };
+    let code = u16::from_be_bytes([close[0], close[1]]);
+    let reason = std::str::from_utf8(&close[2..]).unwrap();
+    assert_eq!((code, reason), (CloseCode::GOING_AWAY.0, "idle timeout"));
+    let closes = section("### Close codes of the room door");
+    assert!(row_matching(&closes, "1001", reason).is_some());
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+    assert!(answering.await.unwrap() > 0, "it was pinged and answered");
+}
+
+// ---- the tok door (section 10) ----------------------------------------------------------------
+
+const TOK_RS: &str = include_str!("../src/doors/tok.rs");
+
+/// Forwards every application message, (from, body), into a channel.
+struct Forward(mpsc::UnboundedSender<(String, Bytes)>);
+
+impl App for Forward {
+    fn on_receive<'a>(
+        &'a self,
+        _hub: &'a Hub,
+        from: &'a Device,
+        body: Body,
+    ) -> chinwag_hub::auth::BoxFuture<'a, ()> {
+        let _ = self.0.send((from.to_string(), body.bytes().clone()));
+        Box::pin(async {})
+    }
+}
+
+/// A hub with the page's example key (and `config`), whose application messages come out of
+/// the receiver.
+fn tok_hub(config: HubConfig) -> (Hub, mpsc::UnboundedReceiver<(String, Bytes)>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let jwt = JwtAuthenticator::new(JwtConfig::new(JwtKey::hs256(DOC_SECRET)));
+    let hub = Hub::builder()
+        .config(config)
+        .authenticator(Arc::new(jwt))
+        .app(Arc::new(Forward(tx)))
+        .build();
+    (hub, rx)
+}
+
+/// A token for `user` signed with the page's example key.
+fn doc_key_token(user: &str) -> String {
+    chinwag_hub::auth::JwtIssuer::hs256(DOC_SECRET.as_bytes()).issue(
+        user,
+        Some("d"),
+        Duration::from_secs(3600),
+    )
+}
+
+/// The page's goodbye: the text `bye <code> <reason>`.
+fn page_bye() -> ByeFn {
+    Arc::new(|c: &Close| Some(Bytes::from(format!("bye {} {}", c.code.0, c.reason))))
+}
+
+fn tok_door(hub: &Hub, server: Option<ServerConfig>) -> (DoorHandle, SocketAddr) {
+    let acc = chinwag_transport::tcp::TcpAcceptor::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        Default::default(),
+    )
+    .unwrap();
+    let mut d = TokDoor::new(hub.clone()).with_bye(page_bye());
+    if let Some(s) = server {
+        d = d.with_server_config(s);
+    }
+    let door = d.serve(acc);
+    let addr = addr_of(&door);
+    (door, addr)
+}
+
+async fn tok_write(s: &mut TcpStream, body: &[u8]) {
+    let mut b = u32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
+    b.extend_from_slice(body);
+    // (A connection the server dropped may refuse the write; the read says what happened.)
+    let _ = s.write_all(&b).await;
+}
+
+/// The next frame; `None` at the end of the stream (or a reset).
+async fn tok_read(s: &mut TcpStream) -> Option<Vec<u8>> {
+    tokio::time::timeout(DEADLINE, async {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).await.ok()?;
+        let mut b = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut b).await.ok()?;
+        Some(b)
+    })
+    .await
+    .expect("a frame or the end within the deadline")
+}
+
+/// Checks a goodbye `bye <code> <reason>` against the page's table of tok closes; returns the
+/// code.
+fn tok_goodbye(frame: &[u8]) -> u16 {
+    let text = std::str::from_utf8(frame).unwrap();
+    let rest = text.strip_prefix("bye ").expect("the page's goodbye");
+    let (code, reason) = rest.split_once(' ').unwrap();
+    let table = section("### Closing a tok connection");
+    assert!(
+        row_matching(&table, code, reason).is_some(),
+        "the page's tok closes have no row {code} `{reason}`"
+    );
+    code.parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tok_transcript_is_what_a_door_says() {
+    assert!(says(
+        "on a server whose goodbye is the text `bye <code> <reason>`"
+    ));
+    let token = doc_token();
+    assert!(says(&format!(
+        "The token ({} bytes, `0x{:x}`)",
+        token.len(),
+        token.len()
+    )));
+    let (hub, mut app) = tok_hub(config());
+    let (door, addr) = tok_door(&hub, None);
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut others = Vec::new();
+    let mut signed_in = false;
+    let lines = block("<!-- protocol_doc: tok-transcript -->");
+    assert!(lines.len() >= 4);
+    for line in lines {
+        let (who, rest) = line.split_once(": ").unwrap();
+        let (len, content) = rest.split_once(' ').unwrap();
+        assert_eq!(len.len(), 8, "{line}");
+        let len = u32::from_str_radix(len, 16).unwrap();
+        assert_eq!(
+            len as usize,
+            content.len(),
+            "{line}: the prefix is the length"
+        );
+        let mut frame = len.to_be_bytes().to_vec();
+        frame.extend_from_slice(content.as_bytes());
+        match who {
+            "C" if !signed_in => {
+                assert_eq!(content, token, "the first frame is the page's token");
+                s.write_all(&frame).await.unwrap();
+                signed_in = true;
+            }
+            "C" => {
+                s.write_all(&frame).await.unwrap();
+                let (from, body) = tokio::time::timeout(DEADLINE, app.recv())
+                    .await
+                    .expect("the application gets it")
+                    .unwrap();
+                assert_eq!(from, "alice/phone");
+                assert_eq!(&body[..], content.as_bytes(), "{line}");
+            }
+            "S" => {
+                if let Some(bye) = content.strip_prefix("bye ") {
+                    assert!(
+                        bye.starts_with(&format!("{} ", CloseCode::REPLACED.0)),
+                        "the page's goodbye is a replacement: {line}"
+                    );
+                    let mut other = TcpStream::connect(addr).await.unwrap();
+                    tok_write(&mut other, token.as_bytes()).await;
+                    others.push(other);
+                } else {
+                    hub.send_as(
+                        Some(&Device::new("bob", "laptop")),
+                        "alice",
+                        Body::text(content),
+                        SendOptions::default(),
+                    )
+                    .await
+                    .unwrap();
+                }
+                let mut got = vec![0u8; frame.len()];
+                tokio::time::timeout(DEADLINE, s.read_exact(&mut got))
+                    .await
+                    .expect("a frame within the deadline")
+                    .unwrap();
+                assert_eq!(got, frame, "{line}");
+                if content.starts_with("bye ") {
+                    tok_goodbye(content.as_bytes());
+                }
+            }
+            _ => panic!("a transcript line is `C: ` or `S: `: {line}"),
+        }
+    }
+    assert_eq!(
+        tok_read(&mut s).await,
+        None,
+        "the stream ends after the goodbye"
+    );
+    drop(others);
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tok_door_closes_as_the_page_says() {
+    let (hub, _app) = tok_hub(config().with_auth_timeout(Duration::from_millis(300)));
+    let (door, addr) = tok_door(&hub, None);
+    // A refused token: the goodbye (4001), then the end.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    tok_write(&mut s, b"garbage").await;
+    let bye = tok_read(&mut s).await.expect("a goodbye");
+    assert_eq!(tok_goodbye(&bye), CloseCode::AUTH_FAILED.0);
+    assert_eq!(tok_read(&mut s).await, None);
+    // No token within the auth timeout: 4009.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let bye = tok_read(&mut s).await.expect("a goodbye");
+    assert_eq!(tok_goodbye(&bye), CloseCode::AUTH_TIMEOUT.0);
+    assert_eq!(tok_read(&mut s).await, None);
+    // Whitespace around the token is ignored; a kick says goodbye.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    tok_write(&mut s, format!(" {}\r\n", doc_key_token("kim")).as_bytes()).await;
+    hub.send("kim", Body::text("signed in"), SendOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(tok_read(&mut s).await.as_deref(), Some(&b"signed in"[..]));
+    assert_eq!(hub.kick("kim", None, "out you go"), 1);
+    let bye = tok_read(&mut s).await.expect("a goodbye");
+    assert_eq!(bye, b"bye 4004 out you go");
+    assert_eq!(tok_goodbye(&bye), CloseCode::KICKED.0);
+    assert_eq!(tok_read(&mut s).await, None);
+    // A frame over the limit ends the connection without a goodbye, from its prefix alone;
+    // a frame of the limit goes out whole.
+    let max = hub
+        .config()
+        .limits
+        .max_body_bytes
+        .max(hub.config().tokens.max_token_len);
+    assert!(format!("{:?}", TokDoor::new(hub.clone())).contains(&format!("max_frame: {max}")));
+    let tok_limits = section("### Limits of the tok door");
+    assert!(
+        row_with(&tok_limits, "| frame, either direction |").contains(&format!(
+            "| {} KiB ({} bytes)",
+            max >> 10,
+            grouped(max as u64)
+        ))
+    );
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    tok_write(&mut s, doc_key_token("max").as_bytes()).await;
+    hub.send("max", Body::binary(vec![1u8; max]), SendOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(tok_read(&mut s).await.map(|f| f.len()), Some(max));
+    let over = u32::try_from(max + 1).unwrap().to_be_bytes();
+    s.write_all(&over).await.unwrap();
+    assert_eq!(tok_read(&mut s).await, None, "no goodbye");
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+
+    // Frames over the rate are dropped without a word; the strikes close (4008).
+    let mut cfg = config();
+    cfg.limits = cfg
+        .limits
+        .with_message_rate(Some(Rate::new(1, 1)))
+        .with_rate_limit_strikes(2);
+    let (hub, mut app) = tok_hub(cfg);
+    assert!(says(&format!(
+        "the {}th refusal in a row for the rate closes the connection",
+        HubConfig::default().limits.rate_limit_strikes
+    )));
+    let (door, addr) = tok_door(&hub, None);
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    tok_write(&mut s, doc_key_token("rae").as_bytes()).await;
+    for f in ["one", "two", "three"] {
+        tok_write(&mut s, f.as_bytes()).await;
+    }
+    let bye = tok_read(&mut s).await.expect("only the goodbye");
+    assert_eq!(tok_goodbye(&bye), CloseCode::RATE_LIMITED.0);
+    assert_eq!(tok_read(&mut s).await, None);
+    let (_, first) = app.recv().await.unwrap();
+    assert_eq!(&first[..], b"one");
+    assert!(app.try_recv().is_err(), "the others were dropped");
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_tok_client_is_never_closed_for_idleness() {
+    assert!(says(
+        "The door never closes a connection for being quiet: it has no idle timeout and no \
+         heartbeat, and a client need not send anything after its token."
+    ));
+    assert!(squeeze(TOK_RS).contains(".with_heartbeat_interval(None).with_idle_timeout(None);"));
+    assert!(
+        !include_str!("../../chinwag-transport/src/tcp.rs")
+            .to_lowercase()
+            .contains("keepalive"),
+        "the page says the server sets no TCP keepalive"
+    );
+    // Sessions that would be idle after 100 ms; the door turns that off. The quiet client
+    // signed in before another client's auth timeout (500 ms) ran out: it is still there after.
+    let (hub, _app) = tok_hub(config().with_auth_timeout(Duration::from_millis(500)));
+    let server = ServerConfig::default()
+        .with_session(SessionConfig::default().with_idle_timeout(Some(Duration::from_millis(100))));
+    let (door, addr) = tok_door(&hub, Some(server));
+    let mut quiet = TcpStream::connect(addr).await.unwrap();
+    tok_write(&mut quiet, doc_key_token("quiet").as_bytes()).await;
+    hub.send("quiet", Body::text("signed in"), SendOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        tok_read(&mut quiet).await.as_deref(),
+        Some(&b"signed in"[..])
+    );
+    let mut late = TcpStream::connect(addr).await.unwrap();
+    let bye = tok_read(&mut late).await.expect("a goodbye");
+    assert_eq!(tok_goodbye(&bye), CloseCode::AUTH_TIMEOUT.0);
+    let r = hub
+        .send("quiet", Body::text("still here"), SendOptions::live_only())
+        .await
+        .unwrap();
+    assert_eq!(r.delivered, 1);
+    assert_eq!(
+        tok_read(&mut quiet).await.as_deref(),
+        Some(&b"still here"[..])
+    );
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tok_door_needs_first_message_logins() {
+    assert!(says(
+        "a server that turns them off (`TokenSources::first_message`, `chinwag-server`'s \
+         `auth.first_message`) closes every tok connection as it arrives, and so does a server \
+         that lets anonymous connections in."
+    ));
+    for cfg in [
+        config().with_tokens(TokenSources::default().with_first_message(false)),
+        config().with_anonymous(true),
+    ] {
+        let (hub, _app) = tok_hub(cfg);
+        let (door, addr) = tok_door(&hub, None);
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        tok_write(&mut s, doc_key_token("nobody").as_bytes()).await;
+        assert_eq!(tok_read(&mut s).await, None, "closed without a word");
+        assert_eq!(hub.connection_count(), 0);
+        hub.shutdown(DEADLINE).await;
+        door.shutdown(DEADLINE).await;
+    }
 }
