@@ -66,8 +66,8 @@ pub use core::rooms::{RoomInfo, RoomOptions};
 pub use core::signon::{ConnId, ConnRef, NodeId, SignOn, SignOnOutcome, SignOnTable, SignedOn};
 pub use directory::{Directory, DirectoryError, LocalDirectory};
 pub use driver::{
-    Attach, Conn, DeliveryReport, Hub, HubBuilder, Member, MembersPage, Presence, PublishReport,
-    SendOptions,
+    Attach, Conn, DeliveryReport, Hub, HubBuilder, JoinPass, Member, MembersPage, Presence,
+    PublishReport, SendOptions,
 };
 pub use error::{Rejection, RoomError, SendError, ShareLimit, SignOnError};
 pub use hooks::{App, BeforeSend, Incoming, NoApp};

@@ -133,6 +133,8 @@ pub(crate) struct Door {
     pub(crate) password: Option<Arc<str>>,
     /// A room made by a join; the driver counts it.
     pub(crate) created: bool,
+    /// It has as many members as it may.
+    pub(crate) full: bool,
 }
 
 /// Why a room operation of the core failed.
@@ -214,6 +216,7 @@ impl<M: Clone> Rooms<M> {
                 epoch: r.epoch,
                 password: r.password.clone(),
                 created: false,
+                full: r.members.len() >= r.max_members,
             });
         }
         let Some((epoch, max_members)) = create else {
@@ -235,6 +238,7 @@ impl<M: Clone> Rooms<M> {
             epoch,
             password: None,
             created: true,
+            full: max_members == 0,
         })
     }
 

@@ -138,21 +138,21 @@ impl Service<FrameCodec> for RoomsService {
         let Admitted::SignedIn(auth, _) = self.door.admit(info, false).await? else {
             unreachable!("no first-message logins on this door");
         };
+        // Everything a join can refuse is checked before the sign-on, which (under the sign-on
+        // policy) may replace the user's other connections: a refused join leaves them alone.
+        let ip = ip_of(info);
+        let pass = hub
+            .check_join(&room, password.as_deref(), ip)
+            .await
+            .map_err(|e| join_refusal(&e))?;
         let conn = self
             .door
-            .sign_on(session, &self.format, auth, ip_of(info))
+            .sign_on(session, &self.format, auth, ip)
             .await
             .map_err(|e| sign_on_refusal(&e))?;
-        if let Err(e) = hub.join(&conn, &room, password.as_deref()).await {
+        if let Err(e) = hub.join_with(&conn, pass).await {
             hub.detach(&conn);
-            return Err(match e {
-                RoomError::BadName(_) | RoomError::BadPassword => Refusal::new(400, e.to_string()),
-                RoomError::WrongPassword => Refusal::forbidden(e.to_string()),
-                RoomError::NoSuchRoom => Refusal::new(404, e.to_string()),
-                RoomError::GuessingTooFast => Refusal::new(429, e.to_string())
-                    .with_retry_after(std::time::Duration::from_secs(1)),
-                _ => Refusal::unavailable(e.to_string(), std::time::Duration::from_secs(5)),
-            });
+            return Err(join_refusal(&e));
         }
         let mut a = chinwag_session::Admission::new(Member { conn, room });
         a.subprotocol = pick_subprotocol(info);
@@ -172,6 +172,19 @@ impl Service<FrameCodec> for RoomsService {
             tracing::debug!(conn = m.conn.id().0, error = %e, "room publish refused; closing");
             hub.close(&m.conn, refusal_close(&e));
         }
+    }
+}
+
+/// The HTTP refusal of a join that failed.
+fn join_refusal(e: &RoomError) -> Refusal {
+    match e {
+        RoomError::BadName(_) | RoomError::BadPassword => Refusal::new(400, e.to_string()),
+        RoomError::WrongPassword => Refusal::forbidden(e.to_string()),
+        RoomError::NoSuchRoom => Refusal::new(404, e.to_string()),
+        RoomError::GuessingTooFast => {
+            Refusal::new(429, e.to_string()).with_retry_after(std::time::Duration::from_secs(1))
+        }
+        _ => Refusal::unavailable(e.to_string(), std::time::Duration::from_secs(5)),
     }
 }
 

@@ -94,6 +94,12 @@ impl Skeleton {
         }
     }
 
+    /// Admission of a door whose clients log in with their first message whatever they
+    /// present at connect (tok: the first frame is the token): the connection rate only.
+    pub(crate) fn admit_first_message(&self, info: &ConnectInfo) -> Result<(), Refusal> {
+        self.hub.check_connection_rate(ip_of(info))
+    }
+
     /// Signs `session` on as `auth`, written with `format`; it is signed off when the session
     /// ends (a later sign-on of the same session replaces that).
     pub(crate) async fn sign_on<C: Codec>(

@@ -10,8 +10,10 @@
 //! connection (at-most-once, as in tok).
 //!
 //! Liveness: tok clients need not send anything after their token; the door never closes a
-//! connection for being quiet. A peer that is gone is found by TCP itself (a write that fails,
-//! the listener's keepalive).
+//! connection for being quiet. A peer that is gone is found when a write to it fails.
+//!
+//! The first frame is the token whatever the hub's token sources say (first-message logins
+//! off, anonymous connections on): it is this door's only way to sign in.
 
 use std::sync::{Arc, Mutex};
 
@@ -21,7 +23,7 @@ use chinwag_session::{Admission, CloseCause, Server, ServerConfig, Service, Sess
 use chinwag_transport::{Acceptor, ConnectInfo, Framing, Refusal};
 
 use super::DoorHandle;
-use super::skeleton::{Admitted, AuthTimer, Formats, Skeleton, ip_of};
+use super::skeleton::{AuthTimer, Formats, Skeleton, ip_of};
 use crate::close::{Close, CloseCode};
 use crate::core::message::{Body, Event};
 use crate::driver::{Conn, Hub};
@@ -139,10 +141,9 @@ impl Service<LengthDelimited> for TokService {
         _session: &Session<LengthDelimited>,
         info: &ConnectInfo,
     ) -> Result<Admission<TokState>, Refusal> {
-        // TCP presents nothing at connect: the token is the first frame.
-        let Admitted::AwaitLogin = self.door.admit(info, true).await? else {
-            unreachable!("TCP connections present no token at connect");
-        };
+        // The token is the first frame, always (whatever the hub's token sources say about
+        // tokens at connect, anonymous connections or first-message logins elsewhere).
+        self.door.admit_first_message(info)?;
         Ok(Admission::new(TokState {
             conn: Mutex::new(None),
             ip: ip_of(info),

@@ -18,7 +18,8 @@
 //! | `signon.rs` | authentication, connection rate, attach/detach, refresh, closes, shutdown |
 //! | `direct.rs` | sends to users: the pipeline runner, acks, app messages |
 //! | `replay.rs` | a connection's replay of its queued messages |
-//! | `rooms.rs` | rooms: create, join (password checks), leave, publish, queries |
+//! | `rooms.rs` | rooms: create, join, leave, publish, broadcast |
+//! | `passwords.rs` | room passwords: a join's checks, and the check before a sign-on |
 //! | `fanout.rs` | handing events to connections: encodings, hooks, ordered per-room fan-out |
 //! | `timers.rs` | token expiry and the periodic sweep |
 
@@ -55,6 +56,7 @@ use crate::metrics as m;
 mod conn;
 mod direct;
 mod fanout;
+mod passwords;
 mod presence;
 mod replay;
 mod rooms;
@@ -63,6 +65,7 @@ mod timers;
 
 pub use conn::{Attach, Conn};
 pub use direct::{DeliveryReport, SendOptions};
+pub use passwords::JoinPass;
 pub use presence::{Member, MembersPage, Presence};
 pub use rooms::PublishReport;
 

@@ -10,9 +10,7 @@ use tokio::sync::oneshot;
 
 use super::conn::Conn;
 use super::fanout::{Counts, Fanout, Job, Outgoing};
-use super::{Hub, Inner, lock, unix_micros};
-use crate::close::{Close, CloseCode};
-use crate::core::guesses::{GuessRefusal, Verdict};
+use super::{Hub, Inner, unix_micros};
 use crate::core::identity::Device;
 use crate::core::ids;
 use crate::core::message::{Body, Event, RoomMessage};
@@ -50,7 +48,7 @@ impl Hub {
             Some(p) if p.len() > limits.max_password_bytes => return Err(RoomError::BadPassword),
             Some(p) => {
                 let p = p.clone();
-                let h = tokio::task::spawn_blocking(move || hash_password(&p))
+                let h = tokio::task::spawn_blocking(move || super::passwords::hash_password(&p))
                     .await
                     .map_err(|_| RoomError::Busy)?
                     .map_err(|_| RoomError::BadPassword)?;
@@ -121,6 +119,17 @@ impl Hub {
         room: &str,
         password: Option<&str>,
     ) -> Result<RoomInfo, RoomError> {
+        self.join_checked(conn, room, password, None).await
+    }
+
+    /// A join; `verified`: the epoch of the room whose password was checked already.
+    pub(crate) async fn join_checked(
+        &self,
+        conn: &Conn,
+        room: &str,
+        password: Option<&str>,
+        verified: Option<u64>,
+    ) -> Result<RoomInfo, RoomError> {
         let inner = &self.inner;
         let limits = &inner.config.limits;
         ids::check_room(room, limits.max_room_name_bytes).map_err(RoomError::BadName)?;
@@ -161,7 +170,9 @@ impl Hub {
                 }
                 Err(_) => return Err(RoomError::NoSuchRoom),
             };
-            if let Some(hash) = door.password {
+            if let Some(hash) = door.password
+                && verified != Some(door.epoch)
+            {
                 let Some(given) = password else {
                     m::refusal("room_password");
                     return Err(RoomError::WrongPassword);
@@ -203,84 +214,6 @@ impl Hub {
             }
             inner.changed();
             return Ok(info);
-        }
-    }
-
-    /// One password guess of `conn`: one at a time per connection, its rates, a slot of the
-    /// hub's Argon2 checks, and the strike-out.
-    async fn check_password(
-        &self,
-        conn: &Conn,
-        hash: Arc<str>,
-        given: &str,
-    ) -> Result<(), RoomError> {
-        let inner = &self.inner;
-        let limits = inner.guess_limits;
-        let now = inner.now();
-        let begun = inner
-            .users(conn.0.shard)
-            .core
-            .guesses(conn.id())
-            .map(|g| g.begin(limits, now));
-        match begun {
-            None => return Err(RoomError::NoSuchRoom),
-            Some(Err(GuessRefusal::InFlight)) => {
-                m::refusal("password_in_flight");
-                return Err(RoomError::Busy);
-            }
-            Some(Err(GuessRefusal::TooFast)) => {
-                m::refusal("password_guess_rate");
-                return Err(RoomError::GuessingTooFast);
-            }
-            Some(Ok(())) => {}
-        }
-        // From here the guess is in flight; it ends on every path, also when the join's
-        // future is dropped half-way (the connection went away): never in flight for good.
-        let mut guess = InFlight {
-            inner,
-            conn,
-            done: false,
-        };
-        if let Some(ip) = conn.ip()
-            && lock(&inner.guess_rates).take(&ip, now).is_err()
-        {
-            m::refusal("password_guess_rate");
-            return Err(RoomError::GuessingTooFast);
-        }
-        let permit = tokio::time::timeout(
-            inner.config.limits.password_wait,
-            inner.password_checks.clone().acquire_owned(),
-        )
-        .await;
-        let Ok(Ok(permit)) = permit else {
-            m::refusal("password_busy");
-            return Err(RoomError::Busy);
-        };
-        let given = given.to_owned();
-        let right = tokio::task::spawn_blocking(move || {
-            let ok = verify_password(&hash, &given);
-            drop(permit);
-            ok
-        })
-        .await;
-        let Ok(right) = right else {
-            return Err(RoomError::Busy);
-        };
-        match guess.end(Some(right)) {
-            Some(Verdict::Right) => Ok(()),
-            Some(Verdict::Wrong) | None => {
-                m::refusal("room_password");
-                Err(RoomError::WrongPassword)
-            }
-            Some(Verdict::StrikeOut) => {
-                m::refusal("room_password");
-                m::refusal("too_many_guesses");
-                self.close(
-                    conn,
-                    Close::new(CloseCode::TOO_MANY_GUESSES, "too many wrong room passwords"),
-                );
-                Err(RoomError::WrongPassword)
-            }
         }
     }
 
@@ -412,8 +345,19 @@ impl Hub {
 
     /// Sends `body` to every connection of the hub, as a room message of the reserved room
     /// `*` (epoch 0, its own sequence).
-    pub fn broadcast(&self, body: Body) -> PublishReport {
+    ///
+    /// # Errors
+    ///
+    /// The body is over the limit ([`RoomError::TooLarge`]).
+    pub fn broadcast(&self, body: Body) -> Result<PublishReport, RoomError> {
         let inner = &self.inner;
+        let limit = inner.config.limits.max_body_bytes;
+        if body.len() > limit {
+            return Err(RoomError::TooLarge {
+                len: body.len(),
+                limit,
+            });
+        }
         let seq = inner.broadcast_seq.fetch_add(1, Ordering::AcqRel) + 1;
         let out = Outgoing::new(Event::Room(Arc::new(RoomMessage {
             room: "*".into(),
@@ -431,12 +375,12 @@ impl Hub {
             all.dropped += c.dropped;
             all.filtered += c.filtered;
         }
-        PublishReport {
+        Ok(PublishReport {
             seq,
             delivered: all.delivered,
             dropped: all.dropped,
             filtered: all.filtered,
-        }
+        })
     }
 }
 
@@ -502,70 +446,5 @@ impl Inner {
         if start {
             self.drain(f);
         }
-    }
-}
-
-/// A password guess in flight: ended when it is verified, or (as not verified, no strike) when
-/// dropped before.
-struct InFlight<'a> {
-    inner: &'a Inner,
-    conn: &'a Conn,
-    done: bool,
-}
-
-impl InFlight<'_> {
-    /// The guess was verified (`right`, `None`: it could not be): what it means.
-    fn end(&mut self, right: Option<bool>) -> Option<Verdict> {
-        self.done = true;
-        let limits = self.inner.guess_limits;
-        let mut users = self.inner.users(self.conn.0.shard);
-        users
-            .core
-            .guesses(self.conn.id())
-            .map(|g| g.end(limits, right))
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            self.end(None);
-        }
-    }
-}
-
-/// Hashes a room password with Argon2id (default parameters: 19 MiB, 2 passes). CPU and memory
-/// heavy by design: call it off the async threads.
-fn hash_password(password: &str) -> Result<String, String> {
-    use argon2::password_hash::{PasswordHasher, SaltString};
-    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(|e| e.to_string())?;
-    argon2::Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
-}
-
-/// Checks `password` against a stored hash, in constant time. Off the async threads.
-fn verify_password(hash: &str, password: &str) -> bool {
-    use argon2::password_hash::{PasswordHash, PasswordVerifier};
-    match PasswordHash::new(hash) {
-        Ok(parsed) => argon2::Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_hash_and_verify() {
-        let h = hash_password("s3cret").unwrap();
-        assert!(h.starts_with("$argon2id$"), "{h}");
-        assert!(verify_password(&h, "s3cret"));
-        assert!(!verify_password(&h, "s3cres"));
-        assert!(!verify_password("not a hash", "s3cret"));
     }
 }
