@@ -170,7 +170,11 @@ impl Harness {
             self.policy,
         );
         let replaced: Vec<ConnId> = out.replaced.iter().map(|s| s.conn.conn).collect();
-        self.users.replace(&replaced);
+        // The driver writes what was held for them before their goodbye.
+        for (id, closing) in self.users.replace(&replaced) {
+            let got = self.received.entry(id.0).or_default();
+            got.extend(closing.held.iter().map(|m| m.id));
+        }
         self.replays.insert(id, ReplayWork::Next);
     }
 
@@ -253,7 +257,8 @@ impl Harness {
                 for (i, cp) in plan.into_iter().enumerate() {
                     let mut results = Vec::new();
                     for m in cp.msgs {
-                        let r = if !self.attached.contains(&cp.conn.0) {
+                        let open = self.users.conn(cp.conn).is_some_and(|c| c.recipient);
+                        let r = if !self.attached.contains(&cp.conn.0) || !open {
                             Delivered::Closed
                         } else if fail & (1 << (i % 8)) != 0 {
                             Delivered::Dropped
@@ -301,7 +306,9 @@ impl Harness {
                 step_of(step)
             }
             ReplayWork::Write(msgs) => {
-                if self.attached.contains(&id) {
+                // A connection the hub closed takes no more writes (its session is closing).
+                let open = self.users.conn(ConnId(id)).is_some_and(|c| c.recipient);
+                if open {
                     let r = self.received.entry(id).or_default();
                     r.extend(msgs.iter().map(|m| m.id));
                 }

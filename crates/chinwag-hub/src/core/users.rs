@@ -108,6 +108,14 @@ pub(crate) enum Permit {
     RefusedClose,
 }
 
+/// A connection the hub is closing.
+#[derive(Debug)]
+pub(crate) struct Closing<H> {
+    pub(crate) handle: H,
+    /// Live-only messages held for it during its replay.
+    pub(crate) held: Vec<Arc<DirectMessage>>,
+}
+
 /// A connection that left the tables.
 #[derive(Debug)]
 pub(crate) struct Detached {
@@ -171,7 +179,7 @@ impl<H: Clone> Users<H> {
 
     /// The sign-on decision came: the connections it `replaced` stop being recipients now and
     /// are returned (those of this shard) for the driver to close.
-    pub(crate) fn replace(&mut self, replaced: &[ConnId]) -> Vec<(ConnId, H)> {
+    pub(crate) fn replace(&mut self, replaced: &[ConnId]) -> Vec<(ConnId, Closing<H>)> {
         replaced
             .iter()
             .filter_map(|id| self.close(*id).map(|h| (*id, h)))
@@ -179,15 +187,19 @@ impl<H: Clone> Users<H> {
     }
 
     /// The hub closes `id` (replaced, kicked, expired, over its rate, shutting down): it stops
-    /// being a recipient now. Returns its handle, `None` when it is unknown or already closing.
-    pub(crate) fn close(&mut self, id: ConnId) -> Option<H> {
+    /// being a recipient now. Returns its handle and the live-only messages held for it (they
+    /// were reported delivered: the driver writes them before the goodbye); `None` when it is
+    /// unknown or already closing.
+    pub(crate) fn close(&mut self, id: ConnId) -> Option<Closing<H>> {
         let c = self.conns.get_mut(&id)?;
         if !c.recipient {
             return None;
         }
         c.recipient = false;
-        c.held.clear();
-        Some(c.handle.clone())
+        Some(Closing {
+            handle: c.handle.clone(),
+            held: c.held.drain(..).collect(),
+        })
     }
 
     /// The connection ended: removes it. `None` when it was not here (twice is harmless).

@@ -3,18 +3,21 @@
 //! closes and kicks, shutdown.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chinwag_transport::{ConnectInfo, Refusal};
 
 use super::conn::{Attach, Conn};
+use super::fanout::Outgoing;
 use super::{Hub, Inner, lock, unix_micros};
 use crate::auth::{AuthError, Authenticated, TokenSource, find_token};
 use crate::close::{Close, CloseCode};
 use crate::core::expiry::expiry_at;
 use crate::core::identity::{DEFAULT_DEVICE, Device};
 use crate::core::ids;
+use crate::core::message::{DirectMessage, Event};
 use crate::core::rate::KeyedRefusal;
 use crate::core::signon::{ConnId, ConnRef};
 use crate::error::SignOnError;
@@ -177,9 +180,10 @@ impl Hub {
         // Another node's connections: a cluster directory closes them there.
         let replaced = inner.users(shard).core.replace(&local);
         for (_, old) in replaced {
-            tracing::debug!(conn = old.id().0, user = %old.device().user, "replaced by a newer sign-on");
+            tracing::debug!(conn = old.handle.id().0, user = %old.handle.device().user, "replaced by a newer sign-on");
             inner.ended(
-                &old,
+                &old.handle,
+                &old.held,
                 Close::new(CloseCode::REPLACED, "replaced by a newer sign-on"),
             );
         }
@@ -332,15 +336,20 @@ impl Inner {
     /// The hub closes `conn`: it stops being a recipient now; the door's goodbye and the code
     /// follow. Nothing happens for a connection already closing or gone.
     pub(crate) fn close(&self, conn: &Conn, close: Close) {
-        if self.users(conn.0.shard).core.close(conn.id()).is_some() {
-            self.ended(conn, close);
+        let closing = self.users(conn.0.shard).core.close(conn.id());
+        if let Some(c) = closing {
+            self.ended(conn, &c.held, close);
         }
     }
 
-    /// `conn` was just marked closing by the core: count it, say goodbye.
-    fn ended(&self, conn: &Conn, close: Close) {
+    /// `conn` was just marked closing by the core: count it, hand it the live-only messages
+    /// held for it (they were reported delivered), say goodbye.
+    fn ended(&self, conn: &Conn, held: &[Arc<DirectMessage>], close: Close) {
         self.closing.fetch_add(1, Ordering::AcqRel);
         self.gauges();
+        for m in held {
+            self.deliver(conn, &Outgoing::new(Event::Direct(m.clone())));
+        }
         conn.end(&close);
         self.changed();
     }
