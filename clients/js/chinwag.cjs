@@ -2039,17 +2039,27 @@ class ChatClient extends Emitter {
     this._ack.ready = true;
     this._pumpAck(this._ack);
     if (this.options.rejoin && this._rooms.size > 0) {
-      const rooms = [...this._rooms.entries()];
-      const results = await Promise.allSettled(
-        rooms.map(([room, { password }]) => conn.request('join', password != null ? { room, password } : { room })),
-      );
+      // Open rooms at once; rooms with a password one after another (the server checks one
+      // password per connection at a time, and answers a second `busy`).
+      const open = [...this._rooms.entries()].filter(([, r]) => r.password == null);
+      const locked = [...this._rooms.entries()].filter(([, r]) => r.password != null);
+      const rooms = [...open, ...locked];
+      const opened = Promise.allSettled(open.map(([room]) => conn.request('join', { room })));
+      const unlocked = [];
+      for (const [room, { password }] of locked) {
+        if (gen !== this._gen || conn.state !== 'open') return;
+        const [r] = await Promise.allSettled([conn.request('join', { room, password })]);
+        unlocked.push(r);
+      }
+      const results = [...(await opened), ...unlocked];
       if (gen !== this._gen || conn.state !== 'open') return;
       results.forEach((r, i) => {
         const room = rooms[i][0];
         if (r.status === 'fulfilled') this._emit('rejoined', r.value);
         else {
           const e = toChatError(r.reason, 'join');
-          if (e.code !== 'closed') this._rooms.delete(room);
+          // Kept for the next reconnect when the refusal says "not now".
+          if (!['closed', 'busy', 'guessing_too_fast'].includes(e.code)) this._rooms.delete(room);
           e.room = room;
           this._emit('error', e);
         }

@@ -192,6 +192,32 @@ test('1001 going away: reconnects, rejoins rooms before signed-in, replay drops 
   await client.close();
 });
 
+test('rejoin: open rooms at once, rooms with a password one after another; busy keeps a room for next time', async () => {
+  const { client, server, nextServer } = await signedIn();
+  for (const [room, password] of [['a', 'pa'], ['open', null], ['b', 'pb']]) {
+    const pj = client.join(room, password ? { password } : {});
+    server.reply(await server.expect('join'), { room, epoch: 1, seq: 0, members: 1, protected: !!password });
+    await within(pj, D);
+  }
+  server.bye(1001, 'going_away', 'backoff', 'server shutting down');
+  const s2 = await nextServer();
+  await s2.signIn('ann', 'web', 2, 2);
+  // The open room and the first locked one are asked at once; the second locked one only
+  // after the first is answered.
+  const first = await s2.expect('join');
+  const second = await s2.expect('join');
+  const asked = [first.value, second.value].sort((x, y) => x.room.localeCompare(y.room));
+  assert.deepEqual(asked, [{ room: 'a', password: 'pa' }, { room: 'open' }]);
+  for (const r of [first, second]) s2.reply(r, { room: r.value.room, epoch: 1, seq: 0, members: 1, protected: false });
+  const third = await s2.expect('join');
+  assert.deepEqual(third.value, { room: 'b', password: 'pb' });
+  const err = nextEvent(client, 'error');
+  s2.error(third, 'busy', 'busy; try again');
+  assert.equal((await within(err, D)).code, 'busy');
+  assert.deepEqual(client.joined, ['a', 'b', 'open'], 'a busy room is kept for the next reconnect');
+  await client.close();
+});
+
 for (const [code, name] of [
   [4003, 'replaced'],
   [4004, 'kicked'],
