@@ -119,13 +119,7 @@ impl Hub {
             return Err(SendError::ShuttingDown);
         }
         ids::check_user(user).map_err(SendError::BadRecipient)?;
-        let limit = inner.config.limits.max_body_bytes;
-        if body.len() > limit {
-            return Err(SendError::TooLarge {
-                len: body.len(),
-                limit,
-            });
-        }
+        self.inner.check_body(&body)?;
         let ttl = opts
             .ttl
             .unwrap_or(inner.config.default_ttl)
@@ -252,13 +246,7 @@ impl Hub {
     /// Rate limited, too large, or refused by the hook.
     pub async fn receive_app(&self, conn: &Conn, body: Body) -> Result<(), SendError> {
         self.permit(conn).map_err(|()| SendError::RateLimited)?;
-        let limit = self.inner.config.limits.max_body_bytes;
-        if body.len() > limit {
-            return Err(SendError::TooLarge {
-                len: body.len(),
-                limit,
-            });
-        }
+        self.inner.check_body(&body)?;
         metrics::counter!(m::MESSAGES_IN, "kind" => "app").increment(1);
         let body = match self
             .inner

@@ -266,6 +266,32 @@ impl HubBuilder {
     }
 }
 
+/// A body over the hub's limit (converts into the `TooLarge` of [`SendError`] and
+/// [`RoomError`](crate::RoomError)).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TooLarge {
+    pub(crate) len: usize,
+    pub(crate) limit: usize,
+}
+
+impl From<TooLarge> for SendError {
+    fn from(t: TooLarge) -> Self {
+        SendError::TooLarge {
+            len: t.len,
+            limit: t.limit,
+        }
+    }
+}
+
+impl From<TooLarge> for crate::RoomError {
+    fn from(t: TooLarge) -> Self {
+        crate::RoomError::TooLarge {
+            len: t.len,
+            limit: t.limit,
+        }
+    }
+}
+
 /// Locks a shard or table (a panic elsewhere does not stop the hub: the core's state is
 /// consistent between calls).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -398,6 +424,18 @@ impl Inner {
         let r = f(&mut s);
         metrics::gauge!(m::OFFLINE_BYTES).set(s.total() as f64);
         r
+    }
+
+    /// The body limit: `Err` when `body` is over [`HubLimits::max_body_bytes`](crate::HubLimits).
+    pub(crate) fn check_body(&self, body: &crate::Body) -> Result<(), TooLarge> {
+        let limit = self.config.limits.max_body_bytes;
+        if body.len() > limit {
+            return Err(TooLarge {
+                len: body.len(),
+                limit,
+            });
+        }
+        Ok(())
     }
 
     /// Gives a send's share back (its push failed or it never started).

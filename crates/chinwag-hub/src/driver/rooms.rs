@@ -253,13 +253,7 @@ impl Hub {
         body: Body,
     ) -> Result<PublishReport, RoomError> {
         let inner = &self.inner;
-        let limit = inner.config.limits.max_body_bytes;
-        if body.len() > limit {
-            return Err(RoomError::TooLarge {
-                len: body.len(),
-                limit,
-            });
-        }
+        self.inner.check_body(&body)?;
         let shard = inner.room_shard(room);
         let (tx, rx) = oneshot::channel();
         let max = inner.config.limits.max_pending_publishes;
@@ -325,13 +319,7 @@ impl Hub {
             Ok(_) => return Err(RoomError::Refused("hook changed the message kind".into())),
             Err(why) => return Err(RoomError::Refused(why)),
         };
-        let limit = self.inner.config.limits.max_body_bytes;
-        if body.len() > limit {
-            return Err(RoomError::TooLarge {
-                len: body.len(),
-                limit,
-            });
-        }
+        self.inner.check_body(&body)?;
         if !self
             .inner
             .users(conn.0.shard)
@@ -351,13 +339,7 @@ impl Hub {
     /// The body is over the limit ([`RoomError::TooLarge`]).
     pub fn broadcast(&self, body: Body) -> Result<PublishReport, RoomError> {
         let inner = &self.inner;
-        let limit = inner.config.limits.max_body_bytes;
-        if body.len() > limit {
-            return Err(RoomError::TooLarge {
-                len: body.len(),
-                limit,
-            });
-        }
+        self.inner.check_body(&body)?;
         let seq = inner.broadcast_seq.fetch_add(1, Ordering::AcqRel) + 1;
         let out = Outgoing::new(Event::Room(Arc::new(RoomMessage {
             room: "*".into(),
