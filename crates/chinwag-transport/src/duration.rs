@@ -47,9 +47,9 @@ pub fn parse(s: &str) -> Result<Duration, String> {
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| format!("`{s}` has no unit (ms, s, m, h, d)"))?;
     let (n, unit) = s.split_at(split);
-    let n: u128 = n
-        .parse()
-        .map_err(|_| format!("`{s}` does not start with a whole number"))?;
+    let n: u128 = n.parse().map_err(|_| {
+        format!("`{s}` is not a duration (a whole number and a unit: 500ms, 10s, 5m, 2h, 7d)")
+    })?;
     let (_, size) = UNITS
         .iter()
         .find(|(u, _)| *u == unit)
@@ -70,7 +70,7 @@ pub fn format(d: Duration) -> String {
     }
     let (unit, size) = UNITS
         .iter()
-        .find(|(_, size)| nanos % size == 0)
+        .find(|(_, size)| nanos.is_multiple_of(*size))
         .unwrap_or(&("ns", 1));
     format!("{}{unit}", nanos / size)
 }
