@@ -194,7 +194,10 @@ fn print_config_applies_flags_over_env_over_file() {
         .arg(&file)
         .env("CHINWAG_HUB_LIMITS_MAX_PAGE", "21")
         .env("CHINWAG_HUB_LIMITS_MAX_UNACKED", "22")
-        .args(["--hub-limits-max-unacked", "33", "--print-config"]));
+        .env("CHINWAG_QUEUE_REDB_CACHE_SIZE", "1048576")
+        .args(["--hub-limits-max-unacked", "33", "--print-config"])
+        .args(["--queue-limits-max-total-bytes", "5000000"])
+        .args(["--hub-sign-on", "{ multi = 3 }"]));
     assert_eq!(code, 0, "{err}");
     let t: toml::Table = toml::from_str(&out).unwrap();
     let limits = t["hub"]["limits"].as_table().unwrap();
@@ -211,6 +214,14 @@ fn print_config_applies_flags_over_env_over_file() {
         "secrets are not printed"
     );
     assert_eq!(t["server"]["listen"].as_str(), Some("127.0.0.1:0"));
+    // Library settings the server has no code for, and the one bound two layers share.
+    assert_eq!(t["queue"]["redb"]["cache_size"].as_integer(), Some(1 << 20));
+    assert_eq!(t["hub"]["sign_on"]["multi"].as_integer(), Some(3));
+    assert_eq!(
+        t["hub"]["limits"]["offline"]["total_bytes"].as_integer(),
+        Some(5_000_000),
+        "the hub's offline bound is the queue's"
+    );
 }
 
 #[test]
