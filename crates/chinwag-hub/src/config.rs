@@ -1,5 +1,12 @@
 //! The hub's settings: [`HubConfig`] and its [`HubLimits`]. Every limit has a default, listed
 //! here and in `docs/limits.md`.
+//!
+//! With the `serde` feature every settings type reads from (and writes to) a table of its
+//! fields: a missing field keeps its default and an unknown one is an error naming it;
+//! durations are written as [`chinwag_transport::duration`] writes them (`"10s"`, `"7d"`),
+//! enums as lowercase strings (`sign_on = "per_device"`, `{ multi = 3 }`), an optional rate as
+//! `{ per_second = 50, burst = 200 }` or `"off"`. A server reading `HubConfig` from a file
+//! thereby gets every hub setting, present and future, without code of its own.
 
 use std::time::Duration;
 
@@ -20,6 +27,11 @@ use crate::core::signon::{NodeId, SignOn};
 /// | `reserve_bytes` | 128 MiB | once the store holds `total_bytes - reserve_bytes`, only light senders may add |
 /// | `light_sender_bytes` | 1 MiB | who counts as light |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 #[non_exhaustive]
 pub struct OfflineShares {
     /// Payload bytes one sender may hold in other users' queues. Default 16 MiB.
@@ -74,6 +86,11 @@ impl Default for OfflineShares {
 /// | `max_pending_publishes` | 1 024 | a publish refused (`busy`) while so many wait for one room's fan-out |
 /// | `offline` | [`OfflineShares::default`] | send refused (`quota`) |
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 #[non_exhaustive]
 pub struct HubLimits {
     /// Connections signed on at once. Default 10 000.
@@ -85,8 +102,10 @@ pub struct HubLimits {
     /// Rooms one connection is in. Default 64.
     pub max_rooms_per_connection: usize,
     /// New connections per source IP (`None`: unlimited). Default 50/s, bursts of 200.
+    #[cfg_attr(feature = "serde", serde(with = "rate_or_off"))]
     pub connection_rate: Option<Rate>,
     /// Messages per connection (`None`: unlimited). Default 100/s, bursts of 200.
+    #[cfg_attr(feature = "serde", serde(with = "rate_or_off"))]
     pub message_rate: Option<Rate>,
     /// Refused messages in a row after which a connection is closed (4008). Default 50.
     pub rate_limit_strikes: u32,
@@ -105,6 +124,7 @@ pub struct HubLimits {
     /// Room password verifications running at once. Default 2.
     pub password_checks: usize,
     /// How long a join waits for a verification slot. Default 5 s.
+    #[cfg_attr(feature = "serde", serde(with = "chinwag_transport::duration"))]
     pub password_wait: Duration,
     /// Room password guesses per connection. Default 1/s, bursts of 5.
     pub password_guess_rate: Rate,
@@ -244,6 +264,11 @@ setters!(OfflineShares {
 /// | `sweep_interval` | 60 s (expired queue entries, rate-limiter state) |
 /// | `node` | `NodeId(0)` |
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 #[non_exhaustive]
 pub struct HubConfig {
     /// The sign-on policy. Default [`SignOn::Single`].
@@ -257,22 +282,28 @@ pub struct HubConfig {
     /// Default false.
     pub anonymous: bool,
     /// How long a first-message login may take. Default 10 s.
+    #[cfg_attr(feature = "serde", serde(with = "chinwag_transport::duration"))]
     pub auth_timeout: Duration,
     /// How long past its token's `exp` a connection lives unless it refreshes. Default 30 s.
+    #[cfg_attr(feature = "serde", serde(with = "chinwag_transport::duration"))]
     pub token_grace: Duration,
     /// TTL of a direct message that names none. Default 7 days.
+    #[cfg_attr(feature = "serde", serde(with = "chinwag_transport::duration"))]
     pub default_ttl: Duration,
     /// Largest TTL a sender may ask for (larger ones are cut to it). Default 30 days.
+    #[cfg_attr(feature = "serde", serde(with = "chinwag_transport::duration"))]
     pub max_ttl: Duration,
     /// What a partially delivered live-only send reports.
     pub partial: PartialDelivery,
     /// Queue entries read at a time during a replay. Default 64.
     pub replay_page: usize,
     /// How long a replay waits for room in a connection's send queue. Default 30 s.
+    #[cfg_attr(feature = "serde", serde(with = "chinwag_transport::duration"))]
     pub replay_timeout: Duration,
     /// Whether joining an unknown room creates it. Default true.
     pub auto_create_rooms: bool,
     /// How often expired queue entries and idle rate-limiter state are swept. Default 60 s.
+    #[cfg_attr(feature = "serde", serde(with = "chinwag_transport::duration"))]
     pub sweep_interval: Duration,
     /// This node's id (clusters). Default 0.
     pub node: NodeId,
@@ -329,3 +360,220 @@ setters!(HubConfig {
     /// Sets [`node`](Self::node).
     with_node: node: NodeId,
 });
+
+/// `Option<Rate>` fields: `None` is written `"off"`; `"off"`, and a rate of 0 per second,
+/// read as `None`.
+#[cfg(feature = "serde")]
+mod rate_or_off {
+    use std::fmt;
+
+    use serde::de::{self, MapAccess, Visitor};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Rate;
+
+    const OFF: &str = "off";
+
+    pub(super) fn serialize<S: Serializer>(r: &Option<Rate>, s: S) -> Result<S::Ok, S::Error> {
+        match r {
+            None => s.serialize_str(OFF),
+            Some(r) => r.serialize(s),
+        }
+    }
+
+    struct RateVisitor;
+
+    impl<'de> Visitor<'de> for RateVisitor {
+        type Value = Option<Rate>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("{ per_second = N, burst = N } or \"off\"")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<Rate>, E> {
+            if v.trim().eq_ignore_ascii_case(OFF) {
+                Ok(None)
+            } else {
+                Err(E::invalid_value(de::Unexpected::Str(v), &self))
+            }
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Option<Rate>, A::Error> {
+            let r = Rate::deserialize(de::value::MapAccessDeserializer::new(map))?;
+            Ok((r.per_second > 0).then_some(r))
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Rate>, D::Error> {
+        d.deserialize_any(RateVisitor)
+    }
+}
+
+/// `Option<String>` fields whose `None` is written `""`.
+#[cfg(feature = "serde")]
+pub(crate) mod empty_is_none {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v.as_deref().unwrap_or(""))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let v = String::deserialize(d)?;
+        Ok((!v.is_empty()).then_some(v))
+    }
+}
+
+/// The written form of [`SignOn`]: `"single"`, `"per_device"`, `{ multi = 3 }`.
+#[cfg(feature = "serde")]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum SignOnRepr {
+    Single,
+    PerDevice,
+    Multi(usize),
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<SignOnRepr> for SignOn {
+    type Error = String;
+
+    fn try_from(r: SignOnRepr) -> Result<Self, String> {
+        Ok(match r {
+            SignOnRepr::Single => SignOn::Single,
+            SignOnRepr::PerDevice => SignOn::PerDevice,
+            SignOnRepr::Multi(0) => return Err("`multi` keeps at least 1 connection".into()),
+            SignOnRepr::Multi(max) => SignOn::Multi { max },
+        })
+    }
+}
+
+#[cfg(feature = "serde")]
+impl From<SignOn> for SignOnRepr {
+    fn from(s: SignOn) -> Self {
+        match s {
+            SignOn::Single => SignOnRepr::Single,
+            SignOn::PerDevice => SignOnRepr::PerDevice,
+            SignOn::Multi { max } => SignOnRepr::Multi(max),
+        }
+    }
+}
+
+/// The written form of [`PartialDelivery`]: `"any_delivered"`, `"all_or_error"`,
+/// `{ queue_for_user = "7d" }`.
+#[cfg(feature = "serde")]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum PartialRepr {
+    AnyDelivered,
+    AllOrError,
+    QueueForUser(#[serde(with = "chinwag_transport::duration")] Duration),
+}
+
+#[cfg(feature = "serde")]
+impl From<PartialRepr> for PartialDelivery {
+    fn from(r: PartialRepr) -> Self {
+        match r {
+            PartialRepr::AnyDelivered => PartialDelivery::AnyDelivered,
+            PartialRepr::AllOrError => PartialDelivery::AllOrError,
+            PartialRepr::QueueForUser(ttl) => PartialDelivery::QueueForUser { ttl },
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+impl From<PartialDelivery> for PartialRepr {
+    fn from(p: PartialDelivery) -> Self {
+        match p {
+            PartialDelivery::AnyDelivered => PartialRepr::AnyDelivered,
+            PartialDelivery::AllOrError => PartialRepr::AllOrError,
+            PartialDelivery::QueueForUser { ttl } => PartialRepr::QueueForUser(ttl),
+        }
+    }
+}
+
+#[cfg(all(test, feature = "serde"))]
+mod serde_tests {
+    use super::*;
+
+    #[test]
+    fn config_round_trips_and_refuses_unknown_keys() {
+        let d = HubConfig::default();
+        let text = toml::to_string(&d).unwrap();
+        assert_eq!(toml::from_str::<HubConfig>(&text).unwrap(), d);
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(serde_json::from_str::<HubConfig>(&json).unwrap(), d);
+        for line in [
+            "sign_on = \"single\"",
+            "default_ttl = \"7d\"",
+            "partial = \"any_delivered\"",
+            "password_wait = \"5s\"",
+            "query = \"\"",
+            "node = 0",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        assert_eq!(toml::from_str::<HubConfig>("").unwrap(), d, "all defaults");
+
+        for (bad, named) in [
+            ("sign_in = \"single\"\n", "`sign_in`"),
+            ("[limits]\nmax_roomz = 1\n", "`max_roomz`"),
+            ("[limits.offline]\nper_sender = 1\n", "`per_sender`"),
+            (
+                "[limits.message_rate]\nper_second = 1\nburst = 1\nper_minute = 1\n",
+                "`per_minute`",
+            ),
+            ("[tokens]\nheader = true\n", "`header`"),
+            ("sign_on = \"double\"\n", "double"),
+            ("sign_on = { multi = 0 }\n", "at least 1"),
+            ("auth_timeout = \"10 parsecs\"\n", "parsecs"),
+            ("[limits]\nconnection_rate = \"sometimes\"\n", "sometimes"),
+        ] {
+            let e = toml::from_str::<HubConfig>(bad).unwrap_err();
+            assert!(e.to_string().contains(named), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn every_form_as_written() {
+        let c: HubConfig = toml::from_str(
+            r#"
+            sign_on = { multi = 3 }
+            partial = { queue_for_user = "1h" }
+            [tokens]
+            query = "token"
+            [limits]
+            max_rooms = 7
+            connection_rate = "off"
+            message_rate = { per_second = 0, burst = 5 }
+            password_guess_rate = { per_second = 2, burst = 3 }
+            [limits.offline]
+            per_sender_bytes = 1024
+            "#,
+        )
+        .unwrap();
+        let d = HubConfig::default();
+        let want = d
+            .clone()
+            .with_sign_on(SignOn::Multi { max: 3 })
+            .with_partial(PartialDelivery::QueueForUser {
+                ttl: Duration::from_secs(3600),
+            })
+            .with_tokens(d.tokens.clone().with_query(Some("token".into())))
+            .with_limits(
+                HubLimits::default()
+                    .with_max_rooms(7)
+                    .with_connection_rate(None)
+                    .with_message_rate(None)
+                    .with_password_guess_rate(Rate::new(2, 3))
+                    .with_offline(OfflineShares::default().with_per_sender_bytes(1024)),
+            );
+        assert_eq!(c, want);
+        let text = toml::to_string(&c).unwrap();
+        assert_eq!(toml::from_str::<HubConfig>(&text).unwrap(), want, "{text}");
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["sign_on"], serde_json::json!({ "multi": 3 }));
+        assert_eq!(json["limits"]["connection_rate"], "off");
+        assert_eq!(serde_json::from_value::<HubConfig>(json).unwrap(), want);
+    }
+}

@@ -96,7 +96,15 @@ pub const DEFAULT_CACHE_SIZE: usize = 16 << 20;
 /// assert_eq!(RedbOptions::default().cache_size, DEFAULT_CACHE_SIZE);
 /// assert_eq!(RedbOptions::default().with_cache_size(0).cache_size, 0);
 /// ```
+///
+/// With the `serde` feature it reads from a table of these fields (`cache_size = 67108864`);
+/// a missing field keeps its default and an unknown one is an error.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 #[non_exhaustive]
 pub struct RedbOptions {
     /// The most heap memory redb's page cache holds, in bytes: pages read and pages written
@@ -890,5 +898,23 @@ mod tests {
             );
             assert_eq!(q.len("a").await.expect("len"), 1, "len without tokio");
         });
+    }
+}
+
+#[cfg(all(test, feature = "serde"))]
+mod serde_tests {
+    use super::*;
+
+    #[test]
+    fn options_round_trip_and_refuse_unknown_keys() {
+        let d = RedbOptions::default();
+        let text = toml::to_string(&d).unwrap();
+        assert_eq!(text.trim(), format!("cache_size = {DEFAULT_CACHE_SIZE}"));
+        assert_eq!(toml::from_str::<RedbOptions>(&text).unwrap(), d);
+        assert_eq!(toml::from_str::<RedbOptions>("").unwrap(), d);
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(serde_json::from_str::<RedbOptions>(&json).unwrap(), d);
+        let e = toml::from_str::<RedbOptions>("cache = 1\n").unwrap_err();
+        assert!(e.to_string().contains("`cache`"), "{e}");
     }
 }

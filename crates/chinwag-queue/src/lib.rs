@@ -168,8 +168,14 @@ pub trait Queue: Send + Sync {
     fn sweep(&self) -> BoxFuture<'_, Result<u64, QueueError>>;
 }
 
-/// What a push does when it would exceed a bound.
+/// What a push does when it would exceed a bound. With the `serde` feature: `"refuse"` or
+/// `"drop_oldest"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 #[non_exhaustive]
 pub enum OverflowPolicy {
     /// Fail the push with [`QueueError::Full`]; nothing queued is lost. The default.
@@ -190,7 +196,20 @@ pub enum OverflowPolicy {
 /// | `max_total_bytes` | 1 GiB |
 /// | `max_payload_bytes` | 1 MiB |
 /// | `overflow` | [`OverflowPolicy::Refuse`] |
+///
+/// With the `serde` feature it reads from (and writes to) a table of these fields; a missing
+/// field keeps its default and an unknown one is an error:
+///
+/// ```toml
+/// max_total_bytes = 268435456
+/// overflow = "drop_oldest"
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 #[non_exhaustive]
 pub struct QueueConfig {
     /// Most entries queued for one recipient. Default 10 000.
@@ -502,5 +521,33 @@ impl<Q: Queue + ?Sized> Queue for Arc<Q> {
     }
     fn sweep(&self) -> BoxFuture<'_, Result<u64, QueueError>> {
         (**self).sweep()
+    }
+}
+
+#[cfg(all(test, feature = "serde"))]
+mod serde_tests {
+    use super::*;
+
+    #[test]
+    fn config_round_trips_and_refuses_unknown_keys() {
+        let d = QueueConfig::default();
+        let text = toml::to_string(&d).unwrap();
+        assert_eq!(toml::from_str::<QueueConfig>(&text).unwrap(), d);
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(serde_json::from_str::<QueueConfig>(&json).unwrap(), d);
+        assert!(text.contains("overflow = \"refuse\""), "{text}");
+
+        let c: QueueConfig =
+            toml::from_str("max_total_bytes = 5\noverflow = \"drop_oldest\"\n").unwrap();
+        assert_eq!(
+            c,
+            d.clone()
+                .with_max_total_bytes(5)
+                .with_overflow(OverflowPolicy::DropOldest)
+        );
+        let e = toml::from_str::<QueueConfig>("max_totl_bytes = 5\n").unwrap_err();
+        assert!(e.to_string().contains("max_totl_bytes"), "{e}");
+        let e = toml::from_str::<QueueConfig>("overflow = \"panic\"\n").unwrap_err();
+        assert!(e.to_string().contains("panic"), "{e}");
     }
 }

@@ -1,20 +1,36 @@
-//! The server's configuration: one typed tree ([`Settings`]) whose defaults come from the
-//! libraries' own defaults, filled from four layers with this precedence:
-//! **flags > `CHINWAG_*` environment variables > the TOML file > defaults**.
+//! The server's configuration: one typed tree ([`Settings`]) that *is* the libraries'
+//! configuration — `[hub]` is [`HubConfig`] (with `[hub.limits]`, [`HubLimits`](chinwag::hub::HubLimits)),
+//! `[queue.limits]` is [`QueueConfig`], `[queue.redb]` is [`RedbOptions`], `[websocket]` is
+//! [`WsConfig`], `[sessions]` is the doors' [`ServerConfig`] — read with their own serde
+//! (feature `serde` of the `chinwag` facade), plus what only the server has: listen addresses,
+//! the engine, the data directory, TLS files, the JWT key, dev sign-in, logs.
 //!
-//! Every key is `section.name` (`limits.max_connections`); its environment variable is
-//! `CHINWAG_SECTION_NAME` (`CHINWAG_LIMITS_MAX_CONNECTIONS`) and its flag `--section-name`
-//! (`--limits-max-connections`; the `server` keys also without the prefix: `--listen`). The
-//! layers are merged as TOML values against the default tree, so an unknown key (in the file,
-//! an unknown `CHINWAG_*` variable, a flag) or a value of the wrong type is an error that names
-//! the key, before anything starts. `docs/server.md` lists every key; a test checks it
-//! against [`KEYS`] and the defaults.
+//! Four layers, with this precedence: **flags > `CHINWAG_*` environment variables > the TOML
+//! file > defaults**. The keys are not listed here: they are the leaves of the default tree
+//! serialized ([`keys`]), so a setting added to a library configuration is a key of the
+//! server (with its default, its variable and its flag) with no code here. Every key
+//! `a.b.c` is the variable `CHINWAG_A_B_C` and the flag `--a-b-c`.
+//!
+//! The layers are merged as TOML values over the default tree; an unknown key (in the file,
+//! an unknown `CHINWAG_*` variable, a flag) or a value the libraries' types refuse is an error
+//! that names the key and where it was set, before anything starts.
+//!
+//! The help text of each key is its row in `docs/server.md` (embedded, [`reference`]), which a
+//! test checks against [`keys`] and the defaults: a key without a row, or a row without a key,
+//! fails it.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use chinwag::WsEngine;
+use chinwag::hub::HubConfig;
+use chinwag::queue::QueueConfig;
+use chinwag::queue::redb::RedbOptions;
+use chinwag::session::ServerConfig;
+use chinwag::ws::WsConfig;
+use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
 
 /// A configuration error: what is wrong and with which key. The server exits with code 2.
@@ -33,538 +49,285 @@ fn err(msg: impl Into<String>) -> ConfigError {
     ConfigError(msg.into())
 }
 
-/// A duration written as a number with a unit: `500ms`, `10s`, `5m`, `2h`, `7d` (`0` alone
-/// is zero).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Dur(pub Duration);
-
-impl Dur {
-    /// Parses `500ms`, `10s`, `5m`, `2h`, `7d` or `0`.
-    pub fn parse(s: &str) -> Result<Dur, String> {
-        let s = s.trim();
-        if s == "0" {
-            return Ok(Dur(Duration::ZERO));
-        }
-        let split = s
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(|| format!("`{s}` has no unit (ms, s, m, h, d)"))?;
-        let (n, unit) = s.split_at(split);
-        let n: u64 = n
-            .parse()
-            .map_err(|_| format!("`{s}` does not start with a whole number"))?;
-        let ms = match unit {
-            "ms" => Some(n),
-            "s" => n.checked_mul(1_000),
-            "m" => n.checked_mul(60_000),
-            "h" => n.checked_mul(3_600_000),
-            "d" => n.checked_mul(86_400_000),
-            _ => return Err(format!("`{s}`: unknown unit `{unit}` (ms, s, m, h, d)")),
-        }
-        .ok_or_else(|| format!("`{s}` is too long"))?;
-        Ok(Dur(Duration::from_millis(ms)))
-    }
-}
-
-impl fmt::Display for Dur {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ms = self.0.as_millis();
-        if ms == 0 {
-            return f.write_str("0");
-        }
-        for (unit, size) in [
-            ("d", 86_400_000),
-            ("h", 3_600_000),
-            ("m", 60_000),
-            ("s", 1_000),
-        ] {
-            if ms.is_multiple_of(size) {
-                return write!(f, "{}{unit}", ms / size);
-            }
-        }
-        write!(f, "{ms}ms")
-    }
-}
-
-impl Serialize for Dur {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
-        let s = String::deserialize(d)?;
-        Dur::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
-
 /// `[server]`: where the doors listen, the engine, the data directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)] // each field is documented in `KEYS` (and `--help`, docs/server.md)
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)] // each key is documented in docs/server.md (and `--help`)
 pub struct ServerSection {
     pub listen: String,
     pub tcp_listen: String,
     pub tok_listen: String,
-    pub engine: String,
-    pub data_dir: String,
-    pub shutdown_timeout: Dur,
+    #[serde(with = "engine_name")]
+    pub engine: WsEngine,
+    pub data_dir: PathBuf,
+    #[serde(with = "chinwag::transport::duration")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: "127.0.0.1:8080".into(),
+            tcp_listen: "127.0.0.1:8081".into(),
+            tok_listen: "127.0.0.1:8082".into(),
+            engine: WsEngine::Tungstenite,
+            data_dir: "chinwag-data".into(),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The engine by the facade's own names (`tungstenite`, `fastwebsockets`).
+mod engine_name {
+    use chinwag::WsEngine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(e: &WsEngine, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(e.name())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<WsEngine, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(|e: chinwag::Error| serde::de::Error::custom(e))
+    }
 }
 
 /// `[tls]`: certificate and key (PEM files); both empty: no TLS.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)] // each field is documented in `KEYS` (and `--help`, docs/server.md)
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)] // each key is documented in docs/server.md (and `--help`)
 pub struct TlsSection {
     pub cert: String,
     pub key: String,
 }
 
-/// `[auth]`: how tokens are checked and where they are looked for.
+/// The algorithm of `auth.public_key` (HS256 goes with `auth.secret`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)] // the names say it
+pub enum Algorithm {
+    #[default]
+    #[serde(rename = "HS256")]
+    Hs256,
+    #[serde(rename = "RS256")]
+    Rs256,
+    #[serde(rename = "ES256")]
+    Es256,
+    EdDSA,
+}
+
+/// `[auth]`: the JWT key and checks, and dev sign-in. Where tokens are looked for is the
+/// hub's (`[hub.tokens]`), and so is `hub.anonymous`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)] // each field is documented in `KEYS` (and `--help`, docs/server.md)
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)] // each key is documented in docs/server.md (and `--help`)
 pub struct AuthSection {
     pub secret: String,
     pub public_key: String,
-    pub algorithm: String,
+    pub algorithm: Algorithm,
     pub issuer: String,
     pub audience: String,
-    pub leeway: Dur,
+    #[serde(with = "chinwag::transport::duration")]
+    pub leeway: Duration,
     pub device_claim: String,
-    pub anonymous: bool,
-    pub first_message: bool,
-    pub query_param: String,
-    pub max_token_len: u64,
     pub dev_tokens: bool,
-    pub dev_token_ttl: Dur,
+    #[serde(with = "chinwag::transport::duration")]
+    pub dev_token_ttl: Duration,
 }
 
-/// `[hub]`: sign-on policy, timers and delivery.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)] // each field is documented in `KEYS` (and `--help`, docs/server.md)
-pub struct HubSection {
-    pub sign_on: String,
-    pub max_connections_per_user: u64,
-    pub auth_timeout: Dur,
-    pub token_grace: Dur,
-    pub default_ttl: Dur,
-    pub max_ttl: Dur,
-    pub partial: String,
-    pub replay_page: u64,
-    pub replay_timeout: Dur,
-    pub auto_create_rooms: bool,
-    pub sweep_interval: Dur,
+impl Default for AuthSection {
+    fn default() -> Self {
+        use chinwag::hub::auth::{JwtConfig, JwtKey};
+        let jwt = JwtConfig::new(JwtKey::hs256(b"defaults"));
+        AuthSection {
+            secret: String::new(),
+            public_key: String::new(),
+            algorithm: Algorithm::Hs256,
+            issuer: String::new(),
+            audience: String::new(),
+            leeway: jwt.leeway,
+            device_claim: jwt.device_claim,
+            dev_tokens: true,
+            dev_token_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
-/// `[limits]`: the hub's bounds (`chinwag_hub::HubLimits`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)] // each field is documented in `KEYS` (and `--help`, docs/server.md)
-pub struct LimitsSection {
-    pub max_connections: u64,
-    pub max_rooms: u64,
-    pub max_members_per_room: u64,
-    pub max_rooms_per_connection: u64,
-    pub connection_rate: u64,
-    pub connection_burst: u64,
-    pub message_rate: u64,
-    pub message_burst: u64,
-    pub rate_limit_strikes: u64,
-    pub max_body_bytes: u64,
-    pub max_room_name_bytes: u64,
-    pub max_password_bytes: u64,
-    pub max_held_live: u64,
-    pub max_unacked: u64,
-    pub max_page: u64,
-    pub password_checks: u64,
-    pub password_wait: Dur,
-    pub max_tracked_ips: u64,
+/// Where the offline queue lives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)] // the names say it
+pub enum Backend {
+    #[default]
+    Redb,
+    Memory,
+    Redis,
 }
 
-/// `[queue]`: the offline queue's backend and bounds.
+/// `[queue]`: the backend (the server's choice) and the libraries' settings of the queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)] // each field is documented in `KEYS` (and `--help`, docs/server.md)
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)] // each key is documented in docs/server.md (and `--help`)
 pub struct QueueSection {
-    pub backend: String,
+    pub backend: Backend,
     pub path: String,
     pub redis_url: String,
-    pub max_entries_per_recipient: u64,
-    pub max_bytes_per_recipient: u64,
-    pub max_total_bytes: u64,
-    pub max_payload_bytes: u64,
-    pub overflow: String,
+    /// `[queue.limits]`: `chinwag_queue::QueueConfig`.
+    pub limits: QueueConfig,
+    /// `[queue.redb]`: `chinwag_queue_redb::RedbOptions`.
+    pub redb: RedbOptions,
 }
 
-/// `[websocket]`: limits and timers of the HTTP/WebSocket port.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)] // each field is documented in `KEYS` (and `--help`, docs/server.md)
-pub struct WebSocketSection {
-    pub max_connections: u64,
-    pub max_message_size: u64,
-    pub max_header_size: u64,
-    pub handshake_timeout: Dur,
-    pub ping_interval: Dur,
-    pub pong_wait: Dur,
-    pub allowed_origins: String,
-    pub allowed_hosts: String,
+impl Default for QueueSection {
+    fn default() -> Self {
+        QueueSection {
+            backend: Backend::Redb,
+            path: String::new(),
+            redis_url: String::new(),
+            limits: QueueConfig::default(),
+            redb: RedbOptions::default(),
+        }
+    }
 }
 
 /// `[log]`: the tracing filter and format.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)] // each field is documented in `KEYS` (and `--help`, docs/server.md)
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)] // each key is documented in docs/server.md (and `--help`)
 pub struct LogSection {
     pub filter: String,
     pub json: bool,
 }
 
-/// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)] // each field is documented in `KEYS` (and `--help`, docs/server.md)
-pub struct Settings {
-    pub server: ServerSection,
-    pub tls: TlsSection,
-    pub auth: AuthSection,
-    pub hub: HubSection,
-    pub limits: LimitsSection,
-    pub queue: QueueSection,
-    pub websocket: WebSocketSection,
-    pub log: LogSection,
-}
-
-fn n(v: usize) -> u64 {
-    v as u64
-}
-
-impl Default for Settings {
-    /// The libraries' defaults, and the server's own where it has its own (addresses, the
-    /// data directory, the redb queue).
+impl Default for LogSection {
     fn default() -> Self {
-        use chinwag::hub::{HubConfig, HubLimits, auth::JwtConfig};
-        let hub = HubConfig::default();
-        let lim = HubLimits::default();
-        let q = chinwag::queue::QueueConfig::default();
-        let ws = chinwag::ws::WsConfig::default();
-        let jwt = JwtConfig::new(chinwag::hub::auth::JwtKey::hs256(b"defaults"));
-        let rate = |r: Option<chinwag::hub::Rate>| r.map_or((0, 0), |r| (r.per_second, r.burst));
-        let (connection_rate, connection_burst) = rate(lim.connection_rate);
-        let (message_rate, message_burst) = rate(lim.message_rate);
-        Settings {
-            server: ServerSection {
-                listen: "127.0.0.1:8080".into(),
-                tcp_listen: "127.0.0.1:8081".into(),
-                tok_listen: "127.0.0.1:8082".into(),
-                engine: "tungstenite".into(),
-                data_dir: "chinwag-data".into(),
-                shutdown_timeout: Dur(Duration::from_secs(10)),
-            },
-            tls: TlsSection {
-                cert: String::new(),
-                key: String::new(),
-            },
-            auth: AuthSection {
-                secret: String::new(),
-                public_key: String::new(),
-                algorithm: "HS256".into(),
-                issuer: String::new(),
-                audience: String::new(),
-                leeway: Dur(jwt.leeway),
-                device_claim: jwt.device_claim.clone(),
-                anonymous: hub.anonymous,
-                first_message: hub.tokens.first_message,
-                query_param: hub.tokens.query.clone().unwrap_or_default(),
-                max_token_len: n(hub.tokens.max_token_len),
-                dev_tokens: true,
-                dev_token_ttl: Dur(Duration::from_secs(24 * 3600)),
-            },
-            hub: HubSection {
-                sign_on: "single".into(),
-                max_connections_per_user: 4,
-                auth_timeout: Dur(hub.auth_timeout),
-                token_grace: Dur(hub.token_grace),
-                default_ttl: Dur(hub.default_ttl),
-                max_ttl: Dur(hub.max_ttl),
-                partial: "any_delivered".into(),
-                replay_page: n(hub.replay_page),
-                replay_timeout: Dur(hub.replay_timeout),
-                auto_create_rooms: hub.auto_create_rooms,
-                sweep_interval: Dur(hub.sweep_interval),
-            },
-            limits: LimitsSection {
-                max_connections: n(lim.max_connections),
-                max_rooms: n(lim.max_rooms),
-                max_members_per_room: n(lim.max_members_per_room),
-                max_rooms_per_connection: n(lim.max_rooms_per_connection),
-                connection_rate: connection_rate.into(),
-                connection_burst: connection_burst.into(),
-                message_rate: message_rate.into(),
-                message_burst: message_burst.into(),
-                rate_limit_strikes: lim.rate_limit_strikes.into(),
-                max_body_bytes: n(lim.max_body_bytes),
-                max_room_name_bytes: n(lim.max_room_name_bytes),
-                max_password_bytes: n(lim.max_password_bytes),
-                max_held_live: n(lim.max_held_live),
-                max_unacked: n(lim.max_unacked),
-                max_page: n(lim.max_page),
-                password_checks: n(lim.password_checks),
-                password_wait: Dur(lim.password_wait),
-                max_tracked_ips: n(lim.max_tracked_ips),
-            },
-            queue: QueueSection {
-                backend: "redb".into(),
-                path: String::new(),
-                redis_url: String::new(),
-                max_entries_per_recipient: q.max_entries_per_recipient,
-                max_bytes_per_recipient: q.max_bytes_per_recipient,
-                max_total_bytes: q.max_total_bytes,
-                max_payload_bytes: q.max_payload_bytes,
-                overflow: "refuse".into(),
-            },
-            websocket: WebSocketSection {
-                max_connections: n(ws.max_connections),
-                // A chat message is at most `limits.max_body_bytes` (64 KiB) plus its JSON
-                // envelope: 1 MiB is plenty, and far less than the library's 16 MiB.
-                max_message_size: 1 << 20,
-                max_header_size: n(ws.max_header_size),
-                handshake_timeout: Dur(ws.handshake_timeout),
-                ping_interval: Dur(ws.ping_interval.unwrap_or(Duration::ZERO)),
-                pong_wait: Dur(ws.pong_wait),
-                allowed_origins: String::new(),
-                allowed_hosts: String::new(),
-            },
-            log: LogSection {
-                filter: "info".into(),
-                json: false,
-            },
+        LogSection {
+            filter: "info".into(),
+            json: false,
         }
     }
 }
 
-/// Every key with its help text, in the order `--help` and `docs/server.md` list them.
-pub const KEYS: &[(&str, &str)] = &[
-    (
-        "server.listen",
-        "HTTP/WebSocket address: the demo at /, /chinwag.js, the chat door at /gotalk/, the room door at /ws, /metrics, /healthz, /readyz",
-    ),
-    (
-        "server.tcp_listen",
-        "address of the chat door over TCP (gotalk); empty: off",
-    ),
-    (
-        "server.tok_listen",
-        "address of the tok-style TCP door (length-delimited frames); empty: off",
-    ),
-    (
-        "server.engine",
-        "WebSocket engine: tungstenite or fastwebsockets",
-    ),
-    (
-        "server.data_dir",
-        "directory for the durable offline queue (created if missing)",
-    ),
-    (
-        "server.shutdown_timeout",
-        "on SIGTERM/SIGINT, how long connections get to close (1001) before exit",
-    ),
-    (
-        "tls.cert",
-        "PEM certificate chain: serves https/wss and TLS on the TCP doors (with tls.key)",
-    ),
-    ("tls.key", "PEM private key for tls.cert"),
-    (
-        "auth.secret",
-        "HS256 secret for JWTs; empty and no public key: dev sign-in on loopback, else nobody gets in",
-    ),
-    (
-        "auth.public_key",
-        "PEM public key file for RS256/ES256/EdDSA tokens (see auth.algorithm)",
-    ),
-    (
-        "auth.algorithm",
-        "algorithm of auth.public_key: RS256, ES256 or EdDSA (HS256 with auth.secret)",
-    ),
-    ("auth.issuer", "required `iss` claim; empty: not checked"),
-    ("auth.audience", "required `aud` claim; empty: not checked"),
-    ("auth.leeway", "clock skew allowed on exp and nbf"),
-    ("auth.device_claim", "the claim naming the device"),
-    (
-        "auth.anonymous",
-        "let connections without a token in, each as a new user anon-<hex>",
-    ),
-    (
-        "auth.first_message",
-        "allow the token in the first message (auth) within hub.auth_timeout",
-    ),
-    (
-        "auth.query_param",
-        "also take the token from this query parameter (leaks into logs); empty: off",
-    ),
-    (
-        "auth.max_token_len",
-        "longest token accepted, in bytes (refused before parsing)",
-    ),
-    (
-        "auth.dev_tokens",
-        "serve /dev/token?user=NAME (random per-start secret) when no secret or key is set and every door is on loopback",
-    ),
-    ("auth.dev_token_ttl", "lifetime of a dev token"),
-    (
-        "hub.sign_on",
-        "sign-on policy: single (a new sign-on replaces every older connection), per_device, multi",
-    ),
-    (
-        "hub.max_connections_per_user",
-        "connections a user keeps under sign_on = multi",
-    ),
-    (
-        "hub.auth_timeout",
-        "how long a first-message login may take",
-    ),
-    (
-        "hub.token_grace",
-        "how long past its token's exp a connection lives without refresh",
-    ),
-    (
-        "hub.default_ttl",
-        "offline-queue lifetime of a direct message that names none",
-    ),
-    ("hub.max_ttl", "largest TTL a sender may ask for"),
-    (
-        "hub.partial",
-        "what a partially delivered live-only send reports: any_delivered, all_or_error, queue_for_user",
-    ),
-    (
-        "hub.replay_page",
-        "queue entries read at a time in a replay",
-    ),
-    (
-        "hub.replay_timeout",
-        "a replaying client that does not read for this long is closed",
-    ),
-    (
-        "hub.auto_create_rooms",
-        "joining an unknown room creates it (no password, removed when empty)",
-    ),
-    (
-        "hub.sweep_interval",
-        "how often expired queue entries are swept",
-    ),
-    ("limits.max_connections", "signed-in connections at once"),
-    ("limits.max_rooms", "rooms at once"),
-    ("limits.max_members_per_room", "members of one room"),
-    (
-        "limits.max_rooms_per_connection",
-        "rooms one connection is in",
-    ),
-    (
-        "limits.connection_rate",
-        "new connections per second per client address; 0: unlimited",
-    ),
-    ("limits.connection_burst", "burst of limits.connection_rate"),
-    (
-        "limits.message_rate",
-        "messages per second per connection; 0: unlimited",
-    ),
-    ("limits.message_burst", "burst of limits.message_rate"),
-    (
-        "limits.rate_limit_strikes",
-        "refused messages in a row before the connection is closed (4008)",
-    ),
-    ("limits.max_body_bytes", "largest message body"),
-    ("limits.max_room_name_bytes", "longest room name"),
-    ("limits.max_password_bytes", "longest room password"),
-    (
-        "limits.max_held_live",
-        "live-only messages held for a connection while it replays",
-    ),
-    (
-        "limits.max_unacked",
-        "unacknowledged message ids remembered per connection",
-    ),
-    ("limits.max_page", "largest page of members or rooms"),
-    (
-        "limits.password_checks",
-        "room password verifications (Argon2id) at once",
-    ),
-    (
-        "limits.password_wait",
-        "how long a join waits for a verification slot",
-    ),
-    (
-        "limits.max_tracked_ips",
-        "client addresses whose connection rate is tracked at once",
-    ),
-    (
-        "queue.backend",
-        "offline queue: redb (durable, in server.data_dir), memory, redis",
-    ),
-    (
-        "queue.path",
-        "redb file; empty: <server.data_dir>/queue.redb",
-    ),
-    (
-        "queue.redis_url",
-        "Redis URL for queue.backend = redis, e.g. redis://127.0.0.1:6379/",
-    ),
-    (
-        "queue.max_entries_per_recipient",
-        "most messages queued for one user",
-    ),
-    (
-        "queue.max_bytes_per_recipient",
-        "most bytes queued for one user",
-    ),
-    ("queue.max_total_bytes", "most bytes queued overall"),
-    ("queue.max_payload_bytes", "largest queued message"),
-    (
-        "queue.overflow",
-        "a full queue: refuse (the send fails) or drop_oldest (of that user)",
-    ),
-    (
-        "websocket.max_connections",
-        "open sockets on the HTTP/WebSocket port (past it: 503)",
-    ),
-    ("websocket.max_message_size", "largest WebSocket message"),
-    ("websocket.max_header_size", "largest HTTP request head"),
-    (
-        "websocket.handshake_timeout",
-        "time to send the request head and finish the upgrade",
-    ),
-    (
-        "websocket.ping_interval",
-        "keepalive ping interval; 0: no pings",
-    ),
-    (
-        "websocket.pong_wait",
-        "a peer that does not answer a ping within this is closed",
-    ),
-    (
-        "websocket.allowed_origins",
-        "comma-separated browser origins allowed besides the server's own host; * for any",
-    ),
-    (
-        "websocket.allowed_hosts",
-        "comma-separated Host names (with or without port) the HTTP port answers; empty: any, \
-         or only loopback names (localhost, 127.0.0.1, [::1]) when dev sign-in is on",
-    ),
-    (
-        "log.filter",
-        "tracing filter (RUST_LOG syntax), e.g. info or chinwag_hub=debug",
-    ),
-    ("log.json", "log one JSON object per line"),
-];
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// `[server]`: addresses, engine, data directory, shutdown.
+    pub server: ServerSection,
+    /// `[tls]`: certificate and key files.
+    pub tls: TlsSection,
+    /// `[auth]`: the JWT key and checks, dev sign-in.
+    pub auth: AuthSection,
+    /// `[hub]`: the hub's own configuration, `chinwag_hub::HubConfig`.
+    pub hub: HubConfig,
+    /// `[queue]`: backend, and the queue's configuration.
+    pub queue: QueueSection,
+    /// `[websocket]`: the HTTP/WebSocket port, `chinwag_ws::WsConfig`.
+    pub websocket: WsConfig,
+    /// `[sessions]`: sessions and admission of the doors, `chinwag_session::ServerConfig`.
+    pub sessions: ServerConfig,
+    /// `[log]`: logs.
+    pub log: LogSection,
+}
+
+impl Default for Settings {
+    /// The libraries' defaults, and the server's own where it has its own (addresses, the
+    /// data directory, the redb queue, a 1 MiB WebSocket message).
+    fn default() -> Self {
+        Settings {
+            server: ServerSection::default(),
+            tls: TlsSection::default(),
+            auth: AuthSection::default(),
+            hub: HubConfig::default(),
+            queue: QueueSection::default(),
+            // A chat message is at most `hub.limits.max_body_bytes` (64 KiB) plus its JSON
+            // envelope: 1 MiB is plenty, and far less than the library's 16 MiB.
+            websocket: WsConfig::default()
+                .with_max_message_size(1 << 20)
+                .with_max_frame_size(1 << 20),
+            sessions: ServerConfig::default(),
+            log: LogSection::default(),
+        }
+    }
+}
+
+// ---- keys, names, help ------------------------------------------------------------------------
+
+/// The default tree as TOML values.
+pub fn default_table() -> Table {
+    match Value::try_from(Settings::default()) {
+        Ok(Value::Table(t)) => t,
+        other => unreachable!("Settings serializes to a table: {other:?}"),
+    }
+}
+
+/// Every key: the path of each leaf (a value that is not a table) of `t`, `a.b.c`.
+pub fn keys_of(t: &Table) -> Vec<String> {
+    fn walk(t: &Table, prefix: &str, out: &mut Vec<String>) {
+        for (name, v) in t {
+            let key = if prefix.is_empty() {
+                name.clone()
+            } else {
+                format!("{prefix}.{name}")
+            };
+            match v {
+                Value::Table(sub) => walk(sub, &key, out),
+                _ => out.push(key),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(t, "", &mut out);
+    out
+}
+
+/// Every key of the configuration, from the serialized defaults.
+pub fn keys() -> Vec<String> {
+    keys_of(&default_table())
+}
+
+/// The value of `key` (`a.b.c`) in `t`.
+pub fn lookup<'a>(t: &'a Table, key: &str) -> Option<&'a Value> {
+    let mut parts = key.split('.');
+    let mut v = t.get(parts.next()?)?;
+    for p in parts {
+        v = v.as_table()?.get(p)?;
+    }
+    Some(v)
+}
+
+/// Sets `key` in `t`. When an earlier layer replaced one of its tables by a value
+/// (`connection_rate = "off"`), that table starts again from `defaults`.
+fn set(t: &mut Table, defaults: &Table, key: &str, v: Value) {
+    let (parents, name) = key.rsplit_once('.').unwrap_or(("", key));
+    let mut table = t;
+    let mut path = String::new();
+    for p in parents.split('.').filter(|p| !p.is_empty()) {
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(p);
+        if !matches!(table.get(p), Some(Value::Table(_))) {
+            let fresh = match lookup(defaults, &path) {
+                Some(Value::Table(d)) => d.clone(),
+                _ => Table::new(),
+            };
+            table.insert(p.to_owned(), Value::Table(fresh));
+        }
+        let Some(Value::Table(sub)) = table.get_mut(p) else {
+            unreachable!("made a table just above")
+        };
+        table = sub;
+    }
+    table.insert(name.to_owned(), v);
+}
 
 /// The environment variable of `key`: `CHINWAG_` and the key in capitals, `.` as `_`.
 pub fn env_name(key: &str) -> String {
     format!("CHINWAG_{}", key.replace('.', "_").to_uppercase())
 }
 
-/// The flag of `key`: `--section-name` (underscores as dashes).
+/// The flag of `key`: `--a-b-c` (dots and underscores as dashes).
 pub fn flag_name(key: &str) -> String {
     key.replace(['.', '_'], "-")
 }
@@ -572,124 +335,155 @@ pub fn flag_name(key: &str) -> String {
 /// The variable that names the configuration file (besides `--config`).
 pub const CONFIG_ENV: &str = "CHINWAG_CONFIG";
 
-/// The default tree as TOML values.
-pub fn default_table() -> Table {
-    match Value::try_from(Settings::default()) {
-        Ok(Value::Table(t)) => t,
-        _ => unreachable!("Settings serializes to a table"),
-    }
-}
-
-/// The value of `key` (`section.name`) in `t`.
-pub fn lookup<'a>(t: &'a Table, key: &str) -> Option<&'a Value> {
-    let (section, name) = key.split_once('.')?;
-    t.get(section)?.as_table()?.get(name)
-}
-
-fn type_name(v: &Value) -> &'static str {
+/// A default as `--help` and `docs/server.md` show it: strings in quotes in the docs, bare
+/// (`(empty)` when empty) in `--help`.
+pub fn shown(v: &Value, quoted: bool) -> String {
     match v {
-        Value::String(_) => "a string",
-        Value::Integer(_) => "an integer",
-        Value::Float(_) => "a number",
-        Value::Boolean(_) => "true or false",
-        Value::Datetime(_) => "a date",
-        Value::Array(_) => "an array",
-        Value::Table(_) => "a table",
+        Value::String(s) if quoted => format!("\"{s}\""),
+        Value::String(s) if s.is_empty() => "(empty)".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }
 
-/// Parses `raw` (from the environment or a flag) as the type of `key`'s default.
-fn parse_like(key: &str, default: &Value, raw: &str, origin: &str) -> Result<Value, ConfigError> {
-    let bad = |why: String| err(format!("{origin}: bad value for `{key}`: {why}"));
-    match default {
-        Value::String(_) => {
-            if matches!(key.rsplit('.').next(), Some(k) if DURATION_KEYS.contains(&k)) {
-                Dur::parse(raw).map_err(bad)?;
-            }
-            Ok(Value::String(raw.to_owned()))
-        }
-        Value::Integer(_) => raw
-            .trim()
-            .replace('_', "")
-            .parse::<i64>()
+/// `docs/server.md`, the configuration reference (through the crate's `docs/server.md` link,
+/// so the packaged crate has it too).
+pub const REFERENCE: &str = include_str!("../docs/server.md");
+
+/// One row of the reference's key tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Documented {
+    /// The key, `a.b.c`.
+    pub key: String,
+    /// The default as written (`"10s"`, `64`).
+    pub default: String,
+    /// What it means (markdown).
+    pub meaning: String,
+}
+
+/// The rows `| `key` | `default` | meaning |` of a reference page, in its order.
+pub fn reference_rows(page: &str) -> Vec<Documented> {
+    page.lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let key = cells.get(1)?;
+            let default = cells.get(2)?;
+            (cells.len() >= 5
+                && key.starts_with('`')
+                && key.ends_with('`')
+                && key.contains('.')
+                && !key.contains('/')
+                && !key.contains(' ')
+                && default.starts_with('`'))
+            .then(|| Documented {
+                key: key.trim_matches('`').to_owned(),
+                default: default.trim_matches('`').to_owned(),
+                meaning: cells[3].to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// The embedded reference's rows.
+pub fn reference() -> Vec<Documented> {
+    reference_rows(REFERENCE)
+}
+
+// ---- loading ----------------------------------------------------------------------------------
+
+/// Turns `raw` (from the environment or a flag) into a value of the kind of `default`: a
+/// number, true/false, a list (comma-separated, or a TOML array), or a string (a TOML inline
+/// table when it starts with `{`, for forms like `{ multi = 3 }`). A value that does not fit
+/// stays a string, and the configuration's types then refuse it, naming the key.
+fn parse_raw(raw: &str, default: &Value) -> Value {
+    let trimmed = raw.trim();
+    let toml_value = || {
+        toml::from_str::<Table>(&format!("v = {trimmed}"))
             .ok()
-            .filter(|n| *n >= 0)
-            .map(Value::Integer)
-            .ok_or_else(|| bad(format!("`{raw}` is not a whole number"))),
-        Value::Boolean(_) => match raw.trim() {
-            "true" | "1" | "yes" | "on" => Ok(Value::Boolean(true)),
-            "false" | "0" | "no" | "off" => Ok(Value::Boolean(false)),
-            _ => Err(bad(format!("`{raw}` is not true or false"))),
+            .and_then(|mut t| t.remove("v"))
+    };
+    let fallback = || Value::String(raw.to_owned());
+    match default {
+        Value::Boolean(_) => match trimmed {
+            "true" | "1" | "yes" | "on" => Value::Boolean(true),
+            "false" | "0" | "no" | "off" => Value::Boolean(false),
+            _ => fallback(),
         },
-        _ => Err(bad("unsupported type".into())),
+        Value::Integer(_) => trimmed
+            .replace('_', "")
+            .parse()
+            .map_or_else(|_| fallback(), Value::Integer),
+        Value::Float(_) => trimmed.parse().map_or_else(|_| fallback(), Value::Float),
+        Value::Array(_) if trimmed.starts_with('[') => toml_value().unwrap_or_else(fallback),
+        Value::Array(_) => Value::Array(
+            trimmed
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_owned()))
+                .collect(),
+        ),
+        _ if trimmed.starts_with('{') || trimmed.starts_with('[') => {
+            toml_value().unwrap_or_else(fallback)
+        }
+        _ => fallback(),
     }
 }
 
-/// Keys (their last part) whose string value is a duration.
-const DURATION_KEYS: &[&str] = &[
-    "shutdown_timeout",
-    "leeway",
-    "dev_token_ttl",
-    "auth_timeout",
-    "token_grace",
-    "default_ttl",
-    "max_ttl",
-    "replay_timeout",
-    "sweep_interval",
-    "password_wait",
-    "handshake_timeout",
-    "ping_interval",
-    "pong_wait",
-];
-
-/// Merges the file's table into `into`: every key must exist in the defaults, with the same
-/// type (integers may not be negative).
-fn merge_file(into: &mut Table, file: Table, origin: &str) -> Result<(), ConfigError> {
-    for (section, v) in file {
-        let Some(Value::Table(target)) = into.get_mut(&section) else {
-            return Err(err(format!("{origin}: unknown section or key `{section}`")));
+/// Merges `from` (the file's tables) into `into` (the defaults): tables into tables, key by
+/// key; anything else replaces what is there. A key the default tree does not have is an
+/// error naming it.
+fn merge(
+    into: &mut Table,
+    from: Table,
+    prefix: &str,
+    origin: &str,
+    origins: &mut BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
+    for (name, v) in from {
+        let key = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
         };
-        let Value::Table(keys) = v else {
-            return Err(err(format!(
-                "{origin}: `{section}` must be a table ([{section}])"
-            )));
-        };
-        for (name, value) in keys {
-            let key = format!("{section}.{name}");
-            let Some(slot) = target.get_mut(&name) else {
-                return Err(err(format!("{origin}: unknown key `{key}`")));
-            };
-            if std::mem::discriminant(slot) != std::mem::discriminant(&value) {
-                return Err(err(format!(
-                    "{origin}: bad value for `{key}`: expected {}, got {}",
-                    type_name(slot),
-                    type_name(&value)
-                )));
+        match (into.get_mut(&name), v) {
+            (None, _) => return Err(err(format!("{origin}: unknown key `{key}`"))),
+            (Some(Value::Table(target)), Value::Table(sub)) => {
+                merge(target, sub, &key, origin, origins)?;
             }
-            if let Value::String(v) = &value
-                && DURATION_KEYS.contains(&name.as_str())
-                && let Err(why) = Dur::parse(v)
-            {
-                return Err(err(format!("{origin}: bad value for `{key}`: {why}")));
+            (Some(slot), v) => {
+                *slot = v;
+                origins.insert(key, origin.to_owned());
             }
-            if let Value::Integer(i) = value
-                && i < 0
-            {
-                return Err(err(format!(
-                    "{origin}: bad value for `{key}`: {i} is negative"
-                )));
-            }
-            *slot = value;
         }
     }
     Ok(())
 }
 
-fn set(t: &mut Table, key: &str, v: Value) {
-    let (section, name) = key.split_once('.').expect("section.name");
-    if let Some(Value::Table(s)) = t.get_mut(section) {
-        s.insert(name.to_owned(), v);
+/// Reads the tree into [`Settings`]. When the types refuse it, finds the key at fault: the
+/// set keys are tried one at a time over the defaults, so the error names the key and where
+/// it was set.
+fn typed(
+    t: Table,
+    defaults: &Table,
+    origins: &BTreeMap<String, String>,
+) -> Result<Settings, ConfigError> {
+    let whole = match Value::Table(t.clone()).try_into::<Settings>() {
+        Ok(s) => return Ok(s),
+        Err(e) => e,
+    };
+    for (key, origin) in origins {
+        let Some(v) = lookup(&t, key) else { continue };
+        let mut one = defaults.clone();
+        set(&mut one, defaults, key, v.clone());
+        if let Err(e) = Value::Table(one).try_into::<Settings>() {
+            return Err(err(format!(
+                "{origin}: bad value for `{key}`: {}",
+                e.message().trim()
+            )));
+        }
     }
+    Err(err(whole.message().trim().to_owned()))
 }
 
 /// Builds the effective configuration: the defaults, then the file (`file`, else
@@ -697,8 +491,8 @@ fn set(t: &mut Table, key: &str, v: Value) {
 ///
 /// # Errors
 ///
-/// An unreadable or invalid file; an unknown key or variable; a value of the wrong type, or
-/// one the server cannot use (see [`Settings::check`]).
+/// An unreadable or invalid file; an unknown key or variable; a value the configuration's
+/// types refuse, or one the server cannot use (see [`Settings::check`]).
 pub fn load(
     file: Option<&Path>,
     env: &[(String, String)],
@@ -706,6 +500,8 @@ pub fn load(
 ) -> Result<Settings, ConfigError> {
     let defaults = default_table();
     let mut t = defaults.clone();
+    // key → where it was set (the last layer that set it)
+    let mut origins = BTreeMap::new();
     let from_env: Option<PathBuf> = env
         .iter()
         .find(|(k, _)| k == CONFIG_ENV)
@@ -715,35 +511,54 @@ pub fn load(
             .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
         let parsed: Table = toml::from_str(&text)
             .map_err(|e| err(format!("{}: {}", path.display(), e.message())))?;
-        merge_file(&mut t, parsed, &path.display().to_string())?;
+        merge(
+            &mut t,
+            parsed,
+            "",
+            &path.display().to_string(),
+            &mut origins,
+        )?;
     }
+    let all = keys_of(&defaults);
+    let by_env: HashMap<String, &String> = all.iter().map(|k| (env_name(k), k)).collect();
     for (name, raw) in env {
         if !name.starts_with("CHINWAG_") || name == CONFIG_ENV {
             continue;
         }
-        let Some((key, _)) = KEYS.iter().find(|(k, _)| env_name(k) == *name) else {
+        let Some(key) = by_env.get(name) else {
             return Err(err(format!(
                 "unknown environment variable `{name}` (the CHINWAG_ prefix is for configuration keys; see --help)"
             )));
         };
         let default = lookup(&defaults, key).expect("every key has a default");
-        let v = parse_like(key, default, raw, &format!("environment `{name}`"))?;
-        set(&mut t, key, v);
+        set(&mut t, &defaults, key, parse_raw(raw, default));
+        origins.insert((*key).clone(), format!("environment `{name}`"));
     }
     for (key, raw) in flags {
         let default = lookup(&defaults, key).ok_or_else(|| err(format!("unknown key `{key}`")))?;
-        let v = parse_like(key, default, raw, &format!("flag `--{}`", flag_name(key)))?;
-        set(&mut t, key, v);
+        set(&mut t, &defaults, key, parse_raw(raw, default));
+        origins.insert(key.clone(), format!("flag `--{}`", flag_name(key)));
     }
-    let s: Settings = Value::Table(t)
-        .try_into()
-        .map_err(|e: toml::de::Error| err(e.message().to_owned()))?;
+    let mut s = typed(t, &defaults, &origins)?;
     s.check()?;
+    // The hub's fair shares are shares of the queue's bound: the facade sets one from the
+    // other, and so does the printed configuration.
+    const OFFLINE_TOTAL: &str = "hub.limits.offline.total_bytes";
+    let queue_total = s.queue.limits.max_total_bytes;
+    if let Some(origin) = origins.get(OFFLINE_TOTAL)
+        && s.hub.limits.offline.total_bytes != queue_total
+    {
+        return Err(err(format!(
+            "{origin}: bad value for `{OFFLINE_TOTAL}`: it is always the queue's bound, \
+             `queue.limits.max_total_bytes` ({queue_total}); set that instead"
+        )));
+    }
+    s.hub.limits.offline.total_bytes = queue_total;
     Ok(s)
 }
 
 impl Settings {
-    /// Checks what types cannot: known names, addresses that parse, files that go together.
+    /// Checks what types cannot: addresses that parse, files and keys that go together.
     ///
     /// # Errors
     ///
@@ -761,77 +576,30 @@ impl Settings {
                 return bad(k, "not an address like 127.0.0.1:8081 (or empty: off)");
             }
         }
-        if !matches!(
-            self.server.engine.as_str(),
-            "tungstenite" | "fastwebsockets"
-        ) {
-            return bad("server.engine", "tungstenite or fastwebsockets");
-        }
         if self.tls.cert.is_empty() != self.tls.key.is_empty() {
             return bad("tls.cert", "tls.cert and tls.key go together");
         }
-        if !self.auth.secret.is_empty() && !self.auth.public_key.is_empty() {
+        let a = &self.auth;
+        if !a.secret.is_empty() && !a.public_key.is_empty() {
             return bad(
                 "auth.secret",
                 "set auth.secret or auth.public_key, not both",
             );
         }
-        if !self.auth.public_key.is_empty()
-            && !matches!(self.auth.algorithm.as_str(), "RS256" | "ES256" | "EdDSA")
-        {
+        if !a.public_key.is_empty() && a.algorithm == Algorithm::Hs256 {
             return bad(
                 "auth.algorithm",
                 "RS256, ES256 or EdDSA with auth.public_key",
             );
         }
-        if self.auth.public_key.is_empty() && self.auth.algorithm != "HS256" {
+        if a.public_key.is_empty() && a.algorithm != Algorithm::Hs256 {
             return bad(
                 "auth.algorithm",
                 "HS256 (with auth.secret) unless auth.public_key is set",
             );
         }
-        if !matches!(self.hub.sign_on.as_str(), "single" | "per_device" | "multi") {
-            return bad("hub.sign_on", "single, per_device or multi");
-        }
-        if self.hub.max_connections_per_user == 0 {
-            return bad("hub.max_connections_per_user", "at least 1");
-        }
-        if !matches!(
-            self.hub.partial.as_str(),
-            "any_delivered" | "all_or_error" | "queue_for_user"
-        ) {
-            return bad(
-                "hub.partial",
-                "any_delivered, all_or_error or queue_for_user",
-            );
-        }
-        if !matches!(self.queue.backend.as_str(), "redb" | "memory" | "redis") {
-            return bad("queue.backend", "redb, memory or redis");
-        }
-        if self.queue.backend == "redis" && self.queue.redis_url.is_empty() {
+        if self.queue.backend == Backend::Redis && self.queue.redis_url.is_empty() {
             return bad("queue.redis_url", "required with queue.backend = redis");
-        }
-        if !matches!(self.queue.overflow.as_str(), "refuse" | "drop_oldest") {
-            return bad("queue.overflow", "refuse or drop_oldest");
-        }
-        for (k, rate, burst) in [
-            (
-                "limits.connection_burst",
-                self.limits.connection_rate,
-                self.limits.connection_burst,
-            ),
-            (
-                "limits.message_burst",
-                self.limits.message_rate,
-                self.limits.message_burst,
-            ),
-        ] {
-            if rate > 0 && burst == 0 {
-                return bad(k, "at least 1 when its rate is set");
-            }
-            if rate > u64::from(u32::MAX) || burst > u64::from(u32::MAX) {
-                return bad(k, "too large");
-            }
         }
         if self.websocket.max_connections == 0 {
             return bad("websocket.max_connections", "at least 1");
@@ -845,7 +613,7 @@ impl Settings {
         if !s.auth.secret.is_empty() {
             s.auth.secret = "<redacted>".into();
         }
-        toml::to_string(&s).unwrap_or_default()
+        toml::to_string(&s).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
     }
 
     /// Whether every door listens on a loopback address only.
@@ -870,39 +638,77 @@ impl Settings {
             && self.auth.public_key.is_empty()
             && self.loopback_only()
     }
+
+    /// The WebSocket configuration the server runs with: `websocket`, but with dev sign-in on
+    /// and `websocket.host = "any"`, only loopback names are answered (DNS rebinding: a page
+    /// of any site whose name resolves to 127.0.0.1 could otherwise ask /dev/token for any
+    /// user).
+    pub fn ws_config(&self) -> WsConfig {
+        let mut ws = self.websocket.clone();
+        if ws.host.is_any() && self.dev_sign_in() {
+            ws.host = chinwag::ws::HostPolicy::loopback();
+        }
+        ws
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use chinwag::hub::{PartialDelivery, Rate, SignOn};
+    use chinwag::ws::HostPolicy;
+
     use super::*;
 
-    fn keys_of(t: &Table) -> Vec<String> {
-        let mut v = Vec::new();
-        for (section, s) in t {
-            for name in s.as_table().unwrap().keys() {
-                v.push(format!("{section}.{name}"));
-            }
+    #[test]
+    fn keys_names_and_flags_are_unique_and_every_key_has_help() {
+        let keys = keys();
+        let mut envs: Vec<String> = keys.iter().map(|k| env_name(k)).collect();
+        envs.sort();
+        envs.dedup();
+        assert_eq!(envs.len(), keys.len(), "two keys share a variable");
+        let mut flags: Vec<String> = keys.iter().map(|k| flag_name(k)).collect();
+        flags.sort();
+        flags.dedup();
+        assert_eq!(flags.len(), keys.len(), "two keys share a flag");
+        let documented: Vec<String> = reference().into_iter().map(|d| d.key).collect();
+        for k in &keys {
+            assert!(documented.contains(k), "{k} has no row in docs/server.md");
         }
-        v.sort();
-        v
+        for k in &documented {
+            assert!(
+                keys.contains(k),
+                "docs/server.md documents {k}, which is no key"
+            );
+        }
     }
 
+    /// Adding a setting to a library configuration makes it a key of the server with no code
+    /// here: the keys are the serialized defaults. Every field of the hub's configuration is
+    /// a key under `hub.` (spot-checked with the newest limits).
     #[test]
-    fn every_key_has_help_and_every_help_a_key() {
-        let mut listed: Vec<String> = KEYS.iter().map(|(k, _)| (*k).to_owned()).collect();
-        listed.sort();
-        assert_eq!(listed, keys_of(&default_table()));
-    }
-
-    #[test]
-    fn durations_round_trip() {
-        for s in ["0", "500ms", "10s", "5m", "2h", "7d", "1500ms"] {
-            assert_eq!(Dur::parse(s).unwrap().to_string(), s);
+    fn the_keys_are_the_libraries_fields() {
+        let keys = keys();
+        let hub = match Value::try_from(HubConfig::default()) {
+            Ok(Value::Table(t)) => t,
+            other => panic!("{other:?}"),
+        };
+        for k in keys_of(&hub) {
+            assert!(keys.contains(&format!("hub.{k}")), "hub.{k}");
         }
-        assert_eq!(Dur::parse("90s").unwrap().to_string(), "90s");
-        assert_eq!(Dur::parse("120s").unwrap().to_string(), "2m");
-        for bad in ["", "10", "s", "10x", "-1s", "1.5s"] {
-            assert!(Dur::parse(bad).is_err(), "{bad}");
+        for k in [
+            "hub.limits.password_guess_rate.per_second",
+            "hub.limits.password_guess_rate_per_ip.burst",
+            "hub.limits.password_strikes",
+            "hub.limits.max_pending_per_user",
+            "hub.limits.max_pending_publishes",
+            "hub.limits.offline.per_sender_bytes",
+            "queue.redb.cache_size",
+            "queue.limits.max_total_bytes",
+            "websocket.host",
+            "websocket.origin.allowed",
+            "sessions.session.idle_timeout",
+        ] {
+            assert!(keys.contains(&k.to_owned()), "{k}");
         }
     }
 
@@ -912,39 +718,125 @@ mod tests {
         let f = dir.path().join("c.toml");
         std::fs::write(
             &f,
-            "[limits]\nmax_rooms = 10\nmax_page = 11\nmax_unacked = 12\n",
+            "[hub.limits]\nmax_rooms = 10\nmax_page = 11\nmax_unacked = 12\n",
         )
         .unwrap();
         let env = vec![
-            ("CHINWAG_LIMITS_MAX_PAGE".to_owned(), "21".to_owned()),
-            ("CHINWAG_LIMITS_MAX_UNACKED".to_owned(), "22".to_owned()),
+            ("CHINWAG_HUB_LIMITS_MAX_PAGE".to_owned(), "21".to_owned()),
+            ("CHINWAG_HUB_LIMITS_MAX_UNACKED".to_owned(), "22".to_owned()),
             ("PATH".to_owned(), "/bin".to_owned()),
         ];
-        let flags = vec![("limits.max_unacked".to_owned(), "33".to_owned())];
+        let flags = vec![("hub.limits.max_unacked".to_owned(), "33".to_owned())];
         let s = load(Some(&f), &env, &flags).unwrap();
-        assert_eq!(s.limits.max_rooms, 10);
-        assert_eq!(s.limits.max_page, 21);
-        assert_eq!(s.limits.max_unacked, 33);
+        assert_eq!(s.hub.limits.max_rooms, 10);
+        assert_eq!(s.hub.limits.max_page, 21);
+        assert_eq!(s.hub.limits.max_unacked, 33);
         assert_eq!(
-            s.limits.max_members_per_room,
-            Settings::default().limits.max_members_per_room
+            s.hub.limits.max_members_per_room,
+            Settings::default().hub.limits.max_members_per_room
         );
+    }
+
+    #[test]
+    fn every_form_from_every_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "[hub]\nsign_on = { multi = 3 }\npartial = { queue_for_user = \"1h\" }\n\
+             [hub.limits]\nconnection_rate = \"off\"\n\
+             [websocket]\nhost = [\"chat.example\"]\nping_interval = \"off\"\n",
+        )
+        .unwrap();
+        let s = load(Some(&f), &[], &[]).unwrap();
+        assert_eq!(s.hub.sign_on, SignOn::Multi { max: 3 });
+        assert_eq!(
+            s.hub.partial,
+            PartialDelivery::QueueForUser {
+                ttl: Duration::from_secs(3600)
+            }
+        );
+        assert_eq!(s.hub.limits.connection_rate, None);
+        assert_eq!(s.websocket.host, HostPolicy::allow(["chat.example"]));
+        assert_eq!(s.websocket.ping_interval, None);
+
+        let env = [
+            ("CHINWAG_HUB_SIGN_ON", "{ multi = 5 }"),
+            ("CHINWAG_HUB_LIMITS_MESSAGE_RATE_PER_SECOND", "7"),
+            ("CHINWAG_HUB_LIMITS_PASSWORD_STRIKES", "9"),
+            ("CHINWAG_WEBSOCKET_HOST", "a.example, loopback"),
+            (
+                "CHINWAG_WEBSOCKET_ORIGIN_ALLOWED",
+                "https://a.example,https://b.example",
+            ),
+            ("CHINWAG_QUEUE_LIMITS_OVERFLOW", "drop_oldest"),
+            ("CHINWAG_QUEUE_REDB_CACHE_SIZE", "1_048_576"),
+            ("CHINWAG_SESSIONS_SESSION_OVERFLOW", "{ block = \"2s\" }"),
+            ("CHINWAG_HUB_AUTO_CREATE_ROOMS", "off"),
+            ("CHINWAG_HUB_TOKENS_QUERY", "token"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let flags = [
+            ("hub.sign_on", "per_device"),
+            ("server.engine", "fastwebsockets"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let s = load(Some(&f), &env, &flags).unwrap();
+        assert_eq!(s.hub.sign_on, SignOn::PerDevice, "the flag wins");
+        assert_eq!(s.hub.limits.message_rate, Some(Rate::new(7, 200)));
+        assert_eq!(s.hub.limits.password_strikes, 9);
+        assert_eq!(
+            s.websocket.host,
+            HostPolicy::allow(["a.example"]).with_loopback(true)
+        );
+        assert_eq!(
+            s.websocket.origin.allowed,
+            ["https://a.example", "https://b.example"]
+        );
+        assert_eq!(
+            s.queue.limits.overflow,
+            chinwag::queue::OverflowPolicy::DropOldest
+        );
+        assert_eq!(s.queue.redb.cache_size, 1 << 20);
+        assert_eq!(
+            s.sessions.session.overflow,
+            chinwag::session::OverflowPolicy::Block {
+                timeout: Duration::from_secs(2)
+            }
+        );
+        assert!(!s.hub.auto_create_rooms);
+        assert_eq!(s.hub.tokens.query.as_deref(), Some("token"));
+        assert_eq!(s.server.engine, WsEngine::FastWebSockets);
+        // What --print-config prints reads back the same.
+        let printed: Settings = toml::from_str(&s.to_toml()).unwrap();
+        assert_eq!(printed, s);
     }
 
     #[test]
     fn unknown_keys_and_bad_values_name_the_key() {
         let dir = tempfile::tempdir().unwrap();
         let cases = [
-            ("[limits]\nmax_roomz = 1\n", "`limits.max_roomz`"),
+            ("[hub.limits]\nmax_roomz = 1\n", "`hub.limits.max_roomz`"),
             ("[nope]\nx = 1\n", "`nope`"),
-            ("[limits]\nmax_rooms = \"ten\"\n", "`limits.max_rooms`"),
-            ("[limits]\nmax_rooms = -1\n", "`limits.max_rooms`"),
+            (
+                "[hub.limits]\nmax_rooms = \"ten\"\n",
+                "`hub.limits.max_rooms`",
+            ),
+            ("[hub.limits]\nmax_rooms = -1\n", "`hub.limits.max_rooms`"),
             (
                 "[hub]\nauth_timeout = \"10 parsecs\"\n",
                 "`hub.auth_timeout`",
             ),
             ("[hub]\nsign_on = \"double\"\n", "`hub.sign_on`"),
+            ("[hub]\nsign_on = { multi = 0 }\n", "`hub.sign_on`"),
             ("[server]\nlisten = \"nowhere\"\n", "`server.listen`"),
+            ("[server]\nengine = \"steam\"\n", "`server.engine`"),
+            ("[websocket]\nhost = []\n", "`websocket.host`"),
+            ("[queue]\nbackend = \"floppy\"\n", "`queue.backend`"),
+            (
+                "[hub.limits.offline]\ntotal_bytes = 5\n",
+                "`hub.limits.offline.total_bytes`",
+            ),
         ];
         for (text, named) in cases {
             let f = dir.path().join("bad.toml");
@@ -954,33 +846,66 @@ mod tests {
         }
         let e = load(
             None,
-            &[("CHINWAG_LIMITS_MAX_ROOMZ".into(), "1".into())],
+            &[("CHINWAG_HUB_LIMITS_MAX_ROOMZ".into(), "1".into())],
             &[],
         )
         .unwrap_err();
-        assert!(e.0.contains("CHINWAG_LIMITS_MAX_ROOMZ"), "{e}");
+        assert!(e.0.contains("CHINWAG_HUB_LIMITS_MAX_ROOMZ"), "{e}");
         let e = load(
             None,
-            &[("CHINWAG_AUTH_ANONYMOUS".into(), "maybe".into())],
+            &[("CHINWAG_HUB_ANONYMOUS".into(), "maybe".into())],
             &[],
         )
         .unwrap_err();
-        assert!(e.0.contains("`auth.anonymous`"), "{e}");
+        assert!(
+            e.0.contains("`hub.anonymous`") && e.0.contains("CHINWAG_HUB_ANONYMOUS"),
+            "{e}"
+        );
         let e = load(None, &[], &[("hub.max_ttl".into(), "forever".into())]).unwrap_err();
-        assert!(e.0.contains("`hub.max_ttl`"), "{e}");
+        assert!(
+            e.0.contains("`hub.max_ttl`") && e.0.contains("--hub-max-ttl"),
+            "{e}"
+        );
+        // The same total as the queue's is no error.
+        let s = load(
+            None,
+            &[],
+            &[
+                ("queue.limits.max_total_bytes".into(), "5000".into()),
+                ("hub.limits.offline.total_bytes".into(), "5000".into()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.hub.limits.offline.total_bytes, 5000);
+        let s = load(
+            None,
+            &[],
+            &[("queue.limits.max_total_bytes".into(), "6000".into())],
+        )
+        .unwrap();
+        assert_eq!(s.hub.limits.offline.total_bytes, 6000, "follows the queue");
     }
 
     #[test]
     fn dev_sign_in_only_without_secrets_on_loopback() {
         let mut s = Settings::default();
         assert!(s.dev_sign_in());
+        assert_eq!(s.ws_config().host, HostPolicy::loopback());
         s.server.tok_listen = "0.0.0.0:8082".into();
         assert!(!s.dev_sign_in());
+        assert!(s.ws_config().host.is_any());
         let mut s = Settings::default();
         s.auth.secret = "x".into();
         assert!(!s.dev_sign_in());
         let mut s = Settings::default();
         s.auth.dev_tokens = false;
         assert!(!s.dev_sign_in());
+        let mut s = Settings::default();
+        s.websocket.host = HostPolicy::allow(["chat.example"]);
+        assert_eq!(
+            s.ws_config().host,
+            HostPolicy::allow(["chat.example"]),
+            "an allow-list is kept"
+        );
     }
 }

@@ -18,11 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chinwag::hub::auth::{JwtConfig, JwtIssuer, JwtKey};
-use chinwag::hub::{HubConfig, HubLimits, PartialDelivery, Rate, SignOn};
-use chinwag::queue::{OverflowPolicy, QueueConfig};
-use chinwag::ws::{HostPolicy, OriginPolicy, WsConfig};
-use chinwag::{QueueBackend, Server, WsEngine};
-use chinwag_server::config::{self, ConfigError, KEYS, Settings};
+use chinwag::{QueueBackend, Server};
+use chinwag_server::config::{self, Algorithm, Backend, ConfigError, Settings};
 use chinwag_server::web;
 use clap::{Arg, ArgAction, Command};
 
@@ -31,13 +28,11 @@ use clap::{Arg, ArgAction, Command};
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
-    let cli = cli().get_matches();
-    let flags: Vec<(String, String)> = KEYS
+    let keys = config::keys();
+    let cli = cli(&keys).get_matches();
+    let flags: Vec<(String, String)> = keys
         .iter()
-        .filter_map(|(k, _)| {
-            cli.get_one::<String>(k)
-                .map(|v| ((*k).to_owned(), v.clone()))
-        })
+        .filter_map(|k| cli.get_one::<String>(k).map(|v| (k.clone(), v.clone())))
         .collect();
     let env: Vec<(String, String)> = std::env::vars().collect();
     let file = cli.get_one::<PathBuf>("config");
@@ -81,16 +76,30 @@ fn main() -> ExitCode {
     }
 }
 
-/// The command line: `--config`, `--print-config`, and one flag per configuration key.
-fn cli() -> Command {
+/// The command line: `--config`, `--print-config`, and one flag per configuration key, in the
+/// order of the reference (`docs/server.md`), whose rows are the help texts.
+fn cli(keys: &[String]) -> Command {
     let defaults = config::default_table();
+    let reference = config::reference();
+    let mut ordered: Vec<(&str, &str)> = reference
+        .iter()
+        .filter(|d| keys.contains(&d.key))
+        .map(|d| (d.key.as_str(), d.meaning.as_str()))
+        .collect();
+    // A key without a row still gets its flag (a test keeps the reference complete).
+    for k in keys {
+        if !ordered.iter().any(|(o, _)| o == k) {
+            ordered.push((k, ""));
+        }
+    }
     let mut cmd = Command::new("chinwag-server")
         .version(env!("CARGO_PKG_VERSION"))
         .about("A ready chat server: web demo, gotalk chat door (WebSocket, TCP), raw WebSocket rooms, tok-style TCP, durable offline queue.")
         .after_help(
             "Precedence: flags > CHINWAG_* environment variables > the TOML file > defaults.\n\
-             Every key is also a variable: limits.max_connections is CHINWAG_LIMITS_MAX_CONNECTIONS.\n\
-             Durations are written 500ms, 10s, 5m, 2h, 7d. Reference: docs/server.md",
+             Every key is also a variable: hub.limits.max_connections is CHINWAG_HUB_LIMITS_MAX_CONNECTIONS.\n\
+             Durations are written 500ms, 10s, 5m, 2h, 7d (off: none). Lists: a,b,c. \
+             Forms such as { multi = 3 } are TOML. Reference: docs/server.md",
         )
         .arg(
             Arg::new("config")
@@ -106,22 +115,20 @@ fn cli() -> Command {
                 .action(ArgAction::SetTrue)
                 .help("print the effective configuration (TOML, secrets redacted) and exit"),
         );
-    for (key, help) in KEYS {
+    for (key, meaning) in ordered {
         let default = config::lookup(&defaults, key).expect("every key has a default");
-        let shown = match default {
-            toml::Value::String(s) if s.is_empty() => "(empty)".to_owned(),
-            toml::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        let (section, name) = key.split_once('.').expect("section.name");
-        // Built once at start: leaking the few names is the simplest way to give clap the
+        let help = meaning.replace('`', "");
+        let (section, name) = key.rsplit_once('.').expect("a.b");
+        // Built once at start: leaking the names is the simplest way to give clap the
         // `'static` strings it wants.
+        let id: &'static str = Box::leak(key.to_owned().into_boxed_str());
         let long: &'static str = Box::leak(config::flag_name(key).into_boxed_str());
-        let mut arg = Arg::new(*key)
+        let mut arg = Arg::new(id)
             .long(long)
             .value_name("VALUE")
             .help(format!(
-                "{help} [default: {shown}] [env: {}]",
+                "{help} [default: {}] [env: {}]",
+                config::shown(default, false),
                 config::env_name(key)
             ))
             .help_heading(&*Box::leak(format!("[{section}]").into_boxed_str()));
@@ -163,133 +170,6 @@ impl From<chinwag::Error> for Failure {
     }
 }
 
-fn secs(d: config::Dur) -> Duration {
-    d.0
-}
-
-fn usize_of(v: u64) -> usize {
-    usize::try_from(v).unwrap_or(usize::MAX)
-}
-
-fn rate(per_second: u64, burst: u64) -> Option<Rate> {
-    (per_second > 0).then(|| {
-        Rate::new(
-            u32::try_from(per_second).unwrap_or(u32::MAX),
-            u32::try_from(burst).unwrap_or(u32::MAX),
-        )
-    })
-}
-
-/// The hub's configuration from the settings.
-fn hub_config(s: &Settings) -> HubConfig {
-    let l = &s.limits;
-    let limits = HubLimits::default()
-        .with_max_connections(usize_of(l.max_connections))
-        .with_max_rooms(usize_of(l.max_rooms))
-        .with_max_members_per_room(usize_of(l.max_members_per_room))
-        .with_max_rooms_per_connection(usize_of(l.max_rooms_per_connection))
-        .with_connection_rate(rate(l.connection_rate, l.connection_burst))
-        .with_message_rate(rate(l.message_rate, l.message_burst))
-        .with_rate_limit_strikes(u32::try_from(l.rate_limit_strikes).unwrap_or(u32::MAX))
-        .with_max_body_bytes(usize_of(l.max_body_bytes))
-        .with_max_room_name_bytes(usize_of(l.max_room_name_bytes))
-        .with_max_password_bytes(usize_of(l.max_password_bytes))
-        .with_max_held_live(usize_of(l.max_held_live))
-        .with_max_unacked(usize_of(l.max_unacked))
-        .with_max_page(usize_of(l.max_page))
-        .with_password_checks(usize_of(l.password_checks))
-        .with_password_wait(secs(l.password_wait))
-        .with_max_tracked_ips(usize_of(l.max_tracked_ips));
-    let h = &s.hub;
-    let sign_on = match h.sign_on.as_str() {
-        "per_device" => SignOn::PerDevice,
-        "multi" => SignOn::Multi {
-            max: usize_of(h.max_connections_per_user),
-        },
-        _ => SignOn::Single,
-    };
-    let partial = match h.partial.as_str() {
-        "all_or_error" => PartialDelivery::AllOrError,
-        "queue_for_user" => PartialDelivery::QueueForUser {
-            ttl: secs(h.default_ttl),
-        },
-        _ => PartialDelivery::AnyDelivered,
-    };
-    let a = &s.auth;
-    let tokens = HubConfig::default()
-        .tokens
-        .with_first_message(a.first_message)
-        .with_query((!a.query_param.is_empty()).then(|| a.query_param.clone()))
-        .with_max_token_len(usize_of(a.max_token_len));
-    HubConfig::default()
-        .with_sign_on(sign_on)
-        .with_limits(limits)
-        .with_tokens(tokens)
-        .with_anonymous(a.anonymous)
-        .with_auth_timeout(secs(h.auth_timeout))
-        .with_token_grace(secs(h.token_grace))
-        .with_default_ttl(secs(h.default_ttl))
-        .with_max_ttl(secs(h.max_ttl))
-        .with_partial(partial)
-        .with_replay_page(usize_of(h.replay_page))
-        .with_replay_timeout(secs(h.replay_timeout))
-        .with_auto_create_rooms(h.auto_create_rooms)
-        .with_sweep_interval(secs(h.sweep_interval))
-}
-
-fn ws_config(s: &Settings) -> WsConfig {
-    let w = &s.websocket;
-    let origins: Vec<String> = w
-        .allowed_origins
-        .split(',')
-        .map(str::trim)
-        .filter(|o| !o.is_empty())
-        .map(str::to_owned)
-        .collect();
-    let ping = secs(w.ping_interval);
-    let hosts: Vec<String> = w
-        .allowed_hosts
-        .split(',')
-        .map(str::trim)
-        .filter(|h| !h.is_empty())
-        .map(str::to_owned)
-        .collect();
-    // DNS rebinding: with dev sign-in on, a page of any site whose name resolves to 127.0.0.1
-    // could ask /dev/token for any user. Only loopback names are answered then.
-    let host = if !hosts.is_empty() {
-        HostPolicy::allow(hosts)
-    } else if s.dev_sign_in() {
-        HostPolicy::loopback()
-    } else {
-        HostPolicy::any()
-    };
-    WsConfig::default()
-        .with_host(host)
-        .with_max_connections(usize_of(w.max_connections))
-        .with_max_message_size(usize_of(w.max_message_size))
-        .with_max_frame_size(usize_of(w.max_message_size))
-        .with_max_header_size(usize_of(w.max_header_size))
-        .with_handshake_timeout(secs(w.handshake_timeout))
-        .with_ping_interval((!ping.is_zero()).then_some(ping))
-        .with_pong_wait(secs(w.pong_wait))
-        .with_origin(OriginPolicy::allow(origins))
-}
-
-fn queue_config(s: &Settings) -> QueueConfig {
-    let q = &s.queue;
-    let mut c = QueueConfig::default();
-    c.max_entries_per_recipient = q.max_entries_per_recipient;
-    c.max_bytes_per_recipient = q.max_bytes_per_recipient;
-    c.max_total_bytes = q.max_total_bytes;
-    c.max_payload_bytes = q.max_payload_bytes;
-    c.overflow = if q.overflow == "drop_oldest" {
-        OverflowPolicy::DropOldest
-    } else {
-        OverflowPolicy::Refuse
-    };
-    c
-}
-
 fn jwt_config(s: &Settings) -> Result<Option<JwtConfig>, Failure> {
     let a = &s.auth;
     let key = if !a.secret.is_empty() {
@@ -301,10 +181,10 @@ fn jwt_config(s: &Settings) -> Result<Option<JwtConfig>, Failure> {
                 a.public_key
             ))
         })?;
-        let key = match a.algorithm.as_str() {
-            "RS256" => JwtKey::rs256_pem(&pem),
-            "ES256" => JwtKey::es256_pem(&pem),
-            _ => JwtKey::ed25519_pem(&pem),
+        let key = match a.algorithm {
+            Algorithm::Rs256 => JwtKey::rs256_pem(&pem),
+            Algorithm::Es256 => JwtKey::es256_pem(&pem),
+            Algorithm::EdDSA | Algorithm::Hs256 => JwtKey::ed25519_pem(&pem),
         };
         key.map_err(|e| Failure::Config(format!("bad value for `auth.public_key`: {e}")))?
     } else {
@@ -313,9 +193,9 @@ fn jwt_config(s: &Settings) -> Result<Option<JwtConfig>, Failure> {
     let mut c = JwtConfig::new(key);
     c.issuer = (!a.issuer.is_empty()).then(|| a.issuer.clone());
     c.audience = (!a.audience.is_empty()).then(|| a.audience.clone());
-    c.leeway = secs(a.leeway);
+    c.leeway = a.leeway;
     c.device_claim = a.device_claim.clone();
-    c.max_token_len = usize_of(a.max_token_len);
+    c.max_token_len = s.hub.tokens.max_token_len;
     Ok(Some(c))
 }
 
@@ -326,15 +206,13 @@ fn addr(key: &str, v: &str) -> Result<std::net::SocketAddr, Failure> {
 
 async fn run(s: Settings) -> Result<(), Failure> {
     let metrics = install_metrics()?;
-    let engine: WsEngine = s.server.engine.parse().map_err(|e: chinwag::Error| {
-        Failure::Config(format!("bad value for `server.engine`: {e}"))
-    })?;
     let mut b = Server::builder()
         .http(addr("server.listen", &s.server.listen)?)
-        .engine(engine)
-        .ws_config(ws_config(&s))
-        .config(hub_config(&s))
-        .queue_config(queue_config(&s));
+        .engine(s.server.engine)
+        .ws_config(s.ws_config())
+        .config(s.hub.clone())
+        .session_config(s.sessions.clone())
+        .queue_config(s.queue.limits.clone());
     if !s.server.tcp_listen.is_empty() {
         b = b.chat_tcp(addr("server.tcp_listen", &s.server.tcp_listen)?);
     }
@@ -349,36 +227,35 @@ async fn run(s: Settings) -> Result<(), Failure> {
         b = b.jwt_secret(secret);
         Some(web::DevTokens {
             issuer: JwtIssuer::hs256(secret),
-            ttl: secs(s.auth.dev_token_ttl),
+            ttl: s.auth.dev_token_ttl,
         })
     } else {
-        if !s.auth.anonymous {
+        if !s.hub.anonymous {
             return Err(Failure::Config(
                 "nobody could sign in: set `auth.secret` or `auth.public_key`, enable \
-                 `auth.anonymous`, or bind every door to loopback for dev sign-in"
+                 `hub.anonymous`, or bind every door to loopback for dev sign-in"
                     .into(),
             ));
         }
         None
     };
-    b = match s.queue.backend.as_str() {
-        "memory" => b.queue_backend(QueueBackend::Memory),
-        "redis" => b.redis_queue(s.queue.redis_url.clone()),
-        _ => {
+    b = match s.queue.backend {
+        Backend::Memory => b.queue_backend(QueueBackend::Memory),
+        Backend::Redis => b.redis_queue(s.queue.redis_url.clone()),
+        Backend::Redb => {
             let path = if s.queue.path.is_empty() {
                 std::fs::create_dir_all(&s.server.data_dir).map_err(|e| {
                     Failure::Config(format!(
                         "bad value for `server.data_dir`: cannot create {}: {e}",
-                        s.server.data_dir
+                        s.server.data_dir.display()
                     ))
                 })?;
-                PathBuf::from(&s.server.data_dir).join("queue.redb")
+                s.server.data_dir.join("queue.redb")
             } else {
                 PathBuf::from(&s.queue.path)
             };
-            b = b.redb_queue(path.clone());
             tracing::info!(path = %path.display(), "offline queue: redb");
-            b
+            b.redb_queue_with(path, s.queue.redb.clone())
         }
     };
     if !s.tls.cert.is_empty() {
@@ -427,7 +304,7 @@ async fn run(s: Settings) -> Result<(), Failure> {
 
     wait_for_signal().await;
     ready.store(false, Ordering::Release);
-    let deadline = secs(s.server.shutdown_timeout);
+    let deadline = s.server.shutdown_timeout;
     tracing::info!(?deadline, "shutting down: closing connections with 1001");
     let summary = server.shutdown(deadline).await;
     tracing::info!(?summary, "stopped");

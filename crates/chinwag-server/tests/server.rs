@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use chinwag::rpc::{Handlers, Peer, RpcConfig};
-use chinwag_server::config::{KEYS, default_table, env_name, flag_name, lookup};
+use chinwag_server::config::{default_table, env_name, flag_name, keys, lookup, shown};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_chinwag-server");
@@ -154,7 +154,9 @@ fn help_lists_every_key_with_its_default_and_variable() {
     assert_eq!(code, 0);
     let defaults = default_table();
     let squeezed: String = out.split_whitespace().collect::<Vec<_>>().join(" ");
-    for (key, _) in KEYS {
+    let keys = keys();
+    assert!(keys.len() > 100, "{} keys", keys.len());
+    for key in &keys {
         assert!(
             out.contains(&format!("--{}", flag_name(key))),
             "--help names --{}",
@@ -165,16 +167,17 @@ fn help_lists_every_key_with_its_default_and_variable() {
             "--help names {}",
             env_name(key)
         );
-        let shown = match lookup(&defaults, key).unwrap() {
-            toml::Value::String(s) if s.is_empty() => "(empty)".to_owned(),
-            toml::Value::String(s) => s.clone(),
-            v => v.to_string(),
-        };
+        let shown = shown(lookup(&defaults, key).unwrap(), false);
         assert!(
             squeezed.contains(&format!("[default: {shown}]")),
             "--help shows the default of {key} ({shown})"
         );
     }
+    // The help texts are the reference's (docs/server.md).
+    assert!(
+        squeezed.contains("rooms one connection is in"),
+        "the meaning of hub.limits.max_rooms_per_connection"
+    );
 }
 
 #[test]
@@ -183,18 +186,21 @@ fn print_config_applies_flags_over_env_over_file() {
     let file = dir.path().join("chinwag.toml");
     std::fs::write(
         &file,
-        "[limits]\nmax_rooms = 10\nmax_page = 11\nmax_unacked = 12\n\n[auth]\nsecret = \"s3cret\"\n",
+        "[hub.limits]\nmax_rooms = 10\nmax_page = 11\nmax_unacked = 12\n\n[auth]\nsecret = \"s3cret\"\n",
     )
     .unwrap();
     let (code, out, err) = run(server(dir.path())
         .arg("--config")
         .arg(&file)
-        .env("CHINWAG_LIMITS_MAX_PAGE", "21")
-        .env("CHINWAG_LIMITS_MAX_UNACKED", "22")
-        .args(["--limits-max-unacked", "33", "--print-config"]));
+        .env("CHINWAG_HUB_LIMITS_MAX_PAGE", "21")
+        .env("CHINWAG_HUB_LIMITS_MAX_UNACKED", "22")
+        .env("CHINWAG_QUEUE_REDB_CACHE_SIZE", "1048576")
+        .args(["--hub-limits-max-unacked", "33", "--print-config"])
+        .args(["--queue-limits-max-total-bytes", "5000000"])
+        .args(["--hub-sign-on", "{ multi = 3 }"]));
     assert_eq!(code, 0, "{err}");
     let t: toml::Table = toml::from_str(&out).unwrap();
-    let limits = t["limits"].as_table().unwrap();
+    let limits = t["hub"]["limits"].as_table().unwrap();
     assert_eq!(limits["max_rooms"].as_integer(), Some(10), "file");
     assert_eq!(limits["max_page"].as_integer(), Some(21), "env over file");
     assert_eq!(
@@ -208,6 +214,14 @@ fn print_config_applies_flags_over_env_over_file() {
         "secrets are not printed"
     );
     assert_eq!(t["server"]["listen"].as_str(), Some("127.0.0.1:0"));
+    // Library settings the server has no code for, and the one bound two layers share.
+    assert_eq!(t["queue"]["redb"]["cache_size"].as_integer(), Some(1 << 20));
+    assert_eq!(t["hub"]["sign_on"]["multi"].as_integer(), Some(3));
+    assert_eq!(
+        t["hub"]["limits"]["offline"]["total_bytes"].as_integer(),
+        Some(5_000_000),
+        "the hub's offline bound is the queue's"
+    );
 }
 
 #[test]
@@ -215,8 +229,11 @@ fn bad_configuration_exits_2_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.toml");
     for (text, key) in [
-        ("[limits]\nmax_roomz = 3\n", "limits.max_roomz"),
-        ("[limits]\nmax_rooms = \"many\"\n", "limits.max_rooms"),
+        ("[hub.limits]\nmax_roomz = 3\n", "hub.limits.max_roomz"),
+        (
+            "[hub.limits]\nmax_rooms = \"many\"\n",
+            "hub.limits.max_rooms",
+        ),
         ("[hub]\nsign_on = \"twice\"\n", "hub.sign_on"),
     ] {
         std::fs::write(&file, text).unwrap();
@@ -224,9 +241,9 @@ fn bad_configuration_exits_2_naming_the_key() {
         assert_eq!(code, 2, "{text:?}: {err}");
         assert!(err.contains(key), "{text:?}: {err}");
     }
-    let (code, _, err) = run(server(dir.path()).env("CHINWAG_LIMITS_MAX_ROOMZ", "3"));
+    let (code, _, err) = run(server(dir.path()).env("CHINWAG_HUB_LIMITS_MAX_ROOMZ", "3"));
     assert_eq!(code, 2);
-    assert!(err.contains("CHINWAG_LIMITS_MAX_ROOMZ"), "{err}");
+    assert!(err.contains("CHINWAG_HUB_LIMITS_MAX_ROOMZ"), "{err}");
     let (code, _, err) = run(server(dir.path()).args(["--hub-max-ttl", "forever"]));
     assert_eq!(code, 2);
     assert!(err.contains("hub.max_ttl"), "{err}");

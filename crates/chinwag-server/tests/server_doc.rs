@@ -1,47 +1,50 @@
-//! `docs/server.md` lists every configuration key with its default: checked here against the
-//! real configuration type, so the page cannot drift from the code.
+//! `docs/server.md` lists every configuration key with its default and meaning: checked here
+//! against the real configuration (the serialized defaults of the libraries' configuration
+//! types), so the page cannot drift from the code. Its rows are also the help texts of
+//! `--help`, so a setting added to a library is caught here until the page documents it.
 
 use std::collections::BTreeMap;
 
-use chinwag_server::config::{KEYS, default_table, lookup};
-
-fn shown(v: &toml::Value) -> String {
-    match v {
-        toml::Value::String(s) => format!("\"{s}\""),
-        other => other.to_string(),
-    }
-}
+use chinwag_server::config::{REFERENCE, default_table, keys, lookup, reference_rows, shown};
 
 #[test]
 fn every_key_and_default_is_in_the_reference() {
     let page =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/server.md"))
             .expect("docs/server.md");
+    assert_eq!(
+        page, REFERENCE,
+        "the server embeds docs/server.md (crates/chinwag-server/docs/server.md links to it)"
+    );
     let mut documented = BTreeMap::new();
-    for line in page.lines() {
-        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        // | `section.key` | `default` | meaning |
-        if cells.len() >= 5
-            && cells[1].starts_with('`')
-            && cells[1].contains('.')
-            && !cells[1].contains('/')
-        {
-            let key = cells[1].trim_matches('`').to_owned();
-            let default = cells[2].trim_matches('`').to_owned();
-            assert!(!cells[3].is_empty(), "{key} has a meaning");
-            assert!(
-                documented.insert(key.clone(), default).is_none(),
-                "{key} is documented twice"
-            );
-        }
-    }
-    let defaults = default_table();
-    let mut expected = BTreeMap::new();
-    for (key, _) in KEYS {
-        expected.insert(
-            (*key).to_owned(),
-            shown(lookup(&defaults, key).expect("a default")),
+    for row in reference_rows(&page) {
+        assert!(!row.meaning.is_empty(), "{} has a meaning", row.key);
+        assert!(
+            documented.insert(row.key.clone(), row.default).is_none(),
+            "{} is documented twice",
+            row.key
         );
     }
-    assert_eq!(documented, expected, "docs/server.md's key table");
+    let defaults = default_table();
+    let expected: BTreeMap<String, String> = keys()
+        .into_iter()
+        .map(|k| {
+            let d = shown(lookup(&defaults, &k).expect("a default"), true);
+            (k, d)
+        })
+        .collect();
+    let missing: Vec<String> = expected
+        .iter()
+        .filter(|(k, d)| documented.get(*k) != Some(*d))
+        .map(|(k, d)| format!("| `{k}` | `{d}` | ... |"))
+        .collect();
+    let stale: Vec<&String> = documented
+        .keys()
+        .filter(|k| !expected.contains_key(*k))
+        .collect();
+    assert!(
+        missing.is_empty() && stale.is_empty(),
+        "docs/server.md's key tables: rows to add or fix:\n{}\nrows of no key: {stale:?}",
+        missing.join("\n")
+    );
 }

@@ -3,7 +3,15 @@
 use std::time::Duration;
 
 /// What a session does when its outbound queue is full (in messages or in bytes).
+///
+/// With the `serde` feature: `"drop_newest"`, `"drop_oldest"`, `"close"`, or
+/// `{ block = "10s" }` (the timeout as a [duration](chinwag_transport::duration)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(from = "OverflowRepr", into = "OverflowRepr")
+)]
 #[non_exhaustive]
 pub enum OverflowPolicy {
     /// The sender waits up to `timeout` for room; then the message is not queued and the send
@@ -40,7 +48,16 @@ pub enum OverflowPolicy {
 /// | [`max_decode_buffer`](Self::max_decode_buffer) | 32 MiB |
 /// | [`message_timeout`](Self::message_timeout) | 10 s (byte streams) |
 /// | [`message_min_rate`](Self::message_min_rate) | 64 KiB/s (byte streams) |
+///
+/// With the `serde` feature it reads from (and writes to) a table of these fields, durations
+/// as [`chinwag_transport::duration`] writes them (`"300s"`, `"5m"`) and `"off"` for `None`;
+/// a missing field keeps its default and an unknown one is an error.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 #[non_exhaustive]
 pub struct SessionConfig {
     /// Most messages waiting in the outbound queue. Default 1 024. Values below 1 act as 1.
@@ -57,18 +74,23 @@ pub struct SessionConfig {
     /// not count: they must not keep a dead peer's session alive.
     ///
     /// [`FrameRead::activity`]: chinwag_transport::FrameRead::activity
+    #[cfg_attr(feature = "serde", serde(with = "chinwag_transport::duration::option"))]
     pub idle_timeout: Option<Duration>,
     /// Send a heartbeat ([`Service::heartbeat`](crate::Service::heartbeat); by default the
     /// codec's, [`Codec::heartbeat`](crate::Codec::heartbeat)) when nothing was written for this long. Default 60 s;
     /// nothing is sent when there is no heartbeat (codecs without one).
+    #[cfg_attr(feature = "serde", serde(with = "chinwag_transport::duration::option"))]
     pub heartbeat_interval: Option<Duration>,
     /// Close with [`CloseCause::WriteTimeout`](crate::CloseCause::WriteTimeout) (dropping the connection) when one batch of
     /// writes does not finish within this time — a peer that stopped reading. Default 10 s.
+    #[cfg_attr(feature = "serde", serde(with = "chinwag_transport::duration"))]
     pub write_timeout: Duration,
     /// After a close starts, how long the session may take to drain its queue and finish the
     /// close handshake before the connection is dropped. Default 5 s.
+    #[cfg_attr(feature = "serde", serde(with = "chinwag_transport::duration"))]
     pub close_timeout: Duration,
     /// Call [`Handler::on_cron`](crate::Handler::on_cron) this often. Default `None` (idle sessions then need no timer).
+    #[cfg_attr(feature = "serde", serde(with = "chinwag_transport::duration::option"))]
     pub cron_interval: Option<Duration>,
     /// Byte streams: the most bytes the decode buffer may hold while the codec waits for the
     /// rest of a message. A safety net under the codec's own limits (which should refuse a
@@ -84,10 +106,47 @@ pub struct SessionConfig {
     /// peer trickling one frame).
     ///
     /// [`CloseCause::MessageTimeout`]: crate::CloseCause::MessageTimeout
+    #[cfg_attr(feature = "serde", serde(with = "chinwag_transport::duration::option"))]
     pub message_timeout: Option<Duration>,
     /// The slowest pace, in bytes per second, that extends [`message_timeout`](Self::message_timeout)
     /// for a message under way. Default 64 KiB/s (a 16 MiB message may take 4 min 26 s).
     pub message_min_rate: u32,
+}
+
+/// The written form of [`OverflowPolicy`]: `{ block = "10s" }` rather than
+/// `{ block = { timeout = "10s" } }`.
+#[cfg(feature = "serde")]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum OverflowRepr {
+    Block(#[serde(with = "chinwag_transport::duration")] Duration),
+    DropNewest,
+    DropOldest,
+    Close,
+}
+
+#[cfg(feature = "serde")]
+impl From<OverflowRepr> for OverflowPolicy {
+    fn from(r: OverflowRepr) -> Self {
+        match r {
+            OverflowRepr::Block(timeout) => OverflowPolicy::Block { timeout },
+            OverflowRepr::DropNewest => OverflowPolicy::DropNewest,
+            OverflowRepr::DropOldest => OverflowPolicy::DropOldest,
+            OverflowRepr::Close => OverflowPolicy::Close,
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+impl From<OverflowPolicy> for OverflowRepr {
+    fn from(p: OverflowPolicy) -> Self {
+        match p {
+            OverflowPolicy::Block { timeout } => OverflowRepr::Block(timeout),
+            OverflowPolicy::DropNewest => OverflowRepr::DropNewest,
+            OverflowPolicy::DropOldest => OverflowRepr::DropOldest,
+            OverflowPolicy::Close => OverflowRepr::Close,
+        }
+    }
 }
 
 impl Default for SessionConfig {
@@ -173,5 +232,43 @@ impl SessionConfig {
     pub fn with_message_min_rate(mut self, message_min_rate: u32) -> Self {
         self.message_min_rate = message_min_rate;
         self
+    }
+}
+
+#[cfg(all(test, feature = "serde"))]
+mod serde_tests {
+    use super::*;
+    use crate::ServerConfig;
+
+    #[test]
+    fn configs_round_trip_and_refuse_unknown_keys() {
+        let d = ServerConfig::default();
+        let text = toml::to_string(&d).unwrap();
+        assert_eq!(toml::from_str::<ServerConfig>(&text).unwrap(), d);
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(serde_json::from_str::<ServerConfig>(&json).unwrap(), d);
+        assert!(text.contains("idle_timeout = \"5m\""), "{text}");
+        assert!(text.contains("cron_interval = \"off\""), "{text}");
+        assert!(text.contains("overflow = \"close\""), "{text}");
+
+        let c: SessionConfig = toml::from_str(
+            "overflow = { block = \"250ms\" }\nidle_timeout = \"off\"\nheartbeat_interval = \"0\"\n",
+        )
+        .unwrap();
+        let want = SessionConfig::default()
+            .with_overflow(OverflowPolicy::Block {
+                timeout: Duration::from_millis(250),
+            })
+            .with_idle_timeout(None)
+            .with_heartbeat_interval(None);
+        assert_eq!(c, want);
+        let back = toml::to_string(&c).unwrap();
+        assert!(back.contains("block = \"250ms\""), "{back}");
+        assert_eq!(toml::from_str::<SessionConfig>(&back).unwrap(), want);
+
+        let e = toml::from_str::<ServerConfig>("[session]\nidle = \"1s\"\n").unwrap_err();
+        assert!(e.to_string().contains("`idle`"), "{e}");
+        let e = toml::from_str::<SessionConfig>("write_timeout = \"soon\"\n").unwrap_err();
+        assert!(e.to_string().contains("soon"), "{e}");
     }
 }

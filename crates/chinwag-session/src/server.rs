@@ -27,11 +27,20 @@ use crate::{CloseCause, OverflowPolicy, Refusal, SendError, Service, Session, Se
 /// | [`accept_backoff_initial`](Self::accept_backoff_initial) | 5 ms |
 /// | [`accept_backoff_max`](Self::accept_backoff_max) | 1 s |
 /// | [`session`](Self::session) | [`SessionConfig::default()`] |
+///
+/// With the `serde` feature it reads from a table of these fields (the session's as a
+/// `session` table), as [`SessionConfig`] does.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 #[non_exhaustive]
 pub struct ServerConfig {
     /// How long [`Service::admit`] may take for one connection; past it the connection is
     /// refused with `503` (WebSocket; byte streams are closed). Default 5 s.
+    #[cfg_attr(feature = "serde", serde(with = "chinwag_transport::duration"))]
     pub admission_timeout: Duration,
     /// Admissions running at once; past it a new connection is refused with `503` at once
     /// (rather than queued), so a flood of slow admissions cannot pile up. Default 1 024.
@@ -40,8 +49,10 @@ pub struct ServerConfig {
     /// doubles per consecutive error up to [`accept_backoff_max`](Self::accept_backoff_max)
     /// and resets after a successful accept. Default 5 ms. Errors that concern only one
     /// connection (a failed TLS handshake, a connection reset before accept) do not back off.
+    #[cfg_attr(feature = "serde", serde(with = "chinwag_transport::duration"))]
     pub accept_backoff_initial: Duration,
     /// The longest pause between accept attempts after errors. Default 1 s.
+    #[cfg_attr(feature = "serde", serde(with = "chinwag_transport::duration"))]
     pub accept_backoff_max: Duration,
     /// Settings of every session.
     pub session: SessionConfig,

@@ -84,6 +84,8 @@ use bytes::Bytes;
 
 pub mod budget;
 mod close;
+#[cfg(feature = "serde")]
+pub mod duration;
 mod offer;
 pub mod pipe;
 mod stream;

@@ -21,7 +21,17 @@ use http::HeaderValue;
 ///     .with_ping_interval(Some(Duration::from_secs(20)));
 /// assert_eq!(cfg.max_message_size, 1 << 20);
 /// ```
-#[derive(Debug, Clone)]
+///
+/// With the `serde` feature it reads from (and writes to) a table of these fields: durations
+/// as [`chinwag_transport::duration`] writes them (`"10s"`), `ping_interval = "off"` for no
+/// keepalive, `origin` as a table of [`OriginPolicy`]'s fields and `host` as
+/// [`HostPolicy`] describes. A missing field keeps its default and an unknown one is an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 #[non_exhaustive]
 pub struct WsConfig {
     /// Largest inbound message (after reassembling fragments), in bytes. A peer that sends more
@@ -44,9 +54,11 @@ pub struct WsConfig {
     pub max_header_size: usize,
     /// Time allowed for the opening handshake: reading the request head on the server, and
     /// connect + TLS + upgrade on the client. Default: 10 s.
+    #[cfg_attr(feature = "serde", serde(with = "chinwag_transport::duration"))]
     pub handshake_timeout: Duration,
     /// Time allowed for the closing handshake: after sending a close frame we wait at most this
     /// long for the peer's answer before dropping the TCP connection. Default: 3 s.
+    #[cfg_attr(feature = "serde", serde(with = "chinwag_transport::duration"))]
     pub close_timeout: Duration,
     /// Send a ping when no frame arrived from the peer for this long (checked once per
     /// interval, so a silent peer is pinged after one to two intervals); `None` disables
@@ -54,9 +66,11 @@ pub struct WsConfig {
     /// Default: 30 s.
     ///
     /// [`read_frame`]: chinwag_transport::FrameRead::read_frame
+    #[cfg_attr(feature = "serde", serde(with = "chinwag_transport::duration::option"))]
     pub ping_interval: Option<Duration>,
     /// How long to wait for the pong (or any other frame) after a keepalive ping before the
     /// connection is closed (1001) and the reader gets `TransportError::Timeout`. Default: 10 s.
+    #[cfg_attr(feature = "serde", serde(with = "chinwag_transport::duration"))]
     pub pong_wait: Duration,
     /// Read buffer per connection (tungstenite only: fastwebsockets always allocates 8 KiB).
     /// tungstenite allocates it eagerly and keeps it, so it dominates an idle connection's
@@ -199,7 +213,15 @@ impl WsConfig {
 /// assert!(p.check(Some("https://evil.example"), None).is_err());
 /// assert!(p.check(None, None).is_err());
 /// ```
-#[derive(Debug, Clone)]
+///
+/// With the `serde` feature it reads from a table of these fields
+/// (`allowed = ["https://chat.example"]`); a missing field keeps its default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 #[non_exhaustive]
 pub struct OriginPolicy {
     /// Allowed origins, e.g. `"https://chat.example"`; `"*"` allows every origin.
@@ -335,6 +357,12 @@ impl OriginPolicy {
 /// assert!(p.check(Some("Chat.Example:443")).is_ok());
 /// assert!(p.check(Some("localhost")).is_err());
 /// ```
+///
+/// With the `serde` feature a policy is written `"any"`, `"loopback"`, or a list of names
+/// (`["chat.example", "chat.example:8443"]`, where the entry `"loopback"` adds the loopback
+/// names). A string other than `any` and `loopback` is read as a comma-separated list
+/// (`"chat.example, loopback"`), and an empty string as `any`. Entries that are not a plain
+/// `host[:port]`, and an empty list (which would refuse every request), are errors.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostPolicy {
     /// `None`: any host.
@@ -452,6 +480,110 @@ impl HostPolicy {
         match req.uri().authority() {
             Some(a) => self.check(Some(a.as_str())),
             None => Ok(()),
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+mod host_serde {
+    use std::fmt;
+
+    use serde::de::{self, SeqAccess, Visitor};
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{HostList, HostPolicy, split_host};
+
+    const ANY: &str = "any";
+    const LOOPBACK: &str = "loopback";
+
+    impl Serialize for HostPolicy {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let Some(list) = &self.allow else {
+                return s.serialize_str(ANY);
+            };
+            if list.loopback && list.hosts.is_empty() {
+                return s.serialize_str(LOOPBACK);
+            }
+            let mut seq = s.serialize_seq(Some(list.hosts.len() + usize::from(list.loopback)))?;
+            if list.loopback {
+                seq.serialize_element(LOOPBACK)?;
+            }
+            for (name, port) in &list.hosts {
+                match port {
+                    Some(p) => seq.serialize_element(&format!("{name}:{p}"))?,
+                    None => seq.serialize_element(name)?,
+                }
+            }
+            seq.end()
+        }
+    }
+
+    /// A policy from list entries: names, `host:port`s and `loopback`.
+    fn from_entries<E: de::Error>(
+        entries: impl IntoIterator<Item = String>,
+    ) -> Result<HostPolicy, E> {
+        let mut list = HostList {
+            loopback: false,
+            hosts: Vec::new(),
+        };
+        let mut any_entry = false;
+        for entry in entries {
+            any_entry = true;
+            let entry = entry.trim();
+            if entry.eq_ignore_ascii_case(LOOPBACK) {
+                list.loopback = true;
+                continue;
+            }
+            let host = split_host(entry).ok_or_else(|| {
+                E::custom(format!(
+                    "`{entry}` is not a host name with an optional port (or `loopback`)"
+                ))
+            })?;
+            list.hosts.push(host);
+        }
+        if !any_entry {
+            return Err(E::custom(
+                "an empty host list would refuse every request: write \"any\" to allow every host",
+            ));
+        }
+        Ok(HostPolicy { allow: Some(list) })
+    }
+
+    struct HostVisitor;
+
+    impl<'de> Visitor<'de> for HostVisitor {
+        type Value = HostPolicy;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("\"any\", \"loopback\" or a list of host names")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<HostPolicy, E> {
+            let v = v.trim();
+            if v.is_empty() || v.eq_ignore_ascii_case(ANY) {
+                return Ok(HostPolicy::any());
+            }
+            from_entries(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|e| !e.is_empty())
+                    .map(str::to_owned),
+            )
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<HostPolicy, A::Error> {
+            let mut entries = Vec::new();
+            while let Some(e) = seq.next_element::<String>()? {
+                entries.push(e);
+            }
+            from_entries(entries)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for HostPolicy {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<HostPolicy, D::Error> {
+            d.deserialize_any(HostVisitor)
         }
     }
 }
@@ -632,6 +764,73 @@ mod tests {
         let none = http::Request::get("/ws").body(()).unwrap();
         assert!(p.check_request(&none).is_err());
         assert!(HostPolicy::any().check_request(&none).is_ok());
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn config_round_trips_and_refuses_unknown_keys() {
+        let d = WsConfig::default();
+        let text = toml::to_string(&d).unwrap();
+        assert_eq!(toml::from_str::<WsConfig>(&text).unwrap(), d);
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(serde_json::from_str::<WsConfig>(&json).unwrap(), d);
+        for line in [
+            "handshake_timeout = \"10s\"",
+            "ping_interval = \"30s\"",
+            "host = \"any\"",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        let c: WsConfig = toml::from_str(
+            "ping_interval = \"off\"\nhost = [\"Chat.Example\", \"loopback\", \"api.example:8443\"]\n\
+             [origin]\nallowed = [\"https://chat.example\"]\n",
+        )
+        .unwrap();
+        let want = WsConfig::default()
+            .with_ping_interval(None)
+            .with_host(HostPolicy::allow(["chat.example", "api.example:8443"]).with_loopback(true))
+            .with_origin(OriginPolicy::allow(["https://chat.example"]));
+        assert_eq!(c, want);
+        let back = toml::to_string(&c).unwrap();
+        assert_eq!(toml::from_str::<WsConfig>(&back).unwrap(), want, "{back}");
+        assert!(back.contains("ping_interval = \"off\""), "{back}");
+
+        let e = toml::from_str::<WsConfig>("max_mesage_size = 1\n").unwrap_err();
+        assert!(e.to_string().contains("`max_mesage_size`"), "{e}");
+        let e = toml::from_str::<WsConfig>("[origin]\nallow = []\n").unwrap_err();
+        assert!(e.to_string().contains("`allow`"), "{e}");
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn host_policies_as_written() {
+        #[derive(serde::Deserialize, serde::Serialize)]
+        struct W {
+            host: HostPolicy,
+        }
+        let read = |v: &str| toml::from_str::<W>(&format!("host = {v}")).map(|w| w.host);
+        assert_eq!(read("\"any\"").unwrap(), HostPolicy::any());
+        assert_eq!(read("\"\"").unwrap(), HostPolicy::any());
+        assert_eq!(read("\"loopback\"").unwrap(), HostPolicy::loopback());
+        assert_eq!(
+            read("\"a.example, b.example:81\"").unwrap(),
+            HostPolicy::allow(["a.example", "b.example:81"])
+        );
+        assert_eq!(
+            read("[\"[::1]:80\"]").unwrap(),
+            HostPolicy::allow(["[::1]:80"])
+        );
+        assert!(read("[]").is_err(), "an empty list refuses everything");
+        let e = read("[\"user@evil\"]").unwrap_err();
+        assert!(e.to_string().contains("user@evil"), "{e}");
+        for p in [
+            HostPolicy::any(),
+            HostPolicy::loopback(),
+            HostPolicy::allow(["a.example", "[2001:db8::1]:443"]).with_loopback(true),
+        ] {
+            let text = toml::to_string(&W { host: p.clone() }).unwrap();
+            assert_eq!(toml::from_str::<W>(&text).unwrap().host, p, "{text}");
+        }
     }
 
     #[test]

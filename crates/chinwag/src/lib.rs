@@ -62,8 +62,9 @@
 //! | `ws-tungstenite` | yes | `chinwag-ws-tungstenite` (tungstenite, async-tungstenite) | `ws::tungstenite`, `WsEngine::Tungstenite` |
 //! | `ws-fastwebsockets` | no | `chinwag-ws-fastwebsockets` (fastwebsockets) | `ws::fastwebsockets`, `WsEngine::FastWebSockets` |
 //! | `tls` | no | nothing new (rustls with ring is in the transports already) | `chinwag::tls`, `ServerBuilder::tls` |
-//! | `queue-redb` | no | `chinwag-queue-redb` (redb) | `queue::redb`, `ServerBuilder::redb_queue` |
+//! | `queue-redb` | no | `chinwag-queue-redb` (redb) | `queue::redb`, `ServerBuilder::redb_queue`, `redb_queue_with` |
 //! | `queue-redis` | no | `chinwag-queue-redis` (redis) | `queue::redis`, `ServerBuilder::redis_queue` |
+//! | `serde` | no | serde on the layers' configuration types | `HubConfig`, `WsConfig`, `QueueConfig`, `RedbOptions`, `session::ServerConfig` read from and written to files (durations as `"10s"`: `transport::duration`) |
 //!
 //! The two engine crates are independent: `--no-default-features --features
 //! ws-fastwebsockets` builds without any tungstenite code (`cargo xtask tidy` checks it).

@@ -117,10 +117,11 @@ impl std::str::FromStr for WsEngine {
 pub enum QueueBackend {
     /// In memory (the default): lost when the process ends.
     Memory,
-    /// Durable in one file on disk (redb, fsync per commit): survives restarts and kill -9.
-    /// Feature `queue-redb`. The file is created if missing; its directory must exist.
+    /// Durable in one file on disk (redb, fsync per commit): survives restarts and kill -9,
+    /// opened with these [`RedbOptions`](crate::queue::redb::RedbOptions) (the page cache's
+    /// size). Feature `queue-redb`. The file is created if missing; its directory must exist.
     #[cfg(feature = "queue-redb")]
-    Redb(PathBuf),
+    Redb(PathBuf, crate::queue::redb::RedbOptions),
     /// In Redis at this URL (`redis://host:port/db`), shared by several nodes. Feature
     /// `queue-redis`. Redis must be reachable when the server starts.
     #[cfg(feature = "queue-redis")]
@@ -134,7 +135,7 @@ impl fmt::Debug for QueueBackend {
         match self {
             QueueBackend::Memory => f.write_str("Memory"),
             #[cfg(feature = "queue-redb")]
-            QueueBackend::Redb(p) => f.debug_tuple("Redb").field(p).finish(),
+            QueueBackend::Redb(p, o) => f.debug_tuple("Redb").field(p).field(o).finish(),
             #[cfg(feature = "queue-redis")]
             QueueBackend::Redis(_) => f.write_str("Redis(..)"),
             QueueBackend::Custom(_) => f.write_str("Custom(..)"),
@@ -481,10 +482,22 @@ impl ServerBuilder {
     }
 
     /// The durable queue in the redb file at `path` (created if missing; its directory must
-    /// exist). Feature `queue-redb`.
+    /// exist), with the default [`RedbOptions`](crate::queue::redb::RedbOptions). Feature
+    /// `queue-redb`.
     #[cfg(feature = "queue-redb")]
     pub fn redb_queue(self, path: impl Into<PathBuf>) -> Self {
-        self.queue_backend(QueueBackend::Redb(path.into()))
+        self.redb_queue_with(path, crate::queue::redb::RedbOptions::default())
+    }
+
+    /// The durable queue in the redb file at `path`, opened with `options` (e.g. the page
+    /// cache's size). Feature `queue-redb`.
+    #[cfg(feature = "queue-redb")]
+    pub fn redb_queue_with(
+        self,
+        path: impl Into<PathBuf>,
+        options: crate::queue::redb::RedbOptions,
+    ) -> Self {
+        self.queue_backend(QueueBackend::Redb(path.into(), options))
     }
 
     /// The Redis queue at `url` (`redis://host:port/db`). Feature `queue-redis`.
@@ -496,6 +509,11 @@ impl ServerBuilder {
     /// Bounds of the memory, redb and Redis queues (entries and bytes per user and in total,
     /// overflow policy). Default [`QueueConfig::default`]. A [`queue`](Self::queue) you built
     /// keeps its own.
+    ///
+    /// With these backends the hub's offline store bound,
+    /// [`OfflineShares::total_bytes`](crate::hub::OfflineShares::total_bytes), is set from
+    /// [`max_total_bytes`](QueueConfig::max_total_bytes) at [`start`](Self::start), whatever
+    /// the [`HubConfig`] says, so the two cannot disagree.
     pub fn queue_config(mut self, config: QueueConfig) -> Self {
         self.queue_config = config;
         self
@@ -541,9 +559,14 @@ impl ServerBuilder {
                 self.chat_path
             )));
         }
+        let mut hub_config = self.hub;
+        if !matches!(self.queue, QueueBackend::Custom(_)) {
+            // The fair shares of the offline store are shares of the queue's own bound.
+            hub_config.limits.offline.total_bytes = self.queue_config.max_total_bytes;
+        }
         let queue = open_queue(self.queue, self.queue_config).await?;
 
-        let mut hub = Hub::builder().config(self.hub).queue(queue);
+        let mut hub = Hub::builder().config(hub_config).queue(queue);
         match self.auth {
             Auth::None => {}
             Auth::Jwt(cfg) => hub = hub.authenticator(Arc::new(JwtAuthenticator::new(cfg))),
@@ -644,10 +667,11 @@ async fn open_queue(backend: QueueBackend, config: QueueConfig) -> Result<Arc<dy
     Ok(match backend {
         QueueBackend::Memory => Arc::new(MemoryQueue::new(config)),
         #[cfg(feature = "queue-redb")]
-        QueueBackend::Redb(path) => {
+        QueueBackend::Redb(path, options) => {
             // Opening reads (and after a crash repairs) the file: off the runtime's threads.
             let q = tokio::task::spawn_blocking(move || {
-                crate::queue::redb::RedbQueue::open(path, config)
+                let clock = Arc::new(crate::queue::SystemClock);
+                crate::queue::redb::RedbQueue::open_with(path, config, options, clock)
             })
             .await
             .map_err(|e| Error::Io(std::io::Error::other(e)))??;

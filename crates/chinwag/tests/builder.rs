@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chinwag::hub::auth::JwtIssuer;
-use chinwag::hub::{Body, HubLimits, SendOptions, SignOn};
+use chinwag::hub::{Body, HubLimits, OfflineShares, SendOptions, SignOn};
+use chinwag::queue::QueueConfig;
+use chinwag::queue::redb::RedbOptions;
 use chinwag::rpc::{Disconnect, Handlers, Peer, RpcConfig};
 use chinwag::session::CloseCause;
 use chinwag::transport::{Frame, FrameRead, FrameWrite, Transport};
@@ -315,6 +317,27 @@ async fn undelivered_messages_survive_a_restart_on_redb() {
     let mut erin = Chat::over(t);
     erin.req("auth", json!({ "token": token("erin") })).await;
     assert_eq!(erin.note("message").await["body"], "while you were away");
+    server.shutdown(DEADLINE).await;
+}
+
+/// The hub's fair shares are shares of the queue's own bound: the builder sets one from the
+/// other, and opens redb with the options given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_offline_store_bound_is_the_queue_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::builder()
+        .chat_tcp(loopback())
+        .jwt_secret(SECRET)
+        .limits(HubLimits::default().with_offline(OfflineShares::default().with_total_bytes(7)))
+        .queue_config(QueueConfig::default().with_max_total_bytes(5 << 20))
+        .redb_queue_with(
+            dir.path().join("q.redb"),
+            RedbOptions::default().with_cache_size(1 << 20),
+        )
+        .start()
+        .await
+        .expect("starts on redb");
+    assert_eq!(server.hub().config().limits.offline.total_bytes, 5 << 20);
     server.shutdown(DEADLINE).await;
 }
 

@@ -65,7 +65,15 @@ impl TokenSource {
 /// assert_eq!(sources.query.as_deref(), Some("token"));
 /// assert!(sources.check_len(&"x".repeat(8193)).is_err());
 /// ```
+///
+/// With the `serde` feature it reads from a table of these fields, `query = ""` for `None`;
+/// a missing field keeps its default and an unknown one is an error.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 #[non_exhaustive]
 pub struct TokenSources {
     /// Look in the `Authorization` header for `Bearer <token>` (the scheme is matched without
@@ -78,6 +86,7 @@ pub struct TokenSources {
     /// The query parameter that carries a token (e.g. `Some("token")` reads `?token=...`; name and
     /// value are percent-decoded, as by [`ConnectInfo::query_param`]). Default `None`: off, since
     /// URLs, and so tokens in them, end up in access logs and proxies.
+    #[cfg_attr(feature = "serde", serde(with = "crate::config::empty_is_none"))]
     pub query: Option<String>,
     /// Doors that support it wait for the token as the connection's first message (under an
     /// auth timeout) when none came with the connection. Default `true`.

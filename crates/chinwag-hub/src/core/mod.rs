@@ -54,7 +54,18 @@ pub(crate) type EntryId = u64;
 /// not (tok's three behaviours). It matters only for live-only messages (TTL 0): a message with
 /// a TTL is in the offline queue until acknowledged, so a connection that could not take it
 /// gets it from the queue.
+///
+/// With the `serde` feature: `"any_delivered"`, `"all_or_error"` or
+/// `{ queue_for_user = "7d" }` (the TTL as a duration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(
+        from = "crate::config::PartialRepr",
+        into = "crate::config::PartialRepr"
+    )
+)]
 #[non_exhaustive]
 pub enum PartialDelivery {
     /// Success if at least one connection took it; the report counts the failures. The

@@ -10,9 +10,14 @@ use std::time::Duration;
 
 use super::time::Time;
 
-/// A token bucket: `per_second` on average, bursts of up to `burst`.
+/// A token bucket: `per_second` on average, bursts of up to `burst`. With the `serde`
+/// feature: `{ per_second = 50, burst = 200 }` (both fields required).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(deny_unknown_fields)
+)]
 pub struct Rate {
     /// Sustained rate (values below 1 act as 1).
     pub per_second: u32,

@@ -11,7 +11,17 @@ use super::identity::Device;
 /// How many connections one user may have at once, and which one a new sign-on replaces. The
 /// newest sign-on always wins: concurrent logins end with exactly the policy's survivors, the
 /// last to sign on among them.
+///
+/// With the `serde` feature: `"single"`, `"per_device"` or `{ multi = 3 }`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(
+        try_from = "crate::config::SignOnRepr",
+        into = "crate::config::SignOnRepr"
+    )
+)]
 #[non_exhaustive]
 pub enum SignOn {
     /// One connection per user: a new one closes every older one (with a `bye` and close code
@@ -27,8 +37,13 @@ pub enum SignOn {
     },
 }
 
-/// The id of a hub node (0 for a hub on its own).
+/// The id of a hub node (0 for a hub on its own). With the `serde` feature: the number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(transparent)
+)]
 pub struct NodeId(pub u64);
 
 /// The id of a connection on its node, unique for the node's life.
