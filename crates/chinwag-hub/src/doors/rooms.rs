@@ -24,7 +24,8 @@ use chinwag_session::{Server, ServerConfig, Service, Session};
 use chinwag_transport::{Acceptor, ConnectInfo, Frame, Refusal};
 
 use super::DoorHandle;
-use super::skeleton::{Admitted, Skeleton, ip_of, pick_subprotocol, sign_on_refusal};
+use super::skeleton::{Admitted, Skeleton, auth_refusal, ip_of, pick_subprotocol, sign_on_refusal};
+use crate::auth::AuthError;
 use crate::close::{Close, CloseCode};
 use crate::core::message::{Body, Event};
 use crate::driver::{Conn, Hub};
@@ -135,8 +136,10 @@ impl Service<FrameCodec> for RoomsService {
                 .then(|| info.query_param("password"))
                 .flatten()
         });
-        let Admitted::SignedIn(auth, _) = self.door.admit(info, false).await? else {
-            unreachable!("no first-message logins on this door");
+        let auth = match self.door.admit(info, false).await? {
+            Admitted::SignedIn(auth, _) => auth,
+            // (Not asked for: this door takes no first-message logins.)
+            Admitted::AwaitLogin => return Err(auth_refusal(&AuthError::Missing)),
         };
         // Everything a join can refuse is checked before the sign-on, which (under the sign-on
         // policy) may replace the user's other connections: a refused join leaves them alone.
