@@ -22,8 +22,8 @@
 //! the slowest), the ratio attacked ÷ unloaded of the medians, every legitimate join that
 //! failed and its error code (a right password must never be refused), the attackers' answers
 //! by kind (`wrong_password`: checked and wrong; `guessing_too_fast`; `busy`; others), the
-//! requests lost when the hub closed a connection, the `bye` notifications by code (4010: the
-//! strike-out), and the server's and this process's CPU in each phase.
+//! requests lost when the hub closed a connection, the connections the strike-out closed, the
+//! `bye` notifications by code, and the server's and this process's CPU in each phase.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,7 +35,7 @@ use chinwag_rpc::{Handlers, Peer, RpcError};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::BoxError;
@@ -48,6 +48,12 @@ use crate::proto::{self, Protocol, Target};
 const LEGIT_USER: &str = "legit";
 /// How long the attackers get to stop once the legitimate joins are done.
 const STOP_WAIT: Duration = Duration::from_secs(10);
+/// How long an attacker whose connection ended waits for the `bye` that says why (the hub
+/// writes it before closing, but its handler may run after the requests failed), keeping the
+/// connection's handle so the notification is not dropped.
+const BYE_WAIT: Duration = Duration::from_millis(500);
+/// The hub's default strike-out: the 5th wrong password closes the connection (4010).
+const STRIKES: u64 = 5;
 
 /// One phase of the legitimate user's joins.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -79,7 +85,10 @@ pub struct AttackFigures {
     pub connections: u64,
     /// Connections that could not be opened.
     pub connect_errors: u64,
-    /// Guesses answered `wrong_password`: a check ran and the password was wrong.
+    /// Guesses answered `wrong_password`: a check ran and the password was wrong. The wrong
+    /// password that strikes a connection out is not answered (the hub closes the connection
+    /// first): it is among [`lost_on_close`](Self::lost_on_close); see
+    /// [`checked`](Self::checked).
     pub wrong_password: u64,
     /// Guesses refused `guessing_too_fast` (the connection's or the address's guess rate).
     pub guessing_too_fast: u64,
@@ -94,14 +103,27 @@ pub struct AttackFigures {
     pub lost_on_close: u64,
     /// Connections that ended while the attack ran (closed by the hub).
     pub closed: u64,
+    /// Of those, connections closed by the strike-out: a `bye` 4010 came, or (a `bye` can be
+    /// lost when the connection's send queue is full) the connection had [`STRIKES`] − 1
+    /// wrong passwords answered when it was closed.
+    #[serde(default)]
+    pub strike_outs: u64,
+    /// Of the closed connections, those whose `bye` did not arrive.
+    #[serde(default)]
+    pub closed_without_bye: u64,
     /// `bye` notifications received, by close code (4010: the strike-out).
     pub byes: BTreeMap<u16, u64>,
+    /// The closed connections by what they had seen: `"<n> wrong, bye <code>"` or
+    /// `"<n> wrong, no bye"` (n: wrong passwords answered on the connection).
+    #[serde(default)]
+    pub closes: BTreeMap<String, u64>,
 }
 
 impl AttackFigures {
-    /// Connections closed by the strike-out (`bye` 4010).
-    pub fn strike_outs(&self) -> u64 {
-        self.byes.get(&4010).copied().unwrap_or(0)
+    /// Wrong passwords the hub checked: those answered `wrong_password`, and the unanswered
+    /// one of each strike-out.
+    pub fn checked(&self) -> u64 {
+        self.wrong_password + self.strike_outs
     }
 
     /// Every guess answered.
@@ -148,9 +170,12 @@ struct Counters {
     joined: AtomicU64,
     lost_on_close: AtomicU64,
     closed: AtomicU64,
+    closed_without_bye: AtomicU64,
+    strike_outs: AtomicU64,
     guesses: AtomicU64,
     other: Mutex<BTreeMap<String, u64>>,
     byes: Mutex<BTreeMap<u16, u64>>,
+    closes: Mutex<BTreeMap<String, u64>>,
     first_errors: Mutex<Vec<String>>,
 }
 
@@ -175,7 +200,14 @@ impl Counters {
             other: self.other.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             lost_on_close: n(&self.lost_on_close),
             closed: n(&self.closed),
+            closed_without_bye: n(&self.closed_without_bye),
+            strike_outs: n(&self.strike_outs),
             byes: self.byes.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            closes: self
+                .closes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
     }
 }
@@ -265,11 +297,20 @@ async fn legit_phase(
     out
 }
 
-/// Handlers of an attacker connection: count `bye` notifications by code.
-fn attacker_handlers(counters: Arc<Counters>) -> Arc<Handlers> {
+/// One attacker connection's own record: its wrong passwords answered and its `bye`.
+#[derive(Default)]
+struct ConnRecord {
+    wrong: AtomicU64,
+    bye_code: AtomicU64,
+    bye: Notify,
+}
+
+/// Handlers of an attacker connection: count `bye` notifications by code, and note the
+/// connection's.
+fn attacker_handlers(counters: Arc<Counters>, conn: Arc<ConnRecord>) -> Arc<Handlers> {
     let mut h = Handlers::new();
     h.handle_notification("bye", move |_peer: Peer, payload: Bytes| {
-        let counters = counters.clone();
+        let (counters, conn) = (counters.clone(), conn.clone());
         async move {
             let code = serde_json::from_slice::<Value>(&payload)
                 .ok()
@@ -282,13 +323,21 @@ fn attacker_handlers(counters: Arc<Counters>) -> Arc<Handlers> {
                 .unwrap_or_else(|p| p.into_inner())
                 .entry(code)
                 .or_default() += 1;
+            conn.bye_code.store(u64::from(code), Ordering::Relaxed);
+            conn.bye.notify_one();
         }
     });
     Arc::new(h)
 }
 
 /// One guess after another on `peer` until the connection closes or the attack stops.
-async fn guesser(peer: Peer, room: String, counters: Arc<Counters>, stop: watch::Receiver<bool>) {
+async fn guesser(
+    peer: Peer,
+    room: String,
+    counters: Arc<Counters>,
+    conn: Arc<ConnRecord>,
+    stop: watch::Receiver<bool>,
+) {
     loop {
         if *stop.borrow() {
             return;
@@ -312,7 +361,10 @@ async fn guesser(peer: Peer, room: String, counters: Arc<Counters>, stop: watch:
             return;
         }
         match error_code(&e).as_str() {
-            "wrong_password" => &counters.wrong_password,
+            "wrong_password" => {
+                conn.wrong.fetch_add(1, Ordering::Relaxed);
+                &counters.wrong_password
+            }
             "guessing_too_fast" => &counters.guessing_too_fast,
             "busy" => &counters.busy,
             other => {
@@ -339,11 +391,12 @@ async fn attacker(
     mut stop: watch::Receiver<bool>,
 ) {
     let source = proto::source_addr(&target, 1, 2);
-    let handlers = attacker_handlers(counters.clone());
     let mut n = 0u64;
     while !*stop.borrow() {
         n += 1;
         let user = format!("guesser-{slot}-{n}");
+        let record = Arc::new(ConnRecord::default());
+        let handlers = attacker_handlers(counters.clone(), record.clone());
         let peer = tokio::select! {
             p = with_retries(|| chat_client(&target, &spec, &user, source, handlers.clone())) => p,
             _ = stop.wait_for(|s| *s) => return,
@@ -364,6 +417,7 @@ async fn attacker(
                 peer.clone(),
                 spec.room.clone(),
                 counters.clone(),
+                record.clone(),
                 stop.clone(),
             ));
         }
@@ -376,8 +430,30 @@ async fn attacker(
             while set.join_next().await.is_some() {}
             return;
         }
-        // Every guesser ended: the connection is closed (or closing).
+        // Every guesser ended: the connection is closed (or closing). Its bye may still be on
+        // its way to the handler, which needs the connection's handle alive.
         counters.closed.fetch_add(1, Ordering::Relaxed);
+        if tokio::time::timeout(BYE_WAIT, record.bye.notified())
+            .await
+            .is_err()
+        {
+            counters.closed_without_bye.fetch_add(1, Ordering::Relaxed);
+        }
+        let bye = record.bye_code.load(Ordering::Relaxed);
+        let wrong = record.wrong.load(Ordering::Relaxed);
+        if bye == 4010 || (bye == 0 && wrong + 1 >= STRIKES) {
+            counters.strike_outs.fetch_add(1, Ordering::Relaxed);
+        }
+        let kind = match bye {
+            0 => format!("{wrong} wrong, no bye"),
+            code => format!("{wrong} wrong, bye {code}"),
+        };
+        *counters
+            .closes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(kind)
+            .or_default() += 1;
         peer.close();
     }
 }
@@ -541,9 +617,9 @@ mod tests {
             guessing_too_fast: 3,
             ..AttackFigures::default()
         };
-        a.byes.insert(4010, 2);
+        a.strike_outs = 2;
         a.other.insert("closed".into(), 1);
-        assert_eq!(a.strike_outs(), 2);
+        assert_eq!(a.checked(), 7);
         assert_eq!(a.answered(), 16);
     }
 }

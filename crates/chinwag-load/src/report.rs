@@ -96,6 +96,14 @@ pub struct GuessRow {
     pub connections: f64,
     /// Guesses answered `wrong_password` per run.
     pub wrong_password: f64,
+    /// Wrong passwords checked per run (answered, plus the unanswered one of each strike-out).
+    pub checked: f64,
+    /// Connections closed by the hub per run.
+    pub closed: f64,
+    /// Of those, closed without a `bye` received, over all repetitions.
+    pub closed_without_bye: u64,
+    /// `bye` codes other than 4010 received, over all repetitions.
+    pub other_byes: BTreeMap<u16, u64>,
     /// Guesses refused `guessing_too_fast` per run.
     pub guessing_too_fast: f64,
     /// Guesses refused `busy` per run.
@@ -129,6 +137,12 @@ fn guess_row(rs: &[&RunReport]) -> Option<GuessRow> {
     let cores = |f: &dyn Fn(&crate::guess::GuessFigures) -> Option<f64>| {
         median(gs.iter().filter_map(|g| f(g)).collect())
     };
+    let mut other_byes = BTreeMap::new();
+    for g in &gs {
+        for (code, n) in g.attack.byes.iter().filter(|(c, _)| **c != 4010) {
+            *other_byes.entry(*code).or_default() += n;
+        }
+    }
     let mut legit_failed = BTreeMap::new();
     for g in &gs {
         for (code, n) in g.unloaded.failed.iter().chain(&g.attacked.failed) {
@@ -150,11 +164,15 @@ fn guess_row(rs: &[&RunReport]) -> Option<GuessRow> {
         legit_failed,
         connections: med(&|g| g.attack.connections as f64),
         wrong_password: med(&|g| g.attack.wrong_password as f64),
+        checked: med(&|g| g.attack.checked() as f64),
+        closed: med(&|g| g.attack.closed as f64),
+        closed_without_bye: gs.iter().map(|g| g.attack.closed_without_bye).sum(),
+        other_byes,
         guessing_too_fast: med(&|g| g.attack.guessing_too_fast as f64),
         busy: med(&|g| g.attack.busy as f64),
         other: med(&|g| g.attack.other.values().sum::<u64>() as f64),
         lost_on_close: med(&|g| g.attack.lost_on_close as f64),
-        strike_outs: med(&|g| g.attack.strike_outs() as f64),
+        strike_outs: med(&|g| g.attack.strike_outs as f64),
         joined: gs.iter().map(|g| g.attack.joined).sum(),
         attack_seconds: med(&|g| g.attack.seconds),
         answered_per_sec: med(&|g| g.attack.answered() as f64 / g.attack.seconds.max(1e-9)),
@@ -816,28 +834,51 @@ fn guess_markdown(md: &mut String, s: &Scenario) {
     }
     let _ = writeln!(
         md,
-        "\nThe attackers, per run (medians): guesses answered by kind, connections, strike-outs.\n\n| server | attack s | connections | wrong_password (checked) | guessing_too_fast | busy | other | lost on close | strike-outs (4010) | answers/s | wrong passwords that joined | server cores unloaded / attacked | generator cores attacked |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "\nThe attackers, per run (medians). Checked: wrong passwords the hub verified (the answered \
+         `wrong_password`s plus the unanswered 5th of each strike-out, which the hub closes the \
+         connection on); strike-outs: closed connections that got a `bye` 4010 or (a `bye` is \
+         lost when the send queue is full) had 4 wrong passwords answered; lost on close: guesses \
+         outstanding when a connection was closed.\n\n\
+         | server | attack s | connections | closed by the hub | strike-outs | checked | guessing_too_fast | busy | other | lost on close | answers/s | wrong passwords that joined | server cores unloaded / attacked | generator cores attacked |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for r in &s.rows {
         let Some(g) = &r.guess else { continue };
         let _ = writeln!(
             md,
-            "| {} | {:.1} | {:.0} | {:.0} | {} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} / {} | {} |",
+            "| {} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {:.0} | {} | {} | {} | {} / {} | {} |",
             r.server,
             g.attack_seconds,
             g.connections,
-            g.wrong_password,
+            g.closed,
+            g.strike_outs,
+            g.checked,
             thousands(g.guessing_too_fast),
             thousands(g.busy),
             g.other,
-            g.lost_on_close,
-            g.strike_outs,
+            thousands(g.lost_on_close),
             thousands(g.answered_per_sec),
             g.joined,
             opt(g.server_cores_unloaded, 2),
             opt(g.server_cores_attacked, 2),
             opt(g.client_cores_attacked, 2),
         );
+    }
+    let mut odd = Vec::new();
+    for r in &s.rows {
+        let Some(g) = &r.guess else { continue };
+        if g.closed_without_bye > 0 {
+            odd.push(format!(
+                "{}: {} connection(s) closed without a bye (all repetitions)",
+                r.server, g.closed_without_bye
+            ));
+        }
+        for (code, n) in &g.other_byes {
+            odd.push(format!("{}: {n} bye(s) with code {code}", r.server));
+        }
+    }
+    if !odd.is_empty() {
+        let _ = writeln!(md, "\n{}", odd.join("; "));
     }
 }
 
