@@ -431,8 +431,8 @@ async fn attacker(
             return;
         }
         // Every guesser ended: the connection is closed (or closing). Its bye may still be on
-        // its way to the handler, which needs the connection's handle alive.
-        counters.closed.fetch_add(1, Ordering::Relaxed);
+        // its way to the handler, which needs the connection's handle alive. (Counted once
+        // known, so `closed` and `closes` agree.)
         if tokio::time::timeout(BYE_WAIT, record.bye.notified())
             .await
             .is_err()
@@ -444,6 +444,7 @@ async fn attacker(
         if bye == 4010 || (bye == 0 && wrong + 1 >= STRIKES) {
             counters.strike_outs.fetch_add(1, Ordering::Relaxed);
         }
+        counters.closed.fetch_add(1, Ordering::Relaxed);
         let kind = match bye {
             0 => format!("{wrong} wrong, no bye"),
             code => format!("{wrong} wrong, bye {code}"),
