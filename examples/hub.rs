@@ -1,5 +1,6 @@
 // Run: cargo run --release --example hub -- --listen 127.0.0.1:9400 --tcp 127.0.0.1:9401 \
-//          --secret 'a long HS256 secret' [--engine fastwebsockets] [--queue redb:/tmp/hub.redb]
+//          --secret 'a long HS256 secret' [--engine fastwebsockets] [--queue redb:/tmp/hub.redb] \
+//          [--protected-room NAME:PASSWORD]..
 //
 // The chinwag IM hub behind the `hub-*` scenarios of `cargo xtask bench`: one hub with JWT
 // (HS256) sign-in and its doors on loopback:
@@ -13,6 +14,9 @@
 // benchmark would trip are raised: members per room (20 000), connections (--max-connections),
 // and the connection and message rates are off (the load comes from a few loopback addresses
 // at rates far above a person's). The offline queue is memory, redb (a file) or Redis.
+// `--protected-room NAME:PASSWORD` (repeatable) creates a room with a password at start (for the
+// password-guessing scenario, `hub-guess`); the room-password limits (Argon2 checks at once,
+// guess rates per connection and per address, the strike-out) stay at the hub's defaults.
 //
 // Once listening it prints `rooms ws://ADDR/ws`, `chat ws://ADDR/gotalk/` and, with --tcp,
 // `tcp ADDR` on stdout (port 0 works).
@@ -31,7 +35,7 @@ use chinwag_hub::auth::{JwtAuthenticator, JwtConfig, JwtKey};
 use chinwag_hub::doors::DoorHandle;
 use chinwag_hub::doors::chat::ChatDoor;
 use chinwag_hub::doors::rooms::RoomsDoor;
-use chinwag_hub::{Hub, HubConfig, HubLimits};
+use chinwag_hub::{Hub, HubConfig, HubLimits, RoomOptions};
 use chinwag_queue::{MemoryQueue, Queue, QueueConfig};
 use chinwag_rpc::RpcConfig;
 use chinwag_transport::tcp::{TcpAcceptor, TcpConfig};
@@ -71,6 +75,19 @@ struct Args {
     /// Seconds between keepalives: WebSocket pings, and gotalk heartbeats on the chat door.
     #[arg(long, default_value_t = 20)]
     ping_interval: u64,
+    /// A room created at start with a password, as `NAME:PASSWORD` (the name ends at the first
+    /// `:`). Repeatable.
+    #[arg(long = "protected-room", value_parser = parse_protected_room)]
+    protected_rooms: Vec<(String, String)>,
+}
+
+fn parse_protected_room(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((name, password)) if !name.is_empty() && !password.is_empty() => {
+            Ok((name.to_owned(), password.to_owned()))
+        }
+        _ => Err(format!("expected NAME:PASSWORD, got {s:?}")),
+    }
 }
 
 async fn open_queue(spec: &str) -> Result<Arc<dyn Queue>, Box<dyn std::error::Error>> {
@@ -105,6 +122,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .authenticator(Arc::new(jwt))
         .queue(open_queue(&args.queue).await?)
         .build();
+    for (name, password) in &args.protected_rooms {
+        hub.create_room(name, RoomOptions::new().with_password(password.as_str()))
+            .await
+            .map_err(|e| format!("--protected-room {name}: {e}"))?;
+    }
 
     let mut rpc = RpcConfig::default();
     rpc.session.heartbeat_interval = Some(ping);

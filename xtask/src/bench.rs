@@ -26,6 +26,11 @@
 //! as users deploy it except for the limits that load from a few loopback addresses trips
 //! ([`READY_SERVER_ARGS`]). A `--peer NAME=ws://…?room=R` joins the fan-out scenarios.
 //!
+//! `hub-guess` and `hub-guess-20` (issue 16) run `chinwag-load run --mode guess` against
+//! `examples/hub --protected-room`: a legitimate user's right-password joins, alone and while
+//! one connection (`hub-guess`) or 20 connections from one address (`hub-guess-20`) guess the
+//! room's password with 200 joins outstanding each; the hub's password limits are its defaults.
+//!
 //! `--micro` runs the criterion micro-benchmarks instead (`cargo bench` on every package that
 //! has a `[[bench]]`, or `-p chinwag-bench` when a top-level `benches/` package exists).
 //!
@@ -87,6 +92,11 @@ struct HubServer {
 
 /// The secret the hub servers verify tokens with and the load generator signs them with.
 const HUB_SECRET: &str = "chinwag bench secret, not for production";
+
+/// The protected room of the guessing scenarios, and its password.
+const GUESS_ROOM: &str = "guarded";
+/// See [`GUESS_ROOM`].
+const GUESS_PASSWORD: &str = "correct horse battery staple";
 
 /// The URL template a hub door is loaded at, and whether it is the chat door over TCP.
 fn hub_door(door: &str) -> (&'static str, bool) {
@@ -246,7 +256,7 @@ struct Opts {
 }
 
 /// Scenario names; `--scenario X` selects `X` and every `X-*` (`gotalk-rpc`, `ws-echo`, `hub`).
-const SCENARIOS: [&str; 16] = [
+const SCENARIOS: [&str; 18] = [
     "ws-echo-20B",
     "ws-echo-16KiB",
     "ws-echo-1KiB",
@@ -263,6 +273,8 @@ const SCENARIOS: [&str; 16] = [
     "hub-send",
     "hub-replay",
     "hub-idle",
+    "hub-guess",
+    "hub-guess-20",
 ];
 
 fn selects(selector: &str, name: &str) -> bool {
@@ -694,6 +706,45 @@ fn hub_scenarios(
         load,
         reps: o.reps.unwrap_or(1),
     });
+    // Password guessing (issue 16): a legitimate user's right-password joins, 50 per phase at
+    // the one-per-second its connection may guess, alone and under attack; the attack runs for
+    // the warm-up before the timed joins. One attacking connection, then 20 from one address
+    // (the per-address guess rate is what holds them), each keeping 200 joins outstanding.
+    let protected = format!("{GUESS_ROOM}:{GUESS_PASSWORD}");
+    let (joins, warmup) = if q { ("5", "0.5") } else { ("50", "2") };
+    for (name, attackers) in [("hub-guess", "1"), ("hub-guess-20", "20")] {
+        let mut load = strs(&[
+            "--mode",
+            "guess",
+            "--room",
+            GUESS_ROOM,
+            "--password",
+            GUESS_PASSWORD,
+            "--joins",
+            joins,
+            "--rate",
+            "1",
+            "--attackers",
+            attackers,
+            "--in-flight",
+            "200",
+            "--warmup",
+            warmup,
+        ]);
+        load.extend(strs(&secret));
+        out.push(Scenario {
+            name,
+            kind: "hub-guess",
+            servers: vec![hub_server(
+                "hub-chat-tcp",
+                "chat-tcp",
+                "tungstenite",
+                &["--protected-room", &protected],
+            )],
+            load,
+            reps,
+        });
+    }
 }
 
 /// Starts a private redis-server (its own directory, append-only file with `appendfsync
@@ -836,15 +887,22 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         "--examples",
     ]))?;
     // The ready server on its own: built with the others, its facade's features would be
-    // unified into theirs.
-    run_cmd(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "chinwag-server",
-        "--bin",
-        "chinwag-server",
-    ]))?;
+    // unified into theirs. Only when a scenario of the plan loads it.
+    let ready = plan.iter().any(|s| {
+        s.servers
+            .iter()
+            .any(|x| matches!(&x.kind, ServerKind::Hub(h) if h.bin == "chinwag-server"))
+    });
+    if ready {
+        run_cmd(cargo().args([
+            "build",
+            "--release",
+            "-p",
+            "chinwag-server",
+            "--bin",
+            "chinwag-server",
+        ]))?;
+    }
     let rel = target_dir().join("release");
     let load = rel.join("chinwag-load");
 
@@ -1064,7 +1122,7 @@ mod tests {
         let mut notes = Vec::new();
         let plan = scenarios(&o, &mut notes);
         let rpc = root().join("examples/rpc_echo.rs").exists();
-        assert_eq!(plan.len(), if rpc { 16 } else { 12 });
+        assert_eq!(plan.len(), if rpc { 18 } else { 14 });
         assert_eq!(rpc, plan.iter().any(|s| s.name.starts_with("gotalk-rpc")));
         assert_eq!(!rpc, notes.iter().any(|n| n.starts_with("gotalk-rpc")));
         let o = parse(&["--scenario".into(), "ws-echo".into()]).unwrap();
@@ -1076,7 +1134,11 @@ mod tests {
         assert!(parse(&["--scenario".into(), "nope".into()]).is_err());
         let o = parse(&["--scenario".into(), "hub".into()]).unwrap();
         let hub = scenarios(&o, &mut Vec::new());
-        assert_eq!(hub.len(), 6);
+        assert_eq!(hub.len(), 8);
         assert!(hub.iter().all(|s| s.name.starts_with("hub-")));
+        let o = parse(&["--scenario".into(), "hub-guess".into()]).unwrap();
+        let guess = scenarios(&o, &mut Vec::new());
+        let names: Vec<&str> = guess.iter().map(|s| s.name).collect();
+        assert_eq!(names, ["hub-guess", "hub-guess-20"]);
     }
 }

@@ -26,6 +26,9 @@
 //! * [`Mode::IdleAuth`]: `conns` signed-in connections, each in one of `rooms` rooms (room
 //!   door: `?room=R-k`; chat door: a `join`), idle but answering the server's pings and
 //!   heartbeats; the server's RSS per connection.
+//! * [`Mode::Guess`]: a legitimate user's right-password joins of a protected room, alone and
+//!   while other connections guess its password as fast as the hub lets them
+//!   ([`crate::guess`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -81,6 +84,9 @@ pub enum Mode {
     Replay,
     /// `conns` idle signed-in connections, each in a room: server RSS per connection.
     IdleAuth,
+    /// Right-password joins of a protected room, unloaded and under a guessing attack (chat
+    /// door): [`crate::guess`].
+    Guess,
 }
 
 /// The hub figures of a run (in [`RunReport::hub`]).
@@ -299,7 +305,7 @@ async fn room_member(
 
 /// One chat-door client signed in as `user`: over WebSocket with the token in
 /// `Authorization`, over TCP with an `auth` request.
-async fn chat_client(
+pub(crate) async fn chat_client(
     target: &Target,
     spec: &LoadSpec,
     user: &str,
@@ -343,7 +349,7 @@ async fn chat_client(
 }
 
 /// Retries `f` after 503s (an admission bound), with a growing pause.
-async fn with_retries<T, F, Fut>(mut f: F) -> Result<T, BoxError>
+pub(crate) async fn with_retries<T, F, Fut>(mut f: F) -> Result<T, BoxError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, BoxError>>,
@@ -444,6 +450,7 @@ pub async fn prepare(ws: WorkerSpec) -> Result<HubPrepared, BoxError> {
         Mode::Echo => return Err("echo runs are not hub runs".into()),
         // The replay connects at "go".
         Mode::Replay => {}
+        Mode::Guess => return Err("guess runs are run by crate::guess, in one process".into()),
         Mode::Fanout | Mode::IdleAuth | Mode::Send => {
             let chat = matches!(target.protocol, Protocol::RpcTcp | Protocol::RpcWs);
             if spec.mode == Mode::Fanout && target.protocol != Protocol::Ws {
@@ -519,7 +526,7 @@ pub async fn run_prepared(p: HubPrepared, go: u64) -> HubWorkerResult {
         Mode::Fanout => fanout(p, shared, connected).await,
         Mode::Send => send(p, shared, connected).await,
         Mode::Replay => replay(&spec, shared).await,
-        Mode::IdleAuth | Mode::Echo => idle(p, shared, connected).await,
+        Mode::IdleAuth | Mode::Echo | Mode::Guess => idle(p, shared, connected).await,
     }
 }
 
@@ -901,6 +908,9 @@ pub async fn worker_main(ws: WorkerSpec) -> Result<(), BoxError> {
 
 /// Runs a hub-mode `spec` and reports.
 pub async fn run(spec: &LoadSpec, opts: &RunOptions) -> Result<RunReport, BoxError> {
+    if spec.mode == Mode::Guess {
+        return crate::guess::run(spec, opts).await;
+    }
     let _: Target = spec.target.parse()?;
     let sample = |pid: Option<u32>| pid.and_then(procfs::sample);
     let before = sample(opts.server_pid);
@@ -1003,7 +1013,7 @@ fn merge(
     };
     let msgs_per_sec = match spec.mode {
         Mode::Replay if hub.replay_ms > 0.0 => hub.replayed as f64 / (hub.replay_ms / 1e3),
-        Mode::Replay | Mode::IdleAuth | Mode::Echo => 0.0,
+        Mode::Replay | Mode::IdleAuth | Mode::Echo | Mode::Guess => 0.0,
         _ => messages as f64 / secs,
     };
     let server = match (opts.server_pid, before, at_start, at_end) {
@@ -1034,6 +1044,7 @@ fn merge(
         first_errors,
         server,
         hub: Some(hub),
+        guess: None,
     }
 }
 

@@ -12,6 +12,8 @@
 //!   upgrade, async-tungstenite, tokio TCP) that chinwag's servers are divided by.
 //! * [`hub`]: the hub scenarios (fan-out to a room, send to users, offline replay, idle
 //!   signed-in connections): members and users signed in with HS256 JWTs.
+//! * [`guess`]: the room-password guessing scenario (a legitimate join's latency, alone and
+//!   while other connections guess the room's password as fast as the hub lets them).
 //! * [`report`]: turns a directory of run results into `report.md`, `report.json` and SVG
 //!   charts.
 //!
@@ -19,6 +21,7 @@
 //! `docs/BENCHMARKS.md`.
 
 pub mod baselines;
+pub mod guess;
 pub mod hub;
 pub mod load;
 pub mod procfs;

@@ -24,6 +24,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::BoxError;
+use crate::guess::GuessFigures;
 use crate::hub::{HubFigures, Mode};
 use crate::procfs::{self, ProcSample};
 use crate::proto::{self, ClientEngine, Reader, Target, Writer};
@@ -85,6 +86,15 @@ pub struct LoadSpec {
     /// Replay: messages queued for the offline user.
     #[serde(default = "ten_thousand")]
     pub messages: usize,
+    /// Guess: the legitimate user's timed joins per phase.
+    #[serde(default = "fifty")]
+    pub joins: usize,
+    /// Guess: attacker connections at once (all from one source address).
+    #[serde(default = "one")]
+    pub attackers: usize,
+    /// Guess: the protected room's right password.
+    #[serde(default)]
+    pub password: Option<String>,
 }
 
 fn default_room() -> String {
@@ -97,6 +107,10 @@ fn one() -> usize {
 
 fn ten_thousand() -> usize {
     10_000
+}
+
+fn fifty() -> usize {
+    50
 }
 
 impl Default for LoadSpec {
@@ -121,6 +135,9 @@ impl Default for LoadSpec {
             room: default_room(),
             rooms: 1,
             messages: 10_000,
+            joins: 50,
+            attackers: 1,
+            password: None,
         }
     }
 }
@@ -187,6 +204,9 @@ pub struct RunReport {
     /// The hub scenarios' own figures ([`crate::hub`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hub: Option<HubFigures>,
+    /// The password-guessing scenario's figures ([`crate::guess`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guess: Option<GuessFigures>,
 }
 
 /// What one worker sends back.
@@ -758,6 +778,7 @@ fn merge(
         first_errors,
         server,
         hub: None,
+        guess: None,
     }
 }
 

@@ -4,11 +4,14 @@
 //! chinwag-load run --target ws://127.0.0.1:9001/ --conns 100 --size 20 [--in-flight K | --rate R]
 //!                  [--warmup 2] [--duration 10] [--idle] [--stalled M] [--procs P]
 //!                  [--source-ips N] [--server-pid PID] [--meta k=v].. [--json FILE]
-//!                  [--mode echo|fanout|send|replay|idle-auth] [--secret S] [--room R]
-//!                  [--rooms K] [--messages N]
+//!                  [--mode echo|fanout|send|replay|idle-auth|guess] [--secret S] [--room R]
+//!                  [--rooms K] [--messages N] [--joins N] [--attackers A] [--password P]
 //! # the hub scenarios (crates/chinwag-load/src/hub.rs), e.g.:
 //! chinwag-load run --mode fanout --target 'ws://127.0.0.1:9400/ws?room=bench' --conns 1000 \
 //!                  --size 100 --rate 50 --procs 2 --secret S
+//! # a right-password join, alone and while one connection guesses (200 guesses outstanding):
+//! chinwag-load run --mode guess --target gotalk+tcp://127.0.0.1:9401 --room guarded \
+//!                  --password P --joins 50 --attackers 1 --in-flight 200 --warmup 2 --secret S
 //! chinwag-load report DIR      # DIR/runs/*.json -> DIR/report.md, report.json, *.svg
 //! ```
 //!
@@ -62,13 +65,15 @@ struct RunArgs {
     /// Payload bytes per message (at least 8: the send timestamp).
     #[arg(long, default_value_t = 64)]
     size: usize,
-    /// Closed loop: messages in flight per connection.
+    /// Closed loop: messages in flight per connection (replay: sends in flight; guess: guesses
+    /// each attacker keeps outstanding).
     #[arg(long, default_value_t = 1)]
     in_flight: usize,
-    /// Open loop: target total rate in messages/s (instead of closed loop).
+    /// Open loop: target total rate in messages/s (instead of closed loop); guess: the
+    /// legitimate user's joins per second (default 1, its guess rate).
     #[arg(long)]
     rate: Option<f64>,
-    /// Warm-up seconds.
+    /// Warm-up seconds (guess: how long the attack runs before the timed joins).
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
     /// Measured seconds.
@@ -104,7 +109,7 @@ struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
-    /// What to measure: echo, or a hub scenario (fanout, send, replay, idle-auth).
+    /// What to measure: echo, or a hub scenario (fanout, send, replay, idle-auth, guess).
     #[arg(long, value_enum, default_value = "echo")]
     mode: Mode,
     /// Hub modes: the HS256 secret to sign the connections' tokens with.
@@ -119,6 +124,15 @@ struct RunArgs {
     /// Replay: messages queued for the offline user.
     #[arg(long, default_value_t = 10_000)]
     messages: usize,
+    /// Guess: the legitimate user's timed joins per phase (unloaded, attacked).
+    #[arg(long, default_value_t = 50)]
+    joins: usize,
+    /// Guess: attacker connections at once, all from one source address (127.0.0.2).
+    #[arg(long, default_value_t = 1)]
+    attackers: usize,
+    /// Guess: the protected room's right password (the room is --room).
+    #[arg(long)]
+    password: Option<String>,
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -163,6 +177,9 @@ async fn run(a: RunArgs) -> Result<(), BoxError> {
         room: a.room,
         rooms: a.rooms,
         messages: a.messages,
+        joins: a.joins,
+        attackers: a.attackers,
+        password: a.password,
     };
     let opts = RunOptions {
         server_pid: a.server_pid,

@@ -60,6 +60,132 @@ pub struct Row {
     pub p99_stalled_ratio: Option<f64>,
     /// Hub scenarios: their own figures, medians over repetitions.
     pub hub: Option<HubRow>,
+    /// The password-guessing scenario: its figures, medians over repetitions.
+    pub guess: Option<GuessRow>,
+}
+
+/// The figures of a password-guessing row (see [`crate::guess`]): medians over repetitions,
+/// failures summed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GuessRow {
+    /// Timed legitimate joins per phase.
+    pub joins: usize,
+    /// Attacker connections at once.
+    pub attackers: usize,
+    /// Guesses each attacker keeps outstanding.
+    pub attacker_in_flight: usize,
+    /// Unloaded join latency p50 and p99 (µs).
+    pub unloaded_p50_us: f64,
+    /// See `unloaded_p50_us`.
+    pub unloaded_p99_us: f64,
+    /// Attacked join latency p50 and p99 (µs).
+    pub attacked_p50_us: f64,
+    /// See `attacked_p50_us`.
+    pub attacked_p99_us: f64,
+    /// Median over repetitions of attacked p50 ÷ unloaded p50 (same run).
+    pub ratio_p50: f64,
+    /// Each repetition's p50 ratio.
+    pub ratio_p50_reps: Vec<f64>,
+    /// Median over repetitions of attacked p99 ÷ unloaded p99.
+    pub ratio_p99: f64,
+    /// Legitimate joins that succeeded, over all repetitions and both phases.
+    pub legit_ok: u64,
+    /// Legitimate joins that failed, by code, over all repetitions and both phases.
+    pub legit_failed: BTreeMap<String, u64>,
+    /// Attacker connections opened per run.
+    pub connections: f64,
+    /// Guesses answered `wrong_password` per run.
+    pub wrong_password: f64,
+    /// Wrong passwords checked per run (answered, plus the unanswered one of each strike-out).
+    pub checked: f64,
+    /// Connections closed by the hub per run.
+    pub closed: f64,
+    /// Of those, closed without a `bye` received, over all repetitions.
+    pub closed_without_bye: u64,
+    /// `bye` codes other than 4010 received, over all repetitions.
+    pub other_byes: BTreeMap<u16, u64>,
+    /// Guesses refused `guessing_too_fast` per run.
+    pub guessing_too_fast: f64,
+    /// Guesses refused `busy` per run.
+    pub busy: f64,
+    /// Other answers per run.
+    pub other: f64,
+    /// Guesses lost when the hub closed their connection, per run.
+    pub lost_on_close: f64,
+    /// Connections closed by the strike-out (bye 4010) per run.
+    pub strike_outs: f64,
+    /// Wrong passwords that joined, over all repetitions (must be 0).
+    pub joined: u64,
+    /// Seconds the attack ran per run.
+    pub attack_seconds: f64,
+    /// Guesses answered per second of attack.
+    pub answered_per_sec: f64,
+    /// Server CPU in cores (CPU seconds per second) during the unloaded and attacked joins.
+    pub server_cores_unloaded: Option<f64>,
+    /// See `server_cores_unloaded`.
+    pub server_cores_attacked: Option<f64>,
+    /// This process's (the load generator's) CPU in cores during the attacked joins.
+    pub client_cores_attacked: Option<f64>,
+}
+
+fn guess_row(rs: &[&RunReport]) -> Option<GuessRow> {
+    let gs: Vec<&crate::guess::GuessFigures> = rs.iter().filter_map(|r| r.guess.as_ref()).collect();
+    let first = gs.first()?;
+    let med = |f: &dyn Fn(&crate::guess::GuessFigures) -> f64| {
+        median(gs.iter().map(|g| f(g)).collect()).unwrap_or(f64::NAN)
+    };
+    let cores = |f: &dyn Fn(&crate::guess::GuessFigures) -> Option<f64>| {
+        median(gs.iter().filter_map(|g| f(g)).collect())
+    };
+    let mut other_byes = BTreeMap::new();
+    for g in &gs {
+        for (code, n) in g.attack.byes.iter().filter(|(c, _)| **c != 4010) {
+            *other_byes.entry(*code).or_default() += n;
+        }
+    }
+    let mut legit_failed = BTreeMap::new();
+    for g in &gs {
+        for (code, n) in g.unloaded.failed.iter().chain(&g.attacked.failed) {
+            *legit_failed.entry(code.clone()).or_default() += n;
+        }
+    }
+    Some(GuessRow {
+        joins: first.joins,
+        attackers: first.attackers,
+        attacker_in_flight: first.attacker_in_flight,
+        unloaded_p50_us: med(&|g| g.unloaded.latency_us.p50),
+        unloaded_p99_us: med(&|g| g.unloaded.latency_us.p99),
+        attacked_p50_us: med(&|g| g.attacked.latency_us.p50),
+        attacked_p99_us: med(&|g| g.attacked.latency_us.p99),
+        ratio_p50: med(&|g| g.ratio_p50),
+        ratio_p50_reps: gs.iter().map(|g| g.ratio_p50).collect(),
+        ratio_p99: med(&|g| g.ratio_p99),
+        legit_ok: gs.iter().map(|g| g.unloaded.ok + g.attacked.ok).sum(),
+        legit_failed,
+        connections: med(&|g| g.attack.connections as f64),
+        wrong_password: med(&|g| g.attack.wrong_password as f64),
+        checked: med(&|g| g.attack.checked() as f64),
+        closed: med(&|g| g.attack.closed as f64),
+        closed_without_bye: gs.iter().map(|g| g.attack.closed_without_bye).sum(),
+        other_byes,
+        guessing_too_fast: med(&|g| g.attack.guessing_too_fast as f64),
+        busy: med(&|g| g.attack.busy as f64),
+        other: med(&|g| g.attack.other.values().sum::<u64>() as f64),
+        lost_on_close: med(&|g| g.attack.lost_on_close as f64),
+        strike_outs: med(&|g| g.attack.strike_outs as f64),
+        joined: gs.iter().map(|g| g.attack.joined).sum(),
+        attack_seconds: med(&|g| g.attack.seconds),
+        answered_per_sec: med(&|g| g.attack.answered() as f64 / g.attack.seconds.max(1e-9)),
+        server_cores_unloaded: cores(&|g| {
+            Some(g.unloaded.server_cpu_ms? / (g.unloaded.seconds.max(1e-9) * 1e3))
+        }),
+        server_cores_attacked: cores(&|g| {
+            Some(g.attacked.server_cpu_ms? / (g.attacked.seconds.max(1e-9) * 1e3))
+        }),
+        client_cores_attacked: cores(&|g| {
+            Some(g.attacked.client_cpu_ms? / (g.attacked.seconds.max(1e-9) * 1e3))
+        }),
+    })
 }
 
 /// The figures of a hub scenario's row (medians over repetitions; see [`crate::hub`]).
@@ -198,6 +324,13 @@ pub fn build(runs: Vec<RunReport>, meta: BTreeMap<String, String>, notes: Vec<St
                 "{} idle connections signed in with JWT, each in one of {} rooms",
                 spec.conns, spec.rooms
             ),
+            "hub-guess" => format!(
+                "{} right-password joins of a protected room, alone, then while {} connection(s) \
+                 from one address keep {} wrong-password joins each outstanding",
+                spec.joins,
+                spec.attackers.max(1),
+                spec.in_flight.max(1)
+            ),
             "slow-consumer" => format!(
                 "{} conns x {} B, {}, alone vs plus {} stalled reader(s)",
                 spec.conns,
@@ -299,6 +432,9 @@ pub fn build(runs: Vec<RunReport>, meta: BTreeMap<String, String>, notes: Vec<St
                     acked_ms: h(&|x| x.acked_ms),
                     replayed: h(&|x| x.replayed as f64),
                 });
+            }
+            if kind == "hub-guess" {
+                row.guess = guess_row(&rs);
             }
             if kind == "slow-consumer" {
                 let stalled = pick(server, Some("stalled"));
@@ -420,6 +556,28 @@ fn goals(scenarios: &[Scenario]) -> Vec<Goal> {
             &|r| r.rss_per_conn_kib,
             &|v| v <= 6.0,
             " KiB",
+        );
+    }
+    // Issue 16, when the guessing scenario ran.
+    if scenarios.iter().any(|s| s.kind == "hub-guess") {
+        ratio_goal(
+            "a right-password join while the room's password is guessed as fast as allowed \
+             <= 2x its unloaded time (medians, same run)",
+            chinwag_rows(&|s| s.kind == "hub-guess"),
+            &|r| r.guess.as_ref().map(|g| g.ratio_p50),
+            &|v| v <= 2.0,
+            "x",
+        );
+        ratio_goal(
+            "no right-password join refused (either phase)",
+            chinwag_rows(&|s| s.kind == "hub-guess"),
+            &|r| {
+                r.guess
+                    .as_ref()
+                    .map(|g| g.legit_failed.values().sum::<u64>() as f64)
+            },
+            &|v| v == 0.0,
+            " failed",
         );
     }
     goals
@@ -563,6 +721,7 @@ pub fn markdown(rep: &Report) -> String {
                     );
                 }
             }
+            "hub-guess" => guess_markdown(&mut md, s),
             "hub-idle" => {
                 let _ = writeln!(
                     md,
@@ -632,6 +791,95 @@ pub fn markdown(rep: &Report) -> String {
         }
     }
     md
+}
+
+fn guess_markdown(md: &mut String, s: &Scenario) {
+    let ms = |us: f64| us / 1000.0;
+    let _ = writeln!(
+        md,
+        "| server | attackers × outstanding | joins per phase | unloaded p50 / p99 ms | attacked p50 / p99 ms | ratio p50 (per rep) | ratio p99 | legitimate joins failed |\n|---|---:|---:|---:|---:|---:|---:|---|"
+    );
+    for r in &s.rows {
+        let Some(g) = &r.guess else { continue };
+        let reps: Vec<String> = g.ratio_p50_reps.iter().map(|v| format!("{v:.2}")).collect();
+        let failed = if g.legit_failed.is_empty() {
+            format!("0 of {}", g.legit_ok)
+        } else {
+            let codes: Vec<String> = g
+                .legit_failed
+                .iter()
+                .map(|(c, n)| format!("{n} {c}"))
+                .collect();
+            format!(
+                "**{}** ({})",
+                g.legit_failed.values().sum::<u64>(),
+                codes.join(", ")
+            )
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} × {} | {} | {:.1} / {:.1} | {:.1} / {:.1} | **{:.2}x** ({}) | {:.2}x | {failed} |",
+            r.server,
+            g.attackers,
+            g.attacker_in_flight,
+            g.joins,
+            ms(g.unloaded_p50_us),
+            ms(g.unloaded_p99_us),
+            ms(g.attacked_p50_us),
+            ms(g.attacked_p99_us),
+            g.ratio_p50,
+            reps.join(", "),
+            g.ratio_p99,
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nThe attackers, per run (medians). Checked: wrong passwords the hub verified (the answered \
+         `wrong_password`s plus the unanswered 5th of each strike-out, which the hub closes the \
+         connection on); strike-outs: closed connections that got a `bye` 4010 or (a `bye` is \
+         lost when the send queue is full) had 4 wrong passwords answered; lost on close: guesses \
+         outstanding when a connection was closed.\n\n\
+         | server | attack s | connections | closed by the hub | strike-outs | checked | guessing_too_fast | busy | other | lost on close | answers/s | wrong passwords that joined | server cores unloaded / attacked | generator cores attacked |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in &s.rows {
+        let Some(g) = &r.guess else { continue };
+        let _ = writeln!(
+            md,
+            "| {} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {:.0} | {} | {} | {} | {} / {} | {} |",
+            r.server,
+            g.attack_seconds,
+            g.connections,
+            g.closed,
+            g.strike_outs,
+            g.checked,
+            thousands(g.guessing_too_fast),
+            thousands(g.busy),
+            g.other,
+            thousands(g.lost_on_close),
+            thousands(g.answered_per_sec),
+            g.joined,
+            opt(g.server_cores_unloaded, 2),
+            opt(g.server_cores_attacked, 2),
+            opt(g.client_cores_attacked, 2),
+        );
+    }
+    let mut odd = Vec::new();
+    for r in &s.rows {
+        let Some(g) = &r.guess else { continue };
+        if g.closed_without_bye > 0 {
+            odd.push(format!(
+                "{}: {} connection(s) closed without a bye (all repetitions)",
+                r.server, g.closed_without_bye
+            ));
+        }
+        for (code, n) in &g.other_byes {
+            odd.push(format!("{}: {n} bye(s) with code {code}", r.server));
+        }
+    }
+    if !odd.is_empty() {
+        let _ = writeln!(md, "\n{}", odd.join("; "));
+    }
 }
 
 fn chart_names(s: &Scenario) -> Vec<String> {
@@ -806,6 +1054,29 @@ pub fn charts(rep: &Report, dir: &Path) -> Result<Vec<String>, BoxError> {
                 latency_chart(&dir.join(&f), &format!("{}: latency", s.name), &s.rows)?;
                 written.push(f);
             }
+            "hub-guess" => {
+                let items: Vec<_> = s
+                    .rows
+                    .iter()
+                    .filter_map(|r| r.guess.as_ref().map(|g| (r, g)))
+                    .flat_map(|(r, g)| {
+                        [
+                            (format!("{} unloaded", r.server), g.unloaded_p50_us / 1000.0),
+                            (format!("{} attacked", r.server), g.attacked_p50_us / 1000.0),
+                        ]
+                    })
+                    .map(|(n, v)| (n, if v.is_finite() { v } else { 0.0 }))
+                    .collect();
+                let f = format!("{}.svg", s.name);
+                bar_chart(
+                    &dir.join(&f),
+                    &format!("{}: right-password join, median", s.name),
+                    "ms",
+                    &items,
+                    false,
+                )?;
+                written.push(f);
+            }
             kind if kind.starts_with("hub-") => {
                 let (what, unit): (&str, &str) = match kind {
                     "hub-fanout" => ("deliveries per second", "deliveries/s"),
@@ -964,6 +1235,7 @@ mod tests {
                 first_errors: vec![],
                 server: None,
                 hub: None,
+                guess: None,
             }
         };
         let runs = vec![
