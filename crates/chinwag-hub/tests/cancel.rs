@@ -9,7 +9,7 @@ use std::time::Duration;
 use chinwag_hub::auth::{Authenticated, BoxFuture};
 use chinwag_hub::{
     Attach, Body, Close, ConnRef, Device, Directory, DirectoryError, Event, Format, Hub, HubConfig,
-    Link, LocalDirectory, RoomOptions, SendOptions, SignOn, SignOnOutcome, SignedOn,
+    Link, LocalDirectory, RoomError, RoomOptions, SendOptions, SignOn, SignOnOutcome, SignedOn,
 };
 use chinwag_queue::{Entry, EntryId, MemoryQueue, Queue, QueueConfig, QueueError};
 use chinwag_session::SendError as SessionSendError;
@@ -164,6 +164,61 @@ async fn a_join_dropped_during_its_password_check_leaves_no_guess_in_flight() {
     let info = hub.join(&conn, "vault", Some("open sesame")).await.unwrap();
     assert_eq!(info.members, 1);
     hub.detach(&conn);
+    hub.shutdown(DEADLINE).await;
+}
+
+// One thread, as above: a guess from 127.0.0.2 is held in its check while others arrive. With
+// the default two Argon2 slots an address holds one: its next guess is `busy` before anything
+// runs and another address's right password is checked in the other slot; a guess dropped
+// while it holds the share gives it back.
+#[tokio::test]
+async fn one_address_holds_half_the_password_checks_and_gets_them_back_when_dropped() {
+    let hub = Hub::builder().build();
+    hub.create_room("vault", RoomOptions::new().with_password("open sesame"))
+        .await
+        .unwrap();
+    let attach = |user: &str, ip: &str| {
+        let mut a = attach_of(&hub);
+        a.ip = Some(ip.parse().unwrap());
+        hub.attach(Authenticated::new(Device::new(user, "d")), a)
+    };
+    let (g1, g2) = (
+        attach("g1", "127.0.0.2").await.unwrap(),
+        attach("g2", "127.0.0.2").await.unwrap(),
+    );
+    let friend = attach("friend", "127.0.0.3").await.unwrap();
+    let held = tokio::spawn({
+        let (hub, g1) = (hub.clone(), g1.clone());
+        async move { hub.join(&g1, "vault", Some("wrong")).await }
+    });
+    tokio::task::yield_now().await;
+    assert!(!held.is_finished(), "the first guess is in its check");
+    assert_eq!(
+        hub.join(&g2, "vault", Some("open sesame"))
+            .await
+            .unwrap_err(),
+        RoomError::Busy,
+        "the address holds its share"
+    );
+    let info = hub
+        .join(&friend, "vault", Some("open sesame"))
+        .await
+        .unwrap();
+    assert_eq!(info.members, 1, "another address is checked meanwhile");
+    assert_eq!(held.await.unwrap().unwrap_err(), RoomError::WrongPassword);
+    // Now a guess dropped while it holds the share.
+    let held = tokio::spawn({
+        let (hub, g1) = (hub.clone(), g1.clone());
+        async move { hub.join(&g1, "vault", Some("wrong again")).await }
+    });
+    tokio::task::yield_now().await;
+    held.abort();
+    assert!(held.await.unwrap_err().is_cancelled());
+    let info = hub.join(&g2, "vault", Some("open sesame")).await.unwrap();
+    assert_eq!(info.members, 2, "the dropped guess gave its share back");
+    for c in [g1, g2, friend] {
+        hub.detach(&c);
+    }
     hub.shutdown(DEADLINE).await;
 }
 

@@ -632,7 +632,8 @@ async fn password_checks_are_bounded_and_a_long_wait_refuses_none() {
     assert_eq!(info["members"], 1);
     stop(&hub, &[&door]).await;
 
-    // One check at a time with a long wait: concurrent joins queue for the slot, none is busy.
+    // One check at a time with a long wait: concurrent joins (from addresses of their own, or
+    // an address's share of the slot would make them busy) queue for the slot, none is busy.
     let hub = common::hub(
         config().with_limits(
             limits()
@@ -648,7 +649,8 @@ async fn password_checks_are_bounded_and_a_long_wait_refuses_none() {
     let (door, addr) = chat_tcp(&hub);
     let mut clients = Vec::new();
     for i in 0..3 {
-        clients.push(Client::tcp(addr, Some(&token(&format!("k{i}"), "d"))).await);
+        let (ip, t) = (format!("127.0.0.{}", i + 2), token(&format!("k{i}"), "d"));
+        clients.push(Client::tcp_from(addr, &ip, Some(&t)).await);
     }
     let results = futures_util::future::join_all(clients.iter().enumerate().map(|(i, c)| {
         let pw = if i == 0 { "open sesame" } else { "nope" };

@@ -789,6 +789,36 @@ fn the_defaults_the_page_quotes_are_the_codes() {
         &grouped(u64::from(l.rate_limit_strikes)),
     );
     has("`limits.max_page`", &grouped(l.max_page as u64));
+    let o = &l.offline;
+    has(
+        "`limits.offline.per_sender_bytes`",
+        &mib(o.per_sender_bytes as usize),
+    );
+    has(
+        "`limits.offline.per_sender_messages`",
+        &grouped(o.per_sender_messages),
+    );
+    has(
+        "`limits.offline.reserve_bytes`",
+        &mib(o.reserve_bytes as usize),
+    );
+    has(
+        "`limits.offline.reserve_bytes`",
+        &format!("{} GiB", o.total_bytes >> 30),
+    );
+    has(
+        "`limits.offline.light_sender_bytes`",
+        &mib(o.light_sender_bytes as usize),
+    );
+    has(
+        "`limits.password_guess_rate`",
+        &rate(Some(l.password_guess_rate)),
+    );
+    has(
+        "`limits.password_guess_rate_per_ip`",
+        &rate(Some(l.password_guess_rate_per_ip)),
+    );
+    has("`limits.password_strikes`", &l.password_strikes.to_string());
     has("`limits.max_held_live`", &grouped(l.max_held_live as u64));
     has(
         "`limits.max_connections`",
@@ -1406,8 +1436,6 @@ async fn a_connection_lives_until_the_later_of_exp_and_now_plus_the_grace() {
 // ---- the message limits and the ready server's settings -------------------------------------
 
 const FACADE_SERVER_RS: &str = include_str!("../../chinwag/src/server.rs");
-const READY_CONFIG_RS: &str = include_str!("../../chinwag-server/src/config.rs");
-const READY_MAIN_RS: &str = include_str!("../../chinwag-server/src/main.rs");
 const LIMITS_MD: &str = include_str!("../../../docs/limits.md");
 
 /// Whether `text` contains `part`, whitespace runs counting as one space.
@@ -1429,13 +1457,9 @@ fn the_message_limits_are_stated_where_a_client_reads_them() {
     let body = HubConfig::default().limits.max_body_bytes;
     let gotalk = RpcConfig::default().wire.max_payload as usize;
     let library = WsConfig::default().max_message_size;
-    // The ready server: chinwag-server's default, applied as the WebSocket message (and frame)
-    // limit of its HTTP port.
+    // The ready server's WebSocket message (and frame) limit: that its settings' default is
+    // this is checked by chinwag-server's tests/server_doc.rs (this crate cannot see them).
     let ready = 1usize << 20;
-    assert!(READY_CONFIG_RS.contains("max_message_size: 1 << 20,"));
-    assert!(READY_MAIN_RS.contains(".with_max_message_size(usize_of(w.max_message_size))"));
-    assert!(READY_MAIN_RS.contains(".with_max_frame_size(usize_of(w.max_message_size))"));
-    assert_eq!(ready, 1 << 20);
 
     // Section 1, where a gotalk client reads about the wire.
     let framing = section("## 1. Transport and framing");
@@ -1502,7 +1526,6 @@ fn the_message_limits_are_stated_where_a_client_reads_them() {
     // Where the ready server serves the doors.
     assert!(FACADE_SERVER_RS.contains("pub const DEFAULT_CHAT_PATH: &str = \"/gotalk/\";"));
     assert!(FACADE_SERVER_RS.contains("pub const DEFAULT_ROOMS_PATH: &str = \"/ws\";"));
-    assert!(READY_CONFIG_RS.contains("tok_listen: \"127.0.0.1:8082\".into(),"));
     assert!(says(
         "serves the door at **`/ws`** on its HTTP port, next to the chat door at `/gotalk/`"
     ));
@@ -1654,15 +1677,11 @@ async fn the_room_door_refusals_are_what_a_door_answers() {
     seen.insert(refused(&table, &a, 400, None));
     let a = ask(&url, "?room=locked", &[t("u3")]).await;
     seen.insert(refused(&table, &a, 403, None));
-    // Two wrong guesses from one address at once: one is checked (403), the other is over the
-    // address's guess rate (429).
-    let (h4, h5) = ([t("u4"), pw("nope")], [t("u5"), pw("nope")]);
-    let (a, b) = tokio::join!(
-        ask(&url, "?room=locked", &h4),
-        ask(&url, "?room=locked", &h5)
-    );
-    let (wrong, fast) = if a.status == 403 { (a, b) } else { (b, a) };
+    // Two wrong guesses from one address, one after the other: one is checked (403), the
+    // other is over the address's guess rate (429).
+    let wrong = ask(&url, "?room=locked", &[t("u4"), pw("nope")]).await;
     seen.insert(refused(&table, &wrong, 403, None));
+    let fast = ask(&url, "?room=locked", &[t("u5"), pw("nope")]).await;
     seen.insert(refused(&table, &fast, 429, Some(1)));
     // A room for one: the first member is in (the subprotocol rule is the chat door's), the
     // second is refused.
@@ -2090,7 +2109,6 @@ async fn a_room_door_member_that_answers_pings_stays_and_one_that_answers_nothin
         "update the page's liveness"
     );
     assert!(squeeze(FACADE_SERVER_RS).contains("letsessions=self.sessions.unwrap_or_default();"));
-    assert!(!READY_MAIN_RS.contains("session_config"));
     let ws = WsConfig::default();
     assert!(says(&format!(
         "pings a member from which no frame arrived for {} s",
@@ -2100,10 +2118,6 @@ async fn a_room_door_member_that_answers_pings_stays_and_one_that_answers_nothin
         "when no frame comes within {} s after the ping",
         ws.pong_wait.as_secs()
     )));
-    assert!(
-        READY_CONFIG_RS.contains("ping_interval: Dur(ws.ping_interval.unwrap_or(Duration::ZERO)),")
-    );
-    assert!(READY_CONFIG_RS.contains("pong_wait: Dur(ws.pong_wait),"));
     let queue = SessionConfig::default();
     assert!(row_with(&room_limits, "| send queue |").contains(&format!(
         "| {} messages, {} MiB |",

@@ -48,3 +48,40 @@ fn every_key_and_default_is_in_the_reference() {
         missing.join("\n")
     );
 }
+
+/// `docs/chat-protocol.md` (checked against the library by chinwag-hub's `protocol_doc.rs`)
+/// also states what the ready server changes or keeps: checked here against its settings.
+#[test]
+fn the_chat_protocol_page_states_the_ready_servers_defaults() {
+    use chinwag::session::ServerConfig;
+    use chinwag::ws::WsConfig;
+    use chinwag_server::config::Settings;
+
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/chat-protocol.md"
+    ))
+    .expect("docs/chat-protocol.md");
+    let page = page.split_whitespace().collect::<Vec<_>>().join(" ");
+    let s = Settings::default();
+    // The WebSocket message limit is the one setting the ready server changes; pings, pong
+    // waits and the rest are the library's, which the page quotes.
+    let ready = s.websocket.max_message_size;
+    assert_eq!(
+        s.websocket,
+        WsConfig::default()
+            .with_max_message_size(ready)
+            .with_max_frame_size(ready)
+    );
+    assert_eq!(s.ws_config().max_message_size, ready);
+    let quoted = format!("**{} MiB on the ready server**", ready >> 20);
+    assert!(ready % (1 << 20) == 0 && page.contains(&quoted), "{quoted}");
+    assert!(page.contains(&format!("{} MiB on the ready server;", ready >> 20)));
+    // Its sessions are the library's defaults (the page's idle timeout and send queue).
+    assert_eq!(s.sessions, ServerConfig::default());
+    // Where it serves the tok door.
+    assert!(page.contains(&format!(
+        "`server.tok_listen`, default `{}`",
+        s.server.tok_listen
+    )));
+}

@@ -1,8 +1,13 @@
 //! Room-password guesses, per connection: at most one verification in flight (so one
 //! connection cannot hold the server's Argon2 slots), a rate of guesses, and a strike-out: the
 //! connection is closed after `strikes` wrong passwords in its life (a right one does not wipe
-//! the count, or a client that knows one room's password could alternate). The rate per client
-//! address is a [`KeyedRates`](super::rate::KeyedRates) the driver keeps next to this.
+//! the count, or a client that knows one room's password could alternate). Per client
+//! address: a rate (a [`KeyedRates`](super::rate::KeyedRates) the driver keeps next to this)
+//! and [`AddressChecks`], a share of the server's Argon2 slots, so that many connections from
+//! one address cannot hold every slot and make everyone else's right password wait.
+
+use std::collections::HashMap;
+use std::hash::Hash;
 
 use super::rate::{Bucket, Rate};
 use super::time::Time;
@@ -81,6 +86,53 @@ impl Guesses {
     }
 }
 
+/// Password checks in flight (waiting for a slot or running) per client address: at most
+/// `share` each, the half of the server's `slots` (at least one), so one address never holds
+/// them all. Only addresses with a check in flight are kept, so the table is as large as the
+/// checks in flight (one per connection at most).
+#[derive(Debug)]
+pub(crate) struct AddressChecks<K> {
+    share: u32,
+    held: HashMap<K, u32>,
+}
+
+impl<K: Hash + Eq + Clone> AddressChecks<K> {
+    /// The shares of `slots` checks at once.
+    pub(crate) fn new(slots: usize) -> Self {
+        let share = u32::try_from(slots / 2).unwrap_or(u32::MAX).max(1);
+        AddressChecks {
+            share,
+            held: HashMap::new(),
+        }
+    }
+
+    /// A check of `key` starts, unless `key` holds its share already.
+    pub(crate) fn begin(&mut self, key: &K) -> bool {
+        let held = self.held.entry(key.clone()).or_insert(0);
+        if *held >= self.share {
+            return false;
+        }
+        *held += 1;
+        true
+    }
+
+    /// A check of `key` that [`begin`](Self::begin) allowed has ended.
+    pub(crate) fn end(&mut self, key: &K) {
+        if let Some(held) = self.held.get_mut(key) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                self.held.remove(key);
+            }
+        }
+    }
+
+    /// Addresses with a check in flight.
+    #[cfg(test)]
+    pub(crate) fn addresses(&self) -> usize {
+        self.held.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -133,5 +185,26 @@ mod tests {
         h.begin(LIMITS, Time::ZERO).unwrap();
         assert_eq!(h.end(LIMITS, None), Verdict::Wrong);
         assert_eq!(h.wrong(), 0);
+    }
+
+    #[test]
+    fn an_address_holds_at_most_half_the_slots_and_is_forgotten_when_done() {
+        let mut a = AddressChecks::new(2);
+        assert!(a.begin(&1));
+        assert!(!a.begin(&1), "the second slot stays for other addresses");
+        assert!(a.begin(&2));
+        a.end(&1);
+        assert!(a.begin(&1));
+        a.end(&1);
+        a.end(&2);
+        assert_eq!(a.addresses(), 0);
+        // Odd counts round down, one at least.
+        let mut b = AddressChecks::new(5);
+        assert!(b.begin(&1) && b.begin(&1));
+        assert!(!b.begin(&1));
+        let mut c = AddressChecks::new(1);
+        assert!(c.begin(&1));
+        assert!(!c.begin(&1));
+        assert!(c.begin(&2));
     }
 }

@@ -39,7 +39,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Authenticator;
 use crate::config::HubConfig;
 use crate::core::expiry::Deadlines;
-use crate::core::guesses::GuessLimits;
+use crate::core::guesses::{AddressChecks, GuessLimits};
 use crate::core::message::IdSource;
 use crate::core::pipeline::Token;
 use crate::core::rate::KeyedRates;
@@ -113,6 +113,8 @@ pub(crate) struct Inner {
     pub(crate) guess_rates: Mutex<KeyedRates<IpAddr>>,
     pub(crate) guess_limits: GuessLimits,
     pub(crate) password_checks: Arc<Semaphore>,
+    /// Each address's checks in flight (its share of `password_checks`).
+    pub(crate) address_checks: Mutex<AddressChecks<IpAddr>>,
     pub(crate) next_conn: AtomicU64,
     pub(crate) next_token: AtomicU64,
     /// Connections attached (closing ones included): the `max_connections` bound.
@@ -240,6 +242,7 @@ impl HubBuilder {
                 strikes: l.password_strikes,
             },
             password_checks: Arc::new(Semaphore::new(l.password_checks.max(1))),
+            address_checks: Mutex::new(AddressChecks::new(l.password_checks.max(1))),
             next_conn: AtomicU64::new(1),
             next_token: AtomicU64::new(1),
             attached: AtomicUsize::new(0),

@@ -1,6 +1,6 @@
 //! Room passwords: the checks a join goes through (one check in flight per connection, a guess
-//! rate per connection and per address, a bounded number of Argon2id verifications at once,
-//! the strike-out), and the check the raw room door makes *before* it signs a connection on, so
+//! rate per connection and per address, a bounded number of Argon2id verifications at once of
+//! which one address holds at most half, the strike-out), and the check the raw room door makes *before* it signs a connection on, so
 //! that a refused join cannot replace the user's other connections.
 
 use std::net::IpAddr;
@@ -83,13 +83,7 @@ impl Hub {
             m::refusal("room_password");
             return Err(RoomError::WrongPassword);
         };
-        if let Some(ip) = ip
-            && lock(&inner.guess_rates).take(&ip, inner.now()).is_err()
-        {
-            m::refusal("password_guess_rate");
-            return Err(RoomError::GuessingTooFast);
-        }
-        if !inner.verify(hash, given).await? {
+        if !inner.verify_guess(ip, hash, given).await? {
             m::refusal("room_password");
             return Err(RoomError::WrongPassword);
         }
@@ -147,13 +141,7 @@ impl Hub {
             conn,
             done: false,
         };
-        if let Some(ip) = conn.ip()
-            && lock(&inner.guess_rates).take(&ip, now).is_err()
-        {
-            m::refusal("password_guess_rate");
-            return Err(RoomError::GuessingTooFast);
-        }
-        let right = inner.verify(hash, given).await?;
+        let right = inner.verify_guess(conn.ip(), hash, given).await?;
         match guess.end(Some(right)) {
             Some(Verdict::Right) => Ok(()),
             Some(Verdict::Wrong) | None => {
@@ -174,6 +162,31 @@ impl Hub {
 }
 
 impl Inner {
+    /// One guess of `ip`'s: its address's share of the Argon2 slots (refused as busy, before
+    /// it counts against the address's rate, when the address holds its share: one address
+    /// never holds every slot), its address's guess rate, then the check.
+    async fn verify_guess(
+        &self,
+        ip: Option<IpAddr>,
+        hash: Arc<str>,
+        given: &str,
+    ) -> Result<bool, RoomError> {
+        let Some(ip) = ip else {
+            return self.verify(hash, given).await;
+        };
+        if !lock(&self.address_checks).begin(&ip) {
+            m::refusal("password_address_share");
+            return Err(RoomError::Busy);
+        }
+        // Ended on every path, also when the future is dropped while it waits for a slot.
+        let _share = AddressShare { inner: self, ip };
+        if lock(&self.guess_rates).take(&ip, self.now()).is_err() {
+            m::refusal("password_guess_rate");
+            return Err(RoomError::GuessingTooFast);
+        }
+        self.verify(hash, given).await
+    }
+
     /// One Argon2id verification in a slot of the hub's (waiting at most `password_wait`), off
     /// the async threads.
     async fn verify(&self, hash: Arc<str>, given: &str) -> Result<bool, RoomError> {
@@ -194,6 +207,18 @@ impl Inner {
         })
         .await
         .map_err(|_| RoomError::Busy)
+    }
+}
+
+/// An address's check in flight, ended when dropped.
+struct AddressShare<'a> {
+    inner: &'a Inner,
+    ip: IpAddr,
+}
+
+impl Drop for AddressShare<'_> {
+    fn drop(&mut self) {
+        lock(&self.inner.address_checks).end(&self.ip);
     }
 }
 

@@ -127,6 +127,21 @@ impl Client {
     /// Over TCP; with a token, signs in with `auth` first.
     pub async fn tcp(addr: SocketAddr, token: Option<&str>) -> Client {
         let t = tcp::connect(addr, &Default::default()).await.unwrap();
+        Client::signed_in(t, token).await
+    }
+
+    /// Over TCP from the source address `ip` (127.0.0.x: a client address of its own); with a
+    /// token, signs in with `auth` first.
+    #[allow(dead_code)]
+    pub async fn tcp_from(addr: SocketAddr, ip: &str, token: Option<&str>) -> Client {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(SocketAddr::new(ip.parse().unwrap(), 0)).unwrap();
+        let t = sock.connect(addr).await.unwrap();
+        let t = tcp::TcpTransport::from_stream(t, &Default::default()).unwrap();
+        Client::signed_in(t, token).await
+    }
+
+    async fn signed_in<T: chinwag_transport::Transport>(t: T, token: Option<&str>) -> Client {
         let (h, notes) = note_handlers();
         let c = Client {
             peer: chinwag_rpc::connect(t, h, RpcConfig::client()),
