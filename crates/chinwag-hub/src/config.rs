@@ -69,7 +69,7 @@ impl Default for OfflineShares {
 /// | `max_rooms_per_connection` | 64 | join refused (`too_many_rooms`) |
 /// | `connection_rate` (per source IP) | 50/s, bursts of 200 | connection refused (429) |
 /// | `message_rate` (per connection) | 100/s, bursts of 200 | message refused (`rate_limited`); 4008 after `rate_limit_strikes` in a row |
-/// | `rate_limit_strikes` | 50 | closed with 4008 |
+/// | `rate_limit_strikes` | 50 | closed with 4008 (refused messages in a row; refused room-password joins in a row, counted apart) |
 /// | `max_body_bytes` | 64 KiB | message refused (`too_large`) |
 /// | `max_room_name_bytes` | 128 | join refused (`bad_room`) |
 /// | `max_password_bytes` | 128 | join refused (`bad_password`) |
@@ -107,7 +107,9 @@ pub struct HubLimits {
     /// Messages per connection (`None`: unlimited). Default 100/s, bursts of 200.
     #[cfg_attr(feature = "serde", serde(with = "rate_or_off"))]
     pub message_rate: Option<Rate>,
-    /// Refused messages in a row after which a connection is closed (4008). Default 50.
+    /// Refused messages in a row after which a connection is closed (4008); the same for
+    /// joins with a room password refused in a row (`guessing_too_fast`, `busy`), counted apart.
+    /// Default 50.
     pub rate_limit_strikes: u32,
     /// Largest message body. Default 64 KiB.
     pub max_body_bytes: usize,

@@ -1,15 +1,17 @@
 //! Futures of the hub's API dropped half-way (a request whose connection went away, an
 //! admission that timed out) leave nothing half-done: a user's pipeline of sends keeps going, a
 //! password guess is no longer in flight, a connection whose sign-on was not decided is not
-//! registered.
+//! registered. With one thread, a guess can be held in its check exactly while the test acts:
+//! the rules about checks in flight are tested here too.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chinwag_hub::auth::{Authenticated, BoxFuture};
 use chinwag_hub::{
-    Attach, Body, Close, ConnRef, Device, Directory, DirectoryError, Event, Format, Hub, HubConfig,
-    Link, LocalDirectory, RoomError, RoomOptions, SendOptions, SignOn, SignOnOutcome, SignedOn,
+    Attach, Body, Close, CloseCode, ConnRef, Device, Directory, DirectoryError, Event, Format, Hub,
+    HubConfig, HubLimits, Link, LocalDirectory, RoomError, RoomOptions, SendOptions, SignOn,
+    SignOnOutcome, SignedOn,
 };
 use chinwag_queue::{Entry, EntryId, MemoryQueue, Queue, QueueConfig, QueueError};
 use chinwag_session::SendError as SessionSendError;
@@ -219,6 +221,78 @@ async fn one_address_holds_half_the_password_checks_and_gets_them_back_when_drop
     for c in [g1, g2, friend] {
         hub.detach(&c);
     }
+    hub.shutdown(DEADLINE).await;
+}
+
+/// A link that takes everything and records the code it was closed with.
+#[derive(Default)]
+struct ClosingLink(Mutex<Option<u16>>);
+
+impl ClosingLink {
+    fn closed_with(&self) -> Option<u16> {
+        *self.0.lock().unwrap()
+    }
+}
+
+impl Link for ClosingLink {
+    fn try_send(&self, _: Encoded) -> Result<(), SessionSendError> {
+        Ok(())
+    }
+    fn send(&self, _: Encoded, _: Duration) -> BoxFuture<'_, Result<(), SessionSendError>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn close(&self, close: &Close, _: Option<Encoded>) {
+        self.0.lock().unwrap().get_or_insert(close.code.0);
+    }
+    fn queue_len(&self) -> usize {
+        0
+    }
+    fn is_closed(&self) -> bool {
+        self.closed_with().is_some()
+    }
+}
+
+// One thread, as above: while a guess of a connection is in its check, the same connection's
+// further guesses are refused (`busy`) at once; the `rate_limit_strikes`-th refusal in a row
+// closes it with 4008, as for messages, so a client pipelining guesses costs the server one
+// answer per refusal for a bounded while, then a reconnect under the connection rate.
+#[tokio::test]
+async fn a_connection_that_keeps_guessing_into_refusals_is_closed_with_4008() {
+    let hub = Hub::builder()
+        .config(HubConfig::default().with_limits(HubLimits::default().with_rate_limit_strikes(3)))
+        .build();
+    hub.create_room("vault", RoomOptions::new().with_password("open sesame"))
+        .await
+        .unwrap();
+    let link = Arc::new(ClosingLink::default());
+    let attach = Attach::new(
+        link.clone(),
+        hub.register_format(Arc::new(NoFormat)),
+        "test",
+    );
+    let conn = hub
+        .attach(Authenticated::new(Device::new("eve", "d")), attach)
+        .await
+        .unwrap();
+    let held = tokio::spawn({
+        let (hub, conn) = (hub.clone(), conn.clone());
+        async move { hub.join(&conn, "vault", Some("guess")).await }
+    });
+    tokio::task::yield_now().await;
+    for n in 1..=3 {
+        assert_eq!(
+            hub.join(&conn, "vault", Some("another")).await.unwrap_err(),
+            RoomError::Busy
+        );
+        let closed = link.closed_with();
+        if n < 3 {
+            assert_eq!(closed, None, "refusal {n} of 3");
+        } else {
+            assert_eq!(closed, Some(CloseCode::RATE_LIMITED.0), "the 3rd in a row");
+        }
+    }
+    let _ = held.await;
+    hub.detach(&conn);
     hub.shutdown(DEADLINE).await;
 }
 

@@ -109,7 +109,7 @@ impl CloseCode {
     pub const REPLACED: CloseCode = CloseCode(4003);
     /// 4004: kicked by the server's operator or application.
     pub const KICKED: CloseCode = CloseCode(4004);
-    /// 4008: the peer sent messages faster than its rate limit, repeatedly.
+    /// 4008: the peer went over a rate limit repeatedly (messages, room-password guesses).
     pub const RATE_LIMITED: CloseCode = CloseCode(4008);
     /// 4009: no sign-in arrived within the auth timeout (first-message logins).
     pub const AUTH_TIMEOUT: CloseCode = CloseCode(4009);

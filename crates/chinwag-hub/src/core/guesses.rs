@@ -1,7 +1,8 @@
 //! Room-password guesses, per connection: at most one verification in flight (so one
 //! connection cannot hold the server's Argon2 slots), a rate of guesses, and a strike-out: the
 //! connection is closed after `strikes` wrong passwords in its life (a right one does not wipe
-//! the count, or a client that knows one room's password could alternate). Per client
+//! the count, or a client that knows one room's password could alternate); a client that keeps
+//! guessing into refusals (busy, too fast) is closed after `refusals` of them in a row. Per client
 //! address: a rate (a [`KeyedRates`](super::rate::KeyedRates) the driver keeps next to this)
 //! and [`AddressChecks`], a share of the server's Argon2 slots, so that many connections from
 //! one address cannot hold every slot and make everyone else's right password wait.
@@ -19,6 +20,9 @@ pub(crate) struct GuessLimits {
     pub(crate) rate: Rate,
     /// Wrong passwords after which the connection is closed.
     pub(crate) strikes: u32,
+    /// Refused guesses in a row (busy, too fast) after which the connection is closed: a
+    /// client that keeps guessing into refusals costs the server answers and checks nothing.
+    pub(crate) refusals: u32,
 }
 
 /// One connection's guesses.
@@ -26,6 +30,7 @@ pub(crate) struct GuessLimits {
 pub(crate) struct Guesses {
     bucket: Bucket,
     wrong: u32,
+    refused: u32,
     in_flight: bool,
 }
 
@@ -38,7 +43,26 @@ pub(crate) enum GuessRefusal {
     TooFast,
 }
 
-/// What a verified guess means for the connection.
+/// A guess refused before it began: why, and whether it is one refusal in a row too many
+/// (close the connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refused {
+    pub(crate) why: GuessRefusal,
+    pub(crate) close: bool,
+}
+
+/// How a begun guess ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// Its password was verified: right or not.
+    Checked(bool),
+    /// Refused after it began, for its client's sake (its address's rate or share).
+    Refused,
+    /// It could not be checked, through no fault of its client (no slot in time, dropped).
+    NotChecked,
+}
+
+/// What an ended guess means for the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
     /// The right password.
@@ -47,28 +71,36 @@ pub(crate) enum Verdict {
     Wrong,
     /// A wrong one, and one too many: close the connection.
     StrikeOut,
+    /// Refused, or not checked.
+    Refused,
+    /// Refused, one refusal in a row too many: close the connection.
+    RefusedClose,
 }
 
 impl Guesses {
     /// A guess starts at `now` (its verification runs until [`end`](Self::end)).
-    pub(crate) fn begin(&mut self, limits: GuessLimits, now: Time) -> Result<(), GuessRefusal> {
-        if self.in_flight {
-            return Err(GuessRefusal::InFlight);
-        }
-        if !self.bucket.take(limits.rate, now) {
-            return Err(GuessRefusal::TooFast);
-        }
-        self.in_flight = true;
-        Ok(())
+    pub(crate) fn begin(&mut self, limits: GuessLimits, now: Time) -> Result<(), Refused> {
+        let why = if self.in_flight {
+            GuessRefusal::InFlight
+        } else if !self.bucket.take(limits.rate, now) {
+            GuessRefusal::TooFast
+        } else {
+            self.in_flight = true;
+            return Ok(());
+        };
+        let close = self.refuse(limits);
+        Err(Refused { why, close })
     }
 
-    /// The guess was verified (`right`), or given up (`None`: the check could not run).
-    pub(crate) fn end(&mut self, limits: GuessLimits, right: Option<bool>) -> Verdict {
+    /// The guess that began has ended.
+    pub(crate) fn end(&mut self, limits: GuessLimits, ended: Ended) -> Verdict {
         self.in_flight = false;
-        match right {
-            Some(true) => Verdict::Right,
-            None => Verdict::Wrong,
-            Some(false) => {
+        match ended {
+            Ended::Checked(right) => {
+                self.refused = 0;
+                if right {
+                    return Verdict::Right;
+                }
                 self.wrong = self.wrong.saturating_add(1);
                 if self.wrong >= limits.strikes.max(1) {
                     Verdict::StrikeOut
@@ -76,7 +108,15 @@ impl Guesses {
                     Verdict::Wrong
                 }
             }
+            Ended::Refused if self.refuse(limits) => Verdict::RefusedClose,
+            Ended::Refused | Ended::NotChecked => Verdict::Refused,
         }
+    }
+
+    /// One more refusal in a row: whether it is one too many.
+    fn refuse(&mut self, limits: GuessLimits) -> bool {
+        self.refused = self.refused.saturating_add(1);
+        self.refused >= limits.refusals.max(1)
     }
 
     /// Wrong passwords so far.
@@ -142,15 +182,20 @@ mod tests {
     const LIMITS: GuessLimits = GuessLimits {
         rate: Rate::new(1, 2),
         strikes: 3,
+        refusals: 4,
     };
+
+    fn refused(why: GuessRefusal, close: bool) -> Result<(), Refused> {
+        Err(Refused { why, close })
+    }
 
     #[test]
     fn one_guess_in_flight_per_connection() {
         let mut g = Guesses::default();
         let t = Time::ZERO;
         assert_eq!(g.begin(LIMITS, t), Ok(()));
-        assert_eq!(g.begin(LIMITS, t), Err(GuessRefusal::InFlight));
-        assert_eq!(g.end(LIMITS, Some(true)), Verdict::Right);
+        assert_eq!(g.begin(LIMITS, t), refused(GuessRefusal::InFlight, false));
+        assert_eq!(g.end(LIMITS, Ended::Checked(true)), Verdict::Right);
         assert_eq!(g.begin(LIMITS, t), Ok(()), "the burst allows a second");
     }
 
@@ -160,9 +205,9 @@ mod tests {
         let t = Time::ZERO;
         for _ in 0..2 {
             assert_eq!(g.begin(LIMITS, t), Ok(()));
-            g.end(LIMITS, Some(true));
+            g.end(LIMITS, Ended::Checked(true));
         }
-        assert_eq!(g.begin(LIMITS, t), Err(GuessRefusal::TooFast));
+        assert_eq!(g.begin(LIMITS, t), refused(GuessRefusal::TooFast, false));
         assert_eq!(g.begin(LIMITS, t + Duration::from_secs(1)), Ok(()));
     }
 
@@ -173,18 +218,45 @@ mod tests {
         let mut guess = |g: &mut Guesses, right| {
             t = t + Duration::from_secs(1);
             g.begin(LIMITS, t).unwrap();
-            g.end(LIMITS, Some(right))
+            g.end(LIMITS, Ended::Checked(right))
         };
         assert_eq!(guess(&mut g, false), Verdict::Wrong);
         assert_eq!(guess(&mut g, true), Verdict::Right);
         assert_eq!(guess(&mut g, false), Verdict::Wrong);
         assert_eq!(guess(&mut g, false), Verdict::StrikeOut);
         assert_eq!(g.wrong(), 3);
-        // A check that could not run is no strike.
+        // A check that could not run, or was refused, is no strike.
         let mut h = Guesses::default();
-        h.begin(LIMITS, Time::ZERO).unwrap();
-        assert_eq!(h.end(LIMITS, None), Verdict::Wrong);
+        for ended in [Ended::NotChecked, Ended::Refused] {
+            h.begin(LIMITS, t + Duration::from_secs(10)).unwrap();
+            assert_eq!(h.end(LIMITS, ended), Verdict::Refused);
+        }
         assert_eq!(h.wrong(), 0);
+    }
+
+    #[test]
+    fn the_nth_refusal_in_a_row_closes_and_a_checked_guess_resets_the_row() {
+        let mut g = Guesses::default();
+        let t = Time::ZERO;
+        // In flight, then refused three times in a row (the 4th would close).
+        g.begin(LIMITS, t).unwrap();
+        for _ in 0..3 {
+            assert_eq!(g.begin(LIMITS, t), refused(GuessRefusal::InFlight, false));
+        }
+        // A checked guess resets the row.
+        assert_eq!(g.end(LIMITS, Ended::Checked(false)), Verdict::Wrong);
+        assert_eq!(g.begin(LIMITS, t), Ok(()));
+        // Refusals of every kind count in one row; the 4th closes.
+        assert_eq!(g.end(LIMITS, Ended::Refused), Verdict::Refused);
+        assert_eq!(g.begin(LIMITS, t), refused(GuessRefusal::TooFast, false));
+        assert_eq!(g.begin(LIMITS, t), refused(GuessRefusal::TooFast, false));
+        assert_eq!(g.begin(LIMITS, t), refused(GuessRefusal::TooFast, true));
+        // A guess not checked through no fault of its client is not counted.
+        let mut h = Guesses::default();
+        for i in 0..10 {
+            h.begin(LIMITS, t + Duration::from_secs(100 + i)).unwrap();
+            assert_eq!(h.end(LIMITS, Ended::NotChecked), Verdict::Refused);
+        }
     }
 
     #[test]

@@ -240,6 +240,7 @@ impl HubBuilder {
             guess_limits: GuessLimits {
                 rate: l.password_guess_rate,
                 strikes: l.password_strikes,
+                refusals: l.rate_limit_strikes,
             },
             password_checks: Arc::new(Semaphore::new(l.password_checks.max(1))),
             address_checks: Mutex::new(AddressChecks::new(l.password_checks.max(1))),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::conn::Conn;
 use super::{Hub, Inner, lock};
 use crate::close::{Close, CloseCode};
-use crate::core::guesses::{GuessRefusal, Verdict};
+use crate::core::guesses::{Ended, GuessRefusal, Verdict};
 use crate::core::ids;
 use crate::error::RoomError;
 use crate::metrics as m;
@@ -107,7 +107,8 @@ impl Hub {
     }
 
     /// One password guess of `conn`: one at a time per connection, its rates, a slot of the
-    /// hub's Argon2 checks, and the strike-out.
+    /// hub's Argon2 checks, the strike-out, and the close of a client that keeps guessing into
+    /// refusals.
     pub(crate) async fn check_password(
         &self,
         conn: &Conn,
@@ -124,13 +125,21 @@ impl Hub {
             .map(|g| g.begin(limits, now));
         match begun {
             None => return Err(RoomError::NoSuchRoom),
-            Some(Err(GuessRefusal::InFlight)) => {
-                m::refusal("password_in_flight");
-                return Err(RoomError::Busy);
-            }
-            Some(Err(GuessRefusal::TooFast)) => {
-                m::refusal("password_guess_rate");
-                return Err(RoomError::GuessingTooFast);
+            Some(Err(refused)) => {
+                let e = match refused.why {
+                    GuessRefusal::InFlight => {
+                        m::refusal("password_in_flight");
+                        RoomError::Busy
+                    }
+                    GuessRefusal::TooFast => {
+                        m::refusal("password_guess_rate");
+                        RoomError::GuessingTooFast
+                    }
+                };
+                if refused.close {
+                    self.close_refused_guesser(conn);
+                }
+                return Err(e);
             }
             Some(Ok(())) => {}
         }
@@ -141,10 +150,14 @@ impl Hub {
             conn,
             done: false,
         };
-        let right = inner.verify_guess(conn.ip(), hash, given).await?;
-        match guess.end(Some(right)) {
-            Some(Verdict::Right) => Ok(()),
-            Some(Verdict::Wrong) | None => {
+        let (ended, result) = match inner.verify_guess(conn.ip(), hash, given).await {
+            Ok(right) => (Ended::Checked(right), Ok(())),
+            Err(GuessError::Refused(e)) => (Ended::Refused, Err(e)),
+            Err(GuessError::NotChecked(e)) => (Ended::NotChecked, Err(e)),
+        };
+        match guess.end(ended) {
+            Some(Verdict::Right) => result,
+            Some(Verdict::Wrong) => {
                 m::refusal("room_password");
                 Err(RoomError::WrongPassword)
             }
@@ -157,6 +170,36 @@ impl Hub {
                 );
                 Err(RoomError::WrongPassword)
             }
+            Some(Verdict::Refused) | None => result.and(Err(RoomError::WrongPassword)),
+            Some(Verdict::RefusedClose) => {
+                self.close_refused_guesser(conn);
+                result.and(Err(RoomError::WrongPassword))
+            }
+        }
+    }
+
+    /// Closes a connection that kept guessing into refusals (4008, as for messages).
+    fn close_refused_guesser(&self, conn: &Conn) {
+        m::refusal("password_refusals");
+        self.close(
+            conn,
+            Close::new(CloseCode::RATE_LIMITED, "room password refused repeatedly"),
+        );
+    }
+}
+
+/// Why a guess was not checked.
+enum GuessError {
+    /// For its client's sake: its address's guess rate or share of the check slots.
+    Refused(RoomError),
+    /// Through no fault of its client: no slot in time, the check failed.
+    NotChecked(RoomError),
+}
+
+impl From<GuessError> for RoomError {
+    fn from(e: GuessError) -> Self {
+        match e {
+            GuessError::Refused(e) | GuessError::NotChecked(e) => e,
         }
     }
 }
@@ -170,21 +213,26 @@ impl Inner {
         ip: Option<IpAddr>,
         hash: Arc<str>,
         given: &str,
-    ) -> Result<bool, RoomError> {
+    ) -> Result<bool, GuessError> {
         let Some(ip) = ip else {
-            return self.verify(hash, given).await;
+            return self
+                .verify(hash, given)
+                .await
+                .map_err(GuessError::NotChecked);
         };
         if !lock(&self.address_checks).begin(&ip) {
             m::refusal("password_address_share");
-            return Err(RoomError::Busy);
+            return Err(GuessError::Refused(RoomError::Busy));
         }
         // Ended on every path, also when the future is dropped while it waits for a slot.
         let _share = AddressShare { inner: self, ip };
         if lock(&self.guess_rates).take(&ip, self.now()).is_err() {
             m::refusal("password_guess_rate");
-            return Err(RoomError::GuessingTooFast);
+            return Err(GuessError::Refused(RoomError::GuessingTooFast));
         }
-        self.verify(hash, given).await
+        self.verify(hash, given)
+            .await
+            .map_err(GuessError::NotChecked)
     }
 
     /// One Argon2id verification in a slot of the hub's (waiting at most `password_wait`), off
@@ -231,22 +279,22 @@ struct InFlight<'a> {
 }
 
 impl InFlight<'_> {
-    /// The guess was verified (`right`, `None`: it could not be): what it means.
-    fn end(&mut self, right: Option<bool>) -> Option<Verdict> {
+    /// How the guess ended: what it means (`None`: the connection is gone).
+    fn end(&mut self, ended: Ended) -> Option<Verdict> {
         self.done = true;
         let limits = self.inner.guess_limits;
         let mut users = self.inner.users(self.conn.0.shard);
         users
             .core
             .guesses(self.conn.id())
-            .map(|g| g.end(limits, right))
+            .map(|g| g.end(limits, ended))
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if !self.done {
-            self.end(None);
+            self.end(Ended::NotChecked);
         }
     }
 }
