@@ -72,11 +72,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
+pub mod history;
 mod memory;
 
 #[cfg(any(test, feature = "test-suite"))]
 pub mod conformance;
 
+pub use history::{
+    Direction, History, HistoryConfig, Offset, Page, Publication, Retention, StreamState,
+};
 pub use memory::MemoryQueue;
 
 /// The id of a queued entry: strictly increasing per recipient, never reused, starting above 0
@@ -376,8 +380,10 @@ pub enum Limit {
     EntriesPerRecipient,
     /// [`QueueConfig::max_bytes_per_recipient`].
     BytesPerRecipient,
-    /// [`QueueConfig::max_total_bytes`].
+    /// [`QueueConfig::max_total_bytes`] (or [`HistoryConfig::max_total_bytes`]).
     TotalBytes,
+    /// [`HistoryConfig::max_streams`].
+    Streams,
 }
 
 impl fmt::Display for Limit {
@@ -386,6 +392,7 @@ impl fmt::Display for Limit {
             Limit::EntriesPerRecipient => "entries per recipient",
             Limit::BytesPerRecipient => "bytes per recipient",
             Limit::TotalBytes => "total bytes",
+            Limit::Streams => "streams",
         })
     }
 }
