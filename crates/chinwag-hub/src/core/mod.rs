@@ -20,6 +20,7 @@
 //! | `delivery` | direct messages: the rules of the per-user pipeline of sends |
 //! | `replay` | a connection's replay of its queued messages; acknowledgements |
 //! | `rooms` | one shard of rooms: members, epoch and sequence, snapshots for fan-out, presence |
+//! | `recovery` | a room member that comes back with `since`: the decision, the missed range, the held live publications |
 //! | `guesses` | room-password guesses per connection |
 //! | `shares` | per-sender shares of the offline queue |
 //! | `rate` | token buckets on the core's clock |
@@ -34,6 +35,7 @@ pub mod ids;
 pub(crate) mod message;
 pub(crate) mod pipeline;
 pub(crate) mod rate;
+pub(crate) mod recovery;
 pub(crate) mod replay;
 pub(crate) mod rooms;
 pub(crate) mod shares;

@@ -114,7 +114,7 @@ pub(crate) struct Inner {
     pub(crate) guess_limits: GuessLimits,
     pub(crate) password_checks: Arc<Semaphore>,
     /// Each address's checks in flight (its share of `password_checks`).
-    pub(crate) address_checks: Mutex<AddressChecks<IpAddr>>,
+    pub(crate) address_checks: Arc<Mutex<AddressChecks<IpAddr>>>,
     pub(crate) next_conn: AtomicU64,
     pub(crate) next_token: AtomicU64,
     /// Connections attached (closing ones included): the `max_connections` bound.
@@ -243,7 +243,7 @@ impl HubBuilder {
                 refusals: l.rate_limit_strikes,
             },
             password_checks: Arc::new(Semaphore::new(l.password_checks.max(1))),
-            address_checks: Mutex::new(AddressChecks::new(l.password_checks.max(1))),
+            address_checks: Arc::new(Mutex::new(AddressChecks::new(l.password_checks.max(1)))),
             next_conn: AtomicU64::new(1),
             next_token: AtomicU64::new(1),
             attached: AtomicUsize::new(0),

@@ -4,12 +4,12 @@
 //! that a refused join cannot replace the user's other connections.
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::conn::Conn;
 use super::{Hub, Inner, lock};
 use crate::close::{Close, CloseCode};
-use crate::core::guesses::{Ended, GuessRefusal, Verdict};
+use crate::core::guesses::{AddressChecks, Ended, GuessRefusal, Verdict};
 use crate::core::ids;
 use crate::error::RoomError;
 use crate::metrics as m;
@@ -216,7 +216,7 @@ impl Inner {
     ) -> Result<bool, GuessError> {
         let Some(ip) = ip else {
             return self
-                .verify(hash, given)
+                .verify(hash, given, None)
                 .await
                 .map_err(GuessError::NotChecked);
         };
@@ -224,20 +224,30 @@ impl Inner {
             m::refusal("password_address_share");
             return Err(GuessError::Refused(RoomError::Busy));
         }
-        // Ended on every path, also when the future is dropped while it waits for a slot.
-        let _share = AddressShare { inner: self, ip };
+        // Ended on every path: when this future is dropped while it waits for a slot, or when
+        // the check ends (also a check whose join was dropped: it runs on, and holds its share).
+        let share = AddressShare {
+            checks: self.address_checks.clone(),
+            ip,
+        };
         if lock(&self.guess_rates).take(&ip, self.now()).is_err() {
             m::refusal("password_guess_rate");
             return Err(GuessError::Refused(RoomError::GuessingTooFast));
         }
-        self.verify(hash, given)
+        self.verify(hash, given, Some(share))
             .await
             .map_err(GuessError::NotChecked)
     }
 
     /// One Argon2id verification in a slot of the hub's (waiting at most `password_wait`), off
-    /// the async threads.
-    async fn verify(&self, hash: Arc<str>, given: &str) -> Result<bool, RoomError> {
+    /// the async threads. The slot and the address's `share` are held until the check ends,
+    /// even if this future is dropped first.
+    async fn verify(
+        &self,
+        hash: Arc<str>,
+        given: &str,
+        share: Option<AddressShare>,
+    ) -> Result<bool, RoomError> {
         let permit = tokio::time::timeout(
             self.config.limits.password_wait,
             self.password_checks.clone().acquire_owned(),
@@ -250,7 +260,7 @@ impl Inner {
         let given = given.to_owned();
         tokio::task::spawn_blocking(move || {
             let ok = verify_password(&hash, &given);
-            drop(permit);
+            drop((permit, share));
             ok
         })
         .await
@@ -259,14 +269,14 @@ impl Inner {
 }
 
 /// An address's check in flight, ended when dropped.
-struct AddressShare<'a> {
-    inner: &'a Inner,
+struct AddressShare {
+    checks: Arc<Mutex<AddressChecks<IpAddr>>>,
     ip: IpAddr,
 }
 
-impl Drop for AddressShare<'_> {
+impl Drop for AddressShare {
     fn drop(&mut self) {
-        lock(&self.inner.address_checks).end(&self.ip);
+        lock(&self.checks).end(&self.ip);
     }
 }
 
