@@ -1,5 +1,6 @@
 -- ARGV: prefix, stream, now, new_epoch, max_len (>= 1), max_age ms ('' = none), max_streams,
 -- max_total_bytes, then the payloads (at least one; sizes already checked).
+-- max_len and max_age are stored as given: near 2^64 they are not exact Lua numbers.
 -- Returns {'ok', epoch, first, last}, or {'full', 'streams' | 'bytes'} when a bound refuses
 -- the batch (then nothing of it was stored).
 local s, now, new_epoch = ARGV[2], tonumber(ARGV[3]), ARGV[4]
@@ -85,7 +86,7 @@ if first > base.f then
 end
 redis.call('HSET', mkey(s),
   'e', base.e, 'l', str(last), 'f', str(first), 'b', str(bytes), 'c', str(cum),
-  'n', str(max_len), 'a', age and str(age) or '', 't', str(at))
+  'n', ARGV[5], 'a', ARGV[6], 't', str(at))
 redis.call('INCRBY', BYTES, str(bytes - base.b))
 if age then
   local oldest = at

@@ -351,6 +351,18 @@ async fn trims_by_age_on_the_manual_clock() {
         assert_eq!(s.first, cut + 2, "publications 0..={cut} aged");
     }
 
+    // Bounds near u64::MAX mean no bound (and are not mangled on the way through Lua).
+    let huge = Retention::new(u64::MAX, Some(Duration::MAX));
+    for _ in 0..3 {
+        h.append("huge", &[b("x")], huge, E1).await.expect("append");
+    }
+    clock.advance(Duration::from_secs(1_000_000_000));
+    assert_eq!(
+        h.state("huge").await.expect("state"),
+        Some(StreamState::new(E1, 1, 3)),
+        "nothing trimmed"
+    );
+
     // A zero max_age ages a publication at once.
     let s = h
         .append(
