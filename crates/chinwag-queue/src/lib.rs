@@ -79,7 +79,8 @@ mod memory;
 pub mod conformance;
 
 pub use history::{
-    Direction, History, HistoryConfig, Offset, Page, Publication, Retention, StreamState,
+    Direction, History, HistoryConfig, MemoryHistory, Offset, Page, Publication, Retention,
+    StreamState, Trim,
 };
 pub use memory::MemoryQueue;
 
