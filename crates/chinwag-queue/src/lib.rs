@@ -77,6 +77,8 @@ mod memory;
 
 #[cfg(any(test, feature = "test-suite"))]
 pub mod conformance;
+#[cfg(any(test, feature = "test-suite"))]
+pub mod history_conformance;
 
 pub use history::{
     Direction, History, HistoryConfig, MemoryHistory, Offset, Page, Publication, Retention,
