@@ -5,10 +5,10 @@
 //! append reads the stream's meta, checks the bounds, starts the stream under `new_epoch` if it
 //! does not exist, gives the batch the offsets `last + 1 ..`, stores it, trims the stream to
 //! the retention (count and age) and updates the stream's and the store's accounting, all in
-//! one step. A read is one script too (it changes nothing), so the state and the publications
-//! it returns belong together.
+//! one step. A read is one script too (it changes nothing: aged publications are skipped, not
+//! removed), so the state and the publications it returns belong together.
 //!
-//! Ages are measured with the injected [`Clock`](chinwag_queue::Clock) (whose time every
+//! Ages are measured with the injected [`Clock`] (whose time every
 //! script receives as an argument; Redis's `TIME` and key expiry are not used), so tests drive
 //! time with a [`ManualClock`](chinwag_queue::ManualClock). A publication's `at_ms` is the
 //! clock's time at the append, raised to the stream's previous `at_ms` if the appending
@@ -35,7 +35,7 @@
 //! Global keys: `P h:streams` (stream count), `P h:bytes` (payload bytes held) and `P h:due`
 //! (sorted set of the streams with an age bound, scored by when their oldest publication ages
 //! out, so [`History::sweep`] visits only streams with something to do, in batches of
-//! [`SWEEP_BATCH`](crate::SWEEP_BATCH) streams per script, never scanning the keyspace).
+//! [`SWEEP_BATCH`] streams per script, never scanning the keyspace).
 //!
 //! The two keys of a stream share the hash tag `{h:S}` (so they would sit in one slot of a
 //! Redis Cluster; keep braces out of the prefix), but every append also updates the global
@@ -45,12 +45,13 @@
 //!
 //! # Bounds
 //!
-//! [`HistoryConfig`]: a payload over `max_payload_bytes` is refused before Redis is asked
-//! ([`QueueError::TooLarge`]); a batch that would start a stream beyond `max_streams`, or leave
-//! more than `max_total_bytes` payload bytes held (counted after the stream's own trim), is
-//! refused with [`QueueError::Full`] and stores nothing. Before refusing, the append sweeps one
-//! batch of due streams (aged publications and streams no longer count), as the queue does at
-//! its overall bound.
+//! [`HistoryConfig`], applied as `chinwag_queue::history` says: a payload over
+//! `max_payload_bytes` (or over `max_total_bytes`, so it could never fit) is refused before
+//! Redis is asked ([`QueueError::TooLarge`]); a batch that would start a stream beyond
+//! `max_streams`, or leave more than `max_total_bytes` payload bytes held once the stream is
+//! trimmed to the new retention, is refused with [`QueueError::Full`] and changes nothing.
+//! Aged publications and aged-out streams count until [`History::sweep`] (or a remove, or an
+//! append to their own stream) takes them away: reads never change the store.
 //!
 //! # Example
 //!
@@ -100,9 +101,7 @@ use crate::{RedisOptions, SWEEP_BATCH, backend};
 const PRELUDE: &str = include_str!("history_prelude.lua");
 
 fn script(body: &str) -> Script {
-    Script::new(&format!(
-        "local SWEEP_BATCH = {SWEEP_BATCH}\n{PRELUDE}\n{body}"
-    ))
+    Script::new(&format!("{PRELUDE}\n{body}"))
 }
 
 static APPEND: LazyLock<Script> = LazyLock::new(|| script(include_str!("history_append.lua")));
@@ -198,19 +197,7 @@ impl RedisHistory {
         retention: Retention,
         new_epoch: u64,
     ) -> Result<StreamState, QueueError> {
-        check_stream(stream)?;
-        if payloads.is_empty() {
-            return Err(QueueError::InvalidRecipient {
-                reason: "empty batch",
-            });
-        }
-        let max = self.config.max_payload_bytes;
-        if let Some(p) = payloads.iter().find(|p| p.len() as u64 > max) {
-            return Err(QueueError::TooLarge {
-                size: p.len() as u64,
-                max,
-            });
-        }
+        self.config.check_append(stream, payloads)?;
         let c = &self.config;
         let mut inv = APPEND.prepare_invoke();
         inv.arg(&self.prefix)

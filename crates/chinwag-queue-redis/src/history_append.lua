@@ -57,14 +57,10 @@ local function refusal(m, bytes)
 end
 
 local m, base, at, first, last, bytes = plan()
-if refusal(m, bytes) then
-  -- At a bound: aged publications and streams no longer count; free a batch of them first.
-  sweep(ARGV[3], SWEEP_BATCH)
-  m, base, at, first, last, bytes = plan()
-  local why = refusal(m, bytes)
-  if why then
-    return {'full', why}
-  end
+-- Aged publications and streams count until swept or removed (chinwag_queue::history).
+local why = refusal(m, bytes)
+if why then
+  return {'full', why}
 end
 
 local p = pkey(s)

@@ -1,5 +1,5 @@
 -- Shared by every history script of chinwag-queue-redis (RedisHistory). ARGV[1] is the key
--- prefix. SWEEP_BATCH is defined above this file by the Rust side.
+-- prefix.
 --
 -- Keys (P = prefix, S = stream name, which may contain any byte):
 --   P{h:S}:m   hash, the stream's meta:

@@ -588,6 +588,22 @@ async fn bounds_payload_size() {
     assert!(matches!(e, Err(QueueError::TooLarge { .. })), "{e:?}");
     assert_eq!(h.state("new").await.expect("state"), None);
     check_accounting(&server, PREFIX).await;
+
+    // A payload over max_total_bytes could never fit: TooLarge too, with that bound.
+    let small = open_prefix(
+        &server,
+        HistoryConfig::default()
+            .with_max_payload_bytes(10)
+            .with_max_total_bytes(5),
+        Arc::new(ManualClock::new(T0)),
+        "small:",
+    )
+    .await;
+    let e = small.append("r", &[b("123456")], keep(10), E1).await;
+    assert!(
+        matches!(e, Err(QueueError::TooLarge { size: 6, max: 5 })),
+        "{e:?}"
+    );
 }
 
 #[tokio::test]
@@ -652,15 +668,26 @@ async fn bounds_streams() {
         .await
         .expect("room again after a remove");
 
-    // A stream whose publications all aged out no longer counts: the append at the bound
-    // sweeps it away first.
+    // A stream whose publications all aged out counts until it is swept.
     clock.advance(Duration::from_secs(10));
+    let e = h.append("d", &[b("1")], keep(10), E2).await;
+    assert!(
+        matches!(
+            e,
+            Err(QueueError::Full {
+                limit: Limit::Streams,
+                ..
+            })
+        ),
+        "a aged out but not swept yet: {e:?}"
+    );
+    assert_eq!(h.sweep().await.expect("sweep"), 2, "a's two publications");
+    assert_eq!(h.state("a").await.expect("state"), None);
     let s = h
         .append("d", &[b("1")], keep(10), E2)
         .await
-        .expect("a is aged out and swept to make room");
+        .expect("room again after the sweep");
     assert_eq!(s, StreamState::new(E2, 1, 1));
-    assert_eq!(h.state("a").await.expect("state"), None);
     check_accounting(&server, PREFIX).await;
 
     let none = open_prefix(
@@ -735,7 +762,7 @@ async fn bounds_total_bytes() {
     assert_eq!(s, StreamState::new(E1, 2, 2));
     check_accounting(&server, PREFIX).await;
 
-    // Aged publications no longer count: the append at the bound sweeps them first.
+    // Aged publications of another stream count until swept; reads do not free them.
     let aging = open_prefix(
         &server,
         HistoryConfig::default().with_max_total_bytes(10),
@@ -752,11 +779,45 @@ async fn bounds_total_bytes() {
         .await
         .expect("append");
     clock.advance(Duration::from_secs(5));
+    assert_eq!(
+        aging.state("old").await.expect("state"),
+        Some(StreamState::new(E1, 2, 1)),
+        "old aged out"
+    );
+    let e = aging.append("new", &[b("123456789")], keep(10), E1).await;
+    assert!(
+        matches!(
+            e,
+            Err(QueueError::Full {
+                limit: Limit::TotalBytes,
+                ..
+            })
+        ),
+        "old's bytes count until swept: {e:?}"
+    );
+    assert_eq!(aging.sweep().await.expect("sweep"), 1);
     aging
         .append("new", &[b("123456789")], keep(10), E1)
         .await
-        .expect("old's bytes aged out");
+        .expect("old's bytes swept");
     assert_eq!(aging.state("old").await.expect("state"), None, "swept");
+    check_accounting(&server, "age:").await;
+    // An append to an aged stream trims it first: its own aged bytes do not count.
+    aging
+        .append("new", &[b("x")], aged(10, 5), E1)
+        .await
+        .expect_err("10 + 1 bytes, nothing aged yet");
+    aging.remove("old2").await.expect("remove");
+    aging
+        .append("new", &[b("x")], aged(10, 5), E1)
+        .await
+        .expect("10 bytes");
+    clock.advance(Duration::from_secs(5));
+    let s = aging
+        .append("new", &[b("123456789")], aged(10, 5), E1)
+        .await
+        .expect("the stream's 10 aged bytes are trimmed in the same append");
+    assert_eq!(s, StreamState::new(E1, 3, 3));
     check_accounting(&server, "age:").await;
 }
 
