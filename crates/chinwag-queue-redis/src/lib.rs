@@ -1,5 +1,6 @@
 //! A [`Queue`] for chinwag on Redis: for deployments that outgrow one machine (several chinwag
-//! nodes share the queues).
+//! nodes share the queues). Room history ([`History`](chinwag_queue::History)) on the same
+//! Redis is [`RedisHistory`], built the same way (its layout is in the [`history`] module docs).
 //!
 //! Every operation is one Lua script, so it is atomic: a push reads the bounds, drops the oldest
 //! entries if the policy says so, takes the next id (`INCR` on the recipient's counter) and
@@ -51,8 +52,11 @@
 //! # }
 //! ```
 
+pub mod history;
 #[cfg(feature = "test-server")]
 pub mod test_server;
+
+pub use history::RedisHistory;
 
 use std::sync::Arc;
 use std::sync::LazyLock;

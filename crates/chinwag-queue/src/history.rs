@@ -31,11 +31,22 @@
 //! - [`History::remove`] forgets a stream (a room removed); the next append starts a new epoch.
 //! - [`History::sweep`] trims aged publications of every stream and forgets streams whose
 //!   publications all aged out and whose last append is older than their `max_age`; a server
-//!   calls it periodically.
+//!   calls it periodically. It returns how many publications it removed (ones a read or an
+//!   append already trimmed are not counted again).
+//! - **Age**: a publication appended at `t` (its `at_ms`) is aged once the clock reaches
+//!   `t + max_age` (the queue's time-to-live rule: a zero `max_age` ages it at once). `at_ms`
+//!   never decreases along a stream (a clock stepped back stamps the stream's last `at_ms`), so
+//!   aged publications are always the oldest and trimming only moves `first`.
 //! - Bounds ([`HistoryConfig`]): payload size, number of streams, bytes overall (payload
 //!   bytes). An append that would exceed one is refused ([`QueueError::TooLarge`],
-//!   [`QueueError::Full`]) and nothing of it is stored; a backend never drops another stream's
-//!   publications to make room.
+//!   [`QueueError::Full`]) and nothing of it is stored (the stream, its retention and its
+//!   state are unchanged); a backend never drops another stream's publications to make room.
+//!   The bounds apply to the store as it would be **after** the append: its own stream
+//!   trimmed to the new retention (so a stream at its `max_len` keeps appending at the byte
+//!   bound when the trimmed publications free enough). A stream counts towards
+//!   `max_streams`, and an aged publication of another stream towards `max_total_bytes`,
+//!   until it is removed or swept. A payload larger than the byte bound is `TooLarge` (it could
+//!   never fit).
 //!
 //! The **epoch** tells a client whether its `(epoch, offset)` still means anything: the hub
 //! passes a fresh one (unix microseconds, increasing in the process, below 2^53 so JavaScript
@@ -46,7 +57,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::{BoxFuture, QueueError};
+use crate::{BoxFuture, Limit, QueueError, expiry};
+
+mod memory;
+
+pub use memory::MemoryHistory;
 
 /// A publication's place in its stream's epoch: 1, 2, 3, ... (`0`: before the first).
 pub type Offset = u64;
@@ -120,6 +135,67 @@ impl Retention {
             max_age,
         }
     }
+
+    /// Whether a publication appended at `at_ms` is aged at `now_ms`: the clock reached
+    /// `at_ms + max_age` (saturating; never without a `max_age`).
+    pub fn is_aged(&self, at_ms: u64, now_ms: u64) -> bool {
+        expiry(at_ms, self.max_age).is_some_and(|at| at <= now_ms)
+    }
+
+    /// Plans trimming a stream to this retention at `now_ms` when `batch` publications are
+    /// appended to it (0: only the age bound, as reads and sweeps apply it), so that every
+    /// backend trims identically. `held` yields the `(at_ms, size)` of the stream's held
+    /// publications, oldest first (`held_len` of them); it is consumed only as far as the plan
+    /// needs. The batch's publications are stamped `batch_at_ms`.
+    pub fn plan_trim(
+        &self,
+        now_ms: u64,
+        held_len: u64,
+        held: impl Iterator<Item = (u64, u64)>,
+        batch: u64,
+        batch_at_ms: u64,
+    ) -> Trim {
+        let excess = held_len.saturating_add(batch).saturating_sub(self.max_len);
+        if batch > 0 && self.is_aged(batch_at_ms, now_ms) {
+            // Everything is at least as old as the batch: nothing is kept.
+            return Trim {
+                held: held_len,
+                freed: held
+                    .take(usize::try_from(held_len).unwrap_or(usize::MAX))
+                    .map(|(_, s)| s)
+                    .sum(),
+                batch,
+            };
+        }
+        let by_count = excess.min(held_len);
+        let mut trim = Trim {
+            held: 0,
+            freed: 0,
+            batch: excess - by_count,
+        };
+        for (at, size) in held.take(usize::try_from(held_len).unwrap_or(usize::MAX)) {
+            if trim.held >= by_count && !self.is_aged(at, now_ms) {
+                break;
+            }
+            trim.held += 1;
+            trim.freed += size;
+        }
+        trim
+    }
+}
+
+/// What [`Retention::plan_trim`] decided: drop the stream's `held` oldest publications
+/// (`freed` payload bytes) and store the batch without its `batch` first payloads (they get
+/// their offsets and are trimmed at once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Trim {
+    /// Held publications to drop, oldest first.
+    pub held: u64,
+    /// Their payload bytes.
+    pub freed: u64,
+    /// Payloads at the front of the batch not to store.
+    pub batch: u64,
 }
 
 /// Which way a read goes from its offset.
@@ -193,6 +269,59 @@ impl HistoryConfig {
         self.max_total_bytes = max;
         self
     }
+
+    /// The checks every append starts with, shared by the backends: a valid stream name, a
+    /// non-empty batch, and payloads that could ever fit (`TooLarge` otherwise). Returns the
+    /// batch's payload bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::InvalidRecipient`], [`QueueError::TooLarge`].
+    pub fn check_append(&self, stream: &str, payloads: &[Bytes]) -> Result<u64, QueueError> {
+        check_stream(stream)?;
+        if payloads.is_empty() {
+            return Err(QueueError::InvalidRecipient {
+                reason: "empty batch",
+            });
+        }
+        let max = self.max_payload_bytes.min(self.max_total_bytes);
+        let mut bytes = 0u64;
+        for p in payloads {
+            let size = p.len() as u64;
+            if size > max {
+                return Err(QueueError::TooLarge { size, max });
+            }
+            bytes = bytes.saturating_add(size);
+        }
+        Ok(bytes)
+    }
+
+    /// Decides whether an append may be stored, so that backends apply the bounds
+    /// identically: `new_stream` whether it starts a stream, `streams` the streams held now,
+    /// `total_after` the payload bytes held overall once the append and its trimming are done.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Full`] with [`Limit::Streams`] or [`Limit::TotalBytes`].
+    pub fn admit(
+        &self,
+        stream: &str,
+        new_stream: bool,
+        streams: u64,
+        total_after: u64,
+    ) -> Result<(), QueueError> {
+        let limit = if new_stream && streams >= self.max_streams {
+            Limit::Streams
+        } else if total_after > self.max_total_bytes {
+            Limit::TotalBytes
+        } else {
+            return Ok(());
+        };
+        Err(QueueError::Full {
+            recipient: stream.to_owned(),
+            limit,
+        })
+    }
 }
 
 /// A store of room histories. Methods return [`BoxFuture`]s so `Arc<dyn History>` works.
@@ -237,6 +366,39 @@ pub trait History: Send + Sync {
     /// Trims aged publications everywhere and forgets streams left empty past their age
     /// bound; returns the publications removed.
     fn sweep(&self) -> BoxFuture<'_, Result<u64, QueueError>>;
+}
+
+impl<H: History + ?Sized> History for std::sync::Arc<H> {
+    fn append<'a>(
+        &'a self,
+        stream: &'a str,
+        payloads: &'a [Bytes],
+        retention: Retention,
+        new_epoch: u64,
+    ) -> BoxFuture<'a, Result<StreamState, QueueError>> {
+        (**self).append(stream, payloads, retention, new_epoch)
+    }
+    fn state<'a>(
+        &'a self,
+        stream: &'a str,
+    ) -> BoxFuture<'a, Result<Option<StreamState>, QueueError>> {
+        (**self).state(stream)
+    }
+    fn read<'a>(
+        &'a self,
+        stream: &'a str,
+        from: Offset,
+        direction: Direction,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Option<Page>, QueueError>> {
+        (**self).read(stream, from, direction, limit)
+    }
+    fn remove<'a>(&'a self, stream: &'a str) -> BoxFuture<'a, Result<bool, QueueError>> {
+        (**self).remove(stream)
+    }
+    fn sweep(&self) -> BoxFuture<'_, Result<u64, QueueError>> {
+        (**self).sweep()
+    }
 }
 
 /// Checks a stream name: non-empty, at most [`MAX_STREAM_LEN`] bytes.

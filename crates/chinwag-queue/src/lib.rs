@@ -77,9 +77,12 @@ mod memory;
 
 #[cfg(any(test, feature = "test-suite"))]
 pub mod conformance;
+#[cfg(any(test, feature = "test-suite"))]
+pub mod history_conformance;
 
 pub use history::{
-    Direction, History, HistoryConfig, Offset, Page, Publication, Retention, StreamState,
+    Direction, History, HistoryConfig, MemoryHistory, Offset, Page, Publication, Retention,
+    StreamState, Trim,
 };
 pub use memory::MemoryQueue;
 
