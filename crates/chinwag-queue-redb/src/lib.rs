@@ -74,8 +74,10 @@ use chinwag_queue::{
 };
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+mod history;
 mod writer;
 
+pub use history::RedbHistory;
 use writer::{Batch, Done, Reply, Writer, backend, blocking, open_database};
 
 /// Most operations applied in one write transaction (one fsync).
