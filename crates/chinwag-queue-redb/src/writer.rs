@@ -22,9 +22,12 @@ pub(crate) fn batch_failed() -> QueueError {
     QueueError::backend("the write transaction of this operation's batch failed")
 }
 
+/// Sends a reply, given the commit's error if it failed.
+type SendReply = Box<dyn FnOnce(Option<&str>) + Send>;
+
 /// A reply to send once the batch's transaction committed (or failed: then the commit's
 /// error replaces the result).
-pub(crate) struct Done(Box<dyn FnOnce(Option<&str>) + Send>);
+pub(crate) struct Done(SendReply);
 
 impl Done {
     pub(crate) fn new<T: Send + 'static>(reply: Reply<T>, r: Result<T, QueueError>) -> Self {
