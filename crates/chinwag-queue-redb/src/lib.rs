@@ -20,6 +20,13 @@
 //!
 //! Semantics are those of [`chinwag_queue`]; the crate's tests run its conformance suite.
 //!
+//! # Room history
+//!
+//! [`RedbHistory`] is a durable [`chinwag_queue::History`] (room history) in a redb file of its
+//! own, with the same durability (every offset an append returned survives kill -9) and the
+//! same group-commit writer; the tests run the history conformance suite, with restarts, and
+//! a kill -9 test of their own.
+//!
 //! # Memory
 //!
 //! redb keeps pages it has read or written in a cache of its own, on the heap. redb's default
