@@ -20,6 +20,13 @@
 //!
 //! Semantics are those of [`chinwag_queue`]; the crate's tests run its conformance suite.
 //!
+//! # Room history
+//!
+//! [`RedbHistory`] is a durable [`chinwag_queue::History`] (room history) in a redb file of its
+//! own, with the same durability (every offset an append returned survives kill -9) and the
+//! same group-commit writer; the tests run the history conformance suite, with restarts, and
+//! a kill -9 test of their own.
+//!
 //! # Memory
 //!
 //! redb keeps pages it has read or written in a cache of its own, on the heap. redb's default
@@ -65,8 +72,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -74,8 +79,13 @@ use chinwag_queue::{
     BoxFuture, Clock, Entry, EntryId, Queue, QueueConfig, QueueError, SystemClock, Usage,
     check_recipient, expiry,
 };
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
-use tokio::sync::oneshot;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+mod history;
+mod writer;
+
+pub use history::RedbHistory;
+use writer::{Batch, Done, Reply, Writer, backend, blocking, open_database};
 
 /// Most operations applied in one write transaction (one fsync).
 pub const MAX_BATCH: usize = 256;
@@ -157,8 +167,7 @@ pub struct RedbQueue {
     clock: Arc<dyn Clock>,
     config: QueueConfig,
     options: RedbOptions,
-    tx: Option<mpsc::Sender<Op>>,
-    writer: Option<JoinHandle<()>>,
+    writer: Writer<Op>,
 }
 
 impl std::fmt::Debug for RedbQueue {
@@ -169,8 +178,6 @@ impl std::fmt::Debug for RedbQueue {
             .finish_non_exhaustive()
     }
 }
-
-type Reply<T> = oneshot::Sender<Result<T, QueueError>>;
 
 enum Op {
     Push {
@@ -198,14 +205,6 @@ enum Op {
         now: u64,
         reply: Reply<u64>,
     },
-}
-
-fn batch_failed() -> QueueError {
-    QueueError::backend("the write transaction of this operation's batch failed")
-}
-
-fn backend(e: impl Into<redb::Error>) -> QueueError {
-    QueueError::backend(e.into())
 }
 
 impl RedbQueue {
@@ -246,39 +245,27 @@ impl RedbQueue {
         options: RedbOptions,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, QueueError> {
-        let db = redb::Builder::new()
-            .set_cache_size(options.cache_size)
-            .create(path)
-            .map_err(backend)?;
-        // Create the tables so read transactions always find them.
-        let mut txn = db.begin_write().map_err(backend)?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(QueueError::backend)?;
-        {
-            txn.open_table(ENTRIES).map_err(backend)?;
-            txn.open_table(EXPIRY).map_err(backend)?;
-            txn.open_table(RECIPIENT_EXPIRY).map_err(backend)?;
-            txn.open_table(RECIPIENTS).map_err(backend)?;
-            txn.open_table(META).map_err(backend)?;
-        }
-        txn.commit().map_err(backend)?;
-        let db = Arc::new(db);
-        let (tx, rx) = mpsc::channel();
-        let writer = Writer {
-            db: Arc::clone(&db),
-            config: config.clone(),
-        };
-        let writer = std::thread::Builder::new()
-            .name("chinwag-queue-redb-writer".into())
-            .spawn(move || writer.run(rx))
-            .map_err(QueueError::backend)?;
+        let db = open_database(path.as_ref(), &options, |txn| {
+            txn.open_table(ENTRIES)?;
+            txn.open_table(EXPIRY)?;
+            txn.open_table(RECIPIENT_EXPIRY)?;
+            txn.open_table(RECIPIENTS)?;
+            txn.open_table(META)?;
+            Ok(())
+        })?;
+        let writer = Writer::spawn(
+            "chinwag-queue-redb-writer",
+            Arc::clone(&db),
+            QueueBatch {
+                config: config.clone(),
+            },
+        )?;
         Ok(Self {
             db,
             clock,
             config,
             options,
-            tx: Some(tx),
-            writer: Some(writer),
+            writer,
         })
     }
 
@@ -288,29 +275,14 @@ impl RedbQueue {
     }
 
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Op) -> Result<T, QueueError> {
-        let (reply, rx) = oneshot::channel();
-        let stopped = || QueueError::backend("redb writer thread stopped");
-        self.tx
-            .as_ref()
-            .ok_or_else(stopped)?
-            .send(make(reply))
-            .map_err(|_| stopped())?;
-        rx.await.map_err(|_| stopped())?
+        self.writer.call(make).await
     }
 
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Database) -> Result<T, QueueError> + Send + 'static,
     ) -> Result<T, QueueError> {
-        let db = Arc::clone(&self.db);
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => rt
-                .spawn_blocking(move || f(&db))
-                .await
-                .map_err(QueueError::backend)?,
-            // Not in a tokio runtime (another executor): read in place rather than panic.
-            Err(_) => f(&db),
-        }
+        blocking(&self.db, f).await
     }
 
     /// Frees `recipient`'s expired entries first if it has any, so reads see a purged queue.
@@ -340,17 +312,6 @@ impl RedbQueue {
             .await?;
         }
         Ok(())
-    }
-}
-
-impl Drop for RedbQueue {
-    fn drop(&mut self) {
-        // Closing the channel ends the writer after the batch in progress; joining makes the
-        // file free to reopen as soon as drop returns.
-        self.tx.take();
-        if let Some(w) = self.writer.take() {
-            let _ = w.join();
-        }
     }
 }
 
@@ -469,107 +430,39 @@ impl Queue for RedbQueue {
     }
 }
 
-/// The writer thread: applies batches of operations, one transaction and one fsync per batch.
-struct Writer {
-    db: Arc<Database>,
+/// The queue's write side, run by the [`Writer`] thread.
+struct QueueBatch {
     config: QueueConfig,
 }
 
-/// A reply to send once the batch's transaction committed.
-enum Done {
-    Id(Reply<EntryId>, Result<EntryId, QueueError>),
-    Count(Reply<u64>, Result<u64, QueueError>),
-}
+impl Batch for QueueBatch {
+    type Op = Op;
 
-impl Done {
-    fn send(self, commit: &Result<(), String>) {
-        fn fail<T>(r: Result<T, QueueError>, commit: &Result<(), String>) -> Result<T, QueueError> {
-            match commit {
-                Ok(()) => r,
-                Err(e) => Err(QueueError::backend(e.clone())),
-            }
-        }
-        // A caller that went away (dropped future) does not care about its reply.
-        match self {
-            Done::Id(tx, r) => {
-                let _ = tx.send(fail(r, commit));
-            }
-            Done::Count(tx, r) => {
-                let _ = tx.send(fail(r, commit));
-            }
-        }
-    }
-}
-
-impl Writer {
-    fn run(self, rx: mpsc::Receiver<Op>) {
-        while let Ok(first) = rx.recv() {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(op) => batch.push(op),
-                    Err(_) => break,
-                }
-            }
-            self.apply(batch);
-        }
-    }
-
-    fn apply(&self, batch: Vec<Op>) {
-        let mut done = Vec::with_capacity(batch.len());
-        let commit = self.transact(batch, &mut done);
-        for d in done {
-            d.send(&commit);
-        }
-    }
-
-    /// Runs the batch in one transaction. Per-operation refusals (a full queue) are results;
-    /// a storage error fails the whole batch (nothing of it is committed).
-    fn transact(&self, batch: Vec<Op>, done: &mut Vec<Done>) -> Result<(), String> {
-        let mut txn = match self.db.begin_write() {
-            Ok(t) => t,
-            Err(e) => {
-                for op in batch {
-                    done.push(op.into_failed());
-                }
-                return Err(e.to_string());
-            }
-        };
-        let r = (|| -> Result<(), QueueError> {
-            txn.set_durability(Durability::Immediate)
-                .map_err(QueueError::backend)?;
-            let mut s = Store::open(&txn)?;
-            let mut ops = batch.into_iter();
-            while let Some(op) = ops.next() {
-                let (d, failed) = s.apply(op, &self.config);
-                done.push(d);
-                if let Some(e) = failed {
-                    done.extend(ops.by_ref().map(Op::into_failed));
-                    return Err(e);
-                }
-            }
-            s.flush_meta()
-        })();
-        match r {
-            Ok(()) => txn.commit().map_err(|e| e.to_string()),
-            Err(e) => {
-                let _ = txn.abort();
-                Err(e.to_string())
-            }
-        }
-    }
-}
-
-impl Op {
-    fn into_failed(self) -> Done {
-        let e = || Err(batch_failed());
-        match self {
-            Op::Push { reply, .. } => Done::Id(reply, e()),
-            Op::Ack { reply, .. }
+    fn failed(op: Op) -> Done {
+        match op {
+            Op::Push { reply, .. }
+            | Op::Ack { reply, .. }
             | Op::Remove { reply, .. }
             | Op::Purge { reply, .. }
-            | Op::Sweep { reply, .. } => Done::Count(reply, e()),
+            | Op::Sweep { reply, .. } => Done::failed(reply),
         }
+    }
+
+    fn apply(
+        &mut self,
+        txn: &redb::WriteTransaction,
+        ops: &mut std::vec::IntoIter<Op>,
+        done: &mut Vec<Done>,
+    ) -> Result<(), QueueError> {
+        let mut s = Store::open(txn)?;
+        for op in ops.by_ref() {
+            let (d, failed) = s.apply(op, &self.config);
+            done.push(d);
+            if let Some(e) = failed {
+                return Err(e);
+            }
+        }
+        s.flush_meta()
     }
 }
 
@@ -614,12 +507,7 @@ impl<'t> Store<'t> {
     /// Applies one operation. The error, if any, is a storage failure that fails the batch;
     /// the returned [`Done`] then carries a failure too.
     fn apply(&mut self, op: Op, config: &QueueConfig) -> (Done, Option<QueueError>) {
-        fn count(reply: Reply<u64>, r: Result<u64, QueueError>) -> (Done, Option<QueueError>) {
-            match r {
-                Ok(n) => (Done::Count(reply, Ok(n)), None),
-                Err(e) => (Done::Count(reply, Err(batch_failed())), Some(e)),
-            }
-        }
+        let count = Done::of::<u64>;
         match op {
             Op::Push {
                 recipient,
@@ -628,8 +516,8 @@ impl<'t> Store<'t> {
                 expires_at,
                 reply,
             } => match self.push(&recipient, &payload, now, expires_at, config) {
-                Ok(r) => (Done::Id(reply, r), None),
-                Err(e) => (Done::Id(reply, Err(batch_failed())), Some(e)),
+                Ok(r) => (Done::new(reply, r), None),
+                Err(e) => (Done::failed(reply), Some(e)),
             },
             Op::Ack {
                 recipient,

@@ -5,6 +5,12 @@
 //! When the hub sends to a user with no device online, the message waits here, per recipient,
 //! until the user comes back or its time-to-live runs out.
 //!
+//! The crate also holds **room history** ([`history`]): the [`History`] trait (a bounded
+//! stream of publications per room, with an epoch and consecutive offsets, so a client that
+//! reconnects can catch up on what it missed or learn that it cannot), its in-memory backend
+//! [`MemoryHistory`] and, behind `test-suite`, the `history_conformance` suite. Its bounds
+//! ([`HistoryConfig`]) default to 1 MiB per payload, 100 000 streams and 256 MiB overall.
+//!
 //! # Semantics (identical in every backend)
 //!
 //! - [`Queue::push`] stores a payload for a recipient (a non-empty user id string of at most
