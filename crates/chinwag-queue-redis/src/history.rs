@@ -101,7 +101,7 @@ use crate::{RedisOptions, SWEEP_BATCH, backend};
 const PRELUDE: &str = include_str!("history_prelude.lua");
 
 fn script(body: &str) -> Script {
-    Script::new(&format!("{PRELUDE}\n{body}"))
+    crate::script_with(PRELUDE, body)
 }
 
 static APPEND: LazyLock<Script> = LazyLock::new(|| script(include_str!("history_append.lua")));

@@ -79,7 +79,12 @@ pub use redis::aio::ConnectionManagerConfig;
 const PRELUDE: &str = include_str!("prelude.lua");
 
 fn script(body: &str) -> Script {
-    Script::new(&format!("{PRELUDE}\n{body}"))
+    script_with(PRELUDE, body)
+}
+
+/// A Lua script: `prelude` (helpers shared by a family of scripts), then `body`.
+pub(crate) fn script_with(prelude: &str, body: &str) -> Script {
+    Script::new(&format!("{prelude}\n{body}"))
 }
 
 static PUSH: LazyLock<Script> = LazyLock::new(|| script(include_str!("push.lua")));
