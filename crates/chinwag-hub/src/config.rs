@@ -265,6 +265,7 @@ setters!(OfflineShares {
 /// | `auto_create_rooms` | true (rooms without a password, removed when empty) |
 /// | `sweep_interval` | 60 s (expired queue entries, rate-limiter state) |
 /// | `node` | `NodeId(0)` |
+/// | `history` | [`RoomHistory::default`](crate::RoomHistory) |
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(
     feature = "serde",
@@ -309,6 +310,8 @@ pub struct HubConfig {
     pub sweep_interval: Duration,
     /// This node's id (clusters). Default 0.
     pub node: NodeId,
+    /// Room history: what rooms keep, what a join recovers.
+    pub history: crate::RoomHistory,
 }
 
 impl Default for HubConfig {
@@ -328,6 +331,7 @@ impl Default for HubConfig {
             auto_create_rooms: true,
             sweep_interval: Duration::from_secs(60),
             node: NodeId(0),
+            history: crate::RoomHistory::default(),
         }
     }
 }
@@ -361,6 +365,8 @@ setters!(HubConfig {
     with_sweep_interval: sweep_interval: Duration,
     /// Sets [`node`](Self::node).
     with_node: node: NodeId,
+    /// Sets [`history`](Self::history).
+    with_history: history: crate::RoomHistory,
 });
 
 /// `Option<Rate>` fields: `None` is written `"off"`; `"off"`, and a rate of 0 per second,

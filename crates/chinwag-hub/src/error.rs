@@ -206,12 +206,49 @@ pub enum RoomError {
     /// The sender is over its message rate.
     #[error("rate limited")]
     RateLimited,
+    /// The room's history store failed or is full: the publish was not kept (nor sent), or
+    /// the history could not be read.
+    #[error("room history unavailable: {0}")]
+    History(#[source] HistoryFailure),
+}
+
+/// A room history store's error, shared so that [`RoomError`] stays `Clone` (several
+/// publishers of one failed batch get it): equal only to itself.
+#[derive(Debug, Clone)]
+pub struct HistoryFailure(pub std::sync::Arc<chinwag_queue::QueueError>);
+
+impl HistoryFailure {
+    /// Wraps a store's error.
+    pub fn new(e: chinwag_queue::QueueError) -> Self {
+        HistoryFailure(std::sync::Arc::new(e))
+    }
+}
+
+impl PartialEq for HistoryFailure {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for HistoryFailure {}
+
+impl std::fmt::Display for HistoryFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for HistoryFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
 }
 
 impl RoomError {
     /// The stable error code: `no_such_room`, `bad_room`, `room_full`, `too_many_rooms`,
     /// `too_many_rooms_on_server`, `wrong_password`, `bad_password`, `room_exists`,
-    /// `not_member`, `busy`, `guessing_too_fast`, `too_large`, `refused`, `rate_limited`.
+    /// `not_member`, `busy`, `guessing_too_fast`, `too_large`, `refused`, `rate_limited`,
+    /// `history_unavailable`.
     pub fn code(&self) -> &'static str {
         match self {
             RoomError::NoSuchRoom => "no_such_room",
@@ -228,6 +265,7 @@ impl RoomError {
             RoomError::TooLarge { .. } => "too_large",
             RoomError::Refused(_) => "refused",
             RoomError::RateLimited => "rate_limited",
+            RoomError::History(_) => "history_unavailable",
         }
     }
 }

@@ -47,6 +47,7 @@ mod directory;
 pub mod doors;
 mod driver;
 mod error;
+mod history;
 mod hooks;
 mod link;
 pub mod metrics;
@@ -62,13 +63,15 @@ pub use core::ids;
 pub use core::message::{
     Body, Delivered, DirectMessage, Event, MessageId, PresenceEvent, RoomMessage,
 };
+pub use core::recovery::{Keep, KeepHistory};
 pub use core::rooms::{RoomInfo, RoomOptions};
 pub use core::signon::{ConnId, ConnRef, NodeId, SignOn, SignOnOutcome, SignOnTable, SignedOn};
 pub use directory::{Directory, DirectoryError, LocalDirectory};
 pub use driver::{
-    Attach, Conn, DeliveryReport, Hub, HubBuilder, JoinPass, Member, MembersPage, Presence,
-    PublishReport, SendOptions,
+    Attach, Conn, DeliveryReport, HistoryFrom, HistoryPage, Hub, HubBuilder, JoinPass, Member,
+    MembersPage, Presence, PublishReport, Recovery, SendOptions,
 };
-pub use error::{Rejection, RoomError, SendError, ShareLimit, SignOnError};
+pub use error::{HistoryFailure, Rejection, RoomError, SendError, ShareLimit, SignOnError};
+pub use history::RoomHistory;
 pub use hooks::{App, BeforeSend, Incoming, NoApp};
 pub use link::{DoorFormat, Format, Link, SessionLink};

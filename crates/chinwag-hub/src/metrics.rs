@@ -55,6 +55,11 @@ pub const REFUSALS: &str = "chinwag_hub_refusals_total";
 pub const SEND_QUEUE_DEPTH: &str = "chinwag_hub_send_queue_depth";
 /// Payload bytes senders hold in offline queues (the fair shares' count).
 pub const OFFLINE_BYTES: &str = "chinwag_hub_offline_bytes";
+/// Room publications appended to room histories.
+pub const HISTORY_APPENDS: &str = "chinwag_hub_history_appends_total";
+/// Joins with `since`, by outcome (`recovered`, or why not: `no_history`, `epoch_changed`,
+/// `ahead`, `too_many`, `trimmed`, `unavailable`).
+pub const RECOVERIES: &str = "chinwag_hub_recoveries_total";
 
 /// Describes every metric to the installed recorder (help text and unit) and registers the
 /// unlabelled ones at zero, so a scrape shows them from the start. [`Hub`](crate::Hub) calls
@@ -89,10 +94,22 @@ pub fn describe() {
         Unit::Bytes,
         "Payload bytes senders hold in offline queues (the fair shares' count)."
     );
+    describe_counter!(
+        HISTORY_APPENDS,
+        "Room publications appended to room histories."
+    );
+    describe_counter!(RECOVERIES, "Joins with since, by outcome.");
     for g in [CONNECTIONS, USERS_ONLINE, ROOMS, OFFLINE_BYTES] {
         metrics::gauge!(g).increment(0.0);
     }
-    for c in [FANOUT_DELIVERIES, QUEUED, REPLAYED, ACKED, EXPIRED] {
+    for c in [
+        FANOUT_DELIVERIES,
+        QUEUED,
+        REPLAYED,
+        ACKED,
+        EXPIRED,
+        HISTORY_APPENDS,
+    ] {
         metrics::counter!(c).increment(0);
     }
 }

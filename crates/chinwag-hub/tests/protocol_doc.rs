@@ -558,7 +558,7 @@ async fn every_documented_operation_is_served_and_others_are_unknown() {
         );
     }
     // An operation the page does not document is unknown, with the text the page gives.
-    for op in ["nope", "subscribe", "history"] {
+    for op in ["nope", "subscribe", "typing"] {
         assert!(!documented.iter().any(|d| d == op));
         let r = peer.request_bytes(op, Bytes::from_static(b"{}")).await;
         let Err(RpcError::Remote { message }) = r else {
@@ -640,6 +640,9 @@ fn every_error_code_is_in_the_error_table() {
         RoomError::TooLarge { len: 2, limit: 1 },
         RoomError::Refused("r".into()),
         RoomError::RateLimited,
+        RoomError::History(chinwag_hub::HistoryFailure::new(
+            chinwag_queue::QueueError::backend("h"),
+        )),
     ];
     let sign_on = [
         SignOnError::Full,
@@ -1315,7 +1318,7 @@ async fn every_request_must_be_a_json_object_and_null_is_absent() {
     };
     // A payload each operation would take (its answer may still be an error, never
     // `bad_request`): with one unknown field more, it is `bad_request`.
-    let valid: [(&str, &str); 12] = [
+    let valid: [(&str, &str); 13] = [
         ("auth", r#"{"token":"t"}"#),
         ("whoami", "{}"),
         ("refresh", r#"{"token":"t"}"#),
@@ -1326,6 +1329,7 @@ async fn every_request_must_be_a_json_object_and_null_is_absent() {
         ("publish", r#"{"room":"r","body":"x"}"#),
         ("rooms", "{}"),
         ("members", r#"{"room":"r"}"#),
+        ("history", r#"{"room":"r"}"#),
         ("online", "{}"),
         ("app", r#"{"body":"x"}"#),
     ];

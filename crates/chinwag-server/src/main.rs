@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chinwag::hub::auth::{JwtConfig, JwtIssuer, JwtKey};
-use chinwag::{QueueBackend, Server};
+use chinwag::{HistoryBackend, QueueBackend, Server};
 use chinwag_server::config::{self, Algorithm, Backend, ConfigError, Settings};
 use chinwag_server::web;
 use clap::{Arg, ArgAction, Command};
@@ -239,23 +239,34 @@ async fn run(s: Settings) -> Result<(), Failure> {
         }
         None
     };
+    // Room history is kept where the offline queue is: in memory, in a redb file beside the
+    // queue's (`history.redb` in the data directory), or in the same Redis.
+    let data_dir = || {
+        std::fs::create_dir_all(&s.server.data_dir).map_err(|e| {
+            Failure::Config(format!(
+                "bad value for `server.data_dir`: cannot create {}: {e}",
+                s.server.data_dir.display()
+            ))
+        })
+    };
     b = match s.queue.backend {
-        Backend::Memory => b.queue_backend(QueueBackend::Memory),
-        Backend::Redis => b.redis_queue(s.queue.redis_url.clone()),
+        Backend::Memory => b
+            .queue_backend(QueueBackend::Memory)
+            .history_backend(HistoryBackend::Memory),
+        Backend::Redis => b
+            .redis_queue(s.queue.redis_url.clone())
+            .history_backend(HistoryBackend::Redis(s.queue.redis_url.clone())),
         Backend::Redb => {
+            data_dir()?;
             let path = if s.queue.path.is_empty() {
-                std::fs::create_dir_all(&s.server.data_dir).map_err(|e| {
-                    Failure::Config(format!(
-                        "bad value for `server.data_dir`: cannot create {}: {e}",
-                        s.server.data_dir.display()
-                    ))
-                })?;
                 s.server.data_dir.join("queue.redb")
             } else {
                 PathBuf::from(&s.queue.path)
             };
-            tracing::info!(path = %path.display(), "offline queue: redb");
+            let history = s.server.data_dir.join("history.redb");
+            tracing::info!(path = %path.display(), history = %history.display(), "offline queue and room history: redb");
             b.redb_queue_with(path, s.queue.redb.clone())
+                .history_backend(HistoryBackend::Redb(history, s.queue.redb.clone()))
         }
     };
     if !s.tls.cert.is_empty() {

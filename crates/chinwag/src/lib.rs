@@ -89,9 +89,11 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
+mod history;
 mod server;
 
 pub use error::{Error, Result};
+pub use history::HistoryBackend;
 pub use server::{
     DEFAULT_CHAT_PATH, DEFAULT_ROOMS_PATH, JS_CLIENT_PATH, QueueBackend, Server, ServerBuilder,
     ShutdownSummary, WsEngine,
@@ -177,5 +179,5 @@ pub mod prelude {
     pub use crate::queue::{Queue, QueueConfig};
     pub use crate::rpc::{Handlers, Peer, RpcConfig};
     pub use crate::transport::{Acceptor, Frame, FrameRead, FrameWrite, Offer, Transport};
-    pub use crate::{QueueBackend, Server, ServerBuilder, WsEngine};
+    pub use crate::{HistoryBackend, QueueBackend, Server, ServerBuilder, WsEngine};
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::history::{HistoryBackend, open_history};
 use crate::http::HttpFallback;
 use crate::hub::auth::{Authenticator, JwtAuthenticator, JwtConfig, JwtKey};
 use crate::hub::doors::DoorHandle;
@@ -17,7 +18,7 @@ use crate::hub::doors::chat::ChatDoor;
 use crate::hub::doors::rooms::RoomsDoor;
 use crate::hub::doors::tok::{ByeFn, TokDoor};
 use crate::hub::{App, Directory, Hub, HubConfig, HubLimits, SignOn};
-use crate::queue::{MemoryQueue, Queue, QueueConfig};
+use crate::queue::{HistoryConfig, MemoryQueue, Queue, QueueConfig};
 use crate::rpc::{CHINWAG_JS, RpcConfig};
 use crate::session::ServerConfig;
 use crate::transport::tcp::{TcpAcceptor, TcpConfig};
@@ -207,6 +208,8 @@ pub struct ServerBuilder {
     hub: HubConfig,
     queue: QueueBackend,
     queue_config: QueueConfig,
+    history: HistoryBackend,
+    history_config: HistoryConfig,
     app: Option<Arc<dyn App>>,
     directory: Option<Arc<dyn Directory>>,
     rpc: RpcConfig,
@@ -234,6 +237,8 @@ impl Default for ServerBuilder {
             hub: HubConfig::default(),
             queue: QueueBackend::Memory,
             queue_config: QueueConfig::default(),
+            history: HistoryBackend::Memory,
+            history_config: HistoryConfig::default(),
             app: None,
             directory: None,
             rpc: RpcConfig::default(),
@@ -468,6 +473,22 @@ impl ServerBuilder {
         self
     }
 
+    // ---- room history -----------------------------------------------------------------------
+
+    /// Where rooms keep their recent publications (default [`HistoryBackend::Memory`]); what
+    /// they keep is [`HubConfig::history`](crate::hub::HubConfig::history).
+    pub fn history_backend(mut self, backend: HistoryBackend) -> Self {
+        self.history = backend;
+        self
+    }
+
+    /// Bounds of the history store (payload, rooms, bytes overall). Default
+    /// [`HistoryConfig::default`].
+    pub fn history_config(mut self, config: HistoryConfig) -> Self {
+        self.history_config = config;
+        self
+    }
+
     // ---- offline queue ----------------------------------------------------------------------
 
     /// The offline queue's backend (default [`QueueBackend::Memory`]).
@@ -565,8 +586,12 @@ impl ServerBuilder {
             hub_config.limits.offline.total_bytes = self.queue_config.max_total_bytes;
         }
         let queue = open_queue(self.queue, self.queue_config).await?;
+        let history = open_history(self.history, self.history_config).await?;
 
         let mut hub = Hub::builder().config(hub_config).queue(queue);
+        if let Some(h) = history {
+            hub = hub.history(h);
+        }
         match self.auth {
             Auth::None => {}
             Auth::Jwt(cfg) => hub = hub.authenticator(Arc::new(JwtAuthenticator::new(cfg))),

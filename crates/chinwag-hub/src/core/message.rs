@@ -228,48 +228,89 @@ impl Event {
 
 // ---- the queue envelope ------------------------------------------------------------------
 
-/// Version byte of the stored envelope.
+/// Version byte of the stored envelope of a direct message.
 const ENVELOPE_V1: u8 = 1;
+/// Version byte of a room publication kept in the room's history.
+const PUBLICATION_V1: u8 = 2;
 const FLAG_BINARY: u8 = 1;
 const FLAG_FROM: u8 = 2;
 
 /// Encodes a direct message for the offline queue: version, flags, id, sent-at, sender, body.
 /// Compact and self-describing enough to be read back by a later version of the hub.
 pub(crate) fn encode_envelope(m: &DirectMessage) -> Bytes {
-    let from_len = m
-        .from
-        .as_ref()
-        .map_or(0, |d| 4 + d.user.len() + d.device.len());
-    let mut b = BytesMut::with_capacity(18 + from_len + m.body.len());
-    b.put_u8(ENVELOPE_V1);
+    encode_parts(ENVELOPE_V1, m.id.0, m.sent_at, m.from.as_ref(), &m.body)
+}
+
+/// Reads an envelope back; `None` when it is not one this hub wrote.
+pub(crate) fn decode_envelope(to: &Arc<str>, b: Bytes) -> Option<DirectMessage> {
+    let (id, sent_at, from, body) = decode_parts(ENVELOPE_V1, b)?;
+    Some(DirectMessage {
+        id: MessageId(id),
+        to: to.clone(),
+        from,
+        sent_at,
+        body,
+    })
+}
+
+/// Encodes a room publication for the room's history (its epoch and sequence are the stream's,
+/// not stored): the envelope's layout with its own version byte.
+pub(crate) fn encode_publication(from: Option<&Device>, sent_at: u64, body: &Body) -> Bytes {
+    encode_parts(PUBLICATION_V1, 0, sent_at, from, body)
+}
+
+/// Reads a kept publication back as the room message of `room`, `epoch` and `seq`; `None` when
+/// it is not one this hub wrote.
+pub(crate) fn decode_publication(
+    room: &Arc<str>,
+    epoch: u64,
+    seq: u64,
+    b: Bytes,
+) -> Option<RoomMessage> {
+    let (_, sent_at, from, body) = decode_parts(PUBLICATION_V1, b)?;
+    Some(RoomMessage {
+        room: room.clone(),
+        epoch,
+        seq,
+        from,
+        sent_at,
+        body,
+    })
+}
+
+fn encode_parts(version: u8, id: u64, sent_at: u64, from: Option<&Device>, body: &Body) -> Bytes {
+    let from_len = from.map_or(0, |d| 4 + d.user.len() + d.device.len());
+    let mut b = BytesMut::with_capacity(18 + from_len + body.len());
+    b.put_u8(version);
     let mut flags = 0;
-    if m.body.is_binary() {
+    if body.is_binary() {
         flags |= FLAG_BINARY;
     }
-    if m.from.is_some() {
+    if from.is_some() {
         flags |= FLAG_FROM;
     }
     b.put_u8(flags);
-    b.put_u64(m.id.0);
-    b.put_u64(m.sent_at);
-    if let Some(d) = &m.from {
+    b.put_u64(id);
+    b.put_u64(sent_at);
+    if let Some(d) = from {
         // Users and devices are bounded far below u16::MAX by the authenticators.
         b.put_u16(d.user.len() as u16);
         b.put_slice(d.user.as_bytes());
         b.put_u16(d.device.len() as u16);
         b.put_slice(d.device.as_bytes());
     }
-    b.put_slice(m.body.bytes());
+    b.put_slice(body.bytes());
     b.freeze()
 }
 
-/// Reads an envelope back; `None` when it is not one this hub wrote.
-pub(crate) fn decode_envelope(to: &Arc<str>, mut b: Bytes) -> Option<DirectMessage> {
-    if b.remaining() < 18 || b.get_u8() != ENVELOPE_V1 {
+type Parts = (u64, u64, Option<Device>, Body);
+
+fn decode_parts(version: u8, mut b: Bytes) -> Option<Parts> {
+    if b.remaining() < 18 || b.get_u8() != version {
         return None;
     }
     let flags = b.get_u8();
-    let id = MessageId(b.get_u64());
+    let id = b.get_u64();
     let sent_at = b.get_u64();
     let from = if flags & FLAG_FROM != 0 {
         let user = take_str(&mut b)?;
@@ -283,13 +324,7 @@ pub(crate) fn decode_envelope(to: &Arc<str>, mut b: Bytes) -> Option<DirectMessa
     } else {
         Body::text_from_bytes(b).ok()?
     };
-    Some(DirectMessage {
-        id,
-        to: to.clone(),
-        from,
-        sent_at,
-        body,
-    })
+    Some((id, sent_at, from, body))
 }
 
 fn take_str(b: &mut Bytes) -> Option<String> {
@@ -361,5 +396,24 @@ mod tests {
         let mut bad = full.to_vec();
         bad[0] = 9;
         assert!(decode_envelope(&to, Bytes::from(bad)).is_none());
+    }
+
+    #[test]
+    fn publications_round_trip_and_are_not_envelopes() {
+        let room: Arc<str> = "lobby".into();
+        let from = Device::new("alice", "phone");
+        let b = encode_publication(Some(&from), 9, &Body::text("hi"));
+        let m = decode_publication(&room, 5, 3, b.clone()).unwrap();
+        assert_eq!((m.epoch, m.seq, m.sent_at), (5, 3, 9));
+        assert_eq!(m.from.as_ref(), Some(&from));
+        assert_eq!(m.body, Body::text("hi"));
+        assert!(decode_envelope(&room, b).is_none(), "another version byte");
+        let bin = encode_publication(None, 1, &Body::binary(vec![0u8, 200]));
+        assert!(
+            decode_publication(&room, 1, 1, bin)
+                .unwrap()
+                .body
+                .is_binary()
+        );
     }
 }

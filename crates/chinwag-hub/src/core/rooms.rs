@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use super::identity::Device;
 use super::message::{Body, PresenceEvent, RoomMessage};
+use super::recovery::{Catchup, Keep, KeepHistory, Missed, NotRecovered, Since};
 use super::signon::ConnId;
 
 /// How a room is made.
@@ -24,6 +25,8 @@ pub struct RoomOptions {
     pub presence_events: bool,
     /// A smaller member limit than the hub's (`None`: the hub's).
     pub max_members: Option<usize>,
+    /// What the room keeps of its publications (the hub's default unless said).
+    pub history: KeepHistory,
 }
 
 impl RoomOptions {
@@ -49,6 +52,12 @@ impl RoomOptions {
         self.max_members = Some(max);
         self
     }
+
+    /// Sets what the room keeps of its publications.
+    pub fn with_history(mut self, history: KeepHistory) -> Self {
+        self.history = history;
+        self
+    }
 }
 
 impl std::fmt::Debug for RoomOptions {
@@ -57,6 +66,7 @@ impl std::fmt::Debug for RoomOptions {
             .field("password", &self.password.as_ref().map(|_| "<set>"))
             .field("presence_events", &self.presence_events)
             .field("max_members", &self.max_members)
+            .field("history", &self.history)
             .finish()
     }
 }
@@ -88,17 +98,31 @@ pub(crate) struct Member<M> {
 pub(crate) type Snapshot<M> = Arc<[(ConnId, M)]>;
 
 #[derive(Debug)]
-struct Room<M> {
-    name: Arc<str>,
-    epoch: u64,
-    seq: u64,
+pub(super) struct Room<M> {
+    pub(super) name: Arc<str>,
+    pub(super) epoch: u64,
+    pub(super) seq: u64,
     password: Option<Arc<str>>,
     presence_events: bool,
     max_members: usize,
     /// Made by `create`: kept when empty. Rooms made by a join go with their last member.
     persistent: bool,
     members: BTreeMap<ConnId, Member<M>>,
-    snapshot: Option<Snapshot<M>>,
+    pub(super) snapshot: Option<Snapshot<M>>,
+    /// What it keeps of its publications (`None`: no history).
+    pub(super) keep: Option<Keep>,
+    /// Members catching up (`core::recovery`): not in the snapshot; publications are held.
+    pub(super) catchups: BTreeMap<ConnId, Catchup<Arc<RoomMessage>>>,
+}
+
+/// A room to make: its epoch and last sequence number (from its history, when it has one),
+/// its member limit and what it keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NewRoom {
+    pub(crate) epoch: u64,
+    pub(crate) seq: u64,
+    pub(crate) max_members: usize,
+    pub(crate) keep: Option<Keep>,
 }
 
 impl<M: Clone> Room<M> {
@@ -112,16 +136,62 @@ impl<M: Clone> Room<M> {
         }
     }
 
-    fn snapshot(&mut self) -> Snapshot<M> {
+    pub(super) fn snapshot(&mut self) -> Snapshot<M> {
+        let catchups = &self.catchups;
         self.snapshot
             .get_or_insert_with(|| {
                 self.members
                     .iter()
+                    .filter(|(id, _)| !catchups.contains_key(id))
                     .map(|(id, m)| (*id, m.handle.clone()))
                     .collect()
             })
             .clone()
     }
+}
+
+impl<M> Room<M> {
+    fn new(
+        name: &str,
+        new: NewRoom,
+        password: Option<Arc<str>>,
+        presence_events: bool,
+        persistent: bool,
+    ) -> Self {
+        Room {
+            name: name.into(),
+            epoch: new.epoch,
+            seq: new.seq,
+            password,
+            presence_events,
+            max_members: new.max_members,
+            persistent,
+            members: BTreeMap::new(),
+            snapshot: None,
+            keep: new.keep,
+            catchups: BTreeMap::new(),
+        }
+    }
+}
+
+/// The bounds of a join's recovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Recover {
+    /// Publications a join recovers at most.
+    pub(crate) max_missed: u64,
+    /// Publications held while it catches up.
+    pub(crate) max_held: usize,
+}
+
+/// A member was added.
+#[derive(Debug)]
+pub(crate) struct Added<M> {
+    pub(crate) info: RoomInfo,
+    /// Presence for the others.
+    pub(crate) presence: Option<PresenceJob<M>>,
+    /// For a join with `since`: what it missed (read it from the history; an empty range:
+    /// nothing), or why it does not recover.
+    pub(crate) recovery: Option<Result<Missed, NotRecovered>>,
 }
 
 /// What a join must do about the room's password.
@@ -163,7 +233,7 @@ pub(crate) struct Left<M> {
 /// A shard of rooms.
 #[derive(Debug)]
 pub(crate) struct Rooms<M> {
-    rooms: std::collections::HashMap<Arc<str>, Room<M>>,
+    pub(super) rooms: std::collections::HashMap<Arc<str>, Room<M>>,
 }
 
 impl<M: Clone> Default for Rooms<M> {
@@ -179,25 +249,14 @@ impl<M: Clone> Rooms<M> {
     pub(crate) fn create(
         &mut self,
         name: &str,
-        epoch: u64,
+        new: NewRoom,
         password: Option<Arc<str>>,
         presence_events: bool,
-        max_members: usize,
     ) -> Result<RoomInfo, RoomRefusal> {
         if self.rooms.contains_key(name) {
             return Err(RoomRefusal::Exists);
         }
-        let r = Room {
-            name: name.into(),
-            epoch,
-            seq: 0,
-            password,
-            presence_events,
-            max_members,
-            persistent: true,
-            members: BTreeMap::new(),
-            snapshot: None,
-        };
+        let r = Room::new(name, new, password, presence_events, true);
         let info = r.info();
         self.rooms.insert(r.name.clone(), r);
         Ok(info)
@@ -209,7 +268,7 @@ impl<M: Clone> Rooms<M> {
     pub(crate) fn door(
         &mut self,
         name: &str,
-        create: Option<(u64, usize)>,
+        create: Option<NewRoom>,
     ) -> Result<Door, RoomRefusal> {
         if let Some(r) = self.rooms.get(name) {
             return Ok(Door {
@@ -219,26 +278,16 @@ impl<M: Clone> Rooms<M> {
                 full: r.members.len() >= r.max_members,
             });
         }
-        let Some((epoch, max_members)) = create else {
+        let Some(new) = create else {
             return Err(RoomRefusal::NoSuchRoom);
         };
-        let r = Room {
-            name: name.into(),
-            epoch,
-            seq: 0,
-            password: None,
-            presence_events: false,
-            max_members,
-            persistent: false,
-            members: BTreeMap::new(),
-            snapshot: None,
-        };
+        let r = Room::new(name, new, None, false, false);
         self.rooms.insert(r.name.clone(), r);
         Ok(Door {
-            epoch,
+            epoch: new.epoch,
             password: None,
             created: true,
-            full: max_members == 0,
+            full: new.max_members == 0,
         })
     }
 
@@ -250,7 +299,8 @@ impl<M: Clone> Rooms<M> {
         epoch: u64,
         conn: ConnId,
         member: Member<M>,
-    ) -> Result<(RoomInfo, Option<PresenceJob<M>>), RoomRefusal> {
+        since: Option<(Since, Recover)>,
+    ) -> Result<Added<M>, RoomRefusal> {
         let Some(r) = self.rooms.get_mut(name) else {
             return Err(RoomRefusal::NoSuchRoom);
         };
@@ -258,7 +308,18 @@ impl<M: Clone> Rooms<M> {
             return Err(RoomRefusal::NoSuchRoom);
         }
         if r.members.contains_key(&conn) {
-            return Ok((r.info(), None));
+            // Already a member: it has been getting the room's publications.
+            let recovery = since.map(|_| {
+                Ok(Missed {
+                    after: r.seq,
+                    up_to: r.seq,
+                })
+            });
+            return Ok(Added {
+                info: r.info(),
+                presence: None,
+                recovery,
+            });
         }
         if r.members.len() >= r.max_members {
             return Err(RoomRefusal::Full);
@@ -275,7 +336,22 @@ impl<M: Clone> Rooms<M> {
         });
         r.members.insert(conn, member);
         r.snapshot = None;
-        Ok((r.info(), presence))
+        let recovery = since.map(|(since, limits)| {
+            let decided =
+                super::recovery::decide(r.keep.is_some(), r.epoch, r.seq, since, limits.max_missed);
+            if let Ok(missed) = decided
+                && missed.len() > 0
+            {
+                r.catchups
+                    .insert(conn, Catchup::new(missed.up_to, limits.max_held));
+            }
+            decided
+        });
+        Ok(Added {
+            info: r.info(),
+            presence,
+            recovery,
+        })
     }
 
     /// A room made by a join that nobody could enter (the join failed after `door`): removed
@@ -295,6 +371,7 @@ impl<M: Clone> Rooms<M> {
     pub(crate) fn remove_member(&mut self, name: &str, conn: ConnId) -> Option<Left<M>> {
         let r = self.rooms.get_mut(name)?;
         let m = r.members.remove(&conn)?;
+        r.catchups.remove(&conn);
         r.snapshot = None;
         let presence = r.presence_events.then(|| PresenceJob {
             event: Arc::new(PresenceEvent {
@@ -309,6 +386,16 @@ impl<M: Clone> Rooms<M> {
             self.rooms.remove(name);
         }
         Some(Left { presence, removed })
+    }
+
+    /// What `name` keeps of its publications (`None`: no history, [`publish`](Self::publish)
+    /// sequences at once; otherwise the driver appends to the history first, then
+    /// [`sequence_kept`](Self::sequence_kept)).
+    pub(crate) fn keep_of(&self, name: &str) -> Result<Option<Keep>, RoomRefusal> {
+        self.rooms
+            .get(name)
+            .map(|r| r.keep)
+            .ok_or(RoomRefusal::NoSuchRoom)
     }
 
     /// Sequences a publish: the message (with the room's epoch and its next sequence number)
@@ -389,6 +476,15 @@ impl<M: Clone> Rooms<M> {
 mod tests {
     use super::*;
 
+    fn room(epoch: u64, max_members: usize) -> NewRoom {
+        NewRoom {
+            epoch,
+            seq: 0,
+            max_members,
+            keep: None,
+        }
+    }
+
     fn member(n: &str) -> Member<u32> {
         Member {
             device: Device::new(n, "d"),
@@ -399,12 +495,12 @@ mod tests {
     #[test]
     fn rooms_made_by_a_join_go_with_their_last_member() {
         let mut rooms = Rooms::<u32>::default();
-        let d = rooms.door("lobby", Some((7, 10))).unwrap();
+        let d = rooms.door("lobby", Some(room(7, 10))).unwrap();
         assert!(d.created && d.password.is_none());
         rooms
-            .add_member("lobby", 7, ConnId(1), member("a"))
+            .add_member("lobby", 7, ConnId(1), member("a"), None)
             .unwrap();
-        assert!(!rooms.door("lobby", Some((8, 10))).unwrap().created);
+        assert!(!rooms.door("lobby", Some(room(8, 10))).unwrap().created);
         let left = rooms.remove_member("lobby", ConnId(1)).unwrap();
         assert!(left.removed && left.presence.is_none());
         assert_eq!(rooms.len(), 0);
@@ -418,34 +514,45 @@ mod tests {
     #[test]
     fn a_join_of_a_room_made_again_is_refused() {
         let mut rooms = Rooms::<u32>::default();
-        rooms.door("r", Some((1, 10))).unwrap();
+        rooms.door("r", Some(room(1, 10))).unwrap();
         assert!(rooms.forget_if_empty("r", 1));
-        rooms.door("r", Some((2, 10))).unwrap();
+        rooms.door("r", Some(room(2, 10))).unwrap();
         assert_eq!(
-            rooms.add_member("r", 1, ConnId(1), member("a")).err(),
+            rooms.add_member("r", 1, ConnId(1), member("a"), None).err(),
             Some(RoomRefusal::NoSuchRoom)
         );
-        assert!(rooms.add_member("r", 2, ConnId(1), member("a")).is_ok());
+        assert!(
+            rooms
+                .add_member("r", 2, ConnId(1), member("a"), None)
+                .is_ok()
+        );
     }
 
     #[test]
     fn full_rooms_and_sequence_with_snapshots() {
         let mut rooms = Rooms::<u32>::default();
-        rooms.create("r", 5, None, true, 2).unwrap();
+        rooms.create("r", room(5, 2), None, true).unwrap();
         assert_eq!(
-            rooms.create("r", 6, None, false, 2).err(),
+            rooms.create("r", room(6, 2), None, false).err(),
             Some(RoomRefusal::Exists)
         );
-        let (_, p) = rooms.add_member("r", 5, ConnId(1), member("a")).unwrap();
+        let p = rooms
+            .add_member("r", 5, ConnId(1), member("a"), None)
+            .unwrap()
+            .presence;
         assert_eq!(p.unwrap().to.len(), 0, "presence goes to the others");
-        let (info, p) = rooms.add_member("r", 5, ConnId(2), member("b")).unwrap();
+        let Added {
+            info, presence: p, ..
+        } = rooms
+            .add_member("r", 5, ConnId(2), member("b"), None)
+            .unwrap();
         assert_eq!(info.members, 2);
         assert_eq!(
             p.unwrap().to.iter().map(|m| m.0).collect::<Vec<_>>(),
             [ConnId(1)]
         );
         assert_eq!(
-            rooms.add_member("r", 5, ConnId(3), member("c")).err(),
+            rooms.add_member("r", 5, ConnId(3), member("c"), None).err(),
             Some(RoomRefusal::Full)
         );
         let (m1, s1) = rooms.publish("r", None, Body::text("x"), 0).unwrap();
@@ -465,10 +572,10 @@ mod tests {
     #[test]
     fn member_pages() {
         let mut rooms = Rooms::<u32>::default();
-        rooms.create("r", 1, None, false, 100).unwrap();
+        rooms.create("r", room(1, 100), None, false).unwrap();
         for i in 1..=5 {
             rooms
-                .add_member("r", 1, ConnId(i), member(&format!("u{i}")))
+                .add_member("r", 1, ConnId(i), member(&format!("u{i}")), None)
                 .unwrap();
         }
         let (page, more) = rooms.members("r", None, 2).unwrap();

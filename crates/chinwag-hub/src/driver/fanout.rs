@@ -140,6 +140,17 @@ pub(crate) struct Counts {
     pub(crate) filtered: usize,
 }
 
+/// What a room's fan-out queue holds, in order: events to hand out, and publishes to keep in
+/// the room's history first (then sequenced and handed out, `driver::history`).
+// A job is large (its cached encodings) and was queued by value before there were kept
+// publishes; boxing it would cost every publish an allocation, and the small variant wastes
+// only its queue slot.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Work {
+    Send(Job),
+    Keep(super::history::Pending),
+}
+
 /// One event to hand to a room's members.
 pub(crate) struct Job {
     pub(crate) out: Outgoing,
@@ -152,7 +163,7 @@ pub(crate) struct Job {
 
 #[derive(Default)]
 struct Queue {
-    jobs: VecDeque<Job>,
+    jobs: VecDeque<Work>,
     /// Someone is draining the queue.
     running: bool,
 }
@@ -173,7 +184,7 @@ impl Fanout {
 
     /// Queues `job` (under the room shard's lock, so in sequence order). `true`: nobody drains
     /// the queue; the caller must ([`Inner::drain`]).
-    pub(crate) fn push(&self, job: Job) -> bool {
+    pub(crate) fn push(&self, job: Work) -> bool {
         let mut q = lock(&self.queue);
         q.jobs.push_back(job);
         let start = !q.running;
@@ -181,7 +192,7 @@ impl Fanout {
         start
     }
 
-    fn pop(&self) -> Option<Job> {
+    fn pop(&self) -> Option<Work> {
         let mut q = lock(&self.queue);
         let j = q.jobs.pop_front();
         if j.is_none() {
@@ -190,14 +201,36 @@ impl Fanout {
         j
     }
 
+    /// Publishes to keep that follow the one popped, up to `max` in all (appended together).
+    fn pop_kept(&self, max: usize) -> Vec<super::history::Pending> {
+        let mut q = lock(&self.queue);
+        let mut more = Vec::new();
+        while more.len() + 1 < max {
+            match q.jobs.front() {
+                Some(Work::Keep(_)) => {
+                    if let Some(Work::Keep(p)) = q.jobs.pop_front() {
+                        more.push(p);
+                    }
+                }
+                _ => break,
+            }
+        }
+        more
+    }
+
+    /// The deliveries the next job costs (`usize::MAX`: it must wait for the history, so it
+    /// runs on a task).
     fn front_len(&self) -> Option<usize> {
-        lock(&self.queue).jobs.front().map(|j| j.to.len())
+        lock(&self.queue).jobs.front().map(|j| match j {
+            Work::Send(j) => j.to.len(),
+            Work::Keep(_) => usize::MAX,
+        })
     }
 }
 
 impl Inner {
-    /// Drains `f`: inline while it stays under [`INLINE_DELIVERIES`], then on a task of its
-    /// own.
+    /// Drains `f`: inline while it stays under [`INLINE_DELIVERIES`] and needs no history
+    /// write, then on a task of its own.
     pub(crate) fn drain(self: &Arc<Self>, f: Arc<Fanout>) {
         let mut budget = INLINE_DELIVERIES;
         loop {
@@ -205,33 +238,51 @@ impl Inner {
                 Some(n) if n <= budget => budget -= n,
                 Some(_) => {
                     let inner = self.clone();
-                    self.tasks.spawn(async move { inner.drain_all(&f).await });
+                    self.tasks
+                        .spawn(async move { inner.drain_all(&f, None).await });
                     return;
                 }
                 None => {}
             }
-            if !self.run_one(&f) {
-                return;
+            match f.pop() {
+                None => return,
+                Some(Work::Send(job)) => self.run_job(job),
+                Some(Work::Keep(first)) => {
+                    // Its cost said so: on a task (the history write is awaited).
+                    let inner = self.clone();
+                    self.tasks
+                        .spawn(async move { inner.drain_all(&f, Some(first)).await });
+                    return;
+                }
             }
         }
     }
 
-    async fn drain_all(&self, f: &Fanout) {
-        while self.run_one(f) {
+    /// Drains `f` on a task, starting with `first` when it was popped already.
+    async fn drain_all(&self, f: &Fanout, mut first: Option<super::history::Pending>) {
+        loop {
+            let next = match first.take() {
+                Some(p) => Some(Work::Keep(p)),
+                None => f.pop(),
+            };
+            match next {
+                None => return,
+                Some(Work::Send(job)) => self.run_job(job),
+                Some(Work::Keep(p)) => {
+                    let mut batch = vec![p];
+                    batch.extend(f.pop_kept(super::history::MAX_APPEND_BATCH));
+                    self.keep_and_send(batch).await;
+                }
+            }
             // One job at a time, letting the connections' tasks write in between.
             tokio::task::yield_now().await;
         }
     }
 
-    /// Runs the next job; false when the queue was empty (and is no longer running).
-    fn run_one(&self, f: &Fanout) -> bool {
-        let Some(job) = f.pop() else {
-            return false;
-        };
+    fn run_job(&self, job: Job) {
         let counts = self.deliver_all(&job.to, job.skip, &job.out);
         if let Some(tx) = job.reply {
             let _ = tx.send(counts);
         }
-        true
     }
 }

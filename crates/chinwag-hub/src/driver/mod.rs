@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chinwag_queue::{MemoryQueue, Queue, QueueConfig};
+use chinwag_queue::{History, MemoryQueue, Queue, QueueConfig};
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use tokio::sync::{Notify, Semaphore, oneshot, watch};
@@ -56,6 +56,7 @@ use crate::metrics as m;
 mod conn;
 mod direct;
 mod fanout;
+mod history;
 mod passwords;
 mod presence;
 mod replay;
@@ -65,6 +66,7 @@ mod timers;
 
 pub use conn::{Attach, Conn};
 pub use direct::{DeliveryReport, SendOptions};
+pub use history::{HistoryFrom, HistoryPage, Recovery};
 pub use passwords::JoinPass;
 pub use presence::{Member, MembersPage, Presence};
 pub use rooms::PublishReport;
@@ -98,6 +100,8 @@ pub(crate) struct RoomShard {
 pub(crate) struct Inner {
     pub(crate) config: HubConfig,
     pub(crate) queue: Arc<dyn Queue>,
+    /// Room history (`None`: rooms keep nothing).
+    pub(crate) history: Option<Arc<dyn History>>,
     pub(crate) directory: Arc<dyn Directory>,
     pub(crate) app: Arc<dyn App>,
     pub(crate) authenticator: Option<Arc<dyn Authenticator>>,
@@ -138,6 +142,7 @@ pub(crate) struct Inner {
 pub struct HubBuilder {
     config: HubConfig,
     queue: Option<Arc<dyn Queue>>,
+    history: Option<Arc<dyn History>>,
     directory: Option<Arc<dyn Directory>>,
     app: Arc<dyn App>,
     authenticator: Option<Arc<dyn Authenticator>>,
@@ -153,6 +158,13 @@ impl HubBuilder {
     /// The offline queue (default: a [`MemoryQueue`] with default bounds).
     pub fn queue(mut self, queue: Arc<dyn Queue>) -> Self {
         self.queue = Some(queue);
+        self
+    }
+
+    /// The room history store (default: none, rooms keep nothing). What rooms keep and how
+    /// much a join recovers: [`HubConfig::history`].
+    pub fn history(mut self, history: Arc<dyn History>) -> Self {
+        self.history = Some(history);
         self
     }
 
@@ -205,6 +217,7 @@ impl HubBuilder {
         };
         let inner = Arc::new(Inner {
             queue,
+            history: self.history,
             directory: self.directory.unwrap_or_else(directory::local),
             app: self.app,
             authenticator: self.authenticator,
@@ -316,6 +329,7 @@ impl Hub {
         HubBuilder {
             config: HubConfig::default(),
             queue: None,
+            history: None,
             directory: None,
             app: Arc::new(NoApp),
             authenticator: None,
@@ -330,6 +344,11 @@ impl Hub {
     /// The offline queue.
     pub fn queue(&self) -> &Arc<dyn Queue> {
         &self.inner.queue
+    }
+
+    /// The room history store, if the hub has one.
+    pub fn history_store(&self) -> Option<&Arc<dyn History>> {
+        self.inner.history.as_ref()
     }
 
     /// Whether the hub is shutting down.

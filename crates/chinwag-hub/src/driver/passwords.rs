@@ -102,8 +102,15 @@ impl Hub {
         conn: &Conn,
         pass: JoinPass,
     ) -> Result<crate::RoomInfo, RoomError> {
-        self.join_checked(conn, &pass.room, pass.password.as_deref(), pass.verified)
-            .await
+        self.join_checked(
+            conn,
+            &pass.room,
+            pass.password.as_deref(),
+            pass.verified,
+            None,
+        )
+        .await
+        .map(|(info, _)| info)
     }
 
     /// One password guess of `conn`: one at a time per connection, its rates, a slot of the

@@ -74,7 +74,7 @@ impl Inner {
     /// One replayed (or held) message to one connection: the before-send hook, then the send
     /// that waits for room up to the replay timeout (a connection that does not read in that
     /// time is closed with 1008). False when the connection is gone.
-    async fn send_waiting(&self, conn: &Conn, out: &Outgoing) -> bool {
+    pub(crate) async fn send_waiting(&self, conn: &Conn, out: &Outgoing) -> bool {
         let app = &self.app;
         let device = conn.device();
         let format = &conn.0.format.format;

@@ -9,12 +9,14 @@ use std::sync::atomic::Ordering;
 use tokio::sync::oneshot;
 
 use super::conn::Conn;
-use super::fanout::{Counts, Fanout, Job, Outgoing};
+use super::fanout::{Counts, Fanout, Job, Outgoing, Work};
+use super::history::{CatchingUp, Recovery};
 use super::{Hub, Inner, unix_micros};
 use crate::core::identity::Device;
 use crate::core::ids;
 use crate::core::message::{Body, Event, RoomMessage};
-use crate::core::rooms::{Member, PresenceJob, RoomInfo, RoomOptions, RoomRefusal};
+use crate::core::recovery::{Keep, KeepHistory, Since};
+use crate::core::rooms::{Member, PresenceJob, Recover, RoomInfo, RoomOptions, RoomRefusal};
 use crate::error::RoomError;
 use crate::hooks::Incoming;
 use crate::metrics as m;
@@ -64,14 +66,21 @@ impl Hub {
             .max_members
             .unwrap_or(limits.max_members_per_room)
             .min(limits.max_members_per_room);
-        let epoch = inner.epoch();
-        let r = inner.rooms(inner.room_shard(name)).core.create(
-            name,
-            epoch,
-            hash,
-            opts.presence_events,
-            max_members,
-        );
+        let new = match inner
+            .new_room(name, inner.keep_for(opts.history), max_members)
+            .await
+        {
+            Ok(n) => n,
+            Err(e) => {
+                inner.room_count.fetch_sub(1, Ordering::AcqRel);
+                return Err(e);
+            }
+        };
+        let r =
+            inner
+                .rooms(inner.room_shard(name))
+                .core
+                .create(name, new, hash, opts.presence_events);
         match r {
             Ok(info) => {
                 inner.rooms_gauge();
@@ -96,6 +105,15 @@ impl Hub {
         let Some(members) = members else {
             return false;
         };
+        if let Some(history) = inner.history.clone() {
+            // A room made again under this name starts a new epoch.
+            let name = name.to_owned();
+            inner.tasks.spawn(async move {
+                if let Err(e) = history.remove(&name).await {
+                    tracing::warn!(room = name, error = %e, "room history not removed");
+                }
+            });
+        }
         inner.room_count.fetch_sub(1, Ordering::AcqRel);
         inner.rooms_gauge();
         for (id, c) in members {
@@ -119,17 +137,44 @@ impl Hub {
         room: &str,
         password: Option<&str>,
     ) -> Result<RoomInfo, RoomError> {
-        self.join_checked(conn, room, password, None).await
+        Ok(self.join_checked(conn, room, password, None, None).await?.0)
     }
 
-    /// A join; `verified`: the epoch of the room whose password was checked already.
+    /// A [`join`](Self::join) of a member that saw the room up to `seq` of `epoch` (from the
+    /// `epoch` and `seq` of the last publication it got): when the room's history still holds
+    /// everything after it, the member is written exactly what it missed, then what was
+    /// published meanwhile, then the live publications, and the [`Recovery`] says
+    /// `recovered`; otherwise it says why not, and the member gets the publications after the
+    /// returned [`RoomInfo::seq`]. See `docs/chat-protocol.md` ("Recovery").
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Self::join).
+    pub async fn join_since(
+        &self,
+        conn: &Conn,
+        room: &str,
+        password: Option<&str>,
+        epoch: u64,
+        seq: u64,
+    ) -> Result<(RoomInfo, Recovery), RoomError> {
+        let since = Since { epoch, seq };
+        let (info, recovery) = self
+            .join_checked(conn, room, password, None, Some(since))
+            .await?;
+        Ok((info, recovery.unwrap_or(Recovery::already())))
+    }
+
+    /// A join; `verified`: the epoch of the room whose password was checked already;
+    /// `since`: where the member says it was (a recovery).
     pub(crate) async fn join_checked(
         &self,
         conn: &Conn,
         room: &str,
         password: Option<&str>,
         verified: Option<u64>,
-    ) -> Result<RoomInfo, RoomError> {
+        since: Option<Since>,
+    ) -> Result<(RoomInfo, Option<Recovery>), RoomError> {
         let inner = &self.inner;
         let limits = &inner.config.limits;
         ids::check_room(room, limits.max_room_name_bytes).map_err(RoomError::BadName)?;
@@ -143,7 +188,9 @@ impl Hub {
             };
             if rooms.iter().any(|r| &**r == room) {
                 drop(sh);
-                return self.room(room).ok_or(RoomError::NoSuchRoom);
+                // Already a member: it has been getting the room's publications.
+                let info = self.room(room).ok_or(RoomError::NoSuchRoom)?;
+                return Ok((info, since.map(|_| Recovery::already())));
             }
             if rooms.len() >= limits.max_rooms_per_connection {
                 m::refusal("rooms_per_connection");
@@ -153,7 +200,19 @@ impl Hub {
         let shard = inner.room_shard(room);
         loop {
             let reserved = inner.config.auto_create_rooms && inner.reserve_room();
-            let create = reserved.then(|| (inner.epoch(), limits.max_members_per_room));
+            let create = if reserved {
+                let keep = inner.keep_for(KeepHistory::HubDefault);
+                let max = limits.max_members_per_room;
+                match inner.new_room(room, keep, max).await {
+                    Ok(n) => Some(n),
+                    Err(e) => {
+                        inner.room_count.fetch_sub(1, Ordering::AcqRel);
+                        return Err(e);
+                    }
+                }
+            } else {
+                None
+            };
             let door = inner.rooms(shard).core.door(room, create);
             let door = match door {
                 Ok(d) => {
@@ -183,12 +242,20 @@ impl Hub {
                 device: conn.device().clone(),
                 handle: conn.clone(),
             };
-            let added = inner
-                .rooms(shard)
-                .core
-                .add_member(room, door.epoch, conn.id(), member);
-            let (info, presence) = match added {
-                Ok(x) => x,
+            let h = &inner.config.history;
+            let recover = Recover {
+                max_missed: h.max_recover,
+                max_held: h.max_held.max(1),
+            };
+            let added = inner.rooms(shard).core.add_member(
+                room,
+                door.epoch,
+                conn.id(),
+                member,
+                since.map(|s| (s, recover)),
+            );
+            let (info, presence, recovery) = match added {
+                Ok(a) => (a.info, a.presence, a.recovery),
                 // The room was removed and made again since: look again.
                 Err(RoomRefusal::NoSuchRoom) => continue,
                 Err(_) => {
@@ -213,7 +280,24 @@ impl Hub {
                 inner.presence(shard, p, Some(conn.id()));
             }
             inner.changed();
-            return Ok(info);
+            let recovery = match recovery {
+                None => None,
+                Some(Err(why)) => Some(Recovery::not(why)),
+                Some(Ok(missed)) if missed.len() == 0 => Some(Recovery::done(0)),
+                Some(Ok(missed)) => {
+                    let name: Arc<str> = Arc::from(room);
+                    let guard = CatchingUp {
+                        inner,
+                        conn,
+                        room: &name,
+                        done: false,
+                    };
+                    let r = inner.catch_up(conn, &name, info.epoch, missed).await;
+                    guard.finish();
+                    Some(r)
+                }
+            };
+            return Ok((info, recovery));
         }
     }
 
@@ -257,7 +341,7 @@ impl Hub {
         let shard = inner.room_shard(room);
         let (tx, rx) = oneshot::channel();
         let max = inner.config.limits.max_pending_publishes;
-        let (seq, f, start) = {
+        let route = {
             let mut sh = inner.rooms(shard);
             let f = match sh.fanout.get(room) {
                 Some(f) => f.clone(),
@@ -267,26 +351,39 @@ impl Hub {
                 m::refusal("fanout_queue");
                 return Err(RoomError::Busy);
             }
-            let (msg, to) = sh
-                .core
-                .publish(room, from.cloned(), body, unix_micros() / 1000)
-                .map_err(|_| RoomError::NoSuchRoom)?;
-            sh.fanout
-                .entry(msg.room.clone())
-                .or_insert_with(|| f.clone());
-            let seq = msg.seq;
-            let job = Job {
-                out: Outgoing::new(Event::Room(msg)),
-                to,
-                skip: None,
-                reply: Some(tx),
-            };
-            let start = f.push(job);
-            (seq, f, start)
+            match sh.core.keep_of(room).map_err(|_| RoomError::NoSuchRoom)? {
+                Some(keep) => Route::Kept(f, keep, body),
+                None => {
+                    let (msg, to) = sh
+                        .core
+                        .publish(room, from.cloned(), body, unix_micros() / 1000)
+                        .map_err(|_| RoomError::NoSuchRoom)?;
+                    sh.fanout
+                        .entry(msg.room.clone())
+                        .or_insert_with(|| f.clone());
+                    let seq = msg.seq;
+                    let job = Job {
+                        out: Outgoing::new(Event::Room(msg)),
+                        to,
+                        skip: None,
+                        reply: Some(tx),
+                    };
+                    let start = f.push(Work::Send(job));
+                    Route::Sent(seq, f, start)
+                }
+            }
         };
-        if start {
-            inner.drain(f);
-        }
+        let seq = match route {
+            Route::Kept(f, keep, body) => {
+                return self.publish_kept(f, room, keep, from, body).await;
+            }
+            Route::Sent(seq, f, start) => {
+                if start {
+                    inner.drain(f);
+                }
+                seq
+            }
+        };
         let c = rx.await.unwrap_or_default();
         Ok(PublishReport {
             seq,
@@ -422,11 +519,18 @@ impl Inner {
                 skip,
                 reply: None,
             };
-            let start = f.push(job);
+            let start = f.push(Work::Send(job));
             (f, start)
         };
         if start {
             self.drain(f);
         }
     }
+}
+
+/// Where a publish goes: sequenced and queued for its fan-out now (its `seq`, the room's queue,
+/// whether the caller drains it), or kept in the room's history first.
+enum Route {
+    Sent(u64, Arc<Fanout>, bool),
+    Kept(Arc<Fanout>, Keep, Body),
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::close::Close;
 use crate::core::identity::Device;
-use crate::core::message::{Body, Event};
+use crate::core::message::{Body, Event, RoomMessage};
 use crate::link::Format;
 
 /// One notification the server sends (`docs/chat-protocol.md` §4).
@@ -92,6 +92,22 @@ pub(crate) struct RoomJson<'a> {
     pub(crate) body_base64: Option<String>,
 }
 
+impl<'a> RoomJson<'a> {
+    /// A room message as the `room` notification (and a `history` page) shows it.
+    pub(crate) fn of(m: &'a RoomMessage) -> Self {
+        let (body, body_base64) = split_body(&m.body);
+        RoomJson {
+            room: &m.room,
+            epoch: m.epoch,
+            seq: m.seq,
+            from: from_json(&m.from),
+            sent_at: m.sent_at,
+            body,
+            body_base64,
+        }
+    }
+}
+
 /// `presence`: someone joined or left a room that asked for presence events.
 #[derive(Serialize)]
 pub(crate) struct PresenceJson<'a> {
@@ -159,21 +175,7 @@ impl Format for ChatFormat {
                     }),
                 )
             }
-            Event::Room(m) => {
-                let (body, body_base64) = split_body(&m.body);
-                (
-                    ROOM,
-                    serde_json::to_vec(&RoomJson {
-                        room: &m.room,
-                        epoch: m.epoch,
-                        seq: m.seq,
-                        from: from_json(&m.from),
-                        sent_at: m.sent_at,
-                        body,
-                        body_base64,
-                    }),
-                )
-            }
+            Event::Room(m) => (ROOM, serde_json::to_vec(&RoomJson::of(m))),
             Event::Presence(p) => (
                 PRESENCE,
                 serde_json::to_vec(&PresenceJson {

@@ -42,7 +42,9 @@ mod format;
 mod ops;
 
 pub use format::{FROM_FIELDS, NOTIFICATIONS, Notification};
-pub use ops::{ChatError, DEFAULT_MEMBERS_PAGE, MAX_ONLINE_QUERY, OPERATIONS, Operation};
+pub use ops::{
+    ChatError, DEFAULT_HISTORY_PAGE, DEFAULT_MEMBERS_PAGE, MAX_ONLINE_QUERY, OPERATIONS, Operation,
+};
 
 /// First-message logins allowed to fail before the connection is closed (4001).
 pub const MAX_AUTH_FAILURES: u32 = 3;

@@ -25,7 +25,7 @@ mod rooms;
 mod session;
 
 pub use presence::MAX_ONLINE_QUERY;
-pub use rooms::DEFAULT_MEMBERS_PAGE;
+pub use rooms::{DEFAULT_HISTORY_PAGE, DEFAULT_MEMBERS_PAGE};
 
 /// One operation of the chat protocol.
 #[non_exhaustive]
@@ -52,7 +52,7 @@ impl std::fmt::Debug for Operation {
 const WHOAMI: &[&str] = &["user", "device", "conn", "seq"];
 
 /// Every operation of the chat protocol.
-pub static OPERATIONS: [Operation; 12] = [
+pub static OPERATIONS: [Operation; 13] = [
     Operation {
         name: "auth",
         request: fields_of::<session::AuthReq>,
@@ -86,7 +86,16 @@ pub static OPERATIONS: [Operation; 12] = [
     Operation {
         name: "join",
         request: fields_of::<rooms::JoinReq>,
-        result: &["room", "epoch", "seq", "members", "protected"],
+        result: &[
+            "room",
+            "epoch",
+            "seq",
+            "members",
+            "protected",
+            "recovered",
+            "reason",
+            "missed",
+        ],
         register: rooms::join,
     },
     Operation {
@@ -112,6 +121,12 @@ pub static OPERATIONS: [Operation; 12] = [
         request: fields_of::<rooms::MembersReq>,
         result: &["members", "next"],
         register: rooms::members,
+    },
+    Operation {
+        name: "history",
+        request: fields_of::<rooms::HistoryReq>,
+        result: &["room", "epoch", "first", "last", "publications"],
+        register: rooms::history,
     },
     Operation {
         name: "online",
@@ -313,6 +328,7 @@ mod tests {
                 serde_json::to_value(rooms::RoomsJson { rooms: vec![] }).unwrap(),
             ),
             ("members", rooms::sample_members()),
+            ("history", rooms::sample_history()),
             (
                 "online",
                 serde_json::to_value(presence::sample_online()).unwrap(),

@@ -1,13 +1,14 @@
-//! `join`, `leave`, `publish`, `rooms`, `members`.
+//! `join`, `leave`, `publish`, `rooms`, `members`, `history`.
 
 use chinwag_rpc::Handlers;
 use serde::{Deserialize, Serialize};
 
 use super::direct::body_of;
-use super::{Empty, op, room_error, signed_in};
+use super::{ChatError, Empty, op, room_error, signed_in};
 use crate::core::rooms::RoomInfo;
 use crate::core::signon::ConnId;
-use crate::driver::Hub;
+use crate::doors::chat::format::RoomJson;
+use crate::driver::{HistoryFrom, Hub, Recovery};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -15,6 +16,46 @@ pub(crate) struct JoinReq {
     room: String,
     #[serde(default)]
     pub(crate) password: Option<String>,
+    #[serde(default)]
+    since: Option<SinceReq>,
+}
+
+/// Where a member was: the `epoch` and `seq` of the last publication it got.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SinceReq {
+    epoch: u64,
+    seq: u64,
+}
+
+/// A join's result: the room, and with `since` how the recovery went.
+#[derive(Serialize)]
+pub(crate) struct JoinJson {
+    #[serde(flatten)]
+    info: RoomInfo,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    recovery: Option<Recovery>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HistoryReq {
+    room: String,
+    #[serde(default)]
+    before: Option<u64>,
+    #[serde(default)]
+    after: Option<u64>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct HistoryJson<'a> {
+    room: &'a str,
+    epoch: u64,
+    first: u64,
+    last: u64,
+    publications: Vec<RoomJson<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -53,9 +94,30 @@ pub(crate) struct MembersReq {
     limit: Option<usize>,
 }
 
+/// A join's result with a recovery that did not happen: every field `join` can answer.
 #[cfg(test)]
 pub(crate) fn sample_info() -> serde_json::Value {
-    serde_json::json!({"room": "r", "epoch": 1, "seq": 0, "members": 0, "protected": false})
+    let info = RoomInfo {
+        room: "r".into(),
+        epoch: 1,
+        seq: 0,
+        members: 0,
+        protected: false,
+    };
+    let recovery = Some(Recovery::not(crate::core::recovery::NotRecovered::Trimmed));
+    serde_json::to_value(JoinJson { info, recovery }).unwrap()
+}
+
+#[cfg(test)]
+pub(crate) fn sample_history() -> serde_json::Value {
+    serde_json::to_value(HistoryJson {
+        room: "r",
+        epoch: 1,
+        first: 1,
+        last: 0,
+        publications: vec![],
+    })
+    .unwrap()
 }
 
 #[cfg(test)]
@@ -71,9 +133,53 @@ pub(crate) fn sample_members() -> serde_json::Value {
 pub(super) fn join(h: &mut Handlers, hub: &Hub, name: &'static str) {
     op(h, hub, name, |hub, peer, r: JoinReq| async move {
         let conn = signed_in(&peer)?;
-        hub.join(&conn, &r.room, r.password.as_deref())
+        let password = r.password.as_deref();
+        let (info, recovery) = match r.since {
+            None => (hub.join(&conn, &r.room, password).await, None),
+            Some(s) => match hub
+                .join_since(&conn, &r.room, password, s.epoch, s.seq)
+                .await
+            {
+                Ok((info, rec)) => (Ok(info), Some(rec)),
+                Err(e) => (Err(e), None),
+            },
+        };
+        let info = info.map_err(|e| room_error(&e))?;
+        Ok(JoinJson { info, recovery })
+    });
+}
+
+/// The page size of `history` when the request names none.
+pub const DEFAULT_HISTORY_PAGE: usize = 50;
+
+pub(super) fn history(h: &mut Handlers, hub: &Hub, name: &'static str) {
+    op(h, hub, name, |hub, peer, r: HistoryReq| async move {
+        let conn = signed_in(&peer)?;
+        let from = match (r.before, r.after) {
+            (None, None) => HistoryFrom::Newest,
+            (Some(b), None) => HistoryFrom::Before(b),
+            (None, Some(a)) => HistoryFrom::After(a),
+            (Some(_), Some(_)) => {
+                return Err(ChatError::new(
+                    "bad_request",
+                    "history takes `before` or `after`, not both",
+                ));
+            }
+        };
+        let limit = r.limit.unwrap_or(DEFAULT_HISTORY_PAGE);
+        let page = hub
+            .history(&conn, &r.room, from, limit)
             .await
-            .map_err(|e| room_error(&e))
+            .map_err(|e| room_error(&e))?;
+        let json = serde_json::to_value(HistoryJson {
+            room: &r.room,
+            epoch: page.epoch,
+            first: page.first,
+            last: page.last,
+            publications: page.publications.iter().map(|m| RoomJson::of(m)).collect(),
+        })
+        .map_err(|e| ChatError::new("internal", e.to_string()))?;
+        Ok(json)
     });
 }
 

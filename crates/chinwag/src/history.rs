@@ -1,0 +1,73 @@
+//! Where the server keeps rooms' history ([`HistoryBackend`]): what rooms keep and how much a
+//! join recovers are the hub's settings ([`RoomHistory`](crate::hub::RoomHistory) in
+//! [`HubConfig::history`](crate::hub::HubConfig::history)).
+
+use std::fmt;
+#[cfg(feature = "queue-redb")]
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::queue::{History, HistoryConfig, MemoryHistory};
+
+/// Where rooms' recent publications are kept, for members that come back (`join` with
+/// `since`) and for the `history` operation.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub enum HistoryBackend {
+    /// Nowhere: rooms keep nothing, and no member recovers.
+    None,
+    /// In memory (the default): lost when the process ends (rooms then start new epochs).
+    #[default]
+    Memory,
+    /// Durable in one redb file (created if missing; its directory must exist), opened with
+    /// these options. Feature `queue-redb`.
+    #[cfg(feature = "queue-redb")]
+    Redb(PathBuf, crate::queue::redb::RedbOptions),
+    /// In Redis at this URL, shared by several nodes. Feature `queue-redis`.
+    #[cfg(feature = "queue-redis")]
+    Redis(String),
+    /// A store you built.
+    Custom(Arc<dyn History>),
+}
+
+impl fmt::Debug for HistoryBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HistoryBackend::None => f.write_str("None"),
+            HistoryBackend::Memory => f.write_str("Memory"),
+            #[cfg(feature = "queue-redb")]
+            HistoryBackend::Redb(p, o) => f.debug_tuple("Redb").field(p).field(o).finish(),
+            #[cfg(feature = "queue-redis")]
+            HistoryBackend::Redis(_) => f.write_str("Redis(..)"),
+            HistoryBackend::Custom(_) => f.write_str("Custom(..)"),
+        }
+    }
+}
+
+/// Opens the store (`None`: no history).
+pub(crate) async fn open_history(
+    backend: HistoryBackend,
+    config: HistoryConfig,
+) -> Result<Option<Arc<dyn History>>> {
+    Ok(match backend {
+        HistoryBackend::None => None,
+        HistoryBackend::Memory => Some(Arc::new(MemoryHistory::new(config))),
+        #[cfg(feature = "queue-redb")]
+        HistoryBackend::Redb(path, options) => {
+            // Opening reads (and after a crash repairs) the file: off the runtime's threads.
+            let h = tokio::task::spawn_blocking(move || {
+                let clock = Arc::new(crate::queue::SystemClock);
+                crate::queue::redb::RedbHistory::open_with(path, config, options, clock)
+            })
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+            Some(Arc::new(h))
+        }
+        #[cfg(feature = "queue-redis")]
+        HistoryBackend::Redis(url) => Some(Arc::new(
+            crate::queue::redis::RedisHistory::connect(&url, config).await?,
+        )),
+        HistoryBackend::Custom(h) => Some(h),
+    })
+}
