@@ -1738,7 +1738,7 @@ class ChatClient extends Emitter {
     this.lastMessageId = Number(this.options.lastMessageId) || 0;
     /** Counters. */
     this.stats = { connects: 0, signIns: 0, messages: 0, duplicates: 0, acks: 0, refreshes: 0 };
-    this._rooms = new Map(); // joined rooms: name -> {password}
+    this._rooms = new Map(); // joined rooms: name -> {password, pos: {epoch, seq} of the last publish seen}
     this._waiting = [];
     this._conn = null;
     this._gen = 0;
@@ -1824,13 +1824,62 @@ class ChatClient extends Emitter {
     return this._call('ack', { id }, opts);
   }
 
-  /** Joins `room` (created when missing) and remembers it for rejoining. Resolves with the room's state. */
+  /**
+   * Joins `room` (created when missing) and remembers it for rejoining. Resolves with the room's
+   * state. With `opts.since` (`{epoch, seq}` of the last publish seen) the server recovers what
+   * was missed, when its history still holds it: the result says `recovered` (and `reason`, `missed`).
+   * After a reconnect the client rejoins with the position it saw last, by itself.
+   */
   async join(room, opts = {}) {
     const p = { room };
     if (opts.password != null) p.password = opts.password;
+    if (opts.since != null) p.since = { epoch: opts.since.epoch, seq: opts.since.seq };
     const r = await this._call('join', p, opts);
-    this._rooms.set(room, { password: opts.password ?? null });
+    const pos = this._rooms.get(room)?.pos ?? null;
+    this._rooms.set(room, { password: opts.password ?? null, pos });
+    this._positionAfterJoin(room, r);
     return r;
+  }
+
+  /**
+   * A page of a room's history (servers with room history; members only): `opts.before` or
+   * `opts.after` a `seq`, `opts.limit` (default 50). Resolves with `{room, epoch, first, last, publications}`.
+   */
+  history(room, opts = {}) {
+    const p = { room };
+    if (opts.before != null) p.before = opts.before;
+    if (opts.after != null) p.after = opts.after;
+    if (opts.limit != null) p.limit = opts.limit;
+    return this._call('history', p, opts);
+  }
+
+  /** Where `room` stands for this client: the `{epoch, seq}` of the last publish it saw (null: none yet). */
+  position(room) {
+    const pos = this._rooms.get(room)?.pos;
+    return pos ? { ...pos } : null;
+  }
+
+  // A join's result: publishes after its `seq` follow (those up to it were written before it
+  // when it recovered). Never moves the position back within an epoch.
+  _positionAfterJoin(room, r) {
+    const entry = this._rooms.get(room);
+    if (!entry || r == null || typeof r.epoch !== 'number') return;
+    const pos = entry.pos;
+    if (!pos || pos.epoch !== r.epoch || pos.seq < r.seq) entry.pos = { epoch: r.epoch, seq: r.seq };
+  }
+
+  // A `room` notification: the room's position moves; a `seq` more than one above the last seen
+  // in the same epoch means publishes were missed (the send queue dropped them): 'gap'.
+  _onRoom(m) {
+    const entry = this._rooms.get(m.room);
+    if (entry && typeof m.epoch === 'number' && typeof m.seq === 'number') {
+      const pos = entry.pos;
+      if (pos && pos.epoch === m.epoch && m.seq > pos.seq + 1) {
+        this._emit('gap', { room: m.room, epoch: m.epoch, from: pos.seq + 1, to: m.seq - 1 });
+      }
+      if (!pos || pos.epoch !== m.epoch || m.seq > pos.seq) entry.pos = { epoch: m.epoch, seq: m.seq };
+    }
+    this._emit('room', m);
   }
 
   /** Leaves `room` (and forgets it at once, so it is not rejoined). Resolves with `{left}`. */
@@ -1989,7 +2038,7 @@ class ChatClient extends Emitter {
     this._bye = null;
     const ack = (this._ack = { conn, gen, ready: false, target: 0, acked: 0, inFlight: false });
     conn.handleNotification('message', (m) => gen === this._gen && this._onDirect(withBytes(m), ack));
-    conn.handleNotification('room', (m) => gen === this._gen && this._emit('room', withBytes(m)));
+    conn.handleNotification('room', (m) => gen === this._gen && this._onRoom(withBytes(m)));
     conn.handleNotification('presence', (m) => gen === this._gen && this._emit('presence', m));
     conn.handleNotification('bye', (m) => {
       if (gen !== this._gen) return;
@@ -2044,18 +2093,27 @@ class ChatClient extends Emitter {
       const open = [...this._rooms.entries()].filter(([, r]) => r.password == null);
       const locked = [...this._rooms.entries()].filter(([, r]) => r.password != null);
       const rooms = [...open, ...locked];
-      const opened = Promise.allSettled(open.map(([room]) => conn.request('join', { room })));
+      // Each with the position it saw last: the server recovers what was missed meanwhile.
+      const since = (r) => (r.pos ? { since: { epoch: r.pos.epoch, seq: r.pos.seq } } : {});
+      const opened = Promise.allSettled(
+        open.map(([room, r]) => conn.request('join', { room, ...since(r) })),
+      );
       const unlocked = [];
-      for (const [room, { password }] of locked) {
+      for (const [room, r0] of locked) {
         if (gen !== this._gen || conn.state !== 'open') return;
-        const [r] = await Promise.allSettled([conn.request('join', { room, password })]);
+        const [r] = await Promise.allSettled([
+          conn.request('join', { room, password: r0.password, ...since(r0) }),
+        ]);
         unlocked.push(r);
       }
       const results = [...(await opened), ...unlocked];
       if (gen !== this._gen || conn.state !== 'open') return;
       results.forEach((r, i) => {
         const room = rooms[i][0];
-        if (r.status === 'fulfilled') this._emit('rejoined', r.value);
+        if (r.status === 'fulfilled') {
+          this._positionAfterJoin(room, r.value);
+          this._emit('rejoined', r.value);
+        }
         else {
           const e = toChatError(r.reason, 'join');
           // Kept for the next reconnect when the refusal says "not now".

@@ -431,6 +431,27 @@ export interface RoomState {
   seq: number;
   members: number;
   protected: boolean;
+  /** Only for a join with `since` (every rejoin after a reconnect that saw a publish): whether exactly the missed publishes were written (before this result). */
+  recovered?: boolean;
+  /** When not recovered: 'no_history' | 'epoch_changed' | 'ahead' | 'too_many' | 'trimmed' | 'unavailable'. */
+  reason?: string;
+  /** Publishes written from the room's history. */
+  missed?: number;
+}
+
+/** Where a client stands in a room: the epoch and seq of the last publish it saw. */
+export interface RoomPosition {
+  epoch: number;
+  seq: number;
+}
+
+export interface HistoryPage {
+  room: string;
+  epoch: number;
+  /** The oldest seq the history holds (last + 1: none). */
+  first: number;
+  last: number;
+  publications: RoomMessage[];
 }
 
 export interface SendResult {
@@ -484,8 +505,10 @@ export interface ChatEvents {
   acked: { id: number; removed: number };
   room: RoomMessage;
   presence: PresenceEvent;
-  /** A room joined again after a reconnect. */
+  /** A room joined again after a reconnect, with the position seen last: `recovered` says whether the missed publishes came (as 'room' events, before this one). */
   rejoined: RoomState;
+  /** Publishes of a room were missed on a live subscription (a seq jumped): `from`..`to` (read them with history()). */
+  gap: { room: string; epoch: number; from: number; to: number };
   /** A failed ack or rejoin (a ChatError with `room`), a token function that threw, a listener that threw. */
   error: Error;
 }
@@ -551,7 +574,11 @@ export declare class ChatClient {
   send(to: string, body: string | Uint8Array | ArrayBuffer, opts?: ChatCallOptions & { ttlMs?: number }): Promise<SendResult>;
   /** Cumulative ack (automatic unless autoAck is false). */
   ack(id: number, opts?: ChatCallOptions): Promise<{ removed: number }>;
-  join(room: string, opts?: ChatCallOptions & { password?: string }): Promise<RoomState>;
+  join(room: string, opts?: ChatCallOptions & { password?: string; since?: RoomPosition }): Promise<RoomState>;
+  /** A page of a room's history (members only): before or after a seq, newest first without `after`. */
+  history(room: string, opts?: ChatCallOptions & { before?: number; after?: number; limit?: number }): Promise<HistoryPage>;
+  /** The epoch and seq of the last publish of `room` this client saw (null: none yet). */
+  position(room: string): RoomPosition | null;
   leave(room: string, opts?: ChatCallOptions): Promise<{ left: boolean }>;
   publish(room: string, body: string | Uint8Array | ArrayBuffer, opts?: ChatCallOptions): Promise<PublishResult>;
   /** Every room on the server. */

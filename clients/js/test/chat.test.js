@@ -172,7 +172,8 @@ test('1001 going away: reconnects, rejoins rooms before signed-in, replay drops 
   const s2 = await nextServer();
   await s2.signIn('ann', 'web', 2, 2);
   const rejoin = await s2.expect('join');
-  assert.deepEqual(rejoin.value, { room: 'lobby', password: 'pw' });
+  // With the position seen last (the join's epoch and seq): the server recovers what was missed.
+  assert.deepEqual(rejoin.value, { room: 'lobby', password: 'pw', since: { epoch: 1, seq: 0 } });
   assert.equal(client.state, 'open', 'not signed-in before the rooms are rejoined');
   s2.notify('message', { id: 5, from: null, sent_at: 1, body: 'x' }); // replayed
   s2.notify('message', { id: 6, from: null, sent_at: 2, body: 'y' });
@@ -192,6 +193,24 @@ test('1001 going away: reconnects, rejoins rooms before signed-in, replay drops 
   await client.close();
 });
 
+test('room positions: each publish moves the position, a seq that jumps is a gap, never back', async () => {
+  const { client, server } = await signedIn();
+  const pj = client.join('r');
+  server.reply(await server.expect('join'), { room: 'r', epoch: 7, seq: 2, members: 1, protected: false });
+  await within(pj, D);
+  assert.deepEqual(client.position('r'), { epoch: 7, seq: 2 });
+  const gaps = [];
+  client.on('gap', (g) => gaps.push(g));
+  const four = nextEvent(client, 'room', (m) => m.seq === 4);
+  for (const seq of [3, 5, 4]) {
+    server.notify('room', { room: 'r', epoch: 7, seq, from: null, sent_at: 1, body: `s${seq}` });
+  }
+  await within(four, D, 'the late 4');
+  assert.deepEqual(gaps, [{ room: 'r', epoch: 7, from: 4, to: 4 }]);
+  assert.deepEqual(client.position('r'), { epoch: 7, seq: 5 }, 'a late 4 does not move it back');
+  assert.equal(client.position('other'), null);
+});
+
 test('rejoin: open rooms at once, rooms with a password one after another; busy keeps a room for next time', async () => {
   const { client, server, nextServer } = await signedIn();
   for (const [room, password] of [['a', 'pa'], ['open', null], ['b', 'pb']]) {
@@ -207,10 +226,14 @@ test('rejoin: open rooms at once, rooms with a password one after another; busy 
   const first = await s2.expect('join');
   const second = await s2.expect('join');
   const asked = [first.value, second.value].sort((x, y) => x.room.localeCompare(y.room));
-  assert.deepEqual(asked, [{ room: 'a', password: 'pa' }, { room: 'open' }]);
+  const since = { epoch: 1, seq: 0 };
+  assert.deepEqual(asked, [
+    { room: 'a', password: 'pa', since },
+    { room: 'open', since },
+  ]);
   for (const r of [first, second]) s2.reply(r, { room: r.value.room, epoch: 1, seq: 0, members: 1, protected: false });
   const third = await s2.expect('join');
-  assert.deepEqual(third.value, { room: 'b', password: 'pb' });
+  assert.deepEqual(third.value, { room: 'b', password: 'pb', since });
   const err = nextEvent(client, 'error');
   s2.error(third, 'busy', 'busy; try again');
   assert.equal((await within(err, D)).code, 'busy');

@@ -160,6 +160,7 @@ function start(user, firstToken) {
   client.on('message', live(onDirect));
   client.on('room', live(onRoom));
   client.on('presence', live(onPresence));
+  client.on('rejoined', live(onRejoined));
   client.on('replaced', live(onReplaced));
   client.on('closed', live(onClosed));
   client.on('error', live((err) => console.warn('chinwag:', err)));
@@ -316,6 +317,7 @@ async function joinRoom(name, { password, quiet = false, open = true } = {}) {
     if (s !== mine) return;
     room(name).info = r;
     if (!quiet) addSystem(room(name), `You joined #${name}.`);
+    loadHistory(name);
     store.save();
     if (open) openView({ kind: 'room', id: name });
     else renderSidebar();
@@ -342,6 +344,44 @@ async function leaveRoom(name) {
   refreshServerRooms();
 }
 
+// The room's recent history (servers that keep it): shown above what came since the join.
+async function loadHistory(name) {
+  const mine = s;
+  let page;
+  try {
+    page = await s.client.history(name, { limit: 50 });
+  } catch {
+    return; // a server without room history, or no longer a member
+  }
+  const r = s.rooms.get(name);
+  if (s !== mine || !r) return;
+  const have = new Set(r.messages.map((x) => x.id));
+  const older = page.publications
+    .slice()
+    .reverse()
+    .map(roomMessage)
+    .filter((m) => !have.has(m.id));
+  r.seen = r.seen || new Set();
+  for (const m of older) r.seen.add(m.seq);
+  r.messages.unshift(...older);
+  if (isOpen('room', name)) renderMessages();
+}
+
+// After a reconnect: the client rejoined with the position it saw last; the server wrote what
+// was missed (as room events) or says it could not.
+function onRejoined(r) {
+  if (r.recovered !== false || r.reason === 'no_history') return;
+  const rm = s.rooms.get(r.room);
+  if (!rm) return;
+  addSystem(rm, 'Reconnected: some messages sent while you were away could not be recovered.');
+  if (isOpen('room', r.room)) renderMessages();
+}
+
+function roomMessage(m) {
+  const from = m.from ? m.from.user : 'server';
+  return { id: `${m.epoch}:${m.seq}`, seq: m.seq, from, at: m.sent_at, body: textOf(m) };
+}
+
 function onRoom(m) {
   if (m.room === '*') {
     // A broadcast of the server to everyone.
@@ -352,10 +392,10 @@ function onRoom(m) {
   }
   const r = s.rooms.get(m.room);
   if (!r) return;
-  const from = m.from ? m.from.user : 'server';
+  const msg = roomMessage(m);
+  const from = msg.from;
   // Our own publish: it replaces its pending copy.
   const i = r.messages.findIndex((x) => x.pending && x.seq === m.seq && from === s.user);
-  const msg = { id: `${m.epoch}:${m.seq}`, seq: m.seq, from, at: m.sent_at, body: textOf(m) };
   if (i >= 0) r.messages[i] = msg;
   else {
     r.messages.push(msg);

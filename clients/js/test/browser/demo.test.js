@@ -1,7 +1,8 @@
 // The web demo of chinwag-server in a real headless Chromium (Debian's, driven by
 // playwright-core): two people chat in a room; a person who closed the page gets the direct
-// messages sent meanwhile, in order, when they come back; a second sign-on of the same user
-// replaces the first tab, which says so. Screenshots go to target/browser-screenshots/.
+// messages sent meanwhile, in order, when they come back; a room's history shows on join and a
+// network blink loses nothing; a second sign-on of the same user replaces the first tab, which
+// says so. Screenshots go to target/browser-screenshots/.
 //
 // No sleeps: every wait is for a selector or a page state, with a deadline.
 import { test, before, after } from 'node:test';
@@ -144,6 +145,60 @@ test('messages sent while a person is away show up, in order, when they come bac
   } finally {
     await ada.context.close();
     if (cy) await cy.context.close();
+  }
+});
+
+test("a room's recent history shows on join, and after a network blink nothing is missing", async () => {
+  const { chat } = await import('../../chinwag.js');
+  const WebSocket = (await import('ws')).default;
+  const ned = chat(server.chatWs, { WebSocket, token: async () => (await server.devToken('ned')).token });
+  ned.on('error', () => {});
+  await ned.signedIn();
+  await ned.join('blink');
+  await ned.publish('blink', 'said before ivy came 1');
+  await ned.publish('blink', 'said before ivy came 2');
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  // Every WebSocket of the page, so the test can cut one as a network blink would.
+  await context.addInitScript(() => {
+    const Native = window.WebSocket;
+    window.__sockets = [];
+    window.WebSocket = class extends Native {
+      constructor(...args) {
+        super(...args);
+        window.__sockets.push(this);
+      }
+    };
+  });
+  const page = await context.newPage();
+  page.setDefaultTimeout(D);
+  try {
+    await page.goto(server.http);
+    await signIn(page, 'ivy');
+    await joinRoom(page, 'blink');
+    assert.deepEqual(await bodies(page, 'said before ivy came 2'), ['said before ivy came 1', 'said before ivy came 2']);
+    await ned.publish('blink', 'live 1');
+    await bodies(page, 'live 1');
+    // The blink: the socket goes; ned keeps talking; the page reconnects by itself and
+    // rejoins with the last seq it saw.
+    await page.evaluate(() => window.__sockets.at(-1).close());
+    await page.locator('#conn-state:not([data-state="signed-in"])').waitFor();
+    for (let i = 1; i <= 3; i++) await ned.publish('blink', `while ivy blinked ${i}`);
+    await page.locator('#conn-state[data-state="signed-in"]').waitFor();
+    await ned.publish('blink', 'after the blink');
+    assert.deepEqual(await bodies(page, 'after the blink'), [
+      'said before ivy came 1',
+      'said before ivy came 2',
+      'live 1',
+      'while ivy blinked 1',
+      'while ivy blinked 2',
+      'while ivy blinked 3',
+      'after the blink',
+    ]);
+    assert.equal(await page.locator('#messages .msg.system', { hasText: 'could not be recovered' }).count(), 0);
+    await page.screenshot({ path: path.join(shots, 'after-blink.png'), animations: 'disabled' });
+  } finally {
+    await context.close();
+    await ned.close();
   }
 });
 

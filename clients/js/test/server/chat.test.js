@@ -172,6 +172,44 @@ test('rooms: join, publish to every member in seq order, rooms, members, online,
   assert.equal((await ann.publish('js-lobby', 'alone')).delivered, 1);
 });
 
+test('rooms: a client whose connection blinks recovers exactly what it missed, on every reconnect', async () => {
+  const room = 'js-recover';
+  const pub = await signedIn('rec-pub');
+  const sub = await signedIn('rec-sub', { reconnectBase: 50 });
+  await pub.join(room);
+  await sub.join(room);
+  const seen = [];
+  sub.on('room', (m) => m.room === room && seen.push(m.seq));
+  const sawUpTo = async (seq) => {
+    if (seen.includes(seq)) return;
+    await within(nextEvent(sub, 'room', (m) => m.room === room && m.seq >= seq), D, `seq ${seq}`);
+  };
+  let last = 0;
+  for (let round = 0; round < 3; round++) {
+    for (let i = 0; i < 3; i++) last = (await pub.publish(room, `live ${round}.${i}`)).seq;
+    await sawUpTo(last);
+    assert.deepEqual(sub.position(room).seq, last);
+    // A network blink: the socket dies without a close frame; the client reconnects by itself
+    // and rejoins with the position it saw last, while the room goes on.
+    const rejoined = nextEvent(sub, 'rejoined', (r) => r.room === room);
+    const disc = nextEvent(sub, 'disconnected');
+    sub._conn._ws.terminate();
+    const d = await within(disc, D, 'the blink is seen');
+    assert.equal(d.willReconnect, true);
+    for (let i = 0; i < 4; i++) last = (await pub.publish(room, `while away ${round}.${i}`)).seq;
+    const r = await within(rejoined, D, `rejoin ${round}`);
+    assert.equal(r.recovered, true, JSON.stringify(r));
+  }
+  await sawUpTo(last);
+  const all = Array.from({ length: last }, (_, i) => i + 1);
+  assert.deepEqual(seen, all, 'every publish once, in order, across three blinks');
+  const page = await sub.history(room, { limit: 2 });
+  assert.deepEqual(page.publications.map((p) => p.seq), [last, last - 1]);
+  assert.equal(page.publications[0].body, 'while away 2.3');
+  await sub.close();
+  await pub.close();
+});
+
 test('errors of the real server are ChatErrors with its codes', async () => {
   const ann = await signedIn('ann-err');
   await assert.rejects(ann.publish('js-not-joined', 'x'), (e) => e instanceof ChatError && e.code === 'not_member');
