@@ -1,7 +1,12 @@
-//! Crash test of the hub with the redb offline queue: a child process runs a hub and its chat
-//! door; we send it direct messages for an offline user and note every id the hub answered as
-//! `queued`; we SIGKILL the child mid-stream, start a new child on the same store, sign the user
-//! in and check that every noted message is delivered.
+//! Crash tests of the hub on redb: a child process runs a hub and its chat door, with the redb
+//! offline queue and the redb room history.
+//!
+//! * We send direct messages for an offline user and note every id the hub answered as
+//!   `queued`; we SIGKILL the child mid-stream, start a new child on the same store, sign the
+//!   user in and check that every noted message is delivered.
+//! * We publish to a room and note every `seq` the hub answered; after the SIGKILL, a member
+//!   that saw the room up to some seq before the crash joins the new child with `since`: it
+//!   recovers, and every answered publish is among what it gets.
 //!
 //! The child is this test binary itself, re-executed with `CHILD_ENV` set and a filter that runs
 //! only this test, which then plays the child's part.
@@ -13,32 +18,40 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
-use chinwag_queue::QueueConfig;
-use chinwag_queue_redb::RedbQueue;
+use chinwag_hub::{Hub, RoomHistory};
+use chinwag_queue::{HistoryConfig, QueueConfig};
+use chinwag_queue_redb::{RedbHistory, RedbQueue};
 use common::*;
 use serde_json::json;
 
 const CHILD_ENV: &str = "CHINWAG_HUB_KILL9_STORE";
 
-/// The child's part: a hub on the store at `path`, serving until killed.
+/// The child's part: a hub on the queue at `path` and the history beside it, serving until
+/// killed. Rooms keep (and a join recovers) everything the test publishes.
 async fn run_child(path: String) {
+    let history = RedbHistory::open(format!("{path}.history"), HistoryConfig::default())
+        .expect("child: open history");
     let queue = RedbQueue::open(path, QueueConfig::default()).expect("child: open store");
-    let hub = hub(config(), Some(Arc::new(queue)));
+    let keep_all = RoomHistory::default()
+        .with_max_len(u64::MAX)
+        .with_max_age(None)
+        .with_max_recover(u64::MAX);
+    let hub = Hub::builder()
+        .config(config().with_history(keep_all))
+        .authenticator(authenticator())
+        .queue(Arc::new(queue))
+        .history(Arc::new(history))
+        .build();
     let (_door, addr) = chat_tcp(&hub);
     println!("listening {addr}");
     // Until killed.
     std::future::pending::<()>().await;
 }
 
-fn spawn_child(path: &std::path::Path) -> (Child, std::net::SocketAddr) {
+fn spawn_child(path: &std::path::Path, test: &str) -> (Child, std::net::SocketAddr) {
     let exe = std::env::current_exe().expect("current_exe");
     let mut child = Command::new(exe)
-        .args([
-            "--exact",
-            "every_queued_message_survives_kill_9",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, path)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -71,7 +84,7 @@ async fn every_queued_message_survives_kill_9() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("hub.redb");
-    let (mut child, addr) = spawn_child(&path);
+    let (mut child, addr) = spawn_child(&path, "every_queued_message_survives_kill_9");
 
     // Four senders, concurrently, each noting what the hub answered as queued.
     let mut tasks = Vec::new();
@@ -127,7 +140,7 @@ async fn every_queued_message_survives_kill_9() {
     assert!(noted.len() < 400_000, "the kill came mid-stream");
 
     // A new hub on the same store delivers every one of them to bob.
-    let (mut child, addr) = spawn_child(&path);
+    let (mut child, addr) = spawn_child(&path, "every_queued_message_survives_kill_9");
     let mut bob = Client::tcp(addr, Some(&token("bob", "phone"))).await;
     let mut missing = noted.clone();
     let mut last = 0;
@@ -138,6 +151,98 @@ async fn every_queued_message_survives_kill_9() {
         last = id;
         missing.remove(&id);
     }
+    child.kill().expect("stopping the second child");
+    let _ = child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answered_publish_survives_kill_9_and_recovery_spans_the_crash() {
+    const TEST: &str = "every_answered_publish_survives_kill_9_and_recovery_spans_the_crash";
+    if let Ok(path) = std::env::var(CHILD_ENV) {
+        return run_child(path).await;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("hub.redb");
+    let (mut child, addr) = spawn_child(&path, TEST);
+    // A member that watches the room until the crash.
+    let mut watcher = Client::tcp(addr, Some(&token("watcher", "d"))).await;
+    let joined = watcher.req("join", json!({"room": "r"})).await.unwrap();
+    let epoch = joined["epoch"].as_u64().unwrap();
+    // Four publishers, each noting the seq of every publish the hub answered.
+    let mut tasks = Vec::new();
+    for p in 0..4 {
+        tasks.push(tokio::spawn(async move {
+            let c = Client::tcp(addr, Some(&token(&format!("publisher{p}"), "d"))).await;
+            c.req("join", json!({"room": "r"})).await.unwrap();
+            let mut answered = Vec::new();
+            for n in 0..100_000 {
+                let r = tokio::time::timeout(
+                    DEADLINE,
+                    c.peer.request::<_, serde_json::Value>(
+                        "publish",
+                        &json!({ "room": "r", "body": format!("{p}-{n}") }),
+                    ),
+                )
+                .await
+                .expect("an answer or a broken connection");
+                match r {
+                    Ok(v) => answered.push(v["seq"].as_u64().unwrap()),
+                    Err(_) => break,
+                }
+            }
+            answered
+        }));
+    }
+    // The watcher sees the first 200, then the child is killed.
+    let mut seen = 0;
+    while seen < 200 {
+        let n = watcher.note_named("room").await;
+        assert_eq!(n.body["epoch"], epoch);
+        seen = n.body["seq"].as_u64().unwrap();
+    }
+    child.kill().expect("SIGKILL the child");
+    let status = child.wait().expect("waiting for the child");
+    assert!(!status.success(), "the child was killed: {status:?}");
+    let mut answered = BTreeSet::new();
+    for t in tasks {
+        answered.extend(t.await.unwrap());
+    }
+    assert!(
+        answered.len() >= 200,
+        "answers before the kill: {}",
+        answered.len()
+    );
+    drop(watcher);
+
+    // The new child on the same files: the watcher comes back from before the crash.
+    let (mut child, addr) = spawn_child(&path, TEST);
+    let mut watcher = Client::tcp(addr, Some(&token("watcher", "d"))).await;
+    let r = watcher
+        .req(
+            "join",
+            json!({"room": "r", "since": {"epoch": epoch, "seq": seen}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r["recovered"], true, "{r}");
+    assert_eq!(r["epoch"], epoch, "the room's epoch survived the crash");
+    let last = r["seq"].as_u64().unwrap();
+    assert_eq!(r["missed"].as_u64(), Some(last - seen));
+    let mut got = Vec::new();
+    while got.len() as u64 != last - seen {
+        let n = watcher.note_named("room").await;
+        got.push(n.body["seq"].as_u64().unwrap());
+    }
+    assert_eq!(
+        got,
+        (seen + 1..=last).collect::<Vec<u64>>(),
+        "in order, whole"
+    );
+    let lost: Vec<u64> = answered.iter().copied().filter(|s| *s > last).collect();
+    assert!(
+        lost.is_empty(),
+        "answered publishes missing after the crash: {lost:?}"
+    );
     child.kill().expect("stopping the second child");
     let _ = child.wait();
 }
