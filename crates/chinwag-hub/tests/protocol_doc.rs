@@ -1052,6 +1052,80 @@ async fn the_tcp_transcript_is_what_a_server_says() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recovery_transcript_is_what_a_server_says() {
+    const DOC_EPOCH: &str = "1767225600000000";
+    let jwt = JwtAuthenticator::new(JwtConfig::new(JwtKey::hs256(DOC_SECRET)));
+    let history = Arc::new(chinwag_queue::MemoryHistory::new(Default::default()));
+    let hub = Hub::builder()
+        .config(config())
+        .authenticator(Arc::new(jwt))
+        .history(history)
+        .build();
+    // The room as the page describes it: bob published three times.
+    let room = hub.create_room("lobby", RoomOptions::new()).await.unwrap();
+    let real_epoch = room.epoch.to_string();
+    assert_eq!(
+        real_epoch.len(),
+        DOC_EPOCH.len(),
+        "same width: same frame sizes"
+    );
+    let bob = Device::new("bob", "laptop");
+    for body in ["hello", "are you there?", "back soon"] {
+        hub.publish_as(Some(&bob), "lobby", Body::text(body))
+            .await
+            .unwrap();
+    }
+    let (door, addr) = chat_tcp(&hub);
+    let mut w = Wire::connect(addr).await;
+    let lines = block("<!-- protocol_doc: recovery-transcript -->");
+    assert!(lines.len() >= 8);
+    for line in lines {
+        if let Some(c) = line.strip_prefix("C: ") {
+            if c == "01" {
+                w.write(b"01").await;
+                continue;
+            }
+            assert_eq!(encode(&parse_wire(c)), c.as_bytes(), "canonical gotalk");
+            if c.contains("\"auth\"") || c.contains("auth0") {
+                let v = json_of(&parse_wire(c));
+                assert_eq!(v["token"], doc_token().as_str(), "the page's token");
+            }
+            // The page's epoch is the moment's: send the real one (same width).
+            w.write(c.replace(DOC_EPOCH, &real_epoch).as_bytes()).await;
+        } else if let Some(s) = line.strip_prefix("S: ") {
+            if s == "01" {
+                assert_eq!(&w.version().await[..], b"01");
+                continue;
+            }
+            let want = parse_wire(s);
+            assert_eq!(encode(&want), s.as_bytes(), "canonical gotalk");
+            let (got, raw) = w
+                .next()
+                .await
+                .unwrap_or_else(|| panic!("closed before {s}"));
+            assert_eq!(raw, encode(&got), "the server writes canonical gotalk");
+            // The moment's epoch and times, in the page's place.
+            let mut text = String::from_utf8(raw.to_vec()).unwrap();
+            text = text.replace(&real_epoch, DOC_EPOCH);
+            let doc = json_of(&want);
+            if let Some(at) = doc["sent_at"].as_u64() {
+                let real = json_of(&got)["sent_at"].as_u64().unwrap();
+                text = text.replacen(
+                    &format!("\"sent_at\":{real}"),
+                    &format!("\"sent_at\":{at}"),
+                    1,
+                );
+            }
+            assert_eq!(text, s, "line {line}");
+        } else {
+            panic!("a transcript line is `C: ` or `S: `: {line}");
+        }
+    }
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_websocket_frames_are_what_a_server_says() {
     let token = doc_token();
     let hub = doc_hub();
