@@ -2070,6 +2070,9 @@ async fn a_refused_publish_closes_with_the_code_the_page_gives() {
         RoomError::NotMember,
         RoomError::NoSuchRoom,
         RoomError::Busy,
+        RoomError::History(chinwag_hub::HistoryFailure::new(
+            chinwag_queue::QueueError::backend("h"),
+        )),
     ];
     let variant = |e: &RoomError| {
         format!("{e:?}")

@@ -197,6 +197,7 @@ fn refusal_close(e: &RoomError) -> Close {
         RoomError::TooLarge { .. } => CloseCode::TOO_BIG,
         RoomError::RateLimited => CloseCode::RATE_LIMITED,
         RoomError::Busy => CloseCode::TRY_AGAIN_LATER,
+        RoomError::History(_) => CloseCode::TRY_AGAIN_LATER,
         _ => CloseCode::POLICY,
     };
     Close::new(code, e.to_string())
