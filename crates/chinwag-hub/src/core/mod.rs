@@ -21,12 +21,14 @@
 //! | `replay` | a connection's replay of its queued messages; acknowledgements |
 //! | `rooms` | one shard of rooms: members, epoch and sequence, snapshots for fan-out, presence |
 //! | `recovery` | a room member that comes back with `since`: the decision, the missed range, the held live publications |
+//! | `catchup` | the rooms' side of recovery: kept publications sequenced and held, catch-ups taken and ended |
 //! | `guesses` | room-password guesses per connection |
 //! | `shares` | per-sender shares of the offline queue |
 //! | `rate` | token buckets on the core's clock |
 //! | `expiry` | token expiry deadlines |
 //! | `time` | the core's clock type |
 
+pub(crate) mod catchup;
 pub(crate) mod delivery;
 pub(crate) mod expiry;
 pub(crate) mod guesses;

@@ -19,9 +19,12 @@ use tokio::sync::oneshot;
 
 use super::conn::Conn;
 use super::{Inner, lock};
-use crate::core::message::{Delivered, Event};
+use crate::core::identity::Device;
+use crate::core::message::{Body, Delivered, Event};
+use crate::core::recovery::Keep;
 use crate::core::rooms::Snapshot;
 use crate::core::signon::ConnId;
+use crate::error::RoomError;
 use crate::hooks::BeforeSend;
 use crate::link::DoorFormat;
 use crate::metrics as m;
@@ -140,6 +143,20 @@ pub(crate) struct Counts {
     pub(crate) filtered: usize,
 }
 
+/// Publishes of one room appended to its history in one write, at most.
+pub(crate) const MAX_APPEND_BATCH: usize = 256;
+
+/// A publish waiting for its room's history (`driver::history` keeps it, then hands it out).
+pub(crate) struct Pending {
+    pub(crate) room: Arc<str>,
+    pub(crate) keep: Keep,
+    pub(crate) from: Option<Device>,
+    pub(crate) sent_at: u64,
+    pub(crate) body: Body,
+    /// Its sequence number and what the fan-out did, or why it was not published.
+    pub(crate) reply: oneshot::Sender<Result<(u64, Counts), RoomError>>,
+}
+
 /// What a room's fan-out queue holds, in order: events to hand out, and publishes to keep in
 /// the room's history first (then sequenced and handed out, `driver::history`).
 // A job is large (its cached encodings) and was queued by value before there were kept
@@ -148,7 +165,7 @@ pub(crate) struct Counts {
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Work {
     Send(Job),
-    Keep(super::history::Pending),
+    Keep(Pending),
 }
 
 /// One event to hand to a room's members.
@@ -202,7 +219,7 @@ impl Fanout {
     }
 
     /// Publishes to keep that follow the one popped, up to `max` in all (appended together).
-    fn pop_kept(&self, max: usize) -> Vec<super::history::Pending> {
+    fn pop_kept(&self, max: usize) -> Vec<Pending> {
         let mut q = lock(&self.queue);
         let mut more = Vec::new();
         while more.len() + 1 < max {
@@ -259,7 +276,7 @@ impl Inner {
     }
 
     /// Drains `f` on a task, starting with `first` when it was popped already.
-    async fn drain_all(&self, f: &Fanout, mut first: Option<super::history::Pending>) {
+    async fn drain_all(&self, f: &Fanout, mut first: Option<Pending>) {
         loop {
             let next = match first.take() {
                 Some(p) => Some(Work::Keep(p)),
@@ -270,7 +287,7 @@ impl Inner {
                 Some(Work::Send(job)) => self.run_job(job),
                 Some(Work::Keep(p)) => {
                     let mut batch = vec![p];
-                    batch.extend(f.pop_kept(super::history::MAX_APPEND_BATCH));
+                    batch.extend(f.pop_kept(MAX_APPEND_BATCH));
                     self.keep_and_send(batch).await;
                 }
             }

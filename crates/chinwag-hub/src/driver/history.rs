@@ -8,15 +8,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chinwag_queue::{Direction, Retention};
-use tokio::sync::oneshot;
 
 use super::conn::Conn;
-use super::fanout::{Counts, Fanout, Outgoing, Work};
-use super::rooms::PublishReport;
-use super::{Hub, Inner, unix_micros};
+use super::fanout::{Outgoing, Pending};
+use super::{Hub, Inner};
 use crate::close::{Close, CloseCode};
-use crate::core::identity::Device;
-use crate::core::message::{Body, Event, RoomMessage, decode_publication, encode_publication};
+use crate::core::message::{Event, RoomMessage, decode_publication, encode_publication};
 use crate::core::recovery::{
     Keep, KeepHistory, Kept, Missed, NotRecovered, Overflow, check_missed,
 };
@@ -24,22 +21,8 @@ use crate::core::rooms::NewRoom;
 use crate::error::{HistoryFailure, RoomError};
 use crate::metrics as m;
 
-/// Publishes of one room appended to its history in one write, at most.
-pub(crate) const MAX_APPEND_BATCH: usize = 256;
-
 /// Publications read from a history at a time.
 const READ_PAGE: u64 = 256;
-
-/// A publish waiting for its room's history.
-pub(crate) struct Pending {
-    pub(crate) room: Arc<str>,
-    pub(crate) keep: Keep,
-    pub(crate) from: Option<Device>,
-    pub(crate) sent_at: u64,
-    pub(crate) body: Body,
-    /// Its sequence number and what the fan-out did, or why it was not published.
-    pub(crate) reply: oneshot::Sender<Result<(u64, Counts), RoomError>>,
-}
 
 /// How a join with `since` went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -347,55 +330,6 @@ impl Hub {
             first: s.first,
             last: s.last,
             publications,
-        })
-    }
-}
-
-impl Hub {
-    /// A publish to a room with history: queued on the room's fan-out queue (in order with
-    /// its other publishes and presence events), kept in the history, then sequenced and
-    /// handed out (`driver::history`). Answered once kept and handed out.
-    pub(super) async fn publish_kept(
-        &self,
-        f: Arc<Fanout>,
-        room: &str,
-        keep: Keep,
-        from: Option<&Device>,
-        body: Body,
-    ) -> Result<PublishReport, RoomError> {
-        let inner = &self.inner;
-        let (tx, rx) = oneshot::channel();
-        let start = {
-            let mut sh = inner.rooms(inner.room_shard(room));
-            // Looked up again under the lock: the room may have gone meanwhile.
-            if !matches!(sh.core.keep_of(room), Ok(Some(_))) {
-                return Err(RoomError::NoSuchRoom);
-            }
-            if !f.has_room(inner.config.limits.max_pending_publishes) {
-                m::refusal("fanout_queue");
-                return Err(RoomError::Busy);
-            }
-            let name: Arc<str> = Arc::from(room);
-            sh.fanout.entry(name.clone()).or_insert_with(|| f.clone());
-            f.push(Work::Keep(Pending {
-                room: name,
-                keep,
-                from: from.cloned(),
-                sent_at: unix_micros() / 1000,
-                body,
-                reply: tx,
-            }))
-        };
-        if start {
-            inner.drain(f);
-        }
-        // Dropped only when the hub stops before the history answered.
-        let (seq, c) = rx.await.map_err(|_| RoomError::Busy)??;
-        Ok(PublishReport {
-            seq,
-            delivered: c.delivered,
-            dropped: c.dropped,
-            filtered: c.filtered,
         })
     }
 }

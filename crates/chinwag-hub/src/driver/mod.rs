@@ -59,6 +59,7 @@ mod fanout;
 mod history;
 mod passwords;
 mod presence;
+mod publish;
 mod replay;
 mod rooms;
 mod signon;
@@ -69,7 +70,7 @@ pub use direct::{DeliveryReport, SendOptions};
 pub use history::{HistoryFrom, HistoryPage, Recovery};
 pub use passwords::JoinPass;
 pub use presence::{Member, MembersPage, Presence};
-pub use rooms::PublishReport;
+pub use publish::PublishReport;
 
 /// How many user shards and room shards a hub has (a power of two).
 pub(crate) const SHARDS: usize = 16;

@@ -6,34 +6,16 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use tokio::sync::oneshot;
-
 use super::conn::Conn;
-use super::fanout::{Counts, Fanout, Job, Outgoing, Work};
+use super::fanout::{Job, Outgoing, Work};
 use super::history::{CatchingUp, Recovery};
-use super::{Hub, Inner, unix_micros};
-use crate::core::identity::Device;
+use super::{Hub, Inner};
 use crate::core::ids;
-use crate::core::message::{Body, Event, RoomMessage};
-use crate::core::recovery::{Keep, KeepHistory, Since};
+use crate::core::message::Event;
+use crate::core::recovery::{KeepHistory, Since};
 use crate::core::rooms::{Member, PresenceJob, Recover, RoomInfo, RoomOptions, RoomRefusal};
 use crate::error::RoomError;
-use crate::hooks::Incoming;
 use crate::metrics as m;
-
-/// What became of a room publish.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[non_exhaustive]
-pub struct PublishReport {
-    /// The publish's sequence number in the room.
-    pub seq: u64,
-    /// Members it was queued on.
-    pub delivered: usize,
-    /// Members whose overflow policy dropped it (or closed them).
-    pub dropped: usize,
-    /// Members a before-send hook filtered out.
-    pub filtered: usize,
-}
 
 impl Hub {
     /// Creates a room (kept when empty, unlike rooms made by a join). With a password, it is
@@ -311,156 +293,6 @@ impl Hub {
         inner.changed();
         true
     }
-
-    /// Publishes `body` to `room` from the server. See [`publish_as`](Self::publish_as).
-    ///
-    /// # Errors
-    ///
-    /// As [`publish_as`](Self::publish_as).
-    pub async fn publish(&self, room: &str, body: Body) -> Result<PublishReport, RoomError> {
-        self.publish_as(None, room, body).await
-    }
-
-    /// Publishes `body` to every member of `room` (the publisher too, if it is a member):
-    /// sequenced now, encoded once per door format, queued on each member without waiting — a
-    /// member that does not read is handled by its overflow policy and never slows the others.
-    /// Returns once every member was handed it (large rooms are fanned out on a task of the
-    /// room's, not the caller's). Room publishes are not queued for offline users.
-    ///
-    /// # Errors
-    ///
-    /// No such room, too large, busy (the room's fan-out queue is full).
-    pub async fn publish_as(
-        &self,
-        from: Option<&Device>,
-        room: &str,
-        body: Body,
-    ) -> Result<PublishReport, RoomError> {
-        let inner = &self.inner;
-        self.inner.check_body(&body)?;
-        let shard = inner.room_shard(room);
-        let (tx, rx) = oneshot::channel();
-        let max = inner.config.limits.max_pending_publishes;
-        let route = {
-            let mut sh = inner.rooms(shard);
-            let f = match sh.fanout.get(room) {
-                Some(f) => f.clone(),
-                None => Arc::new(Fanout::default()),
-            };
-            if !f.has_room(max) {
-                m::refusal("fanout_queue");
-                return Err(RoomError::Busy);
-            }
-            match sh.core.keep_of(room).map_err(|_| RoomError::NoSuchRoom)? {
-                Some(keep) => Route::Kept(f, keep, body),
-                None => {
-                    let (msg, to) = sh
-                        .core
-                        .publish(room, from.cloned(), body, unix_micros() / 1000)
-                        .map_err(|_| RoomError::NoSuchRoom)?;
-                    sh.fanout
-                        .entry(msg.room.clone())
-                        .or_insert_with(|| f.clone());
-                    let seq = msg.seq;
-                    let job = Job {
-                        out: Outgoing::new(Event::Room(msg)),
-                        to,
-                        skip: None,
-                        reply: Some(tx),
-                    };
-                    let start = f.push(Work::Send(job));
-                    Route::Sent(seq, f, start)
-                }
-            }
-        };
-        let seq = match route {
-            Route::Kept(f, keep, body) => {
-                return self.publish_kept(f, room, keep, from, body).await;
-            }
-            Route::Sent(seq, f, start) => {
-                if start {
-                    inner.drain(f);
-                }
-                seq
-            }
-        };
-        let c = rx.await.unwrap_or_default();
-        Ok(PublishReport {
-            seq,
-            delivered: c.delivered,
-            dropped: c.dropped,
-            filtered: c.filtered,
-        })
-    }
-
-    /// A publish from a member: its rate, the before-receive hook, membership, then
-    /// [`publish_as`](Self::publish_as).
-    ///
-    /// # Errors
-    ///
-    /// Rate limited, refused, not a member, too large, busy.
-    pub async fn publish_from(
-        &self,
-        conn: &Conn,
-        room: &str,
-        body: Body,
-    ) -> Result<PublishReport, RoomError> {
-        self.permit(conn).map_err(|()| RoomError::RateLimited)?;
-        metrics::counter!(m::MESSAGES_IN, "kind" => "publish").increment(1);
-        let incoming = Incoming::Publish {
-            room: room.to_owned(),
-            body,
-        };
-        let (room, body) = match self.inner.app.before_receive(conn.device(), incoming) {
-            Ok(Incoming::Publish { room, body }) => (room, body),
-            Ok(_) => return Err(RoomError::Refused("hook changed the message kind".into())),
-            Err(why) => return Err(RoomError::Refused(why)),
-        };
-        self.inner.check_body(&body)?;
-        if !self
-            .inner
-            .users(conn.0.shard)
-            .core
-            .in_room(conn.id(), &room)
-        {
-            return Err(RoomError::NotMember);
-        }
-        self.publish_as(Some(conn.device()), &room, body).await
-    }
-
-    /// Sends `body` to every connection of the hub, as a room message of the reserved room
-    /// `*` (epoch 0, its own sequence).
-    ///
-    /// # Errors
-    ///
-    /// The body is over the limit ([`RoomError::TooLarge`]).
-    pub fn broadcast(&self, body: Body) -> Result<PublishReport, RoomError> {
-        let inner = &self.inner;
-        self.inner.check_body(&body)?;
-        let seq = inner.broadcast_seq.fetch_add(1, Ordering::AcqRel) + 1;
-        let out = Outgoing::new(Event::Room(Arc::new(RoomMessage {
-            room: "*".into(),
-            epoch: 0,
-            seq,
-            from: None,
-            sent_at: unix_micros() / 1000,
-            body,
-        })));
-        let mut all = Counts::default();
-        for shard in 0..super::SHARDS {
-            let conns = inner.users(shard).core.all_recipients();
-            let c = inner.deliver_all(&conns, None, &out);
-            all.delivered += c.delivered;
-            all.dropped += c.dropped;
-            all.filtered += c.filtered;
-        }
-        Ok(PublishReport {
-            seq,
-            delivered: all.delivered,
-            dropped: all.dropped,
-            filtered: all.filtered,
-        })
-    }
 }
 
 impl Inner {
@@ -526,11 +358,4 @@ impl Inner {
             self.drain(f);
         }
     }
-}
-
-/// Where a publish goes: sequenced and queued for its fan-out now (its `seq`, the room's queue,
-/// whether the caller drains it), or kept in the room's history first.
-enum Route {
-    Sent(u64, Arc<Fanout>, bool),
-    Kept(Arc<Fanout>, Keep, Body),
 }
