@@ -1,6 +1,6 @@
 // Run: cargo run --release --example hub -- --listen 127.0.0.1:9400 --tcp 127.0.0.1:9401 \
 //          --secret 'a long HS256 secret' [--engine fastwebsockets] [--queue redb:/tmp/hub.redb] \
-//          [--protected-room NAME:PASSWORD]..
+//          [--history memory|redb:PATH|redis:URL] [--protected-room NAME:PASSWORD]..
 //
 // The chinwag IM hub behind the `hub-*` scenarios of `cargo xtask bench`: one hub with JWT
 // (HS256) sign-in and its doors on loopback:
@@ -13,7 +13,8 @@
 // Both WebSocket doors share the `--listen` port (one acceptor per path). The limits a
 // benchmark would trip are raised: members per room (20 000), connections (--max-connections),
 // and the connection and message rates are off (the load comes from a few loopback addresses
-// at rates far above a person's). The offline queue is memory, redb (a file) or Redis.
+// at rates far above a person's). The offline queue is memory, redb (a file) or Redis; room
+// history is off unless `--history` names a store (the `hub-history-*` scenarios).
 // `--protected-room NAME:PASSWORD` (repeatable) creates a room with a password at start (for the
 // password-guessing scenario, `hub-guess`); the room-password limits (Argon2 checks at once,
 // guess rates per connection and per address, the strike-out) stay at the hub's defaults.
@@ -36,7 +37,7 @@ use chinwag_hub::doors::DoorHandle;
 use chinwag_hub::doors::chat::ChatDoor;
 use chinwag_hub::doors::rooms::RoomsDoor;
 use chinwag_hub::{Hub, HubConfig, HubLimits, RoomOptions};
-use chinwag_queue::{MemoryQueue, Queue, QueueConfig};
+use chinwag_queue::{History, HistoryConfig, MemoryHistory, MemoryQueue, Queue, QueueConfig};
 use chinwag_rpc::RpcConfig;
 use chinwag_transport::tcp::{TcpAcceptor, TcpConfig};
 use chinwag_ws::{Engine, OriginPolicy, WsAcceptor, WsConfig};
@@ -66,6 +67,10 @@ struct Args {
     /// Offline queue: `memory`, `redb:PATH` or `redis:URL` (`redis:redis://127.0.0.1:6379/`).
     #[arg(long, default_value = "memory")]
     queue: String,
+    /// Room history: `off`, `memory`, `redb:PATH` or `redis:URL`. With a store, every room keeps
+    /// its last 1 000 publishes (the hub's default).
+    #[arg(long, default_value = "off")]
+    history: String,
     /// Connections the hub (and each listener) admits.
     #[arg(long, default_value_t = 12_000)]
     max_connections: usize,
@@ -106,6 +111,25 @@ async fn open_queue(spec: &str) -> Result<Arc<dyn Queue>, Box<dyn std::error::Er
     })
 }
 
+async fn open_history(spec: &str) -> Result<Option<Arc<dyn History>>, Box<dyn std::error::Error>> {
+    let cfg = HistoryConfig::default();
+    Ok(if spec == "off" {
+        None
+    } else if spec == "memory" {
+        Some(Arc::new(MemoryHistory::new(cfg)))
+    } else if let Some(path) = spec.strip_prefix("redb:") {
+        Some(Arc::new(chinwag_queue_redb::RedbHistory::open(path, cfg)?))
+    } else if let Some(url) = spec.strip_prefix("redis:") {
+        Some(Arc::new(
+            chinwag_queue_redis::RedisHistory::connect(url, cfg).await?,
+        ))
+    } else {
+        return Err(
+            format!("--history {spec:?}: expected off, memory, redb:PATH or redis:URL").into(),
+        );
+    })
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     process::init_logging();
@@ -117,11 +141,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_connection_rate(None)
         .with_message_rate(None);
     let jwt = JwtAuthenticator::new(JwtConfig::new(JwtKey::hs256(args.secret.as_bytes())));
-    let hub = Hub::builder()
+    let mut hub = Hub::builder()
         .config(HubConfig::default().with_limits(limits))
         .authenticator(Arc::new(jwt))
-        .queue(open_queue(&args.queue).await?)
-        .build();
+        .queue(open_queue(&args.queue).await?);
+    if let Some(history) = open_history(&args.history).await? {
+        hub = hub.history(history);
+    }
+    let hub = hub.build();
     for (name, password) in &args.protected_rooms {
         hub.create_room(name, RoomOptions::new().with_password(password.as_str()))
             .await

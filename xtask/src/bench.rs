@@ -170,6 +170,45 @@ fn ready_server(name: &str, door: &str, extra: &[&str]) -> Server {
     hub_like(name, "chinwag-server", "--tcp-listen", door, args)
 }
 
+/// Room history (issue 17): the 1 000-member fan-out of `examples/hub` keeping each room's
+/// history in memory, redb and Redis, against the same hub keeping none (the baseline of the
+/// ratios), in the same run.
+fn history_fanout(load: Vec<String>, reps: usize) -> Scenario {
+    let hub = |name: &str, history: Option<&str>| {
+        let mut args = strs(&["--engine", "tungstenite", "--secret", HUB_SECRET]);
+        if let Some(h) = history {
+            args.extend(strs(&["--history", h]));
+        }
+        Server {
+            name: name.to_owned(),
+            role: if history.is_some() {
+                "chinwag"
+            } else {
+                "baseline"
+            },
+            baseline: history.map(|_| "hub-history-off"),
+            kind: ServerKind::Hub(HubServer {
+                bin: "examples/hub",
+                args,
+                target: hub_door("rooms").0,
+                tcp: None,
+            }),
+        }
+    };
+    Scenario {
+        name: "hub-history-fanout-1k",
+        kind: "hub-fanout",
+        servers: vec![
+            hub("hub-history-off", None),
+            hub("hub-history-memory", Some("memory")),
+            hub("hub-history-redb", Some("redb:{tmp}")),
+            hub("hub-history-redis", Some("redis:{redis}")),
+        ],
+        load,
+        reps,
+    }
+}
+
 /// The raw fan-out baseline (`baseline-fanout`: tokio + fastwebsockets, no hub).
 fn raw_fanout() -> Server {
     Server {
@@ -256,7 +295,7 @@ struct Opts {
 }
 
 /// Scenario names; `--scenario X` selects `X` and every `X-*` (`gotalk-rpc`, `ws-echo`, `hub`).
-const SCENARIOS: [&str; 18] = [
+const SCENARIOS: [&str; 19] = [
     "ws-echo-20B",
     "ws-echo-16KiB",
     "ws-echo-1KiB",
@@ -270,6 +309,7 @@ const SCENARIOS: [&str; 18] = [
     "hub-fanout-1k",
     "hub-fanout-10k",
     "hub-fanout-10k-low",
+    "hub-history-fanout-1k",
     "hub-send",
     "hub-replay",
     "hub-idle",
@@ -578,6 +618,9 @@ fn hub_scenarios(
             "128",
         ]);
         load.extend(strs(&secret));
+        if name == "hub-fanout-1k" {
+            out.push(history_fanout(load.clone(), reps));
+        }
         out.push(Scenario {
             name,
             kind: "hub-fanout",
@@ -1122,7 +1165,7 @@ mod tests {
         let mut notes = Vec::new();
         let plan = scenarios(&o, &mut notes);
         let rpc = root().join("examples/rpc_echo.rs").exists();
-        assert_eq!(plan.len(), if rpc { 18 } else { 14 });
+        assert_eq!(plan.len(), if rpc { 19 } else { 15 });
         assert_eq!(rpc, plan.iter().any(|s| s.name.starts_with("gotalk-rpc")));
         assert_eq!(!rpc, notes.iter().any(|n| n.starts_with("gotalk-rpc")));
         let o = parse(&["--scenario".into(), "ws-echo".into()]).unwrap();
@@ -1134,8 +1177,26 @@ mod tests {
         assert!(parse(&["--scenario".into(), "nope".into()]).is_err());
         let o = parse(&["--scenario".into(), "hub".into()]).unwrap();
         let hub = scenarios(&o, &mut Vec::new());
-        assert_eq!(hub.len(), 8);
+        assert_eq!(hub.len(), 9);
         assert!(hub.iter().all(|s| s.name.starts_with("hub-")));
+        let o = parse(&["--scenario".into(), "hub-history".into()]).unwrap();
+        let history = scenarios(&o, &mut Vec::new());
+        assert_eq!(history.len(), 1);
+        let servers: Vec<&str> = history[0].servers.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            servers,
+            [
+                "hub-history-off",
+                "hub-history-memory",
+                "hub-history-redb",
+                "hub-history-redis"
+            ]
+        );
+        assert!(
+            history[0].servers[1..]
+                .iter()
+                .all(|s| s.baseline == Some("hub-history-off"))
+        );
         let o = parse(&["--scenario".into(), "hub-guess".into()]).unwrap();
         let guess = scenarios(&o, &mut Vec::new());
         let names: Vec<&str> = guess.iter().map(|s| s.name).collect();
