@@ -346,3 +346,62 @@ async fn publications_are_answered_only_once_kept_and_removed_rooms_start_again(
     assert!(again.epoch > e1 && again.seq == 0, "{again:?}");
     hub.shutdown(DEADLINE).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_door_publishes_are_kept_in_order_without_waiting_for_each_write() {
+    use chinwag_hub::doors::rooms::RoomsDoor;
+    use chinwag_transport::{Frame, FrameWrite, Transport};
+    use chinwag_ws::{ConnectOptions, WsAcceptor};
+    use chinwag_ws_tungstenite::Tungstenite;
+
+    let store: Arc<dyn History> = Arc::new(MemoryHistory::new(HistoryConfig::default()));
+    let hub = history_hub(store.clone(), RoomHistory::default());
+    let acc =
+        WsAcceptor::<Tungstenite>::bind_path("127.0.0.1:0".parse().unwrap(), "/ws", ws_config())
+            .await
+            .unwrap();
+    let url = format!("ws://{}/ws?room=loud", acc.local_addr());
+    let door = RoomsDoor::new(hub.clone()).serve(acc);
+    let opts = ConnectOptions::default()
+        .with_header("authorization", format!("Bearer {}", token("pat", "web")));
+    let conn = chinwag_ws::connect_with::<Tungstenite>(&url, &ws_config(), &opts)
+        .await
+        .unwrap();
+    let (_r, mut w) = conn.split();
+    for i in 0..500 {
+        w.send(Frame::Text(format!("m{i}").into())).await.unwrap();
+    }
+    // The member that reads through the chat door sees them kept, in order.
+    let (chat, addr) = chat_tcp(&hub);
+    let reader = Client::tcp(addr, Some(&token("rae", "d"))).await;
+    reader.req("join", json!({"room": "loud"})).await.unwrap();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while store
+        .state("loud")
+        .await
+        .unwrap()
+        .is_none_or(|s| s.last < 500)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the 500 were never kept"
+        );
+        tokio::task::yield_now().await;
+    }
+    let page = reader
+        .req("history", json!({"room": "loud", "after": 0, "limit": 100}))
+        .await
+        .unwrap();
+    let bodies: Vec<&str> = page["publications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies[..3], ["m0", "m1", "m2"]);
+    assert_eq!(bodies.len(), 100);
+    for d in [door, chat] {
+        d.shutdown(DEADLINE).await;
+    }
+    hub.shutdown(DEADLINE).await;
+}

@@ -171,7 +171,17 @@ impl Service<FrameCodec> for RoomsService {
             Frame::Binary(b) => Body::binary(b),
         };
         let hub = &self.door.hub;
-        if let Err(e) = hub.publish_from(&m.conn, &m.room, body).await {
+        let later = {
+            let (hub, conn) = (hub.clone(), m.conn.clone());
+            move |e: RoomError| {
+                tracing::debug!(conn = conn.id().0, error = %e, "room publish not kept; closing");
+                hub.close(&conn, refusal_close(&e));
+            }
+        };
+        let published = hub
+            .publish_from_detached(&m.conn, &m.room, body, later)
+            .await;
+        if let Err(e) = published {
             tracing::debug!(conn = m.conn.id().0, error = %e, "room publish refused; closing");
             hub.close(&m.conn, refusal_close(&e));
         }

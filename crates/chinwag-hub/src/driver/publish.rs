@@ -13,7 +13,6 @@ use super::fanout::{Counts, Fanout, Job, Outgoing, Pending, Work};
 use super::{Hub, unix_micros};
 use crate::core::identity::Device;
 use crate::core::message::{Body, Event, RoomMessage};
-use crate::core::recovery::Keep;
 use crate::error::RoomError;
 use crate::hooks::Incoming;
 use crate::metrics as m;
@@ -57,12 +56,23 @@ impl Hub {
         room: &str,
         body: Body,
     ) -> Result<PublishReport, RoomError> {
+        self.enqueue_as(from, room, body)?.report().await
+    }
+
+    /// The first half of a publish, without awaiting: checked and queued on the room's fan-out
+    /// queue (sequenced now in a room without history; in one with history, queued to be kept
+    /// first), in the order of the calls. The [`Ticket`] tells what became of it.
+    fn enqueue_as(
+        &self,
+        from: Option<&Device>,
+        room: &str,
+        body: Body,
+    ) -> Result<Ticket, RoomError> {
         let inner = &self.inner;
         self.inner.check_body(&body)?;
         let shard = inner.room_shard(room);
-        let (tx, rx) = oneshot::channel();
         let max = inner.config.limits.max_pending_publishes;
-        let route = {
+        let (ticket, f, start) = {
             let mut sh = inner.rooms(shard);
             let f = match sh.fanout.get(room) {
                 Some(f) => f.clone(),
@@ -73,8 +83,22 @@ impl Hub {
                 return Err(RoomError::Busy);
             }
             match sh.core.keep_of(room).map_err(|_| RoomError::NoSuchRoom)? {
-                Some(keep) => Route::Kept(f, keep, body),
+                Some(keep) => {
+                    let (tx, rx) = oneshot::channel();
+                    let name: Arc<str> = Arc::from(room);
+                    sh.fanout.entry(name.clone()).or_insert_with(|| f.clone());
+                    let start = f.push(Work::Keep(Pending {
+                        room: name,
+                        keep,
+                        from: from.cloned(),
+                        sent_at: unix_micros() / 1000,
+                        body,
+                        reply: tx,
+                    }));
+                    (Ticket::Kept(rx), f, start)
+                }
                 None => {
+                    let (tx, rx) = oneshot::channel();
                     let (msg, to) = sh
                         .core
                         .publish(room, from.cloned(), body, unix_micros() / 1000)
@@ -90,28 +114,14 @@ impl Hub {
                         reply: Some(tx),
                     };
                     let start = f.push(Work::Send(job));
-                    Route::Sent(seq, f, start)
+                    (Ticket::Sent(seq, rx), f, start)
                 }
             }
         };
-        let seq = match route {
-            Route::Kept(f, keep, body) => {
-                return self.publish_kept(f, room, keep, from, body).await;
-            }
-            Route::Sent(seq, f, start) => {
-                if start {
-                    inner.drain(f);
-                }
-                seq
-            }
-        };
-        let c = rx.await.unwrap_or_default();
-        Ok(PublishReport {
-            seq,
-            delivered: c.delivered,
-            dropped: c.dropped,
-            filtered: c.filtered,
-        })
+        if start {
+            inner.drain(f);
+        }
+        Ok(ticket)
     }
 
     /// A publish from a member: its rate, the before-receive hook, membership, then
@@ -126,6 +136,37 @@ impl Hub {
         room: &str,
         body: Body,
     ) -> Result<PublishReport, RoomError> {
+        self.enqueue_from(conn, room, body)?.report().await
+    }
+
+    /// A publish from a member for a door that has no answer to give (the room door): what
+    /// [`publish_from`](Self::publish_from) refuses at once is returned; in a room without
+    /// history it waits, as `publish_from` does, until every member was handed it; in a room
+    /// with history it returns once queued, and a later refusal (the history failed) goes to
+    /// `refused` — so a publisher's next message is read while its history write is under
+    /// way, and one write keeps many of them.
+    pub(crate) async fn publish_from_detached(
+        &self,
+        conn: &Conn,
+        room: &str,
+        body: Body,
+        refused: impl FnOnce(RoomError) + Send + 'static,
+    ) -> Result<(), RoomError> {
+        match self.enqueue_from(conn, room, body)? {
+            t @ Ticket::Sent(..) => t.report().await.map(|_| ()),
+            t @ Ticket::Kept(_) => {
+                self.inner.tasks.spawn(async move {
+                    if let Err(e) = t.report().await {
+                        refused(e);
+                    }
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// The checks of a member's publish, then [`enqueue_as`](Self::enqueue_as).
+    fn enqueue_from(&self, conn: &Conn, room: &str, body: Body) -> Result<Ticket, RoomError> {
         self.permit(conn).map_err(|()| RoomError::RateLimited)?;
         metrics::counter!(m::MESSAGES_IN, "kind" => "publish").increment(1);
         let incoming = Incoming::Publish {
@@ -146,7 +187,7 @@ impl Hub {
         {
             return Err(RoomError::NotMember);
         }
-        self.publish_as(Some(conn.device()), &room, body).await
+        self.enqueue_as(Some(conn.device()), &room, body)
     }
 
     /// Sends `body` to every connection of the hub, as a room message of the reserved room
@@ -182,46 +223,24 @@ impl Hub {
             filtered: all.filtered,
         })
     }
+}
 
-    /// A publish to a room with history: queued on the room's fan-out queue (in order with
-    /// its other publishes and presence events), kept in the history, then sequenced and
-    /// handed out (`driver::history`). Answered once kept and handed out.
-    pub(super) async fn publish_kept(
-        &self,
-        f: Arc<Fanout>,
-        room: &str,
-        keep: Keep,
-        from: Option<&Device>,
-        body: Body,
-    ) -> Result<PublishReport, RoomError> {
-        let inner = &self.inner;
-        let (tx, rx) = oneshot::channel();
-        let start = {
-            let mut sh = inner.rooms(inner.room_shard(room));
-            // Looked up again under the lock: the room may have gone meanwhile.
-            if !matches!(sh.core.keep_of(room), Ok(Some(_))) {
-                return Err(RoomError::NoSuchRoom);
-            }
-            if !f.has_room(inner.config.limits.max_pending_publishes) {
-                m::refusal("fanout_queue");
-                return Err(RoomError::Busy);
-            }
-            let name: Arc<str> = Arc::from(room);
-            sh.fanout.entry(name.clone()).or_insert_with(|| f.clone());
-            f.push(Work::Keep(Pending {
-                room: name,
-                keep,
-                from: from.cloned(),
-                sent_at: unix_micros() / 1000,
-                body,
-                reply: tx,
-            }))
+/// A publish queued on its room's fan-out queue: what became of it, once known.
+enum Ticket {
+    /// Sequenced (its `seq`); the counts come when every member was handed it.
+    Sent(u64, oneshot::Receiver<Counts>),
+    /// To be kept in the room's history first: its `seq` and counts, or why it was not
+    /// published.
+    Kept(oneshot::Receiver<Result<(u64, Counts), RoomError>>),
+}
+
+impl Ticket {
+    async fn report(self) -> Result<PublishReport, RoomError> {
+        let (seq, c) = match self {
+            Ticket::Sent(seq, rx) => (seq, rx.await.unwrap_or_default()),
+            // Dropped only when the hub stops before the history answered.
+            Ticket::Kept(rx) => rx.await.map_err(|_| RoomError::Busy)??,
         };
-        if start {
-            inner.drain(f);
-        }
-        // Dropped only when the hub stops before the history answered.
-        let (seq, c) = rx.await.map_err(|_| RoomError::Busy)??;
         Ok(PublishReport {
             seq,
             delivered: c.delivered,
@@ -229,11 +248,4 @@ impl Hub {
             filtered: c.filtered,
         })
     }
-}
-
-/// Where a publish goes: sequenced and queued for its fan-out now (its `seq`, the room's queue,
-/// whether the caller drains it), or kept in the room's history first.
-enum Route {
-    Sent(u64, Arc<Fanout>, bool),
-    Kept(Arc<Fanout>, Keep, Body),
 }
