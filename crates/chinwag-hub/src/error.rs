@@ -212,6 +212,33 @@ pub enum RoomError {
     History(#[source] HistoryFailure),
 }
 
+/// Why a conversation's history could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConversationError {
+    /// The hub keeps no conversation history (no history store, or
+    /// [`conversation_max_len`](crate::RoomHistory::conversation_max_len) 0).
+    #[error("this server keeps no conversation history")]
+    NotKept,
+    /// Not a valid user id.
+    #[error("bad user: {0}")]
+    BadUser(#[source] IdError),
+    /// The history store failed.
+    #[error("history unavailable: {0}")]
+    History(HistoryFailure),
+}
+
+impl ConversationError {
+    /// The stable error code: `no_history`, `bad_recipient`, `history_unavailable`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ConversationError::NotKept => "no_history",
+            ConversationError::BadUser(_) => "bad_recipient",
+            ConversationError::History(_) => "history_unavailable",
+        }
+    }
+}
+
 /// A room history store's error, shared so that [`RoomError`] stays `Clone` (several
 /// publishers of one failed batch get it): equal only to itself.
 #[derive(Debug, Clone)]

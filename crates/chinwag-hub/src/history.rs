@@ -1,5 +1,5 @@
-//! Room history settings (issue 17): what rooms keep of their publications and how much a
-//! member that comes back recovers. The store is the hub's [`History`](chinwag_queue::History)
+//! History settings (issue 17): what rooms keep of their publications, how much a member that
+//! comes back recovers, and what conversations (direct messages between two users) keep. The store is the hub's [`History`](chinwag_queue::History)
 //! backend ([`HubBuilder::history`](crate::HubBuilder::history)); without one, rooms keep
 //! nothing and a `join` with `since` is answered "not recovered" (`no_history`).
 
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::core::recovery::{Keep, KeepHistory};
 
-/// Room history settings.
+/// Room and conversation history settings.
 ///
 /// | setting | default | past it |
 /// |---|---|---|
@@ -16,6 +16,9 @@ use crate::core::recovery::{Keep, KeepHistory};
 /// | `max_recover` | 1 000 publications a join recovers | not recovered (`too_many`) |
 /// | `max_held` | 1 024 live publications held while a member catches up | the member is closed (1008), and recovers on its next connection |
 /// | `max_page` | 100 publications per `history` page | the page is cut to it |
+/// | `public` | false: only members read a room's history | — |
+/// | `conversation_max_len` | 1 000 direct messages per pair of users (0: none kept) | the oldest are dropped |
+/// | `conversation_max_age` | 7 days | older messages are dropped |
 ///
 /// ```
 /// use std::time::Duration;
@@ -45,6 +48,15 @@ pub struct RoomHistory {
     pub max_held: usize,
     /// Largest page of the `history` operation. Default 100.
     pub max_page: usize,
+    /// Whether users that are not members may read the history of rooms made with the hub's
+    /// default (rooms made with their own [`Keep`] say it themselves). Default false.
+    pub public: bool,
+    /// Direct messages a conversation (two users, both directions) keeps (0: none). Only
+    /// messages sent by a user with a TTL are kept (live-only ones are not). Default 1 000.
+    pub conversation_max_len: u64,
+    /// Age after which a kept direct message is dropped (`None`: no age bound). Default 7 days.
+    #[cfg_attr(feature = "serde", serde(with = "chinwag_transport::duration::option"))]
+    pub conversation_max_age: Option<Duration>,
 }
 
 impl Default for RoomHistory {
@@ -55,6 +67,9 @@ impl Default for RoomHistory {
             max_recover: 1_000,
             max_held: 1_024,
             max_page: 100,
+            public: false,
+            conversation_max_len: 1_000,
+            conversation_max_age: Some(Duration::from_secs(7 * 24 * 3600)),
         }
     }
 }
@@ -90,13 +105,44 @@ impl RoomHistory {
         self
     }
 
+    /// Sets [`public`](Self::public).
+    pub fn with_public(mut self, v: bool) -> Self {
+        self.public = v;
+        self
+    }
+
+    /// Sets [`conversation_max_len`](Self::conversation_max_len).
+    pub fn with_conversation_max_len(mut self, v: u64) -> Self {
+        self.conversation_max_len = v;
+        self
+    }
+
+    /// Sets [`conversation_max_age`](Self::conversation_max_age).
+    pub fn with_conversation_max_age(mut self, v: Option<Duration>) -> Self {
+        self.conversation_max_age = v;
+        self
+    }
+
+    /// What a conversation keeps (`None`: nothing).
+    pub(crate) fn conversation(&self) -> Option<Keep> {
+        (self.conversation_max_len > 0)
+            .then(|| Keep::new(self.conversation_max_len, self.conversation_max_age))
+    }
+
     /// What a room made with `asked` keeps (`None`: nothing).
     pub(crate) fn keep(&self, asked: KeepHistory) -> Option<Keep> {
         match asked {
             KeepHistory::Off => None,
             KeepHistory::Keep(k) => Some(k),
             KeepHistory::HubDefault if self.max_len == 0 => None,
-            KeepHistory::HubDefault => Some(Keep::new(self.max_len, self.max_age)),
+            KeepHistory::HubDefault => {
+                let keep = Keep::new(self.max_len, self.max_age);
+                Some(if self.public {
+                    keep.readable_by_all()
+                } else {
+                    keep
+                })
+            }
         }
     }
 }

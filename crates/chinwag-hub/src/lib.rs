@@ -57,6 +57,7 @@ use core::identity;
 
 pub use close::{Close, CloseCode, Reconnect};
 pub use config::{HubConfig, HubLimits, OfflineShares, PartialDelivery, Rate};
+pub use core::conversation::ConversationEntry;
 pub use core::identity::{DEFAULT_DEVICE, Device, Meta};
 /// The grammar of user ids, device ids and room names.
 pub use core::ids;
@@ -68,10 +69,12 @@ pub use core::rooms::{RoomInfo, RoomOptions};
 pub use core::signon::{ConnId, ConnRef, NodeId, SignOn, SignOnOutcome, SignOnTable, SignedOn};
 pub use directory::{Directory, DirectoryError, LocalDirectory};
 pub use driver::{
-    Attach, Conn, DeliveryReport, HistoryFrom, HistoryPage, Hub, HubBuilder, JoinPass, Member,
-    MembersPage, Presence, PublishReport, Recovery, SendOptions,
+    Attach, Conn, ConversationPage, DeliveryReport, HistoryFrom, HistoryPage, Hub, HubBuilder,
+    JoinPass, Member, MembersPage, Presence, PublishReport, Recovery, SendOptions,
 };
-pub use error::{HistoryFailure, Rejection, RoomError, SendError, ShareLimit, SignOnError};
+pub use error::{
+    ConversationError, HistoryFailure, Rejection, RoomError, SendError, ShareLimit, SignOnError,
+};
 pub use history::RoomHistory;
 pub use hooks::{App, BeforeSend, Incoming, NoApp};
 pub use link::{DoorFormat, Format, Link, SessionLink};

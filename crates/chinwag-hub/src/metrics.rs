@@ -55,8 +55,13 @@ pub const REFUSALS: &str = "chinwag_hub_refusals_total";
 pub const SEND_QUEUE_DEPTH: &str = "chinwag_hub_send_queue_depth";
 /// Payload bytes senders hold in offline queues (the fair shares' count).
 pub const OFFLINE_BYTES: &str = "chinwag_hub_offline_bytes";
-/// Room publications appended to room histories.
+/// Publications appended to histories, by kind (`room`, `conversation`).
 pub const HISTORY_APPENDS: &str = "chinwag_hub_history_appends_total";
+/// Publications trimmed from histories (by count or age): seen by rooms' appends, and by the
+/// periodic sweep (conversations' count trims are not counted).
+pub const HISTORY_TRIMMED: &str = "chinwag_hub_history_trimmed_total";
+/// Direct messages delivered but not kept in their conversation's history (the store failed).
+pub const HISTORY_UNKEPT: &str = "chinwag_hub_history_unkept_total";
 /// Joins with `since`, by outcome (`recovered`, or why not: `no_history`, `epoch_changed`,
 /// `ahead`, `too_many`, `trimmed`, `unavailable`).
 pub const RECOVERIES: &str = "chinwag_hub_recoveries_total";
@@ -96,7 +101,15 @@ pub fn describe() {
     );
     describe_counter!(
         HISTORY_APPENDS,
-        "Room publications appended to room histories."
+        "Publications appended to histories, by kind (room, conversation)."
+    );
+    describe_counter!(
+        HISTORY_TRIMMED,
+        "Publications trimmed from histories, by count or age."
+    );
+    describe_counter!(
+        HISTORY_UNKEPT,
+        "Direct messages delivered but not kept in their conversation's history."
     );
     describe_counter!(RECOVERIES, "Joins with since, by outcome.");
     for g in [CONNECTIONS, USERS_ONLINE, ROOMS, OFFLINE_BYTES] {
@@ -108,7 +121,8 @@ pub fn describe() {
         REPLAYED,
         ACKED,
         EXPIRED,
-        HISTORY_APPENDS,
+        HISTORY_TRIMMED,
+        HISTORY_UNKEPT,
     ] {
         metrics::counter!(c).increment(0);
     }

@@ -28,9 +28,9 @@ use chinwag_hub::doors::chat::{
 use chinwag_hub::doors::rooms::RoomsDoor;
 use chinwag_hub::doors::tok::{ByeFn, TokDoor};
 use chinwag_hub::{
-    App, Body, Close, CloseCode, DEFAULT_DEVICE, Device, DirectoryError, Hub, HubConfig, Incoming,
-    PartialDelivery, Rate, Reconnect, Rejection, RoomError, RoomOptions, SendError, SendOptions,
-    ShareLimit, SignOn, SignOnError, ids,
+    App, Body, Close, CloseCode, ConversationError, DEFAULT_DEVICE, Device, DirectoryError, Hub,
+    HubConfig, Incoming, PartialDelivery, Rate, Reconnect, Rejection, RoomError, RoomOptions,
+    SendError, SendOptions, ShareLimit, SignOn, SignOnError, ids,
 };
 use chinwag_rpc::{Handlers, Peer, RpcConfig, RpcError};
 use chinwag_session::{OverflowPolicy, ServerConfig, SessionConfig};
@@ -666,7 +666,15 @@ fn every_error_code_is_in_the_error_table() {
         AuthError::Refused("r".into()),
         AuthError::Unavailable("u".into()),
     ];
+    let conversation = [
+        ConversationError::NotKept,
+        ConversationError::BadUser(ids::check_user("").unwrap_err()),
+        ConversationError::History(chinwag_hub::HistoryFailure::new(
+            chinwag_queue::QueueError::backend("h"),
+        )),
+    ];
     let mut hub_codes: BTreeSet<String> = send.iter().map(|e| e.code().to_owned()).collect();
+    hub_codes.extend(conversation.iter().map(|e| e.code().to_owned()));
     hub_codes.extend(room.iter().map(|e| e.code().to_owned()));
     hub_codes.extend(sign_on.iter().map(|e| e.code().to_owned()));
     let reasons: BTreeSet<String> = auth.iter().map(|e| e.reason().to_owned()).collect();

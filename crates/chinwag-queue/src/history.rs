@@ -67,7 +67,7 @@ pub use memory::MemoryHistory;
 pub type Offset = u64;
 
 /// The longest stream name accepted, in bytes.
-pub const MAX_STREAM_LEN: usize = 1024;
+pub const MAX_STREAM_LEN: usize = 4096;
 
 /// Where a stream stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

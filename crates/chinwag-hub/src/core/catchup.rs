@@ -51,6 +51,26 @@ impl<M: Clone> Rooms<M> {
         Ok((msgs, r.snapshot()))
     }
 
+    /// The room's history holds from `held_from` on after an append under `epoch`: how many
+    /// publications it trimmed since the last append (0 when the epoch changed). Called before
+    /// [`sequence_kept`](Self::sequence_kept) of that append.
+    pub(crate) fn trimmed_to(&mut self, name: &str, epoch: u64, held_from: u64) -> u64 {
+        let Some(r) = self.rooms.get_mut(name) else {
+            return 0;
+        };
+        let trimmed = if r.epoch == epoch {
+            held_from.saturating_sub(r.held_from)
+        } else {
+            0
+        };
+        r.held_from = if r.epoch == epoch {
+            r.held_from.max(held_from)
+        } else {
+            held_from
+        };
+        trimmed
+    }
+
     /// The next step of `conn`'s catch-up in `name`, once its missed publications are written:
     /// the publications held for it meanwhile (write them, then ask again), or none — then the
     /// catch-up is over and the member is live from this instant, so nothing can overtake what
@@ -105,6 +125,7 @@ mod tests {
         let new = NewRoom {
             epoch: 7,
             seq: 0,
+            held_from: 1,
             max_members: 10,
             keep,
         };
@@ -167,6 +188,7 @@ mod tests {
         let new = NewRoom {
             epoch: 7,
             seq: 5,
+            held_from: 1,
             max_members: 10,
             keep: Some(Keep::new(100, None)),
         };
@@ -192,5 +214,27 @@ mod tests {
             Some(Err(Overflow))
         ));
         assert!(rooms.catchup_take("r", ConnId(1)).is_none(), "ended");
+    }
+
+    #[test]
+    fn trims_are_counted_once_and_not_across_epochs() {
+        let mut rooms = Rooms::<u32>::default();
+        let new = NewRoom {
+            epoch: 7,
+            seq: 10,
+            held_from: 3,
+            max_members: 10,
+            keep: Some(Keep::new(8, None)),
+        };
+        rooms.create("r", new, None, false).unwrap();
+        assert_eq!(rooms.trimmed_to("r", 7, 4), 1);
+        assert_eq!(rooms.trimmed_to("r", 7, 4), 0, "counted once");
+        assert_eq!(rooms.trimmed_to("r", 7, 9), 5);
+        assert_eq!(
+            rooms.trimmed_to("r", 8, 1),
+            0,
+            "another epoch: a new stream"
+        );
+        assert_eq!(rooms.trimmed_to("nope", 7, 9), 0);
     }
 }

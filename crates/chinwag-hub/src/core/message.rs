@@ -278,7 +278,13 @@ pub(crate) fn decode_publication(
     })
 }
 
-fn encode_parts(version: u8, id: u64, sent_at: u64, from: Option<&Device>, body: &Body) -> Bytes {
+pub(super) fn encode_parts(
+    version: u8,
+    id: u64,
+    sent_at: u64,
+    from: Option<&Device>,
+    body: &Body,
+) -> Bytes {
     let from_len = from.map_or(0, |d| 4 + d.user.len() + d.device.len());
     let mut b = BytesMut::with_capacity(18 + from_len + body.len());
     b.put_u8(version);
@@ -303,9 +309,9 @@ fn encode_parts(version: u8, id: u64, sent_at: u64, from: Option<&Device>, body:
     b.freeze()
 }
 
-type Parts = (u64, u64, Option<Device>, Body);
+pub(super) type Parts = (u64, u64, Option<Device>, Body);
 
-fn decode_parts(version: u8, mut b: Bytes) -> Option<Parts> {
+pub(super) fn decode_parts(version: u8, mut b: Bytes) -> Option<Parts> {
     if b.remaining() < 18 || b.get_u8() != version {
         return None;
     }

@@ -22,6 +22,7 @@
 //! | `rooms` | one shard of rooms: members, epoch and sequence, snapshots for fan-out, presence |
 //! | `recovery` | a room member that comes back with `since`: the decision, the missed range, the held live publications |
 //! | `catchup` | the rooms' side of recovery: kept publications sequenced and held, catch-ups taken and ended |
+//! | `conversation` | direct-message history: a conversation's stream name, its entries |
 //! | `guesses` | room-password guesses per connection |
 //! | `shares` | per-sender shares of the offline queue |
 //! | `rate` | token buckets on the core's clock |
@@ -29,6 +30,7 @@
 //! | `time` | the core's clock type |
 
 pub(crate) mod catchup;
+pub(crate) mod conversation;
 pub(crate) mod delivery;
 pub(crate) mod expiry;
 pub(crate) mod guesses;

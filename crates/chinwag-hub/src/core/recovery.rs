@@ -26,7 +26,8 @@ use std::time::Duration;
 use super::identity::Device;
 use super::message::Body;
 
-/// What a room keeps of its publications: its last `max_len`, none older than `max_age`.
+/// What a room keeps of its publications: its last `max_len`, none older than `max_age`; and
+/// who may read them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Keep {
@@ -34,15 +35,25 @@ pub struct Keep {
     pub max_len: u64,
     /// None older than this (`None`: no age bound).
     pub max_age: Option<Duration>,
+    /// Whether signed-in users that are not members may read it (`history`). Default: members
+    /// only.
+    pub public: bool,
 }
 
 impl Keep {
-    /// The last `max_len` publications (at least 1), none older than `max_age`.
+    /// The last `max_len` publications (at least 1), none older than `max_age`, for members.
     pub fn new(max_len: u64, max_age: Option<Duration>) -> Self {
         Keep {
             max_len: max_len.max(1),
             max_age,
+            public: false,
         }
+    }
+
+    /// Readable by non-members too (`public`).
+    pub fn readable_by_all(mut self) -> Self {
+        self.public = true;
+        self
     }
 }
 

@@ -111,6 +111,8 @@ pub(super) struct Room<M> {
     pub(super) snapshot: Option<Snapshot<M>>,
     /// What it keeps of its publications (`None`: no history).
     pub(super) keep: Option<Keep>,
+    /// The oldest `seq` its history held after the last append (for the trims metric).
+    pub(super) held_from: u64,
     /// Members catching up (`core::recovery`): not in the snapshot; publications are held.
     pub(super) catchups: BTreeMap<ConnId, Catchup<Arc<RoomMessage>>>,
 }
@@ -121,6 +123,8 @@ pub(super) struct Room<M> {
 pub(crate) struct NewRoom {
     pub(crate) epoch: u64,
     pub(crate) seq: u64,
+    /// The oldest `seq` its history holds (`seq + 1`: none).
+    pub(crate) held_from: u64,
     pub(crate) max_members: usize,
     pub(crate) keep: Option<Keep>,
 }
@@ -162,6 +166,7 @@ impl<M> Room<M> {
             name: name.into(),
             epoch: new.epoch,
             seq: new.seq,
+            held_from: new.held_from,
             password,
             presence_events,
             max_members: new.max_members,
@@ -480,6 +485,7 @@ mod tests {
         NewRoom {
             epoch,
             seq: 0,
+            held_from: 1,
             max_members,
             keep: None,
         }

@@ -38,6 +38,11 @@ pub struct DeliveryReport {
     pub failed: usize,
     /// Whether it is in the offline queue (until acknowledged or expired).
     pub queued: bool,
+    /// Its place in the history of the conversation between sender and recipient, when it was
+    /// kept there (messages a user sends with a TTL, on a hub keeping conversations; `None`
+    /// also when the store failed: it was delivered all the same).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
 }
 
 /// How a direct message is sent.
@@ -141,6 +146,8 @@ impl Hub {
         let shard = inner.user_shard(user);
         let (tx, rx) = oneshot::channel();
         let token = inner.token();
+        let keep = inner.keeps_conversation(from.is_some(), ttl.is_zero());
+        let mut kept = None;
         let progress = {
             let mut sh = inner.users(shard);
             let key = sh.core.user_key(user).unwrap_or_else(|| Arc::from(user));
@@ -152,6 +159,9 @@ impl Hub {
                 sent_at: now_us / 1000,
                 body,
             });
+            if keep {
+                kept = Some(msg.clone());
+            }
             match sh.core.send(key, Pending::new(token, msg, ttl)) {
                 Ok(p) => {
                     sh.waiters.insert(token, Waiter { tx, ticket, ttl });
@@ -165,7 +175,16 @@ impl Hub {
             }
         };
         inner.run(shard, progress);
-        rx.await.unwrap_or(Err(SendError::ShuttingDown))
+        let mut result = rx.await.unwrap_or(Err(SendError::ShuttingDown));
+        if let (Ok(report), Some(msg)) = (&mut result, kept) {
+            // On a task of its own: a sender that goes away does not leave it unkept.
+            let keeper = inner.clone();
+            let kept = inner
+                .tasks
+                .spawn(async move { keeper.keep_direct(msg).await });
+            report.seq = kept.await.ok().flatten();
+        }
+        result
     }
 
     /// A send from a connection: its message rate and the before-receive hook first.
@@ -416,6 +435,7 @@ impl Inner {
                     delivered: r.delivered,
                     failed: r.failed,
                     queued: r.queued,
+                    seq: None,
                 }),
                 Err(r) => Err(refusal(r, &f.user)),
             };

@@ -107,6 +107,7 @@ impl Inner {
         let fresh = NewRoom {
             epoch: self.epoch(),
             seq: 0,
+            held_from: 1,
             max_members,
             keep,
         };
@@ -117,6 +118,7 @@ impl Inner {
             Ok(Some(s)) => Ok(NewRoom {
                 epoch: s.epoch,
                 seq: s.last,
+                held_from: s.first,
                 ..fresh
             }),
             Ok(None) => Ok(fresh),
@@ -138,9 +140,12 @@ impl Inner {
             }
             return;
         };
-        // A stream the append starts takes the room's epoch (the room was made before it).
+        // A stream the append starts takes the room's epoch when the room has no publication
+        // yet (it was made before its stream); a room whose stream went away (swept once all of
+        // it aged out) goes on under a new epoch, so no offset is reused within an epoch.
         let shard = self.room_shard(&room);
-        let Some(epoch) = self.rooms(shard).core.info(&room).map(|i| i.epoch) else {
+        let info = self.rooms(shard).core.info(&room);
+        let Some(epoch) = info.map(|i| if i.seq == 0 { i.epoch } else { self.epoch() }) else {
             for p in batch {
                 let _ = p.reply.send(Err(RoomError::NoSuchRoom));
             }
@@ -165,16 +170,23 @@ impl Inner {
                 return;
             }
         };
-        metrics::counter!(m::HISTORY_APPENDS).increment(batch.len() as u64);
+        metrics::counter!(m::HISTORY_APPENDS, "kind" => "room").increment(batch.len() as u64);
         let first = (state.last + 1).saturating_sub(batch.len() as u64);
         let (kept, replies): (Vec<Kept>, Vec<_>) = batch
             .into_iter()
             .map(|p| ((p.from, p.sent_at, p.body), p.reply))
             .unzip();
-        let sequenced =
-            self.rooms(self.room_shard(&room))
-                .core
-                .sequence_kept(&room, state.epoch, first, kept);
+        let (trimmed, sequenced) = {
+            let mut rooms = self.rooms(shard);
+            let trimmed = rooms.core.trimmed_to(&room, state.epoch, state.first);
+            (
+                trimmed,
+                rooms.core.sequence_kept(&room, state.epoch, first, kept),
+            )
+        };
+        if trimmed > 0 {
+            metrics::counter!(m::HISTORY_TRIMMED).increment(trimmed);
+        }
         match sequenced {
             Err(_) => {
                 for r in replies {
@@ -286,12 +298,15 @@ impl Inner {
 }
 
 impl Hub {
-    /// A page of `room`'s history for `conn`, a member: up to `limit` publications (at most
+    /// A page of `room`'s history for `conn`, a member (or anyone signed in, when the room's
+    /// history is [`public`](crate::Keep::public)): up to `limit` publications (at most
     /// [`RoomHistory::max_page`](crate::RoomHistory::max_page)) from `from`.
     ///
     /// # Errors
     ///
-    /// Not a member, no such room (or it keeps no history), history unavailable.
+    /// Not a member (also for a room that does not exist or keeps no history, when `conn` is
+    /// not in it: a non-member learns nothing of rooms it may not read), no such room (or it
+    /// keeps no history), history unavailable.
     pub async fn history(
         &self,
         conn: &Conn,
@@ -300,13 +315,18 @@ impl Hub {
         limit: usize,
     ) -> Result<HistoryPage, RoomError> {
         let inner = &self.inner;
-        if !inner.users(conn.0.shard).core.in_room(conn.id(), room) {
+        let member = inner.users(conn.0.shard).core.in_room(conn.id(), room);
+        let keep = inner.rooms(inner.room_shard(room)).core.keep_of(room);
+        let (Ok(Some(keep)), Some(history)) = (keep, &inner.history) else {
+            return Err(if member {
+                RoomError::NoSuchRoom
+            } else {
+                RoomError::NotMember
+            });
+        };
+        if !member && !keep.public {
             return Err(RoomError::NotMember);
         }
-        let keep = inner.rooms(inner.room_shard(room)).core.keep_of(room);
-        let (Ok(Some(_)), Some(history)) = (keep, &inner.history) else {
-            return Err(RoomError::NoSuchRoom);
-        };
         let limit = limit.clamp(1, inner.config.history.max_page.max(1));
         let (offset, direction) = match from {
             HistoryFrom::Newest => (u64::MAX, Direction::Backward),

@@ -54,6 +54,7 @@ use crate::link::{DoorFormat, Format};
 use crate::metrics as m;
 
 mod conn;
+mod conversation;
 mod direct;
 mod fanout;
 mod history;
@@ -66,6 +67,7 @@ mod signon;
 mod timers;
 
 pub use conn::{Attach, Conn};
+pub use conversation::ConversationPage;
 pub use direct::{DeliveryReport, SendOptions};
 pub use history::{HistoryFrom, HistoryPage, Recovery};
 pub use passwords::JoinPass;

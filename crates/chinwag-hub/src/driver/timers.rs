@@ -52,7 +52,8 @@ pub(crate) async fn expiry_loop(inner: Weak<Inner>) {
     }
 }
 
-/// Sweeps expired queue entries and idle rate-limiter state, every `sweep_interval`.
+/// Sweeps expired queue entries, aged history, and idle rate-limiter state, every
+/// `sweep_interval`.
 pub(crate) async fn sweep_loop(inner: Weak<Inner>) {
     let (interval, stop) = match inner.upgrade() {
         Some(h) => (h.config.sweep_interval, h.stop.clone()),
@@ -69,6 +70,12 @@ pub(crate) async fn sweep_loop(inner: Weak<Inner>) {
         match hub.queue.sweep().await {
             Ok(n) => metrics::counter!(m::EXPIRED).increment(n),
             Err(e) => tracing::warn!(error = %e, "offline queue sweep failed"),
+        }
+        if let Some(h) = &hub.history {
+            match h.sweep().await {
+                Ok(n) => metrics::counter!(m::HISTORY_TRIMMED).increment(n),
+                Err(e) => tracing::warn!(error = %e, "history sweep failed"),
+            }
         }
         let now = hub.now();
         hub.shares(|s| s.expire(now));

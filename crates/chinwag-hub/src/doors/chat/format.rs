@@ -9,6 +9,7 @@ use chinwag_wire::{Message, Name};
 use serde::Serialize;
 
 use crate::close::Close;
+use crate::core::conversation::ConversationEntry;
 use crate::core::identity::Device;
 use crate::core::message::{Body, Event, RoomMessage};
 use crate::link::Format;
@@ -102,6 +103,38 @@ impl<'a> RoomJson<'a> {
             seq: m.seq,
             from: from_json(&m.from),
             sent_at: m.sent_at,
+            body,
+            body_base64,
+        }
+    }
+}
+
+/// A direct message of a conversation's history (`history {with}`).
+#[derive(Serialize)]
+pub(crate) struct EntryJson<'a> {
+    pub(crate) seq: u64,
+    pub(crate) id: u64,
+    pub(crate) from: FromJson<'a>,
+    pub(crate) to: &'a str,
+    pub(crate) sent_at: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) body: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) body_base64: Option<String>,
+}
+
+impl<'a> EntryJson<'a> {
+    pub(crate) fn of(e: &'a ConversationEntry) -> Self {
+        let (body, body_base64) = split_body(&e.body);
+        EntryJson {
+            seq: e.seq,
+            id: e.id.0,
+            from: FromJson {
+                user: &e.from.user,
+                device: &e.from.device,
+            },
+            to: &e.to,
+            sent_at: e.sent_at,
             body,
             body_base64,
         }

@@ -63,7 +63,7 @@ pub(crate) struct AppReq {
 
 #[cfg(test)]
 pub(crate) fn sample_report() -> serde_json::Value {
-    serde_json::json!({"id": 1, "delivered": 0, "failed": 0, "queued": true})
+    serde_json::json!({"id": 1, "delivered": 0, "failed": 0, "queued": true, "seq": 1})
 }
 
 pub(super) fn send(h: &mut Handlers, hub: &Hub, name: &'static str) {

@@ -74,7 +74,7 @@ pub static OPERATIONS: [Operation; 13] = [
     Operation {
         name: "send",
         request: fields_of::<direct::SendReq>,
-        result: &["id", "delivered", "failed", "queued"],
+        result: &["id", "delivered", "failed", "queued", "seq"],
         register: direct::send,
     },
     Operation {
@@ -125,7 +125,16 @@ pub static OPERATIONS: [Operation; 13] = [
     Operation {
         name: "history",
         request: fields_of::<rooms::HistoryReq>,
-        result: &["room", "epoch", "first", "last", "publications"],
+        // `room` and `publications` for a room, `with` and `messages` for a conversation.
+        result: &[
+            "room",
+            "with",
+            "epoch",
+            "first",
+            "last",
+            "publications",
+            "messages",
+        ],
         register: rooms::history,
     },
     Operation {
@@ -293,6 +302,7 @@ mod tests {
         assert_eq!(of("send"), ["to", "body", "body_base64", "ttl_ms"]);
         assert!(of("whoami").is_empty());
         assert_eq!(of("members"), ["room", "after", "limit"]);
+        assert_eq!(of("history"), ["room", "with", "before", "after", "limit"]);
     }
 
     /// The table's result fields are those of the types the handlers answer with.
@@ -328,7 +338,15 @@ mod tests {
                 serde_json::to_value(rooms::RoomsJson { rooms: vec![] }).unwrap(),
             ),
             ("members", rooms::sample_members()),
-            ("history", rooms::sample_history()),
+            ("history", {
+                // The two shapes together: a room's page and a conversation's.
+                let mut both = rooms::sample_history();
+                let conv = rooms::sample_conversation();
+                both.as_object_mut()
+                    .unwrap()
+                    .extend(conv.as_object().unwrap().clone());
+                both
+            }),
             (
                 "online",
                 serde_json::to_value(presence::sample_online()).unwrap(),

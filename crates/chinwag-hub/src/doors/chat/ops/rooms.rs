@@ -7,8 +7,8 @@ use super::direct::body_of;
 use super::{ChatError, Empty, op, room_error, signed_in};
 use crate::core::rooms::RoomInfo;
 use crate::core::signon::ConnId;
-use crate::doors::chat::format::RoomJson;
-use crate::driver::{HistoryFrom, Hub, Recovery};
+use crate::doors::chat::format::{EntryJson, RoomJson};
+use crate::driver::{Conn, HistoryFrom, Hub, Recovery};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,7 +40,10 @@ pub(crate) struct JoinJson {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct HistoryReq {
-    room: String,
+    #[serde(default)]
+    room: Option<String>,
+    #[serde(default)]
+    with: Option<String>,
     #[serde(default)]
     before: Option<u64>,
     #[serde(default)]
@@ -56,6 +59,16 @@ pub(crate) struct HistoryJson<'a> {
     first: u64,
     last: u64,
     publications: Vec<RoomJson<'a>>,
+}
+
+/// A page of a conversation.
+#[derive(Serialize)]
+pub(crate) struct ConversationJson<'a> {
+    with: &'a str,
+    epoch: u64,
+    first: u64,
+    last: u64,
+    messages: Vec<EntryJson<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -121,6 +134,18 @@ pub(crate) fn sample_history() -> serde_json::Value {
 }
 
 #[cfg(test)]
+pub(crate) fn sample_conversation() -> serde_json::Value {
+    serde_json::to_value(ConversationJson {
+        with: "bob",
+        epoch: 0,
+        first: 1,
+        last: 0,
+        messages: vec![],
+    })
+    .unwrap()
+}
+
+#[cfg(test)]
 pub(crate) fn sample_publish() -> serde_json::Value {
     serde_json::json!({"seq": 1, "delivered": 0, "dropped": 0, "filtered": 0})
 }
@@ -167,12 +192,22 @@ pub(super) fn history(h: &mut Handlers, hub: &Hub, name: &'static str) {
             }
         };
         let limit = r.limit.unwrap_or(DEFAULT_HISTORY_PAGE);
+        let room = match (r.room, r.with) {
+            (Some(room), None) => room,
+            (None, Some(with)) => return conversation(&hub, &conn, &with, from, limit).await,
+            _ => {
+                return Err(ChatError::new(
+                    "bad_request",
+                    "history takes exactly one of `room` and `with`",
+                ));
+            }
+        };
         let page = hub
-            .history(&conn, &r.room, from, limit)
+            .history(&conn, &room, from, limit)
             .await
             .map_err(|e| room_error(&e))?;
         let json = serde_json::to_value(HistoryJson {
-            room: &r.room,
+            room: &room,
             epoch: page.epoch,
             first: page.first,
             last: page.last,
@@ -181,6 +216,28 @@ pub(super) fn history(h: &mut Handlers, hub: &Hub, name: &'static str) {
         .map_err(|e| ChatError::new("internal", e.to_string()))?;
         Ok(json)
     });
+}
+
+/// `history {with}`: a page of the conversation with another user.
+async fn conversation(
+    hub: &Hub,
+    conn: &Conn,
+    with: &str,
+    from: HistoryFrom,
+    limit: usize,
+) -> Result<serde_json::Value, ChatError> {
+    let page = hub
+        .conversation(conn, with, from, limit)
+        .await
+        .map_err(|e| ChatError::new(e.code(), e.to_string()))?;
+    serde_json::to_value(ConversationJson {
+        with,
+        epoch: page.epoch,
+        first: page.first,
+        last: page.last,
+        messages: page.messages.iter().map(EntryJson::of).collect(),
+    })
+    .map_err(|e| ChatError::new("internal", e.to_string()))
 }
 
 pub(super) fn leave(h: &mut Handlers, hub: &Hub, name: &'static str) {
