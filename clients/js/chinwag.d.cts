@@ -348,6 +348,17 @@ export interface ChatOptions {
   maxWaiting?: number;
   /** Highest direct-message id already processed (e.g. stored by the app); lower ids are dropped. */
   lastMessageId?: number;
+  /**
+   * Fill a gap seen on a live subscription (a room's seq jumped: the server's send queue dropped
+   * publishes) from the room's history (default true): the missing publishes are emitted as
+   * 'room' events, in order, before the live ones that came meanwhile (held until then), and a
+   * 'gap' event says whether it worked. false: only 'gap' (`filled: false`, `reason: 'off'`).
+   */
+  fillGaps?: boolean;
+  /** A gap of more publishes than this (default 1000) is not filled: 'gap' with reason 'too_many'. */
+  maxGapFill?: number;
+  /** Live publishes of one room held while its gap is filled (default 1000); one more and the fill gives up: reason 'overflow'. */
+  maxGapHold?: number;
   /** Other options of the underlying gotalk Connection. */
   connection?: ConnectOptions;
 }
@@ -439,7 +450,44 @@ export interface RoomState {
   missed?: number;
 }
 
-/** Where a client stands in a room: the epoch and seq of the last publish it saw. */
+/**
+ * Why a gap was not filled: 'off' (fillGaps false), 'not_signed_in' (seen while rejoining after
+ * a reconnect), 'no_history' (the room keeps none: the history request said no_such_room, or a
+ * rejoin said so), 'not_member', 'unavailable' (history_unavailable), 'epoch_changed' (the
+ * history is of another epoch, or a publish of a new epoch came), 'trimmed' (the history no
+ * longer holds them), 'missing' (the history page did not have them), 'too_many' (over
+ * maxGapFill), 'overflow' (over maxGapHold held), or the code of another error of `history`.
+ */
+export type GapReason =
+  | 'off'
+  | 'not_signed_in'
+  | 'no_history'
+  | 'not_member'
+  | 'unavailable'
+  | 'epoch_changed'
+  | 'trimmed'
+  | 'missing'
+  | 'too_many'
+  | 'overflow'
+  | (string & {});
+
+/**
+ * Publishes `from`..`to` of a room (in `epoch`) that a live subscription did not get (a seq
+ * jumped). Emitted just before the 'room' event of the publish after them. `filled: true`: they
+ * were read from the room's history and emitted (as 'room' events, just before this); `filled:
+ * false`: they are missed, for `reason` (`error`: the ChatError of the history request, if one failed).
+ */
+export interface GapEvent {
+  room: string;
+  epoch: number;
+  from: number;
+  to: number;
+  filled: boolean;
+  reason?: GapReason;
+  error?: ChatError;
+}
+
+/** Where a client stands in a room: the epoch and seq of the last publish it emitted. */
 export interface RoomPosition {
   epoch: number;
   seq: number;
@@ -507,8 +555,8 @@ export interface ChatEvents {
   presence: PresenceEvent;
   /** A room joined again after a reconnect, with the position seen last: `recovered` says whether the missed publishes came (as 'room' events, before this one). */
   rejoined: RoomState;
-  /** Publishes of a room were missed on a live subscription (a seq jumped): `from`..`to` (read them with history()). */
-  gap: { room: string; epoch: number; from: number; to: number };
+  /** Publishes of a room were missed on a live subscription (a seq jumped): filled from the history (`filled: true`, with fillGaps), or not (`filled: false`, `reason`). */
+  gap: GapEvent;
   /** A failed ack or rejoin (a ChatError with `room`), a token function that threw, a listener that threw. */
   error: Error;
 }
@@ -577,7 +625,7 @@ export declare class ChatClient {
   join(room: string, opts?: ChatCallOptions & { password?: string; since?: RoomPosition }): Promise<RoomState>;
   /** A page of a room's history (members only): before or after a seq, newest first without `after`. */
   history(room: string, opts?: ChatCallOptions & { before?: number; after?: number; limit?: number }): Promise<HistoryPage>;
-  /** The epoch and seq of the last publish of `room` this client saw (null: none yet). */
+  /** The epoch and seq of the last publish of `room` this client emitted as a 'room' event, or the join's if later (null: none yet). Only moves forward within an epoch; a rejoin asks from it. */
   position(room: string): RoomPosition | null;
   leave(room: string, opts?: ChatCallOptions): Promise<{ left: boolean }>;
   publish(room: string, body: string | Uint8Array | ArrayBuffer, opts?: ChatCallOptions): Promise<PublishResult>;

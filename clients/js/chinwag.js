@@ -1624,7 +1624,23 @@ export const CHAT_DEFAULTS = Object.freeze({
   maxWaiting: 1000,
   /** The highest direct-message id already processed (e.g. kept from an earlier session): older ones are dropped. */
   lastMessageId: 0,
+  /**
+   * Fill a gap seen on a live subscription (a room's `seq` jumped: the send queue dropped
+   * publishes) from the room's history, emitting the missing publishes in order before the later
+   * ones. Off: only a 'gap' event (`filled: false`, `reason: 'off'`).
+   */
+  fillGaps: true,
+  /** A gap of more publishes than this is not filled ('gap' with `reason: 'too_many'`). */
+  maxGapFill: 1000,
+  /** Live publishes of a room held while its gap is filled; one more and the fill gives up ('overflow'). */
+  maxGapHold: 1000,
 });
+
+/** The largest page the `history` operation returns (the server cuts larger limits to it). */
+const HISTORY_PAGE_MAX = 100;
+
+/** Why a gap could not be filled, from the `history` error code. */
+const GAP_REASONS = Object.freeze({ no_such_room: 'no_history', history_unavailable: 'unavailable', not_member: 'not_member' });
 
 /**
  * An error of a chat operation. `code` is the server's error code (`room_full`,
@@ -1737,7 +1753,7 @@ export class ChatClient extends Emitter {
     this.lastMessageId = Number(this.options.lastMessageId) || 0;
     /** Counters. */
     this.stats = { connects: 0, signIns: 0, messages: 0, duplicates: 0, acks: 0, refreshes: 0 };
-    this._rooms = new Map(); // joined rooms: name -> {password, pos: {epoch, seq} of the last publish seen}
+    this._rooms = new Map(); // joined rooms: name -> {password, pos: {epoch, seq} of the last publish emitted, fill, noHistory}
     this._waiting = [];
     this._conn = null;
     this._gen = 0;
@@ -1834,8 +1850,9 @@ export class ChatClient extends Emitter {
     if (opts.password != null) p.password = opts.password;
     if (opts.since != null) p.since = { epoch: opts.since.epoch, seq: opts.since.seq };
     const r = await this._call('join', p, opts);
-    const pos = this._rooms.get(room)?.pos ?? null;
-    this._rooms.set(room, { password: opts.password ?? null, pos });
+    const entry = this._rooms.get(room);
+    if (entry) entry.password = opts.password ?? null; // joined already: keep its position (and a fill under way)
+    else this._rooms.set(room, { password: opts.password ?? null, pos: null, fill: null, noHistory: false });
     this._positionAfterJoin(room, r);
     return r;
   }
@@ -1852,33 +1869,195 @@ export class ChatClient extends Emitter {
     return this._call('history', p, opts);
   }
 
-  /** Where `room` stands for this client: the `{epoch, seq}` of the last publish it saw (null: none yet). */
+  /**
+   * Where `room` stands for this client: the `{epoch, seq}` of the last publish it emitted as a
+   * 'room' event (or of the join, if later); null: none yet. Publishes held while a gap is
+   * filled are not counted until they are emitted.
+   */
   position(room) {
     const pos = this._rooms.get(room)?.pos;
     return pos ? { ...pos } : null;
   }
 
   // A join's result: publishes after its `seq` follow (those up to it were written before it
-  // when it recovered). Never moves the position back within an epoch.
+  // when it recovered). Never moves the position back within an epoch, nor past a gap being filled.
   _positionAfterJoin(room, r) {
     const entry = this._rooms.get(room);
     if (!entry || r == null || typeof r.epoch !== 'number') return;
+    entry.noHistory = r.recovered === false && r.reason === 'no_history';
+    if (entry.fill) {
+      if (entry.fill.epoch === r.epoch) return; // the fill and the live publishes move it on
+      this._giveUpFill(entry.fill, 'epoch_changed');
+    }
     const pos = entry.pos;
     if (!pos || pos.epoch !== r.epoch || pos.seq < r.seq) entry.pos = { epoch: r.epoch, seq: r.seq };
   }
 
-  // A `room` notification: the room's position moves; a `seq` more than one above the last seen
-  // in the same epoch means publishes were missed (the send queue dropped them): 'gap'.
+  // A `room` notification. The position is the `{epoch, seq}` of the last publish emitted; it only
+  // moves forward within an epoch. A `seq` more than one above it in the same epoch means
+  // publishes were missed (the send queue dropped them): with `fillGaps` they are read from the
+  // history and emitted first (see _fill), else 'gap'.
   _onRoom(m) {
     const entry = this._rooms.get(m.room);
-    if (entry && typeof m.epoch === 'number' && typeof m.seq === 'number') {
-      const pos = entry.pos;
-      if (pos && pos.epoch === m.epoch && m.seq > pos.seq + 1) {
-        this._emit('gap', { room: m.room, epoch: m.epoch, from: pos.seq + 1, to: m.seq - 1 });
-      }
-      if (!pos || pos.epoch !== m.epoch || m.seq > pos.seq) entry.pos = { epoch: m.epoch, seq: m.seq };
+    if (!entry || typeof m.epoch !== 'number' || typeof m.seq !== 'number') {
+      this._emit('room', m);
+      return;
     }
+    const f = entry.fill;
+    if (f) {
+      if (m.epoch === f.epoch) {
+        this._hold(entry, f, m);
+        return;
+      }
+      // Another epoch: the room's history was lost; what is held comes first, unfilled.
+      this._giveUpFill(f, 'epoch_changed');
+      if (this._rooms.get(m.room) !== entry) return;
+    }
+    const pos = entry.pos;
+    if (pos && pos.epoch === m.epoch && m.seq > pos.seq + 1) {
+      const o = this.options;
+      const reason = !o.fillGaps ? 'off' : entry.noHistory ? 'no_history' : this.state !== 'signed-in' || !this._conn ? 'not_signed_in' : null;
+      if (reason == null) {
+        this._startFill(m.room, entry, m);
+        return;
+      }
+      this._emit('gap', { room: m.room, epoch: m.epoch, from: pos.seq + 1, to: m.seq - 1, filled: false, reason });
+    }
+    if (!pos || pos.epoch !== m.epoch || m.seq > pos.seq) entry.pos = { epoch: m.epoch, seq: m.seq };
     this._emit('room', m);
+  }
+
+  // A live publish that arrived while the room's gap is being filled: held, in seq order (a
+  // duplicate, or one at or below the position, is dropped). Past maxGapHold the fill gives up.
+  _hold(entry, f, m) {
+    if (m.seq <= entry.pos.seq) return;
+    const held = f.held;
+    let i = held.length;
+    while (i > 0 && held[i - 1].seq > m.seq) i--;
+    if (i > 0 && held[i - 1].seq === m.seq) return;
+    held.splice(i, 0, m);
+    if (held.length > this.options.maxGapHold) this._giveUpFill(f, 'overflow');
+  }
+
+  _startFill(room, entry, m) {
+    const f = { room, entry, epoch: m.epoch, conn: this._conn, held: [m] };
+    entry.fill = f;
+    this._fill(f).catch((err) => {
+      // A bug, or a listener that threw past _emit: never leave the room stuck.
+      if (entry.fill === f) this._giveUpFill(f, 'error', err);
+    });
+  }
+
+  _fillCurrent(f) {
+    return f.entry.fill === f && this._rooms.get(f.room) === f.entry;
+  }
+
+  // Emits the held publishes that follow the position without a hole (dropping those at or
+  // below it). False when the fill ended meanwhile (a listener left the room, closed, ...).
+  _drainHeld(f) {
+    const { entry, held } = f;
+    while (held.length > 0 && held[0].seq <= entry.pos.seq + 1) {
+      const m = held.shift();
+      if (m.seq <= entry.pos.seq) continue;
+      entry.pos = { epoch: f.epoch, seq: m.seq };
+      this._emit('room', m);
+      if (!this._fillCurrent(f)) return false;
+    }
+    return true;
+  }
+
+  // Fills the holes before the held publishes, one after another, from the room's history:
+  // `history {after: position, limit}` pages (at most HISTORY_PAGE_MAX each) until the hole is
+  // closed, each publish emitted as it comes (so the position, which a reconnect's rejoin
+  // recovers from, only moves forward), then the held ones up to the next hole. A hole the
+  // history cannot supply is a 'gap' with `filled: false`; a filled one a 'gap' with `filled: true`.
+  async _fill(f) {
+    const { room, entry, epoch } = f;
+    for (;;) {
+      if (!this._drainHeld(f)) return;
+      if (f.held.length === 0) {
+        entry.fill = null;
+        return;
+      }
+      const from = entry.pos.seq + 1;
+      let reason = null;
+      let error;
+      let lost = false;
+      if (f.held[0].seq - from > this.options.maxGapFill) reason = 'too_many';
+      while (reason == null && entry.pos.seq + 1 < f.held[0].seq) {
+        const after = entry.pos.seq;
+        const to = f.held[0].seq - 1;
+        let page;
+        try {
+          page = await f.conn.request('history', { room, after, limit: Math.min(to - after, HISTORY_PAGE_MAX) });
+        } catch (err) {
+          if (!this._fillCurrent(f)) return;
+          error = toChatError(err, 'history');
+          if (error.code === 'closed') {
+            // The connection is going: the fill ends with it (_releaseConn) and the rejoin
+            // recovers from the position. Nothing is emitted past it.
+            entry.fill = null;
+            return;
+          }
+          reason = GAP_REASONS[error.code] ?? error.code;
+          if (reason === 'no_history') entry.noHistory = true;
+          break;
+        }
+        if (!this._fillCurrent(f)) return;
+        if (!page || page.epoch !== epoch) {
+          reason = 'epoch_changed';
+          break;
+        }
+        const limit = f.held[0].seq - 1; // a late live one may have shortened the hole
+        let moved = false;
+        for (const p of Array.isArray(page.publications) ? page.publications : []) {
+          if (!p || typeof p.seq !== 'number' || p.seq <= entry.pos.seq || p.seq > limit) continue;
+          if (p.seq > entry.pos.seq + 1) {
+            // The history does not hold the start of the hole (trimmed): what it holds comes.
+            lost = true;
+            this._emit('gap', { room, epoch, from: entry.pos.seq + 1, to: p.seq - 1, filled: false, reason: 'trimmed' });
+            if (!this._fillCurrent(f)) return;
+          }
+          entry.pos = { epoch, seq: p.seq };
+          moved = true;
+          this._emit('room', withBytes(p));
+          if (!this._fillCurrent(f)) return;
+        }
+        if (!moved) reason = typeof page.first === 'number' && page.first > entry.pos.seq + 1 ? 'trimmed' : 'missing';
+      }
+      if (reason != null) {
+        lost = true;
+        const to = f.held[0].seq - 1;
+        if (to > entry.pos.seq) this._emit('gap', { room, epoch, from: entry.pos.seq + 1, to, filled: false, reason, ...(error ? { error } : {}) });
+        if (!this._fillCurrent(f)) return;
+      } else if (!lost && entry.pos.seq >= from) {
+        this._emit('gap', { room, epoch, from, to: entry.pos.seq, filled: true });
+        if (!this._fillCurrent(f)) return;
+      }
+      // The next held publish follows: emitted by _drainHeld even after an unfilled hole.
+      if (f.held.length > 0 && f.held[0].seq > entry.pos.seq + 1) {
+        const m = f.held.shift();
+        entry.pos = { epoch, seq: m.seq };
+        this._emit('room', m);
+        if (!this._fillCurrent(f)) return;
+      }
+    }
+  }
+
+  // Ends a fill at once: the held publishes are emitted in order, each hole before them as a
+  // 'gap' with `filled: false` and `reason`.
+  _giveUpFill(f, reason, error) {
+    const { room, entry, epoch, held } = f;
+    if (entry.fill !== f) return;
+    entry.fill = null;
+    f.held = [];
+    for (const m of held) {
+      if (this._rooms.get(room) !== entry) return;
+      if (m.seq <= entry.pos.seq) continue;
+      if (m.seq > entry.pos.seq + 1) this._emit('gap', { room, epoch, from: entry.pos.seq + 1, to: m.seq - 1, filled: false, reason, ...(error ? { error } : {}) });
+      entry.pos = { epoch, seq: m.seq };
+      this._emit('room', m);
+    }
   }
 
   /** Leaves `room` (and forgets it at once, so it is not rejoined). Resolves with `{left}`. */
@@ -2204,6 +2383,9 @@ export class ChatClient extends Emitter {
   }
 
   _releaseConn() {
+    // Fills under way end with the connection: what they held is after the position, and the
+    // rejoin (with `since` = the position) recovers it, or says it could not.
+    for (const entry of this._rooms.values()) entry.fill = null;
     const conn = this._conn;
     this._conn = null;
     this._ack = null;

@@ -193,8 +193,8 @@ test('1001 going away: reconnects, rejoins rooms before signed-in, replay drops 
   await client.close();
 });
 
-test('room positions: each publish moves the position, a seq that jumps is a gap, never back', async () => {
-  const { client, server } = await signedIn();
+test('room positions (fillGaps off): each publish moves the position, a seq that jumps is a gap, never back', async () => {
+  const { client, server } = await signedIn({ fillGaps: false });
   const pj = client.join('r');
   server.reply(await server.expect('join'), { room: 'r', epoch: 7, seq: 2, members: 1, protected: false });
   await within(pj, D);
@@ -206,7 +206,8 @@ test('room positions: each publish moves the position, a seq that jumps is a gap
     server.notify('room', { room: 'r', epoch: 7, seq, from: null, sent_at: 1, body: `s${seq}` });
   }
   await within(four, D, 'the late 4');
-  assert.deepEqual(gaps, [{ room: 'r', epoch: 7, from: 4, to: 4 }]);
+  assert.deepEqual(gaps, [{ room: 'r', epoch: 7, from: 4, to: 4, filled: false, reason: 'off' }]);
+  assert.equal(server.ws.messages.filter((t) => /history/.test(t)).length, 0, 'no history request');
   assert.deepEqual(client.position('r'), { epoch: 7, seq: 5 }, 'a late 4 does not move it back');
   assert.equal(client.position('other'), null);
 });

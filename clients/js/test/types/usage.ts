@@ -1,5 +1,5 @@
 // Compiled by test/package.test.js with tsc --noEmit --strict: the declarations describe the API.
-import { chat, connect, ChatClient, ChatError, closeAdvice, CLOSE_CODES, type DirectMessage, type RoomMessage } from 'chinwag';
+import { chat, connect, ChatClient, ChatError, closeAdvice, CLOSE_CODES, type DirectMessage, type RoomMessage, type GapEvent } from 'chinwag';
 import chinwag from 'chinwag';
 
 async function main(): Promise<void> {
@@ -9,6 +9,9 @@ async function main(): Promise<void> {
       return ((await r.json()) as { token: string }).token;
     },
     reconnectMax: 10000,
+    fillGaps: true,
+    maxGapFill: 500,
+    maxGapHold: 2000,
   });
   client.on('message', (m: DirectMessage) => {
     const text: string | undefined = m.body;
@@ -17,6 +20,9 @@ async function main(): Promise<void> {
   });
   client.on('room', (m: RoomMessage) => console.log(m.room, m.seq, m.body));
   client.on('presence', (p) => console.log(p.user, p.event));
+  client.on('gap', (g: GapEvent) => {
+    if (!g.filled) console.log(`missed ${g.room} ${g.from}..${g.to} (epoch ${g.epoch}): ${g.reason}`, g.error?.code);
+  });
   client.on('disconnected', (d) => console.log(d.code, d.name, d.willReconnect, d.delay));
   client.on('replaced', (c) => console.log(c.reason));
   client.on('state', ({ state, previous }) => console.log(previous, '->', state));
