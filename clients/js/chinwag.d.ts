@@ -506,6 +506,30 @@ export interface SendResult {
   delivered: number;
   failed: number;
   queued: boolean;
+  /** Its place in the conversation's history, when the server kept it there. */
+  seq?: number;
+}
+
+/** A direct message of a conversation's history. */
+export interface ConversationMessage {
+  seq: number;
+  /** The id of the 'message' event the recipient got. */
+  id: number;
+  from: { user: string; device: string };
+  to: string;
+  sent_at: number;
+  body?: string;
+  body_base64?: string;
+}
+
+export interface ConversationPage {
+  with: string;
+  /** 0: nothing kept yet. */
+  epoch: number;
+  /** The oldest seq the history holds (last + 1: none). */
+  first: number;
+  last: number;
+  messages: ConversationMessage[];
 }
 
 export interface PublishResult {
@@ -624,6 +648,8 @@ export declare class ChatClient {
   join(room: string, opts?: ChatCallOptions & { password?: string; since?: RoomPosition }): Promise<RoomState>;
   /** A page of a room's history (members only): before or after a seq, newest first without `after`. */
   history(room: string, opts?: ChatCallOptions & { before?: number; after?: number; limit?: number }): Promise<HistoryPage>;
+  /** A page of the conversation with `user` (direct messages both ways, from any device): before or after a seq, newest first without `after`. */
+  conversation(user: string, opts?: ChatCallOptions & { before?: number; after?: number; limit?: number }): Promise<ConversationPage>;
   /** The epoch and seq of the last publish of `room` this client emitted as a 'room' event, or the join's if later (null: none yet). Only moves forward within an epoch; a rejoin asks from it. */
   position(room: string): RoomPosition | null;
   leave(room: string, opts?: ChatCallOptions): Promise<{ left: boolean }>;

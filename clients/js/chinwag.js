@@ -1870,6 +1870,21 @@ export class ChatClient extends Emitter {
   }
 
   /**
+   * A page of the conversation with user `user` (servers keeping conversation history): the
+   * direct messages both ways, from any of this user's devices. `opts.before` or `opts.after` a
+   * `seq`, `opts.limit` (default 50). Resolves with `{with, epoch, first, last, messages}`, each
+   * message `{seq, id, from: {user, device}, to, sent_at, body | body_base64}` (`id`: the
+   * 'message' event's, to drop duplicates of messages also received live).
+   */
+  conversation(user, opts = {}) {
+    const p = { with: user };
+    if (opts.before != null) p.before = opts.before;
+    if (opts.after != null) p.after = opts.after;
+    if (opts.limit != null) p.limit = opts.limit;
+    return this._call('history', p, opts);
+  }
+
+  /**
    * Where `room` stands for this client: the `{epoch, seq}` of the last publish it emitted as a
    * 'room' event (or of the join, if later); null: none yet. Publishes held while a gap is
    * filled are not counted until they are emitted.

@@ -276,6 +276,34 @@ function onDirect(m) {
   if (isOpen('dm', peer)) renderMessages();
 }
 
+// The conversation as the server keeps it (both directions, from any of our devices): what is
+// not in this browser yet (a new device, another tab, messages this browser sent before it was
+// cleared) is merged in by id, in time order.
+async function loadConversation(peer) {
+  const mine = s;
+  if (peer === 'server') return;
+  let page;
+  try {
+    page = await s.client.conversation(peer, { limit: 50 });
+  } catch {
+    return; // a server that keeps no conversations
+  }
+  if (s !== mine) return;
+  const c = dm(peer);
+  const have = new Set(c.messages.map((x) => x.id));
+  const missing = page.messages
+    .filter((m) => !have.has(m.id))
+    .reverse()
+    .map((m) => ({ id: m.id, from: m.from.user, at: m.sent_at, body: textOf(m) }));
+  if (missing.length === 0) return;
+  for (const m of missing) {
+    const at = c.messages.findIndex((x) => x.at != null && x.at > m.at);
+    c.messages.splice(at < 0 ? c.messages.length : at, 0, m);
+  }
+  store.save();
+  if (isOpen('dm', peer)) renderMessages();
+}
+
 async function sendDirect(peer, body) {
   const c = dm(peer);
   const pending = { id: `p${++s.pendingSeq}`, from: s.user, at: Date.now(), body, pending: true };
@@ -514,6 +542,7 @@ function openView(view) {
   if (view) {
     const c = view.kind === 'room' ? s.rooms.get(view.id) : dm(view.id);
     if (c) c.unread = 0;
+    if (view.kind === 'dm') loadConversation(view.id);
   }
   document.body.classList.remove('sidebar-open');
   $('#scrim').hidden = true;
@@ -693,6 +722,7 @@ function paintAvatar(node, name) {
 function textOf(m) {
   if (typeof m.body === 'string') return m.body;
   if (m.bytes) return `[${m.bytes.length} bytes of binary data]`;
+  if (typeof m.body_base64 === 'string') return '[binary data]';
   return '';
 }
 

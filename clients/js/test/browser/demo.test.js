@@ -148,6 +148,39 @@ test('messages sent while a person is away show up, in order, when they come bac
   }
 });
 
+test('a new device shows the conversation, both ways, from the server', async () => {
+  const ada = await person();
+  const dee = await person();
+  let ada2 = null;
+  try {
+    await signIn(ada.page, 'ada3');
+    await signIn(dee.page, 'dee');
+    await ada.page.locator('#dm-form input[name=user]').fill('dee');
+    await ada.page.locator('#dm-form button[type=submit]').click();
+    await ada.page.locator('#conv-title', { hasText: 'dee' }).waitFor();
+    await say(ada.page, 'Did the release go out?');
+    await dee.page.locator('#dm-list button[data-peer="ada3"]').click();
+    await bodies(dee.page, 'Did the release go out?');
+    await say(dee.page, 'Yes, at noon.');
+    await bodies(ada.page, 'Yes, at noon.');
+    // ada opens chinwag on another computer: nothing in its storage, nothing left to replay
+    // (the first device acknowledged dee's message). The conversation comes from the server.
+    await ada.context.close();
+    ada2 = await person();
+    await signIn(ada2.page, 'ada3');
+    await ada2.page.locator('#dm-form input[name=user]').fill('dee');
+    await ada2.page.locator('#dm-form button[type=submit]').click();
+    await ada2.page.locator('#conv-title', { hasText: 'dee' }).waitFor();
+    assert.deepEqual(await bodies(ada2.page, 'Yes, at noon.'), ['Did the release go out?', 'Yes, at noon.']);
+    await ada2.page.screenshot({ path: path.join(shots, 'conversation-new-device.png'), animations: 'disabled' });
+    assert.deepEqual([...dee.errors, ...ada2.errors], []);
+  } finally {
+    await ada.context.close().catch(() => {});
+    await dee.context.close();
+    if (ada2) await ada2.context.close();
+  }
+});
+
 test("a room's recent history shows on join, and after a network blink nothing is missing", async () => {
   const { chat } = await import('../../chinwag.js');
   const WebSocket = (await import('ws')).default;

@@ -210,6 +210,32 @@ test('rooms: a client whose connection blinks recovers exactly what it missed, o
   await pub.close();
 });
 
+test('a conversation is kept both ways and a new device reads it', async () => {
+  const ann = await signedIn('ann-conv', { device: 'phone' });
+  const bo = await signedIn('bo-conv');
+  const first = await ann.send('bo-conv', 'hi bo');
+  assert.equal(first.seq, 1, 'kept: its place in the conversation');
+  const reply = await bo.send('ann-conv', 'hi ann');
+  assert.equal(reply.seq, 2);
+  assert.equal((await ann.send('bo-conv', 'typing', { ttlMs: 0 })).seq, undefined, 'live only: not kept');
+  const tab = await signedIn('ann-conv', { device: 'new-laptop' });
+  const page = await tab.conversation('bo-conv');
+  assert.equal(page.with, 'bo-conv');
+  assert.deepEqual(
+    page.messages.map((m) => [m.seq, m.from.user, m.to, m.body]),
+    [
+      [2, 'bo-conv', 'ann-conv', 'hi ann'],
+      [1, 'ann-conv', 'bo-conv', 'hi bo'],
+    ],
+  );
+  assert.equal(page.messages[1].id, first.id, "the id bo's message event had");
+  const after = await bo.conversation('ann-conv', { after: 1 });
+  assert.deepEqual(after.messages.map((m) => m.body), ['hi ann']);
+  await tab.close();
+  await ann.close();
+  await bo.close();
+});
+
 test('errors of the real server are ChatErrors with its codes', async () => {
   const ann = await signedIn('ann-err');
   await assert.rejects(ann.publish('js-not-joined', 'x'), (e) => e instanceof ChatError && e.code === 'not_member');

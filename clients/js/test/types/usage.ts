@@ -30,6 +30,11 @@ async function main(): Promise<void> {
   console.log(me.user, me.device, me.conn, me.seq);
   const sent = await client.send('bob', 'hi', { ttlMs: 60000 });
   const n: number = sent.id;
+  const kept: number | undefined = sent.seq;
+  const conv = await client.conversation('bob', { before: kept ?? 10, limit: 5 });
+  const firstBody: string | undefined = conv.messages[0]?.body;
+  const fromUser: string | undefined = conv.messages[0]?.from.user;
+  console.log(conv.with, conv.epoch, conv.first, conv.last, firstBody, fromUser);
   await client.send('bob', new Uint8Array([1, 2]));
   const room = await client.join('lobby', { password: 'x', timeout: 1000 });
   const seq: number = (await client.publish(room.room, 'hello')).seq;
