@@ -595,6 +595,21 @@ pub async fn invalid_names_and_empty_batches_are_refused(b: &dyn HistoryBackend,
     );
     let s = append(&*h, &longest, &["x"], keep(), 1).await;
     assert_eq!(s, st(1, 1, 1), "names: the longest name works");
+    // Names are strings of any characters: NUL (the hub's conversation streams use it as a
+    // separator), and names that differ only after one are different streams.
+    let a = "\0dm\0alice\0bob";
+    let b = "\0dm\0alice\0bobby";
+    append(&*h, a, &["1", "2"], keep(), 1).await;
+    let s = append(&*h, b, &["x"], keep(), 2).await;
+    assert_eq!(s, st(2, 1, 1), "names: NUL inside, another stream");
+    let page = ok(h.read(a, 0, Direction::Forward, 10).await, "read")
+        .expect("names: the NUL name is held");
+    assert_eq!(page.publications.len(), 2, "names: NUL inside, its own two");
+    assert_eq!(
+        ok(h.state("\0dm\0alice").await, "state"),
+        None,
+        "names: a prefix is not it"
+    );
 }
 
 /// Eight tasks appending 200 times each to one stream get distinct offsets forming exactly
