@@ -3,29 +3,17 @@
 // frame, under a deadline.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chat, ChatError, closeAdvice, CLOSE_CODES, tokenExpiry } from '../chinwag.js';
-import { fakeWebSocketClass } from './support/fake-websocket.js';
-import { FakeChatServer } from './support/fake-chat.js';
+import { ChatError, closeAdvice, CLOSE_CODES, tokenExpiry } from '../chinwag.js';
+import { fakeChatClient } from './support/fake-chat.js';
 import { within, nextEvent } from './support/helpers.js';
 
 const D = 5000;
 
 /** A chat client on fake sockets; reconnects are immediate-ish (1 ms backoff base). */
 function setup(options = {}) {
-  const WS = fakeWebSocketClass();
+  const { WS, client, nextServer } = fakeChatClient(options, D);
   const states = [];
-  const client = chat('ws://fake/gotalk/', {
-    WebSocket: WS,
-    token: 'tok-1',
-    heartbeatInterval: 0,
-    readTimeout: 0,
-    reconnectBase: 1,
-    reconnectMax: 1,
-    ...options,
-  });
   client.on('state', (s) => states.push(s.state));
-  /** The server side of the next socket the client opens, accepted. */
-  const nextServer = async () => new FakeChatServer(await within(WS.next(), D, 'a new socket')).accept();
   return { WS, client, states, nextServer };
 }
 

@@ -4,26 +4,15 @@
 // wait is for a request, an event or a promise, under a deadline.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chat, CHAT_DEFAULTS } from '../chinwag.js';
-import { fakeWebSocketClass } from './support/fake-websocket.js';
-import { FakeChatServer } from './support/fake-chat.js';
+import { CHAT_DEFAULTS } from '../chinwag.js';
+import { fakeChatClient } from './support/fake-chat.js';
 import { within, nextEvent } from './support/helpers.js';
 
 const D = 5000;
 const EPOCH = 7;
 
 async function signedIn(options = {}) {
-  const WS = fakeWebSocketClass();
-  const client = chat('ws://fake/gotalk/', {
-    WebSocket: WS,
-    token: 'tok-1',
-    heartbeatInterval: 0,
-    readTimeout: 0,
-    reconnectBase: 1,
-    reconnectMax: 1,
-    ...options,
-  });
-  const nextServer = async () => new FakeChatServer(await within(WS.next(), D, 'a new socket')).accept();
+  const { client, nextServer } = fakeChatClient(options, D);
   const server = await nextServer();
   await server.signIn();
   await within(client.signedIn(), D, 'sign-in');

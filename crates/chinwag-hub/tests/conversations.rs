@@ -6,25 +6,12 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use chinwag_hub::{Hub, RoomHistory};
-use chinwag_queue::{History, HistoryConfig, MemoryHistory};
+use chinwag_hub::RoomHistory;
+use chinwag_queue::History;
 use common::*;
 use serde_json::{Value, json};
-
-fn history_hub(history: Arc<dyn History>, h: RoomHistory) -> Hub {
-    Hub::builder()
-        .config(config().with_history(h))
-        .authenticator(authenticator())
-        .history(history)
-        .build()
-}
-
-fn memory() -> Arc<dyn History> {
-    Arc::new(MemoryHistory::new(HistoryConfig::default()))
-}
 
 /// `(seq, from user, to, body)` of a conversation page.
 fn entries(v: &Value) -> Vec<(u64, String, String, String)> {

@@ -13,18 +13,6 @@ use chinwag_queue_redb::RedbHistory;
 use common::*;
 use serde_json::{Value, json};
 
-fn history_hub(history: Arc<dyn History>, h: RoomHistory) -> Hub {
-    Hub::builder()
-        .config(config().with_history(h))
-        .authenticator(authenticator())
-        .history(history)
-        .build()
-}
-
-fn memory() -> Arc<dyn History> {
-    Arc::new(MemoryHistory::new(HistoryConfig::default()))
-}
-
 /// The `seq`s of the next `n` room notifications, checking their room and epoch.
 async fn seqs(c: &mut Client, room: &str, epoch: u64, n: usize) -> Vec<u64> {
     let mut out = Vec::with_capacity(n);

@@ -1,6 +1,8 @@
 // Plays a chat server on a fake WebSocket (support/fake-websocket.js): reads the client's
 // requests and answers them, sends notifications, closes. No real server, no timers.
-import { parseHeader, encodeHeader } from '../../chinwag.js';
+import { chat, parseHeader, encodeHeader } from '../../chinwag.js';
+import { fakeWebSocketClass } from './fake-websocket.js';
+import { within } from './helpers.js';
 
 const te = new TextEncoder();
 
@@ -72,4 +74,24 @@ export class FakeChatServer {
     this.reply(req, { user, device, conn, seq });
     return req;
   }
+}
+
+/**
+ * A chat client on fake sockets, reconnecting at once (1 ms backoff), no heartbeats or read
+ * timeout; `nextServer()` is the server side of the next socket it opens, accepted (waiting at
+ * most `deadline` ms for it).
+ */
+export function fakeChatClient(options = {}, deadline = 5000) {
+  const WS = fakeWebSocketClass();
+  const client = chat('ws://fake/gotalk/', {
+    WebSocket: WS,
+    token: 'tok-1',
+    heartbeatInterval: 0,
+    readTimeout: 0,
+    reconnectBase: 1,
+    reconnectMax: 1,
+    ...options,
+  });
+  const nextServer = async () => new FakeChatServer(await within(WS.next(), deadline, 'a new socket')).accept();
+  return { WS, client, nextServer };
 }

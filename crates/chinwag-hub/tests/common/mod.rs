@@ -48,6 +48,22 @@ pub fn config() -> HubConfig {
     )
 }
 
+/// A hub keeping room (and conversation) history in `history`, with settings `h`.
+pub fn history_hub(history: Arc<dyn chinwag_queue::History>, h: chinwag_hub::RoomHistory) -> Hub {
+    Hub::builder()
+        .config(config().with_history(h))
+        .authenticator(authenticator())
+        .history(history)
+        .build()
+}
+
+/// A fresh in-memory history store.
+pub fn memory() -> Arc<dyn chinwag_queue::History> {
+    Arc::new(chinwag_queue::MemoryHistory::new(
+        chinwag_queue::HistoryConfig::default(),
+    ))
+}
+
 pub fn hub(config: HubConfig, queue: Option<Arc<dyn Queue>>) -> Hub {
     let mut b = Hub::builder().config(config).authenticator(authenticator());
     if let Some(q) = queue {
