@@ -1,0 +1,99 @@
+//! Several chinwag hub nodes acting as one, through Redis (issue 18). **Only the first slice
+//! exists**: [`RedisSignOns`], the sign-on decision of the hub's policies
+//! ([`SignOn::Single`], `PerDevice`, `Multi`) kept in Redis, so
+//! that it holds across every node sharing that Redis.
+//!
+//! A sign-on is one Lua script, run atomically by Redis, that applies exactly the rules of the
+//! one-node [`SignOnTable`](chinwag_hub::SignOnTable) (a property test drives both with the
+//! same random sequences and compares them step by step): the newest sign-on wins, and the
+//! outcome names the connections it replaces **on any node**, each with its
+//! [`NodeId`](chinwag_hub::NodeId), so the caller can have that node close them.
+//!
+//! Not built yet (see `docs/cluster.md` in the repository): node heartbeats and the sweep of a
+//! dead node's entries, delivering a replaced connection's close to its node, cluster-wide
+//! presence counts, sends and rooms across nodes. For that reason this crate does not implement
+//! the hub's [`Directory`](chinwag_hub::Directory) yet: the hub closes only the replaced
+//! connections of its own node and leaves the others to the directory, and a directory that
+//! reported remote replacements without closing them would break the `Single` policy silently.
+//!
+//! # Keys
+//!
+//! Every key starts with a prefix (default [`DEFAULT_PREFIX`]) and carries the user id as a
+//! hash tag: `P{user}:s`, one hash per user (the layout is in [`RedisSignOns`]'s docs). Each
+//! script touches only that key and names it in `KEYS`, so the same code runs on a single
+//! Redis and on Redis Cluster.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use chinwag_cluster_redis::RedisSignOns;
+//! use chinwag_hub::{ConnId, ConnRef, Device, NodeId, SignOn};
+//!
+//! # async fn run() -> Result<(), chinwag_cluster_redis::ClusterError> {
+//! let signons = RedisSignOns::connect("redis://127.0.0.1:6379/").await?;
+//! let me = ConnRef { node: NodeId(7), conn: ConnId(1) };
+//! let out = signons
+//!     .sign_on(&Device::new("alice", "phone"), me, SignOn::Single)
+//!     .await?;
+//! for old in &out.replaced {
+//!     // ... tell node `old.conn.node` to close `old.conn.conn` (replaced)
+//!     # let _ = old;
+//! }
+//! signons.sign_off("alice", me).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod signons;
+
+pub use signons::{DEFAULT_PREFIX, RedisSignOns};
+
+/// The `redis` crate this one is built on, so callers build connections with the same version.
+pub use redis;
+
+use chinwag_hub::ids::IdError;
+use chinwag_hub::{ConnRef, DirectoryError, SignOn};
+
+/// What went wrong in a cluster operation. Bad input (ids, prefix, a connection signed on
+/// twice) is kept apart from Redis failing ([`ClusterError::Redis`], worth a retry) and from
+/// data in Redis this crate did not write ([`ClusterError::Corrupt`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// The user id breaks the hub's id grammar ([`chinwag_hub::ids`]).
+    #[error("bad user id: {0}")]
+    BadUser(#[source] IdError),
+    /// The device id breaks the hub's id grammar.
+    #[error("bad device id: {0}")]
+    BadDevice(#[source] IdError),
+    /// The key prefix contains `{` or `}`, which would change the keys' hash tag.
+    #[error("bad key prefix {0:?}: it may not contain `{{` or `}}`")]
+    BadPrefix(String),
+    /// The connection is signed on already (connection ids are unique for a node's life).
+    #[error("connection {}:{} is signed on already", .0.node.0, .0.conn.0)]
+    AlreadySignedOn(ConnRef),
+    /// A sign-on policy this version does not know.
+    #[error("sign-on policy {0:?} is not supported by chinwag-cluster-redis")]
+    UnsupportedPolicy(SignOn),
+    /// Redis could not be reached, or refused or failed the command.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// Redis holds, or answered, something this crate did not write.
+    #[error("corrupt sign-on data in Redis: {0}")]
+    Corrupt(String),
+}
+
+impl ClusterError {
+    /// Whether retrying later may succeed (Redis failed), as opposed to bad input.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, ClusterError::Redis(_))
+    }
+}
+
+/// For a future cluster [`Directory`](chinwag_hub::Directory): every failure is
+/// [`DirectoryError::Unavailable`], the hub's one way of refusing a sign-on it could not decide.
+impl From<ClusterError> for DirectoryError {
+    fn from(e: ClusterError) -> Self {
+        DirectoryError::unavailable(e)
+    }
+}
