@@ -587,6 +587,7 @@ pub async fn run(spec: &LoadSpec, opts: &RunOptions) -> Result<RunReport, BoxErr
         server,
         hub: None,
         guess: Some(figures),
+        recover: None,
     })
 }
 

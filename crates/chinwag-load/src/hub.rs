@@ -29,6 +29,9 @@
 //! * [`Mode::Guess`]: a legitimate user's right-password joins of a protected room, alone and
 //!   while other connections guess its password as fast as the hub lets them
 //!   ([`crate::guess`]).
+//! * [`Mode::Recover`]: a member that missed `messages` publications of a room with history
+//!   connects and joins with `since`; the time from its TCP connect to the last of them, and
+//!   a plain join's for comparison ([`crate::recover`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -87,6 +90,9 @@ pub enum Mode {
     /// Right-password joins of a protected room, unloaded and under a guessing attack (chat
     /// door): [`crate::guess`].
     Guess,
+    /// A member that missed `messages` publications of a room with history joins with
+    /// `since` and gets them back (chat door): [`crate::recover`].
+    Recover,
 }
 
 /// The hub figures of a run (in [`RunReport::hub`]).
@@ -451,6 +457,9 @@ pub async fn prepare(ws: WorkerSpec) -> Result<HubPrepared, BoxError> {
         // The replay connects at "go".
         Mode::Replay => {}
         Mode::Guess => return Err("guess runs are run by crate::guess, in one process".into()),
+        Mode::Recover => {
+            return Err("recover runs are run by crate::recover, in one process".into());
+        }
         Mode::Fanout | Mode::IdleAuth | Mode::Send => {
             let chat = matches!(target.protocol, Protocol::RpcTcp | Protocol::RpcWs);
             if spec.mode == Mode::Fanout && target.protocol != Protocol::Ws {
@@ -526,7 +535,9 @@ pub async fn run_prepared(p: HubPrepared, go: u64) -> HubWorkerResult {
         Mode::Fanout => fanout(p, shared, connected).await,
         Mode::Send => send(p, shared, connected).await,
         Mode::Replay => replay(&spec, shared).await,
-        Mode::IdleAuth | Mode::Echo | Mode::Guess => idle(p, shared, connected).await,
+        Mode::IdleAuth | Mode::Echo | Mode::Guess | Mode::Recover => {
+            idle(p, shared, connected).await
+        }
     }
 }
 
@@ -911,6 +922,9 @@ pub async fn run(spec: &LoadSpec, opts: &RunOptions) -> Result<RunReport, BoxErr
     if spec.mode == Mode::Guess {
         return crate::guess::run(spec, opts).await;
     }
+    if spec.mode == Mode::Recover {
+        return crate::recover::run(spec, opts).await;
+    }
     let _: Target = spec.target.parse()?;
     let sample = |pid: Option<u32>| pid.and_then(procfs::sample);
     let before = sample(opts.server_pid);
@@ -1013,7 +1027,7 @@ fn merge(
     };
     let msgs_per_sec = match spec.mode {
         Mode::Replay if hub.replay_ms > 0.0 => hub.replayed as f64 / (hub.replay_ms / 1e3),
-        Mode::Replay | Mode::IdleAuth | Mode::Echo | Mode::Guess => 0.0,
+        Mode::Replay | Mode::IdleAuth | Mode::Echo | Mode::Guess | Mode::Recover => 0.0,
         _ => messages as f64 / secs,
     };
     let server = match (opts.server_pid, before, at_start, at_end) {
@@ -1045,6 +1059,7 @@ fn merge(
         server,
         hub: Some(hub),
         guess: None,
+        recover: None,
     }
 }
 

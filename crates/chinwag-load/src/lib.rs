@@ -14,6 +14,8 @@
 //!   signed-in connections): members and users signed in with HS256 JWTs.
 //! * [`guess`]: the room-password guessing scenario (a legitimate join's latency, alone and
 //!   while other connections guess the room's password as fast as the hub lets them).
+//! * [`recover`]: recovering a room's missed publications (a member that was away joins with
+//!   `since`), against a plain join, on a hub whose rooms keep a history.
 //! * [`report`]: turns a directory of run results into `report.md`, `report.json` and SVG
 //!   charts.
 //!
@@ -26,6 +28,7 @@ pub mod hub;
 pub mod load;
 pub mod procfs;
 pub mod proto;
+pub mod recover;
 pub mod report;
 mod workers;
 

@@ -28,6 +28,7 @@ use crate::guess::GuessFigures;
 use crate::hub::{HubFigures, Mode};
 use crate::procfs::{self, ProcSample};
 use crate::proto::{self, ClientEngine, Reader, Target, Writer};
+use crate::recover::RecoverFigures;
 use crate::workers;
 
 /// Open loop: lateness of a send that is blamed on tokio's 1 ms timer granularity, not on
@@ -207,6 +208,9 @@ pub struct RunReport {
     /// The password-guessing scenario's figures ([`crate::guess`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guess: Option<GuessFigures>,
+    /// The recovery scenario's figures ([`crate::recover`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recover: Option<RecoverFigures>,
 }
 
 /// What one worker sends back.
@@ -779,6 +783,7 @@ fn merge(
         server,
         hub: None,
         guess: None,
+        recover: None,
     }
 }
 

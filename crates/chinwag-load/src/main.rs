@@ -4,7 +4,7 @@
 //! chinwag-load run --target ws://127.0.0.1:9001/ --conns 100 --size 20 [--in-flight K | --rate R]
 //!                  [--warmup 2] [--duration 10] [--idle] [--stalled M] [--procs P]
 //!                  [--source-ips N] [--server-pid PID] [--meta k=v].. [--json FILE]
-//!                  [--mode echo|fanout|send|replay|idle-auth|guess] [--secret S] [--room R]
+//!                  [--mode echo|fanout|send|replay|idle-auth|guess|recover] [--secret S] [--room R]
 //!                  [--rooms K] [--messages N] [--joins N] [--attackers A] [--password P]
 //! # the hub scenarios (crates/chinwag-load/src/hub.rs), e.g.:
 //! chinwag-load run --mode fanout --target 'ws://127.0.0.1:9400/ws?room=bench' --conns 1000 \
@@ -12,10 +12,14 @@
 //! # a right-password join, alone and while one connection guesses (200 guesses outstanding):
 //! chinwag-load run --mode guess --target gotalk+tcp://127.0.0.1:9401 --room guarded \
 //!                  --password P --joins 50 --attackers 1 --in-flight 200 --warmup 2 --secret S
+//! # recover 1 000 missed publications (history on), 30 timed rounds, against a plain join:
+//! chinwag-load run --mode recover --target gotalk+ws://127.0.0.1:9400/gotalk/ --room recover \
+//!                  --messages 1000 --joins 30 --size 100 --in-flight 64 --secret S
 //! chinwag-load report DIR      # DIR/runs/*.json -> DIR/report.md, report.json, *.svg
 //! ```
 //!
-//! `run` prints its [`chinwag_load::RunReport`] as JSON (or writes it to `--json`).
+//! `run` prints its [`chinwag_load::RunReport`] as JSON (or writes it to `--json`). A recover
+//! run whose recoveries were not all exact writes its report, then exits with an error.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -66,7 +70,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 64)]
     size: usize,
     /// Closed loop: messages in flight per connection (replay: sends in flight; guess: guesses
-    /// each attacker keeps outstanding).
+    /// each attacker keeps outstanding; recover: publishes in flight while filling a round).
     #[arg(long, default_value_t = 1)]
     in_flight: usize,
     /// Open loop: target total rate in messages/s (instead of closed loop); guess: the
@@ -109,7 +113,8 @@ struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
-    /// What to measure: echo, or a hub scenario (fanout, send, replay, idle-auth, guess).
+    /// What to measure: echo, or a hub scenario (fanout, send, replay, idle-auth, guess,
+    /// recover).
     #[arg(long, value_enum, default_value = "echo")]
     mode: Mode,
     /// Hub modes: the HS256 secret to sign the connections' tokens with.
@@ -121,10 +126,11 @@ struct RunArgs {
     /// Hub idle runs: spread the connections over this many rooms.
     #[arg(long, default_value_t = 1)]
     rooms: usize,
-    /// Replay: messages queued for the offline user.
+    /// Replay: messages queued for the offline user; recover: publications missed per round.
     #[arg(long, default_value_t = 10_000)]
     messages: usize,
-    /// Guess: the legitimate user's timed joins per phase (unloaded, attacked).
+    /// Guess: the legitimate user's timed joins per phase (unloaded, attacked); recover: timed
+    /// rounds (each a recovery and a plain join).
     #[arg(long, default_value_t = 50)]
     joins: usize,
     /// Guess: attacker connections at once, all from one source address (127.0.0.2).
@@ -198,6 +204,10 @@ async fn run(a: RunArgs) -> Result<(), BoxError> {
             "chinwag-load: {} errors, first: {:?}",
             report.errors, report.first_errors
         );
+        // A recovery that was not exact is a failure of the run, not a figure.
+        if report.spec.mode == Mode::Recover {
+            return Err(format!("{} rounds did not recover exactly", report.errors).into());
+        }
     }
     Ok(())
 }

@@ -62,6 +62,94 @@ pub struct Row {
     pub hub: Option<HubRow>,
     /// The password-guessing scenario: its figures, medians over repetitions.
     pub guess: Option<GuessRow>,
+    /// The recovery scenario: its figures, medians over repetitions.
+    pub recover: Option<RecoverRow>,
+}
+
+/// The figures of a recovery row (see [`crate::recover`]): medians over repetitions of each
+/// run's figures, counts summed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RecoverRow {
+    /// Publications missed and recovered per round.
+    pub missed: u64,
+    /// Timed rounds per run.
+    pub rounds: usize,
+    /// Recoveries that were exact, over all repetitions (warm-up rounds included).
+    pub exact: u64,
+    /// Rounds that failed, over all repetitions (must be 0).
+    pub failed: u64,
+    /// TCP connect to the last missed publication: p50 and p99 (ms).
+    pub recover_p50_ms: f64,
+    /// See `recover_p50_ms`.
+    pub recover_p99_ms: f64,
+    /// TCP connect to the recovering join's result, p50 (ms).
+    pub result_p50_ms: f64,
+    /// TCP connect to a plain join's result (no `since`): p50 and p99 (ms).
+    pub plain_p50_ms: f64,
+    /// See `plain_p50_ms`.
+    pub plain_p99_ms: f64,
+    /// Median over repetitions of recovery p50 ÷ plain join p50 (same run).
+    pub vs_plain_p50: f64,
+    /// Median over repetitions of recovery p99 ÷ plain join p99.
+    pub vs_plain_p99: f64,
+    /// Median over repetitions of this row's recovery p50 ÷ the baseline row's, in the same
+    /// repetition (`None` for the baseline itself).
+    pub vs_baseline_p50: Option<f64>,
+    /// Each repetition's `vs_baseline_p50`.
+    pub vs_baseline_p50_reps: Vec<f64>,
+    /// The same for p99.
+    pub vs_baseline_p99: Option<f64>,
+    /// Publishing a round's publications, all answered (ms).
+    pub fill_ms: f64,
+    /// The hub's CPU per recovery and per plain join (ms).
+    pub server_cpu_ms_recover: Option<f64>,
+    /// See `server_cpu_ms_recover`.
+    pub server_cpu_ms_plain: Option<f64>,
+}
+
+fn recover_row(rs: &[&RunReport], base: &[&RunReport]) -> Option<RecoverRow> {
+    use crate::recover::RecoverFigures;
+    let fs: Vec<&RecoverFigures> = rs.iter().filter_map(|r| r.recover.as_ref()).collect();
+    let first = fs.first()?;
+    let med = |f: &dyn Fn(&RecoverFigures) -> f64| {
+        median(fs.iter().map(|x| f(x)).collect()).unwrap_or(f64::NAN)
+    };
+    let ms = |us: f64| us / 1000.0;
+    let pct = |r: &RunReport, p99: bool| {
+        let x = r.recover.as_ref()?;
+        (x.recover_us.samples > 0).then_some(if p99 {
+            x.recover_us.p99
+        } else {
+            x.recover_us.p50
+        })
+    };
+    let per_rep: Vec<f64> = rs
+        .iter()
+        .filter_map(|r| {
+            let b = base.iter().find(|b| m(b, "rep") == m(r, "rep"))?;
+            let (x, y) = (pct(r, false)?, pct(b, false)?);
+            (y > 0.0).then_some(x / y)
+        })
+        .collect();
+    Some(RecoverRow {
+        missed: first.missed,
+        rounds: first.rounds,
+        exact: fs.iter().map(|x| x.exact).sum(),
+        failed: fs.iter().map(|x| x.failed).sum(),
+        recover_p50_ms: med(&|x| ms(x.recover_us.p50)),
+        recover_p99_ms: med(&|x| ms(x.recover_us.p99)),
+        result_p50_ms: med(&|x| ms(x.recover_result_us.p50)),
+        plain_p50_ms: med(&|x| ms(x.plain_us.p50)),
+        plain_p99_ms: med(&|x| ms(x.plain_us.p99)),
+        vs_plain_p50: med(&|x| x.ratio_p50),
+        vs_plain_p99: med(&|x| x.ratio_p99),
+        vs_baseline_p50: median(per_rep.clone()),
+        vs_baseline_p50_reps: per_rep,
+        vs_baseline_p99: paired_ratio(rs, base, |r| pct(r, true)),
+        fill_ms: med(&|x| x.fill_ms),
+        server_cpu_ms_recover: median(fs.iter().filter_map(|x| x.server_cpu_ms_recover).collect()),
+        server_cpu_ms_plain: median(fs.iter().filter_map(|x| x.server_cpu_ms_plain).collect()),
+    })
 }
 
 /// The figures of a password-guessing row (see [`crate::guess`]): medians over repetitions,
@@ -324,6 +412,11 @@ pub fn build(runs: Vec<RunReport>, meta: BTreeMap<String, String>, notes: Vec<St
                 "{} idle connections signed in with JWT, each in one of {} rooms",
                 spec.conns, spec.rooms
             ),
+            "hub-recover" => format!(
+                "a member that missed {} publications of {} B connects (chat door) and joins \
+                 with `since`; {} rounds, each with fresh publications, against a plain join",
+                spec.messages, spec.size, spec.joins
+            ),
             "hub-guess" => format!(
                 "{} right-password joins of a protected room, alone, then while {} connection(s) \
                  from one address keep {} wrong-password joins each outstanding",
@@ -435,6 +528,9 @@ pub fn build(runs: Vec<RunReport>, meta: BTreeMap<String, String>, notes: Vec<St
             }
             if kind == "hub-guess" {
                 row.guess = guess_row(&rs);
+            }
+            if kind == "hub-recover" {
+                row.recover = recover_row(&rs, &base_runs);
             }
             if kind == "slow-consumer" {
                 let stalled = pick(server, Some("stalled"));
@@ -576,6 +672,22 @@ fn goals(scenarios: &[Scenario]) -> Vec<Goal> {
                     .as_ref()
                     .map(|g| g.legit_failed.values().sum::<u64>() as f64)
             },
+            &|v| v == 0.0,
+            " failed",
+        );
+    }
+    // Issue 17, when the recovery scenario ran.
+    if scenarios.iter().any(|s| s.kind == "hub-recover") {
+        let rows = scenarios
+            .iter()
+            .filter(|s| s.kind == "hub-recover")
+            .flat_map(|s| s.rows.iter().map(move |r| (s.name.clone(), r.clone())))
+            .collect();
+        ratio_goal(
+            "every recovery of the missed publications exact (recovered, missed as published, \
+             consecutive seqs)",
+            rows,
+            &|r| r.recover.as_ref().map(|x| x.failed as f64),
             &|v| v == 0.0,
             " failed",
         );
@@ -722,6 +834,7 @@ pub fn markdown(rep: &Report) -> String {
                 }
             }
             "hub-guess" => guess_markdown(&mut md, s),
+            "hub-recover" => recover_markdown(&mut md, s),
             "hub-idle" => {
                 let _ = writeln!(
                     md,
@@ -791,6 +904,60 @@ pub fn markdown(rep: &Report) -> String {
         }
     }
     md
+}
+
+fn recover_markdown(md: &mut String, s: &Scenario) {
+    let _ = writeln!(
+        md,
+        "| server | rounds × missed | recovery p50 / p99 ms | join result p50 ms | plain join p50 / p99 ms | ÷ plain join p50 / p99 | ÷ baseline p50 (per rep) / p99 | fill ms | hub CPU ms per recovery / plain join | exact / failed |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
+    for r in &s.rows {
+        let Some(x) = &r.recover else { continue };
+        let vs_base = match x.vs_baseline_p50 {
+            Some(v) => {
+                let reps: Vec<String> = x
+                    .vs_baseline_p50_reps
+                    .iter()
+                    .map(|v| format!("{v:.2}"))
+                    .collect();
+                format!(
+                    "**{v:.2}x** ({}) / {}",
+                    reps.join(", "),
+                    ratio(x.vs_baseline_p99)
+                )
+            }
+            None => "(baseline)".into(),
+        };
+        let failed = if x.failed == 0 {
+            format!("{} / 0", x.exact)
+        } else {
+            format!("{} / **{}**", x.exact, x.failed)
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} × {} | {:.1} / {:.1} | {:.1} | {:.1} / {:.1} | {:.2}x / {:.2}x | {vs_base} | {:.0} | {} / {} | {failed} |",
+            r.server,
+            x.rounds,
+            x.missed,
+            x.recover_p50_ms,
+            x.recover_p99_ms,
+            x.result_p50_ms,
+            x.plain_p50_ms,
+            x.plain_p99_ms,
+            x.vs_plain_p50,
+            x.vs_plain_p99,
+            x.fill_ms,
+            opt(x.server_cpu_ms_recover, 2),
+            opt(x.server_cpu_ms_plain, 2),
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nRecovery: from the TCP connect to the last missed publication handled by the client; \
+         plain join: from the TCP connect to the result of a join without `since`, same hub, same \
+         room, same round. p50 and p99 are over one run's rounds, then the median over \
+         repetitions; ÷ baseline divides by the baseline row's recovery in the same repetition."
+    );
 }
 
 fn guess_markdown(md: &mut String, s: &Scenario) {
@@ -1077,6 +1244,29 @@ pub fn charts(rep: &Report, dir: &Path) -> Result<Vec<String>, BoxError> {
                 )?;
                 written.push(f);
             }
+            "hub-recover" => {
+                let items: Vec<_> = s
+                    .rows
+                    .iter()
+                    .filter_map(|r| r.recover.as_ref().map(|x| (r, x)))
+                    .flat_map(|(r, x)| {
+                        [
+                            (format!("{} plain join", r.server), x.plain_p50_ms),
+                            (format!("{} recovery", r.server), x.recover_p50_ms),
+                        ]
+                    })
+                    .map(|(n, v)| (n, if v.is_finite() { v } else { 0.0 }))
+                    .collect();
+                let f = format!("{}.svg", s.name);
+                bar_chart(
+                    &dir.join(&f),
+                    &format!("{}: connect to last missed publication, median", s.name),
+                    "ms",
+                    &items,
+                    true,
+                )?;
+                written.push(f);
+            }
             kind if kind.starts_with("hub-") => {
                 let (what, unit): (&str, &str) = match kind {
                     "hub-fanout" => ("deliveries per second", "deliveries/s"),
@@ -1236,6 +1426,7 @@ mod tests {
                 server: None,
                 hub: None,
                 guess: None,
+                recover: None,
             }
         };
         let runs = vec![
