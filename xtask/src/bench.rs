@@ -26,6 +26,12 @@
 //! as users deploy it except for the limits that load from a few loopback addresses trips
 //! ([`READY_SERVER_ARGS`]). A `--peer NAME=ws://…?room=R` joins the fan-out scenarios.
 //!
+//! `hub-history-fanout-1k` and `hub-history-recover-1k` (issue 17) keep room history in
+//! memory, redb and Redis: the 1 000-member fan-out against the same hub without history, and
+//! `chinwag-load run --mode recover` on the chat door (a member that missed 1 000 publications
+//! joins with `since`; connect to the last of them, against a plain join in the same run),
+//! whose ratios divide redb and Redis by memory.
+//!
 //! `hub-guess` and `hub-guess-20` (issue 16) run `chinwag-load run --mode guess` against
 //! `examples/hub --protected-room`: a legitimate user's right-password joins, alone and while
 //! one connection (`hub-guess`) or 20 connections from one address (`hub-guess-20`) guess the
@@ -209,6 +215,63 @@ fn history_fanout(load: Vec<String>, reps: usize) -> Scenario {
     }
 }
 
+/// Room history (issue 17): recovering 1 000 missed publications. A member that was away
+/// connects to the chat door (`gotalk+ws://…/gotalk/`) of `examples/hub` and joins with
+/// `since` (`crates/chinwag-load/src/recover.rs`); each round
+/// also times a plain join (no `since`) on the same hub. The history is in memory (the
+/// baseline of the ratios: what a durable store adds to a recovery), redb and Redis.
+fn history_recover(reps: usize, quick: bool) -> Scenario {
+    let hub = |name: &str, history: &str| Server {
+        name: name.to_owned(),
+        role: if history == "memory" {
+            "baseline"
+        } else {
+            "chinwag"
+        },
+        baseline: (history != "memory").then_some("hub-recover-memory"),
+        kind: ServerKind::Hub(HubServer {
+            bin: "examples/hub",
+            args: strs(&[
+                "--engine",
+                "tungstenite",
+                "--secret",
+                HUB_SECRET,
+                "--history",
+                history,
+            ]),
+            target: hub_door("chat-ws").0,
+            tcp: None,
+        }),
+    };
+    let load = strs(&[
+        "--mode",
+        "recover",
+        "--room",
+        "recover",
+        "--messages",
+        "1000",
+        "--joins",
+        if quick { "10" } else { "100" },
+        "--size",
+        "100",
+        "--in-flight",
+        "64",
+        "--secret",
+        HUB_SECRET,
+    ]);
+    Scenario {
+        name: "hub-history-recover-1k",
+        kind: "hub-recover",
+        servers: vec![
+            hub("hub-recover-memory", "memory"),
+            hub("hub-recover-redb", "redb:{tmp}"),
+            hub("hub-recover-redis", "redis:{redis}"),
+        ],
+        load,
+        reps,
+    }
+}
+
 /// The raw fan-out baseline (`baseline-fanout`: tokio + fastwebsockets, no hub).
 fn raw_fanout() -> Server {
     Server {
@@ -295,7 +358,7 @@ struct Opts {
 }
 
 /// Scenario names; `--scenario X` selects `X` and every `X-*` (`gotalk-rpc`, `ws-echo`, `hub`).
-const SCENARIOS: [&str; 19] = [
+const SCENARIOS: [&str; 20] = [
     "ws-echo-20B",
     "ws-echo-16KiB",
     "ws-echo-1KiB",
@@ -310,6 +373,7 @@ const SCENARIOS: [&str; 19] = [
     "hub-fanout-10k",
     "hub-fanout-10k-low",
     "hub-history-fanout-1k",
+    "hub-history-recover-1k",
     "hub-send",
     "hub-replay",
     "hub-idle",
@@ -620,6 +684,7 @@ fn hub_scenarios(
         load.extend(strs(&secret));
         if name == "hub-fanout-1k" {
             out.push(history_fanout(load.clone(), reps));
+            out.push(history_recover(reps, q));
         }
         out.push(Scenario {
             name,
@@ -1165,7 +1230,7 @@ mod tests {
         let mut notes = Vec::new();
         let plan = scenarios(&o, &mut notes);
         let rpc = root().join("examples/rpc_echo.rs").exists();
-        assert_eq!(plan.len(), if rpc { 19 } else { 15 });
+        assert_eq!(plan.len(), if rpc { 20 } else { 16 });
         assert_eq!(rpc, plan.iter().any(|s| s.name.starts_with("gotalk-rpc")));
         assert_eq!(!rpc, notes.iter().any(|n| n.starts_with("gotalk-rpc")));
         let o = parse(&["--scenario".into(), "ws-echo".into()]).unwrap();
@@ -1177,11 +1242,12 @@ mod tests {
         assert!(parse(&["--scenario".into(), "nope".into()]).is_err());
         let o = parse(&["--scenario".into(), "hub".into()]).unwrap();
         let hub = scenarios(&o, &mut Vec::new());
-        assert_eq!(hub.len(), 9);
+        assert_eq!(hub.len(), 10);
         assert!(hub.iter().all(|s| s.name.starts_with("hub-")));
         let o = parse(&["--scenario".into(), "hub-history".into()]).unwrap();
         let history = scenarios(&o, &mut Vec::new());
-        assert_eq!(history.len(), 1);
+        let names: Vec<&str> = history.iter().map(|s| s.name).collect();
+        assert_eq!(names, ["hub-history-fanout-1k", "hub-history-recover-1k"]);
         let servers: Vec<&str> = history[0].servers.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
             servers,
@@ -1197,6 +1263,26 @@ mod tests {
                 .iter()
                 .all(|s| s.baseline == Some("hub-history-off"))
         );
+        let recover = &history[1];
+        assert_eq!(recover.kind, "hub-recover");
+        let servers: Vec<&str> = recover.servers.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            servers,
+            [
+                "hub-recover-memory",
+                "hub-recover-redb",
+                "hub-recover-redis"
+            ]
+        );
+        assert_eq!(recover.servers[0].role, "baseline");
+        assert!(
+            recover.servers[1..]
+                .iter()
+                .all(|s| s.role == "chinwag" && s.baseline == Some("hub-recover-memory"))
+        );
+        assert!(recover.load.windows(2).any(|w| w == ["--mode", "recover"]));
+        let o = parse(&["--scenario".into(), "hub-history-recover-1k".into()]).unwrap();
+        assert_eq!(scenarios(&o, &mut Vec::new()).len(), 1);
         let o = parse(&["--scenario".into(), "hub-guess".into()]).unwrap();
         let guess = scenarios(&o, &mut Vec::new());
         let names: Vec<&str> = guess.iter().map(|s| s.name).collect();
