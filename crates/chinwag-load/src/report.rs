@@ -78,7 +78,8 @@ pub struct RecoverRow {
     pub exact: u64,
     /// Rounds that failed, over all repetitions (must be 0).
     pub failed: u64,
-    /// TCP connect to the last missed publication: p50 and p99 (ms).
+    /// TCP connect to the last missed publication: p50 and p99 (ms). This and the other
+    /// figures come from the runs whose every recovery was exact.
     pub recover_p50_ms: f64,
     /// See `recover_p50_ms`.
     pub recover_p99_ms: f64,
@@ -109,14 +110,16 @@ pub struct RecoverRow {
 
 fn recover_row(rs: &[&RunReport], base: &[&RunReport]) -> Option<RecoverRow> {
     use crate::recover::RecoverFigures;
-    let fs: Vec<&RecoverFigures> = rs.iter().filter_map(|r| r.recover.as_ref()).collect();
-    let first = fs.first()?;
+    let all: Vec<&RecoverFigures> = rs.iter().filter_map(|r| r.recover.as_ref()).collect();
+    let first = all.first()?;
+    // A run that did not recover exactly every time gives no figure.
+    let fs: Vec<&RecoverFigures> = all.iter().copied().filter(|x| x.failed == 0).collect();
     let med = |f: &dyn Fn(&RecoverFigures) -> f64| {
         median(fs.iter().map(|x| f(x)).collect()).unwrap_or(f64::NAN)
     };
     let ms = |us: f64| us / 1000.0;
     let pct = |r: &RunReport, p99: bool| {
-        let x = r.recover.as_ref()?;
+        let x = r.recover.as_ref().filter(|x| x.failed == 0)?;
         (x.recover_us.samples > 0).then_some(if p99 {
             x.recover_us.p99
         } else {
@@ -134,8 +137,8 @@ fn recover_row(rs: &[&RunReport], base: &[&RunReport]) -> Option<RecoverRow> {
     Some(RecoverRow {
         missed: first.missed,
         rounds: first.rounds,
-        exact: fs.iter().map(|x| x.exact).sum(),
-        failed: fs.iter().map(|x| x.failed).sum(),
+        exact: all.iter().map(|x| x.exact).sum(),
+        failed: all.iter().map(|x| x.failed).sum(),
         recover_p50_ms: med(&|x| ms(x.recover_us.p50)),
         recover_p99_ms: med(&|x| ms(x.recover_us.p99)),
         result_p50_ms: med(&|x| ms(x.recover_result_us.p50)),
@@ -926,7 +929,8 @@ fn recover_markdown(md: &mut String, s: &Scenario) {
                     ratio(x.vs_baseline_p99)
                 )
             }
-            None => "(baseline)".into(),
+            None if r.role == "baseline" => "(baseline)".into(),
+            None => "-".into(),
         };
         let failed = if x.failed == 0 {
             format!("{} / 0", x.exact)
@@ -1398,6 +1402,84 @@ mod tests {
         assert_eq!(median(vec![]), None);
         assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
+    }
+
+    #[test]
+    fn recover_rows_divide_by_the_baseline_in_the_same_repetition() {
+        use crate::recover::RecoverFigures;
+        let run = |server: &str, rep: &str, p50_ms: f64, failed: u64| {
+            let mut meta = BTreeMap::new();
+            let base = server != "mem";
+            for (k, v) in [
+                ("scenario", "hub-history-recover-1k"),
+                ("kind", "hub-recover"),
+                ("server", server),
+                ("role", if base { "chinwag" } else { "baseline" }),
+                ("rep", rep),
+                ("baseline", if base { "mem" } else { "" }),
+            ] {
+                meta.insert(k.to_owned(), v.to_owned());
+            }
+            let lat = |ms: f64| crate::load::Latency {
+                p50: ms * 1000.0,
+                p99: ms * 2000.0,
+                samples: 10,
+                ..crate::load::Latency::default()
+            };
+            RunReport {
+                meta,
+                spec: crate::LoadSpec::default(),
+                connected: 1,
+                msgs_per_sec: 0.0,
+                messages: 10_000,
+                latency_us: lat(p50_ms),
+                errors: failed,
+                first_errors: vec![],
+                server: None,
+                hub: None,
+                guess: None,
+                recover: Some(RecoverFigures {
+                    missed: 1000,
+                    rounds: 10,
+                    exact: 12 - failed,
+                    failed,
+                    recover_us: lat(p50_ms),
+                    recover_result_us: lat(p50_ms),
+                    plain_us: lat(1.0),
+                    ratio_p50: p50_ms,
+                    ratio_p99: p50_ms,
+                    ..RecoverFigures::default()
+                }),
+            }
+        };
+        let runs = vec![
+            run("mem", "0", 5.0, 0),
+            run("disk", "0", 10.0, 0),
+            run("mem", "1", 4.0, 0),
+            run("disk", "1", 6.0, 1),
+            run("mem", "2", 5.0, 0),
+            run("disk", "2", 10.0, 0),
+        ];
+        let rep = build(runs, BTreeMap::new(), vec![]);
+        let rows = &rep.scenarios[0].rows;
+        let (mem, disk) = (
+            rows[0].recover.as_ref().unwrap(),
+            rows[1].recover.as_ref().unwrap(),
+        );
+        assert_eq!(mem.vs_baseline_p50, None);
+        // Repetition 1 of `disk` did not recover exactly every time: no figure from it.
+        assert_eq!(disk.vs_baseline_p50_reps, [2.0, 2.0]);
+        assert!((disk.vs_baseline_p50.unwrap() - 2.0).abs() < 1e-9);
+        assert!((disk.recover_p50_ms - 10.0).abs() < 1e-9);
+        assert_eq!((disk.exact, disk.failed), (35, 1));
+        let goal = rep
+            .goals
+            .iter()
+            .find(|g| g.goal.contains("recovery"))
+            .unwrap();
+        assert_eq!(goal.met, Some(false));
+        let md = markdown(&rep);
+        assert!(md.contains("(baseline)") && md.contains("**2.00x** (2.00, 2.00)"));
     }
 
     #[test]
