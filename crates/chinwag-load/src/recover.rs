@@ -28,7 +28,8 @@
 //! [`WARMUP_ROUNDS`] rounds are run first and not recorded (they are checked). Figures
 //! ([`RecoverFigures`]): p50/p99 over the `joins` timed rounds of the recovery, of its `join`
 //! result and of the plain join; recovery ÷ plain join; the server's CPU per recovery and per
-//! plain join (from `/proc`, summed over the rounds: the hub process only, not a Redis server).
+//! plain join and the client's per recovery (from `/proc/<pid>/stat`, whose unit is a 10 ms
+//! tick: summed over the rounds, then divided; the hub process only, not a Redis server).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -85,6 +86,10 @@ pub struct RecoverFigures {
     pub server_cpu_ms_recover: Option<f64>,
     /// The hub's CPU per timed plain join (ms, mean).
     pub server_cpu_ms_plain: Option<f64>,
+    /// This process's (the client's) CPU per timed recovery (ms, mean): connecting, signing
+    /// in, and handling the missed publications (a JSON parse each).
+    #[serde(default)]
+    pub client_cpu_ms_recover: Option<f64>,
 }
 
 /// What a member expects to be written before its `join` result, and what it got.
@@ -177,6 +182,7 @@ struct Timed {
     result: Duration,
     last: Option<Duration>,
     server_cpu_us: Option<u64>,
+    client_cpu_us: Option<u64>,
 }
 
 /// The publisher's fill of one round: its publications, all answered; returns the last seq.
@@ -250,6 +256,7 @@ async fn timed_join(
     let handlers = Arc::new(h);
     let source = proto::source_addr(target, 1, spec.source_ips);
     let cpu_before = server_pid.and_then(procfs::sample);
+    let client_before = procfs::sample(std::process::id());
     let t0 = Instant::now();
     let peer = chat_client(target, spec, user, source, handlers)
         .await
@@ -293,6 +300,7 @@ async fn timed_join(
         (Ok(_), Some(_), None) => Err("no expectation".to_owned()),
     };
     let cpu_after = server_pid.and_then(procfs::sample);
+    let client_after = procfs::sample(std::process::id());
     peer.close();
     outcome?;
     Ok(Timed {
@@ -300,6 +308,9 @@ async fn timed_join(
         last,
         server_cpu_us: cpu_before
             .zip(cpu_after)
+            .map(|(a, b)| b.cpu_us.saturating_sub(a.cpu_us)),
+        client_cpu_us: client_before
+            .zip(client_after)
             .map(|(a, b)| b.cpu_us.saturating_sub(a.cpu_us)),
     })
 }
@@ -334,7 +345,8 @@ pub async fn run(spec: &LoadSpec, opts: &RunOptions) -> Result<RunReport, BoxErr
         rounds: spec.joins,
         ..RecoverFigures::default()
     };
-    let (mut cpu_recover, mut cpu_plain): (Option<u64>, Option<u64>) = (Some(0), Some(0));
+    let (mut cpu_recover, mut cpu_plain, mut cpu_client): (Option<u64>, Option<u64>, Option<u64>) =
+        (Some(0), Some(0), Some(0));
     let mut errors = Vec::new();
     for k in 0..WARMUP_ROUNDS + spec.joins {
         let timed = k >= WARMUP_ROUNDS;
@@ -398,6 +410,7 @@ pub async fn run(spec: &LoadSpec, opts: &RunOptions) -> Result<RunReport, BoxErr
         fills.push(fill_ms);
         cpu_recover = cpu_recover.zip(rec.server_cpu_us).map(|(a, b)| a + b);
         cpu_plain = cpu_plain.zip(pl.server_cpu_us).map(|(a, b)| a + b);
+        cpu_client = cpu_client.zip(rec.client_cpu_us).map(|(a, b)| a + b);
     }
     publisher.close();
     let server_end = opts.server_pid.and_then(procfs::sample);
@@ -416,6 +429,9 @@ pub async fn run(spec: &LoadSpec, opts: &RunOptions) -> Result<RunReport, BoxErr
     };
     out.server_cpu_ms_recover = per(cpu_recover);
     out.server_cpu_ms_plain = per(cpu_plain);
+    out.client_cpu_ms_recover = cpu_client
+        .filter(|_| timed > 0)
+        .map(|c| c as f64 / 1000.0 / timed as f64);
     let server = match (opts.server_pid, server_before, server_end) {
         (Some(pid), Some(a), Some(b)) => Some(ServerUsage {
             pid,

@@ -106,6 +106,8 @@ pub struct RecoverRow {
     pub server_cpu_ms_recover: Option<f64>,
     /// See `server_cpu_ms_recover`.
     pub server_cpu_ms_plain: Option<f64>,
+    /// The client's (load generator's) CPU per recovery (ms).
+    pub client_cpu_ms_recover: Option<f64>,
 }
 
 fn recover_row(rs: &[&RunReport], base: &[&RunReport]) -> Option<RecoverRow> {
@@ -152,6 +154,7 @@ fn recover_row(rs: &[&RunReport], base: &[&RunReport]) -> Option<RecoverRow> {
         fill_ms: med(&|x| x.fill_ms),
         server_cpu_ms_recover: median(fs.iter().filter_map(|x| x.server_cpu_ms_recover).collect()),
         server_cpu_ms_plain: median(fs.iter().filter_map(|x| x.server_cpu_ms_plain).collect()),
+        client_cpu_ms_recover: median(fs.iter().filter_map(|x| x.client_cpu_ms_recover).collect()),
     })
 }
 
@@ -912,7 +915,7 @@ pub fn markdown(rep: &Report) -> String {
 fn recover_markdown(md: &mut String, s: &Scenario) {
     let _ = writeln!(
         md,
-        "| server | rounds × missed | recovery p50 / p99 ms | join result p50 ms | plain join p50 / p99 ms | ÷ plain join p50 / p99 | ÷ baseline p50 (per rep) / p99 | fill ms | hub CPU ms per recovery / plain join | exact / failed |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        "| server | rounds × missed | recovery p50 / p99 ms | join result p50 ms | plain join p50 / p99 ms | ÷ plain join p50 / p99 | ÷ baseline p50 (per rep) / p99 | fill ms | hub CPU ms per recovery / plain join | client CPU ms per recovery | exact / failed |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     );
     for r in &s.rows {
         let Some(x) = &r.recover else { continue };
@@ -939,7 +942,7 @@ fn recover_markdown(md: &mut String, s: &Scenario) {
         };
         let _ = writeln!(
             md,
-            "| {} | {} × {} | {:.1} / {:.1} | {:.1} | {:.1} / {:.1} | {:.2}x / {:.2}x | {vs_base} | {:.0} | {} / {} | {failed} |",
+            "| {} | {} × {} | {:.1} / {:.1} | {:.1} | {:.1} / {:.1} | {:.2}x / {:.2}x | {vs_base} | {:.0} | {} / {} | {} | {failed} |",
             r.server,
             x.rounds,
             x.missed,
@@ -953,6 +956,7 @@ fn recover_markdown(md: &mut String, s: &Scenario) {
             x.fill_ms,
             opt(x.server_cpu_ms_recover, 2),
             opt(x.server_cpu_ms_plain, 2),
+            opt(x.client_cpu_ms_recover, 2),
         );
     }
     let _ = writeln!(
