@@ -104,7 +104,7 @@ pub struct AttackFigures {
     /// Connections that ended while the attack ran (closed by the hub).
     pub closed: u64,
     /// Of those, connections closed by the strike-out: a `bye` 4010 came, or (a `bye` can be
-    /// lost when the connection's send queue is full) the connection had [`STRIKES`] − 1
+    /// lost when the connection's send queue is full) the connection had `STRIKES` − 1
     /// wrong passwords answered when it was closed.
     #[serde(default)]
     pub strike_outs: u64,
