@@ -724,9 +724,15 @@ fn hub_scenarios(
                 &[],
             ),
             hub_server("hub-chat-tcp", "chat-tcp", "tungstenite", &[]),
-            // As deployed (redb, an fsync per queued message) and with the memory queue of
-            // the hub rows above.
+            // As deployed (redb, an fsync per queued message, conversations kept in the redb
+            // history), without keeping conversations (what that costs), and with the memory
+            // queue of the hub rows above.
             ready_server("server-chat-ws-redb", "chat-ws", &[]),
+            ready_server(
+                "server-chat-ws-redb-no-conversations",
+                "chat-ws",
+                &["--hub-history-conversation-max-len", "0"],
+            ),
             ready_server(
                 "server-chat-ws-memory",
                 "chat-ws",
