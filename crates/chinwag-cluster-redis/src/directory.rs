@@ -34,9 +34,11 @@ pub struct DirectoryConfig {
     /// The longest delay between attempts. Default 5 s.
     pub reconnect_max: Duration,
     /// How often the listener pings Redis on its pub/sub connection, to find a connection that
-    /// died without closing (a partition); a ping unanswered within the same time counts as a
-    /// dropped connection. Also bounds connecting and subscribing. Default 10 s.
+    /// died without closing (a partition). Default 10 s.
     pub ping_interval: Duration,
+    /// How long connecting and subscribing, and each ping's answer, may take before the
+    /// listener counts the connection as dropped. Default 5 s.
+    pub timeout: Duration,
     /// Instructions longer than this are ignored (and counted in
     /// [`ListenerStatus::ignored`]): nothing this crate sends is longer than 24 KiB.
     /// Default 64 KiB.
@@ -49,6 +51,7 @@ impl Default for DirectoryConfig {
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(5),
             ping_interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
             max_instruction_bytes: 64 * 1024,
         }
     }
@@ -65,6 +68,12 @@ impl DirectoryConfig {
     /// Sets [`ping_interval`](Self::ping_interval).
     pub fn with_ping_interval(mut self, every: Duration) -> Self {
         self.ping_interval = every;
+        self
+    }
+
+    /// Sets [`timeout`](Self::timeout).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
         self
     }
 
@@ -380,6 +389,8 @@ pub struct ListenerStatus {
     pub subscriptions: u64,
     /// Failed attempts to subscribe or reconcile.
     pub failed_attempts: u64,
+    /// Pings Redis answered on the pub/sub connection.
+    pub pings: u64,
     /// Close instructions received.
     pub instructions: u64,
     /// Connections closed by instructions.
@@ -433,6 +444,7 @@ impl Task {
             if self.hub.upgrade().is_none() {
                 return;
             }
+            let before = self.status.borrow().subscriptions;
             match self.session().await {
                 // The hub is gone.
                 Ok(()) => return,
@@ -441,6 +453,10 @@ impl Task {
                 }
             }
             self.status.send_modify(|s| s.subscribed = false);
+            // The backoff grows with failures in a row: a session that subscribed ends a row.
+            if self.status.borrow().subscriptions > before {
+                failures = 0;
+            }
             failures = failures.saturating_add(1);
             tokio::time::sleep(self.backoff(failures)).await;
         }
@@ -459,7 +475,8 @@ impl Task {
     /// One subscription: subscribe, reconcile, then handle instructions until the connection
     /// fails (`Err`) or the hub is gone (`Ok`).
     async fn session(&self) -> Result<(), ClusterError> {
-        let limit = self.config.ping_interval.max(Duration::from_millis(10));
+        let limit = self.config.timeout.max(Duration::from_millis(10));
+        let every = self.config.ping_interval.max(Duration::from_millis(10));
         let subscribe = async {
             let mut ps = self.client.get_async_pubsub().await?;
             ps.subscribe(&self.channel).await?;
@@ -480,7 +497,7 @@ impl Task {
             s.subscriptions += 1;
             s.reconciled += closed as u64;
         });
-        let mut ping = tokio::time::interval(limit);
+        let mut ping = tokio::time::interval(every);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await;
         loop {
@@ -499,7 +516,7 @@ impl Task {
                         return Ok(());
                     }
                     match tokio::time::timeout(limit, sink.ping::<redis::Value>()).await {
-                        Ok(Ok(_)) => {}
+                        Ok(Ok(_)) => self.status.send_modify(|s| s.pings += 1),
                         Ok(Err(e)) => return Err(e.into()),
                         Err(_) => return Err(timed_out("ping")),
                     }

@@ -24,7 +24,7 @@ fn at(node: &Node, conn: chinwag_hub::ConnId) -> ConnRef {
 /// and Redis lists only B's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_replaces_a_connection_on_another_node() {
-    let server = RedisServer::start();
+    let server = redis_server();
     let [a, b, c] = three(&server.url(), SignOn::Single).await;
     let mut on_a = Client::signed_in(a.addr, &token("ada", "phone")).await;
     let a_id = on_a.conn_id().await;
@@ -61,7 +61,7 @@ async fn single_replaces_a_connection_on_another_node() {
 /// open cluster-wide, and each of the 99 others got its bye (4003) and was closed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_concurrent_sign_ons_over_three_nodes_leave_one() {
-    let server = RedisServer::start();
+    let server = redis_server();
     let nodes = three(&server.url(), SignOn::Single).await;
     let start = std::sync::Arc::new(tokio::sync::Barrier::new(100));
     let mut tasks = Vec::new();
@@ -136,7 +136,7 @@ async fn hundred_concurrent_sign_ons_over_three_nodes_leave_one() {
 /// third node replaces only that device's connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_device_keeps_one_connection_per_device_across_nodes() {
-    let server = RedisServer::start();
+    let server = redis_server();
     let [a, b, c] = three(&server.url(), SignOn::PerDevice).await;
     let mut phone = Client::signed_in(a.addr, &token("ada", "phone")).await;
     let laptop = Client::signed_in(b.addr, &token("ada", "laptop")).await;
@@ -199,7 +199,7 @@ async fn poll_until(what: &str, want: u64, f: impl AsyncFn() -> u64) {
 /// and goes when its last connection, on any node, goes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn online_users_are_counted_across_nodes() {
-    let server = RedisServer::start();
+    let server = redis_server();
     let [a, b, c] = three(&server.url(), SignOn::Multi { max: 2 }).await;
     assert_eq!(c.hub.online_users().await.unwrap(), 0);
     let ada1 = Client::signed_in(a.addr, &token("ada", "phone")).await;
@@ -243,7 +243,7 @@ async fn online_users_are_counted_across_nodes() {
 /// connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listener_that_reconnects_closes_what_was_replaced_meanwhile() {
-    let server = RedisServer::start();
+    let server = redis_server();
     let admin = redis::Client::open(server.url()).unwrap();
     let mut admin = admin.get_multiplexed_async_connection().await.unwrap();
     let acl = |args: &[&str]| {
@@ -321,7 +321,7 @@ async fn a_listener_that_reconnects_closes_what_was_replaced_meanwhile() {
 /// an instruction naming another user's connection closes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_instructions_are_ignored() {
-    let server = RedisServer::start();
+    let server = redis_server();
     let a = Node::start(&server.url(), 1, SignOn::Single).await;
     let on_a = Client::signed_in(a.addr, &token("ada", "phone")).await;
     let id = on_a.conn_id().await;
@@ -355,7 +355,7 @@ async fn bad_instructions_are_ignored() {
 /// The directory's settings and names.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_and_settings() {
-    let server = RedisServer::start();
+    let server = redis_server();
     let d = RedisDirectory::connect_with(&server.url(), "t:", DirectoryConfig::default())
         .await
         .unwrap();
@@ -367,4 +367,37 @@ async fn names_and_settings() {
             .await
             .is_err()
     );
+}
+
+/// The listener pings Redis on its pub/sub connection; when Redis stops answering without the
+/// connection closing (`CLIENT PAUSE`, as a partition would), the ping times out and the
+/// listener subscribes again once Redis answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_ping_makes_the_listener_subscribe_again() {
+    let server = redis_server();
+    let config = directory_config()
+        .with_ping_interval(Duration::from_millis(50))
+        .with_timeout(Duration::from_millis(500));
+    let node = Node::start_with(&server.url(), 1, SignOn::Single, config).await;
+    let before = node
+        .status_until("pinged three times", |s| s.pings >= 3)
+        .await;
+
+    let mut admin = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let () = redis::cmd("CLIENT")
+        .arg(&["PAUSE", "1500", "ALL"])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let s = node
+        .status_until("subscribed again", |s| {
+            s.subscribed && s.subscriptions > before.subscriptions
+        })
+        .await;
+    assert!(s.failed_attempts > before.failed_attempts, "{s:?}");
+    node.stop().await;
 }

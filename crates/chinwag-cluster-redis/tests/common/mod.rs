@@ -20,6 +20,29 @@ use tokio::sync::mpsc;
 
 pub use chinwag_queue_redis::test_server::RedisServer;
 
+/// A private redis-server. The helper picks a free port, then starts the server on it; the
+/// connections these tests open in parallel can take that port in between ("Address already in
+/// use"): then it tries again on another port, up to five times.
+pub fn redis_server() -> RedisServer {
+    let mut attempt = 1;
+    loop {
+        match std::panic::catch_unwind(RedisServer::start) {
+            Ok(s) => return s,
+            Err(e) => {
+                let text = e
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| e.downcast_ref::<&str>().copied())
+                    .unwrap_or_default();
+                if attempt >= 5 || !text.contains("Address already in use") {
+                    std::panic::resume_unwind(e);
+                }
+                attempt += 1;
+            }
+        }
+    }
+}
+
 const SECRET: &[u8] = b"the cluster tests' HS256 secret, long enough";
 /// How long any awaited event may take before a test fails.
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -45,14 +68,15 @@ pub struct Node {
 impl Node {
     /// Node `id` on the Redis at `url`, under `policy`; returns once its listener subscribed.
     pub async fn start(url: &str, id: u64, policy: SignOn) -> Node {
+        Node::start_with(url, id, policy, directory_config()).await
+    }
+
+    /// [`start`](Self::start) with the directory's `config`.
+    pub async fn start_with(url: &str, id: u64, policy: SignOn, config: DirectoryConfig) -> Node {
         let directory = Arc::new(
-            RedisDirectory::connect_with(
-                url,
-                chinwag_cluster_redis::DEFAULT_PREFIX,
-                directory_config(),
-            )
-            .await
-            .expect("directory"),
+            RedisDirectory::connect_with(url, chinwag_cluster_redis::DEFAULT_PREFIX, config)
+                .await
+                .expect("directory"),
         );
         let config = HubConfig::default()
             .with_node(NodeId(id))
