@@ -1,27 +1,29 @@
-//! Several chinwag hub nodes acting as one, through Redis (issue 18). **Only the first slice
-//! exists**: [`RedisSignOns`], the sign-on decision of the hub's policies
-//! ([`SignOn::Single`], `PerDevice`, `Multi`) kept in Redis, so
-//! that it holds across every node sharing that Redis.
+//! Several chinwag hub nodes acting as one, through Redis (issue 18). Two slices exist:
 //!
-//! A sign-on is one Lua script, run atomically by Redis, that applies exactly the rules of the
-//! one-node [`SignOnTable`](chinwag_hub::SignOnTable) (a property test drives both with the
-//! same random sequences and compares them step by step): the newest sign-on wins, and the
-//! outcome names the connections it replaces **on any node**, each with its
-//! [`NodeId`](chinwag_hub::NodeId), so the caller can have that node close them.
+//! - [`RedisSignOns`]: the sign-on decision of the hub's policies ([`SignOn::Single`],
+//!   `PerDevice`, `Multi`) kept in Redis, so that it holds across every node sharing that
+//!   Redis. A sign-on is one Lua script, run atomically by Redis, that applies exactly the rules
+//!   of the one-node [`SignOnTable`](chinwag_hub::SignOnTable) (a property test drives both with
+//!   the same random sequences and compares them step by step): the newest sign-on wins, and the
+//!   outcome names the connections it replaces **on any node**, each with its
+//!   [`NodeId`](chinwag_hub::NodeId).
+//! - [`RedisDirectory`]: the hub's [`Directory`](chinwag_hub::Directory) over it. It sends a
+//!   close instruction to the node of every connection a sign-on replaces elsewhere; each node's
+//!   [`Listener`] ([`RedisDirectory::serve`]) closes them (`bye`, close code 4003) and, after
+//!   its pub/sub connection comes back, reconciles what it missed. It also counts online users
+//!   cluster-wide.
 //!
 //! Not built yet (see `docs/cluster.md` in the repository): node heartbeats and the sweep of a
-//! dead node's entries, delivering a replaced connection's close to its node, cluster-wide
-//! presence counts, sends and rooms across nodes. For that reason this crate does not implement
-//! the hub's [`Directory`](chinwag_hub::Directory) yet: the hub closes only the replaced
-//! connections of its own node and leaves the others to the directory, and a directory that
-//! reported remote replacements without closing them would break the `Single` policy silently.
+//! dead node's entries, presence beyond connection lists and counts, sends and rooms across
+//! nodes, `chinwag-server` configuration.
 //!
 //! # Keys
 //!
 //! Every key starts with a prefix (default [`DEFAULT_PREFIX`]) and carries the user id as a
 //! hash tag: `P{user}:s`, one hash per user (the layout is in [`RedisSignOns`]'s docs). Each
 //! script touches only that key and names it in `KEYS`, so the same code runs on a single
-//! Redis and on Redis Cluster.
+//! Redis and on Redis Cluster. The directory adds the counter `P{cluster}:online` and one
+//! pub/sub channel per node, `P{node:<id>}:ctl`.
 //!
 //! # Example
 //!
@@ -44,8 +46,10 @@
 //! # }
 //! ```
 
+mod directory;
 mod signons;
 
+pub use directory::{DirectoryConfig, Listener, ListenerStatus, RedisDirectory};
 pub use signons::{DEFAULT_PREFIX, RedisSignOns};
 
 /// The `redis` crate this one is built on, so callers build connections with the same version.
@@ -90,7 +94,7 @@ impl ClusterError {
     }
 }
 
-/// For a future cluster [`Directory`](chinwag_hub::Directory): every failure is
+/// For the cluster [`Directory`](chinwag_hub::Directory): every failure is
 /// [`DirectoryError::Unavailable`], the hub's one way of refusing a sign-on it could not decide.
 impl From<ClusterError> for DirectoryError {
     fn from(e: ClusterError) -> Self {

@@ -9,8 +9,9 @@
 --            <node>:<conn>   one per signed-on connection: '<seq>:<device>'
 -- ARGV     the connection's field ('<node>:<conn>'), its device, the policy ('single',
 --          'per_device' or 'multi'), Multi's max (a decimal; ignored by the others).
--- Returns {'ok', seq, then per replaced connection, oldest first: field, seq, device}, or
--- {'dup'} when the connection is signed on already (then nothing changed).
+-- Returns {'ok', seq, online, then per replaced connection, oldest first: field, seq, device},
+-- online '1' when the user had no connection on any node before (it came online), else '0';
+-- or {'dup'} when the connection is signed on already (then nothing changed).
 -- Everything is read and checked before the first write: a script that fails changed nothing.
 local key, me, device, policy = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 
@@ -53,7 +54,7 @@ else
 end
 
 local seq = string.format('%d', redis.call('HINCRBY', key, 'n', 1))
-local out = {'ok', seq}
+local out = {'ok', seq, (#list == 0) and '1' or '0'}
 for _, e in ipairs(gone) do
   redis.call('HDEL', key, e.f)
   out[#out + 1] = e.f

@@ -76,7 +76,7 @@ static SIGN_OFF: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("s
 /// ```
 #[derive(Clone)]
 pub struct RedisSignOns<C = ConnectionManager> {
-    conn: C,
+    pub(crate) conn: C,
     prefix: Arc<str>,
 }
 
@@ -200,6 +200,17 @@ where
         conn: ConnRef,
         policy: SignOn,
     ) -> Result<SignOnOutcome, ClusterError> {
+        Ok(self.sign_on_online(device, conn, policy).await?.0)
+    }
+
+    /// [`sign_on`](Self::sign_on), plus whether the user had no connection on any node before
+    /// it (it came online), decided in the same script.
+    pub(crate) async fn sign_on_online(
+        &self,
+        device: &Device,
+        conn: ConnRef,
+        policy: SignOn,
+    ) -> Result<(SignOnOutcome, bool), ClusterError> {
         ids::check_user(&device.user).map_err(ClusterError::BadUser)?;
         ids::check_device(&device.device).map_err(ClusterError::BadDevice)?;
         let (name, max) = match policy {
@@ -218,13 +229,16 @@ where
             .await?;
         match r.as_slice() {
             [dup] if dup == b"dup" => Err(ClusterError::AlreadySignedOn(conn)),
-            [ok, seq, rest @ ..] if ok == b"ok" && rest.len() % 3 == 0 => Ok(SignOnOutcome {
-                seq: number(seq)?,
-                replaced: rest
-                    .chunks_exact(3)
-                    .map(|e| entry(&e[0], &e[1], &e[2]))
-                    .collect::<Result<_, _>>()?,
-            }),
+            [ok, seq, online, rest @ ..] if ok == b"ok" && rest.len() % 3 == 0 => Ok((
+                SignOnOutcome {
+                    seq: number(seq)?,
+                    replaced: rest
+                        .chunks_exact(3)
+                        .map(|e| entry(&e[0], &e[1], &e[2]))
+                        .collect::<Result<_, _>>()?,
+                },
+                online == b"1",
+            )),
             _ => Err(ClusterError::Corrupt(
                 "unexpected reply of the sign-on script".into(),
             )),

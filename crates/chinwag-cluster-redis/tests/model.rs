@@ -4,11 +4,13 @@
 //! sign-on replaces (which, their devices, their order), what a sign-off reports, and every
 //! user's remaining connections in order.
 
+mod common;
+
 use std::collections::HashMap;
 
 use chinwag_cluster_redis::RedisSignOns;
 use chinwag_hub::{ConnId, ConnRef, Device, NodeId, SignOn, SignOnTable, SignedOn};
-use chinwag_queue_redis::test_server::RedisServer;
+use common::redis_server;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use redis::aio::MultiplexedConnection;
@@ -141,7 +143,7 @@ async fn run_case(conn: MultiplexedConnection, prefix: &str, ops: &[Op]) -> Resu
 
 #[test]
 fn the_sign_on_script_agrees_with_the_one_node_table() {
-    let server = RedisServer::start();
+    let server = redis_server();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -1,12 +1,15 @@
 //! Sign-ons across nodes on a real redis-server: concurrent sign-ons of one user from three
 //! "nodes" (three separate connections), the key layout, and bad input.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use chinwag_cluster_redis::{ClusterError, RedisSignOns};
 use chinwag_hub::{ConnId, ConnRef, Device, NodeId, SignOn, SignOnTable, SignedOn};
 use chinwag_queue_redis::test_server::RedisServer;
+use common::redis_server;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::Barrier;
 
@@ -106,7 +109,7 @@ async fn check_linearizable(
 /// ran right after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_single_sign_ons_over_three_nodes_leave_exactly_one() {
-    let server = RedisServer::start();
+    let server = redis_server();
     let outs = concurrent(&server, "dora", 4, SignOn::Single).await;
     let by_seq: HashMap<u64, ConnRef> = outs.iter().map(|(_, c, o)| (o.seq, *c)).collect();
     for (_, _, out) in &outs {
@@ -132,7 +135,7 @@ async fn concurrent_single_sign_ons_over_three_nodes_leave_exactly_one() {
 /// `Multi { max: 3 }`: the three newest stay, sign-on k replaced sign-on k - 3.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_multi_sign_ons_keep_the_newest_three() {
-    let server = RedisServer::start();
+    let server = redis_server();
     let policy = SignOn::Multi { max: 3 };
     let outs = concurrent(&server, "erin", 1, policy).await;
     let store = RedisSignOns::new(connect(&server).await);
@@ -144,7 +147,7 @@ async fn concurrent_multi_sign_ons_keep_the_newest_three() {
 /// `PerDevice` over four devices: the newest of each device stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_per_device_sign_ons_keep_the_newest_of_each_device() {
-    let server = RedisServer::start();
+    let server = redis_server();
     let outs = concurrent(&server, "finn", 4, SignOn::PerDevice).await;
     let store = RedisSignOns::new(connect(&server).await);
     let left = check_linearizable(&store, "finn", SignOn::PerDevice, outs).await;
@@ -156,7 +159,7 @@ async fn concurrent_per_device_sign_ons_keep_the_newest_of_each_device() {
 /// The layout `docs/cluster.md` describes: one hash per user, hash-tagged by the user id.
 #[tokio::test]
 async fn one_hash_per_user_with_the_user_as_hash_tag() {
-    let server = RedisServer::start();
+    let server = redis_server();
     let mut raw = connect(&server).await;
     let store = RedisSignOns::with_prefix(raw.clone(), "app:").unwrap();
     assert_eq!(store.key("gus"), "app:{gus}:s");
@@ -206,7 +209,7 @@ async fn one_hash_per_user_with_the_user_as_hash_tag() {
 
 #[tokio::test]
 async fn bad_input_gets_a_clear_error() {
-    let server = RedisServer::start();
+    let server = redis_server();
     let mut raw = connect(&server).await;
     let store = RedisSignOns::new(raw.clone());
     let c = conn(1);

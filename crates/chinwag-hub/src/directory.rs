@@ -1,7 +1,8 @@
 //! The seam between a hub and the rest of a cluster: where users are connected, and the
-//! sign-on decision ([`Directory`]). [`LocalDirectory`] is the one-node implementation; a
-//! cluster over Redis would implement the same trait so that presence and sign-on policies hold
-//! across nodes (see `docs/ARCHITECTURE.md`, "The hub").
+//! sign-on decision ([`Directory`]). [`LocalDirectory`] is the one-node implementation;
+//! `chinwag-cluster-redis`'s `RedisDirectory` implements the same trait so that sign-on policies
+//! hold across nodes, closing another node's replaced connections there through
+//! [`Hub::close_replaced`](crate::Hub::close_replaced) (see `docs/cluster.md`).
 
 use std::sync::{Arc, Mutex};
 

@@ -70,7 +70,7 @@ pub use core::signon::{ConnId, ConnRef, NodeId, SignOn, SignOnOutcome, SignOnTab
 pub use directory::{Directory, DirectoryError, LocalDirectory};
 pub use driver::{
     Attach, Conn, ConversationPage, DeliveryReport, HistoryFrom, HistoryPage, Hub, HubBuilder,
-    JoinPass, Member, MembersPage, Presence, PublishReport, Recovery, SendOptions,
+    JoinPass, Member, MembersPage, Presence, PublishReport, Recovery, SendOptions, WeakHub,
 };
 pub use error::{
     ConversationError, HistoryFailure, Rejection, RoomError, SendError, ShareLimit, SignOnError,

@@ -154,3 +154,40 @@ async fn a_replaced_connection_stops_counting_the_moment_it_is_replaced() {
     hub.shutdown(DEADLINE).await;
     door.shutdown(DEADLINE).await;
 }
+
+/// What a cluster directory calls on the node a replacement names: the connection gets the
+/// same bye and close code as one replaced on its own node; ids of another user, unknown or
+/// already closing are skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_replaced_closes_a_local_connection_another_node_replaced() {
+    let hub = Hub::builder()
+        .config(config())
+        .authenticator(authenticator())
+        .build();
+    let (door, addr) = chat_tcp(&hub);
+    let mut ada = Client::tcp(addr, Some(&token("ada", "phone"))).await;
+    let bob = Client::tcp(addr, Some(&token("bob", "phone"))).await;
+    let ada_id = chinwag_hub::ConnId(ada.whoami().await["conn"].as_u64().unwrap());
+    let bob_id = chinwag_hub::ConnId(bob.whoami().await["conn"].as_u64().unwrap());
+    let mut all: Vec<_> = hub.local_connections().iter().map(|c| c.id()).collect();
+    all.sort();
+    assert_eq!(all, [ada_id, bob_id]);
+
+    let closed = hub.close_replaced("ada", &[ada_id, bob_id, chinwag_hub::ConnId(999)]);
+    assert_eq!(closed, 1, "only ada's own connection");
+    let bye = ada.bye().await;
+    assert_eq!(bye["code"], 4003);
+    assert_eq!(bye["name"], "replaced");
+    // TCP carries no close code (the bye did); the connection ends.
+    ada.closed().await;
+    assert_eq!(
+        hub.close_replaced("ada", &[ada_id]),
+        0,
+        "already closing or gone"
+    );
+    assert!(hub.connections_of("ada").is_empty());
+    assert_eq!(bob.whoami().await["user"], "bob");
+    assert_eq!(hub.local_connections().len(), 1);
+    hub.shutdown(DEADLINE).await;
+    door.shutdown(DEADLINE).await;
+}

@@ -22,6 +22,7 @@
 //! | `passwords.rs` | room passwords: a join's checks, and the check before a sign-on |
 //! | `fanout.rs` | handing events to connections: encodings, hooks, ordered per-room fan-out |
 //! | `timers.rs` | token expiry and the periodic sweep |
+//! | `cluster.rs` | what a cluster directory needs: closing another node's replacements, this node's connections, [`WeakHub`] |
 
 use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
@@ -53,6 +54,7 @@ use crate::hooks::{App, NoApp};
 use crate::link::{DoorFormat, Format};
 use crate::metrics as m;
 
+mod cluster;
 mod conn;
 mod conversation;
 mod direct;
@@ -66,6 +68,7 @@ mod rooms;
 mod signon;
 mod timers;
 
+pub use cluster::WeakHub;
 pub use conn::{Attach, Conn};
 pub use conversation::ConversationPage;
 pub use direct::{DeliveryReport, SendOptions};

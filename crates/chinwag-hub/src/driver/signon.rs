@@ -177,16 +177,9 @@ impl Hub {
             .filter(|r| r.conn.node == inner.config.node)
             .map(|r| r.conn.conn)
             .collect();
-        // Another node's connections: a cluster directory closes them there.
-        let replaced = inner.users(shard).core.replace(&local);
-        for (_, old) in replaced {
-            tracing::debug!(conn = old.handle.id().0, user = %old.handle.device().user, "replaced by a newer sign-on");
-            inner.ended(
-                &old.handle,
-                &old.held,
-                Close::new(CloseCode::REPLACED, "replaced by a newer sign-on"),
-            );
-        }
+        // Another node's connections: a cluster directory closes them there
+        // (`Hub::close_replaced` on that node).
+        inner.replace(shard, &local);
         if let Some(exp) = auth.expires_at {
             inner.schedule_expiry(&conn, exp);
         }
@@ -340,6 +333,27 @@ impl Inner {
         if let Some(c) = closing {
             self.ended(conn, &c.held, close);
         }
+    }
+
+    /// Closes the connections `conns` of user shard `shard` that a newer sign-on replaced
+    /// (those still recipients there): they stop being recipients now, then get the bye and
+    /// close code 4003. Returns how many it closed. Shared by [`Hub::attach`] (this node's
+    /// replacements) and [`Hub::close_replaced`] (another node's).
+    pub(crate) fn replace(&self, shard: usize, conns: &[ConnId]) -> usize {
+        if conns.is_empty() {
+            return 0;
+        }
+        let replaced = self.users(shard).core.replace(conns);
+        let n = replaced.len();
+        for (_, old) in replaced {
+            tracing::debug!(conn = old.handle.id().0, user = %old.handle.device().user, "replaced by a newer sign-on");
+            self.ended(
+                &old.handle,
+                &old.held,
+                Close::new(CloseCode::REPLACED, "replaced by a newer sign-on"),
+            );
+        }
+        n
     }
 
     /// `conn` was just marked closing by the core: count it, hand it the live-only messages

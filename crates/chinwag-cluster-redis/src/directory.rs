@@ -1,0 +1,639 @@
+//! [`RedisDirectory`]: the hub's [`Directory`] over Redis, with close delivery across nodes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chinwag_hub::{
+    ConnId, ConnRef, Device, Directory, DirectoryError, Hub, NodeId, SignOn, SignOnOutcome,
+    SignedOn, WeakHub,
+};
+use futures_core::future::BoxFuture;
+use futures_util::StreamExt;
+use redis::aio::ConnectionManager;
+use tokio::sync::watch;
+
+use crate::{ClusterError, RedisSignOns};
+
+/// The most connection ids one close instruction carries (a sign-on replacing more on one node
+/// sends several): with a user id of at most 1024 bytes, an instruction stays under 24 KiB.
+const CONNS_PER_INSTRUCTION: usize = 1000;
+
+/// How many users a reconciliation asks Redis about at once.
+const RECONCILE_CONCURRENCY: usize = 16;
+
+/// The settings of a [`RedisDirectory`]'s listener.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DirectoryConfig {
+    /// The first delay before subscribing again after the pub/sub connection failed; it
+    /// doubles with each failure in a row, up to [`reconnect_max`](Self::reconnect_max), and
+    /// each delay is drawn at random between half of it and all of it (jitter, so that nodes
+    /// cut off together do not come back together). Default 50 ms.
+    pub reconnect_min: Duration,
+    /// The longest delay between attempts. Default 5 s.
+    pub reconnect_max: Duration,
+    /// How often the listener pings Redis on its pub/sub connection, to find a connection that
+    /// died without closing (a partition). Default 10 s.
+    pub ping_interval: Duration,
+    /// How long connecting and subscribing, and each ping's answer, may take before the
+    /// listener counts the connection as dropped. Default 5 s.
+    pub timeout: Duration,
+    /// Instructions longer than this are ignored (and counted in
+    /// [`ListenerStatus::ignored`]): nothing this crate sends is longer than 24 KiB.
+    /// Default 64 KiB.
+    pub max_instruction_bytes: usize,
+}
+
+impl Default for DirectoryConfig {
+    fn default() -> Self {
+        Self {
+            reconnect_min: Duration::from_millis(50),
+            reconnect_max: Duration::from_secs(5),
+            ping_interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
+            max_instruction_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl DirectoryConfig {
+    /// Sets [`reconnect_min`](Self::reconnect_min) and [`reconnect_max`](Self::reconnect_max).
+    pub fn with_reconnect(mut self, min: Duration, max: Duration) -> Self {
+        self.reconnect_min = min;
+        self.reconnect_max = max.max(min);
+        self
+    }
+
+    /// Sets [`ping_interval`](Self::ping_interval).
+    pub fn with_ping_interval(mut self, every: Duration) -> Self {
+        self.ping_interval = every;
+        self
+    }
+
+    /// Sets [`timeout`](Self::timeout).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets [`max_instruction_bytes`](Self::max_instruction_bytes).
+    pub fn with_max_instruction_bytes(mut self, n: usize) -> Self {
+        self.max_instruction_bytes = n;
+        self
+    }
+}
+
+/// The hub's [`Directory`] for a cluster of nodes sharing one Redis: sign-on policies hold
+/// across nodes **on the wire**, not only in Redis.
+///
+/// - [`sign_on`](Directory::sign_on) runs [`RedisSignOns::sign_on`]; every replaced connection
+///   on another node gets a close instruction on that node's channel (`PUBLISH
+///   P{node:<id>}:ctl`); the hub closes this node's replaced connections itself.
+/// - Each node runs a listener ([`serve`](Self::serve)) subscribed to its channel, which
+///   closes the named connections with [`Hub::close_replaced`] (`bye`, close code 4003).
+///   Pub/sub delivers at most once: when the listener's connection drops, it subscribes again
+///   (with backoff and jitter) and then **reconciles**: every connection of this node whose
+///   sign-on was decided but that Redis no longer lists was replaced while the listener was
+///   away, and is closed.
+/// - [`online_users`](Directory::online_users) reads a counter the directory moves after each
+///   script that took a user from no connection to one (`INCR`) or from one to none (`DECR`).
+///   It is not updated in the same script (on Redis Cluster the counter is in another slot than
+///   the user's key), so a node that dies between the two, or a Redis failing between them,
+///   leaves it off by one until the node-liveness slice recounts (`docs/cluster.md`).
+///
+/// # Example
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use chinwag_cluster_redis::RedisDirectory;
+/// use chinwag_hub::{Hub, HubConfig, NodeId};
+///
+/// # async fn run() -> Result<(), chinwag_cluster_redis::ClusterError> {
+/// let directory = Arc::new(RedisDirectory::connect("redis://127.0.0.1:6379/").await?);
+/// let hub = Hub::builder()
+///     .config(HubConfig::default().with_node(NodeId(1)))
+///     .directory(directory.clone())
+///     .build();
+/// // Closes this node's connections that other nodes' sign-ons replace, until the hub stops.
+/// let listener = directory.serve(&hub);
+/// # let _ = listener;
+/// # Ok(())
+/// # }
+/// ```
+pub struct RedisDirectory {
+    signons: RedisSignOns<ConnectionManager>,
+    client: redis::Client,
+    config: DirectoryConfig,
+}
+
+impl std::fmt::Debug for RedisDirectory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisDirectory")
+            .field("prefix", &self.signons.prefix())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisDirectory {
+    /// Connects to the Redis at `url` with the [`DEFAULT_PREFIX`](crate::DEFAULT_PREFIX) and
+    /// default settings. Fails if Redis cannot be reached now; afterwards its connections
+    /// reconnect by themselves.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), chinwag_cluster_redis::ClusterError> {
+    /// let d = chinwag_cluster_redis::RedisDirectory::connect("redis://127.0.0.1/").await?;
+    /// # let _ = d;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn connect(url: &str) -> Result<Self, ClusterError> {
+        Self::connect_with(url, crate::DEFAULT_PREFIX, DirectoryConfig::default()).await
+    }
+
+    /// Connects to the Redis at `url`, with keys and channels under `prefix` (directories with
+    /// different prefixes on one Redis are independent clusters) and the listener's `config`.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), chinwag_cluster_redis::ClusterError> {
+    /// use chinwag_cluster_redis::{DirectoryConfig, RedisDirectory};
+    /// let config = DirectoryConfig::default().with_ping_interval(std::time::Duration::from_secs(5));
+    /// let d = RedisDirectory::connect_with("redis://127.0.0.1/", "myapp:", config).await?;
+    /// assert_eq!(d.channel(chinwag_hub::NodeId(3)), "myapp:{node:3}:ctl");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn connect_with(
+        url: &str,
+        prefix: &str,
+        config: DirectoryConfig,
+    ) -> Result<Self, ClusterError> {
+        let client = redis::Client::open(url)?;
+        let conn = ConnectionManager::new(client.clone()).await?;
+        Ok(Self {
+            signons: RedisSignOns::with_prefix(conn, prefix)?,
+            client,
+            config,
+        })
+    }
+
+    /// The sign-on store underneath.
+    pub fn signons(&self) -> &RedisSignOns<ConnectionManager> {
+        &self.signons
+    }
+
+    /// The pub/sub channel of `node`'s close instructions, `P{node:<id>}:ctl` (hash-tagged so
+    /// that sharded pub/sub can carry it on Redis Cluster; see `docs/cluster.md`).
+    pub fn channel(&self, node: NodeId) -> String {
+        channel(self.signons.prefix(), node)
+    }
+
+    /// The key of the online-users counter, `P{cluster}:online`.
+    pub fn online_key(&self) -> String {
+        format!("{}{{cluster}}:online", self.signons.prefix())
+    }
+
+    /// Starts this node's listener: subscribes to the channel of `hub`'s node
+    /// ([`HubConfig::node`](chinwag_hub::HubConfig::node)), reconciles, then closes the
+    /// connections other nodes' sign-ons replace, until the hub stops (its
+    /// [`shutdown`](Hub::shutdown) ends, or every handle to it is dropped). Reconnects with
+    /// backoff and jitter, and reconciles after each reconnect. Must be called inside a Tokio
+    /// runtime, once per hub. Dropping the returned handle leaves the listener running.
+    pub fn serve(&self, hub: &Hub) -> Listener {
+        let (tx, rx) = watch::channel(ListenerStatus::default());
+        let task = Task {
+            client: self.client.clone(),
+            signons: self.signons.clone(),
+            node: hub.config().node,
+            channel: self.channel(hub.config().node),
+            config: self.config.clone(),
+            hub: hub.downgrade(),
+            status: tx,
+        };
+        let stopped = hub.stopped();
+        let handle = tokio::spawn(async move {
+            tokio::select! {
+                _ = stopped => {}
+                _ = task.run() => {}
+            }
+        });
+        Listener { status: rx, handle }
+    }
+
+    /// Closes the connections of `hub`'s node whose sign-on was decided but that Redis no
+    /// longer lists (replaced on another node while no instruction could reach this one).
+    /// The listener does it after each (re)subscription; returns how many it closed.
+    ///
+    /// # Errors
+    ///
+    /// Redis failed (some users may have been reconciled already).
+    pub async fn reconcile(&self, hub: &Hub) -> Result<usize, ClusterError> {
+        reconcile(&hub.downgrade(), &self.signons, hub.config().node).await
+    }
+
+    /// Moves the online-users counter; a failure only logs (the counter drifts, see the type's
+    /// docs).
+    async fn count(&self, delta: i64) {
+        let r: Result<i64, _> = redis::cmd("INCRBY")
+            .arg(self.online_key())
+            .arg(delta)
+            .query_async(&mut self.signons.conn.clone())
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, delta, "cluster online-users counter not updated");
+        }
+    }
+
+    /// Tells `node` to close `conns` of `user`. A failure only logs: that node reconciles when
+    /// its listener comes back, and if its listener never left, the connection stays open
+    /// until the user signs on again (see `docs/cluster.md`).
+    async fn send_close(&self, node: NodeId, user: &str, conns: &[ConnId]) {
+        for chunk in conns.chunks(CONNS_PER_INSTRUCTION) {
+            let payload = instruction(user, chunk);
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                let r: Result<u64, _> = redis::cmd("PUBLISH")
+                    .arg(self.channel(node))
+                    .arg(&payload)
+                    .query_async(&mut self.signons.conn.clone())
+                    .await;
+                match r {
+                    Ok(0) => {
+                        tracing::debug!(
+                            node = node.0,
+                            user,
+                            "close instruction: node not listening (it reconciles when back)"
+                        );
+                        break;
+                    }
+                    Ok(_) => break,
+                    // The connection manager reconnects by itself: one more try.
+                    Err(e) if tries < 2 => {
+                        tracing::debug!(error = %e, "close instruction failed; trying again");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, node = node.0, user, "close instruction not sent");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Directory for RedisDirectory {
+    fn sign_on<'a>(
+        &'a self,
+        device: &'a Device,
+        conn: ConnRef,
+        policy: SignOn,
+    ) -> BoxFuture<'a, Result<SignOnOutcome, DirectoryError>> {
+        Box::pin(async move {
+            let (out, came_online) = match self.signons.sign_on_online(device, conn, policy).await {
+                Ok(r) => r,
+                Err(e) => {
+                    if e.is_unavailable() {
+                        // The reply may be lost after the script ran: take the sign-on back
+                        // (best effort; the hub refuses the connection). The counter is left
+                        // alone: whether this sign-on moved it is unknown.
+                        let _ = self.signons.sign_off(&device.user, conn).await;
+                    }
+                    return Err(e.into());
+                }
+            };
+            if came_online {
+                self.count(1).await;
+            }
+            let mut remote: BTreeMap<NodeId, Vec<ConnId>> = BTreeMap::new();
+            for r in out.replaced.iter().filter(|r| r.conn.node != conn.node) {
+                remote.entry(r.conn.node).or_default().push(r.conn.conn);
+            }
+            for (node, conns) in remote {
+                self.send_close(node, &device.user, &conns).await;
+            }
+            Ok(out)
+        })
+    }
+
+    fn sign_off<'a>(&'a self, user: &'a str, conn: ConnRef) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            match self.signons.sign_off(user, conn).await {
+                Ok(gone) => {
+                    if gone {
+                        self.count(-1).await;
+                    }
+                    gone
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, user, conn = conn.conn.0, "cluster sign-off failed; the entry stays until the node's entries are swept");
+                    false
+                }
+            }
+        })
+    }
+
+    fn connections<'a>(
+        &'a self,
+        user: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<SignedOn>, DirectoryError>> {
+        Box::pin(async move { Ok(self.signons.connections(user).await?) })
+    }
+
+    fn online_users(&self) -> BoxFuture<'_, Result<u64, DirectoryError>> {
+        Box::pin(async move {
+            let n: Option<i64> = redis::cmd("GET")
+                .arg(self.online_key())
+                .query_async(&mut self.signons.conn.clone())
+                .await
+                .map_err(ClusterError::from)?;
+            // Moved after the scripts, by several nodes: it may dip below 0 for a moment.
+            Ok(n.unwrap_or(0).max(0) as u64)
+        })
+    }
+}
+
+fn channel(prefix: &str, node: NodeId) -> String {
+    format!("{prefix}{{node:{}}}:ctl", node.0)
+}
+
+/// A close instruction: `close\n<user>\n<conn> <conn> ...` (user ids hold no control
+/// characters).
+fn instruction(user: &str, conns: &[ConnId]) -> String {
+    let ids: Vec<String> = conns.iter().map(|c| c.0.to_string()).collect();
+    format!("close\n{user}\n{}", ids.join(" "))
+}
+
+/// A close instruction's user and connections; `None` when it is not one.
+fn parse_instruction(b: &[u8]) -> Option<(&str, Vec<ConnId>)> {
+    let s = std::str::from_utf8(b).ok()?;
+    let rest = s.strip_prefix("close\n")?;
+    let (user, ids) = rest.split_once('\n')?;
+    chinwag_hub::ids::check_user(user).ok()?;
+    let conns = ids
+        .split(' ')
+        .map(|id| id.parse().map(ConnId))
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
+    Some((user, conns))
+}
+
+/// What a [`Listener`] has done so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListenerStatus {
+    /// Subscribed now (and the reconciliation after subscribing finished).
+    pub subscribed: bool,
+    /// Successful subscriptions, each followed by a reconciliation: 1 + the reconnects.
+    pub subscriptions: u64,
+    /// Failed attempts to subscribe or reconcile.
+    pub failed_attempts: u64,
+    /// Pings Redis answered on the pub/sub connection.
+    pub pings: u64,
+    /// Close instructions received.
+    pub instructions: u64,
+    /// Connections closed by instructions.
+    pub closed: u64,
+    /// Connections closed by reconciliations.
+    pub reconciled: u64,
+    /// Messages on the channel that were not instructions, or too long.
+    pub ignored: u64,
+}
+
+/// A running listener ([`RedisDirectory::serve`]).
+#[derive(Debug)]
+pub struct Listener {
+    status: watch::Receiver<ListenerStatus>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Listener {
+    /// What it has done so far, changing as it goes (for tests, health checks and metrics).
+    pub fn status(&self) -> watch::Receiver<ListenerStatus> {
+        self.status.clone()
+    }
+
+    /// Stops it now (it also stops by itself when the hub stops).
+    pub async fn stop(self) {
+        self.handle.abort();
+        let _ = self.handle.await;
+    }
+
+    /// Waits until it ended (the hub stopped).
+    pub async fn stopped(self) {
+        let _ = self.handle.await;
+    }
+}
+
+/// The listener's state.
+struct Task {
+    client: redis::Client,
+    signons: RedisSignOns<ConnectionManager>,
+    node: NodeId,
+    channel: String,
+    config: DirectoryConfig,
+    hub: WeakHub,
+    status: watch::Sender<ListenerStatus>,
+}
+
+impl Task {
+    async fn run(self) {
+        let mut failures: u32 = 0;
+        loop {
+            if self.hub.upgrade().is_none() {
+                return;
+            }
+            let before = self.status.borrow().subscriptions;
+            match self.session().await {
+                // The hub is gone.
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, node = self.node.0, "cluster listener: pub/sub connection lost; subscribing again");
+                }
+            }
+            self.status.send_modify(|s| s.subscribed = false);
+            // The backoff grows with failures in a row: a session that subscribed ends a row.
+            if self.status.borrow().subscriptions > before {
+                failures = 0;
+            }
+            failures = failures.saturating_add(1);
+            tokio::time::sleep(self.backoff(failures)).await;
+        }
+    }
+
+    /// The delay before attempt `failures` (1, 2, ...): exponential, with jitter.
+    fn backoff(&self, failures: u32) -> Duration {
+        let c = &self.config;
+        let exp = c
+            .reconnect_min
+            .saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+        let top = exp.min(c.reconnect_max);
+        top.mul_f64(0.5 + rand::random::<f64>() / 2.0)
+    }
+
+    /// One subscription: subscribe, reconcile, then handle instructions until the connection
+    /// fails (`Err`) or the hub is gone (`Ok`).
+    async fn session(&self) -> Result<(), ClusterError> {
+        let limit = self.config.timeout.max(Duration::from_millis(10));
+        let every = self.config.ping_interval.max(Duration::from_millis(10));
+        let subscribe = async {
+            let mut ps = self.client.get_async_pubsub().await?;
+            ps.subscribe(&self.channel).await?;
+            Ok::<_, redis::RedisError>(ps.split())
+        };
+        let (mut sink, mut stream) = match tokio::time::timeout(limit, subscribe).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(self.failed(e.into())),
+            Err(_) => return Err(self.failed(timed_out("subscribing"))),
+        };
+        // Subscribed first, then reconciled: a replacement is either in what Redis lists now
+        // or in an instruction that arrives from here on.
+        let closed = reconcile(&self.hub, &self.signons, self.node)
+            .await
+            .map_err(|e| self.failed(e))?;
+        self.status.send_modify(|s| {
+            s.subscribed = true;
+            s.subscriptions += 1;
+            s.reconciled += closed as u64;
+        });
+        let mut ping = tokio::time::interval(every);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await;
+        loop {
+            tokio::select! {
+                msg = stream.next() => {
+                    let Some(msg) = msg else {
+                        return Err(timed_out("the pub/sub connection closed"));
+                    };
+                    if !self.handle(msg.get_payload_bytes()) {
+                        return Ok(());
+                    }
+                }
+                _ = ping.tick() => {
+                    // A hub dropped without a shutdown: end with it.
+                    if self.hub.upgrade().is_none() {
+                        return Ok(());
+                    }
+                    match tokio::time::timeout(limit, sink.ping::<redis::Value>()).await {
+                        Ok(Ok(_)) => self.status.send_modify(|s| s.pings += 1),
+                        Ok(Err(e)) => return Err(e.into()),
+                        Err(_) => return Err(timed_out("ping")),
+                    }
+                }
+            }
+        }
+    }
+
+    fn failed(&self, e: ClusterError) -> ClusterError {
+        self.status.send_modify(|s| s.failed_attempts += 1);
+        e
+    }
+
+    /// Carries out one instruction. False when the hub is gone.
+    fn handle(&self, payload: &[u8]) -> bool {
+        let parsed = (payload.len() <= self.config.max_instruction_bytes)
+            .then(|| parse_instruction(payload))
+            .flatten();
+        let Some((user, conns)) = parsed else {
+            tracing::warn!(
+                len = payload.len(),
+                "cluster listener: ignoring a message that is not a close instruction"
+            );
+            self.status.send_modify(|s| s.ignored += 1);
+            return true;
+        };
+        let Some(hub) = self.hub.upgrade() else {
+            return false;
+        };
+        let n = hub.close_replaced(user, &conns);
+        self.status.send_modify(|s| {
+            s.instructions += 1;
+            s.closed += n as u64;
+        });
+        true
+    }
+}
+
+fn timed_out(what: &str) -> ClusterError {
+    ClusterError::Redis(redis::RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("cluster listener: {what}"),
+    )))
+}
+
+/// Closes the connections of `node` (the hub's) whose sign-on was decided but that Redis no
+/// longer lists. Listing first, asking Redis after: a connection listed had been signed on in
+/// Redis before, so if Redis lacks it now, a newer sign-on replaced it (a sign-off comes only
+/// after the hub detached it, and then closing it is a no-op).
+async fn reconcile(
+    hub: &WeakHub,
+    signons: &RedisSignOns<ConnectionManager>,
+    node: NodeId,
+) -> Result<usize, ClusterError> {
+    let mut local: HashMap<Arc<str>, Vec<ConnId>> = HashMap::new();
+    {
+        let Some(hub) = hub.upgrade() else {
+            return Ok(0);
+        };
+        for c in hub.local_connections() {
+            if c.sign_on_seq() != 0 {
+                local
+                    .entry(c.device().user.clone())
+                    .or_default()
+                    .push(c.id());
+            }
+        }
+    }
+    let mut checks = futures_util::stream::iter(local)
+        .map(|(user, conns)| async move {
+            let listed = signons.connections(&user).await?;
+            let stale: Vec<ConnId> = conns
+                .into_iter()
+                .filter(|id| !listed.iter().any(|s| s.conn == ConnRef { node, conn: *id }))
+                .collect();
+            Ok::<_, ClusterError>((user, stale))
+        })
+        .buffer_unordered(RECONCILE_CONCURRENCY);
+    let mut closed = 0;
+    while let Some(r) = checks.next().await {
+        let (user, stale) = r?;
+        if stale.is_empty() {
+            continue;
+        }
+        let Some(hub) = hub.upgrade() else {
+            return Ok(closed);
+        };
+        let n = hub.close_replaced(&user, &stale);
+        if n > 0 {
+            tracing::debug!(user = %user, n, "cluster listener: closed connections replaced while it was away");
+        }
+        closed += n;
+    }
+    Ok(closed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instructions_round_trip_and_bad_ones_are_refused() {
+        let i = instruction("a b:{c}é", &[ConnId(1), ConnId(42)]);
+        assert_eq!(
+            parse_instruction(i.as_bytes()),
+            Some(("a b:{c}é", vec![ConnId(1), ConnId(42)]))
+        );
+        for bad in [
+            &b"close\nu\n"[..],
+            b"close\nu\n1 x",
+            b"close\n\n1",
+            b"open\nu\n1",
+            b"close\nu",
+            b"\xff",
+        ] {
+            assert_eq!(parse_instruction(bad), None, "{bad:?}");
+        }
+        assert_eq!(channel("p:", NodeId(7)), "p:{node:7}:ctl");
+    }
+}

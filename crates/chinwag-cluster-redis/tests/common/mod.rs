@@ -1,0 +1,265 @@
+//! Shared by the directory tests: hub nodes with JWT sign-in, a chat door on loopback TCP and a
+//! `RedisDirectory` each; a chat-protocol client (a small copy of the hub tests' one).
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chinwag_cluster_redis::{DirectoryConfig, Listener, ListenerStatus, RedisDirectory};
+use chinwag_hub::auth::{JwtAuthenticator, JwtConfig, JwtIssuer, JwtKey};
+use chinwag_hub::doors::DoorHandle;
+use chinwag_hub::doors::chat::ChatDoor;
+use chinwag_hub::{ConnId, Hub, HubConfig, HubLimits, NodeId, SignOn};
+use chinwag_rpc::{Handlers, Peer, RpcConfig, RpcError};
+use chinwag_transport::PeerAddr;
+use chinwag_transport::tcp::{self, TcpAcceptor};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+pub use chinwag_queue_redis::test_server::RedisServer;
+
+/// A private redis-server. The helper picks a free port, then starts the server on it; the
+/// connections these tests open in parallel can take that port in between ("Address already in
+/// use"): then it tries again on another port, up to five times.
+pub fn redis_server() -> RedisServer {
+    let mut attempt = 1;
+    loop {
+        match std::panic::catch_unwind(RedisServer::start) {
+            Ok(s) => return s,
+            Err(e) => {
+                let text = e
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| e.downcast_ref::<&str>().copied())
+                    .unwrap_or_default();
+                if attempt >= 5 || !text.contains("Address already in use") {
+                    std::panic::resume_unwind(e);
+                }
+                attempt += 1;
+            }
+        }
+    }
+}
+
+const SECRET: &[u8] = b"the cluster tests' HS256 secret, long enough";
+/// How long any awaited event may take before a test fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+pub fn token(user: &str, device: &str) -> String {
+    JwtIssuer::hs256(SECRET).issue(user, Some(device), Duration::from_secs(3600))
+}
+
+/// Reconnects quickly, so the reconnect test does not wait on the default backoff.
+pub fn directory_config() -> DirectoryConfig {
+    DirectoryConfig::default().with_reconnect(Duration::from_millis(20), Duration::from_millis(200))
+}
+
+/// One node: a hub with its own node id, a `RedisDirectory` and its listener, a chat door.
+pub struct Node {
+    pub hub: Hub,
+    pub directory: Arc<RedisDirectory>,
+    pub listener: Listener,
+    pub door: DoorHandle,
+    pub addr: SocketAddr,
+}
+
+impl Node {
+    /// Node `id` on the Redis at `url`, under `policy`; returns once its listener subscribed.
+    pub async fn start(url: &str, id: u64, policy: SignOn) -> Node {
+        Node::start_with(url, id, policy, directory_config()).await
+    }
+
+    /// [`start`](Self::start) with the directory's `config`.
+    pub async fn start_with(url: &str, id: u64, policy: SignOn, config: DirectoryConfig) -> Node {
+        let directory = Arc::new(
+            RedisDirectory::connect_with(url, chinwag_cluster_redis::DEFAULT_PREFIX, config)
+                .await
+                .expect("directory"),
+        );
+        let config = HubConfig::default()
+            .with_node(NodeId(id))
+            .with_sign_on(policy)
+            .with_limits(
+                HubLimits::default()
+                    .with_connection_rate(None)
+                    .with_message_rate(None),
+            );
+        let hub = Hub::builder()
+            .config(config)
+            .authenticator(Arc::new(JwtAuthenticator::new(JwtConfig::new(
+                JwtKey::hs256(SECRET),
+            ))))
+            .directory(directory.clone())
+            .build();
+        let listener = directory.serve(&hub);
+        let acc = TcpAcceptor::bind("127.0.0.1:0".parse().unwrap(), Default::default()).unwrap();
+        let door = ChatDoor::new(hub.clone()).serve(acc);
+        let addr = match door.local_addr() {
+            Some(PeerAddr::Ip(a)) => *a,
+            other => panic!("door without an IP address: {other:?}"),
+        };
+        let node = Node {
+            hub,
+            directory,
+            listener,
+            door,
+            addr,
+        };
+        node.status_until("subscribed", |s| s.subscribed).await;
+        node
+    }
+
+    /// Waits until the listener's status satisfies `f` (woken by its changes).
+    pub async fn status_until(
+        &self,
+        what: &str,
+        f: impl Fn(&ListenerStatus) -> bool,
+    ) -> ListenerStatus {
+        let mut rx = self.listener.status();
+        let r = tokio::time::timeout(DEADLINE, async {
+            rx.wait_for(|s| f(s)).await.map(|s| s.clone())
+        })
+        .await;
+        match r {
+            Ok(Ok(s)) => s,
+            _ => panic!(
+                "listener not {what} within {DEADLINE:?}: {:?}",
+                *self.listener.status().borrow()
+            ),
+        }
+    }
+
+    /// Waits until `f(hub)` holds, woken by the hub's changes.
+    pub async fn until(&self, what: &str, f: impl Fn(&Hub) -> bool) {
+        let mut changes = self.hub.changes();
+        let r = tokio::time::timeout(DEADLINE, async {
+            while !f(&self.hub) {
+                changes.changed().await.expect("the hub is alive");
+            }
+        })
+        .await;
+        assert!(r.is_ok(), "not within {DEADLINE:?}: {what}");
+    }
+
+    pub async fn stop(self) {
+        self.hub.shutdown(DEADLINE).await;
+        self.door.shutdown(DEADLINE).await;
+        tokio::time::timeout(DEADLINE, self.listener.stopped())
+            .await
+            .expect("the listener ends with its hub");
+    }
+}
+
+/// Three nodes (ids 1, 2, 3) on one Redis.
+pub async fn three(url: &str, policy: SignOn) -> [Node; 3] {
+    [
+        Node::start(url, 1, policy).await,
+        Node::start(url, 2, policy).await,
+        Node::start(url, 3, policy).await,
+    ]
+}
+
+/// A notification the server sent.
+#[derive(Debug, Clone)]
+pub struct Note {
+    pub name: String,
+    pub body: Value,
+}
+
+/// A chat-protocol client over TCP.
+pub struct Client {
+    pub peer: Peer,
+    pub notes: mpsc::UnboundedReceiver<Note>,
+}
+
+impl Client {
+    /// Connects to `addr` without signing in.
+    pub async fn connect(addr: SocketAddr) -> Client {
+        let t = tcp::connect(addr, &Default::default()).await.unwrap();
+        let (tx, notes) = mpsc::unbounded_channel();
+        let mut h = Handlers::new();
+        for name in ["message", "room", "presence", "bye"] {
+            let tx = tx.clone();
+            h.handle_notification(name, move |_peer, payload| {
+                let tx = tx.clone();
+                async move {
+                    let body: Value =
+                        serde_json::from_slice(&payload).expect("notifications are JSON");
+                    let _ = tx.send(Note {
+                        name: name.to_owned(),
+                        body,
+                    });
+                }
+            });
+        }
+        Client {
+            peer: chinwag_rpc::connect(t, Arc::new(h), RpcConfig::client()),
+            notes,
+        }
+    }
+
+    /// Connects and signs in with `token` (panics if refused).
+    pub async fn signed_in(addr: SocketAddr, token: &str) -> Client {
+        let c = Client::connect(addr).await;
+        c.req("auth", json!({ "token": token }))
+            .await
+            .expect("auth");
+        c
+    }
+
+    /// A request; `Err` with the error text.
+    pub async fn req(&self, op: &str, body: Value) -> Result<Value, String> {
+        match tokio::time::timeout(DEADLINE, self.peer.request::<_, Value>(op, &body)).await {
+            Err(_) => panic!("{op}: no answer within {DEADLINE:?}"),
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(RpcError::Remote { message, .. })) => Err(message),
+            Ok(Err(e)) => Err(e.to_string()),
+        }
+    }
+
+    /// This connection's id on its node (`whoami`).
+    pub async fn conn_id(&self) -> ConnId {
+        let me = self.req("whoami", json!({})).await.expect("whoami");
+        ConnId(me["conn"].as_u64().expect("conn"))
+    }
+
+    /// The next notification named `bye` (skipping others), within the deadline.
+    pub async fn bye(&mut self) -> Value {
+        loop {
+            let n = tokio::time::timeout(DEADLINE, self.notes.recv())
+                .await
+                .expect("a bye within the deadline")
+                .expect("a bye before the connection ended");
+            if n.name == "bye" {
+                return n.body;
+            }
+        }
+    }
+
+    /// Waits for the connection to end.
+    pub async fn closed(&self) {
+        tokio::time::timeout(DEADLINE, self.peer.closed())
+            .await
+            .expect("closed within the deadline");
+    }
+
+    /// Closes it and waits until it ended.
+    pub async fn close(self) {
+        self.peer.close();
+        self.closed().await;
+    }
+
+    /// Whether it has ended.
+    pub fn is_closed(&self) -> bool {
+        self.peer.close_reason().is_some()
+    }
+}
+
+/// Asserts a replaced connection's bye: code 4003, `replaced`, never reconnect.
+pub fn assert_replaced(bye: &Value) {
+    assert_eq!(bye["code"], 4003, "{bye}");
+    assert_eq!(bye["name"], "replaced", "{bye}");
+    assert_eq!(bye["reconnect"], "never", "{bye}");
+}
