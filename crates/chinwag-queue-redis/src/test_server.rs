@@ -22,17 +22,27 @@ impl RedisServer {
     /// Starts a server, or panics saying how to install one: these tests never skip.
     pub fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir for redis-server");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("finding a free loopback port");
         let mut s = Self {
             child: None,
-            port,
+            port: 0,
             dir,
         };
-        s.spawn();
-        s
+        // The free port is found by binding port 0 and letting it go, so another process can
+        // take it before redis-server binds it: then another port, a few times.
+        for attempt in 1.. {
+            s.port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("finding a free loopback port");
+            match s.try_spawn() {
+                Ok(()) => return s,
+                Err(log) if attempt < 5 && log.contains("Address already in use") => {
+                    let _ = std::fs::remove_file(s.dir.path().join("redis.log"));
+                }
+                Err(log) => panic!("redis-server did not start; its log:\n{log}"),
+            }
+        }
+        unreachable!("the loop returns or panics")
     }
 
     /// Its `redis://` URL.
@@ -56,6 +66,14 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
+        if let Err(log) = self.try_spawn() {
+            panic!("redis-server did not start; its log:\n{log}");
+        }
+    }
+
+    /// Starts redis-server on `self.port` and waits until it answers; `Err(its log)` when it
+    /// exited first.
+    fn try_spawn(&mut self) -> Result<(), String> {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args([
@@ -80,24 +98,26 @@ impl RedisServer {
                 )
             });
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready()
     }
 
-    /// Polls PING until the server answers, with a deadline; fails at once if it exited.
-    fn wait_ready(&mut self) {
+    /// Polls PING until the server answers, with a deadline; `Err(its log)` at once if it
+    /// exited.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let deadline = Instant::now() + READY_DEADLINE;
         loop {
             if ping(&addr) {
-                return;
+                return Ok(());
             }
             if let Some(c) = self.child.as_mut()
                 && let Ok(Some(status)) = c.try_wait()
             {
-                panic!(
-                    "redis-server exited with {status} before answering PING; its log:\n{}",
+                self.child = None;
+                return Err(format!(
+                    "(exited with {status} before answering PING)\n{}",
                     log(self.dir.path())
-                );
+                ));
             }
             assert!(
                 Instant::now() < deadline,

@@ -20,27 +20,10 @@ use tokio::sync::mpsc;
 
 pub use chinwag_queue_redis::test_server::RedisServer;
 
-/// A private redis-server. The helper picks a free port, then starts the server on it; the
-/// connections these tests open in parallel can take that port in between ("Address already in
-/// use"): then it tries again on another port, up to five times.
+/// A private redis-server (the helper retries on another port when the one it picked was taken
+/// in between).
 pub fn redis_server() -> RedisServer {
-    let mut attempt = 1;
-    loop {
-        match std::panic::catch_unwind(RedisServer::start) {
-            Ok(s) => return s,
-            Err(e) => {
-                let text = e
-                    .downcast_ref::<String>()
-                    .map(String::as_str)
-                    .or_else(|| e.downcast_ref::<&str>().copied())
-                    .unwrap_or_default();
-                if attempt >= 5 || !text.contains("Address already in use") {
-                    std::panic::resume_unwind(e);
-                }
-                attempt += 1;
-            }
-        }
-    }
+    RedisServer::start()
 }
 
 const SECRET: &[u8] = b"the cluster tests' HS256 secret, long enough";

@@ -7,7 +7,7 @@
 //! - [`tok`]: tok-style TCP — `u32` big-endian length-delimited frames; the first frame is the
 //!   token; later frames go to the application ([`App::on_receive`](crate::App::on_receive)).
 //!
-//! Every door is the same skeleton ([`skeleton`]): admit (connection rate, a token at
+//! Every door is the same skeleton (`doors::skeleton`): admit (connection rate, a token at
 //! connect) → sign on with the door's registered format → the auth timeout of first-message
 //! logins → sign off when the connection ends → close with the door's goodbye. A door supplies
 //! only its codec, its [`Format`](crate::Format) and its operations. Each takes any
