@@ -13,7 +13,8 @@ use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 
-use crate::{ClusterError, RedisSignOns};
+use crate::lease::{Keys, LeaseState, LeaseTask, SweepOutcome};
+use crate::{ClusterError, RedisSignOns, lease};
 
 /// The most connection ids one close instruction carries (a sign-on replacing more on one node
 /// sends several): with a user id of at most 1024 bytes, an instruction stays under 24 KiB.
@@ -43,6 +44,14 @@ pub struct DirectoryConfig {
     /// [`ListenerStatus::ignored`]): nothing this crate sends is longer than 24 KiB.
     /// Default 64 KiB.
     pub max_instruction_bytes: usize,
+    /// The node's lease: how long after its last renewal the cluster declares it dead and
+    /// sweeps its sign-ons. Renewed every third of it; the node fences itself (closes its
+    /// connections, refuses sign-ons) when it could not renew within nine tenths of it.
+    /// Default 10 s.
+    pub lease_ttl: Duration,
+    /// How long a sweeper's lock on a dead node lasts (at least the lease TTL): a sweeper
+    /// that dies mid-sweep holds the node up for that long. Default 30 s.
+    pub sweep_lock: Duration,
 }
 
 impl Default for DirectoryConfig {
@@ -53,6 +62,8 @@ impl Default for DirectoryConfig {
             ping_interval: Duration::from_secs(10),
             timeout: Duration::from_secs(5),
             max_instruction_bytes: 64 * 1024,
+            lease_ttl: Duration::from_secs(10),
+            sweep_lock: Duration::from_secs(30),
         }
     }
 }
@@ -74,6 +85,18 @@ impl DirectoryConfig {
     /// Sets [`timeout`](Self::timeout).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Sets [`lease_ttl`](Self::lease_ttl) (at least 30 ms).
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl.max(Duration::from_millis(30));
+        self
+    }
+
+    /// Sets [`sweep_lock`](Self::sweep_lock).
+    pub fn with_sweep_lock(mut self, ttl: Duration) -> Self {
+        self.sweep_lock = ttl;
         self
     }
 
@@ -100,7 +123,12 @@ impl DirectoryConfig {
 ///   script that took a user from no connection to one (`INCR`) or from one to none (`DECR`).
 ///   It is not updated in the same script (on Redis Cluster the counter is in another slot than
 ///   the user's key), so a node that dies between the two, or a Redis failing between them,
-///   leaves it off by one until the node-liveness slice recounts (`docs/cluster.md`).
+///   leaves it off by one for good (there is no recount; `docs/cluster.md`). A dead node's
+///   users are taken off it when the node is swept.
+/// - Each node holds a **lease** ([`serve`](Self::serve) registers and renews it); a node
+///   whose lease expired is swept by the others ([`sweep`](Self::sweep)), and a node that
+///   finds its own lease gone is fenced: it closes its connections and refuses sign-ons
+///   ([`DirectoryError::Fenced`]).
 ///
 /// # Example
 ///
@@ -125,6 +153,8 @@ pub struct RedisDirectory {
     signons: RedisSignOns<ConnectionManager>,
     client: redis::Client,
     config: DirectoryConfig,
+    keys: Keys,
+    lease: Arc<LeaseState>,
 }
 
 impl std::fmt::Debug for RedisDirectory {
@@ -171,10 +201,13 @@ impl RedisDirectory {
     ) -> Result<Self, ClusterError> {
         let client = redis::Client::open(url)?;
         let conn = ConnectionManager::new(client.clone()).await?;
+        let signons = RedisSignOns::with_prefix(conn, prefix)?;
         Ok(Self {
-            signons: RedisSignOns::with_prefix(conn, prefix)?,
+            keys: Keys(signons.prefix().into()),
+            signons,
             client,
             config,
+            lease: Arc::new(LeaseState::new()),
         })
     }
 
@@ -191,17 +224,91 @@ impl RedisDirectory {
 
     /// The key of the online-users counter, `P{cluster}:online`.
     pub fn online_key(&self) -> String {
-        format!("{}{{cluster}}:online", self.signons.prefix())
+        self.keys.online()
+    }
+
+    /// The key of `node`'s lease, `P{node:<id>}:lease`: the node is alive while it exists.
+    pub fn lease_key(&self, node: NodeId) -> String {
+        self.keys.lease(node)
+    }
+
+    /// The key of `node`'s user index, `P{node:<id>}:users`: every user it signed a
+    /// connection on for (a superset of those it has connections for), which a sweep walks.
+    pub fn users_key(&self, node: NodeId) -> String {
+        self.keys.users(node)
+    }
+
+    /// The key of the registry of nodes not swept yet, `P{cluster}:nodes` (a set of ids).
+    pub fn nodes_key(&self) -> String {
+        self.keys.nodes()
+    }
+
+    /// Sweeps `node` if its lease is gone: under the node's lock (`SET NX PX`, for
+    /// [`DirectoryConfig::sweep_lock`]), removes its connections from the hash of every user
+    /// in its index (one script per user, which also tells whether the user went offline;
+    /// the online counter goes down for each), then deletes the index and the node's
+    /// registration. Each node's lease task does this for every registered node whose lease
+    /// expired; call it yourself to sweep a node now.
+    ///
+    /// Safe to run concurrently: a second sweeper finds the lock taken
+    /// ([`SweepOutcome::Locked`]); and should a lock expire mid-sweep, the per-user script is
+    /// idempotent (an entry is removed, and a user reported offline, once).
+    ///
+    /// # Errors
+    ///
+    /// Redis failed (part of the node may be swept: sweeping again finishes it).
+    pub async fn sweep(&self, node: NodeId) -> Result<SweepOutcome, ClusterError> {
+        lease::sweep(
+            &self.signons,
+            &self.keys,
+            node,
+            self.config.sweep_lock.max(self.config.lease_ttl),
+        )
+        .await
+    }
+
+    /// Whether this node fenced itself (its lease expired, or could not be renewed in time):
+    /// it then refuses every sign-on with [`DirectoryError::Fenced`] for good.
+    pub fn is_fenced(&self) -> bool {
+        self.lease.is_fenced()
     }
 
     /// Starts this node's listener: subscribes to the channel of `hub`'s node
     /// ([`HubConfig::node`](chinwag_hub::HubConfig::node)), reconciles, then closes the
     /// connections other nodes' sign-ons replace, until the hub stops (its
     /// [`shutdown`](Hub::shutdown) ends, or every handle to it is dropped). Reconnects with
-    /// backoff and jitter, and reconciles after each reconnect. Must be called inside a Tokio
-    /// runtime, once per hub. Dropping the returned handle leaves the listener running.
+    /// backoff and jitter, and reconciles after each reconnect.
+    ///
+    /// It also starts the node's **lease** task: registers the node (a lease key with
+    /// [`DirectoryConfig::lease_ttl`]; sign-ons are refused as unavailable until then),
+    /// renews it every third of the TTL, and after each renewal sweeps every registered node
+    /// whose lease expired ([`sweep`](Self::sweep)). If the lease is found gone, or cannot be
+    /// renewed within nine tenths of the TTL, the node **fences** itself: every local
+    /// connection is closed with 1001 (`going_away`, reason [`FENCED_REASON`](crate::FENCED_REASON)), every later
+    /// sign-on is refused with [`DirectoryError::Fenced`], and it does not register again (the
+    /// hub's node id cannot change while it runs: restart the process, with a new node id).
+    ///
+    /// Must be called inside a Tokio runtime, once per hub and directory. Dropping the returned
+    /// handle leaves both tasks running.
     pub fn serve(&self, hub: &Hub) -> Listener {
         let (tx, rx) = watch::channel(ListenerStatus::default());
+        let tx = Arc::new(tx);
+        let lease = LeaseTask {
+            signons: self.signons.clone(),
+            keys: self.keys.clone(),
+            node: hub.config().node,
+            config: self.config.clone(),
+            state: self.lease.clone(),
+            hub: hub.downgrade(),
+            status: tx.clone(),
+        };
+        let stopped = hub.stopped();
+        let lease = tokio::spawn(async move {
+            tokio::select! {
+                _ = stopped => {}
+                _ = lease.run() => {}
+            }
+        });
         let task = Task {
             client: self.client.clone(),
             signons: self.signons.clone(),
@@ -218,7 +325,11 @@ impl RedisDirectory {
                 _ = task.run() => {}
             }
         });
-        Listener { status: rx, handle }
+        Listener {
+            status: rx,
+            handle,
+            lease,
+        }
     }
 
     /// Closes the connections of `hub`'s node whose sign-on was decided but that Redis no
@@ -291,6 +402,17 @@ impl Directory for RedisDirectory {
         policy: SignOn,
     ) -> BoxFuture<'a, Result<SignOnOutcome, DirectoryError>> {
         Box::pin(async move {
+            // Acting on sign-on decisions needs a lease this node holds (fencing).
+            self.lease.check()?;
+            // The node's user index first (another slot than the user's key, so not in the
+            // script): it may list a user with no entry (a crash right here, a refused
+            // sign-on), never an entry without its user. A sweep skips the former.
+            let indexed: Result<u64, _> = redis::cmd("SADD")
+                .arg(self.keys.users(conn.node))
+                .arg(&*device.user)
+                .query_async(&mut self.signons.conn.clone())
+                .await;
+            indexed.map_err(ClusterError::from)?;
             let (out, came_online) = match self.signons.sign_on_online(device, conn, policy).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -313,12 +435,22 @@ impl Directory for RedisDirectory {
             for (node, conns) in remote {
                 self.send_close(node, &device.user, &conns).await;
             }
+            // Checked again after the script: if the lease still held now, it held without a
+            // break since the script ran (renewals only extend a lease that exists), so no
+            // sweep can have missed this entry. Otherwise refuse: the entry stays until the
+            // sweep of this node removes it.
+            self.lease.check()?;
             Ok(out)
         })
     }
 
     fn sign_off<'a>(&'a self, user: &'a str, conn: ConnRef) -> BoxFuture<'a, bool> {
         Box::pin(async move {
+            if self.lease.is_fenced() {
+                // A fenced node writes nothing more: the sweep of its id removes its entries
+                // (and a process that took its id over may own fields of the same name).
+                return false;
+            }
             match self.signons.sign_off(user, conn).await {
                 Ok(gone) => {
                     if gone {
@@ -399,6 +531,23 @@ pub struct ListenerStatus {
     pub reconciled: u64,
     /// Messages on the channel that were not instructions, or too long.
     pub ignored: u64,
+    /// The node's lease is registered (sign-ons are refused until then).
+    pub registered: bool,
+    /// Lease renewals that succeeded.
+    pub renewals: u64,
+    /// Lease renewals that failed (Redis failed or was too slow); the node fences itself if
+    /// none succeeds within nine tenths of the TTL.
+    pub renewals_failed: u64,
+    /// The node fenced itself: its lease expired or could not be renewed in time.
+    pub fenced: bool,
+    /// Connections the fencing closed (1001, [`FENCED_REASON`](crate::FENCED_REASON)).
+    pub fenced_closed: u64,
+    /// Nodes whose lease existed at the last look, this one included.
+    pub nodes_alive: u64,
+    /// Dead nodes this node swept.
+    pub sweeps: u64,
+    /// Sign-on entries this node's sweeps removed.
+    pub swept: u64,
 }
 
 /// A running listener ([`RedisDirectory::serve`]).
@@ -406,6 +555,7 @@ pub struct ListenerStatus {
 pub struct Listener {
     status: watch::Receiver<ListenerStatus>,
     handle: tokio::task::JoinHandle<()>,
+    lease: tokio::task::JoinHandle<()>,
 }
 
 impl Listener {
@@ -414,15 +564,20 @@ impl Listener {
         self.status.clone()
     }
 
-    /// Stops it now (it also stops by itself when the hub stops).
+    /// Stops it and the lease task now (they also stop by themselves when the hub stops).
+    /// The lease is not given back: it expires after its TTL and the node is swept, like a
+    /// node that died (its hub's sign-offs usually removed its entries first).
     pub async fn stop(self) {
         self.handle.abort();
+        self.lease.abort();
         let _ = self.handle.await;
+        let _ = self.lease.await;
     }
 
-    /// Waits until it ended (the hub stopped).
+    /// Waits until both ended (the hub stopped).
     pub async fn stopped(self) {
         let _ = self.handle.await;
+        let _ = self.lease.await;
     }
 }
 
@@ -434,7 +589,7 @@ struct Task {
     channel: String,
     config: DirectoryConfig,
     hub: WeakHub,
-    status: watch::Sender<ListenerStatus>,
+    status: Arc<watch::Sender<ListenerStatus>>,
 }
 
 impl Task {

@@ -1,4 +1,4 @@
-//! Several chinwag hub nodes acting as one, through Redis (issue 18). Two slices exist:
+//! Several chinwag hub nodes acting as one, through Redis (issue 18). Three slices exist:
 //!
 //! - [`RedisSignOns`]: the sign-on decision of the hub's policies ([`SignOn::Single`],
 //!   `PerDevice`, `Multi`) kept in Redis, so that it holds across every node sharing that
@@ -12,18 +12,24 @@
 //!   [`Listener`] ([`RedisDirectory::serve`]) closes them (`bye`, close code 4003) and, after
 //!   its pub/sub connection comes back, reconciles what it missed. It also counts online users
 //!   cluster-wide.
+//! - Node leases: each node holds a lease key with a TTL, renewed by a task
+//!   [`RedisDirectory::serve`] starts. A node whose lease expired (it died) is **swept** by
+//!   any live node ([`RedisDirectory::sweep`]): its connections leave the user hashes and the
+//!   online count. A node that finds its own lease gone, or cannot renew it in time, is
+//!   **fenced**: it closes its connections (1001, [`FENCED_REASON`]) and refuses sign-ons.
 //!
-//! Not built yet (see `docs/cluster.md` in the repository): node heartbeats and the sweep of a
-//! dead node's entries, presence beyond connection lists and counts, sends and rooms across
-//! nodes, `chinwag-server` configuration.
+//! Not built yet (see `docs/cluster.md` in the repository): presence beyond connection lists
+//! and counts, sends and rooms across nodes, `chinwag-server` configuration.
 //!
 //! # Keys
 //!
 //! Every key starts with a prefix (default [`DEFAULT_PREFIX`]) and carries the user id as a
 //! hash tag: `P{user}:s`, one hash per user (the layout is in [`RedisSignOns`]'s docs). Each
 //! script touches only that key and names it in `KEYS`, so the same code runs on a single
-//! Redis and on Redis Cluster. The directory adds the counter `P{cluster}:online` and one
-//! pub/sub channel per node, `P{node:<id>}:ctl`.
+//! Redis and on Redis Cluster. The directory adds the counter `P{cluster}:online`, the node
+//! registry `P{cluster}:nodes`, and per node a pub/sub channel `P{node:<id>}:ctl`, a lease
+//! `P{node:<id>}:lease`, a user index `P{node:<id>}:users` and a sweep lock
+//! `P{node:<id>}:sweep`.
 //!
 //! # Example
 //!
@@ -47,9 +53,11 @@
 //! ```
 
 mod directory;
+mod lease;
 mod signons;
 
 pub use directory::{DirectoryConfig, Listener, ListenerStatus, RedisDirectory};
+pub use lease::{FENCED_REASON, SweepOutcome, metric_names};
 pub use signons::{DEFAULT_PREFIX, RedisSignOns};
 
 /// The `redis` crate this one is built on, so callers build connections with the same version.

@@ -39,6 +39,71 @@ pub fn directory_config() -> DirectoryConfig {
     DirectoryConfig::default().with_reconnect(Duration::from_millis(20), Duration::from_millis(200))
 }
 
+/// Short leases for the lease tests (no timing is asserted: they poll Redis with a deadline).
+pub fn lease_config(ttl_ms: u64) -> DirectoryConfig {
+    directory_config().with_lease_ttl(Duration::from_millis(ttl_ms))
+}
+
+/// Polls `f` every 20 ms until it returns true, failing after [`DEADLINE`] (for state changes
+/// in Redis, which signal nothing).
+pub async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = tokio::time::Instant::now() + DEADLINE;
+    while !f().await {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "not within {DEADLINE:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A Redis ACL user `name` (password `secret`, every right) and the URL connecting as it, so a
+/// test can cut that node off Redis (`ACL SETUSER name off` and `CLIENT KILL USER name`).
+pub async fn acl_user(server: &RedisServer, name: &str) -> String {
+    let mut admin = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let () = redis::cmd("ACL")
+        .arg(&["SETUSER", name, "on", ">secret", "~*", "&*", "+@all"])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let port = server
+        .url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    format!("redis://{name}:secret@127.0.0.1:{port}/")
+}
+
+/// Cuts ACL user `name` off Redis: disabled, every connection of it killed. Its node can no
+/// longer renew its lease or sign anything off, as if it had died (or been partitioned).
+pub async fn cut_off(server: &RedisServer, name: &str) {
+    let mut admin = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let () = redis::cmd("ACL")
+        .arg(&["SETUSER", name, "off"])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let _: u64 = redis::cmd("CLIENT")
+        .arg(&["KILL", "USER", name])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+}
+
 /// One node: a hub with its own node id, a `RedisDirectory` and its listener, a chat door.
 pub struct Node {
     pub hub: Hub,
@@ -90,7 +155,10 @@ impl Node {
             door,
             addr,
         };
-        node.status_until("subscribed", |s| s.subscribed).await;
+        node.status_until("subscribed and registered", |s| {
+            s.subscribed && s.registered
+        })
+        .await;
         node
     }
 

@@ -1,0 +1,331 @@
+//! Node leases, the sweep of a dead node's sign-ons, fencing. Short leases (400 ms); no sleep
+//! waits for an event: Redis state and hub state are polled with a deadline where nothing
+//! signals, the clients' `bye` and the listeners' status are awaited; no timing is asserted.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use chinwag_cluster_redis::{FENCED_REASON, RedisDirectory, SweepOutcome};
+use chinwag_hub::{ConnId, ConnRef, Device, Directory, NodeId, SignOn};
+use common::*;
+use serde_json::json;
+
+const TTL_MS: u64 = 400;
+
+fn admin_url(server: &RedisServer) -> String {
+    server.url()
+}
+
+async fn admin(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(admin_url(server))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+async fn exists(server: &RedisServer, key: &str) -> bool {
+    redis::cmd("EXISTS")
+        .arg(key)
+        .query_async(&mut admin(server).await)
+        .await
+        .unwrap()
+}
+
+async fn nodes(d: &RedisDirectory, server: &RedisServer) -> BTreeSet<u64> {
+    redis::cmd("SMEMBERS")
+        .arg(d.nodes_key())
+        .query_async(&mut admin(server).await)
+        .await
+        .unwrap()
+}
+
+/// Asserts a fenced node's bye: 1001 (`going_away`, reconnect with backoff), "node fenced".
+fn assert_fenced(bye: &serde_json::Value) {
+    assert_eq!(bye["code"], 1001, "{bye}");
+    assert_eq!(bye["name"], "going_away", "{bye}");
+    assert_eq!(bye["reason"], FENCED_REASON, "{bye}");
+    assert_eq!(bye["reconnect"], "backoff", "{bye}");
+}
+
+/// Node 1 "dies" (cut off Redis for good, as kill -9 would leave it: no sign-off reaches
+/// Redis): its lease expires, node 2 sweeps it. Una, only on node 1, leaves the hashes and the
+/// online count; Uwe, on both nodes, stays online with node 2's connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_sign_ons_are_swept() {
+    let server = redis_server();
+    let a_url = acl_user(&server, "node1").await;
+    let policy = SignOn::Multi { max: 2 };
+    let a = Node::start_with(&a_url, 1, policy, lease_config(TTL_MS)).await;
+    let b = Node::start_with(&server.url(), 2, policy, lease_config(TTL_MS)).await;
+    assert!(exists(&server, &b.directory.lease_key(NodeId(1))).await);
+    assert_eq!(nodes(&b.directory, &server).await, BTreeSet::from([1, 2]));
+
+    let mut una = Client::signed_in(a.addr, &token("una", "phone")).await;
+    una.conn_id().await;
+    let mut uwe_a = Client::signed_in(a.addr, &token("uwe", "phone")).await;
+    uwe_a.conn_id().await;
+    let uwe_b = Client::signed_in(b.addr, &token("uwe", "laptop")).await;
+    let uwe_b_id = uwe_b.conn_id().await;
+    assert_eq!(b.hub.online_users().await.unwrap(), 2);
+    let indexed: BTreeSet<String> = redis::cmd("SMEMBERS")
+        .arg(a.directory.users_key(NodeId(1)))
+        .query_async(&mut admin(&server).await)
+        .await
+        .unwrap();
+    assert_eq!(
+        indexed,
+        BTreeSet::from(["una".to_owned(), "uwe".to_owned()])
+    );
+
+    cut_off(&server, "node1").await;
+
+    let d = &b.directory;
+    eventually("una's entry swept", || async {
+        d.connections("una").await.unwrap().is_empty()
+    })
+    .await;
+    eventually("uwe's node-1 entry swept", || async {
+        d.connections("uwe").await.unwrap().len() == 1
+    })
+    .await;
+    let uwe: Vec<ConnRef> = d
+        .connections("uwe")
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.conn)
+        .collect();
+    assert_eq!(
+        uwe,
+        [ConnRef {
+            node: NodeId(2),
+            conn: uwe_b_id
+        }]
+    );
+    eventually("node 1 gone from the registry", || async {
+        nodes(d, &server).await == BTreeSet::from([2])
+    })
+    .await;
+    assert_eq!(
+        d.online_users().await.unwrap(),
+        1,
+        "una went offline, uwe stays"
+    );
+    assert!(!exists(&server, &d.users_key(NodeId(1))).await);
+    assert!(!exists(&server, &d.lease_key(NodeId(1))).await);
+    let s = b.status_until("swept node 1", |s| s.sweeps >= 1).await;
+    assert_eq!((s.sweeps, s.swept), (1, 2));
+
+    // Node 1 could not renew either: it fenced itself and closed its connections, without
+    // writing to Redis.
+    assert_fenced(&una.bye().await);
+    assert_fenced(&uwe_a.bye().await);
+    una.closed().await;
+    uwe_a.closed().await;
+    let s = a.status_until("fenced", |s| s.fenced).await;
+    assert_eq!(s.fenced_closed, 2);
+    assert!(s.renewals_failed >= 1);
+    assert!(a.directory.is_fenced());
+    // Uwe's other connection is untouched and Redis still counts him.
+    assert!(!uwe_b.is_closed());
+    assert_eq!(uwe_b.req("whoami", json!({})).await.unwrap()["user"], "uwe");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Sign-on entries of a node that never comes back (node 9, written straight through
+/// `RedisSignOns` plus its index), swept by two directories at once: each entry is removed
+/// once, the counter goes down once per user who went offline, a live node's entries stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sweepers_racing_remove_each_entry_once() {
+    let server = redis_server();
+    let d1 = RedisDirectory::connect(&server.url()).await.unwrap();
+    let d2 = RedisDirectory::connect(&server.url()).await.unwrap();
+    let mut admin = admin(&server).await;
+    let (dead, live) = (NodeId(9), NodeId(8));
+    // Node 8 holds a lease (no TTL: it stays alive for the test).
+    let () = redis::cmd("SET")
+        .arg(d1.lease_key(live))
+        .arg("x")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let mut online = 0;
+    let mut entries = 0;
+    for u in 0..60u64 {
+        let user = format!("user{u}");
+        let conns: &[(NodeId, u64)] = match u % 3 {
+            0 => &[(dead, 1)],
+            1 => &[(dead, 1), (dead, 2)],
+            _ => &[(dead, 1), (live, 1)],
+        };
+        for (node, c) in conns {
+            let r = d1
+                .signons()
+                .sign_on(
+                    &Device::new(user.as_str(), format!("d{}{c}", node.0)),
+                    ConnRef {
+                        node: *node,
+                        conn: ConnId(u * 10 + c),
+                    },
+                    SignOn::Multi { max: 5 },
+                )
+                .await
+                .unwrap();
+            assert!(r.replaced.is_empty());
+            if *node == dead {
+                entries += 1;
+            }
+            let _: u64 = redis::cmd("SADD")
+                .arg(d1.users_key(*node))
+                .arg(&user)
+                .query_async(&mut admin)
+                .await
+                .unwrap();
+        }
+        online += 1;
+    }
+    // A user indexed without an entry (a crash between SADD and the script): skipped.
+    let _: u64 = redis::cmd("SADD")
+        .arg(d1.users_key(dead))
+        .arg("nobody")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let () = redis::cmd("SET")
+        .arg(d1.online_key())
+        .arg(online)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let _: u64 = redis::cmd("SADD")
+        .arg(d1.nodes_key())
+        .arg(&[8, 9])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+
+    let (r1, r2) = tokio::join!(d1.sweep(dead), d2.sweep(dead));
+    let (mut removed, mut offline, mut swept) = (0, 0, 0);
+    for r in [r1.unwrap(), r2.unwrap()] {
+        match r {
+            SweepOutcome::Swept {
+                removed: n,
+                offline: o,
+                ..
+            } => {
+                swept += 1;
+                removed += n;
+                offline += o;
+            }
+            SweepOutcome::Locked => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(swept >= 1);
+    assert_eq!(removed, entries, "every entry of node 9 removed once");
+    assert_eq!(offline, 40, "users only on node 9 went offline once each");
+    assert_eq!(d1.online_users().await.unwrap(), 20);
+    for u in 0..60u64 {
+        let left = d2.connections(&format!("user{u}")).await.unwrap();
+        assert!(
+            left.iter().all(|s| s.conn.node == live),
+            "user{u}: {left:?}"
+        );
+        assert_eq!(left.len(), usize::from(u % 3 == 2), "user{u}");
+    }
+    assert_eq!(nodes(&d1, &server).await, BTreeSet::from([8]));
+    assert!(!exists(&server, &d1.users_key(dead)).await);
+    // Sweeping again finds nothing; a live node is not swept; a held lock is respected.
+    assert!(matches!(
+        d2.sweep(dead).await.unwrap(),
+        SweepOutcome::Swept { removed: 0, .. }
+    ));
+    assert_eq!(d1.sweep(live).await.unwrap(), SweepOutcome::Alive);
+    assert_eq!(d1.connections("user2").await.unwrap().len(), 1);
+    let () = redis::cmd("SET")
+        .arg("chinwag:cluster:{node:7}:sweep")
+        .arg("another sweeper")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(d1.sweep(NodeId(7)).await.unwrap(), SweepOutcome::Locked);
+    assert_eq!(d1.online_users().await.unwrap(), 20);
+}
+
+/// A node that paused past its lease (here: its lease key vanished, as it would have expired
+/// while the process was stopped) finds it gone at its next renewal: it closes its
+/// connections (bye 1001, "node fenced"), refuses new sign-ons for good, and another node
+/// sweeps its entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_lease_expired_fences_itself() {
+    let server = redis_server();
+    let a = Node::start_with(&server.url(), 1, SignOn::Single, lease_config(TTL_MS)).await;
+    let b = Node::start_with(&server.url(), 2, SignOn::Single, lease_config(TTL_MS)).await;
+    let mut ada = Client::signed_in(a.addr, &token("ada", "phone")).await;
+    ada.conn_id().await;
+    a.status_until("renewed", |s| s.renewals >= 1).await;
+
+    let _: u64 = redis::cmd("DEL")
+        .arg(a.directory.lease_key(NodeId(1)))
+        .query_async(&mut admin(&server).await)
+        .await
+        .unwrap();
+
+    assert_fenced(&ada.bye().await);
+    ada.closed().await;
+    let s = a.status_until("fenced", |s| s.fenced).await;
+    assert_eq!(s.fenced_closed, 1);
+    assert!(a.directory.is_fenced());
+    // New sign-ons on the fenced node are refused; on node 2 they work.
+    let c = Client::connect(a.addr).await;
+    let refused = c
+        .req("auth", json!({ "token": token("bea", "phone") }))
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    let bea = Client::signed_in(b.addr, &token("bea", "phone")).await;
+    bea.conn_id().await;
+    // Node 2 sweeps node 1: ada's entry goes, and with it her place in the count.
+    let d = &b.directory;
+    eventually("ada's entry swept", || async {
+        d.connections("ada").await.unwrap().is_empty()
+    })
+    .await;
+    eventually("node 1 unregistered", || async {
+        nodes(d, &server).await == BTreeSet::from([2])
+    })
+    .await;
+    assert_eq!(d.online_users().await.unwrap(), 1);
+    assert!(
+        !exists(&server, &d.lease_key(NodeId(1))).await,
+        "not re-registered"
+    );
+    assert!(a.hub.local_connections().is_empty());
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A process restarted with the node id of one that died waits for the old lease to expire,
+/// sweeps the old process's entries itself, and registers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_id_is_reused_after_its_old_entries_are_swept() {
+    let server = redis_server();
+    let old_url = acl_user(&server, "old1").await;
+    let old = Node::start_with(&old_url, 1, SignOn::Single, lease_config(TTL_MS)).await;
+    let mut ada = Client::signed_in(old.addr, &token("ada", "phone")).await;
+    ada.conn_id().await;
+    cut_off(&server, "old1").await;
+    // Same id, alone (no other node sweeps): it registers only after sweeping.
+    let new = Node::start_with(&server.url(), 1, SignOn::Single, lease_config(TTL_MS)).await;
+    assert!(new.directory.connections("ada").await.unwrap().is_empty());
+    assert_eq!(new.directory.online_users().await.unwrap(), 0);
+    let ada2 = Client::signed_in(new.addr, &token("ada", "laptop")).await;
+    ada2.conn_id().await;
+    assert_eq!(new.directory.connections("ada").await.unwrap().len(), 1);
+    assert_eq!(new.directory.online_users().await.unwrap(), 1);
+    assert_fenced(&ada.bye().await);
+    old.stop().await;
+    new.stop().await;
+}
