@@ -284,7 +284,13 @@ async fn a_node_whose_lease_expired_fences_itself() {
     let refused = c
         .req("auth", json!({ "token": token("bea", "phone") }))
         .await;
-    assert!(refused.is_err(), "{refused:?}");
+    // DirectoryError::Fenced, as the chat door words it.
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("no longer part of the cluster")),
+        "{refused:?}"
+    );
     let bea = Client::signed_in(b.addr, &token("bea", "phone")).await;
     bea.conn_id().await;
     // Node 2 sweeps node 1: ada's entry goes, and with it her place in the count.
@@ -328,4 +334,170 @@ async fn a_node_id_is_reused_after_its_old_entries_are_swept() {
     assert_fenced(&ada.bye().await);
     old.stop().await;
     new.stop().await;
+}
+
+/// Set in the environment of the child process [`a_killed_node_process_is_swept`] starts: the
+/// Redis URL its node uses.
+const CHILD_REDIS: &str = "CHINWAG_CLUSTER_TEST_CHILD_REDIS";
+
+/// The node process of [`a_killed_node_process_is_swept`] (this test binary run again with
+/// this test's name): node 5 with a 400 ms lease, its door's address on stdout, then it serves
+/// until it is killed. Without the variable it does nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_node() {
+    let Ok(url) = std::env::var(CHILD_REDIS) else {
+        return;
+    };
+    let node = Node::start_with(&url, 5, SignOn::Multi { max: 2 }, lease_config(TTL_MS)).await;
+    println!("CHILD_ADDR {}", node.addr);
+    std::future::pending::<()>().await;
+}
+
+/// A node process killed with SIGKILL: node 5 runs in a child process; una and uwe sign on
+/// there, uwe also on node 2 (here). After the kill, node 2 sweeps node 5: una leaves the
+/// hashes and the count, uwe stays online with node 2's connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_process_is_swept() {
+    let server = redis_server();
+    let b = Node::start_with(
+        &server.url(),
+        2,
+        SignOn::Multi { max: 2 },
+        lease_config(TTL_MS),
+    )
+    .await;
+    let (mut child, addr) = spawn_child_node(&server).await;
+
+    let una = Client::signed_in(addr, &token("una", "phone")).await;
+    una.conn_id().await;
+    let uwe_5 = Client::signed_in(addr, &token("uwe", "phone")).await;
+    uwe_5.conn_id().await;
+    let uwe_b = Client::signed_in(b.addr, &token("uwe", "laptop")).await;
+    let uwe_b_id = uwe_b.conn_id().await;
+    let d = &b.directory;
+    assert_eq!(d.connections("uwe").await.unwrap().len(), 2);
+    assert_eq!(d.online_users().await.unwrap(), 2);
+
+    child.kill().await.unwrap(); // SIGKILL: no sign-off, no cleanup
+    una.closed().await;
+    uwe_5.closed().await;
+    eventually("node 5 swept", || async {
+        d.connections("una").await.unwrap().is_empty()
+            && d.connections("uwe").await.unwrap().len() == 1
+            && nodes(d, &server).await == BTreeSet::from([2])
+    })
+    .await;
+    let uwe: Vec<ConnRef> = d
+        .connections("uwe")
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.conn)
+        .collect();
+    assert_eq!(
+        uwe,
+        [ConnRef {
+            node: NodeId(2),
+            conn: uwe_b_id
+        }]
+    );
+    assert_eq!(d.online_users().await.unwrap(), 1);
+    assert!(!exists(&server, &d.users_key(NodeId(5))).await);
+    let s = b.status_until("swept node 5", |s| s.sweeps >= 1).await;
+    assert_eq!(s.swept, 2);
+    assert!(!uwe_b.is_closed());
+    b.stop().await;
+}
+
+/// Starts [`child_node`] in a child process on `server`; returns it and its door's address.
+async fn spawn_child_node(server: &RedisServer) -> (tokio::process::Child, std::net::SocketAddr) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args(["child_node", "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_REDIS, server.url())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the test binary runs again as a child node");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let line = lines
+                .next_line()
+                .await
+                .unwrap()
+                .expect("the child's address");
+            // libtest may have written "test child_node ... " before it on the line.
+            if let Some((_, a)) = line.split_once("CHILD_ADDR ") {
+                return a.parse().unwrap();
+            }
+        }
+    })
+    .await
+    .expect("the child node started within the deadline");
+    (child, addr)
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to `child` with kill(1).
+async fn signal(child: &tokio::process::Child, signal: &str) {
+    let pid = child.id().expect("the child runs").to_string();
+    let ok = tokio::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(ok.success(), "kill -{signal} {pid}");
+}
+
+/// A node process stopped (SIGSTOP) past its lease, then continued (SIGCONT): meanwhile node 2
+/// sweeps it; once continued it fences itself: its client gets `bye` 1001 `node fenced`, and
+/// a new sign-in there is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_node_process_fences_itself_when_continued() {
+    let server = redis_server();
+    let b = Node::start_with(
+        &server.url(),
+        2,
+        SignOn::Multi { max: 2 },
+        lease_config(TTL_MS),
+    )
+    .await;
+    let (mut child, addr) = spawn_child_node(&server).await;
+    let mut una = Client::signed_in(addr, &token("una", "phone")).await;
+    una.conn_id().await;
+    let d = &b.directory;
+    assert_eq!(d.online_users().await.unwrap(), 1);
+
+    signal(&child, "STOP").await;
+    eventually("the stopped node swept", || async {
+        d.connections("una").await.unwrap().is_empty()
+            && nodes(d, &server).await == BTreeSet::from([2])
+    })
+    .await;
+    assert_eq!(d.online_users().await.unwrap(), 0);
+    assert!(!una.is_closed(), "a stopped process closes nothing");
+
+    signal(&child, "CONT").await;
+    assert_fenced(&una.bye().await);
+    una.closed().await;
+    let c = Client::connect(addr).await;
+    let refused = c
+        .req("auth", json!({ "token": token("bea", "phone") }))
+        .await;
+    // DirectoryError::Fenced, as the chat door words it.
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("no longer part of the cluster")),
+        "{refused:?}"
+    );
+    assert!(d.connections("bea").await.unwrap().is_empty());
+    assert!(
+        !exists(&server, &d.lease_key(NodeId(5))).await,
+        "not re-registered"
+    );
+    assert_eq!(d.online_users().await.unwrap(), 0);
+    child.kill().await.unwrap();
+    b.stop().await;
 }
