@@ -253,18 +253,7 @@ async fn a_listener_that_reconnects_closes_what_was_replaced_meanwhile() {
         }
         c
     };
-    let () = acl(&["SETUSER", "node1", "on", ">secret", "~*", "&*", "+@all"])
-        .query_async(&mut admin)
-        .await
-        .unwrap();
-    let port = server
-        .url()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .trim_end_matches('/')
-        .to_owned();
-    let a_url = format!("redis://node1:secret@127.0.0.1:{port}/");
+    let a_url = acl_user(&server, "node1").await;
     let a = Node::start(&a_url, 1, SignOn::Single).await;
     let b = Node::start(&server.url(), 2, SignOn::Single).await;
     let mut on_a = Client::signed_in(a.addr, &token("ada", "phone")).await;

@@ -90,15 +90,8 @@ async fn a_dead_nodes_sign_ons_are_swept() {
         d.connections("uwe").await.unwrap().len() == 1
     })
     .await;
-    let uwe: Vec<ConnRef> = d
-        .connections("uwe")
-        .await
-        .unwrap()
-        .iter()
-        .map(|s| s.conn)
-        .collect();
     assert_eq!(
-        uwe,
+        conn_refs(d, "uwe").await,
         [ConnRef {
             node: NodeId(2),
             conn: uwe_b_id
@@ -387,15 +380,8 @@ async fn a_killed_node_process_is_swept() {
             && nodes(d, &server).await == BTreeSet::from([2])
     })
     .await;
-    let uwe: Vec<ConnRef> = d
-        .connections("uwe")
-        .await
-        .unwrap()
-        .iter()
-        .map(|s| s.conn)
-        .collect();
     assert_eq!(
-        uwe,
+        conn_refs(d, "uwe").await,
         [ConnRef {
             node: NodeId(2),
             conn: uwe_b_id
@@ -500,4 +486,14 @@ async fn a_stopped_node_process_fences_itself_when_continued() {
     assert_eq!(d.online_users().await.unwrap(), 0);
     child.kill().await.unwrap();
     b.stop().await;
+}
+
+/// Where `user`'s connections are, as the directory lists them.
+async fn conn_refs(d: &RedisDirectory, user: &str) -> Vec<ConnRef> {
+    d.connections(user)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.conn)
+        .collect()
 }
