@@ -291,6 +291,16 @@ impl RedisDirectory {
     /// Must be called inside a Tokio runtime, once per hub and directory. Dropping the returned
     /// handle leaves both tasks running.
     pub fn serve(&self, hub: &Hub) -> Listener {
+        // The counters show from the start, at 0, so that dashboards and alerts have their
+        // series before anything happens (the gauge of live nodes follows the first look).
+        for name in [
+            crate::metric_names::SWEEPS,
+            crate::metric_names::SWEPT_ENTRIES,
+            crate::metric_names::LEASE_RENEWALS_FAILED,
+            crate::metric_names::FENCED,
+        ] {
+            metrics::counter!(name).increment(0);
+        }
         let (tx, rx) = watch::channel(ListenerStatus::default());
         let tx = Arc::new(tx);
         let lease = LeaseTask {
