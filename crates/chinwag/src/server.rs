@@ -112,6 +112,30 @@ impl std::str::FromStr for WsEngine {
     }
 }
 
+/// How a server joins a cluster through Redis (feature `cluster-redis`): see
+/// [`ServerBuilder::redis_cluster`].
+#[cfg(feature = "cluster-redis")]
+enum Cluster {
+    /// Connect at start.
+    Connect {
+        url: String,
+        prefix: String,
+        config: crate::cluster::redis::DirectoryConfig,
+    },
+    /// A directory connected already.
+    Ready(Arc<crate::cluster::redis::RedisDirectory>),
+}
+
+/// A running cluster node's part of a [`Server`]: its directory and the listener
+/// ([`RedisDirectory::serve`](crate::cluster::redis::RedisDirectory::serve)) the server stops
+/// at shutdown.
+#[cfg(feature = "cluster-redis")]
+struct ClusterNode {
+    directory: Arc<crate::cluster::redis::RedisDirectory>,
+    status: tokio::sync::watch::Receiver<crate::cluster::redis::ListenerStatus>,
+    listener: std::sync::Mutex<Option<crate::cluster::redis::Listener>>,
+}
+
 /// Where undelivered direct messages wait for their users (the hub's offline queue).
 #[derive(Clone)]
 #[non_exhaustive]
@@ -212,6 +236,8 @@ pub struct ServerBuilder {
     history_config: HistoryConfig,
     app: Option<Arc<dyn App>>,
     directory: Option<Arc<dyn Directory>>,
+    #[cfg(feature = "cluster-redis")]
+    cluster: Option<Cluster>,
     rpc: RpcConfig,
     sessions: Option<ServerConfig>,
     tok_bye: Option<ByeFn>,
@@ -241,6 +267,8 @@ impl Default for ServerBuilder {
             history_config: HistoryConfig::default(),
             app: None,
             directory: None,
+            #[cfg(feature = "cluster-redis")]
+            cluster: None,
             rpc: RpcConfig::default(),
             sessions: None,
             tok_bye: None,
@@ -455,8 +483,83 @@ impl ServerBuilder {
     }
 
     /// Where users are connected (default: this process only; a cluster sets its own).
+    /// For the Redis cluster, use [`redis_cluster`](Self::redis_cluster) instead: it also
+    /// starts the node's listener and lease.
     pub fn directory(mut self, directory: Arc<dyn Directory>) -> Self {
         self.directory = Some(directory);
+        self
+    }
+
+    // ---- cluster ----------------------------------------------------------------------------
+
+    /// Runs this server as one node of a cluster through the Redis at `url`
+    /// (`redis://host:port/db`), with the default key prefix and
+    /// [`DirectoryConfig`](crate::cluster::redis::DirectoryConfig). Feature `cluster-redis`.
+    ///
+    /// At [`start`](Self::start) the server connects a
+    /// [`RedisDirectory`](crate::cluster::redis::RedisDirectory) (Redis must be reachable
+    /// then), makes it the hub's directory, and starts its listener and node lease
+    /// ([`RedisDirectory::serve`](crate::cluster::redis::RedisDirectory::serve));
+    /// [`Server::shutdown`] stops them. Sign-ons are refused as unavailable until the lease is
+    /// registered ([`Server::cluster_status`] tells when).
+    ///
+    /// The hub's [`HubConfig::node`] must be set, unique among the cluster's live processes
+    /// and not 0 (a fresh random id per process start is simplest): `start` refuses node 0.
+    ///
+    /// What the cluster shares today: the sign-on policies (a sign-on on one node replaces
+    /// connections on others, closed with 4003) and the online counts; **not** direct
+    /// messages to connections on other nodes, nor rooms (`docs/cluster.md`).
+    ///
+    /// ```no_run
+    /// use chinwag::hub::{HubConfig, NodeId};
+    ///
+    /// # async fn f() -> chinwag::Result<()> {
+    /// let server = chinwag::Server::builder()
+    ///     .chat_tcp("0.0.0.0:4100".parse()?)
+    ///     .jwt_secret("a long random secret that signs the tokens")
+    ///     .config(HubConfig::default().with_node(NodeId(rand_node_id())))
+    ///     .redis_cluster("redis://10.0.0.5:6379/")
+    ///     .redis_queue("redis://10.0.0.5:6379/") // queued messages reach any node
+    ///     .start()
+    ///     .await?;
+    /// # let _ = server; Ok(()) }
+    /// # fn rand_node_id() -> u64 { 7 }
+    /// ```
+    #[cfg(feature = "cluster-redis")]
+    pub fn redis_cluster(self, url: impl Into<String>) -> Self {
+        self.redis_cluster_with(
+            url,
+            crate::cluster::redis::DEFAULT_PREFIX,
+            crate::cluster::redis::DirectoryConfig::default(),
+        )
+    }
+
+    /// Like [`redis_cluster`](Self::redis_cluster), with keys and channels under `prefix`
+    /// (clusters with different prefixes on one Redis are independent) and the directory's
+    /// `config` (lease TTL, reconnect backoff, ...). Feature `cluster-redis`.
+    #[cfg(feature = "cluster-redis")]
+    pub fn redis_cluster_with(
+        mut self,
+        url: impl Into<String>,
+        prefix: impl Into<String>,
+        config: crate::cluster::redis::DirectoryConfig,
+    ) -> Self {
+        self.cluster = Some(Cluster::Connect {
+            url: url.into(),
+            prefix: prefix.into(),
+            config,
+        });
+        self
+    }
+
+    /// Like [`redis_cluster`](Self::redis_cluster), with a directory you connected yourself
+    /// (the server serves it: do not call its `serve`). Feature `cluster-redis`.
+    #[cfg(feature = "cluster-redis")]
+    pub fn redis_directory(
+        mut self,
+        directory: Arc<crate::cluster::redis::RedisDirectory>,
+    ) -> Self {
+        self.cluster = Some(Cluster::Ready(directory));
         self
     }
 
@@ -548,9 +651,11 @@ impl ServerBuilder {
     /// # Errors
     ///
     /// [`Error::Config`] when no listener is set, nobody could sign in (no sign-in and no
-    /// anonymous connections), or the HTTP listener is set without a WebSocket engine;
-    /// [`Error::Queue`] when the queue cannot be opened; [`Error::Bind`] when a listener
-    /// cannot be bound (what was started already is stopped again).
+    /// anonymous connections), the HTTP listener is set without a WebSocket engine, or a
+    /// Redis cluster is set with node 0 or together with a [`directory`](Self::directory);
+    /// [`Error::Queue`] when the queue cannot be opened; [`Error::Directory`] when the
+    /// cluster's Redis cannot be reached; [`Error::Bind`] when a listener cannot be bound
+    /// (what was started already is stopped again).
     pub async fn start(self) -> Result<Server> {
         if self.http.is_none() && self.chat_tcp.is_none() && self.tok_tcp.is_none() {
             return Err(Error::Config(
@@ -580,6 +685,39 @@ impl ServerBuilder {
                 self.chat_path
             )));
         }
+        #[cfg(feature = "cluster-redis")]
+        let directory = match self.cluster {
+            None => None,
+            Some(_) if self.directory.is_some() => {
+                return Err(Error::Config(
+                    "set either a directory or a Redis cluster, not both".into(),
+                ));
+            }
+            Some(_) if self.hub.node.0 == 0 => {
+                return Err(Error::Config(
+                    "a cluster node needs a node id other than 0 (HubConfig::node), unique \
+                     among the cluster's live processes"
+                        .into(),
+                ));
+            }
+            Some(Cluster::Ready(d)) => Some(d),
+            Some(Cluster::Connect {
+                url,
+                prefix,
+                config,
+            }) => Some(Arc::new(
+                crate::cluster::redis::RedisDirectory::connect_with(&url, &prefix, config)
+                    .await
+                    .map_err(crate::hub::DirectoryError::from)?,
+            )),
+        };
+        #[cfg(feature = "cluster-redis")]
+        let self_directory = match &directory {
+            Some(d) => Some(d.clone() as Arc<dyn Directory>),
+            None => self.directory,
+        };
+        #[cfg(not(feature = "cluster-redis"))]
+        let self_directory = self.directory;
         let mut hub_config = self.hub;
         if !matches!(self.queue, QueueBackend::Custom(_)) {
             // The fair shares of the offline store are shares of the queue's own bound.
@@ -600,10 +738,23 @@ impl ServerBuilder {
         if let Some(app) = self.app {
             hub = hub.app(app);
         }
-        if let Some(d) = self.directory {
+        if let Some(d) = self_directory {
             hub = hub.directory(d);
         }
         let hub = hub.build();
+        #[cfg(feature = "cluster-redis")]
+        let cluster = directory.map(|directory| {
+            let listener = directory.serve(&hub);
+            tracing::info!(
+                node = hub.config().node.0,
+                "cluster node: listener and lease started"
+            );
+            ClusterNode {
+                directory,
+                status: listener.status(),
+                listener: std::sync::Mutex::new(Some(listener)),
+            }
+        });
 
         let sessions = self.sessions.unwrap_or_default();
         let chat = ChatDoor::new(hub.clone())
@@ -628,6 +779,8 @@ impl ServerBuilder {
             chat_path: self.chat_path.clone(),
             rooms_path: self.rooms_path.clone(),
             tls: tls.is_some(),
+            #[cfg(feature = "cluster-redis")]
+            cluster,
         };
         let started = async {
             if let (Some(addr), Some(engine)) = (self.http, engine) {
@@ -855,6 +1008,8 @@ pub struct Server {
     chat_path: String,
     rooms_path: Option<String>,
     tls: bool,
+    #[cfg(feature = "cluster-redis")]
+    cluster: Option<ClusterNode>,
 }
 
 impl fmt::Debug for Server {
@@ -866,7 +1021,7 @@ impl fmt::Debug for Server {
             .field("engine", &self.engine)
             .field("tls", &self.tls)
             .field("hub", &self.hub)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -933,11 +1088,30 @@ impl Server {
         &self.doors
     }
 
+    /// With a Redis cluster ([`ServerBuilder::redis_cluster`]): a watch of the node's
+    /// listener and lease ([`ListenerStatus`](crate::cluster::redis::ListenerStatus):
+    /// `registered`, `fenced`, `subscribed`, ...), for readiness checks. `None` without a
+    /// cluster. Feature `cluster-redis`.
+    #[cfg(feature = "cluster-redis")]
+    pub fn cluster_status(
+        &self,
+    ) -> Option<tokio::sync::watch::Receiver<crate::cluster::redis::ListenerStatus>> {
+        self.cluster.as_ref().map(|c| c.status.clone())
+    }
+
+    /// With a Redis cluster: the node's directory (sweep a node by hand, read its keys).
+    /// Feature `cluster-redis`.
+    #[cfg(feature = "cluster-redis")]
+    pub fn cluster_directory(&self) -> Option<&Arc<crate::cluster::redis::RedisDirectory>> {
+        self.cluster.as_ref().map(|c| &c.directory)
+    }
+
     /// Graceful shutdown within `deadline`: the hub refuses new sign-ons and closes every
     /// connection with 1001 (each gets what was queued for it first, then its door's
     /// goodbye; unacknowledged direct messages stay in the offline queue, so a durable queue
     /// delivers them after a restart); then the doors stop accepting, close what is left
-    /// (1001) and wait for their sessions. Safe to call more than once.
+    /// (1001) and wait for their sessions; a cluster node's listener and lease task stop
+    /// last. Safe to call more than once.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownSummary {
         let until = Instant::now() + deadline;
         let connections_left = self.hub.shutdown(deadline).await;
@@ -951,6 +1125,16 @@ impl Server {
         for r in reports {
             summary.sessions += r.sessions;
             summary.undrained += r.undrained;
+        }
+        // The cluster's listener and lease task end with the hub; stop them for sure. The
+        // lease is not given back: the others sweep this node a TTL later (its sign-offs
+        // removed its entries already).
+        #[cfg(feature = "cluster-redis")]
+        if let Some(c) = &self.cluster {
+            let listener = c.listener.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(listener) = listener {
+                listener.stop().await;
+            }
         }
         tracing::info!(?summary, "chinwag hub server stopped");
         summary

@@ -372,6 +372,61 @@ async fn the_redis_queue_keeps_messages_for_offline_users() {
     server.shutdown(DEADLINE).await;
 }
 
+/// A server as a cluster node (feature `cluster-redis`): the directory is connected at start,
+/// its listener and lease run (the status watch says registered), a sign-on goes through
+/// Redis, and shutdown stops them. Node 0 is refused.
+#[cfg(feature = "cluster-redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_node_serves_its_directory_until_shutdown() {
+    use chinwag::cluster::redis::DirectoryConfig;
+    use chinwag::hub::{HubConfig, NodeId};
+
+    let redis = chinwag_queue_redis::test_server::RedisServer::start();
+    let e = Server::builder()
+        .chat_tcp(loopback())
+        .jwt_secret(SECRET)
+        .redis_cluster(redis.url())
+        .start()
+        .await
+        .unwrap_err();
+    assert!(e.is_config() && e.to_string().contains("node id"), "{e}");
+
+    let config = DirectoryConfig::default().with_lease_ttl(Duration::from_secs(2));
+    let server = Server::builder()
+        .chat_tcp(loopback())
+        .jwt_secret(SECRET)
+        .config(HubConfig::default().with_node(NodeId(41)))
+        .redis_cluster_with(redis.url(), "facade:", config)
+        .start()
+        .await
+        .expect("starts as a cluster node");
+    let mut status = server.cluster_status().expect("a cluster node");
+    tokio::time::timeout(DEADLINE, status.wait_for(|s| s.registered && s.subscribed))
+        .await
+        .expect("registered within the deadline")
+        .unwrap();
+    let directory = server.cluster_directory().unwrap().clone();
+    assert_eq!(directory.lease_key(NodeId(41)), "facade:{node:41}:lease");
+    let t = chinwag::transport::tcp::connect(server.chat_tcp_addr().unwrap(), &Default::default())
+        .await
+        .unwrap();
+    let hana = Chat::over(t);
+    hana.req("auth", json!({ "token": token("hana") })).await;
+    let listed = chinwag::hub::Directory::connections(&*directory, "hana")
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].conn.node, NodeId(41));
+    assert_eq!(server.hub().online_users().await.unwrap(), 1);
+
+    server.shutdown(DEADLINE).await;
+    // The listener and lease task are stopped: the watch's sender is gone.
+    tokio::time::timeout(DEADLINE, async { while status.changed().await.is_ok() {} })
+        .await
+        .expect("the listener ended with the shutdown");
+    let _ = hana;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http_fallback_can_use_the_hub() {
     let server = Server::builder()
