@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chinwag::WsEngine;
+use chinwag::cluster::redis::DirectoryConfig;
 use chinwag::hub::HubConfig;
 use chinwag::queue::QueueConfig;
 use chinwag::queue::redb::RedbOptions;
@@ -190,6 +191,80 @@ impl Default for QueueSection {
     }
 }
 
+/// `[cluster]`: several servers as one hub through Redis (`chinwag::cluster::redis`); an
+/// empty `redis_url` is no cluster (one node, as without this section). The durations are
+/// those of [`DirectoryConfig`](chinwag::cluster::redis::DirectoryConfig).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)] // each key is documented in docs/server.md (and `--help`)
+pub struct ClusterSection {
+    pub redis_url: String,
+    /// 0: a random id at each start ([`ClusterSection::node_id`]).
+    pub node: u64,
+    pub prefix: String,
+    #[serde(with = "chinwag::transport::duration")]
+    pub lease_ttl: Duration,
+    #[serde(with = "chinwag::transport::duration")]
+    pub sweep_lock: Duration,
+    #[serde(with = "chinwag::transport::duration")]
+    pub timeout: Duration,
+    #[serde(with = "chinwag::transport::duration")]
+    pub ping_interval: Duration,
+    #[serde(with = "chinwag::transport::duration")]
+    pub reconnect_min: Duration,
+    #[serde(with = "chinwag::transport::duration")]
+    pub reconnect_max: Duration,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        let d = DirectoryConfig::default();
+        ClusterSection {
+            redis_url: String::new(),
+            node: 0,
+            prefix: chinwag::cluster::redis::DEFAULT_PREFIX.into(),
+            lease_ttl: d.lease_ttl,
+            sweep_lock: d.sweep_lock,
+            timeout: d.timeout,
+            ping_interval: d.ping_interval,
+            reconnect_min: d.reconnect_min,
+            reconnect_max: d.reconnect_max,
+        }
+    }
+}
+
+/// The largest random node id: 2^53 - 1, so that ids stay exact as JSON numbers and fit a
+/// TOML integer.
+pub const MAX_RANDOM_NODE: u64 = (1 << 53) - 1;
+
+impl ClusterSection {
+    /// Whether the server runs as a cluster node (`redis_url` is set).
+    pub fn is_on(&self) -> bool {
+        !self.redis_url.is_empty()
+    }
+
+    /// This start's node id: `node`, or when it is 0 a random one in 1..=2^53-1 (a fresh id
+    /// per process start, as the node leases want: a restarted or fenced node comes back
+    /// under a new id and never waits for its old lease).
+    pub fn node_id(&self) -> u64 {
+        if self.node != 0 {
+            self.node
+        } else {
+            rand::random_range(1..=MAX_RANDOM_NODE)
+        }
+    }
+
+    /// The directory's settings.
+    pub fn directory_config(&self) -> DirectoryConfig {
+        DirectoryConfig::default()
+            .with_lease_ttl(self.lease_ttl)
+            .with_sweep_lock(self.sweep_lock)
+            .with_timeout(self.timeout)
+            .with_ping_interval(self.ping_interval)
+            .with_reconnect(self.reconnect_min, self.reconnect_max)
+    }
+}
+
 /// `[log]`: the tracing filter and format.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -226,6 +301,8 @@ pub struct Settings {
     pub websocket: WsConfig,
     /// `[sessions]`: sessions and admission of the doors, `chinwag_session::ServerConfig`.
     pub sessions: ServerConfig,
+    /// `[cluster]`: several servers as one hub through Redis.
+    pub cluster: ClusterSection,
     /// `[log]`: logs.
     pub log: LogSection,
 }
@@ -246,6 +323,7 @@ impl Default for Settings {
                 .with_max_message_size(1 << 20)
                 .with_max_frame_size(1 << 20),
             sessions: ServerConfig::default(),
+            cluster: ClusterSection::default(),
             log: LogSection::default(),
         }
     }
@@ -604,6 +682,25 @@ impl Settings {
         if self.websocket.max_connections == 0 {
             return bad("websocket.max_connections", "at least 1");
         }
+        let c = &self.cluster;
+        if c.prefix.contains(['{', '}']) {
+            return bad("cluster.prefix", "may not contain `{` or `}`");
+        }
+        if c.is_on() && self.hub.node.0 != 0 {
+            return bad(
+                "hub.node",
+                "a cluster node's id is `cluster.node` (0: random at each start); leave hub.node at 0",
+            );
+        }
+        if c.lease_ttl < Duration::from_millis(30) {
+            return bad("cluster.lease_ttl", "at least 30ms");
+        }
+        if c.reconnect_min.is_zero() || c.reconnect_max < c.reconnect_min {
+            return bad(
+                "cluster.reconnect_max",
+                "cluster.reconnect_min above 0, and cluster.reconnect_max at least it",
+            );
+        }
         Ok(())
     }
 
@@ -884,6 +981,48 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.hub.limits.offline.total_bytes, 6000, "follows the queue");
+    }
+
+    #[test]
+    fn the_cluster_section() {
+        let s = load(None, &[], &[]).unwrap();
+        assert!(!s.cluster.is_on(), "no cluster by default");
+        assert_eq!(s.cluster.node, 0);
+        let env = [
+            ("CHINWAG_CLUSTER_LEASE_TTL", "3s"),
+            ("CHINWAG_CLUSTER_PREFIX", "app:"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let flags = [("cluster.redis_url", "redis://127.0.0.1:6379/")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let s = load(None, &env, &flags).unwrap();
+        assert!(s.cluster.is_on());
+        let d = s.cluster.directory_config();
+        assert_eq!(d.lease_ttl, Duration::from_secs(3));
+        assert_eq!(d.sweep_lock, Duration::from_secs(30));
+        assert_eq!(s.cluster.prefix, "app:");
+        // A random non-zero id at each start, unless set.
+        let ids: std::collections::HashSet<u64> = (0..20).map(|_| s.cluster.node_id()).collect();
+        assert!(ids.len() > 1 && ids.iter().all(|&n| (1..=MAX_RANDOM_NODE).contains(&n)));
+        let mut fixed = s.cluster.clone();
+        fixed.node = 7;
+        assert_eq!(fixed.node_id(), 7);
+        for (flags, named) in [
+            (vec![("cluster.prefix", "a{b}")], "`cluster.prefix`"),
+            (
+                vec![("cluster.redis_url", "redis://x/"), ("hub.node", "3")],
+                "`hub.node`",
+            ),
+            (vec![("cluster.lease_ttl", "1ms")], "`cluster.lease_ttl`"),
+            (vec![("cluster.node", "-1")], "`cluster.node`"),
+        ] {
+            let flags: Vec<(String, String)> = flags
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            let e = load(None, &[], &flags).unwrap_err();
+            assert!(e.0.contains(named), "{flags:?}: {e}");
+        }
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! hands out development tokens. See `docs/server.md` for every key.
 //!
 //! Once listening it prints, one per line on stdout: `http URL`, `chat-ws URL`, `rooms URL`,
-//! `chat-tcp ADDR`, `tok-tcp ADDR` (the doors that are on), then `ready`.
+//! `chat-tcp ADDR`, `tok-tcp ADDR` (the doors that are on), `cluster-node ID` (with
+//! `cluster.redis_url`), then `ready`.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -206,11 +207,17 @@ fn addr(key: &str, v: &str) -> Result<std::net::SocketAddr, Failure> {
 
 async fn run(s: Settings) -> Result<(), Failure> {
     let metrics = install_metrics()?;
+    let mut hub = s.hub.clone();
+    // A cluster node runs under `cluster.node`, or a fresh random id at each start.
+    let node = s.cluster.is_on().then(|| s.cluster.node_id());
+    if let Some(n) = node {
+        hub.node = chinwag::hub::NodeId(n);
+    }
     let mut b = Server::builder()
         .http(addr("server.listen", &s.server.listen)?)
         .engine(s.server.engine)
         .ws_config(s.ws_config())
-        .config(s.hub.clone())
+        .config(hub)
         .session_config(s.sessions.clone())
         .queue_config(s.queue.limits.clone());
     if !s.server.tcp_listen.is_empty() {
@@ -269,6 +276,21 @@ async fn run(s: Settings) -> Result<(), Failure> {
                 .history_backend(HistoryBackend::Redb(history, s.queue.redb.clone()))
         }
     };
+    if let Some(node) = node {
+        b = b.redis_cluster_with(
+            s.cluster.redis_url.clone(),
+            s.cluster.prefix.clone(),
+            s.cluster.directory_config(),
+        );
+        tracing::info!(node, prefix = %s.cluster.prefix, "cluster node through Redis: sign-on policies and online counts are cluster-wide; direct messages and rooms are not (docs/cluster.md)");
+        if s.queue.backend != Backend::Redis {
+            tracing::warn!(
+                "cluster with a per-node offline queue (queue.backend is not redis): a queued \
+                 direct message reaches its user only at the node it was sent on; set \
+                 queue.backend = \"redis\" to share the queue"
+            );
+        }
+    }
     if !s.tls.cert.is_empty() {
         let tls = chinwag::tls::server_config_from_files(&s.tls.cert, &s.tls.key)
             .map_err(|e| Failure::Config(format!("bad value for `tls.cert`/`tls.key`: {e}")))?;
@@ -277,9 +299,13 @@ async fn run(s: Settings) -> Result<(), Failure> {
     let ready = Arc::new(AtomicBool::new(false));
     let dev_on = dev.is_some();
     let web = web::Web::new(metrics, ready.clone(), dev);
+    let cluster = web.cluster_slot();
     b = b.http_fallback(web.into_fallback());
 
     let server = b.start().await?;
+    if let Some(status) = server.cluster_status() {
+        let _ = cluster.set(status);
+    }
     let tls = !s.tls.cert.is_empty();
     let (http, ws) = if tls {
         ("https", "wss")
@@ -297,6 +323,9 @@ async fn run(s: Settings) -> Result<(), Failure> {
     }
     if let Some(a) = server.tok_addr() {
         let _ = writeln!(out, "tok-tcp {a}");
+    }
+    if let Some(n) = node {
+        let _ = writeln!(out, "cluster-node {n}");
     }
     let _ = writeln!(out, "ready");
     let _ = out.flush();

@@ -4,9 +4,11 @@
 //! Everything here answers from memory on the connection's task (no I/O): the demo's files are
 //! compiled in and prepared once (ETag, gzip), the metrics are rendered from the recorder.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chinwag::cluster::redis::ListenerStatus;
 
 use chinwag::http::{
     Bytes, Full, HeaderValue, HttpFallback, Request, Response, StaticAsset, StatusCode, header,
@@ -64,11 +66,16 @@ pub struct DevTokens {
     pub ttl: Duration,
 }
 
+/// A cluster node's status, for `/readyz` (set once the server started; see
+/// [`Web::cluster_slot`]).
+pub type ClusterSlot = Arc<OnceLock<chinwag::tokio::sync::watch::Receiver<ListenerStatus>>>;
+
 /// What the pages need from the running server.
 pub struct Web {
     files: Vec<(&'static str, StaticAsset)>,
     metrics: PrometheusHandle,
     ready: Arc<AtomicBool>,
+    cluster: ClusterSlot,
     dev: Option<DevTokens>,
 }
 
@@ -83,8 +90,34 @@ impl Web {
             files,
             metrics,
             ready,
+            cluster: ClusterSlot::default(),
             dev,
         }
+    }
+
+    /// Where the server puts its cluster node's status watch
+    /// ([`Server::cluster_status`](chinwag::Server::cluster_status)) once it started: then
+    /// `/readyz` also requires the node's lease registered and the node not fenced.
+    pub fn cluster_slot(&self) -> ClusterSlot {
+        self.cluster.clone()
+    }
+
+    /// `/readyz`: ready once started and until stopping; in a cluster, also only while the
+    /// node's lease is registered and it has not fenced itself.
+    fn readiness(&self) -> Result<(), &'static str> {
+        if !self.ready.load(Ordering::Acquire) {
+            return Err("not ready\n");
+        }
+        if let Some(status) = self.cluster.get() {
+            let s = status.borrow();
+            if s.fenced {
+                return Err("not ready: node fenced\n");
+            }
+            if !s.registered {
+                return Err("not ready: cluster lease not registered\n");
+            }
+        }
+        Ok(())
     }
 
     /// The fallback of the WebSocket port: every plain HTTP request comes here.
@@ -100,13 +133,10 @@ impl Web {
         }
         match path {
             "/healthz" => text(StatusCode::OK, "ok\n"),
-            "/readyz" => {
-                if self.ready.load(Ordering::Acquire) {
-                    text(StatusCode::OK, "ready\n")
-                } else {
-                    text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-                }
-            }
+            "/readyz" => match self.readiness() {
+                Ok(()) => text(StatusCode::OK, "ready\n"),
+                Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, why),
+            },
             "/metrics" => {
                 let mut r = Response::new(Full::new(Bytes::from(self.metrics.render())));
                 r.headers_mut().insert(

@@ -1,0 +1,413 @@
+//! Several real `chinwag-server` processes as one cluster on a private redis-server
+//! (`--cluster-redis-url`): distinct random node ids, `/readyz` following the node's lease
+//! (not ready before it is registered, nor after the node fenced itself), the cluster's metrics
+//! on `/metrics`, and the default sign-on policy `Single` holding across processes: a sign-in at
+//! node 2 closes the user's connection at node 1 with `bye` 4003; 100 concurrent sign-ins over
+//! three processes leave exactly one connection.
+//!
+//! Waits are for events (a printed line, a notification, a closed connection) under a deadline;
+//! state that signals nothing (`/readyz`, `/metrics`, a key in Redis) is polled every 20 ms up
+//! to the deadline.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use chinwag::cluster::redis::redis;
+use chinwag::hub::auth::JwtIssuer;
+use chinwag::rpc::{Handlers, Peer, RpcConfig, RpcError};
+use chinwag_queue_redis::test_server::RedisServer;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_chinwag-server");
+const DEADLINE: Duration = Duration::from_secs(30);
+const SECRET: &str = "the cluster tests' HS256 secret, shared by every node";
+
+fn token(user: &str, device: &str) -> String {
+    JwtIssuer::hs256(SECRET.as_bytes()).issue(user, Some(device), Duration::from_secs(3600))
+}
+
+/// A node of the cluster at `redis`: loopback ports chosen by the system, the memory queue, a
+/// shared JWT secret, a 1 s lease (so a stopped node is declared dead quickly).
+fn node(redis: &str) -> Command {
+    let mut c = Command::new(BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CHINWAG_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("CHINWAG_LOG_FILTER", "warn").args([
+        "--listen",
+        "127.0.0.1:0",
+        "--tcp-listen",
+        "127.0.0.1:0",
+        "--tok-listen",
+        "",
+        "--queue-backend",
+        "memory",
+        "--auth-secret",
+        SECRET,
+        "--cluster-redis-url",
+        redis,
+        "--cluster-lease-ttl",
+        "1s",
+    ]);
+    c
+}
+
+/// A running server and what it printed.
+struct Running {
+    child: Child,
+    http: SocketAddr,
+    chat_tcp: SocketAddr,
+    node: u64,
+}
+
+impl Running {
+    fn start(mut cmd: Command) -> Running {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start chinwag-server");
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let (mut http, mut chat_tcp, mut node) = (None, None, None);
+        loop {
+            let line = rx
+                .recv_timeout(DEADLINE)
+                .expect("the server prints its addresses and `ready`");
+            let (what, rest) = line.split_once(' ').unwrap_or((&line, ""));
+            match what {
+                "http" => {
+                    let hostport = rest.trim_start_matches("http://").trim_end_matches('/');
+                    http = Some(hostport.parse().unwrap());
+                }
+                "chat-tcp" => chat_tcp = Some(rest.parse().unwrap()),
+                "cluster-node" => node = Some(rest.parse().unwrap()),
+                "ready" => break,
+                _ => {}
+            }
+        }
+        Running {
+            child,
+            http: http.expect("an http line"),
+            chat_tcp: chat_tcp.expect("a chat-tcp line"),
+            node: node.expect("a cluster-node line"),
+        }
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        get(self.http, path)
+    }
+
+    /// Polls `path` until `f` accepts the answer.
+    fn get_until(&self, path: &str, what: &str, f: impl Fn(u16, &str) -> bool) -> (u16, String) {
+        let until = Instant::now() + DEADLINE;
+        loop {
+            let (status, body) = self.get(path);
+            if f(status, &body) {
+                return (status, body);
+            }
+            assert!(
+                Instant::now() < until,
+                "not within {DEADLINE:?}: {what} (last: {status} {body})"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn ready(&self) {
+        self.get_until("/readyz", "/readyz says ready", |s, _| s == 200);
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill").args([sig, &pid]).status().unwrap();
+        assert!(ok.success(), "kill {sig}");
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A stopped process must be continued before SIGKILL can be reaped promptly.
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp[9..12].parse().unwrap();
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Polls Redis until `f` holds.
+fn redis_until(url: &str, what: &str, mut f: impl FnMut(&mut redis::Connection) -> bool) {
+    let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let until = Instant::now() + DEADLINE;
+    while !f(&mut conn) {
+        assert!(Instant::now() < until, "not within {DEADLINE:?}: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A chat-protocol client over TCP that collects `bye` notifications.
+struct Client {
+    peer: Peer,
+    byes: tokio::sync::mpsc::UnboundedReceiver<Value>,
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr) -> Client {
+        let (tx, byes) = tokio::sync::mpsc::unbounded_channel();
+        let mut h = Handlers::new();
+        h.handle_notification("bye", move |_peer, payload| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(serde_json::from_slice(&payload).unwrap());
+            }
+        });
+        let t = chinwag::transport::tcp::connect(addr, &Default::default())
+            .await
+            .unwrap();
+        Client {
+            peer: chinwag::rpc::connect(t, Arc::new(h), RpcConfig::client()),
+            byes,
+        }
+    }
+
+    async fn req(&self, op: &str, body: Value) -> Result<Value, String> {
+        match tokio::time::timeout(DEADLINE, self.peer.request::<_, Value>(op, &body)).await {
+            Err(_) => panic!("{op}: no answer within {DEADLINE:?}"),
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(RpcError::Remote { message, .. })) => Err(message),
+            Ok(Err(e)) => Err(e.to_string()),
+        }
+    }
+
+    async fn signed_in(addr: SocketAddr, user: &str, device: &str) -> Client {
+        let c = Client::connect(addr).await;
+        c.req("auth", json!({ "token": token(user, device) }))
+            .await
+            .expect("auth");
+        c
+    }
+
+    async fn bye(&mut self) -> Value {
+        tokio::time::timeout(DEADLINE, self.byes.recv())
+            .await
+            .expect("a bye within the deadline")
+            .expect("a bye before the connection ended")
+    }
+
+    async fn closed(&self) {
+        tokio::time::timeout(DEADLINE, self.peer.closed())
+            .await
+            .expect("closed within the deadline");
+    }
+}
+
+fn assert_replaced(bye: &Value) {
+    assert_eq!(bye["code"], 4003, "{bye}");
+    assert_eq!(bye["name"], "replaced", "{bye}");
+    assert_eq!(bye["reconnect"], "never", "{bye}");
+}
+
+/// Three processes on one Redis, started at once.
+fn three(redis: &str) -> [Running; 3] {
+    let cmds = [node(redis), node(redis), node(redis)];
+    let nodes = cmds.map(Running::start);
+    let mut ids: Vec<u64> = nodes.iter().map(|n| n.node).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "distinct random node ids: {ids:?}");
+    assert!(ids.iter().all(|&n| n != 0));
+    for n in &nodes {
+        n.ready();
+    }
+    nodes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_holds_across_three_server_processes() {
+    let redis = RedisServer::start();
+    let nodes = three(&redis.url());
+
+    // Every node registered itself in the cluster's registry.
+    let url = redis.url();
+    redis_until(&url, "three nodes registered", |c| {
+        let n: Vec<u64> = redis::cmd("SMEMBERS")
+            .arg("chinwag:cluster:{cluster}:nodes")
+            .query(c)
+            .unwrap();
+        n.len() == 3
+    });
+    // The cluster's metrics are on /metrics (the counters from the start, the gauge of live
+    // nodes after the first renewal).
+    let (_, metrics) = nodes[0].get_until("/metrics", "the live-nodes gauge", |_, m| {
+        m.contains("chinwag_cluster_nodes_alive 3")
+    });
+    for name in [
+        "chinwag_cluster_sweeps_total",
+        "chinwag_cluster_lease_renewals_failed_total",
+        "chinwag_cluster_fenced_total 0",
+    ] {
+        assert!(metrics.contains(name), "/metrics has {name}:\n{metrics}");
+    }
+
+    let mut at_1 = Client::signed_in(nodes[0].chat_tcp, "una", "phone").await;
+    let at_2 = Client::signed_in(nodes[1].chat_tcp, "una", "laptop").await;
+    assert_replaced(&at_1.bye().await);
+    at_1.closed().await;
+    // Node 3 sees one connection of una's, node 2's, and one user online.
+    let at_3 = Client::signed_in(nodes[2].chat_tcp, "otto", "web").await;
+    let online = at_3
+        .req("online", json!({ "users": ["una"] }))
+        .await
+        .unwrap();
+    assert_eq!(online["users"]["una"], json!(["laptop"]), "{online}");
+    assert_eq!(online["online"], 2, "una and otto: {online}");
+    assert_eq!(at_2.req("whoami", json!({})).await.unwrap()["user"], "una");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_concurrent_sign_ons_over_three_server_processes_leave_one() {
+    let redis = RedisServer::start();
+    let nodes = three(&redis.url());
+    let start = Arc::new(tokio::sync::Barrier::new(100));
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let addr = nodes[i % 3].chat_tcp;
+        let start = start.clone();
+        tasks.push(tokio::spawn(async move {
+            let c = Client::connect(addr).await;
+            start.wait().await;
+            // A connection may be replaced before its answer to `auth` is written: then the
+            // answer may be lost, and its bye still tells.
+            let _ = c
+                .req("auth", json!({ "token": token("dora", &format!("d{i}")) }))
+                .await;
+            c
+        }));
+    }
+    let mut clients = Vec::new();
+    for t in tasks {
+        clients.push(t.await.unwrap());
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for c in &clients {
+        let (peer, tx) = (c.peer.clone(), tx.clone());
+        tokio::spawn(async move {
+            peer.closed().await;
+            let _ = tx.send(());
+        });
+    }
+    for _ in 0..99 {
+        tokio::time::timeout(DEADLINE, rx.recv())
+            .await
+            .expect("the replaced connections close within the deadline");
+    }
+    let mut open = Vec::new();
+    for (i, c) in clients.iter_mut().enumerate() {
+        if c.peer.close_reason().is_some() {
+            assert_replaced(&c.bye().await);
+        } else {
+            open.push(i);
+        }
+    }
+    assert_eq!(open.len(), 1, "exactly one connection stays: {open:?}");
+    let survivor = &clients[open[0]];
+    let me = survivor.req("whoami", json!({})).await.unwrap();
+    assert_eq!(me["user"], "dora");
+    let online = survivor
+        .req("online", json!({ "users": ["dora"] }))
+        .await
+        .unwrap();
+    assert_eq!(
+        online["users"]["dora"],
+        json!([format!("d{}", open[0])]),
+        "the cluster lists the survivor only: {online}"
+    );
+}
+
+/// `/readyz` follows the lease: a node whose id is held by a live lease waits (not ready, and
+/// sign-ins are refused) until the lease is gone; a node stopped past its lease fences itself
+/// once continued (not ready, `node fenced`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_nodes_lease() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let lease = "chinwag:cluster:{node:77}:lease";
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let () = redis::cmd("SET")
+        .arg(lease)
+        .arg("another process")
+        .arg("PX")
+        .arg(600_000)
+        .query(&mut conn)
+        .unwrap();
+    let mut cmd = node(&url);
+    cmd.args(["--cluster-node", "77"]);
+    let n = Running::start(cmd);
+    assert_eq!(n.node, 77);
+    assert_eq!(
+        n.get("/readyz"),
+        (503, "not ready: cluster lease not registered\n".into())
+    );
+    let refused = Client::connect(n.chat_tcp)
+        .await
+        .req("auth", json!({ "token": token("una", "phone") }))
+        .await;
+    assert!(refused.is_err(), "no sign-on before the lease: {refused:?}");
+    let () = redis::cmd("DEL").arg(lease).query(&mut conn).unwrap();
+    n.ready();
+    let mut una = Client::signed_in(n.chat_tcp, "una", "phone").await;
+
+    // Stopped past its lease: the lease expires in Redis; continued, the node fences itself.
+    n.signal("-STOP");
+    redis_until(&url, "the stopped node's lease expired", |c| {
+        let exists: bool = redis::cmd("EXISTS").arg(lease).query(c).unwrap();
+        !exists
+    });
+    n.signal("-CONT");
+    let bye = una.bye().await;
+    assert_eq!(bye["code"], 1001, "{bye}");
+    una.closed().await;
+    let (_, why) = n.get_until("/readyz", "not ready once fenced", |s, _| s == 503);
+    assert_eq!(why, "not ready: node fenced\n");
+    let (_, metrics) = n.get("/metrics");
+    assert!(
+        metrics.contains("chinwag_cluster_fenced_total 1"),
+        "{metrics}"
+    );
+}
