@@ -19,7 +19,9 @@
 //!   **fenced**: it closes its connections (1001, [`FENCED_REASON`]) and refuses sign-ons.
 //!
 //! Not built yet (see `docs/cluster.md` in the repository): presence beyond connection lists
-//! and counts, sends and rooms across nodes, `chinwag-server` configuration.
+//! and counts, sends and rooms across nodes. The `chinwag` facade uses this crate with its
+//! feature `cluster-redis` (`ServerBuilder::redis_cluster`), and `chinwag-server` with its
+//! `[cluster]` configuration.
 //!
 //! # Keys
 //!
