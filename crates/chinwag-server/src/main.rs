@@ -327,10 +327,11 @@ async fn run(s: Settings) -> Result<(), Failure> {
     if let Some(n) = node {
         let _ = writeln!(out, "cluster-node {n}");
     }
+    // `/readyz` turns ready before the `ready` line, so that whoever read the line finds it so.
+    ready.store(true, Ordering::Release);
     let _ = writeln!(out, "ready");
     let _ = out.flush();
     drop(out);
-    ready.store(true, Ordering::Release);
     if let Some(a) = server.http_addr() {
         tracing::info!("chinwag is up: open {http}://{a}/ in a browser");
     }
