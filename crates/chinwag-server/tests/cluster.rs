@@ -9,11 +9,9 @@
 //! state that signals nothing (`/readyz`, `/metrics`, a key in Redis) is polled every 20 ms up
 //! to the deadline.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::process::Command;
 use std::sync::Arc;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use chinwag::cluster::redis::redis;
@@ -22,8 +20,10 @@ use chinwag::rpc::{Handlers, Peer, RpcConfig, RpcError};
 use chinwag_queue_redis::test_server::RedisServer;
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_chinwag-server");
-const DEADLINE: Duration = Duration::from_secs(30);
+mod common;
+
+use common::*;
+
 const SECRET: &str = "the cluster tests' HS256 secret, shared by every node";
 
 fn token(user: &str, device: &str) -> String {
@@ -33,13 +33,8 @@ fn token(user: &str, device: &str) -> String {
 /// A node of the cluster at `redis`: loopback ports chosen by the system, the memory queue, a
 /// shared JWT secret, a 1 s lease (so a stopped node is declared dead quickly).
 fn node(redis: &str) -> Command {
-    let mut c = Command::new(BIN);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CHINWAG_") {
-            c.env_remove(k);
-        }
-    }
-    c.env("CHINWAG_LOG_FILTER", "warn").args([
+    let mut c = command();
+    c.args([
         "--listen",
         "127.0.0.1:0",
         "--tcp-listen",
@@ -58,60 +53,7 @@ fn node(redis: &str) -> Command {
     c
 }
 
-/// A running server and what it printed.
-struct Running {
-    child: Child,
-    http: SocketAddr,
-    chat_tcp: SocketAddr,
-    node: u64,
-}
-
 impl Running {
-    fn start(mut cmd: Command) -> Running {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start chinwag-server");
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let (mut http, mut chat_tcp, mut node) = (None, None, None);
-        loop {
-            let line = rx
-                .recv_timeout(DEADLINE)
-                .expect("the server prints its addresses and `ready`");
-            let (what, rest) = line.split_once(' ').unwrap_or((&line, ""));
-            match what {
-                "http" => {
-                    let hostport = rest.trim_start_matches("http://").trim_end_matches('/');
-                    http = Some(hostport.parse().unwrap());
-                }
-                "chat-tcp" => chat_tcp = Some(rest.parse().unwrap()),
-                "cluster-node" => node = Some(rest.parse().unwrap()),
-                "ready" => break,
-                _ => {}
-            }
-        }
-        Running {
-            child,
-            http: http.expect("an http line"),
-            chat_tcp: chat_tcp.expect("a chat-tcp line"),
-            node: node.expect("a cluster-node line"),
-        }
-    }
-
-    fn get(&self, path: &str) -> (u16, String) {
-        get(self.http, path)
-    }
-
     /// Polls `path` until `f` accepts the answer.
     fn get_until(&self, path: &str, what: &str, f: impl Fn(u16, &str) -> bool) -> (u16, String) {
         let until = Instant::now() + DEADLINE;
@@ -132,40 +74,10 @@ impl Running {
         self.get_until("/readyz", "/readyz says ready", |s, _| s == 200);
     }
 
-    fn signal(&self, sig: &str) {
-        let pid = self.child.id().to_string();
-        let ok = Command::new("kill").args([sig, &pid]).status().unwrap();
-        assert!(ok.success(), "kill {sig}");
+    /// Its cluster node id.
+    fn id(&self) -> u64 {
+        self.node.expect("a cluster-node line")
     }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        // A stopped process must be continued before SIGKILL can be reaped promptly.
-        let _ = Command::new("kill")
-            .args(["-CONT", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(DEADLINE)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let status = resp[9..12].parse().unwrap();
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }
 
 /// Polls Redis until `f` holds.
@@ -244,7 +156,7 @@ fn assert_replaced(bye: &Value) {
 fn three(redis: &str) -> [Running; 3] {
     let cmds = [node(redis), node(redis), node(redis)];
     let nodes = cmds.map(Running::start);
-    let mut ids: Vec<u64> = nodes.iter().map(|n| n.node).collect();
+    let mut ids: Vec<u64> = nodes.iter().map(|n| n.id()).collect();
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 3, "distinct random node ids: {ids:?}");
@@ -379,7 +291,7 @@ async fn readiness_follows_the_nodes_lease() {
     let mut cmd = node(&url);
     cmd.args(["--cluster-node", "77"]);
     let n = Running::start(cmd);
-    assert_eq!(n.node, 77);
+    assert_eq!(n.id(), 77);
     assert_eq!(
         n.get("/readyz"),
         (503, "not ready: cluster lease not registered\n".into())

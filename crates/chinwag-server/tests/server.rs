@@ -3,139 +3,30 @@
 //! tokens), SIGTERM (exit 0) and the durable queue across a restart. Every wait is for an
 //! event (a line, an answer, an exit) under a deadline; nothing sleeps.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
 
 use chinwag::rpc::{Handlers, Peer, RpcConfig};
 use chinwag_server::config::{default_table, env_name, flag_name, keys, lookup, shown};
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_chinwag-server");
-const DEADLINE: Duration = Duration::from_secs(30);
+mod common;
+
+use common::*;
 
 fn server(dir: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.current_dir(dir)
-        .env_remove("CHINWAG_CONFIG")
-        .env("CHINWAG_LOG_FILTER", "warn")
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--tcp-listen",
-            "127.0.0.1:0",
-            "--tok-listen",
-            "127.0.0.1:0",
-        ]);
-    // The test runner's own CHINWAG_* variables are not the server's configuration.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CHINWAG_") && k != "CHINWAG_LOG_FILTER" {
-            c.env_remove(k);
-        }
-    }
+    let mut c = command();
+    c.current_dir(dir).env_remove("CHINWAG_CONFIG").args([
+        "--listen",
+        "127.0.0.1:0",
+        "--tcp-listen",
+        "127.0.0.1:0",
+        "--tok-listen",
+        "127.0.0.1:0",
+    ]);
     c
-}
-
-/// A running server and the addresses it printed.
-struct Running {
-    child: Child,
-    http: SocketAddr,
-    chat_tcp: SocketAddr,
-}
-
-impl Running {
-    fn start(mut cmd: Command) -> Running {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start chinwag-server");
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let (mut http, mut chat_tcp) = (None, None);
-        loop {
-            let line = rx
-                .recv_timeout(DEADLINE)
-                .expect("the server prints its addresses and `ready`");
-            let (what, rest) = line.split_once(' ').unwrap_or((&line, ""));
-            match what {
-                "http" => {
-                    let hostport = rest.trim_start_matches("http://").trim_end_matches('/');
-                    http = Some(hostport.parse().unwrap());
-                }
-                "chat-tcp" => chat_tcp = Some(rest.parse().unwrap()),
-                "ready" => break,
-                _ => {}
-            }
-        }
-        Running {
-            child,
-            http: http.expect("an http line"),
-            chat_tcp: chat_tcp.expect("a chat-tcp line"),
-        }
-    }
-
-    fn get(&self, path: &str) -> (u16, String) {
-        get(self.http, path)
-    }
-
-    /// SIGTERM, then the exit status.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let ok = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(ok.success());
-        let until = Instant::now() + DEADLINE;
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(Instant::now() < until, "the server exits after SIGTERM");
-            std::thread::yield_now();
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A plain HTTP/1.1 GET: status and body.
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    get_as(addr, &addr.to_string(), path)
-}
-
-/// A plain HTTP/1.1 GET with `Host: host`: status and body.
-fn get_as(addr: SocketAddr, host: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(DEADLINE)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let status = resp[9..12].parse().unwrap();
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
