@@ -5,8 +5,6 @@
 
 use std::sync::Arc;
 
-use chinwag_queue::Direction;
-
 use super::conn::Conn;
 use super::history::{HistoryFrom, retention};
 use super::{Hub, Inner};
@@ -93,11 +91,7 @@ impl Hub {
         };
         let user = &conn.device().user;
         let limit = limit.clamp(1, inner.config.history.max_page.max(1));
-        let (offset, direction) = match from {
-            HistoryFrom::Newest => (u64::MAX, Direction::Backward),
-            HistoryFrom::Before(s) => (s, Direction::Backward),
-            HistoryFrom::After(s) => (s, Direction::Forward),
-        };
+        let (offset, direction) = from.read_from();
         let stream = conversation::stream(user, with);
         let page = history
             .read(&stream, offset, direction, limit)

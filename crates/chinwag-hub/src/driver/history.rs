@@ -77,6 +77,17 @@ pub enum HistoryFrom {
     After(u64),
 }
 
+impl HistoryFrom {
+    /// The history read it is: the offset to read from and which way.
+    pub(crate) fn read_from(self) -> (u64, Direction) {
+        match self {
+            HistoryFrom::Newest => (u64::MAX, Direction::Backward),
+            HistoryFrom::Before(s) => (s, Direction::Backward),
+            HistoryFrom::After(s) => (s, Direction::Forward),
+        }
+    }
+}
+
 /// A page of a room's history.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -328,11 +339,7 @@ impl Hub {
             return Err(RoomError::NotMember);
         }
         let limit = limit.clamp(1, inner.config.history.max_page.max(1));
-        let (offset, direction) = match from {
-            HistoryFrom::Newest => (u64::MAX, Direction::Backward),
-            HistoryFrom::Before(s) => (s, Direction::Backward),
-            HistoryFrom::After(s) => (s, Direction::Forward),
-        };
+        let (offset, direction) = from.read_from();
         let page = history
             .read(room, offset, direction, limit)
             .await
