@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 
+use crate::interest::{Interest, parse_notice};
 use crate::lease::{Keys, LeaseState, LeaseTask, SweepOutcome};
 use crate::{ClusterError, RedisSignOns, lease};
 
@@ -155,6 +156,7 @@ pub struct RedisDirectory {
     config: DirectoryConfig,
     keys: Keys,
     lease: Arc<LeaseState>,
+    interest: Arc<Interest>,
 }
 
 impl std::fmt::Debug for RedisDirectory {
@@ -202,13 +204,29 @@ impl RedisDirectory {
         let client = redis::Client::open(url)?;
         let conn = ConnectionManager::new(client.clone()).await?;
         let signons = RedisSignOns::with_prefix(conn, prefix)?;
+        let interest = Interest::new(format!("{}w:", signons.prefix()), config.timeout);
         Ok(Self {
             keys: Keys(signons.prefix().into()),
             signons,
             client,
             config,
             lease: Arc::new(LeaseState::new()),
+            interest: Arc::new(interest),
         })
+    }
+
+    /// The channel prefix of push notices, `<prefix>w:`: the offline queue of every node must
+    /// publish a notice of each push on `<this><recipient>` (`chinwag-queue-redis`'s
+    /// `RedisOptions::notices` with this value) so that a send on one node reaches the
+    /// recipient's connections on the others at once; the node holding a user's connections
+    /// subscribes to that user's channel (and to no one else's).
+    pub fn notices_prefix(&self) -> String {
+        format!("{}w:", self.signons.prefix())
+    }
+
+    /// Users this node holds connections of (and so subscribes to the push notices of).
+    pub async fn interested_users(&self) -> usize {
+        self.interest.users().await
     }
 
     /// The sign-on store underneath.
@@ -320,6 +338,7 @@ impl RedisDirectory {
             }
         });
         let task = Task {
+            interest: self.interest.clone(),
             client: self.client.clone(),
             signons: self.signons.clone(),
             node: hub.config().node,
@@ -414,6 +433,74 @@ impl Directory for RedisDirectory {
         Box::pin(async move {
             // Acting on sign-on decisions needs a lease this node holds (fencing).
             self.lease.check()?;
+            // Subscribed to the user's push notices before the sign-on is decided, so before
+            // the connection first reads the queue: no push falls between the two.
+            self.interest.add(&device.user, conn.conn).await;
+            let mut undo = Undo {
+                interest: Some(self.interest.clone()),
+                user: device.user.clone(),
+                conn: conn.conn,
+            };
+            let out = self.decide(device, conn, policy).await?;
+            undo.interest = None;
+            Ok(out)
+        })
+    }
+
+    fn sign_off<'a>(&'a self, user: &'a str, conn: ConnRef) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            self.interest.remove(user, conn.conn).await;
+            self.signed_off(user, conn).await
+        })
+    }
+
+    fn connections<'a>(
+        &'a self,
+        user: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<SignedOn>, DirectoryError>> {
+        Box::pin(async move { Ok(self.signons.connections(user).await?) })
+    }
+
+    fn online_users(&self) -> BoxFuture<'_, Result<u64, DirectoryError>> {
+        Box::pin(async move {
+            let n: Option<i64> = redis::cmd("GET")
+                .arg(self.online_key())
+                .query_async(&mut self.signons.conn.clone())
+                .await
+                .map_err(ClusterError::from)?;
+            // Moved after the scripts, by several nodes: it may dip below 0 for a moment.
+            Ok(n.unwrap_or(0).max(0) as u64)
+        })
+    }
+}
+
+/// Takes a connection's interest back when its sign-on fails or is dropped half-way.
+struct Undo {
+    interest: Option<Arc<Interest>>,
+    user: Arc<str>,
+    conn: ConnId,
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if let (Some(interest), Ok(rt)) =
+            (self.interest.take(), tokio::runtime::Handle::try_current())
+        {
+            let (user, conn) = (self.user.clone(), self.conn);
+            rt.spawn(async move { interest.remove(&user, conn).await });
+        }
+    }
+}
+
+impl RedisDirectory {
+    /// The sign-on decision and what follows it (the lease was checked, the interest taken).
+    async fn decide(
+        &self,
+        device: &Device,
+        conn: ConnRef,
+        policy: SignOn,
+    ) -> Result<SignOnOutcome, DirectoryError> {
+        {
             // The node's user index first (another slot than the user's key, so not in the
             // script): it may list a user with no entry (a crash right here, a refused
             // sign-on), never an entry without its user. A sweep skips the former.
@@ -451,11 +538,12 @@ impl Directory for RedisDirectory {
             // sweep of this node removes it.
             self.lease.check()?;
             Ok(out)
-        })
+        }
     }
 
-    fn sign_off<'a>(&'a self, user: &'a str, conn: ConnRef) -> BoxFuture<'a, bool> {
-        Box::pin(async move {
+    /// A sign-off in Redis (not on a fenced node); whether the user has no connection left.
+    async fn signed_off(&self, user: &str, conn: ConnRef) -> bool {
+        {
             if self.lease.is_fenced() {
                 // A fenced node writes nothing more: the sweep of its id removes its entries
                 // (and a process that took its id over may own fields of the same name).
@@ -473,26 +561,7 @@ impl Directory for RedisDirectory {
                     false
                 }
             }
-        })
-    }
-
-    fn connections<'a>(
-        &'a self,
-        user: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<SignedOn>, DirectoryError>> {
-        Box::pin(async move { Ok(self.signons.connections(user).await?) })
-    }
-
-    fn online_users(&self) -> BoxFuture<'_, Result<u64, DirectoryError>> {
-        Box::pin(async move {
-            let n: Option<i64> = redis::cmd("GET")
-                .arg(self.online_key())
-                .query_async(&mut self.signons.conn.clone())
-                .await
-                .map_err(ClusterError::from)?;
-            // Moved after the scripts, by several nodes: it may dip below 0 for a moment.
-            Ok(n.unwrap_or(0).max(0) as u64)
-        })
+        }
     }
 }
 
@@ -539,8 +608,15 @@ pub struct ListenerStatus {
     pub closed: u64,
     /// Connections closed by reconciliations.
     pub reconciled: u64,
-    /// Messages on the channel that were not instructions, or too long.
+    /// Messages on the channel that were not instructions, or too long, and malformed push
+    /// notices.
     pub ignored: u64,
+    /// Push notices of other nodes' sends (and this node's own) handed to the hub
+    /// ([`Hub::stored_elsewhere`]).
+    pub notices: u64,
+    /// Users whose connections were made to read the queue after a (re)subscription
+    /// ([`Hub::catch_up`]).
+    pub catch_ups: u64,
     /// The node's lease is registered (sign-ons are refused until then).
     pub registered: bool,
     /// Lease renewals that succeeded.
@@ -593,6 +669,7 @@ impl Listener {
 
 /// The listener's state.
 struct Task {
+    interest: Arc<Interest>,
     client: redis::Client,
     signons: RedisSignOns<ConnectionManager>,
     node: NodeId,
@@ -610,7 +687,9 @@ impl Task {
                 return;
             }
             let before = self.status.borrow().subscriptions;
-            match self.session().await {
+            let ended = self.session().await;
+            self.interest.detach().await;
+            match ended {
                 // The hub is gone.
                 Ok(()) => return,
                 Err(e) => {
@@ -652,15 +731,28 @@ impl Task {
             Ok(Err(e)) => return Err(self.failed(e.into())),
             Err(_) => return Err(self.failed(timed_out("subscribing"))),
         };
+        // Every user with connections here, on the same connection; their connections then
+        // read the queue, for the notices missed while not subscribed.
+        let users = self
+            .interest
+            .attach(sink.clone())
+            .await
+            .map_err(|e| self.failed(e.into()))?;
         // Subscribed first, then reconciled: a replacement is either in what Redis lists now
         // or in an instruction that arrives from here on.
         let closed = reconcile(&self.hub, &self.signons, self.node)
             .await
             .map_err(|e| self.failed(e))?;
+        if let Some(hub) = self.hub.upgrade() {
+            for u in &users {
+                hub.catch_up(u);
+            }
+        }
         self.status.send_modify(|s| {
             s.subscribed = true;
             s.subscriptions += 1;
             s.reconciled += closed as u64;
+            s.catch_ups += users.len() as u64;
         });
         let mut ping = tokio::time::interval(every);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -671,7 +763,11 @@ impl Task {
                     let Some(msg) = msg else {
                         return Err(timed_out("the pub/sub connection closed"));
                     };
-                    if !self.handle(msg.get_payload_bytes()) {
+                    let handled = match self.interest.user_of(msg.get_channel_name().as_bytes()) {
+                        Some(user) => self.notice(user, msg.get_payload_bytes()),
+                        None => self.handle(msg.get_payload_bytes()),
+                    };
+                    if !handled {
                         return Ok(());
                     }
                 }
@@ -688,6 +784,21 @@ impl Task {
                 }
             }
         }
+    }
+
+    /// Hands a push notice to the hub. False when the hub is gone.
+    fn notice(&self, user: &str, payload: &[u8]) -> bool {
+        let Some((entry, body)) = parse_notice(payload) else {
+            tracing::warn!(user, "cluster listener: ignoring a malformed push notice");
+            self.status.send_modify(|s| s.ignored += 1);
+            return true;
+        };
+        let Some(hub) = self.hub.upgrade() else {
+            return false;
+        };
+        hub.stored_elsewhere(user, entry, bytes::Bytes::copy_from_slice(body));
+        self.status.send_modify(|s| s.notices += 1);
+        true
     }
 
     fn failed(&self, e: ClusterError) -> ClusterError {

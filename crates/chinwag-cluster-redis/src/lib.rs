@@ -55,6 +55,7 @@
 //! ```
 
 mod directory;
+mod interest;
 mod lease;
 mod signons;
 

@@ -312,6 +312,24 @@ pub struct HubConfig {
     pub node: NodeId,
     /// Room history: what rooms keep, what a join recovers.
     pub history: crate::RoomHistory,
+    /// The offline queue is shared with other hubs that act as one (a cluster node; the
+    /// facade's `redis_cluster` sets it). Default false. Then every direct message goes through
+    /// the queue, whose per-user entry ids are one order for the whole cluster: a message's
+    /// [`MessageId`](crate::MessageId) **is** its entry id (increasing per user across nodes,
+    /// which the protocol promises clients), a connection takes messages only in an unbroken
+    /// run of entries (a gap means another node stored one: it reads the queue), and a
+    /// live-only send (TTL 0) to a user online anywhere is queued with
+    /// [`shared_live_ttl`](Self::shared_live_ttl) so that it reaches the user's connections on
+    /// other nodes in that order. Other hubs' entries reach this one through
+    /// [`Hub::stored_elsewhere`](crate::Hub::stored_elsewhere) and
+    /// [`Hub::catch_up`](crate::Hub::catch_up). The queue's ids must be dense per user (the
+    /// Redis queue's are).
+    #[cfg_attr(feature = "serde", serde(skip))]
+    pub shared_queue: bool,
+    /// With a [`shared_queue`](Self::shared_queue): the TTL a live-only send is queued with.
+    /// Default 30 s.
+    #[cfg_attr(feature = "serde", serde(skip))]
+    pub shared_live_ttl: Duration,
 }
 
 impl Default for HubConfig {
@@ -332,6 +350,8 @@ impl Default for HubConfig {
             sweep_interval: Duration::from_secs(60),
             node: NodeId(0),
             history: crate::RoomHistory::default(),
+            shared_queue: false,
+            shared_live_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -367,6 +387,10 @@ setters!(HubConfig {
     with_node: node: NodeId,
     /// Sets [`history`](Self::history).
     with_history: history: crate::RoomHistory,
+    /// Sets [`shared_queue`](Self::shared_queue).
+    with_shared_queue: shared_queue: bool,
+    /// Sets [`shared_live_ttl`](Self::shared_live_ttl).
+    with_shared_live_ttl: shared_live_ttl: Duration,
 });
 
 /// `Option<Rate>` fields: `None` is written `"off"`; `"off"`, and a rate of 0 per second,

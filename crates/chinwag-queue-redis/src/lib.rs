@@ -110,6 +110,13 @@ pub struct RedisOptions {
     /// Reconnection and timeout behaviour of the connection. Default
     /// [`ConnectionManagerConfig::default`].
     pub connection: ConnectionManagerConfig,
+    /// Push notices: when set, every push also `PUBLISH`es, in the same script (so in the
+    /// queue's order, right after the entry is stored), to the channel `<this><recipient>`
+    /// the message `"<entry id>\n<payload>"`. Default `None`. A cluster of hubs sets it so
+    /// that the nodes holding the recipient's connections hear of the entry at once
+    /// (`chinwag-cluster-redis`); pub/sub is at most once, so a listener that missed a notice
+    /// reads the queue.
+    pub notices: Option<String>,
 }
 
 impl Default for RedisOptions {
@@ -118,6 +125,7 @@ impl Default for RedisOptions {
             prefix: "chinwag:queue:".to_owned(),
             clock: Arc::new(SystemClock),
             connection: ConnectionManagerConfig::default(),
+            notices: None,
         }
     }
 }
@@ -138,6 +146,12 @@ impl RedisOptions {
         self.connection = connection;
         self
     }
+    /// Publishes a notice of each push on `<channel_prefix><recipient>` (see
+    /// [`notices`](Self::notices)).
+    pub fn notices(mut self, channel_prefix: impl Into<String>) -> Self {
+        self.notices = Some(channel_prefix.into());
+        self
+    }
 }
 
 /// The Redis queue. Cloning is cheap and shares the connection.
@@ -147,6 +161,7 @@ pub struct RedisQueue {
     config: QueueConfig,
     prefix: String,
     clock: Arc<dyn Clock>,
+    notices: Option<String>,
 }
 
 impl std::fmt::Debug for RedisQueue {
@@ -154,6 +169,7 @@ impl std::fmt::Debug for RedisQueue {
         f.debug_struct("RedisQueue")
             .field("config", &self.config)
             .field("prefix", &self.prefix)
+            .field("notices", &self.notices)
             .finish_non_exhaustive()
     }
 }
@@ -185,6 +201,7 @@ impl RedisQueue {
             config,
             prefix: options.prefix,
             clock: options.clock,
+            notices: options.notices,
         })
     }
 
@@ -202,6 +219,10 @@ impl RedisQueue {
         let now = self.clock.now_ms();
         let exp = expiry(now, ttl).map_or_else(String::new, |e| e.to_string());
         let c = &self.config;
+        let channel = self
+            .notices
+            .as_ref()
+            .map_or_else(Vec::new, |p| [p.as_bytes(), recipient.as_bytes()].concat());
         let r: i64 = PUSH
             .arg(&self.prefix)
             .arg(recipient)
@@ -216,6 +237,7 @@ impl RedisQueue {
             } else {
                 "0"
             })
+            .arg(channel)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(backend)?;

@@ -1,5 +1,6 @@
 -- ARGV: prefix, recipient, payload, now, expires_at ('' = none), max entries per recipient,
--- max bytes per recipient, max total bytes, '1' = drop oldest / '0' = refuse.
+-- max bytes per recipient, max total bytes, '1' = drop oldest / '0' = refuse, the channel of
+-- push notices ('' = none: RedisOptions::notices).
 -- Returns the new id (> 0), or -1 / -2 / -3 when the entries / recipient bytes / total bytes
 -- bound refuses the push (then nothing changed).
 local r, payload, now, exp = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -60,4 +61,7 @@ if exp ~= '' then
 end
 redis.call('INCRBY', k('b', r), size)
 redis.call('INCRBY', TOTAL, size)
+if ARGV[10] ~= '' then
+  redis.call('PUBLISH', ARGV[10], id .. '\n' .. payload)
+end
 return tonumber(id)

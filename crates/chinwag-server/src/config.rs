@@ -636,6 +636,16 @@ pub fn load(
 }
 
 impl Settings {
+    /// The Redis of the offline queue (and room history) with `queue.backend = "redis"`:
+    /// `queue.redis_url`, or on a cluster node `cluster.redis_url` when that is empty.
+    pub fn queue_redis_url(&self) -> &str {
+        if self.queue.redis_url.is_empty() {
+            &self.cluster.redis_url
+        } else {
+            &self.queue.redis_url
+        }
+    }
+
     /// Checks what types cannot: addresses that parse, files and keys that go together.
     ///
     /// # Errors
@@ -676,8 +686,23 @@ impl Settings {
                 "HS256 (with auth.secret) unless auth.public_key is set",
             );
         }
-        if self.queue.backend == Backend::Redis && self.queue.redis_url.is_empty() {
+        if self.queue.backend == Backend::Redis && self.queue_redis_url().is_empty() {
             return bad("queue.redis_url", "required with queue.backend = redis");
+        }
+        if self.cluster.is_on() {
+            if self.queue.backend != Backend::Redis {
+                return bad(
+                    "queue.backend",
+                    "\"redis\" on a cluster node: every node shares the offline queue, on the \
+                     cluster's Redis",
+                );
+            }
+            if self.queue_redis_url() != self.cluster.redis_url {
+                return bad(
+                    "queue.redis_url",
+                    "empty on a cluster node (the queue is on cluster.redis_url), or the same URL",
+                );
+            }
         }
         if self.websocket.max_connections == 0 {
             return bad("websocket.max_connections", "at least 1");
@@ -993,10 +1018,18 @@ mod tests {
             ("CHINWAG_CLUSTER_PREFIX", "app:"),
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned()));
-        let flags = [("cluster.redis_url", "redis://127.0.0.1:6379/")]
-            .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let flags = [
+            ("cluster.redis_url", "redis://127.0.0.1:6379/"),
+            ("queue.backend", "redis"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
         let s = load(None, &env, &flags).unwrap();
         assert!(s.cluster.is_on());
+        assert_eq!(
+            s.queue_redis_url(),
+            "redis://127.0.0.1:6379/",
+            "the cluster's Redis"
+        );
         let d = s.cluster.directory_config();
         assert_eq!(d.lease_ttl, Duration::from_secs(3));
         assert_eq!(d.sweep_lock, Duration::from_secs(30));
@@ -1014,6 +1047,15 @@ mod tests {
                 "`hub.node`",
             ),
             (vec![("cluster.lease_ttl", "1ms")], "`cluster.lease_ttl`"),
+            (vec![("cluster.redis_url", "redis://x/")], "`queue.backend`"),
+            (
+                vec![
+                    ("cluster.redis_url", "redis://x/"),
+                    ("queue.backend", "redis"),
+                    ("queue.redis_url", "redis://y/"),
+                ],
+                "`queue.redis_url`",
+            ),
             (vec![("cluster.node", "-1")], "`cluster.node`"),
         ] {
             let flags: Vec<(String, String)> = flags

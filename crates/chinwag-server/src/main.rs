@@ -261,8 +261,8 @@ async fn run(s: Settings) -> Result<(), Failure> {
             .queue_backend(QueueBackend::Memory)
             .history_backend(HistoryBackend::Memory),
         Backend::Redis => b
-            .redis_queue(s.queue.redis_url.clone())
-            .history_backend(HistoryBackend::Redis(s.queue.redis_url.clone())),
+            .redis_queue(s.queue_redis_url())
+            .history_backend(HistoryBackend::Redis(s.queue_redis_url().to_owned())),
         Backend::Redb => {
             data_dir()?;
             let path = if s.queue.path.is_empty() {
@@ -282,14 +282,7 @@ async fn run(s: Settings) -> Result<(), Failure> {
             s.cluster.prefix.clone(),
             s.cluster.directory_config(),
         );
-        tracing::info!(node, prefix = %s.cluster.prefix, "cluster node through Redis: sign-on policies and online counts are cluster-wide; direct messages and rooms are not (docs/cluster.md)");
-        if s.queue.backend != Backend::Redis {
-            tracing::warn!(
-                "cluster with a per-node offline queue (queue.backend is not redis): a queued \
-                 direct message reaches its user only at the node it was sent on; set \
-                 queue.backend = \"redis\" to share the queue"
-            );
-        }
+        tracing::info!(node, prefix = %s.cluster.prefix, "cluster node through Redis: sign-on policies, online counts and direct messages are cluster-wide; rooms are not yet (docs/cluster.md)");
     }
     if !s.tls.cert.is_empty() {
         let tls = chinwag::tls::server_config_from_files(&s.tls.cert, &s.tls.key)

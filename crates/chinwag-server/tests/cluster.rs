@@ -30,8 +30,9 @@ fn token(user: &str, device: &str) -> String {
     JwtIssuer::hs256(SECRET.as_bytes()).issue(user, Some(device), Duration::from_secs(3600))
 }
 
-/// A node of the cluster at `redis`: loopback ports chosen by the system, the memory queue, a
-/// shared JWT secret, a 1 s lease (so a stopped node is declared dead quickly).
+/// A node of the cluster at `redis`: loopback ports chosen by the system, the cluster's queue (on
+/// the same Redis), a shared JWT secret, a 1 s lease (so a stopped node is declared dead
+/// quickly).
 fn node(redis: &str) -> Command {
     let mut c = command();
     c.args([
@@ -42,7 +43,7 @@ fn node(redis: &str) -> Command {
         "--tok-listen",
         "",
         "--queue-backend",
-        "memory",
+        "redis",
         "--auth-secret",
         SECRET,
         "--cluster-redis-url",

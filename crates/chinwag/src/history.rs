@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::queue::{History, HistoryConfig, MemoryHistory};
 
 /// Where rooms' recent publications are kept, for members that come back (`join` with
@@ -61,7 +61,7 @@ pub(crate) async fn open_history(
                 crate::queue::redb::RedbHistory::open_with(path, config, options, clock)
             })
             .await
-            .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+            .map_err(|e| crate::error::Error::Io(std::io::Error::other(e)))??;
             Some(Arc::new(h))
         }
         #[cfg(feature = "queue-redis")]

@@ -506,9 +506,18 @@ impl ServerBuilder {
     /// The hub's [`HubConfig::node`] must be set, unique among the cluster's live processes
     /// and not 0 (a fresh random id per process start is simplest): `start` refuses node 0.
     ///
-    /// What the cluster shares today: the sign-on policies (a sign-on on one node replaces
-    /// connections on others, closed with 4003) and the online counts; **not** direct
-    /// messages to connections on other nodes, nor rooms (`docs/cluster.md`).
+    /// The offline queue is the cluster's: the Redis queue on the same Redis (the default
+    /// when no queue is set; a per-node queue is refused), publishing a notice of each push to
+    /// the nodes holding the recipient's connections, and the hub runs with
+    /// [`HubConfig::shared_queue`](crate::hub::HubConfig::shared_queue): message ids are the
+    /// queue's per-user entry ids, one order across nodes. A [`queue`](Self::queue) you built
+    /// must be shared by every node and publish those notices itself
+    /// ([`RedisDirectory::notices_prefix`](crate::cluster::redis::RedisDirectory::notices_prefix)).
+    ///
+    /// What the cluster shares: the sign-on policies (a sign-on on one node replaces
+    /// connections on others, closed with 4003), the online counts and device lists, and
+    /// direct messages (a send on any node reaches the user's connections on every node, in
+    /// order; acks remove it cluster-wide); **not yet** rooms (`docs/cluster.md`).
     ///
     /// ```no_run
     /// use chinwag::hub::{HubConfig, NodeId};
@@ -518,8 +527,7 @@ impl ServerBuilder {
     ///     .chat_tcp("0.0.0.0:4100".parse()?)
     ///     .jwt_secret("a long random secret that signs the tokens")
     ///     .config(HubConfig::default().with_node(NodeId(rand_node_id())))
-    ///     .redis_cluster("redis://10.0.0.5:6379/")
-    ///     .redis_queue("redis://10.0.0.5:6379/") // queued messages reach any node
+    ///     .redis_cluster("redis://10.0.0.5:6379/") // the queue too, on the same Redis
     ///     .start()
     ///     .await?;
     /// # let _ = server; Ok(()) }
@@ -686,6 +694,11 @@ impl ServerBuilder {
             )));
         }
         #[cfg(feature = "cluster-redis")]
+        let cluster_url = match &self.cluster {
+            Some(Cluster::Connect { url, .. }) => Some(url.clone()),
+            _ => None,
+        };
+        #[cfg(feature = "cluster-redis")]
         let directory = match self.cluster {
             None => None,
             Some(_) if self.directory.is_some() => {
@@ -719,11 +732,23 @@ impl ServerBuilder {
         #[cfg(not(feature = "cluster-redis"))]
         let self_directory = self.directory;
         let mut hub_config = self.hub;
-        if !matches!(self.queue, QueueBackend::Custom(_)) {
+        #[allow(unused_mut)]
+        let mut queue_backend = self.queue;
+        #[allow(unused_mut)]
+        let mut notices = None;
+        #[cfg(feature = "cluster-redis")]
+        if let Some(d) = &directory {
+            // One queue for the whole cluster, whose order is every user's order, with a push
+            // notice to the nodes holding the recipient's connections.
+            hub_config.shared_queue = true;
+            notices = Some(d.notices_prefix());
+            queue_backend = cluster_queue(queue_backend, cluster_url.as_deref())?;
+        }
+        if !matches!(queue_backend, QueueBackend::Custom(_)) {
             // The fair shares of the offline store are shares of the queue's own bound.
             hub_config.limits.offline.total_bytes = self.queue_config.max_total_bytes;
         }
-        let queue = open_queue(self.queue, self.queue_config).await?;
+        let queue = open_queue(queue_backend, self.queue_config, notices).await?;
         let history = open_history(self.history, self.history_config).await?;
 
         let mut hub = Hub::builder().config(hub_config).queue(queue);
@@ -841,7 +866,30 @@ impl ServerBuilder {
     }
 }
 
-async fn open_queue(backend: QueueBackend, config: QueueConfig) -> Result<Arc<dyn Queue>> {
+/// The queue of a cluster node: the cluster's Redis unless another Redis queue was set (the
+/// memory default becomes the Redis at `cluster_url`); a per-node queue is refused. A queue
+/// the caller built is taken as it is (it must be shared and publish push notices, see
+/// [`ServerBuilder::redis_cluster`]).
+#[cfg(feature = "cluster-redis")]
+fn cluster_queue(backend: QueueBackend, cluster_url: Option<&str>) -> Result<QueueBackend> {
+    match (backend, cluster_url) {
+        (QueueBackend::Memory, Some(url)) => Ok(QueueBackend::Redis(url.to_owned())),
+        (QueueBackend::Redis(url), Some(cluster)) if url != cluster => Err(Error::Config(format!(
+            "a cluster node's offline queue must be on the cluster's Redis ({cluster}), not              {url}: the queue's push notices reach the nodes through it"
+        ))),
+        (b @ (QueueBackend::Redis(_) | QueueBackend::Custom(_)), _) => Ok(b),
+        _ => Err(Error::Config(
+            "a cluster node needs the offline queue every node shares: redis_queue on the              cluster's Redis (or none: it is then the default), not a per-node queue"
+                .into(),
+        )),
+    }
+}
+
+async fn open_queue(
+    backend: QueueBackend,
+    config: QueueConfig,
+    #[allow(unused_variables)] notices: Option<String>,
+) -> Result<Arc<dyn Queue>> {
     Ok(match backend {
         QueueBackend::Memory => Arc::new(MemoryQueue::new(config)),
         #[cfg(feature = "queue-redb")]
@@ -857,7 +905,11 @@ async fn open_queue(backend: QueueBackend, config: QueueConfig) -> Result<Arc<dy
         }
         #[cfg(feature = "queue-redis")]
         QueueBackend::Redis(url) => {
-            Arc::new(crate::queue::redis::RedisQueue::connect(&url, config).await?)
+            let mut options = crate::queue::redis::RedisOptions::default();
+            if let Some(prefix) = notices {
+                options = options.notices(prefix);
+            }
+            Arc::new(crate::queue::redis::RedisQueue::connect_with(&url, config, options).await?)
         }
         QueueBackend::Custom(q) => q,
     })

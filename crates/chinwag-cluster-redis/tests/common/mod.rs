@@ -18,7 +18,9 @@ use chinwag_transport::tcp::{self, TcpAcceptor};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use chinwag_queue::QueueConfig;
 pub use chinwag_queue_redis::test_server::RedisServer;
+use chinwag_queue_redis::{RedisOptions, RedisQueue};
 
 /// A private redis-server (the helper retries on another port when the one it picked was taken
 /// in between).
@@ -121,12 +123,42 @@ impl Node {
 
     /// [`start`](Self::start) with the directory's `config`.
     pub async fn start_with(url: &str, id: u64, policy: SignOn, config: DirectoryConfig) -> Node {
+        Node::build(url, url, id, policy, config, false).await
+    }
+
+    /// A node of a cluster sharing its offline queue: the Redis queue on `url` with push
+    /// notices, the hub with `shared_queue` (what the facade's `redis_cluster` sets up).
+    /// `directory_url` may connect as another Redis user (to cut the listener off).
+    pub async fn start_shared(url: &str, directory_url: &str, id: u64, policy: SignOn) -> Node {
+        Node::build(url, directory_url, id, policy, directory_config(), true).await
+    }
+
+    async fn build(
+        url: &str,
+        directory_url: &str,
+        id: u64,
+        policy: SignOn,
+        config: DirectoryConfig,
+        shared: bool,
+    ) -> Node {
         let directory = Arc::new(
-            RedisDirectory::connect_with(url, chinwag_cluster_redis::DEFAULT_PREFIX, config)
-                .await
-                .expect("directory"),
+            RedisDirectory::connect_with(
+                directory_url,
+                chinwag_cluster_redis::DEFAULT_PREFIX,
+                config,
+            )
+            .await
+            .expect("directory"),
         );
+        let queue = RedisQueue::connect_with(
+            url,
+            QueueConfig::default(),
+            RedisOptions::default().notices(directory.notices_prefix()),
+        )
+        .await
+        .expect("queue");
         let config = HubConfig::default()
+            .with_shared_queue(shared)
             .with_node(NodeId(id))
             .with_sign_on(policy)
             .with_limits(
@@ -134,8 +166,11 @@ impl Node {
                     .with_connection_rate(None)
                     .with_message_rate(None),
             );
-        let hub = Hub::builder()
-            .config(config)
+        let mut hub = Hub::builder().config(config);
+        if shared {
+            hub = hub.queue(Arc::new(queue));
+        }
+        let hub = hub
             .authenticator(Arc::new(JwtAuthenticator::new(JwtConfig::new(
                 JwtKey::hs256(SECRET),
             ))))

@@ -22,7 +22,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::message::Delivered;
+use super::message::{Delivered, DirectMessage, MessageId};
 use super::pipeline::{
     ConnOutcome, ConnPlan, Finished, Pending, Progress, Refusal, Report, Stage, Staged, Step,
     push_window,
@@ -59,15 +59,43 @@ impl<H: Clone> Users<H> {
             if u.pipeline.stage.is_some() {
                 return out;
             }
+            if std::mem::take(&mut u.pipeline.catch_up) {
+                let replays = self.catch_up(user);
+                out.replays.extend(replays);
+                continue;
+            }
             let Some(first) = u.pipeline.pending.pop_front() else {
                 if u.conns.is_empty() {
                     self.users.remove(user);
                 }
                 return out;
             };
+            if let Some(e) = first.stored {
+                // Stored by another hub: straight to this hub's connections.
+                let mut staged = vec![staged_elsewhere(first, e)];
+                while let Some(e) = u.pipeline.pending.front().and_then(|p| p.stored) {
+                    staged.extend(
+                        u.pipeline
+                            .pending
+                            .pop_front()
+                            .map(|p| staged_elsewhere(p, e)),
+                    );
+                }
+                for s in &staged {
+                    u.pipeline.pushed_upto = u.pipeline.pushed_upto.max(s.entry.unwrap_or(0));
+                }
+                let more = self.hand_stored(user, staged);
+                out.merge(more);
+                return out;
+            }
             if !first.ttl.is_zero() {
                 let mut run = vec![first];
-                while u.pipeline.pending.front().is_some_and(|p| !p.ttl.is_zero()) {
+                while u
+                    .pipeline
+                    .pending
+                    .front()
+                    .is_some_and(|p| !p.ttl.is_zero() && p.stored.is_none())
+                {
                     run.extend(u.pipeline.pending.pop_front());
                 }
                 let items = run
@@ -154,10 +182,15 @@ impl<H: Clone> Users<H> {
             debug_assert!(false, "pushed without a push stage");
             return out;
         };
+        let shared = self.limits.shared_queue;
         let mut staged = Vec::new();
-        for (p, e) in run.into_iter().zip(entries.iter().copied()) {
+        for (mut p, e) in run.into_iter().zip(entries.iter().copied()) {
             let Some(e) = e else { continue };
             u.pipeline.pushed_upto = u.pipeline.pushed_upto.max(e);
+            if shared {
+                // One order for the whole cluster: the queue's.
+                p.msg = Arc::new(p.msg.with_id(MessageId(e)));
+            }
             if let Some(report) = p.requeued {
                 out.finished.push(Finished {
                     token: p.token,
@@ -177,7 +210,20 @@ impl<H: Clone> Users<H> {
                 offline: false,
             });
         }
+        let more = self.hand_stored(user, staged);
+        out.merge(more);
+        out
+    }
+
+    /// Stored sends (by this hub or another sharing the queue), in entry order, to the user's
+    /// connections: live ones get those after their cursor, replaying ones read them.
+    fn hand_stored(&mut self, user: &Arc<str>, mut staged: Vec<Staged>) -> Progress<H> {
+        let mut out = Progress::default();
+        let Some(u) = self.users.get(user) else {
+            return out;
+        };
         let conns = u.conns.clone();
+        let shared = self.limits.shared_queue;
         let max_unacked = self.limits.max_unacked.max(1);
         let mut plan = Vec::new();
         let mut given = Vec::new();
@@ -193,12 +239,30 @@ impl<H: Clone> Users<H> {
                     // Entries at or before the cursor were already read by the replay that
                     // just switched it to live.
                     let mut mine = Vec::new();
+                    let mut next = c.cursor;
+                    let mut gap = false;
                     for (i, s) in staged.iter_mut().enumerate() {
-                        if s.entry.is_some_and(|e| e > c.cursor) {
-                            mine.push(i);
-                        } else {
+                        let e = s.entry.unwrap_or(0);
+                        if e <= next {
                             s.report.delivered += 1;
+                        } else if shared && e != next + 1 {
+                            // Another hub stored entries this one has not handed over: the
+                            // connection reads them, and these, from the queue, in order.
+                            gap = true;
+                        } else {
+                            mine.push(i);
+                            next = e;
                         }
+                    }
+                    if gap {
+                        for s in &mut staged {
+                            if s.entry.is_some_and(|e| e > c.cursor) {
+                                s.report.delivered += 1;
+                            }
+                        }
+                        c.phase = Phase::Replaying(Replay::Idle);
+                        out.replays.push(id);
+                        continue;
                     }
                     if c.acknowledges {
                         // In its window before it is written: its client may acknowledge it
@@ -319,6 +383,62 @@ impl<H: Clone> Users<H> {
         out
     }
 
+    /// Another hub sharing the queue stored `msg` for `user` as entry `e` (a cluster node's
+    /// push notice): it joins the user's pipeline behind this hub's own sends and goes to the
+    /// live connections whose cursor it continues. Nothing when the user has no connection
+    /// here. When too many sends wait already, the user's live connections catch up from the
+    /// queue instead (nothing is lost: the entry is stored).
+    pub(crate) fn stored_elsewhere(
+        &mut self,
+        user: &Arc<str>,
+        token: super::pipeline::Token,
+        e: EntryId,
+        msg: Arc<DirectMessage>,
+    ) -> Progress<H> {
+        let max = self.limits.max_pending_per_user;
+        let Some(u) = self.users.get_mut(user) else {
+            return Progress::default();
+        };
+        if u.conns.is_empty() {
+            return Progress::default();
+        }
+        if u.pipeline.pending.len() >= max {
+            u.pipeline.pushed_upto = u.pipeline.pushed_upto.max(e);
+            let mut out = Progress::default();
+            out.replays = self.catch_up(user);
+            return out;
+        }
+        let msg = Arc::new(msg.with_id(MessageId(e)));
+        let mut p = Pending::new(token, msg, Duration::MAX);
+        p.stored = Some(e);
+        u.pipeline.pending.push_back(p);
+        self.advance(user)
+    }
+
+    /// Every live connection of `user` reads the queue from its cursor (after notices from
+    /// other hubs may have been missed); returns those that must start a replay now. While a
+    /// stage runs, they do so when it is done.
+    pub(crate) fn catch_up(&mut self, user: &str) -> Vec<super::signon::ConnId> {
+        let Some(u) = self.users.get_mut(user) else {
+            return Vec::new();
+        };
+        if u.pipeline.stage.is_some() {
+            u.pipeline.catch_up = true;
+            return Vec::new();
+        }
+        let mut replays = Vec::new();
+        for id in &u.conns {
+            if let Some(c) = self.conns.get_mut(id)
+                && c.recipient
+                && c.phase == Phase::Live
+            {
+                c.phase = Phase::Replaying(Replay::Idle);
+                replays.push(*id);
+            }
+        }
+        replays
+    }
+
     /// Whether any connection of `user` acknowledges (then an ack is for the whole queue).
     pub(super) fn anyone_acknowledges(&self, user: &str) -> bool {
         self.users.get(user).is_some_and(|u| {
@@ -374,5 +494,15 @@ impl<H: Clone> Users<H> {
                 u.pipeline.pending.push_front(p);
             }
         }
+    }
+}
+
+/// A send another hub stored, staged for delivery here.
+fn staged_elsewhere(pending: Pending, e: EntryId) -> Staged {
+    Staged {
+        pending,
+        entry: Some(e),
+        report: Report::default(),
+        offline: false,
     }
 }

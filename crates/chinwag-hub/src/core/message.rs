@@ -134,6 +134,13 @@ pub struct DirectMessage {
     pub body: Body,
 }
 
+impl DirectMessage {
+    /// The same message under another id (a cluster numbers messages by their queue entry).
+    pub(crate) fn with_id(&self, id: MessageId) -> Self {
+        DirectMessage { id, ..self.clone() }
+    }
+}
+
 /// A message published to a room.
 #[derive(Debug, Clone)]
 #[non_exhaustive]

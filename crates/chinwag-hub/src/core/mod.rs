@@ -48,6 +48,8 @@ pub(crate) mod time;
 pub(crate) mod users;
 
 #[cfg(test)]
+mod shared_tests;
+#[cfg(test)]
 mod tests;
 
 use std::time::Duration;

@@ -24,6 +24,9 @@ pub(crate) struct Pending {
     /// A live-only send queued after all ([`PartialDelivery::QueueForUser`]): what its live
     /// delivery reported.
     pub(crate) requeued: Option<Report>,
+    /// Already stored, as this entry, by another hub sharing the queue (a cluster node): it is
+    /// only handed to this hub's connections, never pushed.
+    pub(crate) stored: Option<EntryId>,
 }
 
 impl Pending {
@@ -33,6 +36,7 @@ impl Pending {
             msg,
             ttl,
             requeued: None,
+            stored: None,
         }
     }
 }
@@ -151,6 +155,10 @@ pub(crate) struct Pipeline {
     pub(crate) pending: VecDeque<Pending>,
     /// The highest entry the pipeline has stored (a replay's horizon).
     pub(crate) pushed_upto: EntryId,
+    /// The user's live connections must read the queue once the running stage is done (a
+    /// catch-up asked for while a stage was handing messages over: switching them now could
+    /// send those messages twice).
+    pub(crate) catch_up: bool,
 }
 
 impl Pipeline {

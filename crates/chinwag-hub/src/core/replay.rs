@@ -53,6 +53,7 @@ impl<H: Clone> Users<H> {
     ) -> (ReplayStep, Option<(Arc<str>, EntryId)>) {
         let page = self.limits.replay_page.max(1);
         let max_unacked = self.limits.max_unacked.max(1);
+        let shared = self.limits.shared_queue;
         let end = entries.len() < page;
         let anyone_acks = self
             .conns
@@ -74,7 +75,10 @@ impl<H: Clone> Users<H> {
                 continue;
             }
             c.cursor = e;
-            let Some(msg) = msg else { continue };
+            let Some(mut msg) = msg else { continue };
+            if shared && msg.id != MessageId(e) {
+                msg = Arc::new(msg.with_id(MessageId(e)));
+            }
             // Live-only messages held during the replay go out in id order with it.
             while c.held.front().is_some_and(|h| h.id < msg.id) {
                 writes.extend(c.held.pop_front());

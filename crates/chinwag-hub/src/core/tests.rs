@@ -113,6 +113,7 @@ impl Harness {
                 message_rate: None,
                 rate_limit_strikes: 10,
                 partial: PartialDelivery::AnyDelivered,
+                shared_queue: false,
             }),
             table: SignOnTable::new(),
             policy,

@@ -33,6 +33,10 @@ pub(crate) struct UserLimits {
     pub(crate) rate_limit_strikes: u32,
     /// What a partially delivered live-only send reports.
     pub(crate) partial: PartialDelivery,
+    /// The queue is shared with other hubs (a cluster): a message's id is its queue entry, and
+    /// a connection takes entries only in an unbroken run from its cursor (entries are dense
+    /// per user there; a gap means another hub stored one this hub has not handed over yet).
+    pub(crate) shared_queue: bool,
 }
 
 /// Where a connection stands in the delivery of its user's direct messages.

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chinwag_queue::QueueError;
 use tokio::sync::oneshot;
 
 use super::conn::Conn;
@@ -125,10 +126,15 @@ impl Hub {
         }
         ids::check_user(user).map_err(SendError::BadRecipient)?;
         self.inner.check_body(&body)?;
-        let ttl = opts
+        let mut ttl = opts
             .ttl
             .unwrap_or(inner.config.default_ttl)
             .min(inner.config.max_ttl);
+        if ttl.is_zero() && inner.config.shared_queue {
+            // A cluster has one order per user, the queue's: a live-only message to a user
+            // online anywhere goes through it too, briefly.
+            ttl = self.live_ttl_in_cluster(user).await?;
+        }
         let ticket = if ttl.is_zero() {
             None
         } else {
@@ -185,6 +191,69 @@ impl Hub {
             report.seq = kept.await.ok().flatten();
         }
         result
+    }
+
+    /// With a shared queue: the TTL a live-only send to `user` is queued with, if the user is
+    /// online on any node.
+    async fn live_ttl_in_cluster(&self, user: &str) -> Result<Duration, SendError> {
+        let shard = self.inner.user_shard(user);
+        let here = !self.inner.users(shard).core.recipients(user).is_empty();
+        let online = here
+            || !self
+                .inner
+                .directory
+                .connections(user)
+                .await
+                // In a cluster the directory and the queue live in one Redis: the client sees
+                // the queue's error (`queue`), as for a push that failed.
+                .map_err(|e| SendError::Queue(QueueError::backend(format!("directory: {e}"))))?
+                .is_empty();
+        if !online {
+            return Err(SendError::Offline(user.to_owned()));
+        }
+        Ok(self
+            .inner
+            .config
+            .shared_live_ttl
+            .max(Duration::from_millis(1)))
+    }
+
+    /// Another hub sharing the offline queue (a cluster node) stored `payload` for `user` as
+    /// entry `entry` (its push notice, e.g. from `chinwag-cluster-redis`): this hub's live
+    /// connections of the user get it in order, behind this hub's own sends; a connection
+    /// whose cursor it does not continue reads the queue instead. Nothing happens when the
+    /// user has no connection here, and a payload this hub did not write is skipped (with a
+    /// warning). For hubs with [`HubConfig::shared_queue`](crate::HubConfig::shared_queue).
+    pub fn stored_elsewhere(&self, user: &str, entry: EntryId, payload: bytes::Bytes) {
+        let inner = &self.inner;
+        let shard = inner.user_shard(user);
+        let token = inner.token();
+        let progress = {
+            let mut sh = inner.users(shard);
+            let Some(key) = sh.core.user_key(user) else {
+                return;
+            };
+            let Some(msg) = crate::core::message::decode_envelope(&key, payload) else {
+                tracing::warn!(user, entry, "skipping a push notice this hub cannot decode");
+                return;
+            };
+            sh.core.stored_elsewhere(&key, token, entry, Arc::new(msg))
+        };
+        inner.run(shard, progress);
+    }
+
+    /// Every live connection of `user` here reads the offline queue from where it stands:
+    /// for a cluster node that may have missed other nodes' push notices (its pub/sub
+    /// connection dropped). Messages it had are not sent again.
+    pub fn catch_up(&self, user: &str) {
+        let inner = &self.inner;
+        let shard = inner.user_shard(user);
+        let replays = inner.users(shard).core.catch_up(user);
+        let progress = Progress {
+            replays,
+            ..Progress::default()
+        };
+        inner.run(shard, progress);
     }
 
     /// A send from a connection: its message rate and the before-receive hook first.

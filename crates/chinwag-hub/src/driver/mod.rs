@@ -209,6 +209,7 @@ impl HubBuilder {
             message_rate: l.message_rate,
             rate_limit_strikes: l.rate_limit_strikes,
             partial: c.partial,
+            shared_queue: c.shared_queue,
         };
         let queue = self
             .queue
