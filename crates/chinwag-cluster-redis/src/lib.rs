@@ -18,8 +18,15 @@
 //!   online count. A node that finds its own lease gone, or cannot renew it in time, is
 //!   **fenced**: it closes its connections (1001, [`FENCED_REASON`]) and refuses sign-ons.
 //!
-//! Not built yet (see `docs/cluster.md` in the repository): presence beyond connection lists
-//! and counts, sends and rooms across nodes. The `chinwag` facade uses this crate with its
+//! - Direct messages across nodes: with the hub's
+//!   [`HubConfig::shared_queue`](chinwag_hub::HubConfig::shared_queue) and a shared Redis queue
+//!   that publishes a notice of each push (`chinwag-queue-redis`, `RedisOptions::notices` with
+//!   [`RedisDirectory::notices_prefix`]), a node subscribes to the notices of the users it holds
+//!   connections of and hands them to its hub ([`Hub::stored_elsewhere`](chinwag_hub::Hub::stored_elsewhere));
+//!   after a reconnect of its pub/sub connection it makes their connections read the queue.
+//!
+//! Not built yet (see `docs/cluster.md` in the repository): presence events and rooms across
+//! nodes. The `chinwag` facade uses this crate with its
 //! feature `cluster-redis` (`ServerBuilder::redis_cluster`), and `chinwag-server` with its
 //! `[cluster]` configuration.
 //!
@@ -29,9 +36,9 @@
 //! hash tag: `P{user}:s`, one hash per user (the layout is in [`RedisSignOns`]'s docs). Each
 //! script touches only that key and names it in `KEYS`, so the same code runs on a single
 //! Redis and on Redis Cluster. The directory adds the counter `P{cluster}:online`, the node
-//! registry `P{cluster}:nodes`, and per node a pub/sub channel `P{node:<id>}:ctl`, a lease
+//! registry `P{cluster}:nodes`, per node a pub/sub channel `P{node:<id>}:ctl`, a lease
 //! `P{node:<id>}:lease`, a user index `P{node:<id>}:users` and a sweep lock
-//! `P{node:<id>}:sweep`.
+//! `P{node:<id>}:sweep`, and per user the push-notice channel `Pw:<user>`.
 //!
 //! # Example
 //!

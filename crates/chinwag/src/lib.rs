@@ -64,7 +64,7 @@
 //! | `tls` | no | nothing new (rustls with ring is in the transports already) | `chinwag::tls`, `ServerBuilder::tls` |
 //! | `queue-redb` | no | `chinwag-queue-redb` (redb) | `queue::redb`, `ServerBuilder::redb_queue`, `redb_queue_with` |
 //! | `queue-redis` | no | `chinwag-queue-redis` (redis) | `queue::redis`, `ServerBuilder::redis_queue` |
-//! | `cluster-redis` | no | `chinwag-cluster-redis` (redis) | `cluster::redis`, `ServerBuilder::redis_cluster`, `Server::cluster_status` |
+//! | `cluster-redis` | no | `chinwag-cluster-redis` (redis); turns on `queue-redis` | `cluster::redis`, `ServerBuilder::redis_cluster`, `Server::cluster_status` |
 //! | `serde` | no | serde on the layers' configuration types | `HubConfig`, `WsConfig`, `QueueConfig`, `RedbOptions`, `session::ServerConfig` read from and written to files (durations as `"10s"`: `transport::duration`) |
 //!
 //! The two engine crates are independent: `--no-default-features --features
@@ -145,9 +145,9 @@ pub mod cluster {
     //! Several servers as one hub through Redis (feature `cluster-redis`):
     //! [`redis::RedisDirectory`] and its listener and node leases. Use it through
     //! [`ServerBuilder::redis_cluster`](crate::ServerBuilder::redis_cluster). Shared
-    //! cluster-wide today: sign-on policies (replaced connections closed on their node) and
-    //! online counts; not yet direct messages to other nodes' connections, nor rooms
-    //! (`docs/cluster.md`).
+    //! cluster-wide today: sign-on policies (replaced connections closed on their node), online
+    //! counts, and direct messages (through the shared Redis queue, one order per user); not
+    //! yet rooms (`docs/cluster.md`).
 
     /// The Redis cluster (`chinwag-cluster-redis`). Feature `cluster-redis`.
     #[doc(inline)]

@@ -404,9 +404,10 @@ impl<H: Clone> Users<H> {
         }
         if u.pipeline.pending.len() >= max {
             u.pipeline.pushed_upto = u.pipeline.pushed_upto.max(e);
-            let mut out = Progress::default();
-            out.replays = self.catch_up(user);
-            return out;
+            return Progress {
+                replays: self.catch_up(user),
+                ..Progress::default()
+            };
         }
         let msg = Arc::new(msg.with_id(MessageId(e)));
         let mut p = Pending::new(token, msg, Duration::MAX);
