@@ -402,3 +402,303 @@ async fn readiness_follows_the_nodes_lease() {
         "{metrics}"
     );
 }
+
+// ---- failures mid-traffic -------------------------------------------------------------------
+
+/// [`node`] with another lease TTL.
+fn node_with_lease(redis: &str, lease: &str) -> Command {
+    let mut c = command();
+    c.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--tcp-listen",
+        "127.0.0.1:0",
+        "--tok-listen",
+        "",
+        "--queue-backend",
+        "redis",
+        "--auth-secret",
+        SECRET,
+        "--cluster-redis-url",
+        redis,
+        "--cluster-lease-ttl",
+        lease,
+        "--hub-sign-on",
+        "per_device",
+    ]);
+    c
+}
+
+/// A device that stays signed in as a real client does: when its connection ends (its node
+/// died, fenced itself, or closed it) it signs in again at the next node of `nodes` that
+/// answers, and keeps every message it got, in order, duplicates included.
+struct Device {
+    got: Arc<std::sync::Mutex<Vec<(u64, String)>>>,
+    /// Connections it made (1 + reconnects).
+    sessions: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Device {
+    async fn start(nodes: Vec<SocketAddr>, user: &'static str, device: &'static str) -> Device {
+        let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sessions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+        let (g, s) = (got.clone(), sessions.clone());
+        let task = tokio::spawn(async move {
+            let mut first = Some(first_tx);
+            let mut i = 0;
+            loop {
+                let addr = nodes[i % nodes.len()];
+                i += 1;
+                let Some(mut c) = Client::try_signed_in(addr, user, device).await else {
+                    // That node is down: the next one, after a short backoff.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                };
+                s.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if let Some(tx) = first.take() {
+                    let _ = tx.send(());
+                }
+                // Reconnecting to the same node first (a closed connection on a live node).
+                i -= 1;
+                loop {
+                    tokio::select! {
+                        n = c.notes.recv() => match n {
+                            Some(("message", m)) => g.lock().unwrap().push((
+                                m["id"].as_u64().unwrap(),
+                                m["body"].as_str().unwrap().to_owned(),
+                            )),
+                            Some(_) => {}
+                            None => break,
+                        },
+                        _ = c.peer.closed() => {
+                            while let Ok((name, m)) = c.notes.try_recv() {
+                                if name == "message" {
+                                    g.lock().unwrap().push((
+                                        m["id"].as_u64().unwrap(),
+                                        m["body"].as_str().unwrap().to_owned(),
+                                    ));
+                                }
+                            }
+                            break;
+                        }
+                    }
+                }
+                i += 1;
+            }
+        });
+        tokio::time::timeout(DEADLINE, first_rx)
+            .await
+            .expect("the device signs in")
+            .expect("the device task runs");
+        Device {
+            got,
+            sessions,
+            task,
+        }
+    }
+
+    /// Waits (polling: a message count signals nothing) until it has every id of `want`.
+    async fn has_all(&self, want: &[u64], what: &str) {
+        let until = Instant::now() + DEADLINE;
+        loop {
+            let have: std::collections::BTreeSet<u64> =
+                self.got.lock().unwrap().iter().map(|(id, _)| *id).collect();
+            let missing: Vec<u64> = want
+                .iter()
+                .filter(|id| !have.contains(id))
+                .copied()
+                .collect();
+            if missing.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "{what}: lost {} acknowledged messages, e.g. {:?}",
+                missing.len(),
+                &missing[..missing.len().min(5)]
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// (messages received, duplicates, connections made). Duplicates must be exact copies
+    /// (same id, same body), so the client can drop them by id.
+    fn counts(&self) -> (usize, usize, usize) {
+        let got = self.got.lock().unwrap();
+        let mut seen = std::collections::BTreeMap::new();
+        let mut dup = 0;
+        for (id, body) in got.iter() {
+            if let Some(b) = seen.insert(*id, body.clone()) {
+                assert_eq!(&b, body, "a duplicate of {id} is the same message");
+                dup += 1;
+            }
+        }
+        let sessions = self.sessions.load(std::sync::atomic::Ordering::SeqCst);
+        (got.len(), dup, sessions)
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Client {
+    /// Connects and signs in, or `None` when the node does not answer or refuses.
+    async fn try_signed_in(addr: SocketAddr, user: &str, device: &str) -> Option<Client> {
+        let t = tokio::time::timeout(
+            Duration::from_secs(2),
+            chinwag::transport::tcp::connect(addr, &Default::default()),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        let (tx, notes) = tokio::sync::mpsc::unbounded_channel();
+        let mut h = Handlers::new();
+        for name in ["bye", "message"] {
+            let tx = tx.clone();
+            h.handle_notification(name, move |_peer, payload| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send((name, serde_json::from_slice(&payload).unwrap()));
+                }
+            });
+        }
+        let c = Client {
+            peer: chinwag::rpc::connect(t, Arc::new(h), RpcConfig::client()),
+            notes,
+        };
+        let auth = tokio::time::timeout(
+            Duration::from_secs(5),
+            c.peer
+                .request::<_, Value>("auth", &json!({ "token": token(user, device) })),
+        )
+        .await;
+        matches!(auth, Ok(Ok(_))).then_some(c)
+    }
+}
+
+/// What a disruption does to a running cluster, mid-traffic.
+enum Disruption {
+    /// SIGKILL node 3.
+    Kill,
+    /// SIGSTOP node 3 until its lease expired in Redis, then SIGCONT: it fences itself.
+    Stop,
+    /// SIGKILL Redis and start it again (same port and data: AOF, `appendfsync always`).
+    RedisRestart,
+}
+
+/// Three nodes; bob on node 1 sends 150 messages to una, whose phone is on node 2 and laptop on
+/// node 3 (each reconnecting elsewhere when its connection ends); the disruption strikes after
+/// the 50th. Every message whose send bob saw succeed reaches both devices (lost: 0);
+/// duplicates are exact copies (at least once, dropped by id); sends that failed got a clear
+/// error, never silence.
+async fn traffic_through(disruption: Disruption) -> (Vec<u64>, usize, [(usize, usize, usize); 2]) {
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    let lease = match disruption {
+        Disruption::RedisRestart => "10s",
+        _ => "1s",
+    };
+    let nodes = [
+        node_with_lease(&url, lease),
+        node_with_lease(&url, lease),
+        node_with_lease(&url, lease),
+    ]
+    .map(Running::start);
+    for n in &nodes {
+        n.ready();
+    }
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.chat_tcp).collect();
+    let bob = Client::signed_in(addrs[0], "bob", "pc").await;
+    let phone = Device::start(vec![addrs[1], addrs[0]], "una", "phone").await;
+    let laptop = Device::start(vec![addrs[2], addrs[1]], "una", "laptop").await;
+
+    let mut acknowledged = Vec::new();
+    let mut refused = 0;
+    for i in 0..150 {
+        if i == 50 {
+            match disruption {
+                Disruption::Kill => nodes[2].signal("-KILL"),
+                Disruption::Stop => {
+                    nodes[2].signal("-STOP");
+                    let lease_key = format!("chinwag:cluster:{{node:{}}}:lease", nodes[2].id());
+                    redis_until(&url, "the stopped node's lease expired", |c| {
+                        let exists: bool = redis::cmd("EXISTS").arg(&lease_key).query(c).unwrap();
+                        !exists
+                    });
+                    nodes[2].signal("-CONT");
+                }
+                Disruption::RedisRestart => redis.restart(),
+            }
+        }
+        match bob
+            .req("send", json!({ "to": "una", "body": format!("m{i}") }))
+            .await
+        {
+            Ok(r) => acknowledged.push(r["id"].as_u64().expect("id")),
+            Err(e) => {
+                // Redis was down: a clear error naming the queue.
+                assert!(e.contains("queue"), "a failed send says why: {e}");
+                refused += 1;
+            }
+        }
+    }
+    phone.has_all(&acknowledged, "the phone").await;
+    laptop.has_all(&acknowledged, "the laptop").await;
+    let counts = [phone.counts(), laptop.counts()];
+    // The figures docs/cluster.md quotes (`cargo test -p chinwag-server --test cluster
+    // mid_traffic -- --nocapture`).
+    eprintln!(
+        "sent 150: acknowledged {}, refused {refused}; (received, duplicates, connections): \
+         phone {:?}, laptop {:?}",
+        acknowledged.len(),
+        counts[0],
+        counts[1]
+    );
+    (acknowledged, refused, counts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_traffic_loses_nothing_acknowledged() {
+    let (acknowledged, refused, [phone, laptop]) = traffic_through(Disruption::Kill).await;
+    assert_eq!(
+        acknowledged.len(),
+        150,
+        "bob's node stayed up: every send succeeded"
+    );
+    assert_eq!(refused, 0);
+    assert_eq!(phone, (150, 0, 1), "the phone's node stayed up: each once");
+    // The laptop's node died: it signs in at node 2 and reads the queue from the start, so
+    // what it had before comes again (at least once), under the same ids.
+    assert!(laptop.0 >= 150 && laptop.2 >= 2, "{laptop:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopped_past_its_lease_mid_traffic_loses_nothing_acknowledged() {
+    let (acknowledged, refused, [phone, laptop]) = traffic_through(Disruption::Stop).await;
+    assert_eq!((acknowledged.len(), refused), (150, 0));
+    assert_eq!(phone, (150, 0, 1));
+    assert!(
+        laptop.0 >= 150 && laptop.2 >= 2,
+        "fenced: signed in elsewhere: {laptop:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_mid_traffic_loses_nothing_acknowledged() {
+    let (acknowledged, refused, [phone, laptop]) = traffic_through(Disruption::RedisRestart).await;
+    assert_eq!(
+        acknowledged.len() + refused,
+        150,
+        "every send answered: stored, or a `queue` error while Redis was down"
+    );
+    assert!(
+        acknowledged.len() >= 100,
+        "the sends after the restart succeed"
+    );
+    assert!(phone.0 >= acknowledged.len() && laptop.0 >= acknowledged.len());
+}
