@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 
-use crate::interest::{Interest, parse_notice};
+use crate::interest::{Interest, Kind, parse_notice, parse_publication};
 use crate::lease::{Keys, LeaseState, LeaseTask, SweepOutcome};
 use crate::{ClusterError, RedisSignOns, lease};
 
@@ -204,7 +204,7 @@ impl RedisDirectory {
         let client = redis::Client::open(url)?;
         let conn = ConnectionManager::new(client.clone()).await?;
         let signons = RedisSignOns::with_prefix(conn, prefix)?;
-        let interest = Interest::new(format!("{}w:", signons.prefix()), config.timeout);
+        let interest = Interest::new(signons.prefix().to_owned(), config.timeout);
         Ok(Self {
             keys: Keys(signons.prefix().into()),
             signons,
@@ -221,12 +221,26 @@ impl RedisDirectory {
     /// recipient's connections on the others at once; the node holding a user's connections
     /// subscribes to that user's channel (and to no one else's).
     pub fn notices_prefix(&self) -> String {
-        format!("{}w:", self.signons.prefix())
+        self.interest.channel_prefix(Kind::User)
+    }
+
+    /// The channel prefix of room publications, `<prefix>r:`: the room history of every node
+    /// must publish each appended publication on `<this><room>` (`chinwag-queue-redis`'s
+    /// `RedisHistory::with_notices` with this value) so that a publish on one node reaches the
+    /// room's members on the others; a node with members in a room subscribes to its channel
+    /// while it has them.
+    pub fn rooms_prefix(&self) -> String {
+        self.interest.channel_prefix(Kind::Room)
     }
 
     /// Users this node holds connections of (and so subscribes to the push notices of).
     pub async fn interested_users(&self) -> usize {
-        self.interest.users().await
+        self.interest.count(Kind::User).await
+    }
+
+    /// Rooms this node has members in (and so subscribes to the publications of).
+    pub async fn interested_rooms(&self) -> usize {
+        self.interest.count(Kind::Room).await
     }
 
     /// The sign-on store underneath.
@@ -435,7 +449,7 @@ impl Directory for RedisDirectory {
             self.lease.check()?;
             // Subscribed to the user's push notices before the sign-on is decided, so before
             // the connection first reads the queue: no push falls between the two.
-            self.interest.add(&device.user, conn.conn).await;
+            self.interest.add(Kind::User, &device.user, conn.conn).await;
             let mut undo = Undo {
                 interest: Some(self.interest.clone()),
                 user: device.user.clone(),
@@ -449,7 +463,7 @@ impl Directory for RedisDirectory {
 
     fn sign_off<'a>(&'a self, user: &'a str, conn: ConnRef) -> BoxFuture<'a, bool> {
         Box::pin(async move {
-            self.interest.remove(user, conn.conn).await;
+            self.interest.remove(Kind::User, user, conn.conn).await;
             self.signed_off(user, conn).await
         })
     }
@@ -459,6 +473,16 @@ impl Directory for RedisDirectory {
         user: &'a str,
     ) -> BoxFuture<'a, Result<Vec<SignedOn>, DirectoryError>> {
         Box::pin(async move { Ok(self.signons.connections(user).await?) })
+    }
+
+    fn room_member<'a>(&'a self, room: &'a str, conn: ConnId, joined: bool) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if joined {
+                self.interest.add(Kind::Room, room, conn).await;
+            } else {
+                self.interest.remove(Kind::Room, room, conn).await;
+            }
+        })
     }
 
     fn online_users(&self) -> BoxFuture<'_, Result<u64, DirectoryError>> {
@@ -487,7 +511,7 @@ impl Drop for Undo {
             (self.interest.take(), tokio::runtime::Handle::try_current())
         {
             let (user, conn) = (self.user.clone(), self.conn);
-            rt.spawn(async move { interest.remove(&user, conn).await });
+            rt.spawn(async move { interest.remove(Kind::User, &user, conn).await });
         }
     }
 }
@@ -614,8 +638,11 @@ pub struct ListenerStatus {
     /// Push notices of other nodes' sends (and this node's own) handed to the hub
     /// ([`Hub::stored_elsewhere`]).
     pub notices: u64,
-    /// Users whose connections were made to read the queue after a (re)subscription
-    /// ([`Hub::catch_up`]).
+    /// Room publications of other nodes (and this node's own) handed to the hub
+    /// ([`Hub::published_elsewhere`]).
+    pub publications: u64,
+    /// Users whose connections were made to read the queue, and rooms made to read their
+    /// history, after a (re)subscription ([`Hub::catch_up`], [`Hub::sync_room`]).
     pub catch_ups: u64,
     /// The node's lease is registered (sign-ons are refused until then).
     pub registered: bool,
@@ -731,9 +758,10 @@ impl Task {
             Ok(Err(e)) => return Err(self.failed(e.into())),
             Err(_) => return Err(self.failed(timed_out("subscribing"))),
         };
-        // Every user with connections here, on the same connection; their connections then
-        // read the queue, for the notices missed while not subscribed.
-        let users = self
+        // Every user with connections here and room with members here, on the same
+        // connection; then they read the queue and the histories, for the notices missed while
+        // not subscribed.
+        let names = self
             .interest
             .attach(sink.clone())
             .await
@@ -744,15 +772,18 @@ impl Task {
             .await
             .map_err(|e| self.failed(e))?;
         if let Some(hub) = self.hub.upgrade() {
-            for u in &users {
-                hub.catch_up(u);
+            for (kind, name) in &names {
+                match kind {
+                    Kind::User => hub.catch_up(name),
+                    Kind::Room => hub.sync_room(name),
+                }
             }
         }
         self.status.send_modify(|s| {
             s.subscribed = true;
             s.subscriptions += 1;
             s.reconciled += closed as u64;
-            s.catch_ups += users.len() as u64;
+            s.catch_ups += names.len() as u64;
         });
         let mut ping = tokio::time::interval(every);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -763,8 +794,9 @@ impl Task {
                     let Some(msg) = msg else {
                         return Err(timed_out("the pub/sub connection closed"));
                     };
-                    let handled = match self.interest.user_of(msg.get_channel_name().as_bytes()) {
-                        Some(user) => self.notice(user, msg.get_payload_bytes()),
+                    let handled = match self.interest.name_of(msg.get_channel_name().as_bytes()) {
+                        Some((Kind::User, user)) => self.notice(user, msg.get_payload_bytes()),
+                        Some((Kind::Room, room)) => self.publication(room, msg.get_payload_bytes()),
                         None => self.handle(msg.get_payload_bytes()),
                     };
                     if !handled {
@@ -798,6 +830,21 @@ impl Task {
         };
         hub.stored_elsewhere(user, entry, bytes::Bytes::copy_from_slice(body));
         self.status.send_modify(|s| s.notices += 1);
+        true
+    }
+
+    /// Hands a room publication's notice to the hub. False when the hub is gone.
+    fn publication(&self, room: &str, payload: &[u8]) -> bool {
+        let Some((epoch, offset, body)) = parse_publication(payload) else {
+            tracing::warn!(room, "cluster listener: ignoring a malformed room notice");
+            self.status.send_modify(|s| s.ignored += 1);
+            return true;
+        };
+        let Some(hub) = self.hub.upgrade() else {
+            return false;
+        };
+        hub.published_elsewhere(room, epoch, offset, bytes::Bytes::copy_from_slice(body));
+        self.status.send_modify(|s| s.publications += 1);
         true
     }
 

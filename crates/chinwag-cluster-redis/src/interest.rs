@@ -1,6 +1,6 @@
-//! Node interest in users: the node subscribes to a user's push-notice channel while it has
-//! connections of that user, on the listener's pub/sub connection, and to nobody else's (no
-//! broadcast to every node).
+//! Node interest in users and rooms: the node subscribes to a user's push-notice channel while
+//! it has connections of that user, and to a room's channel while it has members in the room,
+//! on the listener's pub/sub connection, and to nothing else (no broadcast to every node).
 //!
 //! The offline queue publishes a notice of every push on `<P>w:<user>`
 //! (`RedisOptions::notices` of `chinwag-queue-redis`), in the queue's order, right after the
@@ -9,6 +9,11 @@
 //! (its pub/sub connection dropped) subscribes again and makes every such user's connections
 //! read the queue (`Hub::catch_up`); a node whose subscription started after a push reads it
 //! anyway, because a sign-on subscribes **before** the connection's first read of the queue.
+//!
+//! Rooms alike: the room history publishes each appended publication on `<P>r:<room>`
+//! (`RedisHistory::with_notices`); a node with members there hands it to its hub
+//! (`Hub::published_elsewhere`), and after a reconnect makes the room read the history
+//! (`Hub::sync_room`). A join subscribes before the room's state is read.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -21,9 +26,19 @@ use tokio::sync::Mutex;
 /// Channels subscribed per `SUBSCRIBE` command when a whole set is subscribed again.
 const CHANNELS_PER_COMMAND: usize = 500;
 
-/// Which users this node holds connections of, and the pub/sub connection to subscribe on.
+/// What a channel is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    /// A user's push notices (`<P>w:<user>`).
+    User,
+    /// A room's publications (`<P>r:<room>`).
+    Room,
+}
+
+/// Which users this node holds connections of, which rooms it has members in, and the pub/sub
+/// connection to subscribe on.
 pub(crate) struct Interest {
-    /// Channel prefix of push notices (`<P>w:`).
+    /// The cluster's key prefix (`<P>`).
     prefix: String,
     timeout: Duration,
     state: Mutex<State>,
@@ -33,11 +48,12 @@ pub(crate) struct Interest {
 struct State {
     /// The listener's subscription side, while it is subscribed.
     sink: Option<PubSubSink>,
-    /// Users with connections here, and which.
-    users: HashMap<Arc<str>, HashSet<ConnId>>,
+    /// Users with connections here and rooms with members here, and which connections.
+    names: HashMap<(Kind, Arc<str>), HashSet<ConnId>>,
 }
 
 impl Interest {
+    /// Interest under the cluster's key `prefix`.
     pub(crate) fn new(prefix: String, timeout: Duration) -> Self {
         Interest {
             prefix,
@@ -46,16 +62,29 @@ impl Interest {
         }
     }
 
-    /// The channel of `user`'s push notices.
-    pub(crate) fn channel(&self, user: &str) -> Vec<u8> {
-        [self.prefix.as_bytes(), user.as_bytes()].concat()
+    /// The channel prefix of `kind`.
+    pub(crate) fn channel_prefix(&self, kind: Kind) -> String {
+        let tag = match kind {
+            Kind::User => "w:",
+            Kind::Room => "r:",
+        };
+        format!("{}{tag}", self.prefix)
     }
 
-    /// The user whose notices `channel` carries, if it is one.
-    pub(crate) fn user_of<'a>(&self, channel: &'a [u8]) -> Option<&'a str> {
-        channel
-            .strip_prefix(self.prefix.as_bytes())
-            .and_then(|u| std::str::from_utf8(u).ok())
+    /// The channel of `name`, a user or a room.
+    pub(crate) fn channel(&self, kind: Kind, name: &str) -> Vec<u8> {
+        [self.channel_prefix(kind).as_bytes(), name.as_bytes()].concat()
+    }
+
+    /// The user or room whose notices `channel` carries, if it is one.
+    pub(crate) fn name_of<'a>(&self, channel: &'a [u8]) -> Option<(Kind, &'a str)> {
+        let rest = channel.strip_prefix(self.prefix.as_bytes())?;
+        let (kind, name) = if let Some(n) = rest.strip_prefix(b"w:") {
+            (Kind::User, n)
+        } else {
+            (Kind::Room, rest.strip_prefix(b"r:")?)
+        };
+        Some((kind, std::str::from_utf8(name).ok()?))
     }
 
     /// `conn` of `user` signs on here: subscribes to the user's notices if it is the user's
@@ -64,55 +93,61 @@ impl Interest {
     /// the user: the listener subscribes every recorded user when it is back, then makes their
     /// connections catch up. Never fails: a subscription that fails drops the connection, with
     /// the same effect.
-    pub(crate) async fn add(&self, user: &str, conn: ConnId) {
+    pub(crate) async fn add(&self, kind: Kind, name: &str, conn: ConnId) {
         let mut st = self.state.lock().await;
-        if let Some(conns) = st.users.get_mut(user) {
+        let key = (kind, Arc::from(name));
+        if let Some(conns) = st.names.get_mut(&key) {
             conns.insert(conn);
             return;
         }
         if let Some(sink) = st.sink.as_mut() {
             let ok = matches!(
-                tokio::time::timeout(self.timeout, sink.subscribe(self.channel(user))).await,
+                tokio::time::timeout(self.timeout, sink.subscribe(self.channel(kind, name))).await,
                 Ok(Ok(()))
             );
             if !ok {
                 // The listener finds the connection broken and subscribes everything again.
-                tracing::warn!(user, "cluster: subscribing to a user's notices failed");
+                tracing::warn!(?kind, name, "cluster: subscribing to notices failed");
                 st.sink = None;
             }
         }
         // Recorded only once subscribed: a sign-on dropped half-way leaves at most a stray
-        // subscription (its notices find no connection), never a user recorded unsubscribed.
-        st.users.entry(Arc::from(user)).or_default().insert(conn);
+        // subscription (its notices find no connection), never a name recorded unsubscribed.
+        st.names.entry(key).or_default().insert(conn);
     }
 
     /// `conn` of `user` left (signed off, replaced, or its sign-on failed): unsubscribes when it
     /// was the user's last connection here. Idempotent.
-    pub(crate) async fn remove(&self, user: &str, conn: ConnId) {
+    pub(crate) async fn remove(&self, kind: Kind, name: &str, conn: ConnId) {
         let mut st = self.state.lock().await;
-        let Some(conns) = st.users.get_mut(user) else {
+        let key = (kind, Arc::from(name));
+        let Some(conns) = st.names.get_mut(&key) else {
             return;
         };
         conns.remove(&conn);
         if !conns.is_empty() {
             return;
         }
-        st.users.remove(user);
+        st.names.remove(&key);
         if let Some(sink) = st.sink.as_mut() {
-            let r = tokio::time::timeout(self.timeout, sink.unsubscribe(self.channel(user))).await;
+            let r = tokio::time::timeout(self.timeout, sink.unsubscribe(self.channel(kind, name)))
+                .await;
             if !matches!(r, Ok(Ok(()))) {
                 st.sink = None;
             }
         }
     }
 
-    /// The listener subscribed (again) on `sink`: subscribes every recorded user's channel and
-    /// returns those users (their connections must catch up on what was missed).
-    pub(crate) async fn attach(&self, mut sink: PubSubSink) -> redis::RedisResult<Vec<Arc<str>>> {
+    /// The listener subscribed (again) on `sink`: subscribes every recorded user's and room's
+    /// channel and returns them (they must catch up on what was missed).
+    pub(crate) async fn attach(
+        &self,
+        mut sink: PubSubSink,
+    ) -> redis::RedisResult<Vec<(Kind, Arc<str>)>> {
         let mut st = self.state.lock().await;
-        let users: Vec<Arc<str>> = st.users.keys().cloned().collect();
-        for chunk in users.chunks(CHANNELS_PER_COMMAND) {
-            let channels: Vec<Vec<u8>> = chunk.iter().map(|u| self.channel(u)).collect();
+        let names: Vec<(Kind, Arc<str>)> = st.names.keys().cloned().collect();
+        for chunk in names.chunks(CHANNELS_PER_COMMAND) {
+            let channels: Vec<Vec<u8>> = chunk.iter().map(|(k, n)| self.channel(*k, n)).collect();
             match tokio::time::timeout(self.timeout, sink.subscribe(channels)).await {
                 Ok(r) => r?,
                 Err(_) => {
@@ -124,7 +159,7 @@ impl Interest {
             }
         }
         st.sink = Some(sink);
-        Ok(users)
+        Ok(names)
     }
 
     /// The listener's connection is gone: nothing more can be subscribed on it.
@@ -132,9 +167,10 @@ impl Interest {
         self.state.lock().await.sink = None;
     }
 
-    /// Users with connections here (for the tests and metrics).
-    pub(crate) async fn users(&self) -> usize {
-        self.state.lock().await.users.len()
+    /// Users with connections here, or rooms with members here (for the tests and metrics).
+    pub(crate) async fn count(&self, kind: Kind) -> usize {
+        let st = self.state.lock().await;
+        st.names.keys().filter(|(k, _)| *k == kind).count()
     }
 }
 
@@ -143,6 +179,14 @@ pub(crate) fn parse_notice(b: &[u8]) -> Option<(u64, &[u8])> {
     let nl = b.iter().position(|&c| c == b'\n')?;
     let id = std::str::from_utf8(&b[..nl]).ok()?.parse().ok()?;
     Some((id, &b[nl + 1..]))
+}
+
+/// Parses a room publication's notice, `"<epoch> <offset>\n<payload>"`.
+pub(crate) fn parse_publication(b: &[u8]) -> Option<(u64, u64, &[u8])> {
+    let nl = b.iter().position(|&c| c == b'\n')?;
+    let head = std::str::from_utf8(&b[..nl]).ok()?;
+    let (e, o) = head.split_once(' ')?;
+    Some((e.parse().ok()?, o.parse().ok()?, &b[nl + 1..]))
 }
 
 #[cfg(test)]
@@ -159,10 +203,30 @@ mod tests {
     }
 
     #[test]
-    fn channels_name_their_user() {
-        let i = Interest::new("P:w:".into(), Duration::from_secs(1));
-        assert_eq!(i.channel("zoé"), "P:w:zoé".as_bytes());
-        assert_eq!(i.user_of("P:w:zoé".as_bytes()), Some("zoé"));
-        assert_eq!(i.user_of(b"P:{node:1}:ctl"), None);
+    fn publications_parse_and_bad_ones_are_refused() {
+        assert_eq!(
+            parse_publication(b"7 12\nab\nc"),
+            Some((7, 12, &b"ab\nc"[..]))
+        );
+        for bad in [
+            &b""[..],
+            b"7 12",
+            b"7\nx",
+            b"x 1\ny",
+            b"7 -1\nx",
+            b"7  1\nx",
+        ] {
+            assert_eq!(parse_publication(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn channels_name_their_user_or_room() {
+        let i = Interest::new("P:".into(), Duration::from_secs(1));
+        assert_eq!(i.channel(Kind::User, "zoé"), "P:w:zoé".as_bytes());
+        assert_eq!(i.channel(Kind::Room, "lobby"), b"P:r:lobby");
+        assert_eq!(i.name_of("P:w:zoé".as_bytes()), Some((Kind::User, "zoé")));
+        assert_eq!(i.name_of(b"P:r:w:x"), Some((Kind::Room, "w:x")));
+        assert_eq!(i.name_of(b"P:{node:1}:ctl"), None);
     }
 }

@@ -326,6 +326,17 @@ pub struct HubConfig {
     /// Redis queue's are).
     #[cfg_attr(feature = "serde", serde(skip))]
     pub shared_queue: bool,
+    /// The room history is shared with other hubs that act as one (a cluster node; the
+    /// facade's `redis_cluster` sets it). Default false. Then a room that keeps history is one
+    /// room across the hubs: its epoch and offsets are the shared history's, a publish on any
+    /// hub reaches the members on every hub in offset order (other hubs' publications come in
+    /// through [`Hub::published_elsewhere`](crate::Hub::published_elsewhere); a hub that finds
+    /// offsets missing reads them from the history), and the hub tells its
+    /// [`Directory`](crate::Directory) which rooms it has members in
+    /// ([`Directory::room_member`](crate::Directory::room_member)). Rooms that keep no
+    /// history stay per hub.
+    #[cfg_attr(feature = "serde", serde(skip))]
+    pub shared_history: bool,
     /// With a [`shared_queue`](Self::shared_queue): the TTL a live-only send is queued with.
     /// Default 30 s.
     #[cfg_attr(feature = "serde", serde(skip))]
@@ -351,6 +362,7 @@ impl Default for HubConfig {
             node: NodeId(0),
             history: crate::RoomHistory::default(),
             shared_queue: false,
+            shared_history: false,
             shared_live_ttl: Duration::from_secs(30),
         }
     }
@@ -389,6 +401,8 @@ setters!(HubConfig {
     with_history: history: crate::RoomHistory,
     /// Sets [`shared_queue`](Self::shared_queue).
     with_shared_queue: shared_queue: bool,
+    /// Sets [`shared_history`](Self::shared_history).
+    with_shared_history: shared_history: bool,
     /// Sets [`shared_live_ttl`](Self::shared_live_ttl).
     with_shared_live_ttl: shared_live_ttl: Duration,
 });

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use futures_core::future::BoxFuture;
 
 use crate::core::identity::Device;
-use crate::core::signon::{ConnRef, SignOn, SignOnOutcome, SignOnTable, SignedOn};
+use crate::core::signon::{ConnId, ConnRef, SignOn, SignOnOutcome, SignOnTable, SignedOn};
 
 /// A directory could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +55,15 @@ pub trait Directory: Send + Sync + 'static {
 
     /// How many users are online.
     fn online_users(&self) -> BoxFuture<'_, Result<u64, DirectoryError>>;
+
+    /// `conn`, a connection of this node, joined (`true`) or left (`false`) `room`. A cluster
+    /// directory follows the room's publications on other nodes while the node has members
+    /// there (with [`HubConfig::shared_history`](crate::HubConfig::shared_history)), and
+    /// returns from a join once it does. Default: nothing.
+    fn room_member<'a>(&'a self, room: &'a str, conn: ConnId, joined: bool) -> BoxFuture<'a, ()> {
+        let _ = (room, conn, joined);
+        Box::pin(async {})
+    }
 }
 
 /// The directory of a hub on its own: a [`SignOnTable`] in memory.

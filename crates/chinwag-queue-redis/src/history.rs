@@ -117,6 +117,7 @@ pub struct RedisHistory {
     config: HistoryConfig,
     prefix: String,
     clock: Arc<dyn Clock>,
+    notices: Option<String>,
 }
 
 impl std::fmt::Debug for RedisHistory {
@@ -124,6 +125,7 @@ impl std::fmt::Debug for RedisHistory {
         f.debug_struct("RedisHistory")
             .field("config", &self.config)
             .field("prefix", &self.prefix)
+            .field("notices", &self.notices)
             .finish_non_exhaustive()
     }
 }
@@ -161,12 +163,9 @@ impl RedisHistory {
         let conn = ConnectionManager::new_with_config(client, options.connection)
             .await
             .map_err(backend)?;
-        Ok(Self::with_connection(
-            conn,
-            config,
-            options.prefix,
-            options.clock,
-        ))
+        let mut h = Self::with_connection(conn, config, options.prefix, options.clock);
+        h.notices = options.notices;
+        Ok(h)
     }
 
     /// A history on an existing connection (for instance the one a
@@ -182,7 +181,17 @@ impl RedisHistory {
             config,
             prefix: prefix.into(),
             clock,
+            notices: None,
         }
+    }
+
+    /// Publishes a notice of each appended publication (see
+    /// [`RedisOptions::notices`](crate::RedisOptions::notices)): on `<channel_prefix><stream>`,
+    /// `"<epoch> <offset>\n<payload>"`, in the same script, in offset order. Streams whose
+    /// name starts with NUL (the hub's conversations) publish nothing.
+    pub fn with_notices(mut self, channel_prefix: impl Into<String>) -> Self {
+        self.notices = Some(channel_prefix.into());
+        self
     }
 
     /// The bounds it enforces.
@@ -211,7 +220,11 @@ impl RedisHistory {
                     .map_or_else(String::new, |a| millis(a).to_string()),
             )
             .arg(c.max_streams.to_string())
-            .arg(c.max_total_bytes.to_string());
+            .arg(c.max_total_bytes.to_string())
+            .arg(match &self.notices {
+                Some(p) if !stream.starts_with('\0') => [p.as_bytes(), stream.as_bytes()].concat(),
+                _ => Vec::new(),
+            });
         for p in payloads {
             inv.arg(p.as_ref());
         }

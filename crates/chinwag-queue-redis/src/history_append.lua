@@ -1,5 +1,6 @@
 -- ARGV: prefix, stream, now, new_epoch, max_len (>= 1), max_age ms ('' = none), max_streams,
--- max_total_bytes, then the payloads (at least one; sizes already checked).
+-- max_total_bytes, the channel of notices ('' = none), then the payloads (at least one; sizes
+-- already checked).
 -- max_len and max_age are stored as given: near 2^64 they are not exact Lua numbers.
 -- Returns {'ok', epoch, first, last}, or {'full', 'streams' | 'bytes'} when a bound refuses
 -- the batch (then nothing of it was stored).
@@ -7,7 +8,8 @@ local s, now, new_epoch = ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local max_len = math.max(1, tonumber(ARGV[5]))
 local age = tonumber(ARGV[6])
 local max_streams, max_total = tonumber(ARGV[7]), tonumber(ARGV[8])
-local ARG0 = 8
+local channel = ARGV[9]
+local ARG0 = 9
 local k = #ARGV - ARG0
 
 -- What the stream would be after the append: its meta now (nil: it starts), the base it
@@ -79,6 +81,13 @@ for i = 1, k do
 end
 if first > base.f then
   redis.call('XTRIM', p, 'MINID', id(first))
+end
+if channel ~= '' then
+  -- Every publication appended, even one the retention trims at once: a listener numbers
+  -- from them.
+  for i = 1, k do
+    redis.call('PUBLISH', channel, base.e .. ' ' .. str(base.l + i) .. '\n' .. ARGV[ARG0 + i])
+  end
 end
 redis.call('HSET', mkey(s),
   'e', base.e, 'l', str(last), 'f', str(first), 'b', str(bytes), 'c', str(cum),

@@ -115,7 +115,9 @@ pub struct RedisOptions {
     /// the message `"<entry id>\n<payload>"`. Default `None`. A cluster of hubs sets it so
     /// that the nodes holding the recipient's connections hear of the entry at once
     /// (`chinwag-cluster-redis`); pub/sub is at most once, so a listener that missed a notice
-    /// reads the queue.
+    /// reads the queue. A [`RedisHistory`] connected with this option publishes each appended
+    /// publication of a room stream on `<this><stream>` as `"<epoch> <offset>\n<payload>"`
+    /// ([`RedisHistory::with_notices`]).
     pub notices: Option<String>,
 }
 

@@ -93,3 +93,66 @@ async fn every_push_is_published_on_its_recipients_channel_in_order() {
     // Ids are dense per recipient (the cluster relies on it to see gaps).
     assert_eq!(ids[2], ids[0] + 1, "consecutive ids for one recipient");
 }
+
+/// A history with notices publishes every appended publication of a room stream, with its
+/// epoch and offset, in offset order; a conversation stream (its name starts with NUL)
+/// publishes nothing.
+#[tokio::test]
+async fn every_append_to_a_room_stream_is_published_with_its_offset() {
+    use chinwag_queue::{History, HistoryConfig, Retention};
+    use chinwag_queue_redis::RedisHistory;
+
+    let server = chinwag_queue_redis::test_server::RedisServer::start();
+    let h = RedisHistory::connect_with(
+        &server.url(),
+        HistoryConfig::default(),
+        RedisOptions::default().notices("r:"),
+    )
+    .await
+    .expect("connect");
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut ps = client.get_async_pubsub().await.expect("pubsub");
+    ps.psubscribe("r:*").await.expect("psubscribe");
+    let mut stream = ps.on_message();
+    let keep = Retention::new(2, None);
+    let s1 = h
+        .append("lobby", &["a".into(), "b\nc".into()], keep, 7)
+        .await
+        .expect("append");
+    h.append("\0dm\0a\0b", &["secret".into()], keep, 7)
+        .await
+        .expect("append");
+    let s2 = h
+        .append("lobby", &["d".into()], keep, 9)
+        .await
+        .expect("append");
+    assert_eq!((s1.epoch, s1.last, s2.last), (7, 2, 3));
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let m = tokio::time::timeout(WAIT, stream.next())
+            .await
+            .expect("a notice in time")
+            .expect("stream open");
+        got.push((
+            m.get_channel_name().to_owned(),
+            m.get_payload_bytes().to_vec(),
+        ));
+    }
+    let want: Vec<(String, Vec<u8>)> = [("7 1\na"), ("7 2\nb\nc"), ("7 3\nd")]
+        .into_iter()
+        .map(|p| ("r:lobby".to_owned(), p.as_bytes().to_vec()))
+        .collect();
+    assert_eq!(
+        got, want,
+        "the stream's epoch (not the one offered), each offset once"
+    );
+    // Nothing for the conversation: the next message on the pattern is a later room append.
+    h.append("other", &["e".into()], keep, 1)
+        .await
+        .expect("append");
+    let m = tokio::time::timeout(WAIT, stream.next())
+        .await
+        .expect("a notice in time")
+        .expect("stream open");
+    assert_eq!(m.get_channel_name(), "r:other");
+}

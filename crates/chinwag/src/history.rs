@@ -45,10 +45,37 @@ impl fmt::Debug for HistoryBackend {
     }
 }
 
+/// The history of a cluster node: the cluster's Redis unless another Redis was set (the memory
+/// default becomes the Redis at `cluster_url`); a per-node store is refused; none stays none
+/// (rooms then stay per node). Whether the history is shared comes back too.
+#[cfg(feature = "cluster-redis")]
+pub(crate) fn cluster_history(
+    backend: HistoryBackend,
+    cluster_url: Option<&str>,
+) -> Result<(HistoryBackend, bool)> {
+    use crate::error::Error;
+    match (backend, cluster_url) {
+        (HistoryBackend::None, _) => Ok((HistoryBackend::None, false)),
+        (HistoryBackend::Memory, Some(url)) => Ok((HistoryBackend::Redis(url.to_owned()), true)),
+        (HistoryBackend::Redis(url), Some(cluster)) if url != cluster => {
+            Err(Error::Config(format!(
+                "a cluster node's room history must be on the cluster's Redis ({cluster}), not {url}"
+            )))
+        }
+        (b @ (HistoryBackend::Redis(_) | HistoryBackend::Custom(_)), _) => Ok((b, true)),
+        _ => Err(Error::Config(
+            "a cluster node's room history is shared: the Redis history on the cluster's Redis \
+             (the default), or none, not a per-node store"
+                .into(),
+        )),
+    }
+}
+
 /// Opens the store (`None`: no history).
 pub(crate) async fn open_history(
     backend: HistoryBackend,
     config: HistoryConfig,
+    #[allow(unused_variables)] notices: Option<String>,
 ) -> Result<Option<Arc<dyn History>>> {
     Ok(match backend {
         HistoryBackend::None => None,
@@ -65,9 +92,13 @@ pub(crate) async fn open_history(
             Some(Arc::new(h))
         }
         #[cfg(feature = "queue-redis")]
-        HistoryBackend::Redis(url) => Some(Arc::new(
-            crate::queue::redis::RedisHistory::connect(&url, config).await?,
-        )),
+        HistoryBackend::Redis(url) => {
+            let mut h = crate::queue::redis::RedisHistory::connect(&url, config).await?;
+            if let Some(prefix) = notices {
+                h = h.with_notices(prefix);
+            }
+            Some(Arc::new(h))
+        }
         HistoryBackend::Custom(h) => Some(h),
     })
 }

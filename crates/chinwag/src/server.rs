@@ -514,10 +514,16 @@ impl ServerBuilder {
     /// must be shared by every node and publish those notices itself
     /// ([`RedisDirectory::notices_prefix`](crate::cluster::redis::RedisDirectory::notices_prefix)).
     ///
+    /// Room history likewise: the Redis history on the cluster's Redis (the default; `None`
+    /// keeps rooms per node), publishing each publication to the nodes with members in the
+    /// room, with [`HubConfig::shared_history`](crate::hub::HubConfig::shared_history).
+    ///
     /// What the cluster shares: the sign-on policies (a sign-on on one node replaces
-    /// connections on others, closed with 4003), the online counts and device lists, and
-    /// direct messages (a send on any node reaches the user's connections on every node, in
-    /// order; acks remove it cluster-wide); **not yet** rooms (`docs/cluster.md`).
+    /// connections on others, closed with 4003), the online counts and device lists, direct
+    /// messages (a send on any node reaches the user's connections on every node, in order;
+    /// acks remove it cluster-wide), and the publications of rooms that keep history (one
+    /// epoch and one offset order for all nodes); **not yet** room options, passwords and
+    /// presence events across nodes (`docs/cluster.md`).
     ///
     /// ```no_run
     /// use chinwag::hub::{HubConfig, NodeId};
@@ -736,6 +742,10 @@ impl ServerBuilder {
         let mut queue_backend = self.queue;
         #[allow(unused_mut)]
         let mut notices = None;
+        #[allow(unused_mut)]
+        let mut history_backend = self.history;
+        #[allow(unused_mut)]
+        let mut room_notices = None;
         #[cfg(feature = "cluster-redis")]
         if let Some(d) = &directory {
             // One queue for the whole cluster, whose order is every user's order, with a push
@@ -743,13 +753,20 @@ impl ServerBuilder {
             hub_config.shared_queue = true;
             notices = Some(d.notices_prefix());
             queue_backend = cluster_queue(queue_backend, cluster_url.as_deref())?;
+            // One history, whose offsets are every room's, with a notice of each publication
+            // to the nodes with members in the room.
+            let (b, shared) =
+                crate::history::cluster_history(history_backend, cluster_url.as_deref())?;
+            history_backend = b;
+            hub_config.shared_history = shared;
+            room_notices = shared.then(|| d.rooms_prefix());
         }
         if !matches!(queue_backend, QueueBackend::Custom(_)) {
             // The fair shares of the offline store are shares of the queue's own bound.
             hub_config.limits.offline.total_bytes = self.queue_config.max_total_bytes;
         }
         let queue = open_queue(queue_backend, self.queue_config, notices).await?;
-        let history = open_history(self.history, self.history_config).await?;
+        let history = open_history(history_backend, self.history_config, room_notices).await?;
 
         let mut hub = Hub::builder().config(hub_config).queue(queue);
         if let Some(h) = history {

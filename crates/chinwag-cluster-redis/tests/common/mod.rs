@@ -18,9 +18,9 @@ use chinwag_transport::tcp::{self, TcpAcceptor};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use chinwag_queue::QueueConfig;
+use chinwag_queue::{HistoryConfig, QueueConfig};
 pub use chinwag_queue_redis::test_server::RedisServer;
-use chinwag_queue_redis::{RedisOptions, RedisQueue};
+use chinwag_queue_redis::{RedisHistory, RedisOptions, RedisQueue};
 
 /// A private redis-server (the helper retries on another port when the one it picked was taken
 /// in between).
@@ -157,8 +157,13 @@ impl Node {
         )
         .await
         .expect("queue");
+        let history = RedisHistory::connect(url, HistoryConfig::default())
+            .await
+            .expect("history")
+            .with_notices(directory.rooms_prefix());
         let config = HubConfig::default()
             .with_shared_queue(shared)
+            .with_shared_history(shared)
             .with_node(NodeId(id))
             .with_sign_on(policy)
             .with_limits(
@@ -168,7 +173,7 @@ impl Node {
             );
         let mut hub = Hub::builder().config(config);
         if shared {
-            hub = hub.queue(Arc::new(queue));
+            hub = hub.queue(Arc::new(queue)).history(Arc::new(history));
         }
         let hub = hub
             .authenticator(Arc::new(JwtAuthenticator::new(JwtConfig::new(

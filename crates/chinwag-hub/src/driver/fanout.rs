@@ -166,6 +166,20 @@ pub(crate) struct Pending {
 pub(crate) enum Work {
     Send(Job),
     Keep(Pending),
+    /// A publication another hub kept in the shared history (or, without one, a look at the
+    /// history for what this hub missed): `driver::history` sequences it.
+    Remote(Remote),
+}
+
+/// A publication of a room another hub sharing the history kept
+/// ([`HubConfig::shared_history`](crate::HubConfig::shared_history)).
+pub(crate) struct Remote {
+    pub(crate) room: Arc<str>,
+    pub(crate) epoch: u64,
+    pub(crate) offset: u64,
+    /// Its payload as kept; `None`: no publication, read the history's state and take what
+    /// this hub lacks (notices may have been missed).
+    pub(crate) payload: Option<bytes::Bytes>,
 }
 
 /// One event to hand to a room's members.
@@ -240,7 +254,7 @@ impl Fanout {
     fn front_len(&self) -> Option<usize> {
         lock(&self.queue).jobs.front().map(|j| match j {
             Work::Send(j) => j.to.len(),
-            Work::Keep(_) => usize::MAX,
+            Work::Keep(_) | Work::Remote(_) => usize::MAX,
         })
     }
 }
@@ -264,8 +278,8 @@ impl Inner {
             match f.pop() {
                 None => return,
                 Some(Work::Send(job)) => self.run_job(job),
-                Some(Work::Keep(first)) => {
-                    // Its cost said so: on a task (the history write is awaited).
+                Some(first @ (Work::Keep(_) | Work::Remote(_))) => {
+                    // Its cost said so: on a task (the history is awaited).
                     let inner = self.clone();
                     self.tasks
                         .spawn(async move { inner.drain_all(&f, Some(first)).await });
@@ -276,10 +290,10 @@ impl Inner {
     }
 
     /// Drains `f` on a task, starting with `first` when it was popped already.
-    async fn drain_all(&self, f: &Fanout, mut first: Option<Pending>) {
+    async fn drain_all(&self, f: &Fanout, mut first: Option<Work>) {
         loop {
             let next = match first.take() {
-                Some(p) => Some(Work::Keep(p)),
+                Some(w) => Some(w),
                 None => f.pop(),
             };
             match next {
@@ -290,6 +304,7 @@ impl Inner {
                     batch.extend(f.pop_kept(MAX_APPEND_BATCH));
                     self.keep_and_send(batch).await;
                 }
+                Some(Work::Remote(r)) => self.take_remote(r).await,
             }
             // One job at a time, letting the connections' tasks write in between.
             tokio::task::yield_now().await;

@@ -156,6 +156,7 @@ impl Inner {
         // it aged out) goes on under a new epoch, so no offset is reused within an epoch.
         let shard = self.room_shard(&room);
         let info = self.rooms(shard).core.info(&room);
+        let known = info.as_ref().map(|i| (i.epoch, i.seq));
         let Some(epoch) = info.map(|i| if i.seq == 0 { i.epoch } else { self.epoch() }) else {
             for p in batch {
                 let _ = p.reply.send(Err(RoomError::NoSuchRoom));
@@ -183,6 +184,15 @@ impl Inner {
         };
         metrics::counter!(m::HISTORY_APPENDS, "kind" => "room").increment(batch.len() as u64);
         let first = (state.last + 1).saturating_sub(batch.len() as u64);
+        if self.config.shared_history
+            && let Some((e, seq)) = known
+            && let Some(after) = super::remote::lacks_after(e, seq, state.epoch)
+            && first > after + 1
+        {
+            // Other hubs sharing the history published first: their publications go out
+            // before these (`driver::remote`).
+            self.fill(&room, state.epoch, after, first - 1).await;
+        }
         let (kept, replies): (Vec<Kept>, Vec<_>) = batch
             .into_iter()
             .map(|p| ((p.from, p.sent_at, p.body), p.reply))
@@ -268,7 +278,7 @@ impl Inner {
     }
 
     /// The publications `(missed.after, missed.up_to]` of `room` under `epoch`, whole.
-    async fn read_missed(
+    pub(crate) async fn read_missed(
         &self,
         room: &Arc<str>,
         epoch: u64,

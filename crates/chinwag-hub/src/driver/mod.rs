@@ -63,6 +63,7 @@ mod history;
 mod passwords;
 mod presence;
 mod publish;
+mod remote;
 mod replay;
 mod rooms;
 mod signon;

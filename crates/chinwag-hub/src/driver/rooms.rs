@@ -100,6 +100,7 @@ impl Hub {
         inner.rooms_gauge();
         for (id, c) in members {
             inner.users(c.0.shard).core.remove_room(id, name);
+            inner.room_member_left(name, id);
         }
         inner.changed();
         true
@@ -180,6 +181,18 @@ impl Hub {
             }
         }
         let shard = inner.room_shard(room);
+        // A room shared with other hubs: its publications there are followed before its state
+        // is read here (taken back if the join fails).
+        let shared = inner.config.shared_history && inner.history.is_some();
+        if shared {
+            inner.directory.room_member(room, conn.id(), true).await;
+        }
+        let mut interest = Interest {
+            inner,
+            room,
+            conn: conn.id(),
+            armed: shared,
+        };
         loop {
             let reserved = inner.config.auto_create_rooms && inner.reserve_room();
             let create = if reserved {
@@ -255,11 +268,17 @@ impl Hub {
                 .add_room(conn.id(), Arc::from(room))
             {
                 // The connection left meanwhile: take the membership back.
+                interest.armed = false;
                 inner.leave_room(conn, room);
                 return Err(RoomError::NoSuchRoom);
             }
             if let Some(p) = presence {
                 inner.presence(shard, p, Some(conn.id()));
+            }
+            interest.armed = false;
+            if shared && info.members == 1 {
+                // The first member here: what other hubs published while nobody here followed.
+                inner.queue_remote(room, 0, 0, None);
             }
             inner.changed();
             let recovery = match recovery {
@@ -295,7 +314,35 @@ impl Hub {
     }
 }
 
+/// A join's interest in a shared room, taken back if the join does not end with a member.
+struct Interest<'a> {
+    inner: &'a Arc<Inner>,
+    room: &'a str,
+    conn: crate::ConnId,
+    armed: bool,
+}
+
+impl Drop for Interest<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.inner.room_member_left(self.room, self.conn);
+        }
+    }
+}
+
 impl Inner {
+    /// `conn` is no longer a member of `room` here: the directory may stop following the
+    /// room's publications on other hubs (shared history).
+    pub(crate) fn room_member_left(&self, room: &str, conn: crate::ConnId) {
+        if !self.config.shared_history || self.history.is_none() {
+            return;
+        }
+        let directory = self.directory.clone();
+        let room = room.to_owned();
+        self.tasks
+            .spawn(async move { directory.room_member(&room, conn, false).await });
+    }
+
     /// Takes a place under `max_rooms`.
     fn reserve_room(&self) -> bool {
         let max = self.config.limits.max_rooms;
@@ -323,6 +370,7 @@ impl Inner {
             left
         };
         let Some(left) = left else { return };
+        self.room_member_left(room, conn.id());
         if left.removed {
             self.room_count.fetch_sub(1, Ordering::AcqRel);
             self.rooms_gauge();

@@ -1,0 +1,288 @@
+//! Rooms across nodes (issue 18, point 4): three hubs in one process share one Redis for their
+//! directory, queue and room history (with notices), as the facade's `redis_cluster` sets them
+//! up; real chat clients on each node's TCP door. A room that keeps history is one room: one
+//! epoch, one offset order, whichever node a member is on or publishes from.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use chinwag_hub::SignOn;
+use common::*;
+use serde_json::{Value, json};
+
+/// The next `room` notification (skipping others), within the deadline.
+async fn room_note(c: &mut Client) -> Value {
+    loop {
+        let n = tokio::time::timeout(DEADLINE, c.notes.recv())
+            .await
+            .expect("a room notification within the deadline")
+            .expect("a notification before the connection ended");
+        if n.name == "room" {
+            return n.body;
+        }
+    }
+}
+
+/// The next `n` publications: (epoch, seq, body).
+async fn publications(c: &mut Client, n: usize) -> Vec<(u64, u64, String)> {
+    let mut got = Vec::with_capacity(n);
+    for _ in 0..n {
+        let m = room_note(c).await;
+        got.push((
+            m["epoch"].as_u64().expect("epoch"),
+            m["seq"].as_u64().expect("seq"),
+            m["body"].as_str().expect("body").to_owned(),
+        ));
+    }
+    got
+}
+
+async fn publish(c: &Client, room: &str, body: &str) -> u64 {
+    let r = c
+        .req("publish", json!({ "room": room, "body": body }))
+        .await
+        .expect("publish");
+    r["seq"].as_u64().expect("seq")
+}
+
+async fn three_shared(url: &str) -> [Node; 3] {
+    let policy = SignOn::PerDevice;
+    [
+        Node::start_shared(url, url, 1, policy).await,
+        Node::start_shared(url, url, 2, policy).await,
+        Node::start_shared(url, url, 3, policy).await,
+    ]
+}
+
+/// Members on three nodes publish at once: every member gets every publication once, with
+/// consecutive seqs of one epoch, the same seq naming the same publication on every node, and
+/// each publisher's in the order published; the seqs the publishers were given are those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_with_members_on_three_nodes_has_one_order() {
+    let server = redis_server();
+    let url = server.url();
+    let nodes = three_shared(&url).await;
+    let names = ["ann", "ben", "cat"];
+    let mut members = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let c = Client::signed_in(n.addr, &token(names[i], "d")).await;
+        let r = c
+            .req("join", json!({ "room": "lobby" }))
+            .await
+            .expect("join");
+        assert_eq!(r["seq"], 0, "{r}");
+        members.push(c);
+    }
+    const EACH: usize = 30;
+    let sends = members.iter().enumerate().map(|(i, c)| async move {
+        let mut seqs = Vec::new();
+        for k in 0..EACH {
+            seqs.push(publish(c, "lobby", &format!("{} {k}", names[i])).await);
+        }
+        seqs
+    });
+    let given: Vec<Vec<u64>> = futures_util::future::join_all(sends).await;
+    let mut seen: Vec<Vec<(u64, u64, String)>> = Vec::new();
+    for c in &mut members {
+        seen.push(publications(c, 3 * EACH).await);
+    }
+    let epoch = seen[0][0].0;
+    for got in &seen {
+        let seqs: Vec<u64> = got.iter().map(|p| p.1).collect();
+        assert_eq!(
+            seqs,
+            (1..=3 * EACH as u64).collect::<Vec<_>>(),
+            "consecutive, once each"
+        );
+        assert!(got.iter().all(|p| p.0 == epoch), "one epoch");
+    }
+    assert_eq!(seen[0], seen[1], "node 1 and node 2 agree");
+    assert_eq!(seen[0], seen[2], "node 1 and node 3 agree");
+    let by_seq: BTreeMap<u64, &str> = seen[0].iter().map(|p| (p.1, p.2.as_str())).collect();
+    for (i, seqs) in given.iter().enumerate() {
+        let bodies: Vec<&str> = seqs.iter().map(|s| by_seq[s]).collect();
+        let want: Vec<String> = (0..EACH).map(|k| format!("{} {k}", names[i])).collect();
+        assert_eq!(
+            bodies, want,
+            "{}'s publications, under the seqs it was given",
+            names[i]
+        );
+    }
+    for c in members {
+        c.close().await;
+    }
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+/// A member that saw the room up to seq 3 on node 1 comes back on node 3 after two more were
+/// published on node 2: it recovers exactly those two, then gets the live ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_recovers_on_another_node() {
+    let server = redis_server();
+    let url = server.url();
+    let nodes = three_shared(&url).await;
+    let mut ann = Client::signed_in(nodes[0].addr, &token("ann", "d")).await;
+    let ben = Client::signed_in(nodes[1].addr, &token("ben", "d")).await;
+    ann.req("join", json!({ "room": "r" })).await.expect("join");
+    ben.req("join", json!({ "room": "r" })).await.expect("join");
+    for k in 1..=3 {
+        publish(&ben, "r", &format!("m{k}")).await;
+    }
+    let seen = publications(&mut ann, 3).await;
+    let (epoch, last) = (seen[2].0, seen[2].1);
+    assert_eq!(last, 3);
+    ann.close().await;
+    for k in 4..=5 {
+        publish(&ben, "r", &format!("m{k}")).await;
+    }
+    let mut back = Client::signed_in(nodes[2].addr, &token("ann", "d")).await;
+    let r = back
+        .req(
+            "join",
+            json!({ "room": "r", "since": { "epoch": epoch, "seq": last } }),
+        )
+        .await
+        .expect("join");
+    assert_eq!(r["recovered"], true, "{r}");
+    assert_eq!(
+        (r["epoch"].as_u64(), r["seq"].as_u64()),
+        (Some(epoch), Some(5))
+    );
+    let missed = publications(&mut back, 2).await;
+    assert_eq!(
+        missed,
+        [(epoch, 4, "m4".to_owned()), (epoch, 5, "m5".to_owned())]
+    );
+    publish(&ben, "r", "m6").await;
+    assert_eq!(
+        publications(&mut back, 1).await,
+        [(epoch, 6, "m6".to_owned())]
+    );
+    for c in [back, ben] {
+        c.close().await;
+    }
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+/// Node 3's listener is cut off while five publications are made on node 1: its member gets
+/// them all the same, in order and once, when the listener is back and the room reads its
+/// history; then live again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_missed_publications_reads_them_from_the_history() {
+    let server = redis_server();
+    let url = server.url();
+    let c_url = acl_user(&server, "node3").await;
+    let a = Node::start_shared(&url, &url, 1, SignOn::Single).await;
+    let c = Node::start_shared(&url, &c_url, 3, SignOn::Single).await;
+    let ann = Client::signed_in(a.addr, &token("ann", "d")).await;
+    let mut cat = Client::signed_in(c.addr, &token("cat", "d")).await;
+    ann.req("join", json!({ "room": "r" })).await.expect("join");
+    cat.req("join", json!({ "room": "r" })).await.expect("join");
+    publish(&ann, "r", "before").await;
+    assert_eq!(publications(&mut cat, 1).await[0].2, "before");
+
+    let mut admin = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let () = redis::cmd("ACL")
+        .arg(&["SETUSER", "node3", "off"])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let killed: u64 = redis::cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "pubsub", "USER", "node3"])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(killed, 1);
+    c.status_until("failing to subscribe again", |s| {
+        !s.subscribed && s.failed_attempts >= 1
+    })
+    .await;
+    for k in 0..5 {
+        publish(&ann, "r", &format!("missed {k}")).await;
+    }
+    let () = redis::cmd("ACL")
+        .arg(&["SETUSER", "node3", "on"])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let got = publications(&mut cat, 5).await;
+    assert_eq!(
+        got.iter().map(|p| (p.1, p.2.as_str())).collect::<Vec<_>>(),
+        (0..5)
+            .map(|k| (k as u64 + 2, format!("missed {k}")))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|(s, b)| (*s, b.as_str()))
+            .collect::<Vec<_>>()
+    );
+    publish(&ann, "r", "after").await;
+    let p = publications(&mut cat, 1).await;
+    assert_eq!(
+        (p[0].1, p[0].2.as_str()),
+        (7, "after"),
+        "live again, nothing twice"
+    );
+    for cl in [ann, cat] {
+        cl.close().await;
+    }
+    a.stop().await;
+    c.stop().await;
+}
+
+/// A node follows a room's channel only while it has members there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_follow_only_the_rooms_they_have_members_in() {
+    let server = redis_server();
+    let url = server.url();
+    let a = Node::start_shared(&url, &url, 1, SignOn::Single).await;
+    let b = Node::start_shared(&url, &url, 2, SignOn::Single).await;
+    let ann = Client::signed_in(a.addr, &token("ann", "d")).await;
+    ann.req("join", json!({ "room": "r" })).await.expect("join");
+    assert_eq!(a.directory.interested_rooms().await, 1);
+    assert_eq!(b.directory.interested_rooms().await, 0);
+    let channel = format!("{}r", a.directory.rooms_prefix());
+    let mut admin = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let numsub = |admin: redis::aio::MultiplexedConnection, channel: String| async move {
+        let subs: Vec<(String, u64)> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(&channel)
+            .query_async(&mut admin.clone())
+            .await
+            .unwrap();
+        subs[0].1
+    };
+    assert_eq!(
+        numsub(admin.clone(), channel.clone()).await,
+        1,
+        "node 1 only"
+    );
+    assert_eq!(
+        ann.req("leave", json!({ "room": "r" }))
+            .await
+            .expect("leave")["left"],
+        true
+    );
+    eventually("node 1 stops following the room", || {
+        let (admin, channel) = (admin.clone(), channel.clone());
+        async move { numsub(admin, channel).await == 0 }
+    })
+    .await;
+    let _ = &mut admin;
+    assert_eq!(a.directory.interested_rooms().await, 0);
+    ann.close().await;
+    a.stop().await;
+    b.stop().await;
+}
