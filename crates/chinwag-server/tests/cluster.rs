@@ -97,19 +97,25 @@ struct Client {
     notes: tokio::sync::mpsc::UnboundedReceiver<(&'static str, Value)>,
 }
 
+/// Handlers that pass the `bye`, `message` and `room` notifications to `tx`.
+fn collecting(tx: tokio::sync::mpsc::UnboundedSender<(&'static str, Value)>) -> Handlers {
+    let mut h = Handlers::new();
+    for name in ["bye", "message", "room"] {
+        let tx = tx.clone();
+        h.handle_notification(name, move |_peer, payload| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send((name, serde_json::from_slice(&payload).unwrap()));
+            }
+        });
+    }
+    h
+}
+
 impl Client {
     async fn connect(addr: SocketAddr) -> Client {
         let (tx, notes) = tokio::sync::mpsc::unbounded_channel();
-        let mut h = Handlers::new();
-        for name in ["bye", "message"] {
-            let tx = tx.clone();
-            h.handle_notification(name, move |_peer, payload| {
-                let tx = tx.clone();
-                async move {
-                    let _ = tx.send((name, serde_json::from_slice(&payload).unwrap()));
-                }
-            });
-        }
+        let h = collecting(tx);
         let t = chinwag::transport::tcp::connect(addr, &Default::default())
             .await
             .unwrap();
@@ -282,6 +288,55 @@ async fn direct_messages_cross_three_server_processes_in_order() {
         .await
         .expect("send");
     assert_eq!(tablet.next("message").await["body"], "later");
+}
+
+/// A room with members on three processes: publications from each reach every member with one
+/// epoch and consecutive seqs, in the order they were made, the same on every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_spans_three_server_processes_in_one_order() {
+    let redis = RedisServer::start();
+    let nodes = three(&redis.url());
+    let mut members = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let c = Client::signed_in(n.chat_tcp, &format!("u{i}"), "d").await;
+        c.req("join", json!({ "room": "town" }))
+            .await
+            .expect("join");
+        members.push(c);
+    }
+    for round in 0..10 {
+        for (i, c) in members.iter().enumerate() {
+            c.req(
+                "publish",
+                json!({ "room": "town", "body": format!("{i}:{round}") }),
+            )
+            .await
+            .expect("publish");
+        }
+    }
+    let mut seen = Vec::new();
+    for c in &mut members {
+        let mut got = Vec::new();
+        for _ in 0..30 {
+            let m = c.next("room").await;
+            got.push((
+                m["epoch"].as_u64().unwrap(),
+                m["seq"].as_u64().unwrap(),
+                m["body"].as_str().unwrap().to_owned(),
+            ));
+        }
+        seen.push(got);
+    }
+    let seqs: Vec<u64> = seen[0].iter().map(|p| p.1).collect();
+    assert_eq!(seqs, (1..=30).collect::<Vec<_>>());
+    // Published one after the other: in the order of the calls.
+    let bodies: Vec<String> = seen[0].iter().map(|p| p.2.clone()).collect();
+    let want: Vec<String> = (0..10)
+        .flat_map(|r| (0..3).map(move |i| format!("{i}:{r}")))
+        .collect();
+    assert_eq!(bodies, want);
+    assert_eq!(seen[0], seen[1]);
+    assert_eq!(seen[0], seen[2]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -557,16 +612,7 @@ impl Client {
         .ok()?
         .ok()?;
         let (tx, notes) = tokio::sync::mpsc::unbounded_channel();
-        let mut h = Handlers::new();
-        for name in ["bye", "message"] {
-            let tx = tx.clone();
-            h.handle_notification(name, move |_peer, payload| {
-                let tx = tx.clone();
-                async move {
-                    let _ = tx.send((name, serde_json::from_slice(&payload).unwrap()));
-                }
-            });
-        }
+        let h = collecting(tx);
         let c = Client {
             peer: chinwag::rpc::connect(t, Arc::new(h), RpcConfig::client()),
             notes,
