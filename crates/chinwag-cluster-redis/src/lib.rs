@@ -25,8 +25,15 @@
 //!   connections of and hands them to its hub ([`Hub::stored_elsewhere`](chinwag_hub::Hub::stored_elsewhere));
 //!   after a reconnect of its pub/sub connection it makes their connections read the queue.
 //!
-//! Not built yet (see `docs/cluster.md` in the repository): presence events and rooms across
-//! nodes. The `chinwag` facade uses this crate with its
+//! - Rooms across nodes: with [`HubConfig::shared_history`](chinwag_hub::HubConfig::shared_history)
+//!   and a shared Redis room history that publishes each appended publication
+//!   (`RedisHistory::with_notices` with [`RedisDirectory::rooms_prefix`]), a node follows the
+//!   rooms it has members in and hands their publications to its hub
+//!   ([`Hub::published_elsewhere`](chinwag_hub::Hub::published_elsewhere)), in the history's
+//!   offset order.
+//!
+//! Not built yet (see `docs/cluster.md` in the repository): presence events, room options and
+//! passwords across nodes. The `chinwag` facade uses this crate with its
 //! feature `cluster-redis` (`ServerBuilder::redis_cluster`), and `chinwag-server` with its
 //! `[cluster]` configuration.
 //!
@@ -38,7 +45,8 @@
 //! Redis and on Redis Cluster. The directory adds the counter `P{cluster}:online`, the node
 //! registry `P{cluster}:nodes`, per node a pub/sub channel `P{node:<id>}:ctl`, a lease
 //! `P{node:<id>}:lease`, a user index `P{node:<id>}:users` and a sweep lock
-//! `P{node:<id>}:sweep`, and per user the push-notice channel `Pw:<user>`.
+//! `P{node:<id>}:sweep`, per user the push-notice channel `Pw:<user>` and per room the
+//! publication channel `Pr:<room>`.
 //!
 //! # Example
 //!

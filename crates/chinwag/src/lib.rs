@@ -146,8 +146,9 @@ pub mod cluster {
     //! [`redis::RedisDirectory`] and its listener and node leases. Use it through
     //! [`ServerBuilder::redis_cluster`](crate::ServerBuilder::redis_cluster). Shared
     //! cluster-wide today: sign-on policies (replaced connections closed on their node), online
-    //! counts, and direct messages (through the shared Redis queue, one order per user); not
-    //! yet rooms (`docs/cluster.md`).
+    //! counts, direct messages (through the shared Redis queue, one order per user) and rooms
+    //! that keep history (through the shared Redis history); not yet room passwords and
+    //! presence events (`docs/cluster.md`).
 
     /// The Redis cluster (`chinwag-cluster-redis`). Feature `cluster-redis`.
     #[doc(inline)]
