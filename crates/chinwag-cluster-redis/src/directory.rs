@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chinwag_hub::{
-    ConnId, ConnRef, Device, Directory, DirectoryError, Hub, NodeId, SignOn, SignOnOutcome,
-    SignedOn, WeakHub,
+    ConnId, ConnRef, Device, Directory, DirectoryError, Hub, NodeId, RoomRecord, SignOn,
+    SignOnOutcome, SignedOn, WeakHub,
 };
 use futures_core::future::BoxFuture;
 use futures_util::StreamExt;
@@ -231,6 +231,11 @@ impl RedisDirectory {
     /// while it has them.
     pub fn rooms_prefix(&self) -> String {
         self.interest.channel_prefix(Kind::Room)
+    }
+
+    /// The key of `room`'s record in the cluster's room registry (rooms made with options).
+    pub fn room_key(&self, room: &str) -> String {
+        format!("{}{{room:{room}}}:opts", self.signons.prefix())
     }
 
     /// Users this node holds connections of (and so subscribes to the push notices of).
@@ -481,6 +486,56 @@ impl Directory for RedisDirectory {
                 self.interest.add(Kind::Room, room, conn).await;
             } else {
                 self.interest.remove(Kind::Room, room, conn).await;
+            }
+        })
+    }
+
+    fn register_room<'a>(
+        &'a self,
+        room: &'a str,
+        record: &'a RoomRecord,
+    ) -> BoxFuture<'a, Result<bool, DirectoryError>> {
+        Box::pin(async move {
+            let set: Option<String> = redis::cmd("SET")
+                .arg(self.room_key(room))
+                .arg(crate::registry::encode(record))
+                .arg("NX")
+                .query_async(&mut self.signons.conn.clone())
+                .await
+                .map_err(ClusterError::from)?;
+            Ok(set.is_some())
+        })
+    }
+
+    fn room_record<'a>(
+        &'a self,
+        room: &'a str,
+    ) -> BoxFuture<'a, Result<Option<RoomRecord>, DirectoryError>> {
+        Box::pin(async move {
+            let text: Option<String> = redis::cmd("GET")
+                .arg(self.room_key(room))
+                .query_async(&mut self.signons.conn.clone())
+                .await
+                .map_err(ClusterError::from)?;
+            match text {
+                None => Ok(None),
+                Some(t) => crate::registry::decode(&t).map(Some).ok_or_else(|| {
+                    DirectoryError::unavailable(format!(
+                        "the cluster's record of room {room} is not one this crate wrote"
+                    ))
+                }),
+            }
+        })
+    }
+
+    fn unregister_room<'a>(&'a self, room: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let r: Result<u64, _> = redis::cmd("DEL")
+                .arg(self.room_key(room))
+                .query_async(&mut self.signons.conn.clone())
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(room, error = %e, "the cluster's room record was not removed");
             }
         })
     }

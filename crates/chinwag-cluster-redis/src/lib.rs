@@ -72,6 +72,7 @@
 mod directory;
 mod interest;
 mod lease;
+mod registry;
 mod signons;
 
 pub use directory::{DirectoryConfig, Listener, ListenerStatus, RedisDirectory};

@@ -250,7 +250,7 @@ async fn nodes_follow_only_the_rooms_they_have_members_in() {
     assert_eq!(a.directory.interested_rooms().await, 1);
     assert_eq!(b.directory.interested_rooms().await, 0);
     let channel = format!("{}r", a.directory.rooms_prefix());
-    let mut admin = redis::Client::open(url.as_str())
+    let admin = redis::Client::open(url.as_str())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
@@ -280,9 +280,82 @@ async fn nodes_follow_only_the_rooms_they_have_members_in() {
         async move { numsub(admin, channel).await == 0 }
     })
     .await;
-    let _ = &mut admin;
     assert_eq!(a.directory.interested_rooms().await, 0);
     ann.close().await;
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A room made with a password on node 1 is that room on every node: a join on node 2 without
+/// the password is refused, with it admitted, and its publications cross; another node cannot
+/// make a second room of that name; once removed, its record goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_made_with_a_password_keeps_it_on_every_node() {
+    use chinwag_hub::{RoomError, RoomOptions};
+
+    let server = redis_server();
+    let url = server.url();
+    let a = Node::start_shared(&url, &url, 1, SignOn::Single).await;
+    let b = Node::start_shared(&url, &url, 2, SignOn::Single).await;
+    a.hub
+        .create_room(
+            "vault",
+            RoomOptions::new()
+                .with_password("open sesame")
+                .with_max_members(5),
+        )
+        .await
+        .expect("created on node 1");
+    let again = b.hub.create_room("vault", RoomOptions::new()).await;
+    assert!(matches!(again, Err(RoomError::Exists)), "{again:?}");
+
+    let mut ann = Client::signed_in(a.addr, &token("ann", "d")).await;
+    let ben = Client::signed_in(b.addr, &token("ben", "d")).await;
+    ann.req(
+        "join",
+        json!({ "room": "vault", "password": "open sesame" }),
+    )
+    .await
+    .expect("join on node 1");
+    let refused = ben.req("join", json!({ "room": "vault" })).await;
+    assert!(refused.is_err(), "no password on node 2: {refused:?}");
+    let wrong = ben
+        .req("join", json!({ "room": "vault", "password": "guess" }))
+        .await;
+    assert!(wrong.is_err(), "a wrong password on node 2: {wrong:?}");
+    let r = ben
+        .req(
+            "join",
+            json!({ "room": "vault", "password": "open sesame" }),
+        )
+        .await
+        .expect("the password on node 2");
+    assert_eq!(r["protected"], true, "{r}");
+    publish(&ben, "vault", "from node 2").await;
+    assert_eq!(publications(&mut ann, 1).await[0].2, "from node 2");
+
+    let key = a.directory.room_key("vault");
+    let admin = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    assert!(a.hub.remove_room("vault"));
+    eventually("the room's record removed", || {
+        let (mut admin, key) = (admin.clone(), key.clone());
+        async move {
+            let n: u64 = redis::cmd("EXISTS")
+                .arg(&key)
+                .query_async(&mut admin)
+                .await
+                .unwrap();
+            n == 0
+        }
+    })
+    .await;
+    for c in [ann, ben] {
+        c.close().await;
+    }
     a.stop().await;
     b.stop().await;
 }

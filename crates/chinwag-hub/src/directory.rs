@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use futures_core::future::BoxFuture;
 
 use crate::core::identity::Device;
+use crate::core::registry::RoomRecord;
 use crate::core::signon::{ConnId, ConnRef, SignOn, SignOnOutcome, SignOnTable, SignedOn};
 
 /// A directory could not answer.
@@ -62,6 +63,35 @@ pub trait Directory: Send + Sync + 'static {
     /// returns from a join once it does. Default: nothing.
     fn room_member<'a>(&'a self, room: &'a str, conn: ConnId, joined: bool) -> BoxFuture<'a, ()> {
         let _ = (room, conn, joined);
+        Box::pin(async {})
+    }
+
+    /// A room made with options ([`Hub::create_room`](crate::Hub::create_room)) on this node:
+    /// a cluster directory keeps `record` so that the other nodes make the room alike (with its
+    /// password). `Ok(false)`: a room of that name is recorded already. Default: `Ok(true)`,
+    /// keeping nothing.
+    fn register_room<'a>(
+        &'a self,
+        room: &'a str,
+        record: &'a RoomRecord,
+    ) -> BoxFuture<'a, Result<bool, DirectoryError>> {
+        let _ = (room, record);
+        Box::pin(async { Ok(true) })
+    }
+
+    /// The record of `room`, if one was made with options on some node. Default: `Ok(None)`.
+    fn room_record<'a>(
+        &'a self,
+        room: &'a str,
+    ) -> BoxFuture<'a, Result<Option<RoomRecord>, DirectoryError>> {
+        let _ = room;
+        Box::pin(async { Ok(None) })
+    }
+
+    /// `room` was removed ([`Hub::remove_room`](crate::Hub::remove_room)): its record goes.
+    /// Default: nothing.
+    fn unregister_room<'a>(&'a self, room: &'a str) -> BoxFuture<'a, ()> {
+        let _ = room;
         Box::pin(async {})
     }
 }

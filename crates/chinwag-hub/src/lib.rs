@@ -65,6 +65,7 @@ pub use core::message::{
     Body, Delivered, DirectMessage, Event, MessageId, PresenceEvent, RoomMessage,
 };
 pub use core::recovery::{Keep, KeepHistory};
+pub use core::registry::RoomRecord;
 pub use core::rooms::{RoomInfo, RoomOptions};
 pub use core::signon::{ConnId, ConnRef, NodeId, SignOn, SignOnOutcome, SignOnTable, SignedOn};
 pub use directory::{Directory, DirectoryError, LocalDirectory};

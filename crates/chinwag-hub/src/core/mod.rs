@@ -40,6 +40,7 @@ pub(crate) mod message;
 pub(crate) mod pipeline;
 pub(crate) mod rate;
 pub(crate) mod recovery;
+pub(crate) mod registry;
 pub(crate) mod replay;
 pub(crate) mod rooms;
 pub(crate) mod shares;

@@ -155,7 +155,7 @@ impl<M: Clone> Room<M> {
 }
 
 impl<M> Room<M> {
-    fn new(
+    pub(super) fn new(
         name: &str,
         new: NewRoom,
         password: Option<Arc<str>>,

@@ -13,6 +13,7 @@ use super::{Hub, Inner};
 use crate::core::ids;
 use crate::core::message::Event;
 use crate::core::recovery::{KeepHistory, Since};
+use crate::core::registry::RoomRecord;
 use crate::core::rooms::{Member, PresenceJob, Recover, RoomInfo, RoomOptions, RoomRefusal};
 use crate::error::RoomError;
 use crate::metrics as m;
@@ -58,6 +59,29 @@ impl Hub {
                 return Err(e);
             }
         };
+        let clustered = inner.clustered();
+        if clustered {
+            // One room of this name for the whole cluster, made alike on every node.
+            let record = RoomRecord::new(
+                hash.as_deref().map(str::to_owned),
+                max_members,
+                opts.presence_events,
+                new.keep,
+            );
+            let registered = inner.directory.register_room(name, &record).await;
+            let refusal = match registered {
+                Ok(true) => None,
+                Ok(false) => Some(RoomError::Exists),
+                Err(e) => {
+                    tracing::warn!(room = name, error = %e, "the cluster's room registry is unavailable");
+                    Some(RoomError::Busy)
+                }
+            };
+            if let Some(e) = refusal {
+                inner.room_count.fetch_sub(1, Ordering::AcqRel);
+                return Err(e);
+            }
+        }
         let r =
             inner
                 .rooms(inner.room_shard(name))
@@ -70,6 +94,9 @@ impl Hub {
             }
             Err(_) => {
                 inner.room_count.fetch_sub(1, Ordering::AcqRel);
+                if clustered {
+                    inner.directory.unregister_room(name).await;
+                }
                 Err(RoomError::Exists)
             }
         }
@@ -87,6 +114,13 @@ impl Hub {
         let Some(members) = members else {
             return false;
         };
+        if inner.clustered() {
+            let directory = inner.directory.clone();
+            let name = name.to_owned();
+            inner
+                .tasks
+                .spawn(async move { directory.unregister_room(&name).await });
+        }
         if let Some(history) = inner.history.clone() {
             // A room made again under this name starts a new epoch.
             let name = name.to_owned();
@@ -193,8 +227,22 @@ impl Hub {
             conn: conn.id(),
             armed: shared,
         };
+        // A room made with options on another node is made alike here (never without its
+        // password: an unreadable registry refuses the join).
+        let record = if inner.clustered() && inner.rooms(shard).core.info(room).is_none() {
+            match inner.directory.room_record(room).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(room, error = %e, "the cluster's room registry is unavailable");
+                    return Err(RoomError::Busy);
+                }
+            }
+        } else {
+            None
+        };
         loop {
-            let reserved = inner.config.auto_create_rooms && inner.reserve_room();
+            let reserved =
+                (inner.config.auto_create_rooms || record.is_some()) && inner.reserve_room();
             let create = if reserved {
                 let keep = inner.keep_for(KeepHistory::HubDefault);
                 let max = limits.max_members_per_room;
@@ -208,9 +256,14 @@ impl Hub {
             } else {
                 None
             };
+            let adopted = match (create, &record) {
+                (Some(new), Some(rec)) => inner.rooms(shard).core.adopt(room, new, rec),
+                _ => false,
+            };
             let door = inner.rooms(shard).core.door(room, create);
             let door = match door {
-                Ok(d) => {
+                Ok(mut d) => {
+                    d.created |= adopted;
                     if reserved && !d.created {
                         inner.room_count.fetch_sub(1, Ordering::AcqRel);
                     } else if d.created {
@@ -331,6 +384,12 @@ impl Drop for Interest<'_> {
 }
 
 impl Inner {
+    /// This hub is a node of a cluster (its queue or room history is shared): rooms made with
+    /// options are recorded in its directory.
+    pub(crate) fn clustered(&self) -> bool {
+        self.config.shared_queue || self.config.shared_history
+    }
+
     /// `conn` is no longer a member of `room` here: the directory may stop following the
     /// room's publications on other hubs (shared history).
     pub(crate) fn room_member_left(&self, room: &str, conn: crate::ConnId) {
