@@ -335,9 +335,15 @@ impl RedisDirectory {
             crate::metric_names::SWEPT_ENTRIES,
             crate::metric_names::LEASE_RENEWALS_FAILED,
             crate::metric_names::FENCED,
+            crate::metric_names::RESUBSCRIPTIONS,
+            crate::metric_names::CATCH_UPS,
         ] {
             metrics::counter!(name).increment(0);
         }
+        for kind in ["user", "room"] {
+            metrics::counter!(crate::metric_names::NOTICES, "kind" => kind).increment(0);
+        }
+        metrics::gauge!(crate::metric_names::SUBSCRIBED).set(0.0);
         let (tx, rx) = watch::channel(ListenerStatus::default());
         let tx = Arc::new(tx);
         let lease = LeaseTask {
@@ -779,6 +785,7 @@ impl Task {
                 }
             }
             self.status.send_modify(|s| s.subscribed = false);
+            metrics::gauge!(crate::metric_names::SUBSCRIBED).set(0.0);
             // The backoff grows with failures in a row: a session that subscribed ends a row.
             if self.status.borrow().subscriptions > before {
                 failures = 0;
@@ -840,6 +847,11 @@ impl Task {
             s.reconciled += closed as u64;
             s.catch_ups += names.len() as u64;
         });
+        metrics::gauge!(crate::metric_names::SUBSCRIBED).set(1.0);
+        metrics::counter!(crate::metric_names::CATCH_UPS).increment(names.len() as u64);
+        if self.status.borrow().subscriptions > 1 {
+            metrics::counter!(crate::metric_names::RESUBSCRIPTIONS).increment(1);
+        }
         let mut ping = tokio::time::interval(every);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await;
@@ -885,6 +897,7 @@ impl Task {
         };
         hub.stored_elsewhere(user, entry, bytes::Bytes::copy_from_slice(body));
         self.status.send_modify(|s| s.notices += 1);
+        metrics::counter!(crate::metric_names::NOTICES, "kind" => "user").increment(1);
         true
     }
 
@@ -900,6 +913,7 @@ impl Task {
         };
         hub.published_elsewhere(room, epoch, offset, bytes::Bytes::copy_from_slice(body));
         self.status.send_modify(|s| s.publications += 1);
+        metrics::counter!(crate::metric_names::NOTICES, "kind" => "room").increment(1);
         true
     }
 

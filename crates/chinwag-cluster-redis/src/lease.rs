@@ -46,6 +46,17 @@ pub mod metric_names {
     pub const LEASE_RENEWALS_FAILED: &str = "chinwag_cluster_lease_renewals_failed_total";
     /// Counter: times this node fenced itself (0 or 1 per process).
     pub const FENCED: &str = "chinwag_cluster_fenced_total";
+    /// Gauge: 1 while the listener is subscribed on Redis (close instructions, push notices,
+    /// room publications reach this node), 0 while it reconnects.
+    pub const SUBSCRIBED: &str = "chinwag_cluster_subscribed";
+    /// Counter: times the listener had to subscribe again (its pub/sub connection dropped, or
+    /// a ping went unanswered).
+    pub const RESUBSCRIPTIONS: &str = "chinwag_cluster_resubscriptions_total";
+    /// Counter, by `kind` (`user`, `room`): notices of other nodes' pushes and publications
+    /// handed to the hub.
+    pub const NOTICES: &str = "chinwag_cluster_notices_total";
+    /// Counter: users and rooms made to read the queue or history after a resubscription.
+    pub const CATCH_UPS: &str = "chinwag_cluster_catch_ups_total";
 }
 use metric_names as m;
 

@@ -65,6 +65,10 @@ pub const HISTORY_UNKEPT: &str = "chinwag_hub_history_unkept_total";
 /// Joins with `since`, by outcome (`recovered`, or why not: `no_history`, `epoch_changed`,
 /// `ahead`, `too_many`, `trimmed`, `unavailable`).
 pub const RECOVERIES: &str = "chinwag_hub_recoveries_total";
+/// Seconds from another hub's room publication (its `sent_at`, that hub's clock) to this hub
+/// taking it for its members (shared history: the pub/sub lag and the room's queue, plus clock
+/// skew between the hubs).
+pub const REMOTE_LAG: &str = "chinwag_hub_remote_publication_lag_seconds";
 
 /// Describes every metric to the installed recorder (help text and unit) and registers the
 /// unlabelled ones at zero, so a scrape shows them from the start. [`Hub`](crate::Hub) calls
@@ -112,6 +116,11 @@ pub fn describe() {
         "Direct messages delivered but not kept in their conversation's history."
     );
     describe_counter!(RECOVERIES, "Joins with since, by outcome.");
+    describe_histogram!(
+        REMOTE_LAG,
+        Unit::Seconds,
+        "Time from another node's room publication to this node handing it out."
+    );
     for g in [CONNECTIONS, USERS_ONLINE, ROOMS, OFFLINE_BYTES] {
         metrics::gauge!(g).increment(0.0);
     }

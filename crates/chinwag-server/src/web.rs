@@ -103,7 +103,8 @@ impl Web {
     }
 
     /// `/readyz`: ready once started and until stopping; in a cluster, also only while the
-    /// node's lease is registered and it has not fenced itself.
+    /// node's lease is registered, it has not fenced itself, and its listener is subscribed on
+    /// Redis.
     fn readiness(&self) -> Result<(), &'static str> {
         if !self.ready.load(Ordering::Acquire) {
             return Err("not ready\n");
@@ -115,6 +116,10 @@ impl Web {
             }
             if !s.registered {
                 return Err("not ready: cluster lease not registered\n");
+            }
+            if !s.subscribed {
+                // Redis restarting, or unreachable: nothing from other nodes reaches this one.
+                return Err("not ready: cluster Redis unreachable, subscribing again\n");
             }
         }
         Ok(())

@@ -30,28 +30,42 @@ fn token(user: &str, device: &str) -> String {
     JwtIssuer::hs256(SECRET.as_bytes()).issue(user, Some(device), Duration::from_secs(3600))
 }
 
-/// A node of the cluster at `redis`: loopback ports chosen by the system, the cluster's queue (on
-/// the same Redis), a shared JWT secret, a 1 s lease (so a stopped node is declared dead
-/// quickly).
-fn node(redis: &str) -> Command {
+/// The example configuration of a cluster node (`deploy/cluster/node.toml`): every node of
+/// these tests starts from it, so it stays a working configuration.
+const NODE_TOML: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../deploy/cluster/node.toml"
+);
+
+/// A node of the cluster at `redis`, from the example configuration (per-device sign-on, the
+/// queue and room history on the cluster's Redis) with loopback ports chosen by the system, the
+/// tests' JWT secret, a `lease` TTL, and another sign-on policy when `sign_on` says so.
+fn node_cmd(redis: &str, lease: &str, sign_on: Option<&str>) -> Command {
     let mut c = command();
     c.args([
+        "--config",
+        NODE_TOML,
         "--listen",
         "127.0.0.1:0",
         "--tcp-listen",
         "127.0.0.1:0",
-        "--tok-listen",
-        "",
-        "--queue-backend",
-        "redis",
         "--auth-secret",
         SECRET,
         "--cluster-redis-url",
         redis,
         "--cluster-lease-ttl",
-        "1s",
+        lease,
     ]);
+    if let Some(p) = sign_on {
+        c.args(["--hub-sign-on", p]);
+    }
     c
+}
+
+/// A node with the default sign-on policy, `Single`, and a 1 s lease (so a stopped node is
+/// declared dead quickly).
+fn node(redis: &str) -> Command {
+    node_cmd(redis, "1s", Some("single"))
 }
 
 impl Running {
@@ -242,9 +256,8 @@ async fn single_holds_across_three_server_processes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_messages_cross_three_server_processes_in_order() {
     let redis = RedisServer::start();
-    let nodes = three_with(&redis.url(), |c| {
-        c.env("CHINWAG_HUB_SIGN_ON", "per_device");
-    });
+    // Per-device sign-on, as the example configuration says.
+    let nodes = three_with(&redis.url(), |c| *c = node_cmd(&redis.url(), "1s", None));
     let bob = Client::signed_in(nodes[0].chat_tcp, "bob", "pc").await;
     let mut phone = Client::signed_in(nodes[1].chat_tcp, "una", "phone").await;
     let mut laptop = Client::signed_in(nodes[2].chat_tcp, "una", "laptop").await;
@@ -460,30 +473,6 @@ async fn readiness_follows_the_nodes_lease() {
 
 // ---- failures mid-traffic -------------------------------------------------------------------
 
-/// [`node`] with another lease TTL.
-fn node_with_lease(redis: &str, lease: &str) -> Command {
-    let mut c = command();
-    c.args([
-        "--listen",
-        "127.0.0.1:0",
-        "--tcp-listen",
-        "127.0.0.1:0",
-        "--tok-listen",
-        "",
-        "--queue-backend",
-        "redis",
-        "--auth-secret",
-        SECRET,
-        "--cluster-redis-url",
-        redis,
-        "--cluster-lease-ttl",
-        lease,
-        "--hub-sign-on",
-        "per_device",
-    ]);
-    c
-}
-
 /// A device that stays signed in as a real client does: when its connection ends (its node
 /// died, fenced itself, or closed it) it signs in again at the next node of `nodes` that
 /// answers, and keeps every message it got, in order, duplicates included.
@@ -650,9 +639,9 @@ async fn traffic_through(disruption: Disruption) -> (Vec<u64>, usize, [(usize, u
         _ => "1s",
     };
     let nodes = [
-        node_with_lease(&url, lease),
-        node_with_lease(&url, lease),
-        node_with_lease(&url, lease),
+        node_cmd(&url, lease, None),
+        node_cmd(&url, lease, None),
+        node_cmd(&url, lease, None),
     ]
     .map(Running::start);
     for n in &nodes {

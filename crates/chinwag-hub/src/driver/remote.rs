@@ -13,6 +13,7 @@ use super::fanout::{Outgoing, Remote, Work};
 use super::{Hub, Inner};
 use crate::core::message::{Event, RoomMessage, decode_publication};
 use crate::core::recovery::{Kept, Missed};
+use crate::metrics as m;
 
 impl Hub {
     /// Another hub sharing the room history kept a publication of `room` as `offset` of
@@ -116,6 +117,8 @@ impl Inner {
             tracing::warn!(room = %r.room, offset = r.offset, "skipping a publication this hub cannot decode");
             return;
         };
+        let lag_ms = (super::unix_micros() / 1000).saturating_sub(msg.sent_at);
+        metrics::histogram!(m::REMOTE_LAG).record(lag_ms as f64 / 1000.0);
         self.sequence_remote(&r.room, r.epoch, r.offset, vec![Arc::new(msg)]);
     }
 
