@@ -359,3 +359,70 @@ async fn a_room_made_with_a_password_keeps_it_on_every_node() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Node 2 queues at most one publication per room (`max_pending_publishes` 1): a burst of 30
+/// other nodes' publications overflows its room's queue at once (they are handed to its hub in
+/// one go, as its listener does with a burst of notices); what did not fit is read from the
+/// shared history once the queue drains, so its member still gets every publication, in order,
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_room_queue_reads_what_it_dropped_from_the_history() {
+    use chinwag_queue::{Direction, History, HistoryConfig, Retention};
+    use chinwag_queue_redis::RedisHistory;
+
+    let server = redis_server();
+    let url = server.url();
+    let a = Node::start_shared(&url, &url, 1, SignOn::Single).await;
+    let b = Node::start_shared_with(
+        &url,
+        &url,
+        2,
+        SignOn::Single,
+        limits().with_max_pending_publishes(1),
+    )
+    .await;
+    let mut bea = Client::signed_in(b.addr, &token("bea", "d")).await;
+    let ann = Client::signed_in(a.addr, &token("ann", "d")).await;
+    bea.req("join", json!({ "room": "r" })).await.expect("join");
+    ann.req("join", json!({ "room": "r" })).await.expect("join");
+    publish(&ann, "r", "first").await;
+    let first = publications(&mut bea, 1).await;
+    let epoch = first[0].0;
+
+    // 30 more kept in the shared history (by "another node": no notices), then announced to
+    // node 2 all at once.
+    let history = RedisHistory::connect(&url, HistoryConfig::default())
+        .await
+        .expect("history");
+    let page = history
+        .read("r", 0, Direction::Forward, 1)
+        .await
+        .expect("read")
+        .expect("the stream");
+    let payload = page.publications[0].payload.clone();
+    let more = vec![payload.clone(); 30];
+    let state = history
+        .append("r", &more, Retention::new(1_000, None), epoch)
+        .await
+        .expect("append");
+    assert_eq!((state.epoch, state.last), (epoch, 31));
+    for offset in 2..=31 {
+        b.hub
+            .published_elsewhere("r", epoch, offset, payload.clone());
+    }
+    let got = publications(&mut bea, 30).await;
+    let seqs: Vec<u64> = got.iter().map(|p| p.1).collect();
+    assert_eq!(
+        seqs,
+        (2..=31).collect::<Vec<_>>(),
+        "every one, in order, once"
+    );
+    publish(&ann, "r", "live").await;
+    let p = publications(&mut bea, 1).await;
+    assert_eq!((p[0].1, p[0].2.as_str()), (32, "live"));
+    for c in [ann, bea] {
+        c.close().await;
+    }
+    a.stop().await;
+    b.stop().await;
+}

@@ -123,14 +123,34 @@ impl Node {
 
     /// [`start`](Self::start) with the directory's `config`.
     pub async fn start_with(url: &str, id: u64, policy: SignOn, config: DirectoryConfig) -> Node {
-        Node::build(url, url, id, policy, config, false).await
+        Node::build(url, url, id, policy, config, false, limits()).await
     }
 
     /// A node of a cluster sharing its offline queue: the Redis queue on `url` with push
     /// notices, the hub with `shared_queue` (what the facade's `redis_cluster` sets up).
     /// `directory_url` may connect as another Redis user (to cut the listener off).
     pub async fn start_shared(url: &str, directory_url: &str, id: u64, policy: SignOn) -> Node {
-        Node::build(url, directory_url, id, policy, directory_config(), true).await
+        Node::start_shared_with(url, directory_url, id, policy, limits()).await
+    }
+
+    /// [`start_shared`](Self::start_shared) with the hub's `limits`.
+    pub async fn start_shared_with(
+        url: &str,
+        directory_url: &str,
+        id: u64,
+        policy: SignOn,
+        limits: HubLimits,
+    ) -> Node {
+        Node::build(
+            url,
+            directory_url,
+            id,
+            policy,
+            directory_config(),
+            true,
+            limits,
+        )
+        .await
     }
 
     async fn build(
@@ -140,6 +160,7 @@ impl Node {
         policy: SignOn,
         config: DirectoryConfig,
         shared: bool,
+        limits: HubLimits,
     ) -> Node {
         let directory = Arc::new(
             RedisDirectory::connect_with(
@@ -166,11 +187,7 @@ impl Node {
             .with_shared_history(shared)
             .with_node(NodeId(id))
             .with_sign_on(policy)
-            .with_limits(
-                HubLimits::default()
-                    .with_connection_rate(None)
-                    .with_message_rate(None),
-            );
+            .with_limits(limits);
         let mut hub = Hub::builder().config(config);
         if shared {
             hub = hub.queue(Arc::new(queue)).history(Arc::new(history));
@@ -241,6 +258,14 @@ impl Node {
             .await
             .expect("the listener ends with its hub");
     }
+}
+
+/// The hub limits of the test nodes: the defaults without connection and message rates (the
+/// tests connect and send in bursts from one address).
+pub fn limits() -> HubLimits {
+    HubLimits::default()
+        .with_connection_rate(None)
+        .with_message_rate(None)
 }
 
 /// Three nodes (ids 1, 2, 3) on one Redis.

@@ -197,6 +197,9 @@ struct Queue {
     jobs: VecDeque<Work>,
     /// Someone is draining the queue.
     running: bool,
+    /// Another hub's publication of this room was not queued (the queue was full): once the
+    /// queue is drained, the room reads what it lacks from the shared history.
+    lagging: Option<Arc<str>>,
 }
 
 /// A room's fan-out queue.
@@ -223,9 +226,33 @@ impl Fanout {
         start
     }
 
+    /// Queues another hub's publication when there is room; otherwise remembers that the
+    /// room lags (a sync follows the queue's last job). `true`: the caller must drain.
+    pub(crate) fn push_remote(&self, r: Remote, max: usize) -> bool {
+        let mut q = lock(&self.queue);
+        if q.jobs.len() >= max.max(1) {
+            m::dropped("remote_overflow");
+            q.lagging = Some(r.room);
+            return false;
+        }
+        q.jobs.push_back(Work::Remote(r));
+        let start = !q.running;
+        q.running = true;
+        start
+    }
+
     fn pop(&self) -> Option<Work> {
         let mut q = lock(&self.queue);
-        let j = q.jobs.pop_front();
+        let j = q.jobs.pop_front().or_else(|| {
+            q.lagging.take().map(|room| {
+                Work::Remote(Remote {
+                    room,
+                    epoch: 0,
+                    offset: 0,
+                    payload: None,
+                })
+            })
+        });
         if j.is_none() {
             q.running = false;
         }

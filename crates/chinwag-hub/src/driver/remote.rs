@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::fanout::{Outgoing, Remote, Work};
+use super::fanout::{Outgoing, Remote};
 use super::{Hub, Inner};
 use crate::core::message::{Event, RoomMessage, decode_publication};
 use crate::core::recovery::{Kept, Missed};
@@ -67,12 +67,15 @@ impl Inner {
             }
             let name: Arc<str> = Arc::from(room);
             let f = sh.fanout.entry(name.clone()).or_default().clone();
-            let start = f.push(Work::Remote(Remote {
+            let r = Remote {
                 room: name,
                 epoch,
                 offset,
                 payload,
-            }));
+            };
+            // Bounded like local publishes; a notice that does not fit is read from the
+            // history once the queue is drained.
+            let start = f.push_remote(r, self.config.limits.max_pending_publishes);
             (f, start)
         };
         if start {
