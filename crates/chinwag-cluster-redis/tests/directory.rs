@@ -244,15 +244,6 @@ async fn online_users_are_counted_across_nodes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listener_that_reconnects_closes_what_was_replaced_meanwhile() {
     let server = redis_server();
-    let admin = redis::Client::open(server.url()).unwrap();
-    let mut admin = admin.get_multiplexed_async_connection().await.unwrap();
-    let acl = |args: &[&str]| {
-        let mut c = redis::cmd("ACL");
-        for a in args {
-            c.arg(*a);
-        }
-        c
-    };
     let a_url = acl_user(&server, "node1").await;
     let a = Node::start(&a_url, 1, SignOn::Single).await;
     let b = Node::start(&server.url(), 2, SignOn::Single).await;
@@ -260,20 +251,7 @@ async fn a_listener_that_reconnects_closes_what_was_replaced_meanwhile() {
     on_a.conn_id().await;
 
     // Cut A's listener off: disable its user, kill its pub/sub connection.
-    let () = acl(&["SETUSER", "node1", "off"])
-        .query_async(&mut admin)
-        .await
-        .unwrap();
-    let killed: u64 = redis::cmd("CLIENT")
-        .arg(&["KILL", "TYPE", "pubsub", "USER", "node1"])
-        .query_async(&mut admin)
-        .await
-        .unwrap();
-    assert_eq!(killed, 1);
-    a.status_until("failing to subscribe again", |s| {
-        !s.subscribed && s.failed_attempts >= 1
-    })
-    .await;
+    cut_listener(&server, "node1", &a).await;
 
     // Meanwhile ada signs on at B: the instruction to A reaches no one.
     let on_b = Client::signed_in(b.addr, &token("ada", "laptop")).await;
@@ -291,10 +269,7 @@ async fn a_listener_that_reconnects_closes_what_was_replaced_meanwhile() {
     assert!(!on_a.is_closed());
 
     // A's user is back: the listener subscribes again, reconciles, closes the stale one.
-    let () = acl(&["SETUSER", "node1", "on"])
-        .query_async(&mut admin)
-        .await
-        .unwrap();
+    let_listener_back(&server, "node1").await;
     assert_replaced(&on_a.bye().await);
     on_a.closed().await;
     let s = a.status_until("reconciled", |s| s.reconciled == 1).await;

@@ -186,34 +186,11 @@ async fn a_node_that_missed_publications_reads_them_from_the_history() {
     publish(&ann, "r", "before").await;
     assert_eq!(publications(&mut cat, 1).await[0].2, "before");
 
-    let mut admin = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let () = redis::cmd("ACL")
-        .arg(&["SETUSER", "node3", "off"])
-        .query_async(&mut admin)
-        .await
-        .unwrap();
-    let killed: u64 = redis::cmd("CLIENT")
-        .arg(&["KILL", "TYPE", "pubsub", "USER", "node3"])
-        .query_async(&mut admin)
-        .await
-        .unwrap();
-    assert_eq!(killed, 1);
-    c.status_until("failing to subscribe again", |s| {
-        !s.subscribed && s.failed_attempts >= 1
-    })
-    .await;
+    cut_listener(&server, "node3", &c).await;
     for k in 0..5 {
         publish(&ann, "r", &format!("missed {k}")).await;
     }
-    let () = redis::cmd("ACL")
-        .arg(&["SETUSER", "node3", "on"])
-        .query_async(&mut admin)
-        .await
-        .unwrap();
+    let_listener_back(&server, "node3").await;
     let got = publications(&mut cat, 5).await;
     assert_eq!(
         got.iter().map(|p| (p.1, p.2.as_str())).collect::<Vec<_>>(),
@@ -250,11 +227,7 @@ async fn nodes_follow_only_the_rooms_they_have_members_in() {
     assert_eq!(a.directory.interested_rooms().await, 1);
     assert_eq!(b.directory.interested_rooms().await, 0);
     let channel = format!("{}r", a.directory.rooms_prefix());
-    let admin = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let admin = admin(&server).await;
     let numsub = |admin: redis::aio::MultiplexedConnection, channel: String| async move {
         let subs: Vec<(String, u64)> = redis::cmd("PUBSUB")
             .arg("NUMSUB")
@@ -335,11 +308,7 @@ async fn a_room_made_with_a_password_keeps_it_on_every_node() {
     assert_eq!(publications(&mut ann, 1).await[0].2, "from node 2");
 
     let key = a.directory.room_key("vault");
-    let admin = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let admin = admin(&server).await;
     assert!(a.hub.remove_room("vault"));
     eventually("the room's record removed", || {
         let (mut admin, key) = (admin.clone(), key.clone());

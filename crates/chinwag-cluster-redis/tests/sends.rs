@@ -188,37 +188,14 @@ async fn a_node_that_missed_notices_catches_up_from_the_queue() {
     send(&bob, "una", "before", None).await.expect("send");
     assert_eq!(message(&mut una).await["body"], "before");
 
-    let mut admin = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let () = redis::cmd("ACL")
-        .arg(&["SETUSER", "node3", "off"])
-        .query_async(&mut admin)
-        .await
-        .unwrap();
-    let killed: u64 = redis::cmd("CLIENT")
-        .arg(&["KILL", "TYPE", "pubsub", "USER", "node3"])
-        .query_async(&mut admin)
-        .await
-        .unwrap();
-    assert_eq!(killed, 1);
-    c.status_until("failing to subscribe again", |s| {
-        !s.subscribed && s.failed_attempts >= 1
-    })
-    .await;
+    cut_listener(&server, "node3", &c).await;
     let before = c.listener.status().borrow().catch_ups;
     for i in 0..5 {
         send(&bob, "una", &format!("missed {i}"), None)
             .await
             .expect("send");
     }
-    let () = redis::cmd("ACL")
-        .arg(&["SETUSER", "node3", "on"])
-        .query_async(&mut admin)
-        .await
-        .unwrap();
+    let_listener_back(&server, "node3").await;
     c.status_until("subscribed again, una caught up", |s| {
         s.subscribed && s.catch_ups > before
     })
@@ -255,11 +232,7 @@ async fn nodes_subscribe_only_to_the_users_they_hold() {
     let una = Client::signed_in(a.addr, &token("una", "phone")).await;
     assert_eq!(a.directory.interested_users().await, 1);
     assert_eq!(b.directory.interested_users().await, 0);
-    let mut admin = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut admin = admin(&server).await;
     let channel = format!("{}una", a.directory.notices_prefix());
     let subs: Vec<(String, u64)> = redis::cmd("PUBSUB")
         .arg("NUMSUB")

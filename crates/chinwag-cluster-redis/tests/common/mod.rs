@@ -106,6 +106,47 @@ pub async fn cut_off(server: &RedisServer, name: &str) {
         .unwrap();
 }
 
+/// Cuts the listener of `node`'s node off Redis (`name` is the node's ACL user, from
+/// [`acl_user`]): the user is disabled and its pub/sub connection killed, so the listener
+/// drops and cannot subscribe again until [`let_listener_back`]; the node's other connections
+/// stay up. Returns once the listener counted a failed attempt.
+pub async fn cut_listener(server: &RedisServer, name: &str, node: &Node) {
+    let mut admin = admin(server).await;
+    let () = redis::cmd("ACL")
+        .arg(&["SETUSER", name, "off"])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let killed: u64 = redis::cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "pubsub", "USER", name])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(killed, 1, "one pub/sub connection of {name}");
+    node.status_until("failing to subscribe again", |s| {
+        !s.subscribed && s.failed_attempts >= 1
+    })
+    .await;
+}
+
+/// Enables ACL user `name` again: its node's listener subscribes again (and catches up).
+pub async fn let_listener_back(server: &RedisServer, name: &str) {
+    let () = redis::cmd("ACL")
+        .arg(&["SETUSER", name, "on"])
+        .query_async(&mut admin(server).await)
+        .await
+        .unwrap();
+}
+
+/// A connection to `server` as its default user.
+pub async fn admin(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
 /// One node: a hub with its own node id, a `RedisDirectory` and its listener, a chat door.
 pub struct Node {
     pub hub: Hub,
