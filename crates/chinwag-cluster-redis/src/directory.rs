@@ -13,7 +13,9 @@ use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 
-use crate::interest::{Interest, Kind, parse_notice, parse_publication};
+use crate::interest::{
+    Interest, Kind, parse_notice, parse_presence, parse_publication, presence_notice,
+};
 use crate::lease::{Keys, LeaseState, LeaseTask, SweepOutcome};
 use crate::{ClusterError, RedisSignOns, lease};
 
@@ -496,6 +498,26 @@ impl Directory for RedisDirectory {
         })
     }
 
+    fn room_presence<'a>(
+        &'a self,
+        room: &'a str,
+        node: NodeId,
+        device: &'a Device,
+        joined: bool,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let payload = presence_notice(node.0, &device.user, &device.device, joined);
+            let r: Result<u64, _> = redis::cmd("PUBLISH")
+                .arg(self.interest.channel(Kind::Room, room))
+                .arg(payload)
+                .query_async(&mut self.signons.conn.clone())
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(room, error = %e, "a presence event was not sent to the other nodes");
+            }
+        })
+    }
+
     fn register_room<'a>(
         &'a self,
         room: &'a str,
@@ -901,8 +923,20 @@ impl Task {
         true
     }
 
-    /// Hands a room publication's notice to the hub. False when the hub is gone.
+    /// Hands a room publication's notice (or another node's presence event) to the hub. False
+    /// when the hub is gone.
     fn publication(&self, room: &str, payload: &[u8]) -> bool {
+        if let Some((node, user, device, joined)) = parse_presence(payload) {
+            if node == self.node.0 {
+                // This node's own: its members had it.
+                return true;
+            }
+            let Some(hub) = self.hub.upgrade() else {
+                return false;
+            };
+            hub.presence_elsewhere(room, Device::new(user, device), joined);
+            return true;
+        }
         let Some((epoch, offset, body)) = parse_publication(payload) else {
             tracing::warn!(room, "cluster listener: ignoring a malformed room notice");
             self.status.send_modify(|s| s.ignored += 1);

@@ -181,6 +181,26 @@ pub(crate) fn parse_notice(b: &[u8]) -> Option<(u64, &[u8])> {
     Some((id, &b[nl + 1..]))
 }
 
+/// A presence notice on a room's channel: `"p <node>\n<1 joined | 0 left>\n<user>\n<device>"`
+/// (user and device ids hold no control characters).
+pub(crate) fn presence_notice(node: u64, user: &str, device: &str, joined: bool) -> String {
+    format!("p {node}\n{}\n{user}\n{device}", u8::from(joined))
+}
+
+/// Parses a presence notice: (node, user, device, joined).
+pub(crate) fn parse_presence(b: &[u8]) -> Option<(u64, &str, &str, bool)> {
+    let s = std::str::from_utf8(b.strip_prefix(b"p ")?).ok()?;
+    let mut f = s.splitn(4, '\n');
+    let node = f.next()?.parse().ok()?;
+    let joined = match f.next()? {
+        "1" => true,
+        "0" => false,
+        _ => return None,
+    };
+    let (user, device) = (f.next()?, f.next()?);
+    (!user.is_empty()).then_some((node, user, device, joined))
+}
+
 /// Parses a room publication's notice, `"<epoch> <offset>\n<payload>"`.
 pub(crate) fn parse_publication(b: &[u8]) -> Option<(u64, u64, &[u8])> {
     let nl = b.iter().position(|&c| c == b'\n')?;
@@ -217,6 +237,25 @@ mod tests {
             b"7  1\nx",
         ] {
             assert_eq!(parse_publication(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn presence_notices_round_trip_and_bad_ones_are_refused() {
+        let n = presence_notice(7, "zoé", "phone", true);
+        assert_eq!(
+            parse_presence(n.as_bytes()),
+            Some((7, "zoé", "phone", true))
+        );
+        let n = presence_notice(1, "a", "", false);
+        assert_eq!(parse_presence(n.as_bytes()), Some((1, "a", "", false)));
+        for bad in [
+            &b"p 7\n2\na\nb"[..],
+            b"p x\n1\na\nb",
+            b"p 7\n1\n",
+            b"7 1\nx",
+        ] {
+            assert_eq!(parse_presence(bad), None, "{bad:?}");
         }
     }
 

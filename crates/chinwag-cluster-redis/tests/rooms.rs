@@ -395,3 +395,75 @@ async fn a_full_room_queue_reads_what_it_dropped_from_the_history() {
     a.stop().await;
     b.stop().await;
 }
+
+/// The next `presence` notification (skipping others): (user, device, event).
+async fn presence(c: &mut Client) -> (String, String, String) {
+    loop {
+        let n = tokio::time::timeout(DEADLINE, c.notes.recv())
+            .await
+            .expect("a presence event within the deadline")
+            .expect("a notification before the connection ended");
+        if n.name == "presence" {
+            let s = |k: &str| n.body[k].as_str().unwrap_or_default().to_owned();
+            return (s("user"), s("device"), s("event"));
+        }
+    }
+}
+
+/// A room with presence events made on node 1: members on either node see the others join
+/// and leave, whichever node they are on, each event once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_events_cross_nodes() {
+    use chinwag_hub::RoomOptions;
+
+    let server = redis_server();
+    let url = server.url();
+    let a = Node::start_shared(&url, &url, 1, SignOn::Single).await;
+    let b = Node::start_shared(&url, &url, 2, SignOn::Single).await;
+    a.hub
+        .create_room("desk", RoomOptions::new().with_presence_events(true))
+        .await
+        .expect("created");
+    let mut ann = Client::signed_in(a.addr, &token("ann", "d")).await;
+    ann.req("join", json!({ "room": "desk" }))
+        .await
+        .expect("join");
+    let mut ben = Client::signed_in(b.addr, &token("ben", "d")).await;
+    ben.req("join", json!({ "room": "desk" }))
+        .await
+        .expect("join");
+    let ev = |u: &str, e: &str| (u.to_owned(), "d".to_owned(), e.to_owned());
+    assert_eq!(presence(&mut ann).await, ev("ben", "join"), "from node 2");
+    let cat = Client::signed_in(a.addr, &token("cat", "d")).await;
+    cat.req("join", json!({ "room": "desk" }))
+        .await
+        .expect("join");
+    assert_eq!(presence(&mut ben).await, ev("cat", "join"), "from node 1");
+    assert_eq!(
+        presence(&mut ann).await,
+        ev("cat", "join"),
+        "on node 1, once"
+    );
+    cat.close().await;
+    assert_eq!(presence(&mut ben).await, ev("cat", "leave"));
+    assert_eq!(presence(&mut ann).await, ev("cat", "leave"));
+    assert_eq!(
+        ben.req("leave", json!({ "room": "desk" }))
+            .await
+            .expect("leave")["left"],
+        true
+    );
+    assert_eq!(presence(&mut ann).await, ev("ben", "leave"));
+    // Nothing more (a duplicate of node 1's own events would show here).
+    publish(&ann, "desk", "end").await;
+    let n = tokio::time::timeout(DEADLINE, ann.notes.recv())
+        .await
+        .expect("a notification")
+        .expect("open");
+    assert_eq!(n.name, "room", "no other presence event came first: {n:?}");
+    for c in [ann, ben] {
+        c.close().await;
+    }
+    a.stop().await;
+    b.stop().await;
+}

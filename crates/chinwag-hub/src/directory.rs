@@ -10,7 +10,7 @@ use futures_core::future::BoxFuture;
 
 use crate::core::identity::Device;
 use crate::core::registry::RoomRecord;
-use crate::core::signon::{ConnId, ConnRef, SignOn, SignOnOutcome, SignOnTable, SignedOn};
+use crate::core::signon::{ConnId, ConnRef, NodeId, SignOn, SignOnOutcome, SignOnTable, SignedOn};
 
 /// A directory could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +63,21 @@ pub trait Directory: Send + Sync + 'static {
     /// returns from a join once it does. Default: nothing.
     fn room_member<'a>(&'a self, room: &'a str, conn: ConnId, joined: bool) -> BoxFuture<'a, ()> {
         let _ = (room, conn, joined);
+        Box::pin(async {})
+    }
+
+    /// `device`, a member on node `node` (this one), joined (`true`) or left `room`, a room with
+    /// presence events: a cluster directory tells the other nodes with members there, which
+    /// hand it to theirs ([`Hub::presence_elsewhere`](crate::Hub::presence_elsewhere)).
+    /// Default: nothing.
+    fn room_presence<'a>(
+        &'a self,
+        room: &'a str,
+        node: NodeId,
+        device: &'a Device,
+        joined: bool,
+    ) -> BoxFuture<'a, ()> {
+        let _ = (room, node, device, joined);
         Box::pin(async {})
     }
 

@@ -1,11 +1,14 @@
-//! Rooms made with options on another hub of a cluster ([`RoomRecord`]): a hub that has none
-//! of that name makes it with the same options (password, member limit, presence events,
-//! history) for its own members, and removes it with its last member here.
+//! Rooms of a cluster seen from one hub: a room made with options on another hub
+//! ([`RoomRecord`]) is made here with the same options (password, member limit, presence
+//! events, history) for this hub's members, and removed with its last member here; another
+//! hub's members joining and leaving are presence events for this hub's members.
 
 use std::sync::Arc;
 
+use super::identity::Device;
+use super::message::PresenceEvent;
 use super::recovery::Keep;
-use super::rooms::{NewRoom, Room, Rooms};
+use super::rooms::{NewRoom, PresenceJob, Room, Rooms};
 
 /// A room made with options ([`Hub::create_room`](crate::Hub::create_room)) as a cluster
 /// directory keeps it ([`Directory::register_room`](crate::Directory::register_room)), so that
@@ -56,6 +59,29 @@ impl<M: Clone> Rooms<M> {
         let r = Room::new(name, new, password, record.presence_events, false);
         self.rooms.insert(r.name.clone(), r);
         true
+    }
+
+    /// `device`, a member on another hub, joined or left `name`: the presence event for this
+    /// hub's members, when the room is here and has presence events.
+    pub(crate) fn presence_elsewhere(
+        &mut self,
+        name: &str,
+        device: Device,
+        joined: bool,
+    ) -> Option<PresenceJob<M>> {
+        let r = self.rooms.get_mut(name)?;
+        if !r.presence_events {
+            return None;
+        }
+        let event = Arc::new(PresenceEvent {
+            room: r.name.clone(),
+            device,
+            joined,
+        });
+        Some(PresenceJob {
+            event,
+            to: r.snapshot(),
+        })
     }
 }
 

@@ -103,7 +103,7 @@ pub(super) struct Room<M> {
     pub(super) epoch: u64,
     pub(super) seq: u64,
     password: Option<Arc<str>>,
-    presence_events: bool,
+    pub(super) presence_events: bool,
     max_members: usize,
     /// Made by `create`: kept when empty. Rooms made by a join go with their last member.
     persistent: bool,

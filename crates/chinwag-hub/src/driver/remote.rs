@@ -24,6 +24,20 @@ impl Hub {
         self.inner.queue_remote(room, epoch, offset, Some(payload));
     }
 
+    /// `device`, a member on another hub, joined or left `room` (a cluster directory's notice):
+    /// this hub's members of the room get the presence event, if the room has presence events.
+    pub fn presence_elsewhere(&self, room: &str, device: crate::Device, joined: bool) {
+        let inner = &self.inner;
+        let shard = inner.room_shard(room);
+        let job = inner
+            .rooms(shard)
+            .core
+            .presence_elsewhere(room, device, joined);
+        if let Some(p) = job {
+            inner.presence(shard, p, None);
+        }
+    }
+
     /// This hub may have missed publications of `room` kept by other hubs (its notices were
     /// lost, or it had no member there for a while): reads the history's state and hands out
     /// what this hub lacks, in order.

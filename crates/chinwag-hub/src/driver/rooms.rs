@@ -327,6 +327,7 @@ impl Hub {
             }
             if let Some(p) = presence {
                 inner.presence(shard, p, Some(conn.id()));
+                inner.presence_to_others(room, conn.device(), true);
             }
             interest.armed = false;
             if shared && info.members == 1 {
@@ -436,11 +437,30 @@ impl Inner {
         }
         if let Some(p) = left.presence {
             self.presence(shard, p, None);
+            self.presence_to_others(room, conn.device(), false);
         }
     }
 
+    /// A member here joined or left a room with presence events: the other nodes of a cluster
+    /// tell their members.
+    fn presence_to_others(&self, room: &str, device: &crate::Device, joined: bool) {
+        if !self.clustered() {
+            return;
+        }
+        let (directory, node) = (self.directory.clone(), self.config.node);
+        let (room, device) = (room.to_owned(), device.clone());
+        self.tasks.spawn(async move {
+            directory.room_presence(&room, node, &device, joined).await;
+        });
+    }
+
     /// Queues a presence event on its room's fan-out queue (in order with the publishes).
-    fn presence(self: &Arc<Self>, shard: usize, p: PresenceJob<Conn>, skip: Option<crate::ConnId>) {
+    pub(crate) fn presence(
+        self: &Arc<Self>,
+        shard: usize,
+        p: PresenceJob<Conn>,
+        skip: Option<crate::ConnId>,
+    ) {
         if p.to.iter().all(|(id, _)| Some(*id) == skip) {
             return;
         }
