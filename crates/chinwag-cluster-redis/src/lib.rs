@@ -32,8 +32,12 @@
 //!   ([`Hub::published_elsewhere`](chinwag_hub::Hub::published_elsewhere)), in the history's
 //!   offset order.
 //!
-//! Not built yet (see `docs/cluster.md` in the repository): presence events, room options and
-//! passwords across nodes. The `chinwag` facade uses this crate with its
+//! - A room registry: rooms made with options (password hash, member limit, presence events,
+//!   history) are recorded (`P{room:<name>}:opts`), so a join on any node makes the room alike;
+//!   presence events of such rooms cross nodes on the room's channel.
+//!
+//! Not built yet (see `docs/cluster.md` in the repository): room member lists and counts
+//! across nodes, Redis Cluster. The `chinwag` facade uses this crate with its
 //! feature `cluster-redis` (`ServerBuilder::redis_cluster`), and `chinwag-server` with its
 //! `[cluster]` configuration.
 //!

@@ -147,8 +147,8 @@ pub mod cluster {
     //! [`ServerBuilder::redis_cluster`](crate::ServerBuilder::redis_cluster). Shared
     //! cluster-wide today: sign-on policies (replaced connections closed on their node), online
     //! counts, direct messages (through the shared Redis queue, one order per user) and rooms
-    //! that keep history (through the shared Redis history); not yet room passwords and
-    //! presence events (`docs/cluster.md`).
+    //! that keep history (through the shared Redis history), with their passwords and presence
+    //! events; not yet room member lists and counts (`docs/cluster.md`).
 
     /// The Redis cluster (`chinwag-cluster-redis`). Feature `cluster-redis`.
     #[doc(inline)]

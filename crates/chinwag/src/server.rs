@@ -522,8 +522,8 @@ impl ServerBuilder {
     /// connections on others, closed with 4003), the online counts and device lists, direct
     /// messages (a send on any node reaches the user's connections on every node, in order;
     /// acks remove it cluster-wide), and the publications of rooms that keep history (one
-    /// epoch and one offset order for all nodes); **not yet** room options, passwords and
-    /// presence events across nodes (`docs/cluster.md`).
+    /// epoch and one offset order for all nodes), with their options, passwords and presence
+    /// events; **not yet** room member lists and counts across nodes (`docs/cluster.md`).
     ///
     /// ```no_run
     /// use chinwag::hub::{HubConfig, NodeId};
