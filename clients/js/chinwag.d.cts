@@ -541,7 +541,8 @@ export interface PublishResult {
 }
 
 export interface MembersPage {
-  members: Array<{ conn: number; user: string; device: string }>;
+  /** `node`: the member's cluster node id (0 on a server on its own); `conn` its connection there. */
+  members: Array<{ conn: number; node: number; user: string; device: string }>;
   next: number | null;
 }
 

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chinwag_hub::{
-    ConnId, ConnRef, Device, Directory, DirectoryError, Hub, NodeId, RoomRecord, SignOn,
-    SignOnOutcome, SignedOn, WeakHub,
+    ClusterMembers, ConnId, ConnRef, Device, Directory, DirectoryError, Hub, NodeId, RoomRecord,
+    SignOn, SignOnOutcome, SignedOn, WeakHub,
 };
 use futures_core::future::BoxFuture;
 use futures_util::StreamExt;
@@ -233,6 +233,80 @@ impl RedisDirectory {
     /// while it has them.
     pub fn rooms_prefix(&self) -> String {
         self.interest.channel_prefix(Kind::Room)
+    }
+
+    /// `conn` joins or leaves `room`'s member list (the node's room index first, as for users).
+    async fn list_member(
+        &self,
+        room: &str,
+        conn: ConnRef,
+        device: &Device,
+        joined: bool,
+    ) -> Result<(), ClusterError> {
+        let mut c = self.signons.conn.clone();
+        let (m, u) = self.keys.room_members(room);
+        let field = format!("{}:{}", conn.node.0, conn.conn.0);
+        if joined {
+            let _: u64 = redis::cmd("SADD")
+                .arg(self.keys.rooms(conn.node))
+                .arg(room)
+                .query_async(&mut c)
+                .await?;
+            let _: u64 = crate::lease::ROOM_JOIN
+                .key(m)
+                .key(u)
+                .arg(field)
+                .arg(&*device.user)
+                .arg(&*device.device)
+                .invoke_async(&mut c)
+                .await?;
+        } else {
+            let _: u64 = crate::lease::ROOM_LEAVE
+                .key(m)
+                .key(u)
+                .arg("f")
+                .arg(field)
+                .invoke_async(&mut c)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// `room`'s counts and a page of its members from `cursor` (`limit` 0: counts only).
+    async fn members_page(
+        &self,
+        room: &str,
+        cursor: u64,
+        limit: usize,
+    ) -> Result<ClusterMembers, ClusterError> {
+        let mut c = self.signons.conn.clone();
+        let (m, u) = self.keys.room_members(room);
+        let mut pipe = redis::pipe();
+        pipe.cmd("HLEN").arg(&m).cmd("HLEN").arg(&u);
+        let (connections, users): (u64, u64) = pipe.query_async(&mut c).await?;
+        if limit == 0 {
+            return Ok(ClusterMembers::new(connections, users, Vec::new(), 0));
+        }
+        let (next, flat): (u64, Vec<String>) = redis::cmd("HSCAN")
+            .arg(&m)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut c)
+            .await?;
+        let page = flat
+            .chunks(2)
+            .filter_map(|kv| {
+                let (node, conn) = kv.first()?.split_once(':')?;
+                let (user, device) = kv.get(1)?.split_once('\n')?;
+                let conn = ConnRef {
+                    node: NodeId(node.parse().ok()?),
+                    conn: ConnId(conn.parse().ok()?),
+                };
+                Some((conn, Device::new(user, device)))
+            })
+            .collect();
+        Ok(ClusterMembers::new(connections, users, page, next))
     }
 
     /// The key of `room`'s record in the cluster's room registry (rooms made with options).
@@ -488,14 +562,36 @@ impl Directory for RedisDirectory {
         Box::pin(async move { Ok(self.signons.connections(user).await?) })
     }
 
-    fn room_member<'a>(&'a self, room: &'a str, conn: ConnId, joined: bool) -> BoxFuture<'a, ()> {
+    fn room_member<'a>(
+        &'a self,
+        room: &'a str,
+        conn: ConnRef,
+        device: &'a Device,
+        joined: bool,
+    ) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             if joined {
-                self.interest.add(Kind::Room, room, conn).await;
+                self.interest.add(Kind::Room, room, conn.conn).await;
             } else {
-                self.interest.remove(Kind::Room, room, conn).await;
+                self.interest.remove(Kind::Room, room, conn.conn).await;
+            }
+            if self.lease.is_fenced() {
+                // A fenced node writes nothing more: the sweep of its id removes its members.
+                return;
+            }
+            if let Err(e) = self.list_member(room, conn, device, joined).await {
+                tracing::warn!(room, error = %e, "the cluster's room member list was not updated (the count drifts until the node is swept)");
             }
         })
+    }
+
+    fn room_members<'a>(
+        &'a self,
+        room: &'a str,
+        cursor: u64,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Option<ClusterMembers>, DirectoryError>> {
+        Box::pin(async move { Ok(Some(self.members_page(room, cursor, limit).await?)) })
     }
 
     fn room_presence<'a>(

@@ -26,6 +26,10 @@ static SWEEP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("swee
 static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("renew.lua")));
 static UNLOCK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("unlock.lua")));
 static FINISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("finish_sweep.lua")));
+pub(crate) static ROOM_JOIN: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("room_join.lua")));
+pub(crate) static ROOM_LEAVE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("room_leave.lua")));
 
 /// How many users of a dead node a sweep handles at once.
 const SWEEP_CONCURRENCY: usize = 16;
@@ -148,6 +152,17 @@ impl Keys {
     }
     pub(crate) fn users(&self, node: NodeId) -> String {
         format!("{}{{node:{}}}:users", self.0, node.0)
+    }
+    /// The rooms `node` had members in (a superset, like the user index).
+    pub(crate) fn rooms(&self, node: NodeId) -> String {
+        format!("{}{{node:{}}}:rooms", self.0, node.0)
+    }
+    /// `room`'s members on every node, and its users' connection counts.
+    pub(crate) fn room_members(&self, room: &str) -> (String, String) {
+        (
+            format!("{}{{room:{room}}}:m", self.0),
+            format!("{}{{room:{room}}}:u", self.0),
+        )
     }
     fn lock(&self, node: NodeId) -> String {
         format!("{}{{node:{}}}:sweep", self.0, node.0)
@@ -281,9 +296,35 @@ async fn sweep_locked(
             break;
         }
     }
+    // Its room memberships.
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SSCAN")
+            .arg(keys.rooms(node))
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(100)
+            .query_async(&mut conn)
+            .await?;
+        for room in batch {
+            let (m, u) = keys.room_members(&room);
+            let _: u64 = ROOM_LEAVE
+                .key(m)
+                .key(u)
+                .arg("p")
+                .arg(prefix.as_str())
+                .invoke_async(&mut conn)
+                .await?;
+        }
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
     let done: u8 = FINISH
         .key(keys.lease(node))
         .key(keys.users(node))
+        .key(keys.rooms(node))
         .invoke_async(&mut conn)
         .await?;
     if done == 0 {

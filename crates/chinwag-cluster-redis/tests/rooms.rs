@@ -348,6 +348,7 @@ async fn a_full_room_queue_reads_what_it_dropped_from_the_history() {
         2,
         SignOn::Single,
         limits().with_max_pending_publishes(1),
+        directory_config(),
     )
     .await;
     let mut bea = Client::signed_in(b.addr, &token("bea", "d")).await;
@@ -464,6 +465,87 @@ async fn presence_events_cross_nodes() {
     for c in [ann, ben] {
         c.close().await;
     }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// `members` and `join`'s `members` count and list a room's members on every node; a leave
+/// takes its member out everywhere; a dead node's members are swept out of the list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_are_listed_and_counted_across_nodes() {
+    let server = redis_server();
+    let url = server.url();
+    let c_url = acl_user(&server, "node3").await;
+    let lease = lease_config(400);
+    let node = |id: u64, dir: String| {
+        let (url, lease) = (url.clone(), lease.clone());
+        async move { Node::start_shared_with(&url, &dir, id, SignOn::PerDevice, limits(), lease).await }
+    };
+    let a = node(1, url.clone()).await;
+    let b = node(2, url.clone()).await;
+    let c = node(3, c_url).await;
+    let ann = Client::signed_in(a.addr, &token("ann", "d")).await;
+    let phone = Client::signed_in(b.addr, &token("ben", "phone")).await;
+    let laptop = Client::signed_in(c.addr, &token("ben", "laptop")).await;
+    let mut counts = Vec::new();
+    for cl in [&ann, &phone, &laptop] {
+        let r = cl.req("join", json!({ "room": "r" })).await.expect("join");
+        counts.push(r["members"].as_u64().unwrap());
+    }
+    assert_eq!(counts, [1, 2, 3], "join's members counts every node");
+    let listed = |r: Value| {
+        let mut v: Vec<(u64, String, String)> = r["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["node"].as_u64().unwrap(),
+                    m["user"].as_str().unwrap().to_owned(),
+                    m["device"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let r = ann
+        .req("members", json!({ "room": "r" }))
+        .await
+        .expect("members");
+    assert_eq!(r["next"], Value::Null, "{r}");
+    let all = vec![
+        (1, "ann".to_owned(), "d".to_owned()),
+        (2, "ben".to_owned(), "phone".to_owned()),
+        (3, "ben".to_owned(), "laptop".to_owned()),
+    ];
+    assert_eq!(listed(r), all);
+    let r = phone
+        .req("leave", json!({ "room": "r" }))
+        .await
+        .expect("leave");
+    assert_eq!(r["left"], true);
+    eventually("the leave is listed", || {
+        let a = &a;
+        async move { a.hub.room_connections("r").await == Some(2) }
+    })
+    .await;
+    // Node 3 dies (cut off Redis): node 1 or 2 sweeps it, and its member with it.
+    cut_off(&server, "node3").await;
+    eventually("node 3's member swept out of the list", || {
+        let a = &a;
+        async move { a.hub.room_connections("r").await == Some(1) }
+    })
+    .await;
+    let r = ann
+        .req("members", json!({ "room": "r" }))
+        .await
+        .expect("members");
+    assert_eq!(listed(r), [(1, "ann".to_owned(), "d".to_owned())]);
+    for cl in [ann, phone] {
+        cl.close().await;
+    }
+    drop(laptop);
     a.stop().await;
     b.stop().await;
 }

@@ -10,7 +10,7 @@ use futures_core::future::BoxFuture;
 
 use crate::core::identity::Device;
 use crate::core::registry::RoomRecord;
-use crate::core::signon::{ConnId, ConnRef, NodeId, SignOn, SignOnOutcome, SignOnTable, SignedOn};
+use crate::core::signon::{ConnRef, NodeId, SignOn, SignOnOutcome, SignOnTable, SignedOn};
 
 /// A directory could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +29,32 @@ impl DirectoryError {
     /// Wraps a store's error as [`DirectoryError::Unavailable`].
     pub fn unavailable(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         DirectoryError::Unavailable(e.into())
+    }
+}
+
+/// A room's members on every node of a cluster ([`Directory::room_members`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClusterMembers {
+    /// Connections in the room, on every node.
+    pub connections: u64,
+    /// Users with at least one connection in the room.
+    pub users: u64,
+    /// A page of members: each connection and its device.
+    pub page: Vec<(ConnRef, Device)>,
+    /// Where the next page starts (0: this was the last).
+    pub next: u64,
+}
+
+impl ClusterMembers {
+    /// The counts and a page (for directories).
+    pub fn new(connections: u64, users: u64, page: Vec<(ConnRef, Device)>, next: u64) -> Self {
+        ClusterMembers {
+            connections,
+            users,
+            page,
+            next,
+        }
     }
 }
 
@@ -57,13 +83,35 @@ pub trait Directory: Send + Sync + 'static {
     /// How many users are online.
     fn online_users(&self) -> BoxFuture<'_, Result<u64, DirectoryError>>;
 
-    /// `conn`, a connection of this node, joined (`true`) or left (`false`) `room`. A cluster
-    /// directory follows the room's publications on other nodes while the node has members
-    /// there (with [`HubConfig::shared_history`](crate::HubConfig::shared_history)), and
-    /// returns from a join once it does. Default: nothing.
-    fn room_member<'a>(&'a self, room: &'a str, conn: ConnId, joined: bool) -> BoxFuture<'a, ()> {
-        let _ = (room, conn, joined);
+    /// `conn` of `device`, a connection of this node, joined (`true`) or left (`false`)
+    /// `room`. A cluster directory lists the room's members cluster-wide
+    /// ([`room_members`](Self::room_members)) and follows the room's publications on other
+    /// nodes while the node has members there (with
+    /// [`HubConfig::shared_history`](crate::HubConfig::shared_history)), and returns from a
+    /// join once it does. Default: nothing.
+    fn room_member<'a>(
+        &'a self,
+        room: &'a str,
+        conn: ConnRef,
+        device: &'a Device,
+        joined: bool,
+    ) -> BoxFuture<'a, ()> {
+        let _ = (room, conn, device, joined);
         Box::pin(async {})
+    }
+
+    /// `room`'s members on every node: how many connections and users, and a page of up to
+    /// `limit` members from `cursor` (0: the start; the page's `next`, 0 when it was the
+    /// last). `Ok(None)`: this directory does not know (one node: the hub's own table).
+    /// Default: `Ok(None)`.
+    fn room_members<'a>(
+        &'a self,
+        room: &'a str,
+        cursor: u64,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Option<ClusterMembers>, DirectoryError>> {
+        let _ = (room, cursor, limit);
+        Box::pin(async { Ok(None) })
     }
 
     /// `device`, a member on node `node` (this one), joined (`true`) or left `room`, a room with

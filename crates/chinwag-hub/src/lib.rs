@@ -68,7 +68,7 @@ pub use core::recovery::{Keep, KeepHistory};
 pub use core::registry::RoomRecord;
 pub use core::rooms::{RoomInfo, RoomOptions};
 pub use core::signon::{ConnId, ConnRef, NodeId, SignOn, SignOnOutcome, SignOnTable, SignedOn};
-pub use directory::{Directory, DirectoryError, LocalDirectory};
+pub use directory::{ClusterMembers, Directory, DirectoryError, LocalDirectory};
 pub use driver::{
     Attach, Conn, ConversationPage, DeliveryReport, HistoryFrom, HistoryPage, Hub, HubBuilder,
     JoinPass, Member, MembersPage, Presence, PublishReport, Recovery, SendOptions, WeakHub,

@@ -171,27 +171,20 @@ impl Node {
     /// notices, the hub with `shared_queue` (what the facade's `redis_cluster` sets up).
     /// `directory_url` may connect as another Redis user (to cut the listener off).
     pub async fn start_shared(url: &str, directory_url: &str, id: u64, policy: SignOn) -> Node {
-        Node::start_shared_with(url, directory_url, id, policy, limits()).await
+        Node::start_shared_with(url, directory_url, id, policy, limits(), directory_config()).await
     }
 
-    /// [`start_shared`](Self::start_shared) with the hub's `limits`.
+    /// [`start_shared`](Self::start_shared) with the hub's `limits` and the directory's
+    /// `config`.
     pub async fn start_shared_with(
         url: &str,
         directory_url: &str,
         id: u64,
         policy: SignOn,
         limits: HubLimits,
+        config: DirectoryConfig,
     ) -> Node {
-        Node::build(
-            url,
-            directory_url,
-            id,
-            policy,
-            directory_config(),
-            true,
-            limits,
-        )
-        .await
+        Node::build(url, directory_url, id, policy, config, true, limits).await
     }
 
     async fn build(

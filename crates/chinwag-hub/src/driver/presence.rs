@@ -14,18 +14,22 @@ use crate::error::RoomError;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct MembersPage {
-    /// Members, in order of connection id.
+    /// Members: on one node in order of connection id; in a cluster in the directory's order.
     pub members: Vec<Member>,
-    /// The cursor for the next page (`None`: this was the last).
-    pub next: Option<ConnId>,
+    /// The cursor for the next page (`None`: this was the last): on one node the last
+    /// connection id of the page; in a cluster the directory's cursor (opaque).
+    pub next: Option<u64>,
 }
 
 /// One member of a room.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct Member {
-    /// Its connection.
+    /// Its connection (on its node).
     pub conn: ConnId,
+    /// The node it is connected to (this hub's [`HubConfig::node`](crate::HubConfig::node)
+    /// on one node).
+    pub node: u64,
     /// Its user.
     pub user: String,
     /// Its device.
@@ -84,16 +88,78 @@ impl Hub {
             .into_iter()
             .map(|(conn, d)| Member {
                 conn,
+                node: inner.config.node.0,
                 user: d.user.to_string(),
                 device: d.device.to_string(),
             })
             .collect();
         let next = if more {
-            members.last().map(|m| m.conn)
+            members.last().map(|m| m.conn.0)
         } else {
             None
         };
         Ok(MembersPage { members, next })
+    }
+
+    /// A page of `room`'s members on **every node** of a cluster (from the directory), or of
+    /// this hub's when it is on its own (as [`members`](Self::members)). `after`: the `next` of
+    /// the previous page.
+    ///
+    /// # Errors
+    ///
+    /// No such room (no member anywhere, and none here); the directory failed (busy).
+    pub async fn room_members(
+        &self,
+        room: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<MembersPage, RoomError> {
+        let inner = &self.inner;
+        if !inner.clustered() {
+            return self.members(room, after.map(ConnId), limit);
+        }
+        let limit = limit.clamp(1, inner.config.limits.max_page.max(1));
+        let page = inner
+            .directory
+            .room_members(room, after.unwrap_or(0), limit)
+            .await
+            .map_err(|e| {
+                tracing::warn!(room, error = %e, "room members: the cluster's directory failed");
+                RoomError::Busy
+            })?;
+        let Some(p) = page else {
+            return self.members(room, after.map(ConnId), limit);
+        };
+        if p.connections == 0 && self.room(room).is_none() {
+            return Err(RoomError::NoSuchRoom);
+        }
+        let members = p
+            .page
+            .into_iter()
+            .map(|(c, d)| Member {
+                conn: c.conn,
+                node: c.node.0,
+                user: d.user.to_string(),
+                device: d.device.to_string(),
+            })
+            .collect();
+        Ok(MembersPage {
+            members,
+            next: (p.next != 0).then_some(p.next),
+        })
+    }
+
+    /// How many connections are in `room` on every node of a cluster (this hub's own count on
+    /// its own, or when the directory cannot tell).
+    pub async fn room_connections(&self, room: &str) -> Option<u64> {
+        let local = self.room(room).map(|r| r.members as u64);
+        if !self.inner.clustered() {
+            return local;
+        }
+        match self.inner.directory.room_members(room, 0, 0).await {
+            Ok(Some(p)) => Some(p.connections),
+            _ => local,
+        }
     }
 
     /// The devices `user` is connected with, oldest first (from the directory: every node of a

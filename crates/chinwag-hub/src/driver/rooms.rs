@@ -15,6 +15,7 @@ use crate::core::message::Event;
 use crate::core::recovery::{KeepHistory, Since};
 use crate::core::registry::RoomRecord;
 use crate::core::rooms::{Member, PresenceJob, Recover, RoomInfo, RoomOptions, RoomRefusal};
+use crate::core::signon::ConnRef;
 use crate::error::RoomError;
 use crate::metrics as m;
 
@@ -134,7 +135,7 @@ impl Hub {
         inner.rooms_gauge();
         for (id, c) in members {
             inner.users(c.0.shard).core.remove_room(id, name);
-            inner.room_member_left(name, id);
+            inner.room_member_left(name, &c);
         }
         inner.changed();
         true
@@ -215,17 +216,25 @@ impl Hub {
             }
         }
         let shard = inner.room_shard(room);
-        // A room shared with other hubs: its publications there are followed before its state
-        // is read here (taken back if the join fails).
+        // A cluster lists the member on every node, and follows the room's publications there
+        // before its state is read here (both taken back if the join fails).
         let shared = inner.config.shared_history && inner.history.is_some();
-        if shared {
-            inner.directory.room_member(room, conn.id(), true).await;
+        let clustered = inner.clustered();
+        if clustered {
+            let me = ConnRef {
+                node: inner.config.node,
+                conn: conn.id(),
+            };
+            inner
+                .directory
+                .room_member(room, me, conn.device(), true)
+                .await;
         }
         let mut interest = Interest {
             inner,
             room,
-            conn: conn.id(),
-            armed: shared,
+            conn,
+            armed: clustered,
         };
         // A room made with options on another node is made alike here (never without its
         // password: an unreadable registry refuses the join).
@@ -352,6 +361,11 @@ impl Hub {
                     Some(r)
                 }
             };
+            let mut info = info;
+            if clustered && let Some(n) = self.room_connections(room).await {
+                // The room's members on every node.
+                info.members = usize::try_from(n).unwrap_or(usize::MAX);
+            }
             return Ok((info, recovery));
         }
     }
@@ -372,7 +386,7 @@ impl Hub {
 struct Interest<'a> {
     inner: &'a Arc<Inner>,
     room: &'a str,
-    conn: crate::ConnId,
+    conn: &'a Conn,
     armed: bool,
 }
 
@@ -393,14 +407,20 @@ impl Inner {
 
     /// `conn` is no longer a member of `room` here: the directory may stop following the
     /// room's publications on other hubs (shared history).
-    pub(crate) fn room_member_left(&self, room: &str, conn: crate::ConnId) {
-        if !self.config.shared_history || self.history.is_none() {
+    pub(crate) fn room_member_left(&self, room: &str, conn: &Conn) {
+        if !self.clustered() {
             return;
         }
         let directory = self.directory.clone();
         let room = room.to_owned();
-        self.tasks
-            .spawn(async move { directory.room_member(&room, conn, false).await });
+        let me = ConnRef {
+            node: self.config.node,
+            conn: conn.id(),
+        };
+        let device = conn.device().clone();
+        self.tasks.spawn(async move {
+            directory.room_member(&room, me, &device, false).await;
+        });
     }
 
     /// Takes a place under `max_rooms`.
@@ -430,7 +450,7 @@ impl Inner {
             left
         };
         let Some(left) = left else { return };
-        self.room_member_left(room, conn.id());
+        self.room_member_left(room, conn);
         if left.removed {
             self.room_count.fetch_sub(1, Ordering::AcqRel);
             self.rooms_gauge();

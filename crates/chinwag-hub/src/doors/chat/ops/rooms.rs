@@ -6,7 +6,6 @@ use serde::{Deserialize, Serialize};
 use super::direct::body_of;
 use super::{ChatError, Empty, op, room_error, signed_in};
 use crate::core::rooms::RoomInfo;
-use crate::core::signon::ConnId;
 use crate::doors::chat::format::{EntryJson, RoomJson};
 use crate::driver::{Conn, HistoryFrom, Hub, Recovery};
 
@@ -272,11 +271,8 @@ pub const DEFAULT_MEMBERS_PAGE: usize = 100;
 pub(super) fn members(h: &mut Handlers, hub: &Hub, name: &'static str) {
     op(h, hub, name, |hub, peer, r: MembersReq| async move {
         signed_in(&peer)?;
-        hub.members(
-            &r.room,
-            r.after.map(ConnId),
-            r.limit.unwrap_or(DEFAULT_MEMBERS_PAGE),
-        )
-        .map_err(|e| room_error(&e))
+        hub.room_members(&r.room, r.after, r.limit.unwrap_or(DEFAULT_MEMBERS_PAGE))
+            .await
+            .map_err(|e| room_error(&e))
     });
 }
