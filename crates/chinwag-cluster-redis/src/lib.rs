@@ -36,8 +36,9 @@
 //!   history) are recorded (`P{room:<name>}:opts`), so a join on any node makes the room alike;
 //!   presence events of such rooms cross nodes on the room's channel.
 //!
-//! Not built yet (see `docs/cluster.md` in the repository): room member lists and counts
-//! across nodes, Redis Cluster. The `chinwag` facade uses this crate with its
+//!   Room members are listed per room across nodes (`P{room:<name>}:m`), counted with `HLEN`.
+//!
+//! Not built yet (see `docs/cluster.md` in the repository): Redis Cluster. The `chinwag` facade uses this crate with its
 //! feature `cluster-redis` (`ServerBuilder::redis_cluster`), and `chinwag-server` with its
 //! `[cluster]` configuration.
 //!

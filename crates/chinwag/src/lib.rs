@@ -148,7 +148,7 @@ pub mod cluster {
     //! cluster-wide today: sign-on policies (replaced connections closed on their node), online
     //! counts, direct messages (through the shared Redis queue, one order per user) and rooms
     //! that keep history (through the shared Redis history), with their passwords and presence
-    //! events; not yet room member lists and counts (`docs/cluster.md`).
+    //! events and member lists (`docs/cluster.md`).
 
     /// The Redis cluster (`chinwag-cluster-redis`). Feature `cluster-redis`.
     #[doc(inline)]

@@ -523,7 +523,7 @@ impl ServerBuilder {
     /// messages (a send on any node reaches the user's connections on every node, in order;
     /// acks remove it cluster-wide), and the publications of rooms that keep history (one
     /// epoch and one offset order for all nodes), with their options, passwords and presence
-    /// events; **not yet** room member lists and counts across nodes (`docs/cluster.md`).
+    /// events and member lists (`docs/cluster.md`).
     ///
     /// ```no_run
     /// use chinwag::hub::{HubConfig, NodeId};
