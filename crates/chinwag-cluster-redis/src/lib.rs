@@ -31,16 +31,14 @@
 //!   rooms it has members in and hands their publications to its hub
 //!   ([`Hub::published_elsewhere`](chinwag_hub::Hub::published_elsewhere)), in the history's
 //!   offset order.
-//!
 //! - A room registry: rooms made with options (password hash, member limit, presence events,
 //!   history) are recorded (`P{room:<name>}:opts`), so a join on any node makes the room alike;
-//!   presence events of such rooms cross nodes on the room's channel.
+//!   presence events of such rooms cross nodes on the room's channel; room members are listed
+//!   per room across nodes (`P{room:<name>}:m`), counted with `HLEN`.
 //!
-//!   Room members are listed per room across nodes (`P{room:<name>}:m`), counted with `HLEN`.
-//!
-//! Not built yet (see `docs/cluster.md` in the repository): Redis Cluster. The `chinwag` facade uses this crate with its
-//! feature `cluster-redis` (`ServerBuilder::redis_cluster`), and `chinwag-server` with its
-//! `[cluster]` configuration.
+//! Not built yet (see `docs/cluster.md` in the repository): Redis Cluster. The `chinwag` facade
+//! uses this crate with its feature `cluster-redis` (`ServerBuilder::redis_cluster`), and
+//! `chinwag-server` with its `[cluster]` configuration.
 //!
 //! # Keys
 //!
