@@ -1043,7 +1043,11 @@ mod tests {
         for (flags, named) in [
             (vec![("cluster.prefix", "a{b}")], "`cluster.prefix`"),
             (
-                vec![("cluster.redis_url", "redis://x/"), ("hub.node", "3")],
+                vec![
+                    ("cluster.redis_url", "redis://x/"),
+                    ("queue.backend", "redis"),
+                    ("hub.node", "3"),
+                ],
                 "`hub.node`",
             ),
             (vec![("cluster.lease_ttl", "1ms")], "`cluster.lease_ttl`"),
