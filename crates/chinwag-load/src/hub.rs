@@ -19,7 +19,11 @@
 //! * [`Mode::Send`]: `conns` users on the chat door (`gotalk+ws://` or `gotalk+tcp://`); users
 //!   take turns sending to a random other user, `rate` sends per second in all. Latency is
 //!   from the `send` request to the recipient's `message` notification; recipients acknowledge
-//!   each message (`ack`). Figures: sends answered per second, delivery latency.
+//!   each message (`ack`). Figures: sends answered per second, delivery latency, the sends of
+//!   the window delivered within a second after it, duplicates. On a **cluster** (`targets`:
+//!   the other nodes' URLs) user `i` connects to node `i % nodes` and every send goes to a
+//!   user on another node; the nodes' CPU is summed, and the Redis commands of the window are
+//!   counted ([`crate::redis_monitor`]).
 //! * [`Mode::Replay`]: one sender queues `messages` messages (with `in_flight` sends in flight)
 //!   for a user who is offline; then that user connects and signs in, and the clock runs until
 //!   all of them have arrived (acknowledged every 100 and at the end, as the protocol allows).
@@ -33,7 +37,7 @@
 //!   connects and joins with `since`; the time from its TCP connect to the last of them, and
 //!   a plain join's for comparison ([`crate::recover`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,6 +62,7 @@ use crate::load::{
 };
 use crate::procfs::{self, ProcSample};
 use crate::proto::{self, ClientEngine, Protocol, Reader, Target, Writer};
+use crate::redis_monitor::{self, Info, Monitor, RedisFigures};
 use crate::workers;
 
 /// After the measured window, how long readers keep reading deliveries of publishes (and
@@ -118,6 +123,25 @@ pub struct HubFigures {
     pub acked_ms: f64,
     /// Replay: messages received (the distinct ones).
     pub replayed: u64,
+    /// Send: the nodes the users were spread over (1: one server).
+    #[serde(default)]
+    pub nodes: usize,
+    /// Send: sends made in the window (send time in it) and answered without error.
+    #[serde(default)]
+    pub sent: u64,
+    /// Send: distinct deliveries of sends made in the window, received until a second after
+    /// it.
+    #[serde(default)]
+    pub delivered: u64,
+    /// Send: deliveries of a message its recipient had already received.
+    #[serde(default)]
+    pub duplicates: u64,
+    /// Each node's CPU time in the window (ms), when the pids were given.
+    #[serde(default)]
+    pub node_cpu_ms: Vec<f64>,
+    /// The Redis commands of the window, when a Redis was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisFigures>,
 }
 
 /// What one worker of a hub run sends back.
@@ -129,6 +153,12 @@ pub struct HubWorkerResult {
     pub in_window: u64,
     /// Sends answered in the window (send).
     pub sends: u64,
+    /// Sends made in the window and answered without error (send).
+    #[serde(default)]
+    pub sent: u64,
+    /// Deliveries of a message already received (send).
+    #[serde(default)]
+    pub duplicates: u64,
     /// Per-delivery latency histogram (ns) as `(value, count)`.
     pub histogram: Vec<(u64, u64)>,
     /// Fan-out: per publish sequence number (made in the window), the latest delivery (ns)
@@ -181,6 +211,10 @@ struct Shared {
     hist: Mutex<Histogram<u64>>,
     in_window: AtomicU64,
     sends: AtomicU64,
+    sent: AtomicU64,
+    duplicates: AtomicU64,
+    /// Send: the messages received (send time, sender, sender's count), for duplicates.
+    seen: Mutex<HashSet<(u64, u64, u64)>>,
     errors: AtomicU64,
     send_errors: AtomicU64,
     first_errors: Mutex<Vec<String>>,
@@ -195,6 +229,9 @@ impl Shared {
             hist: Mutex::new(new_histogram()),
             in_window: AtomicU64::new(0),
             sends: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            seen: Mutex::new(HashSet::new()),
             errors: AtomicU64::new(0),
             send_errors: AtomicU64::new(0),
             first_errors: Mutex::new(Vec::new()),
@@ -243,6 +280,8 @@ impl Shared {
             connected,
             in_window: self.in_window.load(Ordering::Relaxed),
             sends: self.sends.load(Ordering::Relaxed),
+            sent: self.sent.load(Ordering::Relaxed),
+            duplicates: self.duplicates.load(Ordering::Relaxed),
             histogram: hist
                 .iter_recorded()
                 .map(|v| (v.value_iterated_to(), v.count_at_value()))
@@ -409,8 +448,24 @@ impl HubPrepared {
 /// The [`Shared`] state of a send run, set at "go" (the handlers exist before it).
 type SharedCell = std::sync::OnceLock<Arc<Shared>>;
 
+/// The body of a send: `<send time ns>:<sender index>:<sender's count>:` padded with `x` to
+/// `size` bytes (the three numbers make every message of a run distinct).
+fn send_body(ts: u64, from: usize, k: usize, size: usize) -> String {
+    let mut body = format!("{ts}:{from}:{k}:");
+    let pad = size.saturating_sub(body.len());
+    body.extend(std::iter::repeat_n('x', pad));
+    body
+}
+
+/// The three numbers of a [`send_body`].
+fn parse_send_body(body: &str) -> Option<(u64, u64, u64)> {
+    let mut it = body.splitn(4, ':');
+    let mut n = || it.next()?.parse::<u64>().ok();
+    Some((n()?, n()?, n()?))
+}
+
 /// Handlers of a send-run user: each `message` is timed (its body starts with the send time)
-/// and acknowledged.
+/// and acknowledged; a message received twice is counted as a duplicate, not timed again.
 fn send_handlers(cell: Arc<SharedCell>) -> Arc<Handlers> {
     let mut h = Handlers::new();
     h.handle_notification("message", move |peer: Peer, payload: Bytes| {
@@ -420,19 +475,25 @@ fn send_handlers(cell: Arc<SharedCell>) -> Arc<Handlers> {
             let Ok(v) = serde_json::from_slice::<Value>(&payload) else {
                 return;
             };
-            let ts = v["body"]
-                .as_str()
-                .and_then(|b| b.split(':').next())
-                .and_then(|t| t.parse::<u64>().ok());
-            if let (Some(shared), Some(ts)) = (cell.get(), ts)
-                && shared.in_window(ts)
+            let key = v["body"].as_str().and_then(parse_send_body);
+            if let (Some(shared), Some(key)) = (cell.get(), key)
+                && shared.in_window(key.0)
             {
-                shared.in_window.fetch_add(1, Ordering::Relaxed);
-                shared
-                    .hist
+                let first = shared
+                    .seen
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .saturating_record(now.saturating_sub(ts).max(1));
+                    .insert(key);
+                if first {
+                    shared.in_window.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .hist
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .saturating_record(now.saturating_sub(key.0).max(1));
+                } else {
+                    shared.duplicates.fetch_add(1, Ordering::Relaxed);
+                }
             }
             if let Some(id) = v["id"].as_u64() {
                 tokio::spawn(async move {
@@ -468,6 +529,14 @@ pub async fn prepare(ws: WorkerSpec) -> Result<HubPrepared, BoxError> {
             if spec.mode == Mode::Send && !chat {
                 return Err("send runs load the chat door (gotalk+ws:// or gotalk+tcp://)".into());
             }
+            let mut nodes = vec![target.clone()];
+            for t in &spec.targets {
+                let t: Target = t.parse()?;
+                if t.protocol != target.protocol {
+                    return Err("every node of a cluster is loaded over one protocol".into());
+                }
+                nodes.push(t);
+            }
             let cell: Arc<SharedCell> = Arc::default();
             let handlers = if spec.mode == Mode::Send {
                 shared = Some(cell.clone());
@@ -478,8 +547,8 @@ pub async fn prepare(ws: WorkerSpec) -> Result<HubPrepared, BoxError> {
             let gate = Arc::new(Semaphore::new(spec.connect_concurrency.max(1)));
             let mut set = JoinSet::new();
             for i in ws.first..ws.first + ws.conns {
-                let (target, spec, gate, handlers) =
-                    (target.clone(), spec.clone(), gate.clone(), handlers.clone());
+                let target = nodes[i % nodes.len()].clone();
+                let (spec, gate, handlers) = (spec.clone(), gate.clone(), handlers.clone());
                 set.spawn(async move {
                     let _permit = gate.acquire_owned().await?;
                     let source = proto::source_addr(&target, i, spec.source_ips);
@@ -708,7 +777,7 @@ async fn send(p: HubPrepared, shared: Arc<Shared>, connected: usize) -> HubWorke
         let go = shared.start - (spec.warmup * 1e9) as u64;
         let mut next = go;
         let mut k = 0usize;
-        let pad = "x".repeat(spec.size.saturating_sub(20));
+        let nodes = 1 + spec.targets.len();
         let mut rng = rand::rngs::SmallRng::seed_from_u64(wall_ns() ^ p.ws.first as u64);
         let inflight = Arc::new(Semaphore::new(20_000));
         let _ = tokio::time::timeout_at(end, async {
@@ -718,10 +787,7 @@ async fn send(p: HubPrepared, shared: Arc<Shared>, connected: usize) -> HubWorke
                 while next <= now {
                     let from = &users[k % users.len()];
                     k += 1;
-                    let mut to = rng.random_range(0..total_users - 1);
-                    if to >= from.index {
-                        to += 1;
-                    }
+                    let to = recipient(&mut rng, from.index, total_users, nodes);
                     let ts = if now - next > TIMER_SLACK.as_nanos() as u64 {
                         next
                     } else {
@@ -733,10 +799,14 @@ async fn send(p: HubPrepared, shared: Arc<Shared>, connected: usize) -> HubWorke
                         continue;
                     };
                     let (peer, shared) = (from.peer.clone(), shared.clone());
-                    let body = json!({ "to": user(to), "body": format!("{ts}:{pad}") });
+                    let body = send_body(ts, from.index, k, spec.size);
+                    let body = json!({ "to": user(to), "body": body });
                     tokio::spawn(async move {
                         let r = peer.request::<_, Value>("send", &body).await;
                         let done = wall_ns();
+                        if r.is_ok() && shared.in_window(ts) {
+                            shared.sent.fetch_add(1, Ordering::Relaxed);
+                        }
                         match r {
                             Ok(_) if shared.in_window(done) => {
                                 shared.sends.fetch_add(1, Ordering::Relaxed);
@@ -758,6 +828,24 @@ async fn send(p: HubPrepared, shared: Arc<Shared>, connected: usize) -> HubWorke
     let out = shared.result(connected);
     drop(users);
     out
+}
+
+/// A random recipient for user `from` among `total` users: any other user on one server; on
+/// a cluster of `nodes` (user `i` on node `i % nodes`), a user on another node.
+fn recipient(rng: &mut impl Rng, from: usize, total: usize, nodes: usize) -> usize {
+    if nodes <= 1 || total <= nodes {
+        let mut to = rng.random_range(0..total - 1);
+        if to >= from {
+            to += 1;
+        }
+        return to;
+    }
+    loop {
+        let to = rng.random_range(0..total);
+        if to % nodes != from % nodes {
+            return to;
+        }
+    }
 }
 
 async fn replay(spec: &LoadSpec, shared: Arc<Shared>) -> HubWorkerResult {
@@ -926,37 +1014,102 @@ pub async fn run(spec: &LoadSpec, opts: &RunOptions) -> Result<RunReport, BoxErr
         return crate::recover::run(spec, opts).await;
     }
     let _: Target = spec.target.parse()?;
-    let sample = |pid: Option<u32>| pid.and_then(procfs::sample);
-    let before = sample(opts.server_pid);
+    // Every node's pid (one server: one), sampled together.
+    let pids: Vec<u32> = opts
+        .server_pid
+        .into_iter()
+        .chain(opts.other_server_pids.iter().copied())
+        .collect();
+    let sample = || -> Option<Vec<ProcSample>> {
+        if pids.is_empty() {
+            return None;
+        }
+        pids.iter().map(|&p| procfs::sample(p)).collect()
+    };
+    let redis_cpu = || opts.redis_pid.and_then(procfs::sample);
+    let before = sample();
     let mut shares = split_shares(spec);
     if spec.mode == Mode::Replay {
         shares.truncate(1);
     }
     let workers = workers::start(shares, opts, prepare, HubPrepared::connected).await?;
     let (connected, mut children) = (workers.connected, workers.children);
+    let redis_addr = match &opts.redis {
+        Some(url) if spec.mode != Mode::Replay => Some(redis_monitor::parse_url(url)?),
+        _ => None,
+    };
+    let monitor = match redis_addr {
+        Some(addr) if opts.redis_monitor => Some(Monitor::start(addr).await?),
+        _ => None,
+    };
+    let info = || async move {
+        match redis_addr {
+            Some(addr) => Some(Info::read(addr).await),
+            None => None,
+        }
+    };
     // Everyone starts at the same wall-clock instant, a little ahead.
     let go = wall_ns() + 20_000_000;
     let go_at = tokio::time::Instant::now() + Duration::from_millis(20);
     let local = workers.local.map(|p| tokio::spawn(run_prepared(p, go)));
     children.go(&format!("go {go}"))?;
-    let (at_start, at_end) = if spec.mode == Mode::Replay {
-        (sample(opts.server_pid), None)
+    // The Redis commands stamped in the measured window (read until a little after it).
+    let window_start = go + (spec.warmup * 1e9) as u64;
+    let window_end = window_start + (spec.duration * 1e9) as u64;
+    let monitor = monitor.map(|m| {
+        let stop = go_at
+            + Duration::from_secs_f64(spec.warmup + spec.duration)
+            + Duration::from_millis(500);
+        tokio::spawn(m.count(window_start, window_end, stop))
+    });
+    let (at_start, at_end, redis_at, info_at) = if spec.mode == Mode::Replay {
+        (sample(), None, None, None)
     } else {
         tokio::time::sleep_until(go_at + Duration::from_secs_f64(spec.warmup)).await;
-        let a = sample(opts.server_pid);
+        let (a, ra) = (sample(), redis_cpu());
+        let ia = info().await.transpose()?;
         tokio::time::sleep_until(go_at + Duration::from_secs_f64(spec.warmup + spec.duration))
             .await;
-        (a, sample(opts.server_pid))
+        let (b, rb) = (sample(), redis_cpu());
+        let ib = info().await.transpose()?;
+        (a, b, ra.zip(rb), ia.zip(ib))
     };
     let mut results = Vec::new();
     if let Some(h) = local {
         results.push(h.await?);
     }
     results.extend(children.results::<HubWorkerResult>()?);
-    let at_end = at_end.or_else(|| sample(opts.server_pid));
-    Ok(merge(
-        spec, opts, connected, results, before, at_start, at_end,
-    ))
+    let at_end = at_end.or_else(sample);
+    let monitored = match monitor {
+        Some(h) => Some(h.await??),
+        None => None,
+    };
+    let redis = info_at.map(|(a, b)| RedisFigures {
+        cpu_ms: redis_at.map(|(a, b)| b.cpu_us.saturating_sub(a.cpu_us) as f64 / 1000.0),
+        monitored,
+        ..a.until(&b)
+    });
+    let samples = Samples {
+        before,
+        at_start,
+        at_end,
+    };
+    Ok(merge(spec, opts, connected, results, samples, redis))
+}
+
+/// The nodes' samples (one per pid, all or none) before the run and at the window's bounds.
+struct Samples {
+    before: Option<Vec<ProcSample>>,
+    at_start: Option<Vec<ProcSample>>,
+    at_end: Option<Vec<ProcSample>>,
+}
+
+/// The sum of the nodes' samples.
+fn summed(v: &[ProcSample]) -> ProcSample {
+    ProcSample {
+        cpu_us: v.iter().map(|s| s.cpu_us).sum(),
+        rss_kib: v.iter().map(|s| s.rss_kib).sum(),
+    }
 }
 
 fn merge(
@@ -964,14 +1117,14 @@ fn merge(
     opts: &RunOptions,
     connected: usize,
     results: Vec<HubWorkerResult>,
-    before: Option<ProcSample>,
-    at_start: Option<ProcSample>,
-    at_end: Option<ProcSample>,
+    samples: Samples,
+    redis: Option<RedisFigures>,
 ) -> RunReport {
     let mut deliveries = new_histogram();
     let mut per_publish: HashMap<u64, (u64, u64)> = HashMap::new();
     let mut published = Vec::new();
     let (mut in_window, mut sends, mut errors, mut send_errors) = (0, 0, 0, 0);
+    let (mut sent, mut duplicates) = (0, 0);
     let mut first_errors = Vec::new();
     let mut replay = None;
     for r in results {
@@ -986,6 +1139,8 @@ fn merge(
         published.extend(r.published);
         in_window += r.in_window;
         sends += r.sends;
+        sent += r.sent;
+        duplicates += r.duplicates;
         errors += r.errors;
         send_errors += r.send_errors;
         for e in r.first_errors {
@@ -1021,7 +1176,13 @@ fn merge(
             hub.offered_per_sec = spec.rate.unwrap_or(0.0) * connected as f64;
             (in_window, latency(&last))
         }
-        Mode::Send => (sends, hub.delivery_latency_us),
+        Mode::Send => {
+            hub.nodes = 1 + spec.targets.len();
+            hub.sent = sent;
+            hub.delivered = in_window;
+            hub.duplicates = duplicates;
+            (sends, hub.delivery_latency_us)
+        }
         Mode::Replay => (hub.replayed, Latency::default()),
         _ => (0, Latency::default()),
     };
@@ -1030,8 +1191,20 @@ fn merge(
         Mode::Replay | Mode::IdleAuth | Mode::Echo | Mode::Guess | Mode::Recover => 0.0,
         _ => messages as f64 / secs,
     };
-    let server = match (opts.server_pid, before, at_start, at_end) {
+    hub.redis = redis;
+    let server = match (
+        opts.server_pid,
+        samples.before,
+        samples.at_start,
+        samples.at_end,
+    ) {
         (Some(pid), Some(before), Some(a), Some(b)) => {
+            hub.node_cpu_ms = a
+                .iter()
+                .zip(&b)
+                .map(|(a, b)| b.cpu_us.saturating_sub(a.cpu_us) as f64 / 1000.0)
+                .collect();
+            let (before, a, b) = (summed(&before), summed(&a), summed(&b));
             let cpu_us = b.cpu_us.saturating_sub(a.cpu_us) as f64;
             let conns = connected.max(1) as f64;
             let idle = spec.mode == Mode::IdleAuth;
@@ -1084,6 +1257,36 @@ mod tests {
             ..LoadSpec::default()
         };
         assert_eq!(room_url(&t, &spec, 13).1, "bench-3");
+    }
+
+    #[test]
+    fn send_bodies_are_padded_and_parse_back() {
+        let b = send_body(1_700_000_000_123, 42, 7, 100);
+        assert_eq!(b.len(), 100);
+        assert!(b.starts_with("1700000000123:42:7:xx"));
+        assert_eq!(parse_send_body(&b), Some((1_700_000_000_123, 42, 7)));
+        // Longer than asked when the numbers need it, never cut.
+        assert_eq!(parse_send_body(&send_body(1, 2, 3, 0)), Some((1, 2, 3)));
+        assert_eq!(parse_send_body("12:x"), None);
+    }
+
+    #[test]
+    fn recipients_are_other_users_on_other_nodes() {
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+        for _ in 0..2000 {
+            let from = rng.random_range(0..300);
+            let to = recipient(&mut rng, from, 300, 1);
+            assert!(to < 300 && to != from);
+            for nodes in [2, 3] {
+                let to = recipient(&mut rng, from, 300, nodes);
+                assert!(to < 300);
+                assert_ne!(
+                    to % nodes,
+                    from % nodes,
+                    "user {from} sent to {to} on its node"
+                );
+            }
+        }
     }
 
     #[test]

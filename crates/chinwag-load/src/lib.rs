@@ -16,6 +16,8 @@
 //!   while other connections guess the room's password as fast as the hub lets them).
 //! * [`recover`]: recovering a room's missed publications (a member that was away joins with
 //!   `since`), against a plain join, on a hub whose rooms keep a history.
+//! * [`redis_monitor`]: the Redis commands of a run's measured window (`MONITOR`): those the
+//!   clients sent and those scripts ran, for the cluster scenario's round trips per message.
 //! * [`report`]: turns a directory of run results into `report.md`, `report.json` and SVG
 //!   charts.
 //!
@@ -29,6 +31,7 @@ pub mod load;
 pub mod procfs;
 pub mod proto;
 pub mod recover;
+pub mod redis_monitor;
 pub mod report;
 mod workers;
 

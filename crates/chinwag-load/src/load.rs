@@ -43,6 +43,10 @@ pub const MIN_PAYLOAD: usize = 8;
 pub struct LoadSpec {
     /// The server (a loopback `ws://` or `tcp://` URL).
     pub target: String,
+    /// Send runs on a cluster: the other nodes' URLs (the users are spread over `target` and
+    /// these, user `i` on node `i % nodes`, and every send goes to a user on another node).
+    #[serde(default)]
+    pub targets: Vec<String>,
     /// The WebSocket client used for `ws://` targets.
     pub client_engine: ClientEngine,
     /// Connections that send and read echoes.
@@ -118,6 +122,7 @@ impl Default for LoadSpec {
     fn default() -> Self {
         LoadSpec {
             target: String::new(),
+            targets: Vec::new(),
             client_engine: ClientEngine::default(),
             conns: 10,
             size: 64,
@@ -629,6 +634,15 @@ pub(crate) fn split_shares(spec: &LoadSpec) -> Vec<WorkerSpec> {
 pub struct RunOptions {
     /// The server's pid, for CPU and RSS figures.
     pub server_pid: Option<u32>,
+    /// Hub runs on a cluster: the other nodes' pids (CPU and RSS are summed over all nodes).
+    pub other_server_pids: Vec<u32>,
+    /// Hub runs: a Redis whose commands in the measured window are counted (`INFO` at the
+    /// window's bounds, [`crate::redis_monitor`]), as `redis://IP:PORT/`.
+    pub redis: Option<String>,
+    /// That Redis's pid (its CPU time in the window).
+    pub redis_pid: Option<u32>,
+    /// Also count that Redis's commands with `MONITOR` (which costs Redis CPU).
+    pub redis_monitor: bool,
     /// Labels copied into the report.
     pub meta: BTreeMap<String, String>,
     /// Show a progress bar on stderr (when it is a terminal).

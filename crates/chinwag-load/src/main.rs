@@ -3,7 +3,7 @@
 //! ```text
 //! chinwag-load run --target ws://127.0.0.1:9001/ --conns 100 --size 20 [--in-flight K | --rate R]
 //!                  [--warmup 2] [--duration 10] [--idle] [--stalled M] [--procs P]
-//!                  [--source-ips N] [--server-pid PID] [--meta k=v].. [--json FILE]
+//!                  [--source-ips N] [--server-pid PID].. [--meta k=v].. [--json FILE]
 //!                  [--mode echo|fanout|send|replay|idle-auth|guess|recover] [--secret S] [--room R]
 //!                  [--rooms K] [--messages N] [--joins N] [--attackers A] [--password P]
 //! # the hub scenarios (crates/chinwag-load/src/hub.rs), e.g.:
@@ -15,6 +15,13 @@
 //! # recover 1 000 missed publications (history on), 30 timed rounds, against a plain join:
 //! chinwag-load run --mode recover --target gotalk+ws://127.0.0.1:9400/gotalk/ --room recover \
 //!                  --messages 1000 --joins 30 --size 100 --in-flight 64 --secret S
+//! # direct messages across 3 cluster nodes (each user on one node, every send to another
+//! # node), the nodes' CPU summed, the Redis commands of the window counted with MONITOR:
+//! chinwag-load run --mode send --target gotalk+ws://127.0.0.1:9401/gotalk/ \
+//!                  --target gotalk+ws://127.0.0.1:9402/gotalk/ \
+//!                  --target gotalk+ws://127.0.0.1:9403/gotalk/ --conns 300 --size 100 \
+//!                  --rate 1000 --secret S --server-pid P1 --server-pid P2 --server-pid P3 \
+//!                  --redis redis://127.0.0.1:6390/ --redis-pid P4 [--redis-monitor]
 //! chinwag-load report DIR      # DIR/runs/*.json -> DIR/report.md, report.json, *.svg
 //! ```
 //!
@@ -57,9 +64,10 @@ enum Cmd {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// Server URL: ws://IP:PORT/path or tcp://IP:PORT (loopback only).
-    #[arg(long)]
-    target: String,
+    /// Server URL: ws://IP:PORT/path or tcp://IP:PORT (loopback only). Send runs may give it
+    /// once per cluster node: users are spread over the nodes and every send crosses nodes.
+    #[arg(long, required = true)]
+    target: Vec<String>,
     /// WebSocket client engine.
     #[arg(long, value_enum, default_value = "fastwebsockets")]
     client_engine: ClientEngine,
@@ -101,9 +109,21 @@ struct RunArgs {
     /// Concurrent connection handshakes per worker.
     #[arg(long, default_value_t = 64)]
     connect_concurrency: usize,
-    /// The server's pid (CPU per message and RSS from /proc).
+    /// The server's pid (CPU per message and RSS from /proc); hub runs on a cluster: once per
+    /// node, and CPU and RSS are summed.
     #[arg(long)]
-    server_pid: Option<u32>,
+    server_pid: Vec<u32>,
+    /// Hub runs: count the commands of this Redis (`redis://IP:PORT/`, loopback) in the
+    /// measured window (INFO at its bounds).
+    #[arg(long)]
+    redis: Option<String>,
+    /// With --redis: also count them with MONITOR (the commands clients sent apart from those
+    /// scripts ran; costs Redis CPU).
+    #[arg(long, requires = "redis")]
+    redis_monitor: bool,
+    /// That Redis's pid (its CPU time in the window).
+    #[arg(long)]
+    redis_pid: Option<u32>,
     /// Labels copied into the JSON (key=value; repeatable).
     #[arg(long = "meta", value_parser = parse_kv)]
     meta: Vec<(String, String)>,
@@ -163,8 +183,16 @@ fn main() -> Result<(), BoxError> {
 }
 
 async fn run(a: RunArgs) -> Result<(), BoxError> {
+    let mut targets = a.target.into_iter();
+    let target = targets.next().ok_or("--target is required")?;
+    let targets: Vec<String> = targets.collect();
+    if !targets.is_empty() && a.mode != Mode::Send {
+        return Err("several --target URLs are for send runs (cluster nodes) only".into());
+    }
+    let mut pids = a.server_pid.into_iter();
     let spec = LoadSpec {
-        target: a.target,
+        target,
+        targets,
         client_engine: a.client_engine,
         conns: a.conns,
         size: a.size,
@@ -188,7 +216,11 @@ async fn run(a: RunArgs) -> Result<(), BoxError> {
         password: a.password,
     };
     let opts = RunOptions {
-        server_pid: a.server_pid,
+        server_pid: pids.next(),
+        other_server_pids: pids.collect(),
+        redis: a.redis,
+        redis_pid: a.redis_pid,
+        redis_monitor: a.redis_monitor,
         meta: a.meta.into_iter().collect::<BTreeMap<_, _>>(),
         progress: !a.no_progress,
         worker_exe: None,
