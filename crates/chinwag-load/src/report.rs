@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use crate::BoxError;
 use crate::load::RunReport;
+use crate::redis_monitor::{Monitored, RedisFigures};
 
 /// One row of a table: a server in a scenario (and a variant for the slow consumer).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -64,6 +65,165 @@ pub struct Row {
     pub guess: Option<GuessRow>,
     /// The recovery scenario: its figures, medians over repetitions.
     pub recover: Option<RecoverRow>,
+    /// The cluster scenario: its figures, medians over repetitions.
+    pub cluster: Option<ClusterRow>,
+}
+
+/// The figures of a cluster row (direct messages across nodes, [`crate::hub`]'s send runs on
+/// several nodes): medians over repetitions, counts summed, ratios against the one-node row
+/// (the baseline) in the same repetition. Everything but the `MONITOR` counts comes from the
+/// runs without it (variant ``); those counts come from the runs with it (variant `monitor`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClusterRow {
+    /// Nodes the users were spread over.
+    pub nodes: usize,
+    /// Sends made in the window and answered, per second.
+    pub sent_per_sec: f64,
+    /// Their distinct deliveries (within a second after the window), per second.
+    pub delivered_per_sec: f64,
+    /// Sends of the window not delivered within a second after it (summed over repetitions,
+    /// both variants).
+    pub undelivered: u64,
+    /// Deliveries of a message already received (summed over repetitions, both variants).
+    pub duplicates: u64,
+    /// The nodes' CPU time in the window, summed over the nodes (ms).
+    pub server_cpu_ms: f64,
+    /// Each node's CPU time in the window (ms).
+    pub node_cpu_ms: Vec<f64>,
+    /// Deliveries per second of summed server CPU time.
+    pub deliveries_per_cpu_sec: f64,
+    /// Median over repetitions of this row's deliveries per CPU-second ÷ the one-node row's.
+    pub vs_one_node_per_cpu: Option<f64>,
+    /// The same for deliveries per second.
+    pub vs_one_node_delivered: Option<f64>,
+    /// The same for the delivery latency's p50 and p99.
+    pub vs_one_node_p50: Option<f64>,
+    /// See `vs_one_node_p50`.
+    pub vs_one_node_p99: Option<f64>,
+    /// `INFO`: commands Redis processed per delivered message, scripts' own included.
+    pub redis_processed_per_dm: Option<f64>,
+    /// `INFO`: reads from client sockets per delivered message.
+    pub redis_reads_per_dm: Option<f64>,
+    /// `INFO commandstats`: `EVALSHA` calls per delivered message (only clients send those).
+    pub redis_evalsha_per_dm: Option<f64>,
+    /// Redis's CPU per delivered message (µs), from the runs without `MONITOR`.
+    pub redis_cpu_us_per_dm: Option<f64>,
+    /// `MONITOR`: commands the nodes sent Redis per delivered message (round trips, unless
+    /// pipelined).
+    pub redis_commands_per_dm: Option<f64>,
+    /// `MONITOR`: commands Redis's scripts ran per delivered message.
+    pub redis_script_calls_per_dm: Option<f64>,
+    /// `MONITOR`: commands the nodes sent per delivered message, by command.
+    pub redis_by_command_per_dm: BTreeMap<String, f64>,
+    /// `MONITOR`: commands scripts ran per delivered message, by script and command.
+    pub redis_in_scripts_per_dm: BTreeMap<String, f64>,
+    /// Repetitions with `MONITOR`.
+    pub monitored_reps: usize,
+}
+
+/// Deliveries per second of the nodes' summed CPU time in a cluster run.
+fn per_cpu_sec(r: &RunReport) -> Option<f64> {
+    let h = r.hub.as_ref()?;
+    let cpu = r.server?.cpu_ms;
+    (cpu > 0.0).then(|| h.delivered as f64 / (cpu / 1e3))
+}
+
+/// The Redis figures of a cluster run and its delivered messages (when there were some).
+fn redis_of(r: &RunReport) -> Option<(&RedisFigures, f64)> {
+    let h = r.hub.as_ref()?;
+    (h.delivered > 0).then_some((h.redis.as_ref()?, h.delivered as f64))
+}
+
+/// The `MONITOR` counts of a cluster run and its delivered messages.
+fn monitored(r: &RunReport) -> Option<(&Monitored, f64)> {
+    let (x, d) = redis_of(r)?;
+    Some((x.monitored.as_ref()?, d))
+}
+
+/// The [`ClusterRow`] of a server's runs `rs` (without `MONITOR`) and `counted` (with it),
+/// against the one-node runs `base` (without).
+fn cluster_row(
+    rs: &[&RunReport],
+    counted: &[&RunReport],
+    base: &[&RunReport],
+) -> Option<ClusterRow> {
+    let first = rs.iter().chain(counted).find_map(|r| r.hub.as_ref())?;
+    let med = |runs: &[&RunReport], f: &dyn Fn(&RunReport) -> Option<f64>| {
+        median(runs.iter().filter_map(|r| f(r)).collect())
+    };
+    let secs = |r: &RunReport| r.spec.duration.max(1e-9);
+    let delivered = |r: &RunReport| r.hub.as_ref().map(|h| h.delivered as f64);
+    let keyed = |f: &dyn Fn(&Monitored) -> &BTreeMap<String, u64>| {
+        let mut keys: Vec<&String> = counted
+            .iter()
+            .filter_map(|r| monitored(r))
+            .flat_map(|(x, _)| f(x).keys())
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys.into_iter()
+            .filter_map(|k| {
+                let v = med(counted, &|r| {
+                    let (x, d) = monitored(r)?;
+                    Some(f(x).get(k).copied().unwrap_or(0) as f64 / d)
+                })?;
+                Some((k.clone(), v))
+            })
+            .collect()
+    };
+    let p = |r: &RunReport, p99: bool| {
+        let l = r.hub.as_ref()?.delivery_latency_us;
+        (l.samples > 0).then_some(if p99 { l.p99 } else { l.p50 })
+    };
+    let ratio = |f: &dyn Fn(&RunReport) -> Option<f64>| {
+        (!base.is_empty())
+            .then(|| paired_ratio(rs, base, f))
+            .flatten()
+    };
+    let all = || rs.iter().chain(counted).filter_map(|r| r.hub.as_ref());
+    Some(ClusterRow {
+        nodes: first.nodes,
+        sent_per_sec: med(rs, &|r| Some(r.hub.as_ref()?.sent as f64 / secs(r))).unwrap_or(0.0),
+        delivered_per_sec: med(rs, &|r| Some(delivered(r)? / secs(r))).unwrap_or(0.0),
+        undelivered: all().map(|h| h.sent.saturating_sub(h.delivered)).sum(),
+        duplicates: all().map(|h| h.duplicates).sum(),
+        server_cpu_ms: med(rs, &|r| Some(r.server?.cpu_ms)).unwrap_or(f64::NAN),
+        node_cpu_ms: (0..first.node_cpu_ms.len())
+            .filter_map(|i| med(rs, &|r| r.hub.as_ref()?.node_cpu_ms.get(i).copied()))
+            .collect(),
+        deliveries_per_cpu_sec: med(rs, &per_cpu_sec).unwrap_or(f64::NAN),
+        vs_one_node_per_cpu: ratio(&per_cpu_sec),
+        vs_one_node_delivered: ratio(&delivered),
+        vs_one_node_p50: ratio(&|r| p(r, false)),
+        vs_one_node_p99: ratio(&|r| p(r, true)),
+        redis_processed_per_dm: med(rs, &|r| {
+            let (x, d) = redis_of(r)?;
+            Some(x.processed as f64 / d)
+        }),
+        redis_reads_per_dm: med(rs, &|r| {
+            let (x, d) = redis_of(r)?;
+            Some(x.reads as f64 / d)
+        }),
+        redis_evalsha_per_dm: med(rs, &|r| {
+            let (x, d) = redis_of(r)?;
+            Some(x.calls.get("evalsha").copied().unwrap_or(0) as f64 / d)
+        }),
+        redis_cpu_us_per_dm: med(rs, &|r| {
+            let (x, d) = redis_of(r)?;
+            Some(x.cpu_ms? * 1e3 / d)
+        }),
+        redis_commands_per_dm: med(counted, &|r| {
+            let (x, d) = monitored(r)?;
+            Some(x.commands as f64 / d)
+        }),
+        redis_script_calls_per_dm: med(counted, &|r| {
+            let (x, d) = monitored(r)?;
+            Some(x.script_calls as f64 / d)
+        }),
+        redis_by_command_per_dm: keyed(&|x| &x.by_command),
+        redis_in_scripts_per_dm: keyed(&|x| &x.in_scripts),
+        monitored_reps: counted.iter().filter(|r| monitored(r).is_some()).count(),
+    })
 }
 
 /// The figures of a recovery row (see [`crate::recover`]): medians over repetitions of each
@@ -410,6 +570,13 @@ pub fn build(runs: Vec<RunReport>, meta: BTreeMap<String, String>, notes: Vec<St
                 spec.size,
                 spec.rate.unwrap_or(0.0)
             ),
+            "cluster-send" => format!(
+                "{} users spread over the nodes of a cluster on one Redis, {} B to random users \
+                 on another node at {} sends/s; every recipient acks",
+                spec.conns,
+                spec.size,
+                spec.rate.unwrap_or(0.0)
+            ),
             "hub-replay" => format!(
                 "{} messages of {} B queued for an offline user, then replayed on connect",
                 spec.messages, spec.size
@@ -467,7 +634,12 @@ pub fn build(runs: Vec<RunReport>, meta: BTreeMap<String, String>, notes: Vec<St
         };
         let mut rows = Vec::new();
         for server in &servers {
-            let main_variant = (kind == "slow-consumer").then_some("alone");
+            let main_variant = match kind.as_str() {
+                "slow-consumer" => Some("alone"),
+                // Runs counting Redis commands with MONITOR are apart (it costs Redis CPU).
+                "cluster-send" => Some(""),
+                _ => None,
+            };
             let rs = pick(server, main_variant);
             if rs.is_empty() {
                 continue;
@@ -511,7 +683,7 @@ pub fn build(runs: Vec<RunReport>, meta: BTreeMap<String, String>, notes: Vec<St
                     r.server.and_then(|s| s.rss_per_conn_kib)
                 });
             }
-            if kind.starts_with("hub-") {
+            if kind.starts_with("hub-") || kind.starts_with("cluster-") {
                 let h = |f: &dyn Fn(&crate::hub::HubFigures) -> f64| {
                     median(rs.iter().filter_map(|r| r.hub.as_ref().map(f)).collect())
                         .unwrap_or(f64::NAN)
@@ -537,6 +709,9 @@ pub fn build(runs: Vec<RunReport>, meta: BTreeMap<String, String>, notes: Vec<St
             }
             if kind == "hub-recover" {
                 row.recover = recover_row(&rs, &base_runs);
+            }
+            if kind == "cluster-send" {
+                row.cluster = cluster_row(&rs, &pick(server, Some("monitor")), &base_runs);
             }
             if kind == "slow-consumer" {
                 let stalled = pick(server, Some("stalled"));
@@ -680,6 +855,35 @@ fn goals(scenarios: &[Scenario]) -> Vec<Goal> {
             },
             &|v| v == 0.0,
             " failed",
+        );
+    }
+    // Issue 18, when the cluster scenario ran.
+    if scenarios.iter().any(|s| s.kind == "cluster-send") {
+        let rows: Vec<(String, Row)> = scenarios
+            .iter()
+            .filter(|s| s.kind == "cluster-send")
+            .flat_map(|s| s.rows.iter().map(move |r| (s.name.clone(), r.clone())))
+            .collect();
+        let three = rows
+            .iter()
+            .filter(|(_, r)| r.cluster.as_ref().is_some_and(|c| c.nodes == 3))
+            .cloned()
+            .collect();
+        ratio_goal(
+            "cluster: 3 nodes deliver >= 0.8x one node's direct messages per server CPU-second \
+             (nodes' CPU summed, same run)",
+            three,
+            &|r| r.cluster.as_ref()?.vs_one_node_per_cpu,
+            &|v| v >= 0.8,
+            "x",
+        );
+        ratio_goal(
+            "cluster: <= 1.5 Redis round trips (commands the nodes sent) per delivered direct \
+             message",
+            rows,
+            &|r| r.cluster.as_ref()?.redis_commands_per_dm,
+            &|v| v <= 1.5,
+            "",
         );
     }
     // Issue 17, when the recovery scenario ran.
@@ -840,6 +1044,7 @@ pub fn markdown(rep: &Report) -> String {
                 }
             }
             "hub-guess" => guess_markdown(&mut md, s),
+            "cluster-send" => cluster_markdown(&mut md, s),
             "hub-recover" => recover_markdown(&mut md, s),
             "hub-idle" => {
                 let _ = writeln!(
@@ -910,6 +1115,103 @@ pub fn markdown(rep: &Report) -> String {
         }
     }
     md
+}
+
+fn cluster_markdown(md: &mut String, s: &Scenario) {
+    let _ = writeln!(
+        md,
+        "Runs without MONITOR:\n\n| server | nodes | users | sent/s | delivered/s | undelivered | duplicates | p50 µs | p99 µs | server CPU ms (per node) | deliveries per server CPU-s | vs 1 node | p50 / p99 vs 1 node | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"
+    );
+    for r in &s.rows {
+        let Some(c) = &r.cluster else { continue };
+        let h = r.hub.clone().unwrap_or_default();
+        let nodes: Vec<String> = c.node_cpu_ms.iter().map(|v| format!("{v:.0}")).collect();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} ({}) | {} | {} | {} / {} | {} |",
+            r.server,
+            c.nodes,
+            r.connected,
+            thousands(c.sent_per_sec),
+            thousands(c.delivered_per_sec),
+            c.undelivered,
+            c.duplicates,
+            h.delivery_p50_us,
+            h.delivery_p99_us,
+            c.server_cpu_ms,
+            nodes.join(" + "),
+            thousands(c.deliveries_per_cpu_sec),
+            ratio(c.vs_one_node_per_cpu),
+            ratio(c.vs_one_node_p50),
+            ratio(c.vs_one_node_p99),
+            r.errors
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nRedis per delivered message: round trips and script calls counted with MONITOR (runs \
+         of their own), the rest from INFO in the runs above:\n\n| server | commands the nodes sent (round trips) | commands scripts ran | INFO: commands processed | INFO: EVALSHA | INFO: socket reads | Redis CPU µs | MONITOR runs |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in &s.rows {
+        let Some(c) = &r.cluster else { continue };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.server,
+            opt(c.redis_commands_per_dm, 2),
+            opt(c.redis_script_calls_per_dm, 2),
+            opt(c.redis_processed_per_dm, 2),
+            opt(c.redis_evalsha_per_dm, 2),
+            opt(c.redis_reads_per_dm, 2),
+            opt(c.redis_cpu_us_per_dm, 1),
+            c.monitored_reps
+        );
+    }
+    // What the Redis commands are, per delivered message.
+    let rows: Vec<(&Row, &ClusterRow)> = s
+        .rows
+        .iter()
+        .filter_map(|r| r.cluster.as_ref().map(|c| (r, c)))
+        .collect();
+    fn sent(c: &ClusterRow) -> &BTreeMap<String, f64> {
+        &c.redis_by_command_per_dm
+    }
+    fn in_scripts(c: &ClusterRow) -> &BTreeMap<String, f64> {
+        &c.redis_in_scripts_per_dm
+    }
+    type Pick = fn(&ClusterRow) -> &BTreeMap<String, f64>;
+    for (title, pick) in [
+        (
+            "Commands the nodes sent Redis, per delivered message (`evalsha` by the script's \
+             SHA1 prefix)",
+            sent as Pick,
+        ),
+        (
+            "Commands run inside scripts, per delivered message (by script)",
+            in_scripts,
+        ),
+    ] {
+        let mut keys: Vec<&String> = rows.iter().flat_map(|(_, c)| pick(c).keys()).collect();
+        keys.sort();
+        keys.dedup();
+        if keys.is_empty() {
+            continue;
+        }
+        let names: Vec<&str> = rows.iter().map(|(r, _)| r.server.as_str()).collect();
+        let _ = writeln!(
+            md,
+            "\n{title}:\n\n| command | {} |\n|---|{}",
+            names.join(" | "),
+            "---:|".repeat(names.len())
+        );
+        for k in keys {
+            let vals: Vec<String> = rows
+                .iter()
+                .map(|(_, c)| opt(pick(c).get(k).copied(), 3))
+                .collect();
+            let _ = writeln!(md, "| {k} | {} |", vals.join(" | "));
+        }
+    }
 }
 
 fn recover_markdown(md: &mut String, s: &Scenario) {
@@ -1275,6 +1577,26 @@ pub fn charts(rep: &Report, dir: &Path) -> Result<Vec<String>, BoxError> {
                 )?;
                 written.push(f);
             }
+            "cluster-send" => {
+                let items: Vec<_> = s
+                    .rows
+                    .iter()
+                    .filter_map(|r| {
+                        let c = r.cluster.as_ref()?;
+                        let v = c.deliveries_per_cpu_sec;
+                        Some((r.server.clone(), if v.is_finite() { v } else { 0.0 }))
+                    })
+                    .collect();
+                let f = format!("{}.svg", s.name);
+                bar_chart(
+                    &dir.join(&f),
+                    &format!("{}: deliveries per second of the nodes' summed CPU", s.name),
+                    "deliveries per CPU-second",
+                    &items,
+                    false,
+                )?;
+                written.push(f);
+            }
             kind if kind.starts_with("hub-") => {
                 let (what, unit): (&str, &str) = match kind {
                     "hub-fanout" => ("deliveries per second", "deliveries/s"),
@@ -1484,6 +1806,105 @@ mod tests {
         assert_eq!(goal.met, Some(false));
         let md = markdown(&rep);
         assert!(md.contains("(baseline)") && md.contains("**2.00x** (2.00, 2.00)"));
+    }
+
+    #[test]
+    fn cluster_rows_divide_by_one_node_and_count_apart() {
+        use crate::hub::HubFigures;
+        use crate::load::ServerUsage;
+        use crate::redis_monitor::{Monitored, RedisFigures};
+        // `cpu_ms` of the nodes for 1 000 deliveries; MONITOR runs (variant `monitor`) carry
+        // the counts and must not move the CPU figures.
+        let run = |server: &str, nodes: usize, rep: &str, variant: &str, cpu_ms: f64| {
+            let mut meta = BTreeMap::new();
+            for (k, v) in [
+                ("scenario", "cluster-send"),
+                ("kind", "cluster-send"),
+                ("server", server),
+                ("role", if nodes == 1 { "baseline" } else { "chinwag" }),
+                ("baseline", if nodes == 1 { "" } else { "cluster-1-node" }),
+                ("rep", rep),
+                ("variant", variant),
+            ] {
+                meta.insert(k.to_owned(), v.to_owned());
+            }
+            let monitored = (variant == "monitor").then(|| Monitored {
+                commands: 3000,
+                script_calls: 27_000,
+                by_command: BTreeMap::from([("evalsha 018c9d7b".to_owned(), 1000)]),
+                in_scripts: BTreeMap::from([("018c9d7b publish".to_owned(), 1000)]),
+            });
+            RunReport {
+                meta,
+                spec: crate::LoadSpec {
+                    duration: 1.0,
+                    ..crate::LoadSpec::default()
+                },
+                connected: 300,
+                msgs_per_sec: 1000.0,
+                messages: 1000,
+                latency_us: Default::default(),
+                errors: 0,
+                first_errors: vec![],
+                server: Some(ServerUsage {
+                    cpu_ms,
+                    ..ServerUsage::default()
+                }),
+                hub: Some(HubFigures {
+                    nodes,
+                    sent: 1001,
+                    delivered: 1000,
+                    node_cpu_ms: vec![cpu_ms / nodes as f64; nodes],
+                    redis: Some(RedisFigures {
+                        processed: 30_000,
+                        reads: 2500,
+                        calls: BTreeMap::from([("evalsha".to_owned(), 3000)]),
+                        cpu_ms: Some(400.0),
+                        monitored,
+                    }),
+                    ..HubFigures::default()
+                }),
+                guess: None,
+                recover: None,
+            }
+        };
+        let runs = vec![
+            run("cluster-1-node", 1, "0", "", 500.0),
+            run("cluster-1-node", 1, "0", "monitor", 900.0),
+            run("cluster-3-nodes", 3, "0", "", 625.0),
+            run("cluster-3-nodes", 3, "0", "monitor", 50.0),
+        ];
+        let rep = build(runs, BTreeMap::new(), vec![]);
+        let rows = &rep.scenarios[0].rows;
+        assert_eq!(rows.len(), 2);
+        let one = rows[0].cluster.as_ref().unwrap();
+        assert_eq!(
+            (one.deliveries_per_cpu_sec, one.vs_one_node_per_cpu),
+            (2000.0, None)
+        );
+        let three = rows[1].cluster.as_ref().unwrap();
+        assert_eq!(three.nodes, 3);
+        assert_eq!(three.deliveries_per_cpu_sec, 1600.0);
+        assert_eq!(three.vs_one_node_per_cpu, Some(0.8));
+        assert_eq!(three.undelivered, 2);
+        assert_eq!(three.redis_commands_per_dm, Some(3.0));
+        assert_eq!(three.redis_script_calls_per_dm, Some(27.0));
+        assert_eq!(three.redis_evalsha_per_dm, Some(3.0));
+        assert_eq!(three.redis_cpu_us_per_dm, Some(400.0));
+        assert_eq!(three.redis_by_command_per_dm["evalsha 018c9d7b"], 1.0);
+        assert_eq!(three.monitored_reps, 1);
+        let goals: Vec<_> = rep
+            .goals
+            .iter()
+            .filter(|g| g.goal.starts_with("cluster"))
+            .collect();
+        assert_eq!(goals.len(), 2);
+        assert_eq!(goals[0].met, Some(true), "{:?}", goals[0]);
+        assert_eq!(goals[1].met, Some(false), "{:?}", goals[1]);
+        let md = markdown(&rep);
+        assert!(
+            md.contains("| cluster-3-nodes | 3.00 | 27.00 | 30.00 | 3.00 | 2.50 | 400.0 | 1 |")
+        );
     }
 
     #[test]
