@@ -37,6 +37,14 @@
 //! one connection (`hub-guess`) or 20 connections from one address (`hub-guess-20`) guess the
 //! room's password with 200 joins outstanding each; the hub's password limits are its defaults.
 //!
+//! `cluster-send` and `cluster-send-2k` (issue 18; `--scenario cluster`) run 1, 2 and 3
+//! `chinwag-server` nodes on one private redis-server ([`cluster_server`]): `chinwag-load run
+//! --mode send` with one `--target` per node signs user `i` in at node `i % N` and sends every
+//! message to a user on another node; the nodes' CPU is summed and Redis's commands in the
+//! measured window are counted (INFO; MONITOR in runs of their own). Ratios divide 2 and 3
+//! nodes by 1 node in the same repetition. The fan-out to a 3 000-member room over 3 nodes is a
+//! note (rooms do not cross nodes yet).
+//!
 //! `--micro` runs the criterion micro-benchmarks instead (`cargo bench` on every package that
 //! has a `[[bench]]`, or `-p chinwag-bench` when a top-level `benches/` package exists).
 //!
@@ -85,6 +93,9 @@ enum ServerKind {
     /// made by [`hub_server`] (`examples/hub`), [`ready_server`] (`chinwag-server`) and
     /// [`raw_fanout`].
     Hub(HubServer),
+    /// A cluster of `nodes` ready servers (`chinwag-server`) on one private redis-server
+    /// ([`cluster_server`]).
+    Cluster { nodes: usize, args: Vec<String> },
 }
 
 #[derive(Clone)]
@@ -272,6 +283,34 @@ fn history_recover(reps: usize, quick: bool) -> Scenario {
     }
 }
 
+/// A cluster of `nodes` ready servers on one Redis (issue 18): each node is `chinwag-server`
+/// with [`READY_SERVER_ARGS`] (its own data directory), its chat door over WebSocket only,
+/// `--queue-backend redis --cluster-redis-url {redis}`: the offline queue is the cluster's
+/// Redis, every node has the bench secret, each picks a random node id. One node is a cluster
+/// too (on Redis, with its push notices), the baseline the others are divided by, so the
+/// ratios isolate what crossing nodes costs.
+fn cluster_server(nodes: usize) -> Server {
+    let mut args = strs(&READY_SERVER_ARGS);
+    args.extend(strs(&[
+        "--tcp-listen",
+        "",
+        "--queue-backend",
+        "redis",
+        "--cluster-redis-url",
+        "{redis}",
+    ]));
+    Server {
+        name: if nodes == 1 {
+            "cluster-1-node".into()
+        } else {
+            format!("cluster-{nodes}-nodes")
+        },
+        role: if nodes == 1 { "baseline" } else { "chinwag" },
+        baseline: (nodes > 1).then_some("cluster-1-node"),
+        kind: ServerKind::Cluster { nodes, args },
+    }
+}
+
 /// The raw fan-out baseline (`baseline-fanout`: tokio + fastwebsockets, no hub).
 fn raw_fanout() -> Server {
     Server {
@@ -357,8 +396,9 @@ struct Opts {
     list: bool,
 }
 
-/// Scenario names; `--scenario X` selects `X` and every `X-*` (`gotalk-rpc`, `ws-echo`, `hub`).
-const SCENARIOS: [&str; 20] = [
+/// Scenario names; `--scenario X` selects `X` and every `X-*` (`gotalk-rpc`, `ws-echo`, `hub`,
+/// `cluster`).
+const SCENARIOS: [&str; 22] = [
     "ws-echo-20B",
     "ws-echo-16KiB",
     "ws-echo-1KiB",
@@ -379,6 +419,8 @@ const SCENARIOS: [&str; 20] = [
     "hub-idle",
     "hub-guess",
     "hub-guess-20",
+    "cluster-send",
+    "cluster-send-2k",
 ];
 
 fn selects(selector: &str, name: &str) -> bool {
@@ -604,6 +646,7 @@ fn scenarios(o: &Opts, notes: &mut Vec<String>) -> Vec<Scenario> {
         reps,
     });
     hub_scenarios(o, &timing, &peers, &mut out);
+    cluster_scenarios(o, &timing, &mut out, notes);
     if !o.scenarios.is_empty() {
         out.retain(|s| o.scenarios.iter().any(|sel| selects(sel, s.name)));
         notes.retain(|n| {
@@ -861,6 +904,60 @@ fn hub_scenarios(
     }
 }
 
+/// The cluster scenarios (issue 18). `cluster-send` and `cluster-send-2k`: direct messages
+/// across 1, 2 and 3 `chinwag-server` nodes on one Redis ([`cluster_server`]) at 1 000 and
+/// 2 000 sends/s, loaded by `chinwag-load run --mode send` with one `--target` per node: user
+/// `i` signs in at node `i % N` and every send goes to a random user on another node (on one
+/// node: any other user); each recipient acks. The run sums the nodes' CPU and reads Redis's
+/// `INFO` at the bounds of the measured window; each size also runs once more per repetition
+/// counting Redis's commands with MONITOR (variant `monitor`, see [`variants`];
+/// `crates/chinwag-load/src/redis_monitor.rs`). Five repetitions in full mode: the CPU per
+/// message on this shared machine moves with how much the processes batch. The fan-out to a
+/// 3 000-member room over 3 nodes is not measurable yet: rooms do not cross nodes (a note says
+/// so).
+fn cluster_scenarios(
+    o: &Opts,
+    timing: &dyn Fn(&[&str]) -> Vec<String>,
+    out: &mut Vec<Scenario>,
+    notes: &mut Vec<String>,
+) {
+    let reps = o.reps.unwrap_or(if o.quick { 1 } else { 5 });
+    for (name, rate) in [("cluster-send", "1000"), ("cluster-send-2k", "2000")] {
+        // 300 users: 100 per node at 3 nodes, each sending 3-7 messages/s (the ready
+        // server's message rate is 100/s per connection).
+        let mut load = timing(&[
+            "--mode",
+            "send",
+            "--conns",
+            "300",
+            "--size",
+            "100",
+            "--rate",
+            rate,
+            "--procs",
+            "2",
+            "--source-ips",
+            "4",
+            "--connect-concurrency",
+            "64",
+        ]);
+        load.extend(strs(&["--secret", HUB_SECRET]));
+        out.push(Scenario {
+            name,
+            kind: "cluster-send",
+            servers: (1..=3).map(cluster_server).collect(),
+            load,
+            reps,
+        });
+    }
+    notes.push(
+        "cluster-fanout-3k: not measurable yet: rooms do not cross nodes (a publish reaches the \
+         members on its own node only, docs/cluster.md), so a 3 000-member room spread over 3 \
+         nodes cannot be loaded"
+            .into(),
+    );
+}
+
 /// Starts a private redis-server (its own directory, append-only file with `appendfsync
 /// always`, as `chinwag_queue_redis::test_server` does) on a free port.
 fn start_redis(dir: &Path) -> Result<(KillOnDrop, String), String> {
@@ -881,6 +978,44 @@ fn start_redis(dir: &Path) -> Result<(KillOnDrop, String), String> {
         .arg(dir);
     let running = spawn_listening(&mut cmd, addr)?;
     Ok((running, format!("redis://{addr}/")))
+}
+
+/// Waits up to 30 s until the server at `addr` answers `GET /readyz` with 200 (a cluster
+/// node: once its lease is registered).
+fn wait_ready(addr: SocketAddr) -> Result<(), String> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if http_status(addr, "/readyz") == Some(200) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("{addr}: /readyz not 200 within 30 s"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The status of a plain HTTP/1.1 `GET path` (`None`: no answer).
+fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs(2);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut head = [0u8; 32];
+    let mut n = 0;
+    while n < 12 {
+        match s.read(&mut head[n..]).ok()? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    let line = std::str::from_utf8(&head[..n]).ok()?;
+    line.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
 }
 
 fn target_dir() -> PathBuf {
@@ -990,22 +1125,28 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         }
         return Ok(());
     }
-    run_cmd(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "chinwag-load",
-        "-p",
-        "chinwag-examples",
-        "--bins",
-        "--examples",
-    ]))?;
+    // The examples only when a scenario of the plan starts one.
+    let examples = plan.iter().any(|s| {
+        s.servers.iter().any(|x| match &x.kind {
+            ServerKind::Local { bin, .. } => bin.starts_with("examples/"),
+            ServerKind::Hub(h) => h.bin.starts_with("examples/"),
+            _ => false,
+        })
+    });
+    let mut build = cargo();
+    build.args(["build", "--release", "-p", "chinwag-load"]);
+    if examples {
+        build.args(["-p", "chinwag-examples", "--examples"]);
+    }
+    run_cmd(build.arg("--bins"))?;
     // The ready server on its own: built with the others, its facade's features would be
     // unified into theirs. Only when a scenario of the plan loads it.
     let ready = plan.iter().any(|s| {
-        s.servers
-            .iter()
-            .any(|x| matches!(&x.kind, ServerKind::Hub(h) if h.bin == "chinwag-server"))
+        s.servers.iter().any(|x| match &x.kind {
+            ServerKind::Hub(h) => h.bin == "chinwag-server",
+            ServerKind::Cluster { .. } => true,
+            _ => false,
+        })
     });
     if ready {
         run_cmd(cargo().args([
@@ -1046,19 +1187,14 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
 
     let total: usize = plan
         .iter()
-        .map(|s| s.reps * s.servers.len() * if s.kind == "slow-consumer" { 2 } else { 1 })
+        .map(|s| s.reps * s.servers.len() * variants(s.kind).len())
         .sum();
     let started = Instant::now();
     let mut n = 0;
     for sc in &plan {
         for rep in 0..sc.reps {
             for server in &sc.servers {
-                let variants: &[&str] = if sc.kind == "slow-consumer" {
-                    &["alone", "stalled"]
-                } else {
-                    &[""]
-                };
-                for variant in variants {
+                for variant in variants(sc.kind) {
                     n += 1;
                     let label = format!(
                         "[{n}/{total}] {} {}{}{} rep {}",
@@ -1078,8 +1214,12 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
                         variant
                     ));
                     let mut extra = Vec::new();
-                    if *variant == "stalled" {
-                        extra.extend(strs(&["--stalled", "1", "--stalled-size", "65536"]));
+                    match *variant {
+                        "stalled" => {
+                            extra.extend(strs(&["--stalled", "1", "--stalled-size", "65536"]));
+                        }
+                        "monitor" => extra.push("--redis-monitor".into()),
+                        _ => {}
                     }
                     let meta = [
                         ("scenario", sc.name.to_owned()),
@@ -1109,6 +1249,17 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// The runs of each server and repetition: the slow consumer runs alone and beside a stalled
+/// client; a cluster runs once measured and once counting its Redis commands with MONITOR
+/// (which costs Redis CPU, so the measured run goes without it).
+fn variants(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "slow-consumer" => &["alone", "stalled"],
+        "cluster-send" => &["", "monitor"],
+        _ => &[""],
+    }
+}
+
 fn one_run(
     rel: &Path,
     load: &Path,
@@ -1122,7 +1273,8 @@ fn one_run(
     cmd.arg("run");
     // A hub run's redis-server and scratch file, cleaned up after the run.
     let mut aux: Option<(Option<KillOnDrop>, PathBuf)> = None;
-    let _running = match &server.kind {
+    // The servers under load (a cluster's nodes), stopped after the run.
+    let running: Vec<KillOnDrop> = match &server.kind {
         ServerKind::Local {
             bin,
             args,
@@ -1149,11 +1301,46 @@ fn one_run(
                 "--server-pid",
                 &running.0.id().to_string(),
             ]);
-            Some(running)
+            vec![running]
         }
         ServerKind::Peer { url } => {
             cmd.args(["--target", url]);
-            None
+            Vec::new()
+        }
+        ServerKind::Cluster { nodes, args } => {
+            let tmp = file.with_extension("data");
+            let (redis, url) = start_redis(&file.with_extension("redis"))?;
+            cmd.args(["--redis", &url, "--redis-pid", &redis.0.id().to_string()]);
+            aux = Some((Some(redis), tmp.clone()));
+            let mut started = Vec::new();
+            for k in 0..*nodes {
+                let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+                let dir = tmp.join(format!("node-{k}"));
+                let mut node = Command::new(rel.join("chinwag-server"));
+                for a in args {
+                    node.arg(
+                        a.replace("{tmp}", &dir.to_string_lossy())
+                            .replace("{redis}", &url),
+                    );
+                }
+                node.arg("--listen").arg(addr.to_string());
+                for (k, _) in std::env::vars_os() {
+                    if k.to_string_lossy().starts_with("CHINWAG_") {
+                        node.env_remove(k);
+                    }
+                }
+                let running = spawn_listening(&mut node, addr)?;
+                // Sign-ons are refused until the node's lease is registered.
+                wait_ready(addr)?;
+                cmd.args([
+                    "--target",
+                    &format!("gotalk+ws://{addr}/gotalk/"),
+                    "--server-pid",
+                    &running.0.id().to_string(),
+                ]);
+                started.push(running);
+            }
+            started
         }
         ServerKind::Hub(h) => {
             let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
@@ -1192,7 +1379,7 @@ fn one_run(
                 &running.0.id().to_string(),
             ]);
             aux = Some((redis, tmp));
-            Some(running)
+            vec![running]
         }
     };
     cmd.args(&sc.load).args(extra).arg("--json").arg(file);
@@ -1203,7 +1390,7 @@ fn one_run(
         .stdin(Stdio::null())
         .status()
         .map_err(|e| format!("cannot run {}: {e}", load.display()));
-    drop(_running);
+    drop(running);
     if let Some((redis, tmp)) = aux {
         drop(redis);
         // A queue file (examples/hub) or a data directory (chinwag-server).
@@ -1236,7 +1423,7 @@ mod tests {
         let mut notes = Vec::new();
         let plan = scenarios(&o, &mut notes);
         let rpc = root().join("examples/rpc_echo.rs").exists();
-        assert_eq!(plan.len(), if rpc { 20 } else { 16 });
+        assert_eq!(plan.len(), if rpc { 22 } else { 18 });
         assert_eq!(rpc, plan.iter().any(|s| s.name.starts_with("gotalk-rpc")));
         assert_eq!(!rpc, notes.iter().any(|n| n.starts_with("gotalk-rpc")));
         let o = parse(&["--scenario".into(), "ws-echo".into()]).unwrap();
@@ -1293,5 +1480,68 @@ mod tests {
         let guess = scenarios(&o, &mut Vec::new());
         let names: Vec<&str> = guess.iter().map(|s| s.name).collect();
         assert_eq!(names, ["hub-guess", "hub-guess-20"]);
+    }
+
+    #[test]
+    fn cluster_plan_runs_one_two_and_three_nodes_against_one() {
+        let o = parse(&["--scenario".into(), "cluster".into()]).unwrap();
+        let mut notes = Vec::new();
+        let plan = scenarios(&o, &mut notes);
+        let names: Vec<&str> = plan.iter().map(|s| s.name).collect();
+        assert_eq!(names, ["cluster-send", "cluster-send-2k"]);
+        assert!(plan.iter().all(|s| s.kind == "cluster-send" && s.reps == 5));
+        // Each size runs measured, then counting Redis's commands with MONITOR.
+        assert_eq!(variants("cluster-send"), ["", "monitor"]);
+        let sc = &plan[0];
+        assert!(sc.load.windows(2).any(|w| w == ["--rate", "1000"]));
+        assert!(plan[1].load.windows(2).any(|w| w == ["--rate", "2000"]));
+        let servers: Vec<&str> = sc.servers.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            servers,
+            ["cluster-1-node", "cluster-2-nodes", "cluster-3-nodes"]
+        );
+        let nodes: Vec<usize> = sc
+            .servers
+            .iter()
+            .map(|s| match &s.kind {
+                ServerKind::Cluster { nodes, args } => {
+                    // Every node on the run's Redis, its queue there too.
+                    assert!(
+                        args.windows(2)
+                            .any(|w| w == ["--cluster-redis-url", "{redis}"])
+                    );
+                    assert!(args.windows(2).any(|w| w == ["--queue-backend", "redis"]));
+                    *nodes
+                }
+                _ => panic!("{} is not a cluster", s.name),
+            })
+            .collect();
+        assert_eq!(nodes, [1, 2, 3]);
+        assert_eq!(sc.servers[0].role, "baseline");
+        assert!(
+            sc.servers[1..]
+                .iter()
+                .all(|s| s.role == "chinwag" && s.baseline == Some("cluster-1-node"))
+        );
+        assert!(sc.load.windows(2).any(|w| w == ["--mode", "send"]));
+        // The room fan-out over nodes is named, not faked.
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.starts_with("cluster-fanout-3k: not measurable yet"))
+        );
+        let o = parse(&[
+            "--scenario".into(),
+            "cluster-send-2k".into(),
+            "--quick".into(),
+        ])
+        .unwrap();
+        let quick = scenarios(&o, &mut Vec::new());
+        assert_eq!((quick.len(), quick[0].reps), (1, 1));
+        // Selecting other scenarios leaves the cluster's note out.
+        let o = parse(&["--scenario".into(), "hub-send".into()]).unwrap();
+        let mut notes = Vec::new();
+        scenarios(&o, &mut notes);
+        assert!(notes.iter().all(|n| !n.starts_with("cluster")));
     }
 }
