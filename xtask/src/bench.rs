@@ -1176,8 +1176,13 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     } else {
         " (working tree has uncommitted changes)"
     };
+    // How busy the machine was when the run started (it is shared).
+    let loadavg = fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
     let meta = format!(
-        "date={y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} UTC\ncommit={}{dirty}\nmode={}\nmachine={}\nreps={}\n",
+        "date={y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} UTC\ncommit={}{dirty}\nmode={}\nmachine={}\nreps={}\nloadavg={loadavg}\n",
         git(&["rev-parse", "--short", "HEAD"]),
         if o.quick { "quick" } else { "full" },
         machine(),

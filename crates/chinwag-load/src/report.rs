@@ -932,9 +932,15 @@ pub fn markdown(rep: &Report) -> String {
     let mut md = String::new();
     let g = |k: &str| rep.meta.get(k).cloned().unwrap_or_else(|| "?".into());
     let _ = writeln!(md, "# chinwag load benchmarks\n");
+    let load = rep
+        .meta
+        .get("loadavg")
+        .filter(|l| !l.is_empty())
+        .map(|l| format!(" · load average {l} at the start"))
+        .unwrap_or_default();
     let _ = writeln!(
         md,
-        "date {} · commit `{}` · mode {} · {} · repetitions {}\n",
+        "date {} · commit `{}` · mode {} · {} · repetitions {}{load}\n",
         g("date"),
         g("commit"),
         g("mode"),
