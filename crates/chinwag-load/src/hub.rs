@@ -20,7 +20,7 @@
 //!   take turns sending to a random other user, `rate` sends per second in all. Latency is
 //!   from the `send` request to the recipient's `message` notification; recipients acknowledge
 //!   each message (`ack`). Figures: sends answered per second, delivery latency, the sends of
-//!   the window delivered within a second after it, duplicates. On a **cluster** (`targets`:
+//!   the window answered and delivered within a second after it, duplicates. On a **cluster** (`targets`:
 //!   the other nodes' URLs) user `i` connects to node `i % nodes` and every send goes to a
 //!   user on another node; the nodes' CPU is summed, and the Redis commands of the window are
 //!   counted ([`crate::redis_monitor`]).
@@ -126,9 +126,12 @@ pub struct HubFigures {
     /// Send: the nodes the users were spread over (1: one server).
     #[serde(default)]
     pub nodes: usize,
-    /// Send: sends made in the window (send time in it) and answered without error.
+    /// Send: sends made in the window (send time in it).
     #[serde(default)]
-    pub sent: u64,
+    pub made: u64,
+    /// Send: of those, sends answered without error by the end of the run.
+    #[serde(default)]
+    pub answered: u64,
     /// Send: distinct deliveries of sends made in the window, received until a second after
     /// it.
     #[serde(default)]
@@ -153,9 +156,12 @@ pub struct HubWorkerResult {
     pub in_window: u64,
     /// Sends answered in the window (send).
     pub sends: u64,
-    /// Sends made in the window and answered without error (send).
+    /// Sends made in the window (send).
     #[serde(default)]
-    pub sent: u64,
+    pub made: u64,
+    /// Of those, sends answered without error (send).
+    #[serde(default)]
+    pub answered: u64,
     /// Deliveries of a message already received (send).
     #[serde(default)]
     pub duplicates: u64,
@@ -211,7 +217,8 @@ struct Shared {
     hist: Mutex<Histogram<u64>>,
     in_window: AtomicU64,
     sends: AtomicU64,
-    sent: AtomicU64,
+    made: AtomicU64,
+    answered: AtomicU64,
     duplicates: AtomicU64,
     /// Send: the messages received (send time, sender, sender's count), for duplicates.
     seen: Mutex<HashSet<(u64, u64, u64)>>,
@@ -229,7 +236,8 @@ impl Shared {
             hist: Mutex::new(new_histogram()),
             in_window: AtomicU64::new(0),
             sends: AtomicU64::new(0),
-            sent: AtomicU64::new(0),
+            made: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             seen: Mutex::new(HashSet::new()),
             errors: AtomicU64::new(0),
@@ -280,7 +288,8 @@ impl Shared {
             connected,
             in_window: self.in_window.load(Ordering::Relaxed),
             sends: self.sends.load(Ordering::Relaxed),
-            sent: self.sent.load(Ordering::Relaxed),
+            made: self.made.load(Ordering::Relaxed),
+            answered: self.answered.load(Ordering::Relaxed),
             duplicates: self.duplicates.load(Ordering::Relaxed),
             histogram: hist
                 .iter_recorded()
@@ -798,6 +807,9 @@ async fn send(p: HubPrepared, shared: Arc<Shared>, connected: usize) -> HubWorke
                         shared.send_errors.fetch_add(1, Ordering::Relaxed);
                         continue;
                     };
+                    if shared.in_window(ts) {
+                        shared.made.fetch_add(1, Ordering::Relaxed);
+                    }
                     let (peer, shared) = (from.peer.clone(), shared.clone());
                     let body = send_body(ts, from.index, k, spec.size);
                     let body = json!({ "to": user(to), "body": body });
@@ -805,7 +817,7 @@ async fn send(p: HubPrepared, shared: Arc<Shared>, connected: usize) -> HubWorke
                         let r = peer.request::<_, Value>("send", &body).await;
                         let done = wall_ns();
                         if r.is_ok() && shared.in_window(ts) {
-                            shared.sent.fetch_add(1, Ordering::Relaxed);
+                            shared.answered.fetch_add(1, Ordering::Relaxed);
                         }
                         match r {
                             Ok(_) if shared.in_window(done) => {
@@ -1124,7 +1136,7 @@ fn merge(
     let mut per_publish: HashMap<u64, (u64, u64)> = HashMap::new();
     let mut published = Vec::new();
     let (mut in_window, mut sends, mut errors, mut send_errors) = (0, 0, 0, 0);
-    let (mut sent, mut duplicates) = (0, 0);
+    let (mut made, mut answered, mut duplicates) = (0, 0, 0);
     let mut first_errors = Vec::new();
     let mut replay = None;
     for r in results {
@@ -1139,7 +1151,8 @@ fn merge(
         published.extend(r.published);
         in_window += r.in_window;
         sends += r.sends;
-        sent += r.sent;
+        made += r.made;
+        answered += r.answered;
         duplicates += r.duplicates;
         errors += r.errors;
         send_errors += r.send_errors;
@@ -1178,7 +1191,8 @@ fn merge(
         }
         Mode::Send => {
             hub.nodes = 1 + spec.targets.len();
-            hub.sent = sent;
+            hub.made = made;
+            hub.answered = answered;
             hub.delivered = in_window;
             hub.duplicates = duplicates;
             (sends, hub.delivery_latency_us)

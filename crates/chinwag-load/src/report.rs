@@ -77,13 +77,15 @@ pub struct Row {
 pub struct ClusterRow {
     /// Nodes the users were spread over.
     pub nodes: usize,
-    /// Sends made in the window and answered, per second.
+    /// Sends made in the window, per second.
     pub sent_per_sec: f64,
     /// Their distinct deliveries (within a second after the window), per second.
     pub delivered_per_sec: f64,
-    /// Sends of the window not delivered within a second after it (summed over repetitions,
-    /// both variants).
+    /// Sends of the window not delivered within a second after it, answered or not (summed
+    /// over repetitions, both variants).
     pub undelivered: u64,
+    /// Sends of the window not answered (or answered with an error) by then (summed likewise).
+    pub unanswered: u64,
     /// Deliveries of a message already received (summed over repetitions, both variants).
     pub duplicates: u64,
     /// The nodes' CPU time in the window, summed over the nodes (ms).
@@ -183,9 +185,10 @@ fn cluster_row(
     let all = || rs.iter().chain(counted).filter_map(|r| r.hub.as_ref());
     Some(ClusterRow {
         nodes: first.nodes,
-        sent_per_sec: med(rs, &|r| Some(r.hub.as_ref()?.sent as f64 / secs(r))).unwrap_or(0.0),
+        sent_per_sec: med(rs, &|r| Some(r.hub.as_ref()?.made as f64 / secs(r))).unwrap_or(0.0),
         delivered_per_sec: med(rs, &|r| Some(delivered(r)? / secs(r))).unwrap_or(0.0),
-        undelivered: all().map(|h| h.sent.saturating_sub(h.delivered)).sum(),
+        undelivered: all().map(|h| h.made.saturating_sub(h.delivered)).sum(),
+        unanswered: all().map(|h| h.made.saturating_sub(h.answered)).sum(),
         duplicates: all().map(|h| h.duplicates).sum(),
         server_cpu_ms: med(rs, &|r| Some(r.server?.cpu_ms)).unwrap_or(f64::NAN),
         node_cpu_ms: (0..first.node_cpu_ms.len())
@@ -1126,7 +1129,7 @@ pub fn markdown(rep: &Report) -> String {
 fn cluster_markdown(md: &mut String, s: &Scenario) {
     let _ = writeln!(
         md,
-        "Runs without MONITOR:\n\n| server | nodes | users | sent/s | delivered/s | undelivered | duplicates | p50 µs | p99 µs | server CPU ms (per node) | deliveries per server CPU-s | vs 1 node | p50 / p99 vs 1 node | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"
+        "Runs without MONITOR:\n\n| server | nodes | users | sent/s | delivered/s | undelivered | unanswered | duplicates | p50 µs | p99 µs | server CPU ms (per node) | deliveries per server CPU-s | vs 1 node | p50 / p99 vs 1 node | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"
     );
     for r in &s.rows {
         let Some(c) = &r.cluster else { continue };
@@ -1134,13 +1137,14 @@ fn cluster_markdown(md: &mut String, s: &Scenario) {
         let nodes: Vec<String> = c.node_cpu_ms.iter().map(|v| format!("{v:.0}")).collect();
         let _ = writeln!(
             md,
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} ({}) | {} | {} | {} / {} | {} |",
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} ({}) | {} | {} | {} / {} | {} |",
             r.server,
             c.nodes,
             r.connected,
             thousands(c.sent_per_sec),
             thousands(c.delivered_per_sec),
             c.undelivered,
+            c.unanswered,
             c.duplicates,
             h.delivery_p50_us,
             h.delivery_p99_us,
@@ -1858,7 +1862,8 @@ mod tests {
                 }),
                 hub: Some(HubFigures {
                     nodes,
-                    sent: 1001,
+                    made: 1001,
+                    answered: 1000,
                     delivered: 1000,
                     node_cpu_ms: vec![cpu_ms / nodes as f64; nodes],
                     redis: Some(RedisFigures {
@@ -1892,7 +1897,7 @@ mod tests {
         assert_eq!(three.nodes, 3);
         assert_eq!(three.deliveries_per_cpu_sec, 1600.0);
         assert_eq!(three.vs_one_node_per_cpu, Some(0.8));
-        assert_eq!(three.undelivered, 2);
+        assert_eq!((three.undelivered, three.unanswered), (2, 2));
         assert_eq!(three.redis_commands_per_dm, Some(3.0));
         assert_eq!(three.redis_script_calls_per_dm, Some(27.0));
         assert_eq!(three.redis_evalsha_per_dm, Some(3.0));
