@@ -14,16 +14,18 @@
 //!   sender included); member 0 publishes `size`-byte binary messages at `rate` per second,
 //!   each starting with its send time and a sequence number. Every delivery is timed. Figures:
 //!   deliveries received per second in the window, the publish-to-**last**-delivery latency of
-//!   each publish (p50/p99 over publishes), every delivery's latency, and the publishes that
-//!   did not reach every member.
+//!   each publish (p50/p99 over publishes), every delivery's latency, the publishes that did
+//!   not reach every member, and deliveries out of order or twice. On a **cluster** (`targets`)
+//!   member `i` connects to node `i % nodes`; the nodes' CPU is summed and Redis counted as for
+//!   sends (below).
 //! * [`Mode::Send`]: `conns` users on the chat door (`gotalk+ws://` or `gotalk+tcp://`); users
 //!   take turns sending to a random other user, `rate` sends per second in all. Latency is
 //!   from the `send` request to the recipient's `message` notification; recipients acknowledge
 //!   each message (`ack`). Figures: sends answered per second, delivery latency, the sends of
-//!   the window answered and delivered within a second after it, duplicates. On a **cluster** (`targets`:
-//!   the other nodes' URLs) user `i` connects to node `i % nodes` and every send goes to a
-//!   user on another node; the nodes' CPU is summed, and the Redis commands of the window are
-//!   counted ([`crate::redis_monitor`]).
+//!   the window answered and delivered within a second after it, duplicates. On a **cluster**
+//!   (`targets`: the other nodes' URLs) user `i` connects to node `i % nodes` and every send
+//!   goes to a user on another node; the nodes' CPU is summed, and the Redis commands of the
+//!   window are counted ([`crate::redis_monitor`]).
 //! * [`Mode::Replay`]: one sender queues `messages` messages (with `in_flight` sends in flight)
 //!   for a user who is offline; then that user connects and signs in, and the clock runs until
 //!   all of them have arrived (acknowledged every 100 and at the end, as the protocol allows).
@@ -123,7 +125,7 @@ pub struct HubFigures {
     pub acked_ms: f64,
     /// Replay: messages received (the distinct ones).
     pub replayed: u64,
-    /// Send: the nodes the users were spread over (1: one server).
+    /// Send and fan-out: the nodes the users or members were spread over (1: one server).
     #[serde(default)]
     pub nodes: usize,
     /// Send: sends made in the window (send time in it).
@@ -133,10 +135,11 @@ pub struct HubFigures {
     #[serde(default)]
     pub answered: u64,
     /// Send: distinct deliveries of sends made in the window, received until a second after
-    /// it.
+    /// it; fan-out: deliveries received in the window.
     #[serde(default)]
     pub delivered: u64,
-    /// Send: deliveries of a message its recipient had already received.
+    /// Send: deliveries of a message its recipient had already received; fan-out: deliveries
+    /// of a publication not after the last one the member got (duplicate or out of order).
     #[serde(default)]
     pub duplicates: u64,
     /// Each node's CPU time in the window (ms), when the pids were given.
@@ -674,6 +677,9 @@ async fn fanout(p: HubPrepared, shared: Arc<Shared>, connected: usize) -> HubWor
             let _w = w;
             let mut samples = Vec::with_capacity(256);
             let mut mine: Vec<(u64, u64)> = Vec::new();
+            // Publications come in publish order: one not after the last is a duplicate or
+            // out of order.
+            let mut last_seq = 0;
             loop {
                 let got = match tokio::time::timeout_at(until, r.read()).await {
                     Err(_) => break,
@@ -684,6 +690,10 @@ async fn fanout(p: HubPrepared, shared: Arc<Shared>, connected: usize) -> HubWor
                     Ok(Some(b)) if b.len() >= MIN_FANOUT_PAYLOAD => {
                         let ts = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
                         let seq = u64::from_le_bytes(b[8..16].try_into().expect("8 bytes"));
+                        if seq <= last_seq {
+                            shared.duplicates.fetch_add(1, Ordering::Relaxed);
+                        }
+                        last_seq = last_seq.max(seq);
                         if shared.in_window(now) {
                             shared.in_window.fetch_add(1, Ordering::Relaxed);
                         }
@@ -1186,6 +1196,9 @@ fn merge(
             }
             hub.publishes = published.len() as u64;
             hub.incomplete = incomplete;
+            hub.nodes = 1 + spec.targets.len();
+            hub.delivered = in_window;
+            hub.duplicates = duplicates;
             hub.offered_per_sec = spec.rate.unwrap_or(0.0) * connected as f64;
             (in_window, latency(&last))
         }

@@ -64,8 +64,9 @@ enum Cmd {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// Server URL: ws://IP:PORT/path or tcp://IP:PORT (loopback only). Send runs may give it
-    /// once per cluster node: users are spread over the nodes and every send crosses nodes.
+    /// Server URL: ws://IP:PORT/path or tcp://IP:PORT (loopback only). Send and fan-out runs
+    /// may give it once per cluster node: users or members are spread over the nodes (and every
+    /// send crosses nodes).
     #[arg(long, required = true)]
     target: Vec<String>,
     /// WebSocket client engine.
@@ -186,8 +187,8 @@ async fn run(a: RunArgs) -> Result<(), BoxError> {
     let mut targets = a.target.into_iter();
     let target = targets.next().ok_or("--target is required")?;
     let targets: Vec<String> = targets.collect();
-    if !targets.is_empty() && a.mode != Mode::Send {
-        return Err("several --target URLs are for send runs (cluster nodes) only".into());
+    if !targets.is_empty() && !matches!(a.mode, Mode::Send | Mode::Fanout) {
+        return Err("several --target URLs (cluster nodes) are for send and fan-out runs".into());
     }
     let mut pids = a.server_pid.into_iter();
     let spec = LoadSpec {
