@@ -69,8 +69,8 @@ pub struct Row {
     pub cluster: Option<ClusterRow>,
 }
 
-/// The figures of a cluster row (direct messages across nodes, [`crate::hub`]'s send runs on
-/// several nodes): medians over repetitions, counts summed, ratios against the one-node row
+/// The figures of a cluster row (direct messages across nodes, or a room's fan-out over
+/// nodes: [`crate::hub`]'s send and fan-out runs on several nodes): medians over repetitions, counts summed, ratios against the one-node row
 /// (the baseline) in the same repetition. Everything but the `MONITOR` counts comes from the
 /// runs without it (variant ``); those counts come from the runs with it (variant `monitor`).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -79,14 +79,20 @@ pub struct ClusterRow {
     pub nodes: usize,
     /// Sends made in the window, per second.
     pub sent_per_sec: f64,
-    /// Their distinct deliveries (within a second after the window), per second.
+    /// Send: their distinct deliveries (within a second after the window), per second;
+    /// fan-out: deliveries received in the window, per second.
     pub delivered_per_sec: f64,
+    /// Fan-out: publications in the window.
+    pub publishes: f64,
+    /// Fan-out: publications that missed a member (summed over repetitions, both variants).
+    pub incomplete: u64,
     /// Sends of the window not delivered within a second after it, answered or not (summed
     /// over repetitions, both variants).
     pub undelivered: u64,
     /// Sends of the window not answered (or answered with an error) by then (summed likewise).
     pub unanswered: u64,
-    /// Deliveries of a message already received (summed over repetitions, both variants).
+    /// Deliveries of a message already received (fan-out: or out of order), summed over
+    /// repetitions, both variants.
     pub duplicates: u64,
     /// The nodes' CPU time in the window, summed over the nodes (ms).
     pub server_cpu_ms: f64,
@@ -98,27 +104,28 @@ pub struct ClusterRow {
     pub vs_one_node_per_cpu: Option<f64>,
     /// The same for deliveries per second.
     pub vs_one_node_delivered: Option<f64>,
-    /// The same for the delivery latency's p50 and p99.
+    /// The same for the latency's p50 and p99 (a send's delivery; a publication's last
+    /// delivery in fan-out runs).
     pub vs_one_node_p50: Option<f64>,
     /// See `vs_one_node_p50`.
     pub vs_one_node_p99: Option<f64>,
-    /// `INFO`: commands Redis processed per delivered message, scripts' own included.
-    pub redis_processed_per_dm: Option<f64>,
-    /// `INFO`: reads from client sockets per delivered message.
-    pub redis_reads_per_dm: Option<f64>,
-    /// `INFO commandstats`: `EVALSHA` calls per delivered message (only clients send those).
-    pub redis_evalsha_per_dm: Option<f64>,
-    /// Redis's CPU per delivered message (µs), from the runs without `MONITOR`.
-    pub redis_cpu_us_per_dm: Option<f64>,
-    /// `MONITOR`: commands the nodes sent Redis per delivered message (round trips, unless
-    /// pipelined).
-    pub redis_commands_per_dm: Option<f64>,
-    /// `MONITOR`: commands Redis's scripts ran per delivered message.
-    pub redis_script_calls_per_dm: Option<f64>,
-    /// `MONITOR`: commands the nodes sent per delivered message, by command.
-    pub redis_by_command_per_dm: BTreeMap<String, f64>,
-    /// `MONITOR`: commands scripts ran per delivered message, by script and command.
-    pub redis_in_scripts_per_dm: BTreeMap<String, f64>,
+    /// `INFO`: commands Redis processed per message (a delivered direct message; a
+    /// publication in fan-out runs), scripts' own included.
+    pub redis_processed_per_msg: Option<f64>,
+    /// `INFO`: reads from client sockets per message.
+    pub redis_reads_per_msg: Option<f64>,
+    /// `INFO commandstats`: `EVALSHA` calls per message (only clients send those).
+    pub redis_evalsha_per_msg: Option<f64>,
+    /// Redis's CPU per message (µs), from the runs without `MONITOR`.
+    pub redis_cpu_us_per_msg: Option<f64>,
+    /// `MONITOR`: commands the nodes sent Redis per message (round trips, unless pipelined).
+    pub redis_commands_per_msg: Option<f64>,
+    /// `MONITOR`: commands Redis's scripts ran per message.
+    pub redis_script_calls_per_msg: Option<f64>,
+    /// `MONITOR`: commands the nodes sent per message, by command.
+    pub redis_by_command_per_msg: BTreeMap<String, f64>,
+    /// `MONITOR`: commands scripts ran per message, by script and command.
+    pub redis_in_scripts_per_msg: BTreeMap<String, f64>,
     /// Repetitions with `MONITOR`.
     pub monitored_reps: usize,
 }
@@ -130,10 +137,16 @@ fn per_cpu_sec(r: &RunReport) -> Option<f64> {
     (cpu > 0.0).then(|| h.delivered as f64 / (cpu / 1e3))
 }
 
-/// The Redis figures of a cluster run and its delivered messages (when there were some).
+/// The Redis figures of a cluster run and what they are counted per (when there were some):
+/// its delivered direct messages, or its publications (fan-out).
 fn redis_of(r: &RunReport) -> Option<(&RedisFigures, f64)> {
     let h = r.hub.as_ref()?;
-    (h.delivered > 0).then_some((h.redis.as_ref()?, h.delivered as f64))
+    let per = if r.spec.mode == crate::hub::Mode::Fanout {
+        h.publishes
+    } else {
+        h.delivered
+    };
+    (per > 0).then_some((h.redis.as_ref()?, per as f64))
 }
 
 /// The `MONITOR` counts of a cluster run and its delivered messages.
@@ -173,8 +186,9 @@ fn cluster_row(
             })
             .collect()
     };
+    // The run's latency: a send's delivery, or a publication's last delivery (fan-out).
     let p = |r: &RunReport, p99: bool| {
-        let l = r.hub.as_ref()?.delivery_latency_us;
+        let l = r.latency_us;
         (l.samples > 0).then_some(if p99 { l.p99 } else { l.p50 })
     };
     let ratio = |f: &dyn Fn(&RunReport) -> Option<f64>| {
@@ -187,6 +201,8 @@ fn cluster_row(
         nodes: first.nodes,
         sent_per_sec: med(rs, &|r| Some(r.hub.as_ref()?.made as f64 / secs(r))).unwrap_or(0.0),
         delivered_per_sec: med(rs, &|r| Some(delivered(r)? / secs(r))).unwrap_or(0.0),
+        publishes: med(rs, &|r| Some(r.hub.as_ref()?.publishes as f64)).unwrap_or(0.0),
+        incomplete: all().map(|h| h.incomplete).sum(),
         undelivered: all().map(|h| h.made.saturating_sub(h.delivered)).sum(),
         unanswered: all().map(|h| h.made.saturating_sub(h.answered)).sum(),
         duplicates: all().map(|h| h.duplicates).sum(),
@@ -199,32 +215,32 @@ fn cluster_row(
         vs_one_node_delivered: ratio(&delivered),
         vs_one_node_p50: ratio(&|r| p(r, false)),
         vs_one_node_p99: ratio(&|r| p(r, true)),
-        redis_processed_per_dm: med(rs, &|r| {
+        redis_processed_per_msg: med(rs, &|r| {
             let (x, d) = redis_of(r)?;
             Some(x.processed as f64 / d)
         }),
-        redis_reads_per_dm: med(rs, &|r| {
+        redis_reads_per_msg: med(rs, &|r| {
             let (x, d) = redis_of(r)?;
             Some(x.reads as f64 / d)
         }),
-        redis_evalsha_per_dm: med(rs, &|r| {
+        redis_evalsha_per_msg: med(rs, &|r| {
             let (x, d) = redis_of(r)?;
             Some(x.calls.get("evalsha").copied().unwrap_or(0) as f64 / d)
         }),
-        redis_cpu_us_per_dm: med(rs, &|r| {
+        redis_cpu_us_per_msg: med(rs, &|r| {
             let (x, d) = redis_of(r)?;
             Some(x.cpu_ms? * 1e3 / d)
         }),
-        redis_commands_per_dm: med(counted, &|r| {
+        redis_commands_per_msg: med(counted, &|r| {
             let (x, d) = monitored(r)?;
             Some(x.commands as f64 / d)
         }),
-        redis_script_calls_per_dm: med(counted, &|r| {
+        redis_script_calls_per_msg: med(counted, &|r| {
             let (x, d) = monitored(r)?;
             Some(x.script_calls as f64 / d)
         }),
-        redis_by_command_per_dm: keyed(&|x| &x.by_command),
-        redis_in_scripts_per_dm: keyed(&|x| &x.in_scripts),
+        redis_by_command_per_msg: keyed(&|x| &x.by_command),
+        redis_in_scripts_per_msg: keyed(&|x| &x.in_scripts),
         monitored_reps: counted.iter().filter(|r| monitored(r).is_some()).count(),
     })
 }
@@ -573,6 +589,13 @@ pub fn build(runs: Vec<RunReport>, meta: BTreeMap<String, String>, notes: Vec<St
                 spec.size,
                 spec.rate.unwrap_or(0.0)
             ),
+            "cluster-fanout" => format!(
+                "{} members of one room spread over the nodes of a cluster on one Redis (room \
+                 door), member 0 publishes {} B at {} publishes/s",
+                spec.conns,
+                spec.size,
+                spec.rate.unwrap_or(0.0)
+            ),
             "cluster-send" => format!(
                 "{} users spread over the nodes of a cluster on one Redis, {} B to random users \
                  on another node at {} sends/s; every recipient acks",
@@ -640,7 +663,7 @@ pub fn build(runs: Vec<RunReport>, meta: BTreeMap<String, String>, notes: Vec<St
             let main_variant = match kind.as_str() {
                 "slow-consumer" => Some("alone"),
                 // Runs counting Redis commands with MONITOR are apart (it costs Redis CPU).
-                "cluster-send" => Some(""),
+                "cluster-send" | "cluster-fanout" => Some(""),
                 _ => None,
             };
             let rs = pick(server, main_variant);
@@ -713,7 +736,7 @@ pub fn build(runs: Vec<RunReport>, meta: BTreeMap<String, String>, notes: Vec<St
             if kind == "hub-recover" {
                 row.recover = recover_row(&rs, &base_runs);
             }
-            if kind == "cluster-send" {
+            if kind.starts_with("cluster-") {
                 row.cluster = cluster_row(&rs, &pick(server, Some("monitor")), &base_runs);
             }
             if kind == "slow-consumer" {
@@ -861,20 +884,22 @@ fn goals(scenarios: &[Scenario]) -> Vec<Goal> {
         );
     }
     // Issue 18, when the cluster scenario ran.
-    if scenarios.iter().any(|s| s.kind == "cluster-send") {
-        let rows: Vec<(String, Row)> = scenarios
-            .iter()
-            .filter(|s| s.kind == "cluster-send")
-            .flat_map(|s| s.rows.iter().map(move |r| (s.name.clone(), r.clone())))
-            .collect();
-        let three = rows
-            .iter()
+    if scenarios.iter().any(|s| s.kind.starts_with("cluster-")) {
+        let rows_of = |kind: Option<&str>| -> Vec<(String, Row)> {
+            scenarios
+                .iter()
+                .filter(|s| s.kind.starts_with("cluster-") && kind.is_none_or(|k| s.kind == k))
+                .flat_map(|s| s.rows.iter().map(move |r| (s.name.clone(), r.clone())))
+                .collect()
+        };
+        let rows = rows_of(Some("cluster-send"));
+        let three = rows_of(None)
+            .into_iter()
             .filter(|(_, r)| r.cluster.as_ref().is_some_and(|c| c.nodes == 3))
-            .cloned()
             .collect();
         ratio_goal(
-            "cluster: 3 nodes deliver >= 0.8x one node's direct messages per server CPU-second \
-             (nodes' CPU summed, same run)",
+            "cluster: 3 nodes deliver >= 0.8x one node's messages per server CPU-second (nodes' \
+             CPU summed, same run)",
             three,
             &|r| r.cluster.as_ref()?.vs_one_node_per_cpu,
             &|v| v >= 0.8,
@@ -884,7 +909,7 @@ fn goals(scenarios: &[Scenario]) -> Vec<Goal> {
             "cluster: <= 1.5 Redis round trips (commands the nodes sent) per delivered direct \
              message",
             rows,
-            &|r| r.cluster.as_ref()?.redis_commands_per_dm,
+            &|r| r.cluster.as_ref()?.redis_commands_per_msg,
             &|v| v <= 1.5,
             "",
         );
@@ -1053,7 +1078,7 @@ pub fn markdown(rep: &Report) -> String {
                 }
             }
             "hub-guess" => guess_markdown(&mut md, s),
-            "cluster-send" => cluster_markdown(&mut md, s),
+            "cluster-send" | "cluster-fanout" => cluster_markdown(&mut md, s),
             "hub-recover" => recover_markdown(&mut md, s),
             "hub-idle" => {
                 let _ = writeln!(
@@ -1127,40 +1152,76 @@ pub fn markdown(rep: &Report) -> String {
 }
 
 fn cluster_markdown(md: &mut String, s: &Scenario) {
-    let _ = writeln!(
-        md,
-        "Runs without MONITOR:\n\n| server | nodes | users | sent/s | delivered/s | undelivered | unanswered | duplicates | p50 µs | p99 µs | server CPU ms (per node) | deliveries per server CPU-s | vs 1 node | p50 / p99 vs 1 node | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"
-    );
+    let fanout = s.kind == "cluster-fanout";
+    if fanout {
+        let _ = writeln!(
+            md,
+            "Runs without MONITOR:\n\n| server | nodes | members | publishes | deliveries/s (asked) | incomplete publishes | out of order or twice | last delivery p50 µs | p99 µs | every delivery p50 µs | p99 µs | server CPU ms (per node) | deliveries per server CPU-s | vs 1 node | last-delivery p50 / p99 vs 1 node | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"
+        );
+    } else {
+        let _ = writeln!(
+            md,
+            "Runs without MONITOR:\n\n| server | nodes | users | sent/s | delivered/s | undelivered | unanswered | duplicates | p50 µs | p99 µs | server CPU ms (per node) | deliveries per server CPU-s | vs 1 node | p50 / p99 vs 1 node | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"
+        );
+    }
     for r in &s.rows {
         let Some(c) = &r.cluster else { continue };
         let h = r.hub.clone().unwrap_or_default();
         let nodes: Vec<String> = c.node_cpu_ms.iter().map(|v| format!("{v:.0}")).collect();
-        let _ = writeln!(
-            md,
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} ({}) | {} | {} | {} / {} | {} |",
-            r.server,
-            c.nodes,
-            r.connected,
-            thousands(c.sent_per_sec),
-            thousands(c.delivered_per_sec),
-            c.undelivered,
-            c.unanswered,
-            c.duplicates,
-            h.delivery_p50_us,
-            h.delivery_p99_us,
-            c.server_cpu_ms,
-            nodes.join(" + "),
-            thousands(c.deliveries_per_cpu_sec),
-            ratio(c.vs_one_node_per_cpu),
-            ratio(c.vs_one_node_p50),
-            ratio(c.vs_one_node_p99),
-            r.errors
-        );
+        let cpu = format!("{:.0} ({})", c.server_cpu_ms, nodes.join(" + "));
+        if fanout {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.0} | {:.0} | {} ({}) | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {cpu} | {} | {} | {} / {} | {} |",
+                r.server,
+                c.nodes,
+                r.connected,
+                c.publishes,
+                thousands(c.delivered_per_sec),
+                thousands(h.offered_per_sec),
+                c.incomplete,
+                c.duplicates,
+                r.latency_us[0],
+                r.latency_us[2],
+                h.delivery_p50_us,
+                h.delivery_p99_us,
+                thousands(c.deliveries_per_cpu_sec),
+                ratio(c.vs_one_node_per_cpu),
+                ratio(c.vs_one_node_p50),
+                ratio(c.vs_one_node_p99),
+                r.errors
+            );
+        } else {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {cpu} | {} | {} | {} / {} | {} |",
+                r.server,
+                c.nodes,
+                r.connected,
+                thousands(c.sent_per_sec),
+                thousands(c.delivered_per_sec),
+                c.undelivered,
+                c.unanswered,
+                c.duplicates,
+                h.delivery_p50_us,
+                h.delivery_p99_us,
+                thousands(c.deliveries_per_cpu_sec),
+                ratio(c.vs_one_node_per_cpu),
+                ratio(c.vs_one_node_p50),
+                ratio(c.vs_one_node_p99),
+                r.errors
+            );
+        }
     }
+    let per = if fanout {
+        "publication"
+    } else {
+        "delivered message"
+    };
     let _ = writeln!(
         md,
-        "\nRedis per delivered message: round trips and script calls counted with MONITOR (runs \
-         of their own), the rest from INFO in the runs above:\n\n| server | commands the nodes sent (round trips) | commands scripts ran | INFO: commands processed | INFO: EVALSHA | INFO: socket reads | Redis CPU µs | MONITOR runs |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+        "\nRedis per {per}: round trips and script calls counted with MONITOR (runs of their \
+         own), the rest from INFO in the runs above:\n\n| server | commands the nodes sent (round trips) | commands scripts ran | INFO: commands processed | INFO: EVALSHA | INFO: socket reads | Redis CPU µs | MONITOR runs |\n|---|---:|---:|---:|---:|---:|---:|---:|"
     );
     for r in &s.rows {
         let Some(c) = &r.cluster else { continue };
@@ -1168,12 +1229,12 @@ fn cluster_markdown(md: &mut String, s: &Scenario) {
             md,
             "| {} | {} | {} | {} | {} | {} | {} | {} |",
             r.server,
-            opt(c.redis_commands_per_dm, 2),
-            opt(c.redis_script_calls_per_dm, 2),
-            opt(c.redis_processed_per_dm, 2),
-            opt(c.redis_evalsha_per_dm, 2),
-            opt(c.redis_reads_per_dm, 2),
-            opt(c.redis_cpu_us_per_dm, 1),
+            opt(c.redis_commands_per_msg, 2),
+            opt(c.redis_script_calls_per_msg, 2),
+            opt(c.redis_processed_per_msg, 2),
+            opt(c.redis_evalsha_per_msg, 2),
+            opt(c.redis_reads_per_msg, 2),
+            opt(c.redis_cpu_us_per_msg, 1),
             c.monitored_reps
         );
     }
@@ -1184,20 +1245,19 @@ fn cluster_markdown(md: &mut String, s: &Scenario) {
         .filter_map(|r| r.cluster.as_ref().map(|c| (r, c)))
         .collect();
     fn sent(c: &ClusterRow) -> &BTreeMap<String, f64> {
-        &c.redis_by_command_per_dm
+        &c.redis_by_command_per_msg
     }
     fn in_scripts(c: &ClusterRow) -> &BTreeMap<String, f64> {
-        &c.redis_in_scripts_per_dm
+        &c.redis_in_scripts_per_msg
     }
     type Pick = fn(&ClusterRow) -> &BTreeMap<String, f64>;
     for (title, pick) in [
         (
-            "Commands the nodes sent Redis, per delivered message (`evalsha` by the script's \
-             SHA1 prefix)",
+            "Commands the nodes sent Redis, per message (`evalsha` by the script's SHA1 prefix)",
             sent as Pick,
         ),
         (
-            "Commands run inside scripts, per delivered message (by script)",
+            "Commands run inside scripts, per message (by script)",
             in_scripts,
         ),
     ] {
@@ -1587,7 +1647,7 @@ pub fn charts(rep: &Report, dir: &Path) -> Result<Vec<String>, BoxError> {
                 )?;
                 written.push(f);
             }
-            "cluster-send" => {
+            "cluster-send" | "cluster-fanout" => {
                 let items: Vec<_> = s
                     .rows
                     .iter()
@@ -1898,11 +1958,11 @@ mod tests {
         assert_eq!(three.deliveries_per_cpu_sec, 1600.0);
         assert_eq!(three.vs_one_node_per_cpu, Some(0.8));
         assert_eq!((three.undelivered, three.unanswered), (2, 2));
-        assert_eq!(three.redis_commands_per_dm, Some(3.0));
-        assert_eq!(three.redis_script_calls_per_dm, Some(27.0));
-        assert_eq!(three.redis_evalsha_per_dm, Some(3.0));
-        assert_eq!(three.redis_cpu_us_per_dm, Some(400.0));
-        assert_eq!(three.redis_by_command_per_dm["evalsha 018c9d7b"], 1.0);
+        assert_eq!(three.redis_commands_per_msg, Some(3.0));
+        assert_eq!(three.redis_script_calls_per_msg, Some(27.0));
+        assert_eq!(three.redis_evalsha_per_msg, Some(3.0));
+        assert_eq!(three.redis_cpu_us_per_msg, Some(400.0));
+        assert_eq!(three.redis_by_command_per_msg["evalsha 018c9d7b"], 1.0);
         assert_eq!(three.monitored_reps, 1);
         let goals: Vec<_> = rep
             .goals
