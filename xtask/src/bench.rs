@@ -41,9 +41,9 @@
 //! `chinwag-server` nodes on one private redis-server ([`cluster_server`]): `chinwag-load run
 //! --mode send` with one `--target` per node signs user `i` in at node `i % N` and sends every
 //! message to a user on another node; the nodes' CPU is summed and Redis's commands in the
-//! measured window are counted (INFO; MONITOR in runs of their own). Ratios divide 2 and 3
-//! nodes by 1 node in the same repetition. The fan-out to a 3 000-member room over 3 nodes is a
-//! note (rooms do not cross nodes yet).
+//! measured window are counted (INFO; MONITOR in runs of their own). `cluster-fanout-3k` loads
+//! one room of 3 000 members spread over the nodes' room doors (`--mode fanout`, member `i` at
+//! node `i % N`). Ratios divide 2 and 3 nodes by 1 node in the same repetition.
 //!
 //! `--micro` runs the criterion micro-benchmarks instead (`cargo bench` on every package that
 //! has a `[[bench]]`, or `-p chinwag-bench` when a top-level `benches/` package exists).
@@ -94,8 +94,12 @@ enum ServerKind {
     /// [`raw_fanout`].
     Hub(HubServer),
     /// A cluster of `nodes` ready servers (`chinwag-server`) on one private redis-server
-    /// ([`cluster_server`]).
-    Cluster { nodes: usize, args: Vec<String> },
+    /// ([`cluster_server`]), each loaded at `target` (a URL template: `{listen}`).
+    Cluster {
+        nodes: usize,
+        args: Vec<String>,
+        target: &'static str,
+    },
 }
 
 #[derive(Clone)]
@@ -284,12 +288,13 @@ fn history_recover(reps: usize, quick: bool) -> Scenario {
 }
 
 /// A cluster of `nodes` ready servers on one Redis (issue 18): each node is `chinwag-server`
-/// with [`READY_SERVER_ARGS`] (its own data directory), its chat door over WebSocket only,
-/// `--queue-backend redis --cluster-redis-url {redis}`: the offline queue is the cluster's
-/// Redis, every node has the bench secret, each picks a random node id. One node is a cluster
-/// too (on Redis, with its push notices), the baseline the others are divided by, so the
-/// ratios isolate what crossing nodes costs.
-fn cluster_server(nodes: usize) -> Server {
+/// with [`READY_SERVER_ARGS`] (its own data directory), no chat door over TCP,
+/// `--queue-backend redis --cluster-redis-url {redis}`: the offline queue and the room history
+/// are the cluster's Redis, every node has the bench secret, each picks a random node id. It
+/// is loaded on `door` (`chat-ws` or `rooms`, as [`hub_door`]). One node is a cluster too (on
+/// Redis, with its notices), the baseline the others are divided by, so the ratios isolate
+/// what crossing nodes costs.
+fn cluster_server(nodes: usize, door: &str) -> Server {
     let mut args = strs(&READY_SERVER_ARGS);
     args.extend(strs(&[
         "--tcp-listen",
@@ -307,7 +312,11 @@ fn cluster_server(nodes: usize) -> Server {
         },
         role: if nodes == 1 { "baseline" } else { "chinwag" },
         baseline: (nodes > 1).then_some("cluster-1-node"),
-        kind: ServerKind::Cluster { nodes, args },
+        kind: ServerKind::Cluster {
+            nodes,
+            args,
+            target: hub_door(door).0,
+        },
     }
 }
 
@@ -398,7 +407,7 @@ struct Opts {
 
 /// Scenario names; `--scenario X` selects `X` and every `X-*` (`gotalk-rpc`, `ws-echo`, `hub`,
 /// `cluster`).
-const SCENARIOS: [&str; 22] = [
+const SCENARIOS: [&str; 23] = [
     "ws-echo-20B",
     "ws-echo-16KiB",
     "ws-echo-1KiB",
@@ -421,6 +430,7 @@ const SCENARIOS: [&str; 22] = [
     "hub-guess-20",
     "cluster-send",
     "cluster-send-2k",
+    "cluster-fanout-3k",
 ];
 
 fn selects(selector: &str, name: &str) -> bool {
@@ -646,7 +656,7 @@ fn scenarios(o: &Opts, notes: &mut Vec<String>) -> Vec<Scenario> {
         reps,
     });
     hub_scenarios(o, &timing, &peers, &mut out);
-    cluster_scenarios(o, &timing, &mut out, notes);
+    cluster_scenarios(o, &timing, &mut out);
     if !o.scenarios.is_empty() {
         out.retain(|s| o.scenarios.iter().any(|sel| selects(sel, s.name)));
         notes.retain(|n| {
@@ -912,15 +922,11 @@ fn hub_scenarios(
 /// `INFO` at the bounds of the measured window; each size also runs once more per repetition
 /// counting Redis's commands with MONITOR (variant `monitor`, see [`variants`];
 /// `crates/chinwag-load/src/redis_monitor.rs`). Five repetitions in full mode: the CPU per
-/// message on this shared machine moves with how much the processes batch. The fan-out to a
-/// 3 000-member room over 3 nodes is not measurable yet: rooms do not cross nodes (a note says
-/// so).
-fn cluster_scenarios(
-    o: &Opts,
-    timing: &dyn Fn(&[&str]) -> Vec<String>,
-    out: &mut Vec<Scenario>,
-    notes: &mut Vec<String>,
-) {
+/// message on this shared machine moves with how much the processes batch.
+/// `cluster-fanout-3k`: one room of 3 000 members on the nodes' room doors (member `i` at node
+/// `i % N`), member 0 publishing 20 times a second (`--mode fanout`), likewise twice per
+/// repetition. A room that keeps history (the default) is one room across nodes.
+fn cluster_scenarios(o: &Opts, timing: &dyn Fn(&[&str]) -> Vec<String>, out: &mut Vec<Scenario>) {
     let reps = o.reps.unwrap_or(if o.quick { 1 } else { 5 });
     for (name, rate) in [("cluster-send", "1000"), ("cluster-send-2k", "2000")] {
         // 300 users: 100 per node at 3 nodes, each sending 3-7 messages/s (the ready
@@ -945,18 +951,41 @@ fn cluster_scenarios(
         out.push(Scenario {
             name,
             kind: "cluster-send",
-            servers: (1..=3).map(cluster_server).collect(),
+            servers: (1..=3).map(|n| cluster_server(n, "chat-ws")).collect(),
             load,
             reps,
         });
     }
-    notes.push(
-        "cluster-fanout-3k: not measurable yet: rooms do not cross nodes (a publish reaches the \
-         members on its own node only, docs/cluster.md), so a 3 000-member room spread over 3 \
-         nodes cannot be loaded"
-            .into(),
-    );
+    // One room of 3 000 members (the room door; the room keeps history, the default, which is
+    // what makes it one room across nodes), member 0 publishing.
+    let mut load = timing(&[
+        "--mode",
+        "fanout",
+        "--conns",
+        if o.quick { "300" } else { "3000" },
+        "--size",
+        "100",
+        "--rate",
+        CLUSTER_FANOUT_RATE,
+        "--procs",
+        "2",
+        "--source-ips",
+        "4",
+        "--connect-concurrency",
+        "128",
+    ]);
+    load.extend(strs(&["--secret", HUB_SECRET]));
+    out.push(Scenario {
+        name: "cluster-fanout-3k",
+        kind: "cluster-fanout",
+        servers: (1..=3).map(|n| cluster_server(n, "rooms")).collect(),
+        load,
+        reps,
+    });
 }
+
+/// Publishes per second to the 3 000-member room of `cluster-fanout-3k`.
+const CLUSTER_FANOUT_RATE: &str = "20";
 
 /// Starts a private redis-server (its own directory, append-only file with `appendfsync
 /// always`, as `chinwag_queue_redis::test_server` does) on a free port.
@@ -1260,7 +1289,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
 fn variants(kind: &str) -> &'static [&'static str] {
     match kind {
         "slow-consumer" => &["alone", "stalled"],
-        "cluster-send" => &["", "monitor"],
+        "cluster-send" | "cluster-fanout" => &["", "monitor"],
         _ => &[""],
     }
 }
@@ -1312,7 +1341,11 @@ fn one_run(
             cmd.args(["--target", url]);
             Vec::new()
         }
-        ServerKind::Cluster { nodes, args } => {
+        ServerKind::Cluster {
+            nodes,
+            args,
+            target,
+        } => {
             let tmp = file.with_extension("data");
             let (redis, url) = start_redis(&file.with_extension("redis"))?;
             cmd.args(["--redis", &url, "--redis-pid", &redis.0.id().to_string()]);
@@ -1339,7 +1372,7 @@ fn one_run(
                 wait_ready(addr)?;
                 cmd.args([
                     "--target",
-                    &format!("gotalk+ws://{addr}/gotalk/"),
+                    &target.replace("{listen}", &addr.to_string()),
                     "--server-pid",
                     &running.0.id().to_string(),
                 ]);
@@ -1428,7 +1461,7 @@ mod tests {
         let mut notes = Vec::new();
         let plan = scenarios(&o, &mut notes);
         let rpc = root().join("examples/rpc_echo.rs").exists();
-        assert_eq!(plan.len(), if rpc { 22 } else { 18 });
+        assert_eq!(plan.len(), if rpc { 23 } else { 19 });
         assert_eq!(rpc, plan.iter().any(|s| s.name.starts_with("gotalk-rpc")));
         assert_eq!(!rpc, notes.iter().any(|n| n.starts_with("gotalk-rpc")));
         let o = parse(&["--scenario".into(), "ws-echo".into()]).unwrap();
@@ -1493,10 +1526,16 @@ mod tests {
         let mut notes = Vec::new();
         let plan = scenarios(&o, &mut notes);
         let names: Vec<&str> = plan.iter().map(|s| s.name).collect();
-        assert_eq!(names, ["cluster-send", "cluster-send-2k"]);
-        assert!(plan.iter().all(|s| s.kind == "cluster-send" && s.reps == 5));
+        assert_eq!(
+            names,
+            ["cluster-send", "cluster-send-2k", "cluster-fanout-3k"]
+        );
+        let kinds: Vec<&str> = plan.iter().map(|s| s.kind).collect();
+        assert_eq!(kinds, ["cluster-send", "cluster-send", "cluster-fanout"]);
+        assert!(plan.iter().all(|s| s.reps == 5));
         // Each size runs measured, then counting Redis's commands with MONITOR.
         assert_eq!(variants("cluster-send"), ["", "monitor"]);
+        assert_eq!(variants("cluster-fanout"), ["", "monitor"]);
         let sc = &plan[0];
         assert!(sc.load.windows(2).any(|w| w == ["--rate", "1000"]));
         assert!(plan[1].load.windows(2).any(|w| w == ["--rate", "2000"]));
@@ -1509,7 +1548,12 @@ mod tests {
             .servers
             .iter()
             .map(|s| match &s.kind {
-                ServerKind::Cluster { nodes, args } => {
+                ServerKind::Cluster {
+                    nodes,
+                    args,
+                    target,
+                } => {
+                    assert_eq!(*target, "gotalk+ws://{listen}/gotalk/");
                     // Every node on the run's Redis, its queue there too.
                     assert!(
                         args.windows(2)
@@ -1529,12 +1573,20 @@ mod tests {
                 .all(|s| s.role == "chinwag" && s.baseline == Some("cluster-1-node"))
         );
         assert!(sc.load.windows(2).any(|w| w == ["--mode", "send"]));
-        // The room fan-out over nodes is named, not faked.
-        assert!(
-            notes
-                .iter()
-                .any(|n| n.starts_with("cluster-fanout-3k: not measurable yet"))
-        );
+        // The 3 000-member room, spread over the nodes, on their room door.
+        let room = &plan[2];
+        assert!(room.load.windows(2).any(|w| w == ["--mode", "fanout"]));
+        assert!(room.load.windows(2).any(|w| w == ["--conns", "3000"]));
+        let targets: Vec<&str> = room
+            .servers
+            .iter()
+            .map(|s| match &s.kind {
+                ServerKind::Cluster { target, .. } => *target,
+                _ => panic!("{} is not a cluster", s.name),
+            })
+            .collect();
+        assert_eq!(targets, ["ws://{listen}/ws?room=bench"; 3]);
+        assert!(notes.is_empty(), "{notes:?}");
         let o = parse(&[
             "--scenario".into(),
             "cluster-send-2k".into(),
@@ -1543,10 +1595,5 @@ mod tests {
         .unwrap();
         let quick = scenarios(&o, &mut Vec::new());
         assert_eq!((quick.len(), quick[0].reps), (1, 1));
-        // Selecting other scenarios leaves the cluster's note out.
-        let o = parse(&["--scenario".into(), "hub-send".into()]).unwrap();
-        let mut notes = Vec::new();
-        scenarios(&o, &mut notes);
-        assert!(notes.iter().all(|n| !n.starts_with("cluster")));
     }
 }
