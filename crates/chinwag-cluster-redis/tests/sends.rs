@@ -257,3 +257,71 @@ async fn nodes_subscribe_only_to_the_users_they_hold() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A conversation across nodes: each direct message is queued and kept in the conversation
+/// by the queue's one script (the nodes' queues keep the shared history), so every send's
+/// answer has its place (`seq`), both directions count in one order, nothing is kept twice,
+/// and either user reads it from any node. A live-only message (queued briefly, as a cluster
+/// does) is not kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_across_nodes_is_kept_once_per_message_by_the_push() {
+    let server = redis_server();
+    let url = server.url();
+    let policy = SignOn::Multi { max: 5 };
+    let nodes = [
+        Node::start_shared(&url, &url, 1, policy).await,
+        Node::start_shared(&url, &url, 2, policy).await,
+    ];
+    let mut bob = Client::signed_in(nodes[0].addr, &token("bob", "pc")).await;
+    let mut una = Client::signed_in(nodes[1].addr, &token("una", "phone")).await;
+    let mut seqs = Vec::new();
+    for (i, body) in ["hi una", "hi bob", "lunch?"].into_iter().enumerate() {
+        let (from, to, rx) = if i % 2 == 0 {
+            (&bob, "una", &mut una)
+        } else {
+            (&una, "bob", &mut bob)
+        };
+        let r = send(from, to, body, None).await.expect("send");
+        seqs.push(r["seq"].as_u64().unwrap_or_else(|| panic!("kept: {r}")));
+        assert_eq!(message(rx).await["body"], body, "delivered across nodes");
+    }
+    assert_eq!(seqs, [1, 2, 3], "one order both ways, each kept once");
+    let live = bob
+        .req(
+            "send",
+            json!({ "to": "una", "body": "typing", "ttl_ms": 0 }),
+        )
+        .await
+        .expect("live-only send to a user online on the other node");
+    assert!(
+        live.get("seq").is_none(),
+        "a live-only message is not kept: {live}"
+    );
+    assert_eq!(message(&mut una).await["body"], "typing");
+    // A second device of bob's on the other node reads the conversation.
+    let tablet = Client::signed_in(nodes[1].addr, &token("bob", "tablet")).await;
+    let page = tablet
+        .req("history", json!({ "with": "una", "after": 0 }))
+        .await
+        .expect("history");
+    let kept: Vec<(u64, String)> = page["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| {
+            (
+                m["seq"].as_u64().expect("seq"),
+                m["body"].as_str().expect("body").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            (1, "hi una".to_owned()),
+            (2, "hi bob".to_owned()),
+            (3, "lunch?".to_owned())
+        ],
+        "kept once each, in order: {page}"
+    );
+}

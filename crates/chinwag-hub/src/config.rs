@@ -264,6 +264,8 @@ setters!(OfflineShares {
 /// | `replay_timeout` | 30 s (a replaying client that does not read for this long is closed) |
 /// | `auto_create_rooms` | true (rooms without a password, removed when empty) |
 /// | `sweep_interval` | 60 s (expired queue entries, rate-limiter state) |
+/// | `ack_linger` | 5 ms (acks gathered into one queue call) |
+/// | `max_ack_batch` | 256 acks per queue call |
 /// | `node` | `NodeId(0)` |
 /// | `history` | [`RoomHistory::default`](crate::RoomHistory) |
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -308,6 +310,13 @@ pub struct HubConfig {
     /// How often expired queue entries and idle rate-limiter state are swept. Default 60 s.
     #[cfg_attr(feature = "serde", serde(with = "chinwag_transport::duration"))]
     pub sweep_interval: Duration,
+    /// How long the hub gathers acknowledgements after the first one before it applies them
+    /// with one queue call (on Redis one round trip; on redb one transaction). Default 5 ms:
+    /// an ack is answered up to this much later; zero gathers only those already waiting.
+    #[cfg_attr(feature = "serde", serde(with = "chinwag_transport::duration"))]
+    pub ack_linger: Duration,
+    /// Most acknowledgements one queue call applies. Default 256.
+    pub max_ack_batch: usize,
     /// This node's id (clusters). Default 0.
     pub node: NodeId,
     /// Room history: what rooms keep, what a join recovers.
@@ -359,6 +368,8 @@ impl Default for HubConfig {
             replay_timeout: Duration::from_secs(30),
             auto_create_rooms: true,
             sweep_interval: Duration::from_secs(60),
+            ack_linger: Duration::from_millis(5),
+            max_ack_batch: 256,
             node: NodeId(0),
             history: crate::RoomHistory::default(),
             shared_queue: false,
@@ -395,6 +406,10 @@ setters!(HubConfig {
     with_auto_create_rooms: auto_create_rooms: bool,
     /// Sets [`sweep_interval`](Self::sweep_interval).
     with_sweep_interval: sweep_interval: Duration,
+    /// Sets [`ack_linger`](Self::ack_linger).
+    with_ack_linger: ack_linger: Duration,
+    /// Sets [`max_ack_batch`](Self::max_ack_batch).
+    with_max_ack_batch: max_ack_batch: usize,
     /// Sets [`node`](Self::node).
     with_node: node: NodeId,
     /// Sets [`history`](Self::history).

@@ -15,6 +15,7 @@
 //! | `chinwag_hub_queued_total` | counter | |
 //! | `chinwag_hub_replayed_total` | counter | |
 //! | `chinwag_hub_acked_total` | counter | |
+//! | `chinwag_hub_ack_batch_size` | histogram | (acks applied by one queue call) |
 //! | `chinwag_hub_expired_total` | counter | |
 //! | `chinwag_hub_dropped_total` | counter | `reason` (`overflow`, `closed`, `filtered`) |
 //! | `chinwag_hub_refusals_total` | counter | `reason` (`auth_<AuthError::reason>`, `connections`, `connection_rate`, `message_rate`, `room_full`, ...) |
@@ -45,6 +46,8 @@ pub const QUEUED: &str = "chinwag_hub_queued_total";
 pub const REPLAYED: &str = "chinwag_hub_replayed_total";
 /// Queue entries removed by acknowledgements.
 pub const ACKED: &str = "chinwag_hub_acked_total";
+/// Acks applied by one queue call (the hub applies acks in batches).
+pub const ACK_BATCH: &str = "chinwag_hub_ack_batch_size";
 /// Queue entries removed because their TTL passed.
 pub const EXPIRED: &str = "chinwag_hub_expired_total";
 /// Deliveries that did not happen, by reason.
@@ -91,6 +94,7 @@ pub fn describe() {
     describe_counter!(QUEUED, "Direct messages put into the offline queue.");
     describe_counter!(REPLAYED, "Queued messages sent by a replay.");
     describe_counter!(ACKED, "Queue entries removed by acknowledgements.");
+    describe_histogram!(ACK_BATCH, "Acks applied by one queue call.");
     describe_counter!(EXPIRED, "Queue entries removed because their TTL passed.");
     describe_counter!(DROPPED, "Deliveries that did not happen, by reason.");
     describe_counter!(REFUSALS, "Refusals, by reason.");

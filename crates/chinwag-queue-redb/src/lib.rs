@@ -397,6 +397,34 @@ impl Queue for RedbQueue {
         })
     }
 
+    fn ack_many<'a>(
+        &'a self,
+        acks: &'a [(&'a str, EntryId)],
+    ) -> BoxFuture<'a, Result<Vec<u64>, QueueError>> {
+        Box::pin(async move {
+            // Every ack handed to the writer before any is awaited: they share its batches.
+            let mut pending = Vec::with_capacity(acks.len());
+            for (recipient, up_to) in acks {
+                check_recipient(recipient)?;
+                let recipient = (*recipient).to_owned();
+                let up_to = *up_to;
+                pending.push(self.writer.submit(|reply| Op::Ack {
+                    recipient,
+                    up_to,
+                    reply,
+                })?);
+            }
+            let mut removed = Vec::with_capacity(pending.len());
+            for rx in pending {
+                removed.push(
+                    rx.await
+                        .map_err(|_| QueueError::backend("redb writer thread stopped"))??,
+                );
+            }
+            Ok(removed)
+        })
+    }
+
     fn len<'a>(&'a self, recipient: &'a str) -> BoxFuture<'a, Result<u64, QueueError>> {
         Box::pin(async move {
             check_recipient(recipient)?;

@@ -114,15 +114,28 @@ impl<Op: Send + 'static> Writer<Op> {
 
     /// Sends an operation to the writer and waits for its result.
     pub(crate) async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Op) -> Result<T, QueueError> {
+        let rx = self.submit(make)?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// Sends an operation to the writer; its result comes on the receiver. Operations sent
+    /// before their results are awaited share the writer's batches (one transaction).
+    pub(crate) fn submit<T>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Op,
+    ) -> Result<oneshot::Receiver<Result<T, QueueError>>, QueueError> {
         let (reply, rx) = oneshot::channel();
-        let stopped = || QueueError::backend("redb writer thread stopped");
         self.tx
             .as_ref()
             .ok_or_else(stopped)?
             .send(make(reply))
             .map_err(|_| stopped())?;
-        rx.await.map_err(|_| stopped())?
+        Ok(rx)
     }
+}
+
+fn stopped() -> QueueError {
+    QueueError::backend("redb writer thread stopped")
 }
 
 impl<Op> Drop for Writer<Op> {

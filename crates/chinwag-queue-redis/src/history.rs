@@ -93,8 +93,8 @@ use chinwag_queue::{
     BoxFuture, Clock, Direction, History, HistoryConfig, Limit, Offset, Page, Publication,
     QueueError, Retention, StreamState,
 };
-use redis::Script;
 use redis::aio::ConnectionManager;
+use redis::{Script, ScriptInvocation};
 
 use crate::{RedisOptions, SWEEP_BATCH, backend};
 
@@ -104,7 +104,18 @@ fn script(body: &str) -> Script {
     crate::script_with(PRELUDE, body)
 }
 
-static APPEND: LazyLock<Script> = LazyLock::new(|| script(include_str!("history_append.lua")));
+/// The history prelude and the append as a function (also in `push_keep.lua`'s script).
+pub(crate) const APPEND_FN: &str = concat!(
+    include_str!("history_prelude.lua"),
+    "\n",
+    include_str!("history_append_fn.lua")
+);
+static APPEND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{APPEND_FN}\n{}",
+        include_str!("history_append.lua")
+    ))
+});
 static READ: LazyLock<Script> = LazyLock::new(|| script(include_str!("history_read.lua")));
 static REMOVE: LazyLock<Script> = LazyLock::new(|| script(include_str!("history_remove.lua")));
 static SWEEP: LazyLock<Script> = LazyLock::new(|| script(include_str!("history_sweep.lua")));
@@ -139,6 +150,22 @@ fn num(b: &[u8]) -> Result<u64, QueueError> {
         .ok()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| corrupt("not a number"))
+}
+
+/// The append script's answer: the stream's state, or the bound that refused the append.
+pub(crate) fn appended(r: &[Vec<u8>], stream: &str) -> Result<StreamState, QueueError> {
+    match r {
+        [ok, e, f, l] if ok == b"ok" => Ok(StreamState::new(num(e)?, num(f)?, num(l)?)),
+        [full, why] if full == b"full" => Err(QueueError::Full {
+            recipient: stream.to_owned(),
+            limit: match why.as_slice() {
+                b"streams" => Limit::Streams,
+                b"bytes" => Limit::TotalBytes,
+                _ => return Err(corrupt("unknown bound")),
+            },
+        }),
+        _ => Err(corrupt("append")),
+    }
 }
 
 fn millis(d: std::time::Duration) -> u64 {
@@ -199,6 +226,11 @@ impl RedisHistory {
         &self.config
     }
 
+    /// Its key prefix.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     async fn append_inner(
         &self,
         stream: &str,
@@ -207,10 +239,27 @@ impl RedisHistory {
         new_epoch: u64,
     ) -> Result<StreamState, QueueError> {
         self.config.check_append(stream, payloads)?;
-        let c = &self.config;
         let mut inv = APPEND.prepare_invoke();
-        inv.arg(&self.prefix)
-            .arg(stream)
+        inv.arg(&self.prefix);
+        self.append_args(&mut inv, stream, payloads, retention, new_epoch);
+        let r: Vec<Vec<u8>> = inv
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(backend)?;
+        appended(&r, stream)
+    }
+
+    /// The append's arguments after the prefix (history_append_fn.lua's).
+    pub(crate) fn append_args(
+        &self,
+        inv: &mut ScriptInvocation<'_>,
+        stream: &str,
+        payloads: &[Bytes],
+        retention: Retention,
+        new_epoch: u64,
+    ) {
+        let c = &self.config;
+        inv.arg(stream)
             .arg(self.clock.now_ms().to_string())
             .arg(new_epoch.to_string())
             .arg(retention.max_len.max(1).to_string())
@@ -227,22 +276,6 @@ impl RedisHistory {
             });
         for p in payloads {
             inv.arg(p.as_ref());
-        }
-        let r: Vec<Vec<u8>> = inv
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(backend)?;
-        match r.as_slice() {
-            [ok, e, f, l] if ok == b"ok" => Ok(StreamState::new(num(e)?, num(f)?, num(l)?)),
-            [full, why] if full == b"full" => Err(QueueError::Full {
-                recipient: stream.to_owned(),
-                limit: match why.as_slice() {
-                    b"streams" => Limit::Streams,
-                    b"bytes" => Limit::TotalBytes,
-                    _ => return Err(corrupt("unknown bound")),
-                },
-            }),
-            _ => Err(corrupt("append")),
         }
     }
 

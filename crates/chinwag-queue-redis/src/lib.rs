@@ -64,11 +64,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chinwag_queue::{
-    BoxFuture, Clock, Entry, EntryId, Limit, OverflowPolicy, Queue, QueueConfig, QueueError,
-    SystemClock, check_recipient, expiry,
+    BoxFuture, Clock, Entry, EntryId, HistoryConfig, Keep, Limit, OverflowPolicy, Pushed, Queue,
+    QueueConfig, QueueError, SystemClock, check_recipient, expiry,
 };
-use redis::Script;
 use redis::aio::ConnectionManager;
+use redis::{Script, ScriptInvocation};
 
 /// The `redis` crate this backend is built on, so callers configure connections with the same
 /// version.
@@ -87,9 +87,20 @@ pub(crate) fn script_with(prelude: &str, body: &str) -> Script {
     Script::new(&format!("{prelude}\n{body}"))
 }
 
-static PUSH: LazyLock<Script> = LazyLock::new(|| script(include_str!("push.lua")));
+const PUSH_FN: &str = include_str!("push_fn.lua");
+static PUSH: LazyLock<Script> =
+    LazyLock::new(|| script(&format!("{PUSH_FN}\n{}", include_str!("push.lua"))));
+/// A push and a history append in one script ([`RedisQueue::keeping`]).
+static PUSH_KEEP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{PRELUDE}\n{PUSH_FN}\n{}\n{}",
+        history::APPEND_FN,
+        include_str!("push_keep.lua")
+    ))
+});
 static READ: LazyLock<Script> = LazyLock::new(|| script(include_str!("read.lua")));
 static ACK: LazyLock<Script> = LazyLock::new(|| script(include_str!("ack.lua")));
+static ACK_MANY: LazyLock<Script> = LazyLock::new(|| script(include_str!("ack_many.lua")));
 static LEN: LazyLock<Script> = LazyLock::new(|| script(include_str!("len.lua")));
 static SWEEP: LazyLock<Script> = LazyLock::new(|| script(include_str!("sweep.lua")));
 
@@ -164,6 +175,8 @@ pub struct RedisQueue {
     prefix: String,
     clock: Arc<dyn Clock>,
     notices: Option<String>,
+    /// The history [`Queue::push_keeping`] appends to in the push's script.
+    keeps: Option<RedisHistory>,
 }
 
 impl std::fmt::Debug for RedisQueue {
@@ -172,6 +185,7 @@ impl std::fmt::Debug for RedisQueue {
             .field("config", &self.config)
             .field("prefix", &self.prefix)
             .field("notices", &self.notices)
+            .field("keeps", &self.keeps)
             .finish_non_exhaustive()
     }
 }
@@ -204,20 +218,54 @@ impl RedisQueue {
             prefix: options.prefix,
             clock: options.clock,
             notices: options.notices,
+            keeps: None,
         })
+    }
+
+    /// A history on this queue's connection, with its key prefix and clock (for
+    /// [`keeping`](Self::keeping)).
+    pub fn history(&self, config: HistoryConfig) -> RedisHistory {
+        RedisHistory::with_connection(
+            self.conn.clone(),
+            config,
+            self.prefix.clone(),
+            self.clock.clone(),
+        )
+    }
+
+    /// Keeps `history` (built by [`history`](Self::history), with notices or not): then
+    /// [`Queue::push_keeping`] appends to it in the push's own script, atomically and in one
+    /// round trip instead of two. The hub keeps a direct message in its conversation this way;
+    /// give the hub this same history (the facade does).
+    ///
+    /// # Errors
+    ///
+    /// `history` has another key prefix than this queue (it was not built by
+    /// [`history`](Self::history)).
+    pub fn keeping(mut self, history: RedisHistory) -> Result<Self, QueueError> {
+        if history.prefix() != self.prefix {
+            return Err(QueueError::backend(format!(
+                "a queue keeps a history with its own key prefix ({:?}), not {:?}",
+                self.prefix,
+                history.prefix()
+            )));
+        }
+        self.keeps = Some(history);
+        Ok(self)
     }
 
     fn now(&self) -> String {
         self.clock.now_ms().to_string()
     }
 
-    async fn push_inner(
+    /// The push script's arguments (push_fn.lua's).
+    fn push_args(
         &self,
+        inv: &mut ScriptInvocation<'_>,
         recipient: &str,
-        payload: Bytes,
+        payload: &Bytes,
         ttl: Option<Duration>,
-    ) -> Result<EntryId, QueueError> {
-        self.config.check_push(recipient, payload.len())?;
+    ) {
         let now = self.clock.now_ms();
         let exp = expiry(now, ttl).map_or_else(String::new, |e| e.to_string());
         let c = &self.config;
@@ -225,8 +273,7 @@ impl RedisQueue {
             .notices
             .as_ref()
             .map_or_else(Vec::new, |p| [p.as_bytes(), recipient.as_bytes()].concat());
-        let r: i64 = PUSH
-            .arg(&self.prefix)
+        inv.arg(&self.prefix)
             .arg(recipient)
             .arg(payload.as_ref())
             .arg(now.to_string())
@@ -239,23 +286,68 @@ impl RedisQueue {
             } else {
                 "0"
             })
-            .arg(channel)
+            .arg(channel);
+    }
+
+    async fn push_inner(
+        &self,
+        recipient: &str,
+        payload: Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<EntryId, QueueError> {
+        self.config.check_push(recipient, payload.len())?;
+        let mut inv = PUSH.prepare_invoke();
+        self.push_args(&mut inv, recipient, &payload, ttl);
+        let r: i64 = inv
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(backend)?;
-        let limit = match r {
-            id if id > 0 => return Ok(id.unsigned_abs()),
-            -1 => Limit::EntriesPerRecipient,
-            -2 => Limit::BytesPerRecipient,
-            -3 => Limit::TotalBytes,
-            other => {
-                return Err(QueueError::backend(format!("push script returned {other}")));
-            }
+        pushed(r, recipient)
+    }
+
+    async fn push_keeping_inner(
+        &self,
+        recipient: &str,
+        payload: Bytes,
+        ttl: Option<Duration>,
+        keep: Keep<'_>,
+    ) -> Result<Pushed, QueueError> {
+        let Some(h) = &self.keeps else {
+            let id = self.push_inner(recipient, payload, ttl).await?;
+            return Ok(Pushed::new(id, None));
         };
-        Err(QueueError::Full {
-            recipient: recipient.to_owned(),
-            limit,
-        })
+        self.config.check_push(recipient, payload.len())?;
+        let payloads = [keep.payload];
+        if let Err(e) = h.config().check_append(keep.stream, &payloads) {
+            // The append is refused before it reaches Redis: the push alone.
+            let id = self.push_inner(recipient, payload, ttl).await?;
+            return Ok(Pushed::new(id, Some(Err(e))));
+        }
+        let mut inv = PUSH_KEEP.prepare_invoke();
+        self.push_args(&mut inv, recipient, &payload, ttl);
+        h.append_args(
+            &mut inv,
+            keep.stream,
+            &payloads,
+            keep.retention,
+            keep.new_epoch,
+        );
+        let r: Vec<Vec<u8>> = inv
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(backend)?;
+        let Some((id, appended)) = r.split_first() else {
+            return Err(QueueError::backend("push_keep script returned nothing"));
+        };
+        let id: i64 = std::str::from_utf8(id)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| QueueError::backend("push_keep script returned a bad id"))?;
+        let id = pushed(id, recipient)?;
+        Ok(Pushed::new(
+            id,
+            Some(history::appended(appended, keep.stream)),
+        ))
     }
 
     async fn read_inner(
@@ -290,6 +382,28 @@ impl RedisQueue {
             .map_err(backend)
     }
 
+    async fn ack_many_inner(&self, acks: &[(&str, EntryId)]) -> Result<Vec<u64>, QueueError> {
+        if acks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = ACK_MANY.prepare_invoke();
+        inv.arg(&self.prefix);
+        for (recipient, up_to) in acks {
+            check_recipient(recipient)?;
+            inv.arg(*recipient).arg(up_to.to_string());
+        }
+        let removed: Vec<u64> = inv
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(backend)?;
+        if removed.len() != acks.len() {
+            return Err(QueueError::backend(
+                "ack_many script: one count per ack expected",
+            ));
+        }
+        Ok(removed)
+    }
+
     async fn sweep_inner(&self) -> Result<u64, QueueError> {
         let now = self.now();
         let mut removed = 0;
@@ -307,6 +421,23 @@ impl RedisQueue {
             }
         }
     }
+}
+
+/// The push script's answer: the new id, or the bound that refused the push.
+fn pushed(r: i64, recipient: &str) -> Result<EntryId, QueueError> {
+    let limit = match r {
+        id if id > 0 => return Ok(id.unsigned_abs()),
+        -1 => Limit::EntriesPerRecipient,
+        -2 => Limit::BytesPerRecipient,
+        -3 => Limit::TotalBytes,
+        other => {
+            return Err(QueueError::backend(format!("push script returned {other}")));
+        }
+    };
+    Err(QueueError::Full {
+        recipient: recipient.to_owned(),
+        limit,
+    })
 }
 
 /// Parses `"<id>:<expires_at or empty>:<payload>"`.
@@ -372,6 +503,23 @@ impl Queue for RedisQueue {
 
     fn sweep(&self) -> BoxFuture<'_, Result<u64, QueueError>> {
         Box::pin(self.sweep_inner())
+    }
+
+    fn push_keeping<'a>(
+        &'a self,
+        recipient: &'a str,
+        payload: Bytes,
+        ttl: Option<Duration>,
+        keep: Keep<'a>,
+    ) -> BoxFuture<'a, Result<Pushed, QueueError>> {
+        Box::pin(self.push_keeping_inner(recipient, payload, ttl, keep))
+    }
+
+    fn ack_many<'a>(
+        &'a self,
+        acks: &'a [(&'a str, EntryId)],
+    ) -> BoxFuture<'a, Result<Vec<u64>, QueueError>> {
+        Box::pin(self.ack_many_inner(acks))
     }
 }
 

@@ -75,3 +75,12 @@ local function sweep(now, limit)
   end
   return {n, #gms}
 end
+
+-- Removes r's entries with id <= up_to ('+inf' = every one); returns how many.
+local function ack(r, up_to)
+  local ms = redis.call('ZRANGEBYSCORE', k('q', r), '-inf', up_to)
+  for _, m in ipairs(ms) do
+    remove_member(r, m)
+  end
+  return #ms
+end

@@ -46,6 +46,7 @@ pub async fn run_all(backend: &dyn Backend) {
     fifo_order(backend, 1).await;
     ids_increase_and_are_never_reused(backend, 2).await;
     ack_semantics(backend, 3).await;
+    ack_many_semantics(backend, 21).await;
     ttl_expiry(backend, 4).await;
     expiry_frees_space(backend, 5).await;
     bounds_entries(backend, 6).await;
@@ -315,6 +316,55 @@ pub async fn ack_semantics(backend: &dyn Backend, store: u32) {
         ok(q.len("dave").await, "ack: len"),
         1,
         "ack: an earlier ack beyond the last id must not swallow later pushes"
+    );
+}
+
+/// `ack_many` applies its acks in order, each as `ack` would (the same recipient twice, an
+/// unknown one, none at all), and returns each one's count.
+pub async fn ack_many_semantics(backend: &dyn Backend, store: u32) {
+    let q = open(backend, store, QueueConfig::default(), clock()).await;
+    assert_eq!(
+        ok(q.ack_many(&[]).await, "ack_many: nothing"),
+        Vec::<u64>::new(),
+        "ack_many: no acks, no counts"
+    );
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(ok(
+            q.push("erin", payload(format!("{i}")), None).await,
+            "ack_many: push",
+        ));
+        ok(
+            q.push("fay", payload(format!("{i}")), None).await,
+            "ack_many: push",
+        );
+    }
+    let fay_last = ok(q.read("fay", 0, 10).await, "ack_many: read")[3].id;
+    let counts = ok(
+        q.ack_many(&[
+            ("erin", ids[1]),
+            ("nobody", 7),
+            ("fay", fay_last),
+            ("erin", ids[0]),
+            ("erin", ids[2]),
+        ])
+        .await,
+        "ack_many",
+    );
+    assert_eq!(
+        counts,
+        [2, 0, 4, 0, 1],
+        "ack_many: each ack's count, applied in order"
+    );
+    let left: Vec<_> = ok(q.read("erin", 0, 10).await, "ack_many: read")
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(left, [ids[3]], "ack_many: erin keeps her last entry");
+    assert_eq!(
+        ok(q.len("fay").await, "ack_many: len"),
+        0,
+        "ack_many: fay acked all"
     );
 }
 

@@ -171,6 +171,24 @@ pub trait Queue: Send + Sync {
     /// How many unexpired entries `recipient` has.
     fn len<'a>(&'a self, recipient: &'a str) -> BoxFuture<'a, Result<u64, QueueError>>;
 
+    /// Several [`ack`](Self::ack)s, applied in order; how many entries each removed. A backend
+    /// applies them in one step where it can (the Redis queue: one script, one round trip; the
+    /// redb queue: one transaction); the default implementation acks one after the other.
+    /// On an error some of them may have been applied (acks are idempotent: applying one again
+    /// is harmless).
+    fn ack_many<'a>(
+        &'a self,
+        acks: &'a [(&'a str, EntryId)],
+    ) -> BoxFuture<'a, Result<Vec<u64>, QueueError>> {
+        Box::pin(async move {
+            let mut removed = Vec::with_capacity(acks.len());
+            for (recipient, up_to) in acks {
+                removed.push(self.ack(recipient, *up_to).await?);
+            }
+            Ok(removed)
+        })
+    }
+
     /// Removes every entry of `recipient` and returns how many. Later pushes still get larger
     /// ids than any it had.
     fn remove<'a>(&'a self, recipient: &'a str) -> BoxFuture<'a, Result<u64, QueueError>>;
@@ -179,6 +197,61 @@ pub trait Queue: Send + Sync {
     /// periodically (expired entries are otherwise freed only when their recipient is touched or
     /// the overall byte bound is reached).
     fn sweep(&self) -> BoxFuture<'_, Result<u64, QueueError>>;
+
+    /// Queues `payload` for `recipient` as [`push`](Self::push) does, and, if this queue keeps
+    /// a [`History`] of its own, appends `keep` to it in the same step (the Redis queue: in the
+    /// push's script, one round trip for both; `RedisQueue::keeping`). The hub keeps a direct
+    /// message in its conversation this way.
+    ///
+    /// [`Pushed::kept`] says what became of `keep`: `None` when this queue keeps no history
+    /// (the default implementation: it only pushes) and the caller appends `keep` itself;
+    /// `Some(result)` when the queue appended it, where an append refused or failed leaves the
+    /// push done. A caller gives a queue that keeps a history only appends meant for that
+    /// history.
+    fn push_keeping<'a>(
+        &'a self,
+        recipient: &'a str,
+        payload: Bytes,
+        ttl: Option<Duration>,
+        keep: Keep<'a>,
+    ) -> BoxFuture<'a, Result<Pushed, QueueError>> {
+        let _ = keep;
+        Box::pin(async move {
+            let id = self.push(recipient, payload, ttl).await?;
+            Ok(Pushed { id, kept: None })
+        })
+    }
+}
+
+/// An append to a [`History`] that goes with a push: [`Queue::push_keeping`].
+#[derive(Debug, Clone)]
+pub struct Keep<'a> {
+    /// The stream appended to.
+    pub stream: &'a str,
+    /// The publication's payload.
+    pub payload: Bytes,
+    /// The stream's retention (as [`History::append`]'s).
+    pub retention: Retention,
+    /// The epoch the stream starts with if it does not exist (as [`History::append`]'s).
+    pub new_epoch: u64,
+}
+
+/// What [`Queue::push_keeping`] did.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Pushed {
+    /// The pushed entry's id.
+    pub id: EntryId,
+    /// The append's result when the queue made it (the stream's state after it); `None` when
+    /// the queue keeps no history and the caller appends itself.
+    pub kept: Option<Result<StreamState, QueueError>>,
+}
+
+impl Pushed {
+    /// A push whose append was made (`kept`: its result) or left to the caller (`None`).
+    pub fn new(id: EntryId, kept: Option<Result<StreamState, QueueError>>) -> Self {
+        Self { id, kept }
+    }
 }
 
 /// What a push does when it would exceed a bound. With the `serde` feature: `"refuse"` or
@@ -537,6 +610,21 @@ impl<Q: Queue + ?Sized> Queue for Arc<Q> {
     }
     fn sweep(&self) -> BoxFuture<'_, Result<u64, QueueError>> {
         (**self).sweep()
+    }
+    fn ack_many<'a>(
+        &'a self,
+        acks: &'a [(&'a str, EntryId)],
+    ) -> BoxFuture<'a, Result<Vec<u64>, QueueError>> {
+        (**self).ack_many(acks)
+    }
+    fn push_keeping<'a>(
+        &'a self,
+        recipient: &'a str,
+        payload: Bytes,
+        ttl: Option<Duration>,
+        keep: Keep<'a>,
+    ) -> BoxFuture<'a, Result<Pushed, QueueError>> {
+        (**self).push_keeping(recipient, payload, ttl, keep)
     }
 }
 

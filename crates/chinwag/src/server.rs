@@ -18,7 +18,7 @@ use crate::hub::doors::chat::ChatDoor;
 use crate::hub::doors::rooms::RoomsDoor;
 use crate::hub::doors::tok::{ByeFn, TokDoor};
 use crate::hub::{App, Directory, Hub, HubConfig, HubLimits, SignOn};
-use crate::queue::{HistoryConfig, MemoryQueue, Queue, QueueConfig};
+use crate::queue::{History, HistoryConfig, MemoryQueue, Queue, QueueConfig};
 use crate::rpc::{CHINWAG_JS, RpcConfig};
 use crate::session::ServerConfig;
 use crate::transport::tcp::{TcpAcceptor, TcpConfig};
@@ -765,8 +765,11 @@ impl ServerBuilder {
             // The fair shares of the offline store are shares of the queue's own bound.
             hub_config.limits.offline.total_bytes = self.queue_config.max_total_bytes;
         }
-        let queue = open_queue(queue_backend, self.queue_config, notices).await?;
-        let history = open_history(history_backend, self.history_config, room_notices).await?;
+        let (queue, history) = open_stores(
+            (queue_backend, self.queue_config, notices),
+            (history_backend, self.history_config, room_notices),
+        )
+        .await?;
 
         let mut hub = Hub::builder().config(hub_config).queue(queue);
         if let Some(h) = history {
@@ -900,6 +903,34 @@ fn cluster_queue(backend: QueueBackend, cluster_url: Option<&str>) -> Result<Que
                 .into(),
         )),
     }
+}
+
+/// The offline queue and the history. A Redis queue and a Redis history on the same Redis
+/// share one connection, and the queue keeps the history: a direct message is queued and kept
+/// in its conversation by one script ([`Queue::push_keeping`](crate::queue::Queue::push_keeping)).
+async fn open_stores(
+    (queue, queue_config, notices): (QueueBackend, QueueConfig, Option<String>),
+    (history, history_config, room_notices): (HistoryBackend, HistoryConfig, Option<String>),
+) -> Result<(Arc<dyn Queue>, Option<Arc<dyn History>>)> {
+    #[cfg(feature = "queue-redis")]
+    if let (QueueBackend::Redis(q_url), HistoryBackend::Redis(h_url)) = (&queue, &history)
+        && q_url == h_url
+    {
+        let mut options = crate::queue::redis::RedisOptions::default();
+        if let Some(prefix) = notices {
+            options = options.notices(prefix);
+        }
+        let q = crate::queue::redis::RedisQueue::connect_with(q_url, queue_config, options).await?;
+        let mut h = q.history(history_config);
+        if let Some(prefix) = room_notices {
+            h = h.with_notices(prefix);
+        }
+        let q = q.keeping(h.clone())?;
+        return Ok((Arc::new(q), Some(Arc::new(h))));
+    }
+    let queue = open_queue(queue, queue_config, notices).await?;
+    let history = open_history(history, history_config, room_notices).await?;
+    Ok((queue, history))
 }
 
 async fn open_queue(

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 
 use chinwag_queue::{HistoryConfig, QueueConfig};
 pub use chinwag_queue_redis::test_server::RedisServer;
-use chinwag_queue_redis::{RedisHistory, RedisOptions, RedisQueue};
+use chinwag_queue_redis::{RedisOptions, RedisQueue};
 
 /// A private redis-server (the helper retries on another port when the one it picked was taken
 /// in between).
@@ -212,10 +212,12 @@ impl Node {
         )
         .await
         .expect("queue");
-        let history = RedisHistory::connect(url, HistoryConfig::default())
-            .await
-            .expect("history")
+        // As the facade sets them up: the queue keeps the history (one connection; a direct
+        // message is queued and kept in its conversation by one script).
+        let history = queue
+            .history(HistoryConfig::default())
             .with_notices(directory.rooms_prefix());
+        let queue = queue.keeping(history.clone()).expect("the queue's prefix");
         let config = HubConfig::default()
             .with_shared_queue(shared)
             .with_shared_history(shared)

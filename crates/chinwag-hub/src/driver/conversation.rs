@@ -5,6 +5,9 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+use chinwag_queue::{QueueError, Retention, StreamState};
+
 use super::conn::Conn;
 use super::history::{HistoryFrom, retention};
 use super::{Hub, Inner};
@@ -41,25 +44,50 @@ impl Inner {
             && self.config.history.conversation().is_some()
     }
 
+    /// The append that keeps `msg` in its conversation's history (for
+    /// [`Queue::push_keeping`](chinwag_queue::Queue::push_keeping), or [`keep_direct`](Self::keep_direct)):
+    /// `None` when this hub keeps no conversations or the message is from the server.
+    pub(crate) fn conversation_keep(
+        &self,
+        msg: &DirectMessage,
+    ) -> Option<(String, Bytes, Retention)> {
+        let from = msg.from.as_ref()?;
+        let keep = self.config.history.conversation()?;
+        self.history.as_ref()?;
+        Some((
+            conversation::stream(&from.user, &msg.to),
+            conversation::encode(msg, from),
+            retention(keep),
+        ))
+    }
+
     /// Appends an accepted direct message to its conversation's history; its `seq` there. A
     /// store that fails is logged and counted (`chinwag_hub_history_unkept_total`): the message
     /// was delivered, and the send's report says it was not kept (no `seq`).
     pub(crate) async fn keep_direct(&self, msg: Arc<DirectMessage>) -> Option<u64> {
-        let from = msg.from.as_ref()?;
-        let keep = self.config.history.conversation()?;
+        let (stream, payload, retention) = self.conversation_keep(&msg)?;
         let history = self.history.as_ref()?;
-        let stream = conversation::stream(&from.user, &msg.to);
-        let payload = [conversation::encode(&msg, from)];
-        match history
-            .append(&stream, &payload, retention(keep), self.epoch())
-            .await
-        {
+        let r = history
+            .append(&stream, &[payload], retention, self.epoch())
+            .await;
+        self.kept_direct(&msg, r)
+    }
+
+    /// Counts (and logs a failure of) an append that kept `msg` in its conversation, made by
+    /// [`keep_direct`](Self::keep_direct) or by the queue with its push; its `seq` there.
+    pub(crate) fn kept_direct(
+        &self,
+        msg: &DirectMessage,
+        r: Result<StreamState, QueueError>,
+    ) -> Option<u64> {
+        match r {
             Ok(s) => {
                 metrics::counter!(m::HISTORY_APPENDS, "kind" => "conversation").increment(1);
                 Some(s.last)
             }
             Err(e) => {
-                tracing::warn!(from = %from.user, to = %msg.to, error = %e,
+                let from = msg.from.as_ref().map(|d| d.user.as_ref());
+                tracing::warn!(from, to = %msg.to, error = %e,
                     "a delivered direct message could not be kept in its conversation");
                 metrics::counter!(m::HISTORY_UNKEPT).increment(1);
                 None

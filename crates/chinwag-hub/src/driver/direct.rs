@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chinwag_queue::QueueError;
+use chinwag_queue::{Keep, QueueError};
 use tokio::sync::oneshot;
 
 use super::conn::Conn;
@@ -71,12 +71,20 @@ impl SendOptions {
     }
 }
 
+/// A send's result, and whether the queue kept the message in its conversation (then the
+/// report's `seq` is the queue's doing, and the sender appends nothing).
+pub(crate) type Outcome = (Result<DeliveryReport, SendError>, bool);
+
 /// A sender waiting for its send's result.
 pub(crate) struct Waiter {
-    tx: oneshot::Sender<Result<DeliveryReport, SendError>>,
+    tx: oneshot::Sender<Outcome>,
     /// Its share of the offline queue, until its entry is stored.
     ticket: Option<Ticket>,
     ttl: Duration,
+    /// Whether its message goes into its conversation's history.
+    keep: bool,
+    /// The queue kept it there with the push (`Some`): its `seq` (`None`: refused, failed).
+    kept: Option<Option<u64>>,
 }
 
 impl Hub {
@@ -130,6 +138,8 @@ impl Hub {
             .ttl
             .unwrap_or(inner.config.default_ttl)
             .min(inner.config.max_ttl);
+        // Live-only messages are not kept (in a cluster they are queued, briefly, all the same).
+        let keep = inner.keeps_conversation(from.is_some(), ttl.is_zero());
         if ttl.is_zero() && inner.config.shared_queue {
             // A cluster has one order per user, the queue's: a live-only message to a user
             // online anywhere goes through it too, briefly.
@@ -152,7 +162,6 @@ impl Hub {
         let shard = inner.user_shard(user);
         let (tx, rx) = oneshot::channel();
         let token = inner.token();
-        let keep = inner.keeps_conversation(from.is_some(), ttl.is_zero());
         let mut kept = None;
         let progress = {
             let mut sh = inner.users(shard);
@@ -170,7 +179,16 @@ impl Hub {
             }
             match sh.core.send(key, Pending::new(token, msg, ttl)) {
                 Ok(p) => {
-                    sh.waiters.insert(token, Waiter { tx, ticket, ttl });
+                    sh.waiters.insert(
+                        token,
+                        Waiter {
+                            tx,
+                            ticket,
+                            ttl,
+                            keep,
+                            kept: None,
+                        },
+                    );
                     p
                 }
                 Err(r) => {
@@ -181,8 +199,8 @@ impl Hub {
             }
         };
         inner.run(shard, progress);
-        let mut result = rx.await.unwrap_or(Err(SendError::ShuttingDown));
-        if let (Ok(report), Some(msg)) = (&mut result, kept) {
+        let (mut result, queue_kept) = rx.await.unwrap_or((Err(SendError::ShuttingDown), false));
+        if let (Ok(report), Some(msg), false) = (&mut result, kept, queue_kept) {
             // On a task of its own: a sender that goes away does not leave it unkept.
             let keeper = inner.clone();
             let kept = inner
@@ -319,10 +337,7 @@ impl Hub {
         let Some((user, e)) = upto else {
             return Ok(0);
         };
-        let n = self.inner.queue.ack(&user, e).await?;
-        self.inner.shares(|s| s.acked(&user, e));
-        metrics::counter!(m::ACKED).increment(n);
-        Ok(n)
+        Ok(self.inner.ack_queue(&user, e).await?)
     }
 
     /// A message from `conn` for the application: its rate, the before-receive hook, then
@@ -403,21 +418,17 @@ impl Inner {
             Step::Push { user, items } => {
                 let mut entries = Vec::with_capacity(items.len());
                 for (token, msg, ttl) in &items {
-                    match self
-                        .queue
-                        .push(&user, encode_envelope(msg), Some(*ttl))
-                        .await
-                    {
-                        Ok(e) => {
+                    match self.push(shard, *token, &user, msg, *ttl).await {
+                        Ok((e, kept)) => {
                             metrics::counter!(m::QUEUED).increment(1);
-                            self.stored(shard, *token, &user, e);
+                            self.stored(shard, *token, &user, e, kept);
                             entries.push(Some(e));
                         }
                         Err(e) => {
                             let w = self.users(shard).waiters.remove(token);
                             if let Some(w) = w {
                                 self.cancel_share(w.ticket);
-                                self.complete(w.tx, Err(SendError::Queue(e)));
+                                self.complete(w.tx, (Err(SendError::Queue(e)), false));
                             }
                             entries.push(None);
                         }
@@ -427,6 +438,41 @@ impl Inner {
             }
             Step::Deliver { user, plan } => self.hand_over(shard, &user, &plan),
         }
+    }
+
+    /// Queues a send's message; a message its sender keeps in its conversation is appended
+    /// there with the push by a queue that keeps that history (the Redis queue: in one round
+    /// trip), and then its `seq` comes back too.
+    async fn push(
+        &self,
+        shard: usize,
+        token: Token,
+        user: &str,
+        msg: &DirectMessage,
+        ttl: Duration,
+    ) -> Result<(EntryId, Option<Option<u64>>), QueueError> {
+        let payload = encode_envelope(msg);
+        let keep = self
+            .users(shard)
+            .waiters
+            .get(&token)
+            .is_some_and(|w| w.keep);
+        let Some((stream, kept, retention)) = keep.then(|| self.conversation_keep(msg)).flatten()
+        else {
+            let e = self.queue.push(user, payload, Some(ttl)).await?;
+            return Ok((e, None));
+        };
+        let keep = Keep {
+            stream: &stream,
+            payload: kept,
+            retention,
+            new_epoch: self.epoch(),
+        };
+        let p = self
+            .queue
+            .push_keeping(user, payload, Some(ttl), keep)
+            .await?;
+        Ok((p.id, p.kept.map(|r| self.kept_direct(msg, r))))
     }
 
     /// A [`Step::Deliver`]: each connection its messages, in order, without waiting.
@@ -456,12 +502,23 @@ impl Inner {
         self.users(shard).core.delivered(user, &outcomes)
     }
 
-    /// A send's entry is stored: its share stays taken until the entry leaves the queue.
-    fn stored(&self, shard: usize, token: Token, user: &Arc<str>, e: EntryId) {
+    /// A send's entry is stored (and kept in its conversation by the queue: `kept`): its
+    /// share stays taken until the entry leaves the queue.
+    fn stored(
+        &self,
+        shard: usize,
+        token: Token,
+        user: &Arc<str>,
+        e: EntryId,
+        kept: Option<Option<u64>>,
+    ) {
         let (ticket, ttl) = {
             let mut sh = self.users(shard);
             match sh.waiters.get_mut(&token) {
-                Some(w) => (w.ticket.take(), w.ttl),
+                Some(w) => {
+                    w.kept = kept;
+                    (w.ticket.take(), w.ttl)
+                }
                 None => return,
             }
         };
@@ -504,22 +561,18 @@ impl Inner {
                     delivered: r.delivered,
                     failed: r.failed,
                     queued: r.queued,
-                    seq: None,
+                    seq: w.kept.flatten(),
                 }),
                 Err(r) => Err(refusal(r, &f.user)),
             };
-            self.complete(w.tx, r);
+            self.complete(w.tx, (r, w.kept.is_some()));
         }
     }
 
     /// Removes `user`'s entries up to `upto` (written to clients that cannot acknowledge).
-    pub(crate) async fn ack_entries(&self, user: &str, upto: EntryId) {
-        match self.queue.ack(user, upto).await {
-            Ok(n) => {
-                self.shares(|s| s.acked(user, upto));
-                metrics::counter!(m::ACKED).increment(n);
-            }
-            Err(e) => tracing::warn!(user, error = %e, "offline queue ack failed"),
+    pub(crate) async fn ack_entries(&self, user: &Arc<str>, upto: EntryId) {
+        if let Err(e) = self.ack_queue(user, upto).await {
+            tracing::warn!(%user, error = %e, "offline queue ack failed");
         }
     }
 }

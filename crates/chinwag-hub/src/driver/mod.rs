@@ -54,6 +54,7 @@ use crate::hooks::{App, NoApp};
 use crate::link::{DoorFormat, Format};
 use crate::metrics as m;
 
+mod acks;
 mod cluster;
 mod conn;
 mod conversation;
@@ -141,6 +142,8 @@ pub(crate) struct Inner {
     pub(crate) stopping: AtomicBool,
     pub(crate) stop: CancellationToken,
     pub(crate) tasks: TaskTracker,
+    /// To the task that applies acks in batches ([`acks`]).
+    pub(crate) acks: tokio::sync::mpsc::Sender<acks::AckRequest>,
     /// Bumped at every sign-on, sign-off, close, join and leave.
     pub(crate) changes: watch::Sender<u64>,
 }
@@ -223,6 +226,7 @@ impl HubBuilder {
             reserve_bytes: q.reserve_bytes.min(q.total_bytes),
             light_sender_bytes: q.light_sender_bytes,
         };
+        let (acks_tx, acks_rx) = acks::channel();
         let inner = Arc::new(Inner {
             queue,
             history: self.history,
@@ -277,6 +281,7 @@ impl HubBuilder {
             stopping: AtomicBool::new(false),
             stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            acks: acks_tx,
             changes: watch::Sender::new(0),
             config: self.config,
         });
@@ -287,6 +292,9 @@ impl HubBuilder {
         hub.inner
             .tasks
             .spawn(timers::sweep_loop(Arc::downgrade(&hub.inner)));
+        hub.inner
+            .tasks
+            .spawn(acks::ack_loop(Arc::downgrade(&hub.inner), acks_rx));
         hub
     }
 }
@@ -477,11 +485,7 @@ impl Inner {
     }
 
     /// Completes a waiting sender.
-    pub(crate) fn complete(
-        &self,
-        tx: oneshot::Sender<Result<direct::DeliveryReport, SendError>>,
-        r: Result<direct::DeliveryReport, SendError>,
-    ) {
+    pub(crate) fn complete(&self, tx: oneshot::Sender<direct::Outcome>, r: direct::Outcome) {
         let _ = tx.send(r);
     }
 }

@@ -258,6 +258,24 @@ pub async fn until(hub: &Hub, what: &str, f: impl Fn(&Hub) -> bool) {
     assert!(r.is_ok(), "not within {DEADLINE:?}: {what}");
 }
 
+/// Waits until `user` has nothing queued: for the hub's own acks of what it wrote to clients
+/// that cannot acknowledge (applied in its next batch of acks, which signals nothing), polled
+/// every 5 ms within [`DEADLINE`].
+pub async fn queue_empties(hub: &Hub, user: &str) {
+    let until = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let n = hub.queue().len(user).await.expect("queue len");
+        if n == 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "{user} still has {n} queued after {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// The process-wide Prometheus recorder (installed once), for counting refusals.
 pub fn metrics() -> &'static metrics_exporter_prometheus::PrometheusHandle {
     static H: OnceLock<metrics_exporter_prometheus::PrometheusHandle> = OnceLock::new();
