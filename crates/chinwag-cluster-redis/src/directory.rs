@@ -8,6 +8,7 @@ use chinwag_hub::{
     ClusterMembers, ConnId, ConnRef, Device, Directory, DirectoryError, Hub, NodeId, RoomRecord,
     SignOn, SignOnOutcome, SignedOn, WeakHub,
 };
+use chinwag_queue_redis::Counted;
 use futures_core::future::BoxFuture;
 use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
@@ -153,7 +154,7 @@ impl DirectoryConfig {
 /// # }
 /// ```
 pub struct RedisDirectory {
-    signons: RedisSignOns<ConnectionManager>,
+    signons: RedisSignOns<Counted>,
     client: redis::Client,
     config: DirectoryConfig,
     keys: Keys,
@@ -204,7 +205,7 @@ impl RedisDirectory {
         config: DirectoryConfig,
     ) -> Result<Self, ClusterError> {
         let client = redis::Client::open(url)?;
-        let conn = ConnectionManager::new(client.clone()).await?;
+        let conn = Counted::new(ConnectionManager::new(client.clone()).await?, "directory");
         let signons = RedisSignOns::with_prefix(conn, prefix)?;
         let interest = Interest::new(signons.prefix().to_owned(), config.timeout);
         Ok(Self {
@@ -325,7 +326,7 @@ impl RedisDirectory {
     }
 
     /// The sign-on store underneath.
-    pub fn signons(&self) -> &RedisSignOns<ConnectionManager> {
+    pub fn signons(&self) -> &RedisSignOns<Counted> {
         &self.signons
     }
 
@@ -877,7 +878,7 @@ impl Listener {
 struct Task {
     interest: Arc<Interest>,
     client: redis::Client,
-    signons: RedisSignOns<ConnectionManager>,
+    signons: RedisSignOns<Counted>,
     node: NodeId,
     channel: String,
     config: DirectoryConfig,
@@ -1090,7 +1091,7 @@ fn timed_out(what: &str) -> ClusterError {
 /// after the hub detached it, and then closing it is a no-op).
 async fn reconcile(
     hub: &WeakHub,
-    signons: &RedisSignOns<ConnectionManager>,
+    signons: &RedisSignOns<Counted>,
     node: NodeId,
 ) -> Result<usize, ClusterError> {
     let mut local: HashMap<Arc<str>, Vec<ConnId>> = HashMap::new();

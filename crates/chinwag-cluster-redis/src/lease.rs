@@ -13,9 +13,9 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use chinwag_hub::{Close, CloseCode, DirectoryError, NodeId, WeakHub};
+use chinwag_queue_redis::Counted;
 use futures_util::StreamExt;
 use redis::Script;
-use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -189,7 +189,7 @@ fn millis(d: Duration) -> u64 {
 
 /// Takes `node`'s sweep lock for `ttl`; `None` when another sweeper holds it.
 async fn lock(
-    conn: &mut ConnectionManager,
+    conn: &mut Counted,
     keys: &Keys,
     node: NodeId,
     ttl: Duration,
@@ -206,7 +206,7 @@ async fn lock(
     Ok(ok.map(|_| t))
 }
 
-async fn unlock(conn: &mut ConnectionManager, keys: &Keys, node: NodeId, token: &str) {
+async fn unlock(conn: &mut Counted, keys: &Keys, node: NodeId, token: &str) {
     let r: Result<u8, _> = UNLOCK
         .key(keys.lock(node))
         .arg(token)
@@ -219,7 +219,7 @@ async fn unlock(conn: &mut ConnectionManager, keys: &Keys, node: NodeId, token: 
 
 /// Sweeps `node` if its lease is gone, under its lock (taken for `lock_ttl`).
 pub(crate) async fn sweep(
-    signons: &RedisSignOns<ConnectionManager>,
+    signons: &RedisSignOns<Counted>,
     keys: &Keys,
     node: NodeId,
     lock_ttl: Duration,
@@ -238,7 +238,7 @@ pub(crate) async fn sweep(
 
 /// The sweep itself, the lock held. Checks the lease first: a node holding one is alive.
 async fn sweep_locked(
-    signons: &RedisSignOns<ConnectionManager>,
+    signons: &RedisSignOns<Counted>,
     keys: &Keys,
     node: NodeId,
 ) -> Result<SweepOutcome, ClusterError> {
@@ -355,7 +355,7 @@ async fn sweep_locked(
 
 /// The lease task of one node ([`RedisDirectory::serve`](crate::RedisDirectory::serve)).
 pub(crate) struct LeaseTask {
-    pub(crate) signons: RedisSignOns<ConnectionManager>,
+    pub(crate) signons: RedisSignOns<Counted>,
     pub(crate) keys: Keys,
     pub(crate) node: NodeId,
     pub(crate) config: DirectoryConfig,

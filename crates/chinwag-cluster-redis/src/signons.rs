@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use chinwag_hub::{ConnId, ConnRef, Device, NodeId, SignOn, SignOnOutcome, SignedOn, ids};
+use chinwag_queue_redis::Counted;
 use redis::Script;
 use redis::aio::{ConnectionLike, ConnectionManager};
 
@@ -18,8 +19,9 @@ static SIGN_OFF: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("s
 /// The hub's sign-on policies decided cluster-wide, in Redis. Cloning is cheap and shares the
 /// connection.
 ///
-/// Generic over the connection: a [`ConnectionManager`] (what [`connect`](Self::connect)
-/// makes: multiplexed, reconnects by itself), a plain
+/// Generic over the connection: a [`ConnectionManager`] counted for `/metrics`
+/// ([`Counted`], `conn = "directory"`: what [`connect`](Self::connect) makes: multiplexed,
+/// reconnects by itself), a plain
 /// [`MultiplexedConnection`](redis::aio::MultiplexedConnection), or any other
 /// [`ConnectionLike`] that can be cloned cheaply. Scripts run with `EVALSHA`, falling back to
 /// loading the script when Redis does not know it (after a restart, on a new shard).
@@ -75,7 +77,7 @@ static SIGN_OFF: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("s
 /// # }
 /// ```
 #[derive(Clone)]
-pub struct RedisSignOns<C = ConnectionManager> {
+pub struct RedisSignOns<C = Counted> {
     pub(crate) conn: C,
     prefix: Arc<str>,
 }
@@ -88,7 +90,7 @@ impl<C> std::fmt::Debug for RedisSignOns<C> {
     }
 }
 
-impl RedisSignOns<ConnectionManager> {
+impl RedisSignOns<Counted> {
     /// Connects to the Redis at `url` (e.g. `redis://127.0.0.1:6379/0`) with a
     /// [`ConnectionManager`] and the [`DEFAULT_PREFIX`]. Fails if Redis cannot be reached now;
     /// afterwards the connection reconnects by itself.
@@ -102,7 +104,7 @@ impl RedisSignOns<ConnectionManager> {
     /// ```
     pub async fn connect(url: &str) -> Result<Self, ClusterError> {
         let client = redis::Client::open(url)?;
-        let conn = ConnectionManager::new(client).await?;
+        let conn = Counted::new(ConnectionManager::new(client).await?, "directory");
         Ok(Self::new(conn))
     }
 }

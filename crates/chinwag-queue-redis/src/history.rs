@@ -96,7 +96,7 @@ use chinwag_queue::{
 use redis::aio::ConnectionManager;
 use redis::{Script, ScriptInvocation};
 
-use crate::{RedisOptions, SWEEP_BATCH, backend};
+use crate::{Counted, RedisOptions, SWEEP_BATCH, backend};
 
 const PRELUDE: &str = include_str!("history_prelude.lua");
 
@@ -124,7 +124,7 @@ static SWEEP: LazyLock<Script> = LazyLock::new(|| script(include_str!("history_s
 /// connection.
 #[derive(Clone)]
 pub struct RedisHistory {
-    conn: ConnectionManager,
+    conn: Counted,
     config: HistoryConfig,
     prefix: String,
     clock: Arc<dyn Clock>,
@@ -199,6 +199,16 @@ impl RedisHistory {
     /// [`RedisQueue`](crate::RedisQueue) uses), with key prefix `prefix` and `clock`.
     pub fn with_connection(
         conn: ConnectionManager,
+        config: HistoryConfig,
+        prefix: impl Into<String>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self::with_counted(Counted::new(conn, "history"), config, prefix, clock)
+    }
+
+    /// As [`with_connection`](Self::with_connection), on a connection counted already.
+    pub(crate) fn with_counted(
+        conn: Counted,
         config: HistoryConfig,
         prefix: impl Into<String>,
         clock: Arc<dyn Clock>,

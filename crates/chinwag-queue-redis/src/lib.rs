@@ -52,10 +52,12 @@
 //! # }
 //! ```
 
+pub mod counted;
 pub mod history;
 #[cfg(feature = "test-server")]
 pub mod test_server;
 
+pub use counted::Counted;
 pub use history::RedisHistory;
 
 use std::sync::Arc;
@@ -170,7 +172,7 @@ impl RedisOptions {
 /// The Redis queue. Cloning is cheap and shares the connection.
 #[derive(Clone)]
 pub struct RedisQueue {
-    conn: ConnectionManager,
+    conn: Counted,
     config: QueueConfig,
     prefix: String,
     clock: Arc<dyn Clock>,
@@ -213,7 +215,7 @@ impl RedisQueue {
             .await
             .map_err(backend)?;
         Ok(Self {
-            conn,
+            conn: Counted::new(conn, "queue"),
             config,
             prefix: options.prefix,
             clock: options.clock,
@@ -225,7 +227,7 @@ impl RedisQueue {
     /// A history on this queue's connection, with its key prefix and clock (for
     /// [`keeping`](Self::keeping)).
     pub fn history(&self, config: HistoryConfig) -> RedisHistory {
-        RedisHistory::with_connection(
+        RedisHistory::with_counted(
             self.conn.clone(),
             config,
             self.prefix.clone(),
