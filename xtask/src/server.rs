@@ -25,6 +25,8 @@ pub(crate) fn free_port() -> Result<u16, String> {
 /// `addr`; fails if it exits first.
 pub(crate) fn spawn_listening(cmd: &mut Command, addr: SocketAddr) -> Result<KillOnDrop, String> {
     let program = cmd.get_program().to_string_lossy().into_owned();
+    // chinwag-server logs each sign-in, join and disconnect at info: not what is measured.
+    cmd.env("CHINWAG_LOG_FILTER", "warn");
     let mut server = KillOnDrop(
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())

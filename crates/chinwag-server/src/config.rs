@@ -653,15 +653,21 @@ impl Settings {
     /// The first bad value, naming its key.
     pub fn check(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, why: &str| Err(err(format!("bad value for `{key}`: {why}")));
-        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
-            return bad("server.listen", "not an address like 127.0.0.1:8080");
+        if socket_addr(&self.server.listen).is_none() {
+            return bad(
+                "server.listen",
+                "not an address like 127.0.0.1:8080 or localhost:8080",
+            );
         }
         for (k, v) in [
             ("server.tcp_listen", &self.server.tcp_listen),
             ("server.tok_listen", &self.server.tok_listen),
         ] {
-            if !v.is_empty() && v.parse::<std::net::SocketAddr>().is_err() {
-                return bad(k, "not an address like 127.0.0.1:8081 (or empty: off)");
+            if !v.is_empty() && socket_addr(v).is_none() {
+                return bad(
+                    k,
+                    "not an address like 127.0.0.1:8081 or localhost:8081 (or empty: off)",
+                );
             }
         }
         if self.tls.cert.is_empty() != self.tls.key.is_empty() {
@@ -747,10 +753,7 @@ impl Settings {
         ]
         .iter()
         .filter(|a| !a.is_empty())
-        .all(|a| {
-            a.parse::<std::net::SocketAddr>()
-                .is_ok_and(|a| a.ip().is_loopback())
-        })
+        .all(|a| socket_addr(a).is_some_and(|a| a.ip().is_loopback()))
     }
 
     /// Whether `/dev/token` is served: asked for, no secret or key configured, loopback only.
@@ -772,6 +775,18 @@ impl Settings {
         }
         ws
     }
+}
+
+/// The address a listen setting names: an IP address and port (`127.0.0.1:8080`, `[::1]:8080`),
+/// or a host name and port (`localhost:8080`), resolved now (IPv4 first when the name has
+/// both). `None`: neither.
+pub fn socket_addr(v: &str) -> Option<std::net::SocketAddr> {
+    if let Ok(a) = v.parse() {
+        return Some(a);
+    }
+    use std::net::ToSocketAddrs;
+    let all: Vec<std::net::SocketAddr> = v.to_socket_addrs().ok()?.collect();
+    all.iter().find(|a| a.is_ipv4()).or(all.first()).copied()
 }
 
 #[cfg(test)]

@@ -62,16 +62,23 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let json = settings.log.json;
+    // Printed once: as a log record when logs are JSON (for the log pipeline), else as a line.
+    let report = |e: &str| {
+        if json {
+            tracing::error!("{e}");
+        } else {
+            eprintln!("chinwag-server: {e}");
+        }
+    };
     match rt.block_on(run(settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Config(e)) => {
-            tracing::error!("{e}");
-            eprintln!("chinwag-server: {e}");
+            report(&e);
             ExitCode::from(2)
         }
         Err(Failure::Run(e)) => {
-            tracing::error!("{e}");
-            eprintln!("chinwag-server: {e}");
+            report(&e);
             ExitCode::FAILURE
         }
     }
@@ -137,6 +144,10 @@ fn cli(keys: &[String]) -> Command {
             let short: &'static str = Box::leak(name.replace('_', "-").into_boxed_str());
             arg = arg.visible_alias(short);
         }
+        if default.is_bool() {
+            // `--hub-anonymous` alone means true; `--hub-anonymous false` still works.
+            arg = arg.num_args(0..=1).default_missing_value("true");
+        }
         cmd = cmd.arg(arg);
     }
     cmd
@@ -171,6 +182,34 @@ impl From<chinwag::Error> for Failure {
     }
 }
 
+/// A failure to start, with what to do about the common ones: a port in use (which flag moves
+/// that door), a data directory another server holds.
+fn starting(e: chinwag::Error, s: &Settings) -> Failure {
+    if let chinwag::Error::Bind { what, source, .. } = &e
+        && source.kind() == std::io::ErrorKind::AddrInUse
+    {
+        let flag = match *what {
+            "chat-tcp" => "--tcp-listen",
+            "tok" => "--tok-listen",
+            _ => "--listen",
+        };
+        return Failure::Run(format!(
+            "{e} (another program has that port: stop it, or give this door another address \
+             with {flag} HOST:PORT; the three doors default to 8080, 8081 and 8082, and \
+             `--tcp-listen \"\" --tok-listen \"\"` turns the TCP doors off)"
+        ));
+    }
+    let text = e.to_string();
+    if text.contains("already open") {
+        return Failure::Run(format!(
+            "{text} (another chinwag-server uses the data directory {}: stop it, or give this \
+             one its own with --data-dir DIR)",
+            s.server.data_dir.display()
+        ));
+    }
+    Failure::from(e)
+}
+
 fn jwt_config(s: &Settings) -> Result<Option<JwtConfig>, Failure> {
     let a = &s.auth;
     let key = if !a.secret.is_empty() {
@@ -201,8 +240,8 @@ fn jwt_config(s: &Settings) -> Result<Option<JwtConfig>, Failure> {
 }
 
 fn addr(key: &str, v: &str) -> Result<std::net::SocketAddr, Failure> {
-    v.parse()
-        .map_err(|_| Failure::Config(format!("bad value for `{key}`: `{v}` is not an address")))
+    config::socket_addr(v)
+        .ok_or_else(|| Failure::Config(format!("bad value for `{key}`: `{v}` is not an address")))
 }
 
 async fn run(s: Settings) -> Result<(), Failure> {
@@ -282,7 +321,7 @@ async fn run(s: Settings) -> Result<(), Failure> {
             s.cluster.prefix.clone(),
             s.cluster.directory_config(),
         );
-        tracing::info!(node, prefix = %s.cluster.prefix, "cluster node through Redis: sign-on policies, online counts and direct messages are cluster-wide; rooms are not yet (docs/cluster.md)");
+        tracing::info!(node, prefix = %s.cluster.prefix, "cluster node through Redis: sign-on policies, online counts, direct messages and rooms that keep history are cluster-wide (docs/cluster.md)");
     }
     if !s.tls.cert.is_empty() {
         let tls = chinwag::tls::server_config_from_files(&s.tls.cert, &s.tls.key)
@@ -295,7 +334,7 @@ async fn run(s: Settings) -> Result<(), Failure> {
     let cluster = web.cluster_slot();
     b = b.http_fallback(web.into_fallback());
 
-    let server = b.start().await?;
+    let server = b.start().await.map_err(|e| starting(e, &s))?;
     if let Some(status) = server.cluster_status() {
         let _ = cluster.set(status);
     }

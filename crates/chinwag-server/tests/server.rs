@@ -267,3 +267,135 @@ fn no_dev_tokens_with_a_secret() {
     assert_eq!(s.get("/dev/token?user=x").0, 404);
     assert_eq!(s.get("/healthz").0, 200);
 }
+
+#[test]
+fn bare_boolean_flags_and_host_names_are_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let print = |args: &[&str]| {
+        let (code, out, err) = run(command()
+            .current_dir(dir.path())
+            .args(args)
+            .arg("--print-config"));
+        assert_eq!(code, 0, "{args:?}: {err}");
+        toml::from_str::<toml::Table>(&out).unwrap()
+    };
+    let t = print(&["--hub-anonymous", "--listen", "localhost:8080"]);
+    assert_eq!(
+        t["hub"]["anonymous"].as_bool(),
+        Some(true),
+        "a bare flag is true"
+    );
+    assert_eq!(t["server"]["listen"].as_str(), Some("localhost:8080"));
+    let t = print(&["--hub-anonymous", "false"]);
+    assert_eq!(
+        t["hub"]["anonymous"].as_bool(),
+        Some(false),
+        "a value still counts"
+    );
+    let (code, _, err) = run(command()
+        .current_dir(dir.path())
+        .args(["--listen", "no-such-host.invalid:8080"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("server.listen"), "{err}");
+}
+
+#[test]
+fn a_busy_port_names_the_flag_that_moves_its_door_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = busy.local_addr().unwrap().to_string();
+    for (door, flag) in [
+        ("--listen", "--listen HOST:PORT"),
+        ("--tcp-listen", "--tcp-listen HOST:PORT"),
+        ("--tok-listen", "--tok-listen HOST:PORT"),
+    ] {
+        let mut cmd = command();
+        cmd.current_dir(dir.path())
+            .args(["--queue-backend", "memory"]);
+        for d in ["--listen", "--tcp-listen", "--tok-listen"] {
+            cmd.args([d, if d == door { &busy } else { "127.0.0.1:0" }]);
+        }
+        let (code, _, err) = run(&mut cmd);
+        assert_eq!(code, 1, "{door}: {err}");
+        assert!(err.contains(flag), "{door}: {err}");
+        assert_eq!(
+            err.matches("cannot listen").count(),
+            1,
+            "printed once: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_data_directory_in_use_says_so_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Running::start(server(dir.path()));
+    let (code, _, err) = run(&mut server(dir.path()));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--data-dir DIR"), "{err}");
+    assert!(err.contains("chinwag-data"), "the directory: {err}");
+    assert_eq!(
+        err.matches("already open").count(),
+        1,
+        "printed once: {err}"
+    );
+    first.terminate();
+}
+
+/// At the default level (info) the log has one line per sign-in, join and disconnect, with the
+/// user, the device and the door, and never a message's body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_ins_joins_and_disconnects_are_logged_at_info_without_bodies() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = server(dir.path());
+    cmd.env("CHINWAG_LOG_FILTER", "info").arg("--log-json");
+    let (s, log) = Running::start_logged(cmd);
+    let alice = chat(s.chat_tcp, &token(s.http, "alice")).await;
+    let _: Value = alice
+        .peer
+        .request("join", &json!({ "room": "lobby" }))
+        .await
+        .unwrap();
+    let _: Value = alice
+        .peer
+        .request(
+            "publish",
+            &json!({ "room": "lobby", "body": "a very private body" }),
+        )
+        .await
+        .unwrap();
+    alice.peer.close();
+    let mut seen = Vec::new();
+    let until = std::time::Instant::now() + DEADLINE;
+    loop {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        let line = log
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("a `disconnected` line within {DEADLINE:?}: {seen:#?}"));
+        assert!(
+            !line.contains("a very private body"),
+            "a body in the log: {line}"
+        );
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("JSON: {line}"));
+        let f = &v["fields"];
+        if f["user"] == "alice" {
+            assert_eq!(v["level"], "INFO", "{line}");
+            assert_eq!(f["device"], "web", "{line}");
+            assert_eq!(f["door"], "chat", "{line}");
+            let what = f["message"].as_str().unwrap_or_default().to_owned();
+            if what == "joined" {
+                assert_eq!(f["room"], "lobby", "{line}");
+            }
+            seen.push(what);
+            if seen.last().is_some_and(|w| w == "disconnected") {
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        seen,
+        ["signed in", "joined", "disconnected"],
+        "one line each"
+    );
+    s.terminate();
+}

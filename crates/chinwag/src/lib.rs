@@ -11,16 +11,24 @@
 //! use std::time::Duration;
 //! use chinwag::prelude::*;
 //!
+//! const SECRET: &str = "a long random secret that signs the users' tokens";
+//!
 //! #[chinwag::tokio::main(crate = "chinwag::tokio")]
 //! async fn main() -> chinwag::Result<()> {
 //!     let server = Server::builder()
 //!         .http("127.0.0.1:8080".parse()?) // chat at /gotalk/, rooms at /ws, /chinwag.js
 //!         .tok_tcp("127.0.0.1:4200".parse()?) // tok-style TCP clients
-//!         .jwt_secret("a long random secret that signs the users' tokens")
+//!         .jwt_secret(SECRET)
 //!         .sign_on(SignOn::PerDevice) // a new sign-on replaces the same device's old one
 //!         .start()
 //!         .await?;
 //!     println!("chat on {}", server.chat_url().unwrap_or_default());
+//!
+//!     // Clients sign in with a JWT signed with SECRET (your login service makes them): one
+//!     // for alice's phone, valid for an hour.
+//!     let issuer = chinwag::hub::auth::JwtIssuer::hs256(SECRET);
+//!     let token = issuer.issue("alice", Some("phone"), Duration::from_secs(3600));
+//!     println!("alice's token: {token}");
 //!
 //!     // The server can talk to users itself; offline ones get it when they connect.
 //!     let hello = Body::text("welcome to chinwag");

@@ -184,8 +184,26 @@ impl Hub {
     }
 
     /// A join; `verified`: the epoch of the room whose password was checked already;
-    /// `since`: where the member says it was (a recovery).
+    /// `since`: where the member says it was (a recovery). Logged at info when it succeeds.
     pub(crate) async fn join_checked(
+        &self,
+        conn: &Conn,
+        room: &str,
+        password: Option<&str>,
+        verified: Option<u64>,
+        since: Option<Since>,
+    ) -> Result<(RoomInfo, Option<Recovery>), RoomError> {
+        let r = self
+            .join_unlogged(conn, room, password, verified, since)
+            .await;
+        if r.is_ok() {
+            let d = conn.device();
+            tracing::info!(user = %d.user, device = %d.device, door = conn.door(), conn = conn.id().0, room, "joined");
+        }
+        r
+    }
+
+    async fn join_unlogged(
         &self,
         conn: &Conn,
         room: &str,

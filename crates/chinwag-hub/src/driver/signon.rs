@@ -185,7 +185,7 @@ impl Hub {
         }
         conn.0.link.establish();
         metrics::counter!(m::CONNECTS, "door" => conn.door()).increment(1);
-        tracing::debug!(conn = id.0, seq = outcome.seq, user = %device.user, "signed on");
+        tracing::info!(user = %device.user, device = %device.device, door = conn.door(), conn = id.0, "signed in");
         inner.start_replay(conn.clone());
         inner.app.on_connect(self, &conn);
         inner.changed();
@@ -225,7 +225,7 @@ impl Hub {
         let closed_by = conn.closed_by();
         let reason = closed_by.as_ref().map_or("closed", |c| c.code.name());
         metrics::counter!(m::DISCONNECTS, "reason" => reason).increment(1);
-        tracing::debug!(conn = conn.id().0, user = %conn.device().user, reason, "signed off");
+        tracing::info!(user = %conn.device().user, device = %conn.device().device, door = conn.door(), conn = conn.id().0, reason, "disconnected");
         inner.app.on_close(conn, closed_by.as_ref());
         inner.changed();
     }
@@ -270,6 +270,7 @@ impl Hub {
             if device.is_some_and(|d| *c.device().device != *d) {
                 continue;
             }
+            tracing::info!(user, device = %c.device().device, door = c.door(), conn = c.id().0, reason, "kicked");
             inner.close(&c, Close::new(CloseCode::KICKED, reason));
             n += 1;
         }

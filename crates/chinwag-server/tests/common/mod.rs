@@ -37,10 +37,31 @@ pub struct Running {
 
 impl Running {
     /// Starts `cmd` and waits for its `ready` line.
-    pub fn start(mut cmd: Command) -> Running {
+    pub fn start(cmd: Command) -> Running {
+        Self::start_with(cmd, Stdio::inherit())
+    }
+
+    /// Starts `cmd` with its log (stderr) read line by line into the receiver, and waits for
+    /// its `ready` line.
+    pub fn start_logged(cmd: Command) -> (Running, mpsc::Receiver<String>) {
+        let mut r = Self::start_with(cmd, Stdio::piped());
+        let err = r.child.stderr.take().expect("piped stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        (r, rx)
+    }
+
+    fn start_with(mut cmd: Command, stderr: Stdio) -> Running {
         let mut child = cmd
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start chinwag-server");
         let out = child.stdout.take().unwrap();
