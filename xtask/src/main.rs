@@ -20,12 +20,15 @@
 //! * `cargo xtask bench [--quick] [--scenario NAME].. [--peer NAME=URL].. [--micro]` — load
 //!   benchmarks of chinwag's servers against raw-engine baselines (`target/bench/<timestamp>/`),
 //!   or the criterion micro-benchmarks with `--micro`; see `xtask/src/bench.rs`.
+//! * `cargo xtask fresh` — the README's library example as an application outside the
+//!   workspace builds it: freshly resolved dependencies, `-D warnings` (`xtask/src/fresh.rs`).
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 mod autobahn;
 mod bench;
+mod fresh;
 mod fuzz;
 mod server;
 mod smoke;
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz::run(&rest),
         Some("autobahn") => autobahn::run(&rest),
         Some("bench") => bench::run(&rest),
+        Some("fresh") => fresh::run(&rest),
         Some("help" | "--help" | "-h") | None => {
             print_help();
             Ok(())
@@ -70,7 +74,8 @@ fn print_help() {
          smoke                    the example servers and rpc_call run as a user runs them\n  \
          fuzz [--seconds N] [T..] run fuzz targets (default: all, 60 s each)\n  \
          autobahn [--engine E|all] [--quick] [--cases '1.*,..']  WebSocket conformance (ws_echo)\n  \
-         bench [--quick] [--scenario S].. [--peer NAME=URL].. [--reps N] [--micro] [--list]  load benchmarks (target/bench/)\n"
+         bench [--quick] [--scenario S].. [--peer NAME=URL].. [--reps N] [--micro] [--list]  load benchmarks (target/bench/)\n  \
+         fresh                    the README's library example against freshly resolved dependencies, -D warnings\n"
     );
 }
 

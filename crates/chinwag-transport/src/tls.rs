@@ -100,8 +100,24 @@ pub enum TlsConfigError {
     Rustls(#[from] rustls::Error),
 }
 
+/// The crypto provider chinwag's TLS configurations use: rustls' *ring* provider, chosen
+/// because it builds with a C compiler alone (aws-lc-rs, rustls' default, builds a larger C
+/// library).
+///
+/// rustls 0.23.48 deprecates `crypto::ring::default_provider` because *ring* has no
+/// post-quantum key exchange; there is no other way to get the *ring* provider, so the
+/// deprecation is allowed here, in this one place. A deployment that wants post-quantum key
+/// exchange builds its own `rustls::ServerConfig` (or `ClientConfig`) on aws-lc-rs and passes
+/// it in ([`TlsServerConfig::from_rustls`], [`TlsClientConfig::from_rustls`], the facade's
+/// `ServerBuilder::tls`).
+pub fn ring_provider() -> Arc<CryptoProvider> {
+    #[allow(deprecated)]
+    let p = rustls::crypto::ring::default_provider();
+    Arc::new(p)
+}
+
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    ring_provider()
 }
 
 /// Reads every certificate from PEM text (a chain: leaf first).

@@ -76,7 +76,7 @@ impl ConnectOptions {
 
 /// A rustls client configuration (ring provider) that trusts exactly `roots`; ALPN `http/1.1`.
 pub fn tls_config_with_roots(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = chinwag_transport::tls::ring_provider();
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("ring supports the default TLS versions")

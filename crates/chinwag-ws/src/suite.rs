@@ -1138,7 +1138,7 @@ fn test_pki() -> (
     let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
     let cert = params.signed_by(&key, &issuer).unwrap();
 
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = chinwag_transport::tls::ring_provider();
     let server_tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
