@@ -6,6 +6,8 @@
 //! [`Queue::ack_many`](chinwag_queue::Queue::ack_many) call: on Redis one script, one round trip
 //! for the batch; on redb one transaction. Each ack is answered once its batch is applied, so
 //! "an ack is applied when it is answered" holds; what the linger costs is the answer's delay.
+//! The hub's own acks (of what it wrote to clients that cannot acknowledge) are handed over
+//! without waiting, so a user's pipeline never waits for a linger.
 //! The channel to the task is bounded ([`ACK_CHANNEL`]): past it, acks wait for room. After
 //! the hub stops, the task applies what it had and acks go to the queue directly.
 
@@ -25,7 +27,8 @@ pub(crate) const ACK_CHANNEL: usize = 4096;
 pub(crate) struct AckRequest {
     user: Arc<str>,
     upto: EntryId,
-    done: oneshot::Sender<Result<u64, QueueError>>,
+    /// Who waits for it (`None`: the hub's own ack, which nobody waits for).
+    done: Option<oneshot::Sender<Result<u64, QueueError>>>,
 }
 
 /// The channel to the batching task, and its receiving end (for [`ack_loop`]).
@@ -45,7 +48,7 @@ impl Inner {
         let req = AckRequest {
             user: user.clone(),
             upto,
-            done,
+            done: Some(done),
         };
         if self.acks.send(req).await.is_err() {
             // The hub stopped: straight to the queue.
@@ -58,6 +61,24 @@ impl Inner {
                 "the hub stopped before the ack was applied",
             ))
         })
+    }
+
+    /// Hands the hub's own ack of what it wrote to clients that cannot acknowledge to the
+    /// batching task, without waiting for it to be applied (the user's pipeline goes on; a
+    /// failure is logged). Acks of one pipeline keep their order.
+    pub(crate) async fn ack_written(&self, user: &Arc<str>, upto: EntryId) {
+        let req = AckRequest {
+            user: user.clone(),
+            upto,
+            done: None,
+        };
+        if self.acks.send(req).await.is_err() {
+            // The hub stopped: straight to the queue.
+            match self.queue.ack(user, upto).await {
+                Ok(n) => self.acked(user, upto, n),
+                Err(e) => tracing::warn!(%user, error = %e, "offline queue ack failed"),
+            }
+        }
     }
 
     fn acked(&self, user: &str, upto: EntryId, n: u64) {
@@ -75,7 +96,9 @@ impl Inner {
             Ok(counts) if counts.len() == batch.len() => {
                 for (req, n) in batch.drain(..).zip(counts) {
                     self.acked(&req.user, req.upto, n);
-                    let _ = req.done.send(Ok(n));
+                    if let Some(done) = req.done {
+                        let _ = done.send(Ok(n));
+                    }
                 }
             }
             Ok(_) => fail(
@@ -89,7 +112,14 @@ impl Inner {
 
 fn fail(batch: &mut Vec<AckRequest>, e: &QueueError) {
     for req in batch.drain(..) {
-        let _ = req.done.send(Err(QueueError::backend(e.to_string())));
+        match req.done {
+            Some(done) => {
+                let _ = done.send(Err(QueueError::backend(e.to_string())));
+            }
+            None => {
+                tracing::warn!(user = %req.user, error = %e, "offline queue ack failed");
+            }
+        }
     }
 }
 

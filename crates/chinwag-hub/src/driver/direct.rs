@@ -406,7 +406,7 @@ impl Inner {
         loop {
             self.settle(shard, &mut p);
             if let Some((user, e)) = p.ack.take() {
-                self.ack_entries(&user, e).await;
+                self.ack_written(&user, e).await;
             }
             let Some(step) = p.next.take() else { return };
             p = self.step(shard, step).await;
@@ -566,13 +566,6 @@ impl Inner {
                 Err(r) => Err(refusal(r, &f.user)),
             };
             self.complete(w.tx, (r, w.kept.is_some()));
-        }
-    }
-
-    /// Removes `user`'s entries up to `upto` (written to clients that cannot acknowledge).
-    pub(crate) async fn ack_entries(&self, user: &Arc<str>, upto: EntryId) {
-        if let Err(e) = self.ack_queue(user, upto).await {
-            tracing::warn!(%user, error = %e, "offline queue ack failed");
         }
     }
 }

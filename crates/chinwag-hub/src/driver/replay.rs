@@ -53,7 +53,7 @@ impl Inner {
                         .collect();
                     let (next, ack) = self.users(shard).core.replay_read(id, entries);
                     if let Some((user, e)) = ack {
-                        self.ack_entries(&user, e).await;
+                        self.ack_written(&user, e).await;
                     }
                     next
                 }
