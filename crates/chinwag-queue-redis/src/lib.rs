@@ -517,6 +517,10 @@ impl Queue for RedisQueue {
         Box::pin(self.push_keeping_inner(recipient, payload, ttl, keep))
     }
 
+    fn keeps_history(&self) -> bool {
+        self.keeps.is_some()
+    }
+
     fn ack_many<'a>(
         &'a self,
         acks: &'a [(&'a str, EntryId)],

@@ -136,6 +136,7 @@ async fn a_push_a_queue_bound_refuses_appends_nothing() {
     );
     let state = h.state("\0c").await.expect("state").expect("exists");
     assert_eq!(state.last, 1, "the refused push appended nothing");
+    assert!(q.keeps_history(), "a queue that keeps says so");
 }
 
 #[tokio::test]
@@ -196,6 +197,7 @@ async fn a_queue_that_keeps_nothing_only_pushes() {
         .await
         .expect("push");
     assert!(p.kept.is_none(), "the caller appends: {:?}", p.kept);
+    assert!(!q.keeps_history(), "and it says so");
     assert_eq!(q.len("bob").await.expect("len"), 1, "pushed");
     assert_eq!(h.state("\0c").await.expect("state"), None, "not appended");
 

@@ -221,6 +221,12 @@ pub trait Queue: Send + Sync {
             Ok(Pushed { id, kept: None })
         })
     }
+
+    /// Whether [`push_keeping`](Self::push_keeping) appends to a history of this queue's (a
+    /// caller that would otherwise append itself builds the [`Keep`] only then). Default false.
+    fn keeps_history(&self) -> bool {
+        false
+    }
 }
 
 /// An append to a [`History`] that goes with a push: [`Queue::push_keeping`].
@@ -625,6 +631,9 @@ impl<Q: Queue + ?Sized> Queue for Arc<Q> {
         keep: Keep<'a>,
     ) -> BoxFuture<'a, Result<Pushed, QueueError>> {
         (**self).push_keeping(recipient, payload, ttl, keep)
+    }
+    fn keeps_history(&self) -> bool {
+        (**self).keeps_history()
     }
 }
 

@@ -452,11 +452,13 @@ impl Inner {
         ttl: Duration,
     ) -> Result<(EntryId, Option<Option<u64>>), QueueError> {
         let payload = encode_envelope(msg);
-        let keep = self
-            .users(shard)
-            .waiters
-            .get(&token)
-            .is_some_and(|w| w.keep);
+        // A queue that keeps no history leaves the append to the sender (`send_as`).
+        let keep = self.queue.keeps_history()
+            && self
+                .users(shard)
+                .waiters
+                .get(&token)
+                .is_some_and(|w| w.keep);
         let Some((stream, kept, retention)) = keep.then(|| self.conversation_keep(msg)).flatten()
         else {
             let e = self.queue.push(user, payload, Some(ttl)).await?;
