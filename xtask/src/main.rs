@@ -7,7 +7,8 @@
 //!   fuzz crate, so it cannot rot), and the whole test suite including doc tests.
 //! * `cargo xtask tidy` — the layering check (`xtask/layers.txt`: which chinwag crate may depend
 //!   on which), the rule that only `chinwag-server` reads the environment or handles signals,
-//!   and that the facade built with only the fastwebsockets engine pulls no tungstenite crate.
+//!   that the facade built with only the fastwebsockets engine pulls no tungstenite crate, and
+//!   that the layers' doc examples use the facade's paths (`chinwag::hub::`).
 //! * `cargo xtask smoke` — the shipped examples run as a user runs them (`rpc_echo` with
 //!   `rpc_call`'s single and streaming requests over TCP and WebSocket, SIGTERM exits 0); the
 //!   last step of `cargo xtask test`.

@@ -4,7 +4,9 @@
 //! may: libraries take their settings as values), when the facade built with only the
 //! fastwebsockets engine pulls a tungstenite crate, when the hub's sans-IO core
 //! (`crates/chinwag-hub/src/core`) names a runtime, an I/O crate, the driver or a door, a lock or
-//! a clock, and when a file of `crates/chinwag-hub/src` grows over 600 lines.
+//! a clock, when a file of `crates/chinwag-hub/src` grows over 600 lines, and when an example in
+//! the docs of a crate the facade shows as its own module names the inner crate
+//! (`chinwag_hub::`) instead of the facade's path (`chinwag::hub::`).
 
 use std::collections::BTreeMap;
 
@@ -82,6 +84,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     facade_engines(&mut problems)?;
     hub_core(&mut problems);
     hub_file_sizes(&mut problems);
+    for krate in INLINED {
+        let dir = root().join("crates").join(krate).join("src");
+        doc_example_paths(&dir, &mut problems);
+    }
     if problems.is_empty() {
         eprintln!("xtask tidy: layering and library rules hold");
         Ok(())
@@ -212,6 +218,91 @@ fn hub_file_sizes(problems: &mut Vec<String>) {
         }
     }
     walk(&root().join("crates/chinwag-hub/src"), problems);
+}
+
+/// The crates the facade re-exports as its own modules (`chinwag::hub`, `chinwag::queue::redis`,
+/// ...): their docs are the facade's, so their examples are written as a user of `chinwag`
+/// writes them (each has `chinwag` as a dev-dependency, so the examples compile).
+const INLINED: [&str; 12] = [
+    "chinwag-wire",
+    "chinwag-transport",
+    "chinwag-session",
+    "chinwag-rpc",
+    "chinwag-hub",
+    "chinwag-queue",
+    "chinwag-queue-redb",
+    "chinwag-queue-redis",
+    "chinwag-ws",
+    "chinwag-ws-tungstenite",
+    "chinwag-ws-fastwebsockets",
+    "chinwag-cluster-redis",
+];
+
+/// Lines of doc-comment code blocks in `text` that name an inner chinwag crate
+/// (`chinwag_hub::`, `use chinwag_wire;`): their line numbers (from 1).
+fn inner_paths_in_doc_examples(text: &str) -> Vec<usize> {
+    let mut in_block = false;
+    let mut found = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let t = line.trim_start();
+        let Some(doc) = t.strip_prefix("///").or_else(|| t.strip_prefix("//!")) else {
+            in_block = false;
+            continue;
+        };
+        let doc = doc.strip_prefix(' ').unwrap_or(doc);
+        if doc.starts_with("```") {
+            in_block = !in_block;
+            continue;
+        }
+        if in_block && names_inner_crate(doc) {
+            found.push(n + 1);
+        }
+    }
+    found
+}
+
+/// Whether `code` names a crate `chinwag_<something>` (not the facade, `chinwag`).
+fn names_inner_crate(code: &str) -> bool {
+    let bytes = code.as_bytes();
+    code.match_indices("chinwag_").any(|(i, _)| {
+        let before = i.checked_sub(1).map(|j| bytes[j]);
+        let word_start = before.is_none_or(|b| !(b.is_ascii_alphanumeric() || b == b'_'));
+        let rest = &code[i + "chinwag_".len()..];
+        let name_len = rest
+            .bytes()
+            .take_while(|b| b.is_ascii_lowercase() || *b == b'_')
+            .count();
+        word_start
+            && name_len > 0
+            && (rest[name_len..].starts_with("::") || rest[name_len..].starts_with(';'))
+    })
+}
+
+fn doc_example_paths(dir: &std::path::Path, problems: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if path.is_dir() {
+            doc_example_paths(&path, problems);
+        } else if name.ends_with(".rs")
+            // Behind chinwag-queue's `test-suite` feature, which the facade does not show.
+            && !matches!(name, "conformance.rs" | "history_conformance.rs")
+        {
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            for n in inner_paths_in_doc_examples(&text) {
+                problems.push(format!(
+                    "{}:{n}: a doc example names an inner crate; write the facade's path \
+                     (`chinwag::hub::...`, as users do)",
+                    path.display()
+                ));
+            }
+        }
+    }
 }
 
 /// Library code must not read the environment or handle signals.
@@ -463,5 +554,42 @@ mod json {
             assert_eq!(deps[0].get("name").unwrap().as_str(), Some("b"));
             assert!(super::parse("{").is_err());
         }
+    }
+}
+
+#[cfg(test)]
+mod doc_path_tests {
+    use super::*;
+
+    #[test]
+    fn doc_examples_that_name_an_inner_crate_are_found() {
+        let text = "//! Prose may name chinwag_hub::Hub.\n\
+                    //! ```\n\
+                    //! use chinwag::hub::Hub;\n\
+                    //! let x = chinwag_hub::Body::text(\"chinwag_hub::\");\n\
+                    //! # use chinwag_wire;\n\
+                    //! let my_chinwag_hub = 1;\n\
+                    //! ```\n\
+                    /// ```rust\n\
+                    /// chinwag_queue_redis::RedisQueue::connect\n\
+                    fn f() {}\n\
+                    /// chinwag_rpc::Peer outside a block\n";
+        assert_eq!(inner_paths_in_doc_examples(text), [4, 5, 9]);
+        assert!(!names_inner_crate(
+            "use chinwag::ws::tungstenite::Tungstenite;"
+        ));
+        assert!(names_inner_crate("x(chinwag_ws_tungstenite::Tungstenite)"));
+    }
+
+    #[test]
+    fn the_crates_the_facade_shows_have_facade_paths_in_their_examples() {
+        let mut problems = Vec::new();
+        for krate in INLINED {
+            doc_example_paths(
+                &root().join("crates").join(krate).join("src"),
+                &mut problems,
+            );
+        }
+        assert!(problems.is_empty(), "{problems:#?}");
     }
 }

@@ -138,10 +138,10 @@ impl DirectoryConfig {
 ///
 /// ```no_run
 /// use std::sync::Arc;
-/// use chinwag_cluster_redis::RedisDirectory;
-/// use chinwag_hub::{Hub, HubConfig, NodeId};
+/// use chinwag::cluster::redis::RedisDirectory;
+/// use chinwag::hub::{Hub, HubConfig, NodeId};
 ///
-/// # async fn run() -> Result<(), chinwag_cluster_redis::ClusterError> {
+/// # async fn run() -> Result<(), chinwag::cluster::redis::ClusterError> {
 /// let directory = Arc::new(RedisDirectory::connect("redis://127.0.0.1:6379/").await?);
 /// let hub = Hub::builder()
 ///     .config(HubConfig::default().with_node(NodeId(1)))
@@ -177,8 +177,8 @@ impl RedisDirectory {
     /// reconnect by themselves.
     ///
     /// ```no_run
-    /// # async fn run() -> Result<(), chinwag_cluster_redis::ClusterError> {
-    /// let d = chinwag_cluster_redis::RedisDirectory::connect("redis://127.0.0.1/").await?;
+    /// # async fn run() -> Result<(), chinwag::cluster::redis::ClusterError> {
+    /// let d = chinwag::cluster::redis::RedisDirectory::connect("redis://127.0.0.1/").await?;
     /// # let _ = d;
     /// # Ok(())
     /// # }
@@ -191,11 +191,11 @@ impl RedisDirectory {
     /// different prefixes on one Redis are independent clusters) and the listener's `config`.
     ///
     /// ```no_run
-    /// # async fn run() -> Result<(), chinwag_cluster_redis::ClusterError> {
-    /// use chinwag_cluster_redis::{DirectoryConfig, RedisDirectory};
+    /// # async fn run() -> Result<(), chinwag::cluster::redis::ClusterError> {
+    /// use chinwag::cluster::redis::{DirectoryConfig, RedisDirectory};
     /// let config = DirectoryConfig::default().with_ping_interval(std::time::Duration::from_secs(5));
     /// let d = RedisDirectory::connect_with("redis://127.0.0.1/", "myapp:", config).await?;
-    /// assert_eq!(d.channel(chinwag_hub::NodeId(3)), "myapp:{node:3}:ctl");
+    /// assert_eq!(d.channel(chinwag::hub::NodeId(3)), "myapp:{node:3}:ctl");
     /// # Ok(())
     /// # }
     /// ```

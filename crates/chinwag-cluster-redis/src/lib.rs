@@ -54,10 +54,10 @@
 //! # Example
 //!
 //! ```no_run
-//! use chinwag_cluster_redis::RedisSignOns;
-//! use chinwag_hub::{ConnId, ConnRef, Device, NodeId, SignOn};
+//! use chinwag::cluster::redis::RedisSignOns;
+//! use chinwag::hub::{ConnId, ConnRef, Device, NodeId, SignOn};
 //!
-//! # async fn run() -> Result<(), chinwag_cluster_redis::ClusterError> {
+//! # async fn run() -> Result<(), chinwag::cluster::redis::ClusterError> {
 //! let signons = RedisSignOns::connect("redis://127.0.0.1:6379/").await?;
 //! let me = ConnRef { node: NodeId(7), conn: ConnId(1) };
 //! let out = signons

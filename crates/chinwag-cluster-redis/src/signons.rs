@@ -61,10 +61,10 @@ static SIGN_OFF: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("s
 /// Two nodes, each with its own connection to the same Redis:
 ///
 /// ```no_run
-/// use chinwag_cluster_redis::RedisSignOns;
-/// use chinwag_hub::{ConnId, ConnRef, Device, NodeId, SignOn};
+/// use chinwag::cluster::redis::RedisSignOns;
+/// use chinwag::hub::{ConnId, ConnRef, Device, NodeId, SignOn};
 ///
-/// # async fn run() -> Result<(), chinwag_cluster_redis::ClusterError> {
+/// # async fn run() -> Result<(), chinwag::cluster::redis::ClusterError> {
 /// let a = RedisSignOns::connect("redis://127.0.0.1:6379/").await?;
 /// let b = RedisSignOns::connect("redis://127.0.0.1:6379/").await?;
 /// let on_a = ConnRef { node: NodeId(1), conn: ConnId(10) };
@@ -96,8 +96,8 @@ impl RedisSignOns<Counted> {
     /// afterwards the connection reconnects by itself.
     ///
     /// ```no_run
-    /// # async fn run() -> Result<(), chinwag_cluster_redis::ClusterError> {
-    /// let signons = chinwag_cluster_redis::RedisSignOns::connect("redis://127.0.0.1/").await?;
+    /// # async fn run() -> Result<(), chinwag::cluster::redis::ClusterError> {
+    /// let signons = chinwag::cluster::redis::RedisSignOns::connect("redis://127.0.0.1/").await?;
     /// # let _ = signons;
     /// # Ok(())
     /// # }
@@ -116,8 +116,8 @@ where
     /// Sign-ons on `conn`, under the [`DEFAULT_PREFIX`].
     ///
     /// ```no_run
-    /// # async fn run() -> Result<(), chinwag_cluster_redis::ClusterError> {
-    /// use chinwag_cluster_redis::{RedisSignOns, redis};
+    /// # async fn run() -> Result<(), chinwag::cluster::redis::ClusterError> {
+    /// use chinwag::cluster::redis::{RedisSignOns, redis};
     /// let client = redis::Client::open("redis://127.0.0.1/")?;
     /// let conn = client.get_multiplexed_async_connection().await?;
     /// let signons = RedisSignOns::new(conn);
@@ -137,8 +137,8 @@ where
     /// (the user id must be the keys' hash tag).
     ///
     /// ```no_run
-    /// # async fn run() -> Result<(), chinwag_cluster_redis::ClusterError> {
-    /// use chinwag_cluster_redis::{RedisSignOns, redis};
+    /// # async fn run() -> Result<(), chinwag::cluster::redis::ClusterError> {
+    /// use chinwag::cluster::redis::{RedisSignOns, redis};
     /// let client = redis::Client::open("redis://127.0.0.1/")?;
     /// let conn = client.get_multiplexed_async_connection().await?;
     /// let signons = RedisSignOns::with_prefix(conn, "myapp:cluster:")?;
@@ -165,8 +165,8 @@ where
     /// in the type's docs).
     ///
     /// ```no_run
-    /// # async fn run() -> Result<(), chinwag_cluster_redis::ClusterError> {
-    /// let signons = chinwag_cluster_redis::RedisSignOns::connect("redis://127.0.0.1/").await?;
+    /// # async fn run() -> Result<(), chinwag::cluster::redis::ClusterError> {
+    /// let signons = chinwag::cluster::redis::RedisSignOns::connect("redis://127.0.0.1/").await?;
     /// assert_eq!(signons.key("alice"), "chinwag:cluster:{alice}:s");
     /// # Ok(())
     /// # }
@@ -185,9 +185,9 @@ where
     /// sign-on happened; the caller treats the connection as refused and signs it off.
     ///
     /// ```no_run
-    /// # async fn run() -> Result<(), chinwag_cluster_redis::ClusterError> {
-    /// use chinwag_hub::{ConnId, ConnRef, Device, NodeId, SignOn};
-    /// let signons = chinwag_cluster_redis::RedisSignOns::connect("redis://127.0.0.1/").await?;
+    /// # async fn run() -> Result<(), chinwag::cluster::redis::ClusterError> {
+    /// use chinwag::hub::{ConnId, ConnRef, Device, NodeId, SignOn};
+    /// let signons = chinwag::cluster::redis::RedisSignOns::connect("redis://127.0.0.1/").await?;
     /// let phone = ConnRef { node: NodeId(1), conn: ConnId(1) };
     /// let out = signons
     ///     .sign_on(&Device::new("carol", "phone"), phone, SignOn::PerDevice)
@@ -253,9 +253,9 @@ where
     /// it was replaced). Idempotent.
     ///
     /// ```no_run
-    /// # async fn run() -> Result<(), chinwag_cluster_redis::ClusterError> {
-    /// use chinwag_hub::{ConnId, ConnRef, NodeId};
-    /// let signons = chinwag_cluster_redis::RedisSignOns::connect("redis://127.0.0.1/").await?;
+    /// # async fn run() -> Result<(), chinwag::cluster::redis::ClusterError> {
+    /// use chinwag::hub::{ConnId, ConnRef, NodeId};
+    /// let signons = chinwag::cluster::redis::RedisSignOns::connect("redis://127.0.0.1/").await?;
     /// let gone = ConnRef { node: NodeId(1), conn: ConnId(1) };
     /// if signons.sign_off("carol", gone).await? {
     ///     // carol is offline everywhere
@@ -276,8 +276,8 @@ where
     /// The signed-on connections of `user` on every node, oldest first (one `HGETALL`).
     ///
     /// ```no_run
-    /// # async fn run() -> Result<(), chinwag_cluster_redis::ClusterError> {
-    /// let signons = chinwag_cluster_redis::RedisSignOns::connect("redis://127.0.0.1/").await?;
+    /// # async fn run() -> Result<(), chinwag::cluster::redis::ClusterError> {
+    /// let signons = chinwag::cluster::redis::RedisSignOns::connect("redis://127.0.0.1/").await?;
     /// for s in signons.connections("carol").await? {
     ///     println!("node {} conn {} device {}", s.conn.node.0, s.conn.conn, s.device);
     /// }

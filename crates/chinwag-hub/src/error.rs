@@ -12,7 +12,7 @@ use crate::core::shares::ShareRefusal;
 /// A hook's refusal of a message: the client gets a `refused` error carrying the reason.
 ///
 /// ```
-/// use chinwag_hub::Rejection;
+/// use chinwag::hub::Rejection;
 /// let r = Rejection::new("no links from new accounts");
 /// assert_eq!(r.reason(), "no links from new accounts");
 /// let r: Rejection = "too long".into();

@@ -22,7 +22,7 @@ use crate::core::recovery::{Keep, KeepHistory};
 ///
 /// ```
 /// use std::time::Duration;
-/// use chinwag_hub::{HubConfig, RoomHistory};
+/// use chinwag::hub::{HubConfig, RoomHistory};
 ///
 /// let config = HubConfig::default().with_history(
 ///     RoomHistory::default().with_max_len(500).with_max_age(Some(Duration::from_secs(3600))),

@@ -21,9 +21,9 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::{sync::Arc, time::Duration};
-//! use chinwag_hub::{Body, Hub, SendOptions, auth::{JwtAuthenticator, JwtConfig, JwtKey}};
-//! use chinwag_hub::doors::chat::ChatDoor;
-//! use chinwag_transport::tcp::TcpAcceptor;
+//! use chinwag::hub::{Body, Hub, SendOptions, auth::{JwtAuthenticator, JwtConfig, JwtKey}};
+//! use chinwag::hub::doors::chat::ChatDoor;
+//! use chinwag::transport::tcp::TcpAcceptor;
 //!
 //! let jwt = JwtAuthenticator::new(JwtConfig::new(JwtKey::hs256(b"a long random secret")));
 //! let hub = Hub::builder().authenticator(Arc::new(jwt)).build();

@@ -47,11 +47,11 @@ const TOTAL_BYTES: &str = "total_bytes";
 /// # Example
 ///
 /// ```
-/// use chinwag_queue::{Direction, History, HistoryConfig, Retention};
-/// use chinwag_queue_redb::RedbHistory;
+/// use chinwag::queue::{Direction, History, HistoryConfig, Retention};
+/// use chinwag::queue::redb::RedbHistory;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), chinwag_queue::QueueError> {
+/// # async fn main() -> Result<(), chinwag::queue::QueueError> {
 /// # let dir = std::env::temp_dir().join(format!("chinwag-redb-history-doc-{}", std::process::id()));
 /// # std::fs::create_dir_all(&dir).unwrap();
 /// let history = RedbHistory::open(dir.join("history.redb"), HistoryConfig::default())?;

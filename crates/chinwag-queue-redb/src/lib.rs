@@ -40,11 +40,11 @@
 //! # Example
 //!
 //! ```
-//! use chinwag_queue::{Queue, QueueConfig};
-//! use chinwag_queue_redb::RedbQueue;
+//! use chinwag::queue::{Queue, QueueConfig};
+//! use chinwag::queue::redb::RedbQueue;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), chinwag_queue::QueueError> {
+//! # async fn main() -> Result<(), chinwag::queue::QueueError> {
 //! # let dir = std::env::temp_dir().join(format!("chinwag-redb-doc-{}", std::process::id()));
 //! # std::fs::create_dir_all(&dir).unwrap();
 //! let queue = RedbQueue::open(dir.join("offline.redb"), QueueConfig::default())?;
@@ -54,8 +54,8 @@
 //!
 //! // A smaller page cache than the default 16 MiB.
 //! use std::sync::Arc;
-//! use chinwag_queue::SystemClock;
-//! use chinwag_queue_redb::RedbOptions;
+//! use chinwag::queue::SystemClock;
+//! use chinwag::queue::redb::RedbOptions;
 //! let options = RedbOptions::default().with_cache_size(16 << 20);
 //! let queue = RedbQueue::open_with(
 //!     dir.join("small-cache.redb"),
@@ -102,7 +102,7 @@ pub const DEFAULT_CACHE_SIZE: usize = 16 << 20;
 /// | `cache_size` | [`DEFAULT_CACHE_SIZE`], 16 MiB |
 ///
 /// ```
-/// use chinwag_queue_redb::{DEFAULT_CACHE_SIZE, RedbOptions};
+/// use chinwag::queue::redb::{DEFAULT_CACHE_SIZE, RedbOptions};
 /// assert_eq!(RedbOptions::default().cache_size, DEFAULT_CACHE_SIZE);
 /// assert_eq!(RedbOptions::default().with_cache_size(0).cache_size, 0);
 /// ```

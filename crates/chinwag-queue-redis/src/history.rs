@@ -57,10 +57,10 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use chinwag_queue::{Direction, History, HistoryConfig, Retention};
-//! use chinwag_queue_redis::{RedisHistory, RedisOptions};
+//! use chinwag::queue::{Direction, History, HistoryConfig, Retention};
+//! use chinwag::queue::redis::{RedisHistory, RedisOptions};
 //!
-//! # async fn run() -> Result<(), chinwag_queue::QueueError> {
+//! # async fn run() -> Result<(), chinwag::queue::QueueError> {
 //! let options = RedisOptions::default().prefix("myapp:");
 //! let history =
 //!     RedisHistory::connect_with("redis://127.0.0.1:6379/", HistoryConfig::default(), options)

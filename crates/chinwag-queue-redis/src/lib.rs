@@ -34,10 +34,10 @@
 //! # Example
 //!
 //! ```no_run
-//! use chinwag_queue::{Queue, QueueConfig};
-//! use chinwag_queue_redis::{RedisOptions, RedisQueue};
+//! use chinwag::queue::{Queue, QueueConfig};
+//! use chinwag::queue::redis::{RedisOptions, RedisQueue};
 //!
-//! # async fn run() -> Result<(), chinwag_queue::QueueError> {
+//! # async fn run() -> Result<(), chinwag::queue::QueueError> {
 //! let options = RedisOptions::default().prefix("myapp:offline:");
 //! let queue =
 //!     RedisQueue::connect_with("redis://127.0.0.1:6379/", QueueConfig::default(), options)

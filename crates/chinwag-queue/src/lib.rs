@@ -46,10 +46,10 @@
 //!
 //! ```
 //! use std::{sync::Arc, time::Duration};
-//! use chinwag_queue::{ManualClock, MemoryQueue, Queue, QueueConfig};
+//! use chinwag::queue::{ManualClock, MemoryQueue, Queue, QueueConfig};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), chinwag_queue::QueueError> {
+//! # async fn main() -> Result<(), chinwag::queue::QueueError> {
 //! let clock = Arc::new(ManualClock::new(0));
 //! let queue = MemoryQueue::with_clock(QueueConfig::default(), clock.clone());
 //!

@@ -23,7 +23,7 @@ impl RetryWait {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use chinwag_rpc::RetryWait;
+    /// use chinwag::rpc::RetryWait;
     /// let fixed = RetryWait::new(Duration::from_millis(50), Duration::from_millis(50)).unwrap();
     /// assert_eq!(fixed.pick(12345), Duration::from_millis(50));
     /// assert!(RetryWait::new(Duration::from_secs(2), Duration::from_secs(1)).is_err());
@@ -255,9 +255,9 @@ impl RpcConfig {
     /// buffer always holds one whole message of the largest size the wire limits allow).
     ///
     /// ```
-    /// use chinwag_rpc::RpcConfig;
+    /// use chinwag::rpc::RpcConfig;
     /// let big = RpcConfig::default()
-    ///     .with_wire(chinwag_wire::WireLimits::default().with_max_payload(64 << 20));
+    ///     .with_wire(chinwag::wire::WireLimits::default().with_max_payload(64 << 20));
     /// assert!(big.session_config().max_decode_buffer >= big.wire.max_message_len());
     /// ```
     pub fn session_config(&self) -> SessionConfig {

@@ -102,9 +102,9 @@ impl RpcServer {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// use std::sync::Arc;
-/// use chinwag_rpc::{Handlers, HandlerError, RpcConfig, connect};
+/// use chinwag::rpc::{Handlers, HandlerError, RpcConfig, connect};
 ///
-/// let (a, b) = chinwag_transport::pipe::pair(&Default::default());
+/// let (a, b) = chinwag::transport::pipe::pair(&Default::default());
 /// let mut served = Handlers::new();
 /// served.handle("add", |_peer, (x, y): (i64, i64)| async move { Ok::<_, HandlerError>(x + y) });
 /// let _server = connect(a, Arc::new(served), RpcConfig::default());

@@ -133,7 +133,7 @@ impl fmt::Display for Disconnect {
 /// handlers that return `Result<T, HandlerError>`:
 ///
 /// ```
-/// use chinwag_rpc::HandlerError;
+/// use chinwag::rpc::HandlerError;
 ///
 /// fn parse(s: &str) -> Result<u16, HandlerError> {
 ///     if s.is_empty() {

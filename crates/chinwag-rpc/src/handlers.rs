@@ -50,7 +50,7 @@ pub(crate) enum OpHandler {
 /// Every handler gets the [`Peer`] it serves, so it can call the other side back.
 ///
 /// ```
-/// use chinwag_rpc::{Handlers, HandlerError};
+/// use chinwag::rpc::{Handlers, HandlerError};
 ///
 /// let mut h = Handlers::new();
 /// h.handle("add", |_peer, (a, b): (i64, i64)| async move { Ok::<_, HandlerError>(a + b) });

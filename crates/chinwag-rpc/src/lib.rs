@@ -19,8 +19,8 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! use std::sync::Arc;
-//! use chinwag_rpc::{Handlers, HandlerError, RpcConfig, RpcServer, connect};
-//! use chinwag_transport::tcp::{self, TcpAcceptor};
+//! use chinwag::rpc::{Handlers, HandlerError, RpcConfig, RpcServer, connect};
+//! use chinwag::transport::tcp::{self, TcpAcceptor};
 //!
 //! // A server on TCP that greets, and calls the client back to ask its name.
 //! let mut h = Handlers::new();

@@ -32,7 +32,7 @@ struct Inner {
 /// served, one at a time, rather than refused forever.
 ///
 /// ```
-/// use chinwag_session::ByteBudget;
+/// use chinwag::session::ByteBudget;
 ///
 /// let server = ByteBudget::new(1000);
 /// let conn = server.child(600);

@@ -29,10 +29,10 @@
 //! ```
 //! use std::time::Duration;
 //! use bytes::Bytes;
-//! use chinwag_session::{
+//! use chinwag::session::{
 //!     Client, ClientConfig, Handler, LengthDelimited, Server, ServerConfig, Session,
 //! };
-//! use chinwag_transport::tcp::{self, TcpAcceptor, TcpConfig};
+//! use chinwag::transport::tcp::{self, TcpAcceptor, TcpConfig};
 //! use tokio::sync::mpsc;
 //!
 //! /// The server echoes every message back.

@@ -32,7 +32,7 @@
 //! holds its place in the budget until its socket is closed.
 //!
 //! ```
-//! use chinwag_transport::budget::ConnectionBudget;
+//! use chinwag::transport::budget::ConnectionBudget;
 //!
 //! let budget = ConnectionBudget::new(2);
 //! let a = budget.try_acquire().expect("room for one");

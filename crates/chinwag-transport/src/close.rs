@@ -70,7 +70,7 @@ impl fmt::Display for Reconnect {
 /// and means [`Reconnect::Backoff`].
 ///
 /// ```
-/// use chinwag_transport::{CloseCode, Reconnect};
+/// use chinwag::transport::{CloseCode, Reconnect};
 /// assert_eq!(CloseCode::REPLACED.name(), "replaced");
 /// assert_eq!(CloseCode::REPLACED.reconnect(), Reconnect::Never);
 /// assert_eq!(CloseCode(1006).reconnect(), Reconnect::Backoff);

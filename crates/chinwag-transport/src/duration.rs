@@ -9,7 +9,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use chinwag_transport::duration;
+//! use chinwag::transport::duration;
 //! assert_eq!(duration::parse("7d").unwrap(), Duration::from_secs(7 * 86_400));
 //! assert_eq!(duration::format(Duration::from_millis(1500)), "1500ms");
 //! assert_eq!(duration::format(Duration::from_secs(120)), "2m");

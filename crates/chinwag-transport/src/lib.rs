@@ -40,11 +40,11 @@
 //!
 //! ```
 //! use bytes::Bytes;
-//! use chinwag_transport::tcp::{self, TcpAcceptor, TcpConfig};
-//! use chinwag_transport::{Acceptor, Frame, FrameRead, FrameWrite, Transport, CloseReason};
+//! use chinwag::transport::tcp::{self, TcpAcceptor, TcpConfig};
+//! use chinwag::transport::{Acceptor, Frame, FrameRead, FrameWrite, Transport, CloseReason};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), chinwag_transport::TransportError> {
+//! # async fn main() -> Result<(), chinwag::transport::TransportError> {
 //! let mut acceptor = TcpAcceptor::bind("127.0.0.1:0".parse().unwrap(), TcpConfig::default())?;
 //! let addr = acceptor.local_socket_addr()?;
 //!

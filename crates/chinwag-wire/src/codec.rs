@@ -18,7 +18,7 @@ pub struct Version;
 ///
 /// ```
 /// use bytes::BytesMut;
-/// use chinwag_wire::{StreamCodec, Message};
+/// use chinwag::wire::{StreamCodec, Message};
 /// use tokio_util::codec::Decoder;
 ///
 /// let mut codec = StreamCodec::default();

@@ -241,9 +241,9 @@ impl Header {
 /// [`protocol_code`](DecodeError::protocol_code) is 1 (`f00000001`).
 ///
 /// ```
-/// assert!(chinwag_wire::check_version(b"01").is_ok());
-/// let err = chinwag_wire::check_version(b"09").unwrap_err();
-/// assert_eq!(err.protocol_code(), chinwag_wire::ProtocolErrorCode::UNSUPPORTED);
+/// assert!(chinwag::wire::check_version(b"01").is_ok());
+/// let err = chinwag::wire::check_version(b"09").unwrap_err();
+/// assert_eq!(err.protocol_code(), chinwag::wire::ProtocolErrorCode::UNSUPPORTED);
 /// ```
 pub fn check_version(got: &[u8]) -> Result<(), DecodeError> {
     if got == VERSION {
@@ -263,7 +263,7 @@ pub fn check_version(got: &[u8]) -> Result<(), DecodeError> {
 ///
 /// ```
 /// use bytes::BytesMut;
-/// use chinwag_wire::{Message, StreamDecoder};
+/// use chinwag::wire::{Message, StreamDecoder};
 ///
 /// let mut dec = StreamDecoder::new(Default::default());
 /// let mut buf = BytesMut::from(&b"01ridid004echo0000"[..]);
@@ -378,7 +378,7 @@ impl StreamDecoder {
 ///
 /// ```
 /// use bytes::Bytes;
-/// use chinwag_wire::{FramedDecoder, Message};
+/// use chinwag::wire::{FramedDecoder, Message};
 ///
 /// let mut dec = FramedDecoder::new(Default::default());
 /// assert_eq!(dec.decode_frame(Bytes::from_static(b"01")).unwrap(), None);

@@ -97,7 +97,7 @@ impl Message {
     ///
     /// ```
     /// use bytes::{Bytes, BytesMut};
-    /// use chinwag_wire::{Message, Name, RequestId};
+    /// use chinwag::wire::{Message, Name, RequestId};
     ///
     /// let mut out = BytesMut::new();
     /// Message::SingleRequest {
@@ -124,7 +124,7 @@ impl Message {
     ///
     /// ```
     /// use bytes::{Bytes, BytesMut};
-    /// use chinwag_wire::{Message, RequestId};
+    /// use chinwag::wire::{Message, RequestId};
     ///
     /// let msg = Message::SingleResult { id: RequestId(*b"idid"), payload: Bytes::from_static(b"abc") };
     /// let (header, payload) = msg.encode_framed(&mut BytesMut::new()).unwrap();

@@ -6,7 +6,7 @@ use crate::RequestId;
 /// (`"\x00\x00\x00\x00"`, `"\x01\x00\x00\x00"`, ...). Wraps around after 2³² ids.
 ///
 /// ```
-/// let mut ids = chinwag_wire::GoIdGen::default();
+/// let mut ids = chinwag::wire::GoIdGen::default();
 /// assert_eq!(ids.next_id().0, [0, 0, 0, 0]);
 /// assert_eq!(ids.next_id().0, [1, 0, 0, 0]);
 /// ```
@@ -31,7 +31,7 @@ const BASE36: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 /// counter (`"!000"` ... `"!zzz"`), so stream ids never collide with single-request ids.
 ///
 /// ```
-/// let mut ids = chinwag_wire::JsIdGen::default();
+/// let mut ids = chinwag::wire::JsIdGen::default();
 /// assert_eq!(ids.next_id().0, *b"0000");
 /// assert_eq!(ids.next_id().0, *b"0001");
 /// assert_eq!(ids.next_stream_id().0, *b"!000");

@@ -20,7 +20,7 @@
 //!
 //! ```
 //! use bytes::{Bytes, BytesMut};
-//! use chinwag_wire::{Message, Name, RequestId, StreamDecoder, WireLimits, write_version};
+//! use chinwag::wire::{Message, Name, RequestId, StreamDecoder, WireLimits, write_version};
 //!
 //! // One side writes its version and a request...
 //! let mut wire = BytesMut::new();
@@ -49,7 +49,7 @@
 //! // A header claiming 4 GiB is refused at once, with the code the peer should get.
 //! let mut evil = BytesMut::from(&b"r0001004echoffffffff"[..]);
 //! let err = StreamDecoder::without_version(WireLimits::default()).decode(&mut evil).unwrap_err();
-//! assert_eq!(err.protocol_code(), chinwag_wire::ProtocolErrorCode::INVALID_MSG);
+//! assert_eq!(err.protocol_code(), chinwag::wire::ProtocolErrorCode::INVALID_MSG);
 //! ```
 
 #[cfg(feature = "codec")]

@@ -12,7 +12,7 @@
 /// layer bounds concurrent stream requests per connection.
 ///
 /// ```
-/// let limits = chinwag_wire::WireLimits::default().with_max_payload(1 << 20);
+/// let limits = chinwag::wire::WireLimits::default().with_max_payload(1 << 20);
 /// assert_eq!(limits.max_payload, 1 << 20);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +41,7 @@ impl WireLimits {
     /// stream: what a decode buffer must be able to hold.
     ///
     /// ```
-    /// let l = chinwag_wire::WireLimits::default();
+    /// let l = chinwag::wire::WireLimits::default();
     /// assert!(l.max_message_len() > l.max_payload as usize + l.max_name_len as usize);
     /// ```
     pub fn max_message_len(&self) -> usize {

@@ -9,8 +9,8 @@
 //! write buffer so a batch of fed frames leaves in one syscall.
 //!
 //! ```
-//! use chinwag_transport::{Acceptor, CloseReason, Frame, FrameRead, FrameWrite, Transport};
-//! use chinwag_ws_fastwebsockets::{WsAcceptor, WsConfig, connect};
+//! use chinwag::transport::{Acceptor, CloseReason, Frame, FrameRead, FrameWrite, Transport};
+//! use chinwag::ws::fastwebsockets::{WsAcceptor, WsConfig, connect};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -22,7 +22,7 @@
 //!         w.feed(frame).await?;
 //!         w.flush().await?;
 //!     }
-//!     Ok::<_, chinwag_transport::TransportError>(())
+//!     Ok::<_, chinwag::transport::TransportError>(())
 //! });
 //! let (mut r, mut w) = connect(&url, &WsConfig::default()).await?.split();
 //! w.send(Frame::Binary(vec![1, 2, 3].into())).await?;

@@ -14,8 +14,8 @@
 //! framing, done by tungstenite).
 //!
 //! ```
-//! use chinwag_transport::{Acceptor, Frame, FrameRead, FrameWrite, Transport};
-//! use chinwag_ws_tungstenite::{WsAcceptor, WsConfig, connect};
+//! use chinwag::transport::{Acceptor, Frame, FrameRead, FrameWrite, Transport};
+//! use chinwag::ws::tungstenite::{WsAcceptor, WsConfig, connect};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -26,12 +26,12 @@
 //!     while let Some(frame) = r.read_frame().await? {
 //!         w.send(frame).await?; // echo
 //!     }
-//!     Ok::<_, chinwag_transport::TransportError>(())
+//!     Ok::<_, chinwag::transport::TransportError>(())
 //! });
 //! let (mut r, mut w) = connect(&url, &WsConfig::default()).await?.split();
 //! w.send(Frame::Text("hello".into())).await?;
 //! assert_eq!(r.read_frame().await?, Some(Frame::Text("hello".into())));
-//! w.close(chinwag_transport::CloseReason::normal()).await?;
+//! w.close(chinwag::transport::CloseReason::normal()).await?;
 //! server.await??;
 //! # Ok(())
 //! # }

@@ -15,7 +15,7 @@ use http_body_util::Full;
 /// with the plain body otherwise.
 ///
 /// ```
-/// use chinwag_ws::StaticAsset;
+/// use chinwag::ws::StaticAsset;
 /// let js = StaticAsset::new("export const x = 1;\n", "text/javascript; charset=utf-8");
 /// let req = http::Request::get("/x.js").header("if-none-match", js.etag()).body(()).unwrap();
 /// assert_eq!(js.respond(&req).status(), 304);

@@ -14,7 +14,7 @@ use http::HeaderValue;
 ///
 /// ```
 /// use std::time::Duration;
-/// use chinwag_ws::WsConfig;
+/// use chinwag::ws::WsConfig;
 ///
 /// let cfg = WsConfig::default()
 ///     .with_max_message_size(1 << 20)
@@ -207,7 +207,7 @@ impl WsConfig {
 /// lets non-browser clients and same-site pages in, and refuses other sites' pages.
 ///
 /// ```
-/// use chinwag_ws::OriginPolicy;
+/// use chinwag::ws::OriginPolicy;
 /// let p = OriginPolicy::allow(["https://chat.example"]).with_allow_missing(false);
 /// assert!(p.check(Some("https://chat.example"), None).is_ok());
 /// assert!(p.check(Some("https://evil.example"), None).is_err());
@@ -346,7 +346,7 @@ impl OriginPolicy {
 /// [`check`](Self::check) (or [`check_request`](Self::check_request)) for its plain routes.
 ///
 /// ```
-/// use chinwag_ws::HostPolicy;
+/// use chinwag::ws::HostPolicy;
 /// let p = HostPolicy::loopback();
 /// assert!(p.check(Some("localhost:8080")).is_ok());
 /// assert!(p.check(Some("127.0.0.1:1")).is_ok());

@@ -305,7 +305,7 @@ impl<E: Engine> WsAcceptor<E> {
     ///
     /// ```no_run
     /// use std::sync::Arc;
-    /// use chinwag_ws::{Engine, HttpFallback, WsAcceptor, WsConfig};
+    /// use chinwag::ws::{Engine, HttpFallback, WsAcceptor, WsConfig};
     /// # async fn f<E: Engine>() -> std::io::Result<()> {
     /// let pages: HttpFallback = Arc::new(|req| {
     ///     (req.uri().path() == "/").then(|| {
@@ -348,7 +348,7 @@ impl<E: Engine> WsAcceptor<E> {
     /// last acceptor is dropped.
     ///
     /// ```no_run
-    /// use chinwag_ws::{Engine, WsAcceptor, WsConfig};
+    /// use chinwag::ws::{Engine, WsAcceptor, WsConfig};
     /// # async fn f<E: Engine>() -> std::io::Result<()> {
     /// let mut acceptors = WsAcceptor::<E>::bind_routes(
     ///     "127.0.0.1:8080".parse().unwrap(),

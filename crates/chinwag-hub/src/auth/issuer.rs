@@ -14,7 +14,7 @@ use super::jwt::{JwtConfigError, algorithm_name};
 ///
 /// ```
 /// use std::time::Duration;
-/// use chinwag_hub::auth::{JwtAuthenticator, JwtConfig, JwtIssuer, JwtKey};
+/// use chinwag::hub::auth::{JwtAuthenticator, JwtConfig, JwtIssuer, JwtKey};
 ///
 /// let issuer = JwtIssuer::hs256("dev secret").with_audience("chat");
 /// let token = issuer.issue("bob", None, Duration::from_secs(60));

@@ -29,7 +29,7 @@ const MAX_LEEWAY: Duration = Duration::from_secs(24 * 3600);
 /// `Debug` shows the algorithm only, never key material.
 ///
 /// ```
-/// use chinwag_hub::auth::JwtKey;
+/// use chinwag::hub::auth::JwtKey;
 /// let key = JwtKey::hs256("a long random secret");
 /// assert_eq!(format!("{key:?}"), "JwtKey { algorithm: HS256 }");
 /// ```
@@ -292,10 +292,10 @@ impl JwtConfig {
 ///
 /// ```
 /// use std::time::Duration;
-/// use chinwag_hub::auth::{Authenticator, JwtAuthenticator, JwtConfig, JwtIssuer, JwtKey};
+/// use chinwag::hub::auth::{Authenticator, JwtAuthenticator, JwtConfig, JwtIssuer, JwtKey};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), chinwag_hub::auth::AuthError> {
+/// # async fn main() -> Result<(), chinwag::hub::auth::AuthError> {
 /// let secret = b"a long random secret, 32 bytes or more";
 /// let auth = JwtAuthenticator::new(
 ///     JwtConfig::new(JwtKey::hs256(secret)).with_issuer("https://login.example"),

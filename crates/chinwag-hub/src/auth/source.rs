@@ -59,7 +59,7 @@ impl TokenSource {
 /// | `max_token_len` | 8192 bytes |
 ///
 /// ```
-/// use chinwag_hub::auth::TokenSources;
+/// use chinwag::hub::auth::TokenSources;
 /// let sources = TokenSources::default().with_query(Some("token".into()));
 /// assert!(sources.bearer && sources.subprotocol && sources.first_message);
 /// assert_eq!(sources.query.as_deref(), Some("token"));
@@ -183,8 +183,8 @@ impl TokenSources {
 /// [`TokenSources::max_token_len`] bytes; its length is checked before anything else.
 ///
 /// ```
-/// use chinwag_hub::auth::{TokenSource, TokenSources, find_token};
-/// use chinwag_transport::{ConnectInfo, HttpInfo, PeerAddr};
+/// use chinwag::hub::auth::{TokenSource, TokenSources, find_token};
+/// use chinwag::transport::{ConnectInfo, HttpInfo, PeerAddr};
 ///
 /// let mut http = HttpInfo::new(http::Method::GET, "/ws".parse().unwrap());
 /// http.subprotocols = vec!["chinwag.v1".into(), "bearer.abc.def.ghi".into()];

@@ -15,7 +15,7 @@ pub const DEFAULT_DEVICE: &str = "default";
 /// strings).
 ///
 /// ```
-/// use chinwag_hub::Device;
+/// use chinwag::hub::Device;
 /// let d = Device::new("alice", "phone");
 /// assert_eq!(&*d.user, "alice");
 /// assert_eq!(d.to_string(), "alice/phone");

@@ -43,7 +43,7 @@ impl Hub {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// use chinwag_hub::{ConnId, Hub};
+    /// use chinwag::hub::{ConnId, Hub};
     /// let hub = Hub::builder().build();
     /// // Another node's sign-on of alice replaced her connections 7 and 9 on this node:
     /// let closed = hub.close_replaced("alice", &[ConnId(7), ConnId(9)]);
@@ -76,7 +76,7 @@ impl Hub {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// let hub = chinwag_hub::Hub::builder().build();
+    /// let hub = chinwag::hub::Hub::builder().build();
     /// assert!(hub.local_connections().is_empty());
     /// # }
     /// ```
@@ -92,7 +92,7 @@ impl Hub {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// let hub = chinwag_hub::Hub::builder().build();
+    /// let hub = chinwag::hub::Hub::builder().build();
     /// let weak = hub.downgrade();
     /// assert!(weak.upgrade().is_some());
     /// drop(hub);
@@ -110,7 +110,7 @@ impl Hub {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// let hub = chinwag_hub::Hub::builder().build();
+    /// let hub = chinwag::hub::Hub::builder().build();
     /// let stopped = hub.stopped();
     /// hub.shutdown(std::time::Duration::from_secs(1)).await;
     /// stopped.await;

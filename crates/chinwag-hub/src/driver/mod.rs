@@ -379,7 +379,7 @@ impl Hub {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// let hub = chinwag_hub::Hub::builder().build();
+    /// let hub = chinwag::hub::Hub::builder().build();
     /// let mut changes = hub.changes();
     /// while hub.connection_count() != 0 {
     ///     changes.changed().await.unwrap();

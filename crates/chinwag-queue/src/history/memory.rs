@@ -24,10 +24,10 @@ use crate::{BoxFuture, Clock, QueueError, SystemClock};
 ///
 /// ```
 /// use std::{sync::Arc, time::Duration};
-/// use chinwag_queue::{Direction, History, HistoryConfig, ManualClock, MemoryHistory, Retention};
+/// use chinwag::queue::{Direction, History, HistoryConfig, ManualClock, MemoryHistory, Retention};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), chinwag_queue::QueueError> {
+/// # async fn main() -> Result<(), chinwag::queue::QueueError> {
 /// let clock = Arc::new(ManualClock::new(0));
 /// let history = MemoryHistory::with_clock(HistoryConfig::default(), clock.clone());
 /// let keep = Retention::new(100, Some(Duration::from_secs(3600)));

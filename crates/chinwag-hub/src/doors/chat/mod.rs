@@ -13,8 +13,8 @@
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
-//! use chinwag_hub::{Hub, doors::chat::ChatDoor};
-//! use chinwag_transport::tcp::TcpAcceptor;
+//! use chinwag::hub::{Hub, doors::chat::ChatDoor};
+//! use chinwag::transport::tcp::TcpAcceptor;
 //!
 //! let hub = Hub::builder().build();
 //! let tcp = TcpAcceptor::bind("127.0.0.1:4100".parse().unwrap(), Default::default())?;
