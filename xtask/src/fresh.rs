@@ -1,9 +1,15 @@
-//! `cargo xtask fresh`: the README's library example built the way an application outside this
-//! workspace builds it — a crate of its own depending only on `chinwag` (by path), with no lock
-//! file, so every dependency resolves to its newest compatible release as a `cargo add chinwag`
-//! would today, and with `RUSTFLAGS=-D warnings`, so a warning in any of chinwag's crates fails
-//! it (cargo caps the lints of crates.io dependencies, as in any application). CI's own builds
-//! are `--locked` and would not see, say, a deprecation in a newer rustls.
+//! `cargo xtask fresh`: chinwag as an application that starts today builds it, with every
+//! dependency resolved afresh (no lock file: the newest compatible releases, as `cargo add
+//! chinwag` would pick) and `-D warnings`, so a warning in any of chinwag's crates fails it
+//! (cargo caps the lints of crates.io dependencies, as in any application). CI's own builds are
+//! `--locked` and would not see, say, a deprecation in a newer rustls. Two steps:
+//!
+//! 1. the README's library example, as a crate of its own outside the workspace that depends
+//!    only on `chinwag` (by path);
+//! 2. every example of the facade's docs: the doctests of `chinwag` and of the layer crates it
+//!    shows as its modules (they name only `chinwag::` paths, which `cargo xtask tidy` checks;
+//!    a doctest is a crate of its own that uses the library as a dependency), in a copy of the
+//!    committed workspace (`git ls-files`) whose lock file is made afresh.
 //!
 //! Not part of `cargo xtask test`: an upstream release can fail it without any change here. Run
 //! it when dependencies move and before a release. Needs crates.io; builds in
@@ -86,6 +92,58 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     eprintln!(
         "fresh: the README's library example builds against fresh dependencies with -D warnings"
     );
+
+    let ws = dir.join("workspace");
+    copy_committed(&root, &ws)?;
+    let _ = fs::remove_file(ws.join("Cargo.lock"));
+    let manifest = ws.join("Cargo.toml");
+    run_cmd(
+        cargo()
+            .arg("generate-lockfile")
+            .arg("--manifest-path")
+            .arg(&manifest),
+    )?;
+    let mut test = cargo();
+    test.args(["test", "--doc", "--manifest-path"])
+        .arg(&manifest);
+    for krate in std::iter::once("chinwag").chain(crate::tidy::INLINED) {
+        test.args(["-p", krate]);
+    }
+    run_cmd(
+        test.env("RUSTFLAGS", "-D warnings")
+            .env("RUSTDOCFLAGS", "-D warnings")
+            .env("CARGO_TARGET_DIR", dir.join("target")),
+    )?;
+    eprintln!(
+        "fresh: every example of the facade's docs builds against fresh dependencies with -D warnings"
+    );
+    Ok(())
+}
+
+/// Copies the files git tracks in `root` (with their working-tree contents) to `to`,
+/// replacing what was there.
+fn copy_committed(root: &Path, to: &Path) -> Result<(), String> {
+    let _ = fs::remove_dir_all(to);
+    let out = std::process::Command::new("git")
+        .args(["ls-files", "-z"])
+        .current_dir(root)
+        .output()
+        .map_err(|e| format!("cannot run git ls-files: {e}"))?;
+    if !out.status.success() {
+        return Err("git ls-files failed".into());
+    }
+    for name in out.stdout.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let name = String::from_utf8_lossy(name);
+        let (from, dest) = (root.join(&*name), to.join(&*name));
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        // A file deleted in the working tree but still tracked is skipped.
+        if from.is_file() {
+            fs::copy(&from, &dest).map_err(|e| format!("cannot copy {name}: {e}"))?;
+        }
+    }
     Ok(())
 }
 

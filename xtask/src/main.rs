@@ -22,7 +22,8 @@
 //!   benchmarks of chinwag's servers against raw-engine baselines (`target/bench/<timestamp>/`),
 //!   or the criterion micro-benchmarks with `--micro`; see `xtask/src/bench.rs`.
 //! * `cargo xtask fresh` — the README's library example as an application outside the
-//!   workspace builds it: freshly resolved dependencies, `-D warnings` (`xtask/src/fresh.rs`).
+//!   workspace builds it, and every doc example of the facade: freshly resolved dependencies,
+//!   `-D warnings` (`xtask/src/fresh.rs`).
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -76,7 +77,7 @@ fn print_help() {
          fuzz [--seconds N] [T..] run fuzz targets (default: all, 60 s each)\n  \
          autobahn [--engine E|all] [--quick] [--cases '1.*,..']  WebSocket conformance (ws_echo)\n  \
          bench [--quick] [--scenario S].. [--peer NAME=URL].. [--reps N] [--micro] [--list]  load benchmarks (target/bench/)\n  \
-         fresh                    the README's library example against freshly resolved dependencies, -D warnings\n"
+         fresh                    the README example and the facade's doc examples against fresh dependencies, -D warnings\n"
     );
 }
 

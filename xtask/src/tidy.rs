@@ -223,7 +223,7 @@ fn hub_file_sizes(problems: &mut Vec<String>) {
 /// The crates the facade re-exports as its own modules (`chinwag::hub`, `chinwag::queue::redis`,
 /// ...): their docs are the facade's, so their examples are written as a user of `chinwag`
 /// writes them (each has `chinwag` as a dev-dependency, so the examples compile).
-const INLINED: [&str; 12] = [
+pub(crate) const INLINED: [&str; 12] = [
     "chinwag-wire",
     "chinwag-transport",
     "chinwag-session",
