@@ -67,57 +67,55 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         &manifest(&root.join("crates").join("chinwag")),
     )?;
     write(&app.join("src").join("main.rs"), &example)?;
-    // No lock file: what an application resolves today.
-    let _ = fs::remove_file(app.join("Cargo.lock"));
-    let manifest = app.join("Cargo.toml");
-    run_cmd(
-        cargo()
-            .arg("generate-lockfile")
-            .arg("--manifest-path")
-            .arg(&manifest),
-    )?;
+    let manifest = relock(&app)?;
     run_cmd(
         cargo()
             .args(["tree", "--depth", "0", "-i", "rustls", "--manifest-path"])
             .arg(&manifest),
     )?;
-    run_cmd(
-        cargo()
-            .arg("build")
-            .arg("--manifest-path")
-            .arg(&manifest)
-            .env("RUSTFLAGS", "-D warnings")
-            .env("CARGO_TARGET_DIR", dir.join("target")),
-    )?;
+    run_cmd(strict(
+        cargo().arg("build").arg("--manifest-path").arg(&manifest),
+        &dir,
+    ))?;
     eprintln!(
         "fresh: the README's library example builds against fresh dependencies with -D warnings"
     );
 
     let ws = dir.join("workspace");
     copy_committed(&root, &ws)?;
-    let _ = fs::remove_file(ws.join("Cargo.lock"));
-    let manifest = ws.join("Cargo.toml");
-    run_cmd(
-        cargo()
-            .arg("generate-lockfile")
-            .arg("--manifest-path")
-            .arg(&manifest),
-    )?;
+    let manifest = relock(&ws)?;
     let mut test = cargo();
     test.args(["test", "--doc", "--manifest-path"])
         .arg(&manifest);
     for krate in std::iter::once("chinwag").chain(crate::tidy::INLINED) {
         test.args(["-p", krate]);
     }
-    run_cmd(
-        test.env("RUSTFLAGS", "-D warnings")
-            .env("RUSTDOCFLAGS", "-D warnings")
-            .env("CARGO_TARGET_DIR", dir.join("target")),
-    )?;
+    run_cmd(strict(&mut test, &dir))?;
     eprintln!(
         "fresh: every example of the facade's docs builds against fresh dependencies with -D warnings"
     );
     Ok(())
+}
+
+/// Removes the lock file of the package or workspace in `dir` and makes a fresh one (what an
+/// application resolves today); its manifest.
+fn relock(dir: &Path) -> Result<std::path::PathBuf, String> {
+    let _ = fs::remove_file(dir.join("Cargo.lock"));
+    let manifest = dir.join("Cargo.toml");
+    run_cmd(
+        cargo()
+            .arg("generate-lockfile")
+            .arg("--manifest-path")
+            .arg(&manifest),
+    )?;
+    Ok(manifest)
+}
+
+/// `cmd` with warnings as errors (code and doctests), building in `dir/target`.
+fn strict<'a>(cmd: &'a mut std::process::Command, dir: &Path) -> &'a mut std::process::Command {
+    cmd.env("RUSTFLAGS", "-D warnings")
+        .env("RUSTDOCFLAGS", "-D warnings")
+        .env("CARGO_TARGET_DIR", dir.join("target"))
 }
 
 /// Copies the files git tracks in `root` (with their working-tree contents) to `to`,

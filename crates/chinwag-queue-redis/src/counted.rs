@@ -25,17 +25,38 @@ pub const IN_FLIGHT: &str = "chinwag_redis_in_flight";
 pub const ERRORS: &str = "chinwag_redis_errors_total";
 
 /// A connection whose calls are counted (see the [module docs](self)). Cloning is as cheap as
-/// cloning the connection.
+/// cloning the connection. Its metric handles are registered once, by [`new`](Self::new), with
+/// the recorder installed then (install the recorder first, as `chinwag-server` does): a
+/// command costs no registry lookup.
 #[derive(Clone)]
 pub struct Counted<C = ConnectionManager> {
     inner: C,
     name: &'static str,
+    handles: Handles,
+}
+
+#[derive(Clone)]
+struct Handles {
+    commands: metrics::Counter,
+    pipelines: metrics::Counter,
+    in_flight: metrics::Gauge,
+    errors: metrics::Counter,
 }
 
 impl<C> Counted<C> {
     /// `inner`, counted under `conn = name`.
     pub fn new(inner: C, name: &'static str) -> Self {
-        Self { inner, name }
+        let handles = Handles {
+            commands: metrics::counter!(COMMANDS, "conn" => name),
+            pipelines: metrics::counter!(PIPELINES, "conn" => name),
+            in_flight: metrics::gauge!(IN_FLIGHT, "conn" => name),
+            errors: metrics::counter!(ERRORS, "conn" => name),
+        };
+        Self {
+            inner,
+            name,
+            handles,
+        }
     }
 
     /// The connection it wraps.
@@ -51,28 +72,29 @@ impl<C> Counted<C> {
 
 /// One request waiting for its answer: the in-flight gauge, down again when it ends (or is
 /// dropped half-way).
-struct Waiting(&'static str);
+struct Waiting(metrics::Gauge);
 
 impl Waiting {
-    fn new(name: &'static str) -> Self {
-        metrics::gauge!(IN_FLIGHT, "conn" => name).increment(1.0);
-        Self(name)
+    fn new(g: &metrics::Gauge) -> Self {
+        g.increment(1.0);
+        Self(g.clone())
     }
 }
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        metrics::gauge!(IN_FLIGHT, "conn" => self.0).decrement(1.0);
+        self.0.decrement(1.0);
     }
 }
 
-fn counted<'a, T: Send + 'a>(name: &'static str, f: RedisFuture<'a, T>) -> RedisFuture<'a, T> {
-    let waiting = Waiting::new(name);
+fn counted<'a, T: Send + 'a>(h: &Handles, f: RedisFuture<'a, T>) -> RedisFuture<'a, T> {
+    let waiting = Waiting::new(&h.in_flight);
+    let errors = h.errors.clone();
     Box::pin(async move {
         let r = f.await;
         drop(waiting);
         if r.is_err() {
-            metrics::counter!(ERRORS, "conn" => name).increment(1);
+            errors.increment(1);
         }
         r
     })
@@ -80,8 +102,8 @@ fn counted<'a, T: Send + 'a>(name: &'static str, f: RedisFuture<'a, T>) -> Redis
 
 impl<C: ConnectionLike + Send> ConnectionLike for Counted<C> {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        metrics::counter!(COMMANDS, "conn" => self.name).increment(1);
-        counted(self.name, self.inner.req_packed_command(cmd))
+        self.handles.commands.increment(1);
+        counted(&self.handles, self.inner.req_packed_command(cmd))
     }
 
     fn req_packed_commands<'a>(
@@ -90,10 +112,10 @@ impl<C: ConnectionLike + Send> ConnectionLike for Counted<C> {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        metrics::counter!(COMMANDS, "conn" => self.name).increment(pipeline.len() as u64);
-        metrics::counter!(PIPELINES, "conn" => self.name).increment(1);
+        self.handles.commands.increment(pipeline.len() as u64);
+        self.handles.pipelines.increment(1);
         counted(
-            self.name,
+            &self.handles,
             self.inner.req_packed_commands(pipeline, offset, count),
         )
     }
