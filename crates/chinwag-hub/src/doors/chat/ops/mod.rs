@@ -188,16 +188,31 @@ impl ChatError {
     }
 }
 
+// A refusal's message is its reason alone: the code already says `refused` (`auth_refused`),
+// and clients that show both would read "refused refused: ...".
+
 pub(crate) fn auth_error(e: &AuthError) -> ChatError {
-    ChatError::new(&format!("auth_{}", e.reason()), e.to_string())
+    let message = match e {
+        AuthError::Refused(why) => why.clone(),
+        e => e.to_string(),
+    };
+    ChatError::new(&format!("auth_{}", e.reason()), message)
 }
 
 pub(crate) fn send_error(e: &SendError) -> ChatError {
-    ChatError::new(e.code(), e.to_string())
+    let message = match e {
+        SendError::Refused(why) => why.to_string(),
+        e => e.to_string(),
+    };
+    ChatError::new(e.code(), message)
 }
 
 pub(crate) fn room_error(e: &RoomError) -> ChatError {
-    ChatError::new(e.code(), e.to_string())
+    let message = match e {
+        RoomError::Refused(why) => why.to_string(),
+        e => e.to_string(),
+    };
+    ChatError::new(e.code(), message)
 }
 
 pub(crate) fn state_of(peer: &Peer) -> Result<ChatState, ChatError> {
