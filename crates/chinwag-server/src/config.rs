@@ -265,6 +265,78 @@ impl ClusterSection {
     }
 }
 
+/// One entry of `tok.tokens`: an opaque token and who it signs in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)] // documented in docs/server.md
+pub struct StaticToken {
+    pub token: String,
+    pub user: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+}
+
+/// `[tok]`: what lets an unchanged tok client in (`docs/server.md`, "tok profile"): static
+/// tokens, the frame limit, the server ping, the tok door over WebSocket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)] // each key is documented in docs/server.md (and `--help`)
+pub struct TokSection {
+    pub tokens: Vec<StaticToken>,
+    pub max_frame_bytes: usize,
+    pub ping: String,
+    #[serde(with = "chinwag::transport::duration")]
+    pub ping_interval: Duration,
+    pub ws_path: String,
+    pub ws_token_query: String,
+}
+
+impl Default for TokSection {
+    fn default() -> Self {
+        TokSection {
+            tokens: Vec::new(),
+            max_frame_bytes: 0,
+            ping: String::new(),
+            ping_interval: chinwag::hub::doors::tok::TokPing::TOK_PERIOD,
+            ws_path: String::new(),
+            ws_token_query: String::new(),
+        }
+    }
+}
+
+impl TokSection {
+    /// The table of `tok.tokens` (empty when there are none).
+    ///
+    /// # Errors
+    ///
+    /// An empty or repeated token, or a user or device that breaks the id grammar.
+    pub fn static_tokens(&self) -> Result<chinwag::hub::auth::StaticTokens, ConfigError> {
+        let mut t = chinwag::hub::auth::StaticTokens::new();
+        for (i, e) in self.tokens.iter().enumerate() {
+            t = t
+                .with_token(&e.token, &e.user, e.device.as_deref())
+                .map_err(|why| err(format!("bad value for `tok.tokens` (entry {i}): {why}")))?;
+        }
+        Ok(t)
+    }
+
+    /// The door's frame limit: `max_frame_bytes`, or the hub's body limit when it is 0.
+    pub fn max_frame(&self, hub: &HubConfig) -> usize {
+        if self.max_frame_bytes == 0 {
+            hub.limits.max_body_bytes
+        } else {
+            self.max_frame_bytes
+        }
+    }
+
+    /// The server ping: `ping` every `ping_interval`, when `ping` is set.
+    pub fn ping(&self) -> Option<chinwag::hub::doors::tok::TokPing> {
+        (!self.ping.is_empty()).then(|| {
+            chinwag::hub::doors::tok::TokPing::new(self.ping.clone().into_bytes(), self.ping_interval)
+        })
+    }
+}
+
 /// `[log]`: the tracing filter and format.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -303,6 +375,8 @@ pub struct Settings {
     pub sessions: ServerConfig,
     /// `[cluster]`: several servers as one hub through Redis.
     pub cluster: ClusterSection,
+    /// `[tok]`: tok clients (static tokens, frame limit, ping, WebSocket).
+    pub tok: TokSection,
     /// `[log]`: logs.
     pub log: LogSection,
 }
@@ -324,6 +398,7 @@ impl Default for Settings {
                 .with_max_frame_size(1 << 20),
             sessions: ServerConfig::default(),
             cluster: ClusterSection::default(),
+            tok: TokSection::default(),
             log: LogSection::default(),
         }
     }
@@ -732,6 +807,54 @@ impl Settings {
                 "cluster.reconnect_min above 0, and cluster.reconnect_max at least it",
             );
         }
+        self.check_tok()
+    }
+
+    /// The `[tok]` keys: tokens, and the frame limit against the hub's and WebSocket's.
+    fn check_tok(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: String| Err(err(format!("bad value for `{key}`: {why}")));
+        let t = &self.tok;
+        t.static_tokens()?;
+        let frame = t.max_frame(&self.hub);
+        let body = self.hub.limits.max_body_bytes;
+        if frame > body {
+            return bad(
+                "tok.max_frame_bytes",
+                format!(
+                    "{frame} is over `hub.limits.max_body_bytes` ({body}), which would refuse such \
+                     frames: raise that too (tok's limit is 4194304 for both)"
+                ),
+            );
+        }
+        if frame > u32::MAX as usize {
+            return bad("tok.max_frame_bytes", "at most 4294967295".into());
+        }
+        if !t.ping.is_empty() && t.ping_interval.is_zero() {
+            return bad("tok.ping_interval", "above 0 with tok.ping".into());
+        }
+        if !t.ws_path.is_empty() {
+            if !t.ws_path.starts_with('/') {
+                return bad("tok.ws_path", "a path such as /tok (or empty: off)".into());
+            }
+            if [chinwag::DEFAULT_CHAT_PATH, chinwag::DEFAULT_ROOMS_PATH].contains(&t.ws_path.as_str())
+            {
+                return bad(
+                    "tok.ws_path",
+                    format!("{} is the chat or room door's path", t.ws_path),
+                );
+            }
+            let ws = self.websocket.max_message_size.min(self.websocket.max_frame_size);
+            if ws < frame {
+                return bad(
+                    "tok.ws_path",
+                    format!(
+                        "the tok door's frames ({frame} bytes) are over the WebSocket limit \
+                         ({ws} bytes): raise `websocket.max_message_size` and \
+                         `websocket.max_frame_size`"
+                    ),
+                );
+            }
+        }
         Ok(())
     }
 
@@ -740,6 +863,9 @@ impl Settings {
         let mut s = self.clone();
         if !s.auth.secret.is_empty() {
             s.auth.secret = "<redacted>".into();
+        }
+        for t in &mut s.tok.tokens {
+            t.token = "<redacted>".into();
         }
         toml::to_string(&s).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
     }
