@@ -332,7 +332,10 @@ impl TokSection {
     /// The server ping: `ping` every `ping_interval`, when `ping` is set.
     pub fn ping(&self) -> Option<chinwag::hub::doors::tok::TokPing> {
         (!self.ping.is_empty()).then(|| {
-            chinwag::hub::doors::tok::TokPing::new(self.ping.clone().into_bytes(), self.ping_interval)
+            chinwag::hub::doors::tok::TokPing::new(
+                self.ping.clone().into_bytes(),
+                self.ping_interval,
+            )
         })
     }
 }
@@ -836,14 +839,18 @@ impl Settings {
             if !t.ws_path.starts_with('/') {
                 return bad("tok.ws_path", "a path such as /tok (or empty: off)".into());
             }
-            if [chinwag::DEFAULT_CHAT_PATH, chinwag::DEFAULT_ROOMS_PATH].contains(&t.ws_path.as_str())
+            if [chinwag::DEFAULT_CHAT_PATH, chinwag::DEFAULT_ROOMS_PATH]
+                .contains(&t.ws_path.as_str())
             {
                 return bad(
                     "tok.ws_path",
                     format!("{} is the chat or room door's path", t.ws_path),
                 );
             }
-            let ws = self.websocket.max_message_size.min(self.websocket.max_frame_size);
+            let ws = self
+                .websocket
+                .max_message_size
+                .min(self.websocket.max_frame_size);
             if ws < frame {
                 return bad(
                     "tok.ws_path",

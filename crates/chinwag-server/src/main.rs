@@ -276,7 +276,10 @@ async fn run(s: Settings) -> Result<(), Failure> {
     let static_tokens = s.tok.static_tokens().map_err(|e| Failure::Config(e.0))?;
     let has_static = !static_tokens.is_empty();
     if has_static {
-        tracing::info!(tokens = static_tokens.len(), "static tokens (tok.tokens) sign in first");
+        tracing::info!(
+            tokens = static_tokens.len(),
+            "static tokens (tok.tokens) sign in first"
+        );
         b = b.static_tokens(static_tokens);
     }
     let dev = if let Some(jwt) = jwt_config(&s)? {

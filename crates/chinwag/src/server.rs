@@ -766,9 +766,7 @@ impl ServerBuilder {
                     .into(),
             ));
         }
-        let tok_max_frame = self
-            .tok_max_frame
-            .unwrap_or(self.hub.limits.max_body_bytes);
+        let tok_max_frame = self.tok_max_frame.unwrap_or(self.hub.limits.max_body_bytes);
         if tok_max_frame > self.hub.limits.max_body_bytes {
             return Err(Error::Config(format!(
                 "the tok door's frame limit ({tok_max_frame} bytes) is over the hub's body limit \
