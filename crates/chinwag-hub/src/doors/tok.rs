@@ -88,9 +88,9 @@ impl TokPing {
 /// use std::time::Duration;
 /// use chinwag::hub::doors::tok::{TokDoor, TokPing};
 ///
-/// # async fn f(hub: chinwag::hub::Hub) -> std::io::Result<()> {
+/// # async fn f(hub: chinwag::hub::Hub) -> Result<(), Box<dyn std::error::Error>> {
 /// let acceptor = chinwag::transport::tcp::TcpAcceptor::bind(
-///     "127.0.0.1:4200".parse().unwrap(),
+///     "127.0.0.1:4200".parse()?,
 ///     Default::default(),
 /// )?;
 /// let door = TokDoor::new(hub)
