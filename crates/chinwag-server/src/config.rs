@@ -1220,6 +1220,89 @@ mod tests {
     }
 
     #[test]
+    fn the_tok_section() {
+        let s = load(None, &[], &[]).unwrap();
+        assert!(s.tok.static_tokens().unwrap().is_empty());
+        assert_eq!(s.tok.max_frame(&s.hub), s.hub.limits.max_body_bytes);
+        assert_eq!(s.tok.ping(), None, "no ping by default");
+        assert_eq!(s.tok.ping_interval, Duration::from_secs(30), "tok's period");
+        // The tok profile: tokens from a file, the 4 MiB limits, the ping, the WebSocket path.
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("tok.toml");
+        std::fs::write(
+            &f,
+            "[tok]\ntokens = [{ token = \"t-a\", user = \"alice\", device = \"phone\" }, \
+             { token = \"t-b\", user = \"bob\" }]\nmax_frame_bytes = 4194304\nping = \"ping\"\n\
+             ws_path = \"/tok\"\n[hub.limits]\nmax_body_bytes = 4194304\n[websocket]\n\
+             max_message_size = 4194304\nmax_frame_size = 4194304\n",
+        )
+        .unwrap();
+        let flags = [("tok.ping_interval", "250ms")].map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let s = load(Some(&f), &[], &flags).unwrap();
+        assert_eq!(s.tok.static_tokens().unwrap().len(), 2);
+        assert_eq!(s.tok.max_frame(&s.hub), 4 << 20);
+        let ping = s.tok.ping().unwrap();
+        assert_eq!(
+            (&ping.payload[..], ping.every),
+            (&b"ping"[..], Duration::from_millis(250))
+        );
+        let printed = s.to_toml();
+        assert!(
+            !printed.contains("t-a") && printed.contains("<redacted>"),
+            "{printed}"
+        );
+        // From the environment, as a TOML array.
+        let env = [("CHINWAG_TOK_TOKENS", "[{ token = \"x\", user = \"u\" }]")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let s = load(None, &env, &[]).unwrap();
+        assert_eq!(s.tok.tokens[0].user, "u");
+        // What is refused, naming the key.
+        for (flags, named) in [
+            (
+                vec![("tok.max_frame_bytes", "65537")],
+                "`tok.max_frame_bytes`",
+            ),
+            (
+                vec![
+                    ("tok.max_frame_bytes", "2000000"),
+                    ("hub.limits.max_body_bytes", "2000000"),
+                    ("tok.ws_path", "/tok"),
+                ],
+                "`websocket.max_message_size`",
+            ),
+            (vec![("tok.ws_path", "tok")], "`tok.ws_path`"),
+            (vec![("tok.ws_path", "/ws")], "`tok.ws_path`"),
+            (
+                vec![("tok.ping", "p"), ("tok.ping_interval", "0s")],
+                "`tok.ping_interval`",
+            ),
+            (
+                vec![(
+                    "tok.tokens",
+                    "[{ token = \"x\", user = \"a\" }, { token = \"x\", user = \"b\" }]",
+                )],
+                "given twice",
+            ),
+            (
+                vec![("tok.tokens", "[{ token = \"\", user = \"a\" }]")],
+                "may not be empty",
+            ),
+            (
+                vec![("tok.tokens", "[{ token = \"x\", user = \" a\" }]")],
+                "`tok.tokens` (entry 0)",
+            ),
+            (vec![("tok.tokens", "[{ token = \"x\" }]")], "`tok.tokens`"),
+        ] {
+            let flags: Vec<(String, String)> = flags
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            let e = load(None, &[], &flags).unwrap_err();
+            assert!(e.0.contains(named), "{flags:?}: {e}");
+        }
+    }
+
+    #[test]
     fn dev_sign_in_only_without_secrets_on_loopback() {
         let mut s = Settings::default();
         assert!(s.dev_sign_in());
