@@ -141,7 +141,9 @@ impl TokDoor {
     }
 
     /// The largest frame, in bytes, either way (tok's is 4 MiB). Default: the hub's body limit
-    /// (64 KiB by default), which bounds what reaches the application too: set both.
+    /// (64 KiB by default), which bounds what reaches the application too: set both. (Below the
+    /// body limit, a message to the client over it is not written over TCP — it counts as
+    /// filtered — and is sent over WebSocket.)
     pub fn with_max_frame(mut self, bytes: usize) -> Self {
         self.max_frame = bytes.min(u32::MAX as usize);
         self
