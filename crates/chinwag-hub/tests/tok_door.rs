@@ -429,3 +429,37 @@ async fn ws_door_checks_its_limit_under_a_larger_engine_limit() {
     );
     stop(&hub, &door).await;
 }
+
+/// A dead peer is still found while pings flow: a client that stopped reading lets the pings
+/// fill the socket's buffers, the write stalls past the write timeout, and the connection is
+/// closed (without pings a quiet, non-reading client would be kept: the door has no idle close).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_ping_finds_a_peer_that_stopped_reading() {
+    let (hub, _rx) = tok_hub(config());
+    let mut sessions = ServerConfig::default();
+    sessions.session = sessions
+        .session
+        .clone()
+        .with_write_timeout(Duration::from_millis(300));
+    let (door, addr) = tcp_door(
+        TokDoor::new(hub.clone())
+            .with_server_config(sessions)
+            .with_ping(Some(TokPing::new(
+                vec![0u8; 60 * 1024],
+                Duration::from_millis(2),
+            ))),
+    );
+    // Never reads after its token.
+    let mut a = TcpStream::connect(addr).await.unwrap();
+    write_frame(&mut a, b"opaque-alice").await;
+    until(&hub, "alice signs on", |hub| {
+        hub.connections_of("alice").len() == 1
+    })
+    .await;
+    until(&hub, "the stalled alice is closed", |hub| {
+        hub.connections_of("alice").is_empty()
+    })
+    .await;
+    drop(a);
+    stop(&hub, &door).await;
+}
