@@ -2550,10 +2550,15 @@ async fn the_tok_door_closes_as_the_page_says() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quiet_tok_client_is_never_closed_for_idleness() {
     assert!(says(
-        "The door never closes a connection for being quiet: it has no idle timeout and no \
-         heartbeat, and a client need not send anything after its token."
+        "Over TCP the door never closes a connection for being quiet: it has no idle timeout, and \
+         a client need not send anything after its token. By default the server sends no \
+         heartbeat either"
     ));
-    assert!(squeeze(TOK_RS).contains(".with_heartbeat_interval(None).with_idle_timeout(None);"));
+    // The heartbeat is the configured ping only; no idle close over TCP.
+    assert!(
+        squeeze(TOK_RS).contains(".with_heartbeat_interval(self.ping.as_ref().map(|p|p.every));")
+    );
+    assert!(squeeze(TOK_RS).contains("if!over_ws{session=session.with_idle_timeout(None);}"));
     assert!(
         !include_str!("../../chinwag-transport/src/tcp.rs")
             .to_lowercase()

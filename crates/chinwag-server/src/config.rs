@@ -265,6 +265,81 @@ impl ClusterSection {
     }
 }
 
+/// One entry of `tok.tokens`: an opaque token and who it signs in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)] // documented in docs/server.md
+pub struct StaticToken {
+    pub token: String,
+    pub user: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+}
+
+/// `[tok]`: what lets an unchanged tok client in (`docs/server.md`, "tok profile"): static
+/// tokens, the frame limit, the server ping, the tok door over WebSocket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)] // each key is documented in docs/server.md (and `--help`)
+pub struct TokSection {
+    pub tokens: Vec<StaticToken>,
+    pub max_frame_bytes: usize,
+    pub ping: String,
+    #[serde(with = "chinwag::transport::duration")]
+    pub ping_interval: Duration,
+    pub ws_path: String,
+    pub ws_token_query: String,
+}
+
+impl Default for TokSection {
+    fn default() -> Self {
+        TokSection {
+            tokens: Vec::new(),
+            max_frame_bytes: 0,
+            ping: String::new(),
+            ping_interval: chinwag::hub::doors::tok::TokPing::TOK_PERIOD,
+            ws_path: String::new(),
+            ws_token_query: String::new(),
+        }
+    }
+}
+
+impl TokSection {
+    /// The table of `tok.tokens` (empty when there are none).
+    ///
+    /// # Errors
+    ///
+    /// An empty or repeated token, or a user or device that breaks the id grammar.
+    pub fn static_tokens(&self) -> Result<chinwag::hub::auth::StaticTokens, ConfigError> {
+        let mut t = chinwag::hub::auth::StaticTokens::new();
+        for (i, e) in self.tokens.iter().enumerate() {
+            t = t
+                .with_token(&e.token, &e.user, e.device.as_deref())
+                .map_err(|why| err(format!("bad value for `tok.tokens` (entry {i}): {why}")))?;
+        }
+        Ok(t)
+    }
+
+    /// The door's frame limit: `max_frame_bytes`, or the hub's body limit when it is 0.
+    pub fn max_frame(&self, hub: &HubConfig) -> usize {
+        if self.max_frame_bytes == 0 {
+            hub.limits.max_body_bytes
+        } else {
+            self.max_frame_bytes
+        }
+    }
+
+    /// The server ping: `ping` every `ping_interval`, when `ping` is set.
+    pub fn ping(&self) -> Option<chinwag::hub::doors::tok::TokPing> {
+        (!self.ping.is_empty()).then(|| {
+            chinwag::hub::doors::tok::TokPing::new(
+                self.ping.clone().into_bytes(),
+                self.ping_interval,
+            )
+        })
+    }
+}
+
 /// `[log]`: the tracing filter and format.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -303,6 +378,8 @@ pub struct Settings {
     pub sessions: ServerConfig,
     /// `[cluster]`: several servers as one hub through Redis.
     pub cluster: ClusterSection,
+    /// `[tok]`: tok clients (static tokens, frame limit, ping, WebSocket).
+    pub tok: TokSection,
     /// `[log]`: logs.
     pub log: LogSection,
 }
@@ -324,6 +401,7 @@ impl Default for Settings {
                 .with_max_frame_size(1 << 20),
             sessions: ServerConfig::default(),
             cluster: ClusterSection::default(),
+            tok: TokSection::default(),
             log: LogSection::default(),
         }
     }
@@ -732,6 +810,58 @@ impl Settings {
                 "cluster.reconnect_min above 0, and cluster.reconnect_max at least it",
             );
         }
+        self.check_tok()
+    }
+
+    /// The `[tok]` keys: tokens, and the frame limit against the hub's and WebSocket's.
+    fn check_tok(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: String| Err(err(format!("bad value for `{key}`: {why}")));
+        let t = &self.tok;
+        t.static_tokens()?;
+        let frame = t.max_frame(&self.hub);
+        let body = self.hub.limits.max_body_bytes;
+        if frame > body {
+            return bad(
+                "tok.max_frame_bytes",
+                format!(
+                    "{frame} is over `hub.limits.max_body_bytes` ({body}), which would refuse such \
+                     frames: raise that too (tok's limit is 4194304 for both)"
+                ),
+            );
+        }
+        if frame > u32::MAX as usize {
+            return bad("tok.max_frame_bytes", "at most 4294967295".into());
+        }
+        if !t.ping.is_empty() && t.ping_interval.is_zero() {
+            return bad("tok.ping_interval", "above 0 with tok.ping".into());
+        }
+        if !t.ws_path.is_empty() {
+            if !t.ws_path.starts_with('/') {
+                return bad("tok.ws_path", "a path such as /tok (or empty: off)".into());
+            }
+            if [chinwag::DEFAULT_CHAT_PATH, chinwag::DEFAULT_ROOMS_PATH]
+                .contains(&t.ws_path.as_str())
+            {
+                return bad(
+                    "tok.ws_path",
+                    format!("{} is the chat or room door's path", t.ws_path),
+                );
+            }
+            let ws = self
+                .websocket
+                .max_message_size
+                .min(self.websocket.max_frame_size);
+            if ws < frame {
+                return bad(
+                    "tok.ws_path",
+                    format!(
+                        "the tok door's frames ({frame} bytes) are over the WebSocket limit \
+                         ({ws} bytes): raise `websocket.max_message_size` and \
+                         `websocket.max_frame_size`"
+                    ),
+                );
+            }
+        }
         Ok(())
     }
 
@@ -740,6 +870,9 @@ impl Settings {
         let mut s = self.clone();
         if !s.auth.secret.is_empty() {
             s.auth.secret = "<redacted>".into();
+        }
+        for t in &mut s.tok.tokens {
+            t.token = "<redacted>".into();
         }
         toml::to_string(&s).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
     }
@@ -1076,6 +1209,89 @@ mod tests {
                 "`queue.redis_url`",
             ),
             (vec![("cluster.node", "-1")], "`cluster.node`"),
+        ] {
+            let flags: Vec<(String, String)> = flags
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            let e = load(None, &[], &flags).unwrap_err();
+            assert!(e.0.contains(named), "{flags:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_tok_section() {
+        let s = load(None, &[], &[]).unwrap();
+        assert!(s.tok.static_tokens().unwrap().is_empty());
+        assert_eq!(s.tok.max_frame(&s.hub), s.hub.limits.max_body_bytes);
+        assert_eq!(s.tok.ping(), None, "no ping by default");
+        assert_eq!(s.tok.ping_interval, Duration::from_secs(30), "tok's period");
+        // The tok profile: tokens from a file, the 4 MiB limits, the ping, the WebSocket path.
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("tok.toml");
+        std::fs::write(
+            &f,
+            "[tok]\ntokens = [{ token = \"t-a\", user = \"alice\", device = \"phone\" }, \
+             { token = \"t-b\", user = \"bob\" }]\nmax_frame_bytes = 4194304\nping = \"ping\"\n\
+             ws_path = \"/tok\"\n[hub.limits]\nmax_body_bytes = 4194304\n[websocket]\n\
+             max_message_size = 4194304\nmax_frame_size = 4194304\n",
+        )
+        .unwrap();
+        let flags = [("tok.ping_interval", "250ms")].map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let s = load(Some(&f), &[], &flags).unwrap();
+        assert_eq!(s.tok.static_tokens().unwrap().len(), 2);
+        assert_eq!(s.tok.max_frame(&s.hub), 4 << 20);
+        let ping = s.tok.ping().unwrap();
+        assert_eq!(
+            (&ping.payload[..], ping.every),
+            (&b"ping"[..], Duration::from_millis(250))
+        );
+        let printed = s.to_toml();
+        assert!(
+            !printed.contains("t-a") && printed.contains("<redacted>"),
+            "{printed}"
+        );
+        // From the environment, as a TOML array.
+        let env = [("CHINWAG_TOK_TOKENS", "[{ token = \"x\", user = \"u\" }]")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let s = load(None, &env, &[]).unwrap();
+        assert_eq!(s.tok.tokens[0].user, "u");
+        // What is refused, naming the key.
+        for (flags, named) in [
+            (
+                vec![("tok.max_frame_bytes", "65537")],
+                "`tok.max_frame_bytes`",
+            ),
+            (
+                vec![
+                    ("tok.max_frame_bytes", "2000000"),
+                    ("hub.limits.max_body_bytes", "2000000"),
+                    ("tok.ws_path", "/tok"),
+                ],
+                "`websocket.max_message_size`",
+            ),
+            (vec![("tok.ws_path", "tok")], "`tok.ws_path`"),
+            (vec![("tok.ws_path", "/ws")], "`tok.ws_path`"),
+            (
+                vec![("tok.ping", "p"), ("tok.ping_interval", "0s")],
+                "`tok.ping_interval`",
+            ),
+            (
+                vec![(
+                    "tok.tokens",
+                    "[{ token = \"x\", user = \"a\" }, { token = \"x\", user = \"b\" }]",
+                )],
+                "given twice",
+            ),
+            (
+                vec![("tok.tokens", "[{ token = \"\", user = \"a\" }]")],
+                "may not be empty",
+            ),
+            (
+                vec![("tok.tokens", "[{ token = \"x\", user = \" a\" }]")],
+                "`tok.tokens` (entry 0)",
+            ),
+            (vec![("tok.tokens", "[{ token = \"x\" }]")], "`tok.tokens`"),
         ] {
             let flags: Vec<(String, String)> = flags
                 .into_iter()

@@ -8,7 +8,7 @@
 //! hands out development tokens. See `docs/server.md` for every key.
 //!
 //! Once listening it prints, one per line on stdout: `http URL`, `chat-ws URL`, `rooms URL`,
-//! `chat-tcp ADDR`, `tok-tcp ADDR` (the doors that are on), `cluster-node ID` (with
+//! `chat-tcp ADDR`, `tok-tcp ADDR`, `tok-ws URL` (the doors that are on), `cluster-node ID` (with
 //! `cluster.redis_url`), then `ready`.
 
 use std::io::Write as _;
@@ -265,6 +265,23 @@ async fn run(s: Settings) -> Result<(), Failure> {
     if !s.server.tok_listen.is_empty() {
         b = b.tok_tcp(addr("server.tok_listen", &s.server.tok_listen)?);
     }
+    // tok clients: the frame limit, the ping, the door over WebSocket, static tokens.
+    b = b
+        .tok_max_frame(s.tok.max_frame(&s.hub))
+        .tok_ping(s.tok.ping())
+        .tok_ws_path((!s.tok.ws_path.is_empty()).then_some(s.tok.ws_path.as_str()))
+        .tok_ws_token_query(
+            (!s.tok.ws_token_query.is_empty()).then_some(s.tok.ws_token_query.as_str()),
+        );
+    let static_tokens = s.tok.static_tokens().map_err(|e| Failure::Config(e.0))?;
+    let has_static = !static_tokens.is_empty();
+    if has_static {
+        tracing::info!(
+            tokens = static_tokens.len(),
+            "static tokens (tok.tokens) sign in first"
+        );
+        b = b.static_tokens(static_tokens);
+    }
     let dev = if let Some(jwt) = jwt_config(&s)? {
         b = b.jwt(jwt);
         None
@@ -276,10 +293,10 @@ async fn run(s: Settings) -> Result<(), Failure> {
             ttl: s.auth.dev_token_ttl,
         })
     } else {
-        if !s.hub.anonymous {
+        if !s.hub.anonymous && !has_static {
             return Err(Failure::Config(
-                "nobody could sign in: set `auth.secret` or `auth.public_key`, enable \
-                 `hub.anonymous`, or bind every door to loopback for dev sign-in"
+                "nobody could sign in: set `auth.secret` or `auth.public_key`, `tok.tokens`, \
+                 enable `hub.anonymous`, or bind every door to loopback for dev sign-in"
                     .into(),
             ));
         }
@@ -355,6 +372,9 @@ async fn run(s: Settings) -> Result<(), Failure> {
     }
     if let Some(a) = server.tok_addr() {
         let _ = writeln!(out, "tok-tcp {a}");
+    }
+    if let Some(u) = server.tok_ws_url() {
+        let _ = writeln!(out, "tok-ws {u}");
     }
     if let Some(n) = node {
         let _ = writeln!(out, "cluster-node {n}");

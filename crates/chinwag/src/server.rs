@@ -12,11 +12,11 @@ use tokio::time::Instant;
 use crate::error::{Error, Result};
 use crate::history::{HistoryBackend, open_history};
 use crate::http::HttpFallback;
-use crate::hub::auth::{Authenticator, JwtAuthenticator, JwtConfig, JwtKey};
+use crate::hub::auth::{Authenticator, JwtAuthenticator, JwtConfig, JwtKey, StaticTokens};
 use crate::hub::doors::DoorHandle;
 use crate::hub::doors::chat::ChatDoor;
 use crate::hub::doors::rooms::RoomsDoor;
-use crate::hub::doors::tok::{ByeFn, TokDoor};
+use crate::hub::doors::tok::{ByeFn, TokDoor, TokPing};
 use crate::hub::{App, Directory, Hub, HubConfig, HubLimits, SignOn};
 use crate::queue::{History, HistoryConfig, MemoryQueue, Queue, QueueConfig};
 use crate::rpc::{CHINWAG_JS, RpcConfig};
@@ -190,6 +190,7 @@ enum Fallback {
 /// | HTTP/WebSocket | [`http`](Self::http) | the chat door over WebSocket at [`DEFAULT_CHAT_PATH`] (`/gotalk/`), the room door at [`DEFAULT_ROOMS_PATH`] (`/ws?room=NAME`), the JS client at [`JS_CLIENT_PATH`], and every other plain HTTP request through [`http_fallback`](Self::http_fallback) (404 without one) |
 /// | chat over TCP | [`chat_tcp`](Self::chat_tcp) | the chat door (gotalk over TCP) |
 /// | tok over TCP | [`tok_tcp`](Self::tok_tcp) | the tok-style door (`u32` length-prefixed frames, the first is the token) |
+/// | tok over WebSocket | [`tok_ws_path`](Self::tok_ws_path) (on the HTTP listener) | the tok-style door, one frame per WebSocket message, the token from the HTTP request (off by default) |
 ///
 /// With `tls` (feature `tls`) every listener serves TLS (`wss://`, `https://`).
 ///
@@ -241,6 +242,11 @@ pub struct ServerBuilder {
     rpc: RpcConfig,
     sessions: Option<ServerConfig>,
     tok_bye: Option<ByeFn>,
+    tok_ws_path: Option<String>,
+    tok_ws_token_query: Option<String>,
+    tok_max_frame: Option<usize>,
+    tok_ping: Option<TokPing>,
+    static_tokens: Option<StaticTokens>,
     fallback: Option<Fallback>,
     js_client: bool,
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
@@ -272,6 +278,11 @@ impl Default for ServerBuilder {
             rpc: RpcConfig::default(),
             sessions: None,
             tok_bye: None,
+            tok_ws_path: None,
+            tok_ws_token_query: None,
+            tok_max_frame: None,
+            tok_ping: None,
+            static_tokens: None,
             fallback: None,
             js_client: true,
             tls: None,
@@ -287,6 +298,7 @@ impl fmt::Debug for ServerBuilder {
             .field("rooms_path", &self.rooms_path)
             .field("chat_tcp", &self.chat_tcp)
             .field("tok_tcp", &self.tok_tcp)
+            .field("tok_ws_path", &self.tok_ws_path)
             .field("engine", &self.engine)
             .field("queue", &self.queue)
             .field("tls", &self.tls.is_some())
@@ -342,6 +354,53 @@ impl ServerBuilder {
     /// default: TCP has no close codes).
     pub fn tok_bye(mut self, bye: ByeFn) -> Self {
         self.tok_bye = Some(bye);
+        self
+    }
+
+    /// The path of the tok-style door over WebSocket on the HTTP listener (exact match), or
+    /// `None` (the default) for none. As tok's WebSocket adapters: the token comes with the
+    /// HTTP request (the `Authorization` header: the token or `Bearer <token>`; the query
+    /// parameter of [`tok_ws_token_query`](Self::tok_ws_token_query) when set), every
+    /// WebSocket message is one frame to [`App::on_receive`](crate::hub::App::on_receive), and
+    /// every frame the server sends is one binary message. The WebSocket message limit
+    /// ([`ws_config`](Self::ws_config)) must allow the door's largest frame.
+    ///
+    /// ```no_run
+    /// # async fn f() -> chinwag::Result<()> {
+    /// let server = chinwag::Server::builder()
+    ///     .http("127.0.0.1:8080".parse()?)
+    ///     .tok_ws_path(Some("/tok"))
+    ///     .jwt_secret("a long random secret that signs the tokens")
+    ///     .start()
+    ///     .await?;
+    /// # let _ = server; Ok(()) }
+    /// ```
+    pub fn tok_ws_path(mut self, path: Option<&str>) -> Self {
+        self.tok_ws_path = path.map(str::to_owned);
+        self
+    }
+
+    /// The query parameter the tok WebSocket door also takes the token from (when the request
+    /// has no `Authorization` header: what a browser can send). Default none: URLs end up in
+    /// logs.
+    pub fn tok_ws_token_query(mut self, name: Option<&str>) -> Self {
+        self.tok_ws_token_query = name.map(str::to_owned);
+        self
+    }
+
+    /// The largest frame of the tok door (both transports), in bytes. Default: the hub's body
+    /// limit ([`HubLimits::max_body_bytes`]); more than it is refused at
+    /// [`start`](Self::start), since the hub would refuse such frames (tok's limit is 4 MiB:
+    /// raise both).
+    pub fn tok_max_frame(mut self, bytes: usize) -> Self {
+        self.tok_max_frame = Some(bytes);
+        self
+    }
+
+    /// tok's server ping on the tok door (both transports): the frame the server writes
+    /// whenever it wrote nothing else for the period. None by default.
+    pub fn tok_ping(mut self, ping: Option<TokPing>) -> Self {
+        self.tok_ping = ping;
         self
     }
 
@@ -439,6 +498,29 @@ impl ServerBuilder {
     /// audience, leeway). Replaces any other sign-in set before.
     pub fn jwt(mut self, config: JwtConfig) -> Self {
         self.auth = Auth::Jwt(config);
+        self
+    }
+
+    /// Opaque tokens from a fixed table, each naming a user and device (a tok client's first
+    /// frame), checked before the sign-in set with [`jwt`](Self::jwt),
+    /// [`jwt_secret`](Self::jwt_secret) or [`authenticator`](Self::authenticator) (which gets
+    /// the tokens that are not in the table). Any fallback of `tokens` itself is replaced by
+    /// that sign-in.
+    ///
+    /// ```no_run
+    /// use chinwag::hub::auth::StaticTokens;
+    ///
+    /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// let tokens = StaticTokens::new().with_token("s3cret", "alice", Some("phone"))?;
+    /// let server = chinwag::Server::builder()
+    ///     .tok_tcp("127.0.0.1:4200".parse()?)
+    ///     .static_tokens(tokens)
+    ///     .start()
+    ///     .await?;
+    /// # let _ = server; Ok(()) }
+    /// ```
+    pub fn static_tokens(mut self, tokens: StaticTokens) -> Self {
+        self.static_tokens = Some(tokens);
         self
     }
 
@@ -676,12 +758,31 @@ impl ServerBuilder {
                 "no listener: set at least one of http, chat_tcp, tok_tcp".into(),
             ));
         }
-        if matches!(self.auth, Auth::None) && !self.hub.anonymous {
+        let static_tokens = self.static_tokens.filter(|t| !t.is_empty());
+        if matches!(self.auth, Auth::None) && static_tokens.is_none() && !self.hub.anonymous {
             return Err(Error::Config(
-                "nobody could sign in: set jwt_secret, jwt or authenticator, or allow anonymous \
-                 connections"
+                "nobody could sign in: set jwt_secret, jwt, authenticator or static_tokens, or \
+                 allow anonymous connections"
                     .into(),
             ));
+        }
+        let tok_max_frame = self.tok_max_frame.unwrap_or(self.hub.limits.max_body_bytes);
+        if tok_max_frame > self.hub.limits.max_body_bytes {
+            return Err(Error::Config(format!(
+                "the tok door's frame limit ({tok_max_frame} bytes) is over the hub's body limit \
+                 ({} bytes), which would refuse such frames: raise HubLimits::max_body_bytes too",
+                self.hub.limits.max_body_bytes
+            )));
+        }
+        if self.tok_ws_path.is_some() && self.http.is_some() {
+            let ws_limit = self.ws.max_message_size.min(self.ws.max_frame_size);
+            if ws_limit < tok_max_frame {
+                return Err(Error::Config(format!(
+                    "the tok WebSocket door's frame limit ({tok_max_frame} bytes) is over the \
+                     WebSocket message limit ({ws_limit} bytes): raise WsConfig's \
+                     max_message_size and max_frame_size"
+                )));
+            }
         }
         let engine = match (self.http, self.engine) {
             (Some(_), None) => {
@@ -697,6 +798,13 @@ impl ServerBuilder {
             return Err(Error::Config(format!(
                 "the chat and room doors cannot share the path {}",
                 self.chat_path
+            )));
+        }
+        if let Some(p) = &self.tok_ws_path
+            && (p == &self.chat_path || self.rooms_path.as_ref() == Some(p))
+        {
+            return Err(Error::Config(format!(
+                "the tok WebSocket door cannot share the path {p} with the chat or room door"
             )));
         }
         #[cfg(feature = "cluster-redis")]
@@ -775,10 +883,18 @@ impl ServerBuilder {
         if let Some(h) = history {
             hub = hub.history(h);
         }
-        match self.auth {
-            Auth::None => {}
-            Auth::Jwt(cfg) => hub = hub.authenticator(Arc::new(JwtAuthenticator::new(cfg))),
-            Auth::Custom(a) => hub = hub.authenticator(a),
+        let authenticator: Option<Arc<dyn Authenticator>> = match self.auth {
+            Auth::None => None,
+            Auth::Jwt(cfg) => Some(Arc::new(JwtAuthenticator::new(cfg))),
+            Auth::Custom(a) => Some(a),
+        };
+        let authenticator = match (static_tokens, authenticator) {
+            (Some(t), Some(a)) => Some(Arc::new(t.with_fallback(a)) as Arc<dyn Authenticator>),
+            (Some(t), None) => Some(Arc::new(t) as Arc<dyn Authenticator>),
+            (None, a) => a,
+        };
+        if let Some(a) = authenticator {
+            hub = hub.authenticator(a);
         }
         if let Some(app) = self.app {
             hub = hub.app(app);
@@ -808,7 +924,11 @@ impl ServerBuilder {
         let rooms = RoomsDoor::new(hub.clone())
             .with_server_config(sessions.clone())
             .with_password_in_query(self.rooms_password_in_query);
-        let mut tok = TokDoor::new(hub.clone()).with_server_config(sessions);
+        let mut tok = TokDoor::new(hub.clone())
+            .with_server_config(sessions)
+            .with_max_frame(tok_max_frame)
+            .with_ping(self.tok_ping)
+            .with_ws_token_query(self.tok_ws_token_query.as_deref());
         if let Some(bye) = self.tok_bye {
             tok = tok.with_bye(bye);
         }
@@ -823,6 +943,7 @@ impl ServerBuilder {
             engine: None,
             chat_path: self.chat_path.clone(),
             rooms_path: self.rooms_path.clone(),
+            tok_ws_path: self.tok_ws_path.clone(),
             tls: tls.is_some(),
             #[cfg(feature = "cluster-redis")]
             cluster,
@@ -838,6 +959,7 @@ impl ServerBuilder {
                 );
                 let mut paths = vec![self.chat_path.as_str()];
                 paths.extend(self.rooms_path.as_deref());
+                paths.extend(self.tok_ws_path.as_deref());
                 let http = HttpParts {
                     addr,
                     paths: &paths,
@@ -845,7 +967,8 @@ impl ServerBuilder {
                     tls: tls.clone(),
                     fallback,
                     chat: &chat,
-                    rooms: &rooms,
+                    rooms: self.rooms_path.is_some().then_some(&rooms),
+                    tok: self.tok_ws_path.is_some().then_some(&tok),
                 };
                 let (local, doors) = http.serve_with(engine).await?;
                 server.http = Some(local);
@@ -987,7 +1110,8 @@ struct HttpParts<'a> {
     tls: Option<Arc<rustls::ServerConfig>>,
     fallback: Option<HttpFallback>,
     chat: &'a ChatDoor,
-    rooms: &'a RoomsDoor,
+    rooms: Option<&'a RoomsDoor>,
+    tok: Option<&'a TokDoor>,
 }
 
 impl HttpParts<'_> {
@@ -1022,8 +1146,18 @@ impl HttpParts<'_> {
             .ok_or_else(|| Error::Config("no acceptor for the chat path".into()))?;
         let local = chat.local_addr();
         let mut doors = vec![self.chat.serve(chat)];
-        if let Some(rooms) = acceptors.next() {
-            doors.push(self.rooms.serve(rooms));
+        // The acceptors come in the order of the paths: chat, rooms (if on), tok (if on).
+        if let Some(rooms) = self.rooms {
+            let acc = acceptors
+                .next()
+                .ok_or_else(|| Error::Config("no acceptor for the room path".into()))?;
+            doors.push(rooms.serve(acc));
+        }
+        if let Some(tok) = self.tok {
+            let acc = acceptors
+                .next()
+                .ok_or_else(|| Error::Config("no acceptor for the tok path".into()))?;
+            doors.push(tok.serve_ws(acc));
         }
         Ok((local, doors))
     }
@@ -1107,6 +1241,7 @@ pub struct Server {
     engine: Option<WsEngine>,
     chat_path: String,
     rooms_path: Option<String>,
+    tok_ws_path: Option<String>,
     tls: bool,
     #[cfg(feature = "cluster-redis")]
     cluster: Option<ClusterNode>,
@@ -1158,6 +1293,13 @@ impl Server {
         let scheme = if self.tls { "wss" } else { "ws" };
         self.http
             .map(|a| format!("{scheme}://{a}{}", self.chat_path))
+    }
+
+    /// The URL of the tok door over WebSocket (`ws://ADDR/PATH`), when it is on.
+    pub fn tok_ws_url(&self) -> Option<String> {
+        let scheme = if self.tls { "wss" } else { "ws" };
+        let path = self.tok_ws_path.as_deref()?;
+        self.http.map(|a| format!("{scheme}://{a}{path}"))
     }
 
     /// The URL of the room door (`ws://ADDR/ws`; add `?room=NAME`), when it is on.

@@ -539,3 +539,101 @@ async fn setup_errors_are_clear() {
 
     assert!("nope".parse::<WsEngine>().unwrap_err().is_config());
 }
+
+/// The tok door over WebSocket on the HTTP port beside the other doors: static tokens first,
+/// JWTs (the builder's other sign-in) for the rest; one frame per binary message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tok_door_over_websocket_with_static_tokens() {
+    use chinwag::hub::auth::StaticTokens;
+    use chinwag::ws::tungstenite::Tungstenite;
+
+    let tokens = StaticTokens::new()
+        .with_token("opaque-alice", "alice", Some("phone"))
+        .unwrap();
+    let server = builder(WsEngine::Tungstenite)
+        .tok_ws_path(Some("/tok"))
+        .static_tokens(tokens)
+        .start()
+        .await
+        .unwrap();
+    let url = server.tok_ws_url().expect("the tok WebSocket door");
+    assert!(url.ends_with("/tok"), "{url}");
+    let cfg = WsConfig::default();
+    let connect = |auth: String| {
+        let opts = ConnectOptions::default().with_header("authorization", auth);
+        let (url, cfg) = (url.clone(), cfg.clone());
+        async move {
+            chinwag::ws::connect_with::<Tungstenite>(&url, &cfg, &opts)
+                .await
+                .unwrap()
+                .split()
+        }
+    };
+    let (mut ar, _aw) = connect("opaque-alice".into()).await;
+    let (mut br, _bw) = connect(format!("Bearer {}", token("bob"))).await;
+    let hub = server.hub();
+    assert_eq!(
+        hub.connections_of("alice")[0].device().to_string(),
+        "alice/phone"
+    );
+    for (user, r) in [("alice", &mut ar), ("bob", &mut br)] {
+        hub.send(
+            user,
+            Body::text(format!("hi {user}")),
+            SendOptions::live_only(),
+        )
+        .await
+        .unwrap();
+        let f = within("a frame", r.read_frame()).await.unwrap().unwrap();
+        assert_eq!(f, Frame::Binary(format!("hi {user}").into()));
+    }
+    server.shutdown(DEADLINE).await;
+}
+
+#[tokio::test]
+async fn tok_setup_errors_are_clear() {
+    // A frame limit over the hub's body limit (the hub would refuse such frames).
+    let e = Server::builder()
+        .tok_tcp(loopback())
+        .anonymous(true)
+        .tok_max_frame(64 * 1024 + 1)
+        .start()
+        .await
+        .unwrap_err();
+    assert!(e.is_config() && e.to_string().contains("body limit"), "{e}");
+    // Over WebSocket, a frame limit over the WebSocket message limit.
+    let e = Server::builder()
+        .http(loopback())
+        .anonymous(true)
+        .limits(HubLimits::default().with_max_body_bytes(4 << 20))
+        .tok_max_frame(4 << 20)
+        .ws_config(WsConfig::default().with_max_message_size(1 << 20))
+        .tok_ws_path(Some("/tok"))
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        e.is_config() && e.to_string().contains("max_message_size"),
+        "{e}"
+    );
+    // A path another door has.
+    let e = Server::builder()
+        .http(loopback())
+        .anonymous(true)
+        .tok_ws_path(Some("/ws"))
+        .start()
+        .await
+        .unwrap_err();
+    assert!(e.is_config() && e.to_string().contains("/ws"), "{e}");
+    // Static tokens alone are a sign-in.
+    let tokens = chinwag::hub::auth::StaticTokens::new()
+        .with_token("t", "u", None)
+        .unwrap();
+    let s = Server::builder()
+        .tok_tcp(loopback())
+        .static_tokens(tokens)
+        .start()
+        .await
+        .unwrap();
+    s.shutdown(DEADLINE).await;
+}

@@ -14,10 +14,12 @@ use crate::identity::Device;
 mod issuer;
 mod jwt;
 mod source;
+mod static_tokens;
 
 pub use issuer::JwtIssuer;
 pub use jwt::{JwtAuthenticator, JwtConfig, JwtConfigError, JwtKey};
 pub use source::{SUBPROTOCOL_TOKEN_PREFIX, TokenSource, TokenSources, find_token};
+pub use static_tokens::{StaticTokenError, StaticTokens};
 
 /// The `jsonwebtoken` crate the JWT types are built on (its `Algorithm` and `EncodingKey`
 /// appear in [`JwtKey::algorithm`] and [`JwtIssuer::with_key`]), at the version they use.

@@ -1,55 +1,119 @@
-//! The tok-style TCP door: frames are a `u32` big-endian length and that many bytes. The first
-//! frame a client sends is its token (within the auth timeout); every later frame goes to the
-//! application ([`App::on_receive`](crate::App::on_receive)), in order. The server sends direct
-//! messages and room publishes as frames of their body.
+//! The tok-style door, over TCP (or TLS, or Unix sockets) and over WebSocket.
 //!
-//! TCP has no close codes: a connection the hub closes (replaced, kicked, expired) gets the
-//! door's goodbye frame first when one is configured ([`TokDoor::with_bye`]), then the socket
-//! is closed. A token that is refused closes the connection (with the goodbye). Clients of
-//! this door cannot acknowledge: a queued message counts as delivered once it is queued on the
-//! connection (at-most-once, as in tok).
+//! **TCP**: frames are a `u32` big-endian length and that many bytes. The first frame a client
+//! sends is its token (within the auth timeout); every later frame goes to the application
+//! ([`App::on_receive`](crate::App::on_receive)), in order. The server sends direct messages
+//! and room publishes as frames of their body.
 //!
-//! Liveness: tok clients need not send anything after their token; the door never closes a
-//! connection for being quiet. A peer that is gone is found when a write to it fails.
+//! **WebSocket** ([`TokDoor::serve_ws`]), as tok's WebSocket adapters: the token comes with the
+//! HTTP request — the `Authorization` header (the token itself, as tok's example client sends
+//! it, or `Bearer <token>`), or the query parameter the door names
+//! ([`TokDoor::with_ws_token_query`], off by default: URLs end up in logs) — and is checked
+//! before the upgrade is answered (`401`/`403`/`503` as on the other doors). Then every
+//! WebSocket message (text or binary) is one frame to the application, and every frame the
+//! server sends is one binary message, with no length prefix.
 //!
-//! The first frame is the token whatever the hub's token sources say (first-message logins
-//! off, anonymous connections on): it is this door's only way to sign in.
+//! **Frame limit** ([`TokDoor::with_max_frame`]): by default the hub's body limit. A frame from
+//! the client over it ends the connection: over TCP the length prefix is refused before any
+//! memory is reserved and the socket is closed (tok does the same), over WebSocket the
+//! connection is closed with 1009. A frame within it but over the hub's body limit (a door
+//! configured larger than the hub) is refused by the hub: the connection is closed with 1009
+//! too (after the goodbye frame over TCP). Raise the hub's body limit with the door's.
+//!
+//! **Closes**: TCP has no close codes: a connection the hub closes (replaced, kicked, expired)
+//! gets the door's goodbye frame first when one is configured ([`TokDoor::with_bye`]), then the
+//! socket is closed. A token that is refused closes the connection (with the goodbye). Clients
+//! of this door cannot acknowledge: a queued message counts as delivered once it is queued on
+//! the connection (at-most-once, as in tok).
+//!
+//! **Liveness**: tok clients need not send anything after their token; over TCP the door never
+//! closes a connection for being quiet. With a ping ([`TokDoor::with_ping`], tok's
+//! `PingGenerator`) the server writes the ping frame whenever it wrote nothing else for the
+//! period, so a peer that is gone is found when writing to it fails (at once for a peer whose
+//! host answers with a reset; after the write timeout for one that stopped reading; when the
+//! kernel gives up retransmitting for a vanished host). Over WebSocket the engine's keepalive
+//! pings also find a silent peer (its pong wait).
+//!
+//! The first TCP frame is the token whatever the hub's token sources say (first-message logins
+//! off, anonymous connections on): it is this door's only way to sign in. It must be UTF-8
+//! (what an [`Authenticator`](crate::auth::Authenticator) checks): a token of other bytes is
+//! refused (`the token is not UTF-8`); surrounding white space is removed.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
-use chinwag_session::codec::{Encoded, LengthDelimited};
+use chinwag_session::codec::{Encoded, FrameCodec, LengthDelimited};
 use chinwag_session::{Admission, CloseCause, Server, ServerConfig, Service, Session};
-use chinwag_transport::{Acceptor, ConnectInfo, Framing, Refusal};
+use chinwag_transport::{Acceptor, ConnectInfo, Frame, Framing, Refusal};
 
 use super::DoorHandle;
-use super::skeleton::{AuthTimer, Formats, Skeleton, ip_of};
+use super::skeleton::{AuthTimer, Formats, Skeleton, auth_refusal, ip_of, sign_on_refusal};
+use crate::auth::AuthError;
 use crate::close::{Close, CloseCode};
 use crate::core::message::{Body, Event};
 use crate::driver::{Conn, Hub};
-use crate::link::Format;
+use crate::error::SendError;
+use crate::link::{DoorFormat, Format};
 
 /// Makes the goodbye frame for a close (e.g. a JSON object with the code), or none.
 pub type ByeFn = Arc<dyn Fn(&Close) -> Option<Bytes> + Send + Sync>;
 
+/// tok's server ping: `payload` written as a frame whenever the server wrote nothing else to
+/// a connection for `every` (tok's default period: [`TokPing::TOK_PERIOD`], 30 s).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokPing {
+    /// The ping frame's bytes (tok's `PingGenerator.Ping()`; may be empty).
+    pub payload: Bytes,
+    /// How long the server may write nothing before it writes the ping.
+    pub every: Duration,
+}
+
+impl TokPing {
+    /// tok's default ping period.
+    pub const TOK_PERIOD: Duration = Duration::from_secs(30);
+
+    /// `payload` every `every` (at least 1 ms).
+    pub fn new(payload: impl Into<Bytes>, every: Duration) -> Self {
+        TokPing {
+            payload: payload.into(),
+            every: every.max(Duration::from_millis(1)),
+        }
+    }
+}
+
 /// The tok-style door.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use chinwag::hub::doors::tok::{TokDoor, TokPing};
+///
+/// # async fn f(hub: chinwag::hub::Hub) -> Result<(), Box<dyn std::error::Error>> {
+/// let acceptor = chinwag::transport::tcp::TcpAcceptor::bind(
+///     "127.0.0.1:4200".parse()?,
+///     Default::default(),
+/// )?;
+/// let door = TokDoor::new(hub)
+///     .with_max_frame(4 << 20) // tok's limit; raise the hub's body limit with it
+///     .with_ping(Some(TokPing::new(&b"ping"[..], TokPing::TOK_PERIOD)))
+///     .serve(acceptor);
+/// # let _ = door; Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct TokDoor {
     door: Skeleton,
     server: ServerConfig,
     max_frame: usize,
     bye: Option<ByeFn>,
+    ping: Option<TokPing>,
+    ws_token_query: Option<String>,
 }
 
 impl TokDoor {
     /// The door of `hub`; frames up to the hub's body limit (the token frame: the token
     /// limit).
     pub fn new(hub: Hub) -> Self {
-        let max_frame = hub
-            .config()
-            .limits
-            .max_body_bytes
-            .max(hub.config().tokens.max_token_len);
+        let max_frame = hub.config().limits.max_body_bytes;
         TokDoor {
             door: Skeleton {
                 hub,
@@ -59,6 +123,8 @@ impl TokDoor {
             server: ServerConfig::default(),
             max_frame,
             bye: None,
+            ping: None,
+            ws_token_query: None,
         }
     }
 
@@ -74,9 +140,55 @@ impl TokDoor {
         self
     }
 
+    /// The largest frame, in bytes, either way (tok's is 4 MiB). Default: the hub's body limit
+    /// (64 KiB by default), which bounds what reaches the application too: set both. (Below the
+    /// body limit, a message to the client over it is not written over TCP — it counts as
+    /// filtered — and is sent over WebSocket.)
+    pub fn with_max_frame(mut self, bytes: usize) -> Self {
+        self.max_frame = bytes.min(u32::MAX as usize);
+        self
+    }
+
+    /// The largest frame, in bytes.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// tok's server ping (none by default).
+    pub fn with_ping(mut self, ping: Option<TokPing>) -> Self {
+        self.ping = ping;
+        self
+    }
+
+    /// Over WebSocket, also take the token from the query parameter `name` (when there is no
+    /// `Authorization` header: what a browser can send). Off by default: URLs end up in logs.
+    pub fn with_ws_token_query(mut self, name: Option<&str>) -> Self {
+        self.ws_token_query = name.map(str::to_owned);
+        self
+    }
+
+    /// The session settings of this door: no idle close over TCP (a quiet tok client is not
+    /// idle), and the ping as the heartbeat.
+    fn session(&self, over_ws: bool) -> ServerConfig {
+        let mut server = self.server.clone();
+        let mut session = server
+            .session
+            .clone()
+            .with_heartbeat_interval(self.ping.as_ref().map(|p| p.every));
+        if !over_ws {
+            session = session.with_idle_timeout(None);
+        }
+        server.session = session;
+        server
+    }
+
     /// Serves the door on `acceptor` (TCP, TLS or Unix); registers its format with the hub.
     pub fn serve<A: Acceptor>(&self, acceptor: A) -> DoorHandle {
-        let codec = LengthDelimited::new(self.max_frame);
+        // The token frame may be as long as the token limit.
+        let codec = LengthDelimited::new(
+            self.max_frame
+                .max(self.door.hub.config().tokens.max_token_len),
+        );
         let formats = Formats::register(&self.door.hub, |framing| {
             Arc::new(TokFormat {
                 codec: codec.clone(),
@@ -87,18 +199,39 @@ impl TokDoor {
         let service = TokService {
             door: self.door.clone(),
             formats,
+            max_frame: self.max_frame,
+            ping: self.ping.clone(),
         };
-        let mut server = self.server.clone();
-        // No heartbeat of tok's own, and a quiet client is not idle (see the module docs).
-        server.session = server
-            .session
-            .clone()
-            .with_heartbeat_interval(None)
-            .with_idle_timeout(None);
-        let handle = Server::spawn(acceptor, codec, service, server);
+        let handle = Server::spawn(acceptor, codec, service, self.session(false));
         let addr = handle.local_addr().cloned();
         DoorHandle::new(
             "tok",
+            addr,
+            Box::new(move |deadline| {
+                let h = handle.clone();
+                Box::pin(async move { h.shutdown(deadline).await })
+            }),
+        )
+    }
+
+    /// Serves the door over WebSocket on `acceptor` (a WebSocket acceptor of either engine, e.g.
+    /// one route of the HTTP port): the token from the HTTP request, one frame per message.
+    /// The acceptor's message limit must be at least [`max_frame`](Self::max_frame).
+    pub fn serve_ws<A: Acceptor>(&self, acceptor: A) -> DoorHandle {
+        let format = self.door.hub.register_format(Arc::new(TokWsFormat {
+            bye: self.bye.clone(),
+        }));
+        let service = TokWsService {
+            door: self.door.clone(),
+            format,
+            max_frame: self.max_frame,
+            ping: self.ping.clone(),
+            token_query: self.ws_token_query.clone(),
+        };
+        let handle = Server::spawn(acceptor, FrameCodec, service, self.session(true));
+        let addr = handle.local_addr().cloned();
+        DoorHandle::new(
+            "tok-ws",
             addr,
             Box::new(move |deadline| {
                 let h = handle.clone();
@@ -112,13 +245,30 @@ impl std::fmt::Debug for TokDoor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokDoor")
             .field("max_frame", &self.max_frame)
+            .field("ping", &self.ping)
+            .field("ws_token_query", &self.ws_token_query)
             .finish_non_exhaustive()
+    }
+}
+
+/// Hands a frame of a signed-in connection to the application; a frame the hub refuses as too
+/// large (the door allows more than the hub's body limit) closes the connection with 1009.
+async fn to_app(hub: &Hub, conn: &Conn, frame: Bytes) {
+    match hub.receive_app(conn, Body::binary(frame)).await {
+        Ok(()) => {}
+        Err(e @ SendError::TooLarge { .. }) => {
+            tracing::debug!(conn = conn.id().0, error = %e, "tok frame over the hub's body limit; closing");
+            hub.close(conn, Close::new(CloseCode::TOO_BIG, e.to_string()));
+        }
+        Err(e) => tracing::debug!(conn = conn.id().0, error = %e, "app message refused"),
     }
 }
 
 struct TokService {
     door: Skeleton,
     formats: Formats,
+    max_frame: usize,
+    ping: Option<TokPing>,
 }
 
 /// Per connection: the hub connection once the token frame was accepted.
@@ -165,18 +315,31 @@ impl Service<LengthDelimited> for TokService {
         let hub = &self.door.hub;
         let conn = state.conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(conn) = conn {
-            if let Err(e) = hub.receive_app(&conn, Body::binary(frame)).await {
-                tracing::debug!(conn = conn.id().0, error = %e, "app message refused");
+            if frame.len() > self.max_frame {
+                // (Only the token frame may be longer: up to the token limit.)
+                let why = format!(
+                    "frame of {} bytes is over the limit of {}",
+                    frame.len(),
+                    self.max_frame
+                );
+                hub.close(&conn, Close::new(CloseCode::TOO_BIG, why));
+                return;
             }
+            to_app(hub, &conn, frame).await;
             return;
         }
         // The first frame: the token.
         drop(state.timer.lock().unwrap_or_else(|p| p.into_inner()).take());
         let token = match std::str::from_utf8(&frame) {
             Ok(t) => t.trim(),
-            Err(_) => {
+            Err(e) => {
                 crate::metrics::auth_refusal("malformed");
-                let close = Close::new(CloseCode::AUTH_FAILED, "the token is not UTF-8");
+                let why = format!(
+                    "the token is not UTF-8 (byte {} of {})",
+                    e.valid_up_to(),
+                    frame.len()
+                );
+                let close = Close::new(CloseCode::AUTH_FAILED, why);
                 self.door.close(session, self.formats.of(session), &close);
                 return;
             }
@@ -207,6 +370,116 @@ impl Service<LengthDelimited> for TokService {
 
     fn on_close(&self, _session: &Session<LengthDelimited>, state: &TokState, _: &CloseCause) {
         drop(state.timer.lock().unwrap_or_else(|p| p.into_inner()).take());
+    }
+
+    /// The ping frame, when the door has one.
+    fn heartbeat(&self, session: &Session<LengthDelimited>, _: &TokState) -> Option<Encoded> {
+        use chinwag_session::codec::Codec;
+        let ping = self.ping.as_ref()?;
+        session
+            .codec()
+            .encode(&ping.payload, session.framing())
+            .ok()
+    }
+}
+
+// ---- over WebSocket ---------------------------------------------------------------------------
+
+struct TokWsService {
+    door: Skeleton,
+    format: DoorFormat,
+    max_frame: usize,
+    ping: Option<TokPing>,
+    token_query: Option<String>,
+}
+
+impl TokWsService {
+    /// The token of the HTTP request: the `Authorization` header (the token, or `Bearer
+    /// <token>`), else the query parameter when one is named.
+    fn token(&self, info: &ConnectInfo) -> Option<String> {
+        if let Some(h) = info.header("authorization") {
+            let h = h.trim();
+            let t = match h.split_once(' ') {
+                Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+                _ => h,
+            };
+            return Some(t.to_owned());
+        }
+        self.token_query
+            .as_deref()
+            .and_then(|name| info.query_param(name))
+    }
+}
+
+impl Service<FrameCodec> for TokWsService {
+    type State = Conn;
+
+    /// A connection counts as not signed in until the hub signs it on (in `admit`).
+    fn establish_on_admit(&self) -> bool {
+        false
+    }
+
+    async fn admit(
+        &self,
+        session: &Session<FrameCodec>,
+        info: &ConnectInfo,
+    ) -> Result<Admission<Conn>, Refusal> {
+        self.door.admit_first_message(info)?;
+        let Some(token) = self.token(info).filter(|t| !t.is_empty()) else {
+            crate::metrics::auth_refusal("missing");
+            return Err(auth_refusal(&AuthError::Missing));
+        };
+        let auth = self
+            .door
+            .hub
+            .authenticate_token(&token)
+            .await
+            .map_err(|e| auth_refusal(&e))?;
+        let conn = self
+            .door
+            .sign_on(session, &self.format, auth, ip_of(info))
+            .await
+            .map_err(|e| sign_on_refusal(&e))?;
+        Ok(Admission::new(conn))
+    }
+
+    async fn on_message(&self, _session: &Session<FrameCodec>, conn: &Conn, frame: Frame) {
+        let bytes = match frame {
+            Frame::Text(b) | Frame::Binary(b) => b,
+        };
+        let hub = &self.door.hub;
+        if bytes.len() > self.max_frame {
+            let why = format!(
+                "frame of {} bytes is over the limit of {}",
+                bytes.len(),
+                self.max_frame
+            );
+            hub.close(conn, Close::new(CloseCode::TOO_BIG, why));
+            return;
+        }
+        to_app(hub, conn, bytes).await;
+    }
+
+    /// The ping frame, as a binary message, when the door has one.
+    fn heartbeat(&self, _session: &Session<FrameCodec>, _: &Conn) -> Option<Encoded> {
+        let ping = self.ping.as_ref()?;
+        Some(Encoded::frame(Frame::Binary(ping.payload.clone())))
+    }
+}
+
+/// One binary message per frame; the configured goodbye as one more message.
+struct TokWsFormat {
+    bye: Option<ByeFn>,
+}
+
+impl Format for TokWsFormat {
+    fn encode(&self, event: &Event) -> Option<Encoded> {
+        Some(Encoded::frame(Frame::Binary(event.body()?.bytes().clone())))
+    }
+
+    fn bye(&self, close: &Close) -> Option<Encoded> {
+        let b = self.bye.as_ref()?(close)?;
+        Some(Encoded::frame(Frame::Binary(b)))
     }
 }
 

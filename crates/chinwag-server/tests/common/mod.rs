@@ -33,6 +33,10 @@ pub struct Running {
     pub chat_tcp: SocketAddr,
     /// Its `cluster-node` line (`None`: not in a cluster).
     pub node: Option<u64>,
+    /// Its `tok-tcp` line (`None`: that door is off).
+    pub tok_tcp: Option<SocketAddr>,
+    /// Its `tok-ws` line (`None`: that door is off).
+    pub tok_ws: Option<String>,
 }
 
 impl Running {
@@ -75,6 +79,7 @@ impl Running {
             }
         });
         let (mut http, mut chat_tcp, mut node) = (None, None, None);
+        let (mut tok_tcp, mut tok_ws) = (None, None);
         loop {
             let line = rx
                 .recv_timeout(DEADLINE)
@@ -87,6 +92,8 @@ impl Running {
                 }
                 "chat-tcp" => chat_tcp = Some(rest.parse().unwrap()),
                 "cluster-node" => node = Some(rest.parse().unwrap()),
+                "tok-tcp" => tok_tcp = Some(rest.parse().unwrap()),
+                "tok-ws" => tok_ws = Some(rest.to_owned()),
                 "ready" => break,
                 _ => {}
             }
@@ -96,6 +103,8 @@ impl Running {
             http: http.expect("an http line"),
             chat_tcp: chat_tcp.expect("a chat-tcp line"),
             node,
+            tok_tcp,
+            tok_ws,
         }
     }
 
