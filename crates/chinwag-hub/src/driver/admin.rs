@@ -115,3 +115,12 @@ impl Hub {
         inner.read_conversation(history, a, b, from, limit).await
     }
 }
+
+impl Hub {
+    /// How many rooms this node has (made by [`create_room`](Self::create_room) or by joins).
+    pub fn room_count(&self) -> usize {
+        self.inner
+            .room_count
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+}
