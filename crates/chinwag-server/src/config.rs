@@ -265,6 +265,49 @@ impl ClusterSection {
     }
 }
 
+/// `[api]`: the server API (`chinwag::api`, `docs/server-api.md`) at `POST /api/<method>` on
+/// the HTTP port; an empty `key` is no API (404). The bounds are
+/// [`ApiConfig`](chinwag::api::ApiConfig)'s.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)] // each key is documented in docs/server.md (and `--help`)
+pub struct ApiSection {
+    pub key: String,
+    pub max_body_bytes: usize,
+    #[serde(with = "chinwag::transport::duration")]
+    pub body_timeout: Duration,
+    pub max_batch: usize,
+    pub max_page: usize,
+    pub rate: chinwag::hub::Rate,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        let d = chinwag::api::ApiConfig::default();
+        ApiSection {
+            key: String::new(),
+            max_body_bytes: d.max_body_bytes,
+            body_timeout: d.body_timeout,
+            max_batch: d.max_batch,
+            max_page: d.max_page,
+            rate: d.rate,
+        }
+    }
+}
+
+impl ApiSection {
+    /// The API's configuration (off when `key` is empty).
+    pub fn api_config(&self) -> chinwag::api::ApiConfig {
+        let mut c = chinwag::api::ApiConfig::new(self.key.clone());
+        c.max_body_bytes = self.max_body_bytes;
+        c.body_timeout = self.body_timeout;
+        c.max_batch = self.max_batch;
+        c.max_page = self.max_page;
+        c.rate = self.rate;
+        c
+    }
+}
+
 /// `[log]`: the tracing filter and format.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -303,6 +346,8 @@ pub struct Settings {
     pub sessions: ServerConfig,
     /// `[cluster]`: several servers as one hub through Redis.
     pub cluster: ClusterSection,
+    /// `[api]`: the server API.
+    pub api: ApiSection,
     /// `[log]`: logs.
     pub log: LogSection,
 }
@@ -324,6 +369,7 @@ impl Default for Settings {
                 .with_max_frame_size(1 << 20),
             sessions: ServerConfig::default(),
             cluster: ClusterSection::default(),
+            api: ApiSection::default(),
             log: LogSection::default(),
         }
     }
@@ -732,6 +778,11 @@ impl Settings {
                 "cluster.reconnect_min above 0, and cluster.reconnect_max at least it",
             );
         }
+        if !self.api.key.is_empty()
+            && let Err(e) = self.api.api_config().check()
+        {
+            return Err(err(format!("bad `api.*` value: {e}")));
+        }
         Ok(())
     }
 
@@ -740,6 +791,9 @@ impl Settings {
         let mut s = self.clone();
         if !s.auth.secret.is_empty() {
             s.auth.secret = "<redacted>".into();
+        }
+        if !s.api.key.is_empty() {
+            s.api.key = "<redacted>".into();
         }
         toml::to_string(&s).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
     }

@@ -21,7 +21,7 @@
 //!     .start()
 //!     .await?;
 //! // curl -X POST -H 'Authorization: apikey a long random API key' \
-//! //      -d '{"user":"alice","data":"hi"}' http://127.0.0.1:8080/api/send
+//! //      -d '{"user":"alice","body":"hi"}' http://127.0.0.1:8080/api/send
 //! # let _ = server; Ok(()) }
 //! ```
 //!

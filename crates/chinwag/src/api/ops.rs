@@ -136,41 +136,42 @@ struct Rooms {
     limit: Option<usize>,
 }
 
-/// A message body: `data` (text) or `data_base64` (binary), exactly one.
+/// A message body: `body` (text) or `body_base64` (binary), exactly one (as in the chat
+/// protocol).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Data {
-    data: Option<String>,
-    data_base64: Option<String>,
+    body: Option<String>,
+    body_base64: Option<String>,
 }
 
 impl Data {
     fn body(self) -> Result<Body, ApiError> {
-        match (self.data, self.data_base64) {
+        match (self.body, self.body_base64) {
             (Some(t), None) => Ok(Body::text(t)),
             (None, Some(b)) => base64::engine::general_purpose::STANDARD
                 .decode(b)
                 .map(Body::binary)
-                .map_err(|e| ApiError::bad(format!("data_base64: {e}"))),
+                .map_err(|e| ApiError::bad(format!("body_base64: {e}"))),
             _ => Err(ApiError::bad(
-                "give the body as `data` (text) or `data_base64` (binary), exactly one",
+                "give the body as `body` (text) or `body_base64` (binary), exactly one",
             )),
         }
     }
 }
 
-/// A body as the API writes it: `data` for text, `data_base64` for binary.
+/// A body as the API writes it: `body` for text, `body_base64` for binary.
 fn body_json(body: &Body, out: &mut Map<String, Value>) {
     if body.is_binary() {
         out.insert(
-            "data_base64".into(),
+            "body_base64".into(),
             base64::engine::general_purpose::STANDARD
                 .encode(body.bytes())
                 .into(),
         );
     } else {
         out.insert(
-            "data".into(),
+            "body".into(),
             String::from_utf8_lossy(body.bytes()).into_owned().into(),
         );
     }
@@ -196,8 +197,8 @@ fn sender(from: Option<String>, device: Option<String>) -> Result<Option<Device>
 #[serde(deny_unknown_fields)]
 struct Send {
     user: String,
-    data: Option<String>,
-    data_base64: Option<String>,
+    body: Option<String>,
+    body_base64: Option<String>,
     ttl_ms: Option<u64>,
     from: Option<String>,
     from_device: Option<String>,
@@ -214,8 +215,8 @@ async fn send(hub: &Hub, p: Send) -> Result<Value, ApiError> {
             from.as_ref(),
             &p.user,
             Data {
-                data: p.data,
-                data_base64: p.data_base64,
+                body: p.body,
+                body_base64: p.body_base64,
             }
             .body()?,
             opts,
@@ -229,8 +230,8 @@ async fn send(hub: &Hub, p: Send) -> Result<Value, ApiError> {
 #[serde(deny_unknown_fields)]
 struct Publish {
     room: String,
-    data: Option<String>,
-    data_base64: Option<String>,
+    body: Option<String>,
+    body_base64: Option<String>,
     from: Option<String>,
     from_device: Option<String>,
 }
@@ -242,8 +243,8 @@ async fn publish(hub: &Hub, p: Publish) -> Result<Value, ApiError> {
             from.as_ref(),
             &p.room,
             Data {
-                data: p.data,
-                data_base64: p.data_base64,
+                body: p.body,
+                body_base64: p.body_base64,
             }
             .body()?,
         )
@@ -378,6 +379,8 @@ async fn history(hub: &Hub, cfg: &ApiConfig, p: History) -> Result<Value, ApiErr
         .iter()
         .map(|m| {
             let mut o = Map::new();
+            o.insert("room".into(), (*m.room).into());
+            o.insert("epoch".into(), m.epoch.into());
             o.insert("seq".into(), m.seq.into());
             o.insert(
                 "from".into(),
