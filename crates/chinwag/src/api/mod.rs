@@ -28,9 +28,8 @@
 //! The same calls without HTTP: [`Api::call`] takes a method's name and its JSON parameters.
 //!
 //! ```
-//! use chinwag::api::{Api, ApiConfig};
+//! use chinwag::api::{Api, ApiConfig, json};
 //! use chinwag::hub::Hub;
-//! use serde_json::json;
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let api = Api::new(Hub::builder().build(), ApiConfig::new("key")).unwrap();
@@ -43,13 +42,16 @@
 
 mod ops;
 
+/// The JSON the API takes and gives ([`Api::call`]), re-exported so a program needs no
+/// `serde_json` of its own.
+pub use serde_json::{Value, json};
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::Full;
-use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 
@@ -441,32 +443,44 @@ impl Api {
             let api = api.clone();
             Box::pin(async move {
                 let (parts, body) = req.into_parts();
-                if let Err(e) = api.precheck(&parts.method, parts.uri.path(), &parts.headers) {
-                    return error_response(&e);
-                }
-                let cfg = &api.inner.config;
-                let body = match read_body(body, cfg.max_body_bytes, cfg.body_timeout).await {
-                    Ok(b) => b,
-                    Err(e) => {
-                        let code = match e.status().as_u16() {
-                            413 => "too_large",
-                            408 => "body_timeout",
-                            _ => "bad_request",
-                        };
-                        return error_response(&ApiError::new(
-                            e.status().as_u16(),
-                            code,
-                            e.to_string(),
-                        ));
-                    }
-                };
-                // The key and a unit of the rate were taken above: go straight on.
-                match api.after_precheck(parts.uri.path(), body).await {
-                    Ok(result) => json_response(StatusCode::OK, &json!({ "result": result })),
-                    Err(e) => error_response(&e),
-                }
+                let answer = api.answer_request(&parts, body).await;
+                tracing::debug!(
+                    path = parts.uri.path(),
+                    status = answer.status().as_u16(),
+                    "server API call"
+                );
+                answer
             })
         })
+    }
+
+    /// The whole request: checks, the body, the call.
+    async fn answer_request(
+        &self,
+        parts: &http::request::Parts,
+        body: hyper::body::Incoming,
+    ) -> Response<Full<Bytes>> {
+        if let Err(e) = self.precheck(&parts.method, parts.uri.path(), &parts.headers) {
+            return error_response(&e);
+        }
+        let cfg = &self.inner.config;
+        let body = match read_body(body, cfg.max_body_bytes, cfg.body_timeout).await {
+            Ok(b) => b,
+            Err(e) => {
+                let status = e.status().as_u16();
+                let code = match status {
+                    413 => "too_large",
+                    408 => "body_timeout",
+                    _ => "bad_request",
+                };
+                return error_response(&ApiError::new(status, code, e.to_string()));
+            }
+        };
+        // The key and a unit of the rate were taken above: go straight on.
+        match self.after_precheck(parts.uri.path(), body).await {
+            Ok(result) => json_response(StatusCode::OK, &json!({ "result": result })),
+            Err(e) => error_response(&e),
+        }
     }
 
     /// [`answer`](Self::answer) once [`precheck`](Self::precheck) passed.
