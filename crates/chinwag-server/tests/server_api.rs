@@ -250,10 +250,11 @@ fn the_api_is_off_by_default_and_asks_for_the_key() {
 }
 
 #[test]
-fn a_body_over_the_limit_is_413_and_one_at_the_limit_is_read() {
+fn a_body_over_the_limit_is_413_one_at_the_limit_is_read_and_a_stalled_one_408() {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = with_api(dir.path());
-    cmd.env("CHINWAG_API_MAX_BODY_BYTES", "64");
+    cmd.env("CHINWAG_API_MAX_BODY_BYTES", "64")
+        .env("CHINWAG_API_BODY_TIMEOUT", "200ms");
     let s = Running::start(cmd);
     // 64 bytes of JSON exactly: read and answered.
     let pad = 64 - r#"{"room":""}"#.len();
@@ -267,6 +268,21 @@ fn a_body_over_the_limit_is_413_and_one_at_the_limit_is_read() {
     // Without the key the body is not even read: 401.
     let (status, _, _) = post(s.http, "/api/create_room", None, &over);
     assert_eq!(status, 401);
+    // A body that stops arriving: 408 once api.body_timeout has passed.
+    let mut tcp = TcpStream::connect(s.http).unwrap();
+    tcp.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(
+        tcp,
+        "POST /api/stats HTTP/1.1\r\nHost: {}\r\nAuthorization: apikey {KEY}\r\n\
+         Content-Length: 10\r\n\r\n{{}}",
+        s.http
+    )
+    .unwrap();
+    let mut resp = Vec::new();
+    let _ = tcp.read_to_end(&mut resp);
+    let resp = String::from_utf8_lossy(&resp);
+    assert!(resp.starts_with("HTTP/1.1 408"), "{resp}");
+    assert_eq!(code(resp.split_once("\r\n\r\n").unwrap().1), "body_timeout");
     s.terminate();
 }
 
