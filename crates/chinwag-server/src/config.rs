@@ -1141,6 +1141,25 @@ mod tests {
     }
 
     #[test]
+    fn the_api_section() {
+        let s = load(None, &[], &[]).unwrap();
+        assert!(!s.api.api_config().is_on(), "no server API by default");
+        assert_eq!(s.api.api_config(), chinwag::api::ApiConfig::default());
+        let env = [
+            ("CHINWAG_API_KEY", "k3y"),
+            ("CHINWAG_API_RATE_BURST", "50"),
+            ("CHINWAG_API_MAX_BATCH", "50"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let s = load(None, &env, &[]).unwrap();
+        let c = s.api.api_config();
+        assert_eq!((c.key.as_str(), c.rate.burst, c.max_batch), ("k3y", 50, 50));
+        assert!(!s.to_toml().contains("k3y"), "the key is redacted");
+        let e = load(None, &env, &[("api.max_batch".to_owned(), "51".to_owned())]).unwrap_err();
+        assert!(e.0.contains("api.*") && e.0.contains("max_batch"), "{e}");
+    }
+
+    #[test]
     fn dev_sign_in_only_without_secrets_on_loopback() {
         let mut s = Settings::default();
         assert!(s.dev_sign_in());
