@@ -66,7 +66,7 @@ pub use core::message::{
 };
 pub use core::recovery::{Keep, KeepHistory};
 pub use core::registry::RoomRecord;
-pub use core::rooms::{RoomInfo, RoomOptions};
+pub use core::rooms::{RoomChanges, RoomInfo, RoomOptions};
 pub use core::signon::{ConnId, ConnRef, NodeId, SignOn, SignOnOutcome, SignOnTable, SignedOn};
 pub use directory::{ClusterMembers, Directory, DirectoryError, LocalDirectory};
 pub use driver::{

@@ -304,6 +304,36 @@ impl Default for TokSection {
     }
 }
 
+/// `[api]`: the server API (`chinwag::api`, `docs/server-api.md`) at `POST /api/<method>` on
+/// the HTTP port; an empty `key` is no API (404). The bounds are
+/// [`ApiConfig`](chinwag::api::ApiConfig)'s.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)] // each key is documented in docs/server.md (and `--help`)
+pub struct ApiSection {
+    pub key: String,
+    pub max_body_bytes: usize,
+    #[serde(with = "chinwag::transport::duration")]
+    pub body_timeout: Duration,
+    pub max_batch: usize,
+    pub max_page: usize,
+    pub rate: chinwag::hub::Rate,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        let d = chinwag::api::ApiConfig::default();
+        ApiSection {
+            key: String::new(),
+            max_body_bytes: d.max_body_bytes,
+            body_timeout: d.body_timeout,
+            max_batch: d.max_batch,
+            max_page: d.max_page,
+            rate: d.rate,
+        }
+    }
+}
+
 impl TokSection {
     /// The table of `tok.tokens` (empty when there are none).
     ///
@@ -337,6 +367,19 @@ impl TokSection {
                 self.ping_interval,
             )
         })
+    }
+}
+
+impl ApiSection {
+    /// The API's configuration (off when `key` is empty).
+    pub fn api_config(&self) -> chinwag::api::ApiConfig {
+        let mut c = chinwag::api::ApiConfig::new(self.key.clone());
+        c.max_body_bytes = self.max_body_bytes;
+        c.body_timeout = self.body_timeout;
+        c.max_batch = self.max_batch;
+        c.max_page = self.max_page;
+        c.rate = self.rate;
+        c
     }
 }
 
@@ -380,6 +423,8 @@ pub struct Settings {
     pub cluster: ClusterSection,
     /// `[tok]`: tok clients (static tokens, frame limit, ping, WebSocket).
     pub tok: TokSection,
+    /// `[api]`: the server API.
+    pub api: ApiSection,
     /// `[log]`: logs.
     pub log: LogSection,
 }
@@ -402,6 +447,7 @@ impl Default for Settings {
             sessions: ServerConfig::default(),
             cluster: ClusterSection::default(),
             tok: TokSection::default(),
+            api: ApiSection::default(),
             log: LogSection::default(),
         }
     }
@@ -810,6 +856,11 @@ impl Settings {
                 "cluster.reconnect_min above 0, and cluster.reconnect_max at least it",
             );
         }
+        if !self.api.key.is_empty()
+            && let Err(e) = self.api.api_config().check()
+        {
+            return Err(err(format!("bad `api.*` value: {e}")));
+        }
         self.check_tok()
     }
 
@@ -873,6 +924,9 @@ impl Settings {
         }
         for t in &mut s.tok.tokens {
             t.token = "<redacted>".into();
+        }
+        if !s.api.key.is_empty() {
+            s.api.key = "<redacted>".into();
         }
         toml::to_string(&s).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
     }
@@ -1300,6 +1354,25 @@ mod tests {
             let e = load(None, &[], &flags).unwrap_err();
             assert!(e.0.contains(named), "{flags:?}: {e}");
         }
+    }
+
+    #[test]
+    fn the_api_section() {
+        let s = load(None, &[], &[]).unwrap();
+        assert!(!s.api.api_config().is_on(), "no server API by default");
+        assert_eq!(s.api.api_config(), chinwag::api::ApiConfig::default());
+        let env = [
+            ("CHINWAG_API_KEY", "k3y"),
+            ("CHINWAG_API_RATE_BURST", "50"),
+            ("CHINWAG_API_MAX_BATCH", "50"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let s = load(None, &env, &[]).unwrap();
+        let c = s.api.api_config();
+        assert_eq!((c.key.as_str(), c.rate.burst, c.max_batch), ("k3y", 50, 50));
+        assert!(!s.to_toml().contains("k3y"), "the key is redacted");
+        let e = load(None, &env, &[("api.max_batch".to_owned(), "51".to_owned())]).unwrap_err();
+        assert!(e.0.contains("api.*") && e.0.contains("max_batch"), "{e}");
     }
 
     #[test]

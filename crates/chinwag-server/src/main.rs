@@ -350,6 +350,9 @@ async fn run(s: Settings) -> Result<(), Failure> {
     let web = web::Web::new(metrics, ready.clone(), dev);
     let cluster = web.cluster_slot();
     b = b.http_fallback(web.into_fallback());
+    if !s.api.key.is_empty() {
+        b = b.api(s.api.api_config());
+    }
 
     let server = b.start().await.map_err(|e| starting(e, &s))?;
     if let Some(status) = server.cluster_status() {

@@ -7,7 +7,8 @@
 //!   [`HostPolicy`];
 //! * the server side: the opening-handshake checks and the hyper [`upgrade`], and
 //!   [`WsAcceptor`], a small hyper server that turns upgrades into accepted connections (with an
-//!   [`HttpFallback`] for the other requests on the same port);
+//!   [`HttpFallback`] for the other requests on the same port, and [`HttpRoutes`] with
+//!   asynchronous [`HttpHandler`]s that read request bodies, bounded by [`read_body`]);
 //! * the client side: [`connect`] / [`connect_with`] for `ws://` and `wss://`;
 //! * the connection behind the transport seam: [`WsConnection`] with its owned halves, keepalive
 //!   pings, the close handshake and the mapping of errors to close codes;
@@ -23,6 +24,7 @@ mod client;
 mod config;
 mod conn;
 mod engine;
+mod http;
 mod lock;
 mod server;
 mod stream;
@@ -32,6 +34,7 @@ pub use client::{ClientOrigin, ConnectOptions, connect, connect_with, tls_config
 pub use config::{HostPolicy, OriginPolicy, WsConfig};
 pub use conn::{WsConnection, WsReader, WsWriter};
 pub use engine::{Engine, Incoming, Outgoing, RawRead, RawWrite, ReadError, Role, truncate_reason};
+pub use http::{BodyError, HttpFuture, HttpHandler, HttpRoutes, read_body};
 pub use server::{
     HttpFallback, REFUSALS_IN_FLIGHT, UpgradeError, WsAcceptor, WsOffer, is_upgrade_request,
     refusal_response, upgrade, upgrade_with,

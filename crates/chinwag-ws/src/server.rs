@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::engine::{Engine, Role};
+use crate::http::HttpRoutes;
 use crate::{WsConfig, WsConnection, WsStream};
 
 /// Why a request was not upgraded. Each variant maps to the HTTP status the client gets
@@ -374,6 +375,35 @@ impl<E: Engine> WsAcceptor<E> {
         tls: Option<Arc<rustls::ServerConfig>>,
         fallback: Option<HttpFallback>,
     ) -> io::Result<Vec<Self>> {
+        Self::bind_routes_with(addr, paths, cfg, tls, HttpRoutes::from_fallback(fallback)).await
+    }
+
+    /// As [`bind_routes`](Self::bind_routes), with plain HTTP requests answered by `http`:
+    /// its asynchronous [`HttpHandler`](crate::HttpHandler)s (which may read the request
+    /// body) under their path prefixes first, then its synchronous fallback, then 404.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use chinwag::ws::{Engine, HttpHandler, HttpRoutes, WsAcceptor, WsConfig};
+    /// # async fn f<E: Engine>(api: HttpHandler) -> std::io::Result<()> {
+    /// let routes = HttpRoutes::new().handler("/api/", api);
+    /// let acceptors = WsAcceptor::<E>::bind_routes_with(
+    ///     "127.0.0.1:8080".parse().unwrap(), &["/ws"], WsConfig::default(), None, routes,
+    /// )
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`bind_routes`](Self::bind_routes).
+    pub async fn bind_routes_with(
+        addr: SocketAddr,
+        paths: &[&str],
+        cfg: WsConfig,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        http: HttpRoutes,
+    ) -> io::Result<Vec<Self>> {
         let mut seen = std::collections::HashSet::new();
         if paths.is_empty() || !paths.iter().all(|p| seen.insert(*p)) {
             return Err(io::Error::new(
@@ -382,7 +412,7 @@ impl<E: Engine> WsAcceptor<E> {
             ));
         }
         let paths: Vec<Option<String>> = paths.iter().map(|p| Some((*p).to_owned())).collect();
-        Self::bind_inner(addr, &paths, cfg, tls, fallback).await
+        Self::bind_inner(addr, &paths, cfg, tls, http).await
     }
 
     async fn bind_one(
@@ -392,7 +422,8 @@ impl<E: Engine> WsAcceptor<E> {
         tls: Option<Arc<rustls::ServerConfig>>,
         fallback: Option<HttpFallback>,
     ) -> io::Result<Self> {
-        let mut v = Self::bind_inner(addr, &[path], cfg, tls, fallback).await?;
+        let http = HttpRoutes::from_fallback(fallback);
+        let mut v = Self::bind_inner(addr, &[path], cfg, tls, http).await?;
         Ok(v.pop().expect("one route, one acceptor"))
     }
 
@@ -401,7 +432,7 @@ impl<E: Engine> WsAcceptor<E> {
         paths: &[Option<String>],
         cfg: WsConfig,
         tls: Option<Arc<rustls::ServerConfig>>,
-        fallback: Option<HttpFallback>,
+        http: HttpRoutes,
     ) -> io::Result<Vec<Self>> {
         let socket = if addr.is_ipv4() {
             TcpSocket::new_v4()?
@@ -427,7 +458,7 @@ impl<E: Engine> WsAcceptor<E> {
             Arc::new(cfg),
             routes.into(),
             tls.map(tokio_rustls::TlsAcceptor::from),
-            fallback,
+            Arc::new(http),
             budget.clone(),
         ))));
         Ok(receivers
@@ -570,7 +601,7 @@ async fn accept_loop<E: Engine>(
     cfg: Arc<WsConfig>,
     routes: Routes<E>,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    fallback: Option<HttpFallback>,
+    plain: Arc<HttpRoutes>,
     budget: ConnectionBudget,
 ) {
     let refusing = Arc::new(AtomicUsize::new(0));
@@ -600,7 +631,7 @@ async fn accept_loop<E: Engine>(
             tls: None,
             cfg: cfg.clone(),
             routes: routes.clone(),
-            fallback: fallback.clone(),
+            plain: plain.clone(),
             permit,
         };
         let task = match &tls {
@@ -710,7 +741,8 @@ struct Http<E: Engine> {
     tls: Option<TlsInfo>,
     cfg: Arc<WsConfig>,
     routes: Routes<E>,
-    fallback: Option<HttpFallback>,
+    /// Plain HTTP requests: asynchronous handlers by prefix, then the fallback.
+    plain: Arc<HttpRoutes>,
     /// The socket's place in the budget; an upgraded connection takes a clone along, so the
     /// place is free only when both are gone.
     permit: ConnectionPermit,
@@ -761,7 +793,13 @@ async fn answer<E: Engine>(
         .iter()
         .find(|(p, _)| p.as_deref().is_none_or(|p| req.uri().path() == p));
     let on_path = route.is_some();
-    if let Some(f) = &http.fallback
+    if !is_upgrade_request(&req)
+        && let Some(handler) = http.plain.handler_for(req.uri().path())
+    {
+        req.extensions_mut().insert(PeerAddr::Ip(peer));
+        return handler(req).await;
+    }
+    if let Some(f) = http.plain.fallback_ref()
         && !is_upgrade_request(&req)
     {
         return f(&req).unwrap_or_else(|| {

@@ -432,6 +432,83 @@ pub async fn http_fallback<E: Engine>() {
     within("connect", client).await.unwrap().unwrap();
 }
 
+/// An asynchronous handler under a prefix reads POST bodies (echoed), refuses one over its
+/// limit with 413, and leaves the fallback and the upgrades their own requests.
+pub async fn http_handler<E: Engine>() {
+    let echo: crate::HttpHandler = Arc::new(|req| {
+        Box::pin(async move {
+            match crate::read_body(req.into_body(), 8, Duration::from_secs(5)).await {
+                Ok(body) => http::Response::new(http_body_util::Full::new(body)),
+                Err(e) => e.to_response(),
+            }
+        })
+    });
+    let pages: crate::HttpFallback = Arc::new(|req| {
+        (req.uri().path() == "/page").then(|| {
+            http::Response::new(http_body_util::Full::new(Bytes::from_static(b"page body")))
+        })
+    });
+    let routes = crate::HttpRoutes::new()
+        .handler("/echo/", echo)
+        .fallback(Some(pages));
+    let mut accs =
+        WsAcceptor::<E>::bind_routes_with(loopback(), &["/ws"], WsConfig::default(), None, routes)
+            .await
+            .unwrap();
+    let mut acc = accs.pop().unwrap();
+    let addr = acc.local_addr();
+    async fn ask(addr: std::net::SocketAddr, request: &[u8]) -> String {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(request).await.unwrap();
+        let mut resp = Vec::new();
+        within("answer", tcp.read_to_end(&mut resp)).await.unwrap();
+        String::from_utf8_lossy(&resp).into_owned()
+    }
+    // At the limit: read whole and echoed.
+    let text = ask(
+        addr,
+        b"POST /echo/x HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\nConnection: close\r\n\r\n12345678",
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("\r\n\r\n12345678"), "{text}");
+    // One byte over (announced, and chunked without a length): 413.
+    let text = ask(
+        addr,
+        b"POST /echo/x HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\nConnection: close\r\n\r\n123456789",
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    let text = ask(
+        addr,
+        b"POST /echo/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\n12345\r\n4\r\n6789\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    // The fallback answers the rest; unknown paths are 404.
+    let text = ask(
+        addr,
+        b"GET /page HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(text.ends_with("page body"), "{text}");
+    let text = ask(
+        addr,
+        b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        text.starts_with("HTTP/1.1 404"),
+        "not under the prefix: {text}"
+    );
+    // The WebSocket path still upgrades.
+    let url = format!("ws://{addr}/ws");
+    let client =
+        tokio::spawn(async move { connect::<E>(&url, &WsConfig::default()).await.map(|_| ()) });
+    within("accept", acc.accept()).await.unwrap();
+    within("connect", client).await.unwrap().unwrap();
+}
+
 /// One listener, two upgrade paths: each upgrade reaches the acceptor of its path, plain HTTP
 /// the fallback, other paths 404; dropping one acceptor leaves the other serving.
 pub async fn routes<E: Engine>() {
@@ -1334,6 +1411,10 @@ macro_rules! engine_tests {
         #[tokio::test]
         async fn http_fallback() {
             $crate::suite::http_fallback::<$engine>().await
+        }
+        #[tokio::test]
+        async fn http_handler() {
+            $crate::suite::http_handler::<$engine>().await
         }
         #[tokio::test]
         async fn routes() {

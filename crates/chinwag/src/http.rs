@@ -1,7 +1,9 @@
 //! What extra HTTP routes on the HTTP listener are written with
-//! ([`ServerBuilder::http_fallback`](crate::ServerBuilder::http_fallback)): the request and
-//! response types, [`HttpFallback`], [`StaticAsset`] (a file with ETag, gzip and 304), and
-//! small response helpers.
+//! ([`ServerBuilder::http_fallback`](crate::ServerBuilder::http_fallback), synchronous, from
+//! the request head; [`ServerBuilder::http_handler`](crate::ServerBuilder::http_handler),
+//! asynchronous, with the body): the request and response types, [`HttpFallback`],
+//! [`HttpHandler`] and [`read_body`] (a body within a size limit and a deadline),
+//! [`StaticAsset`] (a file with ETag, gzip and 304), and small response helpers.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -18,9 +20,12 @@
 
 pub use ::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 pub use bytes::Bytes;
-pub use chinwag_ws::{HttpFallback, StaticAsset};
+pub use chinwag_ws::{
+    BodyError, HttpFallback, HttpFuture, HttpHandler, HttpRoutes, StaticAsset, read_body,
+};
 pub use http_body_util::Full;
-/// The body of the requests a fallback sees (it is not read: fallbacks answer from the head).
+/// The body of the requests a fallback sees (it is not read: fallbacks answer from the head)
+/// and that an [`HttpHandler`] reads ([`read_body`]).
 pub use hyper::body::Incoming;
 
 /// A response with `status` and a `text/plain; charset=utf-8` body.

@@ -59,7 +59,8 @@
 //! | [`hub`] | `chinwag-hub` | users, devices, sign-on policies, send-to-user, rooms, presence, hooks, JWT, the doors |
 //!
 //! Besides them: [`Server`] and [`ServerBuilder`] (the builder), [`Error`] (one error for
-//! all layers), [`http`] (what extra HTTP routes are written with), [`prelude`], and with
+//! all layers), [`http`] (what extra HTTP routes are written with), [`api`] (the server API:
+//! the hub's operations as JSON over HTTP, `docs/server-api.md`), [`prelude`], and with
 //! feature `tls` the `tls` helpers. [`tokio`] is re-exported so a program can depend on
 //! `chinwag` alone.
 //!
@@ -184,6 +185,8 @@ pub mod ws {
 }
 
 pub mod http;
+
+pub mod api;
 
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::api::{API_PREFIX, Api, ApiConfig};
 use crate::error::{Error, Result};
 use crate::history::{HistoryBackend, open_history};
-use crate::http::HttpFallback;
+use crate::http::{HttpFallback, HttpHandler, HttpRoutes};
 use crate::hub::auth::{Authenticator, JwtAuthenticator, JwtConfig, JwtKey, StaticTokens};
 use crate::hub::doors::DoorHandle;
 use crate::hub::doors::chat::ChatDoor;
@@ -248,6 +249,8 @@ pub struct ServerBuilder {
     tok_ping: Option<TokPing>,
     static_tokens: Option<StaticTokens>,
     fallback: Option<Fallback>,
+    handlers: Vec<(String, HttpHandler)>,
+    api: Option<ApiConfig>,
     js_client: bool,
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -284,6 +287,8 @@ impl Default for ServerBuilder {
             tok_ping: None,
             static_tokens: None,
             fallback: None,
+            handlers: Vec::new(),
+            api: None,
             js_client: true,
             tls: None,
         }
@@ -467,6 +472,45 @@ impl ServerBuilder {
         make: impl FnOnce(&Hub) -> HttpFallback + Send + 'static,
     ) -> Self {
         self.fallback = Some(Fallback::WithHub(Box::new(make)));
+        self
+    }
+
+    /// Answers the plain HTTP requests of the HTTP listener whose path starts with `prefix`
+    /// with `handler`, asynchronously and with the whole request (it may read the body: bound
+    /// it with [`read_body`](crate::http::read_body)). Handlers are tried before the
+    /// [`http_fallback`](Self::http_fallback), in the order they were added.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use chinwag::http::{self, HttpHandler, read_body};
+    ///
+    /// let echo: HttpHandler = Arc::new(|req| {
+    ///     Box::pin(async move {
+    ///         match read_body(req.into_body(), 4096, Duration::from_secs(5)).await {
+    ///             Ok(body) => http::with_type(200, "text/plain", body),
+    ///             Err(e) => e.to_response(),
+    ///         }
+    ///     })
+    /// });
+    /// let builder = chinwag::Server::builder().http_handler("/echo/", echo);
+    /// ```
+    pub fn http_handler(mut self, prefix: impl Into<String>, handler: HttpHandler) -> Self {
+        self.handlers.push((prefix.into(), handler));
+        self
+    }
+
+    /// The server API ([`crate::api`], `docs/server-api.md`) at `POST /api/<method>` on the
+    /// HTTP listener, with `config`'s key and bounds. Off (404) when the key is empty, or when
+    /// this is not called.
+    ///
+    /// ```
+    /// use chinwag::api::ApiConfig;
+    ///
+    /// let builder = chinwag::Server::builder().api(ApiConfig::new("a long random API key"));
+    /// ```
+    pub fn api(mut self, config: ApiConfig) -> Self {
+        self.api = Some(config);
         self
     }
 
@@ -794,6 +838,9 @@ impl ServerBuilder {
             }
             (_, e) => e,
         };
+        if let Some(api) = self.api.as_ref().filter(|a| a.is_on()) {
+            api.check()?;
+        }
         if self.rooms_path.as_deref() == Some(self.chat_path.as_str()) {
             return Err(Error::Config(format!(
                 "the chat and room doors cannot share the path {}",
@@ -957,6 +1004,14 @@ impl ServerBuilder {
                     }),
                     self.js_client,
                 );
+                let mut routes = HttpRoutes::new().fallback(fallback);
+                if let Some(config) = self.api.filter(ApiConfig::is_on) {
+                    routes = routes.handler(API_PREFIX, Api::new(hub.clone(), config)?.handler());
+                    tracing::info!(prefix = API_PREFIX, "server API on");
+                }
+                for (prefix, handler) in self.handlers {
+                    routes = routes.handler(prefix, handler);
+                }
                 let mut paths = vec![self.chat_path.as_str()];
                 paths.extend(self.rooms_path.as_deref());
                 paths.extend(self.tok_ws_path.as_deref());
@@ -965,7 +1020,7 @@ impl ServerBuilder {
                     paths: &paths,
                     ws: self.ws,
                     tls: tls.clone(),
-                    fallback,
+                    routes,
                     chat: &chat,
                     rooms: self.rooms_path.is_some().then_some(&rooms),
                     tok: self.tok_ws_path.is_some().then_some(&tok),
@@ -1108,7 +1163,7 @@ struct HttpParts<'a> {
     paths: &'a [&'a str],
     ws: WsConfig,
     tls: Option<Arc<rustls::ServerConfig>>,
-    fallback: Option<HttpFallback>,
+    routes: HttpRoutes,
     chat: &'a ChatDoor,
     rooms: Option<&'a RoomsDoor>,
     tok: Option<&'a TokDoor>,
@@ -1132,15 +1187,20 @@ impl HttpParts<'_> {
         allow(dead_code)
     )]
     async fn serve<E: Engine>(self) -> Result<(SocketAddr, Vec<DoorHandle>)> {
-        let mut acceptors =
-            WsAcceptor::<E>::bind_routes(self.addr, self.paths, self.ws, self.tls, self.fallback)
-                .await
-                .map_err(|source| Error::Bind {
-                    what: "http",
-                    addr: self.addr,
-                    source,
-                })?
-                .into_iter();
+        let mut acceptors = WsAcceptor::<E>::bind_routes_with(
+            self.addr,
+            self.paths,
+            self.ws,
+            self.tls,
+            self.routes,
+        )
+        .await
+        .map_err(|source| Error::Bind {
+            what: "http",
+            addr: self.addr,
+            source,
+        })?
+        .into_iter();
         let chat = acceptors
             .next()
             .ok_or_else(|| Error::Config("no acceptor for the chat path".into()))?;

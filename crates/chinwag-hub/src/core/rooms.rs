@@ -71,6 +71,9 @@ impl std::fmt::Debug for RoomOptions {
     }
 }
 
+mod changes;
+pub use changes::RoomChanges;
+
 /// What a room looks like now.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]

@@ -117,8 +117,23 @@ impl Hub {
         let (Some(history), Some(_)) = (&inner.history, inner.config.history.conversation()) else {
             return Err(ConversationError::NotKept);
         };
-        let user = &conn.device().user;
-        let limit = limit.clamp(1, inner.config.history.max_page.max(1));
+        inner
+            .read_conversation(history, &conn.device().user, with, from, limit)
+            .await
+    }
+}
+
+impl Inner {
+    /// A page of the conversation between `user` and `with` (whoever asks: the callers check).
+    pub(super) async fn read_conversation(
+        &self,
+        history: &Arc<dyn chinwag_queue::History>,
+        user: &str,
+        with: &str,
+        from: HistoryFrom,
+        limit: usize,
+    ) -> Result<ConversationPage, ConversationError> {
+        let limit = limit.clamp(1, self.config.history.max_page.max(1));
         let (offset, direction) = from.read_from();
         let stream = conversation::stream(user, with);
         let page = history

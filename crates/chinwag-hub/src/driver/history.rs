@@ -348,7 +348,20 @@ impl Hub {
         if !member && !keep.public {
             return Err(RoomError::NotMember);
         }
-        let limit = limit.clamp(1, inner.config.history.max_page.max(1));
+        inner.read_history(history, room, from, limit).await
+    }
+}
+
+impl Inner {
+    /// A page of `room`'s history (whoever asks: the callers check).
+    pub(super) async fn read_history(
+        &self,
+        history: &Arc<dyn chinwag_queue::History>,
+        room: &str,
+        from: HistoryFrom,
+        limit: usize,
+    ) -> Result<HistoryPage, RoomError> {
+        let limit = limit.clamp(1, self.config.history.max_page.max(1));
         let (offset, direction) = from.read_from();
         let page = history
             .read(room, offset, direction, limit)

@@ -55,6 +55,7 @@ use crate::link::{DoorFormat, Format};
 use crate::metrics as m;
 
 mod acks;
+mod admin;
 mod cluster;
 mod conn;
 mod conversation;
