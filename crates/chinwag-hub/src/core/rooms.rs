@@ -526,9 +526,9 @@ mod tests {
     #[test]
     fn a_join_of_a_room_made_again_is_refused() {
         let mut rooms = Rooms::<u32>::default();
-        rooms.door("r", Some(room(1, 10))).unwrap();
+        rooms.door("r", Some(room(1, 10)), false).unwrap();
         assert!(rooms.forget_if_empty("r", 1));
-        rooms.door("r", Some(room(2, 10))).unwrap();
+        rooms.door("r", Some(room(2, 10)), false).unwrap();
         assert_eq!(
             rooms.add_member("r", 1, ConnId(1), member("a"), None).err(),
             Some(RoomRefusal::NoSuchRoom)
