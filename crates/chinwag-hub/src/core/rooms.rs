@@ -267,9 +267,8 @@ impl<M: Clone> Rooms<M> {
         Ok(info)
     }
 
-    /// The first half of a join: the room's door. With `create` (an epoch for the new room,
-    /// when rooms are made by joining), an unknown room is made, open and removed with its last
-    /// member, with presence events when `presence_events`.
+    /// The first half of a join: the room's door. With `create` (a new room's epoch, when rooms
+    /// are made by joining), an unknown room is made: open, removed with its last member.
     pub(crate) fn door(
         &mut self,
         name: &str,
