@@ -369,6 +369,11 @@ test('a second device of the same user sees the direct messages; the replaced ta
   try {
     await signIn(first.page, 'kim');
     await signIn(fay.page, 'fay');
+    // Both are in the lobby; fay says something there that kim's first tab shows.
+    await first.page.locator('#conv-title', { hasText: '# lobby' }).waitFor();
+    await fay.page.locator('#conv-title', { hasText: '# lobby' }).waitFor();
+    await say(fay.page, 'Lobby: morning all.');
+    await bodies(first.page, 'Lobby: morning all.');
     await first.page.locator('#dm-form input[name=user]').fill('fay');
     await first.page.locator('#dm-form button[type=submit]').click();
     await first.page.locator('#conv-title', { hasText: 'fay' }).waitFor();
@@ -392,6 +397,9 @@ test('a second device of the same user sees the direct messages; the replaced ta
     await bodies(fay.page, 'Booking the usual place.');
     await say(fay.page, 'Great, see you there.');
     assert.deepEqual(await bodies(second.page, 'Great, see you there.'), ['Lunch at one?', 'One works.', 'Booking the usual place.', 'Great, see you there.']);
+    await fay.page.locator('#room-list button[data-room="lobby"]').click();
+    await say(fay.page, 'Lobby: the coffee machine is fixed.');
+    await bodies(fay.page, 'Lobby: the coffee machine is fixed.');
     await second.page.screenshot({ path: path.join(shots, 'dm-second-device.png'), animations: 'disabled' });
 
     // The first tab takes over again: it keeps what it showed and adds what came meanwhile.
@@ -401,6 +409,10 @@ test('a second device of the same user sees the direct messages; the replaced ta
     await first.page.locator('#conv-title', { hasText: 'fay' }).waitFor();
     assert.deepEqual(await bodies(first.page, 'Great, see you there.'), ['Lunch at one?', 'One works.', 'Booking the usual place.', 'Great, see you there.']);
     await first.page.screenshot({ path: path.join(shots, 'dm-back-after-replaced.png'), animations: 'disabled' });
+    // The lobby too: what it showed, then what was said there while it was replaced, in order.
+    await first.page.locator('#room-list button[data-room="lobby"]').click();
+    assert.deepEqual(await bodies(first.page, 'Lobby: the coffee machine is fixed.'), ['Lobby: morning all.', 'Lobby: the coffee machine is fixed.']);
+    await first.page.screenshot({ path: path.join(shots, 'lobby-back-after-replaced.png'), animations: 'disabled' });
     assert.deepEqual([...first.errors, ...fay.errors, ...second.errors], []);
   } finally {
     await first.context.close();
