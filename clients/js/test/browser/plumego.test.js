@@ -13,7 +13,8 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import { startChinwagServer } from '../support/chinwag-server.js';
 import { launchChromium, screenshotDir } from '../support/browser.js';
@@ -32,18 +33,15 @@ ws.onmessage = (event) => {
     console.log('Received:', event.data);
 };`;
 
-// The plumego profile of docs/server.md (the listen address comes from the test's --listen flag,
-// which beats the file).
-const PROFILE = `[hub]
-anonymous = true
-
-[rooms]
-password_query = true
-declared = [{ name = "chat", password = "room-password" }]
-
-[websocket.origin]
-allowed = ["*"]
-`;
+// The plumego profile, as docs/server.md writes it (its first TOML block after the heading): the
+// page and this test cannot drift apart. The test's --listen flag beats the file's address.
+const DOCS = readFileSync(path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..', 'docs', 'server.md'), 'utf8');
+const PROFILE = (() => {
+  const at = DOCS.indexOf('## The plumego profile');
+  const m = at < 0 ? null : /```toml\n([\s\S]*?)```/.exec(DOCS.slice(at));
+  if (!m) throw new Error('docs/server.md has no plumego profile (a ```toml block after "## The plumego profile")');
+  return m[1];
+})();
 
 let server;
 let browser;
