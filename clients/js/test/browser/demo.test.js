@@ -36,7 +36,7 @@ after(async () => {
  * turns the demo's fallback poll of members and online states off, so that only the server's
  * events can change them.
  */
-async function person({ viewport = { width: 1280, height: 800 }, poll = true } = {}) {
+async function person({ viewport = { width: 1280, height: 800 }, poll = true, at = server } = {}) {
   const context = await browser.newContext({ viewport });
   if (!poll) await context.addInitScript(() => (window.CHINWAG_DEMO = { peoplePollMs: 0 }));
   const page = await context.newPage();
@@ -44,7 +44,7 @@ async function person({ viewport = { width: 1280, height: 800 }, poll = true } =
   const errors = [];
   page.on('pageerror', (err) => errors.push(err));
   page.on('console', (m) => m.type() === 'error' && !/WebSocket|Failed to load resource/.test(m.text()) && errors.push(new Error(m.text())));
-  await page.goto(server.http);
+  await page.goto(at.http);
   return { context, page, errors };
 }
 
@@ -317,14 +317,17 @@ async function onlineCount(page) {
 }
 
 test("the lobby's members, count and online dots follow presence events, with no poll", async () => {
-  const ada = await person({ poll: false });
-  let bob = await person({ poll: false });
+  // A server of its own: nobody else is online, so the counts are exact.
+  const own = await startChinwagServer();
+  const ada = await person({ poll: false, at: own });
+  let bob = await person({ poll: false, at: own });
   try {
     await signIn(ada.page, 'ada-p');
     await ada.page.locator('#conv-title', { hasText: '# lobby' }).waitFor();
     await ada.page.locator('#conv-sub', { hasText: '1 member here' }).waitFor();
-    await ada.page.locator('#online-count', { hasText: 'online' }).waitFor();
+    await ada.page.locator('#online-count', { hasText: '1 online' }).waitFor();
     const before = await onlineCount(ada.page);
+    assert.equal(before, 1);
     assert.equal(await ada.page.evaluate(() => window.CHINWAG_DEMO.peoplePollMs), 0, 'the poll is off');
 
     // bob signs in: he joins the lobby, and ada's page learns it from the presence event alone.
@@ -359,6 +362,8 @@ test("the lobby's members, count and online dots follow presence events, with no
   } finally {
     await ada.context.close();
     if (bob) await bob.context.close();
+    await own.stop();
+    own.removeDataDir();
   }
 });
 
