@@ -509,7 +509,7 @@ function onPresence(p) {
     const i = r.members.findIndex((m) => m.user === p.user && m.device === p.device);
     if (i >= 0) r.members.splice(i, 1);
   }
-  refreshOnline([p.user]);
+  refreshOnlineSoon(p.user);
   if (isOpen('room', p.room)) {
     paintHeader();
     renderMessages();
@@ -571,6 +571,22 @@ async function refreshPeople() {
   } catch {
     // next time
   }
+}
+
+// The people of a burst of presence events (a busy room) are asked about in one request.
+let onlineAsk = null;
+function refreshOnlineSoon(user) {
+  if (!onlineAsk) {
+    const mine = s;
+    onlineAsk = new Set();
+    setTimeout(() => {
+      const users = [...onlineAsk];
+      onlineAsk = null;
+      // The server answers for 100 at most per request.
+      for (let i = 0; i < users.length && s === mine; i += 100) refreshOnline(users.slice(i, i + 100));
+    }, 50);
+  }
+  onlineAsk.add(user);
 }
 
 // Who of `users` is online, and how many users are.
