@@ -267,7 +267,8 @@ function onReplaced() {
 function onClosed(info) {
   clearInterval(s.peopleTimer);
   if (info.code === 4003) return; // the notice says it
-  if (info.name === 'auth_failed') banner(`Sign-in refused: ${info.reason}. Sign out and in again.`);
+  // (The server's reason may start with "refused: " itself: said once, not "refused: refused: ".)
+  if (info.name === 'auth_failed') banner(`Sign-in refused: ${String(info.reason || 'no reason given').replace(/^refused:\s*/, '')}. Sign out and in again.`);
   else if (info.code !== 1000) banner(`Disconnected: ${info.reason || info.name}. Reload the page to connect again.`);
 }
 
