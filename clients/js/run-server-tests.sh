@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the tests against the real chinwag-server binary: the chat client from Node
-# (test/server/) and the web demo in headless Chromium driven by playwright-core
-# (test/browser/). The binary is $CHINWAG_SERVER (else ../../target/debug/chinwag-server: cargo
-# build -p chinwag-server); the browser is Debian's /usr/bin/chromium (apt-get install chromium;
+# (test/server/) and, in headless Chromium driven by playwright-core (test/browser/), the web
+# demo and plumego's Quick Start client (against the plumego profile of docs/server.md). The
+# binary is $CHINWAG_SERVER (else ../../target/debug/chinwag-server: cargo build -p
+# chinwag-server); the browser is Debian's /usr/bin/chromium (apt-get install chromium;
 # or $CHROMIUM) — playwright never downloads one. A missing binary or browser fails the tests.
 # Screenshots of the demo: $CHINWAG_SCREENSHOTS, else ../../target/browser-screenshots/.
 set -euo pipefail

@@ -263,6 +263,7 @@ setters!(OfflineShares {
 /// | `replay_page` | 64 entries per queue read |
 /// | `replay_timeout` | 30 s (a replaying client that does not read for this long is closed) |
 /// | `auto_create_rooms` | true (rooms without a password, removed when empty) |
+/// | `presence_on_join` | false (rooms made by joining send no presence events) |
 /// | `sweep_interval` | 60 s (expired queue entries, rate-limiter state) |
 /// | `ack_linger` | 5 ms (acks gathered into one queue call) |
 /// | `max_ack_batch` | 256 acks per queue call |
@@ -307,6 +308,11 @@ pub struct HubConfig {
     pub replay_timeout: Duration,
     /// Whether joining an unknown room creates it. Default true.
     pub auto_create_rooms: bool,
+    /// Whether a room made by joining sends its members `presence` events (joins and leaves of
+    /// the others), as a room made with
+    /// [`RoomOptions::with_presence_events`](crate::RoomOptions::with_presence_events) does.
+    /// Default false.
+    pub presence_on_join: bool,
     /// How often expired queue entries and idle rate-limiter state are swept. Default 60 s.
     #[cfg_attr(feature = "serde", serde(with = "chinwag_transport::duration"))]
     pub sweep_interval: Duration,
@@ -367,6 +373,7 @@ impl Default for HubConfig {
             replay_page: 64,
             replay_timeout: Duration::from_secs(30),
             auto_create_rooms: true,
+            presence_on_join: false,
             sweep_interval: Duration::from_secs(60),
             ack_linger: Duration::from_millis(5),
             max_ack_batch: 256,
@@ -404,6 +411,8 @@ setters!(HubConfig {
     with_replay_timeout: replay_timeout: Duration,
     /// Sets [`auto_create_rooms`](Self::auto_create_rooms).
     with_auto_create_rooms: auto_create_rooms: bool,
+    /// Sets [`presence_on_join`](Self::presence_on_join).
+    with_presence_on_join: presence_on_join: bool,
     /// Sets [`sweep_interval`](Self::sweep_interval).
     with_sweep_interval: sweep_interval: Duration,
     /// Sets [`ack_linger`](Self::ack_linger).

@@ -261,15 +261,25 @@ async fn passwords<E: Engine>() {
     let acc = WsAcceptor::<E>::bind_path("127.0.0.1:0".parse().unwrap(), "/ws", ws_config())
         .await
         .unwrap();
-    let url = format!(
-        "ws://{}/ws?room=vault&password=open%20sesame",
-        acc.local_addr()
-    );
+    let acc_addr = acc.local_addr();
+    let url = format!("ws://{acc_addr}/ws?room=vault&password=open%20sesame");
     let door = RoomsDoor::new(hub.clone())
         .with_password_in_query(true)
         .serve(acc);
     let (st, _) = raw_upgrade(&url, &[auth("c")]).await;
     assert_eq!(st, 101, "the query password counts once enabled");
+    // plumego's parameter, `room_password`: right in, wrong or missing refused with 403.
+    let base = format!("ws://{}/ws?room=vault", acc_addr);
+    let (st, _) = raw_upgrade(&format!("{base}&room_password=open%20sesame"), &[auth("d")]).await;
+    assert_eq!(st, 101, "plumego's room_password counts");
+    let (st, body) = raw_upgrade(&format!("{base}&room_password=open"), &[auth("e")]).await;
+    assert_eq!(
+        (st, body.contains("wrong room password")),
+        (403, true),
+        "{body}"
+    );
+    let (st, _) = raw_upgrade(&base, &[auth("e")]).await;
+    assert_eq!(st, 403, "no password at all");
     hub.shutdown(DEADLINE).await;
     door.shutdown(DEADLINE).await;
 }
@@ -337,6 +347,55 @@ async fn members_per_room_and_rooms_per_connection_at_their_limits() {
         .unwrap();
     hub.shutdown(DEADLINE).await;
     door.shutdown(DEADLINE).await;
+}
+
+/// Rooms made by joining send presence events when the hub says so (`presence_on_join`), and
+/// none by default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_made_by_joining_have_presence_events_when_configured() {
+    for on in [true, false] {
+        let hub = hub(config().with_presence_on_join(on), None);
+        let (door, addr) = chat_tcp(&hub);
+        let mut a = Client::tcp(addr, Some(&token("ann", "d"))).await;
+        let b = Client::tcp(addr, Some(&token("ben", "d"))).await;
+        a.req("join", json!({ "room": "made" })).await.unwrap();
+        b.req("join", json!({ "room": "made" })).await.unwrap();
+        b.req("publish", json!({ "room": "made", "body": "hi" }))
+            .await
+            .unwrap();
+        b.req("leave", json!({ "room": "made" })).await.unwrap();
+        b.req("join", json!({ "room": "made" })).await.unwrap();
+        b.req("publish", json!({ "room": "made", "body": "again" }))
+            .await
+            .unwrap();
+        // What ann gets, in order, up to ben's second publish.
+        let mut got = Vec::new();
+        loop {
+            let n = a.note().await;
+            let done = n.name == "room" && n.body["body"] == "again";
+            got.push(match n.name.as_str() {
+                "presence" => format!("presence {}", n.body["event"].as_str().unwrap()),
+                other => format!("{other} {}", n.body["body"].as_str().unwrap_or("")),
+            });
+            if done {
+                break;
+            }
+        }
+        let expected: &[&str] = if on {
+            &[
+                "presence join",
+                "room hi",
+                "presence leave",
+                "presence join",
+                "room again",
+            ]
+        } else {
+            &["room hi", "room again"]
+        };
+        assert_eq!(got, expected, "presence_on_join = {on}");
+        hub.shutdown(DEADLINE).await;
+        door.shutdown(DEADLINE).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

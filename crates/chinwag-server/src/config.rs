@@ -383,6 +383,107 @@ impl ApiSection {
     }
 }
 
+/// `[rooms]`: rooms the server makes at start, and whether the room door takes a password from
+/// the query (plumego's `room_password`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)] // each key is documented in docs/server.md (and `--help`)
+pub struct RoomsSection {
+    /// The rooms made at start, before any door listens.
+    pub declared: Vec<DeclaredRoom>,
+    pub password_query: bool,
+}
+
+impl Default for RoomsSection {
+    /// The demo's room, `lobby`, with presence events (its member list follows joins and
+    /// leaves as they happen); no password from the query.
+    fn default() -> Self {
+        RoomsSection {
+            declared: vec![DeclaredRoom {
+                presence_events: true,
+                ..DeclaredRoom::named("lobby")
+            }],
+            password_query: false,
+        }
+    }
+}
+
+/// One room of `rooms.declared`, e.g. `{ name = "staff", password = "s3cret", presence_events =
+/// true, max_members = 50, history = false }`. Only `name` is required; a field left out is
+/// the default and is not printed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeclaredRoom {
+    /// The room's name (the identifier rules of room names).
+    pub name: String,
+    /// The password members must give (empty: none). Stored as the hub stores every room
+    /// password (an Argon2id hash); `--print-config` redacts it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub password: String,
+    /// Whether members get `presence` events when others join or leave.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub presence_events: bool,
+    /// A member limit below the hub's (`hub.limits.max_members_per_room`); 0: the hub's.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_members: usize,
+    /// Whether the room keeps its recent publishes (as `[hub.history]` says); false: none.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub history: bool,
+    /// Whether signed-in users that are not members may read its history.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub history_public: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl DeclaredRoom {
+    /// A room of this name with no password, no presence events, the hub's limits and history.
+    pub fn named(name: &str) -> Self {
+        DeclaredRoom {
+            name: name.to_owned(),
+            password: String::new(),
+            presence_events: false,
+            max_members: 0,
+            history: true,
+            history_public: false,
+        }
+    }
+
+    /// The hub's options of this room; `history` is the hub's `[hub.history]`.
+    pub fn options(&self, history: &chinwag::hub::RoomHistory) -> chinwag::hub::RoomOptions {
+        use chinwag::hub::{Keep, KeepHistory, RoomOptions};
+        let mut o = RoomOptions::new().with_presence_events(self.presence_events);
+        if !self.password.is_empty() {
+            o = o.with_password(self.password.clone());
+        }
+        if self.max_members > 0 {
+            o = o.with_max_members(self.max_members);
+        }
+        if !self.history {
+            o = o.with_history(KeepHistory::Off);
+        } else if self.history_public && history.max_len > 0 {
+            o = o.with_history(KeepHistory::Keep(
+                Keep::new(history.max_len, history.max_age).readable_by_all(),
+            ));
+        }
+        o
+    }
+}
+
 /// `[log]`: the tracing filter and format.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -425,19 +526,23 @@ pub struct Settings {
     pub tok: TokSection,
     /// `[api]`: the server API.
     pub api: ApiSection,
+    /// `[rooms]`: rooms made at start, the room door's password from the query.
+    pub rooms: RoomsSection,
     /// `[log]`: logs.
     pub log: LogSection,
 }
 
 impl Default for Settings {
     /// The libraries' defaults, and the server's own where it has its own (addresses, the
-    /// data directory, the redb queue, a 1 MiB WebSocket message).
+    /// data directory, the redb queue, a 1 MiB WebSocket message, presence events in rooms
+    /// made by joining).
     fn default() -> Self {
         Settings {
             server: ServerSection::default(),
             tls: TlsSection::default(),
             auth: AuthSection::default(),
-            hub: HubConfig::default(),
+            // The demo's rooms, made by joining too, show who comes and goes as it happens.
+            hub: HubConfig::default().with_presence_on_join(true),
             queue: QueueSection::default(),
             // A chat message is at most `hub.limits.max_body_bytes` (64 KiB) plus its JSON
             // envelope: 1 MiB is plenty, and far less than the library's 16 MiB.
@@ -448,6 +553,7 @@ impl Default for Settings {
             cluster: ClusterSection::default(),
             tok: TokSection::default(),
             api: ApiSection::default(),
+            rooms: RoomsSection::default(),
             log: LogSection::default(),
         }
     }
@@ -837,6 +943,21 @@ impl Settings {
         if self.websocket.max_connections == 0 {
             return bad("websocket.max_connections", "at least 1");
         }
+        let mut names = std::collections::HashSet::new();
+        for r in &self.rooms.declared {
+            if r.name.is_empty() || r.name == "*" {
+                return bad(
+                    "rooms.declared",
+                    "every room needs a name (and `*` is none)",
+                );
+            }
+            if !names.insert(r.name.as_str()) {
+                return bad(
+                    "rooms.declared",
+                    &format!("the room {} is declared twice", r.name),
+                );
+            }
+        }
         let c = &self.cluster;
         if c.prefix.contains(['{', '}']) {
             return bad("cluster.prefix", "may not contain `{` or `}`");
@@ -927,6 +1048,11 @@ impl Settings {
         }
         if !s.api.key.is_empty() {
             s.api.key = "<redacted>".into();
+        }
+        for r in &mut s.rooms.declared {
+            if !r.password.is_empty() {
+                r.password = "<redacted>".into();
+            }
         }
         toml::to_string(&s).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
     }
@@ -1353,6 +1479,77 @@ mod tests {
                 .collect();
             let e = load(None, &[], &flags).unwrap_err();
             assert!(e.0.contains(named), "{flags:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn declared_rooms_and_the_password_query() {
+        let d = Settings::default();
+        assert!(
+            !d.rooms.password_query,
+            "off by default: URLs end up in logs"
+        );
+        assert_eq!(
+            d.rooms.declared,
+            [DeclaredRoom {
+                presence_events: true,
+                ..DeclaredRoom::named("lobby")
+            }],
+            "the demo's room, with presence events"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "[rooms]
+password_query = true
+declared = [
+             { name = \"chat\", password = \"room-password\" },
+             { name = \"staff\", presence_events = true, max_members = 5, history = false },
+]
+",
+        )
+        .unwrap();
+        let s = load(Some(&f), &[], &[]).unwrap();
+        assert!(s.rooms.password_query);
+        let [chat, staff] = &s.rooms.declared[..] else {
+            panic!("{:?}", s.rooms.declared)
+        };
+        let o = chat.options(&s.hub.history);
+        assert_eq!(o.password.as_deref(), Some("room-password"));
+        assert!(!o.presence_events);
+        assert_eq!(o.max_members, None);
+        assert_eq!(o.history, chinwag::hub::KeepHistory::HubDefault);
+        let o = staff.options(&s.hub.history);
+        assert_eq!(
+            (o.password, o.presence_events, o.max_members, o.history),
+            (None, true, Some(5), chinwag::hub::KeepHistory::Off)
+        );
+        // The printed configuration hides the password.
+        let printed = s.to_toml();
+        assert!(
+            !printed.contains("room-password") && printed.contains("<redacted>"),
+            "{printed}"
+        );
+        // From a variable: a TOML array; none at all: `[]`.
+        let env = [(
+            "CHINWAG_ROOMS_DECLARED".to_owned(),
+            "[{ name = \"a\" }, { name = \"b\", history_public = true }]".to_owned(),
+        )];
+        let s = load(None, &env, &[]).unwrap();
+        let names: Vec<&str> = s.rooms.declared.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        let s = load(None, &[], &[("rooms.declared".into(), "[]".into())]).unwrap();
+        assert!(s.rooms.declared.is_empty());
+        // A room twice, a room without a name, an unknown field: errors naming the key.
+        for bad in [
+            "[{ name = \"a\" }, { name = \"a\" }]",
+            "[{ name = \"\" }]",
+            "[{ password = \"x\" }]",
+            "[{ name = \"a\", colour = \"red\" }]",
+        ] {
+            let e = load(None, &[], &[("rooms.declared".into(), bad.into())]).unwrap_err();
+            assert!(e.0.contains("`rooms.declared`"), "{bad}: {e}");
         }
     }
 

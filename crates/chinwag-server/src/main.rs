@@ -258,7 +258,11 @@ async fn run(s: Settings) -> Result<(), Failure> {
         .ws_config(s.ws_config())
         .config(hub)
         .session_config(s.sessions.clone())
-        .queue_config(s.queue.limits.clone());
+        .queue_config(s.queue.limits.clone())
+        .rooms_password_in_query(s.rooms.password_query);
+    for r in &s.rooms.declared {
+        b = b.room(&r.name, r.options(&s.hub.history));
+    }
     if !s.server.tcp_listen.is_empty() {
         b = b.chat_tcp(addr("server.tcp_listen", &s.server.tcp_listen)?);
     }

@@ -399,3 +399,86 @@ async fn sign_ins_joins_and_disconnects_are_logged_at_info_without_bodies() {
     );
     s.terminate();
 }
+
+/// Rooms declared in the configuration (`rooms.declared`) exist from the start, before anyone
+/// joins: a protected one refuses a join with a wrong or missing password (`wrong_password`),
+/// takes the right one, and `--print-config` does not show its password. The default declares
+/// the demo's `lobby`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_rooms_exist_from_the_start_and_keep_their_passwords() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rooms.toml");
+    std::fs::write(
+        &file,
+        "[rooms]\ndeclared = [\n  { name = \"vault\", password = \"open sesame\" },\n  \
+         { name = \"hall\", presence_events = true },\n]\n",
+    )
+    .unwrap();
+    let (code, out, _) = run(server(dir.path())
+        .arg("--config")
+        .arg(&file)
+        .arg("--print-config"));
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("vault") && !out.contains("open sesame") && out.contains("<redacted>"),
+        "{out}"
+    );
+    let s = Running::start({
+        let mut c = server(dir.path());
+        c.arg("--config").arg(&file);
+        c
+    });
+    let alice = chat(s.chat_tcp, &token(s.http, "alice")).await;
+    let rooms: Value = alice.peer.request("rooms", &json!({})).await.unwrap();
+    let listed: Vec<(String, bool, u64)> = rooms["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["room"].as_str().unwrap().to_owned(),
+                r["protected"].as_bool().unwrap(),
+                r["members"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [("hall".to_owned(), false, 0), ("vault".to_owned(), true, 0)],
+        "made at start, before any join; the file's list replaces the default lobby"
+    );
+    for join in [
+        json!({ "room": "vault" }),
+        json!({ "room": "vault", "password": "open" }),
+    ] {
+        match alice.peer.request::<_, Value>("join", &join).await {
+            Err(chinwag::rpc::RpcError::Remote { message, .. }) => {
+                assert!(message.contains("wrong_password"), "{join}: {message}");
+            }
+            other => panic!("{join}: {other:?}"),
+        }
+    }
+    let r: Value = alice
+        .peer
+        .request(
+            "join",
+            &json!({ "room": "vault", "password": "open sesame" }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r["protected"].as_bool(), r["members"].as_u64()),
+        (Some(true), Some(1))
+    );
+    drop(alice);
+    s.terminate();
+
+    // With no configuration: the demo's lobby, open.
+    let s = Running::start(server(dir.path()));
+    let bob = chat(s.chat_tcp, &token(s.http, "bob")).await;
+    let rooms: Value = bob.peer.request("rooms", &json!({})).await.unwrap();
+    assert_eq!(rooms["rooms"][0]["room"], "lobby", "{rooms}");
+    assert_eq!(rooms["rooms"][0]["protected"], false, "{rooms}");
+    drop(bob);
+    s.terminate();
+}

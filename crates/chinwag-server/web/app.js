@@ -4,6 +4,13 @@
 // Sign-in is the server's development sign-in (GET /dev/token?user=NAME). The chat client
 // (chat() of chinwag.js) keeps the connection up as the close-code table says, rejoins rooms,
 // acknowledges direct messages and drops duplicates; this file only draws.
+//
+// What is shown comes from the server: member lists, counts and who is online follow the rooms'
+// `presence` events as they happen (the server's rooms, e.g. `lobby`, have them; rooms made by
+// joining have none, and for those — and for people one shares no room with — a slow poll is the
+// fallback: window.CHINWAG_DEMO = { peoplePollMs } sets it, 0 turns it off). Direct-message
+// history is the server's conversation history (`history` with `with`); localStorage is only a
+// cache of it, so another tab or device shows the same conversation.
 import { chat } from '/chinwag.js';
 
 const $ = (sel) => document.querySelector(sel);
@@ -14,6 +21,11 @@ const CHAT_URL = (() => {
 })();
 const MAX_KEPT = 200; // direct messages kept per conversation in localStorage
 const DEFAULT_ROOM = 'lobby';
+const PEOPLE_POLL_MS = (() => {
+  const v = Number((window.CHINWAG_DEMO || {}).peoplePollMs);
+  return Number.isFinite(v) && v >= 0 ? v : 30000;
+})();
+const MAX_CONVERSATIONS_LOADED = 20; // conversations read from the server at each sign-in
 
 const ui = {
   signin: $('#signin'),
@@ -125,14 +137,22 @@ function showSignin() {
   ui.signinForm.user.focus();
 }
 
-function start(user, firstToken) {
+// `kept`: the state of this tab before it was replaced ("Use chinwag here"): what it showed
+// stays, and what arrived elsewhere meanwhile is merged in from the server.
+function start(user, firstToken, kept = null) {
   sessionStorage.setItem('chinwag.v1.user', user);
   localStorage.setItem('chinwag.v1.lastUser', user);
   s = freshState(user);
   const saved = store.load(user);
-  for (const [peer, msgs] of Object.entries(saved.dms || {})) s.dms.set(peer, { messages: msgs, unread: 0 });
-  const rooms = saved.rooms && saved.rooms.length ? saved.rooms : [DEFAULT_ROOM];
-  for (const r of rooms) s.rooms.set(r, { messages: [], unread: 0, members: [] });
+  if (kept) {
+    s.dms = kept.dms;
+    for (const c of s.dms.values()) c.messages = c.messages.filter((m) => !m.pending);
+    for (const [name, r] of kept.rooms) s.rooms.set(name, { ...r, members: [], messages: r.messages.filter((m) => !m.pending) });
+    s.view = kept.view;
+  }
+  for (const [peer, msgs] of Object.entries(saved.dms || {})) mergeDirect(dm(peer), msgs);
+  const rooms = s.rooms.size ? [...s.rooms.keys()] : saved.rooms && saved.rooms.length ? saved.rooms : [DEFAULT_ROOM];
+  for (const r of rooms) if (!s.rooms.has(r)) s.rooms.set(r, { messages: [], unread: 0, members: [] });
 
   ui.signin.hidden = true;
   ui.replaced.hidden = true;
@@ -167,8 +187,7 @@ function start(user, firstToken) {
   paintState(client.state);
 
   for (const r of rooms) joinRoom(r, { quiet: true, open: false });
-  const firstRoom = rooms[0];
-  openView({ kind: 'room', id: firstRoom });
+  openView(s.view && (s.view.kind === 'dm' || s.rooms.has(s.view.id)) ? s.view : { kind: 'room', id: rooms[0] });
   renderSidebar();
 }
 
@@ -187,9 +206,10 @@ $('#signout').addEventListener('click', signOut);
 $('#replaced-signout').addEventListener('click', signOut);
 $('#replaced-here').addEventListener('click', () => {
   const user = s ? s.user : sessionStorage.getItem('chinwag.v1.user');
+  const kept = s;
   if (s) clearInterval(s.peopleTimer);
   s = null;
-  devToken(user).then((t) => start(user, t), (err) => toast(err.message));
+  devToken(user).then((t) => start(user, t, kept), (err) => toast(err.message));
 });
 
 // ---- connection state ------------------------------------------------------------------------
@@ -228,8 +248,12 @@ function onSignedIn(me) {
   }
   refreshPeople();
   clearInterval(s.peopleTimer);
-  s.peopleTimer = setInterval(() => s && s.client.state === 'signed-in' && refreshPeople(), 10000);
+  if (PEOPLE_POLL_MS > 0) s.peopleTimer = setInterval(() => s && s.client.state === 'signed-in' && refreshPeople(), PEOPLE_POLL_MS);
   refreshServerRooms();
+  // The conversations as the server keeps them: what another tab or device of ours sent or got
+  // (while this one was away or replaced) shows here too.
+  const peers = [...s.dms.keys()].sort((a, b) => lastAt(s.dms.get(b)) - lastAt(s.dms.get(a)));
+  for (const peer of peers.slice(0, MAX_CONVERSATIONS_LOADED)) loadConversation(peer);
   void me;
 }
 
@@ -243,7 +267,8 @@ function onReplaced() {
 function onClosed(info) {
   clearInterval(s.peopleTimer);
   if (info.code === 4003) return; // the notice says it
-  if (info.name === 'auth_failed') banner(`Sign-in refused: ${info.reason}. Sign out and in again.`);
+  // (The server's reason may start with "refused: " itself: said once, not "refused: refused: ".)
+  if (info.name === 'auth_failed') banner(`Sign-in refused: ${String(info.reason || 'no reason given').replace(/^refused:\s*/, '')}. Sign out and in again.`);
   else if (info.code !== 1000) banner(`Disconnected: ${info.reason || info.name}. Reload the page to connect again.`);
 }
 
@@ -290,18 +315,23 @@ async function loadConversation(peer) {
   }
   if (s !== mine) return;
   const c = dm(peer);
+  const got = page.messages.map((m) => ({ id: m.id, from: m.from.user, at: m.sent_at, body: textOf(m) }));
+  if (!mergeDirect(c, got)) return;
+  store.save();
+  renderSidebar();
+  if (isOpen('dm', peer)) renderMessages();
+}
+
+// Merges messages (any order) into a conversation by id, in time order; returns how many were new.
+function mergeDirect(c, msgs) {
   const have = new Set(c.messages.map((x) => x.id));
-  const missing = page.messages
-    .filter((m) => !have.has(m.id))
-    .reverse()
-    .map((m) => ({ id: m.id, from: m.from.user, at: m.sent_at, body: textOf(m) }));
-  if (missing.length === 0) return;
+  const missing = msgs.filter((m) => m.id != null && !m.pending && !m.kind && !have.has(m.id)).sort((a, b) => a.at - b.at);
   for (const m of missing) {
+    have.add(m.id);
     const at = c.messages.findIndex((x) => x.at != null && x.at > m.at);
     c.messages.splice(at < 0 ? c.messages.length : at, 0, m);
   }
-  store.save();
-  if (isOpen('dm', peer)) renderMessages();
+  return missing.length;
 }
 
 async function sendDirect(peer, body) {
@@ -320,7 +350,10 @@ async function sendDirect(peer, body) {
     }
     pending.id = r.id;
     pending.pending = false;
-    pending.note = r.delivered > 0 ? null : `${peer} is away: delivered when they are back`;
+    // The send's result says whether the peer has a connection now: the header follows it, so
+    // the two never disagree.
+    pending.note = r.delivered > 0 ? null : `${peer} was away when you sent this: it waits for them`;
+    setOnline(peer, r.delivered > 0);
   } catch (err) {
     pending.pending = false;
     pending.failed = true;
@@ -384,14 +417,21 @@ async function loadHistory(name) {
   const r = s.rooms.get(name);
   if (s !== mine || !r) return;
   const have = new Set(r.messages.map((x) => x.id));
-  const older = page.publications
+  const missing = page.publications
     .slice()
     .reverse()
     .map(roomMessage)
     .filter((m) => !have.has(m.id));
   r.seen = r.seen || new Set();
-  for (const m of older) r.seen.add(m.seq);
-  r.messages.unshift(...older);
+  for (const m of missing) r.seen.add(m.seq);
+  if (!r.messages.some((x) => x.seq != null && !x.pending)) r.messages.unshift(...missing);
+  else {
+    // Some are newer than what this tab shows (they came while it was replaced): in seq order.
+    for (const m of missing) {
+      const at = r.messages.findIndex((x) => x.seq != null && !x.pending && x.epoch === m.epoch && x.seq > m.seq);
+      r.messages.splice(at < 0 ? r.messages.length : at, 0, m);
+    }
+  }
   if (isOpen('room', name)) renderMessages();
 }
 
@@ -407,7 +447,7 @@ function onRejoined(r) {
 
 function roomMessage(m) {
   const from = m.from ? m.from.user : 'server';
-  return { id: `${m.epoch}:${m.seq}`, seq: m.seq, from, at: m.sent_at, body: textOf(m) };
+  return { id: `${m.epoch}:${m.seq}`, epoch: m.epoch, seq: m.seq, from, at: m.sent_at, body: textOf(m) };
 }
 
 function onRoom(m) {
@@ -457,13 +497,25 @@ async function publish(name, body) {
   if (isOpen('room', name)) renderMessages();
 }
 
+// A member joined or left (rooms with presence events): the member list and count change now,
+// and who is online (and how many) is asked again for that person only.
 function onPresence(p) {
   const r = s.rooms.get(p.room);
   if (!r) return;
   addSystem(r, `${p.user} ${p.event === 'join' ? 'joined' : 'left'}.`);
-  if (p.event === 'join') markOnline(p.user);
-  refreshMembers(p.room);
-  if (isOpen('room', p.room)) renderMessages();
+  if (p.event === 'join') {
+    r.members.push({ user: p.user, device: p.device });
+    markOnline(p.user, false);
+  } else {
+    const i = r.members.findIndex((m) => m.user === p.user && m.device === p.device);
+    if (i >= 0) r.members.splice(i, 1);
+  }
+  refreshOnlineSoon(p.user);
+  if (isOpen('room', p.room)) {
+    paintHeader();
+    renderMessages();
+  } else if (s.view) paintHeader();
+  renderSidebar();
 }
 
 function addSystem(r, text) {
@@ -520,6 +572,44 @@ async function refreshPeople() {
   } catch {
     // next time
   }
+}
+
+// The people of a burst of presence events (a busy room) are asked about in one request.
+let onlineAsk = null;
+function refreshOnlineSoon(user) {
+  if (!onlineAsk) {
+    const mine = s;
+    onlineAsk = new Set();
+    setTimeout(() => {
+      const users = [...onlineAsk];
+      onlineAsk = null;
+      // The server answers for 100 at most per request.
+      for (let i = 0; i < users.length && s === mine; i += 100) refreshOnline(users.slice(i, i + 100));
+    }, 50);
+  }
+  onlineAsk.add(user);
+}
+
+// Who of `users` is online, and how many users are.
+async function refreshOnline(users) {
+  const mine = s;
+  try {
+    const r = await s.client.online(users);
+    if (s !== mine) return;
+    for (const u of users) s.online.set(u, r.users[u] || []);
+    s.onlineTotal = r.online;
+    renderSidebar();
+    if (s.view) paintHeader();
+  } catch {
+    // the next event, or the fallback poll
+  }
+}
+
+function setOnline(user, on) {
+  if (!s || user === s.user || isOnline(user) === on) return;
+  s.online.set(user, on ? ['?'] : []);
+  renderSidebar();
+  if (s.view) paintHeader();
 }
 
 function markOnline(user, paint = true) {

@@ -18,7 +18,7 @@ use crate::hub::doors::DoorHandle;
 use crate::hub::doors::chat::ChatDoor;
 use crate::hub::doors::rooms::RoomsDoor;
 use crate::hub::doors::tok::{ByeFn, TokDoor, TokPing};
-use crate::hub::{App, Directory, Hub, HubConfig, HubLimits, SignOn};
+use crate::hub::{App, Directory, Hub, HubConfig, HubLimits, RoomOptions, SignOn};
 use crate::queue::{History, HistoryConfig, MemoryQueue, Queue, QueueConfig};
 use crate::rpc::{CHINWAG_JS, RpcConfig};
 use crate::session::ServerConfig;
@@ -225,6 +225,7 @@ pub struct ServerBuilder {
     chat_path: String,
     rooms_path: Option<String>,
     rooms_password_in_query: bool,
+    rooms: Vec<(String, RoomOptions)>,
     chat_tcp: Option<SocketAddr>,
     tok_tcp: Option<SocketAddr>,
     engine: Option<WsEngine>,
@@ -263,6 +264,7 @@ impl Default for ServerBuilder {
             chat_path: DEFAULT_CHAT_PATH.to_owned(),
             rooms_path: Some(DEFAULT_ROOMS_PATH.to_owned()),
             rooms_password_in_query: false,
+            rooms: Vec::new(),
             chat_tcp: None,
             tok_tcp: None,
             engine: WsEngine::preferred(),
@@ -571,6 +573,31 @@ impl ServerBuilder {
     /// Sign-in by your own [`Authenticator`]. Replaces any other sign-in set before.
     pub fn authenticator(mut self, authenticator: Arc<dyn Authenticator>) -> Self {
         self.auth = Auth::Custom(authenticator);
+        self
+    }
+
+    /// A room made at [`start`](Self::start), before any door listens (so no join can make an
+    /// open room of that name first): with a password, presence events, a member limit, its
+    /// history ([`RoomOptions`]). It is kept when empty, as rooms made by
+    /// [`Hub::create_room`] are. On a cluster node, a room another node made already is left
+    /// as that node made it.
+    ///
+    /// ```no_run
+    /// use chinwag::{Server, hub::RoomOptions};
+    ///
+    /// # #[tokio::main] async fn main() -> chinwag::Result<()> {
+    /// let server = Server::builder()
+    ///     .http("127.0.0.1:8080".parse()?)
+    ///     .jwt_secret("a long random secret that signs the tokens")
+    ///     .room("lobby", RoomOptions::new().with_presence_events(true))
+    ///     .room("staff", RoomOptions::new().with_password("s3cret"))
+    ///     .start()
+    ///     .await?;
+    /// assert!(server.hub().room("staff").is_some_and(|r| r.protected));
+    /// # Ok(()) }
+    /// ```
+    pub fn room(mut self, name: impl Into<String>, options: RoomOptions) -> Self {
+        self.rooms.push((name.into(), options));
         self
     }
 
@@ -964,6 +991,18 @@ impl ServerBuilder {
             }
         });
 
+        for (name, options) in self.rooms {
+            match hub.create_room(&name, options).await {
+                Ok(_) => tracing::info!(room = %name, "room made at start"),
+                Err(crate::hub::RoomError::Exists) if hub.config().node.0 != 0 => {
+                    tracing::info!(room = %name, "room made at start by another node already");
+                }
+                Err(e) => {
+                    hub.shutdown(Duration::ZERO).await;
+                    return Err(Error::Config(format!("cannot make the room {name}: {e}")));
+                }
+            }
+        }
         let sessions = self.sessions.unwrap_or_default();
         let chat = ChatDoor::new(hub.clone())
             .with_rpc_config(self.rpc)

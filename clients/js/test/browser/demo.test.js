@@ -2,7 +2,9 @@
 // playwright-core): two people chat in a room; a person who closed the page gets the direct
 // messages sent meanwhile, in order, when they come back; a room's history shows on join and a
 // network blink loses nothing; a second sign-on of the same user replaces the first tab, which
-// says so. Screenshots go to target/browser-screenshots/.
+// says so; the lobby's member list, count and online dots follow presence events with the poll
+// off; a second device sees the direct-message history, and the replaced tab, taking over
+// again, shows what arrived while it was replaced. Screenshots go to target/browser-screenshots/.
 //
 // No sleeps: every wait is for a selector or a page state, with a deadline.
 import { test, before, after } from 'node:test';
@@ -29,15 +31,20 @@ after(async () => {
   }
 });
 
-/** A new browser context (a person on their own device) with one page of the demo. */
-async function person({ viewport = { width: 1280, height: 800 } } = {}) {
+/**
+ * A new browser context (a person on their own device) with one page of the demo. `poll: false`
+ * turns the demo's fallback poll of members and online states off, so that only the server's
+ * events can change them.
+ */
+async function person({ viewport = { width: 1280, height: 800 }, poll = true, at = server } = {}) {
   const context = await browser.newContext({ viewport });
+  if (!poll) await context.addInitScript(() => (window.CHINWAG_DEMO = { peoplePollMs: 0 }));
   const page = await context.newPage();
   page.setDefaultTimeout(D);
   const errors = [];
   page.on('pageerror', (err) => errors.push(err));
   page.on('console', (m) => m.type() === 'error' && !/WebSocket|Failed to load resource/.test(m.text()) && errors.push(new Error(m.text())));
-  await page.goto(server.http);
+  await page.goto(at.http);
   return { context, page, errors };
 }
 
@@ -67,8 +74,9 @@ async function bodies(page, last) {
 }
 
 test('two people chat in a room', async () => {
-  const ada = await person();
-  const bob = await person();
+  // The poll off: the room made by joining tells ada that bob came (presence events).
+  const ada = await person({ poll: false });
+  const bob = await person({ poll: false });
   try {
     await ada.page.locator('#signin-user').waitFor();
     await ada.page.screenshot({ path: path.join(shots, 'signin.png'), animations: 'disabled' });
@@ -298,5 +306,122 @@ test('while the server restarts the page says it is offline, then reconnects by 
     await context.close();
     await current.stop();
     own.removeDataDir();
+  }
+});
+
+/** The number in the People heading's "· N online". */
+async function onlineCount(page) {
+  const t = await page.locator('#online-count').textContent();
+  const m = /(\d+) online/.exec(t || '');
+  return m ? Number(m[1]) : null;
+}
+
+test("the lobby's members, count and online dots follow presence events, with no poll", async () => {
+  // A server of its own: nobody else is online, so the counts are exact.
+  const own = await startChinwagServer();
+  const ada = await person({ poll: false, at: own });
+  let bob = await person({ poll: false, at: own });
+  try {
+    await signIn(ada.page, 'ada-p');
+    await ada.page.locator('#conv-title', { hasText: '# lobby' }).waitFor();
+    await ada.page.locator('#conv-sub', { hasText: '1 member here' }).waitFor();
+    await ada.page.locator('#online-count', { hasText: '1 online' }).waitFor();
+    const before = await onlineCount(ada.page);
+    assert.equal(before, 1);
+    assert.equal(await ada.page.evaluate(() => window.CHINWAG_DEMO.peoplePollMs), 0, 'the poll is off');
+
+    // bob signs in: he joins the lobby, and ada's page learns it from the presence event alone.
+    await signIn(bob.page, 'bob-p');
+    await ada.page.locator('#conv-sub', { hasText: '2 members here' }).waitFor();
+    await ada.page.locator('#messages .msg.system', { hasText: 'bob-p joined.' }).waitFor();
+    await ada.page.locator('#people-list button[data-person="bob-p"] .dot.on').waitFor();
+    await ada.page.locator('#online-count', { hasText: `${before + 1} online` }).waitFor();
+    await ada.page.screenshot({ path: path.join(shots, 'presence-joined.png'), animations: 'disabled' });
+
+    // ada opens the conversation with bob: online, as the People list says.
+    await ada.page.locator('#people-list button[data-person="bob-p"]').click();
+    await ada.page.locator('#conv-sub', { hasText: 'online' }).waitFor();
+
+    // bob closes his browser: the leave event turns him away everywhere on ada's page.
+    await bob.context.close();
+    bob = null;
+    await ada.page.locator('#conv-sub', { hasText: 'away' }).waitFor();
+    await ada.page.locator('#people-list button[data-person="bob-p"] .meta', { hasText: 'away' }).waitFor();
+    assert.equal(await ada.page.locator('#people-list button[data-person="bob-p"] .dot.on').count(), 0);
+    await ada.page.locator('#online-count', { hasText: `${before} online` }).waitFor();
+    // A message to him now: the header and the message say the same thing.
+    await say(ada.page, 'Are you still there?');
+    await ada.page.locator('#messages .msg .note', { hasText: 'bob-p was away when you sent this' }).waitFor();
+    await ada.page.locator('#conv-sub', { hasText: 'away' }).waitFor();
+    await ada.page.screenshot({ path: path.join(shots, 'presence-left-dm.png'), animations: 'disabled' });
+    await ada.page.locator('#room-list button[data-room="lobby"]').click();
+    await ada.page.locator('#conv-sub', { hasText: '1 member here' }).waitFor();
+    await ada.page.locator('#messages .msg.system', { hasText: 'bob-p left.' }).waitFor();
+    await ada.page.screenshot({ path: path.join(shots, 'presence-left.png'), animations: 'disabled' });
+    assert.deepEqual(ada.errors, []);
+  } finally {
+    await ada.context.close();
+    if (bob) await bob.context.close();
+    await own.stop();
+    own.removeDataDir();
+  }
+});
+
+test('a second device of the same user sees the direct messages; the replaced tab, back, shows what came meanwhile', async () => {
+  const first = await person({ poll: false });
+  const fay = await person({ poll: false });
+  let second = null;
+  try {
+    await signIn(first.page, 'kim');
+    await signIn(fay.page, 'fay');
+    // Both are in the lobby; fay says something there that kim's first tab shows.
+    await first.page.locator('#conv-title', { hasText: '# lobby' }).waitFor();
+    await fay.page.locator('#conv-title', { hasText: '# lobby' }).waitFor();
+    await say(fay.page, 'Lobby: morning all.');
+    await bodies(first.page, 'Lobby: morning all.');
+    await first.page.locator('#dm-form input[name=user]').fill('fay');
+    await first.page.locator('#dm-form button[type=submit]').click();
+    await first.page.locator('#conv-title', { hasText: 'fay' }).waitFor();
+    await say(first.page, 'Lunch at one?');
+    await fay.page.locator('#dm-list button[data-peer="kim"]').click();
+    await bodies(fay.page, 'Lunch at one?');
+    await say(fay.page, 'One works.');
+    await bodies(first.page, 'One works.');
+
+    // kim opens chinwag on another computer (its own storage): the first tab is replaced, and
+    // the second shows the conversation, both ways, from the server.
+    second = await person({ poll: false });
+    await signIn(second.page, 'kim');
+    await first.page.locator('#replaced').waitFor({ state: 'visible' });
+    await second.page.locator('#dm-form input[name=user]').fill('fay');
+    await second.page.locator('#dm-form button[type=submit]').click();
+    await second.page.locator('#conv-title', { hasText: 'fay' }).waitFor();
+    assert.deepEqual(await bodies(second.page, 'One works.'), ['Lunch at one?', 'One works.']);
+    // More is said while the first tab is replaced: from the second device, and to it.
+    await say(second.page, 'Booking the usual place.');
+    await bodies(fay.page, 'Booking the usual place.');
+    await say(fay.page, 'Great, see you there.');
+    assert.deepEqual(await bodies(second.page, 'Great, see you there.'), ['Lunch at one?', 'One works.', 'Booking the usual place.', 'Great, see you there.']);
+    await fay.page.locator('#room-list button[data-room="lobby"]').click();
+    await say(fay.page, 'Lobby: the coffee machine is fixed.');
+    await bodies(fay.page, 'Lobby: the coffee machine is fixed.');
+    await second.page.screenshot({ path: path.join(shots, 'dm-second-device.png'), animations: 'disabled' });
+
+    // The first tab takes over again: it keeps what it showed and adds what came meanwhile.
+    await first.page.locator('#replaced-here').click();
+    await first.page.locator('#conn-state[data-state="signed-in"]').waitFor();
+    await second.page.locator('#replaced').waitFor({ state: 'visible' });
+    await first.page.locator('#conv-title', { hasText: 'fay' }).waitFor();
+    assert.deepEqual(await bodies(first.page, 'Great, see you there.'), ['Lunch at one?', 'One works.', 'Booking the usual place.', 'Great, see you there.']);
+    await first.page.screenshot({ path: path.join(shots, 'dm-back-after-replaced.png'), animations: 'disabled' });
+    // The lobby too: what it showed, then what was said there while it was replaced, in order.
+    await first.page.locator('#room-list button[data-room="lobby"]').click();
+    assert.deepEqual(await bodies(first.page, 'Lobby: the coffee machine is fixed.'), ['Lobby: morning all.', 'Lobby: the coffee machine is fixed.']);
+    await first.page.screenshot({ path: path.join(shots, 'lobby-back-after-replaced.png'), animations: 'disabled' });
+    assert.deepEqual([...first.errors, ...fay.errors, ...second.errors], []);
+  } finally {
+    await first.context.close();
+    await fay.context.close();
+    if (second) await second.context.close();
   }
 });

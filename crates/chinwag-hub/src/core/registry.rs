@@ -107,7 +107,7 @@ mod tests {
         );
         assert!(rooms.adopt("r", new, &rec));
         assert!(!rooms.adopt("r", new, &rec), "once");
-        let door = rooms.door("r", None).expect("made");
+        let door = rooms.door("r", None, false).expect("made");
         assert_eq!(door.password.as_deref(), Some("$argon2id$x"));
         assert!(!door.created);
         let info = rooms.info("r").expect("info");

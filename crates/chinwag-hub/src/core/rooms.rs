@@ -270,13 +270,13 @@ impl<M: Clone> Rooms<M> {
         Ok(info)
     }
 
-    /// The first half of a join: the room's door. With `create` (an epoch for the new room,
-    /// when rooms are made by joining), an unknown room is made, open and removed with its last
-    /// member.
+    /// The first half of a join: the room's door. With `create` (a new room's epoch, when rooms
+    /// are made by joining), an unknown room is made: open, removed with its last member.
     pub(crate) fn door(
         &mut self,
         name: &str,
         create: Option<NewRoom>,
+        presence_events: bool,
     ) -> Result<Door, RoomRefusal> {
         if let Some(r) = self.rooms.get(name) {
             return Ok(Door {
@@ -289,7 +289,7 @@ impl<M: Clone> Rooms<M> {
         let Some(new) = create else {
             return Err(RoomRefusal::NoSuchRoom);
         };
-        let r = Room::new(name, new, None, false, false);
+        let r = Room::new(name, new, None, presence_events, false);
         self.rooms.insert(r.name.clone(), r);
         Ok(Door {
             epoch: new.epoch,
@@ -504,17 +504,22 @@ mod tests {
     #[test]
     fn rooms_made_by_a_join_go_with_their_last_member() {
         let mut rooms = Rooms::<u32>::default();
-        let d = rooms.door("lobby", Some(room(7, 10))).unwrap();
+        let d = rooms.door("lobby", Some(room(7, 10)), false).unwrap();
         assert!(d.created && d.password.is_none());
         rooms
             .add_member("lobby", 7, ConnId(1), member("a"), None)
             .unwrap();
-        assert!(!rooms.door("lobby", Some(room(8, 10))).unwrap().created);
+        assert!(
+            !rooms
+                .door("lobby", Some(room(8, 10)), false)
+                .unwrap()
+                .created
+        );
         let left = rooms.remove_member("lobby", ConnId(1)).unwrap();
         assert!(left.removed && left.presence.is_none());
         assert_eq!(rooms.len(), 0);
         assert_eq!(
-            rooms.door("lobby", None),
+            rooms.door("lobby", None, false),
             Err(RoomRefusal::NoSuchRoom),
             "without auto-creation"
         );
@@ -523,9 +528,9 @@ mod tests {
     #[test]
     fn a_join_of_a_room_made_again_is_refused() {
         let mut rooms = Rooms::<u32>::default();
-        rooms.door("r", Some(room(1, 10))).unwrap();
+        rooms.door("r", Some(room(1, 10)), false).unwrap();
         assert!(rooms.forget_if_empty("r", 1));
-        rooms.door("r", Some(room(2, 10))).unwrap();
+        rooms.door("r", Some(room(2, 10)), false).unwrap();
         assert_eq!(
             rooms.add_member("r", 1, ConnId(1), member("a"), None).err(),
             Some(RoomRefusal::NoSuchRoom)

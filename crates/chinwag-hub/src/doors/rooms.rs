@@ -1,8 +1,8 @@
 //! The raw WebSocket room door, plumego style: a client connects to `GET /ws?room=NAME` (the
 //! path is the acceptor's), signs in with its token at connect (`Authorization: Bearer`, the
 //! `bearer.<token>` subprotocol, or the query when enabled), gives the room's password (if it
-//! has one) in the `X-Room-Password` header — or, only when enabled, the `password` query
-//! parameter — and from then on every text or binary message it sends is published to the room
+//! has one) in the `X-Room-Password` header — or, only when enabled, the `room_password` query
+//! parameter (plumego's name; `password` is read too) — and from then on every text or binary message it sends is published to the room
 //! as it is (the sender gets its own messages back, as every member does), and it receives
 //! every publish of the room as a message of the same kind.
 //!
@@ -35,6 +35,11 @@ use crate::link::{DoorFormat, Format};
 /// The header carrying a room's password.
 pub const PASSWORD_HEADER: &str = "x-room-password";
 
+/// The query parameters read for a room's password when the door takes it from the query
+/// ([`RoomsDoor::with_password_in_query`]), the first present wins: plumego's `room_password`,
+/// then `password`.
+pub const PASSWORD_QUERY_PARAMS: [&str; 2] = ["room_password", "password"];
+
 /// The raw room door.
 #[derive(Clone)]
 pub struct RoomsDoor {
@@ -66,8 +71,9 @@ impl RoomsDoor {
         self
     }
 
-    /// Accepts the room password from the `password` query parameter too (off by default: URLs
-    /// end up in logs).
+    /// Accepts the room password from the query too: `room_password` (plumego's name, what a
+    /// browser client of plumego sends), else `password`; the `X-Room-Password` header still
+    /// wins. Off by default: URLs end up in logs (proxies, access logs, browser history).
     pub fn with_password_in_query(mut self, on: bool) -> Self {
         self.password_in_query = on;
         self
@@ -133,7 +139,11 @@ impl Service<FrameCodec> for RoomsService {
         };
         let password = info.header(PASSWORD_HEADER).map(str::to_owned).or_else(|| {
             self.password_in_query
-                .then(|| info.query_param("password"))
+                .then(|| {
+                    PASSWORD_QUERY_PARAMS
+                        .iter()
+                        .find_map(|p| info.query_param(p))
+                })
                 .flatten()
         });
         let auth = match self.door.admit(info, false).await? {

@@ -54,7 +54,10 @@ impl Hub {
         if password.is_some_and(|p| p.len() > limits.max_password_bytes) {
             return Err(RoomError::BadPassword);
         }
-        let door = inner.rooms(inner.room_shard(room)).core.door(room, None);
+        let door = inner
+            .rooms(inner.room_shard(room))
+            .core
+            .door(room, None, false);
         let mut pass = JoinPass {
             room: room.to_owned(),
             password: password.map(str::to_owned),

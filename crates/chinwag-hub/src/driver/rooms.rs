@@ -287,7 +287,10 @@ impl Hub {
                 (Some(new), Some(rec)) => inner.rooms(shard).core.adopt(room, new, rec),
                 _ => false,
             };
-            let door = inner.rooms(shard).core.door(room, create);
+            let door = inner
+                .rooms(shard)
+                .core
+                .door(room, create, inner.config.presence_on_join);
             let door = match door {
                 Ok(mut d) => {
                     d.created |= adopted;

@@ -111,7 +111,7 @@ mod tests {
             .change("r", Some(Some(Arc::from("hash"))), None, Some(1))
             .unwrap();
         assert!(info.protected);
-        let door = rooms.door("r", None).unwrap();
+        let door = rooms.door("r", None, false).unwrap();
         assert_eq!(door.password.as_deref(), Some("hash"));
         assert!(!door.full);
         let info = rooms.change("r", Some(None), Some(true), None).unwrap();
