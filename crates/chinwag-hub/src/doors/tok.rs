@@ -24,6 +24,7 @@ use chinwag_transport::{Acceptor, ConnectInfo, Framing, Refusal};
 
 use super::DoorHandle;
 use super::skeleton::{AuthTimer, Formats, Skeleton, ip_of};
+use crate::auth::AuthContext;
 use crate::close::{Close, CloseCode};
 use crate::core::message::{Body, Event};
 use crate::driver::{Conn, Hub};
@@ -165,23 +166,27 @@ impl Service<LengthDelimited> for TokService {
         let hub = &self.door.hub;
         let conn = state.conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(conn) = conn {
-            if let Err(e) = hub.receive_app(&conn, Body::binary(frame)).await {
-                tracing::debug!(conn = conn.id().0, error = %e, "app message refused");
+            match hub.receive_app(&conn, Body::binary(frame)).await {
+                // The application's answer: a frame back to this client.
+                Ok(Some(answer)) => {
+                    if let Err(e) = session.send(answer.bytes()).await {
+                        tracing::debug!(conn = conn.id().0, error = %e, "app answer not sent");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(conn = conn.id().0, error = %e, "app message refused"),
             }
             return;
         }
-        // The first frame: the token.
+        // The first frame: the token, any bytes (a UTF-8 one without surrounding
+        // whitespace); the authenticator decides what it accepts.
         drop(state.timer.lock().unwrap_or_else(|p| p.into_inner()).take());
-        let token = match std::str::from_utf8(&frame) {
-            Ok(t) => t.trim(),
-            Err(_) => {
-                crate::metrics::auth_refusal("malformed");
-                let close = Close::new(CloseCode::AUTH_FAILED, "the token is not UTF-8");
-                self.door.close(session, self.formats.of(session), &close);
-                return;
-            }
+        let token: &[u8] = match std::str::from_utf8(&frame) {
+            Ok(t) => t.trim().as_bytes(),
+            Err(_) => &frame,
         };
-        let auth = match hub.authenticate_token(token).await {
+        let ctx = AuthContext::new().with_door("tok").with_ip(state.ip);
+        let auth = match hub.authenticate_bytes(token, ctx).await {
             Ok(a) => a,
             Err(e) => {
                 tracing::debug!(error = %e, "tok door: token refused");

@@ -17,6 +17,7 @@ use crate::core::registry::RoomRecord;
 use crate::core::rooms::{Member, PresenceJob, Recover, RoomInfo, RoomOptions, RoomRefusal};
 use crate::core::signon::ConnRef;
 use crate::error::RoomError;
+use crate::hooks::JoinDecision;
 use crate::metrics as m;
 
 impl Hub {
@@ -193,6 +194,16 @@ impl Hub {
         verified: Option<u64>,
         since: Option<Since>,
     ) -> Result<(RoomInfo, Option<Recovery>), RoomError> {
+        // The application's join hook, in the connection's lane (held until the join is
+        // done, so the connection's next publish sees it a member).
+        let _lane = conn.0.lane.lock().await;
+        let (room, verified) = match self.inner.app.before_join(conn, room).await {
+            Ok(JoinDecision::Allow) => (std::borrow::Cow::Borrowed(room), verified),
+            // Another room: a password checked beforehand was the asked room's.
+            Ok(JoinDecision::Room(other)) => (std::borrow::Cow::Owned(other), None),
+            Err(why) => return Err(RoomError::Refused(why)),
+        };
+        let room = &*room;
         let r = self
             .join_unlogged(conn, room, password, verified, since)
             .await;
