@@ -39,7 +39,9 @@ impl App for Hooks {
                 Some("no") => Err(Rejection::new("not that")),
                 Some("quiet") => Ok(None),
                 Some(t) => Ok(Some(Body::text(t.to_uppercase()))),
-                None => Ok(Some(Body::binary(body.bytes().iter().rev().copied().collect::<Vec<u8>>()))),
+                None => Ok(Some(Body::binary(
+                    body.bytes().iter().rev().copied().collect::<Vec<u8>>(),
+                ))),
             }
         })
     }
@@ -105,7 +107,10 @@ async fn app_answers_go_back_to_the_client_on_the_chat_and_tok_doors() {
     let a = Client::tcp(addr, Some(&token("ann", "d"))).await;
     let r = a.req("app", json!({ "body": "hello" })).await.unwrap();
     assert_eq!(r, json!({ "body": "HELLO" }));
-    let r = a.req("app", json!({ "body_base64": "AQID" })).await.unwrap();
+    let r = a
+        .req("app", json!({ "body_base64": "AQID" }))
+        .await
+        .unwrap();
     assert_eq!(r, json!({ "body_base64": "AwIB" }));
     let r = a.req("app", json!({ "body": "quiet" })).await.unwrap();
     assert_eq!(r, json!({}));
@@ -141,7 +146,10 @@ async fn the_join_hook_refuses_and_redirects() {
         .unwrap_err();
     assert_eq!(e.code, "refused");
     assert!(e.message.contains("members only"), "{e:?}");
-    assert!(hub.room("secret").is_none(), "a refused join creates no room");
+    assert!(
+        hub.room("secret").is_none(),
+        "a refused join creates no room"
+    );
     a.req("join", json!({ "room": "lobby" })).await.unwrap();
     assert!(hub.room("lobby").is_none());
     assert_eq!(hub.room("tenant-lobby").unwrap().members, 1);

@@ -2297,7 +2297,9 @@ impl App for Forward {
         conn: &'a chinwag_hub::Conn,
         body: Body,
     ) -> chinwag_hub::auth::BoxFuture<'a, Result<Option<Body>, chinwag_hub::Rejection>> {
-        let _ = self.0.send((conn.device().to_string(), body.bytes().clone()));
+        let _ = self
+            .0
+            .send((conn.device().to_string(), body.bytes().clone()));
         Box::pin(async { Ok(None) })
     }
 }

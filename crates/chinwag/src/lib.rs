@@ -185,6 +185,8 @@ pub mod ws {
 
 pub mod http;
 
+pub mod proxy;
+
 #[cfg(feature = "tls")]
 pub mod tls;
 
