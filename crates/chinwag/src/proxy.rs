@@ -93,7 +93,7 @@ pub enum FailurePolicy {
 /// assert_eq!(c.max_in_flight, 256);
 /// assert!(c.publish.is_none());
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ProxyConfig {
     /// `connect`: who a token's connection is. Failure policy: always refuse.
