@@ -74,7 +74,8 @@ pub enum BeforeSend {
 /// what it decided, so the next message of that connection waits while other connections go
 /// on. Sends, publishes and joins share one lane; messages for the application have their
 /// own (so `on_receive` may join or publish for its connection without waiting for itself),
-/// and the two are not ordered with each other. The hub does not time them out: a hook that does I/O bounds its own wait (the event
+/// and the two are not ordered with each other. A send, publish or join hook must therefore not
+/// send, publish or join for its own connection: it would wait for itself. The hub does not time them out: a hook that does I/O bounds its own wait (the event
 /// proxy, `chinwag::proxy`, does).
 ///
 /// # Example

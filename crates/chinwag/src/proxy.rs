@@ -29,7 +29,7 @@
 //! )
 //! .expect("http:// URLs");
 //! let server = chinwag::Server::builder()
-//!     .ws("127.0.0.1:8080".parse().unwrap())
+//!     .http("127.0.0.1:8080".parse().unwrap())
 //!     .event_proxy(proxy)
 //!     .start()
 //!     .await?;

@@ -1,7 +1,9 @@
 //! The tok-style TCP door: frames are a `u32` big-endian length and that many bytes. The first
-//! frame a client sends is its token (within the auth timeout); every later frame goes to the
-//! application ([`App::on_receive`](crate::App::on_receive)), in order. The server sends direct
-//! messages and room publishes as frames of their body.
+//! frame a client sends is its token, any bytes (within the auth timeout; see
+//! [`Authenticator::authenticate_bytes`](crate::auth::Authenticator::authenticate_bytes));
+//! every later frame goes to the application ([`App::on_receive`](crate::App::on_receive)), in
+//! order, and the application's answer, when it gives one, comes back as a frame. The server
+//! sends direct messages and room publishes as frames of their body.
 //!
 //! TCP has no close codes: a connection the hub closes (replaced, kicked, expired) gets the
 //! door's goodbye frame first when one is configured ([`TokDoor::with_bye`]), then the socket
