@@ -16,7 +16,7 @@ use chinwag_hub::doors::DoorHandle;
 use chinwag_hub::doors::chat::ChatDoor;
 use chinwag_hub::doors::rooms::RoomsDoor;
 use chinwag_hub::doors::tok::{ByeFn, TokDoor};
-use chinwag_hub::{App, Body, Close, Device, Hub, SendOptions};
+use chinwag_hub::{App, Body, Close, Hub, SendOptions};
 use chinwag_transport::tcp::TcpAcceptor;
 use chinwag_transport::tls;
 use chinwag_transport::{Frame, FrameRead, FrameWrite, Transport};

@@ -13,7 +13,7 @@ use chinwag_hub::auth::BoxFuture;
 use chinwag_hub::doors::DoorHandle;
 use chinwag_hub::doors::rooms::RoomsDoor;
 use chinwag_hub::doors::tok::TokDoor;
-use chinwag_hub::{App, Body, Device, Hub, HubLimits, Rate, RoomOptions, SendOptions};
+use chinwag_hub::{App, Body, Hub, HubLimits, Rate, RoomOptions, SendOptions};
 use chinwag_session::{ServerConfig, SessionConfig};
 use chinwag_transport::tcp::TcpAcceptor;
 use chinwag_transport::{Frame, FrameRead, FrameWrite, Transport};
