@@ -587,3 +587,104 @@ async fn a_slow_backend_times_out_and_the_in_flight_bound_refuses_at_once() {
     assert_eq!(req["room"], "desk");
     server.shutdown(DEADLINE).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_over_max_answer_bytes_is_a_failure() {
+    // `{"answer":"xxxxxxxxxx"}`: 23 bytes; the connect answer is shorter.
+    let b = Backend::start(script(|path, _| match path {
+        "/connect" => (200, json!({ "user": "ann" })),
+        _ => (200, json!({ "answer": "xxxxxxxxxx" })),
+    }))
+    .await;
+    let len = json!({ "answer": "xxxxxxxxxx" }).to_string().len();
+    assert_eq!(len, 23);
+    for (limit, ok) in [(len, true), (len - 1, false)] {
+        let server = builder(
+            ProxyConfig::default()
+                .with_connect(b.url("/connect"))
+                .with_app(b.url("/app"))
+                .with_max_answer_bytes(limit),
+        )
+        .start()
+        .await
+        .unwrap();
+        let c = Chat::signed_in(&server, "good-ann").await;
+        let r = c.req("app", json!({ "body": "x" })).await;
+        if ok {
+            assert_eq!(r.unwrap(), json!({ "body": "xxxxxxxxxx" }), "at the limit");
+        } else {
+            let e = r.unwrap_err();
+            assert!(e.contains("backend unavailable"), "over the limit: {e}");
+        }
+        server.shutdown(DEADLINE).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnects_past_their_queue_are_dropped_and_counted() {
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let r = release.clone();
+    let mut b = Backend::start(Arc::new(move |path: &str, v: Value| {
+        let path = path.to_owned();
+        let r = r.clone();
+        Box::pin(async move {
+            if path == "/connect" {
+                return (200, connect_answer(&v));
+            }
+            r.acquire().await.unwrap().forget();
+            (200, json!({}))
+        })
+    }))
+    .await;
+    let label = "chinwag_proxy_disconnects_dropped_total{reason=\"queue_full\"}";
+    let before = counter(label);
+    // One call at a time, one notification waiting: of four closes while the first is held,
+    // at least one is dropped.
+    let server = builder(
+        ProxyConfig::default()
+            .with_connect(b.url("/connect"))
+            .with_disconnect(b.url("/gone"))
+            .with_max_in_flight(1)
+            .with_disconnect_queue(1),
+    )
+    .start()
+    .await
+    .unwrap();
+    let mut clients = Vec::new();
+    for u in ["a", "b", "c", "d"] {
+        clients.push(Chat::signed_in(&server, &format!("good-{u}")).await);
+    }
+    clients[0].peer.close();
+    assert_eq!(b.next("/gone").await["conn"]["user"], "a");
+    for c in &clients[1..] {
+        c.peer.close();
+    }
+    // While the first is held, at most two of the other three can wait (one taken by the
+    // sender, one in the queue): at least one is dropped.
+    within("a drop", async {
+        while counter(label) - before < 1.0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    release.add_permits(10);
+    // Each of the three is delivered or dropped, and no other way.
+    let mut delivered = 0.0;
+    within("every notification delivered or dropped", async {
+        while delivered + (counter(label) - before) < 3.0 {
+            match b.seen.try_recv() {
+                Ok((p, v)) => {
+                    assert_eq!(p, "/gone");
+                    assert_ne!(v["conn"]["user"], "a");
+                    delivered += 1.0;
+                }
+                Err(_) => tokio::task::yield_now().await,
+            }
+        }
+    })
+    .await;
+    let dropped = counter(label) - before;
+    assert!((1.0..=2.0).contains(&dropped), "{dropped} dropped");
+    assert_eq!(delivered + dropped, 3.0);
+    server.shutdown(DEADLINE).await;
+}
