@@ -77,5 +77,5 @@ pub use error::{
     ConversationError, HistoryFailure, Rejection, RoomError, SendError, ShareLimit, SignOnError,
 };
 pub use history::RoomHistory;
-pub use hooks::{App, BeforeSend, Incoming, NoApp};
+pub use hooks::{App, BeforeSend, Incoming, JoinDecision, NoApp};
 pub use link::{DoorFormat, Format, Link, SessionLink};

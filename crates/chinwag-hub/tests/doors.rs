@@ -16,7 +16,7 @@ use chinwag_hub::doors::DoorHandle;
 use chinwag_hub::doors::chat::ChatDoor;
 use chinwag_hub::doors::rooms::RoomsDoor;
 use chinwag_hub::doors::tok::{ByeFn, TokDoor};
-use chinwag_hub::{App, Body, Close, Device, Hub, SendOptions};
+use chinwag_hub::{App, Body, Close, Hub, SendOptions};
 use chinwag_transport::tcp::TcpAcceptor;
 use chinwag_transport::tls;
 use chinwag_transport::{Frame, FrameRead, FrameWrite, Transport};
@@ -503,9 +503,16 @@ async fn raw_room_door_on_fastwebsockets() {
 struct Forward(mpsc::UnboundedSender<(String, Bytes)>);
 
 impl App for Forward {
-    fn on_receive<'a>(&'a self, _hub: &'a Hub, from: &'a Device, body: Body) -> BoxFuture<'a, ()> {
-        let _ = self.0.send((from.to_string(), body.bytes().clone()));
-        Box::pin(async {})
+    fn on_receive<'a>(
+        &'a self,
+        _hub: &'a Hub,
+        conn: &'a chinwag_hub::Conn,
+        body: Body,
+    ) -> BoxFuture<'a, Result<Option<Body>, chinwag_hub::Rejection>> {
+        let _ = self
+            .0
+            .send((conn.device().to_string(), body.bytes().clone()));
+        Box::pin(async { Ok(None) })
     }
 }
 

@@ -13,7 +13,7 @@ use chinwag_hub::auth::BoxFuture;
 use chinwag_hub::doors::DoorHandle;
 use chinwag_hub::doors::rooms::RoomsDoor;
 use chinwag_hub::doors::tok::TokDoor;
-use chinwag_hub::{App, Body, Device, Hub, HubLimits, Rate, RoomOptions, SendOptions};
+use chinwag_hub::{App, Body, Hub, HubLimits, Rate, RoomOptions, SendOptions};
 use chinwag_session::{ServerConfig, SessionConfig};
 use chinwag_transport::tcp::TcpAcceptor;
 use chinwag_transport::{Frame, FrameRead, FrameWrite, Transport};
@@ -212,9 +212,14 @@ async fn message_rate_and_strikes_at_their_boundaries() {
 struct Forward(mpsc::UnboundedSender<Bytes>);
 
 impl App for Forward {
-    fn on_receive<'a>(&'a self, _hub: &'a Hub, _from: &'a Device, body: Body) -> BoxFuture<'a, ()> {
+    fn on_receive<'a>(
+        &'a self,
+        _hub: &'a Hub,
+        _conn: &'a chinwag_hub::Conn,
+        body: Body,
+    ) -> BoxFuture<'a, Result<Option<Body>, chinwag_hub::Rejection>> {
         let _ = self.0.send(body.bytes().clone());
-        Box::pin(async {})
+        Box::pin(async { Ok(None) })
     }
 }
 

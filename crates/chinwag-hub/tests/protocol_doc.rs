@@ -2294,11 +2294,13 @@ impl App for Forward {
     fn on_receive<'a>(
         &'a self,
         _hub: &'a Hub,
-        from: &'a Device,
+        conn: &'a chinwag_hub::Conn,
         body: Body,
-    ) -> chinwag_hub::auth::BoxFuture<'a, ()> {
-        let _ = self.0.send((from.to_string(), body.bytes().clone()));
-        Box::pin(async {})
+    ) -> chinwag_hub::auth::BoxFuture<'a, Result<Option<Body>, chinwag_hub::Rejection>> {
+        let _ = self
+            .0
+            .send((conn.device().to_string(), body.bytes().clone()));
+        Box::pin(async { Ok(None) })
     }
 }
 

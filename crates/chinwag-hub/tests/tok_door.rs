@@ -13,7 +13,7 @@ use bytes::Bytes;
 use chinwag_hub::auth::{BoxFuture, StaticTokens};
 use chinwag_hub::doors::DoorHandle;
 use chinwag_hub::doors::tok::{ByeFn, TokDoor, TokPing};
-use chinwag_hub::{App, Body, Close, Device, Hub, HubConfig, HubLimits, SendOptions};
+use chinwag_hub::{App, Body, Close, Hub, HubConfig, HubLimits, Rejection, SendOptions};
 use chinwag_session::ServerConfig;
 use chinwag_transport::tcp::TcpAcceptor;
 use chinwag_transport::{Frame, FrameRead, FrameWrite, Transport};
@@ -32,9 +32,19 @@ const TOK_MAX: usize = 4 * 1024 * 1024;
 struct Forward(mpsc::UnboundedSender<(String, Bytes)>);
 
 impl App for Forward {
-    fn on_receive<'a>(&'a self, _hub: &'a Hub, from: &'a Device, body: Body) -> BoxFuture<'a, ()> {
-        let _ = self.0.send((from.to_string(), body.bytes().clone()));
-        Box::pin(async {})
+    /// A frame `ask:X` is answered with the frame `answer:X`.
+    fn on_receive<'a>(
+        &'a self,
+        _hub: &'a Hub,
+        conn: &'a chinwag_hub::Conn,
+        body: Body,
+    ) -> BoxFuture<'a, Result<Option<Body>, Rejection>> {
+        let _ = self.0.send((conn.device().to_string(), body.bytes().clone()));
+        let answer = body
+            .bytes()
+            .strip_prefix(b"ask:")
+            .map(|x| Body::binary(Bytes::from([&b"answer:"[..], x].concat())));
+        Box::pin(async move { Ok(answer) })
     }
 }
 
@@ -142,7 +152,10 @@ async fn static_tokens_sign_tok_clients_in() {
     let mut n = TcpStream::connect(addr).await.unwrap();
     write_frame(&mut n, &[b'o', b'k', 0xff, 0xfe]).await;
     let bye = String::from_utf8(read_frame(&mut n).await.expect("the bye")).unwrap();
-    assert_eq!(bye, "bye 4001 the token is not UTF-8 (byte 2 of 4)");
+    assert_eq!(
+        bye,
+        "bye 4001 malformed token: the token is not UTF-8 (byte 2 of 4)"
+    );
     assert_eq!(read_frame(&mut n).await, None);
     assert_eq!(hub.connection_count(), 2);
     stop(&hub, &door).await;
@@ -333,6 +346,18 @@ async fn ws_tok<E: Engine>() {
         .unwrap();
     assert_eq!(next_app(&mut rx).await.1, Bytes::from_static(b"bin frame"));
     assert_eq!(next_app(&mut rx).await.1, Bytes::from_static(b"text frame"));
+    // The application's answer comes back as one binary message.
+    aw.send(Frame::Binary(Bytes::from_static(b"ask:x")))
+        .await
+        .unwrap();
+    assert_eq!(next_app(&mut rx).await.1, Bytes::from_static(b"ask:x"));
+    loop {
+        match next_message(&mut ar).await {
+            Some(Frame::Binary(b)) if &b[..] == b"ping" => {}
+            Some(Frame::Binary(b)) if &b[..] == b"answer:x" => break,
+            other => panic!("{other:?}"),
+        }
+    }
     // Pings, then a direct message, each one binary message.
     let mut pings = 0;
     while pings < 3 {

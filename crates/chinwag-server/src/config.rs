@@ -27,6 +27,7 @@ use std::time::Duration;
 use chinwag::WsEngine;
 use chinwag::cluster::redis::DirectoryConfig;
 use chinwag::hub::HubConfig;
+use chinwag::proxy::{FailurePolicy, ProxyConfig};
 use chinwag::queue::QueueConfig;
 use chinwag::queue::redb::RedbOptions;
 use chinwag::session::ServerConfig;
@@ -484,6 +485,113 @@ impl DeclaredRoom {
     }
 }
 
+/// `[proxy]`: the event proxy to the application's backend (`chinwag::proxy`): a URL per
+/// event (empty: that event is not proxied), the bounds and the failure policies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)] // each key is documented in docs/server.md (and `--help`)
+pub struct ProxySection {
+    pub connect_url: String,
+    pub app_url: String,
+    pub join_url: String,
+    pub publish_url: String,
+    pub disconnect_url: String,
+    #[serde(with = "chinwag::transport::duration")]
+    pub timeout: Duration,
+    pub max_in_flight: usize,
+    pub max_answer_bytes: usize,
+    pub app_failure: FailurePolicy,
+    pub join_failure: FailurePolicy,
+    pub publish_failure: FailurePolicy,
+    pub disconnect_retries: u32,
+    pub disconnect_queue: usize,
+}
+
+impl Default for ProxySection {
+    fn default() -> Self {
+        let d = ProxyConfig::default();
+        ProxySection {
+            connect_url: String::new(),
+            app_url: String::new(),
+            join_url: String::new(),
+            publish_url: String::new(),
+            disconnect_url: String::new(),
+            timeout: d.timeout,
+            max_in_flight: d.max_in_flight,
+            max_answer_bytes: d.max_answer_bytes,
+            app_failure: d.app_failure,
+            join_failure: d.join_failure,
+            publish_failure: d.publish_failure,
+            disconnect_retries: d.disconnect_retries,
+            disconnect_queue: d.disconnect_queue,
+        }
+    }
+}
+
+impl ProxySection {
+    /// The proxy's configuration; `None` when no URL is set (no proxy).
+    ///
+    /// # Errors
+    ///
+    /// A URL that is not `http://host[:port]/path`, or a zero bound, naming its key.
+    pub fn proxy_config(&self) -> Result<Option<ProxyConfig>, ConfigError> {
+        let mut c = ProxyConfig::default()
+            .with_timeout(self.timeout)
+            .with_max_in_flight(self.max_in_flight)
+            .with_max_answer_bytes(self.max_answer_bytes)
+            .with_app_failure(self.app_failure)
+            .with_join_failure(self.join_failure)
+            .with_publish_failure(self.publish_failure)
+            .with_disconnect_retries(self.disconnect_retries)
+            .with_disconnect_queue(self.disconnect_queue);
+        let mut any = false;
+        for (key, url) in [
+            ("proxy.connect_url", &self.connect_url),
+            ("proxy.app_url", &self.app_url),
+            ("proxy.join_url", &self.join_url),
+            ("proxy.publish_url", &self.publish_url),
+            ("proxy.disconnect_url", &self.disconnect_url),
+        ] {
+            if url.is_empty() {
+                continue;
+            }
+            any = true;
+            let uri: chinwag::http::Uri = url
+                .parse()
+                .ok()
+                .filter(|u: &chinwag::http::Uri| {
+                    u.scheme_str() == Some("http") && u.host().is_some_and(|h| !h.is_empty())
+                })
+                .ok_or_else(|| {
+                    err(format!(
+                        "bad value for `{key}`: not an http:// URL like http://127.0.0.1:9000/chinwag/{}",
+                        &key[6..key.len() - 4]
+                    ))
+                })?;
+            c = match key {
+                "proxy.connect_url" => c.with_connect(uri),
+                "proxy.app_url" => c.with_app(uri),
+                "proxy.join_url" => c.with_join(uri),
+                "proxy.publish_url" => c.with_publish(uri),
+                _ => c.with_disconnect(uri),
+            };
+        }
+        for (key, v) in [
+            ("proxy.max_in_flight", self.max_in_flight),
+            ("proxy.max_answer_bytes", self.max_answer_bytes),
+            ("proxy.disconnect_queue", self.disconnect_queue),
+        ] {
+            if v == 0 {
+                return Err(err(format!("bad value for `{key}`: at least 1")));
+            }
+        }
+        if self.timeout.is_zero() {
+            return Err(err("bad value for `proxy.timeout`: above 0".to_owned()));
+        }
+        Ok(any.then_some(c))
+    }
+}
+
 /// `[log]`: the tracing filter and format.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -528,6 +636,8 @@ pub struct Settings {
     pub api: ApiSection,
     /// `[rooms]`: rooms made at start, the room door's password from the query.
     pub rooms: RoomsSection,
+    /// `[proxy]`: the event proxy to the application's backend.
+    pub proxy: ProxySection,
     /// `[log]`: logs.
     pub log: LogSection,
 }
@@ -554,6 +664,7 @@ impl Default for Settings {
             tok: TokSection::default(),
             api: ApiSection::default(),
             rooms: RoomsSection::default(),
+            proxy: ProxySection::default(),
             log: LogSection::default(),
         }
     }
@@ -982,6 +1093,7 @@ impl Settings {
         {
             return Err(err(format!("bad `api.*` value: {e}")));
         }
+        self.proxy.proxy_config()?;
         self.check_tok()
     }
 
@@ -1334,6 +1446,44 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.hub.limits.offline.total_bytes, 6000, "follows the queue");
+    }
+
+    #[test]
+    fn the_proxy_section() {
+        let s = load(None, &[], &[]).unwrap();
+        assert_eq!(s.proxy.proxy_config().unwrap(), None, "no proxy by default");
+        let env =
+            [("CHINWAG_PROXY_JOIN_FAILURE", "allow")].map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let flags = [
+            ("proxy.connect_url", "http://127.0.0.1:9000/connect"),
+            ("proxy.app_url", "http://backend:9000/app?v=1"),
+            ("proxy.timeout", "2s"),
+            ("proxy.max_in_flight", "8"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let c = load(None, &env, &flags)
+            .unwrap()
+            .proxy
+            .proxy_config()
+            .unwrap()
+            .expect("a proxy");
+        assert_eq!(c.connect.unwrap(), "http://127.0.0.1:9000/connect");
+        assert_eq!(c.app.unwrap(), "http://backend:9000/app?v=1");
+        assert!(c.join.is_none() && c.publish.is_none() && c.disconnect.is_none());
+        assert_eq!(c.timeout, Duration::from_secs(2));
+        assert_eq!(c.max_in_flight, 8);
+        assert_eq!(c.join_failure, FailurePolicy::Allow);
+        assert_eq!(c.publish_failure, FailurePolicy::Refuse);
+        for (key, raw, says) in [
+            ("proxy.join_url", "https://x/join", "proxy.join_url"),
+            ("proxy.publish_url", "not a url", "proxy.publish_url"),
+            ("proxy.max_in_flight", "0", "proxy.max_in_flight"),
+            ("proxy.app_failure", "maybe", "proxy.app_failure"),
+        ] {
+            let flags = [(key.to_owned(), raw.to_owned())];
+            let e = load(None, &[], &flags).unwrap_err();
+            assert!(e.0.contains(says), "{key}={raw}: {e:?}");
+        }
     }
 
     #[test]

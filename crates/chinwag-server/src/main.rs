@@ -286,7 +286,21 @@ async fn run(s: Settings) -> Result<(), Failure> {
         );
         b = b.static_tokens(static_tokens);
     }
-    let dev = if let Some(jwt) = jwt_config(&s)? {
+    // The event proxy; with a connect URL it signs connections in (no JWT, no dev sign-in).
+    let proxy = match s.proxy.proxy_config().map_err(|e| Failure::Config(e.0))? {
+        Some(c) => {
+            Some(chinwag::proxy::EventProxy::new(c).map_err(|e| Failure::Config(e.to_string()))?)
+        }
+        None => None,
+    };
+    let proxy_signs_in = proxy.as_ref().is_some_and(|p| p.authenticates());
+    if let Some(p) = proxy {
+        tracing::info!(config = ?p.config(), "event proxy to the application's backend");
+        b = b.event_proxy(p);
+    }
+    let dev = if proxy_signs_in {
+        None
+    } else if let Some(jwt) = jwt_config(&s)? {
         b = b.jwt(jwt);
         None
     } else if s.dev_sign_in() {

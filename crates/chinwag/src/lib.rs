@@ -187,6 +187,7 @@ pub mod ws {
 pub mod http;
 
 pub mod api;
+pub mod proxy;
 
 #[cfg(feature = "tls")]
 pub mod tls;

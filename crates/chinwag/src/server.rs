@@ -635,6 +635,17 @@ impl ServerBuilder {
         self
     }
 
+    /// The event proxy ([`EventProxy`](crate::proxy::EventProxy)) as the application's hooks
+    /// and, when it has a `connect` URL, as the sign-in (replacing any set before; set no
+    /// other [`app`](Self::app) after it).
+    pub fn event_proxy(mut self, proxy: crate::proxy::EventProxy) -> Self {
+        if proxy.authenticates() {
+            self.auth = Auth::Custom(Arc::new(proxy.clone()));
+        }
+        self.app = Some(Arc::new(proxy));
+        self
+    }
+
     /// Where users are connected (default: this process only; a cluster sets its own).
     /// For the Redis cluster, use [`redis_cluster`](Self::redis_cluster) instead: it also
     /// starts the node's listener and lease.

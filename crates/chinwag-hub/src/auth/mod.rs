@@ -7,6 +7,7 @@
 //! that allow it — the first message, under an auth timeout. A token longer than
 //! [`TokenSources::max_token_len`] (default 8 KiB) is refused before it is parsed.
 
+use std::net::IpAddr;
 use std::time::SystemTime;
 
 use crate::identity::Device;
@@ -56,6 +57,44 @@ impl Authenticated {
     }
 }
 
+/// Where a token was presented (for an authenticator that wants to know, e.g. one that asks
+/// the application's backend): the door and the client's address, when known.
+///
+/// ```
+/// use chinwag::hub::auth::AuthContext;
+/// let ctx = AuthContext::new().with_door("tok");
+/// assert_eq!(ctx.door, Some("tok"));
+/// assert_eq!(ctx.ip, None);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuthContext {
+    /// The door (`chat`, `rooms`, `tok`, ...): `None` for a refresh or a check made outside a
+    /// door.
+    pub door: Option<&'static str>,
+    /// The client's IP address.
+    pub ip: Option<IpAddr>,
+}
+
+impl AuthContext {
+    /// Nothing known.
+    pub fn new() -> Self {
+        AuthContext::default()
+    }
+
+    /// Sets [`door`](Self::door).
+    pub fn with_door(mut self, door: &'static str) -> Self {
+        self.door = Some(door);
+        self
+    }
+
+    /// Sets [`ip`](Self::ip).
+    pub fn with_ip(mut self, ip: Option<IpAddr>) -> Self {
+        self.ip = ip;
+        self
+    }
+}
+
 /// Decides who a token belongs to. Called at connect (WebSocket: before the upgrade is
 /// answered), for first-message logins and for refreshes. Runs on the async threads: an
 /// implementation that does heavy or blocking work moves it off them.
@@ -65,6 +104,27 @@ pub trait Authenticator: Send + Sync + 'static {
         &'a self,
         token: &'a str,
     ) -> BoxFuture<'a, Result<Authenticated, AuthError>>;
+
+    /// What the hub calls: `token` as the client sent it — any bytes on the tok door, whose
+    /// first frame is the token — and where it came from. The default refuses a token that
+    /// is not UTF-8 ([`AuthError::Malformed`]) and calls
+    /// [`authenticate`](Self::authenticate) with it; an authenticator for opaque binary
+    /// tokens (the event proxy's) overrides this.
+    fn authenticate_bytes<'a>(
+        &'a self,
+        token: &'a [u8],
+        ctx: AuthContext,
+    ) -> BoxFuture<'a, Result<Authenticated, AuthError>> {
+        let _ = ctx;
+        match std::str::from_utf8(token) {
+            Ok(t) => self.authenticate(t),
+            Err(e) => Box::pin(std::future::ready(Err(AuthError::Malformed(format!(
+                "the token is not UTF-8 (byte {} of {})",
+                e.valid_up_to(),
+                token.len()
+            ))))),
+        }
+    }
 }
 
 /// Why a connection was not authenticated. [`reason`](Self::reason) is the label the hub's

@@ -145,7 +145,8 @@ impl TokenSources {
     /// # Errors
     ///
     /// [`AuthError::TooLarge`].
-    pub fn check_len(&self, token: &str) -> Result<(), AuthError> {
+    pub fn check_len(&self, token: &(impl AsRef<[u8]> + ?Sized)) -> Result<(), AuthError> {
+        let token = token.as_ref();
         if token.len() > self.max_token_len {
             return Err(AuthError::TooLarge {
                 len: token.len(),

@@ -143,6 +143,25 @@ impl Authenticator for StaticTokens {
             }
         })
     }
+
+    /// Any bytes: a token of the table signs in; any other goes to the fallback's
+    /// `authenticate_bytes` as it is (so an event proxy behind the table still gets tok's
+    /// opaque binary tokens).
+    fn authenticate_bytes<'a>(
+        &'a self,
+        token: &'a [u8],
+        ctx: super::AuthContext,
+    ) -> BoxFuture<'a, Result<Authenticated, AuthError>> {
+        Box::pin(async move {
+            if let Some(d) = self.find(token) {
+                return Ok(Authenticated::new(d.clone()));
+            }
+            match &self.fallback {
+                Some(f) => f.authenticate_bytes(token, ctx).await,
+                None => Err(AuthError::Refused("unknown token".into())),
+            }
+        })
+    }
 }
 
 impl std::fmt::Debug for StaticTokens {

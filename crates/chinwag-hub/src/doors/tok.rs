@@ -1,9 +1,11 @@
 //! The tok-style door, over TCP (or TLS, or Unix sockets) and over WebSocket.
 //!
 //! **TCP**: frames are a `u32` big-endian length and that many bytes. The first frame a client
-//! sends is its token (within the auth timeout); every later frame goes to the application
-//! ([`App::on_receive`](crate::App::on_receive)), in order. The server sends direct messages
-//! and room publishes as frames of their body.
+//! sends is its token, any bytes (within the auth timeout; see
+//! [`Authenticator::authenticate_bytes`](crate::auth::Authenticator::authenticate_bytes));
+//! every later frame goes to the application ([`App::on_receive`](crate::App::on_receive)), in
+//! order, and the application's answer, when it gives one, comes back as a frame. The server
+//! sends direct messages and room publishes as frames of their body.
 //!
 //! **WebSocket** ([`TokDoor::serve_ws`]), as tok's WebSocket adapters: the token comes with the
 //! HTTP request — the `Authorization` header (the token itself, as tok's example client sends
@@ -35,9 +37,11 @@
 //! pings also find a silent peer (its pong wait).
 //!
 //! The first TCP frame is the token whatever the hub's token sources say (first-message logins
-//! off, anonymous connections on): it is this door's only way to sign in. It must be UTF-8
-//! (what an [`Authenticator`](crate::auth::Authenticator) checks): a token of other bytes is
-//! refused (`the token is not UTF-8`); surrounding white space is removed.
+//! off, anonymous connections on): it is this door's only way to sign in. A UTF-8 token has its
+//! surrounding white space removed; a token of other bytes goes to the authenticator as it is
+//! (the default [`Authenticator::authenticate_bytes`](crate::auth::Authenticator::authenticate_bytes)
+//! refuses it as malformed; the event proxy's and [`StaticTokens`](crate::auth::StaticTokens)
+//! take any bytes).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,7 +53,7 @@ use chinwag_transport::{Acceptor, ConnectInfo, Frame, Framing, Refusal};
 
 use super::DoorHandle;
 use super::skeleton::{AuthTimer, Formats, Skeleton, auth_refusal, ip_of, sign_on_refusal};
-use crate::auth::AuthError;
+use crate::auth::{AuthContext, AuthError};
 use crate::close::{Close, CloseCode};
 use crate::core::message::{Body, Event};
 use crate::driver::{Conn, Hub};
@@ -253,14 +257,18 @@ impl std::fmt::Debug for TokDoor {
 
 /// Hands a frame of a signed-in connection to the application; a frame the hub refuses as too
 /// large (the door allows more than the hub's body limit) closes the connection with 1009.
-async fn to_app(hub: &Hub, conn: &Conn, frame: Bytes) {
+async fn to_app(hub: &Hub, conn: &Conn, frame: Bytes) -> Option<Body> {
     match hub.receive_app(conn, Body::binary(frame)).await {
-        Ok(()) => {}
+        Ok(answer) => answer,
         Err(e @ SendError::TooLarge { .. }) => {
             tracing::debug!(conn = conn.id().0, error = %e, "tok frame over the hub's body limit; closing");
             hub.close(conn, Close::new(CloseCode::TOO_BIG, e.to_string()));
+            None
         }
-        Err(e) => tracing::debug!(conn = conn.id().0, error = %e, "app message refused"),
+        Err(e) => {
+            tracing::debug!(conn = conn.id().0, error = %e, "app message refused");
+            None
+        }
     }
 }
 
@@ -325,26 +333,23 @@ impl Service<LengthDelimited> for TokService {
                 hub.close(&conn, Close::new(CloseCode::TOO_BIG, why));
                 return;
             }
-            to_app(hub, &conn, frame).await;
+            // The application's answer: a frame back to this client.
+            if let Some(answer) = to_app(hub, &conn, frame).await
+                && let Err(e) = session.send(answer.bytes()).await
+            {
+                tracing::debug!(conn = conn.id().0, error = %e, "app answer not sent");
+            }
             return;
         }
-        // The first frame: the token.
+        // The first frame: the token, any bytes (a UTF-8 one without surrounding
+        // whitespace); the authenticator decides what it accepts.
         drop(state.timer.lock().unwrap_or_else(|p| p.into_inner()).take());
-        let token = match std::str::from_utf8(&frame) {
-            Ok(t) => t.trim(),
-            Err(e) => {
-                crate::metrics::auth_refusal("malformed");
-                let why = format!(
-                    "the token is not UTF-8 (byte {} of {})",
-                    e.valid_up_to(),
-                    frame.len()
-                );
-                let close = Close::new(CloseCode::AUTH_FAILED, why);
-                self.door.close(session, self.formats.of(session), &close);
-                return;
-            }
+        let token: &[u8] = match std::str::from_utf8(&frame) {
+            Ok(t) => t.trim().as_bytes(),
+            Err(_) => &frame,
         };
-        let auth = match hub.authenticate_token(token).await {
+        let ctx = AuthContext::new().with_door("tok").with_ip(state.ip);
+        let auth = match hub.authenticate_bytes(token, ctx).await {
             Ok(a) => a,
             Err(e) => {
                 tracing::debug!(error = %e, "tok door: token refused");
@@ -429,10 +434,11 @@ impl Service<FrameCodec> for TokWsService {
             crate::metrics::auth_refusal("missing");
             return Err(auth_refusal(&AuthError::Missing));
         };
+        let ctx = AuthContext::new().with_door("tok").with_ip(ip_of(info));
         let auth = self
             .door
             .hub
-            .authenticate_token(&token)
+            .authenticate_bytes(token.as_bytes(), ctx)
             .await
             .map_err(|e| auth_refusal(&e))?;
         let conn = self
@@ -443,7 +449,7 @@ impl Service<FrameCodec> for TokWsService {
         Ok(Admission::new(conn))
     }
 
-    async fn on_message(&self, _session: &Session<FrameCodec>, conn: &Conn, frame: Frame) {
+    async fn on_message(&self, session: &Session<FrameCodec>, conn: &Conn, frame: Frame) {
         let bytes = match frame {
             Frame::Text(b) | Frame::Binary(b) => b,
         };
@@ -457,7 +463,12 @@ impl Service<FrameCodec> for TokWsService {
             hub.close(conn, Close::new(CloseCode::TOO_BIG, why));
             return;
         }
-        to_app(hub, conn, bytes).await;
+        // The application's answer: one binary message back to this client.
+        if let Some(answer) = to_app(hub, conn, bytes).await
+            && let Err(e) = session.send(&Frame::Binary(answer.bytes().clone())).await
+        {
+            tracing::debug!(conn = conn.id().0, error = %e, "app answer not sent");
+        }
     }
 
     /// The ping frame, as a binary message, when the door has one.

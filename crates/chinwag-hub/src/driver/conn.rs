@@ -30,6 +30,14 @@ pub(crate) struct ConnInner {
     pub(crate) seq: AtomicU64,
     /// The hub's reason, when the hub closed it.
     pub(crate) closed_by: Mutex<Option<Close>>,
+    /// The connection's lane through the application's async hooks of sends, publishes and
+    /// joins: taken (FIFO, in the order its requests reach the hub) around each hook call and
+    /// the step it decides, so they pass the application one at a time and in order.
+    pub(crate) lane: tokio::sync::Mutex<()>,
+    /// The lane of its messages for the application (`App::on_receive`): its own, so an
+    /// application that joins or publishes for the connection while answering does not wait
+    /// for itself.
+    pub(crate) app_lane: tokio::sync::Mutex<()>,
 }
 
 /// What a door gives [`Hub::attach`](crate::Hub::attach) to sign a connection on.
@@ -88,6 +96,8 @@ impl Conn {
             shard,
             seq: AtomicU64::new(0),
             closed_by: Mutex::new(None),
+            lane: tokio::sync::Mutex::new(()),
+            app_lane: tokio::sync::Mutex::new(()),
         }))
     }
 

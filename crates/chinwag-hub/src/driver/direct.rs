@@ -22,7 +22,7 @@ use crate::core::pipeline::{ConnOutcome, ConnPlan, Pending, Progress, Refusal, S
 use crate::core::shares::Ticket;
 use crate::core::users::Permit;
 use crate::error::SendError;
-use crate::hooks::Incoming;
+use crate::hooks::{Incoming, first_poll_under};
 use crate::metrics as m;
 
 /// What became of a send to a user.
@@ -293,12 +293,15 @@ impl Hub {
             to: to.to_owned(),
             body,
         };
-        let (to, body) = match self.inner.app.before_receive(conn.device(), incoming) {
+        let lane = conn.0.lane.lock().await;
+        let decided = self.inner.app.before_receive_async(conn, incoming).await;
+        let (to, body) = match decided {
             Ok(Incoming::Direct { to, body }) => (to, body),
             Ok(_) => return Err(SendError::Refused("hook changed the message kind".into())),
             Err(why) => return Err(SendError::Refused(why)),
         };
-        self.send_as(Some(conn.device()), &to, body, opts).await
+        // The lane is held until the send is under way (its first poll orders it).
+        first_poll_under(lane, self.send_as(Some(conn.device()), &to, body, opts)).await
     }
 
     /// One more message from `conn`: its message rate; a client over it too many times in a row
@@ -341,27 +344,28 @@ impl Hub {
     }
 
     /// A message from `conn` for the application: its rate, the before-receive hook, then
-    /// [`App::on_receive`](crate::App::on_receive), awaited (so a connection's app messages
-    /// are handled in order).
+    /// [`App::on_receive`](crate::App::on_receive), awaited in the connection's lane (so a
+    /// connection's app messages are handled one at a time, in order); its answer for the
+    /// client.
     ///
     /// # Errors
     ///
-    /// Rate limited, too large, or refused by the hook.
-    pub async fn receive_app(&self, conn: &Conn, body: Body) -> Result<(), SendError> {
+    /// Rate limited, too large, or refused by a hook.
+    pub async fn receive_app(&self, conn: &Conn, body: Body) -> Result<Option<Body>, SendError> {
         self.permit(conn).map_err(|()| SendError::RateLimited)?;
         self.inner.check_body(&body)?;
         metrics::counter!(m::MESSAGES_IN, "kind" => "app").increment(1);
-        let body = match self
-            .inner
-            .app
-            .before_receive(conn.device(), Incoming::App { body })
-        {
+        // In the connection's lane from the hook to the application's answer.
+        let _lane = conn.0.app_lane.lock().await;
+        let app = &self.inner.app;
+        let body = match app.before_receive_async(conn, Incoming::App { body }).await {
             Ok(Incoming::App { body }) => body,
             Ok(_) => return Err(SendError::Refused("hook changed the message kind".into())),
             Err(why) => return Err(SendError::Refused(why)),
         };
-        self.inner.app.on_receive(self, conn.device(), body).await;
-        Ok(())
+        app.on_receive(self, conn, body)
+            .await
+            .map_err(SendError::Refused)
     }
 }
 

@@ -136,7 +136,7 @@ impl Hub {
         room: &str,
         body: Body,
     ) -> Result<PublishReport, RoomError> {
-        self.enqueue_from(conn, room, body)?.report().await
+        self.enqueue_from(conn, room, body).await?.report().await
     }
 
     /// A publish from a member for a door that has no answer to give (the room door): what
@@ -152,7 +152,7 @@ impl Hub {
         body: Body,
         refused: impl FnOnce(RoomError) + Send + 'static,
     ) -> Result<(), RoomError> {
-        match self.enqueue_from(conn, room, body)? {
+        match self.enqueue_from(conn, room, body).await? {
             t @ Ticket::Sent(..) => t.report().await.map(|_| ()),
             t @ Ticket::Kept(_) => {
                 self.inner.tasks.spawn(async move {
@@ -166,14 +166,17 @@ impl Hub {
     }
 
     /// The checks of a member's publish, then [`enqueue_as`](Self::enqueue_as).
-    fn enqueue_from(&self, conn: &Conn, room: &str, body: Body) -> Result<Ticket, RoomError> {
+    /// The hook runs in the connection's lane, held until the publish is sequenced.
+    async fn enqueue_from(&self, conn: &Conn, room: &str, body: Body) -> Result<Ticket, RoomError> {
         self.permit(conn).map_err(|()| RoomError::RateLimited)?;
         metrics::counter!(m::MESSAGES_IN, "kind" => "publish").increment(1);
         let incoming = Incoming::Publish {
             room: room.to_owned(),
             body,
         };
-        let (room, body) = match self.inner.app.before_receive(conn.device(), incoming) {
+        let _lane = conn.0.lane.lock().await;
+        let decided = self.inner.app.before_receive_async(conn, incoming).await;
+        let (room, body) = match decided {
             Ok(Incoming::Publish { room, body }) => (room, body),
             Ok(_) => return Err(RoomError::Refused("hook changed the message kind".into())),
             Err(why) => return Err(RoomError::Refused(why)),

@@ -17,6 +17,7 @@ use crate::core::registry::RoomRecord;
 use crate::core::rooms::{Member, PresenceJob, Recover, RoomInfo, RoomOptions, RoomRefusal};
 use crate::core::signon::ConnRef;
 use crate::error::RoomError;
+use crate::hooks::{JoinDecision, first_poll_under};
 use crate::metrics as m;
 
 impl Hub {
@@ -193,9 +194,22 @@ impl Hub {
         verified: Option<u64>,
         since: Option<Since>,
     ) -> Result<(RoomInfo, Option<Recovery>), RoomError> {
-        let r = self
-            .join_unlogged(conn, room, password, verified, since)
-            .await;
+        // The application's join hook, in the connection's lane (held until the join has
+        // started, as a join without a hook would have: so requests keep their order, and a
+        // join that waits, e.g. for a password check, holds up no other request).
+        let lane = conn.0.lane.lock().await;
+        let (room, verified) = match self.inner.app.before_join(conn, room).await {
+            Ok(JoinDecision::Allow) => (std::borrow::Cow::Borrowed(room), verified),
+            // Another room: a password checked beforehand was the asked room's.
+            Ok(JoinDecision::Room(other)) => (std::borrow::Cow::Owned(other), None),
+            Err(why) => return Err(RoomError::Refused(why)),
+        };
+        let room = &*room;
+        let r = first_poll_under(
+            lane,
+            self.join_unlogged(conn, room, password, verified, since),
+        )
+        .await;
         if r.is_ok() {
             let d = conn.device();
             tracing::info!(user = %d.user, device = %d.device, door = conn.door(), conn = conn.id().0, room, "joined");

@@ -12,7 +12,7 @@ use chinwag_transport::{ConnectInfo, Refusal};
 use super::conn::{Attach, Conn};
 use super::fanout::Outgoing;
 use super::{Hub, Inner, lock, unix_micros};
-use crate::auth::{AuthError, Authenticated, TokenSource, find_token};
+use crate::auth::{AuthContext, AuthError, Authenticated, TokenSource, find_token};
 use crate::close::{Close, CloseCode};
 use crate::core::expiry::expiry_at;
 use crate::core::identity::{DEFAULT_DEVICE, Device};
@@ -62,7 +62,14 @@ impl Hub {
             m::auth_refusal(e.reason());
         })?;
         match found {
-            Some((token, source)) => Ok(Some((self.authenticate_token(&token).await?, source))),
+            Some((token, source)) => {
+                let ctx = AuthContext::new().with_ip(match info.peer() {
+                    chinwag_transport::PeerAddr::Ip(a) => Some(a.ip()),
+                    _ => None,
+                });
+                let auth = self.authenticate_bytes(token.as_bytes(), ctx).await?;
+                Ok(Some((auth, source)))
+            }
             None if self.inner.config.anonymous => Ok(Some((
                 Authenticated::new(Device::new(
                     format!("anon-{:016x}", rand::random::<u64>()),
@@ -80,12 +87,29 @@ impl Hub {
     ///
     /// Why it was refused (counted in `chinwag_hub_refusals_total`).
     pub async fn authenticate_token(&self, token: &str) -> Result<Authenticated, AuthError> {
+        self.authenticate_bytes(token.as_bytes(), AuthContext::new())
+            .await
+    }
+
+    /// Checks a token of any bytes presented through `ctx` (the door and the client's
+    /// address): the tok door's first frame, a first-message login. A token that is not
+    /// UTF-8 reaches the authenticator's
+    /// [`authenticate_bytes`](crate::auth::Authenticator::authenticate_bytes).
+    ///
+    /// # Errors
+    ///
+    /// Why it was refused (counted in `chinwag_hub_refusals_total`).
+    pub async fn authenticate_bytes(
+        &self,
+        token: &[u8],
+        ctx: AuthContext,
+    ) -> Result<Authenticated, AuthError> {
         let r = async {
             self.inner.config.tokens.check_len(token)?;
             let Some(a) = &self.inner.authenticator else {
                 return Err(AuthError::Refused("no authenticator configured".into()));
             };
-            a.authenticate(token).await
+            a.authenticate_bytes(token, ctx).await
         }
         .await;
         if let Err(e) = &r {

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use chinwag_rpc::Handlers;
 use serde::{Deserialize, Serialize};
 
-use super::{ChatError, Empty, op, send_error, signed_in};
+use super::{ChatError, op, send_error, signed_in};
 use crate::core::message::{Body, MessageId};
 use crate::driver::{Hub, SendOptions};
 
@@ -95,9 +95,41 @@ pub(super) fn app(h: &mut Handlers, hub: &Hub, name: &'static str) {
     op(h, hub, name, |hub, peer, r: AppReq| async move {
         let conn = signed_in(&peer)?;
         let body = body_of(r.body, r.body_base64)?;
-        hub.receive_app(&conn, body)
+        let answer = hub
+            .receive_app(&conn, body)
             .await
             .map_err(|e| send_error(&e))?;
-        Ok(Empty {})
+        Ok(AppJson::of(answer))
     });
+}
+
+/// The `app` result: `{}`, or the application's answer as `body` (text) or `body_base64`
+/// (binary).
+#[derive(Serialize)]
+pub(crate) struct AppJson {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) body: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) body_base64: Option<String>,
+}
+
+impl AppJson {
+    fn of(answer: Option<Body>) -> Self {
+        match answer {
+            None => AppJson {
+                body: None,
+                body_base64: None,
+            },
+            Some(b) => match b.as_text() {
+                Some(t) => AppJson {
+                    body: Some(t.to_owned()),
+                    body_base64: None,
+                },
+                None => AppJson {
+                    body: None,
+                    body_base64: Some(base64::engine::general_purpose::STANDARD.encode(b.bytes())),
+                },
+            },
+        }
+    }
 }

@@ -146,7 +146,7 @@ pub static OPERATIONS: [Operation; 13] = [
     Operation {
         name: "app",
         request: fields_of::<direct::AppReq>,
-        result: &[],
+        result: &["body", "body_base64"],
         register: direct::app,
     },
 ];
@@ -366,7 +366,8 @@ mod tests {
                 "online",
                 serde_json::to_value(presence::sample_online()).unwrap(),
             ),
-            ("app", json!({})),
+            // The two shapes together: a text answer's and a binary one's.
+            ("app", json!({"body": "x", "body_base64": "eA=="})),
         ];
         for (name, sample) in samples {
             let op = OPERATIONS.iter().find(|o| o.name == name).unwrap();
