@@ -97,6 +97,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod client;
 mod error;
 mod history;
 mod server;
