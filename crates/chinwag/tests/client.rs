@@ -682,3 +682,105 @@ async fn connect_errors_have_codes() {
     assert_eq!(e.code(), "connect", "no token: {e}");
     server.shutdown(DEADLINE).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_expiry_and_refused_tokens_follow_the_table() {
+    let server = start(None).await;
+    let hub = server.hub().clone();
+    let url = &urls(&server)[0];
+
+    // 4002 with a fixed token: nothing fresh to present, so closed.
+    let (c, mut ev) = connect(url, "tess").await;
+    close_all(&hub, "tess", CloseCode::TOKEN_EXPIRED);
+    let info = wait_for(&mut ev, "closed", |e| match e {
+        Event::Closed(i) => Some(i),
+        _ => None,
+    })
+    .await;
+    assert_eq!((info.code, info.reconnect), (4002, "after_refresh"));
+    assert!(c.is_closed());
+
+    // 4002 with a token function: a fresh token, at once. Then a function that hands out
+    // refused tokens gets one more try, told why, and the client ends with 4001.
+    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let good = Arc::new(AtomicUsize::new(2));
+    let (c, mut ev) = {
+        let (asked, good) = (asked.clone(), good.clone());
+        within(
+            "connect",
+            Client::builder(url)
+                .token_fn(move |req| {
+                    asked.lock().unwrap().push(req.clone());
+                    let ok = good
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok();
+                    async move { Ok::<_, String>(if ok { token("uma") } else { "not.a.jwt".into() }) }
+                })
+                .backoff(Duration::from_millis(1), Duration::from_millis(20))
+                .connect(),
+        )
+        .await
+        .unwrap()
+    };
+    close_all(&hub, "uma", CloseCode::TOKEN_EXPIRED);
+    let d = wait_for(&mut ev, "disconnected", |e| match e {
+        Event::Disconnected(d) => Some(d),
+        _ => None,
+    })
+    .await;
+    assert!(d.will_reconnect);
+    assert_eq!(d.delay, Duration::ZERO, "after_refresh: at once");
+    wait_for(&mut ev, "reconnected", |e| match e {
+        Event::Reconnected(r) => Some(r),
+        _ => None,
+    })
+    .await;
+    close_all(&hub, "uma", CloseCode::GOING_AWAY);
+    let info = wait_for(&mut ev, "closed", |e| match e {
+        Event::Closed(i) => Some(i),
+        _ => None,
+    })
+    .await;
+    assert_eq!((info.code, info.name), (4001, "auth_failed"), "{info:?}");
+    assert!(info.reason.contains("malformed"), "{info:?}");
+    assert!(c.is_closed());
+    let asked = asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 4, "{asked:?}");
+    assert!(!asked[0].reconnect && asked[1].reconnect);
+    assert_eq!(asked[2].refused, None);
+    assert_eq!(asked[3].refused.as_deref(), Some("auth_malformed"));
+    server.shutdown(DEADLINE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_attempts_are_bounded() {
+    let server = start(None).await;
+    let url = urls(&server)[0].clone();
+    let (c, mut ev) = within(
+        "connect",
+        Client::builder(&url)
+            .token(token("vic"))
+            .backoff(Duration::from_millis(1), Duration::from_millis(5))
+            .reconnect_attempts(Some(3))
+            .connect(),
+    )
+    .await
+    .unwrap();
+    // The server goes away for good: 1001 (backoff), then three refused connects.
+    server.shutdown(DEADLINE).await;
+    drop(server);
+    let d = wait_for(&mut ev, "disconnected", |e| match e {
+        Event::Disconnected(d) => Some(d),
+        _ => None,
+    })
+    .await;
+    assert_eq!((d.close.code, d.will_reconnect), (1001, true));
+    let info = wait_for(&mut ev, "closed", |e| match e {
+        Event::Closed(i) => Some(i),
+        _ => None,
+    })
+    .await;
+    assert_eq!(info.reason, "gave up after 3 reconnect attempts");
+    let e = c.whoami().await.unwrap_err();
+    assert!(e.is_closed(), "{e}");
+}

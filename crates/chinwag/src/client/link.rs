@@ -281,12 +281,16 @@ async fn open_with(shared: &Shared, token: String) -> Result<Arc<Conn>, ChatErro
         state: Mutex::new(AckState::default()),
     });
     let h = Arc::new(handlers(core, &acks, &bye));
-    let peer = connect_transport(shared, h, cfg).await?;
+    let in_header = shared.opts.token_in_header && matches!(shared.target, Target::Ws(_));
+    let header = in_header.then_some(token.as_str());
+    let peer = connect_transport(shared, h, cfg, header).await?;
     *lock(&acks.peer) = Some(peer.clone());
-    let me: Result<Me, ChatError> = peer
-        .request("auth", &json!({ "token": token }))
-        .await
-        .map_err(ChatError::from_rpc);
+    let me: Result<Me, ChatError> = if in_header {
+        peer.request("whoami", &json!({})).await
+    } else {
+        peer.request("auth", &json!({ "token": token })).await
+    }
+    .map_err(ChatError::from_rpc);
     let me = match me {
         Ok(me) => me,
         Err(e) => {
@@ -310,6 +314,7 @@ async fn connect_transport(
     shared: &Shared,
     h: Arc<Handlers>,
     cfg: RpcConfig,
+    bearer: Option<&str>,
 ) -> Result<Peer, ChatError> {
     let err = |e: crate::transport::TransportError| ChatError::new("connect", e.to_string());
     Ok(match &shared.target {
@@ -319,7 +324,7 @@ async fn connect_transport(
                 .map_err(err)?;
             crate::rpc::connect(t, h, cfg)
         }
-        Target::Ws(url) => ws_connect(shared, url, h, cfg).await?,
+        Target::Ws(url) => ws_connect(shared, url, h, cfg, bearer).await?,
     })
 }
 
@@ -338,6 +343,7 @@ async fn ws_connect(
     url: &str,
     h: Arc<Handlers>,
     cfg: RpcConfig,
+    bearer: Option<&str>,
 ) -> Result<Peer, ChatError> {
     use crate::WsEngine;
     let err = |e: crate::transport::TransportError| ChatError::new("connect", e.to_string());
@@ -346,7 +352,12 @@ async fn ws_connect(
         .engine
         .or_else(WsEngine::preferred)
         .ok_or_else(|| ChatError::new("connect", "no WebSocket engine compiled in"))?;
-    let (ws, opts) = (&shared.opts.ws_config, &shared.opts.ws_options);
+    let ws = &shared.opts.ws_config;
+    let mut opts = shared.opts.ws_options.clone();
+    if let Some(token) = bearer {
+        opts = opts.with_header("authorization", format!("Bearer {token}"));
+    }
+    let opts = &opts;
     Ok(match engine {
         #[cfg(feature = "ws-tungstenite")]
         WsEngine::Tungstenite => crate::rpc::connect(
@@ -373,6 +384,7 @@ async fn ws_connect(
     _url: &str,
     _h: Arc<Handlers>,
     _cfg: RpcConfig,
+    _bearer: Option<&str>,
 ) -> Result<Peer, ChatError> {
     Err(ChatError::new(
         "connect",

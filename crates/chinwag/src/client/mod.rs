@@ -209,6 +209,7 @@ pub(crate) struct Options {
     pub(crate) read_timeout: Option<Duration>,
     pub(crate) heartbeat_interval: Duration,
     pub(crate) last_message_id: u64,
+    pub(crate) token_in_header: bool,
     pub(crate) engine: Option<crate::WsEngine>,
     pub(crate) ws_config: WsConfig,
     pub(crate) ws_options: ConnectOptions,
@@ -230,6 +231,7 @@ impl Default for Options {
             read_timeout: Some(Duration::from_secs(70)),
             heartbeat_interval: Duration::from_secs(20),
             last_message_id: 0,
+            token_in_header: false,
             engine: None,
             ws_config: WsConfig::default(),
             ws_options: ConnectOptions::default(),
@@ -362,6 +364,16 @@ impl ClientBuilder {
     /// Drops direct messages at or below this id (the last one processed, kept across runs).
     pub fn last_message_id(mut self, id: u64) -> Self {
         self.opts.last_message_id = id;
+        self
+    }
+
+    /// Over WebSocket, presents the token at connect in an `Authorization: Bearer` header
+    /// instead of an `auth` request (default `false`; TCP has no headers and always uses
+    /// `auth`). A refused token is then an HTTP 401 before the upgrade: error code `connect`
+    /// (not `auth_*`), and on a reconnect it is retried with backoff like any failed
+    /// connection.
+    pub fn token_in_header(mut self, on: bool) -> Self {
+        self.opts.token_in_header = on;
         self
     }
 
