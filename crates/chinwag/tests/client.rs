@@ -784,3 +784,33 @@ async fn reconnect_attempts_are_bounded() {
     let e = c.whoami().await.unwrap_err();
     assert!(e.is_closed(), "{e}");
 }
+
+/// An application that stopped reading can still close the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_does_not_wait_for_the_application_to_read() {
+    let server = start(None).await;
+    let url = &urls(&server)[1];
+    let (a, a_ev) = within(
+        "connect",
+        Client::builder(url)
+            .token(token("wes"))
+            .event_buffer(1)
+            .connect(),
+    )
+    .await
+    .unwrap();
+    let (b, _b_ev) = connect(url, "xia").await;
+    for i in 0..10 {
+        b.send("wes", format!("m{i}")).await.unwrap();
+    }
+    until("the buffer is full", || a_ev.len() == 1).await;
+    within("close", a.close()).await;
+    assert!(a.is_closed());
+    until("the server saw it go", || {
+        server.hub().connections_of("wes").is_empty()
+    })
+    .await;
+    // nothing was acknowledged: all ten wait in the offline queue
+    assert_eq!(queued(server.hub(), "wes").await, 10);
+    server.shutdown(DEADLINE).await;
+}

@@ -285,21 +285,17 @@ async fn open_with(shared: &Shared, token: String) -> Result<Arc<Conn>, ChatErro
     let header = in_header.then_some(token.as_str());
     let peer = connect_transport(shared, h, cfg, header).await?;
     *lock(&acks.peer) = Some(peer.clone());
+    // Closes the connection if this future is dropped before it is signed in (the client
+    // was closed meanwhile) or the sign-in fails.
+    let mut unfinished = Unfinished(Some((peer.clone(), acks.clone())));
     let me: Result<Me, ChatError> = if in_header {
         peer.request("whoami", &json!({})).await
     } else {
         peer.request("auth", &json!({ "token": token })).await
     }
     .map_err(ChatError::from_rpc);
-    let me = match me {
-        Ok(me) => me,
-        Err(e) => {
-            peer.close();
-            acks.detach();
-            peer.set_handlers(Arc::new(Handlers::new()));
-            return Err(e);
-        }
-    };
+    let me = me?;
+    unfinished.0 = None;
     Ok(Arc::new(Conn {
         peer,
         me,
@@ -326,6 +322,18 @@ async fn connect_transport(
         }
         Target::Ws(url) => ws_connect(shared, url, h, cfg, bearer).await?,
     })
+}
+
+struct Unfinished(Option<(Peer, Arc<ConnAcks>)>);
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some((peer, acks)) = self.0.take() {
+            peer.close();
+            acks.detach();
+            peer.set_handlers(Arc::new(Handlers::new()));
+        }
+    }
 }
 
 impl Conn {
@@ -482,14 +490,14 @@ pub(crate) async fn supervise(shared: Arc<Shared>, mut conn: Arc<Conn>) {
                 random(),
             ),
         };
-        shared
-            .core
-            .emit(Event::Disconnected(Disconnected {
-                close: info.clone(),
-                will_reconnect: will,
-                delay: first_delay,
-            }))
-            .await;
+        let ev = Event::Disconnected(Disconnected {
+            close: info.clone(),
+            will_reconnect: will,
+            delay: first_delay,
+        });
+        if or_stop(&mut stop, shared.core.emit(ev)).await.is_none() {
+            break closed_by_client();
+        }
         if !will {
             break info;
         }
@@ -519,7 +527,10 @@ pub(crate) async fn supervise(shared: Arc<Shared>, mut conn: Arc<Conn>) {
                 refused: refused.clone(),
                 attempt: attempts,
             };
-            match open(&shared, req).await {
+            let Some(opened) = or_stop(&mut stop, open(&shared, req)).await else {
+                break Err(closed_by_client());
+            };
+            match opened {
                 Ok(c) => break Ok(c),
                 Err(e) if e.is_auth() && e.code() != "auth_unavailable" => {
                     // A refused token: with a fixed one, the end; a token function is asked
@@ -549,22 +560,36 @@ pub(crate) async fn supervise(shared: Arc<Shared>, mut conn: Arc<Conn>) {
         match next {
             Ok(c) => {
                 conn = c;
-                let rooms = rejoin(&shared, &conn).await;
+                let Some(rooms) = or_stop(&mut stop, rejoin(&shared, &conn)).await else {
+                    conn.peer.close();
+                    conn.retire();
+                    break closed_by_client();
+                };
                 shared.link.send_replace(Link::Up(conn.clone()));
-                shared
-                    .core
-                    .emit(Event::Reconnected(Reconnected {
-                        me: conn.me.clone(),
-                        rooms,
-                        attempts,
-                    }))
-                    .await;
+                let ev = Event::Reconnected(Reconnected {
+                    me: conn.me.clone(),
+                    rooms,
+                    attempts,
+                });
+                // (a stop meanwhile is seen at the top of the loop)
+                let _ = or_stop(&mut stop, shared.core.emit(ev)).await;
             }
             Err(info) => break info,
         }
     };
     shared.link.send_replace(Link::Closed(info.clone()));
     shared.core.emit(Event::Closed(info)).await;
+}
+
+/// `f`, unless the client is closed first.
+async fn or_stop<F: std::future::Future>(
+    stop: &mut watch::Receiver<bool>,
+    f: F,
+) -> Option<F::Output> {
+    tokio::select! {
+        v = f => Some(v),
+        _ = stop.wait_for(|s| *s) => None,
+    }
 }
 
 fn closed_by_client() -> CloseInfo {
@@ -611,6 +636,10 @@ async fn rejoin(shared: &Shared, conn: &Conn) -> Vec<JoinResult> {
                 }
                 shared.core.position_at_least(&room, &r);
                 out.push(r);
+            }
+            Err(e) if e.is_closed() => {
+                // This connection is lost too: the rooms stay for the next one.
+                break;
             }
             Err(e) => {
                 lock(&shared.core.rooms).remove(&room);
