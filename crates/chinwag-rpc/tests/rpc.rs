@@ -483,3 +483,49 @@ async fn heartbeats_carry_the_share_of_request_slots_in_use() {
     gate.notify_one();
     within(held).await.unwrap().unwrap();
 }
+
+/// `closed` can resolve while the peer's last notification still waits for its handler;
+/// `notifications_drained` resolves only once it has been handled.
+#[tokio::test]
+async fn notifications_drained_waits_for_the_last_notification() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let seen = Arc::new(AtomicUsize::new(0));
+    let mut client = Handlers::new();
+    {
+        let (gate, seen) = (gate.clone(), seen.clone());
+        client.handle_notification("bye", move |_p, _payload| {
+            let (gate, seen) = (gate.clone(), seen.clone());
+            async move {
+                gate.acquire().await.unwrap().forget();
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+    }
+    let (server, client) = pair(
+        Handlers::new(),
+        RpcConfig::default(),
+        client,
+        RpcConfig::client(),
+    );
+    server.notify("bye", &"goodbye").await.unwrap();
+    server.close();
+    within(client.closed()).await;
+    let drained = tokio::spawn({
+        let client = client.clone();
+        async move { client.notifications_drained().await }
+    });
+    // The handler is still held at the gate: drained must not have resolved.
+    until("the bye reached its handler", || {
+        gate.available_permits() == 0
+    })
+    .await;
+    tokio::task::yield_now().await;
+    assert!(
+        !drained.is_finished(),
+        "resolved before the bye was handled"
+    );
+    assert_eq!(seen.load(Ordering::SeqCst), 0);
+    gate.add_permits(1);
+    assert_eq!(within(drained).await.unwrap(), Disconnect::Clean);
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+}

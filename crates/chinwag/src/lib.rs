@@ -58,8 +58,9 @@
 //! | [`queue`] | `chinwag-queue` (+ backends) | the offline queue: memory; `queue::redb`, `queue::redis` |
 //! | [`hub`] | `chinwag-hub` | users, devices, sign-on policies, send-to-user, rooms, presence, hooks, JWT, the doors |
 //!
-//! Besides them: [`Server`] and [`ServerBuilder`] (the builder), [`Error`] (one error for
-//! all layers), [`http`] (what extra HTTP routes are written with), [`prelude`], and with
+//! Besides them: [`Server`] and [`ServerBuilder`] (the builder), [`client`] (a chat client:
+//! the chat protocol over TCP or WebSocket, with reconnects and recovery, as `chinwag.js`),
+//! [`Error`] (one error for all layers), [`http`] (what extra HTTP routes are written with), [`prelude`], and with
 //! feature `tls` the `tls` helpers. [`tokio`] is re-exported so a program can depend on
 //! `chinwag` alone.
 //!
