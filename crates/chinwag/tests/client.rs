@@ -814,3 +814,81 @@ async fn close_does_not_wait_for_the_application_to_read() {
     assert_eq!(queued(server.hub(), "wes").await, 10);
     server.shutdown(DEADLINE).await;
 }
+
+/// A member that does not read loses publishes on the server's side (its send queue is
+/// full); once it reads again, the jump in `seq` is reported as a gap just before the
+/// publish after it, and every other publish comes once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_dropped_for_a_slow_member_are_reported_as_a_gap() {
+    let server = start(None).await;
+    let url = &urls(&server)[0];
+    let (slow, mut slow_ev) = within(
+        "connect",
+        Client::builder(url)
+            .token(token("yan"))
+            .event_buffer(1)
+            .connect(),
+    )
+    .await
+    .unwrap();
+    let (p, mut p_ev) = connect(url, "zed").await;
+    slow.join("flood").await.unwrap();
+    p.join("flood").await.unwrap();
+    // The publisher reads its own copies all along.
+    let drain = tokio::spawn(async move { while p_ev.next().await.is_some() {} });
+    let body = "x".repeat(60_000);
+    let mut published = 0u64;
+    let mut dropped = false;
+    while !dropped {
+        assert!(
+            published < 5_000,
+            "no publish was ever dropped for the slow member"
+        );
+        let r = within("publish", p.publish("flood", body.as_str()))
+            .await
+            .unwrap();
+        published = r.seq;
+        dropped = r.dropped > 0;
+    }
+    let last = within("publish", p.publish("flood", "the end"))
+        .await
+        .unwrap()
+        .seq;
+
+    let mut seqs = Vec::new();
+    let mut gaps = Vec::new();
+    within("the slow member catches up", async {
+        loop {
+            match slow_ev.next().await.expect("events go on") {
+                Event::Room(m) => {
+                    seqs.push(m.seq);
+                    if m.seq == last {
+                        break;
+                    }
+                }
+                Event::Gap(g) => gaps.push((g, seqs.len())),
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(!gaps.is_empty(), "the jump is reported");
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "in order, once: {seqs:?}"
+    );
+    for (g, at) in &gaps {
+        assert_eq!(g.reason, "missed");
+        // just before the publish after the hole, and it spans exactly the missing seqs
+        assert_eq!(seqs[*at - 1], g.since.1, "{g:?}");
+        assert_eq!(seqs[*at], g.now.1 + 1, "{g:?}");
+    }
+    let missing: u64 = gaps.iter().map(|(g, _)| g.now.1 - g.since.1).sum();
+    assert_eq!(
+        seqs.len() as u64 + missing,
+        last,
+        "every seq either came or is in a gap"
+    );
+    drain.abort();
+    server.shutdown(DEADLINE).await;
+}

@@ -89,7 +89,7 @@ impl Core {
                 if pos.epoch == m.epoch && m.seq <= pos.seq {
                     return; // at or below the position: emitted already
                 }
-                if pos.epoch == m.epoch && pos.seq > 0 && m.seq > pos.seq + 1 {
+                if pos.epoch == m.epoch && m.seq > pos.seq + 1 {
                     gap = Some(Gap {
                         room: m.room.clone(),
                         since: (pos.epoch, pos.seq),
