@@ -18,8 +18,9 @@ use crate::rpc::{Disconnect, RpcError};
 /// | `connect` | the connection could not be opened (refused, unreachable, handshake failed) |
 /// | `token` | the token function failed |
 ///
-/// Its `Display` is the message, prefixed with the code unless the message already starts
-/// with it (the server's `refused` errors say `refused: <why>`), so a code is never shown twice:
+/// Its `Display` is the message, prefixed with the code unless the message already says it
+/// (the server's `refused` and `auth_refused` errors say `refused: <why>`, its
+/// `rate_limited` errors `rate limited`), so a code is never shown twice:
 ///
 /// ```
 /// use chinwag::client::ChatError;
@@ -98,16 +99,25 @@ impl ChatError {
     }
 }
 
+/// Whether `message` already says `code`: it starts with the code's words (`rate_limited`:
+/// "rate limited", `auth_refused`: "refused"), in any case, followed by its end or a
+/// non-alphanumeric character.
+fn says_code(code: &str, message: &str) -> bool {
+    let words = code.strip_prefix("auth_").unwrap_or(code).replace('_', " ");
+    if words.is_empty() || message.len() < words.len() || !message.is_char_boundary(words.len()) {
+        return false;
+    }
+    let (head, rest) = message.split_at(words.len());
+    head.eq_ignore_ascii_case(&words) && rest.chars().next().is_none_or(|c| !c.is_alphanumeric())
+}
+
 impl fmt::Display for ChatError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = &self.message;
-        let has_code = m
-            .strip_prefix(self.code.as_str())
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', ' ', ',', ';']));
-        if has_code || self.code.is_empty() {
-            f.write_str(m)
-        } else if m.is_empty() {
+        if m.is_empty() {
             f.write_str(&self.code)
+        } else if self.code.is_empty() || says_code(&self.code, m) {
+            f.write_str(m)
         } else {
             write!(f, "{}: {m}", self.code)
         }
@@ -122,17 +132,35 @@ mod tests {
 
     #[test]
     fn display_never_repeats_the_code() {
-        let e = ChatError::from_remote(r#"{"code":"refused","message":"refused: spam"}"#);
-        assert_eq!(e.code(), "refused");
-        assert_eq!(e.to_string(), "refused: spam");
-        let e = ChatError::from_remote(r#"{"code":"room_full","message":"room is full"}"#);
-        assert_eq!(e.to_string(), "room_full: room is full");
-        // a message that only begins with the code's letters still gets the prefix
-        let e = ChatError::new("busy", "busyness");
-        assert_eq!(e.to_string(), "busy: busyness");
+        // the server's messages (chinwag-hub's errors) for codes whose words they repeat
+        for (code, message, shown) in [
+            ("refused", "refused: spam", "refused: spam"),
+            (
+                "auth_refused",
+                "refused: no such user",
+                "refused: no such user",
+            ),
+            ("rate_limited", "rate limited", "rate limited"),
+            ("shutting_down", "shutting down", "shutting down"),
+            ("busy", "busy; try again", "busy; try again"),
+            ("room_exists", "room exists", "room exists"),
+            ("room_full", "room is full", "room_full: room is full"),
+            (
+                "auth_expired",
+                "token expired",
+                "auth_expired: token expired",
+            ),
+            // a message that only begins with the code's letters still gets the prefix
+            ("busy", "busyness", "busy: busyness"),
+            ("closed", "", "closed"),
+        ] {
+            let json = serde_json::json!({ "code": code, "message": message }).to_string();
+            let e = ChatError::from_remote(&json);
+            assert_eq!((e.code(), e.message()), (code, message));
+            assert_eq!(e.to_string(), shown);
+        }
         let e = ChatError::from_remote("unknown operation \"nope\"");
         assert_eq!(e.code(), "internal");
         assert_eq!(e.to_string(), "internal: unknown operation \"nope\"");
-        assert_eq!(ChatError::new("closed", "").to_string(), "closed");
     }
 }
