@@ -892,3 +892,13 @@ async fn publishes_dropped_for_a_slow_member_are_reported_as_a_gap() {
     drain.abort();
     server.shutdown(DEADLINE).await;
 }
+
+/// The client and its events move between tasks.
+#[test]
+fn the_client_is_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Client>();
+    send::<Events>();
+    send_sync::<ChatError>();
+}

@@ -78,7 +78,7 @@
 //!
 //! | bound | default | past it |
 //! |---|---|---|
-//! | events not yet read ([`event_buffer`](ClientBuilder::event_buffer)) | 256 | **backpressure**: the connection stops reading until the application reads. The server then treats it as a slow client: room publishes and presence events for it are dropped (a later `seq` jump is an [`Event::Gap`]), direct messages wait in its offline queue, and a client that reads nothing for long is closed by the server (1008) and reconnects. Answers to calls come on the same connection, so read the events on a task of their own |
+//! | events not yet read ([`event_buffer`](ClientBuilder::event_buffer)) | 256 | **backpressure**: the connection stops reading until the application reads. The server then treats it as a slow client: room publishes and presence events for it are dropped (a later `seq` jump is an [`Event::Gap`]), direct messages wait in its offline queue, and a client that reads nothing for long is closed by the server (1008, or 1006 when a write to it stays stuck) and reconnects. Answers to calls come on the same connection, so read the events on a task of their own. [`Client::close`] does not wait for the application |
 //! | calls in flight ([`max_in_flight`](ClientBuilder::max_in_flight)) | 256 (the server's per-connection limit) | further calls wait for a slot (inside their own future: nothing is queued by the client) |
 //! | one call, including waiting for a slot and a sign-in ([`call_timeout`](ClientBuilder::call_timeout)) | 30 s | `timeout` |
 //! | reconnect attempts in a row ([`reconnect_attempts`](ClientBuilder::reconnect_attempts)) | unbounded | [`Event::Closed`] |
@@ -459,7 +459,26 @@ impl Drop for CloseOnDrop {
 }
 
 /// A signed-in chat client (cheap to clone; the last clone dropped closes it). Made by
-/// [`Client::builder`]; the module docs have an example.
+/// [`Client::builder`]; the module docs have a complete example.
+///
+/// ```no_run
+/// # async fn f(client: chinwag::client::Client) -> Result<(), chinwag::client::ChatError> {
+/// use std::time::Duration;
+/// use chinwag::client::History;
+///
+/// // live only: delivered to bob's connections now, or the error `offline`
+/// if let Err(e) = client.send_with("bob", "typing…", Some(Duration::ZERO)).await {
+///     assert_eq!(e.code(), "offline");
+/// }
+/// // a protected room, recovering from where this client was
+/// let since = client.position("vault");
+/// let joined = client.join_with("vault", Some("open sesame"), since).await?;
+/// if joined.recovered == Some(false) {
+///     let page = client.history(History::room("vault").after(since.unwrap().1)).await?;
+///     println!("{} publishes missed, {} still kept", joined.seq - since.unwrap().1, page.publications.len());
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Client {
     shared: Arc<Shared>,
@@ -800,7 +819,27 @@ impl Client {
 }
 
 /// The client's events, in the order the server sent them (bounded: see the module docs).
-/// [`next`](Self::next) returns `None` after [`Event::Closed`].
+/// [`next`](Self::next) returns `None` after [`Event::Closed`]. Read them on a task of their
+/// own: answers to calls come on the same connection, behind the events.
+///
+/// ```no_run
+/// # async fn f(mut events: chinwag::client::Events) {
+/// use chinwag::client::Event;
+///
+/// let reader = chinwag::tokio::spawn(async move {
+///     while let Some(event) = events.next().await {
+///         match event {
+///             Event::Message(m) => println!("{:?} says {:?}", m.from, m.text()),
+///             Event::Room(m) => println!("#{} {}: {:?}", m.room, m.seq, m.text()),
+///             Event::Gap(g) => println!("#{}: missed {:?}..{:?} ({})", g.room, g.since, g.now, g.reason),
+///             Event::Disconnected(d) => println!("lost ({}), reconnecting: {}", d.close.reason, d.will_reconnect),
+///             Event::Closed(c) => println!("closed for good: {} {}", c.code, c.name),
+///             _ => {}
+///         }
+///     }
+/// });
+/// # let _ = reader; }
+/// ```
 #[derive(Debug)]
 pub struct Events {
     rx: mpsc::Receiver<Event>,
