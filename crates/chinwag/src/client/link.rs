@@ -41,6 +41,11 @@ pub(crate) struct Core {
     pub(crate) rooms: Mutex<BTreeMap<String, RoomEntry>>,
     pub(crate) last_message_id: AtomicU64,
     pub(crate) auto_ack: bool,
+    /// The highest direct-message id [`Events::next`](super::Events::next) handed out.
+    pub(crate) handed: AtomicU64,
+    /// The acknowledgements of the newest connection: a message is acknowledged on the
+    /// connection that is current when it is handed out (a replay sent it there too).
+    pub(crate) acks: Mutex<Option<Arc<ConnAcks>>>,
 }
 
 impl Core {
@@ -55,21 +60,22 @@ impl Core {
             tracing::warn!("chat client: a malformed message notification; ignored");
             return;
         };
-        let Ok(mut m) = m.into_message() else {
+        let Ok(m) = m.into_message() else {
             tracing::warn!("chat client: a message notification with a bad body; ignored");
             return;
         };
         let last = self.last_message_id.fetch_max(m.id, Ordering::AcqRel);
         if m.id <= last {
-            // Seen already (a replay after a reconnect): dropped, and acknowledged again so
-            // the server forgets it.
+            // Seen already (a replay after a reconnect): dropped, and acknowledged again on
+            // this connection so the server forgets it — but no further than what the
+            // application was handed (the first copy may still wait in the event buffer).
             if self.auto_ack {
-                acks.want(m.id);
+                let handed = self.handed.load(Ordering::Acquire);
+                if handed > 0 {
+                    acks.want(m.id.min(handed));
+                }
             }
             return;
-        }
-        if self.auto_ack {
-            m.acks = Some(acks.clone());
         }
         self.emit(Event::Message(m)).await;
     }
@@ -137,6 +143,20 @@ struct AckState {
     wanted: u64,
     sent: u64,
     running: bool,
+}
+
+impl Core {
+    /// The application took message `id` from the events: acknowledge it (automatic acks).
+    pub(crate) fn handed_out(&self, id: u64) {
+        if !self.auto_ack {
+            return;
+        }
+        self.handed.fetch_max(id, Ordering::AcqRel);
+        let acks = lock(&self.acks).clone();
+        if let Some(acks) = acks {
+            acks.want(id);
+        }
+    }
 }
 
 impl ConnAcks {
@@ -285,6 +305,7 @@ async fn open_with(shared: &Shared, token: String) -> Result<Arc<Conn>, ChatErro
     let header = in_header.then_some(token.as_str());
     let peer = connect_transport(shared, h, cfg, header).await?;
     *lock(&acks.peer) = Some(peer.clone());
+    *lock(&core.acks) = Some(acks.clone());
     // Closes the connection if this future is dropped before it is signed in (the client
     // was closed meanwhile) or the sign-in fails.
     let mut unfinished = Unfinished(Some((peer.clone(), acks.clone())));

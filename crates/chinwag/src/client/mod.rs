@@ -424,6 +424,8 @@ impl ClientBuilder {
             rooms: Default::default(),
             last_message_id: AtomicU64::new(self.opts.last_message_id),
             auto_ack: self.opts.auto_ack,
+            handed: AtomicU64::new(self.opts.last_message_id),
+            acks: Default::default(),
         });
         let shared = Arc::new(Shared {
             core,
@@ -442,11 +444,19 @@ impl ClientBuilder {
         let conn = link::open(&shared, req).await?;
         shared.link.send_replace(Link::Up(conn.clone()));
         tokio::spawn(link::supervise(shared.clone(), conn));
+        let core = shared.core.clone();
         let client = Client {
             shared: shared.clone(),
             _guard: Arc::new(CloseOnDrop(shared)),
         };
-        Ok((client, Events { rx, done: false }))
+        Ok((
+            client,
+            Events {
+                rx,
+                core,
+                done: false,
+            },
+        ))
     }
 }
 
@@ -840,10 +850,19 @@ impl Client {
 /// });
 /// # let _ = reader; }
 /// ```
-#[derive(Debug)]
 pub struct Events {
     rx: mpsc::Receiver<Event>,
+    core: Arc<Core>,
     done: bool,
+}
+
+impl fmt::Debug for Events {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Events")
+            .field("waiting", &self.rx.len())
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Events {
@@ -855,10 +874,8 @@ impl Events {
         }
         let ev = self.rx.recv().await?;
         self.done = matches!(ev, Event::Closed(_));
-        if let Event::Message(m) = &ev
-            && let Some(acks) = &m.acks
-        {
-            acks.want(m.id);
+        if let Event::Message(m) = &ev {
+            self.core.handed_out(m.id);
         }
         Some(ev)
     }

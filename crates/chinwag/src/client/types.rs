@@ -1,8 +1,6 @@
 //! What the chat client's calls return and what its event stream carries.
 
 use std::collections::HashMap;
-use std::fmt;
-use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -10,7 +8,6 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::error::ChatError;
-use super::link::ConnAcks;
 use crate::hub::Body;
 
 /// Who this connection is: the `auth` / `whoami` result.
@@ -40,7 +37,7 @@ pub struct Sender {
 /// A direct message to this user ([`Event::Message`]). With automatic acknowledgements (the
 /// default) it is acknowledged once [`Events::next`](super::Events::next) has handed it to
 /// the application.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct DirectMessage {
     /// Its id: increasing per user; the client drops one at or below the last id it emitted.
@@ -51,18 +48,6 @@ pub struct DirectMessage {
     pub sent_at: u64,
     /// The body.
     pub body: Body,
-    pub(crate) acks: Option<Arc<ConnAcks>>,
-}
-
-impl fmt::Debug for DirectMessage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DirectMessage")
-            .field("id", &self.id)
-            .field("from", &self.from)
-            .field("sent_at", &self.sent_at)
-            .field("body", &self.body)
-            .finish()
-    }
 }
 
 impl DirectMessage {
@@ -476,7 +461,6 @@ impl WireMessage {
             from: self.from,
             sent_at: self.sent_at,
             body: self.body.into_body()?,
-            acks: None,
         })
     }
 }
