@@ -902,3 +902,67 @@ fn the_client_is_send_and_sync() {
     send::<Events>();
     send_sync::<ChatError>();
 }
+
+/// Messages that wait in the event buffer when the connection drops come again after the
+/// reconnect; those duplicates are not acknowledged beyond what the application was handed,
+/// so nothing it has not seen leaves the server's offline queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_duplicates_are_not_acknowledged_before_the_application_has_them() {
+    let server = start(None).await;
+    let hub = server.hub().clone();
+    let url = &urls(&server)[0];
+    let (a, mut a_ev) = within(
+        "connect",
+        Client::builder(url)
+            .token(token("abe"))
+            .event_buffer(4)
+            .backoff(Duration::from_millis(1), Duration::from_millis(5))
+            .connect(),
+    )
+    .await
+    .unwrap();
+    let (b, _b_ev) = connect(url, "bea").await;
+    let first = a.me().unwrap().conn;
+    b.send("abe", "m1").await.unwrap();
+    b.send("abe", "m2").await.unwrap();
+    until("both buffered", || a_ev.len() == 2).await;
+    close_all(&hub, "abe", CloseCode::TRY_AGAIN_LATER);
+    // m1, m2, the bye and the disconnect fill the buffer; the client reconnects meanwhile and
+    // the server replays m1 and m2 (unacknowledged) on the new connection.
+    until("reconnected", || {
+        hub.connections_of("abe").iter().any(|c| c.id().0 != first)
+    })
+    .await;
+    b.send("abe", "m3").await.unwrap();
+    assert_eq!(queued(&hub, "abe").await, 3);
+    let m = wait_for(&mut a_ev, "m1", |e| match e {
+        Event::Message(m) => Some(m),
+        _ => None,
+    })
+    .await;
+    assert_eq!(m.text(), Some("m1"));
+    // m1 is acknowledged (on the new connection); m2 and m3 are not, until handed out.
+    within("m1 acknowledged", async {
+        while queued(&hub, "abe").await != 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let mut texts = Vec::new();
+    while texts.len() < 2 {
+        let m = wait_for(&mut a_ev, "m2, m3", |e| match e {
+            Event::Message(m) => Some(m),
+            _ => None,
+        })
+        .await;
+        texts.push(m.text().unwrap().to_owned());
+    }
+    assert_eq!(texts, ["m2", "m3"], "each once, in order");
+    within("all acknowledged", async {
+        while queued(&hub, "abe").await > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    server.shutdown(DEADLINE).await;
+}

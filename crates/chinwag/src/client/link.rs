@@ -72,7 +72,7 @@ impl Core {
             if self.auto_ack {
                 let handed = self.handed.load(Ordering::Acquire);
                 if handed > 0 {
-                    acks.want(m.id.min(handed));
+                    acks.want_again(m.id.min(handed));
                 }
             }
             return;
@@ -142,6 +142,8 @@ pub(crate) struct ConnAcks {
 struct AckState {
     wanted: u64,
     sent: u64,
+    /// Send `wanted` once more even if it was sent.
+    again: bool,
     running: bool,
 }
 
@@ -176,6 +178,22 @@ impl ConnAcks {
         tokio::spawn(async move { me.run().await });
     }
 
+    /// As [`want`](Self::want), and sent again if it was sent already: an ack that reached
+    /// the server before the replay had sent the message there again removed nothing.
+    pub(crate) fn want_again(self: &Arc<Self>, id: u64) {
+        {
+            let mut st = lock(&self.state);
+            st.wanted = st.wanted.max(id);
+            st.again = true;
+            if st.running {
+                return;
+            }
+            st.running = true;
+        }
+        let me = self.clone();
+        tokio::spawn(async move { me.run().await });
+    }
+
     fn detach(&self) {
         lock(&self.peer).take();
     }
@@ -188,10 +206,11 @@ impl ConnAcks {
             };
             let id = {
                 let mut st = lock(&self.state);
-                if st.sent >= st.wanted {
+                if st.sent >= st.wanted && !st.again {
                     st.running = false;
                     return;
                 }
+                st.again = false;
                 st.wanted
             };
             let r = peer.request::<_, Value>("ack", &json!({ "id": id })).await;
@@ -204,7 +223,8 @@ impl ConnAcks {
                     return;
                 }
             }
-            lock(&self.state).sent = id;
+            let mut st = lock(&self.state);
+            st.sent = st.sent.max(id);
         }
     }
 }
