@@ -113,7 +113,7 @@ use link::{Conn, Core, Link, RoomEntry, Shared, lock};
 
 /// What a body can be made from: text (`&str`, `String`) is a text body (`body` on the
 /// wire), bytes (`Vec<u8>`, `&[u8]`, `Bytes`) a binary one (`body_base64`), or a
-/// [`Body`](crate::hub::Body) as it is.
+/// [`Body`] as it is.
 ///
 /// ```
 /// use chinwag::client::IntoBody;
