@@ -117,15 +117,19 @@ impl Core {
     /// recovery: the recovered publishes (written before the result, but handed out by the
     /// notification task, maybe after it) move it themselves.
     pub(crate) fn position_at_least(&self, room: &str, r: &JoinResult) {
-        if r.recovered == Some(true) {
-            return;
-        }
-        if let Some(pos) = lock(&self.rooms).get_mut(room)
-            && (pos.epoch != r.epoch || pos.seq < r.seq)
-        {
-            pos.epoch = r.epoch;
-            pos.seq = r.seq;
-        }
+        move_at_least(&mut lock(&self.rooms), room, r);
+    }
+}
+
+fn move_at_least(rooms: &mut BTreeMap<String, RoomEntry>, room: &str, r: &JoinResult) {
+    if r.recovered == Some(true) {
+        return;
+    }
+    if let Some(pos) = rooms.get_mut(room)
+        && (pos.epoch != r.epoch || pos.seq < r.seq)
+    {
+        pos.epoch = r.epoch;
+        pos.seq = r.seq;
     }
 }
 
@@ -664,18 +668,26 @@ async fn rejoin(shared: &Shared, conn: &Conn) -> Vec<JoinResult> {
         }
         match conn.peer.request::<_, JoinResult>("join", &req).await {
             Ok(r) => {
-                if entry.epoch != 0 && r.recovered == Some(false) {
-                    shared
-                        .core
-                        .emit(Event::Gap(Gap {
+                // Reported unless a live publish got there first (it reported the hole as
+                // `missed` when it moved the position), checked and moved under one lock.
+                let gap = {
+                    let mut rooms = lock(&shared.core.rooms);
+                    let unmoved = rooms
+                        .get(&room)
+                        .is_some_and(|p| (p.epoch, p.seq) == (entry.epoch, entry.seq));
+                    let gap =
+                        (entry.epoch != 0 && r.recovered == Some(false) && unmoved).then(|| Gap {
                             room: room.clone(),
                             since: (entry.epoch, entry.seq),
                             now: (r.epoch, r.seq),
                             reason: r.reason.clone().unwrap_or_else(|| "unknown".into()),
-                        }))
-                        .await;
+                        });
+                    move_at_least(&mut rooms, &room, &r);
+                    gap
+                };
+                if let Some(g) = gap {
+                    shared.core.emit(Event::Gap(g)).await;
                 }
-                shared.core.position_at_least(&room, &r);
                 out.push(r);
             }
             Err(e) if e.is_closed() => {
