@@ -966,3 +966,44 @@ async fn replayed_duplicates_are_not_acknowledged_before_the_application_has_the
     .await;
     server.shutdown(DEADLINE).await;
 }
+
+/// With a token function, a fresh token is presented (`refresh`) ahead of the JWT's expiry:
+/// the connection stays, no reconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_function_refreshes_before_the_expiry() {
+    let server = start(None).await;
+    let url = &urls(&server)[1];
+    let (tx, mut refreshes) = tokio::sync::mpsc::unbounded_channel();
+    let (c, mut ev) = within(
+        "connect",
+        Client::builder(url)
+            .token_fn(move |req| {
+                let _ = tx.send(req.clone());
+                async move {
+                    // valid for an hour; refreshed "30 s before" a 3600 s expiry is far off, so
+                    // the test asks for it almost at once (refresh_before below)
+                    Ok::<_, String>(JwtIssuer::hs256(SECRET).issue(
+                        "ona",
+                        Some("d"),
+                        Duration::from_secs(3600),
+                    ))
+                }
+            })
+            .refresh_before(Duration::from_secs(3600 - 1))
+            .connect(),
+    )
+    .await
+    .unwrap();
+    let conn = c.me().unwrap().conn;
+    let first = within("the first token", refreshes.recv()).await.unwrap();
+    assert!(!first.refresh && !first.reconnect);
+    let again = within("a refresh", refreshes.recv()).await.unwrap();
+    assert!(again.refresh && !again.reconnect, "{again:?}");
+    // the server took it: it answered with the new expiry, so the next refresh is scheduled
+    let third = within("the next refresh", refreshes.recv()).await.unwrap();
+    assert!(third.refresh, "{third:?}");
+    // the same connection, signed in all along
+    assert_eq!(c.whoami().await.unwrap().conn, conn);
+    assert!(ev.is_empty(), "no disconnect: {:?}", ev.next().await);
+    server.shutdown(DEADLINE).await;
+}

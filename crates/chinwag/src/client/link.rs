@@ -240,6 +240,8 @@ pub(crate) struct Conn {
     acks: Arc<ConnAcks>,
     bye: Arc<Mutex<Option<Bye>>>,
     up_since: Instant,
+    /// The token's `exp` (UNIX seconds), when it is a JWT that has one.
+    expires: Option<u64>,
 }
 
 /// Where the client is.
@@ -347,7 +349,57 @@ async fn open_with(shared: &Shared, token: String) -> Result<Arc<Conn>, ChatErro
         acks,
         bye,
         up_since: Instant::now(),
+        expires: jwt_exp(&token),
     }))
+}
+
+/// The `exp` claim of a JWT (`None` for any other token).
+fn jwt_exp(token: &str) -> Option<u64> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice::<Value>(&bytes).ok()?["exp"].as_u64()
+}
+
+/// When to present a fresh token: `refresh_before` ahead of `exp` (token functions only).
+fn refresh_at(shared: &Shared, exp: Option<u64>) -> Option<Instant> {
+    if !matches!(shared.token, TokenSource::Fn(_)) {
+        return None;
+    }
+    let exp = std::time::UNIX_EPOCH + Duration::from_secs(exp?);
+    let left = exp
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    Some(Instant::now() + left.saturating_sub(shared.opts.refresh_before))
+}
+
+/// Asks the token function for a fresh token and presents it (`refresh`); the next expiry.
+async fn refresh(shared: &Shared, conn: &Conn) -> Result<Option<u64>, ChatError> {
+    let TokenSource::Fn(f) = &shared.token else {
+        return Ok(None);
+    };
+    let req = TokenRequest {
+        reconnect: false,
+        refused: None,
+        attempt: 1,
+        refresh: true,
+    };
+    let work = async {
+        let token = f(req)
+            .await
+            .map_err(|e| ChatError::new("token", format!("the token function failed: {e}")))?;
+        let r: Value = conn
+            .peer
+            .request("refresh", &json!({ "token": token }))
+            .await
+            .map_err(ChatError::from_rpc)?;
+        Ok(r["expires_at"].as_u64())
+    };
+    tokio::time::timeout(shared.opts.call_timeout, work)
+        .await
+        .map_err(|_| ChatError::new("timeout", "refresh"))?
 }
 
 /// Dials the target and runs RPC on it with `h`.
@@ -498,13 +550,28 @@ pub(crate) async fn supervise(shared: Arc<Shared>, mut conn: Arc<Conn>) {
     let mut stop = shared.stop.subscribe();
     let websocket = matches!(shared.target, Target::Ws(_));
     let mut n: u32 = 0;
-    let info = loop {
-        let why = tokio::select! {
-            why = conn.peer.notifications_drained() => why,
-            _ = stop.wait_for(|s| *s) => {
-                conn.peer.close();
-                conn.retire();
-                break closed_by_client();
+    let info = 'client: loop {
+        let mut refresh_at = refresh_at(&shared, conn.expires);
+        let why = loop {
+            let when = refresh_at.unwrap_or_else(Instant::now);
+            tokio::select! {
+                why = conn.peer.notifications_drained() => break why,
+                _ = stopped(&mut stop) => {
+                    conn.peer.close();
+                    conn.retire();
+                    break 'client closed_by_client();
+                }
+                _ = tokio::time::sleep_until(when), if refresh_at.is_some() => {
+                    // A fresh token before this one expires; if that fails, the server's
+                    // 4002 at the expiry leads to a reconnect with a fresh token.
+                    refresh_at = match refresh(&shared, &conn).await {
+                        Ok(exp) => self::refresh_at(&shared, exp),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "chat client: refresh failed");
+                            None
+                        }
+                    };
+                }
             }
         };
         conn.retire();
@@ -563,7 +630,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>, mut conn: Arc<Conn>) {
             }
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                _ = stop.wait_for(|s| *s) => break Err(closed_by_client()),
+                _ = stopped(&mut stop) => break Err(closed_by_client()),
             }
             attempts += 1;
             n = n.saturating_add(1);
@@ -571,6 +638,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>, mut conn: Arc<Conn>) {
                 reconnect: true,
                 refused: refused.clone(),
                 attempt: attempts,
+                refresh: false,
             };
             let Some(opened) = or_stop(&mut stop, open(&shared, req)).await else {
                 break Err(closed_by_client());
@@ -626,6 +694,11 @@ pub(crate) async fn supervise(shared: Arc<Shared>, mut conn: Arc<Conn>) {
     shared.core.emit(Event::Closed(info)).await;
 }
 
+/// Resolves once the client is closed (holding no guard of the watch).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
 /// `f`, unless the client is closed first.
 async fn or_stop<F: std::future::Future>(
     stop: &mut watch::Receiver<bool>,
@@ -633,7 +706,7 @@ async fn or_stop<F: std::future::Future>(
 ) -> Option<F::Output> {
     tokio::select! {
         v = f => Some(v),
-        _ = stop.wait_for(|s| *s) => None,
+        _ = stopped(stop) => None,
     }
 }
 

@@ -70,6 +70,10 @@
 //! ones come again after a reconnect, and the client drops those at or below the last id it
 //! emitted.
 //!
+//! With a token function, the client also presents a fresh token (`refresh`) 30 s before a
+//! JWT's `exp` ([`refresh_before`](ClientBuilder::refresh_before)), so the server does not
+//! close the connection with 4002.
+//!
 //! Calls made while the client is not signed in wait for the next sign-in (within the call
 //! timeout). A call sent on a connection that then breaks fails with `closed`: it may or may
 //! not have happened, so it is not resent.
@@ -178,6 +182,9 @@ pub struct TokenRequest {
     pub refused: Option<String>,
     /// The attempt (1, 2, ...) of this reconnect.
     pub attempt: u32,
+    /// `true`: for a `refresh` of the connection, ahead of the current token's expiry
+    /// ([`ClientBuilder::refresh_before`]).
+    pub refresh: bool,
 }
 
 type TokenFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
@@ -210,6 +217,7 @@ pub(crate) struct Options {
     pub(crate) heartbeat_interval: Duration,
     pub(crate) last_message_id: u64,
     pub(crate) token_in_header: bool,
+    pub(crate) refresh_before: Duration,
     pub(crate) engine: Option<crate::WsEngine>,
     pub(crate) ws_config: WsConfig,
     pub(crate) ws_options: ConnectOptions,
@@ -232,6 +240,7 @@ impl Default for Options {
             heartbeat_interval: Duration::from_secs(20),
             last_message_id: 0,
             token_in_header: false,
+            refresh_before: Duration::from_secs(30),
             engine: None,
             ws_config: WsConfig::default(),
             ws_options: ConnectOptions::default(),
@@ -367,6 +376,14 @@ impl ClientBuilder {
         self
     }
 
+    /// With a token function and a JWT that has an `exp`: asks the function for a fresh token
+    /// this long before the expiry and presents it with `refresh`, so the connection is not
+    /// closed with 4002 (default 30 s).
+    pub fn refresh_before(mut self, d: Duration) -> Self {
+        self.opts.refresh_before = d;
+        self
+    }
+
     /// Over WebSocket, presents the token at connect in an `Authorization: Bearer` header
     /// instead of an `auth` request (default `false`; TCP has no headers and always uses
     /// `auth`). A refused token is then an HTTP 401 before the upgrade: error code `connect`
@@ -440,6 +457,7 @@ impl ClientBuilder {
             reconnect: false,
             refused: None,
             attempt: 1,
+            refresh: false,
         };
         let conn = link::open(&shared, req).await?;
         shared.link.send_replace(Link::Up(conn.clone()));
