@@ -363,7 +363,8 @@ fn jwt_exp(token: &str) -> Option<u64> {
     serde_json::from_slice::<Value>(&bytes).ok()?["exp"].as_u64()
 }
 
-/// When to present a fresh token: `refresh_before` ahead of `exp` (token functions only).
+/// When to present a fresh token: `refresh_before` ahead of `exp`, at least a second from now
+/// (token functions only).
 fn refresh_at(shared: &Shared, exp: Option<u64>) -> Option<Instant> {
     if !matches!(shared.token, TokenSource::Fn(_)) {
         return None;
@@ -372,7 +373,10 @@ fn refresh_at(shared: &Shared, exp: Option<u64>) -> Option<Instant> {
     let left = exp
         .duration_since(std::time::SystemTime::now())
         .unwrap_or_default();
-    Some(Instant::now() + left.saturating_sub(shared.opts.refresh_before))
+    // At least a second apart (less only for a token that expires sooner), so a token
+    // function that hands out short-lived tokens is not asked in a loop.
+    let floor = (left / 2).min(Duration::from_secs(1));
+    Some(Instant::now() + left.saturating_sub(shared.opts.refresh_before).max(floor))
 }
 
 /// Asks the token function for a fresh token and presents it (`refresh`); the next expiry.

@@ -378,7 +378,8 @@ impl ClientBuilder {
 
     /// With a token function and a JWT that has an `exp`: asks the function for a fresh token
     /// this long before the expiry and presents it with `refresh`, so the connection is not
-    /// closed with 4002 (default 30 s).
+    /// closed with 4002 (default 30 s). Refreshes are at least a second apart (or half the
+    /// token's remaining life, if that is shorter).
     pub fn refresh_before(mut self, d: Duration) -> Self {
         self.opts.refresh_before = d;
         self
