@@ -39,7 +39,9 @@ impl App for Forward {
         conn: &'a chinwag_hub::Conn,
         body: Body,
     ) -> BoxFuture<'a, Result<Option<Body>, Rejection>> {
-        let _ = self.0.send((conn.device().to_string(), body.bytes().clone()));
+        let _ = self
+            .0
+            .send((conn.device().to_string(), body.bytes().clone()));
         let answer = body
             .bytes()
             .strip_prefix(b"ask:")

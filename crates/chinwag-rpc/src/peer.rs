@@ -68,6 +68,11 @@ struct Inner {
     reason: Mutex<Option<Disconnect>>,
     heartbeat: Mutex<Option<Heartbeat>>,
     stats: [AtomicU64; 4],
+    /// Notifications handed to the notification task, and those it has handled (run, ignored
+    /// or panicked): [`Peer::notifications_drained`] waits for the two to meet.
+    notes_queued: AtomicU64,
+    notes_handled: AtomicU64,
+    notes_idle: tokio::sync::Notify,
 }
 
 const SENT: usize = 0;
@@ -134,6 +139,9 @@ impl Peer {
                 reason: Mutex::new(None),
                 heartbeat: Mutex::new(None),
                 stats: Default::default(),
+                notes_queued: AtomicU64::new(0),
+                notes_handled: AtomicU64::new(0),
+                notes_idle: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -356,6 +364,24 @@ impl Peer {
     pub async fn closed(&self) -> Disconnect {
         let cause = self.inner.session.closed().await;
         self.reason_or(&cause)
+    }
+
+    /// Waits until the connection has closed **and** every notification that arrived before
+    /// the close has been handled, then returns why it closed. A client whose server says
+    /// goodbye in a last notification (the chat protocol's `bye`) learns it this way without a
+    /// race: [`closed`](Self::closed) can resolve while that notification still waits for its
+    /// handler.
+    pub async fn notifications_drained(&self) -> Disconnect {
+        let why = self.closed().await;
+        loop {
+            let mut idle = std::pin::pin!(self.inner.notes_idle.notified());
+            idle.as_mut().enable();
+            let queued = self.inner.notes_queued.load(Ordering::Acquire);
+            if self.inner.notes_handled.load(Ordering::Acquire) >= queued {
+                return why;
+            }
+            idle.await;
+        }
     }
 
     /// Why the connection closed, once it has.
@@ -685,6 +711,8 @@ impl Peer {
                             "notification without a handler; ignored"
                         ),
                     }
+                    peer.inner.notes_handled.fetch_add(1, Ordering::AcqRel);
+                    peer.inner.notes_idle.notify_waiters();
                 }
             });
             tx
@@ -769,7 +797,15 @@ impl Peer {
                 let Some(charge) = self.charge_or_close(payload.len()).await else {
                     return;
                 };
-                let _ = self.notifications().send((name, payload, charge)).await;
+                self.inner.notes_queued.fetch_add(1, Ordering::AcqRel);
+                if self
+                    .notifications()
+                    .send((name, payload, charge))
+                    .await
+                    .is_err()
+                {
+                    self.inner.notes_handled.fetch_add(1, Ordering::AcqRel);
+                }
             }
             Message::Heartbeat { load, time } => {
                 let hb = Heartbeat { load, time };

@@ -483,3 +483,43 @@ async fn heartbeats_carry_the_share_of_request_slots_in_use() {
     gate.notify_one();
     within(held).await.unwrap().unwrap();
 }
+
+/// `closed` can resolve while the peer's last notification still waits for its handler;
+/// `notifications_drained` resolves only once it has been handled.
+#[tokio::test]
+async fn notifications_drained_waits_for_the_last_notification() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let seen = Arc::new(AtomicUsize::new(0));
+    let mut client = Handlers::new();
+    {
+        let (gate, seen) = (gate.clone(), seen.clone());
+        client.handle_notification("bye", move |_p, _payload| {
+            let (gate, seen) = (gate.clone(), seen.clone());
+            async move {
+                gate.acquire().await.unwrap().forget();
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+    }
+    let (server, client) = pair(
+        Handlers::new(),
+        RpcConfig::default(),
+        client,
+        RpcConfig::client(),
+    );
+    server.notify("bye", &"goodbye").await.unwrap();
+    server.close();
+    within(client.closed()).await;
+    // The bye is queued or held at the gate: polled now, drained is not ready (a zero
+    // timeout polls the future once).
+    let early = tokio::time::timeout(Duration::ZERO, client.notifications_drained()).await;
+    assert!(early.is_err(), "resolved before the bye was handled");
+    let drained = tokio::spawn({
+        let client = client.clone();
+        async move { client.notifications_drained().await }
+    });
+    assert_eq!(seen.load(Ordering::SeqCst), 0);
+    gate.add_permits(1);
+    assert_eq!(within(drained).await.unwrap(), Disconnect::Clean);
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+}

@@ -6,9 +6,8 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 
-use chinwag::rpc::{Handlers, Peer, RpcConfig};
+use chinwag::client::{Client, Event, Events};
 use chinwag_server::config::{default_table, env_name, flag_name, keys, lookup, shown};
 use serde_json::{Value, json};
 
@@ -143,30 +142,19 @@ fn bad_configuration_exits_2_naming_the_key() {
     assert_eq!(code, 2);
 }
 
-/// A chat client over TCP that collects `message` notifications.
-struct Chat {
-    peer: Peer,
-    notes: tokio::sync::mpsc::UnboundedReceiver<Value>,
-}
-
-async fn chat(addr: SocketAddr, token: &str) -> Chat {
-    let (tx, notes) = tokio::sync::mpsc::unbounded_channel();
-    let mut h = Handlers::new();
-    h.handle_notification("message", move |_peer, payload| {
-        let tx = tx.clone();
-        async move {
-            let _ = tx.send(serde_json::from_slice(&payload).unwrap());
-        }
-    });
-    let t = chinwag::transport::tcp::connect(addr, &Default::default())
-        .await
-        .unwrap();
-    let peer = chinwag::rpc::connect(t, Arc::new(h), RpcConfig::client());
-    let _: Value = peer
-        .request("auth", &json!({ "token": token }))
-        .await
-        .expect("auth");
-    Chat { peer, notes }
+/// A chat client (`chinwag::client`) over TCP that does not reconnect (these tests stop the
+/// server under it).
+async fn chat(addr: SocketAddr, token: &str) -> (Client, Events) {
+    tokio::time::timeout(
+        DEADLINE,
+        Client::builder(format!("tcp://{addr}"))
+            .token(token)
+            .reconnect(false)
+            .connect(),
+    )
+    .await
+    .expect("signed in within the deadline")
+    .expect("signs in")
 }
 
 fn token(http: SocketAddr, user: &str) -> String {
@@ -210,26 +198,14 @@ async fn serves_pages_metrics_dev_tokens_and_keeps_the_queue_across_a_restart() 
     }
 
     // alice sends to bob, who is offline: queued in the durable queue.
-    let alice = chat(s.chat_tcp, &token(s.http, "alice")).await;
+    let (alice, _alice_events) = chat(s.chat_tcp, &token(s.http, "alice")).await;
     for i in 0..3 {
-        let r: Value = alice
-            .peer
-            .request("send", &json!({ "to": "bob", "body": format!("hi {i}") }))
-            .await
-            .unwrap();
-        assert_eq!(r["queued"], true, "{r}");
+        let r = alice.send("bob", format!("hi {i}")).await.unwrap();
+        assert!(r.queued, "{r:?}");
     }
     // A publish to a room records the fan-out histogram, in fixed buckets.
-    let _: Value = alice
-        .peer
-        .request("join", &json!({ "room": "lobby" }))
-        .await
-        .unwrap();
-    let _: Value = alice
-        .peer
-        .request("publish", &json!({ "room": "lobby", "body": "hello room" }))
-        .await
-        .unwrap();
+    alice.join("lobby").await.unwrap();
+    alice.publish("lobby", "hello room").await.unwrap();
     let (_, metrics) = s.get("/metrics");
     for name in [
         "chinwag_hub_connections",
@@ -245,14 +221,19 @@ async fn serves_pages_metrics_dev_tokens_and_keeps_the_queue_across_a_restart() 
 
     // A new start on the same data directory delivers them to bob, in order.
     let s = Running::start(server(dir.path()));
-    let mut bob = chat(s.chat_tcp, &token(s.http, "bob")).await;
+    let (bob, mut bob_events) = chat(s.chat_tcp, &token(s.http, "bob")).await;
     for i in 0..3 {
-        let m = tokio::time::timeout(DEADLINE, bob.notes.recv())
-            .await
-            .expect("a queued message")
-            .unwrap();
-        assert_eq!(m["from"]["user"], "alice");
-        assert_eq!(m["body"], format!("hi {i}"));
+        let m = loop {
+            let ev = tokio::time::timeout(DEADLINE, bob_events.next())
+                .await
+                .expect("a queued message")
+                .expect("events go on");
+            if let Event::Message(m) = ev {
+                break m;
+            }
+        };
+        assert_eq!(m.from.as_ref().unwrap().user, "alice");
+        assert_eq!(m.text(), Some(format!("hi {i}").as_str()));
     }
     drop(bob);
     assert_eq!(s.terminate().code(), Some(0));
@@ -350,21 +331,10 @@ async fn sign_ins_joins_and_disconnects_are_logged_at_info_without_bodies() {
     let mut cmd = server(dir.path());
     cmd.env("CHINWAG_LOG_FILTER", "info").arg("--log-json");
     let (s, log) = Running::start_logged(cmd);
-    let alice = chat(s.chat_tcp, &token(s.http, "alice")).await;
-    let _: Value = alice
-        .peer
-        .request("join", &json!({ "room": "lobby" }))
-        .await
-        .unwrap();
-    let _: Value = alice
-        .peer
-        .request(
-            "publish",
-            &json!({ "room": "lobby", "body": "a very private body" }),
-        )
-        .await
-        .unwrap();
-    alice.peer.close();
+    let (alice, _alice_events) = chat(s.chat_tcp, &token(s.http, "alice")).await;
+    alice.join("lobby").await.unwrap();
+    alice.publish("lobby", "a very private body").await.unwrap();
+    alice.close().await;
     let mut seen = Vec::new();
     let until = std::time::Instant::now() + DEADLINE;
     loop {
@@ -428,8 +398,8 @@ async fn declared_rooms_exist_from_the_start_and_keep_their_passwords() {
         c.arg("--config").arg(&file);
         c
     });
-    let alice = chat(s.chat_tcp, &token(s.http, "alice")).await;
-    let rooms: Value = alice.peer.request("rooms", &json!({})).await.unwrap();
+    let (alice, _alice_events) = chat(s.chat_tcp, &token(s.http, "alice")).await;
+    let rooms = alice.request("rooms", json!({})).await.unwrap();
     let listed: Vec<(String, bool, u64)> = rooms["rooms"]
         .as_array()
         .unwrap()
@@ -451,18 +421,15 @@ async fn declared_rooms_exist_from_the_start_and_keep_their_passwords() {
         json!({ "room": "vault" }),
         json!({ "room": "vault", "password": "open" }),
     ] {
-        match alice.peer.request::<_, Value>("join", &join).await {
-            Err(chinwag::rpc::RpcError::Remote { message, .. }) => {
-                assert!(message.contains("wrong_password"), "{join}: {message}");
-            }
+        match alice.request("join", join.clone()).await {
+            Err(e) => assert_eq!(e.code(), "wrong_password", "{join}: {e}"),
             other => panic!("{join}: {other:?}"),
         }
     }
-    let r: Value = alice
-        .peer
+    let r = alice
         .request(
             "join",
-            &json!({ "room": "vault", "password": "open sesame" }),
+            json!({ "room": "vault", "password": "open sesame" }),
         )
         .await
         .unwrap();
@@ -475,8 +442,8 @@ async fn declared_rooms_exist_from_the_start_and_keep_their_passwords() {
 
     // With no configuration: the demo's lobby, open.
     let s = Running::start(server(dir.path()));
-    let bob = chat(s.chat_tcp, &token(s.http, "bob")).await;
-    let rooms: Value = bob.peer.request("rooms", &json!({})).await.unwrap();
+    let (bob, _bob_events) = chat(s.chat_tcp, &token(s.http, "bob")).await;
+    let rooms = bob.request("rooms", json!({})).await.unwrap();
     assert_eq!(rooms["rooms"][0]["room"], "lobby", "{rooms}");
     assert_eq!(rooms["rooms"][0]["protected"], false, "{rooms}");
     drop(bob);

@@ -58,9 +58,11 @@
 //! | [`queue`] | `chinwag-queue` (+ backends) | the offline queue: memory; `queue::redb`, `queue::redis` |
 //! | [`hub`] | `chinwag-hub` | users, devices, sign-on policies, send-to-user, rooms, presence, hooks, JWT, the doors |
 //!
-//! Besides them: [`Server`] and [`ServerBuilder`] (the builder), [`Error`] (one error for
-//! all layers), [`http`] (what extra HTTP routes are written with), [`api`] (the server API:
-//! the hub's operations as JSON over HTTP, `docs/server-api.md`), [`prelude`], and with
+//! Besides them: [`Server`] and [`ServerBuilder`] (the builder), [`client`] (a chat client:
+//! the chat protocol over TCP or WebSocket, with reconnects and recovery, as `chinwag.js`),
+//! [`Error`] (one error for all layers), [`http`] (what extra HTTP routes are written with),
+//! [`api`] (the server API: the hub's operations as JSON over HTTP, `docs/server-api.md`),
+//! [`proxy`] (the event proxy to an application's backend), [`prelude`], and with
 //! feature `tls` the `tls` helpers. [`tokio`] is re-exported so a program can depend on
 //! `chinwag` alone.
 //!
@@ -98,6 +100,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod client;
 mod error;
 mod history;
 mod server;

@@ -15,18 +15,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chinwag::client::{Client, Event, Events};
 use chinwag::hub::auth::JwtIssuer;
 use chinwag::hub::{Body, HubLimits, OfflineShares, SendOptions, SignOn};
 use chinwag::queue::QueueConfig;
 use chinwag::queue::redb::RedbOptions;
-use chinwag::rpc::{Disconnect, Handlers, Peer, RpcConfig};
-use chinwag::session::CloseCause;
+use chinwag::rpc::{Handlers, RpcConfig};
 use chinwag::transport::{Frame, FrameRead, FrameWrite, Transport};
 use chinwag::ws::{ConnectOptions, Engine, OriginPolicy, WsConfig};
 use chinwag::{Server, ServerBuilder, WsEngine, http};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
 
 const SECRET: &[u8] = b"the facade tests' HS256 secret, long enough";
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -67,67 +66,42 @@ async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("not within {DEADLINE:?}: {what}"))
 }
 
-/// A chat-protocol client whose notifications arrive on a channel.
-struct Chat {
-    peer: Peer,
-    notes: mpsc::UnboundedReceiver<(String, Value)>,
+/// A chat client (`chinwag::client`) that does not reconnect (these tests watch the closes).
+async fn chat(url: &str, user: &str, in_header: bool) -> (Client, Events) {
+    within(
+        "chat connect",
+        Client::builder(url)
+            .token(token(user))
+            .token_in_header(in_header)
+            .reconnect(false)
+            .connect(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{user} signs in at {url}: {e}"))
 }
 
-impl Chat {
-    fn over(t: impl Transport) -> Chat {
-        let (tx, notes) = mpsc::unbounded_channel();
-        let mut h = Handlers::new();
-        for name in ["message", "room", "presence", "bye"] {
-            let tx = tx.clone();
-            h.handle_notification(name, move |_peer, payload| {
-                let tx = tx.clone();
-                async move {
-                    let v: Value = serde_json::from_slice(&payload).unwrap();
-                    let _ = tx.send((name.to_owned(), v));
-                }
-            });
-        }
-        Chat {
-            peer: chinwag::rpc::connect(t, Arc::new(h), RpcConfig::client()),
-            notes,
-        }
-    }
-
-    async fn ws<E: Engine>(url: &str, token: &str) -> Chat {
-        let opts =
-            ConnectOptions::default().with_header("authorization", format!("Bearer {token}"));
-        let t = within(
-            "WebSocket connect",
-            chinwag::ws::connect_with::<E>(url, &WsConfig::default(), &opts),
-        )
-        .await
-        .expect("WebSocket connect");
-        Chat::over(t)
-    }
-
-    async fn req(&self, op: &str, body: Value) -> Value {
-        within(op, self.peer.request::<_, Value>(op, &body))
-            .await
-            .unwrap_or_else(|e| panic!("{op}: {e}"))
-    }
-
-    async fn note(&mut self, name: &str) -> Value {
+/// The next event `pick` takes, skipping the others.
+async fn event<T>(events: &mut Events, what: &str, mut pick: impl FnMut(Event) -> Option<T>) -> T {
+    within(what, async {
         loop {
-            let (n, v) = within(name, self.notes.recv())
+            let ev = events
+                .next()
                 .await
-                .expect("connection open");
-            if n == name {
-                return v;
+                .unwrap_or_else(|| panic!("events ended before {what}"));
+            if let Some(t) = pick(ev) {
+                return t;
             }
         }
-    }
+    })
+    .await
+}
 
-    async fn close_code(&self) -> Option<u16> {
-        match within("close", self.peer.closed()).await {
-            Disconnect::Session(CloseCause::Peer(Some(r))) => Some(r.code.0),
-            _ => None,
-        }
-    }
+async fn message(events: &mut Events) -> String {
+    event(events, "a message", |e| match e {
+        Event::Message(m) => m.text().map(str::to_owned),
+        _ => None,
+    })
+    .await
 }
 
 /// A plain HTTP/1.1 GET; the status and body.
@@ -178,24 +152,28 @@ async fn every_door_answers<E: Engine>(engine: WsEngine) {
     // Chat over WebSocket at /gotalk/.
     let chat_url = server.chat_url().unwrap();
     assert_eq!(chat_url, format!("ws://{http_addr}/gotalk/"));
-    let mut ws = Chat::ws::<E>(&chat_url, &token("alice")).await;
-    assert_eq!(ws.req("whoami", json!({})).await["user"], "alice");
-
-    // Chat over TCP, signing in with `auth`.
-    let t = within(
-        "TCP connect",
-        chinwag::transport::tcp::connect(server.chat_tcp_addr().unwrap(), &Default::default()),
+    // (the token in the upgrade's Authorization header, on this engine as the client)
+    let (ws, mut ws_ev) = within(
+        "chat connect",
+        Client::builder(&chat_url)
+            .token(token("alice"))
+            .token_in_header(true)
+            .engine(engine)
+            .reconnect(false)
+            .connect(),
     )
     .await
-    .unwrap();
-    let mut tcp = Chat::over(t);
-    tcp.req("auth", json!({ "token": token("bob") })).await;
-    assert_eq!(tcp.req("whoami", json!({})).await["user"], "bob");
+    .expect("alice signs in over WebSocket");
+    assert_eq!(ws.whoami().await.unwrap().user, "alice");
+
+    // Chat over TCP, signing in with `auth`.
+    let tcp_url = format!("tcp://{}", server.chat_tcp_addr().unwrap());
+    let (tcp, mut tcp_ev) = chat(&tcp_url, "bob", false).await;
+    assert_eq!(tcp.whoami().await.unwrap().user, "bob");
 
     // A direct message between them.
-    tcp.req("send", json!({ "to": "alice", "body": "hi alice" }))
-        .await;
-    assert_eq!(ws.note("message").await["body"], "hi alice");
+    tcp.send("alice", "hi alice").await.unwrap();
+    assert_eq!(message(&mut ws_ev).await, "hi alice");
 
     // The room door at /ws: a publish of the hub reaches the raw member.
     let rooms_url = format!("{}?room=lobby", server.rooms_url().unwrap());
@@ -216,10 +194,14 @@ async fn every_door_answers<E: Engine>(engine: WsEngine) {
         Some(Frame::Text("hello room".into()))
     );
     // ... and what the raw member sends is published to the room (the chat client joins it).
-    ws.req("join", json!({ "room": "lobby" })).await;
+    ws.join("lobby").await.unwrap();
     raw_w.send(Frame::Text("from carol".into())).await.unwrap();
-    let room_note = ws.note("room").await;
-    assert_eq!(room_note["body"], "from carol", "{room_note}");
+    let room_note = event(&mut ws_ev, "a publish", |e| match e {
+        Event::Room(m) => Some(m),
+        _ => None,
+    })
+    .await;
+    assert_eq!(room_note.text(), Some("from carol"), "{room_note:?}");
 
     // The tok door: the first frame is the token; a direct message arrives as its body (queued
     // first if the sign-on is not done yet: the replay delivers it).
@@ -253,11 +235,21 @@ async fn every_door_answers<E: Engine>(engine: WsEngine) {
     });
     let summary = within("shutdown", server.shutdown(DEADLINE)).await;
     assert_eq!(summary.connections_left, 0, "{summary:?}");
-    for c in [&mut ws, &mut tcp] {
-        assert_eq!(c.note("bye").await["code"], 1001);
+    for ev in [&mut ws_ev, &mut tcp_ev] {
+        let bye = event(ev, "bye", |e| match e {
+            Event::Bye(b) => Some(b),
+            _ => None,
+        })
+        .await;
+        assert_eq!(bye.code, 1001);
+        let closed = event(ev, "closed", |e| match e {
+            Event::Closed(c) => Some(c),
+            _ => None,
+        })
+        .await;
+        assert_eq!(closed.code, 1001);
     }
-    assert_eq!(ws.close_code().await, Some(1001));
-    tcp.close_code().await;
+    assert!(ws.is_closed() && tcp.is_closed());
     assert_eq!(within("room close", raw_closed).await.unwrap(), Some(1001));
     // The tok client's socket is closed.
     let mut rest = Vec::new();
@@ -311,12 +303,9 @@ async fn undelivered_messages_survive_a_restart_on_redb() {
     drop(server);
 
     let server = start().await.expect("second start on the same file");
-    let t = chinwag::transport::tcp::connect(server.chat_tcp_addr().unwrap(), &Default::default())
-        .await
-        .unwrap();
-    let mut erin = Chat::over(t);
-    erin.req("auth", json!({ "token": token("erin") })).await;
-    assert_eq!(erin.note("message").await["body"], "while you were away");
+    let url = format!("tcp://{}", server.chat_tcp_addr().unwrap());
+    let (_erin, mut erin_ev) = chat(&url, "erin", false).await;
+    assert_eq!(message(&mut erin_ev).await, "while you were away");
     server.shutdown(DEADLINE).await;
 }
 
@@ -362,13 +351,9 @@ async fn the_redis_queue_keeps_messages_for_offline_users() {
         .unwrap();
     assert!(report.queued);
     assert_eq!(server.hub().queue().len("gina").await.unwrap(), 1);
-    let t = chinwag::transport::tcp::connect(server.chat_tcp_addr().unwrap(), &Default::default())
-        .await
-        .unwrap();
-    let mut gina = Chat::over(t);
-    gina.req("auth", json!({ "token": token("gina") })).await;
-    let m = gina.note("message").await;
-    assert_eq!(m["body"], "queued in redis");
+    let url = format!("tcp://{}", server.chat_tcp_addr().unwrap());
+    let (_gina, mut gina_ev) = chat(&url, "gina", false).await;
+    assert_eq!(message(&mut gina_ev).await, "queued in redis");
     server.shutdown(DEADLINE).await;
 }
 
@@ -407,11 +392,8 @@ async fn a_redis_cluster_node_serves_its_directory_until_shutdown() {
         .unwrap();
     let directory = server.cluster_directory().unwrap().clone();
     assert_eq!(directory.lease_key(NodeId(41)), "facade:{node:41}:lease");
-    let t = chinwag::transport::tcp::connect(server.chat_tcp_addr().unwrap(), &Default::default())
-        .await
-        .unwrap();
-    let hana = Chat::over(t);
-    hana.req("auth", json!({ "token": token("hana") })).await;
+    let url = format!("tcp://{}", server.chat_tcp_addr().unwrap());
+    let hana = chat(&url, "hana", false).await;
     let listed = chinwag::hub::Directory::connections(&*directory, "hana")
         .await
         .unwrap();
@@ -492,9 +474,13 @@ async fn tls_serves_every_listener() {
     )
     .await
     .expect("TLS handshake");
-    let c = Chat::over(t);
-    c.req("auth", json!({ "token": token("frank") })).await;
-    assert_eq!(c.req("whoami", json!({})).await["user"], "frank");
+    // (chinwag::client speaks TLS only as wss://: the TLS TCP door with a bare RPC peer)
+    let c = chinwag::rpc::connect(t, Arc::new(Handlers::new()), RpcConfig::client());
+    let me: Value = c
+        .request("auth", &json!({ "token": token("frank") }))
+        .await
+        .unwrap();
+    assert_eq!(me["user"], "frank");
     server.shutdown(DEADLINE).await;
 }
 
