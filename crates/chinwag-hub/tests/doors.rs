@@ -25,7 +25,6 @@ use chinwag_ws_fastwebsockets::FastWebSockets;
 use chinwag_ws_tungstenite::Tungstenite;
 use common::*;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -514,25 +513,6 @@ impl App for Forward {
             .send((conn.device().to_string(), body.bytes().clone()));
         Box::pin(async { Ok(None) })
     }
-}
-
-async fn write_frame(s: &mut TcpStream, body: &[u8]) {
-    let mut b = (body.len() as u32).to_be_bytes().to_vec();
-    b.extend_from_slice(body);
-    s.write_all(&b).await.unwrap();
-}
-
-/// The next frame; `None` at the end of the stream (or a reset).
-async fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
-    tokio::time::timeout(DEADLINE, async {
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len).await.ok()?;
-        let mut b = vec![0u8; u32::from_be_bytes(len) as usize];
-        s.read_exact(&mut b).await.ok()?;
-        Some(b)
-    })
-    .await
-    .expect("a frame or the end within the deadline")
 }
 
 fn tok_hub(config: chinwag_hub::HubConfig) -> (Hub, mpsc::UnboundedReceiver<(String, Bytes)>) {

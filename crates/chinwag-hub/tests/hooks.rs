@@ -13,7 +13,6 @@ use chinwag_hub::{App, Body, Conn, Hub, Incoming, JoinDecision, Rejection};
 use chinwag_transport::tcp::TcpAcceptor;
 use common::*;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
 
@@ -128,7 +127,7 @@ async fn app_answers_go_back_to_the_client_on_the_chat_and_tok_doors() {
         write_frame(&mut s, f.as_bytes()).await;
     }
     for want in ["eno", "owt", "eerht"] {
-        assert_eq!(read_frame(&mut s).await, want.as_bytes());
+        assert_eq!(read_frame(&mut s).await.expect("a frame"), want.as_bytes());
     }
     hub.shutdown(DEADLINE).await;
     door.shutdown(DEADLINE).await;
@@ -195,22 +194,4 @@ async fn publishes_are_transformed_refused_and_kept_in_order_while_a_hook_waits(
     }
     hub.shutdown(DEADLINE).await;
     door.shutdown(DEADLINE).await;
-}
-
-async fn write_frame(s: &mut TcpStream, body: &[u8]) {
-    let mut b = (body.len() as u32).to_be_bytes().to_vec();
-    b.extend_from_slice(body);
-    s.write_all(&b).await.unwrap();
-}
-
-async fn read_frame(s: &mut TcpStream) -> Vec<u8> {
-    tokio::time::timeout(DEADLINE, async {
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len).await.unwrap();
-        let mut b = vec![0u8; u32::from_be_bytes(len) as usize];
-        s.read_exact(&mut b).await.unwrap();
-        b
-    })
-    .await
-    .expect("a frame within the deadline")
 }

@@ -21,7 +21,7 @@ use chinwag_ws::{ConnectOptions, Engine, WsAcceptor};
 use chinwag_ws_fastwebsockets::FastWebSockets;
 use chinwag_ws_tungstenite::Tungstenite;
 use common::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -92,25 +92,6 @@ fn tcp_door(door: TokDoor) -> (DoorHandle, std::net::SocketAddr) {
 async fn stop(hub: &Hub, door: &DoorHandle) {
     hub.shutdown(DEADLINE).await;
     door.shutdown(DEADLINE).await;
-}
-
-async fn write_frame(s: &mut TcpStream, body: &[u8]) {
-    let mut b = (body.len() as u32).to_be_bytes().to_vec();
-    b.extend_from_slice(body);
-    s.write_all(&b).await.unwrap();
-}
-
-/// The next frame; `None` at the end of the stream (or a reset).
-async fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
-    tokio::time::timeout(DEADLINE, async {
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len).await.ok()?;
-        let mut b = vec![0u8; u32::from_be_bytes(len) as usize];
-        s.read_exact(&mut b).await.ok()?;
-        Some(b)
-    })
-    .await
-    .expect("a frame or the end within the deadline")
 }
 
 async fn next_app(rx: &mut mpsc::UnboundedReceiver<(String, Bytes)>) -> (String, Bytes) {

@@ -472,3 +472,25 @@ pub async fn read_ws_message(s: &mut tokio::net::TcpStream) -> Option<(u8, Vec<u
     .await
     .expect("a WebSocket message within the deadline")
 }
+
+/// Writes one tok frame: a `u32` big-endian length, then the bytes.
+pub async fn write_frame(s: &mut tokio::net::TcpStream, body: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    let mut b = (body.len() as u32).to_be_bytes().to_vec();
+    b.extend_from_slice(body);
+    s.write_all(&b).await.unwrap();
+}
+
+/// The next tok frame; `None` at the end of the stream (or a reset).
+pub async fn read_frame(s: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    tokio::time::timeout(DEADLINE, async {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).await.ok()?;
+        let mut b = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut b).await.ok()?;
+        Some(b)
+    })
+    .await
+    .expect("a frame or the end within the deadline")
+}
