@@ -167,6 +167,7 @@ impl<R: Future<Output = ()>, W: Future<Output = ()>, T: Future<Output = ()>> Fut
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let mut this = self.project();
         let outer = DRIVING.with(|r| r.replace(*this.id));
+        let ended_before = this.write.is_terminated() && this.timer.is_terminated();
         if !this.read.is_terminated() {
             let _ = this.read.as_mut().poll(cx);
         }
@@ -176,6 +177,20 @@ impl<R: Future<Output = ()>, W: Future<Output = ()>, T: Future<Output = ()>> Fut
         DRIVING.with(|r| r.set(outer));
         if !this.timer.is_terminated() {
             let _ = this.timer.as_mut().poll(cx);
+        }
+        // The reader waits for the close without a waker of its own (`Session::reached`): the
+        // timer's wake-ups poll it. When the writer closed the session and the timer ended in
+        // this very poll, after the reader was polled, nothing would wake the task again: poll
+        // the reader once more, now that it sees the session closed (found by a stress loop of
+        // the hub's `hooks` test: a tok session hung at shutdown about once in 100 runs).
+        if !ended_before
+            && this.write.is_terminated()
+            && this.timer.is_terminated()
+            && !this.read.is_terminated()
+        {
+            let outer = DRIVING.with(|r| r.replace(*this.id));
+            let _ = this.read.as_mut().poll(cx);
+            DRIVING.with(|r| r.set(outer));
         }
         if this.read.is_terminated() && this.write.is_terminated() && this.timer.is_terminated() {
             Poll::Ready(())
