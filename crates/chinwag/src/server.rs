@@ -647,7 +647,7 @@ impl ServerBuilder {
     }
 
     /// Where users are connected (default: this process only; a cluster sets its own).
-    /// For the Redis cluster, use [`redis_cluster`](Self::redis_cluster) instead: it also
+    /// For the Redis cluster, use `redis_cluster` (feature `cluster-redis`) instead: it also
     /// starts the node's listener and lease.
     pub fn directory(mut self, directory: Arc<dyn Directory>) -> Self {
         self.directory = Some(directory);

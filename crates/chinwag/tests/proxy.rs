@@ -229,6 +229,7 @@ fn counter(series: &str) -> f64 {
 async fn connect_names_the_user_or_refuses() {
     let mut b = Backend::start(script(|_, v| (200, connect_answer(v)))).await;
     let server = builder(ProxyConfig::default().with_connect(b.url("/connect")))
+        .http("127.0.0.1:0".parse().unwrap())
         .start()
         .await
         .unwrap();
@@ -241,7 +242,7 @@ async fn connect_names_the_user_or_refuses() {
     let req = b.next("/connect").await;
     assert_eq!(
         req,
-        json!({ "event": "connect", "token": "nobody-knows", "door": "chat", "ip": null })
+        json!({ "event": "connect", "token": "nobody-knows", "door": "chat", "ip": "127.0.0.1" })
     );
     let who = c.req("auth", json!({ "token": "good-ann" })).await.unwrap();
     assert_eq!(who["user"], "ann");
@@ -249,6 +250,29 @@ async fn connect_names_the_user_or_refuses() {
     let conns = server.hub().connections_of("ann");
     assert_eq!(conns.len(), 1);
     assert_eq!(conns[0].device().meta.get("plan"), Some(&json!("gold")));
+    let req = b.next("/connect").await;
+    assert_eq!(
+        req,
+        json!({ "event": "connect", "token": "good-ann", "door": "chat", "ip": "127.0.0.1" })
+    );
+    // A token at connect (the WebSocket request's header): the event names the door and the
+    // address too.
+    let (_bo, _bo_events) = tokio::time::timeout(
+        DEADLINE,
+        chinwag::client::Client::builder(server.chat_url().unwrap())
+            .token("good-bo")
+            .token_in_header(true)
+            .connect(),
+    )
+    .await
+    .expect("connect in time")
+    .unwrap();
+    let req = b.next("/connect").await;
+    assert_eq!(
+        req,
+        json!({ "event": "connect", "token": "good-bo", "door": "chat", "ip": "127.0.0.1" })
+    );
+    assert_eq!(server.hub().connections_of("bo").len(), 1);
     server.shutdown(DEADLINE).await;
 }
 

@@ -81,7 +81,7 @@ impl Skeleton {
         let _e = span.enter();
         self.hub.check_connection_rate(ip_of(info))?;
         drop(_e);
-        match self.hub.authenticate_connect(info).await {
+        match self.hub.authenticate_connect(info, self.name).await {
             Err(e) => Err(auth_refusal(&e)),
             Ok(Some((auth, source))) => Ok(Admitted::SignedIn(auth, source)),
             Ok(None) if first_message && self.hub.config().tokens.first_message => {

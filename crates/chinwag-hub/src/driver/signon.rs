@@ -49,7 +49,9 @@ impl Hub {
     /// Authenticates a connection from what it presented at connect (see
     /// [`HubConfig::tokens`](crate::HubConfig::tokens)). `Ok(None)`: no token was presented
     /// (a door that accepts a first-message login then waits for it; the others refuse with
-    /// [`AuthError::Missing`]). Anonymous connections, when enabled, are let in here.
+    /// [`AuthError::Missing`]). Anonymous connections, when enabled, are let in here. The
+    /// authenticator learns the `door` and the client's address
+    /// ([`AuthContext`](crate::auth::AuthContext)).
     ///
     /// # Errors
     ///
@@ -57,16 +59,19 @@ impl Hub {
     pub async fn authenticate_connect(
         &self,
         info: &ConnectInfo,
+        door: &'static str,
     ) -> Result<Option<(Authenticated, TokenSource)>, AuthError> {
         let found = find_token(info, &self.inner.config.tokens).inspect_err(|e| {
             m::auth_refusal(e.reason());
         })?;
         match found {
             Some((token, source)) => {
-                let ctx = AuthContext::new().with_ip(match info.peer() {
-                    chinwag_transport::PeerAddr::Ip(a) => Some(a.ip()),
-                    _ => None,
-                });
+                let ctx = AuthContext::new()
+                    .with_door(door)
+                    .with_ip(match info.peer() {
+                        chinwag_transport::PeerAddr::Ip(a) => Some(a.ip()),
+                        _ => None,
+                    });
                 let auth = self.authenticate_bytes(token.as_bytes(), ctx).await?;
                 Ok(Some((auth, source)))
             }

@@ -149,7 +149,7 @@ pub(crate) struct ChatInner {
     pub(crate) auth_lock: tokio::sync::Mutex<()>,
     pub(crate) failures: AtomicU32,
     auth_timer: Mutex<Option<AuthTimer>>,
-    ip: Option<std::net::IpAddr>,
+    pub(crate) ip: Option<std::net::IpAddr>,
 }
 
 impl ChatInner {

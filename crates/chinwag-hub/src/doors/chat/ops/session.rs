@@ -61,7 +61,9 @@ pub(super) fn auth(h: &mut Handlers, hub: &Hub, name: &'static str) {
         if state.current().is_some() && !state.anonymous.load(Ordering::Acquire) {
             return Err(ChatError::new("already_signed_in", "already signed in"));
         }
-        let ctx = crate::auth::AuthContext::new().with_door("chat");
+        let ctx = crate::auth::AuthContext::new()
+            .with_door("chat")
+            .with_ip(state.ip);
         match hub.authenticate_bytes(r.token.as_bytes(), ctx).await {
             Ok(auth) => {
                 let conn = sign_on(&hub, &peer, &state, auth, false)
