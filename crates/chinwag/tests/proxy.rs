@@ -538,6 +538,32 @@ async fn a_backend_down_applies_each_events_policy() {
     let e = c.req("app", json!({ "body": "x" })).await.unwrap_err();
     assert!(e.contains("backend unavailable"), "{e}");
     server.shutdown(DEADLINE).await;
+
+    // publish and app allowed (configured): the publish goes out as sent, the app message
+    // gets no answer.
+    let server = builder(
+        ProxyConfig::default()
+            .with_connect(b.url("/connect"))
+            .with_publish(dead_url("/publish").await)
+            .with_publish_failure(FailurePolicy::Allow)
+            .with_app(dead_url("/app").await)
+            .with_app_failure(FailurePolicy::Allow),
+    )
+    .start()
+    .await
+    .unwrap();
+    let mut c = Chat::signed_in(&server, "good-ann").await;
+    c.req("join", json!({ "room": "desk" })).await.unwrap();
+    c.req("publish", json!({ "room": "desk", "body": "as sent" }))
+        .await
+        .unwrap();
+    let m = within("the publication", c.rooms.recv()).await.unwrap();
+    assert_eq!(m["body"], "as sent", "{m}");
+    assert_eq!(
+        c.req("app", json!({ "body": "x" })).await.unwrap(),
+        json!({})
+    );
+    server.shutdown(DEADLINE).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
