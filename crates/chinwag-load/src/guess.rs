@@ -30,16 +30,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use chinwag_rpc::{Handlers, Peer, RpcError};
+use chinwag::client::{Client, Event, Events};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::BoxError;
-use crate::hub::{chat_client, with_retries};
+use crate::chat;
+use crate::hub::with_retries;
 use crate::load::{Latency, LoadSpec, RunOptions, RunReport, ServerUsage, latency};
 use crate::procfs::{self, ProcSample};
 use crate::proto::{self, Protocol, Target};
@@ -48,9 +48,8 @@ use crate::proto::{self, Protocol, Target};
 const LEGIT_USER: &str = "legit";
 /// How long the attackers get to stop once the legitimate joins are done.
 const STOP_WAIT: Duration = Duration::from_secs(10);
-/// How long an attacker whose connection ended waits for the `bye` that says why (the hub
-/// writes it before closing, but its handler may run after the requests failed), keeping the
-/// connection's handle so the notification is not dropped.
+/// How long an attacker whose requests failed waits for its connection's end to reach its
+/// events (a `bye`, or the disconnection without one): a bound, not a pause.
 const BYE_WAIT: Duration = Duration::from_millis(500);
 /// The hub's default strike-out: the 5th wrong password closes the connection (4010).
 const STRIKES: u64 = 5;
@@ -61,7 +60,7 @@ pub struct PhaseFigures {
     /// Joins that succeeded.
     pub ok: u64,
     /// Joins that failed, by error code (`wrong_password`, `busy`, `guessing_too_fast`,
-    /// `timeout`, `connection_closed`, ...).
+    /// `timeout`, `closed`, ...: [`ChatError::code`]).
     pub failed: BTreeMap<String, u64>,
     /// Latency of the successful joins (µs), request to answer.
     pub latency_us: Latency,
@@ -212,43 +211,30 @@ impl Counters {
     }
 }
 
-/// The error code of a failed request: the chat protocol's `code` for an error result,
-/// otherwise what went wrong on our side (`connection_closed`, `timeout`, `overloaded`, ...).
-pub fn error_code(e: &RpcError) -> String {
-    match e {
-        RpcError::Remote { message } => serde_json::from_str::<Value>(message)
-            .ok()
-            .and_then(|v| v["code"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| "remote".into()),
-        RpcError::Closed(_) => "connection_closed".into(),
-        RpcError::Timeout(_) => "timeout".into(),
-        RpcError::Overloaded { .. } => "overloaded".into(),
-        _ => "client_error".into(),
-    }
-}
-
 fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid histogram bounds")
 }
 
-/// The legitimate user's connection.
-async fn legit_client(target: &Target, spec: &LoadSpec) -> Result<Peer, BoxError> {
+/// The legitimate user's connection (its events are not looked at).
+async fn legit_client(target: &Target, spec: &LoadSpec) -> Result<Client, BoxError> {
     let source = proto::source_addr(target, 0, 2);
-    with_retries(|| chat_client(target, spec, LEGIT_USER, source, Arc::new(Handlers::new()))).await
+    let (client, events) =
+        with_retries(|| chat::connect(target, spec, LEGIT_USER, source, true)).await?;
+    chat::drain(events);
+    Ok(client)
 }
 
 /// Runs one phase: `n` joins (with the right password) and leaves, one every `interval`.
 async fn legit_phase(
     target: &Target,
     spec: &LoadSpec,
-    peer: &mut Peer,
+    client: &mut Client,
     n: usize,
     interval: Duration,
     server_pid: Option<u32>,
     errors: &mut Vec<String>,
 ) -> PhaseFigures {
-    let room = json!({ "room": spec.room });
-    let join = json!({ "room": spec.room, "password": spec.password });
+    let password = spec.password.as_deref();
     let mut out = PhaseFigures::default();
     let mut hist = new_histogram();
     let server_before = server_pid.and_then(procfs::sample);
@@ -259,7 +245,7 @@ async fn legit_phase(
         tokio::time::sleep_until(next).await;
         next = (next + interval).max(tokio::time::Instant::now());
         let t0 = Instant::now();
-        let r = peer.request::<_, Value>("join", &join).await;
+        let r = client.join_with(&spec.room, password, None).await;
         let took = t0.elapsed();
         match r {
             Ok(_) => {
@@ -267,17 +253,16 @@ async fn legit_phase(
                 let us = took.as_secs_f64() * 1e6;
                 out.samples_us.push(us);
                 hist.saturating_record((took.as_nanos() as u64).max(1));
-                if let Err(e) = peer.request::<_, Value>("leave", &room).await {
-                    errors.push(format!("legitimate leave: {e}"));
+                if let Err(e) = client.leave(&spec.room).await {
+                    errors.push(format!("legitimate leave: {}", chat::error(&e)));
                 }
             }
             Err(e) => {
-                let code = error_code(&e);
-                *out.failed.entry(code).or_default() += 1;
-                errors.push(format!("legitimate join: {e}"));
+                *out.failed.entry(e.code().to_owned()).or_default() += 1;
+                errors.push(format!("legitimate join: {}", chat::error(&e)));
                 if e.is_closed() {
                     match legit_client(target, spec).await {
-                        Ok(p) => *peer = p,
+                        Ok(c) => *client = c,
                         Err(e) => {
                             errors.push(format!("legitimate reconnect: {e}"));
                             break;
@@ -305,34 +290,36 @@ struct ConnRecord {
     bye: Notify,
 }
 
-/// Handlers of an attacker connection: count `bye` notifications by code, and note the
-/// connection's.
-fn attacker_handlers(counters: Arc<Counters>, conn: Arc<ConnRecord>) -> Arc<Handlers> {
-    let mut h = Handlers::new();
-    h.handle_notification("bye", move |_peer: Peer, payload: Bytes| {
-        let (counters, conn) = (counters.clone(), conn.clone());
-        async move {
-            let code = serde_json::from_slice::<Value>(&payload)
-                .ok()
-                .and_then(|v| v["code"].as_u64())
-                .and_then(|c| u16::try_from(c).ok())
-                .unwrap_or(0);
-            *counters
-                .byes
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry(code)
-                .or_default() += 1;
-            conn.bye_code.store(u64::from(code), Ordering::Relaxed);
-            conn.bye.notify_one();
+/// Reads an attacker connection's events: counts its `bye` by code and notes it in the
+/// connection's record; a connection that ends without one notes that too (code 0).
+fn watch_bye(mut events: Events, counters: Arc<Counters>, conn: Arc<ConnRecord>) {
+    tokio::spawn(async move {
+        while let Some(ev) = events.next().await {
+            match ev {
+                Event::Bye(bye) => {
+                    *counters
+                        .byes
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .entry(bye.code)
+                        .or_default() += 1;
+                    conn.bye_code.store(u64::from(bye.code), Ordering::Relaxed);
+                    conn.bye.notify_one();
+                    return;
+                }
+                Event::Disconnected(_) | Event::Closed(_) => {
+                    conn.bye.notify_one();
+                    return;
+                }
+                _ => {}
+            }
         }
     });
-    Arc::new(h)
 }
 
-/// One guess after another on `peer` until the connection closes or the attack stops.
+/// One guess after another on `client` until the connection closes or the attack stops.
 async fn guesser(
-    peer: Peer,
+    client: Client,
     room: String,
     counters: Arc<Counters>,
     conn: Arc<ConnRecord>,
@@ -343,8 +330,8 @@ async fn guesser(
             return;
         }
         let k = counters.guesses.fetch_add(1, Ordering::Relaxed);
-        let guess = json!({ "room": room, "password": format!("wrong-{k}") });
-        let r = peer.request::<_, Value>("join", &guess).await;
+        let guess = format!("wrong-{k}");
+        let r = client.join_with(&room, Some(&guess), None).await;
         if *stop.borrow() {
             return; // answers to our own close are not the hub's
         }
@@ -360,7 +347,7 @@ async fn guesser(
             counters.lost_on_close.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        match error_code(&e).as_str() {
+        match e.code() {
             "wrong_password" => {
                 conn.wrong.fetch_add(1, Ordering::Relaxed);
                 &counters.wrong_password
@@ -396,13 +383,15 @@ async fn attacker(
         n += 1;
         let user = format!("guesser-{slot}-{n}");
         let record = Arc::new(ConnRecord::default());
-        let handlers = attacker_handlers(counters.clone(), record.clone());
-        let peer = tokio::select! {
-            p = with_retries(|| chat_client(&target, &spec, &user, source, handlers.clone())) => p,
+        let connected = tokio::select! {
+            c = with_retries(|| chat::connect(&target, &spec, &user, source, true)) => c,
             _ = stop.wait_for(|s| *s) => return,
         };
-        let peer = match peer {
-            Ok(p) => p,
+        let client = match connected {
+            Ok((client, events)) => {
+                watch_bye(events, counters.clone(), record.clone());
+                client
+            }
             Err(e) => {
                 counters.connect_errors.fetch_add(1, Ordering::Relaxed);
                 counters.note(format!("attacker connect: {e}"));
@@ -414,7 +403,7 @@ async fn attacker(
         let mut set = JoinSet::new();
         for _ in 0..spec.in_flight.max(1) {
             set.spawn(guesser(
-                peer.clone(),
+                client.clone(),
                 spec.room.clone(),
                 counters.clone(),
                 record.clone(),
@@ -426,20 +415,17 @@ async fn attacker(
             _ = stop.wait_for(|s| *s) => true,
         };
         if stopped {
-            peer.close();
+            client.close().await;
             while set.join_next().await.is_some() {}
             return;
         }
         // Every guesser ended: the connection is closed (or closing). Its bye may still be on
-        // its way to the handler, which needs the connection's handle alive. (Counted once
-        // known, so `closed` and `closes` agree.)
-        if tokio::time::timeout(BYE_WAIT, record.bye.notified())
-            .await
-            .is_err()
-        {
+        // its way to the events. (Counted once known, so `closed` and `closes` agree.)
+        let _ = tokio::time::timeout(BYE_WAIT, record.bye.notified()).await;
+        let bye = record.bye_code.load(Ordering::Relaxed);
+        if bye == 0 {
             counters.closed_without_bye.fetch_add(1, Ordering::Relaxed);
         }
-        let bye = record.bye_code.load(Ordering::Relaxed);
         let wrong = record.wrong.load(Ordering::Relaxed);
         if bye == 4010 || (bye == 0 && wrong + 1 >= STRIKES) {
             counters.strike_outs.fetch_add(1, Ordering::Relaxed);
@@ -455,7 +441,7 @@ async fn attacker(
             .unwrap_or_else(|p| p.into_inner())
             .entry(kind)
             .or_default() += 1;
-        peer.close();
+        client.close().await;
     }
 }
 
@@ -472,10 +458,10 @@ pub async fn run(spec: &LoadSpec, opts: &RunOptions) -> Result<RunReport, BoxErr
     let interval = Duration::from_secs_f64(1.0 / spec.rate.unwrap_or(1.0).max(1e-3));
     let n = spec.joins.max(1);
     let mut errors = Vec::new();
-    let mut peer = legit_client(&target, spec).await?;
+    let mut client = legit_client(&target, spec).await?;
 
     // A first join, not recorded: the first Argon2 check of the process allocates its memory.
-    let warm = legit_phase(&target, spec, &mut peer, 1, interval, None, &mut errors).await;
+    let warm = legit_phase(&target, spec, &mut client, 1, interval, None, &mut errors).await;
     if warm.ok == 0 {
         return Err(format!("the first right-password join failed: {errors:?}").into());
     }
@@ -483,7 +469,7 @@ pub async fn run(spec: &LoadSpec, opts: &RunOptions) -> Result<RunReport, BoxErr
     let unloaded = legit_phase(
         &target,
         spec,
-        &mut peer,
+        &mut client,
         n,
         interval,
         opts.server_pid,
@@ -517,7 +503,7 @@ pub async fn run(spec: &LoadSpec, opts: &RunOptions) -> Result<RunReport, BoxErr
     let attacked = legit_phase(
         &target,
         spec,
-        &mut peer,
+        &mut client,
         n,
         interval,
         opts.server_pid,
@@ -537,7 +523,7 @@ pub async fn run(spec: &LoadSpec, opts: &RunOptions) -> Result<RunReport, BoxErr
         errors.push(format!("the attackers did not stop within {STOP_WAIT:?}"));
     }
     attack_rt.shutdown_background();
-    peer.close();
+    client.close().await;
     let server_end = opts.server_pid.and_then(procfs::sample);
 
     if attack.joined > 0 {
@@ -594,22 +580,6 @@ pub async fn run(spec: &LoadSpec, opts: &RunOptions) -> Result<RunReport, BoxErr
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn error_codes() {
-        let remote = |m: &str| RpcError::Remote {
-            message: m.to_owned(),
-        };
-        assert_eq!(
-            error_code(&remote(r#"{"code":"busy","message":"try again"}"#)),
-            "busy"
-        );
-        assert_eq!(error_code(&remote("not json")), "remote");
-        assert_eq!(
-            error_code(&RpcError::Timeout(Duration::from_secs(1))),
-            "timeout"
-        );
-    }
 
     #[test]
     fn strike_outs_and_answers() {

@@ -3,7 +3,8 @@
 //! A run of a [`Mode`] other than [`Mode::Echo`] comes here from [`crate::load::run`]. Every
 //! member or user is a connection of its own, signed in with an HS256 JWT minted here from the
 //! spec's `secret` (`sub` = `u<index>`, device `bench`, `exp` a day ahead): in an
-//! `Authorization: Bearer` header on WebSocket, with an `auth` request over TCP. Connections are
+//! `Authorization: Bearer` header on WebSocket, with an `auth` request over TCP; on the chat
+//! door each user is a `chinwag::client` client (`src/chat.rs`). Connections are
 //! spread over `procs` worker processes and `source_ips` loopback source addresses as in echo
 //! runs. Times that cross processes (a publish in one, its deliveries in others) are wall-clock
 //! nanoseconds (`CLOCK_REALTIME`, the same clock for every process of the machine); the parent
@@ -46,19 +47,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use chinwag_rpc::{Handlers, Peer, RpcConfig};
+use chinwag::client::{Client, Event, Events};
 use chinwag_transport::Transport;
-use chinwag_transport::tcp::{TcpConfig, TcpTransport};
 use chinwag_ws_fastwebsockets::FastWebSockets;
 use chinwag_ws_tungstenite::Tungstenite;
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-use tokio::sync::{Notify, Semaphore};
+use serde_json::json;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::BoxError;
+use crate::chat;
 use crate::load::{
     Latency, LoadSpec, RunOptions, RunReport, ServerUsage, WorkerSpec, latency, split_shares,
 };
@@ -360,51 +361,6 @@ async fn room_member(
     })
 }
 
-/// One chat-door client signed in as `user`: over WebSocket with the token in
-/// `Authorization`, over TCP with an `auth` request.
-pub(crate) async fn chat_client(
-    target: &Target,
-    spec: &LoadSpec,
-    user: &str,
-    source: Option<IpAddr>,
-    handlers: Arc<Handlers>,
-) -> Result<Peer, BoxError> {
-    let secret = spec
-        .secret
-        .as_deref()
-        .ok_or("the chat door needs --secret to sign tokens")?;
-    let token = token(secret, user)?;
-    let tcp = proto::tcp_connect(target, source).await?;
-    let cfg = RpcConfig::client();
-    match target.protocol {
-        Protocol::RpcTcp => {
-            let t = TcpTransport::from_stream(tcp, &TcpConfig::default())?;
-            let peer = chinwag_rpc::connect(t, handlers, cfg);
-            peer.request::<_, Value>("auth", &json!({ "token": token }))
-                .await
-                .map_err(|e| format!("auth: {e}"))?;
-            Ok(peer)
-        }
-        Protocol::RpcWs => {
-            let headers = [("authorization", format!("Bearer {token}"))];
-            let url = target.ws_url();
-            Ok(match spec.client_engine {
-                ClientEngine::Fastwebsockets => chinwag_rpc::connect(
-                    proto::ws_handshake_with::<FastWebSockets>(target, tcp, &url, &headers).await?,
-                    handlers,
-                    cfg,
-                ),
-                ClientEngine::Tungstenite => chinwag_rpc::connect(
-                    proto::ws_handshake_with::<Tungstenite>(target, tcp, &url, &headers).await?,
-                    handlers,
-                    cfg,
-                ),
-            })
-        }
-        _ => Err(format!("{target}: the chat door is gotalk+ws:// or gotalk+tcp://").into()),
-    }
-}
-
 /// Retries `f` after 503s (an admission bound), with a growing pause.
 pub(crate) async fn with_retries<T, F, Fut>(mut f: F) -> Result<T, BoxError>
 where
@@ -425,10 +381,12 @@ where
     }
 }
 
-/// A chat-door user of a send run: its peer and its global index.
+/// A chat-door user of a send or idle run: its client and its global index. A send run's
+/// events are read by a task of its own from the start (`events` is `None`).
 struct ChatUser {
     index: usize,
-    peer: Peer,
+    client: Client,
+    events: Option<Events>,
 }
 
 /// A worker whose connections are open, waiting for "go".
@@ -476,18 +434,15 @@ fn parse_send_body(body: &str) -> Option<(u64, u64, u64)> {
     Some((n()?, n()?, n()?))
 }
 
-/// Handlers of a send-run user: each `message` is timed (its body starts with the send time)
-/// and acknowledged; a message received twice is counted as a duplicate, not timed again.
-fn send_handlers(cell: Arc<SharedCell>) -> Arc<Handlers> {
-    let mut h = Handlers::new();
-    h.handle_notification("message", move |peer: Peer, payload: Bytes| {
-        let cell = cell.clone();
-        async move {
+/// Reads a send-run user's events: each direct message is timed (its body starts with the
+/// send time) and, by the client, acknowledged once read; a message received twice is counted
+/// as a duplicate, not timed again.
+fn read_sends(mut events: Events, cell: Arc<SharedCell>) {
+    tokio::spawn(async move {
+        while let Some(ev) = events.next().await {
+            let Event::Message(m) = ev else { continue };
             let now = wall_ns();
-            let Ok(v) = serde_json::from_slice::<Value>(&payload) else {
-                return;
-            };
-            let key = v["body"].as_str().and_then(parse_send_body);
+            let key = m.text().and_then(parse_send_body);
             if let (Some(shared), Some(key)) = (cell.get(), key)
                 && shared.in_window(key.0)
             {
@@ -507,14 +462,8 @@ fn send_handlers(cell: Arc<SharedCell>) -> Arc<Handlers> {
                     shared.duplicates.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            if let Some(id) = v["id"].as_u64() {
-                tokio::spawn(async move {
-                    let _ = peer.request::<_, Value>("ack", &json!({ "id": id })).await;
-                });
-            }
         }
     });
-    Arc::new(h)
 }
 
 /// Connects this worker's share.
@@ -550,17 +499,14 @@ pub async fn prepare(ws: WorkerSpec) -> Result<HubPrepared, BoxError> {
                 nodes.push(t);
             }
             let cell: Arc<SharedCell> = Arc::default();
-            let handlers = if spec.mode == Mode::Send {
+            if spec.mode == Mode::Send {
                 shared = Some(cell.clone());
-                send_handlers(cell)
-            } else {
-                Arc::new(Handlers::new())
-            };
+            }
             let gate = Arc::new(Semaphore::new(spec.connect_concurrency.max(1)));
             let mut set = JoinSet::new();
             for i in ws.first..ws.first + ws.conns {
                 let target = nodes[i % nodes.len()].clone();
-                let (spec, gate, handlers) = (spec.clone(), gate.clone(), handlers.clone());
+                let (spec, gate, cell) = (spec.clone(), gate.clone(), cell.clone());
                 set.spawn(async move {
                     let _permit = gate.acquire_owned().await?;
                     let source = proto::source_addr(&target, i, spec.source_ips);
@@ -570,23 +516,31 @@ pub async fn prepare(ws: WorkerSpec) -> Result<HubPrepared, BoxError> {
                         return Ok::<_, BoxError>((i, Some((r, w)), None));
                     }
                     let name = user(i);
-                    let peer = with_retries(|| {
-                        chat_client(&target, &spec, &name, source, handlers.clone())
-                    })
-                    .await?;
-                    if spec.mode == Mode::IdleAuth {
+                    let (client, events) =
+                        with_retries(|| chat::connect(&target, &spec, &name, source, true)).await?;
+                    let events = if spec.mode == Mode::Send {
+                        read_sends(events, cell);
+                        None
+                    } else {
                         let (_, room) = room_url(&target, &spec, i);
-                        peer.request::<_, Value>("join", &json!({ "room": room }))
+                        client
+                            .join(&room)
                             .await
-                            .map_err(|e| format!("join: {e}"))?;
-                    }
-                    Ok((i, None, Some(peer)))
+                            .map_err(|e| format!("join: {}", chat::error(&e)))?;
+                        Some(events)
+                    };
+                    let user = ChatUser {
+                        index: i,
+                        client,
+                        events,
+                    };
+                    Ok((i, None, Some(user)))
                 });
             }
             while let Some(res) = set.join_next().await {
                 match res {
                     Ok(Ok((i, Some((r, w)), _))) => members.push((i, r, w)),
-                    Ok(Ok((index, None, Some(peer)))) => users.push(ChatUser { index, peer }),
+                    Ok(Ok((_, None, Some(user)))) => users.push(user),
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => errors.push(format!("connect: {e}")),
                     Err(e) => errors.push(format!("connect task: {e}")),
@@ -647,9 +601,22 @@ async fn idle(p: HubPrepared, shared: Arc<Shared>, connected: usize) -> HubWorke
     }
     for u in p.users {
         let shared = shared.clone();
+        let Some(mut events) = u.events else { continue };
         set.spawn(async move {
-            if tokio::time::timeout_at(end, u.peer.closed()).await.is_ok() {
-                shared.error("server closed an idle chat connection");
+            let _client = u.client;
+            let closed = async {
+                while let Some(ev) = events.next().await {
+                    match ev {
+                        Event::Disconnected(d) => return Some(d.close),
+                        Event::Closed(c) => return Some(c),
+                        _ => {}
+                    }
+                }
+                None
+            };
+            if let Ok(close) = tokio::time::timeout_at(end, closed).await {
+                let why = close.map_or(String::new(), |c| format!(" ({} {})", c.code, c.reason));
+                shared.error(format!("server closed an idle chat connection{why}"));
             }
         });
     }
@@ -820,11 +787,10 @@ async fn send(p: HubPrepared, shared: Arc<Shared>, connected: usize) -> HubWorke
                     if shared.in_window(ts) {
                         shared.made.fetch_add(1, Ordering::Relaxed);
                     }
-                    let (peer, shared) = (from.peer.clone(), shared.clone());
+                    let (client, shared) = (from.client.clone(), shared.clone());
                     let body = send_body(ts, from.index, k, spec.size);
-                    let body = json!({ "to": user(to), "body": body });
                     tokio::spawn(async move {
-                        let r = peer.request::<_, Value>("send", &body).await;
+                        let r = client.send(&user(to), body).await;
                         let done = wall_ns();
                         if r.is_ok() && shared.in_window(ts) {
                             shared.answered.fetch_add(1, Ordering::Relaxed);
@@ -836,7 +802,7 @@ async fn send(p: HubPrepared, shared: Arc<Shared>, connected: usize) -> HubWorke
                             Ok(_) => {}
                             Err(e) => {
                                 shared.send_errors.fetch_add(1, Ordering::Relaxed);
-                                shared.error(format!("send: {e}"));
+                                shared.error(format!("send: {}", chat::error(&e)));
                             }
                         }
                         drop(permit);
@@ -894,27 +860,21 @@ async fn replay_inner(spec: &LoadSpec, shared: &Arc<Shared>) -> Result<HubFigure
     let target: Target = spec.target.parse()?;
     let n = spec.messages.max(1) as u64;
     let recipient = format!("replay-{}", wall_ns());
-    let sender = chat_client(
-        &target,
-        spec,
-        "replay-sender",
-        proto::source_addr(&target, 0, spec.source_ips),
-        Arc::new(Handlers::new()),
-    )
-    .await?;
+    let source = proto::source_addr(&target, 0, spec.source_ips);
+    let (sender, sender_events) =
+        chat::connect(&target, spec, "replay-sender", source, true).await?;
+    chat::drain(sender_events);
     let started = std::time::Instant::now();
     let gate = Arc::new(Semaphore::new(spec.in_flight.max(1)));
     let mut set = JoinSet::new();
     for k in 0..n {
         let permit = gate.clone().acquire_owned().await?;
-        let (peer, to) = (sender.clone(), recipient.clone());
+        let (client, to) = (sender.clone(), recipient.clone());
         let body = format!("{k}:{}", "x".repeat(spec.size.saturating_sub(8)));
         set.spawn(async move {
-            let r = peer
-                .request::<_, Value>("send", &json!({ "to": to, "body": body }))
-                .await;
+            let r = client.send(&to, body).await;
             drop(permit);
-            r.map(|v| v["queued"].as_bool() == Some(true))
+            r.map(|report| report.queued)
         });
     }
     let mut queued = 0u64;
@@ -922,81 +882,57 @@ async fn replay_inner(spec: &LoadSpec, shared: &Arc<Shared>) -> Result<HubFigure
         match r? {
             Ok(true) => queued += 1,
             Ok(false) => shared.error("a send to the offline user was not queued"),
-            Err(e) => shared.error(format!("send: {e}")),
+            Err(e) => shared.error(format!("send: {}", chat::error(&e))),
         }
     }
     let fill_ms = started.elapsed().as_secs_f64() * 1e3;
 
-    // The recipient connects: count the distinct messages, ack every REPLAY_ACK_EVERY.
+    // The recipient connects: count the distinct messages, ack every REPLAY_ACK_EVERY and the
+    // last (the client drops a message it already handed out, by id).
+    #[derive(Default)]
     struct Progress {
         seen: u64,
         first: Option<std::time::Instant>,
         last: Option<std::time::Instant>,
         acked: Option<std::time::Instant>,
-        max_id: u64,
     }
-    let progress = Arc::new(Mutex::new(Progress {
-        seen: 0,
-        first: None,
-        last: None,
-        acked: None,
-        max_id: 0,
-    }));
-    let done = Arc::new(Notify::new());
-    let mut h = Handlers::new();
-    {
-        let (progress, done) = (progress.clone(), done.clone());
-        h.handle_notification("message", move |peer: Peer, payload: Bytes| {
-            let (progress, done) = (progress.clone(), done.clone());
-            async move {
-                let Ok(v) = serde_json::from_slice::<Value>(&payload) else {
-                    return;
-                };
-                let Some(id) = v["id"].as_u64() else { return };
-                let ack = {
-                    let mut p = progress.lock().unwrap_or_else(|p| p.into_inner());
-                    if id <= p.max_id {
-                        return; // a duplicate
-                    }
-                    p.max_id = id;
-                    p.seen += 1;
-                    let now = std::time::Instant::now();
-                    p.first.get_or_insert(now);
-                    if p.seen == queued {
-                        p.last = Some(now);
-                    }
-                    p.seen.is_multiple_of(REPLAY_ACK_EVERY) || p.seen == queued
-                };
-                if ack {
-                    let last = progress.lock().unwrap_or_else(|p| p.into_inner()).seen == queued;
-                    tokio::spawn(async move {
-                        let r = peer.request::<_, Value>("ack", &json!({ "id": id })).await;
-                        if last && r.is_ok() {
-                            progress.lock().unwrap_or_else(|p| p.into_inner()).acked =
-                                Some(std::time::Instant::now());
-                            done.notify_one();
-                        }
-                    });
-                }
-            }
-        });
-    }
+    let mut p = Progress::default();
     let connect = std::time::Instant::now();
-    let peer = chat_client(
-        &target,
-        spec,
-        &recipient,
-        proto::source_addr(&target, 1, spec.source_ips),
-        Arc::new(h),
-    )
-    .await?;
-    let waited = tokio::time::timeout(Duration::from_secs(300), done.notified()).await;
-    let p = progress.lock().unwrap_or_else(|p| p.into_inner());
-    if waited.is_err() {
-        shared.error(format!(
+    let source = proto::source_addr(&target, 1, spec.source_ips);
+    let (client, mut events) = chat::connect(&target, spec, &recipient, source, false).await?;
+    let replayed = async {
+        while let Some(ev) = events.next().await {
+            let m = match ev {
+                Event::Message(m) => m,
+                Event::Disconnected(d) => return Err(format!("disconnected: {}", d.close.reason)),
+                _ => continue,
+            };
+            p.seen += 1;
+            let now = std::time::Instant::now();
+            p.first.get_or_insert(now);
+            if p.seen == queued {
+                p.last = Some(now);
+                client
+                    .ack(m.id)
+                    .await
+                    .map_err(|e| format!("ack: {}", chat::error(&e)))?;
+                p.acked = Some(std::time::Instant::now());
+                return Ok(());
+            }
+            if p.seen.is_multiple_of(REPLAY_ACK_EVERY) {
+                let client = client.clone();
+                tokio::spawn(async move { client.ack(m.id).await });
+            }
+        }
+        Err("the client closed".to_owned())
+    };
+    match tokio::time::timeout(Duration::from_secs(300), replayed).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => shared.error(format!("replay: {e} after {} of {queued}", p.seen)),
+        Err(_) => shared.error(format!(
             "replay: {} of {queued} messages within 300 s",
             p.seen
-        ));
+        )),
     }
     let ms = |t: Option<std::time::Instant>| {
         t.map_or(f64::NAN, |t| t.duration_since(connect).as_secs_f64() * 1e3)
@@ -1009,9 +945,8 @@ async fn replay_inner(spec: &LoadSpec, shared: &Arc<Shared>) -> Result<HubFigure
         replayed: p.seen,
         ..HubFigures::default()
     };
-    drop(p);
-    drop(peer);
-    drop(sender);
+    client.close().await;
+    sender.close().await;
     Ok(fig)
 }
 
@@ -1321,7 +1256,7 @@ mod tests {
         let t = token("s3cret", "u7").unwrap();
         let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
         v.set_required_spec_claims(&["exp", "sub"]);
-        let d = jsonwebtoken::decode::<Value>(
+        let d = jsonwebtoken::decode::<serde_json::Value>(
             &t,
             &jsonwebtoken::DecodingKey::from_secret(b"s3cret"),
             &v,

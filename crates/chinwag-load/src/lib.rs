@@ -12,6 +12,8 @@
 //!   upgrade, async-tungstenite, tokio TCP) that chinwag's servers are divided by.
 //! * [`hub`]: the hub scenarios (fan-out to a room, send to users, offline replay, idle
 //!   signed-in connections): members and users signed in with HS256 JWTs.
+//!   Chat-door users are `chinwag::client` clients (`src/chat.rs`): the facade's chat client,
+//!   the one applications use, not one of this crate's own.
 //! * [`guess`]: the room-password guessing scenario (a legitimate join's latency, alone and
 //!   while other connections guess the room's password as fast as the hub lets them).
 //! * [`recover`]: recovering a room's missed publications (a member that was away joins with
@@ -25,6 +27,7 @@
 //! `docs/BENCHMARKS.md`.
 
 pub mod baselines;
+mod chat;
 pub mod guess;
 pub mod hub;
 pub mod load;

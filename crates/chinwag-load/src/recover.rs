@@ -31,19 +31,18 @@
 //! plain join and the client's per recovery (from `/proc/<pid>/stat`, whose unit is a 10 ms
 //! tick: summed over the rounds, then divided; the hub process only, not a Redis server).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use chinwag_rpc::{Handlers, Peer};
+use chinwag::client::{Client, Event, JoinResult};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::BoxError;
-use crate::hub::{chat_client, with_retries};
+use crate::chat;
+use crate::hub::with_retries;
 use crate::load::{Latency, LoadSpec, RunOptions, RunReport, ServerUsage, latency};
 use crate::procfs;
 use crate::proto::{self, Protocol, Target};
@@ -117,26 +116,22 @@ impl Expect {
         }
     }
 
-    /// Takes one `room` notification's payload; `true` when it was the last one due.
-    pub fn take(&mut self, payload: &[u8]) -> bool {
-        let v: Value = match serde_json::from_slice(payload) {
-            Ok(v) => v,
-            Err(e) => return self.fail(format!("a room notification that is not JSON: {e}")),
-        };
-        if v["room"].as_str() != Some(self.room.as_str()) {
+    /// Takes one publication of `room` (epoch, seq) as the client emitted it; `true` when it
+    /// was the last one due.
+    pub fn take(&mut self, room: &str, epoch: u64, seq: u64) -> bool {
+        if room != self.room {
             return false; // another room (the server's broadcasts, `*`)
         }
-        let (epoch, seq) = (v["epoch"].as_u64(), v["seq"].as_u64());
-        if epoch != Some(self.epoch) {
-            return self.fail(format!("epoch {epoch:?}, expected {}", self.epoch));
+        if epoch != self.epoch {
+            return self.fail(format!("epoch {epoch}, expected {}", self.epoch));
         }
-        if seq != Some(self.next) || self.next > self.last {
+        if seq != self.next || self.next > self.last {
             let expected = if self.next > self.last {
                 "none (all received)".to_owned()
             } else {
                 self.next.to_string()
             };
-            return self.fail(format!("seq {seq:?}, expected {expected}"));
+            return self.fail(format!("seq {seq}, expected {expected}"));
         }
         self.next += 1;
         self.next > self.last
@@ -159,16 +154,14 @@ impl Expect {
 }
 
 /// Checks a `join` result with `since`: recovered, `missed` publications, at (epoch, last).
-pub fn check_result(v: &Value, epoch: u64, last: u64, missed: u64) -> Result<(), String> {
-    let ok = v["recovered"].as_bool() == Some(true)
-        && v["missed"].as_u64() == Some(missed)
-        && v["epoch"].as_u64() == Some(epoch)
-        && v["seq"].as_u64() == Some(last);
+pub fn check_result(r: &JoinResult, epoch: u64, last: u64, missed: u64) -> Result<(), String> {
+    let ok =
+        r.recovered == Some(true) && r.missed == Some(missed) && r.epoch == epoch && r.seq == last;
     if ok {
         Ok(())
     } else {
         Err(format!(
-            "join result {v}, expected recovered: true, missed: {missed}, epoch {epoch}, seq {last}"
+            "join result {r:?}, expected recovered: true, missed: {missed}, epoch {epoch}, seq {last}"
         ))
     }
 }
@@ -186,7 +179,7 @@ struct Timed {
 }
 
 /// The publisher's fill of one round: its publications, all answered; returns the last seq.
-async fn fill(publisher: &Peer, spec: &LoadSpec, body: &str) -> Result<u64, String> {
+async fn fill(publisher: &Client, spec: &LoadSpec, body: &str) -> Result<u64, String> {
     let n = spec.messages.max(1);
     let gate = Arc::new(Semaphore::new(spec.in_flight.max(1)));
     let mut set = JoinSet::new();
@@ -196,20 +189,19 @@ async fn fill(publisher: &Peer, spec: &LoadSpec, body: &str) -> Result<u64, Stri
             .acquire_owned()
             .await
             .map_err(|e| e.to_string())?;
-        let peer = publisher.clone();
-        let req = json!({ "room": spec.room, "body": body });
+        let (client, room, body) = (publisher.clone(), spec.room.clone(), body.to_owned());
         set.spawn(async move {
-            let r = peer.request::<_, Value>("publish", &req).await;
+            let r = client.publish(&room, body).await;
             drop(permit);
             r
         });
     }
     let mut seqs = Vec::with_capacity(n);
     while let Some(r) = set.join_next().await {
-        let v = r
+        let report = r
             .map_err(|e| format!("publish task: {e}"))?
-            .map_err(|e| format!("publish: {e}"))?;
-        seqs.push(v["seq"].as_u64().ok_or(format!("publish result {v}"))?);
+            .map_err(|e| format!("publish: {}", chat::error(&e)))?;
+        seqs.push(report.seq);
     }
     seqs.sort_unstable();
     let last = *seqs.last().ok_or("no publish")?;
@@ -234,74 +226,63 @@ async fn timed_join(
     since: Option<(u64, u64, u64)>,
     server_pid: Option<u32>,
 ) -> Result<Timed, String> {
-    let expect = since
-        .map(|(epoch, seq, last)| Arc::new(Mutex::new(Expect::new(&spec.room, epoch, seq, last))));
-    let all_in = Arc::new(Notify::new());
-    let at_last: Arc<Mutex<Option<Instant>>> = Arc::default();
-    let mut h = Handlers::new();
-    if let Some(expect) = &expect {
-        let (expect, all_in, at_last) = (expect.clone(), all_in.clone(), at_last.clone());
-        h.handle_notification("room", move |_peer: Peer, payload: Bytes| {
-            let done = expect
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take(&payload);
-            if done {
-                *at_last.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
-                all_in.notify_one();
-            }
-            std::future::ready(())
-        });
-    }
-    let handlers = Arc::new(h);
     let source = proto::source_addr(target, 1, spec.source_ips);
     let cpu_before = server_pid.and_then(procfs::sample);
     let client_before = procfs::sample(std::process::id());
     let t0 = Instant::now();
-    let peer = chat_client(target, spec, user, source, handlers)
+    let (client, mut events) = chat::connect(target, spec, user, source, true)
         .await
         .map_err(|e| format!("connect: {e}"))?;
-    let mut join = json!({ "room": spec.room });
-    if let Some((epoch, seq, _)) = since {
-        join["since"] = json!({ "epoch": epoch, "seq": seq });
-    }
-    let r = peer
-        .request::<_, Value>("join", &join)
+    let r = client
+        .join_with(&spec.room, None, since.map(|(epoch, seq, _)| (epoch, seq)))
         .await
-        .map_err(|e| format!("join: {e}"));
+        .map_err(|e| format!("join: {}", chat::error(&e)));
     let result = t0.elapsed();
     let mut last = None;
-    let outcome = match (r, since, &expect) {
-        (Err(e), _, _) => Err(e),
-        (Ok(_), None, _) => Ok(()),
-        (Ok(v), Some((epoch, seq, end)), Some(expect)) => {
+    let outcome = match (r, since) {
+        (Err(e), _) => Err(e),
+        (Ok(_), None) => Ok(()),
+        (Ok(joined), Some((epoch, seq, end))) => {
             let missed = end - seq;
-            let checked = check_result(&v, epoch, end, missed);
+            let mut expect = Expect::new(&spec.room, epoch, seq, end);
+            let checked = check_result(&joined, epoch, end, missed);
+            // The missed publications were written before the result: they are among the
+            // events already, or on their way.
             let waited = match checked {
-                Ok(()) => tokio::time::timeout(ROUND_TIMEOUT, all_in.notified())
-                    .await
-                    .map_err(|_| "timed out waiting for the missed publications".to_owned()),
+                Ok(()) => tokio::time::timeout(ROUND_TIMEOUT, async {
+                    while let Some(ev) = events.next().await {
+                        if let Event::Room(m) = ev
+                            && expect.take(&m.room, m.epoch, m.seq)
+                        {
+                            return Ok(Instant::now());
+                        }
+                    }
+                    Err("the connection ended".to_owned())
+                })
+                .await
+                .map_err(|_| "timed out waiting for the missed publications".to_owned())
+                .and_then(|r| r),
                 Err(e) => Err(e),
             };
-            last = at_last
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .map(|t| t.duration_since(t0));
-            let e = expect.lock().unwrap_or_else(|p| p.into_inner());
-            match (waited, e.wrong()) {
+            if let Ok(at) = &waited {
+                last = Some(at.duration_since(t0));
+            }
+            match (waited, expect.wrong()) {
                 (_, Some(wrong)) => Err(format!(
                     "{wrong} ({} of {missed} received as expected)",
-                    e.received(seq)
+                    expect.received(seq)
                 )),
-                (Err(w), None) => Err(format!("{w} ({} of {missed} received)", e.received(seq))),
-                (Ok(()), None) => Ok(()),
+                (Err(w), None) => Err(format!(
+                    "{w} ({} of {missed} received)",
+                    expect.received(seq)
+                )),
+                (Ok(_), None) => Ok(()),
             }
         }
-        (Ok(_), Some(_), None) => Err("no expectation".to_owned()),
     };
     let cpu_after = server_pid.and_then(procfs::sample);
     let client_after = procfs::sample(std::process::id());
-    peer.close();
+    client.close().await;
     outcome?;
     Ok(Timed {
         result,
@@ -324,16 +305,15 @@ pub async fn run(spec: &LoadSpec, opts: &RunOptions) -> Result<RunReport, BoxErr
     let n = spec.messages.max(1) as u64;
     let server_before = opts.server_pid.and_then(procfs::sample);
     let source = proto::source_addr(&target, 0, spec.source_ips);
-    let publisher =
-        with_retries(|| chat_client(&target, spec, PUBLISHER, source, Arc::new(Handlers::new())))
-            .await?;
-    let joined: Value = publisher
-        .request("join", &json!({ "room": spec.room }))
+    let (publisher, publisher_events) =
+        with_retries(|| chat::connect(&target, spec, PUBLISHER, source, true)).await?;
+    // The publisher is in the room: its own publications come back to it, unread.
+    chat::drain(publisher_events);
+    let epoch = publisher
+        .join(&spec.room)
         .await
-        .map_err(|e| format!("publisher join: {e}"))?;
-    let epoch = joined["epoch"]
-        .as_u64()
-        .ok_or(format!("publisher join result {joined}"))?;
+        .map_err(|e| format!("publisher join: {}", chat::error(&e)))?
+        .epoch;
     let body = "x".repeat(spec.size.max(1));
 
     let mut recover = new_histogram();
@@ -412,7 +392,7 @@ pub async fn run(spec: &LoadSpec, opts: &RunOptions) -> Result<RunReport, BoxErr
         cpu_plain = cpu_plain.zip(pl.server_cpu_us).map(|(a, b)| a + b);
         cpu_client = cpu_client.zip(rec.client_cpu_us).map(|(a, b)| a + b);
     }
-    publisher.close();
+    publisher.close().await;
     let server_end = opts.server_pid.and_then(procfs::sample);
 
     out.recover_us = latency(&recover);
@@ -462,19 +442,13 @@ pub async fn run(spec: &LoadSpec, opts: &RunOptions) -> Result<RunReport, BoxErr
 mod tests {
     use super::*;
 
-    fn note(room: &str, epoch: u64, seq: u64) -> Vec<u8> {
-        json!({ "room": room, "epoch": epoch, "seq": seq, "from": null, "sent_at": 0, "body": "x" })
-            .to_string()
-            .into_bytes()
-    }
-
     #[test]
     fn an_exact_recovery() {
         let mut e = Expect::new("r", 7, 10, 13);
-        assert!(!e.take(&note("r", 7, 11)));
-        assert!(!e.take(&note("*", 0, 1)), "other rooms are not counted");
-        assert!(!e.take(&note("r", 7, 12)));
-        assert!(e.take(&note("r", 7, 13)));
+        assert!(!e.take("r", 7, 11));
+        assert!(!e.take("*", 0, 1), "other rooms are not counted");
+        assert!(!e.take("r", 7, 12));
+        assert!(e.take("r", 7, 13));
         assert_eq!(e.received(10), 3);
         assert_eq!(e.wrong(), None);
     }
@@ -482,29 +456,34 @@ mod tests {
     #[test]
     fn gaps_duplicates_extras_and_epochs_are_wrong() {
         let mut gap = Expect::new("r", 7, 10, 13);
-        assert!(!gap.take(&note("r", 7, 11)));
-        assert!(!gap.take(&note("r", 7, 13)));
+        assert!(!gap.take("r", 7, 11));
+        assert!(!gap.take("r", 7, 13));
         assert!(gap.wrong().unwrap().contains("expected 12"));
         let mut dup = Expect::new("r", 7, 10, 13);
-        dup.take(&note("r", 7, 11));
-        dup.take(&note("r", 7, 11));
+        dup.take("r", 7, 11);
+        dup.take("r", 7, 11);
         assert!(dup.wrong().is_some());
         let mut extra = Expect::new("r", 7, 10, 11);
-        assert!(extra.take(&note("r", 7, 11)));
-        assert!(!extra.take(&note("r", 7, 12)));
+        assert!(extra.take("r", 7, 11));
+        assert!(!extra.take("r", 7, 12));
         assert!(extra.wrong().unwrap().contains("all received"));
         let mut epoch = Expect::new("r", 7, 10, 11);
-        assert!(!epoch.take(&note("r", 8, 11)));
+        assert!(!epoch.take("r", 8, 11));
         assert!(epoch.wrong().unwrap().contains("epoch"));
     }
 
     #[test]
     fn join_results() {
-        let ok = json!({"room":"r","epoch":7,"seq":1010,"members":2,"protected":false,
-                        "recovered":true,"missed":1000});
+        let result = |v: serde_json::Value| serde_json::from_value::<JoinResult>(v).unwrap();
+        let ok = result(
+            serde_json::json!({"room":"r","epoch":7,"seq":1010,"members":2,
+                        "protected":false,"recovered":true,"missed":1000}),
+        );
         assert!(check_result(&ok, 7, 1010, 1000).is_ok());
-        let trimmed = json!({"room":"r","epoch":7,"seq":1010,"members":2,"protected":false,
-                             "recovered":false,"reason":"trimmed","missed":0});
+        let trimmed = result(
+            serde_json::json!({"room":"r","epoch":7,"seq":1010,"members":2,
+                             "protected":false,"recovered":false,"reason":"trimmed","missed":0}),
+        );
         assert!(check_result(&trimmed, 7, 1010, 1000).is_err());
         assert!(check_result(&ok, 7, 1011, 1000).is_err());
         assert!(check_result(&ok, 7, 1010, 999).is_err());

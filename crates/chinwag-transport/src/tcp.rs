@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream, ToSocketAddrs};
@@ -31,6 +31,10 @@ pub struct TcpConfig {
     pub nodelay: bool,
     /// How long [`connect`] waits for the connection. Default 10 s.
     pub connect_timeout: Duration,
+    /// The local address [`connect`] binds its connections to before connecting (the port is
+    /// picked by the kernel), e.g. one of several loopback or interface addresses. Default
+    /// `None`: the kernel picks the address too.
+    pub local_ip: Option<IpAddr>,
     /// Connections a [`TcpAcceptor`] holds open at once (its [`ConnectionBudget`]); past it,
     /// new connections are accepted and closed at once. Default
     /// [`ConnectionBudget::default_cap`]: half the process-wide limit derived from
@@ -48,6 +52,7 @@ impl Default for TcpConfig {
             reuse_address: true,
             nodelay: true,
             connect_timeout: Duration::from_secs(10),
+            local_ip: None,
             stream: StreamConfig::default(),
         }
     }
@@ -75,6 +80,12 @@ impl TcpConfig {
     /// Sets [`connect_timeout`](Self::connect_timeout).
     pub fn with_connect_timeout(mut self, connect_timeout: Duration) -> Self {
         self.connect_timeout = connect_timeout;
+        self
+    }
+
+    /// Sets [`local_ip`](Self::local_ip).
+    pub fn with_local_ip(mut self, local_ip: Option<IpAddr>) -> Self {
+        self.local_ip = local_ip;
         self
     }
 
@@ -111,11 +122,57 @@ pub(crate) async fn connect_stream(
     addr: impl ToSocketAddrs,
     config: &TcpConfig,
 ) -> Result<TcpStream, TransportError> {
-    let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr))
+    let stream = tokio::time::timeout(config.connect_timeout, dial(addr, config.local_ip))
         .await
         .map_err(|_| TransportError::Timeout("tcp connect"))??;
     stream.set_nodelay(config.nodelay)?;
     Ok(stream)
+}
+
+/// Opens a TCP stream to `addr` (the addresses it resolves to, in order), from `local_ip` when
+/// given (bound with port 0 before connecting; addresses of the other IP family are skipped).
+/// No timeout and no socket options: [`connect`] adds those; the WebSocket client uses this
+/// for its own dialing.
+///
+/// ```no_run
+/// # async fn f() -> std::io::Result<()> {
+/// use std::net::{IpAddr, Ipv4Addr};
+/// // from 127.0.0.2: servers that count connections per address see a second client
+/// let stream = chinwag_transport::tcp::dial("127.0.0.1:9000", Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)))).await?;
+/// assert_eq!(stream.local_addr()?.ip(), Ipv4Addr::new(127, 0, 0, 2));
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+///
+/// The name does not resolve, no address of `local_ip`'s family, `local_ip` cannot be bound,
+/// or every address refused (the last error).
+pub async fn dial(addr: impl ToSocketAddrs, local_ip: Option<IpAddr>) -> io::Result<TcpStream> {
+    let Some(ip) = local_ip else {
+        return TcpStream::connect(addr).await;
+    };
+    let mut last = None;
+    for to in tokio::net::lookup_host(addr).await? {
+        if to.is_ipv4() != ip.is_ipv4() {
+            continue;
+        }
+        let socket = if ip.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.bind(SocketAddr::new(ip, 0))?;
+        match socket.connect(to).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            format!("no address of the local address {ip}'s family to connect to"),
+        )
+    }))
 }
 
 /// Binds a listener with `SO_REUSEADDR` and the configured backlog; shared with TLS.

@@ -256,3 +256,26 @@ async fn short_reads_never_lose_data_that_arrives_meanwhile() {
     assert_eq!(got, WRITES * 7);
     drop(writer.await.unwrap());
 }
+
+#[tokio::test]
+async fn connections_leave_from_the_configured_local_address() {
+    let second: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let config = TcpConfig::default().with_local_ip(Some(second));
+    let (c, s) = pair(config).await;
+    assert_eq!(c.local_addr().unwrap().ip(), second);
+    match s.peer_addr() {
+        PeerAddr::Ip(a) => assert_eq!(a.ip(), second),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_local_address_of_the_other_family_is_a_clear_error() {
+    let acceptor = TcpAcceptor::bind(loopback(), TcpConfig::default()).unwrap();
+    let addr = acceptor.local_socket_addr().unwrap();
+    let e = tcp::dial(addr, Some("::1".parse().unwrap()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::AddrNotAvailable);
+    assert!(e.to_string().contains("::1"), "{e}");
+}

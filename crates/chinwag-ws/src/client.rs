@@ -5,7 +5,6 @@ use std::sync::{Arc, OnceLock};
 use chinwag_transport::{PeerAddr, TransportError};
 use http::{HeaderValue, Request, Uri, header};
 use rustls_pki_types::ServerName;
-use tokio::net::TcpStream;
 
 use crate::engine::Engine;
 use crate::{WsConfig, WsConnection, WsStream};
@@ -40,6 +39,9 @@ pub struct ConnectOptions {
     pub headers: Vec<(String, String)>,
     /// Subprotocols to offer (`Sec-WebSocket-Protocol`), in order of preference.
     pub subprotocols: Vec<String>,
+    /// The local address to connect from (bound with port 0 before connecting; see
+    /// [`chinwag_transport::tcp::dial`]). Default `None`: the kernel picks.
+    pub local_ip: Option<std::net::IpAddr>,
 }
 
 impl ConnectOptions {
@@ -64,6 +66,12 @@ impl ConnectOptions {
     /// Adds the request header `name: value`.
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Connects from `ip` (e.g. one of several loopback addresses, for a load generator).
+    pub fn with_local_ip(mut self, ip: std::net::IpAddr) -> Self {
+        self.local_ip = Some(ip);
         self
     }
 
@@ -141,7 +149,7 @@ async fn dial<E: Engine>(
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     // `[::1]` in a URL is `::1` for the resolver and for TLS.
     let bare_host = host.trim_start_matches('[').trim_end_matches(']');
-    let tcp = TcpStream::connect((bare_host, port)).await?;
+    let tcp = chinwag_transport::tcp::dial((bare_host, port), opts.local_ip).await?;
     let _ = tcp.set_nodelay(true);
     let peer = PeerAddr::Ip(tcp.peer_addr()?);
     let stream = if tls {

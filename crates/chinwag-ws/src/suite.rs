@@ -18,8 +18,8 @@ use crate::{
 };
 use bytes::Bytes;
 use chinwag_transport::{
-    Acceptor, CloseCode, CloseReason, Frame, FrameRead, FrameWrite, Framing, Offer, Transport,
-    TransportError,
+    Acceptor, CloseCode, CloseReason, Frame, FrameRead, FrameWrite, Framing, Offer, PeerAddr,
+    Transport, TransportError,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -342,6 +342,23 @@ pub async fn client_sends_an_origin_by_default<E: Engine>() {
     {
         Err(TransportError::Handshake(m)) => assert!(m.contains("403"), "{m}"),
         other => panic!("expected 403, got {other:?}"),
+    }
+}
+
+/// A client with [`ConnectOptions::local_ip`] connects from that address.
+pub async fn client_local_ip<E: Engine>() {
+    let (mut acc, url) = bind::<E>(WsConfig::default()).await;
+    let second: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let opts = ConnectOptions::default().with_local_ip(second);
+    let cfg = WsConfig::default();
+    let (client, server) = within("dial from 127.0.0.2", async {
+        tokio::join!(connect_with::<E>(&url, &cfg, &opts), acc.accept())
+    })
+    .await;
+    let (_client, server) = (client.unwrap(), server.unwrap());
+    match server.peer_addr() {
+        PeerAddr::Ip(a) => assert_eq!(a.ip(), second),
+        other => panic!("{other:?}"),
     }
 }
 
@@ -1403,6 +1420,10 @@ macro_rules! engine_tests {
         #[tokio::test]
         async fn client_sends_an_origin_by_default() {
             $crate::suite::client_sends_an_origin_by_default::<$engine>().await
+        }
+        #[tokio::test]
+        async fn client_local_ip() {
+            $crate::suite::client_local_ip::<$engine>().await
         }
         #[tokio::test]
         async fn not_websocket() {

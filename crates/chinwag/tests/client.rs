@@ -701,6 +701,27 @@ async fn connect_errors_have_codes() {
     server.shutdown(DEADLINE).await;
 }
 
+/// `local_ip`: the server sees the connection come from that address, over TCP and over
+/// WebSocket (a plain listener stands in for the server and hangs up).
+#[tokio::test]
+async fn connects_from_the_local_address_given() {
+    let ip: std::net::IpAddr = "127.0.0.3".parse().unwrap();
+    for scheme in ["tcp", "ws"] {
+        let listener = tokio::net::TcpListener::bind(loopback()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let url = match scheme {
+            "tcp" => format!("tcp://{addr}"),
+            _ => format!("ws://{addr}/gotalk/"),
+        };
+        let connecting = tokio::spawn(Client::builder(&url).token("t").local_ip(ip).connect());
+        let (socket, from) = within("accept", listener.accept()).await.unwrap();
+        assert_eq!(from.ip(), ip, "{scheme}");
+        drop(socket);
+        let r = within("the sign-in fails", connecting).await.unwrap();
+        assert!(r.is_err(), "{scheme}: signed in without a server");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_expiry_and_refused_tokens_follow_the_table() {
     let server = start(None).await;

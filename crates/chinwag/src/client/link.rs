@@ -416,7 +416,9 @@ async fn connect_transport(
     let err = |e: crate::transport::TransportError| ChatError::new("connect", e.to_string());
     Ok(match &shared.target {
         Target::Tcp(addr) => {
-            let t = crate::transport::tcp::connect(addr.as_str(), &Default::default())
+            let tcp =
+                crate::transport::tcp::TcpConfig::default().with_local_ip(shared.opts.local_ip);
+            let t = crate::transport::tcp::connect(addr.as_str(), &tcp)
                 .await
                 .map_err(err)?;
             crate::rpc::connect(t, h, cfg)
@@ -463,6 +465,9 @@ async fn ws_connect(
         .ok_or_else(|| ChatError::new("connect", "no WebSocket engine compiled in"))?;
     let ws = &shared.opts.ws_config;
     let mut opts = shared.opts.ws_options.clone();
+    if let Some(ip) = shared.opts.local_ip {
+        opts = opts.with_local_ip(ip);
+    }
     if let Some(token) = bearer {
         opts = opts.with_header("authorization", format!("Bearer {token}"));
     }

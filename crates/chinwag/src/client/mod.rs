@@ -221,6 +221,7 @@ pub(crate) struct Options {
     pub(crate) engine: Option<crate::WsEngine>,
     pub(crate) ws_config: WsConfig,
     pub(crate) ws_options: ConnectOptions,
+    pub(crate) local_ip: Option<std::net::IpAddr>,
 }
 
 impl Default for Options {
@@ -244,6 +245,7 @@ impl Default for Options {
             engine: None,
             ws_config: WsConfig::default(),
             ws_options: ConnectOptions::default(),
+            local_ip: None,
         }
     }
 }
@@ -410,6 +412,15 @@ impl ClientBuilder {
     /// WebSocket client options: TLS roots for `wss://`, the `Origin`, more headers.
     pub fn ws_options(mut self, options: ConnectOptions) -> Self {
         self.opts.ws_options = options;
+        self
+    }
+
+    /// Connects from this local address (bound before connecting, on every reconnect too;
+    /// over WebSocket and TCP). A load generator spreads its clients over several loopback
+    /// addresses this way; a host with several interfaces picks one. Default: the kernel
+    /// picks.
+    pub fn local_ip(mut self, ip: std::net::IpAddr) -> Self {
+        self.opts.local_ip = Some(ip);
         self
     }
 
