@@ -123,12 +123,15 @@ impl DirectoryConfig {
 ///   (with backoff and jitter) and then **reconciles**: every connection of this node whose
 ///   sign-on was decided but that Redis no longer lists was replaced while the listener was
 ///   away, and is closed.
-/// - [`online_users`](Directory::online_users) reads a counter the directory moves after each
-///   script that took a user from no connection to one (`INCR`) or from one to none (`DECR`).
-///   It is not updated in the same script (on Redis Cluster the counter is in another slot than
-///   the user's key), so a node that dies between the two, or a Redis failing between them,
-///   leaves it off by one for good (there is no recount; `docs/cluster.md`). A dead node's
-///   users are taken off it when the node is swept.
+/// - [`online_page`](Directory::online_page) pages through a sorted set of the users online
+///   ([`online_list_key`](Self::online_list_key)) and [`online_users`](Directory::online_users)
+///   reads a counter moved with it, in one script, after each script that took a user from no
+///   connection to one or from one to none (sign-on, sign-off, sweep). It is not the same
+///   script (on Redis Cluster the list is in another slot than the user's key): each
+///   transition carries a version from the user's sign-on seq, so transitions arriving in
+///   the other order from two nodes are applied in the user's order; a node that dies (or a
+///   Redis failing) between the two leaves that user listed, or unlisted, until the user's next
+///   transition (`docs/cluster.md`). A dead node's users are taken off when the node is swept.
 /// - Each node holds a **lease** ([`serve`](Self::serve) registers and renews it); a node
 ///   whose lease expired is swept by the others ([`sweep`](Self::sweep)), and a node that
 ///   finds its own lease gone is fenced: it closes its connections and refuses sign-ons
@@ -336,9 +339,22 @@ impl RedisDirectory {
         channel(self.signons.prefix(), node)
     }
 
-    /// The key of the online-users counter, `P{cluster}:online`.
+    /// The key of the online-users counter, `P{cluster}:online` (the length of the list).
     pub fn online_key(&self) -> String {
         self.keys.online()
+    }
+
+    /// The key of the list of online users, `P{cluster}:online:list`: a sorted set of user ids,
+    /// every score 0 (so in byte order of the id), which
+    /// [`online_page`](Directory::online_page) pages through with `ZRANGE ... BYLEX`.
+    pub fn online_list_key(&self) -> String {
+        self.keys.online_list()
+    }
+
+    /// The key of the last transition applied to the list per user,
+    /// `P{cluster}:online:versions` (a hash: user id to version; see `docs/cluster.md`).
+    pub fn online_versions_key(&self) -> String {
+        self.keys.online_versions()
     }
 
     /// The key of `node`'s lease, `P{node:<id>}:lease`: the node is alive while it exists.
@@ -360,9 +376,9 @@ impl RedisDirectory {
     /// Sweeps `node` if its lease is gone: under the node's lock (`SET NX PX`, for
     /// [`DirectoryConfig::sweep_lock`]), removes its connections from the hash of every user
     /// in its index (one script per user, which also tells whether the user went offline;
-    /// the online counter goes down for each), then deletes the index and the node's
-    /// registration. Each node's lease task does this for every registered node whose lease
-    /// expired; call it yourself to sweep a node now.
+    /// each such user is taken off the online list and count), then deletes the index and the
+    /// node's registration. Each node's lease task does this for every registered node whose
+    /// lease expired; call it yourself to sweep a node now.
     ///
     /// Safe to run concurrently: a second sweeper finds the lock taken
     /// ([`SweepOutcome::Locked`]); and should a lock expire mid-sweep, the per-user script is
@@ -474,16 +490,12 @@ impl RedisDirectory {
         reconcile(&hub.downgrade(), &self.signons, hub.config().node).await
     }
 
-    /// Moves the online-users counter; a failure only logs (the counter drifts, see the type's
-    /// docs).
-    async fn count(&self, delta: i64) {
-        let r: Result<i64, _> = redis::cmd("INCRBY")
-            .arg(self.online_key())
-            .arg(delta)
-            .query_async(&mut self.signons.conn.clone())
-            .await;
+    /// Moves the online list and counter for `user`'s transition `version`; a failure only logs
+    /// (the user stays listed or unlisted until its next transition, see the type's docs).
+    async fn online_moved(&self, user: &str, version: u64) {
+        let r = crate::online::moved(&self.signons.conn, &self.keys, user, version).await;
         if let Err(e) = r {
-            tracing::warn!(error = %e, delta, "cluster online-users counter not updated");
+            tracing::warn!(error = %e, user, "cluster online list not updated");
         }
     }
 
@@ -672,8 +684,18 @@ impl Directory for RedisDirectory {
                 .query_async(&mut self.signons.conn.clone())
                 .await
                 .map_err(ClusterError::from)?;
-            // Moved after the scripts, by several nodes: it may dip below 0 for a moment.
+            // Moved with the list, so never below 0 unless written by hand.
             Ok(n.unwrap_or(0).max(0) as u64)
+        })
+    }
+
+    fn online_page<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>, DirectoryError>> {
+        Box::pin(async move {
+            Ok(crate::online::page(&self.signons.conn, &self.keys, after, limit).await?)
         })
     }
 }
@@ -719,15 +741,22 @@ impl RedisDirectory {
                 Err(e) => {
                     if e.is_unavailable() {
                         // The reply may be lost after the script ran: take the sign-on back
-                        // (best effort; the hub refuses the connection). The counter is left
-                        // alone: whether this sign-on moved it is unknown.
-                        let _ = self.signons.sign_off(&device.user, conn).await;
+                        // (best effort; the hub refuses the connection). If that took the user
+                        // offline, the list is told (its version is above that of the lost
+                        // sign-on, which was never applied: removing an absent user changes
+                        // nothing).
+                        if let Ok(Some(n)) = self.signons.sign_off_online(&device.user, conn).await
+                        {
+                            self.online_moved(&device.user, crate::online::went_offline(n))
+                                .await;
+                        }
                     }
                     return Err(e.into());
                 }
             };
             if came_online {
-                self.count(1).await;
+                self.online_moved(&device.user, crate::online::came_online(out.seq))
+                    .await;
             }
             let mut remote: BTreeMap<NodeId, Vec<ConnId>> = BTreeMap::new();
             for r in out.replaced.iter().filter(|r| r.conn.node != conn.node) {
@@ -753,13 +782,13 @@ impl RedisDirectory {
                 // (and a process that took its id over may own fields of the same name).
                 return false;
             }
-            match self.signons.sign_off(user, conn).await {
-                Ok(gone) => {
-                    if gone {
-                        self.count(-1).await;
-                    }
-                    gone
+            match self.signons.sign_off_online(user, conn).await {
+                Ok(Some(n)) => {
+                    self.online_moved(user, crate::online::went_offline(n))
+                        .await;
+                    true
                 }
+                Ok(None) => false,
                 Err(e) => {
                     tracing::warn!(error = %e, user, conn = conn.conn.0, "cluster sign-off failed; the entry stays until the node's entries are swept");
                     false

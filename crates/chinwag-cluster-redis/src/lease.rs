@@ -79,7 +79,7 @@ pub enum SweepOutcome {
         users: u64,
         /// Entries (connections) removed.
         removed: u64,
-        /// Users who had no connection left on any node (the online counter went down by that).
+        /// Users who had no connection left on any node (taken off the online list and count).
         offline: u64,
     },
 }
@@ -172,6 +172,14 @@ impl Keys {
     }
     pub(crate) fn online(&self) -> String {
         format!("{}{{cluster}}:online", self.0)
+    }
+    /// The users online, a sorted set (every score 0) beside the counter.
+    pub(crate) fn online_list(&self) -> String {
+        format!("{}{{cluster}}:online:list", self.0)
+    }
+    /// The last transition applied to the list, per user (a hash).
+    pub(crate) fn online_versions(&self) -> String {
+        format!("{}{{cluster}}:online:versions", self.0)
     }
 }
 
@@ -269,19 +277,16 @@ async fn sweep_locked(
                     return Ok((0, 0));
                 }
                 let mut c = signons.conn.clone();
-                let (n, gone): (u64, u64) = SWEEP
+                let (n, gone, seq): (u64, u64, u64) = SWEEP
                     .key(signons.key(&user))
                     .arg(prefix.as_str())
                     .invoke_async(&mut c)
                     .await?;
                 if gone == 1 {
-                    // Right after the script: a sweeper dying in between leaves the counter
-                    // one too high per user in flight (at most SWEEP_CONCURRENCY).
-                    let _: i64 = redis::cmd("INCRBY")
-                        .arg(keys.online())
-                        .arg(-1)
-                        .query_async(&mut c)
-                        .await?;
+                    // Right after the script: a sweeper dying in between leaves the user
+                    // listed (and counted) until its next sign-on and sign-off (at most
+                    // SWEEP_CONCURRENCY users in flight).
+                    crate::online::moved(&c, keys, &user, crate::online::went_offline(seq)).await?;
                 }
                 Ok::<_, ClusterError>((n, gone))
             })

@@ -10,12 +10,12 @@
 //! - [`RedisDirectory`]: the hub's [`Directory`](chinwag_hub::Directory) over it. It sends a
 //!   close instruction to the node of every connection a sign-on replaces elsewhere; each node's
 //!   [`Listener`] ([`RedisDirectory::serve`]) closes them (`bye`, close code 4003) and, after
-//!   its pub/sub connection comes back, reconciles what it missed. It also counts online users
-//!   cluster-wide.
+//!   its pub/sub connection comes back, reconciles what it missed. It also counts and lists
+//!   online users cluster-wide.
 //! - Node leases: each node holds a lease key with a TTL, renewed by a task
 //!   [`RedisDirectory::serve`] starts. A node whose lease expired (it died) is **swept** by
 //!   any live node ([`RedisDirectory::sweep`]): its connections leave the user hashes and the
-//!   online count. A node that finds its own lease gone, or cannot renew it in time, is
+//!   online list and count. A node that finds its own lease gone, or cannot renew it in time, is
 //!   **fenced**: it closes its connections (1001, [`FENCED_REASON`]) and refuses sign-ons.
 //!
 //! - Direct messages across nodes: with the hub's
@@ -45,7 +45,8 @@
 //! Every key starts with a prefix (default [`DEFAULT_PREFIX`]) and carries the user id as a
 //! hash tag: `P{user}:s`, one hash per user (the layout is in [`RedisSignOns`]'s docs). Each
 //! script touches only that key and names it in `KEYS`, so the same code runs on a single
-//! Redis and on Redis Cluster. The directory adds the counter `P{cluster}:online`, the node
+//! Redis and on Redis Cluster. The directory adds the online counter `P{cluster}:online` with
+//! the list `P{cluster}:online:list` and its versions `P{cluster}:online:versions`, the node
 //! registry `P{cluster}:nodes`, per node a pub/sub channel `P{node:<id>}:ctl`, a lease
 //! `P{node:<id>}:lease`, a user index `P{node:<id>}:users` and a sweep lock
 //! `P{node:<id>}:sweep`, per user the push-notice channel `Pw:<user>` and per room the
@@ -75,6 +76,7 @@
 mod directory;
 mod interest;
 mod lease;
+mod online;
 mod registry;
 mod signons;
 

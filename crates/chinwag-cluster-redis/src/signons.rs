@@ -264,13 +264,24 @@ where
     /// # }
     /// ```
     pub async fn sign_off(&self, user: &str, conn: ConnRef) -> Result<bool, ClusterError> {
+        Ok(self.sign_off_online(user, conn).await?.is_some())
+    }
+
+    /// [`sign_off`](Self::sign_off), and when the user went offline, the user's last sign-on
+    /// seq then (what versions the transition for the online list), decided in the same
+    /// script.
+    pub(crate) async fn sign_off_online(
+        &self,
+        user: &str,
+        conn: ConnRef,
+    ) -> Result<Option<u64>, ClusterError> {
         ids::check_user(user).map_err(ClusterError::BadUser)?;
-        let n: u8 = SIGN_OFF
+        let (gone, n): (u8, u64) = SIGN_OFF
             .key(self.key(user))
             .arg(field(conn))
             .invoke_async(&mut self.conn.clone())
             .await?;
-        Ok(n == 1)
+        Ok((gone == 1).then_some(n))
     }
 
     /// The signed-on connections of `user` on every node, oldest first (one `HGETALL`).

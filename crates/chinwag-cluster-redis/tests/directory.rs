@@ -325,6 +325,8 @@ async fn names_and_settings() {
         .unwrap();
     assert_eq!(d.channel(NodeId(12)), "t:{node:12}:ctl");
     assert_eq!(d.online_key(), "t:{cluster}:online");
+    assert_eq!(d.online_list_key(), "t:{cluster}:online:list");
+    assert_eq!(d.online_versions_key(), "t:{cluster}:online:versions");
     assert_eq!(d.signons().prefix(), "t:");
     assert!(
         RedisDirectory::connect_with(&server.url(), "t{", DirectoryConfig::default())

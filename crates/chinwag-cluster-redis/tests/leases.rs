@@ -69,6 +69,10 @@ async fn a_dead_nodes_sign_ons_are_swept() {
     let uwe_b = Client::signed_in(b.addr, &token("uwe", "laptop")).await;
     let uwe_b_id = uwe_b.conn_id().await;
     assert_eq!(b.hub.online_users().await.unwrap(), 2);
+    assert_eq!(
+        b.hub.online_list(None, 10).await.unwrap().users,
+        ["una", "uwe"]
+    );
     let indexed: BTreeSet<String> = redis::cmd("SMEMBERS")
         .arg(a.directory.users_key(NodeId(1)))
         .query_async(&mut admin(&server).await)
@@ -106,6 +110,11 @@ async fn a_dead_nodes_sign_ons_are_swept() {
         1,
         "una went offline, uwe stays"
     );
+    assert_eq!(
+        b.hub.online_list(None, 10).await.unwrap().users,
+        ["uwe"],
+        "the sweep takes una off the list too"
+    );
     assert!(!exists(&server, &d.users_key(NodeId(1))).await);
     assert!(!exists(&server, &d.lease_key(NodeId(1))).await);
     let s = b.status_until("swept node 1", |s| s.sweeps >= 1).await;
@@ -130,7 +139,8 @@ async fn a_dead_nodes_sign_ons_are_swept() {
 
 /// Sign-on entries of a node that never comes back (node 9, written straight through
 /// `RedisSignOns` plus its index), swept by two directories at once: each entry is removed
-/// once, the counter goes down once per user who went offline, a live node's entries stay.
+/// once, the counter goes down and the list loses each user who went offline once, a live
+/// node's entries stay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_sweepers_racing_remove_each_entry_once() {
     let server = redis_server();
@@ -187,6 +197,17 @@ async fn two_sweepers_racing_remove_each_entry_once() {
         .query_async(&mut admin)
         .await
         .unwrap();
+    // Listed and counted as the directory would have (the sign-ons above went straight
+    // through `RedisSignOns`).
+    for u in 0..60u64 {
+        let _: u64 = redis::cmd("ZADD")
+            .arg(d1.online_list_key())
+            .arg(0)
+            .arg(format!("user{u}"))
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+    }
     let () = redis::cmd("SET")
         .arg(d1.online_key())
         .arg(online)
@@ -246,6 +267,18 @@ async fn two_sweepers_racing_remove_each_entry_once() {
         .unwrap();
     assert_eq!(d1.sweep(NodeId(7)).await.unwrap(), SweepOutcome::Locked);
     assert_eq!(d1.online_users().await.unwrap(), 20);
+    // The list holds exactly the users still on node 8, in byte order.
+    let mut still: Vec<String> = (0..60u64)
+        .filter(|u| u % 3 == 2)
+        .map(|u| format!("user{u}"))
+        .collect();
+    still.sort();
+    assert_eq!(d2.online_page(None, 100).await.unwrap(), still);
+    let at = still.iter().position(|u| u == "user5").unwrap();
+    assert_eq!(
+        d2.online_page(Some("user5"), 2).await.unwrap(),
+        still[at + 1..at + 3]
+    );
 }
 
 /// A node that paused past its lease (here: its lease key vanished, as it would have expired

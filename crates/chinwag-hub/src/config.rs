@@ -75,7 +75,7 @@ impl Default for OfflineShares {
 /// | `max_password_bytes` | 128 | join refused (`bad_password`) |
 /// | `max_held_live` | 256 | live-only messages held during a replay beyond it fail |
 /// | `max_unacked` | 10 000 | older unacknowledged ids forgotten (acks are cumulative) |
-/// | `max_page` | 1 000 | pages of members and rooms are cut there (0 counts as 1) |
+/// | `max_page` | 1 000 | pages of members, rooms and online users are cut there (0 counts as 1) |
 /// | `password_checks` | 2 | room password checks at once (each ~19 MiB, tens of ms); one address holds half (at least 1), more are `busy` |
 /// | `password_wait` | 5 s | a join waiting longer for a check slot is refused (`busy`) |
 /// | `password_guess_rate` (per connection) | 1/s, bursts of 5 | join refused (`guessing_too_fast`); one check at a time per connection (`busy`) |
@@ -121,7 +121,7 @@ pub struct HubLimits {
     pub max_held_live: usize,
     /// Unacknowledged message ids remembered per connection. Default 10 000.
     pub max_unacked: usize,
-    /// Largest page of room members. Default 1 000.
+    /// Largest page of room members, rooms and online users. Default 1 000.
     pub max_page: usize,
     /// Room password verifications running at once. Default 2.
     pub password_checks: usize,

@@ -83,6 +83,19 @@ pub trait Directory: Send + Sync + 'static {
     /// How many users are online.
     fn online_users(&self) -> BoxFuture<'_, Result<u64, DirectoryError>>;
 
+    /// Up to `limit` online users (on any node), in byte order of the user id, whose ids come
+    /// strictly after `after` (from the first with `None`; `after` need not be a user online,
+    /// or one at all). Paging with the last id of each page lists every user online
+    /// throughout once; users coming or going meanwhile may or may not be listed.
+    ///
+    /// No default: a directory that counts online users must be able to list them (an empty
+    /// page would claim that nobody is online).
+    fn online_page<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>, DirectoryError>>;
+
     /// `conn` of `device`, a connection of this node, joined (`true`) or left (`false`)
     /// `room`. A cluster directory lists the room's members cluster-wide
     /// ([`room_members`](Self::room_members)) and follows the room's publications on other
@@ -204,9 +217,76 @@ impl Directory for LocalDirectory {
         let n = self.table().online_users() as u64;
         Box::pin(std::future::ready(Ok(n)))
     }
+
+    fn online_page<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>, DirectoryError>> {
+        let page = self.table().online_page(after, limit);
+        Box::pin(std::future::ready(Ok(page)))
+    }
 }
 
 /// Shorthand for the hub's default.
 pub(crate) fn local() -> Arc<dyn Directory> {
     Arc::new(LocalDirectory::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::signon::{ConnId, NodeId};
+
+    fn conn(n: u64) -> ConnRef {
+        ConnRef {
+            node: NodeId(0),
+            conn: ConnId(n),
+        }
+    }
+
+    async fn page(d: &LocalDirectory, after: Option<&str>, limit: usize) -> Vec<String> {
+        d.online_page(after, limit).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn online_pages_are_in_byte_order_and_start_strictly_after() {
+        let d = LocalDirectory::new();
+        assert!(page(&d, None, 10).await.is_empty(), "nobody online");
+        assert!(page(&d, Some("m"), 10).await.is_empty());
+        // Byte order: upper case before lower case, UTF-8 after ASCII.
+        let mut n = 0;
+        for user in ["bob", "Zoe", "ada", "\u{e9}mile", "carl"] {
+            n += 1;
+            let out = d
+                .sign_on(&Device::new(user, "d"), conn(n), SignOn::Multi { max: 2 })
+                .await
+                .unwrap();
+            assert!(out.replaced.is_empty());
+        }
+        // A user with two devices is listed once.
+        d.sign_on(&Device::new("bob", "e"), conn(9), SignOn::Multi { max: 2 })
+            .await
+            .unwrap();
+        let all = ["Zoe", "ada", "bob", "carl", "\u{e9}mile"];
+        assert_eq!(page(&d, None, 10).await, all);
+        assert_eq!(page(&d, None, 5).await, all, "exactly the limit");
+        assert_eq!(page(&d, None, 2).await, ["Zoe", "ada"]);
+        assert_eq!(page(&d, Some("ada"), 2).await, ["bob", "carl"]);
+        assert_eq!(page(&d, Some("carl"), 2).await, ["\u{e9}mile"]);
+        assert!(
+            page(&d, Some("\u{e9}mile"), 2).await.is_empty(),
+            "after the last"
+        );
+        // After a name nobody has: from the next one.
+        assert_eq!(page(&d, Some("b"), 1).await, ["bob"]);
+        assert_eq!(page(&d, Some("bz"), 10).await, ["carl", "\u{e9}mile"]);
+        assert!(page(&d, None, 0).await.is_empty(), "limit 0");
+        // Gone with the last device only.
+        assert!(!d.sign_off("bob", conn(1)).await);
+        assert_eq!(page(&d, Some("ada"), 1).await, ["bob"]);
+        assert!(d.sign_off("bob", conn(9)).await);
+        assert_eq!(page(&d, Some("ada"), 1).await, ["carl"]);
+        assert_eq!(d.online_users().await.unwrap(), 4);
+    }
 }

@@ -71,7 +71,8 @@ pub use core::signon::{ConnId, ConnRef, NodeId, SignOn, SignOnOutcome, SignOnTab
 pub use directory::{ClusterMembers, Directory, DirectoryError, LocalDirectory};
 pub use driver::{
     Attach, Conn, ConversationPage, DeliveryReport, HistoryFrom, HistoryPage, Hub, HubBuilder,
-    JoinPass, Member, MembersPage, Presence, PublishReport, Recovery, SendOptions, WeakHub,
+    JoinPass, Member, MembersPage, OnlinePage, Presence, PublishReport, Recovery, SendOptions,
+    WeakHub,
 };
 pub use error::{
     ConversationError, HistoryFailure, Rejection, RoomError, SendError, ShareLimit, SignOnError,

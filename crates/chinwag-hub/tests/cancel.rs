@@ -353,6 +353,13 @@ impl Directory for SlowDirectory {
     fn online_users(&self) -> BoxFuture<'_, Result<u64, DirectoryError>> {
         self.inner.online_users()
     }
+    fn online_page<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>, DirectoryError>> {
+        self.inner.online_page(after, limit)
+    }
 }
 
 #[tokio::test]

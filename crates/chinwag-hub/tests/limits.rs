@@ -525,7 +525,7 @@ async fn max_unacked_forgets_the_oldest_ids() {
 // ---- max_page -----------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn max_page_cuts_pages_of_members_and_rooms() {
+async fn max_page_cuts_pages_of_members_rooms_and_online_users() {
     let hub = hub(config().with_limits(limits().with_max_page(2)), None);
     let (door, addr) = chat_tcp(&hub);
     let mut clients = Vec::new();
@@ -555,6 +555,13 @@ async fn max_page_cuts_pages_of_members_and_rooms() {
     assert_eq!(members.len(), 1, "{page}");
     assert_eq!(members[0]["user"], "p2");
     assert!(page["next"].is_null());
+    // The online list is cut there too (0 counts as 1).
+    let online = hub.online_list(None, 5000).await.unwrap();
+    assert_eq!(online.users, ["p0", "p1"]);
+    assert_eq!(online.next.as_deref(), Some("p1"));
+    let online = hub.online_list(Some("p1"), 5000).await.unwrap();
+    assert_eq!((online.users, online.next), (vec!["p2".to_owned()], None));
+    assert_eq!(hub.online_list(None, 0).await.unwrap().users, ["p0"]);
     // Exactly max_page members: one page, no cursor.
     clients[2].peer.close();
     clients[2].closed().await;

@@ -1,5 +1,6 @@
 //! The server API (`docs/server-api.md`) on the real `chinwag-server` binary: every `curl`
-//! example of the page runs with the real `curl`, in order, and its answer is compared with the
+//! example of the page runs with the real `curl`, in order (from the first `online` example on
+//! with [`ONLINE`]'s users connected, as the page says), and its answer is compared with the
 //! block that follows it; then the API's door (off by default, the key, the body, batch and
 //! rate bounds) and what its calls do to real chat clients (a send and a publish reach them, a
 //! kick closes one, a room made with a password refuses a wrong one). Every wait is for an
@@ -104,6 +105,10 @@ fn examples(page: &str) -> Vec<Example> {
     out
 }
 
+/// The users connected over the chat protocol from the page's first `online` example on (the
+/// page says so), so that its list is not empty.
+const ONLINE: &[&str] = &["dana", "bob"];
+
 /// Fields whose values differ from run to run: only their type is compared.
 const VARYING: &[&str] = &["epoch", "id", "sent_at", "node", "conn"];
 
@@ -147,7 +152,15 @@ fn every_curl_example_of_the_page_gets_the_answer_the_page_shows() {
     let api = format!("http://{}/api", s.http);
     let curl = Command::new("curl").arg("--version").output();
     assert!(curl.is_ok_and(|o| o.status.success()), "curl runs");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut online = Vec::new();
     for e in &examples {
+        if online.is_empty() && e.command.contains("$API/online ") {
+            for user in ONLINE {
+                // Signed on once `auth` is answered.
+                online.push(rt.block_on(chat(s.chat_tcp, &token(s.http, user))));
+            }
+        }
         let out = Command::new("sh")
             .arg("-c")
             .arg(format!(
@@ -190,6 +203,11 @@ fn every_curl_example_of_the_page_gets_the_answer_the_page_shows() {
             e.answer
         );
     }
+    assert_eq!(
+        online.len(),
+        ONLINE.len(),
+        "the page has an `online` example"
+    );
     s.terminate();
 }
 

@@ -3,7 +3,8 @@
 //! [`LocalDirectory`](crate::LocalDirectory) wraps it, and a cluster directory would keep the
 //! same decision in a shared store.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use super::identity::Device;
@@ -87,10 +88,11 @@ pub struct SignOnOutcome {
     pub replaced: Vec<SignedOn>,
 }
 
-/// Who is signed on, per user, in sign-on order.
+/// Who is signed on, per user (in byte order of the user id), each user's connections in
+/// sign-on order.
 #[derive(Debug, Default)]
 pub struct SignOnTable {
-    users: HashMap<Arc<str>, Vec<SignedOn>>,
+    users: BTreeMap<Arc<str>, Vec<SignedOn>>,
     next_seq: u64,
 }
 
@@ -150,6 +152,17 @@ impl SignOnTable {
     /// How many users have at least one connection.
     pub fn online_users(&self) -> usize {
         self.users.len()
+    }
+
+    /// Up to `limit` users with at least one connection whose ids come strictly after `after`
+    /// (from the first with `None`; `after` need not be online), in byte order of the id.
+    pub fn online_page(&self, after: Option<&str>, limit: usize) -> Vec<String> {
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.users
+            .range::<str, _>((from, Bound::Unbounded))
+            .take(limit)
+            .map(|(user, _)| user.to_string())
+            .collect()
     }
 }
 

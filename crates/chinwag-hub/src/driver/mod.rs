@@ -77,7 +77,7 @@ pub use conversation::ConversationPage;
 pub use direct::{DeliveryReport, SendOptions};
 pub use history::{HistoryFrom, HistoryPage, Recovery};
 pub use passwords::JoinPass;
-pub use presence::{Member, MembersPage, Presence};
+pub use presence::{Member, MembersPage, OnlinePage, Presence};
 pub use publish::PublishReport;
 
 /// How many user shards and room shards a hub has (a power of two).

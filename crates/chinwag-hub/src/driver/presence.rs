@@ -48,6 +48,17 @@ pub struct Presence {
     pub conn: ConnId,
 }
 
+/// A page of the users online ([`Hub::online_list`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct OnlinePage {
+    /// User ids, in byte order.
+    pub users: Vec<String>,
+    /// Where the next page starts (its `after`): the last user of this page when more follow;
+    /// `None`: this was the last.
+    pub next: Option<String>,
+}
+
 impl Hub {
     /// A room as it is now.
     pub fn room(&self, name: &str) -> Option<RoomInfo> {
@@ -199,6 +210,60 @@ impl Hub {
     /// The directory failed.
     pub async fn online_users(&self) -> Result<u64, DirectoryError> {
         self.inner.directory.online_users().await
+    }
+
+    /// A page of the users online (from the directory: on every node of a cluster), in byte
+    /// order of the user id: up to `limit` (cut to
+    /// [`HubLimits::max_page`](crate::HubLimits::max_page); 0 counts as 1) whose ids come
+    /// strictly after `after` (`None`: from the first). `after` need not be online: pass the
+    /// page's [`next`](OnlinePage::next) to get the next page. A user with several devices, on
+    /// one node or several, is listed once. Users coming or going while a caller pages may be
+    /// listed or not; the others are listed exactly once.
+    ///
+    /// # Errors
+    ///
+    /// The directory failed.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), chinwag::hub::DirectoryError> {
+    /// use chinwag::hub::Hub;
+    /// let hub = Hub::builder().build();
+    /// let mut after: Option<String> = None;
+    /// loop {
+    ///     let page = hub.online_list(after.as_deref(), 100).await?;
+    ///     for user in &page.users {
+    ///         println!("{user} is online");
+    ///     }
+    ///     match page.next {
+    ///         Some(next) => after = Some(next),
+    ///         None => break,
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn online_list(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<OnlinePage, DirectoryError> {
+        let limit = limit.clamp(1, self.inner.config.limits.max_page.max(1));
+        // One more than asked: whether another page follows.
+        let mut users = self
+            .inner
+            .directory
+            .online_page(after, limit.saturating_add(1))
+            .await?;
+        let next = if users.len() > limit {
+            users.truncate(limit);
+            users.last().cloned()
+        } else {
+            None
+        };
+        Ok(OnlinePage { users, next })
     }
 
     /// How many connections this node has signed on (those the hub is closing included, until

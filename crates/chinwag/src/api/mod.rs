@@ -75,8 +75,8 @@ pub struct ApiConfig {
     pub body_timeout: Duration,
     /// Most commands in one `batch` (default 100); over it: `413`.
     pub max_batch: usize,
-    /// Longest page of rooms, members, history and conversations (default 100); a larger
-    /// `limit` is cut to it.
+    /// Longest page of rooms, members, history, conversations and online users (default 100);
+    /// a larger `limit` is cut to it, and a `limit` of 0 counts as 1.
     pub max_page: usize,
     /// Calls per second and burst, for all callers together (default 1 000/s, bursts of
     /// 1 000); a batch takes one per command. Over it: `429` with `Retry-After`.

@@ -44,9 +44,22 @@ pub(super) async fn call(
             Ok(json!({ "closed": closed }))
         }
         "online" => {
-            let _: Empty = parse(params)?;
+            let p: Online = parse(params)?;
+            if let Some(after) = &p.after {
+                crate::hub::ids::check_user(after)
+                    .map_err(|e| ApiError::bad(format!("after: {e}")))?;
+            }
             let users = hub.online_users().await.map_err(directory)?;
-            Ok(json!({ "users": users, "connections": hub.connection_count() }))
+            let list = hub
+                .online_list(p.after.as_deref(), page(cfg, p.limit))
+                .await
+                .map_err(directory)?;
+            Ok(json!({
+                "users": users,
+                "connections": hub.connection_count(),
+                "list": list.users,
+                "next": list.next,
+            }))
         }
         "devices" => {
             let p: User = parse(params)?;
@@ -133,6 +146,13 @@ struct Members {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Rooms {
+    limit: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Online {
+    after: Option<String>,
     limit: Option<usize>,
 }
 

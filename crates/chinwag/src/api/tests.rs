@@ -224,3 +224,73 @@ async fn pages_are_cut_to_max_page() {
     assert_eq!(rooms["rooms"][0]["room"], "a");
     assert_eq!(rooms["rooms"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn online_lists_users_in_pages_cut_to_max_page() {
+    use crate::hub::{ConnId, ConnRef, Device, Directory, LocalDirectory, NodeId, SignOn};
+    let directory = std::sync::Arc::new(LocalDirectory::new());
+    let mut c = ApiConfig::new("k");
+    c.max_page = 2;
+    let api = Api::new(Hub::builder().directory(directory.clone()).build(), c).unwrap();
+    let empty = api.call("online", json!({})).await.unwrap();
+    assert_eq!(
+        empty,
+        json!({"users": 0, "connections": 0, "list": [], "next": null})
+    );
+    for (n, user) in ["dee", "bob", "ada", "cy"].into_iter().enumerate() {
+        let conn = ConnRef {
+            node: NodeId(0),
+            conn: ConnId(n as u64),
+        };
+        directory
+            .sign_on(&Device::new(user, "d"), conn, SignOn::Single)
+            .await
+            .unwrap();
+    }
+    // No limit: max_page; a larger one is cut to it; 0 counts as 1.
+    for params in [json!({}), json!({"limit": 50}), json!({"limit": 2})] {
+        let page = api.call("online", params).await.unwrap();
+        assert_eq!(page["users"], 4);
+        assert_eq!(page["list"], json!(["ada", "bob"]), "{page}");
+        assert_eq!(page["next"], "bob");
+    }
+    let page = api.call("online", json!({"limit": 0})).await.unwrap();
+    assert_eq!(
+        (&page["list"], &page["next"]),
+        (&json!(["ada"]), &json!("ada"))
+    );
+    // The last page has no cursor; after the last, or past everyone: empty.
+    let page = api.call("online", json!({"after": "bob"})).await.unwrap();
+    assert_eq!(
+        (&page["list"], &page["next"]),
+        (&json!(["cy", "dee"]), &Value::Null)
+    );
+    for after in ["dee", "zz"] {
+        let page = api.call("online", json!({"after": after})).await.unwrap();
+        assert_eq!((&page["list"], &page["next"]), (&json!([]), &Value::Null));
+    }
+    // After a name nobody has: from the next one.
+    let page = api
+        .call("online", json!({"after": "b", "limit": 1}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (&page["list"], &page["next"]),
+        (&json!(["bob"]), &json!("bob"))
+    );
+    // Bad cursors and fields are refused.
+    for bad in [
+        json!({"after": ""}),
+        json!({"after": "a\nb"}),
+        json!({"after": 7}),
+        json!({"limit": -1}),
+        json!({"users": true}),
+    ] {
+        let (status, body) = post(&api, &key("k"), "online", bad.clone()).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("bad_request")),
+            "{bad}: {body}"
+        );
+    }
+}
