@@ -138,7 +138,8 @@ pub(crate) async fn connect_stream(
 /// # async fn f() -> std::io::Result<()> {
 /// use std::net::{IpAddr, Ipv4Addr};
 /// // from 127.0.0.2: servers that count connections per address see a second client
-/// let stream = chinwag_transport::tcp::dial("127.0.0.1:9000", Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)))).await?;
+/// let from = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+/// let stream = chinwag::transport::tcp::dial("127.0.0.1:9000", Some(from)).await?;
 /// assert_eq!(stream.local_addr()?.ip(), Ipv4Addr::new(127, 0, 0, 2));
 /// # Ok(()) }
 /// ```
