@@ -1,4 +1,4 @@
-// Run: cargo run --release --example ws_echo -- --engine tungstenite|fastwebsockets --listen 127.0.0.1:9001
+// Run: cargo run --release --example ws_echo -- --engine tungstenite|fastwebsockets|yawc --listen 127.0.0.1:9001
 //
 // A WebSocket echo server on either engine, on chinwag sessions: every text or binary message
 // comes back unchanged. Any path is accepted, browsers from any Origin and clients without one
@@ -31,6 +31,7 @@ use clap::{Parser, ValueEnum};
 enum EngineName {
     Tungstenite,
     Fastwebsockets,
+    Yawc,
 }
 
 /// WebSocket echo server for conformance tests and benchmarks.
@@ -103,6 +104,7 @@ async fn main() -> std::io::Result<()> {
         EngineName::Fastwebsockets => {
             serve::<chinwag_ws_fastwebsockets::FastWebSockets>(args.listen, cfg).await
         }
+        EngineName::Yawc => serve::<chinwag_ws_yawc::Yawc>(args.listen, cfg).await,
     }
 }
 

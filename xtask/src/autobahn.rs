@@ -1,4 +1,4 @@
-//! `cargo xtask autobahn [--engine tungstenite|fastwebsockets|all] [--quick] [--cases '1.*,..']`
+//! `cargo xtask autobahn [--engine tungstenite|fastwebsockets|yawc|all] [--quick] [--cases '1.*,..']`
 //!
 //! Builds the `ws_echo` example (release), and for each engine starts it on a free loopback
 //! port, runs the Autobahn|Testsuite fuzzing client against it (`xtask/autobahn/fuzzingclient.sh`
@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use crate::server::{free_port, spawn_listening};
 use crate::{cargo, root, run_cmd};
 
-const ENGINES: [&str; 2] = ["tungstenite", "fastwebsockets"];
+const ENGINES: [&str; 3] = ["tungstenite", "fastwebsockets", "yawc"];
 
 struct Opts {
     engines: Vec<&'static str>,
@@ -32,6 +32,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
                     "all" => ENGINES.to_vec(),
                     "tungstenite" => vec!["tungstenite"],
                     "fastwebsockets" => vec!["fastwebsockets"],
+                    "yawc" => vec!["yawc"],
                     other => return Err(format!("unknown engine `{other}`")),
                 };
             }

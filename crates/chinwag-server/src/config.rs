@@ -79,7 +79,7 @@ impl Default for ServerSection {
     }
 }
 
-/// The engine by the facade's own names (`tungstenite`, `fastwebsockets`).
+/// The engine by the facade's own names (`tungstenite`, `fastwebsockets`, `yawc`).
 mod engine_name {
     use chinwag::WsEngine;
     use serde::{Deserialize, Deserializer, Serializer};

@@ -111,6 +111,10 @@ struct Conn {
     /// A close frame (ours or yawc's) was handed to yawc: nothing of yawc's queue is pushed
     /// out by us after it.
     close_sent: bool,
+    /// What yawc queued must never go out (it echoes a close frame whose payload is over the
+    /// 125-byte control-frame limit, which we refuse with 1002 instead): our frames are
+    /// written past its queue.
+    bypass_queue: bool,
 }
 
 type Shared = Arc<Mutex<Conn>>;
@@ -140,6 +144,7 @@ fn halves(
         ws,
         yawc_close: false,
         close_sent: false,
+        bypass_queue: false,
     }));
     (
         YawcRead::new(conn.clone(), role, cfg, first_masked),
@@ -240,8 +245,12 @@ fn map_write_err(e: WebSocketError) -> TransportError {
 }
 
 /// yawc's `poll_ready`, which also pushes out the frames yawc queued itself (pongs, close
-/// echoes).
+/// echoes); skipped when that queue must not go out (the frames then go straight into yawc's
+/// write buffer, which its sink accepts).
 fn poll_ready(conn: &mut Conn, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {
+    if conn.bypass_queue {
+        return Poll::Ready(Ok(()));
+    }
     Pin::new(&mut conn.ws).poll_ready(cx).map_err(map_write_err)
 }
 

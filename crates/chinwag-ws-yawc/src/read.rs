@@ -220,13 +220,22 @@ impl RawRead for YawcRead {
                 // yawc queued the pong; it goes out with the next read that waits, or the
                 // next write.
                 OpCode::Ping => return Ok(Incoming::PingAnswered),
-                // RFC 6455 §5.5: control frames carry at most 125 bytes. yawc checks pings.
+                // RFC 6455 §5.5: control frames carry at most 125 bytes. yawc checks pings
+                // only.
                 OpCode::Pong if frame.payload().len() > 125 => {
                     return Err(ReadError::protocol(
                         "a control frame with more than 125 payload bytes",
                     ));
                 }
                 OpCode::Pong => return Ok(Incoming::Pong),
+                // yawc does not check a close frame's length, and has queued its echo: that
+                // echo must not go out (our 1002 does).
+                OpCode::Close if frame.payload().len() > 125 => {
+                    lock(&self.conn).bypass_queue = true;
+                    return Err(ReadError::protocol(
+                        "a control frame with more than 125 payload bytes",
+                    ));
+                }
                 OpCode::Close => {
                     // yawc checked the length, the code and the UTF-8 of the reason, and
                     // queued the echo.
