@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http::HeaderValue;
 
-/// Limits, timers and policies of a WebSocket connection, shared by both engines.
+/// Limits, timers and policies of a WebSocket connection, shared by every engine.
 ///
 /// Every field has a documented default (see `docs/websocket.md` for the table). Build one with
 /// [`WsConfig::default`] and the `with_*` methods; the struct is `#[non_exhaustive]` so new
@@ -72,7 +72,8 @@ pub struct WsConfig {
     /// connection is closed (1001) and the reader gets `TransportError::Timeout`. Default: 10 s.
     #[cfg_attr(feature = "serde", serde(with = "chinwag_transport::duration"))]
     pub pong_wait: Duration,
-    /// Read buffer per connection (tungstenite only: fastwebsockets always allocates 8 KiB).
+    /// Read buffer per connection (tungstenite, and yawc's starting size: fastwebsockets always
+    /// allocates 8 KiB).
     /// tungstenite allocates it eagerly and keeps it, so it dominates an idle connection's
     /// memory; it grows for large frames. Reads go through a 32 KiB stack read-ahead, so a
     /// small buffer does not mean one syscall per kilobyte. Default: 1 KiB.

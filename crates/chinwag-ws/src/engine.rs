@@ -125,7 +125,7 @@ pub trait Engine: Send + Sync + 'static {
     /// The writing side.
     type Write: RawWrite;
 
-    /// A short name for logs ("tungstenite", "fastwebsockets").
+    /// A short name for logs ("tungstenite", "fastwebsockets", "yawc").
     const NAME: &'static str;
 
     /// The `Sec-WebSocket-Accept` value for a client's `Sec-WebSocket-Key` (RFC 6455 §4.2.2),

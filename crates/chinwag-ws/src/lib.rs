@@ -1,7 +1,7 @@
 //! **Engine-neutral WebSocket** for chinwag: everything about a WebSocket connection except the
-//! RFC 6455 framing, written once and shared by both engine crates
-//! (`chinwag-ws-tungstenite`, `chinwag-ws-fastwebsockets`), which depend on this crate and never
-//! on each other.
+//! RFC 6455 framing, written once and shared by the engine crates
+//! (`chinwag-ws-tungstenite`, `chinwag-ws-fastwebsockets`, `chinwag-ws-yawc`), which depend on
+//! this crate and never on each other.
 //!
 //! * [`WsConfig`] (limits, timers, keepalive, with documented defaults), [`OriginPolicy`] and
 //!   [`HostPolicy`];
