@@ -35,6 +35,7 @@
 //! # }
 //! ```
 
+mod deflate;
 mod masking;
 mod read;
 
@@ -126,7 +127,7 @@ fn lock(conn: &Shared) -> MutexGuard<'_, Conn> {
 /// yawc's options for `cfg`. yawc refuses a frame whose payload is `>=` its limit, and applies
 /// that limit to a frame's payload after inflating it too; +1 lets a frame of exactly
 /// [`WsConfig::max_frame_size`] pass. The message limit is checked here, while reassembling.
-fn options(cfg: &WsConfig) -> Options {
+pub(crate) fn options(cfg: &WsConfig) -> Options {
     Options::default()
         .with_max_payload_read(cfg.max_frame_size.saturating_add(1))
         .with_max_read_buffer(cfg.max_message_size.saturating_add(1))
@@ -198,13 +199,35 @@ impl Engine for Yawc {
     }
 
     async fn wrap(stream: WsStream, role: Role, cfg: &WsConfig) -> (YawcRead, YawcWrite) {
+        Self::wrap_agreed(stream, role, cfg, None).await
+    }
+
+    fn negotiate(offers: &[&str], cfg: &WsConfig) -> Option<String> {
+        deflate::negotiate(offers, cfg)
+    }
+
+    async fn wrap_agreed(
+        stream: WsStream,
+        role: Role,
+        cfg: &WsConfig,
+        agreed: Option<String>,
+    ) -> (YawcRead, YawcWrite) {
         let io = Io {
             inner: stream,
             check: None,
         };
-        // Without extensions, yawc's only error (deflate agreed but not enabled) cannot occur.
-        let ws = WebSocket::from_stream(io, yawc_role(role), options(cfg))
-            .expect("a stream without extensions always wraps");
+        // yawc's only error here is an agreed deflate that `options` did not enable, which
+        // `deflate::options` always does when an extension was agreed.
+        let ws = match agreed {
+            Some(ext) => WebSocket::from_stream_with_extensions(
+                io,
+                yawc_role(role),
+                Some(&ext),
+                deflate::options(cfg),
+            ),
+            None => WebSocket::from_stream(io, yawc_role(role), options(cfg)),
+        }
+        .expect("deflate is enabled whenever an extension was agreed");
         halves(ws.into_streaming(), role, cfg, None)
     }
 
@@ -224,7 +247,8 @@ impl Engine for Yawc {
             inner: stream,
             check: Some(Box::new(MaskCheck::new(first_masked.clone()))),
         };
-        let ws = WebSocket::handshake_with_request(url, io, options(cfg), builder)
+        // With `WsConfig::deflate`, yawc offers permessage-deflate and applies the answer.
+        let ws = WebSocket::handshake_with_request(url, io, deflate::options(cfg), builder)
             .await
             .map_err(handshake_error)?;
         Ok(halves(

@@ -98,6 +98,89 @@ pub struct WsConfig {
     /// [`ConnectionBudget::default_cap`](chinwag_transport::ConnectionBudget::default_cap):
     /// half the process-wide limit derived from `RLIMIT_NOFILE`, at most 10 000.
     pub max_connections: usize,
+    /// permessage-deflate (RFC 7692): offered by clients and accepted by servers on engines
+    /// that implement it (yawc; the others ignore it). `None` (the default): no compression.
+    pub deflate: Option<DeflateConfig>,
+}
+
+/// permessage-deflate settings ([`WsConfig::deflate`]): what a server accepts and a client
+/// offers. The limits of [`WsConfig`] apply to the inflated payloads (checked while inflating).
+///
+/// ```
+/// use chinwag::ws::{DeflateConfig, WsConfig};
+///
+/// let cfg = WsConfig::default()
+///     .with_deflate(Some(DeflateConfig::default().with_server_no_context_takeover(true)));
+/// assert_eq!(cfg.deflate.unwrap().threshold, 256);
+/// ```
+///
+/// With the `serde` feature it reads from a table of these fields; a missing field keeps its
+/// default and an unknown one is an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
+#[non_exhaustive]
+pub struct DeflateConfig {
+    /// The server starts every message with a fresh compressor (`server_no_context_takeover`,
+    /// asked by the server or accepted from the client's offer): it keeps no window between
+    /// messages (less memory per connection, a lower ratio). Default: false.
+    pub server_no_context_takeover: bool,
+    /// The client starts every message with a fresh compressor (`client_no_context_takeover`):
+    /// offered by a client, asked of the client by a server. Default: false.
+    pub client_no_context_takeover: bool,
+    /// The server compressor's LZ77 window, 2^bits bytes (9..=15): the most a server agrees to
+    /// (`server_max_window_bits`, answered when the client offered it or when below 15).
+    /// Default: 15.
+    pub server_max_window_bits: u8,
+    /// The client compressor's window, 9..=15 (`client_max_window_bits`, answered only when the
+    /// client offered the parameter, as RFC 7692 requires). Default: 15.
+    pub client_max_window_bits: u8,
+    /// Messages shorter than this many bytes are sent uncompressed (a fragmented message is
+    /// always compressed). Default: 256.
+    pub threshold: usize,
+}
+
+impl Default for DeflateConfig {
+    fn default() -> Self {
+        DeflateConfig {
+            server_no_context_takeover: false,
+            client_no_context_takeover: false,
+            server_max_window_bits: 15,
+            client_max_window_bits: 15,
+            threshold: 256,
+        }
+    }
+}
+
+impl DeflateConfig {
+    /// Sets [`DeflateConfig::server_no_context_takeover`].
+    pub fn with_server_no_context_takeover(mut self, on: bool) -> Self {
+        self.server_no_context_takeover = on;
+        self
+    }
+    /// Sets [`DeflateConfig::client_no_context_takeover`].
+    pub fn with_client_no_context_takeover(mut self, on: bool) -> Self {
+        self.client_no_context_takeover = on;
+        self
+    }
+    /// Sets [`DeflateConfig::server_max_window_bits`] (clamped to 9..=15).
+    pub fn with_server_max_window_bits(mut self, bits: u8) -> Self {
+        self.server_max_window_bits = bits.clamp(9, 15);
+        self
+    }
+    /// Sets [`DeflateConfig::client_max_window_bits`] (clamped to 9..=15).
+    pub fn with_client_max_window_bits(mut self, bits: u8) -> Self {
+        self.client_max_window_bits = bits.clamp(9, 15);
+        self
+    }
+    /// Sets [`DeflateConfig::threshold`].
+    pub fn with_threshold(mut self, bytes: usize) -> Self {
+        self.threshold = bytes;
+        self
+    }
 }
 
 impl Default for WsConfig {
@@ -116,6 +199,7 @@ impl Default for WsConfig {
             origin: OriginPolicy::default(),
             host: HostPolicy::default(),
             max_connections: chinwag_transport::ConnectionBudget::default_cap(),
+            deflate: None,
         }
     }
 }
@@ -184,6 +268,11 @@ impl WsConfig {
     /// Sets [`WsConfig::host`].
     pub fn with_host(mut self, host: HostPolicy) -> Self {
         self.host = host;
+        self
+    }
+    /// Sets [`WsConfig::deflate`].
+    pub fn with_deflate(mut self, deflate: Option<DeflateConfig>) -> Self {
+        self.deflate = deflate;
         self
     }
 

@@ -31,7 +31,7 @@ mod stream;
 
 pub use asset::StaticAsset;
 pub use client::{ClientOrigin, ConnectOptions, connect, connect_with, tls_config_with_roots};
-pub use config::{HostPolicy, OriginPolicy, WsConfig};
+pub use config::{DeflateConfig, HostPolicy, OriginPolicy, WsConfig};
 pub use conn::{WsConnection, WsReader, WsWriter};
 pub use engine::{Engine, Incoming, Outgoing, RawRead, RawWrite, ReadError, Role, truncate_reason};
 pub use http::{BodyError, HttpFuture, HttpHandler, HttpRoutes, read_body};
