@@ -52,6 +52,10 @@ struct Args {
     /// Most connections at once (default: the library's, derived from the descriptor limit).
     #[arg(long)]
     max_connections: Option<usize>,
+    /// Accept permessage-deflate with `DeflateConfig`'s defaults (engines that implement it:
+    /// yawc).
+    #[arg(long)]
+    deflate: bool,
 }
 
 /// Sends every message back.
@@ -93,6 +97,9 @@ async fn main() -> std::io::Result<()> {
         );
     if let Some(size) = args.read_buffer_size {
         cfg = cfg.with_read_buffer_size(size);
+    }
+    if args.deflate {
+        cfg = cfg.with_deflate(Some(chinwag_ws::DeflateConfig::default()));
     }
     if let Some(n) = args.max_connections {
         cfg = cfg.with_max_connections(n);

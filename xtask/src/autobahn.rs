@@ -2,8 +2,9 @@
 //!
 //! Builds the `ws_echo` example (release), and for each engine starts it on a free loopback
 //! port, runs the Autobahn|Testsuite fuzzing client against it (`xtask/autobahn/fuzzingclient.sh`
-//! installs wstest on first use), stops it, and prints the case counts per engine. Fails when
-//! any case FAILED. Reports go to `target/autobahn/<engine>/index.html`.
+//! installs wstest on first use), stops it, and prints the case counts per engine. yawc runs
+//! with `--deflate` (permessage-deflate accepted), so its 12.* and 13.* cases are played.
+//! Fails when any case FAILED. Reports go to `target/autobahn/<engine>/index.html`.
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -71,10 +72,14 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         let port = free_port()?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         eprintln!("autobahn: starting ws_echo --engine {engine} on {addr}");
-        let server = spawn_listening(
-            Command::new(&bin).args(["--engine", engine, "--listen", &addr.to_string()]),
-            addr,
-        )?;
+        let mut args = vec!["--engine", engine];
+        // yawc implements permessage-deflate: its run covers 12.* and 13.* too.
+        if *engine == "yawc" {
+            args.push("--deflate");
+        }
+        let addr_arg = addr.to_string();
+        args.extend(["--listen", &addr_arg]);
+        let server = spawn_listening(Command::new(&bin).args(&args), addr)?;
         let outdir = target.join("autobahn").join(engine);
         let _ = std::fs::remove_dir_all(&outdir);
         let out = Command::new("bash")
