@@ -893,6 +893,34 @@ mod tests {
 
     #[cfg(feature = "serde")]
     #[test]
+    fn deflate_is_off_unless_its_table_is_there() {
+        assert_eq!(toml::from_str::<WsConfig>("").unwrap().deflate, None);
+        let c: WsConfig = toml::from_str("[deflate]\n").unwrap();
+        assert_eq!(c.deflate, Some(DeflateConfig::default()));
+        let c: WsConfig =
+            toml::from_str("[deflate]\nthreshold = 0\nserver_no_context_takeover = true\n")
+                .unwrap();
+        let want = DeflateConfig::default()
+            .with_threshold(0)
+            .with_server_no_context_takeover(true);
+        assert_eq!(c.deflate.as_ref(), Some(&want));
+        let back = toml::to_string(&c).unwrap();
+        assert_eq!(toml::from_str::<WsConfig>(&back).unwrap(), c, "{back}");
+        let e = toml::from_str::<WsConfig>("[deflate]\nlevel = 9\n").unwrap_err();
+        assert!(e.to_string().contains("`level`"), "{e}");
+        // Window bits outside 9..=15 are clamped by the builder.
+        assert_eq!(
+            DeflateConfig::default()
+                .with_client_max_window_bits(8)
+                .with_server_max_window_bits(16),
+            DeflateConfig::default()
+                .with_client_max_window_bits(9)
+                .with_server_max_window_bits(15)
+        );
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
     fn host_policies_as_written() {
         #[derive(serde::Deserialize, serde::Serialize)]
         struct W {
