@@ -1,5 +1,5 @@
 // Run: cargo run --release --example hub -- --listen 127.0.0.1:9400 --tcp 127.0.0.1:9401 \
-//          --secret 'a long HS256 secret' [--engine fastwebsockets] [--queue redb:/tmp/hub.redb] \
+//          --secret 'a long HS256 secret' [--engine fastwebsockets|yawc] [--queue redb:/tmp/hub.redb] \
 //          [--history memory|redb:PATH|redis:URL] [--protected-room NAME:PASSWORD]..
 //
 // The chinwag IM hub behind the `hub-*` scenarios of `cargo xtask bench`: one hub with JWT
@@ -47,6 +47,7 @@ use clap::{Parser, ValueEnum};
 enum EngineName {
     Tungstenite,
     Fastwebsockets,
+    Yawc,
 }
 
 /// The chinwag hub with its room and chat doors, for benchmarks.
@@ -170,6 +171,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         EngineName::Fastwebsockets => {
             serve_ws::<chinwag_ws_fastwebsockets::FastWebSockets>(args.listen, ws, &chat, &rooms)
                 .await?
+        }
+        EngineName::Yawc => {
+            serve_ws::<chinwag_ws_yawc::Yawc>(args.listen, ws, &chat, &rooms).await?
         }
     };
     let mut tcp_addr = None;

@@ -26,6 +26,7 @@ use clap::{Parser, ValueEnum};
 enum EngineName {
     Tungstenite,
     Fastwebsockets,
+    Yawc,
 }
 
 /// Makes one gotalk request and prints the result.
@@ -100,6 +101,12 @@ async fn dial(args: &Args, config: RpcConfig) -> Result<Peer, String> {
                 )
                 .await
                 .map_err(err)?;
+                connect(t, handlers, config)
+            }
+            EngineName::Yawc => {
+                let t = chinwag_ws::connect_with::<chinwag_ws_yawc::Yawc>(&args.url, &cfg, &opts)
+                    .await
+                    .map_err(err)?;
                 connect(t, handlers, config)
             }
         });

@@ -1,5 +1,5 @@
 // Run: cargo run --release --example rpc_echo -- --tcp 127.0.0.1:9300 --ws 127.0.0.1:9301
-//      (add --engine fastwebsockets for the other WebSocket engine)
+//      (add --engine fastwebsockets or --engine yawc for another WebSocket engine)
 //
 // A gotalk RPC server over TCP and over WebSocket (path `/gotalk/`, so a gotalk.js client
 // whose address ends in `/gotalk/` finds it), serving the browser client at
@@ -40,6 +40,7 @@ use serde_json::Value;
 enum EngineName {
     Tungstenite,
     Fastwebsockets,
+    Yawc,
 }
 
 /// gotalk RPC echo server over TCP and WebSocket.
@@ -137,6 +138,7 @@ async fn main() -> std::io::Result<()> {
         EngineName::Fastwebsockets => {
             serve_ws::<chinwag_ws_fastwebsockets::FastWebSockets>(args.ws, handlers, config).await?
         }
+        EngineName::Yawc => serve_ws::<chinwag_ws_yawc::Yawc>(args.ws, handlers, config).await?,
     };
     let mut out = std::io::stdout().lock();
     writeln!(out, "tcp {tcp_addr}")?;

@@ -1,4 +1,4 @@
-// Run: cargo run --release --example ws_echo -- --engine tungstenite|fastwebsockets --listen 127.0.0.1:9001
+// Run: cargo run --release --example ws_echo -- --engine tungstenite|fastwebsockets|yawc --listen 127.0.0.1:9001
 //
 // A WebSocket echo server on either engine, on chinwag sessions: every text or binary message
 // comes back unchanged. Any path is accepted, browsers from any Origin and clients without one
@@ -31,6 +31,7 @@ use clap::{Parser, ValueEnum};
 enum EngineName {
     Tungstenite,
     Fastwebsockets,
+    Yawc,
 }
 
 /// WebSocket echo server for conformance tests and benchmarks.
@@ -51,6 +52,10 @@ struct Args {
     /// Most connections at once (default: the library's, derived from the descriptor limit).
     #[arg(long)]
     max_connections: Option<usize>,
+    /// Accept permessage-deflate with `DeflateConfig`'s defaults (engines that implement it:
+    /// yawc).
+    #[arg(long)]
+    deflate: bool,
 }
 
 /// Sends every message back.
@@ -93,6 +98,9 @@ async fn main() -> std::io::Result<()> {
     if let Some(size) = args.read_buffer_size {
         cfg = cfg.with_read_buffer_size(size);
     }
+    if args.deflate {
+        cfg = cfg.with_deflate(Some(chinwag_ws::DeflateConfig::default()));
+    }
     if let Some(n) = args.max_connections {
         cfg = cfg.with_max_connections(n);
     }
@@ -103,6 +111,7 @@ async fn main() -> std::io::Result<()> {
         EngineName::Fastwebsockets => {
             serve::<chinwag_ws_fastwebsockets::FastWebSockets>(args.listen, cfg).await
         }
+        EngineName::Yawc => serve::<chinwag_ws_yawc::Yawc>(args.listen, cfg).await,
     }
 }
 

@@ -1,9 +1,10 @@
-//! `cargo xtask autobahn [--engine tungstenite|fastwebsockets|all] [--quick] [--cases '1.*,..']`
+//! `cargo xtask autobahn [--engine tungstenite|fastwebsockets|yawc|all] [--quick] [--cases '1.*,..']`
 //!
 //! Builds the `ws_echo` example (release), and for each engine starts it on a free loopback
 //! port, runs the Autobahn|Testsuite fuzzing client against it (`xtask/autobahn/fuzzingclient.sh`
-//! installs wstest on first use), stops it, and prints the case counts per engine. Fails when
-//! any case FAILED. Reports go to `target/autobahn/<engine>/index.html`.
+//! installs wstest on first use), stops it, and prints the case counts per engine. yawc runs
+//! with `--deflate` (permessage-deflate accepted), so its 12.* and 13.* cases are played.
+//! Fails when any case FAILED. Reports go to `target/autobahn/<engine>/index.html`.
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -11,7 +12,7 @@ use std::process::{Command, Stdio};
 use crate::server::{free_port, spawn_listening};
 use crate::{cargo, root, run_cmd};
 
-const ENGINES: [&str; 2] = ["tungstenite", "fastwebsockets"];
+const ENGINES: [&str; 3] = ["tungstenite", "fastwebsockets", "yawc"];
 
 struct Opts {
     engines: Vec<&'static str>,
@@ -32,6 +33,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
                     "all" => ENGINES.to_vec(),
                     "tungstenite" => vec!["tungstenite"],
                     "fastwebsockets" => vec!["fastwebsockets"],
+                    "yawc" => vec!["yawc"],
                     other => return Err(format!("unknown engine `{other}`")),
                 };
             }
@@ -70,10 +72,14 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         let port = free_port()?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         eprintln!("autobahn: starting ws_echo --engine {engine} on {addr}");
-        let server = spawn_listening(
-            Command::new(&bin).args(["--engine", engine, "--listen", &addr.to_string()]),
-            addr,
-        )?;
+        let mut args = vec!["--engine", engine];
+        // yawc implements permessage-deflate: its run covers 12.* and 13.* too.
+        if *engine == "yawc" {
+            args.push("--deflate");
+        }
+        let addr_arg = addr.to_string();
+        args.extend(["--listen", &addr_arg]);
+        let server = spawn_listening(Command::new(&bin).args(&args), addr)?;
         let outdir = target.join("autobahn").join(engine);
         let _ = std::fs::remove_dir_all(&outdir);
         let out = Command::new("bash")

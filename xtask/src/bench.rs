@@ -18,7 +18,7 @@
 //!
 //! The hub scenarios (`hub-*`, issue 12) load `examples/hub` (JWT sign-in, the raw room door
 //! and the chat door) with `chinwag-load run --mode fanout|send|replay|idle-auth`: fan-out to
-//! rooms of 1 000 and 10 000 members on both engines against `baseline-fanout` (tokio +
+//! rooms of 1 000 and 10 000 members on every engine against `baseline-fanout` (tokio +
 //! fastwebsockets, no hub), send to random users, offline replay per queue backend (a private
 //! redis-server for Redis), and idle signed-in connections. `hub-fanout-10k-low` is the
 //! 10 000-member fan-out at 1 publish/s (latency when the machine is not saturated). The
@@ -382,6 +382,8 @@ fn ws_servers(ping: Option<u64>) -> Vec<Server> {
         baseline("raw-tungstenite", "baseline-tungstenite", "ws"),
         ws_echo("fastwebsockets", ping),
         baseline("raw-fastwebsockets", "baseline-fastwebsockets", "ws"),
+        // compared with raw fastwebsockets (there is no raw yawc baseline)
+        ws_echo("yawc", ping),
     ]
 }
 
@@ -705,6 +707,7 @@ fn hub_scenarios(
             hub_server("hub-rooms-tungstenite", "rooms", "tungstenite", &[]),
             raw_fanout(),
             hub_server("hub-rooms-fastwebsockets", "rooms", "fastwebsockets", &[]),
+            hub_server("hub-rooms-yawc", "rooms", "yawc", &[]),
             // The publisher sends 100 messages/s at 1 000 members: exactly the ready server's
             // default message rate per connection, which it is left at.
             ready_server("server-rooms-tungstenite", "rooms", &[]),

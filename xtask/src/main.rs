@@ -7,7 +7,8 @@
 //!   fuzz crate, so it cannot rot), and the whole test suite including doc tests.
 //! * `cargo xtask tidy` — the layering check (`xtask/layers.txt`: which chinwag crate may depend
 //!   on which), the rule that only `chinwag-server` reads the environment or handles signals,
-//!   that the facade built with only the fastwebsockets engine pulls no tungstenite crate, and
+//!   that the facade built with only the fastwebsockets engine pulls no tungstenite crate (with
+//!   only the yawc engine: neither tungstenite nor fastwebsockets), and
 //!   that the layers' doc examples use the facade's paths (`chinwag::hub::`).
 //! * `cargo xtask smoke` — the shipped examples run as a user runs them (`rpc_echo` with
 //!   `rpc_call`'s single and streaming requests over TCP and WebSocket, SIGTERM exits 0); the
@@ -15,7 +16,7 @@
 //! * `cargo xtask fuzz [--seconds N] [TARGET...]` — runs every fuzz target (or the named ones) for
 //!   N seconds each (default 60) with `cargo fuzz` on the stable toolchain
 //!   (`RUSTC_BOOTSTRAP=1`); installs `cargo-fuzz` if it is missing.
-//! * `cargo xtask autobahn [--engine tungstenite|fastwebsockets|all] [--quick] [--cases ..]` —
+//! * `cargo xtask autobahn [--engine tungstenite|fastwebsockets|yawc|all] [--quick] [--cases ..]` —
 //!   runs the Autobahn|Testsuite fuzzing client against `ws_echo` for each engine and fails on
 //!   any FAILED case.
 //! * `cargo xtask bench [--quick] [--scenario NAME].. [--peer NAME=URL].. [--micro]` — load

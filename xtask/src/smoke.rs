@@ -1,7 +1,7 @@
 //! `cargo xtask test`'s last step: the shipped programs, run as a user runs them. The README's
 //! first command: `chinwag-server` with no configuration at all (in an empty directory) serves
 //! `http://127.0.0.1:8080/` and stops on SIGTERM with status 0. `rpc_echo` serves; `rpc_call`
-//! makes single and streaming requests over TCP and WebSocket (both client engines, with the
+//! makes single and streaming requests over TCP and WebSocket (every client engine, with the
 //! default `Origin`); SIGTERM stops `rpc_echo` with exit status 0.
 
 use std::net::SocketAddr;
@@ -30,7 +30,7 @@ pub(crate) fn run() -> Result<(), String> {
     let mut server = spawn_listening(&mut echo, ws)?;
     let tcp_url = format!("tcp://{tcp}");
     let ws_url = format!("ws://{ws}/gotalk/");
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 7] = [
         (&["--url", &tcp_url, "echo", "hello"], "hello\n"),
         (
             &["--url", &ws_url, "echo.json", r#"{"a":1}"#],
@@ -71,6 +71,10 @@ pub(crate) fn run() -> Result<(), String> {
                 "q",
             ],
             "p\nq\n",
+        ),
+        (
+            &["--url", &ws_url, "--engine", "yawc", "echo", "over yawc"],
+            "over yawc\n",
         ),
         (&["--url", &ws_url, "--stream", "count", "3"], "1\n2\n3\n"),
     ];

@@ -2,7 +2,8 @@
 //! on a chinwag crate it must not (the allowed arrows are in `xtask/layers.txt`), and when a
 //! library crate reads the environment or handles signals (only `chinwag-server`, and tooling,
 //! may: libraries take their settings as values), when the facade built with only the
-//! fastwebsockets engine pulls a tungstenite crate, when the hub's sans-IO core
+//! fastwebsockets engine pulls a tungstenite crate or with only the yawc engine a tungstenite or
+//! fastwebsockets crate, when the hub's sans-IO core
 //! (`crates/chinwag-hub/src/core`) names a runtime, an I/O crate, the driver or a door, a lock or
 //! a clock, when a file of `crates/chinwag-hub/src` grows over 600 lines, and when an example in
 //! the docs of a crate the facade shows as its own module names the inner crate
@@ -96,19 +97,37 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
 }
 
-/// The facade's engine features stay independent: `chinwag` built with only the fastwebsockets
-/// engine must not pull any tungstenite crate (through a layer, a default feature or a
-/// dev-dependency), as its crate docs promise.
+/// The facade's engine features stay independent, as its crate docs promise:
+/// * `chinwag` built with only the fastwebsockets engine pulls no tungstenite crate (through a
+///   layer, a default feature or a dev-dependency);
+/// * built with only the yawc engine, it pulls neither a tungstenite nor a fastwebsockets crate.
+///   Dev-dependencies are left out of this one: the facade's own tests turn on
+///   `ws-fastwebsockets` (its dev-dependency on itself), which no user's build sees.
 fn facade_engines(problems: &mut Vec<String>) -> Result<(), String> {
+    facade_engine(problems, "ws-fastwebsockets", "features", &["tungstenite"])?;
+    facade_engine(
+        problems,
+        "ws-yawc",
+        "features,no-dev",
+        &["tungstenite", "fastwebsockets"],
+    )
+}
+
+fn facade_engine(
+    problems: &mut Vec<String>,
+    feature: &str,
+    edges: &str,
+    forbidden: &[&str],
+) -> Result<(), String> {
     let args = [
         "tree",
         "-e",
-        "features",
+        edges,
         "-p",
         "chinwag",
         "--no-default-features",
         "--features",
-        "ws-fastwebsockets",
+        feature,
         "--prefix",
         "none",
         "--offline",
@@ -129,14 +148,14 @@ fn facade_engines(problems: &mut Vec<String>) -> Result<(), String> {
     let mut pulled: Vec<&str> = text
         .lines()
         .filter_map(|l| l.split_whitespace().next())
-        .filter(|name| name.contains("tungstenite"))
+        .filter(|name| forbidden.iter().any(|f| name.contains(f)))
         .collect();
     pulled.sort_unstable();
     pulled.dedup();
     if !pulled.is_empty() {
         problems.push(format!(
-            "chinwag with only ws-fastwebsockets pulls {} (`cargo {}`): the engine features must \
-             stay independent",
+            "chinwag with only {feature} pulls {} (`cargo {}`): the engine features must stay \
+             independent",
             pulled.join(", "),
             args.join(" ")
         ));
@@ -223,7 +242,7 @@ fn hub_file_sizes(problems: &mut Vec<String>) {
 /// The crates the facade re-exports as its own modules (`chinwag::hub`, `chinwag::queue::redis`,
 /// ...): their docs are the facade's, so their examples are written as a user of `chinwag`
 /// writes them (each has `chinwag` as a dev-dependency, so the examples compile).
-pub(crate) const INLINED: [&str; 12] = [
+pub(crate) const INLINED: [&str; 13] = [
     "chinwag-wire",
     "chinwag-transport",
     "chinwag-session",
@@ -235,6 +254,7 @@ pub(crate) const INLINED: [&str; 12] = [
     "chinwag-ws",
     "chinwag-ws-tungstenite",
     "chinwag-ws-fastwebsockets",
+    "chinwag-ws-yawc",
     "chinwag-cluster-redis",
 ];
 

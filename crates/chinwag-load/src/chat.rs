@@ -40,6 +40,7 @@ fn engine(e: ClientEngine) -> WsEngine {
     match e {
         ClientEngine::Fastwebsockets => WsEngine::FastWebSockets,
         ClientEngine::Tungstenite => WsEngine::Tungstenite,
+        ClientEngine::Yawc => WsEngine::Yawc,
     }
 }
 

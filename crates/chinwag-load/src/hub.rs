@@ -358,6 +358,12 @@ async fn room_member(
             let (r, w) = c.split();
             (Reader::WsTung(r), Writer::WsTung(w))
         }
+        ClientEngine::Yawc => {
+            let c = proto::ws_handshake_with::<chinwag_ws_yawc::Yawc>(target, tcp, &url, &headers)
+                .await?;
+            let (r, w) = c.split();
+            (Reader::WsYawc(r), Writer::WsYawc(w))
+        }
     })
 }
 

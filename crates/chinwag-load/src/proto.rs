@@ -28,6 +28,7 @@ use chinwag_transport::{Frame, FrameRead, FrameWrite, PeerAddr, Transport};
 use chinwag_ws::{self as common, Engine, WsConfig, WsStream};
 use chinwag_ws_fastwebsockets::FastWebSockets;
 use chinwag_ws_tungstenite::Tungstenite;
+use chinwag_ws_yawc::Yawc;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -68,6 +69,8 @@ pub enum ClientEngine {
     Fastwebsockets,
     /// chinwag-ws-tungstenite.
     Tungstenite,
+    /// chinwag-ws-yawc.
+    Yawc,
 }
 
 /// A server to load: protocol, loopback address and, for WebSocket, the URL to request.
@@ -152,6 +155,8 @@ pub enum Writer {
     WsFast(common::WsWriter<FastWebSockets>),
     /// WebSocket on tungstenite.
     WsTung(common::WsWriter<Tungstenite>),
+    /// WebSocket on yawc.
+    WsYawc(common::WsWriter<Yawc>),
     /// Length-prefixed TCP, with the frames fed since the last flush.
     Tcp(OwnedWriteHalf, BytesMut),
     /// gotalk RPC: each fed payload is one request; results go to the reader's channel.
@@ -165,6 +170,8 @@ pub enum Reader {
     WsFast(common::WsReader<FastWebSockets>),
     /// WebSocket on tungstenite.
     WsTung(common::WsReader<Tungstenite>),
+    /// WebSocket on yawc.
+    WsYawc(common::WsReader<Yawc>),
     /// Length-prefixed TCP.
     Tcp(BufReader<OwnedReadHalf>),
     /// gotalk RPC: the results of the requests, in the order they complete. Holds the peer so
@@ -178,6 +185,7 @@ impl Writer {
         match self {
             Writer::WsFast(w) => w.feed(Frame::Binary(payload)).await?,
             Writer::WsTung(w) => w.feed(Frame::Binary(payload)).await?,
+            Writer::WsYawc(w) => w.feed(Frame::Binary(payload)).await?,
             Writer::Tcp(_, buf) => {
                 buf.put_u32(u32::try_from(payload.len())?);
                 buf.extend_from_slice(&payload);
@@ -198,6 +206,7 @@ impl Writer {
         match self {
             Writer::WsFast(w) => w.flush().await?,
             Writer::WsTung(w) => w.flush().await?,
+            Writer::WsYawc(w) => w.flush().await?,
             Writer::Tcp(w, buf) => {
                 w.write_all(buf).await?;
                 buf.clear();
@@ -215,6 +224,7 @@ impl Reader {
         let frame = match self {
             Reader::WsFast(r) => r.read_frame().await?,
             Reader::WsTung(r) => r.read_frame().await?,
+            Reader::WsYawc(r) => r.read_frame().await?,
             Reader::Tcp(r) => {
                 let len = match r.read_u32().await {
                     Ok(len) => len as usize,
@@ -280,6 +290,7 @@ pub async fn connect(
             ClientEngine::Tungstenite => {
                 Ok(rpc_halves(ws_handshake::<Tungstenite>(target, tcp).await?))
             }
+            ClientEngine::Yawc => Ok(rpc_halves(ws_handshake::<Yawc>(target, tcp).await?)),
         },
         Protocol::Ws => match engine {
             ClientEngine::Fastwebsockets => {
@@ -289,6 +300,10 @@ pub async fn connect(
             ClientEngine::Tungstenite => {
                 let (r, w) = ws_handshake::<Tungstenite>(target, tcp).await?.split();
                 Ok((Reader::WsTung(r), Writer::WsTung(w)))
+            }
+            ClientEngine::Yawc => {
+                let (r, w) = ws_handshake::<Yawc>(target, tcp).await?.split();
+                Ok((Reader::WsYawc(r), Writer::WsYawc(w)))
             }
         },
     }

@@ -79,7 +79,7 @@ impl Default for ServerSection {
     }
 }
 
-/// The engine by the facade's own names (`tungstenite`, `fastwebsockets`).
+/// The engine by the facade's own names (`tungstenite`, `fastwebsockets`, `yawc`).
 mod engine_name {
     use chinwag::WsEngine;
     use serde::{Deserialize, Deserializer, Serializer};
@@ -1321,6 +1321,7 @@ mod tests {
         assert_eq!(s.hub.limits.connection_rate, None);
         assert_eq!(s.websocket.host, HostPolicy::allow(["chat.example"]));
         assert_eq!(s.websocket.ping_interval, None);
+        assert_eq!(s.websocket.deflate, None, "no compression");
 
         let env = [
             ("CHINWAG_HUB_SIGN_ON", "{ multi = 5 }"),

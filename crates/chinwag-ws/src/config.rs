@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http::HeaderValue;
 
-/// Limits, timers and policies of a WebSocket connection, shared by both engines.
+/// Limits, timers and policies of a WebSocket connection, shared by every engine.
 ///
 /// Every field has a documented default (see `docs/websocket.md` for the table). Build one with
 /// [`WsConfig::default`] and the `with_*` methods; the struct is `#[non_exhaustive]` so new
@@ -72,7 +72,8 @@ pub struct WsConfig {
     /// connection is closed (1001) and the reader gets `TransportError::Timeout`. Default: 10 s.
     #[cfg_attr(feature = "serde", serde(with = "chinwag_transport::duration"))]
     pub pong_wait: Duration,
-    /// Read buffer per connection (tungstenite only: fastwebsockets always allocates 8 KiB).
+    /// Read buffer per connection (tungstenite, and yawc's starting size: fastwebsockets always
+    /// allocates 8 KiB).
     /// tungstenite allocates it eagerly and keeps it, so it dominates an idle connection's
     /// memory; it grows for large frames. Reads go through a 32 KiB stack read-ahead, so a
     /// small buffer does not mean one syscall per kilobyte. Default: 1 KiB.
@@ -97,6 +98,89 @@ pub struct WsConfig {
     /// [`ConnectionBudget::default_cap`](chinwag_transport::ConnectionBudget::default_cap):
     /// half the process-wide limit derived from `RLIMIT_NOFILE`, at most 10 000.
     pub max_connections: usize,
+    /// permessage-deflate (RFC 7692): offered by clients and accepted by servers on engines
+    /// that implement it (yawc; the others ignore it). `None` (the default): no compression.
+    pub deflate: Option<DeflateConfig>,
+}
+
+/// permessage-deflate settings ([`WsConfig::deflate`]): what a server accepts and a client
+/// offers. The limits of [`WsConfig`] apply to the inflated payloads (checked while inflating).
+///
+/// ```
+/// use chinwag::ws::{DeflateConfig, WsConfig};
+///
+/// let cfg = WsConfig::default()
+///     .with_deflate(Some(DeflateConfig::default().with_server_no_context_takeover(true)));
+/// assert_eq!(cfg.deflate.unwrap().threshold, 256);
+/// ```
+///
+/// With the `serde` feature it reads from a table of these fields; a missing field keeps its
+/// default and an unknown one is an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
+#[non_exhaustive]
+pub struct DeflateConfig {
+    /// The server starts every message with a fresh compressor (`server_no_context_takeover`,
+    /// asked by the server or accepted from the client's offer): it keeps no window between
+    /// messages (less memory per connection, a lower ratio). Default: false.
+    pub server_no_context_takeover: bool,
+    /// The client starts every message with a fresh compressor (`client_no_context_takeover`):
+    /// offered by a client, asked of the client by a server. Default: false.
+    pub client_no_context_takeover: bool,
+    /// The server compressor's LZ77 window, 2^bits bytes (9..=15): the most a server agrees to
+    /// (`server_max_window_bits`, answered when the client offered it or when below 15).
+    /// Default: 15.
+    pub server_max_window_bits: u8,
+    /// The client compressor's window, 9..=15 (`client_max_window_bits`, answered only when the
+    /// client offered the parameter, as RFC 7692 requires). Default: 15.
+    pub client_max_window_bits: u8,
+    /// Messages shorter than this many bytes are sent uncompressed (a fragmented message is
+    /// always compressed). Default: 256.
+    pub threshold: usize,
+}
+
+impl Default for DeflateConfig {
+    fn default() -> Self {
+        DeflateConfig {
+            server_no_context_takeover: false,
+            client_no_context_takeover: false,
+            server_max_window_bits: 15,
+            client_max_window_bits: 15,
+            threshold: 256,
+        }
+    }
+}
+
+impl DeflateConfig {
+    /// Sets [`DeflateConfig::server_no_context_takeover`].
+    pub fn with_server_no_context_takeover(mut self, on: bool) -> Self {
+        self.server_no_context_takeover = on;
+        self
+    }
+    /// Sets [`DeflateConfig::client_no_context_takeover`].
+    pub fn with_client_no_context_takeover(mut self, on: bool) -> Self {
+        self.client_no_context_takeover = on;
+        self
+    }
+    /// Sets [`DeflateConfig::server_max_window_bits`] (clamped to 9..=15).
+    pub fn with_server_max_window_bits(mut self, bits: u8) -> Self {
+        self.server_max_window_bits = bits.clamp(9, 15);
+        self
+    }
+    /// Sets [`DeflateConfig::client_max_window_bits`] (clamped to 9..=15).
+    pub fn with_client_max_window_bits(mut self, bits: u8) -> Self {
+        self.client_max_window_bits = bits.clamp(9, 15);
+        self
+    }
+    /// Sets [`DeflateConfig::threshold`].
+    pub fn with_threshold(mut self, bytes: usize) -> Self {
+        self.threshold = bytes;
+        self
+    }
 }
 
 impl Default for WsConfig {
@@ -115,6 +199,7 @@ impl Default for WsConfig {
             origin: OriginPolicy::default(),
             host: HostPolicy::default(),
             max_connections: chinwag_transport::ConnectionBudget::default_cap(),
+            deflate: None,
         }
     }
 }
@@ -183,6 +268,11 @@ impl WsConfig {
     /// Sets [`WsConfig::host`].
     pub fn with_host(mut self, host: HostPolicy) -> Self {
         self.host = host;
+        self
+    }
+    /// Sets [`WsConfig::deflate`].
+    pub fn with_deflate(mut self, deflate: Option<DeflateConfig>) -> Self {
+        self.deflate = deflate;
         self
     }
 
@@ -799,6 +889,34 @@ mod tests {
         assert!(e.to_string().contains("`max_mesage_size`"), "{e}");
         let e = toml::from_str::<WsConfig>("[origin]\nallow = []\n").unwrap_err();
         assert!(e.to_string().contains("`allow`"), "{e}");
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn deflate_is_off_unless_its_table_is_there() {
+        assert_eq!(toml::from_str::<WsConfig>("").unwrap().deflate, None);
+        let c: WsConfig = toml::from_str("[deflate]\n").unwrap();
+        assert_eq!(c.deflate, Some(DeflateConfig::default()));
+        let c: WsConfig =
+            toml::from_str("[deflate]\nthreshold = 0\nserver_no_context_takeover = true\n")
+                .unwrap();
+        let want = DeflateConfig::default()
+            .with_threshold(0)
+            .with_server_no_context_takeover(true);
+        assert_eq!(c.deflate.as_ref(), Some(&want));
+        let back = toml::to_string(&c).unwrap();
+        assert_eq!(toml::from_str::<WsConfig>(&back).unwrap(), c, "{back}");
+        let e = toml::from_str::<WsConfig>("[deflate]\nlevel = 9\n").unwrap_err();
+        assert!(e.to_string().contains("`level`"), "{e}");
+        // Window bits outside 9..=15 are clamped by the builder.
+        assert_eq!(
+            DeflateConfig::default()
+                .with_client_max_window_bits(8)
+                .with_server_max_window_bits(16),
+            DeflateConfig::default()
+                .with_client_max_window_bits(9)
+                .with_server_max_window_bits(15)
+        );
     }
 
     #[cfg(feature = "serde")]

@@ -214,7 +214,7 @@ impl<E: Engine> WsConnection<E> {
         }
     }
 
-    /// The engine's name ("tungstenite" or "fastwebsockets").
+    /// The engine's name ("tungstenite", "fastwebsockets" or "yawc").
     pub fn engine(&self) -> &'static str {
         E::NAME
     }

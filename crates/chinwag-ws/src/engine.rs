@@ -125,7 +125,7 @@ pub trait Engine: Send + Sync + 'static {
     /// The writing side.
     type Write: RawWrite;
 
-    /// A short name for logs ("tungstenite", "fastwebsockets").
+    /// A short name for logs ("tungstenite", "fastwebsockets", "yawc").
     const NAME: &'static str;
 
     /// The `Sec-WebSocket-Accept` value for a client's `Sec-WebSocket-Key` (RFC 6455 §4.2.2),
@@ -138,6 +138,27 @@ pub trait Engine: Send + Sync + 'static {
         role: Role,
         cfg: &WsConfig,
     ) -> impl Future<Output = (Self::Read, Self::Write)> + Send;
+
+    /// Server handshake: given the client's `Sec-WebSocket-Extensions` values (every header
+    /// line, in order) and the config, the value to answer in `Sec-WebSocket-Extensions`, or
+    /// `None` to agree to no extension. The answer is handed to [`Engine::wrap_agreed`].
+    /// Default: no extensions (engines that implement none).
+    fn negotiate(offers: &[&str], cfg: &WsConfig) -> Option<String> {
+        let _ = (offers, cfg);
+        None
+    }
+
+    /// Wraps a server stream whose handshake agreed `agreed` (what [`Engine::negotiate`]
+    /// answered). Default: [`Engine::wrap`].
+    fn wrap_agreed(
+        stream: WsStream,
+        role: Role,
+        cfg: &WsConfig,
+        agreed: Option<String>,
+    ) -> impl Future<Output = (Self::Read, Self::Write)> + Send {
+        let _ = agreed;
+        Self::wrap(stream, role, cfg)
+    }
 
     /// Performs the client's opening handshake on `stream` for `request` (method GET, with
     /// `Host`, and `Origin` when set; the engine adds the WebSocket headers).

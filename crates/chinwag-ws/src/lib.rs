@@ -1,7 +1,7 @@
 //! **Engine-neutral WebSocket** for chinwag: everything about a WebSocket connection except the
-//! RFC 6455 framing, written once and shared by both engine crates
-//! (`chinwag-ws-tungstenite`, `chinwag-ws-fastwebsockets`), which depend on this crate and never
-//! on each other.
+//! RFC 6455 framing, written once and shared by the engine crates
+//! (`chinwag-ws-tungstenite`, `chinwag-ws-fastwebsockets`, `chinwag-ws-yawc`), which depend on
+//! this crate and never on each other.
 //!
 //! * [`WsConfig`] (limits, timers, keepalive, with documented defaults), [`OriginPolicy`] and
 //!   [`HostPolicy`];
@@ -31,7 +31,7 @@ mod stream;
 
 pub use asset::StaticAsset;
 pub use client::{ClientOrigin, ConnectOptions, connect, connect_with, tls_config_with_roots};
-pub use config::{HostPolicy, OriginPolicy, WsConfig};
+pub use config::{DeflateConfig, HostPolicy, OriginPolicy, WsConfig};
 pub use conn::{WsConnection, WsReader, WsWriter};
 pub use engine::{Engine, Incoming, Outgoing, RawRead, RawWrite, ReadError, Role, truncate_reason};
 pub use http::{BodyError, HttpFuture, HttpHandler, HttpRoutes, read_body};

@@ -195,6 +195,20 @@ pub fn upgrade_with<E: Engine, B>(
                 .map(|a| PeerAddr::Ip(*a))
         })
         .unwrap_or(PeerAddr::Local);
+    // Extensions (permessage-deflate) are the engine's to agree to.
+    let agreed = {
+        let offers: Vec<&str> = req
+            .headers()
+            .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if offers.is_empty() {
+            None
+        } else {
+            E::negotiate(&offers, cfg)
+        }
+    };
     let on_upgrade = hyper::upgrade::on(req);
     let mut resp = Response::new(Empty::new());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -210,6 +224,11 @@ pub fn upgrade_with<E: Engine, B>(
             .map_err(|_| UpgradeError::BadRequest("the chosen subprotocol is not a token"))?;
         h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
     }
+    if let Some(a) = &agreed {
+        let v = HeaderValue::from_str(a)
+            .map_err(|_| UpgradeError::BadRequest("the agreed extension is not a header value"))?;
+        h.insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
+    }
     let cfg = cfg.clone();
     let fut = async move {
         let upgraded = tokio::time::timeout(cfg.handshake_timeout, on_upgrade)
@@ -217,7 +236,7 @@ pub fn upgrade_with<E: Engine, B>(
             .map_err(|_| TransportError::Timeout("WebSocket upgrade"))?
             .map_err(|e| TransportError::Handshake(format!("upgrade failed: {e}")))?;
         let stream = WsStream::Upgraded(TokioIo::new(upgraded));
-        let (r, w) = E::wrap(stream, Role::Server, &cfg).await;
+        let (r, w) = E::wrap_agreed(stream, Role::Server, &cfg, agreed).await;
         Ok(WsConnection::<E>::from_raw(r, w, peer, &cfg))
     };
     Ok((resp, fut))

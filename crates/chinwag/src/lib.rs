@@ -52,7 +52,7 @@
 //! |---|---|---|
 //! | [`wire`] | `chinwag-wire` | sans-IO gotalk v1 codec, limits checked before allocation |
 //! | [`transport`] | `chinwag-transport` | the transport seam; TCP, TLS, Unix, UDP, in-process pipes |
-//! | [`ws`] | `chinwag-ws` (+ an engine) | WebSocket: config, Origin policy, acceptor, client; the engines in `ws::tungstenite` / `ws::fastwebsockets` |
+//! | [`ws`] | `chinwag-ws` (+ an engine) | WebSocket: config, Origin policy, acceptor, client; the engines in `ws::tungstenite` / `ws::fastwebsockets` / `ws::yawc` |
 //! | [`session`] | `chinwag-session` | one connection's life: codecs, bounded send queues, timers, servers, client pools |
 //! | [`rpc`] | `chinwag-rpc` | bidirectional gotalk RPC: both ends call and serve, streams, limits |
 //! | [`queue`] | `chinwag-queue` (+ backends) | the offline queue: memory; `queue::redb`, `queue::redis` |
@@ -72,15 +72,17 @@
 //! |---|---|---|---|
 //! | `ws-tungstenite` | yes | `chinwag-ws-tungstenite` (tungstenite, async-tungstenite) | `ws::tungstenite`, `WsEngine::Tungstenite` |
 //! | `ws-fastwebsockets` | no | `chinwag-ws-fastwebsockets` (fastwebsockets) | `ws::fastwebsockets`, `WsEngine::FastWebSockets` |
+//! | `ws-yawc` | no | `chinwag-ws-yawc` (yawc, MPL-2.0, used unmodified) | `ws::yawc`, `WsEngine::Yawc` |
 //! | `tls` | no | nothing new (rustls with ring is in the transports already) | `chinwag::tls`, `ServerBuilder::tls` |
 //! | `queue-redb` | no | `chinwag-queue-redb` (redb) | `queue::redb`, `ServerBuilder::redb_queue`, `redb_queue_with` |
 //! | `queue-redis` | no | `chinwag-queue-redis` (redis) | `queue::redis`, `ServerBuilder::redis_queue` |
 //! | `cluster-redis` | no | `chinwag-cluster-redis` (redis); turns on `queue-redis` | `cluster::redis`, `ServerBuilder::redis_cluster`, `Server::cluster_status` |
 //! | `serde` | no | serde on the layers' configuration types | `HubConfig`, `WsConfig`, `QueueConfig`, `RedbOptions`, `session::ServerConfig` read from and written to files (durations as `"10s"`: `transport::duration`) |
 //!
-//! The two engine crates are independent: `--no-default-features --features
-//! ws-fastwebsockets` builds without any tungstenite code (`cargo xtask tidy` checks it).
-//! Without either engine the HTTP listener is unavailable and the TCP doors still work.
+//! The engine crates are independent: `--no-default-features --features
+//! ws-fastwebsockets` builds without any tungstenite code, and `--features ws-yawc` without
+//! tungstenite or fastwebsockets (`cargo xtask tidy` checks both).
+//! Without any engine the HTTP listener is unavailable and the TCP doors still work.
 //!
 //! # Errors
 //!
@@ -170,8 +172,8 @@ pub mod cluster {
 pub mod ws {
     //! WebSocket: the engine-neutral part (`chinwag-ws`: [`WsConfig`], [`OriginPolicy`],
     //! [`WsAcceptor`], [`connect`], [`StaticAsset`], ...) and the engines compiled in —
-    //! `tungstenite` (feature `ws-tungstenite`, default) and `fastwebsockets` (feature
-    //! `ws-fastwebsockets`). The generic types take the engine as a parameter:
+    //! `tungstenite` (feature `ws-tungstenite`, default), `fastwebsockets` (feature
+    //! `ws-fastwebsockets`) and `yawc` (feature `ws-yawc`). The generic types take the engine as a parameter:
     //! `WsAcceptor<ws::tungstenite::Tungstenite>`.
 
     pub use chinwag_ws::*;
@@ -185,6 +187,11 @@ pub mod ws {
     #[cfg(feature = "ws-fastwebsockets")]
     #[doc(inline)]
     pub use chinwag_ws_fastwebsockets as fastwebsockets;
+
+    /// The yawc engine (`chinwag-ws-yawc`). Feature `ws-yawc`.
+    #[cfg(feature = "ws-yawc")]
+    #[doc(inline)]
+    pub use chinwag_ws_yawc as yawc;
 }
 
 pub mod http;

@@ -36,8 +36,8 @@ pub const DEFAULT_ROOMS_PATH: &str = "/ws";
 pub const JS_CLIENT_PATH: &str = "/chinwag.js";
 
 /// A WebSocket engine compiled into this build (features `ws-tungstenite`,
-/// `ws-fastwebsockets`). Both behave the same (one shared test suite, Autobahn clean); they
-/// differ in speed and in the code they bring.
+/// `ws-fastwebsockets`, `ws-yawc`). They behave the same (one shared test suite, Autobahn
+/// clean); they differ in speed and in the code they bring (`docs/websocket.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum WsEngine {
@@ -47,6 +47,9 @@ pub enum WsEngine {
     /// fastwebsockets (`chinwag-ws-fastwebsockets`), feature `ws-fastwebsockets`.
     #[cfg(feature = "ws-fastwebsockets")]
     FastWebSockets,
+    /// yawc (`chinwag-ws-yawc`), feature `ws-yawc`.
+    #[cfg(feature = "ws-yawc")]
+    Yawc,
 }
 
 impl WsEngine {
@@ -56,15 +59,17 @@ impl WsEngine {
         WsEngine::Tungstenite,
         #[cfg(feature = "ws-fastwebsockets")]
         WsEngine::FastWebSockets,
+        #[cfg(feature = "ws-yawc")]
+        WsEngine::Yawc,
     ];
 
-    /// The builder's default: tungstenite when compiled in, else fastwebsockets; `None` when
-    /// neither feature is on (then only the TCP doors can be served).
+    /// The builder's default: tungstenite when compiled in, else fastwebsockets, else yawc;
+    /// `None` when no engine feature is on (then only the TCP doors can be served).
     pub fn preferred() -> Option<WsEngine> {
         Self::ALL.first().copied()
     }
 
-    /// Its name: `tungstenite` or `fastwebsockets` (what [`FromStr`](std::str::FromStr)
+    /// Its name: `tungstenite`, `fastwebsockets` or `yawc` (what [`FromStr`](std::str::FromStr)
     /// reads).
     pub fn name(self) -> &'static str {
         match self {
@@ -72,6 +77,8 @@ impl WsEngine {
             WsEngine::Tungstenite => "tungstenite",
             #[cfg(feature = "ws-fastwebsockets")]
             WsEngine::FastWebSockets => "fastwebsockets",
+            #[cfg(feature = "ws-yawc")]
+            WsEngine::Yawc => "yawc",
         }
     }
 }
@@ -85,7 +92,7 @@ impl fmt::Display for WsEngine {
 impl std::str::FromStr for WsEngine {
     type Err = Error;
 
-    /// `tungstenite` or `fastwebsockets` (when compiled in).
+    /// `tungstenite`, `fastwebsockets` or `yawc` (when compiled in).
     ///
     /// ```
     /// # #[cfg(feature = "ws-tungstenite")] {
@@ -869,8 +876,8 @@ impl ServerBuilder {
         let engine = match (self.http, self.engine) {
             (Some(_), None) => {
                 return Err(Error::Config(
-                    "the HTTP listener needs a WebSocket engine: enable the ws-tungstenite or \
-                     ws-fastwebsockets feature"
+                    "the HTTP listener needs a WebSocket engine: enable the ws-tungstenite, \
+                     ws-fastwebsockets or ws-yawc feature"
                         .into(),
                 ));
             }
@@ -1229,11 +1236,17 @@ impl HttpParts<'_> {
                 self.serve::<crate::ws::fastwebsockets::FastWebSockets>()
                     .await
             }
+            #[cfg(feature = "ws-yawc")]
+            WsEngine::Yawc => self.serve::<crate::ws::yawc::Yawc>().await,
         }
     }
 
     #[cfg_attr(
-        not(any(feature = "ws-tungstenite", feature = "ws-fastwebsockets")),
+        not(any(
+            feature = "ws-tungstenite",
+            feature = "ws-fastwebsockets",
+            feature = "ws-yawc"
+        )),
         allow(dead_code)
     )]
     async fn serve<E: Engine>(self) -> Result<(SocketAddr, Vec<DoorHandle>)> {

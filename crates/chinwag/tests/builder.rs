@@ -1,6 +1,6 @@
 //! The builder on loopback: every door answers, the HTTP routes are served next to the
 //! WebSocket paths, shutdown closes with 1001 and keeps what was not delivered, setup errors are
-//! clear. Real sockets, both engines; no sleeps (every wait is bounded by `DEADLINE`).
+//! clear. Real sockets, every engine; no sleeps (every wait is bounded by `DEADLINE`).
 //!
 //! The crate's dev-dependency on itself turns on the features these tests use; a copy built
 //! without them (from the packaged crate, which drops that path-only dependency) skips them.
@@ -275,6 +275,12 @@ async fn every_door_answers_on_tungstenite() {
 async fn every_door_answers_on_fastwebsockets() {
     every_door_answers::<chinwag::ws::fastwebsockets::FastWebSockets>(WsEngine::FastWebSockets)
         .await;
+}
+
+#[cfg(feature = "ws-yawc")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_door_answers_on_yawc() {
+    every_door_answers::<chinwag::ws::yawc::Yawc>(WsEngine::Yawc).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

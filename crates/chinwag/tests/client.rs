@@ -162,6 +162,31 @@ async fn direct_messages_are_received_and_acknowledged_by_themselves() {
     server.shutdown(DEADLINE).await;
 }
 
+/// The chat client on the yawc engine (`ChatOptions`' engine choice), against the server on
+/// fastwebsockets: a direct message both ways.
+#[cfg(feature = "ws-yawc")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_runs_on_yawc() {
+    let server = start(None).await;
+    let url = server.chat_url().unwrap();
+    let yawc_client = |user: &'static str| {
+        Client::builder(&url)
+            .token(token(user))
+            .engine(WsEngine::Yawc)
+            .connect()
+    };
+    let (a, mut a_ev) = within("connect", yawc_client("ada-y")).await.unwrap();
+    let (b, _b_ev) = within("connect", yawc_client("bob-y")).await.unwrap();
+    let sent = b.send("ada-y", "over yawc").await.unwrap();
+    let m = wait_for(&mut a_ev, "the message", |e| match e {
+        Event::Message(m) => Some(m),
+        _ => None,
+    })
+    .await;
+    assert_eq!((m.id, m.text()), (sent.id, Some("over yawc")));
+    drop(a);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explicit_acks_leave_messages_queued_until_acknowledged() {
     let server = start(None).await;

@@ -448,7 +448,11 @@ impl Conn {
     }
 }
 
-#[cfg(any(feature = "ws-tungstenite", feature = "ws-fastwebsockets"))]
+#[cfg(any(
+    feature = "ws-tungstenite",
+    feature = "ws-fastwebsockets",
+    feature = "ws-yawc"
+))]
 async fn ws_connect(
     shared: &Shared,
     url: &str,
@@ -489,10 +493,22 @@ async fn ws_connect(
             h,
             cfg,
         ),
+        #[cfg(feature = "ws-yawc")]
+        WsEngine::Yawc => crate::rpc::connect(
+            crate::ws::connect_with::<crate::ws::yawc::Yawc>(url, ws, opts)
+                .await
+                .map_err(err)?,
+            h,
+            cfg,
+        ),
     })
 }
 
-#[cfg(not(any(feature = "ws-tungstenite", feature = "ws-fastwebsockets")))]
+#[cfg(not(any(
+    feature = "ws-tungstenite",
+    feature = "ws-fastwebsockets",
+    feature = "ws-yawc"
+)))]
 async fn ws_connect(
     _shared: &Shared,
     _url: &str,
@@ -502,7 +518,7 @@ async fn ws_connect(
 ) -> Result<Peer, ChatError> {
     Err(ChatError::new(
         "connect",
-        "no WebSocket engine compiled in (features ws-tungstenite, ws-fastwebsockets)",
+        "no WebSocket engine compiled in (features ws-tungstenite, ws-fastwebsockets, ws-yawc)",
     ))
 }
 

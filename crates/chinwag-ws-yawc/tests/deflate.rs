@@ -1,0 +1,136 @@
+//! permessage-deflate on the yawc engine: negotiation (the server's answers, the client's
+//! offer), messages under the threshold sent uncompressed, compressed round trips.
+
+mod common;
+
+use bytes::Bytes;
+use chinwag::transport::{Acceptor, Frame, FrameRead, FrameWrite, Transport};
+use chinwag::ws::DeflateConfig;
+use chinwag::ws::yawc::{WsAcceptor, WsConfig, connect};
+use common::{client_frame, handshake, header, read_frame, within};
+use tokio::io::AsyncWriteExt;
+
+/// A yawc echo server with `cfg`; returns its address.
+async fn echo(cfg: WsConfig) -> std::net::SocketAddr {
+    let mut acc = WsAcceptor::bind("127.0.0.1:0".parse().unwrap(), cfg)
+        .await
+        .unwrap();
+    let addr = acc.local_addr();
+    tokio::spawn(async move {
+        while let Ok(conn) = acc.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = conn.split();
+                while let Ok(Some(f)) = r.read_frame().await {
+                    if w.send(f).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn deflate() -> WsConfig {
+    WsConfig::default().with_deflate(Some(DeflateConfig::default()))
+}
+
+#[tokio::test]
+async fn server_answers() {
+    let addr = echo(deflate()).await;
+    // A browser's offer: a bare client_max_window_bits is answered with 15 (yawc alone: 9).
+    let (_t, head) = handshake(
+        addr,
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let ext = header(&head, "sec-websocket-extensions").expect("deflate agreed");
+    assert!(ext.starts_with("permessage-deflate"), "{ext}");
+    assert!(ext.contains("client_max_window_bits=15"), "{ext}");
+    // No client_max_window_bits in the offer: none in the answer (RFC 7692 §7.1.2.2).
+    let (_t, head) = handshake(addr, "Sec-WebSocket-Extensions: permessage-deflate\r\n").await;
+    let ext = header(&head, "sec-websocket-extensions").expect("deflate agreed");
+    assert!(!ext.contains("client_max_window_bits"), "{ext}");
+    // A list of offers (and an unknown extension first): the first acceptable one is agreed.
+    let (_t, head) = handshake(
+        addr,
+        "Sec-WebSocket-Extensions: x-unknown, permessage-deflate; server_max_window_bits=10; \
+         client_no_context_takeover, permessage-deflate\r\n",
+    )
+    .await;
+    let ext = header(&head, "sec-websocket-extensions").expect("deflate agreed");
+    assert!(ext.contains("server_max_window_bits=10"), "{ext}");
+    assert!(ext.contains("client_no_context_takeover"), "{ext}");
+    // Without WsConfig::deflate: no extension.
+    let plain = echo(WsConfig::default()).await;
+    let (_t, head) = handshake(plain, "Sec-WebSocket-Extensions: permessage-deflate\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert_eq!(header(&head, "sec-websocket-extensions"), None);
+}
+
+#[tokio::test]
+async fn configured_takeover_and_window_are_asked() {
+    let cfg = WsConfig::default().with_deflate(Some(
+        DeflateConfig::default()
+            .with_server_no_context_takeover(true)
+            .with_client_no_context_takeover(true)
+            .with_server_max_window_bits(12),
+    ));
+    let addr = echo(cfg).await;
+    let (_t, head) = handshake(addr, "Sec-WebSocket-Extensions: permessage-deflate\r\n").await;
+    let ext = header(&head, "sec-websocket-extensions").expect("deflate agreed");
+    assert!(ext.contains("server_no_context_takeover"), "{ext}");
+    assert!(ext.contains("client_no_context_takeover"), "{ext}");
+    assert!(ext.contains("server_max_window_bits=12"), "{ext}");
+}
+
+/// Below the threshold a message goes out uncompressed (RSV1 clear); at it, compressed.
+#[tokio::test]
+async fn threshold_at_the_boundary() {
+    let addr = echo(deflate()).await;
+    let (mut tcp, head) = handshake(addr, "Sec-WebSocket-Extensions: permessage-deflate\r\n").await;
+    assert!(header(&head, "sec-websocket-extensions").is_some());
+    // Uncompressed client frames (RSV1 clear is allowed) of 255 and 256 bytes.
+    for (len, compressed) in [(255usize, false), (256, true)] {
+        let body = vec![b'a'; len];
+        tcp.write_all(&client_frame(0x2, false, &body))
+            .await
+            .unwrap();
+        let (b0, payload) = within("echo", read_frame(&mut tcp)).await.unwrap();
+        assert_eq!(b0 & 0x0f, 0x2);
+        assert_eq!(b0 & 0x40 != 0, compressed, "RSV1 for {len} bytes");
+        if compressed {
+            assert!(payload.len() < len, "{} bytes on the wire", payload.len());
+        } else {
+            assert_eq!(payload, body);
+        }
+    }
+}
+
+/// yawc client and yawc server, both with deflate: messages of every size (fragmented ones
+/// too) come back unchanged, text and binary.
+#[tokio::test]
+async fn compressed_round_trip() {
+    let addr = echo(deflate()).await;
+    let ccfg = deflate().with_fragment_size(16 << 10);
+    let (mut r, mut w) = within("connect", connect(&format!("ws://{addr}/"), &ccfg))
+        .await
+        .unwrap()
+        .split();
+    let big: Bytes = (0..(1u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let frames = [
+        Frame::Text("hi".into()),
+        Frame::Text("chat ".repeat(100).into()),
+        Frame::Binary(big),
+        Frame::Text("héllo wörld ".repeat(10_000).into()),
+        Frame::Binary(Bytes::new()),
+    ];
+    for f in &frames {
+        w.send(f.clone()).await.unwrap();
+        assert_eq!(&within("echo", r.read_frame()).await.unwrap().unwrap(), f);
+    }
+    within("close", w.close(chinwag::transport::CloseReason::normal()))
+        .await
+        .unwrap();
+}
