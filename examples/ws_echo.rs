@@ -1,6 +1,6 @@
 // Run: cargo run --release --example ws_echo -- --engine tungstenite|fastwebsockets|yawc --listen 127.0.0.1:9001
 //
-// A WebSocket echo server on either engine, on chinwag sessions: every text or binary message
+// A WebSocket echo server on any engine, on chinwag sessions: every text or binary message
 // comes back unchanged. Any path is accepted, browsers from any Origin and clients without one
 // are let in, and messages up to 16 MiB are allowed, because this is what the
 // Autobahn|Testsuite fuzzing client runs against (`cargo xtask autobahn`).

@@ -107,14 +107,16 @@ pub async fn connect_with(
 struct Conn {
     ws: Streaming<Io>,
     /// yawc queued a close frame of its own: the echo of the peer's close, or the close it
-    /// sends when it fails a read. It goes out with the next flush, instead of ours.
+    /// sends when it fails a read. It goes out with the next flush, instead of ours; messages
+    /// fed before that flush are written ahead of it (past yawc's queue), as they were fed
+    /// before the close.
     yawc_close: bool,
     /// A close frame (ours or yawc's) was handed to yawc: nothing of yawc's queue is pushed
     /// out by us after it.
     close_sent: bool,
-    /// What yawc queued must never go out (it echoes a close frame whose payload is over the
-    /// 125-byte control-frame limit, which we refuse with 1002 instead): our frames are
-    /// written past its queue.
+    /// What yawc queued must never go out (the echo of a close frame whose payload is over the
+    /// 125-byte control-frame limit, or its 1003 for an unknown opcode: we close with 1002
+    /// instead): our frames are written past its queue.
     bypass_queue: bool,
 }
 
@@ -269,10 +271,14 @@ fn map_write_err(e: WebSocketError) -> TransportError {
 }
 
 /// yawc's `poll_ready`, which also pushes out the frames yawc queued itself (pongs, close
-/// echoes); skipped when that queue must not go out (the frames then go straight into yawc's
-/// write buffer, which its sink accepts).
-fn poll_ready(conn: &mut Conn, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {
-    if conn.bypass_queue {
+/// echoes); skipped when that queue must not go out, or (for a message, `data`) must not go out
+/// yet: the frame then goes straight into yawc's write buffer, which its sink accepts.
+fn poll_ready(
+    conn: &mut Conn,
+    cx: &mut Context<'_>,
+    data: bool,
+) -> Poll<Result<(), TransportError>> {
+    if conn.bypass_queue || (data && conn.yawc_close) {
         return Poll::Ready(Ok(()));
     }
     Pin::new(&mut conn.ws).poll_ready(cx).map_err(map_write_err)
@@ -295,7 +301,7 @@ impl YawcWrite {
         let mut frame = Some(frame);
         poll_fn(|cx| {
             let mut conn = lock(&self.conn);
-            ready!(poll_ready(&mut conn, cx))?;
+            ready!(poll_ready(&mut conn, cx, true))?;
             let f = frame.take().expect("polled after completion");
             Poll::Ready(Pin::new(&mut conn.ws).start_send(f).map_err(map_write_err))
         })
@@ -320,7 +326,7 @@ impl YawcWrite {
             if conn.close_sent {
                 return Poll::Ready(Ok(()));
             }
-            ready!(poll_ready(&mut conn, cx))?;
+            ready!(poll_ready(&mut conn, cx, false))?;
             conn.close_sent = true;
             match frame.take() {
                 Some(f) if !conn.yawc_close => {
@@ -376,7 +382,7 @@ impl RawWrite for YawcWrite {
             let mut conn = lock(&self.conn);
             if !conn.close_sent {
                 // Push out what yawc queued (pongs, the echo of the peer's close).
-                ready!(poll_ready(&mut conn, cx))?;
+                ready!(poll_ready(&mut conn, cx, false))?;
                 if conn.yawc_close {
                     conn.close_sent = true;
                 }

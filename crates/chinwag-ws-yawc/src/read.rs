@@ -85,10 +85,13 @@ impl YawcRead {
     }
 
     /// Maps yawc's read error. yawc has queued a close frame of its own for every error but
-    /// a closed connection (with the code given here too); it goes out instead of ours.
+    /// a closed connection (with the code given here too); it goes out instead of ours, except
+    /// for an unknown opcode (yawc says 1003, RFC 6455 a protocol error: ours, 1002, goes out).
     fn map_err(&self, e: WebSocketError) -> ReadError {
-        if !matches!(e, WebSocketError::ConnectionClosed) {
-            lock(&self.conn).yawc_close = true;
+        match e {
+            WebSocketError::ConnectionClosed => {}
+            WebSocketError::InvalidOpCode(_) => lock(&self.conn).bypass_queue = true,
+            _ => lock(&self.conn).yawc_close = true,
         }
         match e {
             WebSocketError::FrameTooLarge => ReadError::too_large(
@@ -105,11 +108,8 @@ impl YawcRead {
                 )))
             }
             WebSocketError::IoError(e) => ReadError::dead(TransportError::Io(e)),
-            e @ WebSocketError::InvalidOpCode(_) => ReadError {
-                error: TransportError::Protocol(e.to_string()),
-                close: Some(CloseCode(1003)),
-            },
-            e @ (WebSocketError::ReservedBitsNotZero
+            e @ (WebSocketError::InvalidOpCode(_)
+            | WebSocketError::ReservedBitsNotZero
             | WebSocketError::ControlFrameFragmented
             | WebSocketError::PingFrameTooLarge
             | WebSocketError::InvalidFragment

@@ -1,5 +1,5 @@
-//! [`WsConfig`], [`OriginPolicy`] and [`HostPolicy`]: the limits and policies both engines
-//! obey.
+//! [`WsConfig`], [`OriginPolicy`] and [`HostPolicy`]: the limits and policies every engine
+//! obeys.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
