@@ -141,6 +141,18 @@ pub struct DeflateConfig {
     /// Messages shorter than this many bytes are sent uncompressed (a fragmented message is
     /// always compressed). Default: 256.
     pub threshold: usize,
+    /// Compress once for many connections: a message handed to several connections (a room's
+    /// broadcast, encoded once) is compressed by the first and the compressed frame shared by
+    /// every connection that agreed the same parameters. Applies where the server starts every
+    /// message with a fresh compressor (`server_no_context_takeover` agreed) and on engines that
+    /// can send a compressed frame (yawc). When false every connection compresses its own copy.
+    /// Default: true.
+    pub compress_once: bool,
+    /// A compressed frame that inflates to more than this many times its size on the wire (and
+    /// to more than 64 KiB) closes the connection with 1009, checked while inflating: the bound
+    /// on what a small frame can cost. 0: no ratio limit (the message limits still hold).
+    /// Default: 256.
+    pub max_inflate_ratio: usize,
 }
 
 impl Default for DeflateConfig {
@@ -151,6 +163,8 @@ impl Default for DeflateConfig {
             server_max_window_bits: 15,
             client_max_window_bits: 15,
             threshold: 256,
+            compress_once: true,
+            max_inflate_ratio: 256,
         }
     }
 }
@@ -179,6 +193,16 @@ impl DeflateConfig {
     /// Sets [`DeflateConfig::threshold`].
     pub fn with_threshold(mut self, bytes: usize) -> Self {
         self.threshold = bytes;
+        self
+    }
+    /// Sets [`DeflateConfig::compress_once`].
+    pub fn with_compress_once(mut self, on: bool) -> Self {
+        self.compress_once = on;
+        self
+    }
+    /// Sets [`DeflateConfig::max_inflate_ratio`] (0: no ratio limit).
+    pub fn with_max_inflate_ratio(mut self, ratio: usize) -> Self {
+        self.max_inflate_ratio = ratio;
         self
     }
 }
