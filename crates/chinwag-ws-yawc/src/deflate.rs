@@ -35,6 +35,9 @@ fn options_for(cfg: &WsConfig, client_bits: bool, server_bits: bool) -> Options 
     if d.client_no_context_takeover {
         o = o.client_no_context_takeover();
     }
+    if d.max_inflate_ratio > 0 {
+        o = o.with_max_inflate_ratio(d.max_inflate_ratio);
+    }
     o
 }
 

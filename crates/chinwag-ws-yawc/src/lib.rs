@@ -9,7 +9,13 @@
 //! outbound fragmentation by [`WsConfig::fragment_size`], and on the client the check that the
 //! server's frames are not masked (yawc's client does not make it).
 //!
-//! yawc is MPL-2.0 (a file-level copyleft); this crate uses it unmodified.
+//! yawc is MPL-2.0 (a file-level copyleft). This crate depends on `chinwag-yawc`, yawc 0.5.0 with
+//! a small patch of ours (`vendor/yawc/CHINWAG.md` in the repository: sending a frame compressed
+//! once for many connections, and an inflate ratio limit), under the same license.
+//!
+//! With [`DeflateConfig::compress_once`](chinwag_ws::DeflateConfig::compress_once) (the
+//! default), a server compresses a message handed to many connections once and shares the
+//! compressed frame ([`deflate_stats`] counts it); see [`compress_once`].
 //!
 //! ```
 //! use chinwag::transport::{Acceptor, CloseReason, Frame, FrameRead, FrameWrite, Transport};
@@ -35,6 +41,7 @@
 //! # }
 //! ```
 
+pub mod compress_once;
 mod deflate;
 mod masking;
 mod read;
@@ -57,6 +64,7 @@ use http_body_util::Empty;
 use yawc::streaming::Streaming;
 use yawc::{OpCode, Options, WebSocket, WebSocketError};
 
+pub use compress_once::{DeflateStats, deflate_stats};
 use masking::{Io, MaskCheck};
 pub use read::YawcRead;
 
@@ -142,6 +150,7 @@ fn halves(
     role: Role,
     cfg: &WsConfig,
     first_masked: Option<masking::FirstMasked>,
+    share: Option<Arc<str>>,
 ) -> (YawcRead, YawcWrite) {
     let conn = Arc::new(Mutex::new(Conn {
         ws,
@@ -154,6 +163,8 @@ fn halves(
         YawcWrite {
             conn,
             fragment: cfg.fragment_size.max(1),
+            threshold: cfg.deflate.as_ref().map_or(usize::MAX, |d| d.threshold),
+            share,
         },
     )
 }
@@ -220,17 +231,23 @@ impl Engine for Yawc {
         };
         // yawc's only error here is an agreed deflate that `options` did not enable, which
         // `deflate::options` always does when an extension was agreed.
-        let ws = match agreed {
+        let ws = match &agreed {
             Some(ext) => WebSocket::from_stream_with_extensions(
                 io,
                 yawc_role(role),
-                Some(&ext),
+                Some(ext),
                 deflate::options(cfg),
             ),
             None => WebSocket::from_stream(io, yawc_role(role), options(cfg)),
         }
         .expect("deflate is enabled whenever an extension was agreed");
-        halves(ws.into_streaming(), role, cfg, None)
+        // Compress once: connections that agreed the same parameters share compressed frames.
+        let share = agreed
+            .filter(|_| {
+                role == Role::Server && cfg.deflate.as_ref().is_some_and(|d| d.compress_once)
+            })
+            .map(Arc::from);
+        halves(ws.into_streaming(), role, cfg, None, share)
     }
 
     async fn client_handshake(
@@ -258,6 +275,7 @@ impl Engine for Yawc {
             Role::Client,
             cfg,
             Some(first_masked),
+            None,
         ))
     }
 }
@@ -288,6 +306,11 @@ fn poll_ready(
 pub struct YawcWrite {
     conn: Shared,
     fragment: usize,
+    /// Messages shorter than this are sent uncompressed ([`chinwag_ws::DeflateConfig::threshold`]).
+    threshold: usize,
+    /// The agreed permessage-deflate parameters when this connection shares compressed frames
+    /// (compress once); `None` when it does not, or once yawc said it cannot.
+    share: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for YawcWrite {
@@ -297,6 +320,37 @@ impl std::fmt::Debug for YawcWrite {
 }
 
 impl YawcWrite {
+    /// The frame to send for the whole message `frame` (its payload `payload`): with compress
+    /// once, the compressed frame another connection prepared, or one prepared here and kept for
+    /// the others; otherwise `frame` itself (yawc then compresses it, or not, as usual).
+    fn shared(
+        &mut self,
+        frame: yawc::Frame,
+        payload: &Bytes,
+    ) -> Result<yawc::Frame, TransportError> {
+        let Some(params) = &self.share else {
+            return Ok(frame);
+        };
+        if payload.len() < self.threshold {
+            return Ok(frame);
+        }
+        if let Some(prepared) = compress_once::lookup(params, frame.opcode(), payload) {
+            return Ok(prepared);
+        }
+        let prepared = lock(&self.conn).ws.prepare(&frame).map_err(map_write_err)?;
+        match prepared {
+            Some(p) => {
+                compress_once::insert(params, payload.clone(), &p);
+                Ok(p)
+            }
+            None => {
+                // yawc keeps its window between messages here: nothing to share, ever.
+                self.share = None;
+                Ok(frame)
+            }
+        }
+    }
+
     async fn send(&self, frame: yawc::Frame) -> Result<(), TransportError> {
         let mut frame = Some(frame);
         poll_fn(|cx| {
@@ -355,7 +409,8 @@ impl RawWrite for YawcWrite {
                     }
                 };
                 if data.len() <= self.fragment {
-                    return self.send(first(data)).await;
+                    let frame = self.shared(first(data.clone()), &data)?;
+                    return self.send(frame).await;
                 }
                 let mut offset = 0;
                 while offset < data.len() {

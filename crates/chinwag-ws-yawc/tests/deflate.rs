@@ -134,3 +134,80 @@ async fn compressed_round_trip() {
         .await
         .unwrap();
 }
+
+/// `data` compressed as one permessage-deflate message (raw deflate, sync-flushed, without the
+/// final `00 00 ff ff`, RFC 7692 §7.2.1).
+fn compressed(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(data).unwrap();
+    enc.flush().unwrap();
+    let mut out = enc.get_ref().clone();
+    out.truncate(out.len() - 4);
+    out
+}
+
+/// Sends `data` as one compressed binary frame to a yawc echo server with `deflate`; returns
+/// the close code the server answered with, or `None` when it echoed the message.
+async fn inflate_verdict(deflate: DeflateConfig, data: &[u8]) -> Option<u16> {
+    let addr = echo(WsConfig::default().with_deflate(Some(deflate))).await;
+    let (mut tcp, head) = within(
+        "handshake",
+        handshake(
+            addr,
+            "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
+             client_no_context_takeover\r\n",
+        ),
+    )
+    .await;
+    assert!(
+        header(&head, "sec-websocket-extensions").is_some(),
+        "{head}"
+    );
+    tcp.write_all(&client_frame(0x2, true, &compressed(data)))
+        .await
+        .unwrap();
+    let (b0, payload) = within("answer", read_frame(&mut tcp)).await.unwrap();
+    match b0 & 0x0f {
+        0x8 => Some(u16::from_be_bytes([payload[0], payload[1]])),
+        0x2 => None,
+        other => panic!("unexpected opcode {other:#x}"),
+    }
+}
+
+/// The inflate ratio limit (`DeflateConfig::max_inflate_ratio`, default 256): a ~1 KiB frame
+/// that inflates to 1 MiB (about 1 000 times, near deflate's own maximum) is refused with 1009
+/// while inflating, though 1 MiB is far under the 16 MiB message limit; with the limit off, or
+/// raised past the ratio, it is accepted.
+#[tokio::test]
+async fn a_small_frame_inflating_past_the_ratio_is_refused() {
+    let zeros = vec![0u8; 1 << 20];
+    let wire = compressed(&zeros).len();
+    assert!(wire < 1100, "{wire} compressed bytes");
+    assert!((1 << 20) / wire > 256, "the ratio is over the default");
+    assert_eq!(
+        inflate_verdict(DeflateConfig::default(), &zeros).await,
+        Some(1009)
+    );
+    let off = DeflateConfig::default().with_max_inflate_ratio(0);
+    assert_eq!(inflate_verdict(off, &zeros).await, None);
+    let raised = DeflateConfig::default().with_max_inflate_ratio(2000);
+    assert_eq!(inflate_verdict(raised, &zeros).await, None);
+}
+
+/// The ratio spares frames that inflate to at most 64 KiB, whatever their ratio: 64 KiB of zeros
+/// (a few dozen bytes compressed) pass, one byte more is refused.
+#[tokio::test]
+async fn the_ratio_spares_the_first_64_kib() {
+    let at = vec![0u8; 64 << 10];
+    assert!(
+        compressed(&at).len() * 256 < at.len(),
+        "the ratio alone would refuse it"
+    );
+    assert_eq!(inflate_verdict(DeflateConfig::default(), &at).await, None);
+    let over = vec![0u8; (64 << 10) + 1];
+    assert_eq!(
+        inflate_verdict(DeflateConfig::default(), &over).await,
+        Some(1009)
+    );
+}

@@ -148,10 +148,10 @@ pub struct DeflateConfig {
     /// can send a compressed frame (yawc). When false every connection compresses its own copy.
     /// Default: true.
     pub compress_once: bool,
-    /// A compressed frame that inflates to more than this many times its size on the wire (and
-    /// to more than 64 KiB) closes the connection with 1009, checked while inflating: the bound
-    /// on what a small frame can cost. 0: no ratio limit (the message limits still hold).
-    /// Default: 256.
+    /// A compressed frame that inflates to more than this many times its size on the wire and
+    /// to more than 64 KiB closes the connection with 1009, checked while inflating: the bound
+    /// on what a small frame can cost (deflate itself reaches about 1 000 times). 0: no ratio
+    /// limit (the message limits still hold). Default: 256.
     pub max_inflate_ratio: usize,
 }
 

@@ -72,7 +72,7 @@
 //! |---|---|---|---|
 //! | `ws-tungstenite` | yes | `chinwag-ws-tungstenite` (tungstenite, async-tungstenite) | `ws::tungstenite`, `WsEngine::Tungstenite` |
 //! | `ws-fastwebsockets` | no | `chinwag-ws-fastwebsockets` (fastwebsockets) | `ws::fastwebsockets`, `WsEngine::FastWebSockets` |
-//! | `ws-yawc` | no | `chinwag-ws-yawc` (yawc, MPL-2.0, used unmodified) | `ws::yawc`, `WsEngine::Yawc` |
+//! | `ws-yawc` | no | `chinwag-ws-yawc` (yawc 0.5.0, MPL-2.0, with a small patch: `vendor/yawc`) | `ws::yawc`, `WsEngine::Yawc` |
 //! | `tls` | no | nothing new (rustls with ring is in the transports already) | `chinwag::tls`, `ServerBuilder::tls` |
 //! | `queue-redb` | no | `chinwag-queue-redb` (redb) | `queue::redb`, `ServerBuilder::redb_queue`, `redb_queue_with` |
 //! | `queue-redis` | no | `chinwag-queue-redis` (redis) | `queue::redis`, `ServerBuilder::redis_queue` |
