@@ -2,9 +2,26 @@
 //! side of the negotiation. yawc agrees the parameters itself (its `upgrade_with_options`, run
 //! on a request that carries one offer); this module only picks the offer and the preferences.
 
+use std::sync::OnceLock;
+
 use chinwag_ws::WsConfig;
 use http::header;
-use yawc::{Options, WebSocket};
+use yawc::{DeflatePool, Options, WebSocket};
+
+/// Idle deflate states kept per window size (compressors and decompressors counted apart) in
+/// the process-wide pool.
+pub const DEFLATE_POOL_CAPACITY: usize = 16;
+
+/// The process's pool of deflate state for connections that agreed no context takeover in a
+/// direction: such a direction borrows its compressor or decompressor for one message and
+/// returns it, so an idle connection holds no zlib state (about 300 KiB otherwise, kept from its
+/// first compressed message on). At most [`DEFLATE_POOL_CAPACITY`] idle states are kept per window size;
+/// a message that finds none builds one (yawc's `DeflatePool`).
+fn pool() -> DeflatePool {
+    static POOL: OnceLock<DeflatePool> = OnceLock::new();
+    POOL.get_or_init(|| DeflatePool::new(DEFLATE_POOL_CAPACITY))
+        .clone()
+}
 
 /// yawc's options for `cfg` with deflate enabled as [`WsConfig::deflate`] says (the client's
 /// offer, and what a server uses after agreeing). The window bits are set explicitly: without
@@ -22,7 +39,8 @@ fn options_for(cfg: &WsConfig, client_bits: bool, server_bits: bool) -> Options 
     };
     let mut o = base
         .with_balanced_compression()
-        .with_compression_threshold(d.threshold);
+        .with_compression_threshold(d.threshold)
+        .with_deflate_pool(pool());
     if client_bits {
         o = o.with_client_max_window_bits(d.client_max_window_bits.clamp(9, 15));
     }

@@ -65,6 +65,7 @@ use yawc::streaming::Streaming;
 use yawc::{OpCode, Options, WebSocket, WebSocketError};
 
 pub use compress_once::{DeflateStats, deflate_stats};
+pub use deflate::DEFLATE_POOL_CAPACITY;
 use masking::{Io, MaskCheck};
 pub use read::YawcRead;
 
