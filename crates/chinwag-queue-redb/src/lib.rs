@@ -15,7 +15,9 @@
 //! that arrive while a commit is in progress are applied together in the next transaction and
 //! share its single fsync (up to [`MAX_BATCH`] operations). A lone push still costs one fsync;
 //! many concurrent producers cost one fsync per batch, which is where the throughput comes
-//! from. Reads use read transactions on tokio's blocking pool and never wait for the
+//! from. Reads use read transactions on the process's [`MAX_CONCURRENT_READS`] reader threads
+//! (the rest wait their turn on the runtime without a thread, so a reconnect storm's replays do
+//! not make hundreds of threads, as reads on tokio's blocking pool did), and never wait for the
 //! writer, except to free expired entries they find (lazy expiry).
 //!
 //! Semantics are those of [`chinwag_queue`]; the crate's tests run its conformance suite.
@@ -89,6 +91,12 @@ use writer::{Batch, Done, Reply, Writer, backend, blocking, open_database};
 
 /// Most operations applied in one write transaction (one fsync).
 pub const MAX_BATCH: usize = 256;
+
+/// Reads (of every redb queue and history in the process) that run at once, each on one of as
+/// many reader threads (started on the first read); the others wait, without a thread, until
+/// one finishes. Reads are short read transactions served mostly from the page cache, so a few
+/// threads keep up with many callers.
+pub const MAX_CONCURRENT_READS: usize = 4;
 
 /// The default of [`RedbOptions::cache_size`]: 16 MiB (redb's own default is 1 GiB). Chosen by
 /// measurement: 64 and 256 MiB pushed no faster (fsync decides) and read no faster (slower for

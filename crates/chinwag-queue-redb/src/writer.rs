@@ -1,15 +1,56 @@
 //! What the queue and the history share: the group-commit writer thread, opening the file,
-//! reads on tokio's blocking pool.
+//! and the process's [`MAX_CONCURRENT_READS`] reader threads.
 
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
 use std::thread::JoinHandle;
 
 use chinwag_queue::QueueError;
 use redb::{Database, Durability, WriteTransaction};
 use tokio::sync::oneshot;
 
-use crate::{MAX_BATCH, RedbOptions};
+use crate::{MAX_BATCH, MAX_CONCURRENT_READS, RedbOptions};
+
+/// The reads of every redb store in the process that may run at once; the others wait here,
+/// on the runtime, not on a thread of their own.
+static READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT_READS);
+
+type ReadJob = Box<dyn FnOnce() + Send>;
+
+/// The process's reader threads (started on the first read): [`MAX_CONCURRENT_READS`] threads
+/// taking jobs from one channel, which holds at most that many jobs since a job is sent only
+/// with a place of [`READS`]. Fixed threads rather than tokio's blocking pool: a blocking-pool
+/// thread becomes idle only after its task's result is delivered, so a steady stream of short
+/// reads keeps starting new threads even with the reads bounded (measured: 30 threads for 1 000
+/// reads, 4 at a time).
+fn readers() -> &'static mpsc::Sender<ReadJob> {
+    static READERS: OnceLock<mpsc::Sender<ReadJob>> = OnceLock::new();
+    READERS.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<ReadJob>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..MAX_CONCURRENT_READS {
+            let rx = Arc::clone(&rx);
+            std::thread::Builder::new()
+                .name(format!("chinwag-redb-read-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                        match job {
+                            // A read that panics drops its reply (the caller gets an error);
+                            // the thread goes on with the next job.
+                            Ok(job) => {
+                                let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .expect("cannot start a redb reader thread");
+        }
+        tx
+    })
+}
 
 /// Where an operation's result goes.
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, QueueError>>;
@@ -193,17 +234,30 @@ pub(crate) fn open_database(
     Ok(Arc::new(db))
 }
 
-/// Runs a read on tokio's blocking pool (in place outside a tokio runtime).
+/// Runs a read on one of the process's reader threads (in place outside a tokio runtime), once
+/// one of the [`MAX_CONCURRENT_READS`] places is free: a reconnect storm's replays queue here
+/// instead of each taking a blocking-pool thread (hundreds of them, measured in issue 21).
 pub(crate) async fn blocking<T: Send + 'static>(
     db: &Arc<Database>,
     f: impl FnOnce(&Database) -> Result<T, QueueError> + Send + 'static,
 ) -> Result<T, QueueError> {
     let db = Arc::clone(db);
     match tokio::runtime::Handle::try_current() {
-        Ok(rt) => rt
-            .spawn_blocking(move || f(&db))
-            .await
-            .map_err(QueueError::backend)?,
+        Ok(_) => {
+            // The semaphore is never closed.
+            let _place = READS.acquire().await.map_err(QueueError::backend)?;
+            let (reply, answer) = oneshot::channel();
+            let job: ReadJob = Box::new(move || {
+                // A caller that went away (dropped future) does not care about its answer.
+                let _ = reply.send(f(&db));
+            });
+            readers()
+                .send(job)
+                .map_err(|_| QueueError::backend("the redb reader threads stopped"))?;
+            answer
+                .await
+                .map_err(|_| QueueError::backend("a redb read panicked"))?
+        }
         // Not in a tokio runtime (another executor): read in place rather than panic.
         Err(_) => f(&db),
     }
