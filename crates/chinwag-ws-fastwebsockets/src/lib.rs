@@ -56,46 +56,7 @@ use tokio::io::{ReadHalf, WriteHalf};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FastWebSockets;
 
-/// A WebSocket connection on fastwebsockets.
-pub type WsConnection = common::WsConnection<FastWebSockets>;
-/// The reading half of a [`WsConnection`].
-pub type WsReader = common::WsReader<FastWebSockets>;
-/// The writing half of a [`WsConnection`].
-pub type WsWriter = common::WsWriter<FastWebSockets>;
-/// Accepts WebSocket connections on fastwebsockets (see
-/// [`chinwag_ws::WsAcceptor`]).
-pub type WsAcceptor = common::WsAcceptor<FastWebSockets>;
-
-/// Upgrades a hyper request to a fastwebsockets WebSocket; see
-/// [`chinwag_ws::upgrade`].
-#[allow(clippy::type_complexity)]
-pub fn upgrade<B>(
-    req: &mut http::Request<B>,
-    cfg: &WsConfig,
-) -> Result<
-    (
-        http::Response<Empty<Bytes>>,
-        impl Future<Output = Result<WsConnection, TransportError>> + Send + 'static,
-    ),
-    UpgradeError,
-> {
-    common::upgrade::<FastWebSockets, B>(req, cfg)
-}
-
-/// Dials a `ws://` or `wss://` URL; see [`chinwag_ws::connect`].
-pub async fn connect(url: &str, cfg: &WsConfig) -> Result<WsConnection, TransportError> {
-    common::connect::<FastWebSockets>(url, cfg).await
-}
-
-/// Dials a `ws://` or `wss://` URL with options; see
-/// [`chinwag_ws::connect_with`].
-pub async fn connect_with(
-    url: &str,
-    cfg: &WsConfig,
-    opts: &ConnectOptions,
-) -> Result<WsConnection, TransportError> {
-    common::connect_with::<FastWebSockets>(url, cfg, opts).await
-}
+chinwag_ws::engine_api!(FastWebSockets, "fastwebsockets");
 
 type Writer = CoalescingWriter<WriteHalf<WsStream>>;
 

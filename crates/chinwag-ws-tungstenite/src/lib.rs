@@ -37,17 +37,15 @@
 //! # }
 //! ```
 
-use std::future::{Future, poll_fn};
+use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
 
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tokio::TokioAdapter;
-use bytes::Bytes;
 use chinwag_transport::{CloseReason, Frame, TransportError};
 use futures_util::{Sink, Stream};
-use http_body_util::Empty;
 use tungstenite::Message;
 use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tungstenite::protocol::frame::Frame as WireFrame;
@@ -67,43 +65,7 @@ use chinwag_ws::{
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Tungstenite;
 
-/// A WebSocket connection on tungstenite.
-pub type WsConnection = common::WsConnection<Tungstenite>;
-/// The reading half of a [`WsConnection`].
-pub type WsReader = common::WsReader<Tungstenite>;
-/// The writing half of a [`WsConnection`].
-pub type WsWriter = common::WsWriter<Tungstenite>;
-/// Accepts WebSocket connections on tungstenite (see [`chinwag_ws::WsAcceptor`]).
-pub type WsAcceptor = common::WsAcceptor<Tungstenite>;
-
-/// Upgrades a hyper request to a tungstenite WebSocket; see [`chinwag_ws::upgrade`].
-#[allow(clippy::type_complexity)]
-pub fn upgrade<B>(
-    req: &mut http::Request<B>,
-    cfg: &WsConfig,
-) -> Result<
-    (
-        http::Response<Empty<Bytes>>,
-        impl Future<Output = Result<WsConnection, TransportError>> + Send + 'static,
-    ),
-    UpgradeError,
-> {
-    common::upgrade::<Tungstenite, B>(req, cfg)
-}
-
-/// Dials a `ws://` or `wss://` URL; see [`chinwag_ws::connect`].
-pub async fn connect(url: &str, cfg: &WsConfig) -> Result<WsConnection, TransportError> {
-    common::connect::<Tungstenite>(url, cfg).await
-}
-
-/// Dials a `ws://` or `wss://` URL with options; see [`chinwag_ws::connect_with`].
-pub async fn connect_with(
-    url: &str,
-    cfg: &WsConfig,
-    opts: &ConnectOptions,
-) -> Result<WsConnection, TransportError> {
-    common::connect_with::<Tungstenite>(url, cfg, opts).await
-}
+chinwag_ws::engine_api!(Tungstenite, "tungstenite");
 
 type Ws = WebSocketStream<TokioAdapter<ReadAhead<WsStream>>>;
 

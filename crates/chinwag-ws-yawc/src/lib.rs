@@ -46,7 +46,7 @@ mod deflate;
 mod masking;
 mod read;
 
-use std::future::{Future, poll_fn};
+use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -60,7 +60,6 @@ pub use chinwag_ws::{
     is_upgrade_request, tls_config_with_roots,
 };
 use futures_util::Sink;
-use http_body_util::Empty;
 use yawc::streaming::Streaming;
 use yawc::{OpCode, Options, WebSocket, WebSocketError};
 
@@ -73,43 +72,7 @@ pub use read::YawcRead;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Yawc;
 
-/// A WebSocket connection on yawc.
-pub type WsConnection = common::WsConnection<Yawc>;
-/// The reading half of a [`WsConnection`].
-pub type WsReader = common::WsReader<Yawc>;
-/// The writing half of a [`WsConnection`].
-pub type WsWriter = common::WsWriter<Yawc>;
-/// Accepts WebSocket connections on yawc (see [`chinwag_ws::WsAcceptor`]).
-pub type WsAcceptor = common::WsAcceptor<Yawc>;
-
-/// Upgrades a hyper request to a yawc WebSocket; see [`chinwag_ws::upgrade`].
-#[allow(clippy::type_complexity)]
-pub fn upgrade<B>(
-    req: &mut http::Request<B>,
-    cfg: &WsConfig,
-) -> Result<
-    (
-        http::Response<Empty<Bytes>>,
-        impl Future<Output = Result<WsConnection, TransportError>> + Send + 'static,
-    ),
-    UpgradeError,
-> {
-    common::upgrade::<Yawc, B>(req, cfg)
-}
-
-/// Dials a `ws://` or `wss://` URL; see [`chinwag_ws::connect`].
-pub async fn connect(url: &str, cfg: &WsConfig) -> Result<WsConnection, TransportError> {
-    common::connect::<Yawc>(url, cfg).await
-}
-
-/// Dials a `ws://` or `wss://` URL with options; see [`chinwag_ws::connect_with`].
-pub async fn connect_with(
-    url: &str,
-    cfg: &WsConfig,
-    opts: &ConnectOptions,
-) -> Result<WsConnection, TransportError> {
-    common::connect_with::<Yawc>(url, cfg, opts).await
-}
+chinwag_ws::engine_api!(Yawc, "yawc");
 
 /// The yawc connection both halves share. Each poll takes the lock briefly and never holds it
 /// across an await; yawc keeps separate wakers for its read and write sides.

@@ -2,14 +2,12 @@
 //! while it inflates (yawc stops at the frame limit), and the process grows by a bounded amount,
 //! nowhere near the gigabyte. Alone in its own test binary so the measurement is not blurred.
 
-mod common;
-
 use std::io::Write;
 
 use chinwag::transport::{Acceptor, FrameRead, Transport, TransportError};
 use chinwag::ws::DeflateConfig;
 use chinwag::ws::yawc::{WsAcceptor, WsConfig};
-use common::{client_frame, handshake, header, read_frame, within};
+use chinwag_ws::suite::{client_frame, header, raw_handshake, read_close_code, within};
 use tokio::io::AsyncWriteExt;
 
 /// Peak resident memory of this process in KiB (Linux `VmHWM`).
@@ -60,7 +58,7 @@ async fn inflating_stops_at_the_limit_with_1009() {
     drop(payload);
     let ((mut tcp, head), server) = within("handshake", async {
         tokio::join!(
-            handshake(
+            raw_handshake(
                 addr,
                 "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; \
                  server_no_context_takeover\r\n",
@@ -80,9 +78,7 @@ async fn inflating_stops_at_the_limit_with_1009() {
         Err(TransportError::TooLarge { limit: l, .. }) => assert_eq!(l, limit as u64),
         other => panic!("expected TooLarge, got {other:?}"),
     }
-    let (b0, close) = within("close frame", read_frame(&mut tcp)).await.unwrap();
-    assert_eq!(b0 & 0x0f, 0x8);
-    assert_eq!(u16::from_be_bytes([close[0], close[1]]), 1009);
+    assert_eq!(within("close frame", read_close_code(&mut tcp)).await, 1009);
     let grown = peak_kib().saturating_sub(before);
     eprintln!("yawc: a 1 GiB bomb raised the peak RSS by {grown} KiB (limit {limit} bytes)");
     // Inflating up to the limit costs about the limit (yawc's output buffer); honouring the

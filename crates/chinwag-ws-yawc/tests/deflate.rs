@@ -1,13 +1,11 @@
 //! permessage-deflate on the yawc engine: negotiation (the server's answers, the client's
 //! offer), messages under the threshold sent uncompressed, compressed round trips.
 
-mod common;
-
 use bytes::Bytes;
 use chinwag::transport::{Acceptor, Frame, FrameRead, FrameWrite, Transport};
 use chinwag::ws::DeflateConfig;
 use chinwag::ws::yawc::{WsAcceptor, WsConfig, connect};
-use common::{client_frame, handshake, header, read_frame, within};
+use chinwag_ws::suite::{client_frame, header, raw_handshake, read_raw_frame, within};
 use tokio::io::AsyncWriteExt;
 
 /// A yawc echo server with `cfg`; returns its address.
@@ -39,7 +37,7 @@ fn deflate() -> WsConfig {
 async fn server_answers() {
     let addr = echo(deflate()).await;
     // A browser's offer: a bare client_max_window_bits is answered with 15 (yawc alone: 9).
-    let (_t, head) = handshake(
+    let (_t, head) = raw_handshake(
         addr,
         "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
     )
@@ -49,11 +47,11 @@ async fn server_answers() {
     assert!(ext.starts_with("permessage-deflate"), "{ext}");
     assert!(ext.contains("client_max_window_bits=15"), "{ext}");
     // No client_max_window_bits in the offer: none in the answer (RFC 7692 §7.1.2.2).
-    let (_t, head) = handshake(addr, "Sec-WebSocket-Extensions: permessage-deflate\r\n").await;
+    let (_t, head) = raw_handshake(addr, "Sec-WebSocket-Extensions: permessage-deflate\r\n").await;
     let ext = header(&head, "sec-websocket-extensions").expect("deflate agreed");
     assert!(!ext.contains("client_max_window_bits"), "{ext}");
     // A list of offers (and an unknown extension first): the first acceptable one is agreed.
-    let (_t, head) = handshake(
+    let (_t, head) = raw_handshake(
         addr,
         "Sec-WebSocket-Extensions: x-unknown, permessage-deflate; server_max_window_bits=10; \
          client_no_context_takeover, permessage-deflate\r\n",
@@ -64,7 +62,7 @@ async fn server_answers() {
     assert!(ext.contains("client_no_context_takeover"), "{ext}");
     // Without WsConfig::deflate: no extension.
     let plain = echo(WsConfig::default()).await;
-    let (_t, head) = handshake(plain, "Sec-WebSocket-Extensions: permessage-deflate\r\n").await;
+    let (_t, head) = raw_handshake(plain, "Sec-WebSocket-Extensions: permessage-deflate\r\n").await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert_eq!(header(&head, "sec-websocket-extensions"), None);
 }
@@ -78,7 +76,7 @@ async fn configured_takeover_and_window_are_asked() {
             .with_server_max_window_bits(12),
     ));
     let addr = echo(cfg).await;
-    let (_t, head) = handshake(addr, "Sec-WebSocket-Extensions: permessage-deflate\r\n").await;
+    let (_t, head) = raw_handshake(addr, "Sec-WebSocket-Extensions: permessage-deflate\r\n").await;
     let ext = header(&head, "sec-websocket-extensions").expect("deflate agreed");
     assert!(ext.contains("server_no_context_takeover"), "{ext}");
     assert!(ext.contains("client_no_context_takeover"), "{ext}");
@@ -89,7 +87,8 @@ async fn configured_takeover_and_window_are_asked() {
 #[tokio::test]
 async fn threshold_at_the_boundary() {
     let addr = echo(deflate()).await;
-    let (mut tcp, head) = handshake(addr, "Sec-WebSocket-Extensions: permessage-deflate\r\n").await;
+    let (mut tcp, head) =
+        raw_handshake(addr, "Sec-WebSocket-Extensions: permessage-deflate\r\n").await;
     assert!(header(&head, "sec-websocket-extensions").is_some());
     // Uncompressed client frames (RSV1 clear is allowed) of 255 and 256 bytes.
     for (len, compressed) in [(255usize, false), (256, true)] {
@@ -97,7 +96,7 @@ async fn threshold_at_the_boundary() {
         tcp.write_all(&client_frame(0x2, false, &body))
             .await
             .unwrap();
-        let (b0, payload) = within("echo", read_frame(&mut tcp)).await.unwrap();
+        let (b0, payload) = within("echo", read_raw_frame(&mut tcp)).await.unwrap();
         assert_eq!(b0 & 0x0f, 0x2);
         assert_eq!(b0 & 0x40 != 0, compressed, "RSV1 for {len} bytes");
         if compressed {

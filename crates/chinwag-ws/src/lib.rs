@@ -12,13 +12,15 @@
 //! * the client side: [`connect`] / [`connect_with`] for `ws://` and `wss://`;
 //! * the connection behind the transport seam: [`WsConnection`] with its owned halves, keepalive
 //!   pings, the close handshake and the mapping of errors to close codes;
-//! * the [`Engine`] trait an engine crate implements (a reader, a writer, the client handshake);
+//! * the [`Engine`] trait an engine crate implements (a reader, a writer, the client handshake),
+//!   and [`engine_api!`], which gives an engine crate its public aliases and functions;
 //! * [`StaticAsset`]: a file prepared for serving on the same port (ETag, gzip, 304).
 //!
 //! Behind the `test-suite` feature, `suite` holds the loopback tests every engine must pass
 //! (instantiated with `engine_tests!` in each engine crate's tests), as `chinwag-queue` does
 //! for queue backends.
 
+mod api;
 mod asset;
 mod client;
 mod config;
@@ -29,6 +31,8 @@ mod lock;
 mod server;
 mod stream;
 
+#[doc(hidden)]
+pub use api::__engine_api;
 pub use asset::StaticAsset;
 pub use client::{ClientOrigin, ConnectOptions, connect, connect_with, tls_config_with_roots};
 pub use config::{DeflateConfig, HostPolicy, OriginPolicy, WsConfig};

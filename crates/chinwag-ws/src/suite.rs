@@ -158,14 +158,12 @@ pub async fn frame_limit<E: Engine>() {
     assert_eq!(cr.close_reason().unwrap().code, CloseCode::TOO_BIG);
 }
 
-/// Sends a raw opening handshake with `extra` header lines; returns the status code.
-async fn raw_handshake(addr: SocketAddr, extra: &str) -> (u16, TcpStream) {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
-    );
-    tcp.write_all(req.as_bytes()).await.unwrap();
+// Raw-socket helpers: what a hostile or minimal peer writes and reads byte by byte, for the
+// suite and for engine crates' own tests (the engine under test does its framing itself).
+
+/// Reads an HTTP head (a request's or a response's) byte by byte up to and including its blank
+/// line, or up to the end of the stream; never past it, so frames that follow stay unread.
+pub async fn read_head(tcp: &mut TcpStream) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -174,12 +172,106 @@ async fn raw_handshake(addr: SocketAddr, extra: &str) -> (u16, TcpStream) {
         }
         head.push(byte[0]);
     }
-    let status = String::from_utf8_lossy(&head)
-        .split_whitespace()
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// The status code of a response head (0 when it has none).
+pub fn status(head: &str) -> u16 {
+    head.split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, tcp)
+        .unwrap_or(0)
+}
+
+/// The value of the header `name` (case-insensitive) in an HTTP head, trimmed.
+pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// Sends a raw opening handshake to `addr` with `extra` header lines (each ending in `\r\n`);
+/// returns the socket and the response head (see [`status`] and [`header`]).
+pub async fn raw_handshake(addr: SocketAddr, extra: &str) -> (TcpStream, String) {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let head = read_head(&mut tcp).await;
+    (tcp, head)
+}
+
+/// A raw server's `101 Switching Protocols` answer to the request head `request` (read with
+/// [`read_head`]), its `Sec-WebSocket-Accept` computed by engine `E`.
+pub fn switching_protocols<E: Engine>(request: &str) -> Vec<u8> {
+    let key = header(request, "sec-websocket-key").expect("a Sec-WebSocket-Key");
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n\r\n",
+        E::accept_key(key.as_bytes())
+    )
+    .into_bytes()
+}
+
+/// A client frame as a raw peer writes it: FIN set, RSV1 when `rsv1` (a compressed message),
+/// `opcode`, masked with the key 0 (so the payload stands as it is), any length.
+pub fn client_frame(opcode: u8, rsv1: bool, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x80 | if rsv1 { 0x40 } else { 0 } | opcode];
+    let len = payload.len();
+    if len < 126 {
+        f.push(0x80 | len as u8);
+    } else if let Ok(len) = u16::try_from(len) {
+        f.push(0x80 | 126);
+        f.extend_from_slice(&len.to_be_bytes());
+    } else {
+        f.push(0x80 | 127);
+        f.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    f.extend_from_slice(&[0, 0, 0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Reads one frame of any length, masked (a client's: the payload is unmasked) or not: its
+/// first header byte (FIN, RSV bits, opcode in the low four bits) and its payload. `None` when
+/// the stream ends or fails first.
+pub async fn read_raw_frame(tcp: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+    let mut head = [0u8; 2];
+    tcp.read_exact(&mut head).await.ok()?;
+    let len = match head[1] & 0x7f {
+        126 => tcp.read_u16().await.ok()? as usize,
+        127 => usize::try_from(tcp.read_u64().await.ok()?).ok()?,
+        n => n as usize,
+    };
+    let mut mask = [0u8; 4];
+    if head[1] & 0x80 != 0 {
+        tcp.read_exact(&mut mask).await.ok()?;
+    }
+    let mut payload = vec![0u8; len];
+    tcp.read_exact(&mut payload).await.ok()?;
+    for (i, b) in payload.iter_mut().enumerate() {
+        *b ^= mask[i % 4];
+    }
+    Some((head[0], payload))
+}
+
+/// Reads the next frame with [`read_raw_frame`], which must be a close frame (a control frame:
+/// at most 125 bytes of payload), and returns its code (0 when it has none).
+pub async fn read_close_code(tcp: &mut TcpStream) -> u16 {
+    let (b0, payload) = read_raw_frame(tcp).await.expect("a close frame");
+    assert_eq!(b0 & 0x0f, 0x8, "a close frame, not opcode {:#x}", b0 & 0x0f);
+    assert!(
+        payload.len() <= 125,
+        "a control frame's payload: {}",
+        payload.len()
+    );
+    match payload[..] {
+        [a, b, ..] => u16::from_be_bytes([a, b]),
+        _ => 0,
+    }
 }
 
 pub async fn origin_policy<E: Engine>() {
@@ -188,20 +280,20 @@ pub async fn origin_policy<E: Engine>() {
     let (acc, url) = bind::<E>(WsConfig::default().with_origin(policy)).await;
     let addr = acc.local_addr();
     let acc = admit_all(acc);
-    let (status, _) = within(
+    let (_, head) = within(
         "evil",
         raw_handshake(addr, "Origin: https://evil.example\r\n"),
     )
     .await;
-    assert_eq!(status, 403);
-    let (status, _) = within("missing", raw_handshake(addr, "")).await;
-    assert_eq!(status, 403);
-    let (status, _) = within(
+    assert_eq!(status(&head), 403);
+    let (_, head) = within("missing", raw_handshake(addr, "")).await;
+    assert_eq!(status(&head), 403);
+    let (_, head) = within(
         "good",
         raw_handshake(addr, "Origin: https://good.example\r\n"),
     )
     .await;
-    assert_eq!(status, 101);
+    assert_eq!(status(&head), 101);
     // Through the client API: refused is a handshake error, allowed connects.
     let opts = ConnectOptions::default().with_origin("https://evil.example");
     assert!(matches!(
@@ -219,10 +311,10 @@ pub async fn origin_policy<E: Engine>() {
     let addr = acc.local_addr();
     let _acc = admit_all(acc);
     connect::<E>(&url, &WsConfig::default()).await.unwrap();
-    let (status, _) = raw_handshake(addr, &format!("Origin: http://{addr}\r\n")).await;
-    assert_eq!(status, 101);
-    let (status, _) = raw_handshake(addr, "Origin: http://other.example\r\n").await;
-    assert_eq!(status, 403);
+    let (_, head) = raw_handshake(addr, &format!("Origin: http://{addr}\r\n")).await;
+    assert_eq!(status(&head), 101);
+    let (_, head) = raw_handshake(addr, "Origin: http://other.example\r\n").await;
+    assert_eq!(status(&head), 403);
 }
 
 /// Sends a request head for `path` with `host` as its `Host` (none when `None`), as a
@@ -247,27 +339,13 @@ async fn raw_request(
     }
     req.push_str("\r\n");
     tcp.write_all(req.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if tcp.read(&mut byte).await.unwrap() == 0 {
-            break;
-        }
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let head = read_head(&mut tcp).await.to_ascii_lowercase();
+    let status = status(&head);
     if status == 101 {
         return (status, String::new());
     }
-    let len = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
+    let len = header(&head, "content-length")
+        .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let mut body = vec![0u8; len];
     tcp.read_exact(&mut body).await.unwrap();
@@ -731,11 +809,11 @@ pub async fn keepalive_paused<E: Engine>() {
 /// returns the socket and the server's connection.
 async fn raw_dial<E: Engine>(acc: &mut WsAcceptor<E>) -> (TcpStream, WsConnection<E>) {
     let addr = acc.local_addr();
-    let ((status, tcp), server) = within("raw dial", async {
+    let ((tcp, head), server) = within("raw dial", async {
         tokio::join!(raw_handshake(addr, ""), acc.accept())
     })
     .await;
-    assert_eq!(status, 101);
+    assert_eq!(status(&head), 101);
     (tcp, server.unwrap())
 }
 
@@ -764,17 +842,6 @@ pub async fn dial<E: Engine>(
     (client.unwrap(), server.unwrap())
 }
 
-/// Reads one unmasked server frame with a payload < 126 bytes: (opcode, payload).
-async fn read_small_frame(tcp: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
-    let mut head = [0u8; 2];
-    tcp.read_exact(&mut head).await.ok()?;
-    let len = (head[1] & 0x7f) as usize;
-    assert!(len < 126);
-    let mut payload = vec![0u8; len];
-    tcp.read_exact(&mut payload).await.ok()?;
-    Some((head[0] & 0x0f, payload))
-}
-
 /// Keepalive seen on the wire: the server pings a silent peer, a pong re-arms it (another
 /// ping follows), and when pongs stop the server closes with 1001 and its reader times out.
 /// Pings from the peer are answered with the same payload.
@@ -799,10 +866,10 @@ pub async fn keepalive_on_the_wire<E: Engine>() {
         .unwrap();
     let mut pings = 0;
     loop {
-        let (op, payload) = within("a frame", read_small_frame(&mut tcp))
+        let (b0, payload) = within("a frame", read_raw_frame(&mut tcp))
             .await
             .expect("a frame");
-        match op {
+        match b0 & 0x0f {
             0xA => assert_eq!(payload, b"hi"),
             0x9 => {
                 pings += 1;
@@ -818,11 +885,7 @@ pub async fn keepalive_on_the_wire<E: Engine>() {
     // Our ping and pongs were seen, although `read_frame` returned none of them.
     assert!(activity.last_control_frame().is_some());
     // We stop answering: the next frame is a close with 1001.
-    let (op, payload) = within("close", read_small_frame(&mut tcp))
-        .await
-        .expect("a close frame");
-    assert_eq!(op, 0x8);
-    assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1001);
+    assert_eq!(within("close", read_close_code(&mut tcp)).await, 1001);
     let res = within("reader", reader).await.unwrap();
     assert!(matches!(res, Err(TransportError::Timeout(_))), "{res:?}");
 }
@@ -841,11 +904,7 @@ pub async fn huge_declared_frame<E: Engine>() {
         other => panic!("expected TooLarge, got {other:?}"),
     }
     // The peer gets a close frame with 1009, then the connection ends.
-    let (op, payload) = within("close frame", read_small_frame(&mut tcp))
-        .await
-        .expect("a close frame");
-    assert_eq!(op, 0x8);
-    assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1009);
+    assert_eq!(within("close frame", read_close_code(&mut tcp)).await, 1009);
     let mut rest = Vec::new();
     let _ = within("eof", tcp.read_to_end(&mut rest)).await;
 }
@@ -862,55 +921,23 @@ pub async fn masking_is_enforced<E: Engine>() {
         Err(TransportError::Protocol(_)) => {}
         other => panic!("expected a protocol error, got {other:?}"),
     }
-    let (op, payload) = within("close frame", read_small_frame(&mut tcp))
-        .await
-        .expect("a close frame");
-    assert_eq!(op, 0x8);
-    assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1002);
+    assert_eq!(within("close frame", read_close_code(&mut tcp)).await, 1002);
 
     // Client side: a raw server answers the handshake, then sends a masked frame.
     let listener = tokio::net::TcpListener::bind(loopback()).await.unwrap();
     let url = format!("ws://{}/", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {
         let (mut tcp, _) = listener.accept().await.unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            assert_eq!(tcp.read(&mut byte).await.unwrap(), 1);
-            head.push(byte[0]);
-        }
-        let head = String::from_utf8_lossy(&head).to_string();
-        let key = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("sec-websocket-key")
-                    .then(|| v.trim().to_owned())
-            })
+        let head = read_head(&mut tcp).await;
+        tcp.write_all(&switching_protocols::<E>(&head))
+            .await
             .unwrap();
-        let resp = format!(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Accept: {}\r\n\r\n",
-            E::accept_key(key.as_bytes())
-        );
-        tcp.write_all(resp.as_bytes()).await.unwrap();
         // FIN + text, masked (key 0), payload "hi".
         tcp.write_all(&[0x81, 0x82, 0, 0, 0, 0, b'h', b'i'])
             .await
             .unwrap();
         // The client's answer: a masked close frame with 1002.
-        let mut hdr = [0u8; 2];
-        tcp.read_exact(&mut hdr).await.unwrap();
-        assert_eq!(hdr[0] & 0x0f, 0x8, "a close frame");
-        let len = (hdr[1] & 0x7f) as usize;
-        let mut mask = [0u8; 4];
-        tcp.read_exact(&mut mask).await.unwrap();
-        let mut payload = vec![0u8; len];
-        tcp.read_exact(&mut payload).await.unwrap();
-        for (i, b) in payload.iter_mut().enumerate() {
-            *b ^= mask[i % 4];
-        }
-        u16::from_be_bytes([payload[0], payload[1]])
+        read_close_code(&mut tcp).await
     });
     let (mut cr, _cw) = within("connect", connect::<E>(&url, &WsConfig::default()))
         .await

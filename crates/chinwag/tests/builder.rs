@@ -5,7 +5,7 @@
 //! The crate's dev-dependency on itself turns on the features these tests use; a copy built
 //! without them (from the packaged crate, which drops that path-only dependency) skips them.
 #![cfg(all(
-    feature = "ws-fastwebsockets",
+    any(feature = "ws-fastwebsockets", feature = "ws-yawc"),
     feature = "queue-redb",
     feature = "queue-redis",
     feature = "tls"
@@ -29,6 +29,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SECRET: &[u8] = b"the facade tests' HS256 secret, long enough";
 const DEADLINE: Duration = Duration::from_secs(20);
+
+/// The engine of the tests that want one other than tungstenite: fastwebsockets when it is
+/// compiled in (`cargo test --workspace`, where chinwag-server turns every engine on), else
+/// yawc (the dev-dependency on this crate turns on yawc but not fastwebsockets, so that the
+/// facade with only `ws-yawc` pulls no fastwebsockets crate, dev-dependencies included).
+#[cfg(feature = "ws-fastwebsockets")]
+const OTHER_ENGINE: WsEngine = WsEngine::FastWebSockets;
+#[cfg(not(feature = "ws-fastwebsockets"))]
+const OTHER_ENGINE: WsEngine = WsEngine::Yawc;
 
 fn token(user: &str) -> String {
     JwtIssuer::hs256(SECRET).issue(user, Some("d"), Duration::from_secs(3600))
@@ -271,10 +280,15 @@ async fn every_door_answers_on_tungstenite() {
     every_door_answers::<chinwag::ws::tungstenite::Tungstenite>(WsEngine::Tungstenite).await;
 }
 
+/// Without fastwebsockets compiled in (a plain `cargo test -p chinwag`), on yawc, like
+/// [`OTHER_ENGINE`], rather than not at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_door_answers_on_fastwebsockets() {
+    #[cfg(feature = "ws-fastwebsockets")]
     every_door_answers::<chinwag::ws::fastwebsockets::FastWebSockets>(WsEngine::FastWebSockets)
         .await;
+    #[cfg(not(feature = "ws-fastwebsockets"))]
+    every_door_answers::<chinwag::ws::yawc::Yawc>(WsEngine::Yawc).await;
 }
 
 #[cfg(feature = "ws-yawc")]
@@ -459,7 +473,7 @@ async fn tls_serves_every_listener() {
     let server = Server::builder()
         .http(loopback())
         .chat_tcp(loopback())
-        .engine(WsEngine::FastWebSockets)
+        .engine(OTHER_ENGINE)
         .jwt_secret(SECRET)
         .tls(tls)
         .start()

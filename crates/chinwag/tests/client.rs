@@ -3,7 +3,7 @@
 //! history, presence, the server's error codes, reconnects by the close-code table, recovery
 //! with `since` and the gap when there is none, and the client's bounds (events not read,
 //! calls in flight). No sleeps: every wait is for an event or a bounded poll under `DEADLINE`.
-#![cfg(feature = "ws-fastwebsockets")]
+#![cfg(any(feature = "ws-fastwebsockets", feature = "ws-yawc"))]
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,6 +24,15 @@ use tokio::sync::Semaphore;
 const SECRET: &[u8] = b"the client tests' HS256 secret, long enough";
 const DEADLINE: Duration = Duration::from_secs(20);
 
+/// The server's engine: fastwebsockets when it is compiled in (`cargo test --workspace`, where
+/// chinwag-server turns every engine on), else yawc (the dev-dependency on this crate turns on
+/// yawc but not fastwebsockets, so that the facade with only `ws-yawc` pulls no fastwebsockets
+/// crate, dev-dependencies included).
+#[cfg(feature = "ws-fastwebsockets")]
+const ENGINE: WsEngine = WsEngine::FastWebSockets;
+#[cfg(not(feature = "ws-fastwebsockets"))]
+const ENGINE: WsEngine = WsEngine::Yawc;
+
 fn token(user: &str) -> String {
     JwtIssuer::hs256(SECRET).issue(user, Some("d"), Duration::from_secs(3600))
 }
@@ -36,7 +45,7 @@ async fn start(app: Option<Arc<dyn App>>) -> Server {
     let mut b = Server::builder()
         .http(loopback())
         .chat_tcp(loopback())
-        .engine(WsEngine::FastWebSockets)
+        .engine(ENGINE)
         .ws_config(WsConfig::default().with_origin(OriginPolicy::any()))
         .jwt_secret(SECRET)
         .limits(
@@ -163,7 +172,7 @@ async fn direct_messages_are_received_and_acknowledged_by_themselves() {
 }
 
 /// The chat client on the yawc engine (`ChatOptions`' engine choice), against the server on
-/// fastwebsockets: a direct message both ways.
+/// [`ENGINE`]: a direct message both ways.
 #[cfg(feature = "ws-yawc")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_runs_on_yawc() {
