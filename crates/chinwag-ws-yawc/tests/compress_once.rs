@@ -4,13 +4,11 @@
 //! `compress_once` off, or without `server_no_context_takeover`, every connection compresses its
 //! own. Alone in its own test binary: the counters are process-wide.
 
-mod common;
-
 use bytes::Bytes;
 use chinwag::transport::{Acceptor, Frame, FrameWrite, Transport};
 use chinwag::ws::DeflateConfig;
 use chinwag::ws::yawc::{WsAcceptor, WsConfig, deflate_stats};
-use common::{handshake, header, read_frame, within};
+use chinwag_ws::suite::{header, raw_handshake, read_raw_frame, within};
 
 /// About 1 KiB of chat-like JSON (compresses a few times, as chat does).
 fn chat_message() -> Bytes {
@@ -59,7 +57,7 @@ async fn broadcast(
     let extra = format!("Sec-WebSocket-Extensions: {offer}\r\n");
     for _ in 0..n {
         let ((tcp, head), server) = within("handshake", async {
-            tokio::join!(handshake(addr, &extra), acc.accept())
+            tokio::join!(raw_handshake(addr, &extra), acc.accept())
         })
         .await;
         assert!(
@@ -77,7 +75,7 @@ async fn broadcast(
     }
     let mut got = Vec::new();
     for tcp in &mut clients {
-        got.push(within("read", read_frame(tcp)).await.unwrap());
+        got.push(within("read", read_raw_frame(tcp)).await.unwrap());
     }
     got
 }

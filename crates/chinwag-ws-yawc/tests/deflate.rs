@@ -152,7 +152,7 @@ async fn inflate_verdict(deflate: DeflateConfig, data: &[u8]) -> Option<u16> {
     let addr = echo(WsConfig::default().with_deflate(Some(deflate))).await;
     let (mut tcp, head) = within(
         "handshake",
-        handshake(
+        raw_handshake(
             addr,
             "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
              client_no_context_takeover\r\n",
@@ -166,7 +166,7 @@ async fn inflate_verdict(deflate: DeflateConfig, data: &[u8]) -> Option<u16> {
     tcp.write_all(&client_frame(0x2, true, &compressed(data)))
         .await
         .unwrap();
-    let (b0, payload) = within("answer", read_frame(&mut tcp)).await.unwrap();
+    let (b0, payload) = within("answer", read_raw_frame(&mut tcp)).await.unwrap();
     match b0 & 0x0f {
         0x8 => Some(u16::from_be_bytes([payload[0], payload[1]])),
         0x2 => None,
