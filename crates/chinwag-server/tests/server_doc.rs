@@ -64,14 +64,19 @@ fn the_chat_protocol_page_states_the_ready_servers_defaults() {
     .expect("docs/chat-protocol.md");
     let page = page.split_whitespace().collect::<Vec<_>>().join(" ");
     let s = Settings::default();
-    // The WebSocket message limit is the one setting the ready server changes; pings, pong
-    // waits and the rest are the library's, which the page quotes.
+    // The WebSocket message limit is the one setting the ready server changes that the page
+    // quotes (besides compression, docs/server.md's); pings, pong waits and the rest are the
+    // library's, which the page quotes.
     let ready = s.websocket.max_message_size;
     assert_eq!(
         s.websocket,
         WsConfig::default()
             .with_max_message_size(ready)
             .with_max_frame_size(ready)
+            .with_deflate(
+                chinwag_server::config::DEFLATE_BY_DEFAULT
+                    .then(chinwag_server::config::server_deflate)
+            )
     );
     assert_eq!(s.ws_config().max_message_size, ready);
     let quoted = format!("**{} MiB on the ready server**", ready >> 20);
