@@ -49,6 +49,26 @@ fn every_key_and_default_is_in_the_reference() {
     );
 }
 
+/// Whether the ready server compresses by default is one constant; the page says which.
+#[test]
+fn the_reference_says_whether_the_server_compresses_by_default() {
+    let page = REFERENCE.split_whitespace().collect::<Vec<_>>().join(" ");
+    let on =
+        "The ready server compresses WebSocket messages by default, **on the yawc engine only**";
+    let off = "The ready server does not compress WebSocket messages by default";
+    if chinwag_server::config::DEFLATE_BY_DEFAULT {
+        assert!(
+            page.contains(on) && !page.contains(off),
+            "docs/server.md: {on}"
+        );
+    } else {
+        assert!(
+            page.contains(off) && !page.contains(on),
+            "docs/server.md: {off}"
+        );
+    }
+}
+
 /// `docs/chat-protocol.md` (checked against the library by chinwag-hub's `protocol_doc.rs`)
 /// also states what the ready server changes or keeps: checked here against its settings.
 #[test]
