@@ -15,6 +15,14 @@
 //! an unknown `CHINWAG_*` variable, a flag) or a value the libraries' types refuse is an error
 //! that names the key and where it was set, before anything starts.
 //!
+//! A table the libraries also read as `"off"` (`websocket.deflate`,
+//! `hub.limits.connection_rate`, ...: [`switches`], found by trying) is also a variable and a
+//! flag of its own that take `off`: `CHINWAG_WEBSOCKET_DEFLATE=off`, `--websocket-deflate off`.
+//!
+//! The server compresses WebSocket messages by default ([`DEFLATE_BY_DEFAULT`], with
+//! [`server_deflate`]'s settings, on the yawc engine only); `[websocket.deflate]`'s keys are
+//! keys whatever that default.
+//!
 //! The help text of each key is its row in `docs/server.md` (embedded, [`reference`]), which a
 //! test checks against [`keys`] and the defaults: a key without a row, or a row without a key,
 //! fails it.
@@ -31,7 +39,7 @@ use chinwag::proxy::{FailurePolicy, ProxyConfig};
 use chinwag::queue::QueueConfig;
 use chinwag::queue::redb::RedbOptions;
 use chinwag::session::ServerConfig;
-use chinwag::ws::WsConfig;
+use chinwag::ws::{DeflateConfig, WsConfig};
 use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
 
@@ -610,6 +618,21 @@ impl Default for LogSection {
     }
 }
 
+/// Whether chinwag-server compresses WebSocket messages (permessage-deflate, RFC 7692) when no
+/// layer sets `websocket.deflate`: `true` is [`server_deflate`]'s settings, `false` is
+/// `deflate = "off"`. Only the yawc engine implements it (`server.engine = "yawc"`); the other
+/// engines ignore it (logged at start when it was set explicitly).
+pub const DEFLATE_BY_DEFAULT: bool = true;
+
+/// `[websocket.deflate]`'s defaults: the library's [`DeflateConfig`], with no context takeover
+/// either way (each side starts every message with a fresh compressor: no window kept between
+/// messages, and with `compress_once` one compressed frame serves every member of a room).
+pub fn server_deflate() -> DeflateConfig {
+    DeflateConfig::default()
+        .with_server_no_context_takeover(true)
+        .with_client_no_context_takeover(true)
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -644,8 +667,8 @@ pub struct Settings {
 
 impl Default for Settings {
     /// The libraries' defaults, and the server's own where it has its own (addresses, the
-    /// data directory, the redb queue, a 1 MiB WebSocket message, presence events in rooms
-    /// made by joining).
+    /// data directory, the redb queue, a 1 MiB WebSocket message, compression as
+    /// [`DEFLATE_BY_DEFAULT`] says, presence events in rooms made by joining).
     fn default() -> Self {
         Settings {
             server: ServerSection::default(),
@@ -658,7 +681,8 @@ impl Default for Settings {
             // envelope: 1 MiB is plenty, and far less than the library's 16 MiB.
             websocket: WsConfig::default()
                 .with_max_message_size(1 << 20)
-                .with_max_frame_size(1 << 20),
+                .with_max_frame_size(1 << 20)
+                .with_deflate(DEFLATE_BY_DEFAULT.then(server_deflate)),
             sessions: ServerConfig::default(),
             cluster: ClusterSection::default(),
             tok: TokSection::default(),
@@ -672,9 +696,16 @@ impl Default for Settings {
 
 // ---- keys, names, help ------------------------------------------------------------------------
 
-/// The default tree as TOML values.
+/// The key of the compression table.
+const DEFLATE: &str = "websocket.deflate";
+
+/// The default tree as TOML values. `[websocket.deflate]` is there as [`server_deflate`] even
+/// when [`DEFLATE_BY_DEFAULT`] is false (its keys are keys either way; [`load`] turns it off
+/// when no layer set it).
 pub fn default_table() -> Table {
-    match Value::try_from(Settings::default()) {
+    let mut s = Settings::default();
+    s.websocket.deflate = Some(server_deflate());
+    match Value::try_from(s) {
         Ok(Value::Table(t)) => t,
         other => unreachable!("Settings serializes to a table: {other:?}"),
     }
@@ -703,6 +734,35 @@ pub fn keys_of(t: &Table) -> Vec<String> {
 /// Every key of the configuration, from the serialized defaults.
 pub fn keys() -> Vec<String> {
     keys_of(&default_table())
+}
+
+/// The tables of the default tree that the configuration's types also read as `"off"`
+/// (`hub.limits.connection_rate`, `hub.limits.message_rate`, `websocket.deflate`): each is a
+/// variable and a flag that take `off`, besides its keys. Found by trying each table.
+pub fn switches() -> Vec<String> {
+    fn tables(t: &Table, prefix: &str, out: &mut Vec<String>) {
+        for (name, v) in t {
+            if let Value::Table(sub) = v {
+                let key = if prefix.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{prefix}.{name}")
+                };
+                tables(sub, &key, out);
+                out.push(key);
+            }
+        }
+    }
+    let defaults = default_table();
+    let mut all = Vec::new();
+    tables(&defaults, "", &mut all);
+    all.sort();
+    all.retain(|key| {
+        let mut t = defaults.clone();
+        set(&mut t, &defaults, key, Value::String("off".into()));
+        Value::Table(t).try_into::<Settings>().is_ok()
+    });
+    all
 }
 
 /// The value of `key` (`a.b.c`) in `t`.
@@ -812,10 +872,14 @@ pub fn reference() -> Vec<Documented> {
 
 /// Turns `raw` (from the environment or a flag) into a value of the kind of `default`: a
 /// number, true/false, a list (comma-separated, or a TOML array), or a string (a TOML inline
-/// table when it starts with `{`, for forms like `{ multi = 3 }`). A value that does not fit
-/// stays a string, and the configuration's types then refuse it, naming the key.
+/// table when it starts with `{`, for forms like `{ multi = 3 }`; for a switch, whose default
+/// is a table, always a string: its keys are set one by one). A value that does not fit stays
+/// a string, and the configuration's types then refuse it, naming the key.
 fn parse_raw(raw: &str, default: &Value) -> Value {
     let trimmed = raw.trim();
+    if default.is_table() {
+        return Value::String(trimmed.to_owned());
+    }
     let toml_value = || {
         toml::from_str::<Table>(&format!("v = {trimmed}"))
             .ok()
@@ -868,6 +932,8 @@ fn merge(
         match (into.get_mut(&name), v) {
             (None, _) => return Err(err(format!("{origin}: unknown key `{key}`"))),
             (Some(Value::Table(target)), Value::Table(sub)) => {
+                // A table written in the file was set there, even with no keys.
+                origins.insert(key.clone(), origin.to_owned());
                 merge(target, sub, &key, origin, origins)?;
             }
             (Some(slot), v) => {
@@ -893,6 +959,9 @@ fn typed(
     };
     for (key, origin) in origins {
         let Some(v) = lookup(&t, key) else { continue };
+        if v.is_table() && lookup(defaults, key).is_some_and(Value::is_table) {
+            continue; // a table the file wrote: its keys are tried one by one
+        }
         let mut one = defaults.clone();
         set(&mut one, defaults, key, v.clone());
         if let Err(e) = Value::Table(one).try_into::<Settings>() {
@@ -906,7 +975,8 @@ fn typed(
 }
 
 /// Builds the effective configuration: the defaults, then the file (`file`, else
-/// `$CHINWAG_CONFIG`), then `CHINWAG_*` variables from `env`, then `flags` (`key` → raw value).
+/// `$CHINWAG_CONFIG`), then `CHINWAG_*` variables from `env`, then `flags` (`key` or switch →
+/// raw value).
 ///
 /// # Errors
 ///
@@ -917,6 +987,51 @@ pub fn load(
     env: &[(String, String)],
     flags: &[(String, String)],
 ) -> Result<Settings, ConfigError> {
+    load_traced(file, env, flags).map(|(s, _)| s)
+}
+
+/// Where the settings of a [`load`] came from: each key, switch or file table a layer set →
+/// that layer (`the file's path`, ``environment `CHINWAG_…` ``, ``flag `--…` ``).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origins(BTreeMap<String, String>);
+
+impl Origins {
+    /// Where `key`, or a key under it, was set (the first such in key order); `None`: it is
+    /// its default.
+    pub fn set_under(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| is_under(k, key))
+            .map(|(_, origin)| origin.as_str())
+    }
+}
+
+/// Whether `k` is `key` or a key under it (`key.…`).
+fn is_under(k: &str, key: &str) -> bool {
+    k.strip_prefix(key)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+}
+
+/// [`load`], and where each setting came from.
+///
+/// # Errors
+///
+/// Those of [`load`].
+pub fn load_traced(
+    file: Option<&Path>,
+    env: &[(String, String)],
+    flags: &[(String, String)],
+) -> Result<(Settings, Origins), ConfigError> {
+    load_with(file, env, flags, DEFLATE_BY_DEFAULT)
+}
+
+/// [`load_traced`] with compression on or off when no layer sets it.
+fn load_with(
+    file: Option<&Path>,
+    env: &[(String, String)],
+    flags: &[(String, String)],
+    deflate_by_default: bool,
+) -> Result<(Settings, Origins), ConfigError> {
     let defaults = default_table();
     let mut t = defaults.clone();
     // key → where it was set (the last layer that set it)
@@ -938,7 +1053,8 @@ pub fn load(
             &mut origins,
         )?;
     }
-    let all = keys_of(&defaults);
+    let mut all = keys_of(&defaults);
+    all.extend(switches());
     let by_env: HashMap<String, &String> = all.iter().map(|k| (env_name(k), k)).collect();
     for (name, raw) in env {
         if !name.starts_with("CHINWAG_") || name == CONFIG_ENV {
@@ -958,6 +1074,9 @@ pub fn load(
         set(&mut t, &defaults, key, parse_raw(raw, default));
         origins.insert(key.clone(), format!("flag `--{}`", flag_name(key)));
     }
+    if !deflate_by_default && !origins.keys().any(|k| is_under(k, DEFLATE)) {
+        set(&mut t, &defaults, DEFLATE, Value::String("off".into()));
+    }
     let mut s = typed(t, &defaults, &origins)?;
     s.check()?;
     // The hub's fair shares are shares of the queue's bound: the facade sets one from the
@@ -973,7 +1092,7 @@ pub fn load(
         )));
     }
     s.hub.limits.offline.total_bytes = queue_total;
-    Ok(s)
+    Ok((s, Origins(origins)))
 }
 
 impl Settings {
@@ -1169,6 +1288,34 @@ impl Settings {
         toml::to_string(&s).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
     }
 
+    /// What to log at start when compression is on but the engine does not implement it (only
+    /// yawc does): `Some((explicit, message))`, `explicit` when a layer set `websocket.deflate`
+    /// (then the server warns; the default alone is worth a debug line at most). `None`: the
+    /// engine compresses, or compression is off.
+    pub fn deflate_unsupported(&self, origins: &Origins) -> Option<(bool, String)> {
+        if self.websocket.deflate.is_none() || self.server.engine == WsEngine::Yawc {
+            return None;
+        }
+        let engine = self.server.engine.name();
+        Some(match origins.set_under(DEFLATE) {
+            Some(origin) => (
+                true,
+                format!(
+                    "{origin}: `websocket.deflate` is on, but the {engine} engine does not \
+                     implement permessage-deflate: connections are not compressed (the yawc \
+                     engine does: `server.engine = \"yawc\"`)"
+                ),
+            ),
+            None => (
+                false,
+                format!(
+                    "compression (websocket.deflate) is on by default, but the {engine} engine \
+                     does not implement it"
+                ),
+            ),
+        })
+    }
+
     /// Whether every door listens on a loopback address only.
     pub fn loopback_only(&self) -> bool {
         [
@@ -1223,7 +1370,13 @@ mod tests {
 
     #[test]
     fn keys_names_and_flags_are_unique_and_every_key_has_help() {
-        let keys = keys();
+        let documented: Vec<String> = reference().into_iter().map(|d| d.key).collect();
+        // The switches are variables and flags too (and no keys: their keys are documented).
+        let switches = switches();
+        for k in &switches {
+            assert!(!documented.contains(k), "{k} is a switch, no key");
+        }
+        let keys: Vec<String> = keys().into_iter().chain(switches).collect();
         let mut envs: Vec<String> = keys.iter().map(|k| env_name(k)).collect();
         envs.sort();
         envs.dedup();
@@ -1232,8 +1385,10 @@ mod tests {
         flags.sort();
         flags.dedup();
         assert_eq!(flags.len(), keys.len(), "two keys share a flag");
-        let documented: Vec<String> = reference().into_iter().map(|d| d.key).collect();
-        for k in &keys {
+        for k in keys
+            .iter()
+            .filter(|k| lookup(&default_table(), k).is_some_and(|v| !v.is_table()))
+        {
             assert!(documented.contains(k), "{k} has no row in docs/server.md");
         }
         for k in &documented {
@@ -1321,7 +1476,7 @@ mod tests {
         assert_eq!(s.hub.limits.connection_rate, None);
         assert_eq!(s.websocket.host, HostPolicy::allow(["chat.example"]));
         assert_eq!(s.websocket.ping_interval, None);
-        assert_eq!(s.websocket.deflate, None, "no compression");
+        assert_eq!(s.websocket.deflate, Some(server_deflate()), "untouched");
 
         let env = [
             ("CHINWAG_HUB_SIGN_ON", "{ multi = 5 }"),
@@ -1744,5 +1899,231 @@ declared = [
             HostPolicy::allow(["chat.example"]),
             "an allow-list is kept"
         );
+    }
+    fn pairs(kv: &[(&str, &str)]) -> Vec<(String, String)> {
+        kv.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn deflate_by_default_with_no_context_takeover() {
+        let want = DeflateConfig::default()
+            .with_server_no_context_takeover(true)
+            .with_client_no_context_takeover(true);
+        assert_eq!(server_deflate(), want);
+        let s = load(None, &[], &[]).unwrap();
+        assert_eq!(
+            s.websocket.deflate,
+            DEFLATE_BY_DEFAULT.then(server_deflate),
+            "one constant says whether the server compresses"
+        );
+        assert_eq!(Settings::default(), s);
+        assert_eq!(s.ws_config().deflate, s.websocket.deflate);
+        let keys = keys();
+        for k in [
+            "server_no_context_takeover",
+            "client_no_context_takeover",
+            "server_max_window_bits",
+            "client_max_window_bits",
+            "threshold",
+            "compress_once",
+            "max_inflate_ratio",
+        ] {
+            assert!(keys.contains(&format!("websocket.deflate.{k}")), "{k}");
+        }
+        assert_eq!(
+            switches(),
+            [
+                "hub.limits.connection_rate",
+                "hub.limits.message_rate",
+                "websocket.deflate"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_deflate_table_from_every_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "[websocket.deflate]\nthreshold = 100\nserver_max_window_bits = 9\n\
+             client_max_window_bits = 15\ncompress_once = false\nmax_inflate_ratio = 0\n",
+        )
+        .unwrap();
+        let s = load(Some(&f), &[], &[]).unwrap();
+        let from_file = server_deflate()
+            .with_threshold(100)
+            .with_server_max_window_bits(9)
+            .with_compress_once(false)
+            .with_max_inflate_ratio(0);
+        assert_eq!(
+            s.websocket.deflate,
+            Some(from_file.clone()),
+            "over the server's"
+        );
+        let env = pairs(&[
+            ("CHINWAG_WEBSOCKET_DEFLATE_CLIENT_MAX_WINDOW_BITS", "12"),
+            ("CHINWAG_WEBSOCKET_DEFLATE_COMPRESS_ONCE", "on"),
+        ]);
+        let flags = pairs(&[("websocket.deflate.server_no_context_takeover", "false")]);
+        let s = load(Some(&f), &env, &flags).unwrap();
+        assert_eq!(
+            s.websocket.deflate,
+            Some(
+                from_file
+                    .with_client_max_window_bits(12)
+                    .with_compress_once(true)
+                    .with_server_no_context_takeover(false)
+            )
+        );
+        // What --print-config prints reads back the same.
+        let printed = dir.path().join("printed.toml");
+        std::fs::write(&printed, s.to_toml()).unwrap();
+        assert_eq!(load(Some(&printed), &[], &[]).unwrap(), s);
+    }
+
+    #[test]
+    fn deflate_off_from_every_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let off = dir.path().join("off.toml");
+        std::fs::write(&off, "[websocket]\ndeflate = \"off\"\n").unwrap();
+        let s = load(Some(&off), &[], &[]).unwrap();
+        assert_eq!(s.websocket.deflate, None);
+        let printed = s.to_toml();
+        assert!(printed.contains("deflate = \"off\""), "{printed}");
+        let again = dir.path().join("printed.toml");
+        std::fs::write(&again, printed).unwrap();
+        assert_eq!(load(Some(&again), &[], &[]).unwrap(), s);
+        let env = pairs(&[("CHINWAG_WEBSOCKET_DEFLATE", "off")]);
+        assert_eq!(load(None, &env, &[]).unwrap().websocket.deflate, None);
+        let flags = pairs(&[("websocket.deflate", " OFF ")]);
+        assert_eq!(load(None, &[], &flags).unwrap().websocket.deflate, None);
+        // A key of the table turns it back on, from the server's defaults.
+        let env = pairs(&[("CHINWAG_WEBSOCKET_DEFLATE_THRESHOLD", "64")]);
+        assert_eq!(
+            load(Some(&off), &env, &[]).unwrap().websocket.deflate,
+            Some(server_deflate().with_threshold(64))
+        );
+        // The other switches take `off` the same way.
+        let env = pairs(&[("CHINWAG_HUB_LIMITS_CONNECTION_RATE", "off")]);
+        let s = load(None, &env, &[]).unwrap();
+        assert_eq!(s.hub.limits.connection_rate, None);
+        assert!(s.hub.limits.message_rate.is_some());
+    }
+
+    #[test]
+    fn deflate_off_by_default_is_one_constant_away() {
+        let s = load_with(None, &[], &[], false).unwrap().0;
+        assert_eq!(s.websocket.deflate, None);
+        assert!(s.to_toml().contains("deflate = \"off\""));
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("on.toml");
+        std::fs::write(&f, "[websocket.deflate]\n").unwrap();
+        let s = load_with(Some(&f), &[], &[], false).unwrap().0;
+        assert_eq!(
+            s.websocket.deflate,
+            Some(server_deflate()),
+            "an empty table"
+        );
+        let env = pairs(&[("CHINWAG_WEBSOCKET_DEFLATE_MAX_INFLATE_RATIO", "10")]);
+        let s = load_with(None, &env, &[], false).unwrap().0;
+        assert_eq!(
+            s.websocket.deflate,
+            Some(server_deflate().with_max_inflate_ratio(10))
+        );
+    }
+
+    #[test]
+    fn bad_deflate_values_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("bad.toml");
+        for (text, named) in [
+            (
+                "[websocket.deflate]\nserver_max_window_bits = 8\n",
+                "`websocket.deflate.server_max_window_bits`",
+            ),
+            (
+                "[websocket.deflate]\nclient_max_window_bits = 16\n",
+                "`websocket.deflate.client_max_window_bits`",
+            ),
+            (
+                "[websocket.deflate]\nlevel = 9\n",
+                "`websocket.deflate.level`",
+            ),
+            (
+                "[websocket.deflate]\nthreshold = -1\n",
+                "`websocket.deflate.threshold`",
+            ),
+            ("[websocket]\ndeflate = \"on\"\n", "`websocket.deflate`"),
+            ("[websocket]\ndeflate = 0\n", "`websocket.deflate`"),
+        ] {
+            std::fs::write(&f, text).unwrap();
+            let e = load(Some(&f), &[], &[]).unwrap_err();
+            assert!(e.0.contains(named), "{text:?}: {e}");
+        }
+        std::fs::write(&f, "[websocket.deflate]\nserver_max_window_bits = 8\n").unwrap();
+        let e = load(Some(&f), &[], &[]).unwrap_err();
+        assert!(e.0.contains("9..=15"), "{e}");
+        for bits in ["9", "15"] {
+            let flags = pairs(&[("websocket.deflate.server_max_window_bits", bits)]);
+            load(None, &[], &flags).unwrap();
+        }
+        let env = pairs(&[("CHINWAG_WEBSOCKET_DEFLATE_CLIENT_MAX_WINDOW_BITS", "16")]);
+        let e = load(None, &env, &[]).unwrap_err();
+        assert!(
+            e.0.contains("`websocket.deflate.client_max_window_bits`")
+                && e.0
+                    .contains("CHINWAG_WEBSOCKET_DEFLATE_CLIENT_MAX_WINDOW_BITS"),
+            "{e}"
+        );
+        let env = pairs(&[("CHINWAG_WEBSOCKET_DEFLATE", "of")]);
+        let e = load(None, &env, &[]).unwrap_err();
+        assert!(
+            e.0.contains("`websocket.deflate`") && e.0.contains("\"off\""),
+            "{e}"
+        );
+        let flags = pairs(&[("websocket.deflate", "{ threshold = 1 }")]);
+        let e = load(None, &[], &flags).unwrap_err();
+        assert!(e.0.contains("--websocket-deflate"), "{e}");
+        let env = pairs(&[("CHINWAG_WEBSOCKET_DEFLATE_LEVEL", "9")]);
+        let e = load(None, &env, &[]).unwrap_err();
+        assert!(e.0.contains("CHINWAG_WEBSOCKET_DEFLATE_LEVEL"), "{e}");
+    }
+
+    #[test]
+    fn deflate_on_an_engine_without_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[websocket.deflate]\nthreshold = 512\n").unwrap();
+        let (s, o) = load_traced(None, &[], &[]).unwrap();
+        if DEFLATE_BY_DEFAULT {
+            let (explicit, why) = s.deflate_unsupported(&o).expect("tungstenite");
+            assert!(!explicit && why.contains("tungstenite"), "{why}");
+        }
+        let (s, o) = load_traced(Some(&f), &[], &[]).unwrap();
+        let (explicit, why) = s.deflate_unsupported(&o).expect("tungstenite");
+        assert!(explicit, "set in the file");
+        assert!(!why.contains("  "), "one line: {why}");
+        assert!(
+            why.contains(&f.display().to_string()) && why.contains("tungstenite"),
+            "{why}"
+        );
+        let flags = pairs(&[("server.engine", "fastwebsockets")]);
+        let env = pairs(&[("CHINWAG_WEBSOCKET_DEFLATE_COMPRESS_ONCE", "false")]);
+        let (s, o) = load_traced(None, &env, &flags).unwrap();
+        let (explicit, why) = s.deflate_unsupported(&o).expect("fastwebsockets");
+        assert!(
+            explicit && why.contains("CHINWAG_WEBSOCKET_DEFLATE_COMPRESS_ONCE"),
+            "{why}"
+        );
+        for flags in [
+            pairs(&[("server.engine", "yawc")]),
+            pairs(&[("websocket.deflate", "off")]),
+        ] {
+            let (s, o) = load_traced(Some(&f), &[], &flags).unwrap();
+            assert_eq!(s.deflate_unsupported(&o), None, "{flags:?}");
+        }
     }
 }

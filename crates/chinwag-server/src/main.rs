@@ -30,14 +30,16 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let keys = config::keys();
-    let cli = cli(&keys).get_matches();
+    let switches = config::switches();
+    let cli = cli(&keys, &switches).get_matches();
     let flags: Vec<(String, String)> = keys
         .iter()
+        .chain(&switches)
         .filter_map(|k| cli.get_one::<String>(k).map(|v| (k.clone(), v.clone())))
         .collect();
     let env: Vec<(String, String)> = std::env::vars().collect();
     let file = cli.get_one::<PathBuf>("config");
-    let settings = match config::load(file.map(PathBuf::as_path), &env, &flags) {
+    let (settings, origins) = match config::load_traced(file.map(PathBuf::as_path), &env, &flags) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("chinwag-server: {e}");
@@ -51,6 +53,11 @@ fn main() -> ExitCode {
     if let Err(e) = init_logs(&settings) {
         eprintln!("chinwag-server: {e}");
         return ExitCode::from(2);
+    }
+    match settings.deflate_unsupported(&origins) {
+        Some((true, why)) => tracing::warn!("{why}"),
+        Some((false, why)) => tracing::debug!("{why}"),
+        None => {}
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -85,8 +92,9 @@ fn main() -> ExitCode {
 }
 
 /// The command line: `--config`, `--print-config`, and one flag per configuration key, in the
-/// order of the reference (`docs/server.md`), whose rows are the help texts.
-fn cli(keys: &[String]) -> Command {
+/// order of the reference (`docs/server.md`), whose rows are the help texts; then one per
+/// switch (a table that may be `off`).
+fn cli(keys: &[String], switches: &[String]) -> Command {
     let defaults = config::default_table();
     let reference = config::reference();
     let mut ordered: Vec<(&str, &str)> = reference
@@ -149,6 +157,21 @@ fn cli(keys: &[String]) -> Command {
             arg = arg.num_args(0..=1).default_missing_value("true");
         }
         cmd = cmd.arg(arg);
+    }
+    for key in switches {
+        let (section, _) = key.rsplit_once('.').expect("a.b");
+        let id: &'static str = Box::leak(key.to_owned().into_boxed_str());
+        let long: &'static str = Box::leak(config::flag_name(key).into_boxed_str());
+        cmd = cmd.arg(
+            Arg::new(id)
+                .long(long)
+                .value_name("off")
+                .help(format!(
+                    "off: turns [{key}] off (its keys turn it back on) [env: {}]",
+                    config::env_name(key)
+                ))
+                .help_heading(&*Box::leak(format!("[{section}]").into_boxed_str())),
+        );
     }
     cmd
 }

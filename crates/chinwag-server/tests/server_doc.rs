@@ -49,6 +49,26 @@ fn every_key_and_default_is_in_the_reference() {
     );
 }
 
+/// Whether the ready server compresses by default is one constant; the page says which.
+#[test]
+fn the_reference_says_whether_the_server_compresses_by_default() {
+    let page = REFERENCE.split_whitespace().collect::<Vec<_>>().join(" ");
+    let on =
+        "The ready server compresses WebSocket messages by default, **on the yawc engine only**";
+    let off = "The ready server does not compress WebSocket messages by default";
+    if chinwag_server::config::DEFLATE_BY_DEFAULT {
+        assert!(
+            page.contains(on) && !page.contains(off),
+            "docs/server.md: {on}"
+        );
+    } else {
+        assert!(
+            page.contains(off) && !page.contains(on),
+            "docs/server.md: {off}"
+        );
+    }
+}
+
 /// `docs/chat-protocol.md` (checked against the library by chinwag-hub's `protocol_doc.rs`)
 /// also states what the ready server changes or keeps: checked here against its settings.
 #[test]
@@ -64,14 +84,19 @@ fn the_chat_protocol_page_states_the_ready_servers_defaults() {
     .expect("docs/chat-protocol.md");
     let page = page.split_whitespace().collect::<Vec<_>>().join(" ");
     let s = Settings::default();
-    // The WebSocket message limit is the one setting the ready server changes; pings, pong
-    // waits and the rest are the library's, which the page quotes.
+    // The WebSocket message limit is the one setting the ready server changes that the page
+    // quotes (besides compression, docs/server.md's); pings, pong waits and the rest are the
+    // library's, which the page quotes.
     let ready = s.websocket.max_message_size;
     assert_eq!(
         s.websocket,
         WsConfig::default()
             .with_max_message_size(ready)
             .with_max_frame_size(ready)
+            .with_deflate(
+                chinwag_server::config::DEFLATE_BY_DEFAULT
+                    .then(chinwag_server::config::server_deflate)
+            )
     );
     assert_eq!(s.ws_config().max_message_size, ready);
     let quoted = format!("**{} MiB on the ready server**", ready >> 20);

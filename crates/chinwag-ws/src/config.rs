@@ -100,6 +100,8 @@ pub struct WsConfig {
     pub max_connections: usize,
     /// permessage-deflate (RFC 7692): offered by clients and accepted by servers on engines
     /// that implement it (yawc; the others ignore it). `None` (the default): no compression.
+    /// Written as a table of [`DeflateConfig`]'s fields, or `"off"` for `None`.
+    #[cfg_attr(feature = "serde", serde(with = "deflate_or_off"))]
     pub deflate: Option<DeflateConfig>,
 }
 
@@ -115,7 +117,7 @@ pub struct WsConfig {
 /// ```
 ///
 /// With the `serde` feature it reads from a table of these fields; a missing field keeps its
-/// default and an unknown one is an error.
+/// default, and an unknown field or window bits outside 9..=15 are an error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(
     feature = "serde",
@@ -134,9 +136,11 @@ pub struct DeflateConfig {
     /// The server compressor's LZ77 window, 2^bits bytes (9..=15): the most a server agrees to
     /// (`server_max_window_bits`, answered when the client offered it or when below 15).
     /// Default: 15.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "window_bits"))]
     pub server_max_window_bits: u8,
     /// The client compressor's window, 9..=15 (`client_max_window_bits`, answered only when the
     /// client offered the parameter, as RFC 7692 requires). Default: 15.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "window_bits"))]
     pub client_max_window_bits: u8,
     /// Messages shorter than this many bytes are sent uncompressed (a fragmented message is
     /// always compressed). Default: 256.
@@ -598,6 +602,70 @@ impl HostPolicy {
     }
 }
 
+/// [`WsConfig::deflate`]: `None` is written `"off"`; `"off"` reads as `None`, a table as
+/// [`DeflateConfig`].
+#[cfg(feature = "serde")]
+mod deflate_or_off {
+    use std::fmt;
+
+    use serde::de::{self, MapAccess, Visitor};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::DeflateConfig;
+
+    const OFF: &str = "off";
+
+    pub(super) fn serialize<S: Serializer>(
+        d: &Option<DeflateConfig>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match d {
+            None => s.serialize_str(OFF),
+            Some(d) => d.serialize(s),
+        }
+    }
+
+    struct DeflateVisitor;
+
+    impl<'de> Visitor<'de> for DeflateVisitor {
+        type Value = Option<DeflateConfig>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a table of permessage-deflate settings or \"off\"")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<DeflateConfig>, E> {
+            if v.trim().eq_ignore_ascii_case(OFF) {
+                Ok(None)
+            } else {
+                Err(E::invalid_value(de::Unexpected::Str(v), &self))
+            }
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Option<DeflateConfig>, A::Error> {
+            DeflateConfig::deserialize(de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<DeflateConfig>, D::Error> {
+        d.deserialize_any(DeflateVisitor)
+    }
+}
+
+/// [`DeflateConfig`]'s window bits: 9..=15, as RFC 7692 allows (the builder clamps instead).
+#[cfg(feature = "serde")]
+fn window_bits<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    let bits = <i64 as serde::Deserialize>::deserialize(d)?;
+    match u8::try_from(bits) {
+        Ok(b @ 9..=15) => Ok(b),
+        _ => Err(serde::de::Error::custom(format!(
+            "window bits are 9..=15 (a window of 2^bits bytes), not {bits}"
+        ))),
+    }
+}
+
 #[cfg(feature = "serde")]
 mod host_serde {
     use std::fmt;
@@ -932,6 +1000,43 @@ mod tests {
         assert_eq!(toml::from_str::<WsConfig>(&back).unwrap(), c, "{back}");
         let e = toml::from_str::<WsConfig>("[deflate]\nlevel = 9\n").unwrap_err();
         assert!(e.to_string().contains("`level`"), "{e}");
+        // `"off"` is `None`, and `None` is written so.
+        let c: WsConfig = toml::from_str("deflate = \"off\"\n").unwrap();
+        assert_eq!(c.deflate, None);
+        let back = toml::to_string(&c).unwrap();
+        assert!(back.contains("deflate = \"off\""), "{back}");
+        let json = serde_json::to_string(&WsConfig::default()).unwrap();
+        assert!(json.contains("\"deflate\":\"off\""), "{json}");
+        let e = toml::from_str::<WsConfig>("deflate = \"on\"\n").unwrap_err();
+        assert!(e.to_string().contains("\"off\""), "{e}");
+        // Window bits at the boundaries: 9 and 15 read, 8 and 16 are refused.
+        for (field, bits, ok) in [
+            ("server_max_window_bits", 9, true),
+            ("server_max_window_bits", 15, true),
+            ("server_max_window_bits", 8, false),
+            ("client_max_window_bits", 16, false),
+            ("client_max_window_bits", 9, true),
+            ("client_max_window_bits", 256, false),
+            ("client_max_window_bits", -1, false),
+        ] {
+            let r = toml::from_str::<WsConfig>(&format!("[deflate]\n{field} = {bits}\n"));
+            match r {
+                Ok(c) => {
+                    assert!(ok, "{field} = {bits} was read");
+                    let d = c.deflate.unwrap();
+                    let got = if field.starts_with("server") {
+                        d.server_max_window_bits
+                    } else {
+                        d.client_max_window_bits
+                    };
+                    assert_eq!(i64::from(got), bits);
+                }
+                Err(e) => {
+                    assert!(!ok, "{field} = {bits}: {e}");
+                    assert!(e.to_string().contains("9..=15"), "{e}");
+                }
+            }
+        }
         // Window bits outside 9..=15 are clamped by the builder.
         assert_eq!(
             DeflateConfig::default()
