@@ -5,8 +5,9 @@
 //! [`chinwag_ws`] crate ([`WsConfig`], [`OriginPolicy`], the hyper upgrade, [`WsAcceptor`],
 //! dialing, keepalive and the close handshake); only the RFC 6455 framing is fastwebsockets'. This crate adds what
 //! fastwebsockets leaves to its users: reassembly of fragmented messages with a
-//! message-size limit and incremental UTF-8 checks, outbound fragmentation, and a coalescing
-//! write buffer so a batch of fed frames leaves in one syscall.
+//! message-size limit and incremental UTF-8 checks (feeding [`chinwag_ws::Reassembler`]),
+//! outbound fragmentation, and a coalescing write buffer so a batch of fed frames leaves in
+//! one syscall.
 //!
 //! ```
 //! use chinwag::transport::{Acceptor, CloseReason, Frame, FrameRead, FrameWrite, Transport};
@@ -41,7 +42,7 @@ use bytes::{Bytes, BytesMut};
 use chinwag_transport::{CloseCode, CloseReason, Frame, TransportError};
 use chinwag_ws::{
     self as common, CoalescingWriter, Engine, Incoming, Outgoing, RawRead, RawWrite, ReadError,
-    Role, WsStream,
+    Reassembler, Role, WsStream,
 };
 pub use chinwag_ws::{
     ConnectOptions, HostPolicy, HttpFallback, OriginPolicy, UpgradeError, WsConfig,
@@ -64,8 +65,7 @@ type Writer = CoalescingWriter<WriteHalf<WsStream>>;
 pub struct FastRead {
     ws: WebSocketRead<ReadHalf<WsStream>>,
     role: Role,
-    partial: Option<Partial>,
-    max_message: usize,
+    messages: Reassembler,
     max_frame: usize,
 }
 
@@ -85,41 +85,6 @@ pub struct FastWrite {
 impl std::fmt::Debug for FastWrite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FastWrite").finish_non_exhaustive()
-    }
-}
-
-/// A fragmented message being reassembled.
-struct Partial {
-    text: bool,
-    buf: BytesMut,
-    /// Bytes of `buf` known to be valid UTF-8 (text only).
-    checked: usize,
-}
-
-impl Partial {
-    /// Validates the UTF-8 received so far, failing fast on an invalid sequence; an incomplete
-    /// character at the end is allowed until the final fragment.
-    fn check_utf8(&mut self, fin: bool) -> Result<(), ReadError> {
-        match std::str::from_utf8(&self.buf[self.checked..]) {
-            Ok(_) => {
-                self.checked = self.buf.len();
-                Ok(())
-            }
-            Err(e) if e.error_len().is_none() && !fin => {
-                self.checked += e.valid_up_to();
-                Ok(())
-            }
-            Err(_) => Err(ReadError::invalid_utf8()),
-        }
-    }
-
-    fn finish(self) -> Frame {
-        let data = self.buf.freeze();
-        if self.text {
-            Frame::Text(data)
-        } else {
-            Frame::Binary(data)
-        }
     }
 }
 
@@ -155,8 +120,8 @@ fn halves(stream: WsStream, role: Role, cfg: &WsConfig) -> (FastRead, FastWrite)
         FastRead {
             ws: rd,
             role,
-            partial: None,
-            max_message: cfg.max_message_size,
+            // fastwebsockets validated the UTF-8 of unfragmented text.
+            messages: Reassembler::new(cfg.max_message_size).whole_text_checked(),
             max_frame: cfg.max_frame_size,
         },
         FastWrite {
@@ -301,55 +266,15 @@ impl RawRead for FastRead {
             }
             match frame.opcode {
                 OpCode::Text | OpCode::Binary => {
-                    if self.partial.is_some() {
-                        return Err(ReadError::protocol(
-                            "a new message started before the fragmented one finished",
-                        ));
-                    }
                     let text = frame.opcode == OpCode::Text;
-                    let len = frame.payload.len();
-                    if len > self.max_message {
-                        return Err(ReadError::too_large(
-                            "message",
-                            len as u64,
-                            self.max_message as u64,
-                        ));
+                    let payload = payload_bytes(frame.payload).freeze();
+                    if let Some(m) = self.messages.data(text, frame.fin, payload)? {
+                        return Ok(Incoming::Message(m));
                     }
-                    let mut p = Partial {
-                        text,
-                        buf: payload_bytes(frame.payload),
-                        checked: 0,
-                    };
-                    if frame.fin {
-                        // fastwebsockets validated the UTF-8 of unfragmented text.
-                        return Ok(Incoming::Message(p.finish()));
-                    }
-                    if text {
-                        p.check_utf8(false)?;
-                    }
-                    self.partial = Some(p);
                 }
                 OpCode::Continuation => {
-                    let Some(p) = self.partial.as_mut() else {
-                        return Err(ReadError::protocol(
-                            "a continuation frame without a message to continue",
-                        ));
-                    };
-                    let total = p.buf.len() + frame.payload.len();
-                    if total > self.max_message {
-                        return Err(ReadError::too_large(
-                            "message",
-                            total as u64,
-                            self.max_message as u64,
-                        ));
-                    }
-                    p.buf.extend_from_slice(&frame.payload);
-                    if p.text {
-                        p.check_utf8(frame.fin)?;
-                    }
-                    if frame.fin {
-                        let p = self.partial.take().expect("checked above");
-                        return Ok(Incoming::Message(p.finish()));
+                    if let Some(m) = self.messages.continuation(frame.fin, &frame.payload)? {
+                        return Ok(Incoming::Message(m));
                     }
                 }
                 OpCode::Ping => {

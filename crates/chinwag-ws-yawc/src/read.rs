@@ -3,55 +3,18 @@
 use std::future::poll_fn;
 use std::sync::atomic::Ordering;
 
-use bytes::BytesMut;
-use chinwag_transport::{CloseCode, CloseReason, Frame, TransportError};
-use chinwag_ws::{Incoming, RawRead, ReadError, Role, WsConfig};
+use chinwag_transport::{CloseCode, CloseReason, TransportError};
+use chinwag_ws::{Incoming, RawRead, ReadError, Reassembler, Role, WsConfig};
 use yawc::{OpCode, WebSocketError};
 
 use crate::masking::FirstMasked;
 use crate::{Shared, lock};
 
-/// A fragmented message being reassembled.
-struct Partial {
-    text: bool,
-    buf: BytesMut,
-    /// Bytes of `buf` known to be valid UTF-8 (text only).
-    checked: usize,
-}
-
-impl Partial {
-    /// Validates the UTF-8 received so far, failing fast on an invalid sequence; an incomplete
-    /// character at the end is allowed until the final fragment.
-    fn check_utf8(&mut self, fin: bool) -> Result<(), ReadError> {
-        match std::str::from_utf8(&self.buf[self.checked..]) {
-            Ok(_) => {
-                self.checked = self.buf.len();
-                Ok(())
-            }
-            Err(e) if e.error_len().is_none() && !fin => {
-                self.checked += e.valid_up_to();
-                Ok(())
-            }
-            Err(_) => Err(ReadError::invalid_utf8()),
-        }
-    }
-
-    fn finish(self) -> Frame {
-        let data = self.buf.freeze();
-        if self.text {
-            Frame::Text(data)
-        } else {
-            Frame::Binary(data)
-        }
-    }
-}
-
 /// yawc's reading side with message reassembly (used through [`WsReader`](crate::WsReader)).
 pub struct YawcRead {
     conn: Shared,
     role: Role,
-    partial: Option<Partial>,
-    max_message: usize,
+    messages: Reassembler,
     max_frame: usize,
     /// Frames yawc returned so far (the client's masking check counts the same frames).
     frames: u64,
@@ -76,8 +39,7 @@ impl YawcRead {
         YawcRead {
             conn,
             role,
-            partial: None,
-            max_message: cfg.max_message_size,
+            messages: Reassembler::new(cfg.max_message_size),
             max_frame: cfg.max_frame_size,
             frames: 0,
             first_masked,
@@ -130,17 +92,6 @@ impl YawcRead {
             .as_ref()
             .is_some_and(|m| m.load(Ordering::Relaxed) <= self.frames)
     }
-
-    fn check_message_size(&self, size: usize) -> Result<(), ReadError> {
-        if size > self.max_message {
-            return Err(ReadError::too_large(
-                "message",
-                size as u64,
-                self.max_message as u64,
-            ));
-        }
-        Ok(())
-    }
 }
 
 impl RawRead for YawcRead {
@@ -164,57 +115,16 @@ impl RawRead for YawcRead {
             let opcode = frame.opcode();
             match opcode {
                 OpCode::Text | OpCode::Binary => {
-                    if self.partial.is_some() {
-                        return Err(ReadError::protocol(
-                            "a new message started before the fragmented one finished",
-                        ));
-                    }
                     let fin = frame.is_fin();
-                    let payload = frame.into_payload();
-                    self.check_message_size(payload.len())?;
                     let text = opcode == OpCode::Text;
-                    if fin {
-                        if text {
-                            if std::str::from_utf8(&payload).is_err() {
-                                return Err(ReadError::invalid_utf8());
-                            }
-                            return Ok(Incoming::Message(Frame::Text(payload)));
-                        }
-                        return Ok(Incoming::Message(Frame::Binary(payload)));
+                    if let Some(m) = self.messages.data(text, fin, frame.into_payload())? {
+                        return Ok(Incoming::Message(m));
                     }
-                    let mut p = Partial {
-                        text,
-                        buf: BytesMut::from(payload),
-                        checked: 0,
-                    };
-                    if text {
-                        p.check_utf8(false)?;
-                    }
-                    self.partial = Some(p);
                 }
                 OpCode::Continuation => {
-                    let Some(p) = self.partial.as_mut() else {
-                        return Err(ReadError::protocol(
-                            "a continuation frame without a message to continue",
-                        ));
-                    };
                     let fin = frame.is_fin();
-                    let payload = frame.payload();
-                    let total = p.buf.len() + payload.len();
-                    if total > self.max_message {
-                        return Err(ReadError::too_large(
-                            "message",
-                            total as u64,
-                            self.max_message as u64,
-                        ));
-                    }
-                    p.buf.extend_from_slice(payload);
-                    if p.text {
-                        p.check_utf8(fin)?;
-                    }
-                    if fin {
-                        let p = self.partial.take().expect("checked above");
-                        return Ok(Incoming::Message(p.finish()));
+                    if let Some(m) = self.messages.continuation(fin, frame.payload())? {
+                        return Ok(Incoming::Message(m));
                     }
                 }
                 // yawc queued the pong; it goes out with the next read that waits, or the

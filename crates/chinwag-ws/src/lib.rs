@@ -14,6 +14,8 @@
 //!   pings, the close handshake and the mapping of errors to close codes;
 //! * the [`Engine`] trait an engine crate implements (a reader, a writer, the client handshake),
 //!   and [`engine_api!`], which gives an engine crate its public aliases and functions;
+//! * [`Reassembler`]: whole messages out of data frames (size limit, UTF-8 of text) for the
+//!   engines whose library hands over single frames;
 //! * [`StaticAsset`]: a file prepared for serving on the same port (ETag, gzip, 304).
 //!
 //! Behind the `test-suite` feature, `suite` holds the loopback tests every engine must pass
@@ -28,6 +30,7 @@ mod conn;
 mod engine;
 mod http;
 mod lock;
+mod reassemble;
 mod server;
 mod stream;
 
@@ -39,6 +42,7 @@ pub use config::{DeflateConfig, HostPolicy, OriginPolicy, WsConfig};
 pub use conn::{WsConnection, WsReader, WsWriter};
 pub use engine::{Engine, Incoming, Outgoing, RawRead, RawWrite, ReadError, Role, truncate_reason};
 pub use http::{BodyError, HttpFuture, HttpHandler, HttpRoutes, read_body};
+pub use reassemble::Reassembler;
 pub use server::{
     HttpFallback, REFUSALS_IN_FLIGHT, UpgradeError, WsAcceptor, WsOffer, is_upgrade_request,
     refusal_response, upgrade, upgrade_with,
