@@ -123,7 +123,8 @@ const CASES: [Case; 5] = [
     },
 ];
 
-/// How long a server under valgrind may take to exit after SIGTERM.
+/// How long a server under valgrind may take to exit after SIGTERM (or to open its second
+/// port).
 const EXIT_TIMEOUT: Duration = Duration::from_secs(120);
 
 struct Opts {
@@ -445,7 +446,11 @@ fn start(rel: &Path, server: &Server, file: &Path) -> Result<Running, String> {
                 .target
                 .replace("{listen}", &addr.to_string())
                 .replace("{tcp}", &tcp.to_string());
-            let server = spawn_listening(&mut cmd, addr)?;
+            let mut server = spawn_listening(&mut cmd, addr)?;
+            if h.tcp.is_some() {
+                // The chat door over TCP opens after the HTTP port: under valgrind, visibly.
+                wait_listening(&mut server, tcp)?;
+            }
             Ok(Running {
                 server,
                 url,
@@ -499,6 +504,23 @@ fn one(
         totals(&text).ok_or("no totals in the callgrind file")?,
         deliveries,
     ))
+}
+
+/// Waits (bounded) until the started `server` accepts connections on `addr` too.
+fn wait_listening(server: &mut KillOnDrop, addr: SocketAddr) -> Result<(), String> {
+    let deadline = Instant::now() + EXIT_TIMEOUT;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = server.0.try_wait() {
+            return Err(format!(
+                "the server exited before listening on {addr}: {status}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("the server did not listen on {addr}"))
 }
 
 /// SIGTERM, then waits (bounded) for the process to exit.
