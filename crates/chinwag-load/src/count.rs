@@ -172,7 +172,7 @@ async fn echo(spec: &CountSpec, target: &Target) -> Result<CountReport, BoxError
     for k in 0..spec.messages {
         w.feed(payload.clone()).await?;
         w.flush().await?;
-        let got = within("echo", async { Ok(r.read().await?) }).await?;
+        let got = within("echo", r.read()).await?;
         match got {
             Some(b) if b.len() == spec.size => {}
             Some(b) => {
