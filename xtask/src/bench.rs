@@ -1,5 +1,6 @@
 //! `cargo xtask bench [--quick] [--scenario NAME].. [--peer NAME=URL].. [--reps N]
-//! [--idle-conns N] [--micro] [--list]`
+//! [--idle-conns N] [--micro] [--list]`, `cargo xtask bench --instructions [--quick]
+//! [--scenario NAME].. [--list]`
 //!
 //! Builds the servers and the load generator in release mode, then runs each scenario: every
 //! server is started as its own process on a free loopback port, loaded by `chinwag-load run`
@@ -48,6 +49,16 @@
 //! `--micro` runs the criterion micro-benchmarks instead (`cargo bench` on every package that
 //! has a `[[bench]]`, or `-p chinwag-bench` when a top-level `benches/` package exists).
 //!
+//! `--instructions` counts instructions per message instead (issue 21; `xtask/src/instructions.rs`),
+//! which machine load does not move: each server of RPC echo over TCP, WebSocket echo (every
+//! engine, 20 B and 1 KiB), the 1 000-member fan-out and a direct message through each queue
+//! backend, and its raw baseline, runs under `valgrind --tool=callgrind` (same binary and
+//! arguments as here) while `chinwag-load count` (natively) sends it a fixed number of
+//! messages one at a time; it is stopped with SIGTERM and its `totals:` read. Each server runs
+//! with `N` and `2N` messages: `(I(2N) - I(N)) / (D(2N) - D(N))`, `D` the deliveries, removes
+//! start-up and connection set-up. The table goes to
+//! `target/bench/<timestamp>-instructions/instructions.md`.
+//!
 //! This file stays std-only like the rest of xtask: measurement, statistics and charts live in
 //! `chinwag-load`.
 
@@ -59,6 +70,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::server::{KillOnDrop, free_port, spawn_listening};
 use crate::{cargo, root, run_cmd};
+
+#[path = "instructions.rs"]
+mod instructions;
 
 /// A server under test.
 #[derive(Clone)]
@@ -1135,6 +1149,9 @@ fn micro(quick: bool) -> Result<(), String> {
 }
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
+    if args.iter().any(|a| a == "--instructions") {
+        return instructions::run(args);
+    }
     let o = parse(args)?;
     if o.micro {
         return micro(o.quick);

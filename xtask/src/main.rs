@@ -21,7 +21,8 @@
 //!   any FAILED case.
 //! * `cargo xtask bench [--quick] [--scenario NAME].. [--peer NAME=URL].. [--micro]` — load
 //!   benchmarks of chinwag's servers against raw-engine baselines (`target/bench/<timestamp>/`),
-//!   or the criterion micro-benchmarks with `--micro`; see `xtask/src/bench.rs`.
+//!   or the criterion micro-benchmarks with `--micro`, or instructions per message under
+//!   callgrind with `--instructions`; see `xtask/src/bench.rs`.
 //! * `cargo xtask fresh` — the README's library example as an application outside the
 //!   workspace builds it, and every doc example of the facade: freshly resolved dependencies,
 //!   `-D warnings` (`xtask/src/fresh.rs`).
@@ -78,6 +79,7 @@ fn print_help() {
          fuzz [--seconds N] [T..] run fuzz targets (default: all, 60 s each)\n  \
          autobahn [--engine E|all] [--quick] [--cases '1.*,..']  WebSocket conformance (ws_echo)\n  \
          bench [--quick] [--scenario S].. [--peer NAME=URL].. [--reps N] [--micro] [--list]  load benchmarks (target/bench/)\n  \
+         bench --instructions [--quick] [--scenario S].. [--list]  instructions per message under callgrind\n  \
          fresh                    the README example and the facade's doc examples against fresh dependencies, -D warnings\n"
     );
 }

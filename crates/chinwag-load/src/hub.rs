@@ -332,7 +332,7 @@ fn room_url(target: &Target, spec: &LoadSpec, i: usize) -> (String, String) {
 }
 
 /// One room-door member: a WebSocket connection with the token in `Authorization`.
-async fn room_member(
+pub(crate) async fn room_member(
     target: &Target,
     spec: &LoadSpec,
     i: usize,

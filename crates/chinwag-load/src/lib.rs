@@ -20,6 +20,8 @@
 //!   `since`), against a plain join, on a hub whose rooms keep a history.
 //! * [`redis_monitor`]: the Redis commands of a run's measured window (`MONITOR`): those the
 //!   clients sent and those scripts ran, for the cluster scenario's round trips per message.
+//! * [`count`]: fixed-count runs (`chinwag-load count`): a known number of echoes,
+//!   publishes or direct messages, one at a time, for instruction counts under callgrind.
 //! * [`report`]: turns a directory of run results into `report.md`, `report.json` and SVG
 //!   charts.
 //!
@@ -28,6 +30,7 @@
 
 pub mod baselines;
 mod chat;
+pub mod count;
 pub mod guess;
 pub mod hub;
 pub mod load;

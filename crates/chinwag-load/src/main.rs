@@ -23,6 +23,9 @@
 //!                  --rate 1000 --secret S --server-pid P1 --server-pid P2 --server-pid P3 \
 //!                  --redis redis://127.0.0.1:6390/ --redis-pid P4 [--redis-monitor]
 //! chinwag-load report DIR      # DIR/runs/*.json -> DIR/report.md, report.json, *.svg
+//! # a fixed count, one at a time (instruction counts, `cargo xtask bench --instructions`):
+//! chinwag-load count --mode echo|fanout|send --target URL --messages N [--size S]
+//!                    [--members M] [--client-engine E] [--secret S]
 //! ```
 //!
 //! `run` prints its [`chinwag_load::RunReport`] as JSON (or writes it to `--json`). A recover
@@ -31,6 +34,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use chinwag_load::count::{self, CountSpec};
 use chinwag_load::hub::Mode;
 use chinwag_load::load::{self, LoadSpec, RunOptions, WorkerSpec};
 use chinwag_load::{BoxError, ClientEngine, report};
@@ -48,6 +52,9 @@ struct Cli {
 enum Cmd {
     /// Runs load against one server and prints the result as JSON.
     Run(Box<RunArgs>),
+    /// Sends a fixed number of messages, one at a time, and prints what was delivered as JSON
+    /// (`src/count.rs`).
+    Count(CountArgs),
     /// Writes report.md, report.json and SVG charts from DIR/runs/*.json.
     Report {
         /// The bench directory (target/bench/<timestamp>).
@@ -162,6 +169,37 @@ struct RunArgs {
     password: Option<String>,
 }
 
+#[derive(Debug, clap::Args)]
+struct CountArgs {
+    /// echo (any echo target), fanout (a room door) or send (the chat door).
+    #[arg(long, value_enum, default_value = "echo")]
+    mode: Mode,
+    /// Server URL (loopback only).
+    #[arg(long)]
+    target: String,
+    /// Echoes, publishes or direct messages.
+    #[arg(long)]
+    messages: u64,
+    /// Payload bytes.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Fan-out: members of the room, the publisher included.
+    #[arg(long, default_value_t = 1000)]
+    members: usize,
+    /// WebSocket client engine.
+    #[arg(long, value_enum, default_value = "fastwebsockets")]
+    client_engine: ClientEngine,
+    /// The HS256 secret to sign tokens with (the chat door needs one).
+    #[arg(long)]
+    secret: Option<String>,
+    /// Fan-out: spread the members over 127.0.0.1 .. 127.0.0.N.
+    #[arg(long, default_value_t = 4)]
+    source_ips: usize,
+    /// Fan-out: concurrent handshakes.
+    #[arg(long, default_value_t = 64)]
+    connect_concurrency: usize,
+}
+
 fn parse_kv(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -175,6 +213,22 @@ fn main() -> Result<(), BoxError> {
         .build()?;
     match cli.cmd {
         Cmd::Run(a) => rt.block_on(run(*a)),
+        Cmd::Count(a) => {
+            let spec = CountSpec {
+                mode: a.mode,
+                target: a.target,
+                messages: a.messages,
+                size: a.size,
+                members: a.members,
+                client_engine: a.client_engine,
+                secret: a.secret,
+                source_ips: a.source_ips,
+                connect_concurrency: a.connect_concurrency,
+            };
+            let report = rt.block_on(count::run(&spec))?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
         Cmd::Report { dir } => report::write_report(&dir),
         Cmd::Worker { spec } => {
             let ws: WorkerSpec = serde_json::from_str(&spec)?;
