@@ -9,8 +9,11 @@
 //! counts for nothing).
 //!
 //! Why not `/proc/<pid>/io`'s `wchar`: it counts `write(2)` and `writev(2)`, not `send(2)` or
-//! `sendmsg(2)`, and tokio writes a socket with `send` (Rust's standard library does, with
-//! `MSG_NOSIGNAL`), so most of what a server writes to its sockets never shows there.
+//! `sendmsg(2)`. Which one a server uses depends on its engine (`strace -c` on `examples/hub`,
+//! 2026-12-07: yawc writes its sockets with `writev`, fastwebsockets with `sendto`, the
+//! standard library's `write` on a TCP stream), so `wchar` would count the yawc rows and miss
+//! others; it also counts the server's log and file writes. `tcp_info` counts every engine's
+//! socket bytes and nothing else.
 
 use std::collections::BTreeMap;
 use std::process::Command;
