@@ -1,6 +1,7 @@
 // Run: cargo run --release --example hub -- --listen 127.0.0.1:9400 --tcp 127.0.0.1:9401 \
 //          --secret 'a long HS256 secret' [--engine fastwebsockets|yawc] [--queue redb:/tmp/hub.redb] \
-//          [--history memory|redb:PATH|redis:URL] [--protected-room NAME:PASSWORD]..
+//          [--history memory|redb:PATH|redis:URL] [--protected-room NAME:PASSWORD].. \
+//          [--deflate [--compress-once false]]
 //
 // The chinwag IM hub behind the `hub-*` scenarios of `cargo xtask bench`: one hub with JWT
 // (HS256) sign-in and its doors on loopback:
@@ -18,6 +19,11 @@
 // `--protected-room NAME:PASSWORD` (repeatable) creates a room with a password at start (for the
 // password-guessing scenario, `hub-guess`); the room-password limits (Argon2 checks at once,
 // guess rates per connection and per address, the strike-out) stay at the hub's defaults.
+// `--deflate` accepts permessage-deflate on both WebSocket doors (engines that implement it:
+// yawc) with `server_no_context_takeover` and `client_no_context_takeover` asked, and
+// `--compress-once` sets `DeflateConfig::compress_once` (default true: a room's publish is
+// compressed once for every member; false: each connection compresses its own copy); the other
+// deflate settings are `DeflateConfig`'s defaults (the `hub-deflate-*` scenarios).
 //
 // Once listening it prints `rooms ws://ADDR/ws`, `chat ws://ADDR/gotalk/` and, with --tcp,
 // `tcp ADDR` on stdout (port 0 works).
@@ -40,7 +46,7 @@ use chinwag_hub::{Hub, HubConfig, HubLimits, RoomOptions};
 use chinwag_queue::{History, HistoryConfig, MemoryHistory, MemoryQueue, Queue, QueueConfig};
 use chinwag_rpc::RpcConfig;
 use chinwag_transport::tcp::{TcpAcceptor, TcpConfig};
-use chinwag_ws::{Engine, OriginPolicy, WsAcceptor, WsConfig};
+use chinwag_ws::{DeflateConfig, Engine, OriginPolicy, WsAcceptor, WsConfig};
 use clap::{Parser, ValueEnum};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -85,6 +91,14 @@ struct Args {
     /// `:`). Repeatable.
     #[arg(long = "protected-room", value_parser = parse_protected_room)]
     protected_rooms: Vec<(String, String)>,
+    /// Accept permessage-deflate (yawc), asking `server_no_context_takeover` and
+    /// `client_no_context_takeover`.
+    #[arg(long)]
+    deflate: bool,
+    /// With --deflate: compress a message handed to many connections once for all of them
+    /// (`DeflateConfig::compress_once`); false: every connection compresses its own copy.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, requires = "deflate")]
+    compress_once: bool,
 }
 
 fn parse_protected_room(s: &str) -> Result<(String, String), String> {
@@ -160,10 +174,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     rpc.session.heartbeat_interval = Some(ping);
     let chat = ChatDoor::new(hub.clone()).with_rpc_config(rpc);
     let rooms = RoomsDoor::new(hub.clone());
-    let ws = WsConfig::default()
+    let mut ws = WsConfig::default()
         .with_origin(OriginPolicy::any())
         .with_ping_interval(Some(ping))
         .with_max_connections(args.max_connections);
+    if args.deflate {
+        ws = ws.with_deflate(Some(
+            DeflateConfig::default()
+                .with_server_no_context_takeover(true)
+                .with_client_no_context_takeover(true)
+                .with_compress_once(args.compress_once),
+        ));
+    }
     let (local, mut doors) = match args.engine {
         EngineName::Tungstenite => {
             serve_ws::<chinwag_ws_tungstenite::Tungstenite>(args.listen, ws, &chat, &rooms).await?

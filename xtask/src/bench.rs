@@ -38,6 +38,14 @@
 //! one connection (`hub-guess`) or 20 connections from one address (`hub-guess-20`) guess the
 //! room's password with 200 joins outstanding each; the hub's password limits are its defaults.
 //!
+//! `hub-deflate-fanout-1k` and `hub-deflate-idle` (issue 20; `--scenario hub-deflate`) load
+//! `examples/hub --engine yawc` with yawc clients offering permessage-deflate (no context
+//! takeover either way): a 1 KiB chat-like text fanned out to 1 000 members by the hub without
+//! deflate (the baseline), with `--deflate --compress-once false` and with `--deflate`
+//! (compress once), reporting the server's CPU and the bytes its sockets sent per delivery;
+//! and idle signed-in connections on each engine and on yawc with deflate
+//! ([`deflate_scenarios`]).
+//!
 //! `cluster-send` and `cluster-send-2k` (issue 18; `--scenario cluster`) run 1, 2 and 3
 //! `chinwag-server` nodes on one private redis-server ([`cluster_server`]): `chinwag-load run
 //! --mode send` with one `--target` per node signs user `i` in at node `i % N` and sends every
@@ -422,8 +430,8 @@ struct Opts {
 }
 
 /// Scenario names; `--scenario X` selects `X` and every `X-*` (`gotalk-rpc`, `ws-echo`, `hub`,
-/// `cluster`).
-const SCENARIOS: [&str; 23] = [
+/// `hub-deflate`, `cluster`).
+const SCENARIOS: [&str; 25] = [
     "ws-echo-20B",
     "ws-echo-16KiB",
     "ws-echo-1KiB",
@@ -444,6 +452,8 @@ const SCENARIOS: [&str; 23] = [
     "hub-idle",
     "hub-guess",
     "hub-guess-20",
+    "hub-deflate-fanout-1k",
+    "hub-deflate-idle",
     "cluster-send",
     "cluster-send-2k",
     "cluster-fanout-3k",
@@ -616,6 +626,7 @@ fn scenarios(o: &Opts, notes: &mut Vec<String>) -> Vec<Scenario> {
                 vec![
                     rpc("chinwag-rpc-tungstenite", Some("tungstenite"), true),
                     rpc("chinwag-rpc-fastwebsockets", Some("fastwebsockets"), true),
+                    rpc("chinwag-rpc-yawc", Some("yawc"), true),
                 ]
             } else {
                 vec![
@@ -793,6 +804,7 @@ fn hub_scenarios(
                 "fastwebsockets",
                 &[],
             ),
+            hub_server("hub-chat-ws-yawc", "chat-ws", "yawc", &[]),
             hub_server("hub-chat-tcp", "chat-tcp", "tungstenite", &[]),
             // As deployed (redb, an fsync per queued message, conversations kept in the redb
             // history), without keeping conversations (what that costs), and with the memory
@@ -876,6 +888,7 @@ fn hub_scenarios(
                 "fastwebsockets",
                 &ping_args,
             ),
+            hub_server("hub-rooms-yawc", "rooms", "yawc", &ping_args),
             hub_server(
                 "hub-chat-ws-tungstenite",
                 "chat-ws",
@@ -890,6 +903,7 @@ fn hub_scenarios(
         load,
         reps: o.reps.unwrap_or(1),
     });
+    deflate_scenarios(o, timing, &ping_args, out);
     // Password guessing (issue 16): a legitimate user's right-password joins, 50 per phase at
     // the one-per-second its connection may guess, alone and under attack; the attack runs for
     // the warm-up before the timed joins. One attacking connection, then 20 from one address
@@ -929,6 +943,133 @@ fn hub_scenarios(
             reps,
         });
     }
+}
+
+/// Publishes per second of `hub-deflate-fanout-1k` (1 000 members: 10 000 deliveries/s). Each
+/// connection compressing its own copy cost about 80 µs of server CPU per delivery on this
+/// 2-core machine (2026-12-07), so 20 000 deliveries/s would saturate it; at 10 000/s every
+/// row keeps up and CPU per delivery compares like with like.
+const DEFLATE_FANOUT_RATE: &str = "10";
+
+/// permessage-deflate (issue 20), on `examples/hub --engine yawc`'s room door with clients on
+/// yawc that offer deflate with no context takeover either way (`chinwag-load --client-engine
+/// yawc --deflate`; a server without deflate declines the offer).
+///
+/// `hub-deflate-fanout-1k`: one member publishes a 1 KiB chat-like JSON text (`--payload
+/// chat`: words from a vocabulary, different in every message) at [`DEFLATE_FANOUT_RATE`] to
+/// a room of 1 000; three servers in the same run: no deflate (the baseline of the ratios),
+/// `--deflate --compress-once false` (each connection compresses its own copy) and
+/// `--deflate` (compress once for the room). Besides the server's CPU per delivery, the bytes
+/// its sockets sent in the window are counted (`--wire-bytes`) and divided by the deliveries.
+///
+/// `hub-deflate-idle`: the signed-in idle connections of `hub-idle` (room door, pings every 3
+/// s) on each engine, and on yawc with deflate negotiated (the ratio divides it by yawc
+/// without).
+fn deflate_scenarios(
+    o: &Opts,
+    timing: &dyn Fn(&[&str]) -> Vec<String>,
+    ping_args: &[&str],
+    out: &mut Vec<Scenario>,
+) {
+    let q = o.quick;
+    let reps = o.reps.unwrap_or(if q { 1 } else { 3 });
+    let yawc = |name: &str, baseline: Option<&'static str>, extra: &[&str]| {
+        let mut s = hub_server(name, "rooms", "yawc", extra);
+        s.role = if name == "hub-deflate-off" {
+            "baseline"
+        } else {
+            "chinwag"
+        };
+        s.baseline = baseline;
+        s
+    };
+    let client = [
+        "--client-engine",
+        "yawc",
+        "--deflate",
+        "--secret",
+        HUB_SECRET,
+    ];
+    let mut load = timing(&[
+        "--mode",
+        "fanout",
+        "--conns",
+        if q { "100" } else { "1000" },
+        "--size",
+        "1024",
+        "--payload",
+        "chat",
+        "--wire-bytes",
+        "--rate",
+        DEFLATE_FANOUT_RATE,
+        "--procs",
+        "2",
+        "--source-ips",
+        "4",
+        "--connect-concurrency",
+        "128",
+    ]);
+    load.extend(strs(&client));
+    out.push(Scenario {
+        name: "hub-deflate-fanout-1k",
+        kind: "hub-deflate-fanout",
+        servers: vec![
+            yawc("hub-deflate-off", None, &[]),
+            yawc(
+                "hub-deflate-per-connection",
+                Some("hub-deflate-off"),
+                &["--deflate", "--compress-once", "false"],
+            ),
+            yawc(
+                "hub-deflate-compress-once",
+                Some("hub-deflate-off"),
+                &["--deflate", "--compress-once", "true"],
+            ),
+        ],
+        load,
+        reps,
+    });
+    let conns = o.idle_conns.unwrap_or(if q { 1000 } else { 10_000 });
+    let procs = conns.div_ceil(2500).max(1).to_string();
+    let conns = conns.to_string();
+    let mut load = timing(&[
+        "--mode",
+        "idle-auth",
+        "--conns",
+        &conns,
+        "--procs",
+        &procs,
+        "--rooms",
+        "100",
+        "--source-ips",
+        "4",
+        "--connect-concurrency",
+        "128",
+    ]);
+    load.extend(strs(&client));
+    let mut deflate_args = ping_args.to_vec();
+    deflate_args.push("--deflate");
+    out.push(Scenario {
+        name: "hub-deflate-idle",
+        kind: "hub-idle",
+        servers: vec![
+            hub_server("hub-rooms-tungstenite", "rooms", "tungstenite", ping_args),
+            hub_server(
+                "hub-rooms-fastwebsockets",
+                "rooms",
+                "fastwebsockets",
+                ping_args,
+            ),
+            yawc("hub-rooms-yawc", None, ping_args),
+            yawc(
+                "hub-rooms-yawc-deflate",
+                Some("hub-rooms-yawc"),
+                &deflate_args,
+            ),
+        ],
+        load,
+        reps: o.reps.unwrap_or(1),
+    });
 }
 
 /// The cluster scenarios (issue 18). `cluster-send` and `cluster-send-2k`: direct messages
@@ -1481,7 +1622,7 @@ mod tests {
         let mut notes = Vec::new();
         let plan = scenarios(&o, &mut notes);
         let rpc = root().join("examples/rpc_echo.rs").exists();
-        assert_eq!(plan.len(), if rpc { 23 } else { 19 });
+        assert_eq!(plan.len(), if rpc { 25 } else { 21 });
         assert_eq!(rpc, plan.iter().any(|s| s.name.starts_with("gotalk-rpc")));
         assert_eq!(!rpc, notes.iter().any(|n| n.starts_with("gotalk-rpc")));
         let o = parse(&["--scenario".into(), "ws-echo".into()]).unwrap();
@@ -1493,7 +1634,7 @@ mod tests {
         assert!(parse(&["--scenario".into(), "nope".into()]).is_err());
         let o = parse(&["--scenario".into(), "hub".into()]).unwrap();
         let hub = scenarios(&o, &mut Vec::new());
-        assert_eq!(hub.len(), 10);
+        assert_eq!(hub.len(), 12);
         assert!(hub.iter().all(|s| s.name.starts_with("hub-")));
         let o = parse(&["--scenario".into(), "hub-history".into()]).unwrap();
         let history = scenarios(&o, &mut Vec::new());
@@ -1538,6 +1679,99 @@ mod tests {
         let guess = scenarios(&o, &mut Vec::new());
         let names: Vec<&str> = guess.iter().map(|s| s.name).collect();
         assert_eq!(names, ["hub-guess", "hub-guess-20"]);
+    }
+
+    #[test]
+    fn deflate_plan_runs_three_servers_against_no_deflate_and_idle_engines() {
+        let o = parse(&["--scenario".into(), "hub-deflate".into()]).unwrap();
+        let plan = scenarios(&o, &mut Vec::new());
+        let names: Vec<&str> = plan.iter().map(|s| s.name).collect();
+        assert_eq!(names, ["hub-deflate-fanout-1k", "hub-deflate-idle"]);
+        let fanout = &plan[0];
+        assert_eq!(fanout.kind, "hub-deflate-fanout");
+        let servers: Vec<(&str, &str, Option<&str>)> = fanout
+            .servers
+            .iter()
+            .map(|s| (s.name.as_str(), s.role, s.baseline))
+            .collect();
+        assert_eq!(
+            servers,
+            [
+                ("hub-deflate-off", "baseline", None),
+                (
+                    "hub-deflate-per-connection",
+                    "chinwag",
+                    Some("hub-deflate-off")
+                ),
+                (
+                    "hub-deflate-compress-once",
+                    "chinwag",
+                    Some("hub-deflate-off")
+                ),
+            ]
+        );
+        // The switch is a flag of the server process; every server is the hub on yawc.
+        let args: Vec<Vec<String>> = fanout
+            .servers
+            .iter()
+            .map(|s| match &s.kind {
+                ServerKind::Hub(h) => {
+                    assert_eq!(h.bin, "examples/hub");
+                    assert!(h.args.windows(2).any(|w| w == ["--engine", "yawc"]));
+                    h.args.clone()
+                }
+                _ => panic!("{} is not a hub", s.name),
+            })
+            .collect();
+        assert!(!args[0].iter().any(|a| a == "--deflate"));
+        assert!(
+            args[1]
+                .windows(3)
+                .any(|w| w == ["--deflate", "--compress-once", "false"])
+        );
+        assert!(
+            args[2]
+                .windows(3)
+                .any(|w| w == ["--deflate", "--compress-once", "true"])
+        );
+        for pair in [
+            ["--mode", "fanout"],
+            ["--conns", "1000"],
+            ["--size", "1024"],
+            ["--payload", "chat"],
+            ["--client-engine", "yawc"],
+            ["--rate", DEFLATE_FANOUT_RATE],
+        ] {
+            assert!(fanout.load.windows(2).any(|w| w == pair), "{pair:?}");
+        }
+        assert!(fanout.load.iter().any(|a| a == "--deflate"));
+        assert!(fanout.load.iter().any(|a| a == "--wire-bytes"));
+        let idle = &plan[1];
+        assert_eq!(idle.kind, "hub-idle");
+        let servers: Vec<&str> = idle.servers.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            servers,
+            [
+                "hub-rooms-tungstenite",
+                "hub-rooms-fastwebsockets",
+                "hub-rooms-yawc",
+                "hub-rooms-yawc-deflate"
+            ]
+        );
+        assert_eq!(idle.servers[3].baseline, Some("hub-rooms-yawc"));
+        assert!(idle.load.windows(2).any(|w| w == ["--mode", "idle-auth"]));
+        assert!(idle.load.windows(2).any(|w| w == ["--conns", "10000"]));
+        assert!(idle.load.iter().any(|a| a == "--deflate"));
+        // Selectable alone, quick.
+        let o = parse(&[
+            "--scenario".into(),
+            "hub-deflate-fanout-1k".into(),
+            "--quick".into(),
+        ])
+        .unwrap();
+        let quick = scenarios(&o, &mut Vec::new());
+        assert_eq!((quick.len(), quick[0].reps), (1, 1));
+        assert!(quick[0].load.windows(2).any(|w| w == ["--conns", "100"]));
     }
 
     #[test]

@@ -19,6 +19,10 @@
 //!   not reach every member, and deliveries out of order or twice. On a **cluster** (`targets`)
 //!   member `i` connects to node `i % nodes`; the nodes' CPU is summed and Redis counted as for
 //!   sends (below).
+//!   With `payload` chat a publish is a chat-like JSON text instead ([`crate::payload`]); with
+//!   `deflate` the members (yawc clients) offer permessage-deflate with no context takeover
+//!   either way; with `wire_bytes` the bytes the server's sockets sent in the window are
+//!   counted ([`crate::wire`]) and reported ([`HubFigures::wire_bytes`]).
 //! * [`Mode::Send`]: `conns` users on the chat door (`gotalk+ws://` or `gotalk+tcp://`); users
 //!   take turns sending to a random other user, `rate` sends per second in all. Latency is
 //!   from the `send` request to the recipient's `message` notification; recipients acknowledge
@@ -63,10 +67,11 @@ use crate::chat;
 use crate::load::{
     Latency, LoadSpec, RunOptions, RunReport, ServerUsage, WorkerSpec, latency, split_shares,
 };
+use crate::payload::{self, Payload};
 use crate::procfs::{self, ProcSample};
 use crate::proto::{self, ClientEngine, Protocol, Reader, Target, Writer};
 use crate::redis_monitor::{self, Info, Monitor, RedisFigures};
-use crate::workers;
+use crate::{wire, workers};
 
 /// After the measured window, how long readers keep reading deliveries of publishes (and
 /// sends) made inside it.
@@ -149,6 +154,10 @@ pub struct HubFigures {
     /// The Redis commands of the window, when a Redis was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis: Option<RedisFigures>,
+    /// Fan-out with `wire_bytes`: the bytes the server's TCP sockets sent in the measured
+    /// window (every node's; [`crate::wire`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wire_bytes: Option<u64>,
 }
 
 /// What one worker of a hub run sends back.
@@ -347,20 +356,25 @@ pub(crate) async fn room_member(
         ));
     }
     let tcp = proto::tcp_connect(target, source).await?;
+    let cfg = proto::client_ws_config_with(spec.deflate);
     Ok(match spec.client_engine {
         ClientEngine::Fastwebsockets => {
-            let c = proto::ws_handshake_with::<FastWebSockets>(target, tcp, &url, &headers).await?;
+            let c = proto::ws_handshake_with::<FastWebSockets>(target, tcp, &url, &headers, &cfg)
+                .await?;
             let (r, w) = c.split();
             (Reader::WsFast(r), Writer::WsFast(w))
         }
         ClientEngine::Tungstenite => {
-            let c = proto::ws_handshake_with::<Tungstenite>(target, tcp, &url, &headers).await?;
+            let c =
+                proto::ws_handshake_with::<Tungstenite>(target, tcp, &url, &headers, &cfg).await?;
             let (r, w) = c.split();
             (Reader::WsTung(r), Writer::WsTung(w))
         }
         ClientEngine::Yawc => {
-            let c = proto::ws_handshake_with::<chinwag_ws_yawc::Yawc>(target, tcp, &url, &headers)
-                .await?;
+            let c = proto::ws_handshake_with::<chinwag_ws_yawc::Yawc>(
+                target, tcp, &url, &headers, &cfg,
+            )
+            .await?;
             let (r, w) = c.split();
             (Reader::WsYawc(r), Writer::WsYawc(w))
         }
@@ -633,6 +647,7 @@ async fn idle(p: HubPrepared, shared: Arc<Shared>, connected: usize) -> HubWorke
 async fn fanout(p: HubPrepared, shared: Arc<Shared>, connected: usize) -> HubWorkerResult {
     let spec = p.ws.spec.clone();
     let size = spec.size.max(MIN_FANOUT_PAYLOAD);
+    let payload = spec.payload;
     let until = shared.instant(shared.end + LINGER.as_nanos() as u64);
     let per_publish: Arc<Mutex<HashMap<u64, (u64, u64)>>> = Arc::default();
     let mut set = JoinSet::new();
@@ -659,10 +674,17 @@ async fn fanout(p: HubPrepared, shared: Arc<Shared>, connected: usize) -> HubWor
                     Ok(got) => got,
                 };
                 let now = wall_ns();
+                let stamp = |b: &Bytes| match payload {
+                    Payload::Chat => payload::parse_chat(b),
+                    Payload::Bytes if b.len() >= MIN_FANOUT_PAYLOAD => Some((
+                        u64::from_le_bytes(b[..8].try_into().expect("8 bytes")),
+                        u64::from_le_bytes(b[8..16].try_into().expect("8 bytes")),
+                    )),
+                    Payload::Bytes => None,
+                };
                 match got {
-                    Ok(Some(b)) if b.len() >= MIN_FANOUT_PAYLOAD => {
-                        let ts = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
-                        let seq = u64::from_le_bytes(b[8..16].try_into().expect("8 bytes"));
+                    Ok(Some(b)) if stamp(&b).is_some() => {
+                        let (ts, seq) = stamp(&b).expect("checked");
                         if seq <= last_seq {
                             shared.duplicates.fetch_add(1, Ordering::Relaxed);
                         }
@@ -680,7 +702,7 @@ async fn fanout(p: HubPrepared, shared: Arc<Shared>, connected: usize) -> HubWor
                         }
                     }
                     Ok(Some(b)) => {
-                        shared.error(format!("a delivery of {} bytes", b.len()));
+                        shared.error(format!("a delivery of {} bytes without a stamp", b.len()));
                     }
                     Ok(None) => {
                         if now < shared.end {
@@ -711,6 +733,7 @@ async fn fanout(p: HubPrepared, shared: Arc<Shared>, connected: usize) -> HubWor
         let go = shared.start - (spec.warmup * 1e9) as u64;
         let end = shared.instant(shared.end);
         let mut template = BytesMut::from(&vec![0x5a; size][..]);
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(wall_ns());
         let mut next = go;
         let mut seq = 0u64;
         let res = tokio::time::timeout_at(end, async {
@@ -724,12 +747,20 @@ async fn fanout(p: HubPrepared, shared: Arc<Shared>, connected: usize) -> HubWor
                     } else {
                         now
                     };
-                    template[..8].copy_from_slice(&ts.to_le_bytes());
-                    template[8..16].copy_from_slice(&seq.to_le_bytes());
                     if shared.in_window(ts) {
                         published.push(seq);
                     }
-                    w.feed(Bytes::copy_from_slice(&template)).await?;
+                    match payload {
+                        Payload::Chat => {
+                            let text = payload::chat_text(ts, seq, spec.size, &mut rng)?;
+                            w.feed_text(Bytes::from(text)).await?;
+                        }
+                        Payload::Bytes => {
+                            template[..8].copy_from_slice(&ts.to_le_bytes());
+                            template[8..16].copy_from_slice(&seq.to_le_bytes());
+                            w.feed(Bytes::copy_from_slice(&template)).await?;
+                        }
+                    }
                     next += interval;
                 }
                 w.flush().await?;
@@ -970,13 +1001,27 @@ pub async fn worker_main(ws: WorkerSpec) -> Result<(), BoxError> {
 
 /// Runs a hub-mode `spec` and reports.
 pub async fn run(spec: &LoadSpec, opts: &RunOptions) -> Result<RunReport, BoxError> {
+    let target: Target = spec.target.parse()?;
+    check(spec, &target)?;
     if spec.mode == Mode::Guess {
         return crate::guess::run(spec, opts).await;
     }
     if spec.mode == Mode::Recover {
         return crate::recover::run(spec, opts).await;
     }
-    let _: Target = spec.target.parse()?;
+    // The servers' ports, for the bytes their sockets send (checked before connecting).
+    let mut ports = vec![target.addr.port()];
+    for t in &spec.targets {
+        ports.push(t.parse::<Target>()?.addr.port());
+    }
+    let wire_sample = || -> Result<Option<wire::WireSample>, BoxError> {
+        Ok(if spec.wire_bytes {
+            Some(wire::sample(&ports)?)
+        } else {
+            None
+        })
+    };
+    wire_sample()?;
     // Every node's pid (one server: one), sampled together.
     let pids: Vec<u32> = opts
         .server_pid
@@ -1025,17 +1070,19 @@ pub async fn run(spec: &LoadSpec, opts: &RunOptions) -> Result<RunReport, BoxErr
             + Duration::from_millis(500);
         tokio::spawn(m.count(window_start, window_end, stop))
     });
-    let (at_start, at_end, redis_at, info_at) = if spec.mode == Mode::Replay {
-        (sample(), None, None, None)
+    let (at_start, at_end, redis_at, info_at, wire_at) = if spec.mode == Mode::Replay {
+        (sample(), None, None, None, None)
     } else {
         tokio::time::sleep_until(go_at + Duration::from_secs_f64(spec.warmup)).await;
         let (a, ra) = (sample(), redis_cpu());
+        let wa = wire_sample()?;
         let ia = info().await.transpose()?;
         tokio::time::sleep_until(go_at + Duration::from_secs_f64(spec.warmup + spec.duration))
             .await;
         let (b, rb) = (sample(), redis_cpu());
+        let wb = wire_sample()?;
         let ib = info().await.transpose()?;
-        (a, b, ra.zip(rb), ia.zip(ib))
+        (a, b, ra.zip(rb), ia.zip(ib), wa.zip(wb))
     };
     let mut results = Vec::new();
     if let Some(h) = local {
@@ -1056,8 +1103,47 @@ pub async fn run(spec: &LoadSpec, opts: &RunOptions) -> Result<RunReport, BoxErr
         before,
         at_start,
         at_end,
+        wire_bytes: wire_at.map(|(a, b)| wire::sent_between(&a, &b)),
     };
     Ok(merge(spec, opts, connected, results, samples, redis))
+}
+
+/// Refuses options that do not fit the run, with a clear error (instead of a run that
+/// measures something else): deflate needs the yawc client and a room door; chat payloads and
+/// wire bytes are for fan-out runs, chat payloads at least [`payload::MIN_CHAT_PAYLOAD`] bytes.
+fn check(spec: &LoadSpec, target: &Target) -> Result<(), BoxError> {
+    let room_door = target.protocol == Protocol::Ws;
+    if spec.deflate {
+        if spec.client_engine != ClientEngine::Yawc {
+            return Err(
+                "--deflate needs --client-engine yawc (the generator's only client that \
+                        implements permessage-deflate)"
+                    .into(),
+            );
+        }
+        if !matches!(spec.mode, Mode::Fanout | Mode::IdleAuth) || !room_door {
+            return Err(
+                "--deflate is for room-door runs (--mode fanout or idle-auth on ws://…)".into(),
+            );
+        }
+    }
+    if spec.payload == Payload::Chat {
+        if spec.mode != Mode::Fanout {
+            return Err("--payload chat is for fan-out runs".into());
+        }
+        if spec.size < payload::MIN_CHAT_PAYLOAD {
+            return Err(format!(
+                "--payload chat needs --size {} or more (got {})",
+                payload::MIN_CHAT_PAYLOAD,
+                spec.size
+            )
+            .into());
+        }
+    }
+    if spec.wire_bytes && spec.mode != Mode::Fanout {
+        return Err("--wire-bytes is for fan-out runs".into());
+    }
+    Ok(())
 }
 
 /// The nodes' samples (one per pid, all or none) before the run and at the window's bounds.
@@ -1065,6 +1151,8 @@ struct Samples {
     before: Option<Vec<ProcSample>>,
     at_start: Option<Vec<ProcSample>>,
     at_end: Option<Vec<ProcSample>>,
+    /// The bytes the servers' sockets sent in the window, when counted.
+    wire_bytes: Option<u64>,
 }
 
 /// The sum of the nodes' samples.
@@ -1160,6 +1248,7 @@ fn merge(
         _ => messages as f64 / secs,
     };
     hub.redis = redis;
+    hub.wire_bytes = samples.wire_bytes;
     let server = match (
         opts.server_pid,
         samples.before,

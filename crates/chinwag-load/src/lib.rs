@@ -8,6 +8,10 @@
 //!   message and RSS from `/proc/<pid>` when its pid is known. Connections are spread over
 //!   several `127.0.0.x` source addresses and, on request, over several worker processes.
 //! * [`procfs`]: the server figures read from `/proc/<pid>/stat` and `/proc/<pid>/status`.
+//! * [`wire`]: the bytes a server's TCP sockets sent (the kernel's `tcp_info`, read with `ss`):
+//!   bytes on the wire per delivery in the permessage-deflate fan-out rows.
+//! * [`payload`]: what a fan-out publish carries: bytes, or chat-like JSON text (words from a
+//!   vocabulary, different in every message) that compresses like chat.
 //! * [`baselines`]: minimal echo servers on the raw engines (fastwebsockets with a hyper
 //!   upgrade, async-tungstenite, tokio TCP) that chinwag's servers are divided by.
 //! * [`hub`]: the hub scenarios (fan-out to a room, send to users, offline replay, idle
@@ -34,11 +38,13 @@ pub mod count;
 pub mod guess;
 pub mod hub;
 pub mod load;
+pub mod payload;
 pub mod procfs;
 pub mod proto;
 pub mod recover;
 pub mod redis_monitor;
 pub mod report;
+pub mod wire;
 mod workers;
 
 pub use load::{LoadSpec, RunReport};

@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use crate::BoxError;
 use crate::guess::GuessFigures;
 use crate::hub::{HubFigures, Mode};
+use crate::payload::Payload;
 use crate::procfs::{self, ProcSample};
 use crate::proto::{self, ClientEngine, Reader, Target, Writer};
 use crate::recover::RecoverFigures;
@@ -100,6 +101,17 @@ pub struct LoadSpec {
     /// Guess: the protected room's right password.
     #[serde(default)]
     pub password: Option<String>,
+    /// Room-door runs (fan-out, idle): the clients offer permessage-deflate with no context
+    /// takeover either way ([`crate::proto::client_ws_config_with`]); needs the yawc client.
+    #[serde(default)]
+    pub deflate: bool,
+    /// Fan-out: what a publish carries ([`Payload`]: bytes, or chat-like JSON text).
+    #[serde(default)]
+    pub payload: Payload,
+    /// Fan-out: count the bytes the server's TCP sockets sent in the measured window
+    /// ([`crate::wire`], from `ss`), reported per delivery.
+    #[serde(default)]
+    pub wire_bytes: bool,
 }
 
 fn default_room() -> String {
@@ -144,6 +156,9 @@ impl Default for LoadSpec {
             joins: 50,
             attackers: 1,
             password: None,
+            deflate: false,
+            payload: Payload::Bytes,
+            wire_bytes: false,
         }
     }
 }
@@ -657,6 +672,13 @@ pub async fn run(spec: &LoadSpec, opts: &RunOptions) -> Result<RunReport, BoxErr
         return crate::hub::run(spec, opts).await;
     }
     let _: Target = spec.target.parse()?;
+    if spec.deflate || spec.payload != Payload::Bytes || spec.wire_bytes {
+        return Err(
+            "deflate, chat payloads and wire bytes are for fan-out runs (--mode fanout; \
+                    deflate also idle-auth)"
+                .into(),
+        );
+    }
     if spec.size < MIN_PAYLOAD {
         return Err(format!("payload size must be at least {MIN_PAYLOAD} bytes").into());
     }

@@ -6,9 +6,16 @@
 //!                  [--source-ips N] [--server-pid PID].. [--meta k=v].. [--json FILE]
 //!                  [--mode echo|fanout|send|replay|idle-auth|guess|recover] [--secret S] [--room R]
 //!                  [--rooms K] [--messages N] [--joins N] [--attackers A] [--password P]
+//!                  [--client-engine fastwebsockets|tungstenite|yawc] [--deflate]
+//!                  [--payload bytes|chat] [--wire-bytes]
 //! # the hub scenarios (crates/chinwag-load/src/hub.rs), e.g.:
 //! chinwag-load run --mode fanout --target 'ws://127.0.0.1:9400/ws?room=bench' --conns 1000 \
 //!                  --size 100 --rate 50 --procs 2 --secret S
+//! # permessage-deflate (issue 20): 1 KiB chat-like text to 1 000 members, yawc clients offering
+//! # deflate, the bytes the server's sockets sent counted per delivery:
+//! chinwag-load run --mode fanout --target 'ws://127.0.0.1:9400/ws?room=bench' --conns 1000 \
+//!                  --size 1024 --payload chat --rate 20 --procs 2 --client-engine yawc \
+//!                  --deflate --wire-bytes --secret S
 //! # a right-password join, alone and while one connection guesses (200 guesses outstanding):
 //! chinwag-load run --mode guess --target gotalk+tcp://127.0.0.1:9401 --room guarded \
 //!                  --password P --joins 50 --attackers 1 --in-flight 200 --warmup 2 --secret S
@@ -37,6 +44,7 @@ use std::path::PathBuf;
 use chinwag_load::count::{self, CountSpec};
 use chinwag_load::hub::Mode;
 use chinwag_load::load::{self, LoadSpec, RunOptions, WorkerSpec};
+use chinwag_load::payload::Payload;
 use chinwag_load::{BoxError, ClientEngine, report};
 use clap::{Parser, Subcommand};
 
@@ -167,6 +175,18 @@ struct RunArgs {
     /// Guess: the protected room's right password (the room is --room).
     #[arg(long)]
     password: Option<String>,
+    /// Room-door runs (fanout, idle-auth): offer permessage-deflate (no context takeover either
+    /// way); needs --client-engine yawc.
+    #[arg(long)]
+    deflate: bool,
+    /// Fan-out: what a publish carries: bytes (binary, send time and sequence number then 0x5a
+    /// bytes) or chat (JSON text with words from a vocabulary, different in every message).
+    #[arg(long, value_enum, default_value = "bytes")]
+    payload: Payload,
+    /// Fan-out: count the bytes the server's TCP sockets sent in the measured window (with
+    /// `ss`, iproute2), reported per delivery.
+    #[arg(long)]
+    wire_bytes: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -269,6 +289,9 @@ async fn run(a: RunArgs) -> Result<(), BoxError> {
         joins: a.joins,
         attackers: a.attackers,
         password: a.password,
+        deflate: a.deflate,
+        payload: a.payload,
+        wire_bytes: a.wire_bytes,
     };
     let opts = RunOptions {
         server_pid: pids.next(),

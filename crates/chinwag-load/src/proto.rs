@@ -25,7 +25,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use chinwag_rpc::{Handlers, Peer, RpcConfig};
 use chinwag_transport::tcp::{TcpConfig, TcpTransport};
 use chinwag_transport::{Frame, FrameRead, FrameWrite, PeerAddr, Transport};
-use chinwag_ws::{self as common, Engine, WsConfig, WsStream};
+use chinwag_ws::{self as common, DeflateConfig, Engine, WsConfig, WsStream};
 use chinwag_ws_fastwebsockets::FastWebSockets;
 use chinwag_ws_tungstenite::Tungstenite;
 use chinwag_ws_yawc::Yawc;
@@ -201,6 +201,19 @@ impl Writer {
         Ok(())
     }
 
+    /// Queues one text message (WebSocket only: the chat-like fan-out payloads).
+    pub async fn feed_text(&mut self, text: Bytes) -> Result<(), BoxError> {
+        match self {
+            Writer::WsFast(w) => w.feed(Frame::Text(text)).await?,
+            Writer::WsTung(w) => w.feed(Frame::Text(text)).await?,
+            Writer::WsYawc(w) => w.feed(Frame::Text(text)).await?,
+            Writer::Tcp(..) | Writer::Rpc(..) => {
+                return Err("text messages are sent on WebSocket connections only".into());
+            }
+        }
+        Ok(())
+    }
+
     /// Writes everything fed.
     pub async fn flush(&mut self) -> Result<(), BoxError> {
         match self {
@@ -219,7 +232,8 @@ impl Writer {
 }
 
 impl Reader {
-    /// Reads the next echoed payload; `None` when the server closed the connection cleanly.
+    /// Reads the next echoed payload (on WebSocket: a binary or text message); `None` when the
+    /// server closed the connection cleanly.
     pub async fn read(&mut self) -> Result<Option<Bytes>, BoxError> {
         let frame = match self {
             Reader::WsFast(r) => r.read_frame().await?,
@@ -248,8 +262,7 @@ impl Reader {
         };
         match frame {
             None => Ok(None),
-            Some(Frame::Binary(b)) => Ok(Some(b)),
-            Some(other) => Err(format!("unexpected frame {other:?}").into()),
+            Some(Frame::Binary(b) | Frame::Text(b)) => Ok(Some(b)),
         }
     }
 }
@@ -261,6 +274,22 @@ pub fn client_ws_config() -> WsConfig {
         .with_ping_interval(None)
         .with_max_message_size(64 << 20)
         .with_max_frame_size(64 << 20)
+}
+
+/// [`client_ws_config`], offering permessage-deflate when `deflate` is set: both
+/// `server_no_context_takeover` and `client_no_context_takeover` (every message compressed on
+/// its own, what a server can compress once for many connections), the rest at
+/// [`DeflateConfig`]'s defaults. Only the yawc client implements it (the others ignore it).
+pub fn client_ws_config_with(deflate: bool) -> WsConfig {
+    let cfg = client_ws_config();
+    if !deflate {
+        return cfg;
+    }
+    cfg.with_deflate(Some(
+        DeflateConfig::default()
+            .with_server_no_context_takeover(true)
+            .with_client_no_context_takeover(true),
+    ))
 }
 
 /// Opens one connection to `target` from `source` (bound before connecting, so connections
@@ -333,18 +362,19 @@ async fn ws_handshake<E: Engine>(
     target: &Target,
     tcp: TcpStream,
 ) -> Result<common::WsConnection<E>, BoxError> {
-    ws_handshake_with(target, tcp, &target.ws_url(), &[]).await
+    ws_handshake_with(target, tcp, &target.ws_url(), &[], &client_ws_config()).await
 }
 
-/// The WebSocket handshake for `url` (a `ws://` URL on `target`'s address) on `tcp`, with
-/// extra request headers (e.g. `Authorization: Bearer ...`).
+/// The WebSocket handshake for `url` (a `ws://` URL on `target`'s address) on `tcp` with
+/// `cfg` ([`client_ws_config_with`]), with extra request headers (e.g.
+/// `Authorization: Bearer ...`).
 pub async fn ws_handshake_with<E: Engine>(
     target: &Target,
     tcp: TcpStream,
     url: &str,
     headers: &[(&str, String)],
+    cfg: &WsConfig,
 ) -> Result<common::WsConnection<E>, BoxError> {
-    let cfg = client_ws_config();
     let mut req = http::Request::builder()
         .method("GET")
         .uri(url)
@@ -355,7 +385,7 @@ pub async fn ws_handshake_with<E: Engine>(
     let req = req.body(())?;
     let (r, w) = tokio::time::timeout(
         cfg.handshake_timeout,
-        E::client_handshake(WsStream::Tcp(tcp), req, &cfg),
+        E::client_handshake(WsStream::Tcp(tcp), req, cfg),
     )
     .await
     .map_err(|_| "WebSocket handshake timed out")??;
@@ -363,7 +393,7 @@ pub async fn ws_handshake_with<E: Engine>(
         r,
         w,
         PeerAddr::Ip(target.addr),
-        &cfg,
+        cfg,
     ))
 }
 

@@ -59,6 +59,10 @@ pub struct Row {
     pub p99_stalled_us: Option<f64>,
     /// Slow consumer: median over repetitions of p99 stalled ÷ p99 alone.
     pub p99_stalled_ratio: Option<f64>,
+    /// Fan-out with wire bytes counted: bytes the server's sockets sent per delivery (median).
+    pub wire_bytes_per_delivery: Option<f64>,
+    /// Median over repetitions of bytes per delivery ÷ the baseline's.
+    pub wire_ratio: Option<f64>,
     /// Hub scenarios: their own figures, medians over repetitions.
     pub hub: Option<HubRow>,
     /// The password-guessing scenario: its figures, medians over repetitions.
@@ -544,6 +548,13 @@ fn m<'a>(r: &'a RunReport, k: &str) -> &'a str {
     r.meta.get(k).map(String::as_str).unwrap_or("")
 }
 
+/// The bytes a fan-out run's server sockets sent per delivery in the window, when counted.
+fn wire_per_delivery(r: &RunReport) -> Option<f64> {
+    let h = r.hub.as_ref()?;
+    let bytes = h.wire_bytes?;
+    (h.delivered > 0).then(|| bytes as f64 / h.delivered as f64)
+}
+
 /// Per-repetition ratio of `f(row run) / f(baseline run)`, median over repetitions.
 fn paired_ratio(
     runs: &[&RunReport],
@@ -582,6 +593,22 @@ pub fn build(runs: Vec<RunReport>, meta: BTreeMap<String, String>, notes: Vec<St
                 spec.conns,
                 spec.size,
                 spec.rate.unwrap_or(0.0)
+            ),
+            "hub-deflate-fanout" => format!(
+                "{} room members, one publishes {} B of {} at {} publishes/s; the clients (yawc) \
+                 offer permessage-deflate{}",
+                spec.conns,
+                spec.size,
+                match spec.payload {
+                    crate::payload::Payload::Chat => "chat-like JSON text",
+                    crate::payload::Payload::Bytes => "bytes",
+                },
+                spec.rate.unwrap_or(0.0),
+                if spec.deflate {
+                    " with no context takeover"
+                } else {
+                    " (not: --deflate was not given)"
+                }
             ),
             "hub-send" => format!(
                 "{} users on the chat door, {} B to random users at {} sends/s",
@@ -708,7 +735,9 @@ pub fn build(runs: Vec<RunReport>, meta: BTreeMap<String, String>, notes: Vec<St
                 row.rss_ratio = paired_ratio(&rs, &base_runs, |r| {
                     r.server.and_then(|s| s.rss_per_conn_kib)
                 });
+                row.wire_ratio = paired_ratio(&rs, &base_runs, wire_per_delivery);
             }
+            row.wire_bytes_per_delivery = med(&wire_per_delivery);
             if kind.starts_with("hub-") || kind.starts_with("cluster-") {
                 let h = |f: &dyn Fn(&crate::hub::HubFigures) -> f64| {
                     median(rs.iter().filter_map(|r| r.hub.as_ref().map(f)).collect())
@@ -859,6 +888,30 @@ fn goals(scenarios: &[Scenario]) -> Vec<Goal> {
             &|r| r.rss_per_conn_kib,
             &|v| v <= 6.0,
             " KiB",
+        );
+    }
+    // Issue 20, when the permessage-deflate fan-out ran.
+    if scenarios.iter().any(|s| s.kind == "hub-deflate-fanout") {
+        let rows = chinwag_rows(&|s| s.kind == "hub-deflate-fanout");
+        ratio_goal(
+            "permessage-deflate fan-out of chat text: bytes on the wire per delivery <= 0.4x \
+             without deflate (same run)",
+            rows.clone(),
+            &|r| r.wire_ratio,
+            &|v| v <= 0.4,
+            "x",
+        );
+        let once = rows
+            .into_iter()
+            .filter(|(_, r)| r.server.ends_with("compress-once"))
+            .collect();
+        ratio_goal(
+            "permessage-deflate fan-out, compressed once per publish: server CPU per delivery \
+             <= 1.3x without deflate (same run)",
+            once,
+            &|r| r.cpu_ratio,
+            &|v| v <= 1.3,
+            "x",
         );
     }
     // Issue 16, when the guessing scenario ran.
@@ -1037,6 +1090,32 @@ pub fn markdown(rep: &Report) -> String {
                     );
                 }
             }
+            "hub-deflate-fanout" => {
+                let _ = writeln!(
+                    md,
+                    "| server | members | publishes | deliveries/s (asked) | incomplete publishes | bytes on the wire per delivery | ratio | CPU µs/delivery | ratio | last delivery p50 µs | p99 µs | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+                );
+                for r in &s.rows {
+                    let h = r.hub.clone().unwrap_or_default();
+                    let _ = writeln!(
+                        md,
+                        "| {} | {:.0} | {:.0} | {} ({}) | {} | {} | {} | {} | {} | {:.0} | {:.0} | {} |",
+                        r.server,
+                        r.connected,
+                        h.publishes,
+                        thousands(r.msgs_per_sec),
+                        thousands(h.offered_per_sec),
+                        h.incomplete,
+                        opt(r.wire_bytes_per_delivery, 1),
+                        ratio(r.wire_ratio),
+                        opt(r.cpu_us_per_msg, 2),
+                        ratio(r.cpu_ratio),
+                        r.latency_us[0],
+                        r.latency_us[2],
+                        r.errors
+                    );
+                }
+            }
             "hub-send" => {
                 let _ = writeln!(
                     md,
@@ -1083,17 +1162,24 @@ pub fn markdown(rep: &Report) -> String {
             "hub-idle" => {
                 let _ = writeln!(
                     md,
-                    "| server | conns | RSS/conn KiB | CPU µs per conn·s | errors |\n|---|---:|---:|---:|---:|"
+                    "| server | conns | RSS/conn KiB | CPU µs per conn·s | errors | RSS ratio |\n|---|---:|---:|---:|---:|---:|"
                 );
                 for r in &s.rows {
+                    let vs = r
+                        .baseline
+                        .as_deref()
+                        .filter(|_| r.rss_ratio.is_some())
+                        .map(|b| format!(" (vs {b})"))
+                        .unwrap_or_default();
                     let _ = writeln!(
                         md,
-                        "| {} | {:.0} | {} | {} | {} |",
+                        "| {} | {:.0} | {} | {} | {} | {}{vs} |",
                         r.server,
                         r.connected,
                         opt(r.rss_per_conn_kib, 2),
                         opt(r.cpu_us_per_conn_sec, 2),
-                        r.errors
+                        r.errors,
+                        ratio(r.rss_ratio)
                     );
                 }
             }
@@ -1670,6 +1756,9 @@ pub fn charts(rep: &Report, dir: &Path) -> Result<Vec<String>, BoxError> {
             kind if kind.starts_with("hub-") => {
                 let (what, unit): (&str, &str) = match kind {
                     "hub-fanout" => ("deliveries per second", "deliveries/s"),
+                    "hub-deflate-fanout" => {
+                        ("bytes on the wire per delivery", "bytes per delivery")
+                    }
                     "hub-send" => ("sends per second", "sends/s"),
                     "hub-replay" => ("ms until every queued message arrived", "ms"),
                     _ => (
@@ -1684,6 +1773,7 @@ pub fn charts(rep: &Report, dir: &Path) -> Result<Vec<String>, BoxError> {
                         let v = match kind {
                             "hub-replay" => r.hub.as_ref().map_or(0.0, |h| h.replay_ms),
                             "hub-idle" => r.rss_per_conn_kib.unwrap_or(0.0),
+                            "hub-deflate-fanout" => r.wire_bytes_per_delivery.unwrap_or(0.0),
                             _ => r.msgs_per_sec,
                         };
                         (r.server.clone(), if v.is_finite() { v } else { 0.0 })
@@ -1876,6 +1966,91 @@ mod tests {
         assert_eq!(goal.met, Some(false));
         let md = markdown(&rep);
         assert!(md.contains("(baseline)") && md.contains("**2.00x** (2.00, 2.00)"));
+    }
+
+    #[test]
+    fn deflate_rows_divide_wire_bytes_and_cpu_by_no_deflate() {
+        use crate::hub::HubFigures;
+        use crate::load::ServerUsage;
+        // (server, rep, wire bytes, deliveries, CPU µs per delivery)
+        let run = |server: &str, rep: &str, wire: u64, delivered: u64, cpu: f64| {
+            let mut meta = BTreeMap::new();
+            let base = server == "off";
+            for (k, v) in [
+                ("scenario", "hub-deflate-fanout-1k"),
+                ("kind", "hub-deflate-fanout"),
+                ("server", server),
+                ("role", if base { "baseline" } else { "chinwag" }),
+                ("rep", rep),
+                ("baseline", if base { "" } else { "off" }),
+            ] {
+                meta.insert(k.to_owned(), v.to_owned());
+            }
+            RunReport {
+                meta,
+                spec: crate::LoadSpec {
+                    mode: crate::hub::Mode::Fanout,
+                    conns: 1000,
+                    size: 1024,
+                    payload: crate::payload::Payload::Chat,
+                    deflate: true,
+                    wire_bytes: true,
+                    rate: Some(20.0),
+                    ..crate::LoadSpec::default()
+                },
+                connected: 1000,
+                msgs_per_sec: delivered as f64 / 8.0,
+                messages: delivered,
+                latency_us: crate::load::Latency::default(),
+                errors: 0,
+                first_errors: vec![],
+                server: Some(ServerUsage {
+                    cpu_us_per_msg: Some(cpu),
+                    ..ServerUsage::default()
+                }),
+                hub: Some(HubFigures {
+                    delivered,
+                    wire_bytes: Some(wire),
+                    ..HubFigures::default()
+                }),
+                guess: None,
+                recover: None,
+            }
+        };
+        let runs = vec![
+            run("off", "0", 1_040_000, 1000, 10.0),
+            run("per-connection", "0", 400_000, 1000, 30.0),
+            run("compress-once", "0", 400_000, 1000, 12.0),
+            run("off", "1", 2_080_000, 2000, 8.0),
+            run("per-connection", "1", 700_000, 2000, 24.0),
+            run("compress-once", "1", 900_000, 2000, 12.0),
+        ];
+        let rep = build(runs, BTreeMap::new(), vec![]);
+        let rows = &rep.scenarios[0].rows;
+        assert_eq!(rows[0].wire_bytes_per_delivery, Some(1040.0));
+        assert_eq!(rows[0].wire_ratio, None);
+        // Per repetition: 400/1040 and 350/1040; CPU 3.0 and 3.0.
+        let per_conn = &rows[1];
+        assert!((per_conn.wire_ratio.unwrap() - 375.0 / 1040.0).abs() < 1e-9);
+        assert!((per_conn.cpu_ratio.unwrap() - 3.0).abs() < 1e-9);
+        // 400/1040 and 450/1040; CPU 1.2 and 1.5.
+        let once = &rows[2];
+        assert!((once.wire_ratio.unwrap() - 425.0 / 1040.0).abs() < 1e-9);
+        assert!((once.cpu_ratio.unwrap() - 1.35).abs() < 1e-9);
+        let goal = |part: &str| rep.goals.iter().find(|g| g.goal.contains(part)).unwrap();
+        // 0.41x for compress-once: just over.
+        assert_eq!(goal("bytes on the wire").met, Some(false));
+        let cpu = goal("compressed once");
+        assert_eq!(cpu.met, Some(false));
+        assert!(
+            cpu.measured.contains("compress-once: 1.35x"),
+            "{}",
+            cpu.measured
+        );
+        assert!(!cpu.measured.contains("per-connection"));
+        let md = markdown(&rep);
+        assert!(md.contains("chat-like JSON text"), "{md}");
+        assert!(md.contains("| compress-once | 1000 |"), "{md}");
     }
 
     #[test]
