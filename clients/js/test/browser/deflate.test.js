@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { startChinwagServer } from '../support/chinwag-server.js';
 import { launchChromium, screenshotDir } from '../support/browser.js';
+import { signIn, joinRoom, say, bodies } from '../support/demo-page.js';
 import { startTap } from '../support/ws-tap.js';
 
 const D = 20000; // deadline of every wait
@@ -85,31 +86,6 @@ async function person(server) {
   );
   await page.goto(server.tap.url('/'));
   return { context, page, errors, handshake };
-}
-
-async function signIn(page, name) {
-  await page.locator('#signin-user').fill(name);
-  await page.locator('#signin-form button[type=submit]').click();
-  await page.locator('#conn-state[data-state="signed-in"]').waitFor();
-  await page.locator('#me-name', { hasText: name }).waitFor();
-}
-
-async function joinRoom(page, room) {
-  await page.locator('#join-form input[name=room]').fill(room);
-  await page.locator('#join-form button[type=submit]').click();
-  await page.locator('#conv-title', { hasText: `# ${room}` }).waitFor();
-  await page.locator(`#room-list button[data-room="${room}"][aria-current="true"]`).waitFor();
-}
-
-async function say(page, text) {
-  await page.locator('#composer-input').fill(text);
-  await page.locator('#composer-input').press('Enter');
-}
-
-/** The bodies of the messages shown (not system lines), once the last one ends with `last`. */
-async function bodies(page, last) {
-  await page.locator('#messages .msg:not(.system):not(.pending) .body', { hasText: last }).last().waitFor();
-  return page.locator('#messages .msg:not(.system) .body').allTextContents();
 }
 
 /** Two people chat in `room` of `server`; returns both, their handshakes and what each saw. */

@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { startChinwagServer } from '../support/chinwag-server.js';
 import { launchChromium, screenshotDir } from '../support/browser.js';
+import { signIn, joinRoom, say, bodies } from '../support/demo-page.js';
 
 const D = 20000; // deadline of every wait
 let server;
@@ -46,31 +47,6 @@ async function person({ viewport = { width: 1280, height: 800 }, poll = true, at
   page.on('console', (m) => m.type() === 'error' && !/WebSocket|Failed to load resource/.test(m.text()) && errors.push(new Error(m.text())));
   await page.goto(at.http);
   return { context, page, errors };
-}
-
-async function signIn(page, name) {
-  await page.locator('#signin-user').fill(name);
-  await page.locator('#signin-form button[type=submit]').click();
-  await page.locator('#conn-state[data-state="signed-in"]').waitFor();
-  await page.locator('#me-name', { hasText: name }).waitFor();
-}
-
-async function joinRoom(page, room) {
-  await page.locator('#join-form input[name=room]').fill(room);
-  await page.locator('#join-form button[type=submit]').click();
-  await page.locator('#conv-title', { hasText: `# ${room}` }).waitFor();
-  await page.locator(`#room-list button[data-room="${room}"][aria-current="true"]`).waitFor();
-}
-
-async function say(page, text) {
-  await page.locator('#composer-input').fill(text);
-  await page.locator('#composer-input').press('Enter');
-}
-
-/** The bodies of the messages shown (not system lines), once the last one is `last`. */
-async function bodies(page, last) {
-  await page.locator('#messages .msg:not(.system):not(.pending) .body', { hasText: last }).last().waitFor();
-  return page.locator('#messages .msg:not(.system) .body').allTextContents();
 }
 
 test('two people chat in a room', async () => {
