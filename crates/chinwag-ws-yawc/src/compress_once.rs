@@ -17,6 +17,10 @@
 //! at most [`MAX_ENTRIES`] entries and [`MAX_BYTES`] bytes (payloads and their compressed forms),
 //! the oldest dropped first; payloads over [`MAX_PAYLOAD`] are not cached (each connection then
 //! compresses its own). A message sent to one connection costs one cache entry, evicted in turn.
+//!
+//! Compressing runs outside the cache's lock, so connections whose writers reach a message at the
+//! same moment on different threads may each compress it: once per message, or at most once per
+//! runtime worker thread that gets there before the first compression is cached.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};

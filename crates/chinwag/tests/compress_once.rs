@@ -1,6 +1,7 @@
 //! Compress once through the hub: a room's publish on the yawc engine with permessage-deflate
 //! (`server_no_context_takeover`) is compressed once for all members of the room door, whatever
-//! their number, and each member reads the message. Alone in its own test binary: the yawc
+//! their number (once per worker thread at most, when two writers reach it at the same moment),
+//! and each member reads the message. Alone in its own test binary: the yawc
 //! engine's counters are process-wide.
 #![cfg(feature = "ws-yawc")]
 
@@ -78,11 +79,14 @@ async fn a_room_publish_is_compressed_once_for_every_member() {
             Some(Frame::Text(text.clone().into()))
         );
     }
+    // Compressing runs outside the cache's lock: connections whose writers reach the message at
+    // the same moment on different worker threads (2 here) may each compress it once.
     let after = deflate_stats();
+    let prepared = after.prepared - before.prepared;
+    assert!((1..=2).contains(&prepared), "{before:?} -> {after:?}");
     assert_eq!(
-        after.prepared - before.prepared,
-        1,
-        "{before:?} -> {after:?}"
+        prepared + after.shared - before.shared,
+        4,
+        "every member's send either compressed or shared: {before:?} -> {after:?}"
     );
-    assert_eq!(after.shared - before.shared, 3, "{before:?} -> {after:?}");
 }
