@@ -133,6 +133,45 @@ struct HubServer {
     tcp: Option<&'static str>,
 }
 
+impl HubServer {
+    /// The server's arguments for one run: `{tmp}` is `file` with the extension `data`,
+    /// `{redis}` the URL of a private redis-server started here (returned, to keep it running),
+    /// then `--listen addr` and, when the run loads the chat door over TCP, its flag and `tcp`.
+    fn run_args(
+        &self,
+        file: &Path,
+        addr: SocketAddr,
+        tcp: SocketAddr,
+    ) -> Result<(Vec<String>, Option<KillOnDrop>), String> {
+        let tmp = file.with_extension("data");
+        let mut redis = None;
+        let mut args = Vec::new();
+        for a in &self.args {
+            let mut a = a.replace("{tmp}", &tmp.to_string_lossy());
+            if a.contains("{redis}") {
+                let (running, url) = start_redis(&file.with_extension("redis"))?;
+                a = a.replace("{redis}", &url);
+                redis = Some(running);
+            }
+            args.push(a);
+        }
+        args.extend(["--listen".to_owned(), addr.to_string()]);
+        if let Some(flag) = self.tcp {
+            args.extend([flag.to_owned(), tcp.to_string()]);
+        }
+        Ok((args, redis))
+    }
+}
+
+/// Keeps the environment's `CHINWAG_*` settings away from a server under test.
+fn without_chinwag_env(cmd: &mut Command) {
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("CHINWAG_") {
+            cmd.env_remove(k);
+        }
+    }
+}
+
 /// The secret the hub servers verify tokens with and the load generator signs them with.
 const HUB_SECRET: &str = "chinwag bench secret, not for production";
 
@@ -1523,11 +1562,7 @@ fn one_run(
                     );
                 }
                 node.arg("--listen").arg(addr.to_string());
-                for (k, _) in std::env::vars_os() {
-                    if k.to_string_lossy().starts_with("CHINWAG_") {
-                        node.env_remove(k);
-                    }
-                }
+                without_chinwag_env(&mut node);
                 let running = spawn_listening(&mut node, addr)?;
                 // Sign-ons are refused until the node's lease is registered.
                 wait_ready(addr)?;
@@ -1544,28 +1579,10 @@ fn one_run(
         ServerKind::Hub(h) => {
             let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
             let tcp: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
-            let tmp = file.with_extension("data");
-            let mut redis = None;
-            let mut args = Vec::new();
-            for a in &h.args {
-                let mut a = a.replace("{tmp}", &tmp.to_string_lossy());
-                if a.contains("{redis}") {
-                    let (running, url) = start_redis(&file.with_extension("redis"))?;
-                    a = a.replace("{redis}", &url);
-                    redis = Some(running);
-                }
-                args.push(a);
-            }
+            let (args, redis) = h.run_args(file, addr, tcp)?;
             let mut server = Command::new(rel.join(h.bin));
-            server.args(&args).arg("--listen").arg(addr.to_string());
-            if let Some(flag) = h.tcp {
-                server.arg(flag).arg(tcp.to_string());
-            }
-            for (k, _) in std::env::vars_os() {
-                if k.to_string_lossy().starts_with("CHINWAG_") {
-                    server.env_remove(k);
-                }
-            }
+            server.args(&args);
+            without_chinwag_env(&mut server);
             let running = spawn_listening(&mut server, addr)?;
             let url = h
                 .target
@@ -1577,7 +1594,7 @@ fn one_run(
                 "--server-pid",
                 &running.0.id().to_string(),
             ]);
-            aux = Some((redis, tmp));
+            aux = Some((redis, file.with_extension("data")));
             vec![running]
         }
     };

@@ -24,7 +24,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::{HUB_SECRET, Server, ServerKind, git, machine, selects, start_redis, target_dir, utc};
+use super::{
+    HUB_SECRET, Server, ServerKind, git, machine, selects, target_dir, utc, without_chinwag_env,
+};
 use crate::server::{KillOnDrop, free_port, spawn_listening};
 use crate::{cargo, run_cmd};
 
@@ -51,6 +53,15 @@ struct Case {
 /// The scenarios, in priority order: RPC echo over TCP, WebSocket echo on each engine at
 /// 20 B and 1 KiB, fan-out to 1 000 members, a direct message through each queue backend.
 /// `N` is small enough that a pair of runs under callgrind takes well under a minute.
+/// The WebSocket echo servers, each chinwag engine beside its raw one (yawc has none).
+const ECHO_SERVERS: &[&str] = &[
+    "chinwag-tungstenite",
+    "raw-tungstenite",
+    "chinwag-fastwebsockets",
+    "raw-fastwebsockets",
+    "chinwag-yawc",
+];
+
 const CASES: [Case; 5] = [
     Case {
         name: "instr-rpc-tcp-64B",
@@ -65,13 +76,7 @@ const CASES: [Case; 5] = [
     Case {
         name: "instr-ws-echo-20B",
         from: "ws-echo-20B",
-        servers: &[
-            "chinwag-tungstenite",
-            "raw-tungstenite",
-            "chinwag-fastwebsockets",
-            "raw-fastwebsockets",
-            "chinwag-yawc",
-        ],
+        servers: ECHO_SERVERS,
         mode: "echo",
         size: 20,
         members: 0,
@@ -81,13 +86,7 @@ const CASES: [Case; 5] = [
     Case {
         name: "instr-ws-echo-1KiB",
         from: "ws-echo-1KiB",
-        servers: &[
-            "chinwag-tungstenite",
-            "raw-tungstenite",
-            "chinwag-fastwebsockets",
-            "raw-fastwebsockets",
-            "chinwag-yawc",
-        ],
+        servers: ECHO_SERVERS,
         mode: "echo",
         size: 1024,
         members: 0,
@@ -421,27 +420,9 @@ fn start(rel: &Path, server: &Server, file: &Path) -> Result<Running, String> {
         }
         ServerKind::Hub(h) => {
             let tcp: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
-            let tmp = file.with_extension("data");
-            let mut redis = None;
-            cmd.arg(rel.join(h.bin));
-            for a in &h.args {
-                let mut a = a.replace("{tmp}", &tmp.to_string_lossy());
-                if a.contains("{redis}") {
-                    let (running, url) = start_redis(&file.with_extension("redis"))?;
-                    a = a.replace("{redis}", &url);
-                    redis = Some(running);
-                }
-                cmd.arg(a);
-            }
-            cmd.arg("--listen").arg(addr.to_string());
-            if let Some(flag) = h.tcp {
-                cmd.arg(flag).arg(tcp.to_string());
-            }
-            for (k, _) in std::env::vars_os() {
-                if k.to_string_lossy().starts_with("CHINWAG_") {
-                    cmd.env_remove(k);
-                }
-            }
+            let (args, redis) = h.run_args(file, addr, tcp)?;
+            cmd.arg(rel.join(h.bin)).args(&args);
+            without_chinwag_env(&mut cmd);
             let url = h
                 .target
                 .replace("{listen}", &addr.to_string())
@@ -455,7 +436,7 @@ fn start(rel: &Path, server: &Server, file: &Path) -> Result<Running, String> {
                 server,
                 url,
                 redis,
-                tmp: Some(tmp),
+                tmp: Some(file.with_extension("data")),
             })
         }
         _ => Err(format!("{}: not a server this machine starts", server.name)),
