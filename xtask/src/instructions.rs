@@ -241,8 +241,8 @@ pub(super) fn run(args: &[String]) -> Result<(), String> {
     let started = Instant::now();
     let mut rows = Vec::new();
     let mut notes = vec![
-        "hub-fanout-1k with yawc and permessage-deflate: not run (the bench's hub server has \
-         no deflate flags on this branch)"
+        "hub-fanout-1k with yawc and permessage-deflate: not run (the `hub-deflate-fanout-1k` \
+         servers are not instruction cases yet)"
             .to_owned(),
     ];
     for case in &cases {
