@@ -870,8 +870,11 @@ fn hub_scenarios(
         if q { "1000" } else { "10000" },
         "--size",
         "100",
+        // One recipient written to by 1 000 senders, one send each in flight (issue 21).
+        "--conns",
+        if q { "100" } else { "1000" },
         "--in-flight",
-        "64",
+        if q { "100" } else { "1000" },
     ]);
     load.extend(strs(&secret));
     out.push(Scenario {

@@ -31,8 +31,9 @@
 //!   (`targets`: the other nodes' URLs) user `i` connects to node `i % nodes` and every send
 //!   goes to a user on another node; the nodes' CPU is summed, and the Redis commands of the
 //!   window are counted ([`crate::redis_monitor`]).
-//! * [`Mode::Replay`]: one sender queues `messages` messages (with `in_flight` sends in flight)
-//!   for a user who is offline; then that user connects and signs in, and the clock runs until
+//! * [`Mode::Replay`]: `conns` senders, taking turns, queue `messages` messages (with
+//!   `in_flight` sends in flight in all) for one user who is offline (the queue fill: how many
+//!   sends to one recipient the hub stores per second); then that user connects and signs in, and the clock runs until
 //!   all of them have arrived (acknowledged every 100 and at the end, as the protocol allows).
 //! * [`Mode::IdleAuth`]: `conns` signed-in connections, each in one of `rooms` rooms (room
 //!   door: `?room=R-k`; chat door: a `join`), idle but answering the server's pings and
@@ -897,15 +898,21 @@ async fn replay_inner(spec: &LoadSpec, shared: &Arc<Shared>) -> Result<HubFigure
     let target: Target = spec.target.parse()?;
     let n = spec.messages.max(1) as u64;
     let recipient = format!("replay-{}", wall_ns());
-    let source = proto::source_addr(&target, 0, spec.source_ips);
-    let (sender, sender_events) =
-        chat::connect(&target, spec, "replay-sender", source, true).await?;
-    chat::drain(sender_events);
+    // `conns` senders (users of their own), taking turns; `in_flight` sends in flight in all.
+    let mut senders = Vec::new();
+    for i in 0..spec.conns.max(1) {
+        let source = proto::source_addr(&target, i, spec.source_ips);
+        let user = format!("replay-sender-{i}");
+        let (sender, sender_events) = chat::connect(&target, spec, &user, source, true).await?;
+        chat::drain(sender_events);
+        senders.push(sender);
+    }
     let started = std::time::Instant::now();
     let gate = Arc::new(Semaphore::new(spec.in_flight.max(1)));
     let mut set = JoinSet::new();
     for k in 0..n {
         let permit = gate.clone().acquire_owned().await?;
+        let sender = &senders[usize::try_from(k).unwrap_or(0) % senders.len()];
         let (client, to) = (sender.clone(), recipient.clone());
         let body = format!("{k}:{}", "x".repeat(spec.size.saturating_sub(8)));
         set.spawn(async move {
@@ -983,7 +990,9 @@ async fn replay_inner(spec: &LoadSpec, shared: &Arc<Shared>) -> Result<HubFigure
         ..HubFigures::default()
     };
     client.close().await;
-    sender.close().await;
+    for sender in senders {
+        sender.close().await;
+    }
     Ok(fig)
 }
 

@@ -1137,16 +1137,17 @@ pub fn markdown(rep: &Report) -> String {
             "hub-replay" => {
                 let _ = writeln!(
                     md,
-                    "| server | replayed | queue fill ms | first message ms | all received ms | last ack answered ms | replayed msgs/s | CPU µs/msg (fill + replay) | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+                    "| server | replayed | queue fill ms | queued msgs/s | first message ms | all received ms | last ack answered ms | replayed msgs/s | CPU µs/msg (fill + replay) | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
                 );
                 for r in &s.rows {
                     let h = r.hub.clone().unwrap_or_default();
                     let _ = writeln!(
                         md,
-                        "| {} | {:.0} | {:.0} | {:.1} | {:.0} | {:.0} | {} | {} | {} |",
+                        "| {} | {:.0} | {:.0} | {} | {:.1} | {:.0} | {:.0} | {} | {} | {} |",
                         r.server,
                         h.replayed,
                         h.fill_ms,
+                        thousands(h.replayed * 1e3 / h.fill_ms),
                         h.first_ms,
                         h.replay_ms,
                         h.acked_ms,

@@ -15,7 +15,9 @@
 //! that arrive while a commit is in progress are applied together in the next transaction and
 //! share its single fsync (up to [`MAX_BATCH`] operations). A lone push still costs one fsync;
 //! many concurrent producers cost one fsync per batch, which is where the throughput comes
-//! from. Reads use read transactions on the process's [`MAX_CONCURRENT_READS`] reader threads
+//! from. [`Queue::push_many`] (the hub's way to store a run of sends to one user) is one
+//! operation: its pushes share one transaction whatever else is pending, so one busy recipient
+//! is not held to one fsync per message. [`RedbQueue::commits`] counts the commits. Reads use read transactions on the process's [`MAX_CONCURRENT_READS`] reader threads
 //! (the rest wait their turn on the runtime without a thread, so a reconnect storm's replays do
 //! not make hundreds of threads, as reads on tokio's blocking pool did), and never wait for the
 //! writer, except to free expired entries they find (lazy expiry).
@@ -195,6 +197,13 @@ enum Op {
         expires_at: Option<u64>,
         reply: Reply<EntryId>,
     },
+    /// [`Queue::push_many`]'s checked items (payload, expiry), stored in order.
+    PushMany {
+        recipient: String,
+        items: Vec<(Bytes, Option<u64>)>,
+        now: u64,
+        reply: Reply<Vec<Result<EntryId, QueueError>>>,
+    },
     Ack {
         recipient: String,
         up_to: EntryId,
@@ -282,6 +291,30 @@ impl RedbQueue {
         &self.options
     }
 
+    /// How many write transactions this queue has committed since it was opened: one fsync
+    /// each. Compared with the operations made, it shows how well group commit batches them
+    /// (a run of [`Queue::push_many`] is one commit).
+    ///
+    /// ```
+    /// use chinwag::queue::redb::RedbQueue;
+    /// use chinwag::queue::{Queue, QueueConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), chinwag::queue::QueueError> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let queue = RedbQueue::open(dir.path().join("queue.redb"), QueueConfig::default())?;
+    /// let before = queue.commits();
+    /// let items = (0..100).map(|i| (format!("message {i}").into(), None)).collect();
+    /// let ids = queue.push_many("alice", items).await;
+    /// assert!(ids.iter().all(Result::is_ok));
+    /// assert_eq!(queue.commits(), before + 1, "100 pushes, one commit");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn commits(&self) -> u64 {
+        self.writer.commits()
+    }
+
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Op) -> Result<T, QueueError> {
         self.writer.call(make).await
     }
@@ -342,6 +375,60 @@ impl Queue for RedbQueue {
                 reply,
             })
             .await
+        })
+    }
+
+    fn push_many<'a>(
+        &'a self,
+        recipient: &'a str,
+        items: Vec<(Bytes, Option<Duration>)>,
+    ) -> BoxFuture<'a, Vec<Result<EntryId, QueueError>>> {
+        Box::pin(async move {
+            // Every push handed to the writer, in order, before any is awaited: they share its
+            // batches (one transaction, one fsync), and the writer applies them in this order.
+            // The items that pass the checks go to the writer as one operation: one
+            // transaction, one fsync, applied in order.
+            let now = self.clock.now_ms();
+            let mut out: Vec<Result<EntryId, QueueError>> = Vec::with_capacity(items.len());
+            let mut stored = Vec::with_capacity(items.len());
+            for (payload, ttl) in items {
+                match self.config.check_push(recipient, payload.len()) {
+                    Ok(()) => {
+                        stored.push((payload, expiry(now, ttl)));
+                        // Replaced by the writer's answer below.
+                        out.push(Ok(0));
+                    }
+                    Err(e) => out.push(Err(e)),
+                }
+            }
+            if stored.is_empty() {
+                return out;
+            }
+            let n = stored.len();
+            let answers = self
+                .call(|reply| Op::PushMany {
+                    recipient: recipient.to_owned(),
+                    items: stored,
+                    now,
+                    reply,
+                })
+                .await;
+            let mut answers = match answers {
+                Ok(a) => a.into_iter(),
+                Err(e) => {
+                    let msg = e.to_string();
+                    (0..n)
+                        .map(|_| Err(QueueError::backend(msg.clone())))
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                }
+            };
+            for slot in out.iter_mut().filter(|r| r.is_ok()) {
+                *slot = answers
+                    .next()
+                    .unwrap_or_else(|| Err(QueueError::backend("no answer for a push")));
+            }
+            out
         })
     }
 
@@ -424,10 +511,7 @@ impl Queue for RedbQueue {
             }
             let mut removed = Vec::with_capacity(pending.len());
             for rx in pending {
-                removed.push(
-                    rx.await
-                        .map_err(|_| QueueError::backend("redb writer thread stopped"))??,
-                );
+                removed.push(rx.await.map_err(|_| writer::stopped())??);
             }
             Ok(removed)
         })
@@ -476,6 +560,7 @@ impl Batch for QueueBatch {
 
     fn failed(op: Op) -> Done {
         match op {
+            Op::PushMany { reply, .. } => Done::failed(reply),
             Op::Push { reply, .. }
             | Op::Ack { reply, .. }
             | Op::Remove { reply, .. }
@@ -555,6 +640,21 @@ impl<'t> Store<'t> {
                 Ok(r) => (Done::new(reply, r), None),
                 Err(e) => (Done::failed(reply), Some(e)),
             },
+            Op::PushMany {
+                recipient,
+                items,
+                now,
+                reply,
+            } => {
+                let mut results = Vec::with_capacity(items.len());
+                for (payload, expires_at) in items {
+                    match self.push(&recipient, &payload, now, expires_at, config) {
+                        Ok(r) => results.push(r),
+                        Err(e) => return (Done::failed(reply), Some(e)),
+                    }
+                }
+                (Done::new(reply, Ok(results)), None)
+            }
             Op::Ack {
                 recipient,
                 up_to,

@@ -3,6 +3,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
 use std::thread::JoinHandle;
 
@@ -123,6 +124,7 @@ pub(crate) trait Batch: Send + 'static {
 pub(crate) struct Writer<Op> {
     tx: Option<mpsc::Sender<Op>>,
     thread: Option<JoinHandle<()>>,
+    commits: Arc<AtomicU64>,
 }
 
 impl<Op: Send + 'static> Writer<Op> {
@@ -132,6 +134,8 @@ impl<Op: Send + 'static> Writer<Op> {
         mut batch: B,
     ) -> Result<Self, QueueError> {
         let (tx, rx) = mpsc::channel::<Op>();
+        let commits = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&commits);
         let thread = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
@@ -143,14 +147,22 @@ impl<Op: Send + 'static> Writer<Op> {
                             Err(_) => break,
                         }
                     }
-                    transact(&db, &mut batch, ops);
+                    if transact(&db, &mut batch, ops) {
+                        counted.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             })
             .map_err(QueueError::backend)?;
         Ok(Writer {
             tx: Some(tx),
             thread: Some(thread),
+            commits,
         })
+    }
+
+    /// The write transactions committed so far (each one fsync).
+    pub(crate) fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     /// Sends an operation to the writer and waits for its result.
@@ -175,7 +187,7 @@ impl<Op: Send + 'static> Writer<Op> {
     }
 }
 
-fn stopped() -> QueueError {
+pub(crate) fn stopped() -> QueueError {
     QueueError::backend("redb writer thread stopped")
 }
 
@@ -188,9 +200,9 @@ impl<Op> Drop for Writer<Op> {
     }
 }
 
-/// Runs one batch in one transaction and replies. Per-operation refusals are results; a
-/// storage error fails the whole batch (nothing of it is committed).
-fn transact<B: Batch>(db: &Database, batch: &mut B, ops: Vec<B::Op>) {
+/// Runs one batch in one transaction and replies; whether it committed. Per-operation refusals
+/// are results; a storage error fails the whole batch (nothing of it is committed).
+fn transact<B: Batch>(db: &Database, batch: &mut B, ops: Vec<B::Op>) -> bool {
     let mut done = Vec::with_capacity(ops.len());
     let mut ops = ops.into_iter();
     let commit = match db.begin_write() {
@@ -213,6 +225,7 @@ fn transact<B: Batch>(db: &Database, batch: &mut B, ops: Vec<B::Op>) {
     for d in done {
         (d.0)(commit.as_ref().err().map(String::as_str));
     }
+    commit.is_ok()
 }
 
 /// Opens (creating) the redb file with `options` and creates the store's tables in one

@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::{BoxFuture, Clock, Limit, ManualClock, OverflowPolicy, Queue, QueueConfig, QueueError};
+use crate::{
+    BoxFuture, Clock, EntryId, Limit, ManualClock, OverflowPolicy, Queue, QueueConfig, QueueError,
+};
 
 /// How the suite opens stores of the backend under test.
 pub trait Backend: Send + Sync {
@@ -47,6 +49,7 @@ pub async fn run_all(backend: &dyn Backend) {
     ids_increase_and_are_never_reused(backend, 2).await;
     ack_semantics(backend, 3).await;
     ack_many_semantics(backend, 21).await;
+    push_many_semantics(backend, 22).await;
     ttl_expiry(backend, 4).await;
     expiry_frees_space(backend, 5).await;
     bounds_entries(backend, 6).await;
@@ -365,6 +368,86 @@ pub async fn ack_many_semantics(backend: &dyn Backend, store: u32) {
         ok(q.len("fay").await, "ack_many: len"),
         0,
         "ack_many: fay acked all"
+    );
+}
+
+/// `push_many` answers each item as pushing them one after the other would: ids increasing in
+/// item order, an item refused (too large, over the recipient's bound) failing alone, TTLs
+/// kept per item; nothing at all is no results.
+pub async fn push_many_semantics(backend: &dyn Backend, store: u32) {
+    let clock = clock();
+    let config = QueueConfig::default()
+        .with_max_entries_per_recipient(4)
+        .with_max_payload_bytes(16);
+    let q = open(backend, store, config, clock.clone()).await;
+    assert!(
+        q.push_many("gus", Vec::new()).await.is_empty(),
+        "push_many: no items, no results"
+    );
+    let before = ok(q.push("gus", "0".into(), None).await, "push_many: push");
+    let results = q
+        .push_many(
+            "gus",
+            vec![
+                ("1".into(), None),
+                (Bytes::from(vec![b'x'; 17]), None),
+                ("2".into(), Some(Duration::from_secs(5))),
+                ("3".into(), None),
+                ("4".into(), None),
+                ("5".into(), None),
+            ],
+        )
+        .await;
+    assert_eq!(results.len(), 6, "push_many: one result per item");
+    assert!(
+        matches!(results[1], Err(QueueError::TooLarge { .. })),
+        "push_many: the oversized item alone fails: {:?}",
+        results[1]
+    );
+    assert!(
+        matches!(results[4], Err(QueueError::Full { .. })),
+        "push_many: the item past the recipient's 4 entries fails: {:?}",
+        results[4]
+    );
+    assert!(
+        matches!(results[5], Err(QueueError::Full { .. })),
+        "push_many: and so does the next: {:?}",
+        results[5]
+    );
+    let stored: Vec<EntryId> = [0, 2, 3]
+        .iter()
+        .map(|&i| match &results[i] {
+            Ok(id) => *id,
+            Err(e) => panic!("push_many: item {i} failed: {e}"),
+        })
+        .collect();
+    assert!(
+        before < stored[0] && stored[0] < stored[1] && stored[1] < stored[2],
+        "push_many: ids increase in item order: {before} then {stored:?}"
+    );
+    let read: Vec<(EntryId, Bytes)> = ok(q.read("gus", 0, 10).await, "push_many: read")
+        .into_iter()
+        .map(|e| (e.id, e.payload))
+        .collect();
+    assert_eq!(
+        read,
+        [
+            (before, Bytes::from("0")),
+            (stored[0], Bytes::from("1")),
+            (stored[1], Bytes::from("2")),
+            (stored[2], Bytes::from("3")),
+        ],
+        "push_many: stored in item order, after the earlier push"
+    );
+    clock.advance(Duration::from_secs(5));
+    let ids: Vec<EntryId> = ok(q.read("gus", 0, 10).await, "push_many: read")
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(
+        ids,
+        [before, stored[0], stored[2]],
+        "push_many: the item with a TTL expired alone"
     );
 }
 

@@ -189,6 +189,27 @@ pub trait Queue: Send + Sync {
         })
     }
 
+    /// Several [`push`](Self::push)es for one recipient, in order: one result per item, as
+    /// pushing them one after the other would give (an item refused, by a bound or its size,
+    /// does not stop the ones after it), and the ids of those stored increase in item order. A
+    /// durable backend stores them together where it can (the redb queue: in its writer's
+    /// batches, one transaction and one fsync for all of them instead of one each); the
+    /// default implementation pushes one after the other. The hub stores a run of sends to one
+    /// user this way, so a busy recipient is not held to one fsync per message.
+    fn push_many<'a>(
+        &'a self,
+        recipient: &'a str,
+        items: Vec<(Bytes, Option<Duration>)>,
+    ) -> BoxFuture<'a, Vec<Result<EntryId, QueueError>>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(items.len());
+            for (payload, ttl) in items {
+                out.push(self.push(recipient, payload, ttl).await);
+            }
+            out
+        })
+    }
+
     /// Removes every entry of `recipient` and returns how many. Later pushes still get larger
     /// ids than any it had.
     fn remove<'a>(&'a self, recipient: &'a str) -> BoxFuture<'a, Result<u64, QueueError>>;

@@ -420,9 +420,10 @@ impl Inner {
     async fn step(&self, shard: usize, step: Step<Conn>) -> Progress<Conn> {
         match step {
             Step::Push { user, items } => {
+                let results = self.push_run(shard, &user, &items).await;
                 let mut entries = Vec::with_capacity(items.len());
-                for (token, msg, ttl) in &items {
-                    match self.push(shard, *token, &user, msg, *ttl).await {
+                for ((token, _, _), r) in items.iter().zip(results) {
+                    match r {
                         Ok((e, kept)) => {
                             metrics::counter!(m::QUEUED).increment(1);
                             self.stored(shard, *token, &user, e, kept);
@@ -442,6 +443,39 @@ impl Inner {
             }
             Step::Deliver { user, plan } => self.hand_over(shard, &user, &plan),
         }
+    }
+
+    /// Queues a run of sends to `user`, in order: all at once ([`push_many`](chinwag_queue::Queue::push_many): one
+    /// commit for the run on a durable queue), or one after the other when the queue keeps the
+    /// senders' conversations itself (each push carries its own append).
+    async fn push_run(
+        &self,
+        shard: usize,
+        user: &str,
+        items: &[(Token, Arc<DirectMessage>, Duration)],
+    ) -> Vec<Result<(EntryId, Option<Option<u64>>), QueueError>> {
+        if self.queue.keeps_history() {
+            let mut out = Vec::with_capacity(items.len());
+            for (token, msg, ttl) in items {
+                out.push(self.push(shard, *token, user, msg, *ttl).await);
+            }
+            return out;
+        }
+        let payloads = items
+            .iter()
+            .map(|(_, msg, ttl)| (encode_envelope(msg), Some(*ttl)))
+            .collect();
+        let mut pushed = self.queue.push_many(user, payloads).await;
+        // A queue that answers fewer items than it was given fails the rest: each sender hears.
+        let answered = pushed.len();
+        pushed.resize_with(items.len(), || {
+            Err(QueueError::backend(format!(
+                "the queue answered {answered} of {} pushes",
+                items.len()
+            )))
+        });
+        pushed.truncate(items.len());
+        pushed.into_iter().map(|r| r.map(|e| (e, None))).collect()
     }
 
     /// Queues a send's message; a message its sender keeps in its conversation is appended
