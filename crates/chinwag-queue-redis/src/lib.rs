@@ -92,6 +92,11 @@ pub(crate) fn script_with(prelude: &str, body: &str) -> Script {
 const PUSH_FN: &str = include_str!("push_fn.lua");
 static PUSH: LazyLock<Script> =
     LazyLock::new(|| script(&format!("{PUSH_FN}\n{}", include_str!("push.lua"))));
+/// Several pushes for one recipient in one script ([`Queue::push_many`]).
+static PUSH_MANY: LazyLock<Script> =
+    LazyLock::new(|| script(&format!("{PUSH_FN}\n{}", include_str!("push_many.lua"))));
+/// Most pushes one `push_many` script carries; a longer run takes several, one after the other.
+const PUSH_MANY_CHUNK: usize = 256;
 /// A push and a history append in one script ([`RedisQueue::keeping`]).
 static PUSH_KEEP: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
@@ -270,17 +275,23 @@ impl RedisQueue {
     ) {
         let now = self.clock.now_ms();
         let exp = expiry(now, ttl).map_or_else(String::new, |e| e.to_string());
+        inv.arg(&self.prefix)
+            .arg(recipient)
+            .arg(payload.as_ref())
+            .arg(now.to_string())
+            .arg(exp);
+        self.bound_args(inv, recipient);
+    }
+
+    /// The last arguments of a push (push_fn.lua's, push_many.lua's): the bounds, the overflow
+    /// policy and the channel of push notices.
+    fn bound_args(&self, inv: &mut ScriptInvocation<'_>, recipient: &str) {
         let c = &self.config;
         let channel = self
             .notices
             .as_ref()
             .map_or_else(Vec::new, |p| [p.as_bytes(), recipient.as_bytes()].concat());
-        inv.arg(&self.prefix)
-            .arg(recipient)
-            .arg(payload.as_ref())
-            .arg(now.to_string())
-            .arg(exp)
-            .arg(c.max_entries_per_recipient.to_string())
+        inv.arg(c.max_entries_per_recipient.to_string())
             .arg(c.max_bytes_per_recipient.to_string())
             .arg(c.max_total_bytes.to_string())
             .arg(if c.overflow == OverflowPolicy::DropOldest {
@@ -382,6 +393,65 @@ impl RedisQueue {
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(backend)
+    }
+
+    async fn push_many_inner(
+        &self,
+        recipient: &str,
+        items: Vec<(Bytes, Option<Duration>)>,
+    ) -> Vec<Result<EntryId, QueueError>> {
+        // Items that fail the checks are answered here; the others go in scripts of
+        // PUSH_MANY_CHUNK, in order.
+        let mut out: Vec<Option<Result<EntryId, QueueError>>> = Vec::with_capacity(items.len());
+        let mut checked = Vec::with_capacity(items.len());
+        for (i, (payload, ttl)) in items.into_iter().enumerate() {
+            match self.config.check_push(recipient, payload.len()) {
+                Ok(()) => {
+                    checked.push((i, payload, ttl));
+                    out.push(None);
+                }
+                Err(e) => out.push(Some(Err(e))),
+            }
+        }
+        let now = self.clock.now_ms();
+        for chunk in checked.chunks(PUSH_MANY_CHUNK) {
+            let mut inv = PUSH_MANY.prepare_invoke();
+            inv.arg(&self.prefix).arg(recipient).arg(now.to_string());
+            self.bound_args(&mut inv, recipient);
+            for (_, payload, ttl) in chunk {
+                let exp = expiry(now, *ttl).map_or_else(String::new, |e| e.to_string());
+                inv.arg(payload.as_ref()).arg(exp);
+            }
+            let r: Result<Vec<i64>, QueueError> = inv
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(backend)
+                .and_then(|r: Vec<i64>| {
+                    if r.len() == chunk.len() {
+                        Ok(r)
+                    } else {
+                        Err(QueueError::backend(
+                            "push_many script: one result per push expected",
+                        ))
+                    }
+                });
+            match r {
+                Ok(results) => {
+                    for ((i, _, _), r) in chunk.iter().zip(results) {
+                        out[*i] = Some(pushed(r, recipient));
+                    }
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    for (i, _, _) in chunk {
+                        out[*i] = Some(Err(QueueError::backend(msg.clone())));
+                    }
+                }
+            }
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(QueueError::backend("no answer for a push"))))
+            .collect()
     }
 
     async fn ack_many_inner(&self, acks: &[(&str, EntryId)]) -> Result<Vec<u64>, QueueError> {
@@ -526,6 +596,14 @@ impl Queue for RedisQueue {
         acks: &'a [(&'a str, EntryId)],
     ) -> BoxFuture<'a, Result<Vec<u64>, QueueError>> {
         Box::pin(self.ack_many_inner(acks))
+    }
+
+    fn push_many<'a>(
+        &'a self,
+        recipient: &'a str,
+        items: Vec<(Bytes, Option<Duration>)>,
+    ) -> BoxFuture<'a, Vec<Result<EntryId, QueueError>>> {
+        Box::pin(self.push_many_inner(recipient, items))
     }
 }
 

@@ -449,6 +449,32 @@ pub async fn push_many_semantics(backend: &dyn Backend, store: u32) {
         [before, stored[0], stored[2]],
         "push_many: the item with a TTL expired alone"
     );
+    // A long run (longer than a backend's batch or script) keeps its order too.
+    let q = open(backend, store + 100, QueueConfig::default(), clock).await;
+    let n = 600;
+    let results = q
+        .push_many(
+            "hal",
+            (0..n).map(|i| (payload(format!("{i}")), None)).collect(),
+        )
+        .await;
+    let ids: Vec<EntryId> = results
+        .into_iter()
+        .map(|r| ok(r, "push_many: a long run"))
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "push_many: a long run's ids increase in item order"
+    );
+    let read = ok(q.read("hal", 0, n + 1).await, "push_many: read");
+    assert_eq!(read.len(), n, "push_many: every item of a long run stored");
+    for (i, e) in read.iter().enumerate() {
+        assert_eq!(
+            e.payload,
+            payload(format!("{i}")),
+            "push_many: item {i} in order"
+        );
+    }
 }
 
 /// Entries expire exactly at push time + ttl, on the injected clock; others stay.
