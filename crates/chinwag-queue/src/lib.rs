@@ -605,6 +605,8 @@ impl Clock for ManualClock {
     }
 }
 
+/// Every method forwarded, those with a default implementation too: a default left here would
+/// silently replace the queue's own (`tests::an_arc_forwards_every_method`).
 impl<Q: Queue + ?Sized> Queue for Arc<Q> {
     fn push<'a>(
         &'a self,
@@ -644,6 +646,13 @@ impl<Q: Queue + ?Sized> Queue for Arc<Q> {
     ) -> BoxFuture<'a, Result<Vec<u64>, QueueError>> {
         (**self).ack_many(acks)
     }
+    fn push_many<'a>(
+        &'a self,
+        recipient: &'a str,
+        items: Vec<(Bytes, Option<Duration>)>,
+    ) -> BoxFuture<'a, Vec<Result<EntryId, QueueError>>> {
+        (**self).push_many(recipient, items)
+    }
     fn push_keeping<'a>(
         &'a self,
         recipient: &'a str,
@@ -655,6 +664,95 @@ impl<Q: Queue + ?Sized> Queue for Arc<Q> {
     }
     fn keeps_history(&self) -> bool {
         (**self).keeps_history()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A queue that answers its defaulted methods itself, saying so.
+    struct Own;
+
+    const OWN: u64 = 4242;
+
+    impl Queue for Own {
+        fn push<'a>(
+            &'a self,
+            _: &'a str,
+            _: Bytes,
+            _: Option<Duration>,
+        ) -> BoxFuture<'a, Result<EntryId, QueueError>> {
+            Box::pin(async { Ok(1) })
+        }
+        fn read<'a>(
+            &'a self,
+            _: &'a str,
+            _: EntryId,
+            _: usize,
+        ) -> BoxFuture<'a, Result<Vec<Entry>, QueueError>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+        fn ack<'a>(&'a self, _: &'a str, _: EntryId) -> BoxFuture<'a, Result<u64, QueueError>> {
+            Box::pin(async { Ok(0) })
+        }
+        fn len<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<u64, QueueError>> {
+            Box::pin(async { Ok(0) })
+        }
+        fn remove<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<u64, QueueError>> {
+            Box::pin(async { Ok(0) })
+        }
+        fn sweep(&self) -> BoxFuture<'_, Result<u64, QueueError>> {
+            Box::pin(async { Ok(0) })
+        }
+        fn ack_many<'a>(
+            &'a self,
+            _: &'a [(&'a str, EntryId)],
+        ) -> BoxFuture<'a, Result<Vec<u64>, QueueError>> {
+            Box::pin(async { Ok(vec![OWN]) })
+        }
+        fn push_many<'a>(
+            &'a self,
+            _: &'a str,
+            _: Vec<(Bytes, Option<Duration>)>,
+        ) -> BoxFuture<'a, Vec<Result<EntryId, QueueError>>> {
+            Box::pin(async { vec![Ok(OWN)] })
+        }
+        fn push_keeping<'a>(
+            &'a self,
+            _: &'a str,
+            _: Bytes,
+            _: Option<Duration>,
+            _: Keep<'a>,
+        ) -> BoxFuture<'a, Result<Pushed, QueueError>> {
+            Box::pin(async { Ok(Pushed::new(OWN, None)) })
+        }
+        fn keeps_history(&self) -> bool {
+            true
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_arc_forwards_every_method() {
+        // Through `Arc`'s impl (what a caller with the trait in scope gets), not `dyn`'s.
+        let q: Arc<dyn Queue> = Arc::new(Own);
+        let many = <Arc<dyn Queue> as Queue>::push_many(&q, "a", vec![("x".into(), None)]).await;
+        assert_eq!(many[0].as_ref().ok(), Some(&OWN), "push_many forwarded");
+        let acks = [("a", 1)];
+        let r = <Arc<dyn Queue> as Queue>::ack_many(&q, &acks).await;
+        assert_eq!(r.unwrap(), [OWN], "ack_many forwarded");
+        let keep = Keep {
+            stream: "s",
+            payload: Bytes::new(),
+            retention: Retention::new(1, None),
+            new_epoch: 1,
+        };
+        let r = <Arc<dyn Queue> as Queue>::push_keeping(&q, "a", Bytes::new(), None, keep).await;
+        assert_eq!(r.unwrap().id, OWN, "push_keeping forwarded");
+        assert!(
+            <Arc<dyn Queue> as Queue>::keeps_history(&q),
+            "keeps_history forwarded"
+        );
     }
 }
 

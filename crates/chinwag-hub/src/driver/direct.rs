@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chinwag_queue::{Keep, QueueError};
+use chinwag_queue::QueueError;
 use tokio::sync::oneshot;
 
 use super::conn::Conn;
@@ -17,7 +17,7 @@ use crate::close::{Close, CloseCode};
 use crate::core::EntryId;
 use crate::core::identity::Device;
 use crate::core::ids;
-use crate::core::message::{Body, Delivered, DirectMessage, Event, MessageId, encode_envelope};
+use crate::core::message::{Body, Delivered, DirectMessage, Event, MessageId};
 use crate::core::pipeline::{ConnOutcome, ConnPlan, Pending, Progress, Refusal, Step, Token};
 use crate::core::shares::Ticket;
 use crate::core::users::Permit;
@@ -82,7 +82,7 @@ pub(crate) struct Waiter {
     ticket: Option<Ticket>,
     ttl: Duration,
     /// Whether its message goes into its conversation's history.
-    keep: bool,
+    pub(super) keep: bool,
     /// The queue kept it there with the push (`Some`): its `seq` (`None`: refused, failed).
     kept: Option<Option<u64>>,
 }
@@ -443,76 +443,6 @@ impl Inner {
             }
             Step::Deliver { user, plan } => self.hand_over(shard, &user, &plan),
         }
-    }
-
-    /// Queues a run of sends to `user`, in order: all at once ([`push_many`](chinwag_queue::Queue::push_many): one
-    /// commit for the run on a durable queue), or one after the other when the queue keeps the
-    /// senders' conversations itself (each push carries its own append).
-    async fn push_run(
-        &self,
-        shard: usize,
-        user: &str,
-        items: &[(Token, Arc<DirectMessage>, Duration)],
-    ) -> Vec<Result<(EntryId, Option<Option<u64>>), QueueError>> {
-        if self.queue.keeps_history() {
-            let mut out = Vec::with_capacity(items.len());
-            for (token, msg, ttl) in items {
-                out.push(self.push(shard, *token, user, msg, *ttl).await);
-            }
-            return out;
-        }
-        let payloads = items
-            .iter()
-            .map(|(_, msg, ttl)| (encode_envelope(msg), Some(*ttl)))
-            .collect();
-        let mut pushed = self.queue.push_many(user, payloads).await;
-        // A queue that answers fewer items than it was given fails the rest: each sender hears.
-        let answered = pushed.len();
-        pushed.resize_with(items.len(), || {
-            Err(QueueError::backend(format!(
-                "the queue answered {answered} of {} pushes",
-                items.len()
-            )))
-        });
-        pushed.truncate(items.len());
-        pushed.into_iter().map(|r| r.map(|e| (e, None))).collect()
-    }
-
-    /// Queues a send's message; a message its sender keeps in its conversation is appended
-    /// there with the push by a queue that keeps that history (the Redis queue: in one round
-    /// trip), and then its `seq` comes back too.
-    async fn push(
-        &self,
-        shard: usize,
-        token: Token,
-        user: &str,
-        msg: &DirectMessage,
-        ttl: Duration,
-    ) -> Result<(EntryId, Option<Option<u64>>), QueueError> {
-        let payload = encode_envelope(msg);
-        // A queue that keeps no history leaves the append to the sender (`send_as`).
-        let keep = self.queue.keeps_history()
-            && self
-                .users(shard)
-                .waiters
-                .get(&token)
-                .is_some_and(|w| w.keep);
-        let Some((stream, kept, retention)) = keep.then(|| self.conversation_keep(msg)).flatten()
-        else {
-            let e = self.queue.push(user, payload, Some(ttl)).await?;
-            return Ok((e, None));
-        };
-        let keep = Keep {
-            stream: &stream,
-            payload: kept,
-            retention,
-            new_epoch: self.epoch(),
-        };
-        let p = self
-            .queue
-            .push_keeping(user, payload, Some(ttl), keep)
-            .await?;
-        Ok((p.id, p.kept.map(|r| self.kept_direct(msg, r))))
     }
 
     /// A [`Step::Deliver`]: each connection its messages, in order, without waiting.

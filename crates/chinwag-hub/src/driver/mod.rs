@@ -69,6 +69,7 @@ mod remote;
 mod replay;
 mod rooms;
 mod signon;
+mod store;
 mod timers;
 
 pub use cluster::WeakHub;
