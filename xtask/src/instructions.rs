@@ -41,7 +41,8 @@ struct Case {
     /// `chinwag-load count --mode`.
     mode: &'static str,
     size: usize,
-    /// Fan-out: members of the room (`--quick`: a tenth).
+    /// Fan-out: members of the room; send: sender/recipient pairs at once (`--quick`: a
+    /// tenth).
     members: usize,
     /// `N`: messages of the shorter run (`--quick`: a quarter).
     messages: u64,
@@ -62,7 +63,7 @@ const ECHO_SERVERS: &[&str] = &[
     "chinwag-yawc",
 ];
 
-const CASES: [Case; 5] = [
+const CASES: [Case; 6] = [
     Case {
         name: "instr-rpc-tcp-64B",
         from: "gotalk-rpc-tcp-1",
@@ -118,6 +119,20 @@ const CASES: [Case; 5] = [
         size: 100,
         members: 0,
         messages: 300,
+        baseline: Some("hub-replay-memory"),
+    },
+    // The same with 32 sender/recipient pairs at once (`members`: pairs), as users of a server
+    // send: a durable queue's commits are shared (group commit) instead of one per push and
+    // one per ack. Closed loop: every pair waits for its delivery, so a commit gathers what
+    // the pairs have pending, under callgrind as in real time.
+    Case {
+        name: "instr-hub-dm-32",
+        from: "hub-replay",
+        servers: &["hub-replay-memory", "hub-replay-redb", "hub-replay-redis"],
+        mode: "send",
+        size: 100,
+        members: 32,
+        messages: 640,
         baseline: Some("hub-replay-memory"),
     },
 ];
@@ -200,8 +215,9 @@ pub(super) fn run(args: &[String]) -> Result<(), String> {
                 c.name,
                 c.mode,
                 c.size,
-                if members > 0 {
-                    format!(", {members} members")
+                if c.members > 0 {
+                    let what = if c.mode == "send" { "pairs" } else { "members" };
+                    format!(", {members} {what}")
                 } else {
                     String::new()
                 },

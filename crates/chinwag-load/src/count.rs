@@ -13,10 +13,12 @@
 //!   `messages` times, each after every member (itself included) has received the one
 //!   before. Deliveries: every message the members received, probes included (a probe that
 //!   reaches a member costs the server what a publish does).
-//! * [`Mode::Send`]: two users on the chat door (`gotalk+tcp://`, `gotalk+ws://`); the sender
-//!   sends `messages` direct messages to the recipient, each after the one before was answered
-//!   and delivered; the recipient acknowledges each (the client's auto-ack). Deliveries: the
-//!   messages the recipient received.
+//! * [`Mode::Send`]: `members` pairs of users on the chat door (`gotalk+tcp://`,
+//!   `gotalk+ws://`), all at once; each pair's sender sends its share of `messages` direct
+//!   messages to its recipient, each after the one before was answered and delivered; the
+//!   recipient acknowledges each (the client's auto-ack). Deliveries: the messages the
+//!   recipients received. One pair is the worst case for a durable queue (one commit per
+//!   push and per ack); pairs at once share commits (group commit), as users of a server do.
 //!
 //! Every connection is closed before the run returns, so the server's teardown is the same
 //! for every count.
@@ -63,7 +65,8 @@ pub struct CountSpec {
     /// Payload bytes (echo: at least [`MIN_PAYLOAD`]; fan-out: at least
     /// [`MIN_FANOUT_PAYLOAD`]; send: the body's length).
     pub size: usize,
-    /// Fan-out: members of the room, the publisher included (1 ..= [`MAX_MEMBERS`]).
+    /// Fan-out: members of the room, the publisher included (1 ..= [`MAX_MEMBERS`]); send:
+    /// sender/recipient pairs at once (0 is 1).
     pub members: usize,
     /// The WebSocket client engine.
     pub client_engine: ClientEngine,
@@ -126,6 +129,11 @@ impl CountSpec {
             Mode::Send if self.secret.is_none() => {
                 Err("send counts need --secret (the chat door signs users in)".into())
             }
+            Mode::Send if self.members > MAX_MEMBERS => Err(format!(
+                "--members (pairs) must be at most {MAX_MEMBERS}, got {}",
+                self.members
+            )
+            .into()),
             Mode::Send => Ok(target),
             other => Err(format!("count runs are echo, fanout or send, not {other:?}").into()),
         }
@@ -314,24 +322,55 @@ async fn send(spec: &CountSpec, target: &Target) -> Result<CountReport, BoxError
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    let (from, to) = (format!("count-{stamp}-a"), format!("count-{stamp}-b"));
-    let (sender, sender_events) = chat::connect(target, &load, &from, source, true).await?;
-    chat::drain(sender_events);
-    let (recipient, mut events) = chat::connect(target, &load, &to, source, true).await?;
-    let body = "x".repeat(spec.size);
-    let mut report = CountReport {
-        connected: 2,
-        ..CountReport::default()
-    };
-    for k in 0..spec.messages {
+    // `members` pairs, each sending its share of the messages one at a time, all at once.
+    let pairs = spec.members.max(1);
+    let mut report = CountReport::default();
+    let mut set = JoinSet::new();
+    for p in 0..pairs {
+        let (from, to) = (
+            format!("count-{stamp}-{p}-a"),
+            format!("count-{stamp}-{p}-b"),
+        );
+        let (sender, sender_events) = chat::connect(target, &load, &from, source, true).await?;
+        chat::drain(sender_events);
+        let (recipient, events) = chat::connect(target, &load, &to, source, true).await?;
+        report.connected += 2;
+        let share =
+            spec.messages / pairs as u64 + u64::from((p as u64) < spec.messages % pairs as u64);
+        let body = "x".repeat(spec.size);
+        set.spawn(async move {
+            let r = send_pair(&sender, &to, events, &body, share).await;
+            recipient.close().await;
+            sender.close().await;
+            r
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        let (sent, deliveries) = r??;
+        report.sent += sent;
+        report.deliveries += deliveries;
+    }
+    Ok(report)
+}
+
+/// One pair's sends, each after the one before was answered and delivered: (sent, delivered).
+async fn send_pair(
+    sender: &chinwag::client::Client,
+    to: &str,
+    mut events: chinwag::client::Events,
+    body: &str,
+    messages: u64,
+) -> Result<(u64, u64), BoxError> {
+    let (mut sent, mut deliveries) = (0, 0);
+    for k in 0..messages {
         within("send", async {
             sender
-                .send(&to, body.clone())
+                .send(to, body.to_owned())
                 .await
                 .map_err(|e| format!("send {k}: {}", chat::error(&e)).into())
         })
         .await?;
-        report.sent += 1;
+        sent += 1;
         within("delivery", async {
             while let Some(ev) = events.next().await {
                 match ev {
@@ -345,9 +384,7 @@ async fn send(spec: &CountSpec, target: &Target) -> Result<CountReport, BoxError
             Err("the recipient's client closed".into())
         })
         .await?;
-        report.deliveries += 1;
+        deliveries += 1;
     }
-    recipient.close().await;
-    sender.close().await;
-    Ok(report)
+    Ok((sent, deliveries))
 }

@@ -203,9 +203,10 @@ struct CountArgs {
     /// Payload bytes.
     #[arg(long, default_value_t = 64)]
     size: usize,
-    /// Fan-out: members of the room, the publisher included.
-    #[arg(long, default_value_t = 1000)]
-    members: usize,
+    /// Fan-out: members of the room, the publisher included (default 1000); send:
+    /// sender/recipient pairs sending at once (default 1).
+    #[arg(long)]
+    members: Option<usize>,
     /// WebSocket client engine.
     #[arg(long, value_enum, default_value = "fastwebsockets")]
     client_engine: ClientEngine,
@@ -239,7 +240,9 @@ fn main() -> Result<(), BoxError> {
                 target: a.target,
                 messages: a.messages,
                 size: a.size,
-                members: a.members,
+                members: a
+                    .members
+                    .unwrap_or(if a.mode == Mode::Send { 1 } else { 1000 }),
                 client_engine: a.client_engine,
                 secret: a.secret,
                 source_ips: a.source_ips,
