@@ -5,7 +5,8 @@
 //! * [`tcp`]: tokio TCP, u32 big-endian length-prefixed frames through a `BufReader` and a
 //!   `BufWriter`, flushed when no more input is buffered (so bursts go back in one write).
 //! * [`tungstenite`]: async-tungstenite's `accept_async` and `receiver.forward(sender)`, as in
-//!   tokio-tungstenite's `echo-server` example (forward feeds and flushes when input runs dry).
+//!   tokio-tungstenite's `echo-server` example (forward feeds and flushes when input runs dry),
+//!   with chinwag's engine's read and write buffer sizes ([`tungstenite::config`]).
 //! * [`fastwebsockets`]: a hyper 1 HTTP/1 server that upgrades with `fastwebsockets::upgrade`
 //!   and echoes through a `FragmentCollector`, as in fastwebsockets' `echo_server` example.
 //!
@@ -101,8 +102,21 @@ pub mod tcp {
 pub mod tungstenite {
     use std::io;
 
+    use async_tungstenite::tungstenite::protocol::WebSocketConfig;
     use futures_util::{StreamExt, TryStreamExt, future};
     use tokio::net::TcpListener;
+
+    /// tungstenite's defaults with chinwag's tungstenite engine's buffer sizes
+    /// ([`WsConfig::default`](chinwag_ws::WsConfig)'s): with tungstenite's own 128 KiB read
+    /// buffer, every read zeroes the part of it not yet filled (`BytesMut::resize`), and that
+    /// was 97% of this server's instructions (`cargo xtask bench --instructions`, 2026-12-07):
+    /// a baseline that measures a default, not the engine.
+    pub fn config() -> WebSocketConfig {
+        let c = chinwag_ws::WsConfig::default();
+        WebSocketConfig::default()
+            .read_buffer_size(c.read_buffer_size)
+            .write_buffer_size(c.write_buffer_size)
+    }
 
     /// Serves `listener` forever.
     pub async fn serve(listener: TcpListener) -> io::Result<()> {
@@ -110,7 +124,9 @@ pub mod tungstenite {
             let (s, _) = listener.accept().await?;
             let _ = s.set_nodelay(true);
             tokio::spawn(async move {
-                let Ok(ws) = async_tungstenite::tokio::accept_async(s).await else {
+                let Ok(ws) =
+                    async_tungstenite::tokio::accept_async_with_config(s, Some(config())).await
+                else {
                     return;
                 };
                 let (sender, receiver) = ws.split();
