@@ -17,10 +17,11 @@
 //! many concurrent producers cost one fsync per batch, which is where the throughput comes
 //! from. [`Queue::push_many`] (the hub's way to store a run of sends to one user) is one
 //! operation: its pushes share one transaction whatever else is pending, so one busy recipient
-//! is not held to one fsync per message. [`RedbQueue::commits`] counts the commits. Reads use read transactions on the process's [`MAX_CONCURRENT_READS`] reader threads
-//! (the rest wait their turn on the runtime without a thread, so a reconnect storm's replays do
-//! not make hundreds of threads, as reads on tokio's blocking pool did), and never wait for the
-//! writer, except to free expired entries they find (lazy expiry).
+//! is not held to one fsync per message. [`RedbQueue::commits`] counts the commits. Reads use
+//! read transactions on the process's [`MAX_CONCURRENT_READS`] reader threads (the rest wait
+//! their turn on the runtime without a thread, so a reconnect storm's replays do not make
+//! hundreds of threads, as reads on tokio's blocking pool did), and never wait for the writer,
+//! except to free expired entries they find (lazy expiry).
 //!
 //! Semantics are those of [`chinwag_queue`]; the crate's tests run its conformance suite.
 //!
@@ -301,8 +302,9 @@ impl RedbQueue {
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), chinwag::queue::QueueError> {
-    /// let dir = tempfile::tempdir().unwrap();
-    /// let queue = RedbQueue::open(dir.path().join("queue.redb"), QueueConfig::default())?;
+    /// # let dir = std::env::temp_dir().join(format!("chinwag-redb-commits-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// let queue = RedbQueue::open(dir.join("queue.redb"), QueueConfig::default())?;
     /// let before = queue.commits();
     /// let items = (0..100).map(|i| (format!("message {i}").into(), None)).collect();
     /// let ids = queue.push_many("alice", items).await;
@@ -384,8 +386,6 @@ impl Queue for RedbQueue {
         items: Vec<(Bytes, Option<Duration>)>,
     ) -> BoxFuture<'a, Vec<Result<EntryId, QueueError>>> {
         Box::pin(async move {
-            // Every push handed to the writer, in order, before any is awaited: they share its
-            // batches (one transaction, one fsync), and the writer applies them in this order.
             // The items that pass the checks go to the writer as one operation: one
             // transaction, one fsync, applied in order.
             let now = self.clock.now_ms();
