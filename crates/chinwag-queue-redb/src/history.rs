@@ -53,6 +53,7 @@ const TOTAL_BYTES: &str = "total_bytes";
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), chinwag::queue::QueueError> {
 /// # let dir = std::env::temp_dir().join(format!("chinwag-redb-history-doc-{}", std::process::id()));
+/// # let _ = std::fs::remove_dir_all(&dir); // a recycled pid's leftovers
 /// # std::fs::create_dir_all(&dir).unwrap();
 /// let history = RedbHistory::open(dir.join("history.redb"), HistoryConfig::default())?;
 /// let state = history.append("lobby", &["hi".into()], Retention::new(100, None), 7).await?;

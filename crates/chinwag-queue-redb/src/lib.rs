@@ -51,6 +51,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), chinwag::queue::QueueError> {
 //! # let dir = std::env::temp_dir().join(format!("chinwag-redb-doc-{}", std::process::id()));
+//! # let _ = std::fs::remove_dir_all(&dir); // a recycled pid's leftovers
 //! # std::fs::create_dir_all(&dir).unwrap();
 //! let queue = RedbQueue::open(dir.join("offline.redb"), QueueConfig::default())?;
 //! let id = queue.push("alice", "hello".into(), None).await?;
@@ -303,6 +304,7 @@ impl RedbQueue {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), chinwag::queue::QueueError> {
     /// # let dir = std::env::temp_dir().join(format!("chinwag-redb-commits-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir); // a recycled pid's leftovers
     /// # std::fs::create_dir_all(&dir).unwrap();
     /// let queue = RedbQueue::open(dir.join("queue.redb"), QueueConfig::default())?;
     /// let before = queue.commits();
@@ -310,6 +312,8 @@ impl RedbQueue {
     /// let ids = queue.push_many("alice", items).await;
     /// assert!(ids.iter().all(Result::is_ok));
     /// assert_eq!(queue.commits(), before + 1, "100 pushes, one commit");
+    /// # drop(queue);
+    /// # std::fs::remove_dir_all(&dir).unwrap();
     /// # Ok(())
     /// # }
     /// ```
