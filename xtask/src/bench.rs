@@ -898,24 +898,8 @@ fn hub_scenarios(
         load,
         reps,
     });
-    let conns = o.idle_conns.unwrap_or(if q { 1000 } else { 10_000 });
-    let procs = conns.div_ceil(2500).max(1).to_string();
-    let conns = conns.to_string();
     let ping = if q { "1" } else { "3" };
-    let mut load = timing(&[
-        "--mode",
-        "idle-auth",
-        "--conns",
-        &conns,
-        "--procs",
-        &procs,
-        "--rooms",
-        "100",
-        "--source-ips",
-        "4",
-        "--connect-concurrency",
-        "128",
-    ]);
+    let mut load = idle_auth_load(o, timing);
     load.extend(strs(&secret));
     let ping_args = ["--ping-interval", ping];
     let ready_ping = ["--websocket-ping-interval", if q { "1s" } else { "3s" }];
@@ -1007,6 +991,29 @@ const DEFLATE_FANOUT_RATE: &str = "10";
 /// `hub-deflate-idle`: the signed-in idle connections of `hub-idle` (room door, pings every 3
 /// s) on each engine, and on yawc with deflate negotiated (the ratio divides it by yawc
 /// without).
+/// The `chinwag-load run` arguments of an idle signed-in run (`hub-idle`, `hub-deflate-idle`):
+/// `--idle-conns` connections (10 000; `--quick` 1 000) in 100 rooms, a worker process per
+/// 2 500, over 4 source addresses.
+fn idle_auth_load(o: &Opts, timing: &dyn Fn(&[&str]) -> Vec<String>) -> Vec<String> {
+    let conns = o.idle_conns.unwrap_or(if o.quick { 1000 } else { 10_000 });
+    let procs = conns.div_ceil(2500).max(1).to_string();
+    let conns = conns.to_string();
+    timing(&[
+        "--mode",
+        "idle-auth",
+        "--conns",
+        &conns,
+        "--procs",
+        &procs,
+        "--rooms",
+        "100",
+        "--source-ips",
+        "4",
+        "--connect-concurrency",
+        "128",
+    ])
+}
+
 fn deflate_scenarios(
     o: &Opts,
     timing: &dyn Fn(&[&str]) -> Vec<String>,
@@ -1071,23 +1078,7 @@ fn deflate_scenarios(
         load,
         reps,
     });
-    let conns = o.idle_conns.unwrap_or(if q { 1000 } else { 10_000 });
-    let procs = conns.div_ceil(2500).max(1).to_string();
-    let conns = conns.to_string();
-    let mut load = timing(&[
-        "--mode",
-        "idle-auth",
-        "--conns",
-        &conns,
-        "--procs",
-        &procs,
-        "--rooms",
-        "100",
-        "--source-ips",
-        "4",
-        "--connect-concurrency",
-        "128",
-    ]);
+    let mut load = idle_auth_load(o, timing);
     load.extend(strs(&client));
     let mut deflate_args = ping_args.to_vec();
     deflate_args.push("--deflate");
