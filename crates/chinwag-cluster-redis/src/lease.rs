@@ -84,9 +84,15 @@ pub enum SweepOutcome {
     },
 }
 
-/// This process's lease, as the sign-on path sees it.
+/// This process's lease, as the sign-on path sees it, and the token the lease key holds.
 #[derive(Debug)]
-pub(crate) struct LeaseState(Mutex<Phase>);
+pub(crate) struct LeaseState {
+    phase: Mutex<Phase>,
+    /// The random token of this directory's lease (a lease key holding it was set by this
+    /// process and never expired: a renewal only extends a key holding it, and a fenced
+    /// process never registers again).
+    token: String,
+}
 
 #[derive(Debug, Clone, Copy)]
 enum Phase {
@@ -101,11 +107,35 @@ enum Phase {
 
 impl LeaseState {
     pub(crate) fn new() -> Self {
-        LeaseState(Mutex::new(Phase::Unregistered))
+        LeaseState {
+            phase: Mutex::new(Phase::Unregistered),
+            token: token(),
+        }
     }
 
     fn phase(&self) -> std::sync::MutexGuard<'_, Phase> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.phase.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether this node's lease has held without a break since it was registered, asked
+    /// after a write: then no sweep of the node can have missed the write (a sweep removes
+    /// only what it finds once the lease is gone, and a lease never comes back). Held by this
+    /// process's clock ([`check`](Self::check)), or else if the lease key still holds this
+    /// process's token (a renewal may just be late).
+    pub(crate) async fn never_lapsed(
+        &self,
+        conn: &mut Counted,
+        keys: &Keys,
+        node: NodeId,
+    ) -> Result<bool, ClusterError> {
+        if self.check().is_ok() {
+            return Ok(true);
+        }
+        let now: Option<String> = redis::cmd("GET")
+            .arg(keys.lease(node))
+            .query_async(conn)
+            .await?;
+        Ok(now.as_deref() == Some(self.token.as_str()))
     }
 
     /// Whether this node may act on sign-on decisions now.
@@ -381,7 +411,7 @@ impl LeaseTask {
     }
 
     pub(crate) async fn run(self) {
-        let token = token();
+        let token = self.state.token.clone();
         loop {
             if self.hub.upgrade().is_none() {
                 return;
@@ -575,4 +605,51 @@ fn close_all(hub: &chinwag_hub::Hub) -> usize {
         hub.close(c, Close::new(CloseCode::GOING_AWAY, FENCED_REASON));
     }
     conns.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chinwag_queue_redis::test_server::RedisServer;
+    use redis::aio::ConnectionManager;
+
+    /// With the process's clock no help (not registered yet), `never_lapsed` asks Redis: the
+    /// lease key must hold this process's token, not be gone nor hold another's.
+    #[tokio::test]
+    async fn a_lapsed_lease_is_told_by_its_key() {
+        let server = RedisServer::start();
+        let client = redis::Client::open(server.url()).unwrap();
+        let mut conn = Counted::new(ConnectionManager::new(client).await.unwrap(), "test");
+        let keys = Keys("t:".into());
+        let node = NodeId(3);
+        let state = LeaseState::new();
+        assert!(
+            state.check().is_err(),
+            "unregistered: the clock cannot tell"
+        );
+        let held = |conn: &mut Counted| {
+            let mut conn = conn.clone();
+            let (state, keys) = (&state, &keys);
+            async move { state.never_lapsed(&mut conn, keys, node).await.unwrap() }
+        };
+        assert!(!held(&mut conn).await, "no lease key");
+        let set = |value: String| redis::cmd("SET").arg(keys.lease(node)).arg(value).clone();
+        let () = set(token()).query_async(&mut conn).await.unwrap();
+        assert!(!held(&mut conn).await, "another process's token");
+        let () = set(state.token.clone())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(held(&mut conn).await, "this process's token");
+        state.valid_until(Instant::now() + Duration::from_secs(60));
+        let _: u64 = redis::cmd("DEL")
+            .arg(keys.lease(node))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(
+            held(&mut conn).await,
+            "valid by the clock: Redis is not asked"
+        );
+    }
 }

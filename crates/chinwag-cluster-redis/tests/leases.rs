@@ -58,7 +58,7 @@ async fn a_dead_nodes_sign_ons_are_swept() {
     let a_url = acl_user(&server, "node1").await;
     let policy = SignOn::Multi { max: 2 };
     let a = Node::start_with(&a_url, 1, policy, lease_config(TTL_MS)).await;
-    let b = Node::start_with(&server.url(), 2, policy, lease_config(TTL_MS)).await;
+    let b = Node::start_with(&server.url(), 2, policy, lease_config(SURVIVOR_LEASE_MS)).await;
     assert!(exists(&server, &b.directory.lease_key(NodeId(1))).await);
     assert_eq!(nodes(&b.directory, &server).await, BTreeSet::from([1, 2]));
 
@@ -289,7 +289,13 @@ async fn two_sweepers_racing_remove_each_entry_once() {
 async fn a_node_whose_lease_expired_fences_itself() {
     let server = redis_server();
     let a = Node::start_with(&server.url(), 1, SignOn::Single, lease_config(TTL_MS)).await;
-    let b = Node::start_with(&server.url(), 2, SignOn::Single, lease_config(TTL_MS)).await;
+    let b = Node::start_with(
+        &server.url(),
+        2,
+        SignOn::Single,
+        lease_config(SURVIVOR_LEASE_MS),
+    )
+    .await;
     let mut ada = Client::signed_in(a.addr, &token("ada", "phone")).await;
     ada.conn_id().await;
     a.status_until("renewed", |s| s.renewals >= 1).await;
@@ -389,7 +395,7 @@ async fn a_killed_node_process_is_swept() {
         &server.url(),
         2,
         SignOn::Multi { max: 2 },
-        lease_config(TTL_MS),
+        lease_config(SURVIVOR_LEASE_MS),
     )
     .await;
     let (mut child, addr) = spawn_child_node(&server).await;
@@ -479,7 +485,7 @@ async fn a_stopped_node_process_fences_itself_when_continued() {
         &server.url(),
         2,
         SignOn::Multi { max: 2 },
-        lease_config(TTL_MS),
+        lease_config(SURVIVOR_LEASE_MS),
     )
     .await;
     let (mut child, addr) = spawn_child_node(&server).await;

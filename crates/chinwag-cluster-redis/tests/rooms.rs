@@ -476,14 +476,16 @@ async fn members_are_listed_and_counted_across_nodes() {
     let server = redis_server();
     let url = server.url();
     let c_url = acl_user(&server, "node3").await;
-    let lease = lease_config(400);
-    let node = |id: u64, dir: String| {
-        let (url, lease) = (url.clone(), lease.clone());
-        async move { Node::start_shared_with(&url, &dir, id, SignOn::PerDevice, limits(), lease).await }
+    let node = |id: u64, dir: String, lease_ms: u64| {
+        let url = url.clone();
+        async move {
+            let lease = lease_config(lease_ms);
+            Node::start_shared_with(&url, &dir, id, SignOn::PerDevice, limits(), lease).await
+        }
     };
-    let a = node(1, url.clone()).await;
-    let b = node(2, url.clone()).await;
-    let c = node(3, c_url).await;
+    let a = node(1, url.clone(), SURVIVOR_LEASE_MS).await;
+    let b = node(2, url.clone(), SURVIVOR_LEASE_MS).await;
+    let c = node(3, c_url, 400).await;
     let ann = Client::signed_in(a.addr, &token("ann", "d")).await;
     let phone = Client::signed_in(b.addr, &token("ben", "phone")).await;
     let laptop = Client::signed_in(c.addr, &token("ben", "laptop")).await;

@@ -46,6 +46,12 @@ pub fn lease_config(ttl_ms: u64) -> DirectoryConfig {
     directory_config().with_lease_ttl(Duration::from_millis(ttl_ms))
 }
 
+/// The lease of the nodes that must outlive the one a test lets die: long enough that the
+/// test process starved of CPU for a moment (CI runs every test on two cores) does not fence
+/// them as well, which would leave no node to sweep the dead one. They sweep every third of
+/// it.
+pub const SURVIVOR_LEASE_MS: u64 = 3_000;
+
 /// Polls `f` every 20 ms until it returns true, failing after [`DEADLINE`] (for state changes
 /// in Redis, which signal nothing).
 pub async fn eventually<F, Fut>(what: &str, mut f: F)
