@@ -24,7 +24,7 @@ use chinwag_transport::{
 };
 use tokio::sync::Notify;
 
-use crate::lock::Lock;
+use crate::lock::{Guard, Lock};
 use tokio::time::{Instant, Sleep};
 
 use crate::WsConfig;
@@ -283,6 +283,12 @@ enum Step {
     Tick,
 }
 
+/// What handling a rare event left the read to do: read on, or end with this result.
+enum After<'a, R> {
+    ReadOn(Guard<'a, ReadSlot<R>>),
+    End(Result<Option<Frame>, TransportError>),
+}
+
 impl<E: Engine> WsReader<E> {
     async fn read_inner(&mut self) -> Result<Option<Frame>, TransportError> {
         match self.state {
@@ -311,92 +317,113 @@ impl<E: Engine> WsReader<E> {
                     () = ka.sleep.as_mut() => Step::Tick,
                 },
             };
-            match step {
-                Step::Tick => {
-                    if let Err(e) = self.on_tick().await {
-                        *slot = ReadSlot::Failed;
-                        self.state = ReaderState::Failed;
-                        return Err(e);
-                    }
-                }
-                Step::Event(Ok(Incoming::Message(frame))) => {
-                    self.alive();
-                    return Ok(Some(frame));
-                }
-                Step::Event(Ok(Incoming::Ping(payload))) => {
-                    self.alive();
-                    shared.control_frame_seen();
-                    let mut w = shared.write.lock().await;
-                    if !w.close_sent {
-                        let res = match w.raw.feed(Outgoing::Pong(payload)).await {
-                            Ok(()) => w.raw.flush().await,
-                            Err(e) => Err(e),
-                        };
-                        if let Err(e) = res {
-                            drop(w);
-                            *slot = ReadSlot::Failed;
-                            self.state = ReaderState::Failed;
-                            shared.finish();
-                            return Err(e);
-                        }
-                    }
-                }
-                Step::Event(Ok(Incoming::PingAnswered)) => {
-                    self.alive();
-                    shared.control_frame_seen();
-                }
-                Step::Event(Ok(Incoming::Pong)) => {
-                    shared.control_frame_seen();
-                    // Pongs are rare (one per ping): re-arm the interval right away rather
-                    // than waiting for the pong deadline's tick.
-                    if let Some(ka) = self.keepalive.as_mut()
-                        && ka.awaiting_pong
-                    {
-                        ka.awaiting_pong = false;
-                        ka.seen = false;
-                        ka.sleep.as_mut().reset(Instant::now() + ka.interval);
-                    } else {
-                        self.alive();
-                    }
-                }
-                Step::Event(Ok(Incoming::Close { reason, reply })) => {
-                    *slot = ReadSlot::Closed(reason.clone());
-                    self.close_reason = reason.clone();
-                    self.state = ReaderState::Ended;
-                    drop(slot);
-                    // Answer with the peer's code (RFC 6455 §5.5.1), then end our side.
-                    let echo = if reply {
-                        reason.map(|r| CloseReason::new(r.code, String::new()))
-                    } else {
-                        None
-                    };
-                    if reply {
-                        shared.close_and_shutdown(echo).await;
-                    } else {
-                        let _ = tokio::time::timeout(shared.close_timeout, async {
-                            let mut w = shared.write.lock().await;
-                            let _ = w.raw.flush().await;
-                            w.close_sent = true;
-                            w.shutdown().await;
-                        })
-                        .await;
-                    }
-                    shared.finish();
-                    return Ok(None);
-                }
-                Step::Event(Err(e)) => {
-                    *slot = ReadSlot::Failed;
-                    self.state = ReaderState::Failed;
-                    drop(slot);
-                    if let Some(code) = e.close {
-                        let reason = CloseReason::new(code, e.error.to_string());
-                        shared.close_and_shutdown(Some(reason)).await;
-                    }
-                    shared.finish();
-                    return Err(e.error);
-                }
+            if let Step::Event(Ok(Incoming::Message(frame))) = step {
+                self.alive();
+                return Ok(Some(frame));
+            }
+            // Everything else (pings, pongs, keepalive ticks, the close, errors) is rare and
+            // handled in its own allocation: the future every idle connection waits in (this
+            // one) then holds only what reading a message needs.
+            match Box::pin(self.on_rare(&shared, slot, step)).await {
+                After::ReadOn(s) => slot = s,
+                After::End(r) => return r,
             }
         }
+    }
+
+    /// Handles whatever [`read_inner`](Self::read_inner) read that is not a message.
+    async fn on_rare<'a>(
+        &mut self,
+        shared: &'a Shared<E>,
+        mut slot: Guard<'a, ReadSlot<E::Read>>,
+        step: Step,
+    ) -> After<'a, E::Read> {
+        match step {
+            Step::Tick => {
+                if let Err(e) = self.on_tick().await {
+                    *slot = ReadSlot::Failed;
+                    self.state = ReaderState::Failed;
+                    return After::End(Err(e));
+                }
+            }
+            Step::Event(Ok(Incoming::Message(frame))) => {
+                self.alive();
+                return After::End(Ok(Some(frame)));
+            }
+            Step::Event(Ok(Incoming::Ping(payload))) => {
+                self.alive();
+                shared.control_frame_seen();
+                let mut w = shared.write.lock().await;
+                if !w.close_sent {
+                    let res = match w.raw.feed(Outgoing::Pong(payload)).await {
+                        Ok(()) => w.raw.flush().await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = res {
+                        drop(w);
+                        *slot = ReadSlot::Failed;
+                        self.state = ReaderState::Failed;
+                        shared.finish();
+                        return After::End(Err(e));
+                    }
+                }
+            }
+            Step::Event(Ok(Incoming::PingAnswered)) => {
+                self.alive();
+                shared.control_frame_seen();
+            }
+            Step::Event(Ok(Incoming::Pong)) => {
+                shared.control_frame_seen();
+                // Pongs are rare (one per ping): re-arm the interval right away rather
+                // than waiting for the pong deadline's tick.
+                if let Some(ka) = self.keepalive.as_mut()
+                    && ka.awaiting_pong
+                {
+                    ka.awaiting_pong = false;
+                    ka.seen = false;
+                    ka.sleep.as_mut().reset(Instant::now() + ka.interval);
+                } else {
+                    self.alive();
+                }
+            }
+            Step::Event(Ok(Incoming::Close { reason, reply })) => {
+                *slot = ReadSlot::Closed(reason.clone());
+                self.close_reason = reason.clone();
+                self.state = ReaderState::Ended;
+                drop(slot);
+                // Answer with the peer's code (RFC 6455 §5.5.1), then end our side.
+                let echo = if reply {
+                    reason.map(|r| CloseReason::new(r.code, String::new()))
+                } else {
+                    None
+                };
+                if reply {
+                    shared.close_and_shutdown(echo).await;
+                } else {
+                    let _ = tokio::time::timeout(shared.close_timeout, async {
+                        let mut w = shared.write.lock().await;
+                        let _ = w.raw.flush().await;
+                        w.close_sent = true;
+                        w.shutdown().await;
+                    })
+                    .await;
+                }
+                shared.finish();
+                return After::End(Ok(None));
+            }
+            Step::Event(Err(e)) => {
+                *slot = ReadSlot::Failed;
+                self.state = ReaderState::Failed;
+                drop(slot);
+                if let Some(code) = e.close {
+                    let reason = CloseReason::new(code, e.error.to_string());
+                    shared.close_and_shutdown(Some(reason)).await;
+                }
+                shared.finish();
+                return After::End(Err(e.error));
+            }
+        }
+        After::ReadOn(slot)
     }
 
     /// Any frame from the peer proves it is alive. Only a flag is set here (no timer
