@@ -412,6 +412,12 @@ async fn write_loop<W: FrameWrite, C: Codec>(s: &Session<C>, mut wr: W) {
         {
             let mut q = lock(&inner.queue);
             std::mem::swap(&mut q.items, &mut batch);
+            if batch.is_empty() {
+                // Nothing queued: the session goes idle, and the storage of the last batches
+                // (one just swapped into the queue) goes with it, so an idle session keeps none.
+                q.items = VecDeque::new();
+                batch = VecDeque::new();
+            }
             q.bytes = 0;
             inner.queued.store(false, Ordering::Release);
             discardable = !inner.discarding.load(Ordering::Acquire);
@@ -419,10 +425,6 @@ async fn write_loop<W: FrameWrite, C: Codec>(s: &Session<C>, mut wr: W) {
         if batch.is_empty() {
             if state >= CLOSING {
                 break;
-            }
-            if batch.capacity() > 0 {
-                // Shrink back while idle: an idle session keeps no queue storage.
-                batch = VecDeque::new();
             }
             // Woken by a push from another task (`writer_wake`), or seen in the same pass when
             // the push came from this session's own reader (`queued`, see `Drive`).
@@ -773,6 +775,59 @@ impl<F: Future> Future for CatchUnwind<F> {
         match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
             Ok(p) => p.map(Ok),
             Err(panic) => std::task::Poll::Ready(Err(panic_message(&*panic))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chinwag_transport::pipe::{self, PipeConfig};
+    use chinwag_transport::{Frame, FrameRead, FrameWrite, Transport};
+
+    use super::*;
+    use crate::{FrameCodec, Handler};
+
+    struct Echo;
+    impl Handler<FrameCodec> for Echo {
+        async fn on_message(&self, s: &Session<FrameCodec>, msg: Frame) {
+            let _ = s.send(&msg).await;
+        }
+    }
+
+    /// Once what it queued is written, a session's queue keeps no storage: idle connections
+    /// are many, and each kept its last batch's (the writer's batch, swapped into the queue).
+    #[tokio::test]
+    async fn an_idle_session_keeps_no_queue_storage() {
+        let (ours, theirs) = pipe::pair(&PipeConfig::default());
+        let s = spawn_session(
+            ours,
+            Arc::new(FrameCodec),
+            Arc::new(Echo),
+            Arc::new(SessionConfig::default()),
+        );
+        let (mut rd, mut wr) = theirs.split();
+        for i in 0..10u8 {
+            wr.feed(Frame::Binary(vec![i; 10].into())).await.unwrap();
+        }
+        wr.flush().await.unwrap();
+        for _ in 0..10 {
+            tokio::time::timeout(Duration::from_secs(10), rd.read_frame())
+                .await
+                .expect("an echo")
+                .unwrap()
+                .expect("open");
+        }
+        let storage = || lock(&s.inner.queue).items.capacity();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while storage() > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "queue storage kept: {}",
+                storage()
+            );
+            tokio::task::yield_now().await;
         }
     }
 }

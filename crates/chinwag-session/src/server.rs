@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chinwag_transport::{Acceptor, Offer, PeerAddr, TransportError};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -287,42 +287,13 @@ async fn accept_loop<A, C, H>(
         let shared2 = shared.clone();
         let timeout = config.admission_timeout;
         shared.tasks.spawn(async move {
-            let decided = tokio::select! {
-                biased;
-                d = tokio::time::timeout(timeout, handler.admit(&session, offer.info())) => d,
-                // Evicted (or closed) while admission ran.
-                () = session.wait_state(CLOSING) => Ok(Err(Refusal::unavailable(
-                    if session.close_cause() == Some(CloseCause::Evicted) {
-                        "server busy: evicted before signing in; retry later"
-                    } else {
-                        "closed during admission; retry later"
-                    },
-                    BUSY_RETRY,
-                ))),
-            };
-            drop(admitting);
-            let admission = match decided {
-                Ok(Ok(a)) => a,
-                Ok(Err(refusal)) => {
-                    offer.refuse(refusal.clone()).await;
-                    driver::not_admitted(&session, refusal);
-                    return;
-                }
-                Err(_) => {
-                    let refusal =
-                        Refusal::unavailable("admission timed out; retry later", BUSY_RETRY);
-                    offer.refuse(refusal.clone()).await;
-                    driver::not_admitted(&session, refusal);
-                    return;
-                }
-            };
-            let transport = match offer.admit(admission.subprotocol).await {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::debug!(error = %e, "admitted connection lost before it started");
-                    driver::not_admitted(&session, Refusal::new(499, e.to_string()));
-                    return;
-                }
+            // The admission's futures (the service's `admit`, the engine's handshake answer)
+            // live in their own allocation, freed before the session runs: the task then keeps
+            // only the session's own future for the connection's whole life.
+            let Some((transport, state)) =
+                Box::pin(admit(&session, offer, &*handler, timeout, admitting)).await
+            else {
+                return;
             };
             let id = session.id();
             lock(&shared2.sessions).insert(id, session.clone());
@@ -330,12 +301,65 @@ async fn accept_loop<A, C, H>(
                 // Admitted while the server shuts down (after it listed its sessions).
                 session.close_with(CloseCause::Shutdown, None);
             }
-            driver::run(session, transport, handler, admission.state).await;
+            driver::run(session, transport, handler, state).await;
             lock(&shared2.sessions).remove(&id);
         });
     }
     // Dropping the acceptor closes the listener: new connections are refused from here on.
     drop(acceptor);
+}
+
+/// Admits one offered connection: the service's [`admit`](Service::admit) within `timeout`
+/// (ended early by an eviction), then the transport's answer. Refuses and ends the session
+/// otherwise (`None`). Releases the admission slot once the service decided.
+async fn admit<O, C, H>(
+    session: &Session<C>,
+    offer: O,
+    handler: &H,
+    timeout: Duration,
+    admitting: OwnedSemaphorePermit,
+) -> Option<(O::Conn, H::State)>
+where
+    O: Offer,
+    C: Codec,
+    H: Service<C>,
+{
+    let decided = tokio::select! {
+        biased;
+        d = tokio::time::timeout(timeout, handler.admit(session, offer.info())) => d,
+        // Evicted (or closed) while admission ran.
+        () = session.wait_state(CLOSING) => Ok(Err(Refusal::unavailable(
+            if session.close_cause() == Some(CloseCause::Evicted) {
+                "server busy: evicted before signing in; retry later"
+            } else {
+                "closed during admission; retry later"
+            },
+            BUSY_RETRY,
+        ))),
+    };
+    drop(admitting);
+    let admission = match decided {
+        Ok(Ok(a)) => a,
+        Ok(Err(refusal)) => {
+            offer.refuse(refusal.clone()).await;
+            driver::not_admitted(session, refusal);
+            return None;
+        }
+        Err(_) => {
+            let refusal = Refusal::unavailable("admission timed out; retry later", BUSY_RETRY);
+            offer.refuse(refusal.clone()).await;
+            driver::not_admitted(session, refusal);
+            return None;
+        }
+    };
+    match offer.admit(admission.subprotocol).await {
+        Ok(t) => Some((t, admission.state)),
+        Err(e) => {
+            tracing::debug!(error = %e, "admitted connection lost before it started");
+            driver::not_admitted(session, Refusal::new(499, e.to_string()));
+            None
+        }
+    }
 }
 
 /// Controls a running [`Server`]. Cheap to clone.
