@@ -206,7 +206,11 @@ impl TungsteniteRead {
 impl RawRead for TungsteniteRead {
     /// tungstenite keeps a partial frame in its own buffers and `poll_next` may be dropped
     /// between polls; the flushes after pings and closes are retried by the next read or flush.
-    const CANCEL_SAFE: bool = true;
+    fn read_in_place(
+        &mut self,
+    ) -> Option<impl Future<Output = Result<Incoming, ReadError>> + Send + '_> {
+        Some(self.read())
+    }
 
     async fn read(&mut self) -> Result<Incoming, ReadError> {
         loop {

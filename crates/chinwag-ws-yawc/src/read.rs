@@ -97,7 +97,11 @@ impl YawcRead {
 impl RawRead for YawcRead {
     /// yawc keeps a partial frame in its own buffers and the reassembly is in `self`; each
     /// poll either completes a frame or leaves everything in place.
-    const CANCEL_SAFE: bool = true;
+    fn read_in_place(
+        &mut self,
+    ) -> Option<impl Future<Output = Result<Incoming, ReadError>> + Send + '_> {
+        Some(self.read())
+    }
 
     async fn read(&mut self) -> Result<Incoming, ReadError> {
         loop {

@@ -46,9 +46,11 @@ impl<R: RawRead> ReadSlot<R> {
     async fn next(&mut self) -> Result<Incoming, ReadError> {
         loop {
             match self {
-                // An engine whose read is cancel-safe reads in place: nothing to keep.
-                ReadSlot::Idle(r) if R::CANCEL_SAFE => return r.read().await,
-                ReadSlot::Idle(_) => {
+                ReadSlot::Idle(r) => {
+                    // An engine whose read is cancel-safe reads in place: nothing to keep.
+                    if let Some(read) = r.read_in_place() {
+                        return read.await;
+                    }
                     let ReadSlot::Idle(mut r) = std::mem::replace(self, ReadSlot::Failed) else {
                         unreachable!("matched Idle above")
                     };

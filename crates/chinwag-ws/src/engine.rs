@@ -98,13 +98,22 @@ impl ReadError {
 ///
 /// [`FrameRead::read_frame`]: chinwag_transport::FrameRead::read_frame
 pub trait RawRead: Send + 'static {
-    /// Whether dropping an unfinished [`read`](Self::read) loses nothing (the engine keeps its
-    /// partial state in `self`). Then the connection reads in place; otherwise it keeps the
-    /// unfinished read in a box across cancellations (an allocation per read). Default `false`.
-    const CANCEL_SAFE: bool = false;
-
     /// Reads until something worth reporting arrives.
     fn read(&mut self) -> impl Future<Output = Result<Incoming, ReadError>> + Send;
+
+    /// [`read`](Self::read), for an engine whose read is **cancel safe**: dropping an
+    /// unfinished one loses nothing (the engine keeps its partial state in `self`). Then the
+    /// connection awaits it in place. The default, `None`, says it is not: the connection then
+    /// keeps the unfinished read in a box across cancellations (an allocation per read).
+    ///
+    /// A method rather than a flag so that the in-place read's future is part of the
+    /// connection's future only for the engines that use it (a future's layout reserves room
+    /// for every await it contains, taken or not).
+    fn read_in_place(
+        &mut self,
+    ) -> Option<impl Future<Output = Result<Incoming, ReadError>> + Send + '_> {
+        None::<std::future::Pending<Result<Incoming, ReadError>>>
+    }
 }
 
 /// The writing side of an engine.
