@@ -74,61 +74,68 @@ pub(crate) fn not_admitted<C: Codec>(s: &Session<C>, refusal: Refusal) {
 
 /// Runs `session` on `transport` to its end (the session's whole life, in the caller's task),
 /// with the per-connection `state` admission made.
-pub(crate) async fn run<T, C, H>(
+pub(crate) fn run<T, C, H>(
     session: Session<C>,
     transport: T,
     handler: Arc<H>,
     state: H::State,
-) -> CloseCause
+) -> impl Future<Output = CloseCause> + Send
 where
     T: Transport,
     C: Codec,
     H: Service<C>,
 {
+    // Split before the future is made, and an `async move` block rather than an `async fn`:
+    // the future then keeps the halves only (not the transport beside them), and no copy of
+    // its arguments (an `async fn` keeps each argument twice, captured and moved into a
+    // local). Every idle connection carries this future; `docs/session.md` has the sizes.
     let (reader, mut writer) = transport.split();
-    let s = &session;
-    let state = &state;
-    let opened = guarded(s.inner.id, "on_open", || handler.on_open(s, state)).unwrap_or_else(|m| {
-        Err(CloseReason::new(
-            CloseCode::INTERNAL,
-            format!("on_open panicked: {m}"),
-        ))
-    });
-    if let Err(refusal) = opened {
-        s.begin_close(CloseCause::Refused(refusal.clone()), None);
-        let _ = tokio::time::timeout(s.inner.config.close_timeout, writer.close(refusal)).await;
-        drop((reader, writer));
+    async move {
+        let s = &session;
+        let state = &state;
+        let opened =
+            guarded(s.inner.id, "on_open", || handler.on_open(s, state)).unwrap_or_else(|m| {
+                Err(CloseReason::new(
+                    CloseCode::INTERNAL,
+                    format!("on_open panicked: {m}"),
+                ))
+            });
+        if let Err(refusal) = opened {
+            s.begin_close(CloseCause::Refused(refusal.clone()), None);
+            let _ = tokio::time::timeout(s.inner.config.close_timeout, writer.close(refusal)).await;
+            drop((reader, writer));
+            s.release_permit();
+            s.set_state(CLOSED);
+            let cause = s.close_cause().unwrap_or(CloseCause::Local);
+            s.run_close_callbacks(&cause);
+            s.set_state(FINISHED);
+            return cause;
+        }
+        if let Some(p) = s.inner.codec.preamble(s.inner.framing) {
+            s.push_unbounded(p, true);
+        }
+        let decoder = s.inner.codec.decoder(s.inner.framing);
+        // Frames the reader consumes itself (WebSocket pings and pongs) count for the idle timeout
+        // too; the timer looks at them only when the idle deadline passes.
+        let activity = s.inner.config.idle_timeout.and_then(|_| reader.activity());
+        Drive {
+            id: s.inner.id,
+            read: read_loop(s, reader, decoder, &*handler, state).fuse(),
+            write: write_loop(s, writer).fuse(),
+            timer: timer_loop(s, &*handler, state, activity).fuse(),
+        }
+        .await;
+        // The transport's halves are gone with the drive: so is the connection's budget place.
         s.release_permit();
-        s.set_state(CLOSED);
         let cause = s.close_cause().unwrap_or(CloseCause::Local);
+        tracing::debug!(session = s.inner.id, %cause, "session closed");
+        let _ = guarded(s.inner.id, "on_close", || {
+            handler.on_close(s, state, &cause)
+        });
         s.run_close_callbacks(&cause);
         s.set_state(FINISHED);
-        return cause;
+        cause
     }
-    if let Some(p) = s.inner.codec.preamble(s.inner.framing) {
-        s.push_unbounded(p, true);
-    }
-    let decoder = s.inner.codec.decoder(s.inner.framing);
-    // Frames the reader consumes itself (WebSocket pings and pongs) count for the idle timeout
-    // too; the timer looks at them only when the idle deadline passes.
-    let activity = s.inner.config.idle_timeout.and_then(|_| reader.activity());
-    Drive {
-        id: s.inner.id,
-        read: read_loop(s, reader, decoder, &*handler, state).fuse(),
-        write: write_loop(s, writer).fuse(),
-        timer: timer_loop(s, &*handler, state, activity).fuse(),
-    }
-    .await;
-    // The transport's halves are gone with the drive: so is the connection's budget place.
-    s.release_permit();
-    let cause = s.close_cause().unwrap_or(CloseCause::Local);
-    tracing::debug!(session = s.inner.id, %cause, "session closed");
-    let _ = guarded(s.inner.id, "on_close", || {
-        handler.on_close(s, state, &cause)
-    });
-    s.run_close_callbacks(&cause);
-    s.set_state(FINISHED);
-    cause
 }
 
 thread_local! {
@@ -211,113 +218,120 @@ fn transport_cause(e: &TransportError) -> CloseCause {
 
 /// Reads frames, decodes, and awaits the handler per message (in order; no read while the
 /// handler runs). Ends when the peer closes or breaks, or when a close starts.
-async fn read_loop<R, C, H>(
-    s: &Session<C>,
+#[allow(clippy::manual_async_fn, reason = "an async fn keeps its arguments twice; see `run`")]
+fn read_loop<'a, R, C, H>(
+    s: &'a Session<C>,
     mut rd: R,
     mut dec: C::Decoder,
-    handler: &H,
-    state: &H::State,
-) where
-    R: FrameRead,
+    handler: &'a H,
+    state: &'a H::State,
+) -> impl Future<Output = ()> + Send + 'a
+where
+    R: FrameRead + 'a,
     C: Codec,
     H: Service<C>,
 {
-    // The byte-stream decode buffer: empty (no allocation) between messages; a frame that
-    // arrives into an empty buffer is taken over without copying.
-    let mut buf = BytesMut::new();
-    loop {
-        let read = tokio::select! {
-            biased;
-            _ = s.reached(CLOSING) => return,
-            r = rd.read_frame() => r,
-        };
-        match read {
-            Ok(Some(frame)) => {
-                s.inner
-                    .counters
-                    .bytes_in
-                    .fetch_add(frame.len() as u64, Ordering::Relaxed);
-                s.inner.last_read_ms.store(s.now_ms(), Ordering::Relaxed);
-                let ok = match s.inner.framing {
-                    Framing::Message => match dec.decode_frame(frame) {
-                        Ok(Some(m)) => deliver(s, handler, state, m).await,
-                        Ok(None) => true,
-                        Err(e) => return codec_failed(s, handler, state, e),
-                    },
-                    Framing::Stream => {
-                        let payload = frame.into_payload();
-                        let arrived = payload.len();
-                        if buf.is_empty() {
-                            buf = BytesMut::from(payload);
-                        } else {
-                            let limit = s.inner.config.max_decode_buffer;
-                            if buf.len().saturating_add(payload.len()) > limit {
-                                let size = (buf.len() + payload.len()) as u64;
-                                let e = CodecError::TooLarge {
-                                    size,
-                                    limit: limit as u64,
-                                };
-                                return codec_failed(s, handler, state, e);
+    // An `async move` block, not an `async fn`: see `run`.
+    async move {
+        // The byte-stream decode buffer: empty (no allocation) between messages; a frame that
+        // arrives into an empty buffer is taken over without copying.
+        let mut buf = BytesMut::new();
+        loop {
+            let read = tokio::select! {
+                biased;
+                _ = s.reached(CLOSING) => return,
+                r = rd.read_frame() => r,
+            };
+            match read {
+                Ok(Some(frame)) => {
+                    s.inner
+                        .counters
+                        .bytes_in
+                        .fetch_add(frame.len() as u64, Ordering::Relaxed);
+                    s.inner.last_read_ms.store(s.now_ms(), Ordering::Relaxed);
+                    let ok = match s.inner.framing {
+                        Framing::Message => match dec.decode_frame(frame) {
+                            Ok(Some(m)) => deliver(s, handler, state, m).await,
+                            Ok(None) => true,
+                            Err(e) => return codec_failed(s, handler, state, e),
+                        },
+                        Framing::Stream => {
+                            let payload = frame.into_payload();
+                            let arrived = payload.len();
+                            if buf.is_empty() {
+                                buf = BytesMut::from(payload);
+                            } else {
+                                let limit = s.inner.config.max_decode_buffer;
+                                if buf.len().saturating_add(payload.len()) > limit {
+                                    let size = (buf.len() + payload.len()) as u64;
+                                    let e = CodecError::TooLarge {
+                                        size,
+                                        limit: limit as u64,
+                                    };
+                                    return codec_failed(s, handler, state, e);
+                                }
+                                buf.extend_from_slice(&payload);
                             }
-                            buf.extend_from_slice(&payload);
-                        }
-                        let mut ok = true;
-                        let mut completed = false;
-                        while ok {
-                            match dec.decode(&mut buf) {
-                                Ok(Some(m)) => {
-                                    if !completed {
-                                        // A whole message is here: nothing is late on the
-                                        // peer's side while we handle it (our handler may
-                                        // wait, e.g. for room to answer); the deadline of
-                                        // what is left starts again after this pass.
-                                        s.inner.partial_started_ms.store(NONE, Ordering::Release);
+                            let mut ok = true;
+                            let mut completed = false;
+                            while ok {
+                                match dec.decode(&mut buf) {
+                                    Ok(Some(m)) => {
+                                        if !completed {
+                                            // A whole message is here: nothing is late on the
+                                            // peer's side while we handle it (our handler may
+                                            // wait, e.g. for room to answer); the deadline of
+                                            // what is left starts again after this pass.
+                                            s.inner
+                                                .partial_started_ms
+                                                .store(NONE, Ordering::Release);
+                                        }
+                                        completed = true;
+                                        ok = deliver(s, handler, state, m).await;
                                     }
-                                    completed = true;
-                                    ok = deliver(s, handler, state, m).await;
+                                    Ok(None) => break,
+                                    Err(e) => return codec_failed(s, handler, state, e),
+                                }
+                            }
+                            if buf.is_empty() {
+                                // Release the chunk: an idle session holds no read buffer (an empty
+                                // view may still share, and so keep alive, the last message's
+                                // allocation even with no capacity of its own).
+                                buf = BytesMut::new();
+                            }
+                            track_partial(s, buf.len(), arrived, completed);
+                            ok
+                        }
+                    };
+                    if !ok {
+                        return;
+                    }
+                }
+                Ok(None) => {
+                    if s.inner.framing == Framing::Stream {
+                        loop {
+                            match dec.decode_eof(&mut buf) {
+                                Ok(Some(m)) => {
+                                    if !deliver(s, handler, state, m).await {
+                                        return;
+                                    }
                                 }
                                 Ok(None) => break,
                                 Err(e) => return codec_failed(s, handler, state, e),
                             }
                         }
-                        if buf.is_empty() {
-                            // Release the chunk: an idle session holds no read buffer (an empty
-                            // view may still share, and so keep alive, the last message's
-                            // allocation even with no capacity of its own).
-                            buf = BytesMut::new();
-                        }
-                        track_partial(s, buf.len(), arrived, completed);
-                        ok
                     }
-                };
-                if !ok {
+                    s.begin_close(CloseCause::Peer(rd.close_reason().cloned()), None);
                     return;
                 }
-            }
-            Ok(None) => {
-                if s.inner.framing == Framing::Stream {
-                    loop {
-                        match dec.decode_eof(&mut buf) {
-                            Ok(Some(m)) => {
-                                if !deliver(s, handler, state, m).await {
-                                    return;
-                                }
-                            }
-                            Ok(None) => break,
-                            Err(e) => return codec_failed(s, handler, state, e),
-                        }
-                    }
+                Err(e) => {
+                    let cause = transport_cause(&e);
+                    let _ = guarded(s.inner.id, "on_error", || {
+                        handler.on_error(s, state, &SessionError::Transport(e))
+                    });
+                    s.begin_close(cause, None);
+                    return;
                 }
-                s.begin_close(CloseCause::Peer(rd.close_reason().cloned()), None);
-                return;
-            }
-            Err(e) => {
-                let cause = transport_cause(&e);
-                let _ = guarded(s.inner.id, "on_error", || {
-                    handler.on_error(s, state, &SessionError::Transport(e))
-                });
-                s.begin_close(cause, None);
-                return;
             }
         }
     }
@@ -397,116 +411,123 @@ async fn deliver<C: Codec, H: Service<C>>(
 
 /// Takes everything queued per wake-up, feeds it, flushes once. On close: drains (or not, by
 /// the cause), closes the transport, and marks the session closed.
-async fn write_loop<W: FrameWrite, C: Codec>(s: &Session<C>, mut wr: W) {
-    let inner = &*s.inner;
-    let mut batch: VecDeque<Entry> = VecDeque::new();
-    loop {
-        let state = s.state();
-        if state >= ABORTING {
-            s.set_state(CLOSED);
-            return;
-        }
-        // Whether a discarding close may still cut this batch short: not once one has begun
-        // (what is queued then — a farewell — must be written).
-        let discardable;
-        {
-            let mut q = lock(&inner.queue);
-            std::mem::swap(&mut q.items, &mut batch);
+#[allow(clippy::manual_async_fn, reason = "an async fn keeps its arguments twice; see `run`")]
+fn write_loop<'a, W: FrameWrite + 'a, C: Codec>(
+    s: &'a Session<C>,
+    mut wr: W,
+) -> impl Future<Output = ()> + Send + 'a {
+    // An `async move` block, not an `async fn`: see `run`.
+    async move {
+        let inner = &*s.inner;
+        let mut batch: VecDeque<Entry> = VecDeque::new();
+        loop {
+            let state = s.state();
+            if state >= ABORTING {
+                s.set_state(CLOSED);
+                return;
+            }
+            // Whether a discarding close may still cut this batch short: not once one has begun
+            // (what is queued then — a farewell — must be written).
+            let discardable;
+            {
+                let mut q = lock(&inner.queue);
+                std::mem::swap(&mut q.items, &mut batch);
+                if batch.is_empty() {
+                    // Nothing queued: the session goes idle, and the storage of the last batches
+                    // (one just swapped into the queue) goes with it, so an idle session keeps none.
+                    q.items = VecDeque::new();
+                    batch = VecDeque::new();
+                }
+                q.bytes = 0;
+                inner.queued.store(false, Ordering::Release);
+                discardable = !inner.discarding.load(Ordering::Acquire);
+            }
             if batch.is_empty() {
-                // Nothing queued: the session goes idle, and the storage of the last batches
-                // (one just swapped into the queue) goes with it, so an idle session keeps none.
-                q.items = VecDeque::new();
+                if state >= CLOSING {
+                    break;
+                }
+                // Woken by a push from another task (`writer_wake`), or seen in the same pass when
+                // the push came from this session's own reader (`queued`, see `Drive`).
+                let wake = inner.writer_wake.notified();
+                tokio::pin!(wake);
+                std::future::poll_fn(|cx| {
+                    if inner.queued.load(Ordering::Acquire) || s.state() >= CLOSING {
+                        return Poll::Ready(());
+                    }
+                    wake.as_mut().poll(cx)
+                })
+                .await;
+                continue;
+            }
+            // Room was made: senders waiting under `OverflowPolicy::Block` may go on.
+            if inner.blocked_senders.load(Ordering::Acquire) > 0 {
+                inner.state_changed.notify_waiters();
+            }
+            let mut messages = 0u64;
+            let mut bytes = 0u64;
+            // Boxed: only exists while writing, so idle sessions stay small.
+            let mut write = Box::pin(write_batch(
+                &mut wr,
+                &mut batch,
+                &mut messages,
+                &mut bytes,
+                discardable.then_some(&inner.discarding),
+            ));
+            // Most batches are written at once: only one that has to wait for the socket needs the
+            // timer to watch its deadline (told through `state_changed`).
+            let first = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+            let mut closing_seen = state >= CLOSING;
+            let written = if let Poll::Ready(r) = first {
+                r
+            } else {
+                inner.write_started_ms.store(s.now_ms(), Ordering::Release);
+                s.kick_timer();
+                loop {
+                    tokio::select! {
+                        biased;
+                        _ = s.reached(ABORTING) => {
+                            s.set_state(CLOSED);
+                            return;
+                        }
+                        // Overflow, idle or protocol error while a write is stuck (the peer does
+                        // not read): `write_batch` feeds no further message of the batch (they are
+                        // discarded, as the queue was), the write under way finishes as soon as
+                        // the socket takes it, and the farewell and close frame follow — so a peer
+                        // that reads again gets the close code. The close deadline bounds it all.
+                        _ = s.reached(CLOSING), if !closing_seen => closing_seen = true,
+                        r = &mut write => break r,
+                    }
+                }
+            };
+            drop(write);
+            inner.write_started_ms.store(NONE, Ordering::Release);
+            inner.last_write_ms.store(s.now_ms(), Ordering::Relaxed);
+            inner.counters.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+            inner
+                .counters
+                .messages_out
+                .fetch_add(messages, Ordering::Relaxed);
+            if batch.capacity() > 1024 {
                 batch = VecDeque::new();
             }
-            q.bytes = 0;
-            inner.queued.store(false, Ordering::Release);
-            discardable = !inner.discarding.load(Ordering::Acquire);
-        }
-        if batch.is_empty() {
-            if state >= CLOSING {
-                break;
+            if let Err(e) = written {
+                s.begin_close(CloseCause::PeerGone(e.to_string()), None);
+                s.set_state(CLOSED);
+                return;
             }
-            // Woken by a push from another task (`writer_wake`), or seen in the same pass when
-            // the push came from this session's own reader (`queued`, see `Drive`).
-            let wake = inner.writer_wake.notified();
-            tokio::pin!(wake);
-            std::future::poll_fn(|cx| {
-                if inner.queued.load(Ordering::Acquire) || s.state() >= CLOSING {
-                    return Poll::Ready(());
-                }
-                wake.as_mut().poll(cx)
-            })
-            .await;
-            continue;
         }
-        // Room was made: senders waiting under `OverflowPolicy::Block` may go on.
-        if inner.blocked_senders.load(Ordering::Acquire) > 0 {
-            inner.state_changed.notify_waiters();
+        // Closing, and the queue is empty (drained, or discarded by the cause).
+        let reason = s
+            .close_cause()
+            .map(|c| c.to_transport_reason())
+            .unwrap_or_else(CloseReason::normal);
+        tokio::select! {
+            biased;
+            _ = s.reached(ABORTING) => {}
+            _ = Box::pin(wr.close(reason)) => {}
         }
-        let mut messages = 0u64;
-        let mut bytes = 0u64;
-        // Boxed: only exists while writing, so idle sessions stay small.
-        let mut write = Box::pin(write_batch(
-            &mut wr,
-            &mut batch,
-            &mut messages,
-            &mut bytes,
-            discardable.then_some(&inner.discarding),
-        ));
-        // Most batches are written at once: only one that has to wait for the socket needs the
-        // timer to watch its deadline (told through `state_changed`).
-        let first = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
-        let mut closing_seen = state >= CLOSING;
-        let written = if let Poll::Ready(r) = first {
-            r
-        } else {
-            inner.write_started_ms.store(s.now_ms(), Ordering::Release);
-            s.kick_timer();
-            loop {
-                tokio::select! {
-                    biased;
-                    _ = s.reached(ABORTING) => {
-                        s.set_state(CLOSED);
-                        return;
-                    }
-                    // Overflow, idle or protocol error while a write is stuck (the peer does
-                    // not read): `write_batch` feeds no further message of the batch (they are
-                    // discarded, as the queue was), the write under way finishes as soon as
-                    // the socket takes it, and the farewell and close frame follow — so a peer
-                    // that reads again gets the close code. The close deadline bounds it all.
-                    _ = s.reached(CLOSING), if !closing_seen => closing_seen = true,
-                    r = &mut write => break r,
-                }
-            }
-        };
-        drop(write);
-        inner.write_started_ms.store(NONE, Ordering::Release);
-        inner.last_write_ms.store(s.now_ms(), Ordering::Relaxed);
-        inner.counters.bytes_out.fetch_add(bytes, Ordering::Relaxed);
-        inner
-            .counters
-            .messages_out
-            .fetch_add(messages, Ordering::Relaxed);
-        if batch.capacity() > 1024 {
-            batch = VecDeque::new();
-        }
-        if let Err(e) = written {
-            s.begin_close(CloseCause::PeerGone(e.to_string()), None);
-            s.set_state(CLOSED);
-            return;
-        }
+        s.set_state(CLOSED);
     }
-    // Closing, and the queue is empty (drained, or discarded by the cause).
-    let reason = s
-        .close_cause()
-        .map(|c| c.to_transport_reason())
-        .unwrap_or_else(CloseReason::normal);
-    tokio::select! {
-        biased;
-        _ = s.reached(ABORTING) => {}
-        _ = Box::pin(wr.close(reason)) => {}
-    }
-    s.set_state(CLOSED);
 }
 
 /// Feeds the batch's messages and flushes once, counting what it fed. Once the session closes
@@ -571,163 +592,171 @@ async fn write_batch<W: FrameWrite>(
 /// transport's `activity` (control frames it consumed: WebSocket pings and pongs) is
 /// consulted, and a later one re-arms the deadline instead of closing. So control frames cost
 /// no wake-up of the session.
-async fn timer_loop<C: Codec, H: Service<C>>(
-    s: &Session<C>,
-    handler: &H,
-    app: &H::State,
+#[allow(clippy::manual_async_fn, reason = "an async fn keeps its arguments twice; see `run`")]
+fn timer_loop<'a, C: Codec, H: Service<C>>(
+    s: &'a Session<C>,
+    handler: &'a H,
+    app: &'a H::State,
     activity: Option<Arc<dyn PeerActivity>>,
-) {
-    let inner = &*s.inner;
-    let cfg = &*inner.config;
-    let ms = |d: Duration| d.as_millis() as u64;
-    // Only whether the codec has one; it is encoded when due (nothing stored per session).
-    // Turned off for this session the first time the service has no heartbeat to send.
-    let mut heartbeat = cfg.heartbeat_interval.map(|d| ms(d).max(1));
-    let mut next_cron = cfg.cron_interval.map(|d| ms(d).max(1));
-    let sleep = tokio::time::sleep_until(inner.epoch);
-    tokio::pin!(sleep);
-    loop {
-        // Registered before anything is read, so no notification between the checks below
-        // and the wait is lost. This is the session's only registered state waiter (see
-        // `Session::reached`); it also wakes for the writer's per-batch notification.
-        inner.timer_kick.store(false, Ordering::Release);
-        let changed = inner.state_changed.notified();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
-        let state = s.state();
-        if state >= CLOSED {
-            return;
-        }
-        let now = s.now_ms();
-        let mut next = NONE;
-        if state == OPEN {
-            if let Some(idle) = cfg.idle_timeout {
-                let mut at = inner.last_read_ms.load(Ordering::Relaxed) + ms(idle);
-                if now >= at
-                    && let Some(seen) = activity.as_ref().and_then(|a| a.last_control_frame())
-                {
-                    // A ping or pong from the peer since: it is alive; count from there.
-                    let seen = seen.saturating_duration_since(inner.epoch);
-                    at = at.max(ms(seen) + ms(idle));
-                }
-                if now >= at {
-                    let _ = guarded(inner.id, "on_error", || {
-                        handler.on_error(
-                            s,
-                            app,
-                            &SessionError::Transport(TransportError::Timeout(
-                                "session idle timeout",
-                            )),
-                        )
-                    });
-                    let farewell = inner.codec.farewell(Farewell::Timeout, inner.framing);
-                    s.begin_close_with(CloseCause::IdleTimeout, None, farewell);
-                    // The reader and writer do not register for state changes (see
-                    // `Session::reached`); when the timer itself changes the state, yield so
-                    // the task is polled again and they see it now.
-                    tokio::task::yield_now().await;
-                    continue;
-                }
-                next = next.min(at);
+) -> impl Future<Output = ()> + Send + 'a {
+    // An `async move` block, not an `async fn`: see `run`.
+    async move {
+        let inner = &*s.inner;
+        let cfg = &*inner.config;
+        let ms = |d: Duration| d.as_millis() as u64;
+        // Only whether the codec has one; it is encoded when due (nothing stored per session).
+        // Turned off for this session the first time the service has no heartbeat to send.
+        let mut heartbeat = cfg.heartbeat_interval.map(|d| ms(d).max(1));
+        let mut next_cron = cfg.cron_interval.map(|d| ms(d).max(1));
+        let sleep = tokio::time::sleep_until(inner.epoch);
+        tokio::pin!(sleep);
+        loop {
+            // Registered before anything is read, so no notification between the checks below
+            // and the wait is lost. This is the session's only registered state waiter (see
+            // `Session::reached`); it also wakes for the writer's per-batch notification.
+            inner.timer_kick.store(false, Ordering::Release);
+            let changed = inner.state_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let state = s.state();
+            if state >= CLOSED {
+                return;
             }
-            if let Some(grace) = cfg.message_timeout {
-                let started = inner.partial_started_ms.load(Ordering::Acquire);
-                if started != NONE {
-                    let rate = u64::from(cfg.message_min_rate);
-                    let received = inner.partial_bytes.load(Ordering::Relaxed);
-                    let extra = received.saturating_mul(1000).checked_div(rate).unwrap_or(0);
-                    let at = started.saturating_add(ms(grace)).saturating_add(extra);
+            let now = s.now_ms();
+            let mut next = NONE;
+            if state == OPEN {
+                if let Some(idle) = cfg.idle_timeout {
+                    let mut at = inner.last_read_ms.load(Ordering::Relaxed) + ms(idle);
+                    if now >= at
+                        && let Some(seen) = activity.as_ref().and_then(|a| a.last_control_frame())
+                    {
+                        // A ping or pong from the peer since: it is alive; count from there.
+                        let seen = seen.saturating_duration_since(inner.epoch);
+                        at = at.max(ms(seen) + ms(idle));
+                    }
                     if now >= at {
-                        tracing::debug!(session = inner.id, received, "message too slow; closing");
                         let _ = guarded(inner.id, "on_error", || {
                             handler.on_error(
                                 s,
                                 app,
                                 &SessionError::Transport(TransportError::Timeout(
-                                    "a message did not arrive in time",
+                                    "session idle timeout",
                                 )),
                             )
                         });
                         let farewell = inner.codec.farewell(Farewell::Timeout, inner.framing);
-                        s.begin_close_with(CloseCause::MessageTimeout, None, farewell);
+                        s.begin_close_with(CloseCause::IdleTimeout, None, farewell);
+                        // The reader and writer do not register for state changes (see
+                        // `Session::reached`); when the timer itself changes the state, yield so
+                        // the task is polled again and they see it now.
                         tokio::task::yield_now().await;
                         continue;
                     }
                     next = next.min(at);
                 }
-            }
-            if let Some(every) = heartbeat {
-                let at = inner.last_write_ms.load(Ordering::Relaxed) + every;
-                if now >= at {
-                    if s.queue_len() == 0 {
-                        match guarded(inner.id, "heartbeat", || handler.heartbeat(s, app)) {
-                            Ok(Some(hb)) => s.push_unbounded(hb, false),
-                            Ok(None) | Err(_) => heartbeat = None,
+                if let Some(grace) = cfg.message_timeout {
+                    let started = inner.partial_started_ms.load(Ordering::Acquire);
+                    if started != NONE {
+                        let rate = u64::from(cfg.message_min_rate);
+                        let received = inner.partial_bytes.load(Ordering::Relaxed);
+                        let extra = received.saturating_mul(1000).checked_div(rate).unwrap_or(0);
+                        let at = started.saturating_add(ms(grace)).saturating_add(extra);
+                        if now >= at {
+                            tracing::debug!(
+                                session = inner.id,
+                                received,
+                                "message too slow; closing"
+                            );
+                            let _ = guarded(inner.id, "on_error", || {
+                                handler.on_error(
+                                    s,
+                                    app,
+                                    &SessionError::Transport(TransportError::Timeout(
+                                        "a message did not arrive in time",
+                                    )),
+                                )
+                            });
+                            let farewell = inner.codec.farewell(Farewell::Timeout, inner.framing);
+                            s.begin_close_with(CloseCause::MessageTimeout, None, farewell);
+                            tokio::task::yield_now().await;
+                            continue;
                         }
+                        next = next.min(at);
                     }
-                    // Counts as written for scheduling even before the writer reports.
-                    inner.last_write_ms.store(now, Ordering::Relaxed);
-                    if heartbeat.is_some() {
-                        next = next.min(now + every);
+                }
+                if let Some(every) = heartbeat {
+                    let at = inner.last_write_ms.load(Ordering::Relaxed) + every;
+                    if now >= at {
+                        if s.queue_len() == 0 {
+                            match guarded(inner.id, "heartbeat", || handler.heartbeat(s, app)) {
+                                Ok(Some(hb)) => s.push_unbounded(hb, false),
+                                Ok(None) | Err(_) => heartbeat = None,
+                            }
+                        }
+                        // Counts as written for scheduling even before the writer reports.
+                        inner.last_write_ms.store(now, Ordering::Relaxed);
+                        if heartbeat.is_some() {
+                            next = next.min(now + every);
+                        }
+                    } else {
+                        next = next.min(at);
                     }
-                } else {
+                }
+                if let Some(at) = next_cron {
+                    if now >= at {
+                        let _ = guarded(inner.id, "on_cron", || handler.on_cron(s, app));
+                        let every = ms(cfg.cron_interval.unwrap_or_default()).max(1);
+                        next_cron = Some(at + every * ((now - at) / every + 1));
+                    }
+                    next = next.min(next_cron.unwrap_or(NONE));
+                }
+            } else {
+                let at = inner.close_deadline_ms.load(Ordering::Acquire);
+                if now < at {
                     next = next.min(at);
-                }
-            }
-            if let Some(at) = next_cron {
-                if now >= at {
-                    let _ = guarded(inner.id, "on_cron", || handler.on_cron(s, app));
-                    let every = ms(cfg.cron_interval.unwrap_or_default()).max(1);
-                    next_cron = Some(at + every * ((now - at) / every + 1));
-                }
-                next = next.min(next_cron.unwrap_or(NONE));
-            }
-        } else {
-            let at = inner.close_deadline_ms.load(Ordering::Acquire);
-            if now < at {
-                next = next.min(at);
-            } else if state < ABORTING {
-                tracing::debug!(session = inner.id, "close deadline passed; dropping");
-                s.set_state(ABORTING);
-                tokio::task::yield_now().await;
-                continue;
-            }
-        }
-        let started = inner.write_started_ms.load(Ordering::Acquire);
-        if started != NONE && state < ABORTING {
-            let at = started + ms(cfg.write_timeout);
-            if now >= at {
-                if !s.begin_close(CloseCause::WriteTimeout, None) {
+                } else if state < ABORTING {
+                    tracing::debug!(session = inner.id, "close deadline passed; dropping");
                     s.set_state(ABORTING);
+                    tokio::task::yield_now().await;
+                    continue;
                 }
-                tokio::task::yield_now().await;
-                continue;
             }
-            next = next.min(at);
-        }
-        // Kicked by this session's reader or writer (seen in the same pass, see `Drive`), a
-        // state change, or the deadline.
-        let kicked = || inner.timer_kick.load(Ordering::Acquire);
-        if next == NONE {
-            std::future::poll_fn(|cx| {
-                if kicked() {
-                    return Poll::Ready(());
+            let started = inner.write_started_ms.load(Ordering::Acquire);
+            if started != NONE && state < ABORTING {
+                let at = started + ms(cfg.write_timeout);
+                if now >= at {
+                    if !s.begin_close(CloseCause::WriteTimeout, None) {
+                        s.set_state(ABORTING);
+                    }
+                    tokio::task::yield_now().await;
+                    continue;
                 }
-                changed.as_mut().poll(cx)
-            })
-            .await;
-        } else {
-            let at = s.at(next);
-            if sleep.deadline() != at {
-                sleep.as_mut().reset(at);
+                next = next.min(at);
             }
-            std::future::poll_fn(|cx| {
-                if kicked() || sleep.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(());
+            // Kicked by this session's reader or writer (seen in the same pass, see `Drive`), a
+            // state change, or the deadline.
+            let kicked = || inner.timer_kick.load(Ordering::Acquire);
+            if next == NONE {
+                std::future::poll_fn(|cx| {
+                    if kicked() {
+                        return Poll::Ready(());
+                    }
+                    changed.as_mut().poll(cx)
+                })
+                .await;
+            } else {
+                let at = s.at(next);
+                if sleep.deadline() != at {
+                    sleep.as_mut().reset(at);
                 }
-                changed.as_mut().poll(cx)
-            })
-            .await;
+                std::future::poll_fn(|cx| {
+                    if kicked() || sleep.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(());
+                    }
+                    changed.as_mut().poll(cx)
+                })
+                .await;
+            }
         }
     }
 }
