@@ -267,32 +267,25 @@ impl RedisDirectory {
             // A lease that lapsed meanwhile may have been swept before the member was written:
             // no later sweep would remove it (the node is no longer registered), so take it
             // back. (The lease task fences the node; its leaves are not written.)
-            if !self
+            if self
                 .lease
                 .never_lapsed(&mut c, &self.keys, conn.node)
                 .await?
             {
-                tracing::warn!(
-                    room,
-                    "a room join written as the node's lease lapsed; taken back"
-                );
-                let _: u64 = crate::lease::ROOM_LEAVE
-                    .key(m)
-                    .key(u)
-                    .arg("f")
-                    .arg(field)
-                    .invoke_async(&mut c)
-                    .await?;
+                return Ok(());
             }
-        } else {
-            let _: u64 = crate::lease::ROOM_LEAVE
-                .key(m)
-                .key(u)
-                .arg("f")
-                .arg(field)
-                .invoke_async(&mut c)
-                .await?;
+            tracing::warn!(
+                room,
+                "a room join written as the node's lease lapsed; taken back"
+            );
         }
+        let _: u64 = crate::lease::ROOM_LEAVE
+            .key(m)
+            .key(u)
+            .arg("f")
+            .arg(field)
+            .invoke_async(&mut c)
+            .await?;
         Ok(())
     }
 

@@ -218,7 +218,10 @@ fn transport_cause(e: &TransportError) -> CloseCause {
 
 /// Reads frames, decodes, and awaits the handler per message (in order; no read while the
 /// handler runs). Ends when the peer closes or breaks, or when a close starts.
-#[allow(clippy::manual_async_fn, reason = "an async fn keeps its arguments twice; see `run`")]
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn keeps its arguments twice; see `run`"
+)]
 fn read_loop<'a, R, C, H>(
     s: &'a Session<C>,
     mut rd: R,
@@ -411,7 +414,10 @@ async fn deliver<C: Codec, H: Service<C>>(
 
 /// Takes everything queued per wake-up, feeds it, flushes once. On close: drains (or not, by
 /// the cause), closes the transport, and marks the session closed.
-#[allow(clippy::manual_async_fn, reason = "an async fn keeps its arguments twice; see `run`")]
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn keeps its arguments twice; see `run`"
+)]
 fn write_loop<'a, W: FrameWrite + 'a, C: Codec>(
     s: &'a Session<C>,
     mut wr: W,
@@ -592,7 +598,10 @@ async fn write_batch<W: FrameWrite>(
 /// transport's `activity` (control frames it consumed: WebSocket pings and pongs) is
 /// consulted, and a later one re-arms the deadline instead of closing. So control frames cost
 /// no wake-up of the session.
-#[allow(clippy::manual_async_fn, reason = "an async fn keeps its arguments twice; see `run`")]
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn keeps its arguments twice; see `run`"
+)]
 fn timer_loop<'a, C: Codec, H: Service<C>>(
     s: &'a Session<C>,
     handler: &'a H,
