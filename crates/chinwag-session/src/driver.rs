@@ -88,8 +88,11 @@ where
     // Split before the future is made, and an `async move` block rather than an `async fn`:
     // the future then keeps the halves only (not the transport beside them), and no copy of
     // its arguments (an `async fn` keeps each argument twice, captured and moved into a
-    // local). Every idle connection carries this future; `docs/session.md` has the sizes.
-    let (reader, mut writer) = transport.split();
+    // local). The reader and writer borrow the halves rather than take them: what an async
+    // block captures stays in its future for its whole life, so halves moved on into the
+    // loops would be kept twice. Every idle connection carries this future; `docs/session.md`
+    // has the sizes.
+    let (mut reader, mut writer) = transport.split();
     async move {
         let s = &session;
         let state = &state;
@@ -120,12 +123,13 @@ where
         let activity = s.inner.config.idle_timeout.and_then(|_| reader.activity());
         Drive {
             id: s.inner.id,
-            read: read_loop(s, reader, decoder, &*handler, state).fuse(),
-            write: write_loop(s, writer).fuse(),
+            read: read_loop(s, &mut reader, decoder, &*handler, state).fuse(),
+            write: write_loop(s, &mut writer).fuse(),
             timer: timer_loop(s, &*handler, state, activity).fuse(),
         }
         .await;
-        // The transport's halves are gone with the drive: so is the connection's budget place.
+        // The transport's halves go with the drive: so does the connection's budget place.
+        drop((reader, writer));
         s.release_permit();
         let cause = s.close_cause().unwrap_or(CloseCause::Local);
         tracing::debug!(session = s.inner.id, %cause, "session closed");
@@ -224,7 +228,7 @@ fn transport_cause(e: &TransportError) -> CloseCause {
 )]
 fn read_loop<'a, R, C, H>(
     s: &'a Session<C>,
-    mut rd: R,
+    rd: &'a mut R,
     mut dec: C::Decoder,
     handler: &'a H,
     state: &'a H::State,
@@ -420,7 +424,7 @@ async fn deliver<C: Codec, H: Service<C>>(
 )]
 fn write_loop<'a, W: FrameWrite + 'a, C: Codec>(
     s: &'a Session<C>,
-    mut wr: W,
+    wr: &'a mut W,
 ) -> impl Future<Output = ()> + Send + 'a {
     // An `async move` block, not an `async fn`: see `run`.
     async move {
@@ -452,15 +456,19 @@ fn write_loop<'a, W: FrameWrite + 'a, C: Codec>(
                 if state >= CLOSING {
                     break;
                 }
-                // Woken by a push from another task (`writer_wake`), or seen in the same pass when
-                // the push came from this session's own reader (`queued`, see `Drive`).
-                let wake = inner.writer_wake.notified();
-                tokio::pin!(wake);
+                // Woken by a push from another task (through the task's waker), or seen in the
+                // same pass when the push came from this session's own reader (`queued`, see
+                // `Drive`). Checked again once registered: a push in between has set `queued`.
+                let ready = || inner.queued.load(Ordering::Acquire) || s.state() >= CLOSING;
                 std::future::poll_fn(|cx| {
-                    if inner.queued.load(Ordering::Acquire) || s.state() >= CLOSING {
+                    if ready() {
                         return Poll::Ready(());
                     }
-                    wake.as_mut().poll(cx)
+                    inner.task.register(cx.waker());
+                    if ready() {
+                        return Poll::Ready(());
+                    }
+                    Poll::Pending
                 })
                 .await;
                 continue;
@@ -473,14 +481,14 @@ fn write_loop<'a, W: FrameWrite + 'a, C: Codec>(
             let mut bytes = 0u64;
             // Boxed: only exists while writing, so idle sessions stay small.
             let mut write = Box::pin(write_batch(
-                &mut wr,
+                &mut *wr,
                 &mut batch,
                 &mut messages,
                 &mut bytes,
                 discardable.then_some(&inner.discarding),
             ));
             // Most batches are written at once: only one that has to wait for the socket needs the
-            // timer to watch its deadline (told through `state_changed`).
+            // timer to watch its deadline (told through `kick_timer`).
             let first = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
             let mut closing_seen = state >= CLOSING;
             let written = if let Poll::Ready(r) = first {
@@ -620,13 +628,11 @@ fn timer_loop<'a, C: Codec, H: Service<C>>(
         let sleep = tokio::time::sleep_until(inner.epoch);
         tokio::pin!(sleep);
         loop {
-            // Registered before anything is read, so no notification between the checks below
-            // and the wait is lost. This is the session's only registered state waiter (see
-            // `Session::reached`); it also wakes for the writer's per-batch notification.
+            // Cleared and read before the deadlines are: a kick or a state change after this
+            // point is seen by the wait below (it checks both again once registered on the
+            // task's waker). This is the session's only registered state waiter (see
+            // `Session::reached`).
             inner.timer_kick.store(false, Ordering::Release);
-            let changed = inner.state_changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
             let state = s.state();
             if state >= CLOSED {
                 return;
@@ -720,7 +726,9 @@ fn timer_loop<'a, C: Codec, H: Service<C>>(
                     next = next.min(next_cron.unwrap_or(NONE));
                 }
             } else {
-                let at = inner.close_deadline_ms.load(Ordering::Acquire);
+                let at = lock(&inner.closing)
+                    .as_ref()
+                    .map_or(NONE, |c| c.deadline_ms);
                 if now < at {
                     next = next.min(at);
                 } else if state < ABORTING {
@@ -744,28 +752,24 @@ fn timer_loop<'a, C: Codec, H: Service<C>>(
             }
             // Kicked by this session's reader or writer (seen in the same pass, see `Drive`), a
             // state change, or the deadline.
-            let kicked = || inner.timer_kick.load(Ordering::Acquire);
-            if next == NONE {
-                std::future::poll_fn(|cx| {
-                    if kicked() {
-                        return Poll::Ready(());
-                    }
-                    changed.as_mut().poll(cx)
-                })
-                .await;
-            } else {
+            let woken = || inner.timer_kick.load(Ordering::Acquire) || s.state() != state;
+            if next != NONE {
                 let at = s.at(next);
                 if sleep.deadline() != at {
                     sleep.as_mut().reset(at);
                 }
-                std::future::poll_fn(|cx| {
-                    if kicked() || sleep.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(());
-                    }
-                    changed.as_mut().poll(cx)
-                })
-                .await;
             }
+            std::future::poll_fn(|cx| {
+                if woken() || (next != NONE && sleep.as_mut().poll(cx).is_ready()) {
+                    return Poll::Ready(());
+                }
+                inner.task.register(cx.waker());
+                if woken() {
+                    return Poll::Ready(());
+                }
+                Poll::Pending
+            })
+            .await;
         }
     }
 }
@@ -832,6 +836,17 @@ mod tests {
         async fn on_message(&self, s: &Session<FrameCodec>, msg: Frame) {
             let _ = s.send(&msg).await;
         }
+    }
+
+    /// Every session keeps one `Arc` of its shared state: with the `Arc`'s two counts it fits
+    /// jemalloc's 384-byte size class (the next is 448). The rare parts (a close under way, an
+    /// overflow policy of its own, attributes) are boxed or share a lock to keep it there
+    /// (`docs/session.md`, "Measured").
+    #[test]
+    fn a_session_fits_in_384_bytes() {
+        let arc = std::mem::size_of::<crate::handle::Inner<FrameCodec>>()
+            + 2 * std::mem::size_of::<usize>();
+        assert!(arc <= 384, "Arc<Inner> is {arc} bytes");
     }
 
     /// Once what it queued is written, a session's queue keeps no storage: idle connections

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chinwag_transport::{ConnectionPermit, Framing, PeerAddr};
+use futures_util::task::AtomicWaker;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -56,6 +57,16 @@ pub(crate) struct Counters {
 pub(crate) struct Queue {
     pub(crate) items: VecDeque<Entry>,
     pub(crate) bytes: usize,
+    /// The policy [`Session::set_overflow_policy`] chose, if it did (under the queue's lock
+    /// rather than one of its own: 8 bytes less per session).
+    pub(crate) overflow: Option<OverflowPolicy>,
+}
+
+/// A close under way: why, and when the session is dropped if it has not finished by then
+/// (milliseconds since the session's epoch).
+pub(crate) struct Closing {
+    pub(crate) cause: CloseCause,
+    pub(crate) deadline_ms: u64,
 }
 
 /// One queued message, with the bytes it holds against a budget until written.
@@ -91,8 +102,13 @@ pub(crate) struct Inner<C: Codec> {
     pub(crate) config: Arc<SessionConfig>,
     pub(crate) epoch: Instant,
     pub(crate) state: AtomicU8,
+    /// For waiters outside the session's task (`wait_state`, senders blocked for room).
     pub(crate) state_changed: Notify,
-    pub(crate) writer_wake: Notify,
+    /// The session's own task (its writer and timer register here while they wait): woken by
+    /// a push from another task, a state change, a kick of the timer. One slot serves them
+    /// both since every wake-up polls the writer and the timer (see `driver::Drive`), and it
+    /// keeps the waiting futures free of `Notified`s (64 bytes each per idle session).
+    pub(crate) task: AtomicWaker,
     /// Something was queued since the writer last took the queue.
     pub(crate) queued: AtomicBool,
     /// A close that discards the queue has begun: the writer feeds no further message of a
@@ -104,7 +120,9 @@ pub(crate) struct Inner<C: Codec> {
     /// when there are some).
     pub(crate) blocked_senders: AtomicUsize,
     pub(crate) queue: Mutex<Queue>,
-    pub(crate) cause: Mutex<Option<CloseCause>>,
+    /// Why and until when it closes, once a close began (boxed: most of a session's life
+    /// has none, and the cause is large; see `tests::a_session_fits_in_384_bytes`).
+    pub(crate) closing: Mutex<Option<Box<Closing>>>,
     pub(crate) counters: Counters,
     pub(crate) last_read_ms: AtomicU64,
     pub(crate) last_write_ms: AtomicU64,
@@ -113,8 +131,6 @@ pub(crate) struct Inner<C: Codec> {
     /// and how many of its bytes have arrived.
     pub(crate) partial_started_ms: AtomicU64,
     pub(crate) partial_bytes: AtomicU64,
-    pub(crate) close_deadline_ms: AtomicU64,
-    pub(crate) overflow: Mutex<Option<OverflowPolicy>>,
     pub(crate) attrs: Mutex<Option<Box<AttrMap>>>,
     pub(crate) callbacks: Mutex<Vec<(Cow<'static, str>, CloseCallback)>>,
     /// The connection's place in its acceptor's budget, while the session runs (accepted
@@ -175,21 +191,19 @@ impl<C: Codec> Session<C> {
                 epoch: Instant::now(),
                 state: AtomicU8::new(OPEN),
                 state_changed: Notify::new(),
-                writer_wake: Notify::new(),
+                task: AtomicWaker::new(),
                 queued: AtomicBool::new(false),
                 discarding: AtomicBool::new(false),
                 timer_kick: AtomicBool::new(false),
                 blocked_senders: AtomicUsize::new(0),
                 queue: Mutex::new(Queue::default()),
-                cause: Mutex::new(None),
+                closing: Mutex::new(None),
                 counters: Counters::default(),
                 last_read_ms: AtomicU64::new(0),
                 last_write_ms: AtomicU64::new(0),
                 write_started_ms: AtomicU64::new(NONE),
                 partial_started_ms: AtomicU64::new(NONE),
                 partial_bytes: AtomicU64::new(0),
-                close_deadline_ms: AtomicU64::new(NONE),
-                overflow: Mutex::new(None),
                 attrs: Mutex::new(None),
                 callbacks: Mutex::new(Vec::new()),
                 permit: Mutex::new(None),
@@ -280,13 +294,15 @@ impl<C: Codec> Session<C> {
     /// This session's overflow policy: the one set with
     /// [`set_overflow_policy`](Self::set_overflow_policy), else [`SessionConfig::overflow`].
     pub fn overflow_policy(&self) -> OverflowPolicy {
-        lock(&self.inner.overflow).unwrap_or(self.inner.config.overflow)
+        lock(&self.inner.queue)
+            .overflow
+            .unwrap_or(self.inner.config.overflow)
     }
 
     /// Chooses this session's overflow policy (e.g. in [`Handler::on_open`](crate::Handler::on_open), by who the peer
     /// is), overriding [`SessionConfig::overflow`].
     pub fn set_overflow_policy(&self, policy: OverflowPolicy) {
-        *lock(&self.inner.overflow) = Some(policy);
+        lock(&self.inner.queue).overflow = Some(policy);
     }
 
     // ---- sending ----------------------------------------------------------------------------
@@ -490,7 +506,7 @@ impl<C: Codec> Session<C> {
         let inner = &*self.inner;
         inner.queued.store(true, Ordering::Release);
         if !crate::driver::in_drive_of(inner.id) {
-            inner.writer_wake.notify_one();
+            inner.task.wake();
         }
     }
 
@@ -501,7 +517,7 @@ impl<C: Codec> Session<C> {
         let inner = &*self.inner;
         inner.timer_kick.store(true, Ordering::Release);
         if !crate::driver::in_drive_of(inner.id) {
-            inner.state_changed.notify_waiters();
+            inner.task.wake();
         }
     }
 
@@ -614,20 +630,20 @@ impl<C: Codec> Session<C> {
         farewell: Option<Encoded>,
     ) -> bool {
         let inner = &*self.inner;
-        {
-            let mut slot = lock(&inner.cause);
-            if slot.is_some() {
-                return false;
-            }
-            *slot = Some(cause.clone());
-        }
         let deadline_ms = match deadline {
             Some(d) => d.saturating_duration_since(inner.epoch).as_millis() as u64,
             None => self.now_ms() + inner.config.close_timeout.as_millis() as u64,
         };
-        inner
-            .close_deadline_ms
-            .store(deadline_ms, Ordering::Release);
+        {
+            let mut slot = lock(&inner.closing);
+            if slot.is_some() {
+                return false;
+            }
+            *slot = Some(Box::new(Closing {
+                cause: cause.clone(),
+                deadline_ms,
+            }));
+        }
         let mode = cause.mode();
         if mode != CloseMode::Drain {
             let mut q = lock(&inner.queue);
@@ -659,6 +675,7 @@ impl<C: Codec> Session<C> {
     pub(crate) fn set_state(&self, s: u8) {
         let inner = &*self.inner;
         if inner.state.fetch_max(s, Ordering::AcqRel) < s {
+            inner.task.wake();
             inner.state_changed.notify_waiters();
         }
     }
@@ -670,10 +687,10 @@ impl<C: Codec> Session<C> {
     /// Ready once the state is at least `at_least`, **without registering a waker**.
     ///
     /// Only for the reader and writer futures, which run joined with the timer future in one
-    /// task: the timer is always registered on `state_changed` while the task is idle (it
-    /// waits on it until the session is closed), a wake-up polls every joined
-    /// future, and so these checks see every state change. Saves a `Notified` (~100 bytes)
-    /// per idle session each.
+    /// task: the timer is always registered on the task's waker (`Inner::task`, which every
+    /// state change wakes) while the task is idle (it waits until the session is closed), a
+    /// wake-up polls every joined future, and so these checks see every state change. Saves a
+    /// `Notified` per idle session each.
     pub(crate) fn reached(&self, at_least: u8) -> impl Future<Output = ()> + '_ {
         std::future::poll_fn(move |_| {
             if self.state() >= at_least {
@@ -708,7 +725,7 @@ impl<C: Codec> Session<C> {
 
     /// Why the session closed (or is closing); `None` while open.
     pub fn close_cause(&self) -> Option<CloseCause> {
-        lock(&self.inner.cause).clone()
+        lock(&self.inner.closing).as_ref().map(|c| c.cause.clone())
     }
 
     /// Waits until the session has ended completely (after [`Handler::on_close`](crate::Handler::on_close) and the close
@@ -741,6 +758,11 @@ impl<C: Codec> Session<C> {
         if let Some(slot) = cbs.iter_mut().find(|(k, _)| *k == key) {
             slot.1 = Box::new(callback);
             return true;
+        }
+        // The first in exact room: a session has one or two callbacks, and `push`'s first growth
+        // would keep room for four on every idle connection.
+        if cbs.capacity() == 0 {
+            cbs.reserve_exact(1);
         }
         cbs.push((key, Box::new(callback)));
         false

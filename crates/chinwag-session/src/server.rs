@@ -285,13 +285,14 @@ async fn accept_loop<A, C, H>(
         }
         let handler = handler.clone();
         let shared2 = shared.clone();
-        let timeout = config.admission_timeout;
+        // What only the admission uses goes in one box: a task keeps what its future captured
+        // for its whole life, and these (the offer above all) are spent once admitted.
+        let admission = Box::new((offer, admitting, config.admission_timeout));
         shared.tasks.spawn(async move {
             // The admission's futures (the service's `admit`, the engine's handshake answer)
             // live in their own allocation, freed before the session runs: the task then keeps
             // only the session's own future for the connection's whole life.
-            let Some((transport, state)) =
-                Box::pin(admit(&session, offer, &*handler, timeout, admitting)).await
+            let Some((transport, state)) = Box::pin(admit(&session, admission, &*handler)).await
             else {
                 return;
             };
@@ -309,21 +310,21 @@ async fn accept_loop<A, C, H>(
     drop(acceptor);
 }
 
-/// Admits one offered connection: the service's [`admit`](Service::admit) within `timeout`
-/// (ended early by an eviction), then the transport's answer. Refuses and ends the session
+/// Admits one offered connection (`admission`: the offer, its admission slot and the
+/// admission timeout): the service's [`admit`](Service::admit) within the timeout (ended
+/// early by an eviction), then the transport's answer. Refuses and ends the session
 /// otherwise (`None`). Releases the admission slot once the service decided.
 async fn admit<O, C, H>(
     session: &Session<C>,
-    offer: O,
+    admission: Box<(O, OwnedSemaphorePermit, Duration)>,
     handler: &H,
-    timeout: Duration,
-    admitting: OwnedSemaphorePermit,
 ) -> Option<(O::Conn, H::State)>
 where
     O: Offer,
     C: Codec,
     H: Service<C>,
 {
+    let (offer, admitting, timeout) = *admission;
     let decided = tokio::select! {
         biased;
         d = tokio::time::timeout(timeout, handler.admit(session, offer.info())) => d,

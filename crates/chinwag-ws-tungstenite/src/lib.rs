@@ -336,3 +336,18 @@ impl RawWrite for TungsteniteWrite {
         .map_err(TransportError::Io)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The two halves share one `Arc<Mutex<Ws>>` per connection: with the `Arc`'s two counts
+    /// it fits jemalloc's 384-byte size class (the next is 448), which is why
+    /// `chinwag_ws::ReadAhead` keeps its read-ahead in a boxed slice (`docs/session.md`,
+    /// "Measured").
+    #[test]
+    fn the_shared_halves_fit_in_384_bytes() {
+        let arc = std::mem::size_of::<Mutex<Ws>>() + 2 * std::mem::size_of::<usize>();
+        assert!(arc <= 384, "Arc<Mutex<Ws>> is {arc} bytes");
+    }
+}

@@ -232,7 +232,9 @@ const READ_AHEAD: usize = 32 << 10;
 #[derive(Debug)]
 pub struct ReadAhead<S> {
     inner: S,
-    pending: Vec<u8>,
+    // A boxed slice, not a `Vec`: 8 bytes less in every connection's engine state, which
+    // takes tungstenite's shared halves from 392 to 384 bytes, a jemalloc size class lower.
+    pending: Box<[u8]>,
     pos: usize,
 }
 
@@ -241,7 +243,7 @@ impl<S> ReadAhead<S> {
     pub fn new(inner: S) -> Self {
         ReadAhead {
             inner,
-            pending: Vec::new(),
+            pending: Box::default(),
             pos: 0,
         }
     }
@@ -264,7 +266,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
             buf.put_slice(&me.pending[me.pos..me.pos + n]);
             me.pos += n;
             if me.pos == me.pending.len() {
-                me.pending = Vec::new();
+                me.pending = Box::default();
                 me.pos = 0;
             }
             return Poll::Ready(Ok(()));
@@ -282,7 +284,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
         let n = buf.remaining().min(filled.len());
         buf.put_slice(&filled[..n]);
         if n < filled.len() {
-            me.pending = filled[n..].to_vec();
+            me.pending = filled[n..].into();
             me.pos = 0;
         }
         Poll::Ready(Ok(()))

@@ -59,6 +59,16 @@ use std::time::Duration;
 /// reused, `0` reads from the start).
 pub(crate) type EntryId = u64;
 
+/// Pushes `item`, the first one into exact room: `Vec::push`'s first growth keeps room for
+/// four, which on per-user and per-connection lists (most hold one item for an idle
+/// connection's whole life) is memory every idle connection pays. Later growth doubles as usual.
+pub(crate) fn push_small<T>(list: &mut Vec<T>, item: T) {
+    if list.capacity() == 0 {
+        list.reserve_exact(1);
+    }
+    list.push(item);
+}
+
 /// What a send to a user with several connections reports when some were reached and others
 /// not (tok's three behaviours). It matters only for live-only messages (TTL 0): a message with
 /// a TTL is in the offline queue until acknowledged, so a connection that could not take it

@@ -121,11 +121,14 @@ impl SignOnTable {
                 list.drain(..excess).collect()
             }
         };
-        list.push(SignedOn {
-            conn,
-            device: device.device.clone(),
-            seq,
-        });
+        super::push_small(
+            list,
+            SignedOn {
+                conn,
+                device: device.device.clone(),
+                seq,
+            },
+        );
         SignOnOutcome { seq, replaced }
     }
 

@@ -97,8 +97,10 @@ pub(crate) struct UserState {
 #[derive(Debug)]
 pub(crate) struct Users<H> {
     pub(crate) limits: UserLimits,
-    pub(crate) conns: HashMap<ConnId, ConnState<H>>,
-    pub(crate) users: HashMap<Arc<str>, UserState>,
+    /// Boxed, as are the users: a hash table keeps room for up to twice its entries, and an
+    /// idle connection should pay for its own state once, not for two more empty slots of it.
+    pub(crate) conns: HashMap<ConnId, Box<ConnState<H>>>,
+    pub(crate) users: HashMap<Arc<str>, Box<UserState>>,
 }
 
 /// What a message-rate check decided.
@@ -159,10 +161,10 @@ impl<H: Clone> Users<H> {
     ) -> bool {
         let conns = &mut self.users.entry(user.clone()).or_default().conns;
         let first = conns.is_empty();
-        conns.push(id);
+        super::push_small(conns, id);
         self.conns.insert(
             id,
-            ConnState {
+            Box::new(ConnState {
                 handle,
                 user,
                 acknowledges,
@@ -176,7 +178,7 @@ impl<H: Clone> Users<H> {
                 rate: Bucket::new(),
                 strikes: 0,
                 guesses: Guesses::default(),
-            },
+            }),
         );
         first
     }
@@ -208,7 +210,7 @@ impl<H: Clone> Users<H> {
 
     /// The connection ended: removes it. `None` when it was not here (twice is harmless).
     pub(crate) fn detach(&mut self, id: ConnId) -> Option<Detached> {
-        let c = self.conns.remove(&id)?;
+        let c = *self.conns.remove(&id)?;
         let mut user_gone = false;
         if let Some(u) = self.users.get_mut(&c.user) {
             u.conns.retain(|x| *x != id);
@@ -228,7 +230,7 @@ impl<H: Clone> Users<H> {
 
     /// A connection's state.
     pub(crate) fn conn(&self, id: ConnId) -> Option<&ConnState<H>> {
-        self.conns.get(&id)
+        self.conns.get(&id).map(|c| &**c)
     }
 
     /// The connections of `user` that are still recipients, oldest sign-on first.
@@ -315,7 +317,7 @@ impl<H: Clone> Users<H> {
         match self.conns.get_mut(&id) {
             Some(c) if c.recipient => {
                 if !c.rooms.contains(&room) {
-                    c.rooms.push(room);
+                    super::push_small(&mut c.rooms, room);
                 }
                 true
             }

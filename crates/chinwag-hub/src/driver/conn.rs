@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 
 use crate::close::Close;
 use crate::core::identity::Device;
@@ -28,8 +28,9 @@ pub(crate) struct ConnInner {
     pub(crate) shard: usize,
     /// Place in sign-on order (set once the directory decided).
     pub(crate) seq: AtomicU64,
-    /// The hub's reason, when the hub closed it.
-    pub(crate) closed_by: Mutex<Option<Close>>,
+    /// The hub's reason, when the hub closed it (the first one; boxed, as most connections
+    /// never have one: see `tests::a_connection_fits_in_256_bytes`).
+    pub(crate) closed_by: OnceLock<Box<Close>>,
     /// The connection's lane through the application's async hooks of sends, publishes and
     /// joins: taken (FIFO, in the order its requests reach the hub) around each hook call and
     /// the step it decides, so they pass the application one at a time and in order.
@@ -95,7 +96,7 @@ impl Conn {
             ip: a.ip,
             shard,
             seq: AtomicU64::new(0),
-            closed_by: Mutex::new(None),
+            closed_by: OnceLock::new(),
             lane: tokio::sync::Mutex::new(()),
             app_lane: tokio::sync::Mutex::new(()),
         }))
@@ -134,22 +135,13 @@ impl Conn {
     /// Writes the door's goodbye and closes the link, remembering the hub's reason (the hub
     /// has already stopped counting it as a recipient).
     pub(crate) fn end(&self, close: &Close) {
-        {
-            let mut by = self.0.closed_by.lock().unwrap_or_else(|p| p.into_inner());
-            if by.is_none() {
-                *by = Some(close.clone());
-            }
-        }
+        let _ = self.0.closed_by.set(Box::new(close.clone()));
         let bye = self.0.format.format.bye(close);
         self.0.link.close(close, bye);
     }
 
     pub(crate) fn closed_by(&self) -> Option<Close> {
-        self.0
-            .closed_by
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.0.closed_by.get().map(|c| Close::clone(c))
     }
 }
 
@@ -160,5 +152,19 @@ impl std::fmt::Debug for Conn {
             .field("device", &self.0.device)
             .field("door", &self.0.door)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every signed-on connection keeps one `Arc<ConnInner>`: with the `Arc`'s two counts it
+    /// fits jemalloc's 256-byte size class (the next is 320), which an idle connection's
+    /// memory counts on (`docs/session.md`, "Measured").
+    #[test]
+    fn a_connection_fits_in_256_bytes() {
+        let arc = std::mem::size_of::<ConnInner>() + 2 * std::mem::size_of::<usize>();
+        assert!(arc <= 256, "Arc<ConnInner> is {arc} bytes");
     }
 }

@@ -255,6 +255,10 @@ impl Fanout {
         });
         if j.is_none() {
             q.running = false;
+            // A quiet room keeps no queue storage: a job is large (~0.75 KB; the first push
+            // makes room for four), and a server may have a room per pair of users. One
+            // allocation per publish to a quiet room is small beside its fan-out.
+            q.jobs = VecDeque::new();
         }
         j
     }
