@@ -18,6 +18,7 @@ use chinwag_transport::{
 };
 use futures_util::FutureExt;
 use futures_util::future::{Fuse, FusedFuture};
+use futures_util::task::AtomicWaker;
 
 use crate::budget::Charge;
 use crate::codec::{Codec, CodecError, Decoder, Farewell};
@@ -460,17 +461,7 @@ fn write_loop<'a, W: FrameWrite + 'a, C: Codec>(
                 // same pass when the push came from this session's own reader (`queued`, see
                 // `Drive`). Checked again once registered: a push in between has set `queued`.
                 let ready = || inner.queued.load(Ordering::Acquire) || s.state() >= CLOSING;
-                std::future::poll_fn(|cx| {
-                    if ready() {
-                        return Poll::Ready(());
-                    }
-                    inner.task.register(cx.waker());
-                    if ready() {
-                        return Poll::Ready(());
-                    }
-                    Poll::Pending
-                })
-                .await;
+                std::future::poll_fn(|cx| until(&inner.task, cx, ready)).await;
                 continue;
             }
             // Room was made: senders waiting under `OverflowPolicy::Block` may go on.
@@ -760,17 +751,28 @@ fn timer_loop<'a, C: Codec, H: Service<C>>(
                 }
             }
             std::future::poll_fn(|cx| {
-                if woken() || (next != NONE && sleep.as_mut().poll(cx).is_ready()) {
+                if next != NONE && sleep.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(());
                 }
-                inner.task.register(cx.waker());
-                if woken() {
-                    return Poll::Ready(());
-                }
-                Poll::Pending
+                until(&inner.task, cx, woken)
             })
             .await;
         }
+    }
+}
+
+/// Ready if `ready()` holds; otherwise registers the task's waker on `task` (the session's
+/// `Inner::task`) and checks again, so a change between the first check and the registration
+/// is not lost (whoever makes `ready()` true wakes `task` after).
+fn until(task: &AtomicWaker, cx: &mut Context<'_>, ready: impl Fn() -> bool) -> Poll<()> {
+    if ready() {
+        return Poll::Ready(());
+    }
+    task.register(cx.waker());
+    if ready() {
+        Poll::Ready(())
+    } else {
+        Poll::Pending
     }
 }
 
