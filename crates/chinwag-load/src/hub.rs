@@ -1045,6 +1045,9 @@ pub async fn run(spec: &LoadSpec, opts: &RunOptions) -> Result<RunReport, BoxErr
     };
     let redis_cpu = || opts.redis_pid.and_then(procfs::sample);
     let before = sample();
+    // The servers' thread count while everyone connects and runs (a sign-on storm is when a
+    // server that reads its queue on a blocking pool would grow threads).
+    let threads = ThreadPeak::start(pids.clone());
     let mut shares = split_shares(spec);
     if spec.mode == Mode::Replay {
         shares.truncate(1);
@@ -1113,6 +1116,7 @@ pub async fn run(spec: &LoadSpec, opts: &RunOptions) -> Result<RunReport, BoxErr
         at_start,
         at_end,
         wire_bytes: wire_at.map(|(a, b)| wire::sent_between(&a, &b)),
+        threads_peak: threads.stop(),
     };
     Ok(merge(spec, opts, connected, results, samples, redis))
 }
@@ -1162,6 +1166,44 @@ struct Samples {
     at_end: Option<Vec<ProcSample>>,
     /// The bytes the servers' sockets sent in the window, when counted.
     wire_bytes: Option<u64>,
+    /// The most threads the servers had at once (summed over nodes), when sampled.
+    threads_peak: Option<u64>,
+}
+
+/// Samples the servers' thread count every 50 ms until stopped, keeping the highest sum.
+struct ThreadPeak {
+    peak: Arc<AtomicU64>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ThreadPeak {
+    fn start(pids: Vec<u32>) -> Self {
+        let peak = Arc::new(AtomicU64::new(0));
+        let task = (!pids.is_empty()).then(|| {
+            let peak = peak.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(50));
+                loop {
+                    tick.tick().await;
+                    let n: Option<u64> = pids
+                        .iter()
+                        .map(|&p| procfs::sample(p).map(|s| s.threads))
+                        .sum();
+                    if let Some(n) = n {
+                        peak.fetch_max(n, Ordering::Relaxed);
+                    }
+                }
+            })
+        });
+        ThreadPeak { peak, task }
+    }
+
+    /// Stops sampling; the peak, or `None` when nothing was sampled.
+    fn stop(self) -> Option<u64> {
+        let task = self.task?;
+        task.abort();
+        Some(self.peak.load(Ordering::Relaxed)).filter(|&n| n > 0)
+    }
 }
 
 /// The sum of the nodes' samples.
@@ -1169,6 +1211,7 @@ fn summed(v: &[ProcSample]) -> ProcSample {
     ProcSample {
         cpu_us: v.iter().map(|s| s.cpu_us).sum(),
         rss_kib: v.iter().map(|s| s.rss_kib).sum(),
+        threads: v.iter().map(|s| s.threads).sum(),
     }
 }
 
@@ -1282,6 +1325,7 @@ fn merge(
                 rss_end_kib: b.rss_kib,
                 rss_per_conn_kib: idle.then(|| (b.rss_kib as f64 - before.rss_kib as f64) / conns),
                 cpu_us_per_conn_sec: idle.then(|| cpu_us / (conns * secs)),
+                threads_peak: samples.threads_peak,
             })
         }
         _ => None,

@@ -199,6 +199,10 @@ pub struct ServerUsage {
     pub rss_per_conn_kib: Option<f64>,
     /// CPU per connection-second in the measured window, in microseconds (idle runs).
     pub cpu_us_per_conn_sec: Option<f64>,
+    /// Most OS threads the server had at once, from before the generator connected to the
+    /// end (sampled every 50 ms, summed over a cluster's nodes; hub runs).
+    #[serde(default)]
+    pub threads_peak: Option<u64>,
 }
 
 /// The result of one run (what `chinwag-load run` prints as JSON).
@@ -803,6 +807,7 @@ fn merge(
                 cpu_us_per_conn_sec: spec
                     .idle
                     .then(|| cpu_us / (conns * spec.duration.max(1e-9))),
+                threads_peak: None,
             })
         }
         _ => None,

@@ -1,5 +1,5 @@
-//! Server figures from `/proc`: CPU time (`utime + stime` of `/proc/<pid>/stat`) and resident
-//! memory (`VmRSS` of `/proc/<pid>/status`). CPU time is the most stable figure on a shared
+//! Server figures from `/proc`: CPU time (`utime + stime` of `/proc/<pid>/stat`), resident
+//! memory (`VmRSS` of `/proc/<pid>/status`) and threads (`Threads` there). CPU time is the most stable figure on a shared
 //! machine: it does not depend on how much CPU the load generator left to the server.
 
 use std::sync::OnceLock;
@@ -13,6 +13,8 @@ pub struct ProcSample {
     pub cpu_us: u64,
     /// Resident set size, in KiB.
     pub rss_kib: u64,
+    /// OS threads of the process.
+    pub threads: u64,
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`; 100 when that cannot be run).
@@ -45,9 +47,19 @@ pub fn parse_stat_ticks(stat: &str) -> Option<u64> {
 
 /// Parses `VmRSS` (KiB) from the contents of `/proc/<pid>/status`.
 pub fn parse_status_rss_kib(status: &str) -> Option<u64> {
+    status_field(status, "VmRSS:")
+}
+
+/// Parses `Threads` from the contents of `/proc/<pid>/status`.
+pub fn parse_status_threads(status: &str) -> Option<u64> {
+    status_field(status, "Threads:")
+}
+
+/// The first number after `key` in `/proc/<pid>/status`.
+fn status_field(status: &str, key: &str) -> Option<u64> {
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
 }
@@ -60,6 +72,7 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
     Some(ProcSample {
         cpu_us: ticks * 1_000_000 / clock_ticks(),
         rss_kib: parse_status_rss_kib(&status)?,
+        threads: parse_status_threads(&status)?,
     })
 }
 
@@ -78,6 +91,7 @@ mod tests {
     fn parses_status_rss() {
         let status = "Name:\tx\nVmPeak:\t  2000 kB\nVmRSS:\t    1536 kB\nThreads:\t2\n";
         assert_eq!(parse_status_rss_kib(status), Some(1536));
+        assert_eq!(parse_status_threads(status), Some(2));
     }
 
     #[test]

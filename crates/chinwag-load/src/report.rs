@@ -47,6 +47,8 @@ pub struct Row {
     pub rss_per_conn_kib: Option<f64>,
     /// Server CPU per connection-second in microseconds (median).
     pub cpu_us_per_conn_sec: Option<f64>,
+    /// The most OS threads the server had at once during a run (median over runs; hub runs).
+    pub threads_peak: Option<f64>,
     /// Errors over all repetitions.
     pub errors: u64,
     /// Median over repetitions of msgs/s ÷ the baseline's in the same repetition.
@@ -721,6 +723,7 @@ pub fn build(runs: Vec<RunReport>, meta: BTreeMap<String, String>, notes: Vec<St
                 cpu_us_per_msg: med(&|r| r.server.and_then(|s| s.cpu_us_per_msg)),
                 rss_per_conn_kib: med(&|r| r.server.and_then(|s| s.rss_per_conn_kib)),
                 cpu_us_per_conn_sec: med(&|r| r.server.and_then(|s| s.cpu_us_per_conn_sec)),
+                threads_peak: med(&|r| r.server.and_then(|s| s.threads_peak).map(|n| n as f64)),
                 errors: in_s
                     .iter()
                     .filter(|r| m(r, "server") == server)
@@ -1163,7 +1166,7 @@ pub fn markdown(rep: &Report) -> String {
             "hub-idle" => {
                 let _ = writeln!(
                     md,
-                    "| server | conns | RSS/conn KiB | CPU µs per conn·s | errors | RSS ratio |\n|---|---:|---:|---:|---:|---:|"
+                    "| server | conns | RSS/conn KiB | CPU µs per conn·s | threads (peak) | errors | RSS ratio |\n|---|---:|---:|---:|---:|---:|---:|"
                 );
                 for r in &s.rows {
                     let vs = r
@@ -1174,11 +1177,12 @@ pub fn markdown(rep: &Report) -> String {
                         .unwrap_or_default();
                     let _ = writeln!(
                         md,
-                        "| {} | {:.0} | {} | {} | {} | {}{vs} |",
+                        "| {} | {:.0} | {} | {} | {} | {} | {}{vs} |",
                         r.server,
                         r.connected,
                         opt(r.rss_per_conn_kib, 2),
                         opt(r.cpu_us_per_conn_sec, 2),
+                        opt(r.threads_peak, 0),
                         r.errors,
                         ratio(r.rss_ratio)
                     );
@@ -1967,6 +1971,61 @@ mod tests {
         assert_eq!(goal.met, Some(false));
         let md = markdown(&rep);
         assert!(md.contains("(baseline)") && md.contains("**2.00x** (2.00, 2.00)"));
+    }
+
+    #[test]
+    fn idle_rows_report_the_median_thread_peak() {
+        use crate::load::ServerUsage;
+        let run = |rep: &str, threads: Option<u64>| {
+            let meta = [
+                ("scenario", "hub-idle"),
+                ("kind", "hub-idle"),
+                ("server", "server-rooms"),
+                ("role", "chinwag"),
+                ("rep", rep),
+                ("baseline", ""),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+            RunReport {
+                meta,
+                spec: crate::LoadSpec {
+                    mode: crate::hub::Mode::IdleAuth,
+                    conns: 100,
+                    ..crate::LoadSpec::default()
+                },
+                connected: 100,
+                msgs_per_sec: 0.0,
+                messages: 0,
+                latency_us: crate::load::Latency::default(),
+                errors: 0,
+                first_errors: vec![],
+                server: Some(ServerUsage {
+                    rss_per_conn_kib: Some(6.0),
+                    threads_peak: threads,
+                    ..ServerUsage::default()
+                }),
+                hub: Some(crate::hub::HubFigures::default()),
+                guess: None,
+                recover: None,
+            }
+        };
+        let runs = vec![run("0", Some(9)), run("1", Some(30)), run("2", Some(12))];
+        let rep = build(runs, BTreeMap::new(), vec![]);
+        assert_eq!(rep.scenarios[0].rows[0].threads_peak, Some(12.0));
+        let md = markdown(&rep);
+        assert!(md.contains("threads (peak)"), "{md}");
+        assert!(
+            md.contains("| server-rooms | 100 | 6.00 | - | 12 | 0 |"),
+            "{md}"
+        );
+        // A report written before threads were sampled reads as no figure.
+        let old: ServerUsage = serde_json::from_str(
+            r#"{"pid":1,"cpu_ms":1.0,"cpu_us_per_msg":null,"rss_before_kib":1,"rss_end_kib":2,"rss_per_conn_kib":null,"cpu_us_per_conn_sec":null}"#,
+        )
+        .unwrap();
+        assert_eq!(old.threads_peak, None);
     }
 
     #[test]
