@@ -641,17 +641,13 @@ fn timer_loop<'a, C: Codec, H: Service<C>>(
                         at = at.max(ms(seen) + ms(idle));
                     }
                     if now >= at {
-                        let _ = guarded(inner.id, "on_error", || {
-                            handler.on_error(
-                                s,
-                                app,
-                                &SessionError::Transport(TransportError::Timeout(
-                                    "session idle timeout",
-                                )),
-                            )
-                        });
-                        let farewell = inner.codec.farewell(Farewell::Timeout, inner.framing);
-                        s.begin_close_with(CloseCause::IdleTimeout, None, farewell);
+                        timed_out(
+                            s,
+                            handler,
+                            app,
+                            "session idle timeout",
+                            CloseCause::IdleTimeout,
+                        );
                         // The reader and writer do not register for state changes (see
                         // `Session::reached`); when the timer itself changes the state, yield so
                         // the task is polled again and they see it now.
@@ -673,17 +669,13 @@ fn timer_loop<'a, C: Codec, H: Service<C>>(
                                 received,
                                 "message too slow; closing"
                             );
-                            let _ = guarded(inner.id, "on_error", || {
-                                handler.on_error(
-                                    s,
-                                    app,
-                                    &SessionError::Transport(TransportError::Timeout(
-                                        "a message did not arrive in time",
-                                    )),
-                                )
-                            });
-                            let farewell = inner.codec.farewell(Farewell::Timeout, inner.framing);
-                            s.begin_close_with(CloseCause::MessageTimeout, None, farewell);
+                            timed_out(
+                                s,
+                                handler,
+                                app,
+                                "a message did not arrive in time",
+                                CloseCause::MessageTimeout,
+                            );
                             tokio::task::yield_now().await;
                             continue;
                         }
@@ -759,6 +751,27 @@ fn timer_loop<'a, C: Codec, H: Service<C>>(
             .await;
         }
     }
+}
+
+/// A deadline of the timer passed (`what`): tells the handler, then closes with `cause` after
+/// the codec's timeout farewell.
+fn timed_out<C: Codec, H: Service<C>>(
+    s: &Session<C>,
+    handler: &H,
+    app: &H::State,
+    what: &'static str,
+    cause: CloseCause,
+) {
+    let inner = &*s.inner;
+    let _ = guarded(inner.id, "on_error", || {
+        handler.on_error(
+            s,
+            app,
+            &SessionError::Transport(TransportError::Timeout(what)),
+        )
+    });
+    let farewell = inner.codec.farewell(Farewell::Timeout, inner.framing);
+    s.begin_close_with(cause, None, farewell);
 }
 
 /// Ready if `ready()` holds; otherwise registers the task's waker on `task` (the session's
